@@ -1,0 +1,327 @@
+/* Optional C accelerators for etwtools' ETL reader (pure-Python fallbacks give identical results).
+ *
+ * lzxpress_decompress(src, out_size) -> bytes
+ *     MS-XCA "plain LZ77" (Xpress) decompression, as used by compressed ETL buffers.
+ *     Raises ValueError on malformed input or when the output would exceed out_size.
+ * walk(data, starts, ends, out_offsets, out_sizes, out_hdrs) -> (count, damages)
+ *     The record walk of parsers/etl/container.py (walk_py): for each segment [starts[i], ends[i])
+ *     of data, the offset, size and header length (incl. extended items) of every record; damages is
+ *     a list of (segment, offset, resumed_at or -1, reason code).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ LZ77 (MS-XCA 2.4) */
+
+static PyObject *
+lzxpress_decompress(PyObject *self, PyObject *args)
+{
+    Py_buffer src;
+    Py_ssize_t out_size;
+    if (!PyArg_ParseTuple(args, "y*n", &src, &out_size))
+        return NULL;
+    if (out_size < 0) {
+        PyBuffer_Release(&src);
+        PyErr_SetString(PyExc_ValueError, "negative output size");
+        return NULL;
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, out_size);
+    if (result == NULL) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result);
+    const uint8_t *in = (const uint8_t *)src.buf;
+    const size_t in_len = (size_t)src.len, cap = (size_t)out_size;
+    size_t ip = 0, op = 0, last_half = 0;
+    uint32_t flags = 0;
+    int flag_count = 0;
+    const char *err = NULL;
+
+    Py_BEGIN_ALLOW_THREADS
+    while (ip < in_len) {
+        if (flag_count == 0) {
+            if (ip + 4 > in_len) { err = "truncated flag word"; break; }
+            flags = (uint32_t)in[ip] | (uint32_t)in[ip + 1] << 8 | (uint32_t)in[ip + 2] << 16 |
+                    (uint32_t)in[ip + 3] << 24;
+            ip += 4;
+            flag_count = 32;
+        }
+        flag_count--;
+        if ((flags & (1u << flag_count)) == 0) {
+            if (ip >= in_len) { err = "truncated literal"; break; }
+            if (op >= cap) { err = "output larger than expected"; break; }
+            out[op++] = in[ip++];
+            continue;
+        }
+        if (ip == in_len)
+            break;                                   /* end of stream */
+        if (ip + 2 > in_len) { err = "truncated match"; break; }
+        size_t match = (size_t)in[ip] | (size_t)in[ip + 1] << 8;
+        ip += 2;
+        size_t length = match & 7, offset = (match >> 3) + 1;
+        if (length == 7) {
+            if (last_half == 0) {
+                if (ip >= in_len) { err = "truncated match length"; break; }
+                length = in[ip] & 15;
+                last_half = ip;
+                ip += 1;
+            } else {
+                length = in[last_half] >> 4;
+                last_half = 0;
+            }
+            if (length == 15) {
+                if (ip >= in_len) { err = "truncated match length"; break; }
+                length = in[ip++];
+                if (length == 255) {
+                    if (ip + 2 > in_len) { err = "truncated match length"; break; }
+                    length = (size_t)in[ip] | (size_t)in[ip + 1] << 8;
+                    ip += 2;
+                    if (length == 0) {
+                        if (ip + 4 > in_len) { err = "truncated match length"; break; }
+                        length = (size_t)in[ip] | (size_t)in[ip + 1] << 8 | (size_t)in[ip + 2] << 16 |
+                                 (size_t)in[ip + 3] << 24;
+                        ip += 4;
+                    }
+                    if (length < 15 + 7) { err = "wrong match length"; break; }
+                    length -= 15 + 7;
+                }
+                length += 15;
+            }
+            length += 7;
+        }
+        length += 3;
+        if (offset > op) { err = "match before the start of the output"; break; }
+        if (length > cap - op) { err = "output larger than expected"; break; }
+        uint8_t *dst = out + op;
+        const uint8_t *from = dst - offset;
+        if (offset >= length) {
+            memcpy(dst, from, length);
+        } else {
+            for (size_t i = 0; i < length; i++)
+                dst[i] = from[i];
+        }
+        op += length;
+    }
+    Py_END_ALLOW_THREADS
+
+    PyBuffer_Release(&src);
+    if (err != NULL) {
+        Py_DECREF(result);
+        PyErr_Format(PyExc_ValueError, "malformed LZ77 data: %s (input byte %zd)", err, (Py_ssize_t)ip);
+        return NULL;
+    }
+    if (op != cap && _PyBytes_Resize(&result, (Py_ssize_t)op) < 0)
+        return NULL;
+    return result;
+}
+
+/* ------------------------------------------------------------------ record walk */
+
+/* header types (records.py) */
+static uint8_t HDR_LEN[256];
+static uint8_t SIZE_AT_4[256];
+
+static void
+init_tables(void)
+{
+    memset(HDR_LEN, 0, sizeof HDR_LEN);
+    memset(SIZE_AT_4, 0, sizeof SIZE_AT_4);
+    HDR_LEN[0x01] = HDR_LEN[0x02] = 0x20;     /* SYSTEM32/64 */
+    HDR_LEN[0x03] = HDR_LEN[0x04] = 0x18;     /* COMPACT32/64 */
+    HDR_LEN[0x10] = HDR_LEN[0x11] = 0x10;     /* PERFINFO32/64 */
+    HDR_LEN[0x0A] = HDR_LEN[0x14] = 0x30;     /* FULL_HEADER32/64 */
+    HDR_LEN[0x0B] = HDR_LEN[0x15] = 0x48;     /* INSTANCE32/64 */
+    HDR_LEN[0x12] = HDR_LEN[0x13] = 0x50;     /* EVENT_HEADER32/64 */
+    SIZE_AT_4[0x01] = SIZE_AT_4[0x02] = SIZE_AT_4[0x03] = SIZE_AT_4[0x04] = 1;
+    SIZE_AT_4[0x10] = SIZE_AT_4[0x11] = 1;
+}
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* Returns the damage code (0: fine); *size = 0 at the end of the records. */
+static int
+record_at(const uint8_t *d, int64_t p, int64_t end, int64_t *size, int64_t *hdr)
+{
+    *size = 0;
+    *hdr = 0;
+    if (p + 4 > end)
+        return 0;
+    uint16_t low = rd16(d + p);
+    uint8_t ht = d[p + 2], flags = d[p + 3];
+    if (low == 0xFFFF && ht == 0xFF && flags == 0xFF)
+        return 0;
+    int64_t sz, h;
+    if (flags == 0x90) {
+        sz = low;
+        h = 8;
+    } else if (flags == 0xC0 && HDR_LEN[ht]) {
+        h = HDR_LEN[ht];
+        if (SIZE_AT_4[ht]) {
+            if (p + 8 > end)
+                return 3;
+            sz = rd16(d + p + 4);
+            if (low & 0x8000)
+                h += 8;
+            h += 8 * ((low & 0x0700) >> 8);
+        } else {
+            sz = low;
+        }
+    } else {
+        return 1;
+    }
+    if (sz < h)
+        return 2;
+    if (p + sz > end)
+        return 3;
+    if ((ht == 0x12 || ht == 0x13) && flags == 0xC0 && (rd16(d + p + 4) & 1)) {
+        int64_t q = p + h, rec_end = p + sz;
+        for (;;) {
+            if (q + 8 > rec_end)
+                return 4;
+            uint16_t isz = rd16(d + q), link = rd16(d + q + 4);
+            if (isz < 8 || (isz & 7) || q + isz > rec_end)
+                return 4;
+            q += isz;
+            if (!(link & 1))
+                break;
+        }
+        h = q - p;
+    }
+    *size = sz;
+    *hdr = h;
+    return 0;
+}
+
+static int
+chain_ok(const uint8_t *d, int64_t p, int64_t end)
+{
+    int64_t n = 0, size, hdr;
+    while (p + 4 <= end) {
+        if (record_at(d, p, end, &size, &hdr))
+            return 0;
+        if (size == 0)
+            break;
+        n++;
+        p += (size + 7) & ~(int64_t)7;
+    }
+    return n > 0;
+}
+
+static int
+get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t itemsize, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, writable ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (itemsize && view->len % itemsize) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "%s: length is not a multiple of %zd", name, itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+walk(PyObject *self, PyObject *args)
+{
+    PyObject *o_data, *o_starts, *o_ends, *o_offs, *o_sizes, *o_hdrs;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &o_data, &o_starts, &o_ends, &o_offs, &o_sizes, &o_hdrs))
+        return NULL;
+    Py_buffer data, starts, ends, offs, sizes, hdrs;
+    int got = 0;
+    PyObject *damages = NULL, *result = NULL;
+    if (get_buffer(o_data, &data, 0, 0, "data") < 0) goto done;
+    got = 1;
+    if (get_buffer(o_starts, &starts, 0, 8, "starts") < 0) goto done;
+    got = 2;
+    if (get_buffer(o_ends, &ends, 0, 8, "ends") < 0) goto done;
+    got = 3;
+    if (get_buffer(o_offs, &offs, 1, 8, "offsets") < 0) goto done;
+    got = 4;
+    if (get_buffer(o_sizes, &sizes, 1, 8, "sizes") < 0) goto done;
+    got = 5;
+    if (get_buffer(o_hdrs, &hdrs, 1, 8, "hdrs") < 0) goto done;
+    got = 6;
+    if (starts.len != ends.len || offs.len != sizes.len || offs.len != hdrs.len) {
+        PyErr_SetString(PyExc_ValueError, "array lengths differ");
+        goto done;
+    }
+    damages = PyList_New(0);
+    if (damages == NULL) goto done;
+
+    const uint8_t *d = (const uint8_t *)data.buf;
+    const int64_t *st = (const int64_t *)starts.buf, *en = (const int64_t *)ends.buf;
+    int64_t *o_off = (int64_t *)offs.buf, *o_size = (int64_t *)sizes.buf, *o_hdr = (int64_t *)hdrs.buf;
+    Py_ssize_t nseg = starts.len / 8, cap = offs.len / 8, n = 0;
+
+    for (Py_ssize_t seg = 0; seg < nseg; seg++) {
+        int64_t p = st[seg], end = en[seg];
+        if (p < 0 || end < p || end > data.len) {
+            PyErr_Format(PyExc_ValueError, "segment %zd [%lld, %lld) outside the data", seg,
+                         (long long)p, (long long)end);
+            goto done;
+        }
+        while (p + 4 <= end) {
+            int64_t size, hdr;
+            int bad = record_at(d, p, end, &size, &hdr);
+            if (bad) {
+                int64_t q = p + 8;
+                while (q + 4 <= end && !chain_ok(d, q, end))
+                    q += 8;
+                int64_t resumed = q + 4 <= end ? q : -1;
+                PyObject *t = Py_BuildValue("(nLLi)", seg, (long long)p, (long long)resumed, bad);
+                if (t == NULL || PyList_Append(damages, t) < 0) {
+                    Py_XDECREF(t);
+                    goto done;
+                }
+                Py_DECREF(t);
+                if (resumed < 0)
+                    break;
+                p = resumed;
+                continue;
+            }
+            if (size == 0)
+                break;
+            if (n >= cap) {
+                PyErr_SetString(PyExc_ValueError, "output arrays too small");
+                goto done;
+            }
+            o_off[n] = p;
+            o_size[n] = size;
+            o_hdr[n] = hdr;
+            n++;
+            p += (size + 7) & ~(int64_t)7;
+        }
+    }
+    result = Py_BuildValue("(nO)", n, damages);
+
+done:
+    Py_XDECREF(damages);
+    if (got >= 6) PyBuffer_Release(&hdrs);
+    if (got >= 5) PyBuffer_Release(&sizes);
+    if (got >= 4) PyBuffer_Release(&offs);
+    if (got >= 3) PyBuffer_Release(&ends);
+    if (got >= 2) PyBuffer_Release(&starts);
+    if (got >= 1) PyBuffer_Release(&data);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"lzxpress_decompress", lzxpress_decompress, METH_VARARGS,
+     "lzxpress_decompress(src, out_size) -> bytes: MS-XCA plain LZ77 decompression."},
+    {"walk", walk, METH_VARARGS,
+     "walk(data, starts, ends, offsets, sizes, hdrs) -> (count, damages): ETL record walk."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups",
+                                    "C accelerators for etwtools' ETL reader.", -1, methods};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    init_tables();
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,625 @@
+"""Attribute every frame of a capture to the process that sent or received it.
+
+Inputs are the three tables of :mod:`etwtools.parsers.schema`: network events with PIDs (EVENTS),
+frames (FRAMES) and processes (PROCESSES). The steps, all bulk polars joins:
+
+1. local addresses of the traced host (given, NIC events, or inferred from the events), hence the
+   direction of each frame and its (local, remote) 5-tuple;
+2. the clock offset capture - trace, voted from candidate matches (see :mod:`etwtools.clock`);
+3. UDP: datagram = Send/Recv event with the same 5-tuple and size, nearest in time within the tolerance;
+   TCP: frame = owner of its 4-tuple at that time (the PID of the events around it), so a 4-tuple
+   reused by another process changes owner at that process's first event; later IP fragments follow
+   their first fragment;
+4. weaker evidence (same local port; same addresses) at low confidence, saying what it rests on;
+5. PID -> process name and services (:mod:`etwtools.processes`).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from . import clock
+from .diagnostics import info
+from .parsers import schema
+from .processes import ProcessResolver
+
+NS = 1_000_000_000
+#: Default tolerance (s) between a frame and its event once the offset is applied. A packet's ETW
+#: event and its capture timestamp differ by the stack's latency (microseconds to milliseconds), the
+#: clock granularity of older Windows (15.6 ms) and the drift between the two clocks over a long trace
+#: (tens of ms per hour). 0.5 s covers all three; a UDP match also needs the same 5-tuple AND size, so a
+#: wider window costs little precision, while a second datagram of the same flow and size inside it
+#: would still be resolved by taking the nearest event.
+DEFAULT_TOLERANCE_S = 0.5
+#: A 4-tuple (TCP) or 5-tuple (UDP) seen within this time of the frame keeps medium confidence:
+#: 240 s is TCP's TIME_WAIT (2 MSL) on Windows, before which the tuple cannot start a new connection.
+MEDIUM_HORIZON_NS = 240 * NS
+#: Evidence further away than this is not offered at all.
+LOW_HORIZON_NS = 600 * NS
+#: PIDs that never own a socket (Idle, and -1 / 0xFFFFFFFF for "unknown").
+_NO_PID = [0, -1, 0xFFFFFFFF]
+_TCP_OWNER_EVENTS = ["send", "recv", "connect", "accept", "disconnect", "retransmit", "reconnect", "copy"]
+_SYN = 0x02
+
+KEY = ["protocol", "l_addr", "l_port", "r_addr", "r_port"]
+OUT_COLUMNS = ["frame", "time", "direction", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
+               "payload_len", "pid", "process", "services", "confidence", "method", "event_time",
+               "delta_s", "reason"]
+_RANK = {3: "high", 2: "medium", 1: "low", 0: "none"}
+_MAX_SPAN = 2**62
+
+
+def _event_kind(col: str = "event") -> pl.Expr:
+    e = pl.col(col).fill_null("").str.to_lowercase().str.replace_all(r"[^a-z]", "")
+    e = e.str.replace(r"(ipv4|ipv6|v4|v6)$", "")
+    return (pl.when(e.str.starts_with("send")).then(pl.lit("send"))
+            .when(e.str.starts_with("recv") | e.str.starts_with("receive")).then(pl.lit("recv"))
+            .when(e.str.starts_with("connect")).then(pl.lit("connect"))
+            .when(e.str.starts_with("accept")).then(pl.lit("accept"))
+            .when(e.str.starts_with("disconnect")).then(pl.lit("disconnect"))
+            .when(e.str.starts_with("retransmit")).then(pl.lit("retransmit"))
+            .when(e.str.starts_with("reconnect")).then(pl.lit("reconnect"))
+            .when(e.str.starts_with("tcpcopy") | e.str.starts_with("copy")).then(pl.lit("copy"))
+            .when(e.str.starts_with("fail")).then(pl.lit("fail"))
+            .otherwise(e))
+
+
+def _fmt_time(ns: int | None) -> str:
+    from .clock import format_ns
+
+    return format_ns(ns)
+
+
+def _ms(expr: pl.Expr) -> pl.Expr:
+    """Text of a ns duration in ms (one decimal), or in s above 10 s."""
+    v = expr.cast(pl.Float64)
+    return (pl.when(v.abs() >= 10 * NS)
+            .then(pl.format("{} s", (v / NS).round(1).cast(pl.Utf8)))
+            .otherwise(pl.format("{} ms", (v / 1e6).round(3).cast(pl.Utf8))))
+
+
+def _ev_text() -> pl.Expr:
+    """`Send (PID 2136)` for the matched event columns e_kind/e_pid."""
+    return pl.format("{} event of PID {}", pl.col("e_event"), pl.col("e_pid").cast(pl.Utf8))
+
+
+@dataclass
+class Attribution:
+    """The answer for every frame, the clock offset used and everything needed to explain it."""
+
+    frames: pl.DataFrame
+    offset_ns: int | None
+    offset_source: str | None            # "estimated" / "given" / None (no offset)
+    offset_support: int
+    local_addrs: list[str]
+    local_addrs_source: str | None       # "given" / "nic events" / "inferred" / None
+    summary: pl.DataFrame
+    notes: list[str] = field(default_factory=list)
+    tolerance_s: float = DEFAULT_TOLERANCE_S
+    estimate: clock.OffsetEstimate | None = None
+    _events: pl.DataFrame | None = field(default=None, repr=False)
+    _oriented: pl.DataFrame | None = field(default=None, repr=False)
+    _resolver: ProcessResolver | None = field(default=None, repr=False)
+    _why: str | None = field(default=None, repr=False)
+    _match: pl.DataFrame | None = field(default=None, repr=False)
+    _counts: dict = field(default_factory=dict, repr=False)
+
+    # -- answers -----------------------------------------------------------------------------------
+    @property
+    def attributed(self) -> pl.DataFrame:
+        """Frames attributed with high or medium confidence."""
+        return self.frames.filter(pl.col("confidence").is_in(["high", "medium"]))
+
+    def why_nothing(self) -> str | None:
+        """Why no frame at all could be attributed (high or medium confidence); None when some were."""
+        if self.attributed.height:
+            return None
+        return self._why or "no frame could be matched to an event of the trace"
+
+    def describe_offset(self) -> str:
+        """One line: the clock offset used, where it came from and what supports it."""
+        if self.offset_ns is None:
+            return "clock offset: none could be established (" + (self._why or "no candidate matches") + ")"
+        how = "given" if self.offset_source == "given" else "estimated"
+        s = (f"clock offset capture - trace: {self.offset_ns / NS:+.6f} s ({how}; "
+             f"{self.offset_support:,} matching frame/event pair{'s' if self.offset_support != 1 else ''} "
+             f"support it")
+        if self.offset_support == 1:
+            s += ": a single match, check it"
+        return s + f"); tolerance {self.tolerance_s:g} s"
+
+    def explain(self, frame_number: int) -> str:
+        """The whole chain of evidence for one frame, readable by a support engineer."""
+        from .evidence import explain
+
+        return explain(self, frame_number)
+
+
+# ---------------------------------------------------------------------------------------------------
+# inputs
+
+def _prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Network events with eid, t (ns), kind, orientation columns; plus NIC-like rows; plus notes."""
+    ev = schema.conform(events if events is not None else schema.empty(schema.EVENTS), schema.EVENTS)
+    ev = ev.with_row_index("eid").with_columns(pl.col("eid").cast(pl.Int64))
+    provider = pl.col("provider").fill_null("").str.to_lowercase()
+    proto = (pl.when(pl.col("protocol").is_not_null()).then(pl.col("protocol").str.to_uppercase())
+             .when(provider.str.contains("tcp")).then(pl.lit("TCP"))
+             .when(provider.str.contains("udp")).then(pl.lit("UDP")))
+    ev = ev.with_columns(proto.alias("protocol"), _event_kind().alias("kind"),
+                         pl.col("time").cast(pl.Int64).alias("t"))
+    nic = ev.filter(provider.str.contains("systemconfig") | pl.col("event").fill_null("").str.contains("(?i)nic"))
+    notes = []
+    usable = (pl.col("protocol").is_in(["TCP", "UDP"]) & pl.col("t").is_not_null()
+              & pl.col("local_addr").is_not_null() & pl.col("remote_addr").is_not_null()
+              & pl.col("local_port").is_not_null() & pl.col("remote_port").is_not_null())
+    net = ev.filter(usable)
+    bad_pid = pl.col("pid").is_null() | pl.col("pid").is_in(_NO_PID)
+    n_bad = net.filter(bad_pid).height
+    if n_bad:
+        notes.append(f"{n_bad:,} network events carry no usable PID (0, -1 or none) and were not used")
+    net = net.filter(~bad_pid).rename({"local_addr": "l_addr", "local_port": "l_port",
+                                       "remote_addr": "r_addr", "remote_port": "r_port"})
+    net = net.with_columns(pl.col("l_port").cast(pl.Int32), pl.col("r_port").cast(pl.Int32),
+                           pl.when(pl.col("kind") == "send").then(pl.lit("out"))
+                           .when(pl.col("kind") == "recv").then(pl.lit("in")).alias("odir"))
+    return net, nic, notes
+
+
+def _local_addresses(net: pl.DataFrame, nic: pl.DataFrame, given: Sequence[str] | None,
+                     nic_addrs: Sequence[str] | None) -> tuple[list[str], str | None, list[str]]:
+    notes: list[str] = []
+    inferred = sorted(set(net["l_addr"].drop_nulls().unique().to_list())) if net.height else []
+    if given:
+        extra = sorted(set(inferred) - set(given))
+        if extra:
+            notes.append(f"the trace's events also use local address(es) {', '.join(extra[:8])} "
+                         f"that were not given as local")
+        return list(dict.fromkeys(given)), "given", notes
+    nics = list(nic_addrs or []) + (nic["local_addr"].drop_nulls().to_list() if nic.height else [])
+    if nics:
+        addrs = list(dict.fromkeys(nics))
+        extra = [a for a in inferred if a not in addrs]
+        if extra:
+            notes.append(f"local address(es) {', '.join(extra[:8])} appear in the events but not in the "
+                         f"trace's NIC events; used as local too")
+            return addrs + extra, "nic events + inferred", notes
+        return addrs, "nic events", notes
+    if inferred:
+        return inferred, "inferred", notes
+    return [], None, notes
+
+
+def _prepare_frames(frames: pl.DataFrame, local: list[str]) -> pl.DataFrame:
+    fr = schema.conform(frames, schema.FRAMES)
+    fr = fr.with_row_index("fid").with_columns(pl.col("fid").cast(pl.Int64),
+                                               pl.col("time").cast(pl.Int64).alias("t"))
+    fr = _fragments(fr)
+    src_l = pl.col("src_addr").is_in(local)
+    dst_l = pl.col("dst_addr").is_in(local)
+    given = pl.col("direction").fill_null("unknown").str.to_lowercase()
+    return fr.with_columns(
+        pl.when(given.is_in(["in", "out"])).then(given)
+        .when(src_l & dst_l).then(pl.lit("both"))
+        .when(src_l).then(pl.lit("out"))
+        .when(dst_l).then(pl.lit("in"))
+        .otherwise(pl.lit("unknown")).alias("dir"),
+        pl.when(given.is_in(["in", "out"])).then(pl.lit("capture"))
+        .when(src_l | dst_l).then(pl.lit("local addresses"))
+        .otherwise(pl.lit(None, pl.Utf8)).alias("dir_source"),
+    )
+
+
+def _fragments(fr: pl.DataFrame) -> pl.DataFrame:
+    """``first_fid``: for a later IP fragment, its first fragment (same src, dst, IP id, protocol, nearest
+    within 60 s); ``size``: the transport payload of the whole datagram (a first fragment adds the
+    payloads of its later fragments)."""
+    frag = pl.col("fragment").fill_null("none")
+    fr = fr.with_columns(pl.lit(None, pl.Int64).alias("first_fid"),
+                         pl.col("payload_len").cast(pl.Int64).alias("size"))
+    later = fr.filter(frag == "later")
+    first = fr.filter(frag == "first")
+    if not later.height or not first.height:
+        return fr
+    key = ["src_addr", "dst_addr", "ip_id", "protocol"]
+    m = (later.select(key + ["fid", "t", "payload_len"]).filter(pl.col("t").is_not_null()).sort("t")
+         .join_asof(first.select(key + [pl.col("fid").alias("_first"), pl.col("t").alias("_on")])
+                    .filter(pl.col("_on").is_not_null()).sort("_on"),
+                    left_on="t", right_on="_on", by=key, strategy="nearest", tolerance=60 * NS,
+                    check_sortedness=False)
+         .filter(pl.col("_first").is_not_null()))
+    extra = m.group_by("_first").agg(pl.col("payload_len").cast(pl.Int64).sum().alias("_extra"))
+    fr = (fr.join(m.select("fid", "_first"), on="fid", how="left")
+          .join(extra, left_on="fid", right_on="_first", how="left")
+          .with_columns(pl.col("_first").alias("first_fid"),
+                        (pl.col("size") + pl.col("_extra").fill_null(0)).alias("size"))
+          .drop("_first", "_extra").sort("fid"))
+    return fr
+
+
+def _orient(fr: pl.DataFrame) -> pl.DataFrame:
+    """One row per frame and possible orientation (two when the direction is unknown)."""
+    base = fr.filter(pl.col("protocol").is_in(["TCP", "UDP"]) & pl.col("src_addr").is_not_null()
+                     & pl.col("src_port").is_not_null())
+    cols = ["fid", "t", "protocol", "payload_len", "size", "tcp_flags", "fragment"]
+    out = base.filter(pl.col("dir") != "in").select(
+        cols + [pl.col("src_addr").alias("l_addr"), pl.col("src_port").cast(pl.Int32).alias("l_port"),
+                pl.col("dst_addr").alias("r_addr"), pl.col("dst_port").cast(pl.Int32).alias("r_port"),
+                pl.lit("out").alias("odir")])
+    inn = base.filter(pl.col("dir") != "out").select(
+        cols + [pl.col("dst_addr").alias("l_addr"), pl.col("dst_port").cast(pl.Int32).alias("l_port"),
+                pl.col("src_addr").alias("r_addr"), pl.col("src_port").cast(pl.Int32).alias("r_port"),
+                pl.lit("in").alias("odir")])
+    return pl.concat([out, inn])
+
+
+# ---------------------------------------------------------------------------------------------------
+# matchers: each returns rows fid, odir, rank, e_eid, method, dist, reason
+
+_CAND = {"fid": pl.Int64, "odir": pl.Utf8, "rank": pl.Int8, "e_eid": pl.Int64, "method": pl.Utf8,
+         "dist": pl.Int64, "reason": pl.Utf8}
+
+
+def _empty_cand() -> pl.DataFrame:
+    return pl.DataFrame(schema=_CAND)
+
+
+def _asof(left: pl.DataFrame, right: pl.DataFrame, keys: list[str], strategy: str, tolerance: int,
+          prefix: str) -> pl.DataFrame:
+    """join_asof of left (column tt) to right events (column t) by keys; right columns prefixed."""
+    r = right.select(keys + [pl.col("t").alias(f"{prefix}t"), pl.col("t").alias(f"{prefix}t_on"),
+                             pl.col("eid").alias(f"{prefix}eid"), pl.col("pid").alias(f"{prefix}pid"),
+                             pl.col("event").alias(f"{prefix}event")]).sort(f"{prefix}t_on")
+    left = left.sort("tt")
+    return left.join_asof(r, left_on="tt", right_on=f"{prefix}t_on", by=keys, strategy=strategy,
+                          tolerance=tolerance, check_sortedness=False).drop(f"{prefix}t_on")
+
+
+def _match_udp_exact(of: pl.DataFrame, net: pl.DataFrame, tol: int) -> pl.DataFrame:
+    keys = KEY + ["odir", "size"]
+    left = of.filter((pl.col("protocol") == "UDP") & (pl.col("fragment").fill_null("none") != "later"))
+    right = net.filter((pl.col("protocol") == "UDP") & pl.col("odir").is_not_null())
+    if not left.height or not right.height:
+        return _empty_cand()
+    right = right.with_columns(pl.col("size").cast(pl.Int64))
+    m = _asof(left, right, keys, "nearest", tol, "e_").filter(pl.col("e_eid").is_not_null())
+    return m.select(
+        "fid", "odir", pl.lit(3, pl.Int8).alias("rank"), "e_eid", pl.lit("udp-5tuple-size").alias("method"),
+        (pl.col("tt") - pl.col("e_t")).abs().alias("dist"),
+        pl.format("UDP {} event of PID {} has the same 5-tuple and size ({} bytes), {} from the frame "
+                  "after the clock offset", pl.col("e_event"), pl.col("e_pid").cast(pl.Utf8),
+                  pl.col("size").cast(pl.Utf8), _ms(pl.col("tt") - pl.col("e_t"))).alias("reason"))
+
+
+def _match_owner(of: pl.DataFrame, net: pl.DataFrame, proto: str, tol: int) -> pl.DataFrame:
+    """Owner of the frame's 4-tuple (TCP) / 5-tuple (UDP) at its time, from the events around it."""
+    left = of.filter(pl.col("protocol") == proto)
+    kinds = _TCP_OWNER_EVENTS if proto == "TCP" else ["send", "recv"]
+    right = net.filter((pl.col("protocol") == proto) & pl.col("kind").is_in(kinds))
+    if not left.height or not right.height:
+        return _empty_cand()
+    m = _asof(left, right, KEY, "backward", LOW_HORIZON_NS, "p_")
+    m = _asof(m, right, KEY, "forward", LOW_HORIZON_NS, "n_")
+    m = m.filter(pl.col("p_eid").is_not_null() | pl.col("n_eid").is_not_null())
+    if not m.height:
+        return _empty_cand()
+    dp = pl.col("tt") - pl.col("p_t")
+    dn = pl.col("n_t") - pl.col("tt")
+    both = pl.col("p_eid").is_not_null() & pl.col("n_eid").is_not_null()
+    same = both & (pl.col("p_pid") == pl.col("n_pid"))
+    syn = (pl.col("tcp_flags").fill_null(0).cast(pl.Int32) & _SYN) != 0
+    take_next = (pl.col("p_eid").is_null()
+                 | (both & ~same & syn & pl.lit(proto == "TCP"))
+                 | (both & ~same & ~(syn & pl.lit(proto == "TCP")) & (dn < dp))
+                 | (same & (dn < dp)))
+    m = m.with_columns(
+        pl.when(take_next).then(pl.col("n_eid")).otherwise(pl.col("p_eid")).alias("e_eid"),
+        pl.when(take_next).then(pl.col("n_pid")).otherwise(pl.col("p_pid")).alias("e_pid"),
+        pl.when(take_next).then(pl.col("n_event")).otherwise(pl.col("p_event")).alias("e_event"),
+        pl.when(take_next).then(dn).otherwise(dp).alias("dist"),
+        same.alias("same"), both.alias("both"), syn.alias("syn"),
+    )
+    near = pl.col("dist") <= tol
+    medium = pl.col("dist") <= MEDIUM_HORIZON_NS
+    if proto == "TCP":
+        rank = (pl.when(pl.col("same") | near).then(3).when(medium).then(2).otherwise(1))
+        tuple_txt = "4-tuple"
+    else:
+        rank = pl.when(pl.col("same") | medium).then(2).otherwise(1)
+        tuple_txt = "5-tuple"
+    ctx = (pl.when(pl.col("same"))
+           .then(pl.format("the frame lies between two events of PID {} on this {} ({} before, {} after), "
+                           "so the connection is the same", pl.col("e_pid").cast(pl.Utf8), pl.lit(tuple_txt),
+                           _ms(dp), _ms(dn)))
+           .when(pl.col("both") & pl.col("syn") & pl.lit(proto == "TCP"))
+           .then(pl.format("the {} changed owner around this time (PID {} before, PID {} after) and this SYN "
+                           "opens the new connection", pl.lit(tuple_txt), pl.col("p_pid").cast(pl.Utf8),
+                           pl.col("n_pid").cast(pl.Utf8)))
+           .when(pl.col("both"))
+           .then(pl.format("the {} changed owner around this time (PID {} until {} before, PID {} from {} "
+                           "after); the nearer event decides", pl.lit(tuple_txt), pl.col("p_pid").cast(pl.Utf8),
+                           _ms(dp), pl.col("n_pid").cast(pl.Utf8), _ms(dn)))
+           .when(pl.col("p_eid").is_null())
+           .then(pl.format("no event of this {} precedes the frame; the first one follows {} later",
+                           pl.lit(tuple_txt), _ms(dn)))
+           .otherwise(pl.format("no event of this {} follows the frame; the last one was {} earlier",
+                                pl.lit(tuple_txt), _ms(dp))))
+    if proto == "TCP":
+        lead = pl.format("TCP connection owned by PID {} ({} event nearest, {} away): ",
+                         pl.col("e_pid").cast(pl.Utf8), pl.col("e_event"), _ms(pl.col("dist")))
+        method = "tcp-connection"
+    else:
+        lead = pl.format("UDP 5-tuple used by PID {} ({} event nearest, {} away) but no event with this size "
+                         "({} bytes) within the tolerance: ", pl.col("e_pid").cast(pl.Utf8), pl.col("e_event"),
+                         _ms(pl.col("dist")), pl.col("payload_len").cast(pl.Utf8))
+        method = "udp-5tuple"
+    return m.select("fid", "odir", rank.cast(pl.Int8).alias("rank"), "e_eid", pl.lit(method).alias("method"),
+                    "dist", pl.concat_str([lead, ctx]).alias("reason"))
+
+
+def _match_weak(of: pl.DataFrame, net: pl.DataFrame, keys: list[str], method: str) -> pl.DataFrame:
+    right = net.filter(pl.col("protocol").is_in(["TCP", "UDP"]))
+    if not of.height or not right.height:
+        return _empty_cand()
+    r = right.select(keys + [pl.col("t").alias("e_t"), pl.col("t").alias("_on"), pl.col("eid").alias("e_eid"),
+                             pl.col("pid").alias("e_pid"), pl.col("event").alias("e_event"),
+                             pl.col("protocol").alias("e_proto"),
+                             pl.format("{}:{} - {}:{}", "l_addr", "l_port", "r_addr", "r_port").alias("e_tuple")]
+                     ).sort("_on")
+    m = of.sort("tt").join_asof(r, left_on="tt", right_on="_on", by=keys, strategy="nearest",
+                                tolerance=LOW_HORIZON_NS, check_sortedness=False)
+    m = m.filter(pl.col("e_eid").is_not_null())
+    if method == "local-port":
+        why = pl.format("only the local port matches: {} port {} was used by PID {} ({} {} event, {} away); "
+                        "the addresses or the remote port differ, so this is a guess", pl.col("protocol"),
+                        pl.col("l_port").cast(pl.Utf8), pl.col("e_pid").cast(pl.Utf8), pl.col("e_tuple"),
+                        pl.col("e_event"), _ms((pl.col("tt") - pl.col("e_t")).abs()))
+    else:
+        why = pl.format("only the addresses match: PID {} exchanged {} traffic between {} and {} ({} {} event, "
+                        "{} away); the ports differ, so this is a guess", pl.col("e_pid").cast(pl.Utf8),
+                        pl.col("e_proto"), pl.col("l_addr"), pl.col("r_addr"), pl.col("e_tuple"), pl.col("e_event"),
+                        _ms((pl.col("tt") - pl.col("e_t")).abs()))
+    return m.select("fid", "odir", pl.lit(1, pl.Int8).alias("rank"), "e_eid", pl.lit(method).alias("method"),
+                    (pl.col("tt") - pl.col("e_t")).abs().alias("dist"), why.alias("reason"))
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def _estimate(of: pl.DataFrame, net: pl.DataFrame) -> tuple[clock.OffsetEstimate | None, pl.DataFrame]:
+    keys = KEY + ["odir", "size"]
+    f = (of.filter(pl.col("size").fill_null(0) > 0)
+         .filter(pl.col("fragment").fill_null("none") != "later")
+         .select(keys[:-1] + ["fid", "t", "size"]))
+    e = (net.filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0))
+         .select(keys[:-1] + ["eid", "t", pl.col("size").cast(pl.Int64)]))
+    return clock.estimate(f, e, keys)
+
+
+def _why_nothing(net, fr, of, pairs, local, offset_ns, offset_source, estimate, tol) -> str:
+    n_tu = fr.filter(pl.col("protocol").is_in(["TCP", "UDP"])).height
+    if not net.height:
+        return ("the trace has no usable TcpIp/UdpIp network events with a PID (empty trace, or the network "
+                "events were not enabled when it was recorded)")
+    if not fr.height:
+        return "the capture has no frames"
+    if not n_tu:
+        return f"none of the capture's {fr.height:,} frames is TCP or UDP"
+    host = fr.filter(pl.col("dir") != "unknown").height
+    if local and not host:
+        return (f"none of the capture's {n_tu:,} TCP/UDP frames is from or to the traced host "
+                f"({', '.join(local[:6])}{', ...' if len(local) > 6 else ''}): the capture was taken elsewhere "
+                f"or on another network")
+    keyed = of.join(net.select(KEY).unique(), on=KEY, how="semi")
+    if not keyed.height:
+        return (f"no frame shares a protocol and 5-tuple with any of the trace's {net.height:,} network events: "
+                f"the capture and the trace do not cover the same connections (another time or another host)")
+    tr0, tr1 = net["t"].min(), net["t"].max()
+    cf = fr.filter(pl.col("t").is_not_null())
+    c0, c1 = cf["t"].min(), cf["t"].max()
+    span = f"capture {_fmt_time(c0)} to {_fmt_time(c1)}, trace {_fmt_time(tr0)} to {_fmt_time(tr1)}"
+    if offset_ns is None:
+        days = abs((c0 + c1) / 2 - (tr0 + tr1) / 2) / 86400 / NS
+        return (f"{keyed['fid'].n_unique():,} frames share a 5-tuple with trace events, but no candidate match "
+                f"(same 5-tuple and size) lies within +-14 h of each other, so no clock offset is plausible "
+                f"({span}, about {days:.1f} days apart): a capture from another day?")
+    if offset_source == "given":
+        return (f"with the given offset {offset_ns / NS:+.6f} s no frame falls within {tol / NS:g} s of an event "
+                f"with its 5-tuple ({span}); try without --offset to let the offset be estimated")
+    return (f"the frames that share a 5-tuple with trace events do not fall within {tol / NS:g} s of them "
+            f"at the estimated offset {offset_ns / NS:+.6f} s ({span})")
+
+
+def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFrame | None = None, *,
+              offset_s: float | None = None, tolerance_s: float = DEFAULT_TOLERANCE_S,
+              local_addrs: Sequence[str] | None = None, nic_addrs: Sequence[str] | None = None,
+              progress=None) -> Attribution:
+    """Attribute every frame (FRAMES) to a PID and process using network events (EVENTS) and processes.
+
+    ``offset_s`` (capture clock minus trace clock) overrides the estimate; ``local_addrs`` are the traced
+    host's addresses as given by the user (default: ``nic_addrs`` from the trace's NIC events, else the
+    local addresses the events use). Returns an :class:`Attribution`; when nothing at all could be
+    attributed, :meth:`Attribution.why_nothing` says why.
+    """
+    n_total = frames.height if frames is not None else 0
+    step = [0]
+
+    def tick() -> None:
+        step[0] += 1
+        if progress is not None:
+            progress(min(n_total, n_total * step[0] // 7), n_total)
+
+    tol = int(round(tolerance_s * NS))
+    net, nic, notes = _prepare_events(events)
+    local, local_src, more = _local_addresses(net, nic, local_addrs, nic_addrs)
+    notes += more
+    fr = _prepare_frames(frames if frames is not None else schema.empty(schema.FRAMES), local)
+    of = _orient(fr)
+    tick()
+
+    # clock offset
+    estimate, pairs = _estimate(of, net)
+    tick()
+    if offset_s is not None:
+        offset_ns, offset_source = int(round(offset_s * NS)), "given"
+        support = (pairs.filter((pl.col("diff") - offset_ns).abs() <= clock.BIN_NS)["eid"].n_unique()
+                   if pairs.height else 0)
+        if estimate is not None and abs(estimate.offset_ns - offset_ns) > max(tol, clock.BIN_NS):
+            notes.append(f"the given offset {offset_s:+.6f} s differs from the one the data suggest: "
+                         f"{estimate.describe()}")
+    elif estimate is not None:
+        offset_ns, offset_source, support = estimate.offset_ns, "estimated", estimate.support
+        if estimate.runner_up and estimate.runner_up * 2 > estimate.support:
+            notes.append(f"the clock offset is ambiguous: {estimate.describe()}")
+    else:
+        offset_ns, offset_source, support = None, None, 0
+
+    cands = [_empty_cand()]
+    if offset_ns is not None:
+        of = of.with_columns((pl.col("t") - offset_ns).alias("tt"))
+        cands.append(_match_udp_exact(of, net, tol))
+        tick()
+        cands.append(_match_owner(of, net, "TCP", tol))
+        cands.append(_match_owner(of, net, "UDP", tol))
+        tick()
+        found = pl.concat(cands).select("fid").unique()
+        rest = of.join(found, on="fid", how="anti")
+        cands.append(_match_weak(rest, net, ["protocol", "l_port"], "local-port"))
+        found = pl.concat(cands).select("fid").unique()
+        rest = rest.join(found, on="fid", how="anti")
+        cands.append(_match_weak(rest, net, ["l_addr", "r_addr"], "addresses"))
+        tick()
+    best = (pl.concat(cands).sort(["fid", "rank", "dist"], descending=[False, True, False])
+            .unique("fid", keep="first", maintain_order=True))
+
+    # later IP fragments follow their first fragment
+    res = fr.join(best, on="fid", how="left")
+    res = _follow_fragments(res)
+    tick()
+
+    # PID -> process
+    res = res.join(net.select(pl.col("eid").alias("e_eid"), pl.col("t").alias("e_t"), pl.col("pid").alias("pid"),
+                              pl.col("process").alias("e_process")), on="e_eid", how="left")
+    resolver = ProcessResolver(processes if processes is not None else schema.empty(schema.PROCESSES))
+    q = res.filter(pl.col("pid").is_not_null()).select(pl.col("fid").alias("qid"), "pid", pl.col("e_t").alias("t"))
+    names = resolver.resolve(q) if q.height else pl.DataFrame(
+        schema={"qid": pl.Int64, "process": pl.Utf8, "services": pl.Utf8, "process_source": pl.Utf8,
+                "tasklist_image": pl.Utf8})
+    res = res.join(names.rename({"qid": "fid"}), on="fid", how="left")
+    res = res.with_columns(pl.coalesce("process", "e_process").alias("process"))
+    used = set(res["pid"].drop_nulls().unique().to_list())
+    notes += resolver.disagreements(used)
+    mism = (res.filter(pl.col("e_process").is_not_null() & pl.col("process").is_not_null()
+                       & (pl.col("e_process").str.to_lowercase() != pl.col("process").str.to_lowercase()))
+            .select("pid", "e_process", "process").unique())
+    for r in mism.head(10).iter_rows(named=True):
+        notes.append(f"PID {r['pid']}: the trace's events name it {r['e_process']}, the process tables say "
+                     f"{r['process']}")
+    tick()
+
+    why = None
+    if not res.filter(pl.col("rank") >= 2).height:
+        why = _why_nothing(net, fr, of, pairs, local, offset_ns, offset_source, estimate, tol)
+    out = _finish(res, net, offset_ns, local, why)
+    summary = _summary(out, fr)
+    tick()
+    result = Attribution(frames=out, offset_ns=offset_ns, offset_source=offset_source,
+                         offset_support=int(support), local_addrs=local, local_addrs_source=local_src,
+                         summary=summary, notes=notes, tolerance_s=tolerance_s, estimate=estimate,
+                         _events=net, _oriented=of, _resolver=resolver, _why=why,
+                         _match=res.select("fid", "e_eid").sort("fid"),
+                         _counts={"pairs": pairs.height})
+    if offset_ns is not None:
+        info(result.describe_offset())
+    return result
+
+
+def _follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
+    later = res.filter(pl.col("first_fid").is_not_null())
+    if not later.height:
+        return res
+    first = res.select(pl.col("fid").alias("first_fid"), pl.col("frame").alias("f_frame"),
+                       pl.col("rank").alias("f_rank"), pl.col("e_eid").alias("f_eid"),
+                       pl.col("odir").alias("f_odir"), pl.col("dist").alias("f_dist"))
+    m = later.select("fid", "first_fid", "ip_id").join(first, on="first_fid", how="inner")
+    m = m.filter(pl.col("f_eid").is_not_null())
+    upd = m.select(
+        "fid", pl.col("f_rank").alias("rank"), pl.col("f_eid").alias("e_eid"), pl.col("f_odir").alias("odir"),
+        pl.lit("fragment").alias("method"), pl.col("f_dist").alias("dist"),
+        pl.format("later IP fragment of frame {} (IP id {}), attributed with the same evidence as that frame",
+                  pl.col("f_frame").cast(pl.Utf8), pl.col("ip_id").cast(pl.Utf8)).alias("reason"))
+    return res.update(upd, on="fid", how="left")
+
+
+def _finish(res: pl.DataFrame, net: pl.DataFrame, offset_ns: int | None, local: list[str],
+            why: str | None) -> pl.DataFrame:
+    tu = pl.col("protocol").is_in(["TCP", "UDP"])
+    frag = pl.col("fragment").fill_null("none")
+    if net.height:
+        t0, t1 = net["t"].min(), net["t"].max()
+    else:
+        t0 = t1 = None
+    tt = pl.col("t") - (offset_ns or 0)
+    locals_txt = ", ".join(local[:4]) + (", ..." if len(local) > 4 else "")
+    none_reason = (
+        pl.when(~tu).then(pl.format("{} frame: the trace's network events cover only TCP and UDP",
+                                    pl.col("protocol").fill_null("non-IP")))
+        .when(pl.lit(offset_ns is None)).then(pl.lit(
+            "no clock offset between capture and trace could be established, so no frame can be matched"
+            + (f" ({why})" if why else "")))
+        .when(pl.col("dir") == "unknown").then(pl.lit(
+            f"neither address is one of the traced host's ({locals_txt})" if local
+            else "the traced host's addresses are unknown and no event has this 5-tuple"))
+        .when(frag == "later").then(pl.lit("later IP fragment whose first fragment is not attributed"))
+        .when(pl.lit(t0 is not None) & (tt < (t0 or 0) - LOW_HORIZON_NS)).then(
+            pl.format("the frame is {} before the trace's first network event (after the clock offset)",
+                      _ms(pl.lit(t0 or 0) - tt)))
+        .when(pl.lit(t1 is not None) & (tt > (t1 or 0) + LOW_HORIZON_NS)).then(
+            pl.format("the frame is {} after the trace's last network event (after the clock offset)",
+                      _ms(tt - pl.lit(t1 or 0))))
+        .otherwise(pl.lit("no TcpIp/UdpIp event has this 5-tuple, its local port or its addresses "
+                          "within 10 minutes")))
+    dirn = (pl.when(pl.col("dir").is_in(["in", "out"])).then(pl.col("dir"))
+            .when(pl.col("odir").is_not_null()).then(pl.col("odir"))
+            .otherwise(pl.lit("unknown")))
+    rank = pl.col("rank").fill_null(0)
+    conf = (pl.when(rank == 3).then(pl.lit("high")).when(rank == 2).then(pl.lit("medium"))
+            .when(rank == 1).then(pl.lit("low")).otherwise(pl.lit("none")))
+    out = res.sort("fid").select(
+        "frame", pl.col("time"), dirn.alias("direction"), "protocol", "src_addr", "src_port", "dst_addr",
+        "dst_port", "payload_len", pl.col("pid").cast(pl.Int64), pl.col("process"), pl.col("services"),
+        conf.alias("confidence"), pl.col("method"),
+        pl.col("e_t").cast(pl.Datetime("ns", "UTC")).alias("event_time"),
+        ((tt - pl.col("e_t")) / NS).alias("delta_s"),
+        pl.when(pl.col("reason").is_not_null()).then(pl.col("reason")).otherwise(none_reason).alias("reason"),
+        "wirelen",
+    )
+    return out.with_columns(pl.col("method").fill_null("none")).select(OUT_COLUMNS + ["wirelen"]).drop("wirelen")
+
+
+def _summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
+    wl = fr.select(pl.col("wirelen").cast(pl.Int64), pl.col("caplen").cast(pl.Int64))
+    b = pl.Series("bytes", wl["wirelen"].fill_null(wl["caplen"]).fill_null(0))
+    df = out.with_columns(b.alias("_bytes"))
+    att = df.filter(pl.col("confidence").is_in(["high", "medium"]))
+    low = df.filter(pl.col("confidence") == "low")
+    non = df.filter(pl.col("confidence").is_in(["low", "none"]))
+
+    def agg(d: pl.DataFrame) -> list[pl.Expr]:
+        return [pl.len().alias("frames"), pl.col("_bytes").sum().alias("bytes"),
+                pl.col("time").min().alias("first"), pl.col("time").max().alias("last")]
+
+    s = (att.group_by("pid", "process", "services")
+         .agg(agg(att) + [(pl.col("confidence") == "high").sum().alias("high")])
+         .sort(["frames", "pid"], descending=[True, False]))
+    rest = (non.select(pl.lit(None, pl.Int64).alias("pid"), pl.lit("(not attributed)").alias("process"),
+                       pl.lit(None, pl.Utf8).alias("services"), "_bytes", "time", "confidence")
+            .group_by("pid", "process", "services").agg(agg(non) + [pl.lit(0, pl.UInt32).alias("high")]))
+    s = pl.concat([s.with_columns(pl.col("high").cast(pl.UInt32)), rest], how="vertical_relaxed")
+    s = s.with_columns(pl.col("frames").cast(pl.Int64), pl.col("bytes").cast(pl.Int64))
+    if low.height:
+        s = s.with_columns(pl.when(pl.col("pid").is_null())
+                           .then(pl.lit(f"(not attributed; {low.height:,} with a low-confidence candidate)"))
+                           .otherwise(pl.col("process")).alias("process"))
+    return s.select("pid", "process", "services", "frames", "bytes", "first", "last")

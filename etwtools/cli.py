@@ -1,0 +1,313 @@
+"""The ``etwtools`` command line: every command is one library call plus formatting.
+
+Data goes to stdout (or ``-o``); warnings, offsets and summaries go to stderr. Errors are one line
+(``error: FILE: offset 0x..: what is wrong``) and exit code 1; ``--traceback`` shows the Python traceback.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from datetime import datetime, timezone
+
+import click
+import polars as pl
+
+from . import output
+from .errors import EtwToolsError
+from .progress import bar_for
+
+EXISTING = click.Path(exists=True, dir_okay=False, readable=True)
+
+
+class _StderrFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        return prefix + record.getMessage()
+
+
+def _setup_logging(quiet: bool) -> None:
+    log = logging.getLogger("etwtools")
+    log.handlers[:] = []
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_StderrFormatter())
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+def _info(message: str) -> None:
+    logging.getLogger("etwtools").info(message)
+
+
+def output_options(f):
+    """--format and -o, shared by every command that prints a table."""
+    f = click.option("-o", "--output", "out", type=click.Path(dir_okay=False, writable=True),
+                     help="Write to this file instead of stdout.")(f)
+    f = click.option("-f", "--format", "fmt", type=click.Choice(output.FORMATS), default="table",
+                     show_default=True,
+                     help="table: aligned text for reading; csv; json: one JSON object per line; "
+                          "parquet: for polars/pandas/DuckDB (needs -o or a pipe).")(f)
+    return f
+
+
+def _guarded(f):
+    """Turn library errors into one line on stderr and exit code 1 (unless --traceback)."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        show_tb = ctx.find_root().params.get("traceback", False)
+        try:
+            return f(*args, **kwargs)
+        except EtwToolsError as e:
+            if show_tb:
+                raise
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except (KeyboardInterrupt, BrokenPipeError):
+            sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except Exception as e:  # an etwtools bug: still one line, with a hint
+            if show_tb:
+                raise
+            click.echo(f"error: internal error ({type(e).__name__}: {e}); "
+                       "run again with --traceback and report it", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _with_progress(label: str, call):
+    bar = bar_for(label)
+    try:
+        return call(bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2010-01-14T11:20:00Z")
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--traceback", is_flag=True, help="Show the Python traceback on errors (for bug reports).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.version_option(package_name="etwtools")
+def cli(traceback: bool, quiet: bool) -> None:
+    """Which process sent this packet? Join Windows ETW traces, captures and tasklist snapshots.
+
+    \b
+    Typical session:
+      etwtools events --etl kernel.etl                  # network events with PIDs and process names
+      etwtools frames --pcap net.pcapng                  # the capture as a table
+      etwtools attribute --etl kernel.etl --pcap net.pcapng --tasklist tasklist.txt
+      etwtools attribute ... --frame 105540              # the whole chain of evidence for one frame
+      etwtools synattack --etl TCPIP.etl                 # when Windows entered/left SYN-attack mode
+
+    --etl takes a binary .etl (NT Kernel Logger, netsh trace, WPR, pktmon) or its tracerpt CSV dump.
+    Times are UTC. Data goes to stdout, diagnostics to stderr.
+    """
+    _setup_logging(quiet)
+
+
+@cli.command()
+@click.option("--etl", "path", required=True, type=EXISTING,
+              help="ETL file or tracerpt CSV (dumpfile.csv or 'tracerpt -of CSV').")
+@click.option("--all", "all_events", is_flag=True,
+              help="Every event in the file (not only TcpIp/UdpIp), fields as JSON.")
+@output_options
+@_guarded
+def events(path: str, all_events: bool, fmt: str, out: str | None) -> None:
+    """Network events (TcpIp/UdpIp, Kernel-Network) with PID and process name.
+
+    \b
+    Columns: time (UTC), provider, event, protocol, ip_version, pid, process, size,
+    local_addr, local_port, remote_addr, remote_port, connid, seqnum, record.
+    Example: etwtools events --etl kernel.etl --format csv -o events.csv
+    """
+    if all_events:
+        from .parsers.etl.generic import read_all_events
+
+        df = _with_progress("reading", lambda bar: read_all_events(path, progress=bar))
+    else:
+        from .sources import read_events
+
+        df = _with_progress("reading", lambda bar: read_events(path, progress=bar))
+    output.write(df, fmt, out)
+    _info(f"{df.height:,} events")
+
+
+@cli.command()
+@click.option("--etl", "etl", type=EXISTING, help="ETL file or tracerpt CSV with process events.")
+@click.option("--tasklist", "tasklists", multiple=True, type=EXISTING,
+              help="tasklist output (any format: table, /svc, /v, /fo csv, /fo list). Repeatable.")
+@click.option("--tasklist-time", help="UTC time the tasklist snapshot was taken, e.g. 2010-01-14T11:20:00Z.")
+@output_options
+@_guarded
+def processes(etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | None, fmt: str,
+              out: str | None) -> None:
+    """Processes with their lifetimes and services, from a trace and/or tasklist snapshots.
+
+    \b
+    Columns: pid, ppid, image, command_line, session, start, end, services, user, source, snapshot.
+    Example: etwtools processes --tasklist tasklist_svc.txt
+    """
+    from .sources import read_processes
+
+    if not etl and not tasklists:
+        raise click.UsageError("give --etl FILE and/or --tasklist FILE")
+    paths = ([etl] if etl else []) + list(tasklists)
+    df = _with_progress("reading", lambda bar: read_processes(
+        paths, snapshot_time=_parse_time(tasklist_time), progress=bar))
+    output.write(df, fmt, out)
+    _info(f"{df.height:,} processes")
+
+
+@cli.command()
+@click.option("--pcap", "pcap", type=EXISTING, help="pcap or pcapng capture.")
+@click.option("--etl", "etl", type=EXISTING, help="ETL file with packets (pktmon, netsh trace capture=yes).")
+@output_options
+@_guarded
+def frames(pcap: str | None, etl: str | None, fmt: str, out: str | None) -> None:
+    """The frames of a capture, with their 5-tuples and exact UTC times.
+
+    \b
+    Columns: frame, time, caplen, wirelen, interface, link_type, direction, ip_version, protocol,
+    src_addr, src_port, dst_addr, dst_port, payload_len, tcp_flags, tcp_seq, ip_id, fragment, notes.
+    Example: etwtools frames --pcap net.pcapng --format json | head
+    """
+    from .sources import read_frames
+
+    if bool(pcap) == bool(etl):
+        raise click.UsageError("give exactly one of --pcap FILE or --etl FILE")
+    path = pcap or etl
+    df = _with_progress("reading", lambda bar: read_frames(path, progress=bar))
+    output.write(df, fmt, out)
+    _info(f"{df.height:,} frames")
+
+
+@cli.command()
+@click.option("--etl", "trace", required=True, type=EXISTING,
+              help="The trace: ETL file (kernel network events, Kernel-Network) or tracerpt CSV.")
+@click.option("--pcap", "capture", type=EXISTING,
+              help="The capture (pcap/pcapng). Omit when the ETL itself holds the packets.")
+@click.option("--tasklist", "tasklists", multiple=True, type=EXISTING,
+              help="tasklist output taken on the same host (adds names and services). Repeatable.")
+@click.option("--tasklist-time", help="UTC time the tasklist snapshot was taken (PIDs are reused).")
+@click.option("--offset", type=float,
+              help="Capture clock minus trace clock, in seconds (default: estimated from the data).")
+@click.option("--tolerance", type=float,
+              help="Largest time difference, in seconds, between a frame and its event after alignment.")
+@click.option("--local", "local_addrs", multiple=True,
+              help="An address of the traced host (default: from the trace). Repeatable.")
+@click.option("--frame", "explain", multiple=True, type=int,
+              help="Print the whole chain of evidence for this frame number. Repeatable.")
+@click.option("--annotate", type=click.Path(dir_okay=False, writable=True),
+              help="Also write the capture as pcapng with a comment per attributed packet "
+                   "(Wireshark: frame.comment contains \"store.exe\").")
+@output_options
+@_guarded
+def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
+              offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...],
+              explain: tuple[int, ...], annotate: str | None, fmt: str, out: str | None) -> None:
+    """Attribute every frame of a capture to the process that sent or received it.
+
+    \b
+    Matches frames to the trace's TcpIp/UdpIp events by protocol and 5-tuple (UDP: and size),
+    after finding the clock offset between capture and trace on its own; resolves PIDs through
+    the trace's process events, then tasklist snapshots. Each frame gets a confidence
+    (high/medium/low/none), the method, the event it rests on and a one-sentence reason.
+    Exit code 1 when no frame at all could be attributed.
+
+    \b
+    Example:
+      etwtools attribute --etl kernel.csv --pcap capture.pcap --tasklist tasklist.txt
+      etwtools attribute --etl kernel.etl --pcap net.pcapng --frame 105540 --annotate out.pcapng
+    """
+    from .attribution import attribute as run_attribution
+    from .sources import read_frames, read_processes, read_trace
+
+    tr = _with_progress("reading trace", lambda bar: read_trace(trace, progress=bar))
+    fr = _with_progress("reading capture", lambda bar: read_frames(capture or trace, progress=bar))
+    procs = tr.processes
+    if tasklists:
+        procs = pl.concat([procs, read_processes(list(tasklists), snapshot_time=_parse_time(tasklist_time))],
+                          how="diagonal_relaxed")
+    kwargs = {} if tolerance is None else {"tolerance_s": tolerance}
+    result = _with_progress("attributing", lambda bar: run_attribution(
+        tr.events, fr, procs, offset_s=offset,
+        local_addrs=list(local_addrs) or tr.local_addresses or None, progress=bar, **kwargs))
+
+    for n in explain:
+        click.echo(result.explain(n))
+        click.echo()
+    if not explain or out:
+        output.write(result.frames, fmt, out)
+    if fmt == "table" and not out and not explain:
+        click.echo()
+        click.echo("Summary by process:")
+        output.write(result.summary, "table")
+    _info(result.describe_offset())
+    for note in result.notes:
+        _info(f"note: {note}")
+    if annotate:
+        from .annotate import write_annotated
+
+        n = write_annotated(capture or trace, result, annotate)
+        _info(f"wrote {annotate}: {n:,} packets annotated")
+    why = result.why_nothing()
+    if why:
+        click.echo(f"error: nothing attributed: {why}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--etl", "path", required=True, type=EXISTING,
+              help="ETL with Microsoft-Windows-TCPIP events (netsh trace, see README).")
+@click.option("--pcap", "pcap", type=EXISTING,
+              help="A capture of the same period (default: the packets inside the ETL, if any).")
+@output_options
+@_guarded
+def synattack(path: str, pcap: str | None, fmt: str, out: str | None) -> None:
+    """When Windows entered and left SYN-attack resistance mode, and what traffic caused it.
+
+    \b
+    Collect on the server (as administrator):
+      netsh trace start capture=yes provider=Microsoft-Windows-TCPIP level=0x05 tracefile=TCPIP.etl
+      ... wait for the problem ...
+      netsh trace stop
+    Example: etwtools synattack --etl TCPIP.etl
+    """
+    from .synattack import synattack as run
+
+    report = _with_progress("reading", lambda bar: run(path, pcap))
+    if report.intervals.height == 0 and report.other_events.height == 0:
+        click.echo(report.message)
+        return
+    output.write(report.intervals, fmt, out)
+    if fmt == "table" and not out:
+        if report.other_events.height:
+            click.echo("\nRate-limit and land-attack events:")
+            output.write(report.other_events, "table")
+        if report.packets is not None and report.packets.height:
+            click.echo("\nSYN traffic before, during and after each interval:")
+            output.write(report.packets, "table")
+    _info(report.message)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="etwtools")
+
+
+if __name__ == "__main__":
+    main()

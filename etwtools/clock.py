@@ -1,0 +1,195 @@
+"""Clock offset between a capture and a trace (capture clock minus trace clock), found from the data.
+
+Candidate matches are (frame, event) pairs with the same protocol and 5-tuple (UDP and TCP: and the
+same size). Their time differences are voted into a histogram over a +-14 h window (every time-zone
+difference fits in it); each bin's vote is the number of DISTINCT events and frames in it, so a burst
+cannot outvote many independent matches. The winning bin is refined to the median of its inliers.
+Wrong candidates (a 5-tuple reused, periodic traffic) spread over many bins and lose the vote.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+NS = 1_000_000_000
+#: Largest plausible |capture - trace| offset: time zones go from UTC-12 to UTC+14.
+WINDOW_NS = 14 * 3600 * NS + 30 * 60 * NS
+#: Histogram bin width.
+BIN_NS = 50_000_000
+#: Cap on the number of candidate pairs per key (events are thinned, frames kept: every kept event
+#: still has its true frame, so the true offset keeps its votes).
+PAIRS_PER_KEY = 20_000
+#: Cap on the total number of candidate pairs.
+PAIRS_TOTAL = 4_000_000
+_QUARTER_HOUR_NS = 15 * 60 * NS
+
+
+def format_ns(ns: int | None) -> str:
+    """UTC text of a ns timestamp with all its significant sub-second digits (at least microseconds)."""
+    if ns is None:
+        return "?"
+    import datetime as _dt
+
+    sec, frac = divmod(int(ns), NS)
+    base = _dt.datetime(1970, 1, 1) + _dt.timedelta(seconds=sec)
+    digits = f"{frac:09d}".rstrip("0").ljust(6, "0")
+    return f"{base:%Y-%m-%d %H:%M:%S}.{digits} UTC"
+
+
+@dataclass
+class OffsetEstimate:
+    """The offset found, how many distinct matches support it, and what was voted on."""
+
+    offset_ns: int
+    support: int
+    candidates: int          # candidate pairs voted
+    runner_up: int           # support of the best other bin (far from the winner)
+    spread_ns: int           # median absolute deviation of the inliers
+
+    def describe(self) -> str:
+        return (f"{self.offset_ns / NS:+.6f} s (supported by {self.support:,} match"
+                f"{'es' if self.support != 1 else ''} of {self.candidates:,} candidate pairs"
+                f"{f'; next best offset has {self.runner_up:,}' if self.runner_up else ''})")
+
+
+def _empty_pairs() -> pl.DataFrame:
+    return pl.DataFrame(schema={"fid": pl.Int64, "eid": pl.Int64, "diff": pl.Int64})
+
+
+def candidate_pairs(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Join oriented frames (``fid``, ``t``, keys) with events (``eid``, ``t``, keys) on ``keys``.
+
+    Returns ``fid``, ``eid``, ``diff`` (frame time minus event time, ns) within the +-14 h window.
+    Groups with more than :data:`PAIRS_PER_KEY` pairs have their events thinned evenly; :func:`estimate`
+    then re-checks the best offsets against all frames and events.
+    """
+    return _candidate_pairs(frames, events, keys)[0]
+
+
+def _candidate_pairs(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, bool]:
+    if not frames.height or not events.height:
+        return _empty_pairs(), False
+    fc = frames.group_by(keys).agg(pl.len().alias("n_f"))
+    ec = events.group_by(keys).agg(pl.len().alias("n_e"))
+    counts = fc.join(ec, on=keys, how="inner")
+    if not counts.height:
+        return _empty_pairs(), False
+    prod = counts["n_f"].cast(pl.Int64) * counts["n_e"].cast(pl.Int64)
+    total = int(prod.sum())
+    per_key = PAIRS_PER_KEY
+    if total > PAIRS_TOTAL:
+        per_key = max(1_000, PAIRS_PER_KEY * PAIRS_TOTAL // total)
+    thinned = bool((prod > per_key).any())
+    counts = counts.with_columns(
+        ((pl.col("n_f").cast(pl.Int64) * pl.col("n_e") + per_key - 1) // per_key).clip(lower_bound=1)
+        .alias("stride"))
+    ev = (events.join(counts.select(keys + ["stride"]), on=keys, how="inner")
+          .with_columns(pl.int_range(pl.len()).over(keys).alias("_rank"))
+          .filter(pl.col("_rank") % pl.col("stride") == 0)
+          .select(keys + ["eid", pl.col("t").alias("t_e")]))
+    fr = frames.select(keys + ["fid", pl.col("t").alias("t_f")])
+    pairs = fr.join(ev, on=keys, how="inner")
+    pairs = (pairs.select("fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff"))
+             .filter(pl.col("diff").abs() <= WINDOW_NS))
+    return pairs, thinned
+
+
+def _vote(pairs: pl.DataFrame, shift: int) -> pl.DataFrame:
+    return (pairs.with_columns(((pl.col("diff") + shift) // BIN_NS).alias("bin"))
+            .group_by("bin")
+            .agg(pl.col("eid").n_unique().alias("n_e"), pl.col("fid").n_unique().alias("n_f"),
+                 pl.col("diff").median().alias("center"))
+            .with_columns(pl.min_horizontal("n_e", "n_f").alias("score"), pl.lit(shift).alias("shift")))
+
+
+def _votes(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Bins of two grids half a bin apart, best first: support, then nearest a quarter hour, then 0."""
+    votes = pl.concat([_vote(pairs, 0), _vote(pairs, BIN_NS // 2)])
+    return votes.with_columns(
+        (((pl.col("center") + _QUARTER_HOUR_NS / 2) % _QUARTER_HOUR_NS) - _QUARTER_HOUR_NS / 2).abs()
+        .alias("tz_residual"),
+        pl.col("center").abs().alias("abs_center"),
+    ).sort(["score", "tz_residual", "abs_center"], descending=[True, False, False])
+
+
+def _inliers(pairs: pl.DataFrame, center: float, half: int) -> pl.DataFrame:
+    """One pair per event and per frame (the closest to ``center``) within ``half`` of it."""
+    c = int(round(center))
+    return (pairs.filter((pl.col("diff") - c).abs() <= half)
+            .with_columns((pl.col("diff") - c).abs().alias("_d"))
+            .sort("_d").unique("eid", keep="first", maintain_order=True)
+            .unique("fid", keep="first", maintain_order=True))
+
+
+def _refine(pairs: pl.DataFrame, center: float) -> tuple[int, int, int]:
+    inl = _inliers(pairs, center, BIN_NS)
+    center = float(inl["diff"].median())
+    inl = _inliers(pairs, center, BIN_NS)
+    offset = int(round(float(inl["diff"].median())))
+    spread = int((inl["diff"] - offset).abs().median() or 0)
+    return offset, inl.height, spread
+
+
+def _distinct_centers(votes: pl.DataFrame, k: int) -> list[tuple[float, int]]:
+    out: list[tuple[float, int]] = []
+    for c, score in votes.select("center", "score").iter_rows():
+        if all(abs(c - o) > BIN_NS for o, _ in out):
+            out.append((c, score))
+        if len(out) >= k:
+            break
+    return out
+
+
+def estimate_offset(pairs: pl.DataFrame) -> OffsetEstimate | None:
+    """The most supported offset among candidate pairs (``fid``, ``eid``, ``diff``); None without pairs."""
+    if not pairs.height:
+        return None
+    votes = _votes(pairs)
+    best = _distinct_centers(votes, 2)
+    offset, support, spread = _refine(pairs, best[0][0])
+    runner = best[1][1] if len(best) > 1 else 0
+    return OffsetEstimate(offset_ns=offset, support=support, candidates=pairs.height,
+                          runner_up=runner, spread_ns=spread)
+
+
+def _matches_at(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], center: int) -> pl.DataFrame:
+    """Pairs (fid, eid, diff) of every frame with its nearest same-key event within a bin of ``center``."""
+    f = frames.select(keys + ["fid", (pl.col("t") - center).alias("_tt"), pl.col("t").alias("t_f")]).sort("_tt")
+    e = events.select(keys + ["eid", pl.col("t").alias("t_e"), pl.col("t").alias("_on")]).sort("_on")
+    m = f.join_asof(e, left_on="_tt", right_on="_on", by=keys, strategy="nearest", tolerance=BIN_NS,
+                    check_sortedness=False)
+    return (m.filter(pl.col("eid").is_not_null())
+            .select("fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff")))
+
+
+def estimate(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str],
+             pairs: pl.DataFrame | None = None) -> tuple[OffsetEstimate | None, pl.DataFrame]:
+    """Offset from frames (``fid``, ``t``, keys) and events (``eid``, ``t``, keys), and the candidate pairs.
+
+    When the vote is close, or pairs had to be thinned, the best few offsets are checked against ALL
+    frames and events (each frame with its nearest same-key event): the offset matching most wins.
+    """
+    if pairs is None:
+        pairs, thinned = _candidate_pairs(frames, events, keys)
+    else:
+        thinned = False
+    if not pairs.height:
+        return None, pairs
+    votes = _votes(pairs)
+    top = _distinct_centers(votes, 8)
+    if not thinned and (len(top) == 1 or top[1][1] * 2 < top[0][1]):
+        est = estimate_offset(pairs)
+        return est, pairs
+    scored = []
+    for c, _ in top:
+        m = _matches_at(frames, events, keys, int(round(c)))
+        scored.append((_inliers(m, c, BIN_NS).height, c, m))
+    scored.sort(key=lambda x: -x[0])
+    score, c, m = scored[0]
+    offset, support, spread = _refine(m, c)
+    m2 = _matches_at(frames, events, keys, offset)
+    offset, support, spread = _refine(m2, offset)
+    runner = scored[1][0] if len(scored) > 1 else 0
+    return OffsetEstimate(offset_ns=offset, support=support, candidates=pairs.height, runner_up=runner,
+                          spread_ns=spread), pairs

@@ -1,0 +1,174 @@
+"""The chain of evidence behind one frame's attribution, as text for a support engineer (``--frame N``)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from .attribution import Attribution
+
+NS = 1_000_000_000
+_SHOW = 6
+
+
+def _t(ns: int | None) -> str:
+    from .clock import format_ns
+
+    return format_ns(ns)
+
+
+def _ms(ns: float) -> str:
+    return f"{ns / 1e6:+.3f} ms" if abs(ns) < 10 * NS else f"{ns / NS:+.1f} s"
+
+
+def _event_lines(ev: pl.DataFrame, tt: int | None, chosen: int | None) -> list[str]:
+    if tt is not None:
+        ev = ev.with_columns((pl.lit(tt) - pl.col("t")).alias("_d")).sort(pl.col("_d").abs())
+    lines = []
+    for r in ev.head(_SHOW).sort("t").iter_rows(named=True):
+        d = f"  frame - event {_ms(r['_d'])}" if tt is not None else ""
+        mark = "   <- the event used" if chosen is not None and r["eid"] == chosen else ""
+        rec = f"record {r['record']}" if r.get("record") is not None else f"event #{r['eid']}"
+        lines.append(f"      {rec}: {_t(r['t'])} {r['provider'] or ''} {r['event']} PID {r['pid']} "
+                     f"size {r['size']} {r['l_addr']}:{r['l_port']} <-> {r['r_addr']}:{r['r_port']}{d}{mark}")
+    if ev.height > _SHOW:
+        lines.append(f"      ... and {ev.height - _SHOW:,} more (the {_SHOW} nearest in time are shown)")
+    return lines
+
+
+def _owner_runs(ev: pl.DataFrame) -> list[str]:
+    """Who owned a 4-tuple when: runs of consecutive events with the same PID."""
+    ev = ev.sort("t").with_columns((pl.col("pid") != pl.col("pid").shift(1)).fill_null(True).cum_sum().alias("_run"))
+    runs = ev.group_by("_run", maintain_order=True).agg(
+        pl.col("pid").first(), pl.col("t").min().alias("t0"), pl.col("t").max().alias("t1"), pl.len().alias("n"),
+        pl.col("kind").unique().sort().str.join(", ").alias("kinds"))
+    return [f"      PID {r['pid']}: {r['n']:,} events ({r['kinds']}) from {_t(r['t0'])} to {_t(r['t1'])}"
+            for r in runs.iter_rows(named=True)]
+
+
+def explain(attr: Attribution, frame_number: int) -> str:
+    """Readable explanation of how ``frame_number`` was (or was not) attributed."""
+    out = attr.frames.with_row_index("fid").filter(pl.col("frame") == frame_number)
+    if not out.height:
+        n = attr.frames.height
+        first = attr.frames["frame"].min() if n else None
+        last = attr.frames["frame"].max() if n else None
+        return f"Frame {frame_number}: not in the capture (it has {n:,} frames, numbered {first} to {last})."
+    out = out.with_columns(pl.col("time").cast(pl.Int64).alias("_t_ns"),
+                           pl.col("event_time").cast(pl.Int64).alias("_et_ns"))
+    row = out.row(0, named=True)
+    fid = int(row["fid"])
+    of = attr._oriented if attr._oriented is not None else pl.DataFrame()
+    ev = attr._events
+    lines = []
+    ports = (f"{row['src_addr']}:{row['src_port']} -> {row['dst_addr']}:{row['dst_port']}"
+             if row["src_port"] is not None else f"{row['src_addr']} -> {row['dst_addr']}")
+    t_ns = row["_t_ns"]
+    lines.append(f"Frame {frame_number}: {row['protocol']} {ports}, {row['payload_len']} bytes of payload, "
+                 f"captured {_t(t_ns)}")
+    if row["pid"] is not None:
+        who = f"PID {row['pid']} {row['process'] or '(name unknown)'}"
+        if row["services"]:
+            who += f" (services: {row['services']})"
+        lines.append(f"Answer: {who}, confidence {row['confidence']} (method {row['method']}).")
+    else:
+        lines.append("Answer: not attributed (confidence none).")
+    lines.append(f"Why: {row['reason']}.")
+    lines.append("")
+
+    # 1. traced host and direction
+    local = attr.local_addrs
+    src = attr.local_addrs_source or "none known"
+    lines.append(f"1. Traced host's addresses ({src}): "
+                 f"{', '.join(local[:8]) + (' ...' if len(local) > 8 else '') if local else 'unknown'}.")
+    fr_in = row["direction"]
+    if row["src_addr"] in local and row["dst_addr"] in local:
+        how = "both addresses are local (loopback or host-internal)"
+    elif row["src_addr"] in local:
+        how = f"the source {row['src_addr']} is local"
+    elif row["dst_addr"] in local:
+        how = f"the destination {row['dst_addr']} is local"
+    else:
+        how = "neither address is local"
+    lines.append(f"   Direction: {fr_in} ({how}).")
+
+    # 2. clock
+    if attr.offset_ns is None:
+        lines.append("2. Clock: no offset between capture and trace could be established, so no time-based "
+                     "match was tried.")
+        return "\n".join(lines + _pid_lines(attr, row, None))
+    tt = t_ns - attr.offset_ns if t_ns is not None else None
+    how = ("given by the user" if attr.offset_source == "given" else
+           f"estimated: {attr.estimate.describe()}" if attr.estimate is not None else "estimated")
+    lines.append(f"2. Clock: capture - trace = {attr.offset_ns / NS:+.6f} s ({how}).")
+    lines.append(f"   The frame on the trace's clock: {_t(tt)}. Tolerance for a match: {attr.tolerance_s:g} s.")
+
+    # 3. events with this 5-tuple
+    rows = of.filter(pl.col("fid") == fid) if of.height else of
+    chosen = None
+    if attr._match is not None:
+        hit = attr._match.filter(pl.col("fid") == fid)["e_eid"]
+        chosen = hit[0] if len(hit) else None
+    if not rows.height or ev is None or not ev.height:
+        lines.append("3. Events: the frame is not TCP/UDP with ports, or the trace has no network events.")
+        return "\n".join(lines + _pid_lines(attr, row, tt))
+    n = 3
+    for o in rows.iter_rows(named=True):
+        key = (f"{o['protocol']} local {o['l_addr']}:{o['l_port']} remote {o['r_addr']}:{o['r_port']}")
+        same = ev.filter((pl.col("protocol") == o["protocol"]) & (pl.col("l_addr") == o["l_addr"])
+                         & (pl.col("l_port") == o["l_port"]) & (pl.col("r_addr") == o["r_addr"])
+                         & (pl.col("r_port") == o["r_port"]))
+        orient = "" if rows.height == 1 else f" (taking the frame as {o['odir']})"
+        lines.append(f"{n}. Events with this 5-tuple{orient}, {key}: {same.height:,}")
+        if same.height:
+            lines += _event_lines(same, tt, chosen)
+            if o["protocol"] == "TCP":
+                lines.append("   Owners of this 4-tuple over time:")
+                lines += _owner_runs(same)
+            else:
+                sized = same.filter(pl.col("size") == o["size"])
+                lines.append(f"   Of these, {sized.height:,} have the frame's size ({o['size']} bytes).")
+        else:
+            port = ev.filter((pl.col("protocol") == o["protocol"]) & (pl.col("l_port") == o["l_port"]))
+            addrs = ev.filter((pl.col("l_addr") == o["l_addr"]) & (pl.col("r_addr") == o["r_addr"]))
+            lines.append(f"   Weaker evidence: {port.height:,} events use local {o['protocol']} port {o['l_port']}; "
+                         f"{addrs.height:,} events are between {o['l_addr']} and {o['r_addr']}.")
+            if port.height:
+                lines.append("   Same local port:")
+                lines += _event_lines(port, tt, chosen)
+            elif addrs.height:
+                lines.append("   Same addresses:")
+                lines += _event_lines(addrs, tt, chosen)
+        n += 1
+    lines.append(f"{n}. Rule applied: {_RULES.get(row['method'], 'no rule matched')}")
+    return "\n".join(lines + _pid_lines(attr, row, tt, n + 1))
+
+
+_RULES = {
+    "udp-5tuple-size": "a UDP datagram is the Send (outgoing) or Recv (incoming) event with the same 5-tuple "
+                       "and the same size, nearest in time within the tolerance (high confidence).",
+    "udp-5tuple": "no event of the same size within the tolerance; the 5-tuple's owner around that time is "
+                  "taken (medium confidence near its events, low beyond 240 s).",
+    "tcp-connection": "a TCP frame belongs to its connection (4-tuple); the owner is the PID of the events "
+                      "around the frame (high inside the connection's events or within the tolerance, medium "
+                      "within 240 s, low beyond); a SYN opens a new owner's connection.",
+    "fragment": "a later IP fragment follows its first fragment.",
+    "local-port": "only the protocol and local port match an event (low confidence).",
+    "addresses": "only the local and remote addresses match an event (low confidence).",
+}
+
+
+def _pid_lines(attr: Attribution, row: dict, tt: int | None, n: int = 4) -> list[str]:
+    if row["pid"] is None or attr._resolver is None:
+        return []
+    pid = int(row["pid"])
+    t = row["_et_ns"] if row["_et_ns"] is not None else tt
+    lines = [f"{n}. PID {pid} -> process at {_t(t)}:"]
+    lines += ["   " + s for s in attr._resolver.describe(pid, t)]
+    lines.append(f"   Result: {row['process'] or 'unknown'}"
+                 f"{', services ' + row['services'] if row['services'] else ''}.")
+    mine = [s for s in attr.notes if s.startswith(f"PID {pid}:")]
+    for s in mine:
+        lines.append(f"   Note: {s}")
+    return lines

@@ -1,0 +1,41 @@
+"""A progress bar on stderr, shown only when stderr is a terminal."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+#: A reader's progress callback: (units done, units total).
+Progress = Callable[[int, int], None]
+
+
+class Bar:
+    """Redraws at most ten times a second; ``close()`` clears the line."""
+
+    def __init__(self, label: str, stream=None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self._last = 0.0
+        self._shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.1 and done < total:
+            return
+        self._last = now
+        pct = 100.0 * done / total if total else 100.0
+        self.stream.write(f"\r{self.label}: {pct:5.1f}% ({done / 1e6:,.1f} of {total / 1e6:,.1f} MB)")
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def bar_for(label: str, enabled: bool | None = None) -> Bar | None:
+    """A Bar when stderr is a terminal (or ``enabled`` is true), else None."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return Bar(label) if enabled else None

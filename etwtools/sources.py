@@ -1,0 +1,120 @@
+"""Opening any input: tell ETL, tracerpt CSV, tasklist, pcap and pcapng apart and read them into tables."""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .errors import EtwToolsError
+from .parsers import schema
+
+PathLike = str | os.PathLike
+
+_ETL_HEADER_TYPES = {0x01, 0x02, 0x03, 0x04, 0x0A, 0x0B, 0x0F, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15}
+
+
+def _looks_like_etl(head: bytes) -> bool:
+    """The first buffer's first record is a kernel header event (group 0)."""
+    if len(head) < 0x50:
+        return False
+    size = struct.unpack_from("<I", head, 0)[0]
+    htype, flags = head[0x4A], head[0x4B]
+    return size >= 0x100 and size % 0x100 == 0 and htype in _ETL_HEADER_TYPES and flags & 0xC0 == 0xC0
+
+
+def detect(path: PathLike) -> str:
+    """Kind of the file: ``etl``, ``pcap``, ``pcapng``, ``tracerpt`` or ``tasklist``."""
+    from .parsers import captures, tasklist, tracerpt
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(65536)
+    except OSError as e:
+        raise EtwToolsError(f"cannot read: {e.strerror}", path=p) from None
+    if not head:
+        raise EtwToolsError("file is empty", path=p, offset=0)
+    kind = captures.sniff(head)
+    if kind:
+        return kind
+    if _looks_like_etl(head):
+        return "etl"
+    if tracerpt.looks_like_tracerpt(head):
+        return "tracerpt"
+    if tasklist.looks_like_tasklist(head):
+        return "tasklist"
+    if p.suffix.lower() == ".etl":
+        return "etl"  # let the ETL reader say precisely what is wrong
+    raise EtwToolsError("not a recognised input (expected an ETL file, tracerpt CSV, tasklist output, "
+                        "pcap or pcapng)", path=p, offset=0)
+
+
+@dataclass
+class Trace:
+    """What one trace file says: network events, processes, and the traced host's own addresses."""
+
+    path: str
+    kind: str
+    events: pl.DataFrame
+    processes: pl.DataFrame
+    local_addresses: list[str] = field(default_factory=list)
+
+
+def read_trace(path: PathLike, *, progress=None) -> Trace:
+    """Events, processes and local addresses of an ETL file or tracerpt CSV, in one pass."""
+    kind = detect(path)
+    if kind == "etl":
+        from .parsers.etl.events import read_timeline
+
+        t = read_timeline(path, progress=progress)
+        return Trace(os.fspath(path), kind, t.events, t.processes, list(t.local_addresses))
+    if kind == "tracerpt":
+        from .parsers.tracerpt import read_tracerpt
+
+        t = read_tracerpt(path, progress=progress)
+        return Trace(os.fspath(path), kind, t.events, t.processes, [])
+    raise EtwToolsError(f"expected an ETL file or a tracerpt CSV, found {kind}", path=path)
+
+
+def read_events(path: PathLike, *, progress=None) -> pl.DataFrame:
+    """Network events (EVENTS schema) of an ETL file or tracerpt CSV."""
+    return read_trace(path, progress=progress).events
+
+
+def read_processes(path: PathLike | list[PathLike], *, snapshot_time=None, progress=None) -> pl.DataFrame:
+    """Processes (PROCESSES schema) from an ETL file, a tracerpt CSV or tasklist output(s)."""
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    frames = []
+    tasklists = []
+    for p in paths:
+        kind = detect(p)
+        if kind == "tasklist":
+            tasklists.append(p)
+        elif kind in ("etl", "tracerpt"):
+            frames.append(read_trace(p, progress=progress).processes)
+        else:
+            raise EtwToolsError(f"expected an ETL file, tracerpt CSV or tasklist output, found {kind}", path=p)
+    if tasklists:
+        from .parsers.tasklist import read_tasklist
+
+        frames.append(read_tasklist(tasklists, snapshot_time=snapshot_time))
+    if not frames:
+        return schema.empty(schema.PROCESSES)
+    return pl.concat([schema.conform(f, schema.PROCESSES) for f in frames], how="diagonal_relaxed")
+
+
+def read_frames(path: PathLike, *, with_data: bool = False, progress=None) -> pl.DataFrame:
+    """Frames (FRAMES schema) of a pcap, a pcapng, or the packets inside an ETL file."""
+    kind = detect(path)
+    if kind in ("pcap", "pcapng"):
+        from .parsers.captures import read_capture
+
+        return read_capture(path, with_data=with_data, progress=progress)
+    if kind == "etl":
+        from .parsers.etl.packets import read_etl_frames
+
+        return read_etl_frames(path, with_data=with_data, progress=progress)
+    raise EtwToolsError(f"expected a pcap, pcapng or ETL file with packets, found {kind}", path=path)

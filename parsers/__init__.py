@@ -1,0 +1,1 @@
+"""Format decoders: one module or package per input format."""

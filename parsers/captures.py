@@ -1,0 +1,55 @@
+"""Capture files (pcap, pcapng): tell them apart and read them into the FRAMES table or as packets."""
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+
+import polars as pl
+
+from ..errors import CaptureError
+from . import pcap, pcapng
+from .packets import Interface, Packet
+
+PathLike = str | os.PathLike
+
+
+def sniff(head: bytes) -> str | None:
+    """``"pcap"``, ``"pcapng"`` or None from the first bytes of a file."""
+    if len(head) >= 12 and head[:4] == b"\x0a\x0d\x0d\x0a" and head[8:12] in (b"\x4d\x3c\x2b\x1a",
+                                                                             b"\x1a\x2b\x3c\x4d"):
+        return "pcapng"
+    if len(head) >= 4:
+        for order in "<>":
+            if struct.unpack(order + "I", head[:4])[0] in (pcap.MAGIC_US, pcap.MAGIC_NS):
+                return "pcap"
+    return None
+
+
+def _kind(path: PathLike) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise CaptureError(f"cannot read: {e.strerror}", path=path) from None
+    kind = sniff(head)
+    if kind is None:
+        raise CaptureError(f"not a pcap or pcapng file (starts with {head[:4].hex() or 'nothing'})",
+                           path=path, offset=0)
+    return kind
+
+
+def read_capture(path: PathLike, *, with_data: bool = False, progress: pcap.Progress | None = None
+                 ) -> pl.DataFrame:
+    """Frames (FRAMES schema) of a pcap or pcapng file (pcapng adds a ``comment`` column);
+    ``with_data`` adds the raw frame bytes as a ``data`` column."""
+    if _kind(path) == "pcapng":
+        return pcapng.read_pcapng(path, with_data=with_data, progress=progress)
+    return pcap.read_pcap(path, with_data=with_data, progress=progress)
+
+
+def iter_capture_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
+    """The interfaces and the packets, in file order (packet i is frame i + 1 of :func:`read_capture`)."""
+    if _kind(path) == "pcapng":
+        return pcapng.iter_packets(path)
+    return pcap.iter_packets(path)

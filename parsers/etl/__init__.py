@@ -1,0 +1,1 @@
+"""ETL (Event Trace Log) decoding."""

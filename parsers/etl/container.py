@@ -1,0 +1,586 @@
+"""Navigation of an ETL file: buffers -> records, streamed with mmap into columnar :class:`RecordBatch` es.
+
+A chunk of consecutive buffers is copied (or decompressed) into one bytes object, the record
+offsets are found by one sequential walk (C when built, else Python: identical results), and every
+header field is then gathered with numpy. Memory is bounded by the chunk size, not the file size.
+
+Damage costs only the damaged unit: a record with a bad header skips the bytes up to the next
+position from which a valid chain of records reaches the end of the buffer; a buffer with a bad
+header or undecodable compressed data is skipped whole. Everything skipped is counted in
+:class:`EtlStats` and reported with :func:`etwtools.diagnostics.warn`.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from etwtools.diagnostics import warn
+from etwtools.errors import EtlError
+
+from . import guids as _guids
+from .clock import Clock
+from .compression import DecompressionError, decompress
+from .records import (
+    COMPACT32, COMPACT64, EVENT_HEADER32, EVENT_HEADER64, FULL_HEADER32, FULL_HEADER64, INSTANCE32,
+    INSTANCE64, MESSAGE, PERFINFO32, PERFINFO64, SYSTEM32, SYSTEM64, RecordBatch,
+)
+from .structs import (
+    BUFFER_HEADER_SIZE, EH_EXTENDED_INFO, EXT_LINKAGE_MORE, FLAG_BUFFER_LOST, FLAG_COMPRESSED,
+    FLAG_EVENTS_LOST, HEADER_SIZES, MARKER_FLAGS, MESSAGE_FLAGS, POINTER_SIZES, SIZE_AT_4, buffer_header,
+    structs_for,
+)
+
+try:
+    from etwtools import _speedups
+except ImportError:  # pragma: no cover - depends on the build
+    _speedups = None
+
+Progress = Callable[[int, int], None]
+
+#: LogFileMode bit of files whose buffers (after the first) are compressed.
+LOGFILE_MODE_COMPRESSED = 0x04000000
+#: Largest decompressed buffer accepted (ETW buffers are at most 16 MB).
+MAX_BUFFER = 16 << 20
+
+# Damage reasons of the record walk (codes shared with the C walker).
+DAMAGE_REASONS = {
+    1: "unknown record marker",
+    2: "record size smaller than its header",
+    3: "record runs past the end of the buffer",
+    4: "bad extended data item",
+}
+
+_HDR_LEN = np.zeros(256, np.int64)          # header bytes per header type (0: not a record type)
+for _t, _n in HEADER_SIZES.items():
+    _HDR_LEN[_t] = _n
+_PTR = np.zeros(256, np.uint8)
+for _t, _n in POINTER_SIZES.items():
+    _PTR[_t] = _n
+_SIZE_AT_4 = np.zeros(256, bool)
+_SIZE_AT_4[list(SIZE_AT_4)] = True
+
+
+@dataclass
+class LogfileHeader:
+    """The TRACE_LOGFILE_HEADER of a file (payload of its first record) and that record's raw timestamp."""
+
+    pointer_size: int
+    clock_type: int
+    perf_freq: int
+    start_time: int              # FILETIME, UTC
+    end_time: int                # FILETIME, UTC
+    boot_time: int               # FILETIME
+    cpu_speed_mhz: int
+    number_of_processors: int
+    events_lost: int
+    buffers_lost: int
+    buffers_written: int
+    buffer_size: int
+    log_file_mode: int
+    timezone_bias_minutes: int
+    logger_name: str
+    logfile_name: str
+    os_version: tuple[int, int]
+    os_build: int
+    header_timestamp: int        # raw clock value of the header record (anchors start_time)
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the logger wrote compressed buffers."""
+        return bool(self.log_file_mode & LOGFILE_MODE_COMPRESSED)
+
+
+@dataclass
+class EtlStats:
+    """What one iteration over a file saw and skipped."""
+
+    path: str = ""
+    buffers: int = 0
+    compressed_buffers: int = 0
+    records: int = 0
+    skipped_buffers: int = 0
+    skipped_bytes: int = 0
+    skipped_records: int = 0
+    damaged_buffers: int = 0          # buffers with at least one skipped part
+    damage_offsets: list[int] = field(default_factory=list)
+    damage_reasons: list[str] = field(default_factory=list)
+    events_lost_flag_buffers: int = 0
+    buffer_lost_flag_buffers: int = 0
+    header_events_lost: int = 0
+    header_buffers_lost: int = 0
+    trailing_bytes: int = 0           # bytes after the last whole buffer (a cut file)
+
+    def warnings(self) -> list[str]:
+        """One line per problem, naming the file (empty when nothing was skipped or lost)."""
+        out = []
+        if self.damaged_buffers or self.skipped_bytes:
+            offs = ", ".join(f"{o:#x}" for o in self.damage_offsets[:5])
+            more = f" and {len(self.damage_offsets) - 5} more" if len(self.damage_offsets) > 5 else ""
+            reasons = "; ".join(sorted(set(self.damage_reasons)))
+            out.append(f"{self.path}: skipped {self.skipped_bytes} bytes in {self.damaged_buffers} damaged "
+                       f"buffer(s) ({self.skipped_buffers} whole), {self.skipped_records} record(s) "
+                       f"known lost (offsets {offs}{more}): {reasons}")
+        if self.events_lost_flag_buffers or self.header_events_lost:
+            out.append(f"{self.path}: the logger lost events: {self.header_events_lost} per the logfile "
+                       f"header, {self.events_lost_flag_buffers} buffer(s) flagged EVENTS_LOST")
+        if self.buffer_lost_flag_buffers or self.header_buffers_lost:
+            out.append(f"{self.path}: the logger lost buffers: {self.header_buffers_lost} per the logfile "
+                       f"header, {self.buffer_lost_flag_buffers} buffer(s) flagged BUFFER_LOST")
+        return out
+
+    def _damage(self, offset: int, nbytes: int, records: int, reason: str, whole: bool) -> None:
+        self.damaged_buffers += 1
+        self.skipped_bytes += nbytes
+        self.skipped_records += records
+        self.skipped_buffers += int(whole)
+        self.damage_offsets.append(offset)
+        self.damage_reasons.append(reason)
+
+
+# ------------------------------------------------------------------ record walk (Python reference)
+
+def _record_at(data, p: int, end: int) -> tuple[int, int, int]:
+    """(size, header length incl. extended items, damage code) of the record at ``p``; size 0: end marker."""
+    if p + 4 > end:
+        return 0, 0, 0
+    low, ht, flags = struct.unpack_from("<HBB", data, p)
+    if low == 0xFFFF and ht == 0xFF and flags == 0xFF:
+        return 0, 0, 0
+    if flags == MESSAGE_FLAGS:
+        size, hdr = low, 8
+    elif flags == MARKER_FLAGS and _HDR_LEN[ht]:
+        hdr = int(_HDR_LEN[ht])
+        if _SIZE_AT_4[ht]:
+            if p + 8 > end:
+                return 0, 0, 3
+            size = struct.unpack_from("<H", data, p + 4)[0]
+            if low & 0x8000:
+                hdr += 8
+            hdr += 8 * ((low & 0x0700) >> 8)
+        else:
+            size = low
+    else:
+        return 0, 0, 1
+    if size < hdr:
+        return 0, 0, 2
+    if p + size > end:
+        return 0, 0, 3
+    if (ht == EVENT_HEADER32 or ht == EVENT_HEADER64) and flags == MARKER_FLAGS and \
+            struct.unpack_from("<H", data, p + 4)[0] & EH_EXTENDED_INFO:
+        q, rec_end = p + hdr, p + size
+        while True:
+            if q + 8 > rec_end:
+                return 0, 0, 4
+            isz, _, link = struct.unpack_from("<HHH", data, q)
+            if isz < 8 or isz & 7 or q + isz > rec_end:
+                return 0, 0, 4
+            q += isz
+            if not link & EXT_LINKAGE_MORE:
+                break
+        hdr = q - p
+    return size, hdr, 0
+
+
+def _chain_ok(data, p: int, end: int) -> bool:
+    """Whether valid records run from ``p`` to the end of the segment (or its end marker)."""
+    n = 0
+    while p + 4 <= end:
+        size, _, bad = _record_at(data, p, end)
+        if bad:
+            return False
+        if size == 0:
+            break
+        n += 1
+        p += (size + 7) & ~7
+    return n > 0
+
+
+def walk_py(data, starts: np.ndarray, ends: np.ndarray):
+    """Record offsets, sizes and header lengths of the segments [starts[i], ends[i]) of ``data``.
+
+    Returns (offsets int64, sizes int64, hdr_lens int64, damages) where damages lists
+    (segment, offset, resumed_at or -1, reason code).
+    """
+    offs, sizes, hdrs, damages = [], [], [], []
+    for seg in range(len(starts)):
+        p, end = int(starts[seg]), int(ends[seg])
+        while p + 4 <= end:
+            size, hdr, bad = _record_at(data, p, end)
+            if bad:
+                q = p + 8
+                while q + 4 <= end and not _chain_ok(data, q, end):
+                    q += 8
+                resumed = q if q + 4 <= end else -1
+                damages.append((seg, p, resumed, bad))
+                if resumed < 0:
+                    break
+                p = resumed
+                continue
+            if size == 0:
+                break
+            offs.append(p)
+            sizes.append(size)
+            hdrs.append(hdr)
+            p += (size + 7) & ~7
+    return (np.array(offs, np.int64), np.array(sizes, np.int64), np.array(hdrs, np.int64), damages)
+
+
+def walk_c(data, starts: np.ndarray, ends: np.ndarray):
+    """The C walker (same results as :func:`walk_py`)."""
+    starts = np.ascontiguousarray(starts, np.int64)
+    ends = np.ascontiguousarray(ends, np.int64)
+    cap = int(((ends - starts) // 8 + 1).sum()) if len(starts) else 0
+    offs = np.empty(cap, np.int64)
+    sizes = np.empty(cap, np.int64)
+    hdrs = np.empty(cap, np.int64)
+    n, damages = _speedups.walk(data, starts, ends, offs, sizes, hdrs)
+    return offs[:n], sizes[:n], hdrs[:n], damages
+
+
+walk = walk_c if _speedups is not None else walk_py
+
+
+# ------------------------------------------------------------------ the file
+
+class EtlFile:
+    """An open ETL file: ``.header``, ``.batches()``, ``.stats``. Use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, progress: Progress | None = None) -> None:
+        self.path = os.fspath(path)
+        self.progress = progress
+        self._fh = None
+        self._mm = None
+        self.stats = EtlStats(path=self.path)
+        try:
+            self._fh = open(self.path, "rb")
+            self.size = os.fstat(self._fh.fileno()).st_size
+        except OSError as exc:
+            self.close()
+            raise EtlError(f"cannot open: {exc.strerror or exc}", path=self.path) from None
+        if self.size == 0:
+            self.close()
+            raise EtlError("empty file", path=self.path, offset=0)
+        try:
+            self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise EtlError(f"cannot map the file: {exc}", path=self.path) from None
+        try:
+            self.header = self._read_header()
+            self.clock = Clock.from_header(self.header.clock_type, self.header.perf_freq,
+                                           self.header.cpu_speed_mhz, self.header.start_time,
+                                           self.header.header_timestamp)
+        except ValueError as exc:
+            self.close()
+            raise EtlError(f"not a usable logfile header: {exc}", path=self.path,
+                           offset=BUFFER_HEADER_SIZE) from None
+        except EtlError:
+            self.close()
+            raise
+        self.guids: list[uuid.UUID] = list(dict.fromkeys(_guids.KERNEL_GROUPS.values()))
+        self._guid_index = {g: i for i, g in enumerate(self.guids)}
+        self._group_provider = np.full(256, -1, np.int32)
+        for grp, g in _guids.KERNEL_GROUPS.items():
+            self._group_provider[grp] = self._guid_index[g]
+
+    # -- context manager
+    def __enter__(self) -> "EtlFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the mapping and the file."""
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:  # a consumer still holds a view; the mapping goes with it
+                pass
+            self._mm = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    # -- header
+    def _err(self, msg: str, offset: int) -> EtlError:
+        return EtlError(msg, path=self.path, offset=offset)
+
+    def _read_header(self) -> LogfileHeader:
+        mm = self._mm
+        if self.size < BUFFER_HEADER_SIZE + 0x20:
+            raise self._err(f"not an ETL file: {self.size} bytes is too short for a buffer header", 0)
+        bh = buffer_header.parse(mm[:BUFFER_HEADER_SIZE])
+        if not BUFFER_HEADER_SIZE + 0x20 <= bh.buffer_size <= MAX_BUFFER:
+            raise self._err(f"not an ETL file: first buffer size {bh.buffer_size:#x} is invalid", 0)
+        if bh.buffer_flag & FLAG_COMPRESSED:
+            raise self._err("not an ETL file: the first (header) buffer is marked compressed", 0x34)
+        end = min(bh.buffer_size, self.size, max(bh.filled_bytes, 0))
+        p = BUFFER_HEADER_SIZE
+        low, ht, flags, size, opcode, group = struct.unpack_from("<HBBHBB", mm, p)
+        if flags != MARKER_FLAGS or ht not in (SYSTEM32, SYSTEM64):
+            raise self._err(f"not an ETL file: first record marker {low | ht << 16 | flags << 24:#010x} "
+                            "is not a SYSTEM trace header", p)
+        if group != 0 or opcode != 0:
+            raise self._err(f"not an ETL file: first record is hook {group << 8 | opcode:#06x}, "
+                            "not the logfile header (0x0000)", p + 6)
+        ps = 8 if ht == SYSTEM64 else 4
+        s = structs_for(ps)
+        if p + size > end or size < 0x20 + s.logfile_header_size:
+            raise self._err(f"logfile header record of {size} bytes does not fit the first buffer "
+                            f"({end:#x} bytes filled)", p + 4)
+        try:
+            sh = s.system_header.parse(mm[p:p + 0x20])
+            lf = s.trace_logfile_header.parse(mm[p + 0x20:p + size])
+        except Exception as exc:  # construct errors: strings not terminated, short data
+            raise self._err(f"cannot parse the logfile header: {type(exc).__name__}: {exc}", p + 0x20) \
+                from None
+        if lf.pointer_size not in (4, 8):
+            raise self._err(f"logfile header pointer size {lf.pointer_size} is not 4 or 8", p + 0x20 + 0x2C)
+        return LogfileHeader(
+            pointer_size=lf.pointer_size, clock_type=lf.clock_type, perf_freq=lf.perf_freq,
+            start_time=lf.start_time, end_time=lf.end_time, boot_time=lf.boot_time,
+            cpu_speed_mhz=lf.cpu_speed_mhz, number_of_processors=lf.number_of_processors,
+            events_lost=lf.events_lost, buffers_lost=lf.buffers_lost, buffers_written=lf.buffers_written,
+            buffer_size=lf.buffer_size, log_file_mode=lf.log_file_mode,
+            timezone_bias_minutes=lf.timezone.bias, logger_name=lf.logger_name,
+            logfile_name=lf.logfile_name, os_version=(lf.version & 0xFF, (lf.version >> 8) & 0xFF),
+            os_build=lf.provider_version, header_timestamp=sh.timestamp)
+
+    # -- buffers
+    def _buffers(self) -> Iterator[tuple[int, bytes | memoryview, int]]:
+        """(file offset, record bytes, flags) of every usable buffer; damage goes to ``self.stats``."""
+        mm, size, st = self._mm, self.size, self.stats
+        nominal = self.header.buffer_size
+        off = 0
+        while off < size:
+            if off + BUFFER_HEADER_SIZE > size:
+                st.trailing_bytes = size - off
+                st._damage(off, size - off, 0, "file ends inside a buffer header", True)
+                return
+            bsize, = struct.unpack_from("<I", mm, off)
+            filled, flag = struct.unpack_from("<IH", mm, off + 0x30)
+            compressed = bool(flag & FLAG_COMPRESSED)
+            ok = BUFFER_HEADER_SIZE <= bsize <= MAX_BUFFER and BUFFER_HEADER_SIZE <= filled <= MAX_BUFFER \
+                and (compressed or filled <= bsize)
+            if not ok:
+                nxt = self._next_buffer(off, nominal)
+                st._damage(off, nxt - off, 0, f"bad buffer header (size {bsize:#x}, filled {filled:#x})",
+                           True)
+                off = nxt
+                continue
+            st.buffers += 1
+            st.events_lost_flag_buffers += bool(flag & FLAG_EVENTS_LOST)
+            st.buffer_lost_flag_buffers += bool(flag & FLAG_BUFFER_LOST)
+            avail = min(bsize, size - off)
+            if compressed:
+                st.compressed_buffers += 1
+                if avail < bsize:
+                    st.trailing_bytes = avail
+                    st._damage(off, avail, 0, "file ends inside a compressed buffer", True)
+                    return
+                try:
+                    data = decompress(mm[off + BUFFER_HEADER_SIZE:off + bsize], filled - BUFFER_HEADER_SIZE)
+                except DecompressionError as exc:
+                    st._damage(off, bsize, 0, f"compressed buffer: {exc}", True)
+                    off += bsize
+                    continue
+                yield off, data, flag
+            else:
+                end = min(filled, avail)
+                yield off, mm[off + BUFFER_HEADER_SIZE:off + max(end, BUFFER_HEADER_SIZE)], flag
+                if avail < bsize:
+                    st.trailing_bytes = avail
+                    missing = filled - end
+                    if missing > 0:
+                        st._damage(off, missing, 0, "file ends inside a buffer", False)
+                    return
+            off += bsize
+
+    def _next_buffer(self, off: int, nominal: int) -> int:
+        """Where the buffer after a damaged buffer header at ``off`` probably starts."""
+        if not self.header.compressed and nominal >= BUFFER_HEADER_SIZE:
+            return min(off + nominal, self.size)
+        # Compressed buffers vary in size: look for the next plausible compressed buffer header.
+        mm, size = self._mm, self.size
+        step = 1 << 20
+        start = off + 1
+        while start + BUFFER_HEADER_SIZE <= size:
+            stop = min(size, start + step + BUFFER_HEADER_SIZE)
+            b = np.frombuffer(mm, np.uint8, stop - start, start)
+            n = len(b) - BUFFER_HEADER_SIZE + 1
+            if n <= 0:
+                break
+            cand = np.nonzero((b[0x34:0x34 + n] & FLAG_COMPRESSED != 0) & (b[0x37:0x37 + n] == 0)
+                              & (b[0x36:0x36 + n] < 8) & (b[0x33:0x33 + n] == 0) & (b[3:3 + n] == 0))[0]
+            for c in cand:
+                q = start + int(c)
+                bsize, = struct.unpack_from("<I", mm, q)
+                filled, = struct.unpack_from("<I", mm, q + 0x30)
+                if BUFFER_HEADER_SIZE < bsize <= filled <= MAX_BUFFER and q + bsize <= size:
+                    try:
+                        decompress(mm[q + BUFFER_HEADER_SIZE:q + bsize], filled - BUFFER_HEADER_SIZE)
+                    except DecompressionError:
+                        continue
+                    return q
+            start += n
+        return size
+
+    # -- records
+    def batches(self, chunk_bytes: int = 8 << 20) -> Iterator[RecordBatch]:
+        """The file's records in order, as batches covering about ``chunk_bytes`` of (decompressed) buffers."""
+        if self._mm is None:
+            raise ValueError("I/O operation on a closed EtlFile")
+        self.stats = st = EtlStats(path=self.path, header_events_lost=self.header.events_lost,
+                                   header_buffers_lost=self.header.buffers_lost)
+        record_base = 0
+        parts: list = []
+        seg_files: list[int] = []
+        nbytes = 0
+        done = 0
+        for off, data, _flag in self._buffers():
+            parts.append(data)
+            seg_files.append(off)
+            nbytes += len(data) + (-len(data) & 7)
+            if nbytes >= chunk_bytes:
+                batch = self._batch(parts, seg_files, record_base)
+                record_base += len(batch)
+                parts, seg_files, nbytes = [], [], 0
+                if self.progress is not None:
+                    done = min(off + 1, self.size)
+                    self.progress(done, self.size)
+                yield batch
+        if parts:
+            batch = self._batch(parts, seg_files, record_base)
+            record_base += len(batch)
+            yield batch
+        if self.progress is not None:
+            self.progress(self.size, self.size)
+        st.records = record_base
+        for line in st.warnings():
+            warn(line)
+
+    def _batch(self, parts: list, seg_files: list[int], record_base: int) -> RecordBatch:
+        starts = np.empty(len(parts), np.int64)
+        ends = np.empty(len(parts), np.int64)
+        buf = bytearray()
+        for i, part in enumerate(parts):
+            starts[i] = len(buf)
+            buf += part
+            ends[i] = len(buf)
+            buf += b"\xff" * (-len(buf) & 7)
+        buf += bytes(8)
+        data = bytes(buf)
+        del buf
+        offs, sizes, hdrs, damages = walk(data, starts, ends)
+        st = self.stats
+        for seg, p, resumed, code in damages:
+            file_off = seg_files[seg] + BUFFER_HEADER_SIZE + (p - int(starts[seg]))
+            stop = resumed if resumed >= 0 else int(ends[seg])
+            st._damage(file_off if self._is_plain(seg_files[seg]) else seg_files[seg], stop - p, 1,
+                       DAMAGE_REASONS.get(code, f"damage {code}"), False)
+        return self._columns(data, offs, sizes, hdrs, starts, np.asarray(seg_files, np.int64), record_base)
+
+    def _is_plain(self, file_off: int) -> bool:
+        flag, = struct.unpack_from("<H", self._mm, file_off + 0x34)
+        return not flag & FLAG_COMPRESSED
+
+    def _columns(self, data: bytes, offs, sizes, hdrs, starts, seg_files, record_base) -> RecordBatch:
+        n = len(offs)
+        u8 = np.frombuffer(data, np.uint8)
+        u16 = np.frombuffer(data, np.uint16)
+        u32 = np.frombuffer(data, np.uint32)
+        u64 = np.frombuffer(data, np.uint64)
+        flags = u8[offs + 3]
+        htype = np.where(flags == MESSAGE_FLAGS, np.uint8(MESSAGE), u8[offs + 2]).astype(np.uint8)
+        seg = np.searchsorted(starts, offs, side="right") - 1
+        provider = np.full(n, -1, np.int32)
+        group = np.full(n, -1, np.int16)
+        opcode = np.zeros(n, np.uint8)
+        version = np.zeros(n, np.uint16)
+        event_id = np.zeros(n, np.uint16)
+        level = np.zeros(n, np.uint8)
+        keyword = np.zeros(n, np.uint64)
+        pid = np.full(n, 0xFFFFFFFF, np.uint32)
+        tid = np.full(n, 0xFFFFFFFF, np.uint32)
+        raw = np.zeros(n, np.uint64)
+
+        kern = np.isin(htype, (SYSTEM32, SYSTEM64, COMPACT32, COMPACT64, PERFINFO32, PERFINFO64))
+        if kern.any():
+            o = offs[kern]
+            version[kern] = u8[o]
+            opcode[kern] = u8[o + 6]
+            g = u8[o + 7]
+            group[kern] = g
+            provider[kern] = self._group_provider[g]
+            perf = (htype[kern] == PERFINFO32) | (htype[kern] == PERFINFO64)
+            t = np.where(perf, u64[(o + 8) >> 3], u64[(o + 16) >> 3])
+            raw[kern] = t
+            k_sys = np.nonzero(kern)[0][~perf]
+            os_ = offs[k_sys]
+            tid[k_sys] = u32[(os_ + 8) >> 2]
+            pid[k_sys] = u32[(os_ + 12) >> 2]
+        guided = np.isin(htype, (FULL_HEADER32, FULL_HEADER64, INSTANCE32, INSTANCE64,
+                                 EVENT_HEADER32, EVENT_HEADER64))
+        if guided.any():
+            o = offs[guided]
+            tid[guided] = u32[(o + 8) >> 2]
+            pid[guided] = u32[(o + 12) >> 2]
+            raw[guided] = u64[(o + 16) >> 3]
+            provider[guided] = self._provider_index(u64[(o + 0x18) >> 3], u64[(o + 0x20) >> 3])
+            ev = (htype[guided] == EVENT_HEADER32) | (htype[guided] == EVENT_HEADER64)
+            i_ev = np.nonzero(guided)[0][ev]
+            i_cl = np.nonzero(guided)[0][~ev]
+            oe = offs[i_ev]
+            event_id[i_ev] = u16[(oe + 0x28) >> 1]
+            version[i_ev] = u8[oe + 0x2A]
+            level[i_ev] = u8[oe + 0x2C]
+            opcode[i_ev] = u8[oe + 0x2D]
+            keyword[i_ev] = u64[(oe + 0x30) >> 3]
+            oc = offs[i_cl]
+            opcode[i_cl] = u8[oc + 4]
+            level[i_cl] = u8[oc + 5]
+            version[i_cl] = u16[(oc + 6) >> 1]
+        time = self.clock.to_ns(raw)
+        msg = htype == MESSAGE
+        if msg.any():  # WPP messages carry no fixed timestamp: use the previous record's time
+            idx = np.where(~msg, np.arange(n), -1)
+            idx = np.maximum.accumulate(idx)
+            time = np.where(idx >= 0, time[np.maximum(idx, 0)], np.int64(self.clock.anchor_ns))
+        return RecordBatch(
+            data=data, record=np.arange(record_base, record_base + n, dtype=np.int64), offset=offs,
+            file_offset=seg_files[seg], htype=htype, pointer_size=_PTR[htype], provider=provider,
+            group=group, opcode=opcode, version=version, event_id=event_id, level=level, keyword=keyword,
+            pid=pid, tid=tid, time=time, payload_offset=offs + hdrs, payload_size=sizes - hdrs,
+            guids=self.guids)
+
+    def _provider_index(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        pairs = np.stack([lo, hi], axis=1)
+        uniq, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+        table = np.empty(len(uniq), np.int32)
+        for i in np.argsort(first, kind="stable"):   # new GUIDs get indexes in file order
+            a, b = uniq[i]
+            g = uuid.UUID(bytes_le=struct.pack("<QQ", int(a), int(b)))
+            idx = self._guid_index.get(g)
+            if idx is None:
+                idx = self._guid_index[g] = len(self.guids)
+                self.guids.append(g)
+            table[i] = idx
+        return table[inverse.reshape(-1)]
+
+
+def open_etl(path: str | os.PathLike, progress: Progress | None = None) -> EtlFile:
+    """Open an ETL file (EtlError when it is not one)."""
+    return EtlFile(path, progress=progress)
+
+
+def count_records(path: str | os.PathLike) -> int:
+    """Number of records in a file (the logfile header record included)."""
+    with EtlFile(path) as f:
+        return sum(len(b) for b in f.batches())

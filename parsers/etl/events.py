@@ -1,0 +1,258 @@
+"""Network events, processes and local addresses of an ETL file, in one pass over its records.
+
+Public functions: :func:`read_timeline` (everything, one pass), :func:`read_events`,
+:func:`read_processes`, :func:`read_local_addresses` (thin wrappers).
+
+``process`` of an event is the image name of its PID at the event's time, from the trace's own
+process events: each process instance lives from its Start (or, for DCStart rundowns and processes
+first seen at their end, from before the trace) to its End/Defunct (or, for DCEnd, past the trace).
+PIDs are reused; the lookup is an as-of join by PID on these lifetimes.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import polars as pl
+
+from ...diagnostics import warn
+from ..schema import EVENTS, PROCESSES, conform
+from .kernel import (
+    NET_COLUMNS,
+    NET_EXTRAS,
+    PROCESS_EVENT_COLUMNS,
+    Skipped,
+    decode_kernel_net,
+    decode_process_events,
+    decode_systemconfig,
+    orient,
+)
+from .kernel_network import decode_kernel_network
+from .records import RecordBatch
+
+_MIN, _MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+
+#: Columns kept after the EVENTS schema ones.
+EVENT_EXTRAS = ["tid", "opcode", "version", "event_id", "mss", "rcvwin", "startime", "endtime", "proto",
+                "failure_code"]
+
+
+@dataclass
+class Timeline:
+    """What one pass over an ETL file gives: events (EVENTS schema), processes (PROCESSES schema),
+    the traced host's addresses (SystemConfig NIC), services, the container's header and stats."""
+
+    events: pl.DataFrame
+    processes: pl.DataFrame
+    local_addresses: list[str]
+    header: Any = None
+    stats: Any = None
+    nics: list[dict] = field(default_factory=list)
+    services: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _Collector:
+    """Accumulates decoded pieces batch after batch."""
+
+    net: list[pl.DataFrame] = field(default_factory=list)
+    procs: list[dict] = field(default_factory=list)
+    nics: list[dict] = field(default_factory=list)
+    services: list[dict] = field(default_factory=list)
+    skipped: Skipped = field(default_factory=Skipped)
+
+    def add(self, batch: RecordBatch) -> None:
+        self.net.extend(decode_kernel_net(batch, self.skipped))
+        self.net.extend(decode_kernel_network(batch, self.skipped))
+        self.procs.extend(decode_process_events(batch, self.skipped))
+        nics, services = decode_systemconfig(batch, self.skipped)
+        self.nics.extend(nics)
+        self.services.extend(services)
+
+
+def read_timeline(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> Timeline:
+    """Events, processes and local addresses of an ETL file, reading it once."""
+    from .container import EtlFile
+
+    with EtlFile(path, progress=progress) as etl:
+        collector = _Collector()
+        for batch in etl.batches():
+            collector.add(batch)
+        header, stats = etl.header, etl.stats  # the container reports lost/skipped data itself
+    return timeline_from(collector, path, header, stats)
+
+
+def timeline_from_batches(batches: Iterable[RecordBatch], path: str | os.PathLike = "<batches>",
+                          header: Any = None, stats: Any = None) -> Timeline:
+    """The timeline of already decoded record batches (no container statistics are reported)."""
+    collector = _Collector()
+    for batch in batches:
+        collector.add(batch)
+    return timeline_from(collector, path, header, stats)
+
+
+def timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, stats: Any) -> Timeline:
+    if collector.skipped:
+        warn(f"{os.fspath(path)}: skipped {collector.skipped.summary()}")
+    processes = build_processes(collector.procs, collector.services)
+    events = _events_frame(collector.net, processes)
+    local: list[str] = []
+    for nic in collector.nics:
+        for addr in nic["addresses"]:
+            text = _canonical(addr)
+            if text and text not in local:
+                local.append(text)
+    return Timeline(events=events, processes=conform(processes, PROCESSES), local_addresses=local,
+                    header=header, stats=stats, nics=collector.nics, services=collector.services)
+
+
+def read_events(path: str | os.PathLike, *, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+    """Network events (TcpIp, UdpIp, Kernel-Network) of an ETL file: EVENTS schema, sorted by time."""
+    return read_timeline(path, progress=progress).events
+
+
+def read_processes(path: str | os.PathLike) -> pl.DataFrame:
+    """Process instances seen in an ETL file (PROCESSES schema + pid lifetime extras)."""
+    return read_timeline(path).processes
+
+
+def read_local_addresses(path: str | os.PathLike) -> list[str]:
+    """The traced host's IP addresses from the SystemConfig NIC rundown; [] when the file has none."""
+    return read_timeline(path).local_addresses
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _events_frame(frames: list[pl.DataFrame], processes: pl.DataFrame) -> pl.DataFrame:
+    if frames:
+        df = pl.concat(frames, how="diagonal_relaxed")
+    else:
+        df = pl.DataFrame(schema={**NET_COLUMNS, **NET_EXTRAS})
+    if "event_id" not in df.columns:
+        df = df.with_columns(event_id=pl.lit(None, dtype=pl.Int32))
+    df = orient(df).sort("time", "record")
+    df = attach_process(df, processes)
+    df = df.with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
+    return conform(df, EVENTS).select([*EVENTS, *EVENT_EXTRAS])
+
+
+def attach_process(events: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFrame:
+    """Add ``process``: the image of ``pid`` at ``time`` (None when no process event covers it)."""
+    if processes.is_empty():
+        return events.with_columns(process=pl.lit(None, dtype=pl.Utf8))
+    lives = (processes.select(
+        pl.col("pid").cast(pl.Int64),
+        pl.col("begin").cast(pl.Int64),
+        pl.col("until").cast(pl.Int64),
+        pl.col("image").alias("process"),
+    ).sort("begin"))
+    left = events.with_row_index("_row").with_columns(pl.col("pid").cast(pl.Int64), pl.col("time").cast(pl.Int64))
+    joined = left.sort("time").join_asof(lives, left_on="time", right_on="begin", by="pid",
+                                         strategy="backward", check_sortedness=False)
+    joined = joined.with_columns(
+        process=pl.when(pl.col("time") <= pl.col("until")).then(pl.col("process")).otherwise(None)
+    ).sort("_row").drop("_row", "begin", "until")
+    return joined
+
+
+def build_processes(events: list[dict], services: list[dict]) -> pl.DataFrame:
+    """One row per process instance from Process events (sorted by time), with services attached.
+
+    Extra columns: ``begin``/``until`` (lifetime bounds used for PID lookups, int64 ns, open ends at
+    the int64 limits), ``exit_status``, ``alive_at_end`` (a DCEnd rundown saw it at trace end),
+    ``defunct``, ``unique_key``, ``flags`` (v4+: 2 = Wow64, 4 = protected, as PerfView names them), ``record`` (of its first event).
+    """
+    rows: list[dict] = []
+    open_rows: dict[int, int] = {}
+    for ev in sorted(events, key=lambda e: (e["time"], e["record"])):
+        pid, kind = ev["pid"], ev["event"]
+        if kind == "Terminate":  # ProcessId only, followed by the instance's End
+            continue
+        cur = open_rows.get(pid)
+        if cur is not None and not _same(rows[cur], ev):
+            cur = None
+        if kind in ("Start", "DCStart"):
+            if cur is not None and kind == "DCStart":
+                continue  # the same instance, rundown again
+            row = _new_row(ev)
+            row["start"] = ev["time"] if kind == "Start" else None
+            row["begin"] = ev["time"] if kind == "Start" else _MIN
+            open_rows[pid] = len(rows)
+            rows.append(row)
+            continue
+        if cur is None and ev["unique_key"]:  # an instance already closed (Defunct after End)
+            cur = next((j for j in range(len(rows) - 1, -1, -1) if rows[j]["pid"] == pid
+                        and rows[j]["unique_key"] == ev["unique_key"]), None)
+            if cur is not None:
+                row = rows[cur]
+                row["defunct"] = row["defunct"] or kind == "Defunct"
+                row["alive_at_end"] = row["alive_at_end"] or kind == "DCEnd"
+                continue
+        if cur is None:  # first seen at its end: alive before the trace started
+            row = _new_row(ev)
+            row["start"], row["begin"] = None, _MIN
+            rows.append(row)
+            cur = len(rows) - 1
+        row = rows[cur]
+        _fill(row, ev)
+        if kind == "DCEnd":
+            row["alive_at_end"] = True
+        else:
+            # ev["exit_time"] (Defunct v5) is system time, not the trace clock: the event time is used
+            row["end"] = row["until"] = ev["time"]
+            row["exit_status"] = ev["exit_status"]
+            row["defunct"] = kind == "Defunct"
+        open_rows.pop(pid, None)
+    for svc in services:
+        if not svc["pid"]:
+            continue
+        for row in reversed(rows):
+            if row["pid"] == svc["pid"] and row["begin"] <= svc["time"] <= row["until"]:
+                if svc["name"] not in row["_services"]:
+                    row["_services"].append(svc["name"])
+                break
+    for row in rows:
+        row["services"] = ",".join(row.pop("_services")) or None
+    schema = {
+        "pid": pl.Int64, "ppid": pl.Int64, "image": pl.Utf8, "command_line": pl.Utf8, "session": pl.Int64,
+        "start": pl.Int64, "end": pl.Int64, "services": pl.Utf8, "user": pl.Utf8, "source": pl.Utf8,
+        "begin": pl.Int64, "until": pl.Int64, "exit_status": pl.Int64, "alive_at_end": pl.Boolean,
+        "defunct": pl.Boolean, "unique_key": pl.UInt64, "flags": pl.Int64, "record": pl.Int64,
+    }
+    df = pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema, orient="row")
+    return df.with_columns(pl.col("start", "end").cast(pl.Datetime("ns", "UTC")))
+
+
+def _same(row: dict, ev: dict) -> bool:
+    """Whether an event belongs to an open instance (same UniqueProcessKey when both have one)."""
+    return not (row["unique_key"] and ev["unique_key"] and row["unique_key"] != ev["unique_key"])
+
+
+def _new_row(ev: dict) -> dict:
+    return {"pid": ev["pid"], "ppid": ev["ppid"], "image": ev["image"], "command_line": ev["command_line"],
+            "session": ev["session"], "start": None, "end": None, "user": ev["user"], "source": "etl",
+            "begin": _MIN, "until": _MAX, "exit_status": None, "alive_at_end": False, "defunct": False,
+            "unique_key": ev["unique_key"], "flags": ev["flags"], "record": ev["record"], "_services": []}
+
+
+def _fill(row: dict, ev: dict) -> None:
+    """Complete a row's missing fields from a later event of the same instance."""
+    for key in ("ppid", "image", "command_line", "session", "user", "unique_key", "flags"):
+        if row.get(key) in (None, "") and ev.get(key) not in (None, ""):
+            row[key] = ev[key]
+
+
+def _canonical(addr: str) -> str | None:
+    """Canonical text of an address as NIC rundowns print it (scope ids dropped); None if not an address."""
+    try:
+        return str(ipaddress.ip_address(addr.strip().split("%")[0]))
+    except ValueError:
+        return None
+
+
+__all__ = ["Timeline", "read_timeline", "read_events", "read_processes", "read_local_addresses",
+           "timeline_from_batches", "build_processes", "attach_process", "PROCESS_EVENT_COLUMNS"]

@@ -1,0 +1,472 @@
+"""Classic kernel (MOF) events: TcpIp, UdpIp, Process, SystemConfig NIC and Services.
+
+Layouts (FORMATS.md, MS Learn MOF classes, checked against PerfView's baselines of the perfview corpus
+files; offsets are into the payload, fields are packed, ``ptr`` is the record's pointer size):
+
+- TcpIp/UdpIp v2 and later (Vista+): PID u32, size u32, daddr, saddr, dport, sport (ports big-endian;
+  IPv4 addresses 4 raw bytes, IPv6 16), then per event: Send startime u32, endtime u32, seqnum u32,
+  connid ptr; Connect/Accept mss u16, sackopt u16, tsopt u16, wsopt u16, rcvwin u32, rcvwinscale s16,
+  sndwinscale s16, seqnum u32, connid ptr; the others (and every UdpIp Send/Recv) seqnum u32,
+  connid ptr. Fail: Proto u16, FailureCode u16 (no PID, no addresses). Opcodes 26..34 are the IPv6
+  forms of 10..18.
+- v1 (XP SP2/2003): PID, size, daddr, saddr, dport, sport (``TcpIp_V1_TypeGroup1``; the
+  tracerpt line of the exchange-udp case has exactly these six fields).
+- v0 (XP): TcpIp daddr, saddr, dport, sport, size u32, PID u32; UdpIp context ptr, saddr, sport,
+  size u16, daddr, dport, dsize u16 (no PID).
+
+The Win8 "UdpIp Send/Recv" events of the perfview files (version 2, 32-byte payload) are the v2 layout
+above, not v0: PerfView decodes them with the v0 template and prints ``context`` = PID | size << 32.
+
+Address orientation (measured on the corpus, see tests/test_etl_kernel_net.py): TCP events of every
+kind, and UDP Send, have saddr = local and daddr = remote. UDP *Recv* events carry the packet's own
+source and destination: daddr is the local side (a multicast group for SSDP/LLMNR) and saddr the
+sender. :func:`orient` maps both to local/remote.
+"""
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from .guids import PROCESS_KERNEL, SYSTEMCONFIG_KERNEL, TCPIP_KERNEL, UDPIP_KERNEL
+from .records import RecordBatch
+
+TCP_EVENTS = {10: "Send", 11: "Recv", 12: "Connect", 13: "Disconnect", 14: "Retransmit", 15: "Accept",
+              16: "Reconnect", 17: "Fail", 18: "TCPCopy", 19: "ARPCopy", 20: "FullACK", 21: "PartACK",
+              22: "DupACK"}
+UDP_EVENTS = {10: "Send", 11: "Recv", 17: "Fail"}
+
+#: Field kinds -> (numpy dtype, size); "ptr" is resolved per pointer size, addresses are raw bytes.
+_KINDS = {"u16": ("<u2", 2), "s16": ("<i2", 2), "be16": (">u2", 2), "u32": ("<u4", 4), "s32": ("<i4", 4),
+          "u64": ("<u8", 8), "ip4": (None, 4), "ip6": (None, 16)}
+
+_ADDR4 = (("pid", "u32"), ("size", "u32"), ("daddr", "ip4"), ("saddr", "ip4"), ("dport", "be16"), ("sport", "be16"))
+_ADDR6 = (("pid", "u32"), ("size", "u32"), ("daddr", "ip6"), ("saddr", "ip6"), ("dport", "be16"), ("sport", "be16"))
+_SEND = (("startime", "u32"), ("endtime", "u32"), ("seqnum", "u32"), ("connid", "ptr"))
+_GROUP1 = (("seqnum", "u32"), ("connid", "ptr"))
+_GROUP2 = (("mss", "u16"), ("sackopt", "u16"), ("tsopt", "u16"), ("wsopt", "u16"), ("rcvwin", "u32"),
+           ("rcvwinscale", "s16"), ("sndwinscale", "s16"), ("seqnum", "u32"), ("connid", "ptr"))
+_FAIL = (("proto", "u16"), ("failure_code", "u16"))
+_TCP_V0 = (("daddr", "ip4"), ("saddr", "ip4"), ("dport", "be16"), ("sport", "be16"), ("size", "u32"), ("pid", "u32"))
+_UDP_V0 = (("context", "ptr"), ("saddr", "ip4"), ("sport", "be16"), ("size", "u16"), ("daddr", "ip4"),
+           ("dport", "be16"), ("dsize", "u16"))
+
+
+@dataclass(frozen=True)
+class NetLayout:
+    """One payload layout of a network event: event name, IP version and packed fields."""
+
+    event: str
+    ip_version: int | None
+    fields: tuple[tuple[str, str], ...]
+
+    def offsets(self, pointer_size: int) -> tuple[list[tuple[str, str, int]], int]:
+        """(name, kind, offset) of every field and the total size, for one pointer size."""
+        out, pos = [], 0
+        for name, kind in self.fields:
+            size = pointer_size if kind == "ptr" else _KINDS[kind][1]
+            out.append((name, kind, pos))
+            pos += size
+        return out, pos
+
+
+def net_layout(protocol: str, opcode: int, version: int) -> NetLayout | None:
+    """Layout of a classic TcpIp ("TCP") or UdpIp ("UDP") event, None when unknown."""
+    if protocol == "TCP":
+        if version >= 2:
+            if opcode == 17:
+                return NetLayout("Fail", None, _FAIL)
+            if opcode in TCP_EVENTS:
+                base, name, ipv = _ADDR4, TCP_EVENTS[opcode], 4
+            elif 26 <= opcode <= 34 and opcode != 33:
+                base, name, ipv = _ADDR6, TCP_EVENTS[opcode - 16], 6
+            else:
+                return None
+            tail = _SEND if name == "Send" else _GROUP2 if name in ("Connect", "Accept") else _GROUP1
+            return NetLayout(name, ipv, base + tail)
+        if version == 1 and 10 <= opcode <= 16:
+            return NetLayout(TCP_EVENTS[opcode], 4, _ADDR4)
+        if version == 0 and 10 <= opcode <= 15:
+            return NetLayout(TCP_EVENTS[opcode], 4, _TCP_V0)
+        return None
+    if version >= 2:
+        if opcode == 17:
+            return NetLayout("Fail", None, _FAIL)
+        if opcode in (10, 11):
+            return NetLayout(UDP_EVENTS[opcode], 4, _ADDR4 + _GROUP1)
+        if opcode in (26, 27):
+            return NetLayout(UDP_EVENTS[opcode - 16], 6, _ADDR6 + _GROUP1)
+        return None
+    if version == 1 and opcode in (10, 11):
+        return NetLayout(UDP_EVENTS[opcode], 4, _ADDR4)
+    if version == 0 and opcode in (10, 11):
+        return NetLayout(UDP_EVENTS[opcode], 4, _UDP_V0)
+    return None
+
+
+@dataclass
+class Skipped:
+    """Records an event decoder could not decode, by reason (reported once per file)."""
+
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.counts[reason] += n
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bulk field access
+
+
+def _u8(batch: RecordBatch) -> np.ndarray:
+    return np.frombuffer(batch.data, dtype=np.uint8)
+
+
+def gather(data: np.ndarray, base: np.ndarray, offset: int, kind: str, pointer_size: int = 8) -> np.ndarray:
+    """One field of many payloads: ``base`` are payload starts in ``data`` (uint8), any alignment.
+
+    Addresses come back as (n, 4) / (n, 16) uint8 rows; numbers as a 1-d array of the field's dtype.
+    """
+    if kind == "ptr":
+        kind = "u64" if pointer_size == 8 else "u32"
+    dtype, size = _KINDS[kind]
+    idx = (base + offset)[:, None] + np.arange(size)
+    raw = np.ascontiguousarray(data[idx])
+    if dtype is None:
+        return raw
+    return raw.view(dtype).ravel()
+
+
+_ADDR_CACHE: dict[bytes, str] = {}
+
+
+def address_text(rows: np.ndarray) -> pl.Series:
+    """Canonical text (``ipaddress``) of (n, 4) or (n, 16) raw address rows; formats each distinct value once."""
+    n, width = rows.shape
+    if n == 0:
+        return pl.Series([], dtype=pl.Utf8)
+    keys = np.ascontiguousarray(rows).view(f"V{width}").ravel()
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    texts = []
+    for key in uniq:
+        raw = bytes(key)
+        text = _ADDR_CACHE.get(raw)
+        if text is None:
+            text = str(ipaddress.IPv4Address(raw) if width == 4 else ipaddress.IPv6Address(raw))
+            if len(_ADDR_CACHE) < 1_000_000:
+                _ADDR_CACHE[raw] = text
+        texts.append(text)
+    return pl.Series(texts, dtype=pl.Utf8).gather(inverse.ravel())
+
+
+def decode_layout(batch: RecordBatch, rows: np.ndarray, layout: NetLayout, pointer_size: int) -> dict:
+    """Columns of ``layout`` for the given rows (all of that layout and pointer size)."""
+    data = _u8(batch)
+    base = batch.payload_offset[rows]
+    fields, _ = layout.offsets(pointer_size)
+    cols: dict = {}
+    for name, kind, off in fields:
+        value = gather(data, base, off, kind, pointer_size)
+        cols[name] = address_text(value) if kind in ("ip4", "ip6") else value
+    return cols
+
+
+def fits(batch: RecordBatch, rows: np.ndarray, size: int) -> np.ndarray:
+    """Mask of the rows whose payload holds ``size`` bytes (and lies inside ``data``)."""
+    start = batch.payload_offset[rows]
+    return (batch.payload_size[rows] >= size) & (start >= 0) & (start + size <= len(batch.data))
+
+
+# ---------------------------------------------------------------------------------------------
+# Network events
+
+NET_COLUMNS = {
+    "time": pl.Int64, "provider": pl.Utf8, "event": pl.Utf8, "protocol": pl.Utf8, "ip_version": pl.Int8,
+    "pid": pl.Int64, "size": pl.Int64, "saddr": pl.Utf8, "sport": pl.Int32, "daddr": pl.Utf8,
+    "dport": pl.Int32, "connid": pl.UInt64, "seqnum": pl.UInt64, "record": pl.Int64, "tid": pl.Int64,
+    "opcode": pl.Int32, "version": pl.Int32,
+}
+#: Extra fields kept when an event has them (Connect/Accept options, Send times, Fail codes).
+NET_EXTRAS = {"mss": pl.Int32, "rcvwin": pl.Int64, "startime": pl.Int64, "endtime": pl.Int64,
+              "proto": pl.Int32, "failure_code": pl.Int32}
+
+
+def net_frame(batch: RecordBatch, rows: np.ndarray, layout: NetLayout, pointer_size: int,
+              provider: str, protocol: str) -> pl.DataFrame:
+    """A network-events frame (:data:`NET_COLUMNS` + extras) of rows that all share one layout."""
+    cols = decode_layout(batch, rows, layout, pointer_size)
+    n = len(rows)
+    if "pid" in cols:
+        pid = pl.Series(cols["pid"].astype(np.int64))
+    else:  # Fail / UdpIp v0: no PID in the payload; the header's when it has one
+        hp = batch.pid[rows]
+        pid = pl.Series(hp.astype(np.int64)).set(pl.Series(hp == 0xFFFFFFFF), None)
+    tid = batch.tid[rows].astype(np.int64)
+    out = {
+        "time": batch.time[rows],
+        "provider": pl.repeat(provider, n, dtype=pl.Utf8, eager=True),
+        "event": pl.repeat(layout.event, n, dtype=pl.Utf8, eager=True),
+        "protocol": pl.repeat(protocol, n, dtype=pl.Utf8, eager=True),
+        "ip_version": pl.repeat(layout.ip_version, n, dtype=pl.Int8, eager=True),
+        "pid": pid,
+        "size": cols.get("size"),
+        "saddr": cols.get("saddr"),
+        "sport": cols.get("sport"),
+        "daddr": cols.get("daddr"),
+        "dport": cols.get("dport"),
+        "connid": cols.get("connid"),
+        "seqnum": cols.get("seqnum"),
+        "record": batch.record[rows],
+        "tid": pl.Series(tid).set(pl.Series(tid == 0xFFFFFFFF), None),
+        "opcode": batch.opcode[rows],
+        "version": batch.version[rows],
+    }
+    series = []
+    for name, dtype in NET_COLUMNS.items():
+        value = out[name]
+        if value is None:
+            series.append(pl.repeat(None, n, dtype=dtype, eager=True).alias(name))
+        else:
+            series.append(pl.Series(name, value).cast(dtype))
+    for name, dtype in NET_EXTRAS.items():
+        value = cols.get(name)
+        series.append(pl.repeat(None, n, dtype=dtype, eager=True).alias(name) if value is None
+                      else pl.Series(name, value).cast(dtype))
+    return pl.DataFrame(series)
+
+
+def empty_net() -> pl.DataFrame:
+    return pl.DataFrame(schema={**NET_COLUMNS, **NET_EXTRAS})
+
+
+def _group_rows(keys: list[np.ndarray]) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """Split row positions by the distinct tuples of several key columns."""
+    if len(keys[0]) == 0:
+        return []
+    stacked = np.stack([k.astype(np.int64) for k in keys], axis=1)
+    uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+    return [(tuple(int(x) for x in uniq[i]), order[bounds[i]:bounds[i + 1]]) for i in range(len(uniq))]
+
+
+def decode_kernel_net(batch: RecordBatch, skipped: Skipped) -> list[pl.DataFrame]:
+    """Frames of the classic kernel TcpIp and UdpIp events of one batch (one frame per layout)."""
+    frames = []
+    for guid, provider, protocol in ((TCPIP_KERNEL, "TcpIp", "TCP"), (UDPIP_KERNEL, "UdpIp", "UDP")):
+        sel = np.flatnonzero(batch.provider_mask(guid))
+        if len(sel) == 0:
+            continue
+        groups = _group_rows([batch.opcode[sel], batch.version[sel], batch.pointer_size[sel]])
+        for (opcode, version, psize), pos in groups:
+            rows = sel[pos]
+            layout = net_layout(protocol, opcode, version)
+            if layout is None:
+                skipped.add(f"{provider} records of unknown opcode/version ({opcode}/v{version})", len(rows))
+                continue
+            _, size = layout.offsets(psize)
+            ok = fits(batch, rows, size)
+            skipped.add(f"{provider} {layout.event} records shorter than their layout ({size} bytes)",
+                        int((~ok).sum()))
+            if ok.any():
+                frames.append(net_frame(batch, rows[ok], layout, psize, provider, protocol))
+    return frames
+
+
+def orient(df: pl.DataFrame) -> pl.DataFrame:
+    """saddr/daddr/sport/dport -> local/remote (UDP Recv carries the packet's own orientation)."""
+    flip = (pl.col("protocol") == "UDP") & (pl.col("event") == "Recv")
+    return df.with_columns(
+        local_addr=pl.when(flip).then(pl.col("daddr")).otherwise(pl.col("saddr")),
+        local_port=pl.when(flip).then(pl.col("dport")).otherwise(pl.col("sport")),
+        remote_addr=pl.when(flip).then(pl.col("saddr")).otherwise(pl.col("daddr")),
+        remote_port=pl.when(flip).then(pl.col("sport")).otherwise(pl.col("dport")),
+    ).drop("saddr", "daddr", "sport", "dport")
+
+
+# ---------------------------------------------------------------------------------------------
+# Process events (variable-length payloads: decoded one record at a time; they are few)
+
+PROCESS_EVENTS = {1: "Start", 2: "End", 3: "DCStart", 4: "DCEnd", 11: "Terminate", 39: "Defunct"}
+
+
+def sid_text(raw: bytes) -> str:
+    """Text form ("S-1-5-18") of a binary SID."""
+    revision, count = raw[0], raw[1]
+    authority = int.from_bytes(raw[2:8], "big")
+    subs = struct.unpack_from(f"<{count}I", raw, 8)
+    return "-".join(["S", str(revision), str(authority), *map(str, subs)])
+
+
+def read_sid(payload: bytes, pos: int, pointer_size: int) -> tuple[str | None, int]:
+    """The UserSID block at ``pos``: (SID text or None for a null SID, position after it)."""
+    if struct.unpack_from("<I", payload, pos)[0] == 0:
+        return None, pos + 4
+    pos += 2 * pointer_size  # TOKEN_USER (SID pointer + attributes)
+    count = payload[pos + 1]
+    end = pos + 8 + 4 * count
+    if end > len(payload) or count > 15:
+        raise ValueError("SID runs past the payload")
+    return sid_text(payload[pos:end]), end
+
+
+def _cstring(payload: bytes, pos: int) -> tuple[str, int]:
+    end = payload.find(b"\0", pos)
+    if end < 0:
+        end = len(payload)
+    return payload[pos:end].decode("cp1252", "replace"), end + 1
+
+
+def _wstring(payload: bytes, pos: int) -> tuple[str, int]:
+    end = pos
+    while end + 1 < len(payload) and (payload[end] or payload[end + 1]):
+        end += 2
+    return payload[pos:end].decode("utf-16-le", "replace"), end + 2
+
+
+def parse_process(payload: bytes, version: int, pointer_size: int) -> dict:
+    """Fields of one Process event payload (versions 0 to 5; Terminate's 4-byte ProcessId-only form)."""
+    p = pointer_size
+    ptr = "<Q" if p == 8 else "<I"
+    out: dict = {"unique_key": None, "session": None, "exit_status": None, "flags": None,
+                 "command_line": None, "package": None, "application_id": None,
+                 "exit_time": None}
+    if len(payload) < 8:  # Terminate (opcode 11, v2): ProcessId only
+        out.update(pid=struct.unpack_from("<I", payload, 0)[0], ppid=None, user=None, image=None)
+        return out
+    if version == 0:
+        out["pid"] = struct.unpack_from(ptr, payload, 0)[0]
+        out["ppid"] = struct.unpack_from(ptr, payload, p)[0]
+        pos = 2 * p
+    else:
+        key = struct.unpack_from(ptr, payload, 0)[0]
+        out["pid"], out["ppid"], out["session"], out["exit_status"] = struct.unpack_from("<IIIi", payload, p)
+        if version >= 2:
+            out["unique_key"] = key
+        pos = p + 16
+        if version >= 3:
+            pos += p  # DirectoryTableBase
+        if version >= 4:
+            out["flags"] = struct.unpack_from("<I", payload, pos)[0]
+            pos += 4
+    out["user"], pos = read_sid(payload, pos, p)
+    out["image"], pos = _cstring(payload, pos)
+    if version >= 2:
+        out["command_line"], pos = _wstring(payload, pos)
+    if version >= 4:
+        out["package"], pos = _wstring(payload, pos)
+        out["application_id"], pos = _wstring(payload, pos)
+    if version >= 5 and pos + 8 <= len(payload):  # Defunct v5: ExitTime (FILETIME, UTC)
+        filetime = struct.unpack_from("<Q", payload, pos)[0]
+        out["exit_time"] = (filetime - 116444736000000000) * 100 if filetime else None
+    if out["session"] == 0xFFFFFFFF:
+        out["session"] = None
+    return out
+
+
+PROCESS_EVENT_COLUMNS = {
+    "time": pl.Int64, "record": pl.Int64, "event": pl.Utf8, "version": pl.Int32, "pid": pl.Int64,
+    "ppid": pl.Int64, "session": pl.Int64, "exit_status": pl.Int64, "user": pl.Utf8, "image": pl.Utf8,
+    "command_line": pl.Utf8, "unique_key": pl.UInt64, "flags": pl.Int64,
+}
+
+
+def decode_process_events(batch: RecordBatch, skipped: Skipped) -> list[dict]:
+    """Process Start/End/DCStart/DCEnd/Terminate/Defunct events of one batch, as dicts."""
+    sel = np.flatnonzero(batch.provider_mask(PROCESS_KERNEL) & np.isin(batch.opcode, list(PROCESS_EVENTS)))
+    out = []
+    for i in sel:
+        version, psize = int(batch.version[i]), int(batch.pointer_size[i])
+        payload = batch.payload(int(i))
+        if version > 5:
+            skipped.add(f"Process records of unknown version {version}")
+            continue
+        try:
+            rec = parse_process(payload, version, psize)
+        except (struct.error, ValueError, IndexError):
+            skipped.add("damaged Process records")
+            continue
+        rec.update(time=int(batch.time[i]), record=int(batch.record[i]),
+                   event=PROCESS_EVENTS[int(batch.opcode[i])], version=version)
+        out.append(rec)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# SystemConfig: NIC (the traced host's addresses) and Services (PID -> service names)
+
+NIC_OPCODE, SERVICES_OPCODE = 13, 15
+
+
+def parse_nic(payload: bytes, version: int) -> dict | None:
+    """NIC rundown (v2+: PhysicalAddr u64, PhysicalAddrLen u32, Ipv4Index u32, Ipv6Index u32,
+    NICDescription, IpAddresses (';'-separated), DnsServerAddresses, UTF-16); None for older versions."""
+    if version < 2:
+        return None
+    mac, mac_len = struct.unpack_from("<QI", payload, 0)
+    desc, pos = _wstring(payload, 20)
+    addrs, pos = _wstring(payload, pos)
+    dns, pos = _wstring(payload, pos)
+    return {"description": desc, "mac": mac.to_bytes(8, "little")[:min(mac_len, 8)].hex(":"),
+            "addresses": [a for a in addrs.split(";") if a], "dns": [a for a in dns.split(";") if a]}
+
+
+def parse_service(payload: bytes, version: int) -> dict:
+    """Services rundown: v2+ ProcessId, ServiceState, SubProcessTag u32, then ServiceName, DisplayName,
+    ProcessName (UTF-16, NUL-terminated); v0/v1 ServiceName, DisplayName, ProcessName char16[256], ProcessId."""
+    if version >= 2:
+        pid, state, _tag = struct.unpack_from("<III", payload, 0)
+        name, pos = _wstring(payload, 12)
+        display, pos = _wstring(payload, pos)
+        process, pos = _wstring(payload, pos)
+    else:
+        name = payload[0:512].decode("utf-16-le", "replace").split("\0")[0]
+        display = payload[512:1024].decode("utf-16-le", "replace").split("\0")[0]
+        process = payload[1024:1536].decode("utf-16-le", "replace").split("\0")[0]
+        pid, = struct.unpack_from("<I", payload, 1536)
+        state = None
+    return {"pid": pid, "state": state, "name": name, "display_name": display, "process": process}
+
+
+def decode_systemconfig(batch: RecordBatch, skipped: Skipped) -> tuple[list[dict], list[dict]]:
+    """(NIC dicts, service dicts, each with ``time``) of one batch."""
+    mask = batch.provider_mask(SYSTEMCONFIG_KERNEL)
+    nics, services = [], []
+    for i in np.flatnonzero(mask & np.isin(batch.opcode, [NIC_OPCODE, SERVICES_OPCODE])):
+        opcode, version = int(batch.opcode[i]), int(batch.version[i])
+        payload = batch.payload(int(i))
+        try:
+            if opcode == NIC_OPCODE:
+                nic = parse_nic(payload, version)
+                if nic is None:
+                    skipped.add(f"SystemConfig NIC records of version {version}")
+                    continue
+                nic["time"] = int(batch.time[i])
+                nics.append(nic)
+            else:
+                svc = parse_service(payload, version)
+                svc["time"] = int(batch.time[i])
+                services.append(svc)
+        except (struct.error, ValueError, IndexError):
+            skipped.add("damaged SystemConfig records")
+    return nics, services
+
+
+__all__ = [
+    "TCP_EVENTS", "UDP_EVENTS", "NetLayout", "net_layout", "Skipped", "gather", "address_text",
+    "decode_layout", "net_frame", "decode_kernel_net", "orient", "sid_text", "read_sid", "parse_process",
+    "decode_process_events", "parse_nic", "parse_service", "decode_systemconfig", "PROCESS_EVENTS",
+    "PROCESS_EVENT_COLUMNS", "NET_COLUMNS", "NET_EXTRAS", "empty_net",
+]

@@ -1,0 +1,658 @@
+"""Packets and interfaces of a capture, and the bulk dissection of raw frames into the FRAMES table.
+
+Link layers: Ethernet (802.1Q / 802.1ad / QinQ tags), raw IP (LINKTYPE_RAW 101, IPV4 228, IPV6 229),
+Linux cooked SLL (113) and SLL2 (276), BSD null (0) and OpenBSD loop (108). Network layer: IPv4 and
+IPv6 (extension headers walked to the transport header). Transport: TCP, UDP, ICMP, ICMPv6.
+
+Dissection is columnar: every frame's bytes sit in one uint8 buffer at known offsets and each header
+field is one numpy gather for all frames that have it.
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from ..diagnostics import warn
+from . import schema
+
+# LINKTYPE_* values (tcpdump.org link-layer header types).
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+#: DLT_RAW as some systems write it in place of LINKTYPE_RAW (12 on most BSDs, 14 on OpenBSD).
+_RAW_ALIASES = (12, 14)
+KNOWN_LINK_TYPES = frozenset({LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL,
+                              LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2, *_RAW_ALIASES})
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+_VLAN_TPIDS = (0x8100, 0x88A8, 0x9100, 0x9200)
+# Address families carried by null/loop headers: AF_INET is 2 everywhere, AF_INET6 differs by OS.
+_AF_INET = 2
+_AF_INET6 = (10, 23, 24, 28, 30)  # Linux, Windows, NetBSD/OpenBSD, FreeBSD, macOS
+
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 6, 17, 58
+# IPv6 extension headers walked to the transport header (hop-by-hop, routing, fragment, destination
+# options, AH, mobility, HIP, shim6); fragment and AH have their own length rules.
+_IPV6_EXT = (0, 43, 44, 60, 51, 135, 139, 140)
+_IPV6_FRAGMENT, _IPV6_AH = 44, 51
+_MAX_VLAN_TAGS = 4
+_MAX_IPV6_EXT = 8
+
+#: Direction codes used by the readers' columnar paths.
+DIR_NONE, DIR_IN, DIR_OUT, DIR_UNKNOWN = 0, 1, 2, 3
+DIRECTIONS = (None, "in", "out", "unknown")
+_DIR_CODE = {None: DIR_NONE, "in": DIR_IN, "out": DIR_OUT, "unknown": DIR_UNKNOWN}
+
+_PROTO_LABELS = ("TCP", "UDP", "ICMP", "ICMPv6", "other")
+_DIR_LABELS = pl.Series(DIRECTIONS[1:], dtype=pl.Utf8)
+_FRAG_LABELS = ("none", "first", "later")
+_NOTE_IPLEN0, _NOTE_TRUNC, _NOTE_BADLEN = 1, 2, 4
+# Python formats the distinct addresses when there are few of them; polars string ops otherwise.
+_FEW_ADDRESSES = 50_000
+
+
+@dataclass
+class Packet:
+    """One captured frame: UTC time in ns, the captured bytes and what the capture file says about it."""
+
+    time_ns: int | None
+    data: bytes
+    interface: int = 0
+    wirelen: int | None = None
+    direction: str | None = None   # "in" / "out" / "unknown" (pcapng flags present, direction not given)
+    comment: str | None = None
+
+
+@dataclass
+class Interface:
+    """A capture interface. ``tsresol``: decimal exponent (6 = us, 9 = ns), or pcapng's raw if_tsresol
+    byte (high bit set: binary exponent). ``tsoffset``: seconds added to every timestamp."""
+
+    link_type: int
+    tsresol: int = 6
+    tsoffset: int = 0
+    snaplen: int = 262144
+    name: str | None = None
+
+    def units_per_second(self) -> int:
+        """Timestamp units per second."""
+        r = self.tsresol
+        return 1 << (r & 0x7F) if r & 0x80 else 10 ** r
+
+
+def ticks_to_ns(ticks: np.ndarray, iface: Interface) -> np.ndarray:
+    """Timestamps in interface units (uint64) to UTC ns (int64), flooring sub-ns fractions."""
+    ticks = np.asarray(ticks, dtype=np.uint64)
+    r = iface.tsresol
+    if r & 0x80:
+        b = r & 0x7F
+        if b <= 30:
+            whole = (ticks >> np.uint64(b)).astype(np.int64) * 1_000_000_000
+            frac = ((ticks & np.uint64((1 << b) - 1)) * np.uint64(1_000_000_000)) >> np.uint64(b)
+            ns = whole + frac.astype(np.int64)
+        else:  # rare: exact integer arithmetic in Python
+            ns = np.array([(int(t) * 1_000_000_000) >> b for t in ticks], dtype=np.int64)
+    elif r <= 9:
+        ns = ticks.astype(np.int64) * (10 ** (9 - r))
+    else:
+        ns = (ticks // np.uint64(10 ** (r - 9))).astype(np.int64)
+    return ns + iface.tsoffset * 1_000_000_000
+
+
+def ns_to_ticks(time_ns: int, iface: Interface) -> int:
+    """A UTC time in ns to interface units (floor), the inverse of :func:`ticks_to_ns` where exact."""
+    t = time_ns - iface.tsoffset * 1_000_000_000
+    r = iface.tsresol
+    if r & 0x80:
+        return (t << (r & 0x7F)) // 1_000_000_000 if t >= 0 else -((-t << (r & 0x7F)) // -1_000_000_000)
+    if r <= 9:
+        return t // 10 ** (9 - r)
+    return t * 10 ** (r - 9)
+
+
+#: Bytes of every frame's start copied to a compact (frames x WINDOW) matrix: enough for Ethernet + QinQ
+#: + IPv6 + TCP, so that the common fields are read from one small array instead of the whole file.
+WINDOW = 96
+
+
+def header_windows(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """The first ``window`` bytes of every frame, zero-padded past its caplen: a (frames, window) array."""
+    n = len(off)
+    out = np.zeros((n, window), np.uint8)
+    if not n or not len(buf):
+        return out
+    cols = np.arange(window)
+    step = max(1, (1 << 20) // window)
+    for s in range(0, n, step):
+        valid = cols < np.asarray(cap[s:s + step], np.int64)[:, None]
+        idx = np.where(valid, np.asarray(off[s:s + step], np.int64)[:, None] + cols, 0)
+        block = buf[idx]
+        block[~valid] = 0
+        out[s:s + step] = block
+    return out
+
+
+def _views(flat: np.ndarray) -> dict:
+    if len(flat) < 8:  # strided views need a few bytes; such a buffer has no full header anyway
+        flat = np.concatenate([flat, np.zeros(8, np.uint8)])
+    n = len(flat)
+    return {"u8": flat,
+            "be16": np.ndarray((n - 1,), dtype=">u2", buffer=flat, strides=(1,)),
+            "be32": np.ndarray((n - 3,), dtype=">u4", buffer=flat, strides=(1,)),
+            "le32": np.ndarray((n - 3,), dtype="<u4", buffer=flat, strides=(1,))}
+
+
+_SIZES = {"u8": (1, np.uint8), "be16": (2, np.uint16), "be32": (4, np.uint32), "le32": (4, np.uint32)}
+
+
+class _Fields:
+    """Field gathers at (frame, offset in the frame): from the header windows, or the buffer past them."""
+
+    def __init__(self, buf: np.ndarray, off: np.ndarray, windows: np.ndarray) -> None:
+        self.buf, self.off = buf, off
+        self.width = windows.shape[1]
+        self._win = _views(np.ascontiguousarray(windows).reshape(-1))
+        self._buf: dict | None = None
+
+    def _get(self, kind: str, rows: np.ndarray, pos) -> np.ndarray:
+        size, dtype = _SIZES[kind]
+        w = self.width
+        if np.isscalar(pos):
+            if pos + size <= w:
+                return self._win[kind][rows * w + pos].astype(dtype, copy=False)
+            inwin = np.zeros(len(rows), bool)
+        else:
+            inwin = pos + size <= w
+            if inwin.all():
+                return self._win[kind][rows * w + pos].astype(dtype, copy=False)
+        if self._buf is None:
+            self._buf = _views(self.buf)
+        pos = np.broadcast_to(pos, rows.shape)
+        out = np.empty(len(rows), dtype)
+        out[inwin] = self._win[kind][rows[inwin] * w + pos[inwin]]
+        out[~inwin] = self._buf[kind][self.off[rows[~inwin]] + pos[~inwin]]
+        return out
+
+    def u8(self, rows: np.ndarray, pos) -> np.ndarray:
+        return self._get("u8", rows, pos)
+
+    def be16(self, rows: np.ndarray, pos) -> np.ndarray:
+        return self._get("be16", rows, pos)
+
+    def be32(self, rows: np.ndarray, pos) -> np.ndarray:
+        return self._get("be32", rows, pos)
+
+    def le32(self, rows: np.ndarray, pos) -> np.ndarray:
+        return self._get("le32", rows, pos)
+
+
+def _as_array(values, n: int, dtype, default=0) -> np.ndarray:
+    if values is None:
+        return np.full(n, default, dtype=dtype)
+    if np.isscalar(values):
+        return np.full(n, values, dtype=dtype)
+    return np.asarray(values, dtype=dtype)
+
+
+def direction_codes(directions: Sequence[str | None]) -> np.ndarray:
+    """Direction strings (in/out/unknown/None) to the int8 codes of the columnar API."""
+    try:
+        return np.fromiter((_DIR_CODE[d] for d in directions), dtype=np.int8, count=len(directions))
+    except KeyError as e:
+        raise ValueError(f"direction must be 'in', 'out', 'unknown' or None, not {e.args[0]!r}") from None
+
+
+def dissect(times_ns: Sequence[int | None], datas: Sequence[bytes], link_types: int | Sequence[int],
+            caplens: Sequence[int] | None = None, wirelens: Sequence[int | None] | None = None,
+            interfaces: int | Sequence[int] | None = None, directions: Sequence[str | None] | None = None,
+            *, comments: Sequence[str | None] | None = None, with_data: bool = False,
+            source: str | None = None) -> pl.DataFrame:
+    """Frames (FRAMES schema, ``frame`` 1-based in input order) from per-frame times, bytes and link types.
+
+    ``caplens`` defaults to ``len(data)``; ``wirelens`` to the caplen; ``directions`` are "in", "out",
+    "unknown" or None; ``comments`` adds a ``comment`` column; ``with_data`` a ``data`` Binary column.
+    ``source`` names the input in warnings.
+    """
+    n = len(datas)
+    lens = np.fromiter((len(d) for d in datas), dtype=np.int64, count=n)
+    offsets = np.zeros(n, dtype=np.int64)
+    if n:
+        np.cumsum(lens[:-1], out=offsets[1:])
+    buf = np.frombuffer(b"".join(datas), dtype=np.uint8)
+    caps = lens if caplens is None else np.minimum(np.asarray(caplens, dtype=np.int64), lens)
+    tvalid = None
+    if any(t is None for t in times_ns):
+        tvalid = np.fromiter((t is not None for t in times_ns), dtype=bool, count=n)
+        times = np.fromiter((t or 0 for t in times_ns), dtype=np.int64, count=n)
+    else:
+        times = np.asarray(times_ns, dtype=np.int64).reshape(n)
+    if wirelens is not None:
+        wl = np.fromiter((c if w is None else w for w, c in zip(wirelens, caps.tolist())), dtype=np.int64,
+                         count=n)
+    else:
+        wl = None
+    dirs = direction_codes(directions) if directions is not None else None
+    return dissect_buffer(buf, offsets, caps, times, link_types, wirelens=wl, interfaces=interfaces,
+                          directions=dirs, time_valid=tvalid, comments=comments, with_data=with_data,
+                          source=source)
+
+
+def dissect_buffer(buf: np.ndarray, offsets: np.ndarray, caplens: np.ndarray, times_ns: np.ndarray,
+                   link_types: int | np.ndarray, *, wirelens: np.ndarray | None = None,
+                   interfaces: int | np.ndarray | None = None, directions: np.ndarray | None = None,
+                   time_valid: np.ndarray | None = None, comments: Sequence[str | None] | None = None,
+                   with_data: bool = False, source: str | None = None, windows: np.ndarray | None = None,
+                   first_frame: int = 1, finish: bool = True) -> pl.DataFrame:
+    """The columnar form of :func:`dissect`: frame i is ``buf[offsets[i] : offsets[i] + caplens[i]]``.
+
+    ``directions`` are int8 codes (0 none, 1 in, 2 out, 3 unknown); ``time_valid`` marks frames that have
+    a time (pcapng simple packet blocks have none); ``windows`` are the frames' first bytes as
+    :func:`header_windows` makes them (the readers' C walk copies them on the way). Readers dissect
+    chunk by chunk with ``first_frame`` and ``finish=False``, then call :func:`finish_frames` once.
+    """
+    n = len(offsets)
+    off = np.asarray(offsets, dtype=np.int64)
+    cap = np.asarray(caplens, dtype=np.int64)
+    lt = _as_array(link_types, n, np.int32)
+    wl = cap if wirelens is None else np.asarray(wirelens, dtype=np.int64)
+    ifc = _as_array(interfaces, n, np.int32)
+    dirs = _as_array(directions, n, np.int8, DIR_NONE).copy()
+    buf = np.asarray(buf, dtype=np.uint8)
+    if n and (int((off + cap).max()) > len(buf) or int(off.min()) < 0):
+        raise ValueError("a frame lies outside the buffer")
+    if windows is None:
+        windows = header_windows(buf, off, cap)
+    d = _Dissection(_Fields(buf, off, windows), cap, n)
+    d.link_layer(lt, dirs, source)
+    d.network_layer()
+    d.transport_layer()
+    df = d.table(times_ns, time_valid, wl, ifc, lt, dirs, first_frame)
+    if comments is not None:
+        df = df.with_columns(pl.Series("comment", comments, dtype=pl.Utf8))
+    if with_data:
+        df = df.with_columns(_binary(buf, off, cap).alias("data"))
+    return finish_frames([df]) if finish else df
+
+
+def finish_frames(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Chunks dissected with ``finish=False`` as one FRAMES table (later fragments get their ports)."""
+    df = pl.concat(parts, how="vertical") if len(parts) != 1 else parts[0]
+    df = schema.conform(df, schema.FRAMES)
+    if df.height and (df["fragment"] == "later").any():
+        df = _ports_from_first_fragments(df)
+    return df
+
+
+class _Dissection:
+    """Per-frame header fields, filled layer by layer over masked subsets."""
+
+    def __init__(self, f: _Fields, cap: np.ndarray, n: int) -> None:
+        self.f, self.cap, self.n = f, cap, n
+        self.all = np.arange(n)
+        self.net = np.full(n, -1, np.int64)          # network header offset in the frame, -1: none
+        self.etype = np.zeros(n, np.int32)           # 0x0800 / 0x86DD / other
+        self.ipver = np.zeros(n, np.int8)            # 0: not IP
+        self.proto = np.full(n, -1, np.int16)        # IP protocol of the transport header, -1: unknown
+        self.l4 = np.full(n, -1, np.int64)           # transport header offset in the frame
+        self.l4len = np.full(n, -1, np.int64)        # bytes from the transport header to the IP end
+        self.frag = np.zeros(n, np.int8)             # 0 none, 1 first, 2 later
+        self.ipid = np.zeros(n, np.int64)
+        self.has_ipid = np.zeros(n, bool)
+        self.has_addr = np.zeros(n, bool)
+        self.src4 = np.zeros(n, np.uint32)
+        self.dst4 = np.zeros(n, np.uint32)
+        self.v6rows = np.zeros(0, np.int64)
+        self.src6 = np.zeros((0, 16), np.uint8)
+        self.dst6 = np.zeros((0, 16), np.uint8)
+        self.sport = np.zeros(n, np.int32)
+        self.dport = np.zeros(n, np.int32)
+        self.has_ports = np.zeros(n, bool)
+        self.seq = np.zeros(n, np.uint32)
+        self.flags = np.zeros(n, np.uint8)
+        self.has_tcp = np.zeros(n, bool)
+        self.payload = np.zeros(n, np.int64)
+        self.has_payload = np.zeros(n, bool)
+        self.notes = np.zeros(n, np.uint8)
+
+    # -- link layer ------------------------------------------------------------------------------
+    def link_layer(self, lt: np.ndarray, dirs: np.ndarray, source: str | None) -> None:
+        f, cap = self.f, self.cap
+        kinds = np.unique(lt).tolist() if self.n else []
+        for kind in kinds:
+            rows = np.flatnonzero(lt == kind) if len(kinds) > 1 else self.all
+            if kind == LINKTYPE_ETHERNET:
+                self._ethernet(rows)
+            elif kind in (LINKTYPE_RAW, *_RAW_ALIASES):
+                rows = rows[cap[rows] >= 1]
+                ver = f.u8(rows, 0) >> 4
+                self.net[rows] = 0
+                self.etype[rows] = np.where(ver == 4, ETH_IPV4, np.where(ver == 6, ETH_IPV6, 0))
+            elif kind in (LINKTYPE_IPV4, LINKTYPE_IPV6):
+                self.net[rows] = 0
+                self.etype[rows] = ETH_IPV4 if kind == LINKTYPE_IPV4 else ETH_IPV6
+            elif kind == LINKTYPE_LINUX_SLL:
+                rows = rows[cap[rows] >= 16]
+                self.net[rows] = 16
+                self.etype[rows] = f.be16(rows, 14)
+                self._sll_direction(rows, f.be16(rows, 0), dirs)
+            elif kind == LINKTYPE_LINUX_SLL2:
+                rows = rows[cap[rows] >= 20]
+                self.net[rows] = 20
+                self.etype[rows] = f.be16(rows, 0)
+                self._sll_direction(rows, f.u8(rows, 10), dirs)
+            elif kind in (LINKTYPE_NULL, LINKTYPE_LOOP):
+                rows = rows[cap[rows] >= 4]
+                if kind == LINKTYPE_LOOP:
+                    af = f.be32(rows, 0)
+                else:  # host byte order of the writer: the family is small, so whichever order fits
+                    af = f.le32(rows, 0)
+                    af = np.where(af > 0xFFFF, af.byteswap(), af)
+                self.net[rows] = 4
+                self.etype[rows] = np.where(af == _AF_INET, ETH_IPV4,
+                                            np.where(np.isin(af, _AF_INET6), ETH_IPV6, 0))
+            else:
+                warn(f"{source or 'frames'}: {len(rows):,} frame(s) of unsupported link type {kind} "
+                     f"kept without dissection (protocol 'other')")
+
+    def _ethernet(self, rows: np.ndarray) -> None:
+        f, cap = self.f, self.cap
+        rows = rows[cap[rows] >= 14]
+        et = f.be16(rows, 12).astype(np.int32)
+        pos = np.full(len(rows), 14, np.int64)
+        for _ in range(_MAX_VLAN_TAGS):
+            tagged = ((et == 0x8100) | (et == 0x88A8) | (et == 0x9100) | (et == 0x9200)) & (cap[rows] >= pos + 4)
+            if not tagged.any():
+                break
+            t = np.flatnonzero(tagged)
+            et[t] = f.be16(rows[t], pos[t] + 2)
+            pos[t] += 4
+        self.net[rows] = pos
+        self.etype[rows] = et
+
+    @staticmethod
+    def _sll_direction(rows: np.ndarray, pkttype: np.ndarray, dirs: np.ndarray) -> None:
+        # Linux packet types: 0 to us, 1 broadcast, 2 multicast, 3 to someone else, 4 sent by us.
+        unset = dirs[rows] == DIR_NONE
+        code = np.where(pkttype == 4, DIR_OUT, np.where(pkttype <= 3, DIR_IN, DIR_UNKNOWN)).astype(np.int8)
+        dirs[rows[unset]] = code[unset]
+
+    # -- network layer ---------------------------------------------------------------------------
+    def network_layer(self) -> None:
+        f, cap, net = self.f, self.cap, self.net
+        has_net = (net >= 0) & (cap > net)
+        v4 = np.flatnonzero(has_net & (self.etype == ETH_IPV4))
+        v6 = np.flatnonzero(has_net & (self.etype == ETH_IPV6))
+        if len(v4):
+            self._ipv4(v4[(f.u8(v4, net[v4]) >> 4) == 4])
+        if len(v6):
+            self._ipv6(v6[(f.u8(v6, net[v6]) >> 4) == 6])
+
+    def _ipv4(self, rows: np.ndarray) -> None:
+        f, cap = self.f, self.cap
+        self.ipver[rows] = 4
+        short = cap[rows] < self.net[rows] + 20
+        if short.any():
+            self.notes[rows[short]] |= _NOTE_TRUNC
+            rows = rows[~short]
+        net = self.net[rows]
+        ihl = (f.u8(rows, net) & 0x0F).astype(np.int64) * 4
+        total = f.be16(rows, net + 2).astype(np.int64)
+        ff = f.be16(rows, net + 6)
+        self.ipid[rows] = f.be16(rows, net + 4)
+        self.has_ipid[rows] = True
+        self.has_addr[rows] = True
+        self.src4[rows] = f.be32(rows, net + 12)
+        self.dst4[rows] = f.be32(rows, net + 16)
+        proto = f.u8(rows, net + 9).astype(np.int16)
+        zero = total == 0
+        if zero.any():  # TSO: the sender's capture shows total length 0; trust the captured length
+            total[zero] = cap[rows[zero]] - net[zero]
+            self.notes[rows[zero]] |= _NOTE_IPLEN0
+        bad = (ihl < 20) | (total < ihl)
+        if bad.any():
+            self.notes[rows[bad]] |= _NOTE_BADLEN
+            good = ~bad
+            rows, net, ihl, total, ff, proto = rows[good], net[good], ihl[good], total[good], ff[good], proto[good]
+        fo = ff & 0x1FFF
+        mf = (ff & 0x2000) != 0
+        self.frag[rows] = np.where(fo > 0, 2, np.where(mf, 1, 0))
+        self.proto[rows] = proto
+        self.l4[rows] = net + ihl
+        self.l4len[rows] = total - ihl
+
+    def _ipv6(self, rows: np.ndarray) -> None:
+        f, cap = self.f, self.cap
+        self.ipver[rows] = 6
+        short = cap[rows] < self.net[rows] + 40
+        self.notes[rows[short]] |= _NOTE_TRUNC
+        rows = rows[~short]
+        net = self.net[rows]
+        plen = f.be16(rows, net + 4).astype(np.int64)
+        nh = f.u8(rows, net + 6).astype(np.int16)
+        self.v6rows = rows
+        self.has_addr[rows] = True
+        r16 = np.repeat(rows, 16)
+        p16 = np.repeat(net, 16) + np.tile(np.arange(16), len(rows))
+        self.src6 = f.u8(r16, p16 + 8).reshape(-1, 16)
+        self.dst6 = f.u8(r16, p16 + 24).reshape(-1, 16)
+        zero = plen == 0
+        if zero.any():  # TSO (or a jumbogram): use the captured length
+            plen[zero] = cap[rows[zero]] - net[zero] - 40
+            self.notes[rows[zero]] |= _NOTE_IPLEN0
+        pos = net + 40                 # offset of the current header in the frame
+        end = net + 40 + plen
+        frag = np.zeros(len(rows), np.int8)
+        walking = np.isin(nh, _IPV6_EXT)
+        for _ in range(_MAX_IPV6_EXT):
+            w = np.flatnonzero(walking)
+            if not len(w):
+                break
+            fits = cap[rows[w]] >= pos[w] + 8
+            self.notes[rows[w[~fits]]] |= _NOTE_TRUNC
+            walking[w[~fits]] = False
+            nh[w[~fits]] = -1
+            w = w[fits]
+            rw, pw = rows[w], pos[w]
+            cur = nh[w]
+            nxt = f.u8(rw, pw).astype(np.int16)
+            hlen = np.where(cur == _IPV6_AH, (f.u8(rw, pw + 1).astype(np.int64) + 2) * 4,
+                            np.where(cur == _IPV6_FRAGMENT, 8, (f.u8(rw, pw + 1).astype(np.int64) + 1) * 8))
+            isfrag = np.flatnonzero(cur == _IPV6_FRAGMENT)
+            if len(isfrag):
+                fw = w[isfrag]
+                fo = f.be16(rows[fw], pos[fw] + 2)
+                frag[fw] = np.where((fo >> 3) > 0, 2, np.where((fo & 1) != 0, 1, 0))
+                self.ipid[rows[fw]] = f.be32(rows[fw], pos[fw] + 4).astype(np.int64)
+                self.has_ipid[rows[fw]] = True
+            nh[w] = nxt
+            pos[w] += hlen
+            # a later fragment carries data, not headers, after its fragment header
+            walking[w] = np.isin(nxt, _IPV6_EXT) & (frag[w] != 2)
+        self.frag[rows] = frag
+        ok = nh >= 0
+        bad = ok & (pos > end)
+        self.notes[rows[bad]] |= _NOTE_BADLEN
+        ok &= ~bad
+        self.proto[rows[ok]] = nh[ok]
+        self.l4[rows[ok]] = pos[ok]
+        self.l4len[rows[ok]] = (end - pos)[ok]
+
+    # -- transport layer -------------------------------------------------------------------------
+    def transport_layer(self) -> None:
+        f, cap = self.f, self.cap
+        known = self.proto >= 0
+        later = known & (self.frag == 2)
+        self.payload[later] = self.l4len[later]
+        self.has_payload[later] = True
+        head = known & ~later
+        proto = self.proto
+        for p, hdr in ((IPPROTO_TCP, 20), (IPPROTO_UDP, 8)):
+            rows = np.flatnonzero(head & (proto == p))
+            if not len(rows):
+                continue
+            l4 = self.l4[rows]
+            ported = cap[rows] >= l4 + 4
+            pr, pl4 = rows[ported], l4[ported]
+            self.sport[pr] = f.be16(pr, pl4)
+            self.dport[pr] = f.be16(pr, pl4 + 2)
+            self.has_ports[pr] = True
+            if p == IPPROTO_TCP:
+                full = cap[rows] >= l4 + 14
+                fr, fl4 = rows[full], l4[full]
+                self.seq[fr] = f.be32(fr, fl4 + 4)
+                self.flags[fr] = f.u8(fr, fl4 + 13)
+                self.has_tcp[fr] = True
+                doff = (f.u8(fr, fl4 + 12) >> 4).astype(np.int64) * 4
+                self.payload[fr] = self.l4len[fr] - doff
+                self.has_payload[fr] = True
+                self.notes[rows[~full]] |= _NOTE_TRUNC
+            else:
+                self.payload[rows] = self.l4len[rows] - hdr
+                self.has_payload[rows] = True
+                self.notes[rows[~ported]] |= _NOTE_TRUNC
+        icmp = head & ((proto == IPPROTO_ICMP) | (proto == IPPROTO_ICMPV6))
+        self.payload[icmp] = self.l4len[icmp] - 8
+        self.has_payload[icmp] = True
+        other = head & (proto != IPPROTO_TCP) & (proto != IPPROTO_UDP) & (proto != IPPROTO_ICMP) & (
+            proto != IPPROTO_ICMPV6)
+        self.payload[other] = self.l4len[other]
+        self.has_payload[other] = True
+        negative = self.has_payload & (self.payload < 0)
+        self.has_payload[negative] = False
+        self.notes[negative] |= _NOTE_BADLEN
+
+    # -- the table -------------------------------------------------------------------------------
+    def _addresses(self) -> tuple[pl.Series, pl.Series]:
+        n = self.n
+        v4 = np.flatnonzero((self.ipver == 4) & self.has_addr)
+        labels: list[pl.Series] = []
+        src_code = np.full(n, -1, np.int64)
+        dst_code = np.full(n, -1, np.int64)
+        base = 0
+        if len(v4):
+            both = pl.Series(np.concatenate([self.src4[v4], self.dst4[v4]]))
+            uniq = both.unique()
+            code = both.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.Int64, eager=True)).to_numpy()
+            labels.append(_ipv4_text(uniq))
+            src_code[v4] = code[:len(v4)]
+            dst_code[v4] = code[len(v4):]
+            base = len(uniq)
+        if len(self.v6rows):
+            k = len(self.v6rows)
+            both = np.ascontiguousarray(np.concatenate([self.src6, self.dst6])).view("V16").ravel()
+            uniq, inv = np.unique(both, return_inverse=True)
+            labels.append(pl.Series([str(ipaddress.IPv6Address(u.tobytes())) for u in uniq], dtype=pl.Utf8))
+            inv = inv.reshape(-1) + base
+            src_code[self.v6rows] = inv[:k]
+            dst_code[self.v6rows] = inv[k:]
+        table = pl.concat(labels) if labels else pl.Series([], dtype=pl.Utf8)
+        return _lookup(table, src_code), _lookup(table, dst_code)
+
+    def table(self, times, time_valid, wl, ifc, lt, dirs, first_frame: int) -> pl.DataFrame:
+        n = self.n
+        src, dst = self._addresses()
+        p = self.proto
+        proto_code = np.full(n, 4, np.int64)   # not IP, IP without a usable header, other protocols
+        proto_code[p == IPPROTO_TCP] = 0
+        proto_code[p == IPPROTO_UDP] = 1
+        proto_code[(p == IPPROTO_ICMP) & (self.ipver == 4)] = 2
+        proto_code[(p == IPPROTO_ICMPV6) & (self.ipver == 6)] = 3
+        ip = self.ipver > 0
+        frag_code = np.where(p >= 0, self.frag.astype(np.int64), -1)
+        ipid = np.where(self.ipid > 0x7FFFFFFF, self.ipid - (1 << 32), self.ipid)  # IPv6: 32-bit pattern
+        t = np.asarray(times, dtype=np.int64)
+        cols = {
+            "frame": pa.array(np.arange(first_frame, first_frame + n, dtype=np.int64)),
+            "time": pa.array(t, mask=None if time_valid is None else ~np.asarray(time_valid, bool)),
+            "caplen": pa.array(self.cap.astype(np.int32)),
+            "wirelen": pa.array(np.asarray(wl, dtype=np.int64).astype(np.int32)),
+            "interface": pa.array(ifc.astype(np.int32)),
+            "link_type": pa.array(lt.astype(np.int32)),
+            "ip_version": pa.array(self.ipver, mask=~ip),
+            "src_port": pa.array(self.sport, mask=~self.has_ports),
+            "dst_port": pa.array(self.dport, mask=~self.has_ports),
+            "payload_len": pa.array(self.payload.astype(np.int32), mask=~self.has_payload),
+            "tcp_flags": pa.array(self.flags, mask=~self.has_tcp),
+            "tcp_seq": pa.array(self.seq, mask=~self.has_tcp),
+            "ip_id": pa.array(ipid.astype(np.int32), mask=~self.has_ipid),
+        }
+        df = pl.from_arrow(pa.table(cols))
+        assert isinstance(df, pl.DataFrame)
+        df = df.with_columns(
+            pl.col("time").cast(schema.TIME),
+            _lookup(_DIR_LABELS, dirs.astype(np.int64) - 1).alias("direction"),
+            _lookup(pl.Series(_PROTO_LABELS), proto_code).alias("protocol"),
+            src.alias("src_addr"), dst.alias("dst_addr"),
+            _lookup(pl.Series(_FRAG_LABELS), frag_code).alias("fragment"),
+            _notes(self.notes).alias("notes"),
+        )
+        return schema.conform(df, schema.FRAMES)
+
+
+def _lookup(labels: pl.Series, codes: np.ndarray) -> pl.Series:
+    """labels[codes], null where the code is negative."""
+    idx = pl.Series(codes.astype(np.int64))
+    if (codes < 0).any():
+        idx = pl.select(pl.when(idx >= 0).then(idx)).to_series()
+    return labels.gather(idx)
+
+
+def _ipv4_text(addrs: pl.Series) -> pl.Series:
+    if len(addrs) <= _FEW_ADDRESSES:
+        return pl.Series([f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}" for a in addrs.to_list()],
+                         dtype=pl.Utf8)
+    a = pl.col("a").cast(pl.Int64)
+    return pl.DataFrame({"a": addrs}).select(pl.concat_str(
+        [(a // 16777216).cast(pl.Utf8), (a // 65536 % 256).cast(pl.Utf8), (a // 256 % 256).cast(pl.Utf8),
+         (a % 256).cast(pl.Utf8)], separator=".")).to_series()
+
+
+def _notes(bits: np.ndarray) -> pl.Series:
+    names = []
+    for code in range(8):
+        parts = [label for bit, label in ((_NOTE_IPLEN0, "ip-length-0"), (_NOTE_TRUNC, "truncated"),
+                                          (_NOTE_BADLEN, "bad-length")) if code & bit]
+        names.append(",".join(parts) if parts else None)
+    return pl.Series(names, dtype=pl.Utf8).gather(pl.Series(bits.astype(np.int64)))
+
+
+def _binary(buf: np.ndarray, off: np.ndarray, cap: np.ndarray) -> pl.Series:
+    """The frames' bytes as one Binary column, gathered into a single contiguous buffer."""
+    n = len(off)
+    ends = np.zeros(n + 1, np.int64)
+    np.cumsum(cap, out=ends[1:])
+    total = int(ends[-1])
+    if total and n:
+        starts = np.repeat(off - ends[:-1], cap)
+        data = buf[starts + np.arange(total)]
+    else:
+        data = np.zeros(0, np.uint8)
+    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(ends), pa.py_buffer(data)])
+    return pl.Series("data", arr).cast(pl.Binary)
+
+
+def _ports_from_first_fragments(df: pl.DataFrame) -> pl.DataFrame:
+    """Later IP fragments take the ports of the nearest first fragment with the same src, dst, id, proto."""
+    key = ["ip_version", "src_addr", "dst_addr", "ip_id", "protocol"]
+    first = (df.filter(pl.col("fragment") == "first")
+             .select("frame", *key, pl.col("src_port").alias("_sp"), pl.col("dst_port").alias("_dp"))
+             .sort("frame"))
+    later = df.filter(pl.col("fragment") == "later").select("frame", *key).sort("frame")
+    if not first.height:
+        return df
+    found = later.join_asof(first.rename({"frame": "_ff"}).with_columns(pl.col("_ff").alias("frame")),
+                            on="frame", by=key, strategy="nearest").select("frame", "_sp", "_dp")
+    out = df.join(found, on="frame", how="left", maintain_order="left")
+    return out.with_columns(pl.coalesce("src_port", "_sp").alias("src_port"),
+                            pl.coalesce("dst_port", "_dp").alias("dst_port")).drop("_sp", "_dp")

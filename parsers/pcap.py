@@ -1,0 +1,224 @@
+"""Classic pcap files: reader (micro/nanosecond magics, both byte orders) and writer.
+
+File header (24 bytes): magic u32, version u16 u16, thiszone i32, sigfigs u32, snaplen u32, linktype u32
+(LINKTYPE in bits 0-15, FCS information above). Record header (16 bytes): ts_sec, ts_frac (us or ns per
+the magic), caplen, wirelen; then caplen bytes.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+import polars as pl
+
+from ..diagnostics import warn
+from ..errors import CaptureError
+from .packets import WINDOW, Interface, Packet, dissect_buffer, finish_frames, header_windows
+
+PathLike = str | os.PathLike
+Progress = Callable[[int, int], None]
+
+MAGIC_US = 0xA1B2C3D4
+MAGIC_NS = 0xA1B23C4D
+HEADER = 24
+RECORD_HEADER = 16
+#: Largest caplen taken as real whatever the header's snaplen says (Wireshark's standard maximum).
+MAX_CAPLEN = 262144
+
+#: Status codes shared with the C walk.
+ST_END, ST_FULL, ST_TRUNCATED, ST_BAD_CAPLEN = 0, 1, 2, 4
+#: One walked record (native byte order; the C walk fills the same layout).
+RECORD = np.dtype([("off", "=i8"), ("sec", "=u4"), ("frac", "=u4"), ("caplen", "=u4"), ("wirelen", "=u4")])
+CHUNK = 1 << 18
+
+try:
+    from .._capwalk import pcap_walk as _c_pcap_walk
+except ImportError:  # no compiler at install time: the pure-Python walk below
+    _c_pcap_walk = None
+
+
+def walk_py(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.ndarray, window: int
+            ) -> tuple[int, int, int]:
+    """Fill ``out`` (RECORD entries) with the records from ``pos``, and ``windows`` (count x window bytes)
+    with their first bytes as :func:`header_windows` gives them: (count, next offset, status)."""
+    size = len(buf)
+    unpack = struct.Struct(">IIII" if big else "<IIII").unpack_from
+    rows = []
+    limit = min(len(out), len(windows) // window) if window > 0 else len(out)
+    while True:
+        if pos == size:
+            status = ST_END
+            break
+        if len(rows) == limit:
+            status = ST_FULL
+            break
+        if size - pos < RECORD_HEADER:
+            status = ST_TRUNCATED
+            break
+        sec, frac, caplen, wirelen = unpack(buf, pos)
+        if caplen > maxcap:
+            status = ST_BAD_CAPLEN
+            break
+        if caplen > size - pos - RECORD_HEADER:
+            status = ST_TRUNCATED
+            break
+        rows.append((pos + RECORD_HEADER, sec, frac, caplen, wirelen))
+        pos += RECORD_HEADER + caplen
+    n = len(rows)
+    if n:
+        out[:n] = np.array(rows, dtype=RECORD)
+        if window > 0:
+            w = header_windows(np.asarray(buf, np.uint8), out["off"][:n], out["caplen"][:n], window)
+            windows[:n * window] = w.reshape(-1)
+    return n, pos, status
+
+
+def walk(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.ndarray, window: int
+         ) -> tuple[int, int, int]:
+    """The C walk when built, else :func:`walk_py` (same results)."""
+    if _c_pcap_walk is not None:
+        return _c_pcap_walk(buf, pos, big, maxcap, out, windows, window)
+    return walk_py(buf, pos, big, maxcap, out, windows, window)
+
+
+def map_file(path: PathLike) -> np.ndarray:
+    """The file's bytes as a read-only uint8 array (memory-mapped; unmapped when the array is freed)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return np.zeros(0, np.uint8)
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as e:
+        raise CaptureError(f"cannot read: {e.strerror}", path=path) from None
+    return np.frombuffer(mm, dtype=np.uint8)
+
+
+class PcapHeader:
+    """The parsed file header."""
+
+    def __init__(self, buf: np.ndarray, path: PathLike) -> None:
+        if len(buf) < HEADER:
+            raise CaptureError(f"not a pcap file: {len(buf)} bytes, shorter than the 24-byte header",
+                               path=path, offset=0)
+        head = bytes(buf[:HEADER])
+        for big in (False, True):
+            magic = struct.unpack_from(">I" if big else "<I", head)[0]
+            if magic in (MAGIC_US, MAGIC_NS):
+                break
+        else:
+            raise CaptureError(f"not a pcap file: bad magic {head[:4].hex()}", path=path, offset=0)
+        e = ">" if big else "<"
+        self.big = big
+        self.nanosecond = magic == MAGIC_NS
+        self.version = struct.unpack_from(e + "HH", head, 4)
+        self.snaplen, linktype = struct.unpack_from(e + "II", head, 16)
+        self.link_type = linktype & 0xFFFF
+
+    def interface(self) -> Interface:
+        return Interface(self.link_type, tsresol=9 if self.nanosecond else 6, snaplen=self.snaplen)
+
+    @property
+    def maxcap(self) -> int:
+        return max(MAX_CAPLEN, min(self.snaplen, 1 << 24))
+
+
+def chunks(buf: np.ndarray, path: PathLike, progress: Progress | None = None, window: int = WINDOW
+           ) -> tuple[PcapHeader, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """The header and an iterator over (RECORD array, header windows) chunks of a mapped pcap; damage at
+    the end is warned about once the iterator gets there."""
+    hdr = PcapHeader(buf, path)
+
+    def walker() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        size = len(buf)
+        pos = HEADER
+        while True:
+            count = min(CHUNK, max(1, (size - pos) // RECORD_HEADER + 1))
+            out = np.empty(count, RECORD)
+            win = np.empty((count, max(window, 1)), np.uint8)
+            n, pos, status = walk(buf, pos, hdr.big, hdr.maxcap, out, win.reshape(-1), window)
+            if n:
+                yield out[:n], win[:n]
+            if progress is not None:
+                progress(pos, size)
+            if status == ST_FULL:
+                continue
+            if status == ST_TRUNCATED:
+                warn(f"{os.fspath(path)}: skipped a truncated record at offset {pos:#x} "
+                     f"({size - pos} byte(s) at the end of the file)")
+            elif status == ST_BAD_CAPLEN:
+                caplen = struct.unpack_from(">I" if hdr.big else "<I", buf, pos + 8)[0]
+                warn(f"{os.fspath(path)}: stopped at a damaged record at offset {pos:#x} (caplen {caplen} "
+                     f"> {hdr.maxcap}); skipped the last {size - pos} byte(s)")
+            return
+
+    return hdr, walker()
+
+
+def _times(hdr: PcapHeader, rec: np.ndarray) -> np.ndarray:
+    return rec["sec"].astype(np.int64) * 1_000_000_000 + rec["frac"].astype(np.int64) * (
+        1 if hdr.nanosecond else 1000)
+
+
+def read_pcap(path: PathLike, *, with_data: bool = False, progress: Progress | None = None) -> pl.DataFrame:
+    """Frames (FRAMES schema) of a pcap file; ``with_data`` adds the raw bytes as a ``data`` column."""
+    buf = map_file(path)
+    hdr, walker = chunks(buf, path, progress)
+    parts = []
+    first = 1
+    for rec, win in walker:
+        parts.append(dissect_buffer(buf, rec["off"], rec["caplen"], _times(hdr, rec), hdr.link_type,
+                                    wirelens=rec["wirelen"], with_data=with_data, source=os.fspath(path),
+                                    windows=win, first_frame=first, finish=False))
+        first += len(rec)
+    if not parts:
+        parts.append(dissect_buffer(buf, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                    hdr.link_type, with_data=with_data, finish=False))
+    return finish_frames(parts)
+
+
+def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
+    """The file's single interface and an iterator over its packets, in file order."""
+    buf = map_file(path)
+    hdr, walker = chunks(buf, path, window=0)
+
+    def packets() -> Iterator[Packet]:
+        for rec, _ in walker:
+            times = _times(hdr, rec).tolist()
+            for (off, caplen, wirelen), t in zip(rec[["off", "caplen", "wirelen"]].tolist(), times):
+                yield Packet(t, buf[off:off + caplen].tobytes(), 0, wirelen)
+
+    return [hdr.interface()], packets()
+
+
+def write_pcap(path: PathLike, packets: Iterable[Packet], link_type: int = 1, nanosecond: bool = False,
+               snaplen: int = 262144) -> int:
+    """Write packets as a little-endian pcap (data cut to ``snaplen``); returns the number written.
+
+    ``time_ns`` must lie between 1970 and 2106 (pcap's unsigned 32-bit seconds); sub-unit fractions are
+    floored to the resolution (us, or ns with ``nanosecond``).
+    """
+    head = struct.pack("<IHHiIII", MAGIC_NS if nanosecond else MAGIC_US, 2, 4, 0, 0, snaplen, link_type)
+    rec = struct.Struct("<IIII")
+    div = 1 if nanosecond else 1000
+    count = 0
+    with open(path, "wb") as f:
+        f.write(head)
+        out = []
+        for p in packets:
+            if p.time_ns is None or not 0 <= p.time_ns < (1 << 32) * 1_000_000_000:
+                raise ValueError(f"packet {count + 1}: time {p.time_ns} outside pcap's range")
+            sec, ns = divmod(p.time_ns, 1_000_000_000)
+            data = bytes(p.data[:snaplen])
+            wirelen = len(p.data) if p.wirelen is None else p.wirelen
+            out.append(rec.pack(sec, ns // div, len(data), wirelen))
+            out.append(data)
+            count += 1
+            if len(out) >= 8192:
+                f.write(b"".join(out))
+                out.clear()
+        f.write(b"".join(out))
+    return count

@@ -1,0 +1,418 @@
+"""pcapng files: reader (several sections in either byte order, several interfaces each with its own
+if_tsresol and if_tsoffset; enhanced, simple and obsolete packet blocks; comments and epb_flags) and writer.
+
+Block: type u32, total length u32, body, total length u32 again; lengths are multiples of 4.
+Section header (0x0A0D0D0A): byte-order magic 0x1A2B3C4D, version, section length. Interface description
+(1): link type u16, reserved u16, snaplen u32, options (2 if_name, 9 if_tsresol, 14 if_tsoffset).
+Enhanced packet (6): interface u32, timestamp hi/lo u32, caplen, wirelen, data, options (1 comment,
+2 flags: direction in bits 0-1). Obsolete packet (2): the same with interface u16 + drops u16. Simple
+packet (3): wirelen, data; no interface (0) nor timestamp.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ..diagnostics import warn
+from ..errors import CaptureError
+from .packets import (DIR_IN, DIR_NONE, DIR_OUT, DIR_UNKNOWN, DIRECTIONS, Interface, Packet, dissect_buffer,
+                      ns_to_ticks, ticks_to_ns)
+from .pcap import Progress, map_file
+
+PathLike = str | os.PathLike
+
+SHB, IDB, PB, SPB, NRB, ISB, EPB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+OPT_END, OPT_COMMENT, OPT_FLAGS = 0, 1, 2
+IF_NAME, IF_TSRESOL, IF_TSOFFSET = 2, 9, 14
+# Block types a resynchronisation after damage accepts as the next block start.
+_KNOWN_BLOCKS = (SHB, IDB, PB, SPB, NRB, ISB, EPB, 7, 8, 9, 10, 0xBAD, 0x40000BAD)
+
+#: Status codes shared with the C walk.
+ST_END, ST_FULL, ST_TRUNCATED, ST_BAD_CAPLEN, ST_STOP_BLOCK, ST_BAD_LENGTH, ST_BAD_TRAILER = 0, 1, 2, 4, 5, 6, 7
+#: One walked packet block (native byte order; the C walk fills the same layout).
+ENTRY = np.dtype([("block", "=i8"), ("data", "=i8"), ("comment", "=i8"), ("iface", "=u4"), ("ts_hi", "=u4"),
+                  ("ts_lo", "=u4"), ("caplen", "=u4"), ("wirelen", "=u4"), ("flags", "=u4"),
+                  ("comment_len", "=u4"), ("btype", "=u4"), ("has_flags", "=u4"), ("spare", "=u4")])
+CHUNK = 1 << 20
+
+try:
+    from .._capwalk import pcapng_walk as _c_pcapng_walk
+except ImportError:  # no compiler at install time: the pure-Python walk below
+    _c_pcapng_walk = None
+
+
+def _pad4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def walk_py(buf, pos: int, big: bool, out: np.ndarray) -> tuple[int, int, int]:
+    """Fill ``out`` (ENTRY rows) with the packet blocks from ``pos`` of one section, skipping other
+    blocks, until a section or interface block, damage, or the end: (count, next offset, status)."""
+    size = len(buf)
+    e = ">" if big else "<"
+    u32 = struct.Struct(e + "I").unpack_from
+    u16 = struct.Struct(e + "H").unpack_from
+    hdr = struct.Struct(e + "IIIIIII").unpack_from
+    rows = []
+    limit = len(out)
+    while True:
+        if pos == size:
+            status = ST_END
+            break
+        if len(rows) == limit:
+            status = ST_FULL
+            break
+        if size - pos < 12:
+            status = ST_TRUNCATED
+            break
+        btype = u32(buf, pos)[0]
+        if btype in (SHB, IDB):
+            status = ST_STOP_BLOCK
+            break
+        blen = u32(buf, pos + 4)[0]
+        if blen < 12 or blen % 4:
+            status = ST_BAD_LENGTH
+            break
+        if blen > size - pos:
+            status = ST_TRUNCATED
+            break
+        if u32(buf, pos + blen - 4)[0] != blen:
+            status = ST_BAD_TRAILER
+            break
+        if btype in (EPB, PB):
+            if blen < 32:
+                status = ST_BAD_CAPLEN
+                break
+            _, _, iface, ts_hi, ts_lo, caplen, wirelen = hdr(buf, pos)
+            if caplen > blen - 32:
+                status = ST_BAD_CAPLEN
+                break
+            if btype == PB:
+                iface = u16(buf, pos + 8)[0]
+            comment, comment_len, flags, has_flags = -1, 0, 0, 0
+            o, end = 28 + _pad4(caplen), blen - 4
+            while o + 4 <= end:
+                code, olen = u16(buf, pos + o)[0], u16(buf, pos + o + 2)[0]
+                if code == OPT_END or o + 4 + olen > end:
+                    break
+                if code == OPT_COMMENT and comment < 0:
+                    comment, comment_len = pos + o + 4, olen
+                elif code == OPT_FLAGS and olen == 4 and not has_flags:
+                    flags, has_flags = u32(buf, pos + o + 4)[0], 1
+                o += 4 + _pad4(olen)
+            rows.append((pos, pos + 28, comment, iface, ts_hi, ts_lo, caplen, wirelen, flags, comment_len,
+                         btype, has_flags, 0))
+        elif btype == SPB:
+            if blen < 16:
+                status = ST_BAD_CAPLEN
+                break
+            wirelen = u32(buf, pos + 8)[0]
+            rows.append((pos, pos + 12, -1, 0, 0, 0, min(wirelen, blen - 16), wirelen, 0, 0, SPB, 0, 0))
+        pos += blen
+    if rows:
+        out[:len(rows)] = np.array(rows, dtype=ENTRY)
+    return len(rows), pos, status
+
+
+def walk(buf, pos: int, big: bool, out: np.ndarray) -> tuple[int, int, int]:
+    """The C walk when built, else :func:`walk_py` (same results)."""
+    if _c_pcapng_walk is not None:
+        return _c_pcapng_walk(buf, pos, big, out)
+    return walk_py(buf, pos, big, out)
+
+
+_REASONS = {ST_TRUNCATED: "block runs past the end of the file", ST_BAD_LENGTH: "block length not a multiple "
+            "of 4 or below 12", ST_BAD_TRAILER: "trailing block length differs",
+            ST_BAD_CAPLEN: "caplen larger than the block"}
+
+
+@dataclass
+class Scan:
+    """Every packet block of a pcapng, in file order, with its global interface number."""
+
+    entries: np.ndarray          # ENTRY rows
+    iface: np.ndarray            # int32 global interface (interfaces numbered across sections)
+    interfaces: list[Interface]
+
+    def times(self) -> tuple[np.ndarray, np.ndarray]:
+        """(UTC ns, valid): simple packet blocks have no time."""
+        ticks = (self.entries["ts_hi"].astype(np.uint64) << np.uint64(32)) | self.entries["ts_lo"]
+        ns = np.zeros(len(ticks), np.int64)
+        for i in np.unique(self.iface).tolist():
+            m = self.iface == i
+            ns[m] = ticks_to_ns(ticks[m], self.interfaces[i])
+        return ns, self.entries["btype"] != SPB
+
+    def directions(self) -> np.ndarray:
+        bits = self.entries["flags"] & 3
+        code = np.where(bits == 1, DIR_IN, np.where(bits == 2, DIR_OUT, DIR_UNKNOWN)).astype(np.int8)
+        return np.where(self.entries["has_flags"] != 0, code, DIR_NONE).astype(np.int8)
+
+    def comments(self, buf: np.ndarray) -> list[str | None]:
+        out: list[str | None] = [None] * len(self.entries)
+        for i in np.flatnonzero(self.entries["comment"] >= 0).tolist():
+            o, n = int(self.entries["comment"][i]), int(self.entries["comment_len"][i])
+            out[i] = bytes(buf[o:o + n]).decode("utf-8", "replace")
+        return out
+
+
+class _Scanner:
+    def __init__(self, buf: np.ndarray, path: PathLike, progress: Progress | None) -> None:
+        self.buf, self.path, self.progress = buf, path, progress
+        self.name = os.fspath(path)
+        self.size = len(buf)
+        self.interfaces: list[Interface] = []
+        self.parts: list[np.ndarray] = []
+        self.bases: list[np.ndarray] = []
+        self.big = False
+        self.base = 0           # global number of the current section's first interface
+        self.skipped: list[tuple[int, int, str]] = []   # (offset, bytes, reason)
+        self.bad_iface = 0
+
+    def _u32(self, pos: int) -> int:
+        return struct.unpack_from(">I" if self.big else "<I", self.buf, pos)[0]
+
+    def run(self) -> Scan:
+        self._first_section()
+        pos = self._section(0)
+        while pos is not None and pos < self.size:
+            out = np.empty(min(CHUNK, max(1, (self.size - pos) // 16 + 1)), ENTRY)
+            n, at, status = walk(self.buf, pos, self.big, out)
+            if n:
+                self._keep(out[:n])
+            if self.progress is not None:
+                self.progress(at, self.size)
+            if status == ST_END:
+                break
+            if status == ST_FULL:
+                pos = at
+            elif status == ST_STOP_BLOCK:
+                pos = self._section(at) if self._u32(at) == SHB else self._interface(at)
+            elif status == ST_BAD_CAPLEN:
+                blen = self._u32(at + 4)
+                self.skipped.append((at, blen, _REASONS[status]))
+                pos = at + blen
+            else:
+                pos = self._resync(at, _REASONS[status])
+        self._report()
+        entries = np.concatenate(self.parts) if self.parts else np.zeros(0, ENTRY)
+        iface = np.concatenate(self.bases) if self.bases else np.zeros(0, np.int32)
+        spb = np.flatnonzero(entries["btype"] == SPB)
+        if len(spb):  # a simple packet's caplen is also bounded by the interface's snaplen
+            snap = np.array([self.interfaces[i].snaplen or 0xFFFFFFFF for i in iface[spb].tolist()], np.int64)
+            entries["caplen"][spb] = np.minimum(entries["caplen"][spb], snap)
+        return Scan(entries, iface, self.interfaces)
+
+    def _first_section(self) -> None:
+        head = bytes(self.buf[:12])
+        if len(head) < 12 or head[:4] != b"\x0a\x0d\x0d\x0a":
+            raise CaptureError(f"not a pcapng file: first block type {head[:4].hex() or '(empty)'}",
+                               path=self.path, offset=0)
+
+    def _block_length(self, pos: int, minimum: int) -> int | None:
+        """The block's length when it is consistent, else None."""
+        if self.size - pos < minimum:
+            return None
+        blen = self._u32(pos + 4)
+        if blen < minimum or blen % 4 or blen > self.size - pos or self._u32(pos + blen - 4) != blen:
+            return None
+        return blen
+
+    def _section(self, pos: int) -> int | None:
+        magic = bytes(self.buf[pos + 8:pos + 12])
+        if magic == struct.pack("<I", BYTE_ORDER_MAGIC):
+            self.big = False
+        elif magic == struct.pack(">I", BYTE_ORDER_MAGIC):
+            self.big = True
+        else:
+            if pos == 0:
+                raise CaptureError(f"not a pcapng file: bad byte-order magic {magic.hex()}", path=self.path,
+                                   offset=8)
+            return self._resync(pos, "section header with a bad byte-order magic")
+        blen = self._block_length(pos, 28)
+        if blen is None:
+            if pos == 0:
+                raise CaptureError("damaged section header block (bad or truncated length)", path=self.path,
+                                   offset=0)
+            return self._resync(pos, "damaged section header")
+        self.base = len(self.interfaces)
+        return pos + blen
+
+    def _interface(self, pos: int) -> int | None:
+        blen = self._block_length(pos, 20)
+        if blen is None:
+            return self._resync(pos, "damaged interface description block")
+        e = ">" if self.big else "<"
+        link_type, _, snaplen = struct.unpack_from(e + "HHI", self.buf, pos + 8)
+        iface = Interface(link_type, snaplen=snaplen)
+        o, end = pos + 16, pos + blen - 4
+        while o + 4 <= end:
+            code, olen = struct.unpack_from(e + "HH", self.buf, o)
+            if code == OPT_END or o + 4 + olen > end:
+                break
+            value = bytes(self.buf[o + 4:o + 4 + olen])
+            if code == IF_NAME:
+                iface.name = value.decode("utf-8", "replace").rstrip("\x00")
+            elif code == IF_TSRESOL and olen >= 1:
+                iface.tsresol = value[0]
+            elif code == IF_TSOFFSET and olen == 8:
+                iface.tsoffset = struct.unpack(e + "q", value)[0]
+            o += 4 + _pad4(olen)
+        self.interfaces.append(iface)
+        return pos + blen
+
+    def _keep(self, entries: np.ndarray) -> None:
+        count = len(self.interfaces) - self.base
+        ok = entries["iface"] < count
+        if not ok.all():
+            self.bad_iface += int((~ok).sum())
+            entries = entries[ok]
+        self.parts.append(entries)
+        self.bases.append(entries["iface"].astype(np.int32) + self.base)
+
+    def _resync(self, pos: int, reason: str) -> int | None:
+        """The next offset after ``pos`` where a consistent block starts; records what was skipped."""
+        nxt = self._find_block(pos + 4)
+        self.skipped.append((pos, (nxt if nxt is not None else self.size) - pos, reason))
+        return nxt
+
+    def _find_block(self, start: int) -> int | None:
+        window = 1 << 20
+        dt = np.dtype(">u4" if self.big else "<u4")
+        while start + 12 <= self.size:
+            stop = min(self.size, start + window + 8)
+            words = np.frombuffer(self.buf[start:stop - (stop - start) % 4], dtype=dt)
+            for k in np.flatnonzero(np.isin(words, _KNOWN_BLOCKS)).tolist():
+                p = start + 4 * k
+                if self._u32(p) == SHB:
+                    magic = bytes(self.buf[p + 8:p + 12])
+                    if magic in (struct.pack("<I", BYTE_ORDER_MAGIC), struct.pack(">I", BYTE_ORDER_MAGIC)):
+                        saved, self.big = self.big, magic == struct.pack(">I", BYTE_ORDER_MAGIC)
+                        ok = self._block_length(p, 28) is not None
+                        self.big = saved
+                        if ok:
+                            return p
+                    continue
+                blen = self._block_length(p, 12)
+                if blen is None:
+                    continue
+                if self._u32(p) in (EPB, PB) and (blen < 32 or self._u32(p + 20) > blen - 32):
+                    continue
+                return p
+            start += window
+        return None
+
+    def _report(self) -> None:
+        if self.skipped:
+            total = sum(n for _, n, _ in self.skipped)
+            where = ", ".join(f"{o:#x} ({r})" for o, _, r in self.skipped[:5])
+            more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            warn(f"{self.name}: skipped {len(self.skipped)} damaged block(s), {total:,} byte(s), "
+                 f"at offsets {where}{more}")
+        if self.bad_iface:
+            warn(f"{self.name}: skipped {self.bad_iface} packet block(s) naming an undefined interface")
+
+
+def scan(buf: np.ndarray, path: PathLike, progress: Progress | None = None) -> Scan:
+    """Every packet block of a mapped pcapng; damaged blocks are skipped and warned about."""
+    return _Scanner(buf, path, progress).run()
+
+
+def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress | None = None) -> pl.DataFrame:
+    """Frames (FRAMES schema plus ``comment``) of a pcapng file; ``with_data`` adds a ``data`` column."""
+    buf = map_file(path)
+    s = scan(buf, path, progress)
+    times, valid = s.times()
+    link = np.array([i.link_type for i in s.interfaces] or [0], np.int32)[s.iface]
+    return dissect_buffer(buf, s.entries["data"], s.entries["caplen"], times, link,
+                          wirelens=s.entries["wirelen"], interfaces=s.iface, directions=s.directions(),
+                          time_valid=None if valid.all() else valid, comments=s.comments(buf),
+                          with_data=with_data, source=os.fspath(path))
+
+
+def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
+    """All interfaces (numbered across sections) and an iterator over the packets in file order."""
+    buf = map_file(path)
+    s = scan(buf, path)
+    times, valid = s.times()
+    dirs = s.directions()
+    comments = s.comments(buf)
+
+    def packets() -> Iterator[Packet]:
+        e = s.entries
+        rows = zip(e["data"].tolist(), e["caplen"].tolist(), e["wirelen"].tolist(), s.iface.tolist(),
+                   times.tolist(), valid.tolist(), dirs.tolist(), comments)
+        for off, caplen, wirelen, iface, t, ok, d, c in rows:
+            yield Packet(t if ok else None, buf[off:off + caplen].tobytes(), iface, wirelen, DIRECTIONS[d], c)
+
+    return s.interfaces, packets()
+
+
+def _option(code: int, value: bytes) -> bytes:
+    if len(value) > 0xFFFF:
+        raise ValueError(f"option {code}: {len(value)} bytes, more than an option holds (65535)")
+    return struct.pack("<HH", code, len(value)) + value + b"\0" * (_pad4(len(value)) - len(value))
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    n = 12 + len(body)
+    return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
+
+
+_FLAG_BITS = {"in": 1, "out": 2, "unknown": 0}
+
+
+def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[Packet]) -> int:
+    """Write a little-endian pcapng (one section): an interface block per ``interfaces`` entry, then an
+    enhanced packet block per packet with its comment (opt_comment) and direction (epb_flags) when set.
+    Times are floored to the interface's resolution. Returns the number of packets written."""
+    count = 0
+    with open(path, "wb") as f:
+        f.write(_block(SHB, struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + _option(OPT_END, b"")))
+        for iface in interfaces:
+            opts = b""
+            if iface.name is not None:
+                opts += _option(IF_NAME, iface.name.encode("utf-8"))
+            if iface.tsresol != 6:
+                opts += _option(IF_TSRESOL, bytes([iface.tsresol]))
+            if iface.tsoffset:
+                opts += _option(IF_TSOFFSET, struct.pack("<q", iface.tsoffset))
+            if opts:
+                opts += _option(OPT_END, b"")
+            f.write(_block(IDB, struct.pack("<HHI", iface.link_type, 0, iface.snaplen) + opts))
+        out = []
+        for p in packets:
+            if not 0 <= p.interface < len(interfaces):
+                raise ValueError(f"packet {count + 1}: interface {p.interface} not among the "
+                                 f"{len(interfaces)} given")
+            if p.time_ns is None:
+                raise ValueError(f"packet {count + 1}: no time (an enhanced packet block needs one)")
+            ticks = ns_to_ticks(p.time_ns, interfaces[p.interface])
+            if not 0 <= ticks < 1 << 64:
+                raise ValueError(f"packet {count + 1}: time {p.time_ns} outside the interface's range")
+            data = bytes(p.data)
+            wirelen = len(data) if p.wirelen is None else p.wirelen
+            opts = b""
+            if p.comment is not None:
+                opts += _option(OPT_COMMENT, p.comment.encode("utf-8"))
+            if p.direction is not None:
+                if p.direction not in _FLAG_BITS:
+                    raise ValueError(f"packet {count + 1}: direction {p.direction!r} is not in/out/unknown")
+                opts += _option(OPT_FLAGS, struct.pack("<I", _FLAG_BITS[p.direction]))
+            if opts:
+                opts += _option(OPT_END, b"")
+            body = (struct.pack("<IIIII", p.interface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), wirelen)
+                    + data + b"\0" * (_pad4(len(data)) - len(data)) + opts)
+            out.append(_block(EPB, body))
+            count += 1
+            if len(out) >= 8192:
+                f.write(b"".join(out))
+                out.clear()
+        f.write(b"".join(out))
+    return count

@@ -1,0 +1,80 @@
+"""Column schemas shared by every reader: the same table whatever the input format."""
+from __future__ import annotations
+
+import polars as pl
+
+TIME = pl.Datetime("ns", "UTC")
+
+#: Network events (ETL kernel TcpIp/UdpIp, Kernel-Network, tracerpt CSV).
+EVENTS = {
+    "time": TIME,               # UTC
+    "provider": pl.Utf8,        # TcpIp, UdpIp, Kernel-Network, ...
+    "event": pl.Utf8,           # Send, Recv, Connect, Accept, Disconnect, Retransmit, Reconnect, Fail, TCPCopy, ...
+    "protocol": pl.Utf8,        # TCP / UDP
+    "ip_version": pl.Int8,      # 4 / 6
+    "pid": pl.Int64,            # from the payload
+    "process": pl.Utf8,         # image name of pid at that time (from the trace's process events)
+    "size": pl.Int64,
+    "local_addr": pl.Utf8,      # canonical text (ipaddress)
+    "local_port": pl.Int32,
+    "remote_addr": pl.Utf8,
+    "remote_port": pl.Int32,
+    "connid": pl.UInt64,
+    "seqnum": pl.UInt64,
+    "record": pl.Int64,         # index of the record (or line) in the file
+}
+
+#: Processes (ETL process events, SystemConfig services, tracerpt, tasklist).
+PROCESSES = {
+    "pid": pl.Int64,
+    "ppid": pl.Int64,
+    "image": pl.Utf8,
+    "command_line": pl.Utf8,
+    "session": pl.Int64,
+    "start": TIME,              # null when it started before the trace / snapshot
+    "end": TIME,                # null when still alive at the end
+    "services": pl.Utf8,        # comma-separated service names, null when none
+    "user": pl.Utf8,            # SID (ETL) or DOMAIN\\user (tasklist /v)
+    "source": pl.Utf8,          # etl, tracerpt, tasklist
+    "snapshot": TIME,           # tasklist snapshot time when known
+}
+
+#: Frames (pcap, pcapng, packets embedded in ETL files).
+FRAMES = {
+    "frame": pl.Int64,          # 1-based, as Wireshark numbers them
+    "time": TIME,
+    "caplen": pl.Int32,
+    "wirelen": pl.Int32,
+    "interface": pl.Int32,
+    "link_type": pl.Int32,      # LINKTYPE_* of the interface
+    "direction": pl.Utf8,       # in / out / unknown
+    "ip_version": pl.Int8,
+    "protocol": pl.Utf8,        # TCP, UDP, ICMP, ICMPv6, other
+    "src_addr": pl.Utf8,
+    "src_port": pl.Int32,
+    "dst_addr": pl.Utf8,
+    "dst_port": pl.Int32,
+    "payload_len": pl.Int32,    # transport payload
+    "tcp_flags": pl.UInt8,
+    "tcp_seq": pl.UInt32,
+    "ip_id": pl.Int32,
+    "fragment": pl.Utf8,        # none / first / later
+    "notes": pl.Utf8,           # e.g. "ip-length-0" for TSO frames; null when nothing to say
+}
+
+
+def empty(schema: dict) -> pl.DataFrame:
+    """An empty frame with the given schema."""
+    return pl.DataFrame(schema=schema)
+
+
+def conform(df: pl.DataFrame, schema: dict) -> pl.DataFrame:
+    """Cast to the schema, add missing columns as nulls, put schema columns first (extras kept after)."""
+    cols = []
+    for name, dtype in schema.items():
+        if name in df.columns:
+            cols.append(pl.col(name).cast(dtype))
+        else:
+            cols.append(pl.lit(None, dtype=dtype).alias(name))
+    extra = [c for c in df.columns if c not in schema]
+    return df.select(cols + extra)

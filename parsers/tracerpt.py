@@ -1,0 +1,592 @@
+"""tracerpt / tracedmp CSV dumps of the NT Kernel Logger: TcpIp/UdpIp events and Process lines.
+
+Two layouts, with or without their header line, with tracerpt's padding spaces:
+
+* Windows 2000/2003 ``dumpfile.csv`` (tracedmp, old tracerpt)::
+
+      Event Name, Type, TID, Clock-Time, Kernel(ms), User(ms), User Data..., IID, PIID
+
+  User data starts at column 7; the last two columns are IID and PIID, not user data.
+* Vista+ ``tracerpt -of CSV``: 19 fixed columns, then user data from the 20th column (the header's
+  20th name is ``User Data``)::
+
+      Event Name, Type, Event ID, Version, Channel, Level, Opcode, Task, Keyword, PID, TID,
+      Processor Number, Instance ID, Parent Instance ID, Activity ID, Related Activity ID,
+      Clock-Time, Kernel(ms), User(ms), User Data...
+
+  When a header line is present its column names decide where Version, Opcode, Clock-Time and User
+  Data are; without one the layout is told from the data (a FILETIME-sized integer in column 4 for
+  2003, in column 17 for Vista+).
+
+Clock-Time is a FILETIME (100 ns since 1601, UTC). Addresses are zero-padded dotted quads with
+DECIMAL octets (``010.001.001.001`` is 10.1.1.1) or IPv6 text.
+
+Which payload version a network line is (the rule, from the number of user-data fields ``n``):
+
+* TcpIp, ``n == 6`` and the first field is an address: v0 (daddr, saddr, dport, sport, size, PID).
+* TcpIp, ``n`` in 8 (Recv, Disconnect, ...), 10 (Send: + startime, endtime) or 15 (Connect/Accept:
+  + mss .. sndwinscale): v1 or v2, which have the same fields in the same places except the last two:
+  v1 ends ``connid, seqnum``, v2 ends ``seqnum, connid``. The header's Version column decides when
+  the line has one; without it, the 2003 layout means v1 and the Vista+ layout means v2 (the kernel
+  that Vista+ tracerpt runs on writes v2).
+* UdpIp, ``n == 7`` and the first field is a pointer (``0x...``): v0 (context, saddr, sport, size,
+  daddr, dport, dsize; no PID). ``n == 6``: v1 (PID, size, daddr, saddr, dport, sport).
+  ``n == 8``: v2 (v1 then seqnum, connid).
+* ``n == 2`` (Proto, FailureCode): a Fail event without endpoints; counted in ``skipped``.
+* Anything else is malformed: warned about (kind, first line numbers, count) and left out.
+
+Process lines (Start/End/DCStart/DCEnd, payload v0..v4 told by the Version column or the number of
+fields) fill :attr:`TracerptTrace.processes` and the ``process`` column of the events. All other
+lines are counted in :attr:`TracerptTrace.skipped` by event name.
+
+Network lines are parsed in bulk with polars string operations; only Process lines (a few hundred
+in a trace) go through Python's csv module, because their strings may be quoted and hold commas.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import ipaddress
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from etwtools import diagnostics
+from etwtools.errors import TextFormatError
+
+from .schema import EVENTS, PROCESSES, conform
+
+FILETIME_UNIX_EPOCH = 116_444_736_000_000_000  # 1970-01-01 as a FILETIME
+
+NETWORK_PROVIDERS = {"tcpip": "TcpIp", "udpip": "UdpIp"}
+PROCESS_TYPES = {"start": "Start", "end": "End", "dcstart": "DCStart", "dcend": "DCEnd"}
+
+#: TcpIp/UdpIp opcodes -> event names (IPv6 forms are opcode + 16).
+OPCODES = {10: "Send", 11: "Recv", 12: "Connect", 13: "Disconnect", 14: "Retransmit", 15: "Accept",
+           16: "Reconnect", 17: "Fail", 18: "TCPCopy", 19: "ARPCopy", 20: "FullACK", 21: "PartACK",
+           22: "DupACK"}
+_CANONICAL = {name.lower(): name for name in OPCODES.values()}
+
+#: Payload layouts: user-data index of each field (negative: from the end); None when absent.
+LAYOUTS = {
+    "tcp_v0": dict(daddr=0, saddr=1, dport=2, sport=3, size=4, pid=5, connid=None, seqnum=None),
+    "tcp_v1": dict(pid=0, size=1, daddr=2, saddr=3, dport=4, sport=5, connid=-2, seqnum=-1),
+    "tcp_v2": dict(pid=0, size=1, daddr=2, saddr=3, dport=4, sport=5, seqnum=-2, connid=-1),
+    "udp_v0": dict(saddr=1, sport=2, size=3, daddr=4, dport=5, pid=None, connid=None, seqnum=None),
+    "udp_v1": dict(pid=0, size=1, daddr=2, saddr=3, dport=4, sport=5, connid=None, seqnum=None),
+    "udp_v2": dict(pid=0, size=1, daddr=2, saddr=3, dport=4, sport=5, seqnum=6, connid=7),
+}
+
+#: Process payloads: version -> (field count, PID, parent PID, session, SID, image, command line).
+PROCESS_LAYOUTS = {
+    0: (4, 0, 1, None, 2, 3, None),
+    1: (7, 1, 2, 3, 5, 6, None),
+    2: (8, 1, 2, 3, 5, 6, 7),
+    3: (9, 1, 2, 3, 6, 7, 8),
+    4: (12, 1, 2, 3, 7, 8, 9),
+}
+_PROCESS_BY_COUNT = {spec[0]: version for version, spec in PROCESS_LAYOUTS.items()}
+
+_MAX_COLUMNS = 48   # fields read per line; Process command lines past that are cut
+_MAX_FIXED = 8   # user-data fields picked by position from the start (the rest from the end)
+_FIELDS = ("pid", "size", "daddr", "saddr", "dport", "sport", "connid", "seqnum")
+_FILETIME_RE = r"^\d{15,19}$"
+_IPV4_RE = r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$"
+_SAMPLE_LINES = 200
+_SHOW_LINES = 5
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class TracerptTrace:
+    """What a tracerpt CSV holds: network events, processes, and what was skipped (kind -> count)."""
+
+    events: pl.DataFrame
+    processes: pl.DataFrame
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where things are in one file's lines (0-based column indexes)."""
+
+    vista: bool
+    clock: int
+    user_data: int
+    version: int | None
+    opcode: int | None
+    trailing: int           # columns after the user data (IID, PIID in the 2003 layout)
+
+
+# ----------------------------------------------------------------------------------------- text
+
+def decode_text(data: bytes, path: str | os.PathLike) -> str:
+    """Decode a text dump (UTF-8/UTF-16 with or without BOM, else cp1252); binary data is an error."""
+    if data.startswith(codecs.BOM_UTF8):
+        text = data[3:].decode("utf-8", errors="replace")
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = data.decode("utf-16", errors="replace")
+    elif len(data) >= 4 and data[1] == 0 and data[3] == 0 and data[0] != 0:
+        text = data.decode("utf-16-le", errors="replace")
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("cp1252", errors="replace")
+    bad = re.search(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]", text[:65536])
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise TextFormatError(f"binary data (control byte {ord(bad.group()):#04x}), not a text dump",
+                              path=path, line=line)
+    return text
+
+
+def looks_like_tracerpt(head: bytes) -> bool:
+    """True when the first bytes of a file look like a tracerpt/tracedmp CSV dump."""
+    try:
+        text = decode_text(head, "<head>")
+    except TextFormatError:
+        return False
+    for raw in text.splitlines()[:20]:
+        line = raw.strip()
+        if not line:
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if fields[0].lower() == "event name" and any(f.lower() == "clock-time" for f in fields):
+            return True
+        if len(fields) >= 8 and re.match(r"^[A-Za-z][\w-]*$", fields[0]):
+            if re.match(_FILETIME_RE, fields[3]) or (len(fields) >= 19 and re.match(_FILETIME_RE, fields[16])):
+                return True
+        return False
+    return False
+
+
+# --------------------------------------------------------------------------------------- layout
+
+def _header_layout(names: list[str]) -> _Layout | None:
+    low = [n.strip().lower() for n in names]
+    if not low or low[0] != "event name" or "clock-time" not in low:
+        return None
+    clock = low.index("clock-time")
+    user_data = low.index("user data") if "user data" in low else clock + 3
+    vista = "event id" in low or "version" in low
+    return _Layout(vista=vista, clock=clock, user_data=user_data,
+                   version=low.index("version") if "version" in low else None,
+                   opcode=low.index("opcode") if "opcode" in low else None,
+                   trailing=0 if vista else 2)
+
+
+def _data_layout(sample: list[str]) -> _Layout | None:
+    vista = old = 0
+    for line in sample:
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) >= 20 and re.match(_FILETIME_RE, fields[16]) and re.match(r"^\d+$", fields[3]):
+            vista += 1
+        elif len(fields) >= 6 and re.match(_FILETIME_RE, fields[3]):
+            old += 1
+    if vista == old == 0:
+        return None
+    if vista > old:
+        return _Layout(vista=True, clock=16, user_data=19, version=3, opcode=6, trailing=0)
+    return _Layout(vista=False, clock=3, user_data=6, version=None, opcode=None, trailing=2)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+def _int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
+    """Decimal or 0x-hex text -> integer (null when not a number or out of range)."""
+    hexa = expr.str.to_lowercase().str.starts_with("0x")
+    return (pl.when(hexa)
+            .then(expr.str.slice(2).str.to_integer(base=16, dtype=dtype, strict=False))
+            .otherwise(expr.str.to_integer(base=10, dtype=dtype, strict=False)))
+
+
+def _number(df: pl.DataFrame, col: str, dtype: pl.DataType = pl.Int64) -> pl.Expr:
+    """Like :func:`_int`, skipping the hex branch when no value of the column is hex."""
+    if df[col].str.starts_with("0x").any() or df[col].str.starts_with("0X").any():
+        return _int(pl.col(col), dtype)
+    return pl.col(col).str.to_integer(base=10, dtype=dtype, strict=False)
+
+
+def _ipv6_map(values: pl.Series) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for v in values.unique().drop_nulls().to_list():
+        try:
+            out[v] = ipaddress.IPv6Address(v.strip("[]").split("%")[0]).compressed
+        except ValueError:
+            out[v] = None
+    return out
+
+
+def _addr(df: pl.DataFrame, col: str) -> pl.Series:
+    """Canonical address text: zero-padded dotted quads read as DECIMAL octets; IPv6 via ipaddress."""
+    s = df[col]
+    parts = s.str.split_exact(".", 3).struct.unnest()
+    octets = [parts[c].cast(pl.Int64, strict=False) for c in parts.columns]
+    frame = pl.DataFrame({f"o{i}": o for i, o in enumerate(octets)}).with_columns(
+        dots=s.str.count_matches(".", literal=True))
+    ok4 = pl.all_horizontal([pl.col(f"o{i}").is_between(0, 255) for i in range(4)]).fill_null(False) \
+        & (pl.col("dots") == 3)
+    out = frame.select(pl.when(ok4).then(
+        pl.concat_str([pl.col(f"o{i}").cast(pl.Utf8) for i in range(4)], separator="."))).to_series()
+    v6 = s.str.contains(":", literal=True).fill_null(False)
+    if v6.any():
+        mapped = s.filter(v6).replace_strict(_ipv6_map(s.filter(v6)), default=None, return_dtype=pl.Utf8)
+        out = out.scatter(v6.arg_true(), mapped)
+    return out.alias(col)
+
+
+class _Problems:
+    """Malformed lines by kind: one warning per kind with the first line numbers and a count."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lines: dict[str, list[int]] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, kind: str, lines: pl.Series | list[int]) -> None:
+        n = len(lines)
+        if not n:
+            return
+        first = lines.head(_SHOW_LINES).to_list() if isinstance(lines, pl.Series) else lines[:_SHOW_LINES]
+        have = self.lines.setdefault(kind, [])
+        have.extend(first[: _SHOW_LINES - len(have)])
+        self.counts[kind] = self.counts.get(kind, 0) + n
+
+    def report(self, skipped: dict[str, int]) -> None:
+        for kind, n in self.counts.items():
+            shown = ", ".join(str(x) for x in sorted(self.lines[kind]))
+            more = ", ..." if n > len(self.lines[kind]) else ""
+            diagnostics.warn(f"{self.path}: skipped {n} malformed line{'s' if n != 1 else ''} "
+                             f"({kind}; lines {shown}{more})")
+            skipped[f"malformed: {kind}"] = n
+
+
+# ------------------------------------------------------------------------------------ reading
+
+def _source(path: Path) -> tuple[object, int]:
+    """What polars' CSV reader reads (the path, or re-encoded text for UTF-16) and the size in bytes."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except OSError as exc:
+        raise TextFormatError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    if not head or (size <= len(head) and not head.strip()):
+        raise TextFormatError("empty file: no tracerpt lines", path=path, line=1)
+    decode_text(head, path)                         # binary junk -> TextFormatError with its line
+    utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+        len(head) >= 4 and head[1] == 0 and head[3] == 0 and head[0] != 0)
+    if utf16:
+        return io.BytesIO(decode_text(path.read_bytes(), path).encode("utf-8")), size
+    return path, size
+
+
+def _columns(source: object) -> pl.LazyFrame:
+    """Every line split at commas into ``c0 .. c{_MAX_COLUMNS-1}`` (null past the end), with ``record``."""
+    return (pl.scan_csv(source, has_header=False, separator=",", quote_char=None,
+                        schema={f"c{i}": pl.Utf8 for i in range(_MAX_COLUMNS)}, truncate_ragged_lines=True,
+                        missing_columns="insert", encoding="utf8-lossy")
+            .with_row_index("record", offset=1)
+            .with_columns(pl.col("c0").str.strip_chars().str.strip_chars_start("\ufeff").alias("name")))
+
+
+def _line_text(frame: pl.DataFrame) -> pl.Series:
+    """The original line (up to _MAX_COLUMNS fields) of split rows."""
+    return frame.select(pl.concat_str([pl.col(f"c{i}").fill_null("") for i in range(_MAX_COLUMNS)],
+                                      separator=",").str.strip_chars_end(",")).to_series()
+
+
+def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None) -> TracerptTrace:
+    """Read a tracerpt/tracedmp CSV dump into events (EVENTS schema) and processes (PROCESSES).
+
+    ``progress(done, total)`` is called (in bytes of the file) as the parsing stages complete.
+    """
+    path = Path(path)
+    source, size = _source(path)
+    try:
+        lines = (_columns(source)
+                 .filter((pl.col("name") != "") | pl.col("c1").is_not_null())
+                 .collect())
+    except pl.exceptions.PolarsError as exc:
+        raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}", path=path) from None
+    if lines.height == 0:
+        raise TextFormatError("empty file: no tracerpt lines", path=path, line=1)
+    if progress:
+        progress(size // 3, size)
+    low = pl.col("name").str.to_lowercase()
+    header_rows = lines.filter(low == "event name")
+    layout = None
+    if header_rows.height:
+        layout = _header_layout(_line_text(header_rows.head(1))[0].split(","))
+    if layout is None:
+        sample = lines.filter(low != "event name").head(_SAMPLE_LINES)
+        layout = _data_layout(_line_text(sample).to_list())
+    if layout is None:
+        first = int(lines["record"][0])
+        raise TextFormatError("wrong columns: not a tracerpt/tracedmp CSV line "
+                              "(no Clock-Time column where either layout has it)", path=path, line=first)
+
+    skipped: dict[str, int] = {}
+    problems = _Problems(str(path))
+    net = lines.filter(low.is_in(list(NETWORK_PROVIDERS)))
+    procs = lines.filter(low == "process")
+    counts = (lines.filter(~low.is_in([*NETWORK_PROVIDERS, "process", "event name"]))
+              .group_by("name").len().sort("len", "name", descending=[True, False]))
+    del lines
+    for name, n in counts.iter_rows():
+        skipped[name or "(no event name)"] = n
+
+    processes, proc_skipped = _processes(procs.select("record", _line_text(procs).alias("text")),
+                                         layout, problems)
+    for k, n in proc_skipped.items():
+        skipped[k] = skipped.get(k, 0) + n
+    events = _network(net, layout, problems, skipped)
+    del net
+    events = _name_processes(events, processes)
+    if progress:
+        progress(size, size)
+
+    problems.report(skipped)
+    ignored = {k: n for k, n in skipped.items() if not k.startswith("malformed")}
+    if ignored:
+        listed = ", ".join(f"{k} {n}" for k, n in list(ignored.items())[:8])
+        diagnostics.info(f"{path}: skipped {sum(ignored.values())} lines that are not TcpIp/UdpIp/Process "
+                         f"events or carry no endpoint ({listed})")
+    return TracerptTrace(events=events, processes=processes, skipped=skipped)
+
+
+def read_tracerpt_events(path: str | os.PathLike) -> pl.DataFrame:
+    """The network events of a tracerpt CSV (EVENTS schema)."""
+    return read_tracerpt(path).events
+
+
+def read_tracerpt_processes(path: str | os.PathLike) -> pl.DataFrame:
+    """The processes of a tracerpt CSV (PROCESSES schema, source ``tracerpt``)."""
+    return read_tracerpt(path).processes
+
+
+# ------------------------------------------------------------------------------------ network
+
+def _network(net: pl.DataFrame, layout: _Layout, problems: _Problems,
+             skipped: dict[str, int]) -> pl.DataFrame:
+    if net.height == 0:
+        return conform(pl.DataFrame(), EVENTS)
+    ud = layout.user_data
+    last = pl.max_horizontal([pl.when(pl.col(f"c{i}").is_not_null()).then(pl.lit(i, pl.Int32))
+                              for i in range(_MAX_COLUMNS)])
+    net = net.with_columns((last - layout.trailing).alias("_last"))
+
+    def get(index: int | None) -> pl.Expr:
+        if index is None or index >= _MAX_COLUMNS:
+            return pl.lit(None, pl.Utf8)
+        return pl.col(f"c{index}").str.strip_chars()
+
+    def from_end(back: int) -> pl.Expr:
+        return pl.coalesce([pl.when(pl.col("_last") == j).then(pl.col(f"c{j - back}"))
+                            for j in range(ud + back, _MAX_COLUMNS)]).str.strip_chars()
+
+    def number(index: int | None) -> pl.Expr:
+        return get(index).cast(pl.Int64, strict=False)
+
+    f = net.select(
+        "record",
+        pl.col("name").str.to_lowercase().replace_strict(NETWORK_PROVIDERS).alias("provider"),
+        (pl.col("_last") + 1 - ud).alias("n"),
+        get(1).alias("type"),
+        (number(layout.clock) - FILETIME_UNIX_EPOCH).alias("t100"),
+        number(layout.version).alias("version"),
+        number(layout.opcode).alias("opcode"),
+        *[get(ud + i).alias(f"u{i}") for i in range(_MAX_FIXED)],
+        from_end(1).alias("u_2"),
+        from_end(0).alias("u_1"),
+    )
+
+    tcp = pl.col("provider") == "TcpIp"
+    n = pl.col("n")
+    ud0 = pl.col("u0")
+    addr_first = ud0.str.contains(r"^[\d.]+$|:") & ud0.str.contains(r"[.:]")
+    ver = pl.col("version").fill_null(2 if layout.vista else 1)
+    f = f.with_columns(
+        pl.when(n == 2).then(pl.lit("fail"))
+        .when(tcp & (n == 6) & addr_first).then(pl.lit("tcp_v0"))
+        .when(tcp & n.is_in([8, 10, 15]) & (ver <= 1)).then(pl.lit("tcp_v1"))
+        .when(tcp & n.is_in([8, 10, 15])).then(pl.lit("tcp_v2"))
+        .when(~tcp & (n == 7) & ud0.str.to_lowercase().str.starts_with("0x")).then(pl.lit("udp_v0"))
+        .when(~tcp & (n == 6)).then(pl.lit("udp_v1"))
+        .when(~tcp & (n == 8)).then(pl.lit("udp_v2"))
+        .otherwise(pl.lit(None, pl.Utf8)).alias("layout"))
+    problems.add("unexpected number of user-data fields for TcpIp/UdpIp",
+                 f.filter(pl.col("layout").is_null())["record"])
+    fails = f.filter(pl.col("layout") == "fail")
+    if fails.height:
+        for prov, cnt in fails.group_by("provider").len().iter_rows():
+            skipped[f"{prov} Fail (no endpoint)"] = cnt
+    usable = pl.col("layout").is_not_null() & (pl.col("layout") != "fail")
+    good_time = pl.col("t100").is_not_null() & (pl.col("t100") >= 0)
+    problems.add("Clock-Time is not a FILETIME", f.filter(usable & ~good_time)["record"])
+    f = f.filter(usable & good_time)
+
+    def pick(key: str) -> pl.Expr:
+        expr = pl.lit(None, pl.Utf8)
+        for name, spec in LAYOUTS.items():
+            idx = spec[key]
+            if idx is not None:
+                src = pl.col(f"u{idx}") if idx >= 0 else pl.col(f"u_{-idx}")
+                expr = pl.when(pl.col("layout") == name).then(src).otherwise(expr)
+        return expr.alias(key)
+
+    ev = f.select("record", "provider", "type", "opcode", "t100", *[pick(k) for k in _FIELDS])
+
+    ev = ev.with_columns(
+        _number(ev, "pid").alias("pid_i"), _number(ev, "size").alias("size_i"),
+        _number(ev, "dport").alias("dport_i"), _number(ev, "sport").alias("sport_i"),
+        _number(ev, "connid", pl.UInt64).alias("connid_i"), _number(ev, "seqnum", pl.UInt64).alias("seqnum_i"),
+    )
+    local = _addr(ev, "saddr")
+    remote = _addr(ev, "daddr")
+    ev = ev.with_columns(local.alias("local_addr"), remote.alias("remote_addr"))
+    ok_num = ((pl.col("pid").is_null() | pl.col("pid_i").is_not_null()) & pl.col("size_i").is_not_null()
+              & pl.col("dport_i").is_between(0, 65535) & pl.col("sport_i").is_between(0, 65535))
+    ok_addr = pl.col("local_addr").is_not_null() & pl.col("remote_addr").is_not_null()
+    problems.add("address that is not IPv4/IPv6", ev.filter(~ok_addr)["record"])
+    problems.add("PID, size or port that is not a number", ev.filter(ok_addr & ~ok_num.fill_null(False))["record"])
+    ev = ev.filter(ok_addr & ok_num.fill_null(False))
+
+    kinds = ev.select("type", "opcode").unique()
+    named = [(t, o, *_event_name(t or "", o)) for t, o in kinds.iter_rows()]
+    table = pl.DataFrame(named, schema={"type": pl.Utf8, "opcode": pl.Int64, "event": pl.Utf8,
+                                        "v6_type": pl.Boolean}, orient="row")
+    ev = ev.join(table, on=["type", "opcode"], how="left", nulls_equal=True, maintain_order="left")
+    v6 = pl.col("v6_type") | pl.col("local_addr").str.contains(":", literal=True)
+    ev = ev.with_columns(
+        pl.when(pl.col("provider") == "TcpIp").then(pl.lit("TCP")).otherwise(pl.lit("UDP")).alias("protocol"),
+        pl.when(v6).then(pl.lit(6)).otherwise(pl.lit(4)).cast(pl.Int8).alias("ip_version"),
+        (pl.col("t100") * 100).cast(pl.Datetime("ns", "UTC")).alias("time"),
+    )
+    out = ev.select(
+        "time", "provider", "event", "protocol", "ip_version",
+        pl.col("pid_i").alias("pid"), pl.lit(None, pl.Utf8).alias("process"), pl.col("size_i").alias("size"),
+        "local_addr", pl.col("sport_i").alias("local_port"), "remote_addr", pl.col("dport_i").alias("remote_port"),
+        pl.col("connid_i").alias("connid"), pl.col("seqnum_i").alias("seqnum"),
+        pl.col("record").cast(pl.Int64),
+    )
+    return conform(out, EVENTS)
+
+
+def _event_name(typ: str, opcode: int | None) -> tuple[str, bool]:
+    """Event name and IPv6-ness from the Type text (SendIPV4, Recv, 26, ...) and the Opcode column."""
+    low = typ.strip().lower()
+    v6 = low.endswith("ipv6") or (opcode is not None and opcode >= 26)
+    base = re.sub(r"_?ipv[46]$", "", low)
+    if base in _CANONICAL:
+        return _CANONICAL[base], v6
+    for number in (low, str(opcode) if opcode is not None else ""):
+        if number.isdigit() or number.startswith("0x"):
+            code = int(number, 0)
+            v6 = v6 or code >= 26
+            code = code - 16 if code >= 26 else code
+            if code in OPCODES:
+                return OPCODES[code], v6
+    return typ.strip(), v6
+
+
+# ---------------------------------------------------------------------------------- processes
+
+def _sid(text: str) -> str | None:
+    text = text.strip()
+    return text if re.match(r"^S-\d+(-\d+)+$", text, re.IGNORECASE) else None
+
+
+def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
+               ) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Process lines -> one row per process instance (Start/DCStart opens, End/DCEnd closes)."""
+    skipped: dict[str, int] = {}
+    instances: list[dict] = []
+    open_by_pid: dict[int, dict] = {}
+    bad: dict[str, list[int]] = {}
+    for record, text in rows.select("record", "text").iter_rows():
+        fields = next(csv.reader([text], skipinitialspace=True))
+        fields = [x.strip() for x in fields]
+        while fields and fields[-1] == "" and len(fields) > layout.user_data:
+            fields.pop()
+        kind = fields[1].lower() if len(fields) > 1 else ""
+        if kind not in PROCESS_TYPES:
+            key = f"Process {fields[1] if len(fields) > 1 else '?'}"
+            skipped[key] = skipped.get(key, 0) + 1
+            continue
+        ud = fields[layout.user_data: len(fields) - layout.trailing]
+        version = None
+        if layout.version is not None and layout.version < len(fields):
+            try:
+                version = int(fields[layout.version])
+            except ValueError:
+                version = None
+        if version not in PROCESS_LAYOUTS or PROCESS_LAYOUTS[version][0] > len(ud):
+            version = _PROCESS_BY_COUNT.get(len(ud))
+        try:
+            clock = int(fields[layout.clock])
+        except (ValueError, IndexError):
+            bad.setdefault("Process line without a FILETIME Clock-Time", []).append(record)
+            continue
+        if version is None:
+            bad.setdefault("Process line with an unexpected number of fields", []).append(record)
+            continue
+        _count, i_pid, i_ppid, i_session, i_sid, i_image, i_cmd = PROCESS_LAYOUTS[version]
+        try:
+            pid = int(ud[i_pid], 0)
+            ppid = int(ud[i_ppid], 0)
+            session = int(ud[i_session], 0) if i_session is not None else None
+        except ValueError:
+            bad.setdefault("Process line with a PID that is not a number", []).append(record)
+            continue
+        time_ns = (clock - FILETIME_UNIX_EPOCH) * 100
+        ptype = PROCESS_TYPES[kind]
+        if ptype in ("Start", "DCStart"):
+            inst = dict(pid=pid, ppid=ppid, image=ud[i_image].strip('"') or None,
+                        command_line=(ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
+                        session=session, start=time_ns if ptype == "Start" else None, end=None,
+                        user=_sid(ud[i_sid]), first_seen=time_ns)
+            instances.append(inst)
+            open_by_pid[pid] = inst
+        else:
+            inst = open_by_pid.pop(pid, None)
+            if inst is None:        # ended, started before the trace and no rundown at the start
+                inst = dict(pid=pid, ppid=ppid, image=ud[i_image].strip('"') or None,
+                            command_line=(ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
+                            session=session, start=None, end=None, user=_sid(ud[i_sid]), first_seen=None)
+                instances.append(inst)
+            if ptype == "End":
+                inst["end"] = time_ns
+    for kind, recs in bad.items():
+        problems.add(kind, recs)
+    if not instances:
+        return conform(pl.DataFrame(), PROCESSES).with_columns(pl.lit("tracerpt").alias("source")).clear(), skipped
+    df = pl.DataFrame(instances, schema_overrides={"start": pl.Int64, "end": pl.Int64, "first_seen": pl.Int64,
+                                                    "session": pl.Int64, "command_line": pl.Utf8,
+                                                    "user": pl.Utf8, "image": pl.Utf8})
+    df = df.with_columns(pl.col("start").cast(pl.Datetime("ns", "UTC")),
+                         pl.col("end").cast(pl.Datetime("ns", "UTC")),
+                         pl.lit("tracerpt").alias("source")).drop("first_seen")
+    return conform(df, PROCESSES), skipped
+
+
+def _name_processes(events: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFrame:
+    """Fill ``process``: the image of the instance of ``pid`` alive at the event's time."""
+    if events.height == 0 or processes.height == 0:
+        return events
+    lo = pl.lit(0).cast(pl.Datetime("ns", "UTC"))
+    inst = (processes.select("pid", pl.col("start").fill_null(lo).alias("t_start"), "end", "image")
+            .drop_nulls("pid").sort("pid", "t_start"))
+    ev = events.with_row_index("_row").sort("time")
+    joined = ev.join_asof(inst.sort("t_start"), left_on="time", right_on="t_start", by="pid",
+                          strategy="backward", check_sortedness=False)   # both sorted on time above
+    alive = pl.col("end").is_null() | (pl.col("end") >= pl.col("time"))
+    joined = joined.with_columns(pl.when(alive).then(pl.col("image")).otherwise(None).alias("process"))
+    return conform(joined.sort("_row").drop("_row", "t_start", "end", "image"), EVENTS)

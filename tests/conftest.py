@@ -1,0 +1,34 @@
+"""Shared fixtures: where the real corpus lives."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = Path(os.environ.get("ETWTOOLS_CORPUS", ROOT.parent / "shared" / "corpus"))
+CASES = CORPUS.parent / "cases"
+
+
+def _missing(reason: str) -> None:
+    """Skip, or fail in CI (ETWTOOLS_REQUIRE_CORPUS=1) where the corpus must be there."""
+    if os.environ.get("ETWTOOLS_REQUIRE_CORPUS"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The real-file corpus (../shared/corpus or $ETWTOOLS_CORPUS); tests that need it skip without it."""
+    if not CORPUS.is_dir():
+        _missing(f"real-file corpus not found at {CORPUS} (set ETWTOOLS_CORPUS)")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def cases() -> Path:
+    """The support cases folder (../shared/cases), next to the corpus."""
+    if not CASES.is_dir():
+        _missing(f"cases folder not found at {CASES}")
+    return CASES

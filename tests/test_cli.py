@@ -1,0 +1,99 @@
+"""The command line: help texts, output formats, one-line errors, and the demo answer on data/."""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from etwtools.cli import cli
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+COMMANDS = ["events", "processes", "frames", "attribute", "synattack"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_teaches_with_an_example(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.output
+    assert "--format" in result.output or command == "synattack"
+
+
+def test_demo_answer_frame_105540_is_store_exe():
+    """README's main command on data/: the case's answer, found with an estimated clock offset."""
+    result = run("attribute", "--etl", str(DATA / "kernel.csv"), "--pcap", str(DATA / "capture.pcap"),
+                 "--tasklist", str(DATA / "tasklist.txt"), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    by_frame = {r["frame"]: r for r in rows}
+    hit = by_frame[105540]
+    assert (hit["pid"], hit["process"], hit["confidence"]) == (2136, "store.exe", "high")
+    assert hit["src_port"] == 36003 and hit["dst_addr"] == "172.23.98.97"
+    # every other shown frame: no 5-tuple match, so never high or medium confidence
+    others = [r for n, r in by_frame.items() if n != 105540 and r["protocol"] == "UDP"]
+    assert len(others) == 14
+    assert all(r["confidence"] in ("low", "none") for r in others)
+    assert "offset" in result.stderr and "+0.312" in result.stderr
+
+
+def test_demo_table_ends_with_summary_and_explains_a_frame():
+    args = ["attribute", "--etl", str(DATA / "kernel.csv"), "--pcap", str(DATA / "capture.pcap"),
+            "--tasklist", str(DATA / "tasklist.txt")]
+    table = run(*args)
+    assert table.exit_code == 0, table.stderr
+    assert "Summary by process" in table.stdout and "store.exe" in table.stdout
+    explained = run(*args, "--frame", "105540")
+    assert explained.exit_code == 0
+    assert "2136" in explained.stdout and "store.exe" in explained.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_output_formats_read_back(tmp_path, fmt):
+    out = tmp_path / f"events.{fmt}"
+    result = run("events", "--etl", str(DATA / "kernel.csv"), "--format", fmt, "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    df = {"csv": pl.read_csv, "json": pl.read_ndjson, "parquet": pl.read_parquet}[fmt](out)
+    assert df.height == 4
+    assert df["pid"].to_list() == [2136] * 4
+    assert df["local_addr"][0] == "10.1.1.1"
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    files = {
+        "empty.etl": b"",
+        "random.etl": os.urandom(70000),
+        "text.etl": b"this is not a trace\n" * 100,
+        "random.pcap": os.urandom(5000),
+    }
+    out = {}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        out[name] = tmp_path / name
+    return out
+
+
+@pytest.mark.parametrize("name,command,option", [
+    ("empty.etl", "events", "--etl"), ("random.etl", "events", "--etl"), ("text.etl", "events", "--etl"),
+    ("random.pcap", "frames", "--pcap"), ("empty.etl", "frames", "--etl"),
+])
+def test_bad_input_is_one_line_and_exit_1(tmp_path, name, command, option):
+    path = _bad_inputs(tmp_path)[name]
+    result = run(command, option, str(path))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and name in lines[0]
+
+
+def test_processes_needs_an_input():
+    result = run("processes")
+    assert result.exit_code == 2 and "--tasklist" in result.stderr
