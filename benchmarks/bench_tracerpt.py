@@ -46,7 +46,8 @@ def build(path: Path, lines: int, layout: str, seed: int = 1) -> None:
         clock += rnd.randrange(1, 2000)
         r = rnd.random()
         pid = rnd.choice(pids)
-        d = f"{rnd.randrange(1, 224):03d}.{rnd.randrange(256):03d}.{rnd.randrange(256):03d}.{rnd.randrange(256):03d}"
+        d = ".".join(f"{x:03d}" for x in (rnd.randrange(1, 224), rnd.randrange(256), rnd.randrange(256),
+                                          rnd.randrange(256)))
         s = f"010.001.{rnd.randrange(256):03d}.001"
         dport, sport, size = rnd.randrange(1, 65536), rnd.randrange(1024, 65536), rnd.randrange(1, 1460)
         if r < 0.05:

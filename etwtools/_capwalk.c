@@ -34,6 +34,14 @@ static inline uint16_t rd16(const unsigned char *p, int big)
 /* Pull the file in ahead of the walk: the next record's address depends on this one's length, so
  * without this every record header is a full memory-latency miss. */
 #define PREFETCH_AHEAD 4096
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch((p), 0, 0)
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#include <xmmintrin.h>
+#define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_NTA)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
 static inline void prefetch_to(const unsigned char *buf, Py_ssize_t size, Py_ssize_t *pf, Py_ssize_t pos)
 {
     Py_ssize_t want = pos + PREFETCH_AHEAD;
@@ -42,7 +50,7 @@ static inline void prefetch_to(const unsigned char *buf, Py_ssize_t size, Py_ssi
     if (*pf < pos)
         *pf = pos;
     for (; *pf < want; *pf += 64)
-        __builtin_prefetch(buf + *pf, 0, 0);
+        PREFETCH(buf + *pf);
 }
 
 static inline void copy_window(unsigned char *dst, const unsigned char *src, Py_ssize_t caplen,
@@ -66,6 +74,7 @@ typedef struct {
 
 static PyObject *pcap_walk(PyObject *self, PyObject *args)
 {
+    (void)self;
     Py_buffer in, out, win;
     Py_ssize_t pos, window;
     int big;
@@ -110,6 +119,7 @@ static PyObject *pcap_walk(PyObject *self, PyObject *args)
 
 static PyObject *pcapng_walk(PyObject *self, PyObject *args)
 {
+    (void)self;
     Py_buffer in, out, win;
     Py_ssize_t pos, window;
     int big;
@@ -203,6 +213,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_capwalk",
-                                    "pcap/pcapng record walks", -1, methods};
+                                    "pcap/pcapng record walks", -1, methods,
+                                    NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__capwalk(void) { return PyModule_Create(&module); }

@@ -44,11 +44,11 @@ _TCP_OWNER_EVENTS = ["send", "recv", "connect", "accept", "disconnect", "retrans
 _SYN = 0x02
 
 KEY = ["protocol", "l_addr", "l_port", "r_addr", "r_port"]
+#: Exact integer id of a KEY tuple seen in the events (joins on it are cheaper than on five columns).
+KID = "kid"
 OUT_COLUMNS = ["frame", "time", "direction", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
                "payload_len", "pid", "process", "services", "confidence", "method", "event_time",
                "delta_s", "reason"]
-_RANK = {3: "high", 2: "medium", 1: "low", 0: "none"}
-_MAX_SPAN = 2**62
 
 
 def _event_kind(col: str = "event") -> pl.Expr:
@@ -73,10 +73,10 @@ def _fmt_time(ns: int | None) -> str:
 
 
 def _ms(expr: pl.Expr) -> pl.Expr:
-    """Text of a ns duration in ms (one decimal), or in s above 10 s."""
+    """Text of a ns duration in ms (three decimals), or in s from 1 s on."""
     v = expr.cast(pl.Float64)
-    return (pl.when(v.abs() >= 10 * NS)
-            .then(pl.format("{} s", (v / NS).round(1).cast(pl.Utf8)))
+    return (pl.when(v.abs() >= NS)
+            .then(pl.format("{} s", (v / NS).round(3).cast(pl.Utf8)))
             .otherwise(pl.format("{} ms", (v / 1e6).round(3).cast(pl.Utf8))))
 
 
@@ -128,7 +128,26 @@ class Attribution:
              f"support it")
         if self.offset_support == 1:
             s += ": a single match, check it"
+        if self.drift_ppm:
+            s += (f"; the clocks drift apart by {self.drift_ppm:+.1f} ppm, this offset holds at "
+                  f"{_fmt_time(self.estimate.reference_ns)}")
         return s + f"); tolerance {self.tolerance_s:g} s"
+
+    @property
+    def drift_ppm(self) -> float:
+        """Rate difference of the two clocks applied per frame (0.0 when none was significant)."""
+        if self.offset_source == "estimated" and self.estimate is not None:
+            return self.estimate.drift_ppm
+        return 0.0
+
+    def trace_time(self, capture_ns: int) -> int | None:
+        """A capture time (ns) on the trace's clock, with the offset (and drift) applied."""
+        if self.offset_ns is None:
+            return None
+        if self.drift_ppm:
+            e = self.estimate
+            return capture_ns - (e.offset_ns + round((capture_ns - e.reference_ns) * e.drift_ppm * 1e-6))
+        return capture_ns - self.offset_ns
 
     def explain(self, frame_number: int) -> str:
         """The whole chain of evidence for one frame, readable by a support engineer."""
@@ -148,9 +167,12 @@ def _prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataF
     proto = (pl.when(pl.col("protocol").is_not_null()).then(pl.col("protocol").str.to_uppercase())
              .when(provider.str.contains("tcp")).then(pl.lit("TCP"))
              .when(provider.str.contains("udp")).then(pl.lit("UDP")))
-    ev = ev.with_columns(proto.alias("protocol"), _event_kind().alias("kind"),
+    names = ev.select(pl.col("event").unique()).with_columns(_event_kind().alias("kind"))
+    ev = ev.with_columns(proto.alias("protocol"),
+                         pl.col("event").replace_strict(names["event"], names["kind"], default=None,
+                                                        return_dtype=pl.Utf8).alias("kind"),
                          pl.col("time").cast(pl.Int64).alias("t"))
-    nic = ev.filter(provider.str.contains("systemconfig") | pl.col("event").fill_null("").str.contains("(?i)nic"))
+    nic = ev.filter(provider.str.contains("systemconfig") | (pl.col("event").fill_null("").str.to_lowercase() == "nic"))
     notes = []
     usable = (pl.col("protocol").is_in(["TCP", "UDP"]) & pl.col("t").is_not_null()
               & pl.col("local_addr").is_not_null() & pl.col("remote_addr").is_not_null()
@@ -168,10 +190,25 @@ def _prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataF
     return net, nic, notes
 
 
+def _unicast(addr: str) -> bool:
+    """A host's own address: not multicast, broadcast (x.x.x.255) or unspecified. Receive events of
+    multicast and broadcast datagrams carry the group as their local address."""
+    import ipaddress
+
+    try:
+        a = ipaddress.ip_address(addr.split("%")[0])
+    except ValueError:
+        return True
+    if a.is_multicast or a.is_unspecified:
+        return False
+    return not (a.version == 4 and addr.endswith(".255"))
+
+
 def _local_addresses(net: pl.DataFrame, nic: pl.DataFrame, given: Sequence[str] | None,
                      nic_addrs: Sequence[str] | None) -> tuple[list[str], str | None, list[str]]:
     notes: list[str] = []
-    inferred = sorted(set(net["l_addr"].drop_nulls().unique().to_list())) if net.height else []
+    inferred = sorted(a for a in set(net["l_addr"].drop_nulls().unique().to_list()) if _unicast(a)) \
+        if net.height else []
     if given:
         extra = sorted(set(inferred) - set(given))
         if extra:
@@ -278,8 +315,9 @@ def _asof(left: pl.DataFrame, right: pl.DataFrame, keys: list[str], strategy: st
 
 
 def _match_udp_exact(of: pl.DataFrame, net: pl.DataFrame, tol: int) -> pl.DataFrame:
-    keys = KEY + ["odir", "size"]
-    left = of.filter((pl.col("protocol") == "UDP") & (pl.col("fragment").fill_null("none") != "later"))
+    keys = [KID, "odir", "size"]
+    left = of.filter((pl.col("protocol") == "UDP") & (pl.col("fragment").fill_null("none") != "later")
+                     & pl.col(KID).is_not_null())
     right = net.filter((pl.col("protocol") == "UDP") & pl.col("odir").is_not_null())
     if not left.height or not right.height:
         return _empty_cand()
@@ -295,13 +333,13 @@ def _match_udp_exact(of: pl.DataFrame, net: pl.DataFrame, tol: int) -> pl.DataFr
 
 def _match_owner(of: pl.DataFrame, net: pl.DataFrame, proto: str, tol: int) -> pl.DataFrame:
     """Owner of the frame's 4-tuple (TCP) / 5-tuple (UDP) at its time, from the events around it."""
-    left = of.filter(pl.col("protocol") == proto)
+    left = of.filter((pl.col("protocol") == proto) & pl.col(KID).is_not_null())
     kinds = _TCP_OWNER_EVENTS if proto == "TCP" else ["send", "recv"]
     right = net.filter((pl.col("protocol") == proto) & pl.col("kind").is_in(kinds))
     if not left.height or not right.height:
         return _empty_cand()
-    m = _asof(left, right, KEY, "backward", LOW_HORIZON_NS, "p_")
-    m = _asof(m, right, KEY, "forward", LOW_HORIZON_NS, "n_")
+    m = _asof(left, right, [KID], "backward", LOW_HORIZON_NS, "p_")
+    m = _asof(m, right, [KID], "forward", LOW_HORIZON_NS, "n_")
     m = m.filter(pl.col("p_eid").is_not_null() | pl.col("n_eid").is_not_null())
     if not m.height:
         return _empty_cand()
@@ -388,9 +426,9 @@ def _match_weak(of: pl.DataFrame, net: pl.DataFrame, keys: list[str], method: st
 # ---------------------------------------------------------------------------------------------------
 
 def _estimate(of: pl.DataFrame, net: pl.DataFrame) -> tuple[clock.OffsetEstimate | None, pl.DataFrame]:
-    keys = KEY + ["odir", "size"]
-    f = (of.filter(pl.col("size").fill_null(0) > 0)
-         .filter(pl.col("fragment").fill_null("none") != "later")
+    keys = [KID, "odir", "size"]
+    f = (of.filter((pl.col("size").fill_null(0) > 0) & pl.col(KID).is_not_null()
+                   & (pl.col("fragment").fill_null("none") != "later") & pl.col("t").is_not_null())
          .select(keys[:-1] + ["fid", "t", "size"]))
     e = (net.filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0))
          .select(keys[:-1] + ["eid", "t", pl.col("size").cast(pl.Int64)]))
@@ -411,7 +449,7 @@ def _why_nothing(net, fr, of, pairs, local, offset_ns, offset_source, estimate, 
         return (f"none of the capture's {n_tu:,} TCP/UDP frames is from or to the traced host "
                 f"({', '.join(local[:6])}{', ...' if len(local) > 6 else ''}): the capture was taken elsewhere "
                 f"or on another network")
-    keyed = of.join(net.select(KEY).unique(), on=KEY, how="semi")
+    keyed = of.filter(pl.col(KID).is_not_null())
     if not keyed.height:
         return (f"no frame shares a protocol and 5-tuple with any of the trace's {net.height:,} network events: "
                 f"the capture and the trace do not cover the same connections (another time or another host)")
@@ -419,6 +457,8 @@ def _why_nothing(net, fr, of, pairs, local, offset_ns, offset_source, estimate, 
     cf = fr.filter(pl.col("t").is_not_null())
     c0, c1 = cf["t"].min(), cf["t"].max()
     span = f"capture {_fmt_time(c0)} to {_fmt_time(c1)}, trace {_fmt_time(tr0)} to {_fmt_time(tr1)}"
+    if c0 is None:
+        return "no frame of the capture has a timestamp, so none can be matched to the trace's events in time"
     if offset_ns is None:
         days = abs((c0 + c1) / 2 - (tr0 + tr1) / 2) / 86400 / NS
         return (f"{keyed['fid'].n_unique():,} frames share a 5-tuple with trace events, but no candidate match "
@@ -450,19 +490,22 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
         if progress is not None:
             progress(min(n_total, n_total * step[0] // 7), n_total)
 
-    tol = int(round(tolerance_s * NS))
+    tol = round(tolerance_s * NS)
     net, nic, notes = _prepare_events(events)
     local, local_src, more = _local_addresses(net, nic, local_addrs, nic_addrs)
     notes += more
     fr = _prepare_frames(frames if frames is not None else schema.empty(schema.FRAMES), local)
     of = _orient(fr)
+    tuples = net.select(KEY).unique().with_row_index(KID).with_columns(pl.col(KID).cast(pl.Int64))
+    net = net.join(tuples, on=KEY, how="left")
+    of = of.join(tuples, on=KEY, how="left")
     tick()
 
     # clock offset
     estimate, pairs = _estimate(of, net)
     tick()
     if offset_s is not None:
-        offset_ns, offset_source = int(round(offset_s * NS)), "given"
+        offset_ns, offset_source = round(offset_s * NS), "given"
         support = (pairs.filter((pl.col("diff") - offset_ns).abs() <= clock.BIN_NS)["eid"].n_unique()
                    if pairs.height else 0)
         if estimate is not None and abs(estimate.offset_ns - offset_ns) > max(tol, clock.BIN_NS):
@@ -476,8 +519,13 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
         offset_ns, offset_source, support = None, None, 0
 
     cands = [_empty_cand()]
+    drifting = offset_source == "estimated" and estimate is not None and bool(estimate.drift_ppm)
+    shift = estimate.at(pl.col("t")) if drifting else pl.lit(offset_ns, pl.Int64)
+    if drifting:
+        notes.append(f"the capture and trace clocks drift apart by {estimate.drift_ppm:+.1f} ppm; the offset "
+                     f"is applied per frame ({estimate.describe()})")
     if offset_ns is not None:
-        of = of.with_columns((pl.col("t") - offset_ns).alias("tt"))
+        of = of.with_columns((pl.col("t") - shift).alias("tt"))
         cands.append(_match_udp_exact(of, net, tol))
         tick()
         cands.append(_match_owner(of, net, "TCP", tol))
@@ -490,8 +538,10 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
         rest = rest.join(found, on="fid", how="anti")
         cands.append(_match_weak(rest, net, ["l_addr", "r_addr"], "addresses"))
         tick()
-    best = (pl.concat(cands).sort(["fid", "rank", "dist"], descending=[False, True, False])
-            .unique("fid", keep="first", maintain_order=True))
+    # best evidence per frame: highest rank, then (a loopback frame seen both ways) its sender, then nearest
+    best = (pl.concat(cands).with_columns((pl.col("odir") != "out").alias("_in"))
+            .sort(["fid", "rank", "_in", "dist"], descending=[False, True, False, False])
+            .unique("fid", keep="first", maintain_order=True).drop("_in"))
 
     # later IP fragments follow their first fragment
     res = fr.join(best, on="fid", how="left")
@@ -521,14 +571,14 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
     why = None
     if not res.filter(pl.col("rank") >= 2).height:
         why = _why_nothing(net, fr, of, pairs, local, offset_ns, offset_source, estimate, tol)
-    out = _finish(res, net, offset_ns, local, why)
+    out = _finish(res, net, offset_ns, shift if offset_ns is not None else None, local, why)
     summary = _summary(out, fr)
     tick()
     result = Attribution(frames=out, offset_ns=offset_ns, offset_source=offset_source,
                          offset_support=int(support), local_addrs=local, local_addrs_source=local_src,
                          summary=summary, notes=notes, tolerance_s=tolerance_s, estimate=estimate,
                          _events=net, _oriented=of, _resolver=resolver, _why=why,
-                         _match=res.select("fid", "e_eid").sort("fid"),
+                         _match=res.select("fid", "e_eid", "dir_source").sort("fid"),
                          _counts={"pairs": pairs.height})
     if offset_ns is not None:
         info(result.describe_offset())
@@ -552,19 +602,20 @@ def _follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
     return res.update(upd, on="fid", how="left")
 
 
-def _finish(res: pl.DataFrame, net: pl.DataFrame, offset_ns: int | None, local: list[str],
-            why: str | None) -> pl.DataFrame:
+def _finish(res: pl.DataFrame, net: pl.DataFrame, offset_ns: int | None, shift: pl.Expr | None,
+            local: list[str], why: str | None) -> pl.DataFrame:
     tu = pl.col("protocol").is_in(["TCP", "UDP"])
     frag = pl.col("fragment").fill_null("none")
     if net.height:
         t0, t1 = net["t"].min(), net["t"].max()
     else:
         t0 = t1 = None
-    tt = pl.col("t") - (offset_ns or 0)
+    tt = pl.col("t") - (shift if shift is not None else 0)
     locals_txt = ", ".join(local[:4]) + (", ..." if len(local) > 4 else "")
     none_reason = (
         pl.when(~tu).then(pl.format("{} frame: the trace's network events cover only TCP and UDP",
                                     pl.col("protocol").fill_null("non-IP")))
+        .when(pl.col("t").is_null()).then(pl.lit("the frame has no timestamp, so it cannot be matched in time"))
         .when(pl.lit(offset_ns is None)).then(pl.lit(
             "no clock offset between capture and trace could be established, so no frame can be matched"
             + (f" ({why})" if why else "")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 NS = 1_000_000_000
@@ -23,6 +24,12 @@ PAIRS_PER_KEY = 20_000
 #: Cap on the total number of candidate pairs.
 PAIRS_TOTAL = 4_000_000
 _QUARTER_HOUR_NS = 15 * 60 * NS
+#: A drift between the clocks is fitted from at least this many matches ...
+DRIFT_MIN_SUPPORT = 10
+#: ... and applied only when it moves the offset by more than this over the capture.
+DRIFT_MIN_NS = 2_000_000
+#: Pairs used to fit the drift.
+DRIFT_SAMPLE = 100_000
 
 
 def format_ns(ns: int | None) -> str:
@@ -46,21 +53,34 @@ class OffsetEstimate:
     candidates: int          # candidate pairs voted
     runner_up: int           # support of the best other bin (far from the winner)
     spread_ns: int           # median absolute deviation of the inliers
+    drift_ppm: float = 0.0   # capture clock rate minus trace clock rate (0 when not significant)
+    reference_ns: int = 0    # capture time at which offset_ns holds exactly when drifting
+
+    def at(self, t_capture: pl.Expr) -> pl.Expr:
+        """The offset (ns) at capture time ``t_capture`` (an Int64 ns expression)."""
+        if not self.drift_ppm:
+            return pl.lit(self.offset_ns, pl.Int64)
+        return (pl.lit(self.offset_ns, pl.Int64)
+                + ((t_capture - self.reference_ns).cast(pl.Float64) * (self.drift_ppm * 1e-6)).round(0)
+                .cast(pl.Int64))
 
     def describe(self) -> str:
+        drift = (f"; clocks drift apart by {self.drift_ppm:+.1f} ppm, offset given at "
+                 f"{format_ns(self.reference_ns)}" if self.drift_ppm else "")
         return (f"{self.offset_ns / NS:+.6f} s (supported by {self.support:,} match"
                 f"{'es' if self.support != 1 else ''} of {self.candidates:,} candidate pairs"
-                f"{f'; next best offset has {self.runner_up:,}' if self.runner_up else ''})")
+                f"{f'; next best offset has {self.runner_up:,}' if self.runner_up else ''}{drift})")
 
 
 def _empty_pairs() -> pl.DataFrame:
-    return pl.DataFrame(schema={"fid": pl.Int64, "eid": pl.Int64, "diff": pl.Int64})
+    return pl.DataFrame(schema={"fid": pl.Int64, "eid": pl.Int64, "diff": pl.Int64, "t_f": pl.Int64})
 
 
 def candidate_pairs(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """Join oriented frames (``fid``, ``t``, keys) with events (``eid``, ``t``, keys) on ``keys``.
 
-    Returns ``fid``, ``eid``, ``diff`` (frame time minus event time, ns) within the +-14 h window.
+    Returns ``fid``, ``eid``, ``diff`` (frame time minus event time, ns) within the +-14 h window, and
+    ``t_f`` (the frame's time).
     Groups with more than :data:`PAIRS_PER_KEY` pairs have their events thinned evenly; :func:`estimate`
     then re-checks the best offsets against all frames and events.
     """
@@ -90,7 +110,7 @@ def _candidate_pairs(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str]
           .select(keys + ["eid", pl.col("t").alias("t_e")]))
     fr = frames.select(keys + ["fid", pl.col("t").alias("t_f")])
     pairs = fr.join(ev, on=keys, how="inner")
-    pairs = (pairs.select("fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff"))
+    pairs = (pairs.select("fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff"), "t_f")
              .filter(pl.col("diff").abs() <= WINDOW_NS))
     return pairs, thinned
 
@@ -115,7 +135,7 @@ def _votes(pairs: pl.DataFrame) -> pl.DataFrame:
 
 def _inliers(pairs: pl.DataFrame, center: float, half: int) -> pl.DataFrame:
     """One pair per event and per frame (the closest to ``center``) within ``half`` of it."""
-    c = int(round(center))
+    c = round(center)
     return (pairs.filter((pl.col("diff") - c).abs() <= half)
             .with_columns((pl.col("diff") - c).abs().alias("_d"))
             .sort("_d").unique("eid", keep="first", maintain_order=True)
@@ -126,7 +146,7 @@ def _refine(pairs: pl.DataFrame, center: float) -> tuple[int, int, int]:
     inl = _inliers(pairs, center, BIN_NS)
     center = float(inl["diff"].median())
     inl = _inliers(pairs, center, BIN_NS)
-    offset = int(round(float(inl["diff"].median())))
+    offset = round(float(inl["diff"].median()))
     spread = int((inl["diff"] - offset).abs().median() or 0)
     return offset, inl.height, spread
 
@@ -160,7 +180,7 @@ def _matches_at(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], cen
     m = f.join_asof(e, left_on="_tt", right_on="_on", by=keys, strategy="nearest", tolerance=BIN_NS,
                     check_sortedness=False)
     return (m.filter(pl.col("eid").is_not_null())
-            .select("fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff")))
+            .select("fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff"), "t_f"))
 
 
 def estimate(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str],
@@ -179,17 +199,67 @@ def estimate(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str],
     votes = _votes(pairs)
     top = _distinct_centers(votes, 8)
     if not thinned and (len(top) == 1 or top[1][1] * 2 < top[0][1]):
-        est = estimate_offset(pairs)
-        return est, pairs
+        return _fit_drift(pairs, estimate_offset(pairs)), pairs
     scored = []
     for c, _ in top:
-        m = _matches_at(frames, events, keys, int(round(c)))
+        m = _matches_at(frames, events, keys, round(c))
         scored.append((_inliers(m, c, BIN_NS).height, c, m))
     scored.sort(key=lambda x: -x[0])
-    score, c, m = scored[0]
+    _, c, m = scored[0]
     offset, support, spread = _refine(m, c)
     m2 = _matches_at(frames, events, keys, offset)
     offset, support, spread = _refine(m2, offset)
     runner = scored[1][0] if len(scored) > 1 else 0
-    return OffsetEstimate(offset_ns=offset, support=support, candidates=pairs.height, runner_up=runner,
-                          spread_ns=spread), pairs
+    est = OffsetEstimate(offset_ns=offset, support=support, candidates=pairs.height, runner_up=runner,
+                         spread_ns=spread)
+    return _fit_drift(m2, est), pairs
+
+
+def _line_inliers(pairs: pl.DataFrame, a: float, b: float, ref: int, half: int) -> pl.DataFrame:
+    """One pair per event and per frame, closest to the line a + b * (t_f - ref), within ``half``."""
+    resid = (pl.col("diff") - (a + b * (pl.col("t_f") - ref).cast(pl.Float64))).abs()
+    return (pairs.with_columns(resid.alias("_d")).filter(pl.col("_d") <= half)
+            .sort("_d").unique("eid", keep="first", maintain_order=True)
+            .unique("fid", keep="first", maintain_order=True))
+
+
+def _fit_drift(pairs: pl.DataFrame, est: OffsetEstimate | None) -> OffsetEstimate | None:
+    """Fit offset = a + b * (t - ref) when the clocks run at measurably different rates.
+
+    Starts from the inliers of the constant offset and widens as the line follows them; the drift is
+    kept only when significant (slope > 5 standard errors) and worth more than 2 ms over the capture.
+    """
+    if est is None or est.support < DRIFT_MIN_SUPPORT or "t_f" not in pairs.columns:
+        return est
+    a, b, ref = float(est.offset_ns), 0.0, 0
+    full = pairs
+    if pairs.height > DRIFT_SAMPLE:       # the line needs thousands of points, not millions
+        pairs = pairs.filter(pl.col("eid") % (pairs.height // DRIFT_SAMPLE + 1) == 0)
+    inl = _line_inliers(pairs, a, 0.0, 0, BIN_NS)
+    se = np.inf
+    for _ in range(5):
+        if inl.height < DRIFT_MIN_SUPPORT:
+            return est
+        t = inl["t_f"].to_numpy().astype(np.int64)
+        d = inl["diff"].to_numpy().astype(np.float64)
+        ref = int(np.median(t))
+        x = (t - ref).astype(np.float64)
+        if not np.ptp(x):
+            return est
+        b, a = np.polyfit(x, d, 1)
+        res = d - (a + b * x)
+        se = np.sqrt(res.var() * len(x) / max(len(x) - 2, 1) / ((x - x.mean()) ** 2).sum())
+        nxt = _line_inliers(pairs, a, b, ref, BIN_NS)
+        if nxt.height <= inl.height:
+            inl = nxt
+            break
+        inl = nxt
+    span = float(inl["t_f"].max() - inl["t_f"].min()) if inl.height else 0.0
+    if not (abs(b) > 5 * se and abs(b) * span > DRIFT_MIN_NS):
+        return est
+    if full.height != pairs.height:
+        inl = _line_inliers(full, a, b, ref, BIN_NS)
+    resid = inl["diff"].to_numpy() - (a + b * (inl["t_f"].to_numpy() - ref))
+    return OffsetEstimate(offset_ns=round(a), support=inl.height, candidates=est.candidates,
+                          runner_up=est.runner_up, spread_ns=round(float(np.median(np.abs(resid)))),
+                          drift_ppm=float(b * 1e6), reference_ns=ref)

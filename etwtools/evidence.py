@@ -19,7 +19,12 @@ def _t(ns: int | None) -> str:
 
 
 def _ms(ns: float) -> str:
-    return f"{ns / 1e6:+.3f} ms" if abs(ns) < 10 * NS else f"{ns / NS:+.1f} s"
+    return f"{ns / 1e6:+.3f} ms" if abs(ns) < NS else f"{ns / NS:+.3f} s"
+
+
+def _is(row: dict, *cols: str) -> pl.Expr:
+    """Events whose ``cols`` equal the row's values (a missing value matches nothing)."""
+    return pl.all_horizontal([pl.col(c).eq_missing(pl.lit(row[c])) for c in cols])
 
 
 def _event_lines(ev: pl.DataFrame, tt: int | None, chosen: int | None) -> list[str]:
@@ -83,12 +88,17 @@ def explain(attr: Attribution, frame_number: int) -> str:
     lines.append(f"1. Traced host's addresses ({src}): "
                  f"{', '.join(local[:8]) + (' ...' if len(local) > 8 else '') if local else 'unknown'}.")
     fr_in = row["direction"]
-    if row["src_addr"] in local and row["dst_addr"] in local:
+    dsrc = attr._match.filter(pl.col("fid") == fid)["dir_source"] if attr._match is not None else None
+    if dsrc is not None and len(dsrc) and dsrc[0] == "capture":
+        how = "as the capture file records it"
+    elif row["src_addr"] in local and row["dst_addr"] in local:
         how = "both addresses are local (loopback or host-internal)"
     elif row["src_addr"] in local:
         how = f"the source {row['src_addr']} is local"
     elif row["dst_addr"] in local:
         how = f"the destination {row['dst_addr']} is local"
+    elif fr_in in ("in", "out"):
+        how = f"neither address is local; the matching events show the frame {'leaving' if fr_in == 'out' else 'arriving'}"
     else:
         how = "neither address is local"
     lines.append(f"   Direction: {fr_in} ({how}).")
@@ -98,7 +108,7 @@ def explain(attr: Attribution, frame_number: int) -> str:
         lines.append("2. Clock: no offset between capture and trace could be established, so no time-based "
                      "match was tried.")
         return "\n".join(lines + _pid_lines(attr, row, None))
-    tt = t_ns - attr.offset_ns if t_ns is not None else None
+    tt = attr.trace_time(t_ns) if t_ns is not None else None
     how = ("given by the user" if attr.offset_source == "given" else
            f"estimated: {attr.estimate.describe()}" if attr.estimate is not None else "estimated")
     lines.append(f"2. Clock: capture - trace = {attr.offset_ns / NS:+.6f} s ({how}).")
@@ -116,9 +126,7 @@ def explain(attr: Attribution, frame_number: int) -> str:
     n = 3
     for o in rows.iter_rows(named=True):
         key = (f"{o['protocol']} local {o['l_addr']}:{o['l_port']} remote {o['r_addr']}:{o['r_port']}")
-        same = ev.filter((pl.col("protocol") == o["protocol"]) & (pl.col("l_addr") == o["l_addr"])
-                         & (pl.col("l_port") == o["l_port"]) & (pl.col("r_addr") == o["r_addr"])
-                         & (pl.col("r_port") == o["r_port"]))
+        same = ev.filter(_is(o, "protocol", "l_addr", "l_port", "r_addr", "r_port"))
         orient = "" if rows.height == 1 else f" (taking the frame as {o['odir']})"
         lines.append(f"{n}. Events with this 5-tuple{orient}, {key}: {same.height:,}")
         if same.height:
@@ -127,11 +135,11 @@ def explain(attr: Attribution, frame_number: int) -> str:
                 lines.append("   Owners of this 4-tuple over time:")
                 lines += _owner_runs(same)
             else:
-                sized = same.filter(pl.col("size") == o["size"])
+                sized = same.filter(_is(o, "size"))
                 lines.append(f"   Of these, {sized.height:,} have the frame's size ({o['size']} bytes).")
         else:
-            port = ev.filter((pl.col("protocol") == o["protocol"]) & (pl.col("l_port") == o["l_port"]))
-            addrs = ev.filter((pl.col("l_addr") == o["l_addr"]) & (pl.col("r_addr") == o["r_addr"]))
+            port = ev.filter(_is(o, "protocol", "l_port"))
+            addrs = ev.filter(_is(o, "l_addr", "r_addr"))
             lines.append(f"   Weaker evidence: {port.height:,} events use local {o['protocol']} port {o['l_port']}; "
                          f"{addrs.height:,} events are between {o['l_addr']} and {o['r_addr']}.")
             if port.height:

@@ -113,7 +113,9 @@ def synattack(etl_path: str | os.PathLike, pcap_path: str | os.PathLike | None =
 
     path = os.fspath(etl_path)
     tcpip = TcpipCollector(path, pid_events=False)
-    pkts = EtlPacketReader(path) if pcap_path is None else None
+    # only TCP segments with SYN set matter here: the rest of a big capture is dropped chunk by chunk
+    syn_only = (pl.col("protocol") == "TCP") & ((pl.col("tcp_flags").cast(pl.Int32) & 0x02) != 0)
+    pkts = EtlPacketReader(path, keep=syn_only) if pcap_path is None else None
     tmin = tmax = None
     with EtlFile(path, progress=progress) as etl:
         for batch in etl.batches():
@@ -134,29 +136,43 @@ def synattack(etl_path: str | os.PathLike, pcap_path: str | os.PathLike | None =
         source = os.fspath(pcap_path)
     elif pkts is not None:
         pkts.finish()
-        if pkts.chunks:
+        if pkts.count:
             frames = pkts.frames()
             source = "etl"
-    return build_report(path, found.security, found.events_read, frames, tmin, tmax, source)
+    return build_report(path, found.security, found.events_read, frames, tmin, tmax, source,
+                        n_frames=pkts.count if pkts is not None else None)
 
 
 def build_report(path: str, security: pl.DataFrame, events_read: int, frames: pl.DataFrame | None,
-                 trace_start_ns: int | None, trace_end_ns: int | None, frames_source: str | None = None
-                 ) -> SynAttackReport:
-    """The report from decoded TCPIP counter events (SECURITY_SCHEMA) and optional frames (FRAMES)."""
+                 trace_start_ns: int | None, trace_end_ns: int | None, frames_source: str | None = None,
+                 *, n_frames: int | None = None) -> SynAttackReport:
+    """The report from decoded TCPIP counter events (SECURITY_SCHEMA) and optional frames (FRAMES).
+
+    ``frames`` may hold only the TCP segments with SYN set; ``n_frames`` is then the number of all
+    frames (default: the rows of ``frames``)."""
     security = security.sort("time", "record")
-    if frames is not None and frames.height:
+    cover = None  # the span the frames cover: the trace for packets inside it, else first to last frame
+    if frames is not None and frames_source == "etl" and trace_start_ns is not None:
+        cover = (trace_start_ns, trace_end_ns)
+    elif frames is not None and frames.height:
         ft = frames["time"].dt.epoch("ns")
-        fmin_ns, fmax_ns = int(ft.min()), int(ft.max())
-        trace_start_ns = fmin_ns if trace_start_ns is None else min(trace_start_ns, fmin_ns)
-        trace_end_ns = fmax_ns if trace_end_ns is None else max(trace_end_ns, fmax_ns)
+        cover = (int(ft.min()), int(ft.max()))
+    if trace_start_ns is None and cover is not None:
+        trace_start_ns, trace_end_ns = cover
     intervals, notes = _intervals(security, trace_start_ns, trace_end_ns)
     other = _other_events(security, intervals)
     packets = None
-    if frames is not None and intervals.height:
-        packets = _packet_summary(intervals, frames, trace_start_ns, trace_end_ns)
-    n_frames = frames.height if frames is not None else 0
+    uncovered: list[int] = []
+    if frames is not None and intervals.height and cover is not None:
+        packets, uncovered = _packet_summary(intervals, frames, trace_start_ns, trace_end_ns, cover)
+    if n_frames is None:
+        n_frames = frames.height if frames is not None else 0
     message = _message(path, intervals, other, events_read, frames_source, n_frames)
+    if uncovered:
+        note = (f"the frames ({_clock(cover[0])} to {_clock(cover[1])} UTC) do not cover interval"
+                f"{'s' if len(uncovered) > 1 else ''} {', '.join(map(str, uncovered))}")
+        notes.append(note)
+        message += "; " + note
     return SynAttackReport(
         path=path, intervals=intervals, other_events=other, tcpip_events_read=events_read, packets=packets,
         message=message, trace_start=_dt(trace_start_ns), trace_end=_dt(trace_end_ns),
@@ -175,7 +191,8 @@ def _intervals(sec: pl.DataFrame, t0: int | None, t1: int | None) -> tuple[pl.Da
         t = ev["t"]
         if ev["event_id"] == SYN_ATTACK_ENTRY:
             if open_row is not None:  # a second entry without an exit between: events were lost
-                open_row["note"] = "entered again before an exit was seen (events lost?)"
+                open_row["note"] = "entered again before an exit was seen (events lost?): end unknown"
+                open_row["_lost"] = True
                 rows.append(open_row)
                 notes.append(open_row["note"])
             open_row = {"entered": t, "left": None, "started_before_trace": False,
@@ -199,10 +216,11 @@ def _intervals(sec: pl.DataFrame, t0: int | None, t1: int | None) -> tuple[pl.Da
         rows.append(open_row)
     out = []
     for i, r in enumerate(rows, 1):
+        lost = r.pop("_lost", False)
         start = r["entered"] if r["entered"] is not None else t0
-        end = r["left"] if r["left"] is not None else t1
+        end = r["left"] if r["left"] is not None else (None if lost else t1)
         dur = (end - start) / 1e9 if start is not None and end is not None else None
-        out.append({"interval": i, **r, "duration_s": dur, "open_at_end": r["left"] is None})
+        out.append({"interval": i, **r, "duration_s": dur, "open_at_end": r["left"] is None and not lost})
     df = pl.DataFrame(out, schema={k: (pl.Int64 if v == TIME else v) for k, v in INTERVALS_SCHEMA.items()},
                       orient="row") if out else pl.DataFrame(schema=INTERVALS_SCHEMA)
     df = df.with_columns(pl.col("entered").cast(TIME), pl.col("left").cast(TIME))
@@ -214,8 +232,7 @@ def _other_events(sec: pl.DataFrame, intervals: pl.DataFrame) -> pl.DataFrame:
     other = other.rename({c: COUNTER_COLUMNS[c] for c in COUNTERS})
     if other.height and intervals.height:
         times = other["time"].dt.epoch("ns").to_list()
-        spans = list(zip(intervals["interval"].to_list(), intervals["entered"].dt.epoch("ns").to_list(),
-                         intervals["left"].dt.epoch("ns").to_list()))
+        spans = [(k, a, b) for k, a, b, _, _ in _spans(intervals, None, None)]
         which = []
         for t in times:
             hit = None
@@ -232,8 +249,28 @@ def _other_events(sec: pl.DataFrame, intervals: pl.DataFrame) -> pl.DataFrame:
 
 # ---------------------------------------------------------------------- packets
 
-def _packet_summary(intervals: pl.DataFrame, frames: pl.DataFrame, t0: int | None, t1: int | None
-                    ) -> pl.DataFrame:
+def _spans(intervals: pl.DataFrame, t0: int | None, t1: int | None) -> list[tuple]:
+    """(interval, start ns, end ns, entry seen, exit seen) per interval: a missing entry starts at ``t0``,
+    a missing exit ends at ``t1`` when still on at the end, else (exit lost) where the next interval begins."""
+    entered = intervals["entered"].dt.epoch("ns").to_list()
+    left = intervals["left"].dt.epoch("ns").to_list()
+    still = intervals["open_at_end"].to_list()
+    out = []
+    for k, number in enumerate(intervals["interval"].to_list()):
+        a = entered[k] if entered[k] is not None else t0
+        if left[k] is not None:
+            b = left[k]
+        elif still[k]:
+            b = t1
+        else:
+            b = entered[k + 1] if k + 1 < len(entered) else t1
+        out.append((number, a, b, entered[k] is not None, left[k] is not None))
+    return out
+
+
+def _packet_summary(intervals: pl.DataFrame, frames: pl.DataFrame, t0: int | None, t1: int | None,
+                    cover: tuple[int, int]) -> tuple[pl.DataFrame, list[int]]:
+    """Rows per interval and phase, each phase cut to the span the frames cover; intervals not covered."""
     tcp = frames.filter(pl.col("protocol") == "TCP", pl.col("tcp_flags").is_not_null())
     flags = pl.col("tcp_flags").cast(pl.Int32)
     not_out = pl.col("direction").is_null() | (pl.col("direction") != "out")
@@ -250,19 +287,18 @@ def _packet_summary(intervals: pl.DataFrame, frames: pl.DataFrame, t0: int | Non
     syns = syns.with_columns(pl.col("frame").is_in(answered["frame"].implode()).alias("answered"))
     ack_t = acks["ta"]
     rows = []
-    spans = intervals.select("interval", pl.col("entered").dt.epoch("ns"), pl.col("left").dt.epoch("ns"))
-    for iv in spans.iter_rows(named=True):
-        a = iv["entered"] if iv["entered"] is not None else t0
-        b = iv["left"] if iv["left"] is not None else t1
+    uncovered = []
+    c0, c1 = cover
+    for number, a, b, entered_known, left_known in _spans(intervals, t0, t1):
         if a is None or b is None:
             continue
         w = int(min(max(b - a, _td_ns(MIN_WINDOW)), _td_ns(MAX_WINDOW)))
-        lo_before = a - w if t0 is None else max(a - w, t0)   # windows stop at the ends of the data
-        hi_after = b + w if t1 is None else min(b + w, t1)
-        phases = [("before", lo_before, a, iv["entered"] is not None), ("during", a, b, True),
-                  ("after", b, hi_after, iv["left"] is not None)]
+        phases = [("before", a - w, a, entered_known), ("during", a, b, True), ("after", b, b + w, left_known)]
+        if c1 < a or c0 > b:
+            uncovered.append(number)
         for name, lo, hi, known in phases:
-            if not known:
+            lo, hi = max(lo, c0), min(hi, c1)  # windows stop where the frames do
+            if not known or hi <= lo:
                 continue
             # before: [lo, hi); during: [lo, hi]; after: (lo, hi]
             if name == "before":
@@ -278,7 +314,7 @@ def _packet_summary(intervals: pl.DataFrame, frames: pl.DataFrame, t0: int | Non
             secs = (hi - lo) / 1e9
             n = s.height
             rows.append({
-                "interval": iv["interval"], "phase": name, "start": lo, "end": hi, "seconds": secs,
+                "interval": number, "phase": name, "start": lo, "end": hi, "seconds": secs,
                 "syns": n, "syn_per_s": n / secs if secs > 0 else None,
                 "syn_acks": int(am.sum()),
                 "answered_share": (int(s["answered"].sum()) / n) if n else None,
@@ -287,7 +323,7 @@ def _packet_summary(intervals: pl.DataFrame, frames: pl.DataFrame, t0: int | Non
             })
     schema = {k: (pl.Int64 if v == TIME else v) for k, v in PACKETS_SCHEMA.items()}
     df = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-    return df.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME))
+    return df.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME)), uncovered
 
 
 def _top(df: pl.DataFrame, col: str) -> str | None:
@@ -329,6 +365,10 @@ def _message(path: str, intervals: pl.DataFrame, other: pl.DataFrame, events_rea
     return "; ".join(parts)
 
 
+def _clock(ns: int) -> str:
+    return _dt(ns).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _dt(ns: int | None):
     if ns is None:
         return None
@@ -339,5 +379,12 @@ def _td_ns(td: timedelta) -> int:
     return (td.days * 86_400 + td.seconds) * 1_000_000_000 + td.microseconds * 1000
 
 
-__all__ = ["SynAttackReport", "synattack", "build_report", "INTERVALS_SCHEMA", "OTHER_EVENTS_SCHEMA",
-           "PACKETS_SCHEMA", "SECURITY_SCHEMA"]
+__all__ = [
+    "INTERVALS_SCHEMA",
+    "OTHER_EVENTS_SCHEMA",
+    "PACKETS_SCHEMA",
+    "SECURITY_SCHEMA",
+    "SynAttackReport",
+    "build_report",
+    "synattack",
+]

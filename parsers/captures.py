@@ -33,6 +33,8 @@ def _kind(path: PathLike) -> str:
     except OSError as e:
         raise CaptureError(f"cannot read: {e.strerror}", path=path) from None
     kind = sniff(head)
+    if kind is None and head[:4] == b"\x0a\x0d\x0d\x0a":
+        kind = "pcapng"  # a damaged section header: let the pcapng reader say what is wrong
     if kind is None:
         raise CaptureError(f"not a pcap or pcapng file (starts with {head[:4].hex() or 'nothing'})",
                            path=path, offset=0)

@@ -4,11 +4,21 @@ Link layers: Ethernet (802.1Q / 802.1ad / QinQ tags), raw IP (LINKTYPE_RAW 101, 
 Linux cooked SLL (113) and SLL2 (276), BSD null (0) and OpenBSD loop (108). Network layer: IPv4 and
 IPv6 (extension headers walked to the transport header). Transport: TCP, UDP, ICMP, ICMPv6.
 
-Dissection is columnar: every frame's bytes sit in one uint8 buffer at known offsets and each header
-field is one numpy gather for all frames that have it.
+Dissection is columnar: every frame's bytes sit in one uint8 buffer at known offsets, their first
+WINDOW bytes are copied to a compact matrix, and each header field is one numpy gather (or strided
+view) for all frames that have it; rare cases (VLAN tags, IPv6 extension headers, fragments) are
+handled in small masked passes.
+
+Table conventions: ``payload_len`` is the transport payload carried by the frame (a later fragment's
+whole payload); ``ip_id`` is the IPv4 identification, or the IPv6 fragment header's 32-bit
+identification as a signed 32-bit pattern; ``notes`` lists ``ip-length-0`` (IPv4 total length or IPv6
+payload length 0, as TSO senders capture: the captured length is used), ``truncated`` (caplen ends
+inside a header) and ``bad-length`` (header lengths that contradict each other); Linux cooked captures
+give ``direction`` from their packet type when the file says nothing else.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,12 +41,9 @@ LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 #: DLT_RAW as some systems write it in place of LINKTYPE_RAW (12 on most BSDs, 14 on OpenBSD).
 _RAW_ALIASES = (12, 14)
-KNOWN_LINK_TYPES = frozenset({LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL,
-                              LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2, *_RAW_ALIASES})
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
-_VLAN_TPIDS = (0x8100, 0x88A8, 0x9100, 0x9200)
 # Address families carried by null/loop headers: AF_INET is 2 everywhere, AF_INET6 differs by OS.
 _AF_INET = 2
 _AF_INET6 = (10, 23, 24, 28, 30)  # Linux, Windows, NetBSD/OpenBSD, FreeBSD, macOS
@@ -85,11 +92,6 @@ class Interface:
     snaplen: int = 262144
     name: str | None = None
 
-    def units_per_second(self) -> int:
-        """Timestamp units per second."""
-        r = self.tsresol
-        return 1 << (r & 0x7F) if r & 0x80 else 10 ** r
-
 
 def ticks_to_ns(ticks: np.ndarray, iface: Interface) -> np.ndarray:
     """Timestamps in interface units (uint64) to UTC ns (int64), flooring sub-ns fractions."""
@@ -97,7 +99,7 @@ def ticks_to_ns(ticks: np.ndarray, iface: Interface) -> np.ndarray:
     r = iface.tsresol
     if r & 0x80:
         b = r & 0x7F
-        if b <= 30:
+        if b <= 33:
             whole = (ticks >> np.uint64(b)).astype(np.int64) * 1_000_000_000
             frac = ((ticks & np.uint64((1 << b) - 1)) * np.uint64(1_000_000_000)) >> np.uint64(b)
             ns = whole + frac.astype(np.int64)
@@ -105,8 +107,10 @@ def ticks_to_ns(ticks: np.ndarray, iface: Interface) -> np.ndarray:
             ns = np.array([(int(t) * 1_000_000_000) >> b for t in ticks], dtype=np.int64)
     elif r <= 9:
         ns = ticks.astype(np.int64) * (10 ** (9 - r))
-    else:
+    elif r <= 28:
         ns = (ticks // np.uint64(10 ** (r - 9))).astype(np.int64)
+    else:  # finer than 1e-28 s: every 64-bit count is below a nanosecond
+        ns = np.zeros(len(ticks), np.int64)
     return ns + iface.tsoffset * 1_000_000_000
 
 
@@ -115,7 +119,7 @@ def ns_to_ticks(time_ns: int, iface: Interface) -> int:
     t = time_ns - iface.tsoffset * 1_000_000_000
     r = iface.tsresol
     if r & 0x80:
-        return (t << (r & 0x7F)) // 1_000_000_000 if t >= 0 else -((-t << (r & 0x7F)) // -1_000_000_000)
+        return (t << (r & 0x7F)) // 1_000_000_000
     if r <= 9:
         return t // 10 ** (9 - r)
     return t * 10 ** (r - 9)
@@ -161,16 +165,26 @@ class _Fields:
 
     def __init__(self, buf: np.ndarray, off: np.ndarray, windows: np.ndarray) -> None:
         self.buf, self.off = buf, off
-        self.width = windows.shape[1]
-        self._win = _views(np.ascontiguousarray(windows).reshape(-1))
+        self.windows = np.ascontiguousarray(windows)
+        self.n, self.width = self.windows.shape
+        self.all = np.arange(self.n)   # "every frame": callers pass this very array to skip a gather
+        self._win = _views(self.windows.reshape(-1))
         self._buf: dict | None = None
+
+    def _column(self, kind: str, pos: int) -> np.ndarray:
+        """Field ``kind`` at offset ``pos`` of every frame: a strided view of the windows, no copy."""
+        dt = {"u8": "u1", "be16": ">u2", "be32": ">u4", "le32": "<u4"}[kind]
+        return np.ndarray((self.n,), dtype=dt, buffer=self.windows, offset=pos, strides=(self.width,))
 
     def _get(self, kind: str, rows: np.ndarray, pos) -> np.ndarray:
         size, dtype = _SIZES[kind]
         w = self.width
+        if not np.isscalar(pos) and len(pos) and pos[0] + size <= w and (pos == pos[0]).all():
+            pos = int(pos[0])  # the usual case: one offset for every frame (Ethernet + IPv4 + TCP, ...)
         if np.isscalar(pos):
-            if pos + size <= w:
-                return self._win[kind][rows * w + pos].astype(dtype, copy=False)
+            if pos + size <= w and self.n:
+                col = self._column(kind, pos)
+                return (col if rows is self.all else col[rows]).astype(dtype)
             inwin = np.zeros(len(rows), bool)
         else:
             inwin = pos + size <= w
@@ -232,12 +246,14 @@ def dissect(times_ns: Sequence[int | None], datas: Sequence[bytes], link_types: 
     buf = np.frombuffer(b"".join(datas), dtype=np.uint8)
     caps = lens if caplens is None else np.minimum(np.asarray(caplens, dtype=np.int64), lens)
     tvalid = None
-    if any(t is None for t in times_ns):
+    if not isinstance(times_ns, np.ndarray) and any(t is None for t in times_ns):
         tvalid = np.fromiter((t is not None for t in times_ns), dtype=bool, count=n)
         times = np.fromiter((t or 0 for t in times_ns), dtype=np.int64, count=n)
     else:
         times = np.asarray(times_ns, dtype=np.int64).reshape(n)
-    if wirelens is not None:
+    if isinstance(wirelens, np.ndarray):
+        wl = wirelens.astype(np.int64)
+    elif wirelens is not None:
         wl = np.fromiter((c if w is None else w for w, c in zip(wirelens, caps.tolist())), dtype=np.int64,
                          count=n)
     else:
@@ -299,7 +315,7 @@ class _Dissection:
 
     def __init__(self, f: _Fields, cap: np.ndarray, n: int) -> None:
         self.f, self.cap, self.n = f, cap, n
-        self.all = np.arange(n)
+        self.all = f.all
         self.net = np.full(n, -1, np.int64)          # network header offset in the frame, -1: none
         self.etype = np.zeros(n, np.int32)           # 0x0800 / 0x86DD / other
         self.ipver = np.zeros(n, np.int8)            # 0: not IP
@@ -328,7 +344,7 @@ class _Dissection:
     # -- link layer ------------------------------------------------------------------------------
     def link_layer(self, lt: np.ndarray, dirs: np.ndarray, source: str | None) -> None:
         f, cap = self.f, self.cap
-        kinds = np.unique(lt).tolist() if self.n else []
+        kinds = _distinct(lt)
         for kind in kinds:
             rows = np.flatnonzero(lt == kind) if len(kinds) > 1 else self.all
             if kind == LINKTYPE_ETHERNET:
@@ -367,10 +383,13 @@ class _Dissection:
 
     def _ethernet(self, rows: np.ndarray) -> None:
         f, cap = self.f, self.cap
-        rows = rows[cap[rows] >= 14]
+        keep = cap[rows] >= 14
+        if not keep.all():
+            rows = rows[keep]
         et = f.be16(rows, 12).astype(np.int32)
         pos = np.full(len(rows), 14, np.int64)
         for _ in range(_MAX_VLAN_TAGS):
+            # 802.1Q, 802.1ad, and the pre-standard QinQ TPIDs
             tagged = ((et == 0x8100) | (et == 0x88A8) | (et == 0x9100) | (et == 0x9200)) & (cap[rows] >= pos + 4)
             if not tagged.any():
                 break
@@ -550,12 +569,14 @@ class _Dissection:
             base = len(uniq)
         if len(self.v6rows):
             k = len(self.v6rows)
-            both = np.ascontiguousarray(np.concatenate([self.src6, self.dst6])).view("V16").ravel()
-            uniq, inv = np.unique(both, return_inverse=True)
-            labels.append(pl.Series([str(ipaddress.IPv6Address(u.tobytes())) for u in uniq], dtype=pl.Utf8))
-            inv = inv.reshape(-1) + base
-            src_code[self.v6rows] = inv[:k]
-            dst_code[self.v6rows] = inv[k:]
+            both6 = np.ascontiguousarray(np.concatenate([self.src6, self.dst6]))
+            arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), 2 * k, [None, pa.py_buffer(both6)])
+            s6 = pl.Series(arr).cast(pl.Binary)
+            uniq6 = s6.unique()
+            code = s6.replace_strict(uniq6, pl.int_range(len(uniq6), dtype=pl.Int64, eager=True)).to_numpy()
+            labels.append(pl.Series([_ipv6_text(u) for u in uniq6.to_list()], dtype=pl.Utf8))
+            src_code[self.v6rows] = code[:k] + base
+            dst_code[self.v6rows] = code[k:] + base
         table = pl.concat(labels) if labels else pl.Series([], dtype=pl.Utf8)
         return _lookup(table, src_code), _lookup(table, dst_code)
 
@@ -600,11 +621,22 @@ class _Dissection:
         return schema.conform(df, schema.FRAMES)
 
 
+def _distinct(values: np.ndarray) -> list[int]:
+    """The distinct values of a (usually constant) integer array."""
+    if not len(values):
+        return []
+    lo, hi = int(values.min()), int(values.max())
+    return [lo] if lo == hi else np.unique(values).tolist()
+
+
 def _lookup(labels: pl.Series, codes: np.ndarray) -> pl.Series:
     """labels[codes], null where the code is negative."""
-    idx = pl.Series(codes.astype(np.int64))
-    if (codes < 0).any():
-        idx = pl.select(pl.when(idx >= 0).then(idx)).to_series()
+    if len(codes):
+        lo, hi = int(codes.min()), int(codes.max())
+        if lo == hi:  # one value for every frame (no direction in a pcap, no fragments...): no gather
+            return pl.repeat(None if lo < 0 else labels[lo], len(codes), dtype=pl.Utf8, eager=True)
+    missing = codes < 0
+    idx = pl.Series(pa.array(codes.astype(np.int64), mask=missing if missing.any() else None))
     return labels.gather(idx)
 
 
@@ -616,6 +648,11 @@ def _ipv4_text(addrs: pl.Series) -> pl.Series:
     return pl.DataFrame({"a": addrs}).select(pl.concat_str(
         [(a // 16777216).cast(pl.Utf8), (a // 65536 % 256).cast(pl.Utf8), (a // 256 % 256).cast(pl.Utf8),
          (a % 256).cast(pl.Utf8)], separator=".")).to_series()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _ipv6_text(packed: bytes) -> str:
+    return str(ipaddress.IPv6Address(packed))
 
 
 def _notes(bits: np.ndarray) -> pl.Series:
@@ -651,8 +688,8 @@ def _ports_from_first_fragments(df: pl.DataFrame) -> pl.DataFrame:
     later = df.filter(pl.col("fragment") == "later").select("frame", *key).sort("frame")
     if not first.height:
         return df
-    found = later.join_asof(first.rename({"frame": "_ff"}).with_columns(pl.col("_ff").alias("frame")),
-                            on="frame", by=key, strategy="nearest").select("frame", "_sp", "_dp")
+    found = later.join_asof(first, on="frame", by=key, strategy="nearest", check_sortedness=False,
+                            ).select("frame", "_sp", "_dp")
     out = df.join(found, on="frame", how="left", maintain_order="left")
     return out.with_columns(pl.coalesce("src_port", "_sp").alias("src_port"),
                             pl.coalesce("dst_port", "_dp").alias("dst_port")).drop("_sp", "_dp")

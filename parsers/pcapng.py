@@ -20,8 +20,8 @@ import polars as pl
 
 from ..diagnostics import warn
 from ..errors import CaptureError
-from .packets import (DIR_IN, DIR_NONE, DIR_OUT, DIR_UNKNOWN, DIRECTIONS, Interface, Packet, dissect_buffer,
-                      ns_to_ticks, ticks_to_ns)
+from .packets import (DIR_IN, DIR_NONE, DIR_OUT, DIR_UNKNOWN, DIRECTIONS, WINDOW, Interface, Packet,
+                      _distinct, dissect_buffer, finish_frames, header_windows, ns_to_ticks, ticks_to_ns)
 from .pcap import Progress, map_file
 
 PathLike = str | os.PathLike
@@ -39,7 +39,7 @@ ST_END, ST_FULL, ST_TRUNCATED, ST_BAD_CAPLEN, ST_STOP_BLOCK, ST_BAD_LENGTH, ST_B
 ENTRY = np.dtype([("block", "=i8"), ("data", "=i8"), ("comment", "=i8"), ("iface", "=u4"), ("ts_hi", "=u4"),
                   ("ts_lo", "=u4"), ("caplen", "=u4"), ("wirelen", "=u4"), ("flags", "=u4"),
                   ("comment_len", "=u4"), ("btype", "=u4"), ("has_flags", "=u4"), ("spare", "=u4")])
-CHUNK = 1 << 20
+CHUNK = 1 << 18
 
 try:
     from .._capwalk import pcapng_walk as _c_pcapng_walk
@@ -51,16 +51,18 @@ def _pad4(n: int) -> int:
     return (n + 3) & ~3
 
 
-def walk_py(buf, pos: int, big: bool, out: np.ndarray) -> tuple[int, int, int]:
+def walk_py(buf, pos: int, big: bool, out: np.ndarray, windows: np.ndarray, window: int
+            ) -> tuple[int, int, int]:
     """Fill ``out`` (ENTRY rows) with the packet blocks from ``pos`` of one section, skipping other
-    blocks, until a section or interface block, damage, or the end: (count, next offset, status)."""
+    blocks, until a section or interface block, damage, or the end, and ``windows`` (count x window
+    bytes) with their first bytes as :func:`header_windows` gives them: (count, next offset, status)."""
     size = len(buf)
     e = ">" if big else "<"
     u32 = struct.Struct(e + "I").unpack_from
     u16 = struct.Struct(e + "H").unpack_from
     hdr = struct.Struct(e + "IIIIIII").unpack_from
     rows = []
-    limit = len(out)
+    limit = min(len(out), len(windows) // window) if window > 0 else len(out)
     while True:
         if pos == size:
             status = ST_END
@@ -115,16 +117,20 @@ def walk_py(buf, pos: int, big: bool, out: np.ndarray) -> tuple[int, int, int]:
             wirelen = u32(buf, pos + 8)[0]
             rows.append((pos, pos + 12, -1, 0, 0, 0, min(wirelen, blen - 16), wirelen, 0, 0, SPB, 0, 0))
         pos += blen
-    if rows:
-        out[:len(rows)] = np.array(rows, dtype=ENTRY)
-    return len(rows), pos, status
+    n = len(rows)
+    if n:
+        out[:n] = np.array(rows, dtype=ENTRY)
+        if window > 0:
+            w = header_windows(np.asarray(buf, np.uint8), out["data"][:n], out["caplen"][:n], window)
+            windows[:n * window] = w.reshape(-1)
+    return n, pos, status
 
 
-def walk(buf, pos: int, big: bool, out: np.ndarray) -> tuple[int, int, int]:
+def walk(buf, pos: int, big: bool, out: np.ndarray, windows: np.ndarray, window: int) -> tuple[int, int, int]:
     """The C walk when built, else :func:`walk_py` (same results)."""
     if _c_pcapng_walk is not None:
-        return _c_pcapng_walk(buf, pos, big, out)
-    return walk_py(buf, pos, big, out)
+        return _c_pcapng_walk(buf, pos, big, out, windows, window)
+    return walk_py(buf, pos, big, out, windows, window)
 
 
 _REASONS = {ST_TRUNCATED: "block runs past the end of the file", ST_BAD_LENGTH: "block length not a multiple "
@@ -133,20 +139,25 @@ _REASONS = {ST_TRUNCATED: "block runs past the end of the file", ST_BAD_LENGTH: 
 
 
 @dataclass
-class Scan:
-    """Every packet block of a pcapng, in file order, with its global interface number."""
+class Chunk:
+    """Consecutive packet blocks of a pcapng with their global interface numbers (numbered across
+    sections) and header windows."""
 
     entries: np.ndarray          # ENTRY rows
-    iface: np.ndarray            # int32 global interface (interfaces numbered across sections)
-    interfaces: list[Interface]
+    iface: np.ndarray            # int32 global interface
+    windows: np.ndarray          # (rows, window) uint8
+    big: bool                    # byte order of the chunk's section
 
-    def times(self) -> tuple[np.ndarray, np.ndarray]:
+    def times(self, interfaces: list[Interface]) -> tuple[np.ndarray, np.ndarray]:
         """(UTC ns, valid): simple packet blocks have no time."""
         ticks = (self.entries["ts_hi"].astype(np.uint64) << np.uint64(32)) | self.entries["ts_lo"]
         ns = np.zeros(len(ticks), np.int64)
-        for i in np.unique(self.iface).tolist():
+        kinds = _distinct(self.iface)
+        if len(kinds) == 1:
+            return ticks_to_ns(ticks, interfaces[kinds[0]]), self.entries["btype"] != SPB
+        for i in kinds:
             m = self.iface == i
-            ns[m] = ticks_to_ns(ticks[m], self.interfaces[i])
+            ns[m] = ticks_to_ns(ticks[m], interfaces[i])
         return ns, self.entries["btype"] != SPB
 
     def directions(self) -> np.ndarray:
@@ -155,21 +166,32 @@ class Scan:
         return np.where(self.entries["has_flags"] != 0, code, DIR_NONE).astype(np.int8)
 
     def comments(self, buf: np.ndarray) -> list[str | None]:
+        """Each packet's opt_comment; several comments on one packet are joined with newlines."""
         out: list[str | None] = [None] * len(self.entries)
+        e = ">" if self.big else "<"
         for i in np.flatnonzero(self.entries["comment"] >= 0).tolist():
-            o, n = int(self.entries["comment"][i]), int(self.entries["comment_len"][i])
-            out[i] = bytes(buf[o:o + n]).decode("utf-8", "replace")
+            block, caplen = int(self.entries["block"][i]), int(self.entries["caplen"][i])
+            end = block + struct.unpack_from(e + "I", buf, block + 4)[0] - 4
+            o = block + 28 + _pad4(caplen)
+            texts = []
+            while o + 4 <= end:
+                code, olen = struct.unpack_from(e + "HH", buf, o)
+                if code == OPT_END or o + 4 + olen > end:
+                    break
+                if code == OPT_COMMENT:
+                    texts.append(bytes(buf[o + 4:o + 4 + olen]).decode("utf-8", "replace"))
+                o += 4 + _pad4(olen)
+            out[i] = "\n".join(texts)
         return out
 
 
 class _Scanner:
-    def __init__(self, buf: np.ndarray, path: PathLike, progress: Progress | None) -> None:
-        self.buf, self.path, self.progress = buf, path, progress
+    def __init__(self, buf: np.ndarray, path: PathLike, progress: Progress | None = None,
+                 window: int = WINDOW, quiet: bool = False) -> None:
+        self.buf, self.path, self.progress, self.window, self.quiet = buf, path, progress, window, quiet
         self.name = os.fspath(path)
         self.size = len(buf)
         self.interfaces: list[Interface] = []
-        self.parts: list[np.ndarray] = []
-        self.bases: list[np.ndarray] = []
         self.big = False
         self.base = 0           # global number of the current section's first interface
         self.skipped: list[tuple[int, int, str]] = []   # (offset, bytes, reason)
@@ -178,14 +200,19 @@ class _Scanner:
     def _u32(self, pos: int) -> int:
         return struct.unpack_from(">I" if self.big else "<I", self.buf, pos)[0]
 
-    def run(self) -> Scan:
+    def chunks(self) -> Iterator[Chunk]:
+        """The packet blocks chunk by chunk; damage is warned about at the end."""
         self._first_section()
         pos = self._section(0)
         while pos is not None and pos < self.size:
-            out = np.empty(min(CHUNK, max(1, (self.size - pos) // 16 + 1)), ENTRY)
-            n, at, status = walk(self.buf, pos, self.big, out)
+            count = min(CHUNK, max(1, (self.size - pos) // 16 + 1))
+            out = np.empty(count, ENTRY)
+            win = np.empty((count, max(self.window, 1)), np.uint8)
+            n, at, status = walk(self.buf, pos, self.big, out, win.reshape(-1), self.window)
             if n:
-                self._keep(out[:n])
+                chunk = self._keep(out[:n], win[:n])
+                if len(chunk.entries):
+                    yield chunk
             if self.progress is not None:
                 self.progress(at, self.size)
             if status == ST_END:
@@ -200,14 +227,8 @@ class _Scanner:
                 pos = at + blen
             else:
                 pos = self._resync(at, _REASONS[status])
-        self._report()
-        entries = np.concatenate(self.parts) if self.parts else np.zeros(0, ENTRY)
-        iface = np.concatenate(self.bases) if self.bases else np.zeros(0, np.int32)
-        spb = np.flatnonzero(entries["btype"] == SPB)
-        if len(spb):  # a simple packet's caplen is also bounded by the interface's snaplen
-            snap = np.array([self.interfaces[i].snaplen or 0xFFFFFFFF for i in iface[spb].tolist()], np.int64)
-            entries["caplen"][spb] = np.minimum(entries["caplen"][spb], snap)
-        return Scan(entries, iface, self.interfaces)
+        if not self.quiet:
+            self._report()
 
     def _first_section(self) -> None:
         head = bytes(self.buf[:12])
@@ -263,18 +284,26 @@ class _Scanner:
                 iface.tsresol = value[0]
             elif code == IF_TSOFFSET and olen == 8:
                 iface.tsoffset = struct.unpack(e + "q", value)[0]
+                if abs(iface.tsoffset) > 1 << 33:  # beyond +-272 years: a damaged option
+                    warn(f"{self.name}: interface {len(self.interfaces)} at offset {pos:#x}: ignored "
+                         f"if_tsoffset {iface.tsoffset}")
+                    iface.tsoffset = 0
             o += 4 + _pad4(olen)
         self.interfaces.append(iface)
         return pos + blen
 
-    def _keep(self, entries: np.ndarray) -> None:
+    def _keep(self, entries: np.ndarray, windows: np.ndarray) -> Chunk:
         count = len(self.interfaces) - self.base
         ok = entries["iface"] < count
         if not ok.all():
             self.bad_iface += int((~ok).sum())
-            entries = entries[ok]
-        self.parts.append(entries)
-        self.bases.append(entries["iface"].astype(np.int32) + self.base)
+            entries, windows = entries[ok], windows[ok]
+        iface = entries["iface"].astype(np.int32) + self.base
+        spb = np.flatnonzero(entries["btype"] == SPB)
+        if len(spb):  # a simple packet's caplen is also bounded by the interface's snaplen
+            snap = np.array([self.interfaces[i].snaplen or 0xFFFFFFFF for i in iface[spb].tolist()], np.int64)
+            entries["caplen"][spb] = np.minimum(entries["caplen"][spb], snap)
+        return Chunk(entries, iface, windows, self.big)
 
     def _resync(self, pos: int, reason: str) -> int | None:
         """The next offset after ``pos`` where a consistent block starts; records what was skipped."""
@@ -319,39 +348,52 @@ class _Scanner:
             warn(f"{self.name}: skipped {self.bad_iface} packet block(s) naming an undefined interface")
 
 
-def scan(buf: np.ndarray, path: PathLike, progress: Progress | None = None) -> Scan:
-    """Every packet block of a mapped pcapng; damaged blocks are skipped and warned about."""
-    return _Scanner(buf, path, progress).run()
-
-
 def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress | None = None) -> pl.DataFrame:
     """Frames (FRAMES schema plus ``comment``) of a pcapng file; ``with_data`` adds a ``data`` column."""
     buf = map_file(path)
-    s = scan(buf, path, progress)
-    times, valid = s.times()
-    link = np.array([i.link_type for i in s.interfaces] or [0], np.int32)[s.iface]
-    return dissect_buffer(buf, s.entries["data"], s.entries["caplen"], times, link,
-                          wirelens=s.entries["wirelen"], interfaces=s.iface, directions=s.directions(),
-                          time_valid=None if valid.all() else valid, comments=s.comments(buf),
-                          with_data=with_data, source=os.fspath(path))
+    scanner = _Scanner(buf, path, progress)
+    parts = []
+    first = 1
+    for c in scanner.chunks():
+        times, valid = c.times(scanner.interfaces)
+        link = np.array([i.link_type for i in scanner.interfaces], np.int32)[c.iface]
+        parts.append(dissect_buffer(buf, c.entries["data"], c.entries["caplen"], times, link,
+                                    wirelens=c.entries["wirelen"], interfaces=c.iface, directions=c.directions(),
+                                    time_valid=None if valid.all() else valid, comments=c.comments(buf),
+                                    with_data=with_data, source=os.fspath(path), windows=c.windows,
+                                    first_frame=first, finish=False))
+        first += len(c.entries)
+    if not parts:
+        z = np.zeros(0, np.int64)
+        parts.append(dissect_buffer(buf, z, z, z, 0, comments=[], with_data=with_data, finish=False))
+    return finish_frames(parts)
+
+
+def read_interfaces(path: PathLike) -> list[Interface]:
+    """Every interface of a pcapng, numbered across sections as the readers number them."""
+    scanner = _Scanner(map_file(path), path, window=0, quiet=True)
+    for _ in scanner.chunks():
+        pass
+    return scanner.interfaces
 
 
 def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
     """All interfaces (numbered across sections) and an iterator over the packets in file order."""
+    interfaces = read_interfaces(path)
     buf = map_file(path)
-    s = scan(buf, path)
-    times, valid = s.times()
-    dirs = s.directions()
-    comments = s.comments(buf)
+    scanner = _Scanner(buf, path, window=0)
 
     def packets() -> Iterator[Packet]:
-        e = s.entries
-        rows = zip(e["data"].tolist(), e["caplen"].tolist(), e["wirelen"].tolist(), s.iface.tolist(),
-                   times.tolist(), valid.tolist(), dirs.tolist(), comments)
-        for off, caplen, wirelen, iface, t, ok, d, c in rows:
-            yield Packet(t if ok else None, buf[off:off + caplen].tobytes(), iface, wirelen, DIRECTIONS[d], c)
+        for c in scanner.chunks():
+            times, valid = c.times(scanner.interfaces)
+            e = c.entries
+            rows = zip(e["data"].tolist(), e["caplen"].tolist(), e["wirelen"].tolist(), c.iface.tolist(),
+                       times.tolist(), valid.tolist(), c.directions().tolist(), c.comments(buf))
+            for off, caplen, wirelen, iface, t, ok, d, text in rows:
+                yield Packet(t if ok else None, buf[off:off + caplen].tobytes(), iface, wirelen, DIRECTIONS[d],
+                             text)
 
-    return s.interfaces, packets()
+    return interfaces, packets()
 
 
 def _option(code: int, value: bytes) -> bytes:

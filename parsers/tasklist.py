@@ -34,7 +34,7 @@ import csv
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -98,7 +98,7 @@ def _parse_time(text: str, path: Path, line: int) -> datetime | None:
     except ValueError:
         raise TextFormatError(f"snapshot line: {text!r} is not an ISO 8601 time "
                               "(e.g. '# snapshot 2010-01-14 11:20:00Z')", path=path, line=line) from None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def looks_like_tasklist(head: bytes) -> bool:
@@ -269,9 +269,7 @@ class _Reader:
                 self.bad(f"table with {len(spans)} columns (expected 3, 5 or 9)", number)
                 self.columns = None
                 return
-        if self.columns is not None and self.snap.rows:
-            self.new_snapshot()
-        elif self.snap.rows:
+        if self.snap.rows:                       # a new header: a new snapshot
             self.new_snapshot()
         self.columns = names
         self.spans = spans
@@ -308,7 +306,7 @@ class _Reader:
         for names in (BY_COUNT[9], BY_COUNT[5], BY_COUNT[3]):
             row = self._token_row(stripped, names)
             if row is not None:
-                if names is BY_COUNT[3] and self._continuation(stripped) and not line[:1].strip() == line[:1]:
+                if names is BY_COUNT[3] and line[:1].isspace() and self._continuation(stripped):
                     return
                 self._store_table_row(row, number)
                 return
@@ -338,6 +336,10 @@ class _Reader:
             if a - 1 < len(line) and line[a - 1] not in " ":
                 return None
         if "session" in row and row["session"] and not re.fullmatch(r"\d+", row["session"]):
+            return None
+        if "mem" in row and not re.fullmatch(_MEM_RE, row["mem"] or ""):
+            return None
+        if "cpu_time" in row and not re.fullmatch(_CPU_RE, row["cpu_time"] or ""):
             return None
         return row
 
@@ -505,8 +507,8 @@ def read_tasklist(paths: str | os.PathLike | list, *, snapshot_time: datetime | 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if snapshot_time is not None:
-        snapshot_time = (snapshot_time.replace(tzinfo=timezone.utc) if snapshot_time.tzinfo is None
-                         else snapshot_time.astimezone(timezone.utc))
+        snapshot_time = (snapshot_time.replace(tzinfo=UTC) if snapshot_time.tzinfo is None
+                         else snapshot_time.astimezone(UTC))
     frames = []
     index = 0
     for p in paths:
@@ -540,7 +542,8 @@ def read_tasklist(paths: str | os.PathLike | list, *, snapshot_time: datetime | 
                 "image_cut": pl.Boolean}, infer_schema_length=None)
             df = df.with_columns(
                 pl.lit("tasklist").alias("source"),
-                pl.lit(snap.time, dtype=pl.Datetime("us", "UTC")).cast(pl.Datetime("ns", "UTC")).alias("snapshot"),
+                pl.lit(snap.time, dtype=pl.Datetime("us", "UTC")).cast(pl.Datetime("ns", "UTC"))
+                .alias("snapshot"),
                 pl.lit(index, dtype=pl.Int32).alias("snapshot_index"),
                 pl.lit(str(path)).alias("file"),
             )

@@ -39,8 +39,10 @@ Process lines (Start/End/DCStart/DCEnd, payload v0..v4 told by the Version colum
 fields) fill :attr:`TracerptTrace.processes` and the ``process`` column of the events. All other
 lines are counted in :attr:`TracerptTrace.skipped` by event name.
 
-Network lines are parsed in bulk with polars string operations; only Process lines (a few hundred
-in a trace) go through Python's csv module, because their strings may be quoted and hold commas.
+The file is split into fields by polars' CSV reader (the first 48 fields of each line; quotes are
+not interpreted there) and network lines are decoded with vectorized polars expressions in streaming
+queries, never a Python loop per line. Only Process lines (a few hundred in a trace) go through
+Python's csv module, because their strings may be quoted and hold commas.
 """
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ import polars as pl
 from etwtools import diagnostics
 from etwtools.errors import TextFormatError
 
-from .schema import EVENTS, PROCESSES, conform
+from .schema import EVENTS, PROCESSES, conform, empty
 
 FILETIME_UNIX_EPOCH = 116_444_736_000_000_000  # 1970-01-01 as a FILETIME
 
@@ -73,13 +75,16 @@ OPCODES = {10: "Send", 11: "Recv", 12: "Connect", 13: "Disconnect", 14: "Retrans
 _CANONICAL = {name.lower(): name for name in OPCODES.values()}
 
 #: Payload layouts: user-data index of each field (negative: from the end); None when absent.
+_V1 = {"pid": 0, "size": 1, "daddr": 2, "saddr": 3, "dport": 4, "sport": 5}
 LAYOUTS = {
-    "tcp_v0": dict(daddr=0, saddr=1, dport=2, sport=3, size=4, pid=5, connid=None, seqnum=None),
-    "tcp_v1": dict(pid=0, size=1, daddr=2, saddr=3, dport=4, sport=5, connid=-2, seqnum=-1),
-    "tcp_v2": dict(pid=0, size=1, daddr=2, saddr=3, dport=4, sport=5, seqnum=-2, connid=-1),
-    "udp_v0": dict(saddr=1, sport=2, size=3, daddr=4, dport=5, pid=None, connid=None, seqnum=None),
-    "udp_v1": dict(pid=0, size=1, daddr=2, saddr=3, dport=4, sport=5, connid=None, seqnum=None),
-    "udp_v2": dict(pid=0, size=1, daddr=2, saddr=3, dport=4, sport=5, seqnum=6, connid=7),
+    "tcp_v0": {"daddr": 0, "saddr": 1, "dport": 2, "sport": 3, "size": 4, "pid": 5,
+               "connid": None, "seqnum": None},
+    "tcp_v1": {**_V1, "connid": -2, "seqnum": -1},
+    "tcp_v2": {**_V1, "seqnum": -2, "connid": -1},
+    "udp_v0": {"saddr": 1, "sport": 2, "size": 3, "daddr": 4, "dport": 5, "pid": None,
+               "connid": None, "seqnum": None},
+    "udp_v1": {**_V1, "connid": None, "seqnum": None},
+    "udp_v2": {**_V1, "seqnum": 6, "connid": 7},
 }
 
 #: Process payloads: version -> (field count, PID, parent PID, session, SID, image, command line).
@@ -96,7 +101,6 @@ _MAX_COLUMNS = 48   # fields read per line; Process command lines past that are 
 _MAX_FIXED = 8   # user-data fields picked by position from the start (the rest from the end)
 _FIELDS = ("pid", "size", "daddr", "saddr", "dport", "sport", "connid", "seqnum")
 _FILETIME_RE = r"^\d{15,19}$"
-_IPV4_RE = r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$"
 _SAMPLE_LINES = 200
 _SHOW_LINES = 5
 
@@ -160,10 +164,9 @@ def looks_like_tracerpt(head: bytes) -> bool:
         fields = [f.strip() for f in line.split(",")]
         if fields[0].lower() == "event name" and any(f.lower() == "clock-time" for f in fields):
             return True
-        if len(fields) >= 8 and re.match(r"^[A-Za-z][\w-]*$", fields[0]):
-            if re.match(_FILETIME_RE, fields[3]) or (len(fields) >= 19 and re.match(_FILETIME_RE, fields[16])):
-                return True
-        return False
+        plausible = len(fields) >= 8 and re.match(r"^[A-Za-z][\w-]*$", fields[0])
+        return bool(plausible and (re.match(_FILETIME_RE, fields[3])
+                                   or (len(fields) >= 19 and re.match(_FILETIME_RE, fields[16]))))
     return False
 
 
@@ -186,7 +189,7 @@ def _data_layout(sample: list[str]) -> _Layout | None:
     vista = old = 0
     for line in sample:
         fields = [f.strip() for f in line.split(",")]
-        if len(fields) >= 20 and re.match(_FILETIME_RE, fields[16]) and re.match(r"^\d+$", fields[3]):
+        if len(fields) >= 20 and re.match(_FILETIME_RE, fields[16]) and re.match(r"^\d{1,3}$", fields[3]):
             vista += 1
         elif len(fields) >= 6 and re.match(_FILETIME_RE, fields[3]):
             old += 1
@@ -201,17 +204,23 @@ def _data_layout(sample: list[str]) -> _Layout | None:
 
 def _int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
     """Decimal or 0x-hex text -> integer (null when not a number or out of range)."""
-    hexa = expr.str.to_lowercase().str.starts_with("0x")
+    hexa = expr.str.starts_with("0x") | expr.str.starts_with("0X")
     return (pl.when(hexa)
             .then(expr.str.slice(2).str.to_integer(base=16, dtype=dtype, strict=False))
             .otherwise(expr.str.to_integer(base=10, dtype=dtype, strict=False)))
 
 
-def _number(df: pl.DataFrame, col: str, dtype: pl.DataType = pl.Int64) -> pl.Expr:
-    """Like :func:`_int`, skipping the hex branch when no value of the column is hex."""
-    if df[col].str.starts_with("0x").any() or df[col].str.starts_with("0X").any():
-        return _int(pl.col(col), dtype)
-    return pl.col(col).str.to_integer(base=10, dtype=dtype, strict=False)
+def _with_ipv4(frame: pl.LazyFrame, raw: str, col: str) -> pl.LazyFrame:
+    """Add ``col``: the dotted quad in ``raw`` as canonical text (zero-padded octets are DECIMAL),
+    null when ``raw`` is not IPv4."""
+    tmp = f"_{col}_parts"
+    frame = frame.with_columns(pl.col(raw).str.split_exact(".", 4).alias(tmp))
+    octets = [pl.col(tmp).struct.field(f"field_{i}").cast(pl.UInt16, strict=False) for i in range(4)]
+    ok = (pl.all_horizontal([o <= 255 for o in octets]).fill_null(False)
+          & pl.col(tmp).struct.field("field_4").is_null())
+    return frame.with_columns(
+        pl.when(ok).then(pl.concat_str([o.cast(pl.Utf8) for o in octets], separator=".")).alias(col)
+    ).drop(tmp)
 
 
 def _ipv6_map(values: pl.Series) -> dict[str, str | None]:
@@ -224,22 +233,14 @@ def _ipv6_map(values: pl.Series) -> dict[str, str | None]:
     return out
 
 
-def _addr(df: pl.DataFrame, col: str) -> pl.Series:
-    """Canonical address text: zero-padded dotted quads read as DECIMAL octets; IPv6 via ipaddress."""
-    s = df[col]
-    parts = s.str.split_exact(".", 3).struct.unnest()
-    octets = [parts[c].cast(pl.Int64, strict=False) for c in parts.columns]
-    frame = pl.DataFrame({f"o{i}": o for i, o in enumerate(octets)}).with_columns(
-        dots=s.str.count_matches(".", literal=True))
-    ok4 = pl.all_horizontal([pl.col(f"o{i}").is_between(0, 255) for i in range(4)]).fill_null(False) \
-        & (pl.col("dots") == 3)
-    out = frame.select(pl.when(ok4).then(
-        pl.concat_str([pl.col(f"o{i}").cast(pl.Utf8) for i in range(4)], separator="."))).to_series()
-    v6 = s.str.contains(":", literal=True).fill_null(False)
-    if v6.any():
-        mapped = s.filter(v6).replace_strict(_ipv6_map(s.filter(v6)), default=None, return_dtype=pl.Utf8)
-        out = out.scatter(v6.arg_true(), mapped)
-    return out.alias(col)
+def _with_ipv6(df: pl.DataFrame, raw: str, col: str) -> pl.DataFrame:
+    """Fill ``col`` for rows whose ``raw`` address is IPv6 text (few distinct values: mapped in Python)."""
+    v6 = df[raw].str.contains(":", literal=True).fill_null(False)
+    if not v6.any():
+        return df
+    values = df[raw].filter(v6)
+    mapped = values.replace_strict(_ipv6_map(values), default=None, return_dtype=pl.Utf8)
+    return df.with_columns(df[col].scatter(v6.arg_true(), mapped))
 
 
 class _Problems:
@@ -289,12 +290,16 @@ def _source(path: Path) -> tuple[object, int]:
 
 
 def _columns(source: object) -> pl.LazyFrame:
-    """Every line split at commas into ``c0 .. c{_MAX_COLUMNS-1}`` (null past the end), with ``record``."""
+    """Every line split at commas into ``c0 .. c{_MAX_COLUMNS-1}`` (null past the end), with
+    ``record`` (1-based line number) and ``name`` (the Event Name, lower case)."""
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
     return (pl.scan_csv(source, has_header=False, separator=",", quote_char=None,
                         schema={f"c{i}": pl.Utf8 for i in range(_MAX_COLUMNS)}, truncate_ragged_lines=True,
                         missing_columns="insert", encoding="utf8-lossy")
             .with_row_index("record", offset=1)
-            .with_columns(pl.col("c0").str.strip_chars().str.strip_chars_start("\ufeff").alias("name")))
+            .with_columns(pl.col("c0").str.strip_chars().str.strip_chars_start("\ufeff")
+                          .str.to_lowercase().alias("name")))
 
 
 def _line_text(frame: pl.DataFrame) -> pl.Series:
@@ -310,45 +315,56 @@ def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None) 
     """
     path = Path(path)
     source, size = _source(path)
+    not_blank = (pl.col("name") != "") | pl.col("c1").is_not_null()
     try:
-        lines = (_columns(source)
-                 .filter((pl.col("name") != "") | pl.col("c1").is_not_null())
-                 .collect())
+        head = _columns(source).filter(not_blank).head(_SAMPLE_LINES).collect()
     except pl.exceptions.PolarsError as exc:
-        raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}", path=path) from None
-    if lines.height == 0:
+        raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
+                              path=path) from None
+    if head.height == 0:
         raise TextFormatError("empty file: no tracerpt lines", path=path, line=1)
-    if progress:
-        progress(size // 3, size)
-    low = pl.col("name").str.to_lowercase()
-    header_rows = lines.filter(low == "event name")
+    header_rows = head.filter(pl.col("name") == "event name")
     layout = None
     if header_rows.height:
         layout = _header_layout(_line_text(header_rows.head(1))[0].split(","))
     if layout is None:
-        sample = lines.filter(low != "event name").head(_SAMPLE_LINES)
-        layout = _data_layout(_line_text(sample).to_list())
+        layout = _data_layout(_line_text(head.filter(pl.col("name") != "event name")).to_list())
     if layout is None:
-        first = int(lines["record"][0])
         raise TextFormatError("wrong columns: not a tracerpt/tracedmp CSV line "
-                              "(no Clock-Time column where either layout has it)", path=path, line=first)
+                              "(no Clock-Time column where either layout has it)",
+                              path=path, line=int(head["record"][0]))
+    if progress:
+        progress(0, size)
+
+    try:
+        lines = _columns(source)          # three streaming queries over the scan (bounded memory)
+        is_net = pl.col("name").is_in(list(NETWORK_PROVIDERS))
+        counts, procs, raw = pl.collect_all([
+            lines.filter(not_blank & ~is_net & ~pl.col("name").is_in(["process", "event name"]))
+            .group_by("c0").len(),
+            lines.filter(pl.col("name") == "process"),
+            _network_fields(lines.filter(is_net), layout),
+        ])
+        del lines
+    except pl.exceptions.PolarsError as exc:
+        raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
+                              path=path) from None
+    if progress:
+        progress(size * 3 // 4, size)
 
     skipped: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    for c0, n in counts.iter_rows():
+        name = (c0 or "").strip().lstrip("\ufeff") or "(no event name)"
+        by_name[name] = by_name.get(name, 0) + n
+    skipped.update(sorted(by_name.items(), key=lambda kv: (-kv[1], kv[0])))
     problems = _Problems(str(path))
-    net = lines.filter(low.is_in(list(NETWORK_PROVIDERS)))
-    procs = lines.filter(low == "process")
-    counts = (lines.filter(~low.is_in([*NETWORK_PROVIDERS, "process", "event name"]))
-              .group_by("name").len().sort("len", "name", descending=[True, False]))
-    del lines
-    for name, n in counts.iter_rows():
-        skipped[name or "(no event name)"] = n
-
     processes, proc_skipped = _processes(procs.select("record", _line_text(procs).alias("text")),
                                          layout, problems)
     for k, n in proc_skipped.items():
         skipped[k] = skipped.get(k, 0) + n
-    events = _network(net, layout, problems, skipped)
-    del net
+    events = _network(raw, problems, skipped)
+    del raw
     events = _name_processes(events, processes)
     if progress:
         progress(size, size)
@@ -374,14 +390,11 @@ def read_tracerpt_processes(path: str | os.PathLike) -> pl.DataFrame:
 
 # ------------------------------------------------------------------------------------ network
 
-def _network(net: pl.DataFrame, layout: _Layout, problems: _Problems,
-             skipped: dict[str, int]) -> pl.DataFrame:
-    if net.height == 0:
-        return conform(pl.DataFrame(), EVENTS)
+def _network_fields(net: pl.LazyFrame, layout: _Layout) -> pl.LazyFrame:
+    """TcpIp/UdpIp lines -> one row per line with its payload layout and fields parsed (lazy, bulk)."""
     ud = layout.user_data
     last = pl.max_horizontal([pl.when(pl.col(f"c{i}").is_not_null()).then(pl.lit(i, pl.Int32))
-                              for i in range(_MAX_COLUMNS)])
-    net = net.with_columns((last - layout.trailing).alias("_last"))
+                              for i in range(_MAX_COLUMNS)]) - layout.trailing
 
     def get(index: int | None) -> pl.Expr:
         if index is None or index >= _MAX_COLUMNS:
@@ -389,24 +402,21 @@ def _network(net: pl.DataFrame, layout: _Layout, problems: _Problems,
         return pl.col(f"c{index}").str.strip_chars()
 
     def from_end(back: int) -> pl.Expr:
-        return pl.coalesce([pl.when(pl.col("_last") == j).then(pl.col(f"c{j - back}"))
-                            for j in range(ud + back, _MAX_COLUMNS)]).str.strip_chars()
+        # Only TcpIp v1/v2 read fields from the end: n = 8, 10 or 15.
+        ends = [ud + n - 1 for n in (8, 10, 15) if ud + n - 1 < _MAX_COLUMNS]
+        return pl.coalesce([pl.when(pl.col("_last") == j).then(pl.col(f"c{j - back}")) for j in ends]
+                           ).str.strip_chars()
 
-    def number(index: int | None) -> pl.Expr:
-        return get(index).cast(pl.Int64, strict=False)
-
-    f = net.select(
-        "record",
-        pl.col("name").str.to_lowercase().replace_strict(NETWORK_PROVIDERS).alias("provider"),
-        (pl.col("_last") + 1 - ud).alias("n"),
+    f = net.with_columns(last.alias("_last")).select(
+        "record", "_last",
+        pl.col("name").replace_strict(NETWORK_PROVIDERS, return_dtype=pl.Utf8).alias("provider"),
         get(1).alias("type"),
-        (number(layout.clock) - FILETIME_UNIX_EPOCH).alias("t100"),
-        number(layout.version).alias("version"),
-        number(layout.opcode).alias("opcode"),
+        (get(layout.clock).cast(pl.Int64, strict=False) - FILETIME_UNIX_EPOCH).alias("t100"),
+        get(layout.version).cast(pl.Int64, strict=False).alias("version"),
+        get(layout.opcode).cast(pl.Int64, strict=False).alias("opcode"),
         *[get(ud + i).alias(f"u{i}") for i in range(_MAX_FIXED)],
-        from_end(1).alias("u_2"),
-        from_end(0).alias("u_1"),
-    )
+        from_end(1).alias("u_2"), from_end(0).alias("u_1"),
+    ).with_columns((pl.col("_last") + 1 - ud).alias("n"))
 
     tcp = pl.col("provider") == "TcpIp"
     n = pl.col("n")
@@ -422,16 +432,6 @@ def _network(net: pl.DataFrame, layout: _Layout, problems: _Problems,
         .when(~tcp & (n == 6)).then(pl.lit("udp_v1"))
         .when(~tcp & (n == 8)).then(pl.lit("udp_v2"))
         .otherwise(pl.lit(None, pl.Utf8)).alias("layout"))
-    problems.add("unexpected number of user-data fields for TcpIp/UdpIp",
-                 f.filter(pl.col("layout").is_null())["record"])
-    fails = f.filter(pl.col("layout") == "fail")
-    if fails.height:
-        for prov, cnt in fails.group_by("provider").len().iter_rows():
-            skipped[f"{prov} Fail (no endpoint)"] = cnt
-    usable = pl.col("layout").is_not_null() & (pl.col("layout") != "fail")
-    good_time = pl.col("t100").is_not_null() & (pl.col("t100") >= 0)
-    problems.add("Clock-Time is not a FILETIME", f.filter(usable & ~good_time)["record"])
-    f = f.filter(usable & good_time)
 
     def pick(key: str) -> pl.Expr:
         expr = pl.lit(None, pl.Utf8)
@@ -442,22 +442,43 @@ def _network(net: pl.DataFrame, layout: _Layout, problems: _Problems,
                 expr = pl.when(pl.col("layout") == name).then(src).otherwise(expr)
         return expr.alias(key)
 
-    ev = f.select("record", "provider", "type", "opcode", "t100", *[pick(k) for k in _FIELDS])
-
-    ev = ev.with_columns(
-        _number(ev, "pid").alias("pid_i"), _number(ev, "size").alias("size_i"),
-        _number(ev, "dport").alias("dport_i"), _number(ev, "sport").alias("sport_i"),
-        _number(ev, "connid", pl.UInt64).alias("connid_i"), _number(ev, "seqnum", pl.UInt64).alias("seqnum_i"),
+    f = f.select("record", "provider", "type", "opcode", "t100", "layout", *[pick(k) for k in _FIELDS])
+    f = f.with_columns(
+        _int(pl.col("pid")).alias("pid_i"), _int(pl.col("size")).alias("size_i"),
+        _int(pl.col("dport")).alias("dport_i"), _int(pl.col("sport")).alias("sport_i"),
+        _int(pl.col("connid"), pl.UInt64).alias("connid_i"),
+        _int(pl.col("seqnum"), pl.UInt64).alias("seqnum_i"),
     )
-    local = _addr(ev, "saddr")
-    remote = _addr(ev, "daddr")
-    ev = ev.with_columns(local.alias("local_addr"), remote.alias("remote_addr"))
-    ok_num = ((pl.col("pid").is_null() | pl.col("pid_i").is_not_null()) & pl.col("size_i").is_not_null()
-              & pl.col("dport_i").is_between(0, 65535) & pl.col("sport_i").is_between(0, 65535))
+    return _with_ipv4(_with_ipv4(f, "saddr", "local_addr"), "daddr", "remote_addr")
+
+
+def _network(f: pl.DataFrame, problems: _Problems, skipped: dict[str, int]) -> pl.DataFrame:
+    """Parsed network lines -> EVENTS; bad lines reported by kind."""
+    if f.height == 0:
+        return empty(EVENTS)
+    f = _with_ipv6(_with_ipv6(f, "saddr", "local_addr"), "daddr", "remote_addr")
+    layout = pl.col("layout")
+    layout.is_not_null() & (layout != "fail")
+    good_time = pl.col("t100").is_not_null() & (pl.col("t100") >= 0)
     ok_addr = pl.col("local_addr").is_not_null() & pl.col("remote_addr").is_not_null()
-    problems.add("address that is not IPv4/IPv6", ev.filter(~ok_addr)["record"])
-    problems.add("PID, size or port that is not a number", ev.filter(ok_addr & ~ok_num.fill_null(False))["record"])
-    ev = ev.filter(ok_addr & ok_num.fill_null(False))
+    ok_num = ((pl.col("pid").is_null() | pl.col("pid_i").is_not_null()) & pl.col("size_i").is_not_null()
+              & pl.col("dport_i").is_between(0, 65535)
+              & pl.col("sport_i").is_between(0, 65535)).fill_null(False)
+    problem = (pl.when(layout.is_null()).then(pl.lit("unexpected number of user-data fields for TcpIp/UdpIp"))
+               .when(layout == "fail").then(pl.lit("fail"))
+               .when(~good_time).then(pl.lit("Clock-Time is not a FILETIME"))
+               .when(~ok_addr).then(pl.lit("address that is not IPv4/IPv6"))
+               .when(~ok_num).then(pl.lit("PID, size or port that is not a number")))
+    f = f.with_columns(problem.alias("problem"))
+    bad = f.filter(pl.col("problem").is_not_null()).select("record", "provider", "problem")
+    for kind, rows in bad.group_by("problem", maintain_order=True):
+        kind = kind[0]
+        if kind == "fail":
+            for prov, cnt in rows.group_by("provider").len().iter_rows():
+                skipped[f"{prov} Fail (no endpoint)"] = cnt
+        else:
+            problems.add(kind, rows["record"])
+    ev = f.filter(pl.col("problem").is_null()) if bad.height else f
 
     kinds = ev.select("type", "opcode").unique()
     named = [(t, o, *_event_name(t or "", o)) for t, o in kinds.iter_rows()]
@@ -465,15 +486,14 @@ def _network(net: pl.DataFrame, layout: _Layout, problems: _Problems,
                                         "v6_type": pl.Boolean}, orient="row")
     ev = ev.join(table, on=["type", "opcode"], how="left", nulls_equal=True, maintain_order="left")
     v6 = pl.col("v6_type") | pl.col("local_addr").str.contains(":", literal=True)
-    ev = ev.with_columns(
+    out = ev.select(
+        (pl.col("t100") * 100).cast(pl.Datetime("ns", "UTC")).alias("time"),
+        "provider", "event",
         pl.when(pl.col("provider") == "TcpIp").then(pl.lit("TCP")).otherwise(pl.lit("UDP")).alias("protocol"),
         pl.when(v6).then(pl.lit(6)).otherwise(pl.lit(4)).cast(pl.Int8).alias("ip_version"),
-        (pl.col("t100") * 100).cast(pl.Datetime("ns", "UTC")).alias("time"),
-    )
-    out = ev.select(
-        "time", "provider", "event", "protocol", "ip_version",
         pl.col("pid_i").alias("pid"), pl.lit(None, pl.Utf8).alias("process"), pl.col("size_i").alias("size"),
-        "local_addr", pl.col("sport_i").alias("local_port"), "remote_addr", pl.col("dport_i").alias("remote_port"),
+        "local_addr", pl.col("sport_i").alias("local_port"),
+        "remote_addr", pl.col("dport_i").alias("remote_port"),
         pl.col("connid_i").alias("connid"), pl.col("seqnum_i").alias("seqnum"),
         pl.col("record").cast(pl.Int64),
     )
@@ -498,6 +518,11 @@ def _event_name(typ: str, opcode: int | None) -> tuple[str, bool]:
 
 
 # ---------------------------------------------------------------------------------- processes
+
+def _py_int(text: str) -> int:
+    text = text.strip()
+    return int(text, 0) if text[:2].lower() == "0x" else int(text, 10)
+
 
 def _sid(text: str) -> str | None:
     text = text.strip()
@@ -540,34 +565,35 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
             continue
         _count, i_pid, i_ppid, i_session, i_sid, i_image, i_cmd = PROCESS_LAYOUTS[version]
         try:
-            pid = int(ud[i_pid], 0)
-            ppid = int(ud[i_ppid], 0)
-            session = int(ud[i_session], 0) if i_session is not None else None
+            pid = _py_int(ud[i_pid])
+            ppid = _py_int(ud[i_ppid])
+            session = _py_int(ud[i_session]) if i_session is not None else None
         except ValueError:
             bad.setdefault("Process line with a PID that is not a number", []).append(record)
             continue
         time_ns = (clock - FILETIME_UNIX_EPOCH) * 100
         ptype = PROCESS_TYPES[kind]
         if ptype in ("Start", "DCStart"):
-            inst = dict(pid=pid, ppid=ppid, image=ud[i_image].strip('"') or None,
-                        command_line=(ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
-                        session=session, start=time_ns if ptype == "Start" else None, end=None,
-                        user=_sid(ud[i_sid]), first_seen=time_ns)
+            inst = {"pid": pid, "ppid": ppid, "image": ud[i_image].strip('"') or None,
+                        "command_line": (ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
+                        "session": session, "start": time_ns if ptype == "Start" else None, "end": None,
+                        "user": _sid(ud[i_sid]), "first_seen": time_ns}
             instances.append(inst)
             open_by_pid[pid] = inst
         else:
             inst = open_by_pid.pop(pid, None)
             if inst is None:        # ended, started before the trace and no rundown at the start
-                inst = dict(pid=pid, ppid=ppid, image=ud[i_image].strip('"') or None,
-                            command_line=(ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
-                            session=session, start=None, end=None, user=_sid(ud[i_sid]), first_seen=None)
+                inst = {"pid": pid, "ppid": ppid, "image": ud[i_image].strip('"') or None,
+                            "command_line": (ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
+                            "session": session, "start": None, "end": None, "user": _sid(ud[i_sid]),
+                            "first_seen": None}
                 instances.append(inst)
             if ptype == "End":
                 inst["end"] = time_ns
     for kind, recs in bad.items():
         problems.add(kind, recs)
     if not instances:
-        return conform(pl.DataFrame(), PROCESSES).with_columns(pl.lit("tracerpt").alias("source")).clear(), skipped
+        return empty(PROCESSES), skipped
     df = pl.DataFrame(instances, schema_overrides={"start": pl.Int64, "end": pl.Int64, "first_seen": pl.Int64,
                                                     "session": pl.Int64, "command_line": pl.Utf8,
                                                     "user": pl.Utf8, "image": pl.Utf8})

@@ -121,3 +121,32 @@ def test_candidate_pairs_outside_the_window_are_dropped():
 ])
 def test_format_ns_keeps_significant_digits(ns, text):
     assert clock.format_ns(ns) == text
+
+
+def test_clock_drift_is_fitted_and_applied_per_frame():
+    # 400 datagrams over two hours; the capture clock runs 150 ppm fast: the offset grows by 1.08 s
+    # from the first frame to the last, more than twice the 0.5 s tolerance.
+    from test_attribution import T0, events, frames
+
+    from etwtools.attribution import attribute
+
+    ppm = 150
+    ev_rows, fr_rows = [], []
+    for i in range(400):
+        t = T0 + i * 18 * NS
+        ev_rows.append((t, "Send", "UDP", 600 + i % 3, 50 + i % 7, "10.0.0.5", 40000 + i, "10.0.0.1", 53))
+        off = HOUR + 250_000_000 + (t - T0) * ppm // 1_000_000
+        fr_rows.append({"t": t + off, "src": "10.0.0.5", "sport": 40000 + i, "dst": "10.0.0.1", "dport": 53,
+                        "payload": 50 + i % 7})
+    r = attribute(events(ev_rows), frames(fr_rows))
+    assert r.estimate.drift_ppm == pytest.approx(ppm, abs=0.5)
+    assert r.drift_ppm == r.estimate.drift_ppm
+    assert r.frames["confidence"].to_list() == ["high"] * 400
+    assert r.frames["pid"].to_list() == [600 + i % 3 for i in range(400)]
+    assert r.frames["delta_s"].abs().max() < 0.001
+    assert "drift apart by +150.0 ppm" in r.describe_offset()
+    assert any("drift apart" in n for n in r.notes)
+    # the same data with a constant offset: no drift is claimed
+    fixed = [dict(f, t=f["t"] - (f["t"] - T0 - HOUR) * ppm // (1_000_000 + ppm)) for f in fr_rows]
+    r2 = attribute(events(ev_rows), frames(fixed))
+    assert r2.drift_ppm == 0.0 and not [n for n in r2.notes if "drift" in n]

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import struct
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-
 from etwtools.parsers.etl.build import KERNEL_HEADER_TYPES, EtlWriter
 from etwtools.parsers.etl.container import EtlFile
 from etwtools.parsers.etl.guids import TCPIP, TCPIP_KERNEL
 from etwtools.parsers.etl.records import EVENT_HEADER32, EVENT_HEADER64
 
-START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=timezone.utc)
+START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=UTC)
 PROVIDER = uuid.UUID("12345678-9abc-4def-8123-456789abcdef")
 
 
@@ -132,3 +131,24 @@ def test_bad_arguments():
         w.kernel_event(6, 10, header="full")
     with pytest.raises(ValueError):
         w.event(PROVIDER, 1, b"x" * 0x10000)
+
+
+def test_shaped_events(tmp_path):
+    """tcpip_counters / ndis_packet / pktmon_packet write the manifest's level and keywords."""
+    w = EtlWriter(start=START)
+    w.tcpip_counters(1055, (1, 2, 3, 4, 5, 6), time=timedelta(seconds=1))
+    w.tcpip_counters(1063, (1, 2, 3, 4, 5, 6), time=timedelta(seconds=2))
+    w.tcpip_counters(1058, (0, 0, 0, 0, 1, 0), time=timedelta(seconds=3))
+    assert w.ndis_packet(b"\x01" * 100, time=timedelta(seconds=4), direction="out", fragment_size=40) == 3
+    w.pktmon_packet(b"\x02" * 60, time=timedelta(seconds=5))
+    _, (b,), _ = _read(w.write(tmp_path / "shaped.etl"))
+    ev = b.select(b.event_id > 0)
+    assert ev.event_id.tolist() == [1055, 1063, 1058, 1001, 1001, 1001, 160]
+    assert ev.level.tolist() == [3, 4, 3, 4, 4, 4, 4]
+    assert [hex(k) for k in ev.keyword.tolist()] == [
+        "0x8000000080", "0x8000000080", "0x18000000080",
+        "0x140000001", "0x100000001", "0x180000001", "0x10"]
+    assert ev.payload(3)[:12] == struct.pack("<III", 12, 12, 40)
+    assert len(ev.payload(5)) == 12 + 20 + 16  # last fragment, then the two Gft u64
+    with pytest.raises(ValueError):
+        w.tcpip_counters(1055, (1, 2, 3))

@@ -2,19 +2,28 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import struct
 import uuid
 
 import numpy as np
 import pytest
-
 from etwtools.parsers.etl import compression, container, guids, structs
 from etwtools.parsers.etl.clock import Clock, filetime_to_ns
 from etwtools.parsers.etl.container import EtlFile, count_records, open_etl
 from etwtools.parsers.etl.records import (
-    COMPACT64, EVENT_HEADER32, EVENT_HEADER64, FULL_HEADER32, FULL_HEADER64, INSTANCE32, INSTANCE64,
-    PERFINFO32, PERFINFO64, SYSTEM32, SYSTEM64,
+    COMPACT64,
+    EVENT_HEADER32,
+    EVENT_HEADER64,
+    FULL_HEADER32,
+    FULL_HEADER64,
+    INSTANCE32,
+    INSTANCE64,
+    PERFINFO32,
+    PERFINFO64,
+    SYSTEM32,
+    SYSTEM64,
 )
 
 X64 = "perfview/net.4.5.2.x64.etl"
@@ -100,7 +109,7 @@ def test_logfile_header_equals_perfview(corpus, name):
     pv = perfview_header(corpus, name)
     with open_etl(corpus / name) as f:
         h = f.header
-    num = lambda k: int(pv[k].replace(",", ""))  # noqa: E731
+    num = lambda k: int(pv[k].replace(",", ""))
     assert h.pointer_size == num("PointerSize") == 8
     assert h.clock_type == num("ReservedFlags") == 1
     assert h.perf_freq == num("PerfFreq") == 10_000_000
@@ -125,7 +134,7 @@ def test_x64_start_time_and_clock(corpus):
         assert h.start_time == 132404548206236167
         assert h.header_timestamp == 1942608875
         b = next(f.batches())
-    assert dt.datetime.fromtimestamp(b.time[0] / 1e9, dt.timezone.utc).isoformat() == \
+    assert dt.datetime.fromtimestamp(b.time[0] / 1e9, dt.UTC).isoformat() == \
         "2020-07-29T00:07:00.623617+00:00"
     assert b.time[0] == filetime_to_ns(h.start_time)   # the header record is the anchor
 
@@ -147,7 +156,7 @@ def test_process_rundown_times_and_sizes_equal_perfview_baseline(corpus, name):
     """Every Process/DCStart the baseline prints: same relative time (ms, 3 decimals) and DataLen."""
     text = (corpus / name.replace(".etl", ".baseline.txt")).read_text(encoding="utf-8")
     expected = [(float(t), int(n)) for t, n in
-                re.findall(r"^EVENT ([\d.]+): Windows Kernel/Process/DCStart .*?DataLen=(\d+);", text, re.M)]
+                re.findall(r"^EVENT ([\d.]+): Windows Kernel/Process/DCStart .*?DataLen=(\d+);", text, re.MULTILINE)]
     assert len(expected) == 5
     f, batches = read_all(corpus / name)
     group, opcode = concat(batches, "group"), concat(batches, "opcode")
@@ -162,7 +171,7 @@ def test_process_rundown_times_and_sizes_equal_perfview_baseline(corpus, name):
 
 def test_x86_trace_mixes_64bit_kernel_and_32bit_user_headers(corpus):
     """The 'x86' file is a 64-bit kernel trace (pointer size 8) with 32-bit processes' EVENT_HEADER32."""
-    f, batches = read_all(corpus / X86)
+    _f, batches = read_all(corpus / X86)
     htype = concat(batches, "htype")
     kinds = dict(zip(*np.unique(htype, return_counts=True)))
     assert kinds == {SYSTEM32: 2, SYSTEM64: 4472, FULL_HEADER32: 73, PERFINFO64: 115_091,
@@ -197,7 +206,7 @@ def test_pktmon_events_and_kernel_process_events(corpus):
 
 def test_extended_items_are_skipped_to_the_payload(corpus):
     """EVENT_HEADER records with EXTENDED_INFO: the payload starts after the linked items."""
-    f, batches = read_all(corpus / "misc/msbuild-PerfViewData.etl")
+    _f, batches = read_all(corpus / "misc/msbuild-PerfViewData.etl")
     b = batches[0]
     ext = (np.isin(b.htype, (EVENT_HEADER32, EVENT_HEADER64))
            & (np.frombuffer(b.data, np.uint16)[(b.offset + 4) // 2] & structs.EH_EXTENDED_INFO > 0))
@@ -319,7 +328,7 @@ def test_progress_reports_monotonic_bytes(corpus):
             pass
     size = (corpus / X64).stat().st_size
     assert seen[-1] == (size, size) and len(seen) > 3
-    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(seen))
 
 
 def test_closed_file_refuses_iteration(corpus):
@@ -399,7 +408,7 @@ def test_synthetic_file_of_every_header_type_round_trips(tmp_path, ps):
     assert f.stats.buffers == f.header.buffers_written > 2 and not f.stats.warnings()
     n = sum(len(b) for b in batches)
     assert n == 1 + 18
-    col = lambda c: concat(batches, c)[1:7]  # noqa: E731
+    col = lambda c: concat(batches, c)[1:7]
     t32 = ps == 4
     assert list(col("htype")) == [SYSTEM32 if t32 else SYSTEM64, 3 if t32 else COMPACT64,
                                   PERFINFO32 if t32 else PERFINFO64, FULL_HEADER32 if t32 else FULL_HEADER64,

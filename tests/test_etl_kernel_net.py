@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import struct
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-
 from etwtools.parsers.etl import kernel
 from etwtools.parsers.etl.container import open_etl
 from etwtools.parsers.etl.events import read_timeline
@@ -168,3 +168,77 @@ def test_layout_table_covers_every_formats_opcode():
     assert kernel.net_layout("TCP", 10, 0).offsets(4)[1] == 20
     assert kernel.net_layout("UDP", 10, 0).offsets(4)[1] == 20
     assert kernel.net_layout("UDP", 10, 2).offsets(4)[1] == 28
+
+
+# ------------------------------------------------------------------------------------------------
+# Layouts no public file has: inputs written with the project's own ETL writer (parsers/etl/build.py,
+# built on the construct definitions), payloads packed per the MOF layouts in kernel.py's docstring.
+
+def _ip4(text: str) -> bytes:
+    return ipaddress.IPv4Address(text).packed
+
+
+def _be16(port: int) -> bytes:
+    return port.to_bytes(2, "big")
+
+
+def test_v1_udp_send_of_the_exchange_case(tmp_path):
+    """Windows 2003 UdpIp v1 Send (PID, size, daddr, saddr, dport, sport), 32-bit pointers, with the
+    values of the exchange-udp case's tracerpt line: 2136, 8, 172.23.98.97, 10.1.1.1, 2762, 36003."""
+    from etwtools.parsers.etl.build import EtlWriter
+
+    w = EtlWriter(pointer_size=4)
+    payload = (struct.pack("<II", 2136, 8) + _ip4("172.23.98.97") + _ip4("10.1.1.1")
+               + _be16(2762) + _be16(36003))
+    w.kernel_event(0x08, 10, payload, version=1, header="system", pid=0xFFFFFFFF)
+    row = read_timeline(w.write(tmp_path / "w2003.etl")).events.row(0, named=True)
+    assert (row["provider"], row["event"], row["protocol"], row["ip_version"]) == ("UdpIp", "Send", "UDP", 4)
+    assert (row["pid"], row["size"], row["local_addr"], row["local_port"]) == (2136, 8, "10.1.1.1", 36003)
+    assert (row["remote_addr"], row["remote_port"]) == ("172.23.98.97", 2762)
+    assert row["connid"] is None and row["seqnum"] is None
+
+
+def test_v0_and_32bit_v2_layouts(tmp_path):
+    """XP v0 TcpIp Recv (daddr, saddr, dport, sport, size, PID), XP v0 UdpIp Send (context ptr, saddr,
+    sport, size u16, daddr, dport, dsize; no PID), a 32-bit v2 TcpIp Connect (connid u32) and a Fail."""
+    from etwtools.parsers.etl.build import EtlWriter
+
+    w = EtlWriter(pointer_size=4)
+    w.kernel_event(0x06, 11, _ip4("192.0.2.9") + _ip4("192.0.2.1") + _be16(80) + _be16(1025)
+                   + struct.pack("<II", 1460, 812), version=0, time=1_718_049_600_000_000_000 + 1000)
+    w.kernel_event(0x08, 10, struct.pack("<I", 0x81234567) + _ip4("192.0.2.1") + _be16(137)
+                   + struct.pack("<H", 50) + _ip4("192.0.2.255") + _be16(137) + struct.pack("<H", 0),
+                   version=0, pid=777, time=1_718_049_600_000_000_000 + 2000)
+    connect = (struct.pack("<II", 912, 0) + _ip4("198.51.100.7") + _ip4("192.0.2.1") + _be16(443) + _be16(50001)
+               + struct.pack("<HHHHIhhII", 1440, 1, 0, 1, 64240, 8, 7, 99, 0xABCDEF01))
+    w.kernel_event(0x06, 12, connect, version=2, header="perfinfo", time=1_718_049_600_000_000_000 + 3000)
+    w.kernel_event(0x06, 17, struct.pack("<HH", 6, 3), version=2, pid=912, time=1_718_049_600_000_000_000 + 4000)
+    ev = read_timeline(w.write(tmp_path / "old.etl")).events
+    assert ev["event"].to_list() == ["Recv", "Send", "Connect", "Fail"]
+    recv, send, conn, fail = ev.iter_rows(named=True)
+    assert (recv["pid"], recv["size"], recv["local_addr"], recv["local_port"], recv["remote_port"]) == (
+        812, 1460, "192.0.2.1", 1025, 80)
+    assert send["pid"] == 777  # no PID in the v0 UdpIp payload: the header's
+    assert (send["size"], send["local_addr"], send["remote_addr"]) == (50, "192.0.2.1", "192.0.2.255")
+    assert (conn["pid"], conn["mss"], conn["rcvwin"], conn["seqnum"], conn["connid"]) == (
+        912, 1440, 64240, 99, 0xABCDEF01)
+    assert (fail["pid"], fail["proto"], fail["failure_code"], fail["local_addr"]) == (912, 6, 3, None)
+
+
+def test_short_and_unknown_records_are_counted_not_fatal(tmp_path, caplog):
+    """A TcpIp Send cut short and a TcpIp record of an unknown version are skipped with one warning."""
+    from etwtools.parsers.etl.build import EtlWriter
+
+    w = EtlWriter(pointer_size=8)
+    good = (struct.pack("<II", 4, 10) + _ip4("192.0.2.9") + _ip4("192.0.2.1") + _be16(80) + _be16(1025)
+            + struct.pack("<III", 0, 0, 0) + struct.pack("<Q", 0))
+    w.kernel_event(0x06, 10, good, version=2)
+    w.kernel_event(0x06, 10, good[:30], version=2)
+    w.kernel_event(0x06, 10, good, version=9)
+    with caplog.at_level("WARNING", logger="etwtools"):
+        ev = read_timeline(w.write(tmp_path / "short.etl")).events
+    assert len(ev) == 1 and ev["size"][0] == 10
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(lines) == 1
+    assert "1 TcpIp Send records shorter than their layout (40 bytes)" in lines[0]
+    assert "1 TcpIp records of unknown opcode/version (10/v9)" in lines[0]

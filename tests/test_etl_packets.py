@@ -8,16 +8,15 @@ bytes, same times to the microsecond (pcapng stores microseconds; the ETL has 10
 from __future__ import annotations
 
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
-
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.packets import has_packets, iter_etl_capture, read_etl_frames
 from etwtools.parsers.pcapng import read_pcapng
 
-START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=timezone.utc)
+START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +46,8 @@ def test_pktmon_values(pair):
     assert etl["protocol"].unique().to_list() == ["ICMP"]
     first = etl.row(0, named=True)
     assert (first["src_addr"], first["dst_addr"], first["wirelen"]) == ("10.9.1.14", "10.9.1.22", 98)
-    assert first["time"] == datetime(2024, 6, 10, 20, 18, 35, 489172, tzinfo=timezone.utc)
-    assert int(etl["time"].dt.epoch("ns")[0]) % 1000 == 300  # the ETL's own 100 ns tick survives
+    assert first["time"] == datetime(2024, 6, 10, 20, 18, 35, 489172, tzinfo=UTC)
+    assert int(etl["time"].dt.epoch("ns")[0]) % 1000 == 100  # the ETL's own 100 ns tick survives
     # direction from DirTag: the 38 frames to the traced host (.22) come in, the 76 of its replies go out
     by = etl.group_by("direction", "dst_addr").len().sort("direction").rows()
     assert by == [("in", "10.9.1.22", 38), ("out", "10.9.1.14", 76)]
@@ -61,8 +60,13 @@ def test_pktmon_has_packets_and_interfaces(corpus):
     path = corpus / "pktmon" / "demikernel-PktMon.etl"
     assert has_packets(path)
     interfaces, packets = iter_etl_capture(path)
-    assert [i.name for i in interfaces] == ["PktMon component 48", "PktMon component 50",
-                                            "PktMon component 59", "PktMon component 61"]
+    # named from PktMon's component rundown (event 20) of the same file
+    assert [i.name for i in interfaces] == [
+        "PktMon component 48: Mellanox ConnectX-4 Lx Virtual Ethernet Adapter #2 (mlx5.sys)",
+        "PktMon component 50: NETVSCVFPP (NULL)",
+        "PktMon component 59: Microsoft Hyper-V Network Adapter #3 (netvsc.sys)",
+        "PktMon component 61: XDP Lightweight Filter (xdp.sys)"]
+    assert {i.link_type for i in interfaces} == {1}
     assert sum(1 for _ in packets) == 114
 
 

@@ -7,7 +7,6 @@ from collections import Counter
 import numpy as np
 import polars as pl
 import pytest
-
 from etwtools.parsers.etl import kernel
 from etwtools.parsers.etl.container import open_etl
 from etwtools.parsers.etl.events import attach_process, build_processes, read_processes, read_timeline
@@ -132,6 +131,9 @@ def test_event_process_names_follow_pid_lifetimes(corpus):
     out = attach_process(events, procs)
     assert out["process"].to_list() == ["a.exe", None, "b.exe", None, "c.exe", None]
     assert out["record"].to_list() == [0, 1, 2, 3, 4, 5]
+    as_datetime = attach_process(events.with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC"))), procs)
+    assert as_datetime["process"].to_list() == out["process"].to_list()
+    assert as_datetime.schema["time"] == pl.Datetime("ns", "UTC") and as_datetime.columns == out.columns
 
 
 def test_shutdown_logger_process_events_v4_with_sids(corpus):
@@ -167,3 +169,73 @@ def test_null_sid_and_sid_text():
     assert kernel.sid_text(sid) == "S-1-5-32-544"
     token = bytes(16) + sid
     assert kernel.read_sid(b"\x01\0\0\0" + token[4:], 0, 8) == ("S-1-5-32-544", 32)
+
+
+def test_built_32bit_v3_process_with_null_sid_names_its_events(tmp_path):
+    """Process v3 on 32-bit pointers (UniqueProcessKey, PID, PPID, Session, ExitStatus,
+    DirectoryTableBase, null UserSID, ANSI image, UTF-16 command line), then a PID reuse: no public file
+    has these, so the input is written with the project's ETL writer (parsers/etl/build.py)."""
+    import ipaddress
+    import struct
+    from datetime import timedelta
+
+    from etwtools.parsers.etl.build import EtlWriter
+
+    def proc(key, pid, image, cmd):
+        return (struct.pack("<IIIIiI", key, pid, 600, 2, 259, 0x1000) + b"\0\0\0\0" + image.encode() + b"\0"
+                + cmd.encode("utf-16-le") + b"\0\0")
+
+    def send(pid, size):
+        return (struct.pack("<II", pid, size) + ipaddress.IPv4Address("192.0.2.9").packed
+                + ipaddress.IPv4Address("192.0.2.1").packed + (80).to_bytes(2, "big") + (1025).to_bytes(2, "big")
+                + struct.pack("<IIII", 0, 0, 0, 0))
+
+    w = EtlWriter(pointer_size=4)
+    s = timedelta(seconds=1)
+    w.kernel_event(0x03, 3, proc(0x8100, 900, "old.exe", "old.exe -x"), version=3, header="perfinfo", time=0 * s)
+    w.kernel_event(0x06, 10, send(900, 11), time=1 * s, header="perfinfo")
+    w.kernel_event(0x03, 2, proc(0x8100, 900, "old.exe", "old.exe -x"), version=3, time=2 * s)
+    w.kernel_event(0x06, 10, send(900, 12), time=3 * s, header="perfinfo")
+    w.kernel_event(0x03, 1, proc(0x8200, 900, "new.exe", "new.exe /y"), version=3, time=4 * s)
+    w.kernel_event(0x06, 10, send(900, 13), time=5 * s, header="perfinfo")
+    t = read_timeline(w.write(tmp_path / "reuse.etl"))
+    p = t.processes
+    assert p.select("pid", "image", "command_line", "session", "user").rows() == [
+        (900, "old.exe", "old.exe -x", 2, None), (900, "new.exe", "new.exe /y", 2, None)]
+    assert p["start"][0] is None and p["end"][0] is not None and p["start"][1] is not None
+    assert t.events.select("size", "process").rows() == [(11, "old.exe"), (12, None), (13, "new.exe")]
+
+
+def test_damaged_process_record_is_skipped_and_reported(tmp_path, caplog):
+    """A Process v4 record whose SID claims more sub-authorities than the payload holds costs only
+    itself: counted in one warning; the intact DCStart next to it is kept (input written with the
+    project's ETL writer)."""
+    import struct
+
+    from etwtools.parsers.etl.build import EtlWriter
+
+    def v4(pid, sid: bytes, image: bytes):
+        return (struct.pack("<QIIIiQIQQ", 0xFFFF0000 + pid, pid, 4, 0, 259, 0x1000, 0, 0xFFFFA0000000DEAD, 0) + sid + image
+                + b"\0\0\0\0\0\0")
+
+    w = EtlWriter(pointer_size=8)
+    w.kernel_event(0x03, 3, v4(100, bytes([1, 1, 0, 0, 0, 0, 0, 5, 18, 0, 0, 0]), b"good.exe\0"), version=4,
+                   header="perfinfo")
+    w.kernel_event(0x03, 3, v4(200, bytes([1, 200, 0, 0, 0, 0, 0, 5]), b"bad.exe\0"), version=4, header="perfinfo")
+    with caplog.at_level("WARNING", logger="etwtools"):
+        p = read_processes(w.write(tmp_path / "damaged.etl"))
+    assert p.select("pid", "image", "user").rows() == [(100, "good.exe", "S-1-5-18")]
+    assert any("skipped 1 damaged Process records" in r.getMessage() for r in caplog.records)
+
+
+def test_files_without_network_or_config_events(corpus):
+    """A file with no network events gives an empty EVENTS frame with every column, and no NIC rundown
+    gives no local addresses (not an error)."""
+    from etwtools.parsers.etl.events import read_events, read_local_addresses
+    from etwtools.parsers.schema import EVENTS
+
+    ev = read_events(corpus / "etl-parser" / "ShutdownPerfDiagLogger.etl")
+    assert ev.is_empty() and list(ev.columns[:len(EVENTS)]) == list(EVENTS)
+    assert dict(ev.schema)["time"] == pl.Datetime("ns", "UTC")
+    assert read_local_addresses(corpus / "tx" / "KernelNetwork.etl") == []
+    assert read_local_addresses(corpus / "perfview" / "net.4.5.2.x64.etl")[3] == "10.128.0.55"

@@ -13,11 +13,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
-
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.guids import NDIS_PACKETCAPTURE
 from etwtools.parsers.etl.packets import (
@@ -32,7 +31,7 @@ from etwtools.parsers.etl.packets import (
 )
 from etwtools.parsers.packets import LINKTYPE_ETHERNET, LINKTYPE_RAW
 
-START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=timezone.utc)
+START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=UTC)
 MAC_A, MAC_B = bytes.fromhex("0022487bb380"), bytes.fromhex("948ed3c5f748")
 
 
@@ -69,7 +68,7 @@ def udp(sport: int, dport: int, payload: bytes) -> bytes:
 def _built(tmp_path, pointer_size=8):
     """Single-event and fragmented packets, both directions, Ethernet and raw IP, with other events around."""
     w = EtlWriter(pointer_size=pointer_size, start=START)
-    t = lambda ms: START + timedelta(milliseconds=ms)  # noqa: E731
+    t = lambda ms: START + timedelta(milliseconds=ms)
     frames = [
         # (frame, direction, link, ifindex, time, fragment_size)
         (ether(ipv4("10.0.0.5", "10.0.0.1", 6, tcp_segment(50000, 443, 0x02))), "in", "ethernet", 12, t(1), None),
@@ -179,3 +178,22 @@ def test_no_packets(tmp_path):
     df = read_etl_frames(path)
     assert df.height == 0 and "time" in df.columns
     assert df.schema["time"] == pl.Datetime("ns", "UTC")
+
+
+def test_lost_packet_end_then_whole_packets(tmp_path, caplog):
+    """A first fragment whose PacketEnd was lost is closed by the next packet of the same thread, kept
+    with its own time and the note 'incomplete'; whole packets of other threads are unaffected."""
+    w = EtlWriter(start=START)
+    a = ether(ipv4("10.3.3.1", "10.3.3.2", 17, udp(7, 7, b"a" * 300)))
+    b = ether(ipv4("10.3.3.1", "10.3.3.2", 17, udp(8, 8, b"b" * 40)))
+    c = ether(ipv4("10.3.3.9", "10.3.3.2", 17, udp(9, 9, b"c" * 40)))
+    w.event(NDIS_PACKETCAPTURE, 1001, struct.pack("<III", 12, 12, 100) + a[:100] + bytes(16),
+            time=timedelta(milliseconds=1), keyword=KW_ETHERNET | KW_START | KW_RECEIVE, tid=5)
+    w.ndis_packet(c, time=timedelta(milliseconds=2), direction="in", tid=6)
+    w.ndis_packet(b, time=timedelta(milliseconds=3), direction="in", tid=5)
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        df = read_etl_frames(w.write(tmp_path / "lost.etl"), with_data=True)
+    assert df["data"].to_list() == [a[:100], c, b]
+    assert df["time"].dt.epoch("ns").to_list() == [w.to_ns(timedelta(milliseconds=k)) for k in (1, 2, 3)]
+    assert df["notes"].to_list() == ["incomplete", None, None]
+    assert df["src_port"].to_list() == [7, 9, 8]

@@ -1,7 +1,7 @@
 """An ETL writer for tests and fixtures: real-shaped files for inputs no public file has.
 
-Built on the construct definitions of :mod:`.structs` (``build_record``, ``build_buffer``,
-``build_logfile_header_record``): a header buffer with a real TRACE_LOGFILE_HEADER (QPC clock), then
+Built on the construct definitions of :mod:`.structs` (``build_record``, ``build_buffer`` and the
+header structs): a header buffer with a real TRACE_LOGFILE_HEADER (QPC clock), then
 buffers of records. Output is deterministic: the same calls give the same bytes.
 
 Example::
@@ -22,6 +22,12 @@ to a clock tick; :meth:`EtlWriter.decoded_ns` gives the nanoseconds a correct re
 (exactly the input when the time falls on a tick: every 100 ns at the default 10 MHz). ``start``
 has microsecond resolution (a datetime), so the header's FILETIME StartTime holds it exactly.
 
+Shaped events for the formats etwtools reads from such files: :meth:`EtlWriter.ndis_packet`
+(Microsoft-Windows-NDIS-PacketCapture 1001, as ``netsh trace capture=yes``, optionally fragmented or
+truncated), :meth:`EtlWriter.pktmon_packet` (Microsoft-Windows-PktMon 160/170) and
+:meth:`EtlWriter.tcpip_counters` (Microsoft-Windows-TCPIP 1025, 1055-1058, 1063 with the manifest's
+level, keywords and task).
+
 Records go to per-processor buffers (``processor=``, like the real per-CPU buffers); a buffer is
 written to the file when it is full, the rest at the end in processor order. So records of
 different processors can appear out of time order in the file, as they do in real traces.
@@ -31,9 +37,9 @@ from __future__ import annotations
 import os
 import struct
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterable
 
 from .guids import NDIS_PACKETCAPTURE, PKTMON, TCPIP
 from .records import COMPACT32, COMPACT64, PERFINFO32, PERFINFO64, SYSTEM32, SYSTEM64
@@ -73,7 +79,7 @@ class EtlWriter:
             raise ValueError("perf_freq must be positive")
         self.pointer_size = pointer_size
         self.structs = structs_for(pointer_size)
-        self.start = start or datetime(2024, 6, 10, 20, 0, 0, tzinfo=timezone.utc)
+        self.start = start or datetime(2024, 6, 10, 20, 0, 0, tzinfo=UTC)
         if self.start.tzinfo is None:
             raise ValueError("start must be an aware datetime (UTC)")
         self.start_ns = _dt_ns(self.start)
@@ -125,9 +131,10 @@ class EtlWriter:
               ext_items: Iterable[tuple[int, bytes]] = ()) -> None:
         """Add one EVENT_HEADER record (manifest/TraceLogging event) of ``provider``."""
         raw = self.raw(self.start if time is None else time)
-        fields = dict(flags=flags, thread_id=tid, process_id=pid, timestamp=raw,
-                      provider_id=uuid.UUID(str(provider)), id=id, version=version, channel=channel,
-                      level=level, opcode=opcode, task=task, keyword=keyword, processor_time=processor_time)
+        fields = {"flags": flags, "thread_id": tid, "process_id": pid, "timestamp": raw,
+                  "provider_id": uuid.UUID(str(provider)), "id": id, "version": version, "channel": channel,
+                  "level": level, "opcode": opcode, "task": task, "keyword": keyword,
+                  "processor_time": processor_time}
         if activity_id is not None:
             fields["activity_id"] = activity_id
         self._add(build_record(self.structs.event_header, bytes(payload), ext_items, **fields), processor, raw)
@@ -142,7 +149,7 @@ class EtlWriter:
         """
         raw = self.raw(self.start if time is None else time)
         s = self.structs
-        fields = dict(version=version, opcode=opcode, group=group, timestamp=raw)
+        fields = {"version": version, "opcode": opcode, "group": group, "timestamp": raw}
         if header == "system":
             st = s.system_header
             fields.update(thread_id=tid, process_id=pid)
@@ -167,8 +174,17 @@ class EtlWriter:
         PacketEnd on the last); ``truncated_to`` keeps that many bytes and sets PacketTruncated.
         ``gft`` appends the two u64 Gft fields of the Windows 10 template. Returns the events written.
         """
-        from .packets import (KW_END, KW_ETHERNET, KW_NATIVE_80211, KW_RECEIVE, KW_SEND, KW_START,
-                              KW_TRUNCATED, KW_WWAN, NDIS_PACKET_ID)
+        from .packets import (
+            KW_END,
+            KW_ETHERNET,
+            KW_NATIVE_80211,
+            KW_RECEIVE,
+            KW_SEND,
+            KW_START,
+            KW_TRUNCATED,
+            KW_WWAN,
+            NDIS_PACKET_ID,
+        )
 
         media = {"ethernet": KW_ETHERNET, "wwan": KW_WWAN, "802.11": KW_NATIVE_80211}[link]
         kw = media | {"out": KW_SEND, "in": KW_RECEIVE, None: 0}[direction]
@@ -234,9 +250,9 @@ class EtlWriter:
         groups = self._full + sorted(self._open.items())
         start_ft = _EPOCH_FILETIME + self.start_ns // 100
         end_ft = start_ft + (self._last_raw - self.qpc_start) * 10_000_000 // self.perf_freq
-        tz = dict(bias=self.timezone_bias, standard_name="Coordinated Universal Time",
-                  daylight_name="Coordinated Universal Time")
-        payload = self.structs.trace_logfile_header.build(dict(
+        tz = {"bias": self.timezone_bias, "standard_name": "Coordinated Universal Time",
+              "daylight_name": "Coordinated Universal Time"}
+        payload = self.structs.trace_logfile_header.build(dict(  # noqa: C408 (the struct's field names)
             buffer_size=self.buffer_size, buffers_written=1 + len(groups), start_time=start_ft,
             end_time=end_ft, boot_time=start_ft - 36_000_000_000, perf_freq=self.perf_freq,
             number_of_processors=self.number_of_processors, provider_version=self.provider_version,
@@ -261,7 +277,7 @@ class EtlWriter:
 
 
 def _dt_ns(dt: datetime) -> int:
-    d = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    d = dt - datetime(1970, 1, 1, tzinfo=UTC)
     return _td_ns(d)
 
 
@@ -275,4 +291,4 @@ KERNEL_HEADER_TYPES = {
     ("perfinfo", 4): PERFINFO32, ("perfinfo", 8): PERFINFO64,
 }
 
-__all__ = ["EtlWriter", "KERNEL_HEADER_TYPES"]
+__all__ = ["KERNEL_HEADER_TYPES", "EtlWriter"]

@@ -15,6 +15,9 @@ from .structs import CLOCK_CPU_CYCLES, CLOCK_QPC, CLOCK_SYSTEM_TIME
 #: FILETIME (100 ns ticks since 1601-01-01) of the Unix epoch.
 FILETIME_UNIX_EPOCH = 116_444_736_000_000_000
 NS_PER_S = 1_000_000_000
+_U64 = 2**64 - 1
+#: Last FILETIME whose ns since 1970 fit an int64 (year 2262).
+FILETIME_MAX_NS = FILETIME_UNIX_EPOCH + (2**63 - 1) // 100
 
 CLOCK_NAMES = {CLOCK_QPC: "QPC", CLOCK_SYSTEM_TIME: "system time", CLOCK_CPU_CYCLES: "CPU cycles"}
 
@@ -35,7 +38,7 @@ class Clock:
 
     @classmethod
     def from_header(cls, clock_type: int, perf_freq: int, cpu_speed_mhz: int, start_time: int,
-                    raw_anchor: int) -> "Clock":
+                    raw_anchor: int) -> Clock:
         """The clock of a logfile header; ValueError when its clock type or frequency is unusable."""
         if clock_type == CLOCK_QPC:
             tps = int(perf_freq)
@@ -47,14 +50,17 @@ class Clock:
             raise ValueError(f"unknown clock type {clock_type} (expected 1 QPC, 2 system time, 3 CPU cycles)")
         if tps <= 0 or tps > 1 << 40:
             raise ValueError(f"unusable {CLOCK_NAMES[clock_type]} frequency {tps} Hz")
+        if not FILETIME_UNIX_EPOCH <= start_time <= FILETIME_MAX_NS:
+            raise ValueError(f"start time {start_time:#x} is not a FILETIME between 1970 and 2262")
         return cls(clock_type, tps, int(raw_anchor), filetime_to_ns(start_time))
 
     def to_ns(self, raw: np.ndarray) -> np.ndarray:
         """UTC ns (int64) of raw timestamps (any integer array)."""
-        d = np.asarray(raw).astype(np.int64) - np.int64(self.raw_anchor)
+        # raw values are u64: the difference wraps modulo 2^64 and is read as a signed delta
+        d = (np.asarray(raw).astype(np.uint64) - np.uint64(self.raw_anchor & _U64)).view(np.int64)
         f = np.int64(self.ticks_per_second)
-        q, r = np.divmod(d, f)            # r in [0, f): r * 1e9 < 2^63 for f <= 2^40 / ... see below
-        # r * 1e9 fits int64 while f < 9.2e9 Hz; split further above that.
+        q, r = np.divmod(d, f)            # r in [0, f)
+        # r * 1e9 fits int64 while f < 9.2e9 Hz; split further above that (f <= 2^40).
         if self.ticks_per_second < 9_000_000_000:
             frac = (r * np.int64(NS_PER_S)) // f
         else:
@@ -64,5 +70,5 @@ class Clock:
 
     def raw_to_ns(self, raw: int) -> int:
         """UTC ns of one raw timestamp (exact, Python ints)."""
-        d = int(raw) - self.raw_anchor
+        d = (int(raw) - self.raw_anchor + 2**63) % 2**64 - 2**63
         return self.anchor_ns + (d * NS_PER_S) // self.ticks_per_second

@@ -15,8 +15,8 @@ import mmap
 import os
 import struct
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -27,12 +27,34 @@ from . import guids as _guids
 from .clock import Clock
 from .compression import DecompressionError, decompress
 from .records import (
-    COMPACT32, COMPACT64, EVENT_HEADER32, EVENT_HEADER64, FULL_HEADER32, FULL_HEADER64, INSTANCE32,
-    INSTANCE64, MESSAGE, PERFINFO32, PERFINFO64, SYSTEM32, SYSTEM64, RecordBatch,
+    COMPACT32,
+    COMPACT64,
+    EVENT_HEADER32,
+    EVENT_HEADER64,
+    FULL_HEADER32,
+    FULL_HEADER64,
+    INSTANCE32,
+    INSTANCE64,
+    MESSAGE,
+    PERFINFO32,
+    PERFINFO64,
+    SYSTEM32,
+    SYSTEM64,
+    RecordBatch,
 )
 from .structs import (
-    BUFFER_HEADER_SIZE, EH_EXTENDED_INFO, EXT_LINKAGE_MORE, FLAG_BUFFER_LOST, FLAG_COMPRESSED,
-    FLAG_EVENTS_LOST, HEADER_SIZES, MARKER_FLAGS, MESSAGE_FLAGS, POINTER_SIZES, SIZE_AT_4, buffer_header,
+    BUFFER_HEADER_SIZE,
+    EH_EXTENDED_INFO,
+    EXT_LINKAGE_MORE,
+    FLAG_BUFFER_LOST,
+    FLAG_COMPRESSED,
+    FLAG_EVENTS_LOST,
+    HEADER_SIZES,
+    MARKER_FLAGS,
+    MESSAGE_FLAGS,
+    POINTER_SIZES,
+    SIZE_AT_4,
+    buffer_header,
     structs_for,
 )
 
@@ -64,6 +86,15 @@ for _t, _n in POINTER_SIZES.items():
     _PTR[_t] = _n
 _SIZE_AT_4 = np.zeros(256, bool)
 _SIZE_AT_4[list(SIZE_AT_4)] = True
+# header kinds, by header type
+_K_NONE, _K_SYSTEM, _K_PERFINFO, _K_CLASSIC, _K_EVENT = 0, 1, 2, 3, 4
+_KIND = np.zeros(256, np.uint8)
+_KIND[[SYSTEM32, SYSTEM64, COMPACT32, COMPACT64]] = _K_SYSTEM
+_KIND[[PERFINFO32, PERFINFO64]] = _K_PERFINFO
+_KIND[[FULL_HEADER32, FULL_HEADER64, INSTANCE32, INSTANCE64]] = _K_CLASSIC
+_KIND[[EVENT_HEADER32, EVENT_HEADER64]] = _K_EVENT
+#: Padding after a batch's data: the header gather reads 0x38 bytes from every record start.
+_TAIL = 0x40
 
 
 @dataclass
@@ -104,9 +135,9 @@ class EtlStats:
     buffers: int = 0
     compressed_buffers: int = 0
     records: int = 0
-    skipped_buffers: int = 0
+    skipped_buffers: int = 0          # buffers skipped whole (bad header, undecodable, cut)
     skipped_bytes: int = 0
-    skipped_records: int = 0
+    skipped_records: int = 0          # records known lost (counted where the bytes allow)
     damaged_buffers: int = 0          # buffers with at least one skipped part
     damage_offsets: list[int] = field(default_factory=list)
     damage_reasons: list[str] = field(default_factory=list)
@@ -114,18 +145,23 @@ class EtlStats:
     buffer_lost_flag_buffers: int = 0
     header_events_lost: int = 0
     header_buffers_lost: int = 0
-    trailing_bytes: int = 0           # bytes after the last whole buffer (a cut file)
+    trailing_bytes: int = 0           # bytes of the last, incomplete buffer (a cut file)
+    uncounted_buffers: int = 0        # skipped compressed buffers whose records cannot be counted
+    _damaged: set = field(default_factory=set, repr=False)
 
     def warnings(self) -> list[str]:
         """One line per problem, naming the file (empty when nothing was skipped or lost)."""
         out = []
-        if self.damaged_buffers or self.skipped_bytes:
+        if self.damaged_buffers:
             offs = ", ".join(f"{o:#x}" for o in self.damage_offsets[:5])
             more = f" and {len(self.damage_offsets) - 5} more" if len(self.damage_offsets) > 5 else ""
-            reasons = "; ".join(sorted(set(self.damage_reasons)))
-            out.append(f"{self.path}: skipped {self.skipped_bytes} bytes in {self.damaged_buffers} damaged "
-                       f"buffer(s) ({self.skipped_buffers} whole), {self.skipped_records} record(s) "
-                       f"known lost (offsets {offs}{more}): {reasons}")
+            reasons = "; ".join(dict.fromkeys(self.damage_reasons))
+            whole = f", {self.skipped_buffers} of them whole" if self.skipped_buffers else ""
+            unknown = (f" plus the unknown records of {self.uncounted_buffers} undecodable compressed "
+                       "buffer(s)" if self.uncounted_buffers else "")
+            out.append(f"{self.path}: skipped {self.skipped_bytes} bytes and {self.skipped_records} "
+                       f"record(s){unknown} in {self.damaged_buffers} damaged buffer(s){whole} "
+                       f"(offsets {offs}{more}): {reasons}")
         if self.events_lost_flag_buffers or self.header_events_lost:
             out.append(f"{self.path}: the logger lost events: {self.header_events_lost} per the logfile "
                        f"header, {self.events_lost_flag_buffers} buffer(s) flagged EVENTS_LOST")
@@ -134,11 +170,15 @@ class EtlStats:
                        f"header, {self.buffer_lost_flag_buffers} buffer(s) flagged BUFFER_LOST")
         return out
 
-    def _damage(self, offset: int, nbytes: int, records: int, reason: str, whole: bool) -> None:
-        self.damaged_buffers += 1
+    def _damage(self, buffer: int, offset: int, nbytes: int, records: int, reason: str,
+                whole: bool = False) -> None:
+        if buffer not in self._damaged:
+            self._damaged.add(buffer)
+            self.damaged_buffers += 1
         self.skipped_bytes += nbytes
-        self.skipped_records += records
+        self.skipped_records += max(records, 0)
         self.skipped_buffers += int(whole)
+        self.uncounted_buffers += int(whole and records < 0)
         self.damage_offsets.append(offset)
         self.damage_reasons.append(reason)
 
@@ -248,6 +288,15 @@ walk = walk_c if _speedups is not None else walk_py
 
 # ------------------------------------------------------------------ the file
 
+def _utf16z(buf, start: int, end: int) -> tuple[str, int]:
+    """The NUL-terminated UTF-16 string at ``start`` (cut at ``end``) and the position after it."""
+    p = start
+    while p + 2 <= end and buf[p:p + 2] != b"\0\0":
+        p += 2
+    text = bytes(buf[start:p]).decode("utf-16-le", errors="replace")
+    return text, min(p + 2, end)
+
+
 class EtlFile:
     """An open ETL file: ``.header``, ``.batches()``, ``.stats``. Use as a context manager."""
 
@@ -271,6 +320,9 @@ class EtlFile:
         except (OSError, ValueError) as exc:
             self.close()
             raise EtlError(f"cannot map the file: {exc}", path=self.path) from None
+        if hasattr(mmap, "MADV_SEQUENTIAL"):
+            self._mm.madvise(mmap.MADV_SEQUENTIAL)
+        self._released = 0
         try:
             self.header = self._read_header()
             self.clock = Clock.from_header(self.header.clock_type, self.header.perf_freq,
@@ -290,7 +342,7 @@ class EtlFile:
             self._group_provider[grp] = self._guid_index[g]
 
     # -- context manager
-    def __enter__(self) -> "EtlFile":
+    def __enter__(self) -> EtlFile:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -335,12 +387,10 @@ class EtlFile:
         if p + size > end or size < 0x20 + s.logfile_header_size:
             raise self._err(f"logfile header record of {size} bytes does not fit the first buffer "
                             f"({end:#x} bytes filled)", p + 4)
-        try:
-            sh = s.system_header.parse(mm[p:p + 0x20])
-            lf = s.trace_logfile_header.parse(mm[p + 0x20:p + size])
-        except Exception as exc:  # construct errors: strings not terminated, short data
-            raise self._err(f"cannot parse the logfile header: {type(exc).__name__}: {exc}", p + 0x20) \
-                from None
+        sh = s.system_header.parse(mm[p:p + 0x20])
+        lf = s.trace_logfile_header_fixed.parse(mm[p + 0x20:p + 0x20 + s.logfile_header_size])
+        logger_name, q = _utf16z(mm, p + 0x20 + s.logfile_header_size, p + size)
+        logfile_name, _ = _utf16z(mm, q, p + size)
         if lf.pointer_size not in (4, 8):
             raise self._err(f"logfile header pointer size {lf.pointer_size} is not 4 or 8", p + 0x20 + 0x2C)
         return LogfileHeader(
@@ -349,8 +399,8 @@ class EtlFile:
             cpu_speed_mhz=lf.cpu_speed_mhz, number_of_processors=lf.number_of_processors,
             events_lost=lf.events_lost, buffers_lost=lf.buffers_lost, buffers_written=lf.buffers_written,
             buffer_size=lf.buffer_size, log_file_mode=lf.log_file_mode,
-            timezone_bias_minutes=lf.timezone.bias, logger_name=lf.logger_name,
-            logfile_name=lf.logfile_name, os_version=(lf.version & 0xFF, (lf.version >> 8) & 0xFF),
+            timezone_bias_minutes=lf.timezone.bias, logger_name=logger_name,
+            logfile_name=logfile_name, os_version=(lf.version & 0xFF, (lf.version >> 8) & 0xFF),
             os_build=lf.provider_version, header_timestamp=sh.timestamp)
 
     # -- buffers
@@ -362,7 +412,7 @@ class EtlFile:
         while off < size:
             if off + BUFFER_HEADER_SIZE > size:
                 st.trailing_bytes = size - off
-                st._damage(off, size - off, 0, "file ends inside a buffer header", True)
+                st._damage(off, off, size - off, 0, "file ends inside a buffer header", True)
                 return
             bsize, = struct.unpack_from("<I", mm, off)
             filled, flag = struct.unpack_from("<IH", mm, off + 0x30)
@@ -371,8 +421,9 @@ class EtlFile:
                 and (compressed or filled <= bsize)
             if not ok:
                 nxt = self._next_buffer(off, nominal)
-                st._damage(off, nxt - off, 0, f"bad buffer header (size {bsize:#x}, filled {filled:#x})",
-                           True)
+                lost = -1 if compressed else self._count_plain(off + BUFFER_HEADER_SIZE, nxt)
+                st._damage(off, off, nxt - off, lost,
+                           f"bad buffer header (size {bsize:#x}, filled {filled:#x})", True)
                 off = nxt
                 continue
             st.buffers += 1
@@ -383,25 +434,34 @@ class EtlFile:
                 st.compressed_buffers += 1
                 if avail < bsize:
                     st.trailing_bytes = avail
-                    st._damage(off, avail, 0, "file ends inside a compressed buffer", True)
+                    st._damage(off, off, avail, -1, "file ends inside a compressed buffer", True)
                     return
                 try:
-                    data = decompress(mm[off + BUFFER_HEADER_SIZE:off + bsize], filled - BUFFER_HEADER_SIZE)
+                    with memoryview(mm)[off + BUFFER_HEADER_SIZE:off + bsize] as src:
+                        data = decompress(src, filled - BUFFER_HEADER_SIZE)
                 except DecompressionError as exc:
-                    st._damage(off, bsize, 0, f"compressed buffer: {exc}", True)
+                    st._damage(off, off, bsize, -1, f"compressed buffer: {exc}", True)
                     off += bsize
                     continue
                 yield off, data, flag
             else:
                 end = min(filled, avail)
-                yield off, mm[off + BUFFER_HEADER_SIZE:off + max(end, BUFFER_HEADER_SIZE)], flag
+                view = memoryview(mm)[off + BUFFER_HEADER_SIZE:off + max(end, BUFFER_HEADER_SIZE)]
+                yield off, view, flag     # copied once, into the batch, and released there
                 if avail < bsize:
                     st.trailing_bytes = avail
                     missing = filled - end
                     if missing > 0:
-                        st._damage(off, missing, 0, "file ends inside a buffer", False)
+                        st._damage(off, off + avail, missing, 0, "file ends inside a buffer")
                     return
             off += bsize
+
+    def _count_plain(self, start: int, stop: int) -> int:
+        """Valid records in the plain bytes [start, stop) of a buffer skipped for its header."""
+        if stop - start < 4:
+            return 0
+        data = self._mm[start:stop] + bytes(8)
+        return len(walk(data, np.array([0], np.int64), np.array([stop - start], np.int64))[0])
 
     def _next_buffer(self, off: int, nominal: int) -> int:
         """Where the buffer after a damaged buffer header at ``off`` probably starts."""
@@ -452,6 +512,7 @@ class EtlFile:
                 batch = self._batch(parts, seg_files, record_base)
                 record_base += len(batch)
                 parts, seg_files, nbytes = [], [], 0
+                self._release_pages(off)
                 if self.progress is not None:
                     done = min(off + 1, self.size)
                     self.progress(done, self.size)
@@ -469,90 +530,83 @@ class EtlFile:
     def _batch(self, parts: list, seg_files: list[int], record_base: int) -> RecordBatch:
         starts = np.empty(len(parts), np.int64)
         ends = np.empty(len(parts), np.int64)
-        buf = bytearray()
+        pos = 0
         for i, part in enumerate(parts):
-            starts[i] = len(buf)
-            buf += part
-            ends[i] = len(buf)
-            buf += b"\xff" * (-len(buf) & 7)
-        buf += bytes(8)
-        data = bytes(buf)
-        del buf
-        offs, sizes, hdrs, damages = walk(data, starts, ends)
+            starts[i] = pos
+            pos += len(part)
+            ends[i] = pos
+            pos += -pos & 7
+        # + _TAIL bytes so the fixed-width header gather never runs past the end
+        buf = bytearray(b"\xff" * (pos + _TAIL))
+        for i, part in enumerate(parts):
+            buf[starts[i]:ends[i]] = part
+            if isinstance(part, memoryview):
+                part.release()
+        parts.clear()
+        offs, sizes, hdrs, damages = walk(buf, starts, ends)
         st = self.stats
         for seg, p, resumed, code in damages:
             file_off = seg_files[seg] + BUFFER_HEADER_SIZE + (p - int(starts[seg]))
             stop = resumed if resumed >= 0 else int(ends[seg])
-            st._damage(file_off if self._is_plain(seg_files[seg]) else seg_files[seg], stop - p, 1,
-                       DAMAGE_REASONS.get(code, f"damage {code}"), False)
-        return self._columns(data, offs, sizes, hdrs, starts, np.asarray(seg_files, np.int64), record_base)
+            st._damage(seg_files[seg], file_off if self._is_plain(seg_files[seg]) else seg_files[seg],
+                       stop - p, 1, DAMAGE_REASONS.get(code, f"damage {code}"))
+        return self._columns(buf, offs, sizes, hdrs, starts, np.asarray(seg_files, np.int64), record_base)
+
+    def _release_pages(self, upto: int) -> None:
+        """Drop the mapped pages before ``upto`` from memory: RSS stays flat however big the file."""
+        end = upto - upto % mmap.PAGESIZE
+        if end > self._released and hasattr(mmap, "MADV_DONTNEED"):
+            self._mm.madvise(mmap.MADV_DONTNEED, self._released, end - self._released)
+            self._released = end
 
     def _is_plain(self, file_off: int) -> bool:
         flag, = struct.unpack_from("<H", self._mm, file_off + 0x34)
         return not flag & FLAG_COMPRESSED
 
-    def _columns(self, data: bytes, offs, sizes, hdrs, starts, seg_files, record_base) -> RecordBatch:
+    def _columns(self, data, offs, sizes, hdrs, starts, seg_files, record_base) -> RecordBatch:
         n = len(offs)
-        u8 = np.frombuffer(data, np.uint8)
-        u16 = np.frombuffer(data, np.uint16)
-        u32 = np.frombuffer(data, np.uint32)
-        u64 = np.frombuffer(data, np.uint64)
-        flags = u8[offs + 3]
-        htype = np.where(flags == MESSAGE_FLAGS, np.uint8(MESSAGE), u8[offs + 2]).astype(np.uint8)
-        seg = np.searchsorted(starts, offs, side="right") - 1
-        provider = np.full(n, -1, np.int32)
-        group = np.full(n, -1, np.int16)
-        opcode = np.zeros(n, np.uint8)
-        version = np.zeros(n, np.uint16)
-        event_id = np.zeros(n, np.uint16)
-        level = np.zeros(n, np.uint8)
-        keyword = np.zeros(n, np.uint64)
-        pid = np.full(n, 0xFFFFFFFF, np.uint32)
-        tid = np.full(n, 0xFFFFFFFF, np.uint32)
-        raw = np.zeros(n, np.uint64)
-
-        kern = np.isin(htype, (SYSTEM32, SYSTEM64, COMPACT32, COMPACT64, PERFINFO32, PERFINFO64))
-        if kern.any():
-            o = offs[kern]
-            version[kern] = u8[o]
-            opcode[kern] = u8[o + 6]
-            g = u8[o + 7]
-            group[kern] = g
-            provider[kern] = self._group_provider[g]
-            perf = (htype[kern] == PERFINFO32) | (htype[kern] == PERFINFO64)
-            t = np.where(perf, u64[(o + 8) >> 3], u64[(o + 16) >> 3])
-            raw[kern] = t
-            k_sys = np.nonzero(kern)[0][~perf]
-            os_ = offs[k_sys]
-            tid[k_sys] = u32[(os_ + 8) >> 2]
-            pid[k_sys] = u32[(os_ + 12) >> 2]
-        guided = np.isin(htype, (FULL_HEADER32, FULL_HEADER64, INSTANCE32, INSTANCE64,
-                                 EVENT_HEADER32, EVENT_HEADER64))
+        # the first 7 u64 words (0x38 bytes) of every record header, in one gather
+        w = np.frombuffer(data, np.uint64)[(offs >> 3)[:, None] + np.arange(7)]
+        w0, w1 = w[:, 0], w[:, 1]
+        flags = (w0 >> np.uint64(24)).astype(np.uint8)
+        htype = np.where(flags == MESSAGE_FLAGS, np.uint8(MESSAGE),
+                         (w0 >> np.uint64(16)).astype(np.uint8))
+        kind = _KIND[htype]
+        kern, perf, guided, ev = kind == _K_SYSTEM, kind == _K_PERFINFO, kind >= _K_CLASSIC, kind == _K_EVENT
+        kp = kern | perf
+        hi32 = (w0 >> np.uint64(32)).astype(np.uint32)       # bytes 4..7
+        b6 = ((hi32 >> 16) & 0xFF).astype(np.uint8)
+        b7 = (hi32 >> 24).astype(np.uint8)
+        group = np.where(kp, b7.astype(np.int16), np.int16(-1))
+        provider = np.where(kp, self._group_provider[b7], np.int32(-1))
+        with_ids = kern | guided
+        tid = np.where(with_ids, w1.astype(np.uint32), np.uint32(0xFFFFFFFF))
+        pid = np.where(with_ids, (w1 >> np.uint64(32)).astype(np.uint32), np.uint32(0xFFFFFFFF))
+        raw = np.where(perf, w1, w[:, 2])
+        w5 = w[:, 5]
+        # kernel: version = byte 0, opcode = byte 6; classic (FULL/INSTANCE): opcode @4, level @5,
+        # version u16 @6; EVENT_HEADER: descriptor at 0x28 (word 5) and keyword at 0x30 (word 6)
+        opcode = np.where(kp, b6, np.where(ev, (w5 >> np.uint64(40)).astype(np.uint8),
+                                            (hi32 & 0xFF).astype(np.uint8)))
+        version = np.where(kp, (w0 & np.uint64(0xFF)).astype(np.uint16),
+                           np.where(ev, ((w5 >> np.uint64(16)) & np.uint64(0xFF)).astype(np.uint16),
+                                    (hi32 >> 16).astype(np.uint16)))
+        level = np.where(ev, ((w5 >> np.uint64(32)) & np.uint64(0xFF)).astype(np.uint8),
+                         ((hi32 >> 8) & 0xFF).astype(np.uint8))
+        event_id = np.where(ev, (w5 & np.uint64(0xFFFF)).astype(np.uint16), np.uint16(0))
+        keyword = np.where(ev, w[:, 6], np.uint64(0))
+        classic = guided & ~ev
+        version = np.where(guided | kp, version, np.uint16(0))
+        opcode = np.where(guided | kp, opcode, np.uint8(0))
+        level = np.where(classic | ev, level, np.uint8(0))
         if guided.any():
-            o = offs[guided]
-            tid[guided] = u32[(o + 8) >> 2]
-            pid[guided] = u32[(o + 12) >> 2]
-            raw[guided] = u64[(o + 16) >> 3]
-            provider[guided] = self._provider_index(u64[(o + 0x18) >> 3], u64[(o + 0x20) >> 3])
-            ev = (htype[guided] == EVENT_HEADER32) | (htype[guided] == EVENT_HEADER64)
-            i_ev = np.nonzero(guided)[0][ev]
-            i_cl = np.nonzero(guided)[0][~ev]
-            oe = offs[i_ev]
-            event_id[i_ev] = u16[(oe + 0x28) >> 1]
-            version[i_ev] = u8[oe + 0x2A]
-            level[i_ev] = u8[oe + 0x2C]
-            opcode[i_ev] = u8[oe + 0x2D]
-            keyword[i_ev] = u64[(oe + 0x30) >> 3]
-            oc = offs[i_cl]
-            opcode[i_cl] = u8[oc + 4]
-            level[i_cl] = u8[oc + 5]
-            version[i_cl] = u16[(oc + 6) >> 1]
+            provider[guided] = self._provider_index(w[guided, 3], w[guided, 4])
         time = self.clock.to_ns(raw)
         msg = htype == MESSAGE
         if msg.any():  # WPP messages carry no fixed timestamp: use the previous record's time
-            idx = np.where(~msg, np.arange(n), -1)
-            idx = np.maximum.accumulate(idx)
+            idx = np.maximum.accumulate(np.where(~msg, np.arange(n), -1))
             time = np.where(idx >= 0, time[np.maximum(idx, 0)], np.int64(self.clock.anchor_ns))
+        seg = np.searchsorted(starts, offs, side="right") - 1
         return RecordBatch(
             data=data, record=np.arange(record_base, record_base + n, dtype=np.int64), offset=offs,
             file_offset=seg_files[seg], htype=htype, pointer_size=_PTR[htype], provider=provider,
@@ -561,10 +615,17 @@ class EtlFile:
             guids=self.guids)
 
     def _provider_index(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        pairs = np.stack([lo, hi], axis=1)
+        """Index into ``self.guids`` of each GUID (lo, hi u64 halves); new GUIDs are appended in file order."""
+        # consecutive records mostly share a provider: map only the starts of runs
+        change = np.empty(len(lo), bool)
+        change[0] = True
+        np.not_equal(lo[1:], lo[:-1], out=change[1:])
+        change[1:] |= hi[1:] != hi[:-1]
+        run_starts = np.flatnonzero(change)
+        pairs = np.stack([lo[run_starts], hi[run_starts]], axis=1)
         uniq, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
         table = np.empty(len(uniq), np.int32)
-        for i in np.argsort(first, kind="stable"):   # new GUIDs get indexes in file order
+        for i in np.argsort(first, kind="stable"):
             a, b = uniq[i]
             g = uuid.UUID(bytes_le=struct.pack("<QQ", int(a), int(b)))
             idx = self._guid_index.get(g)
@@ -572,7 +633,8 @@ class EtlFile:
                 idx = self._guid_index[g] = len(self.guids)
                 self.guids.append(g)
             table[i] = idx
-        return table[inverse.reshape(-1)]
+        per_run = table[inverse.reshape(-1)]
+        return np.repeat(per_run, np.diff(np.append(run_starts, len(lo))))
 
 
 def open_etl(path: str | os.PathLike, progress: Progress | None = None) -> EtlFile:

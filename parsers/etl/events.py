@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -23,7 +24,6 @@ from ..schema import EVENTS, PROCESSES, conform
 from .kernel import (
     NET_COLUMNS,
     NET_EXTRAS,
-    PROCESS_EVENT_COLUMNS,
     Skipped,
     decode_kernel_net,
     decode_process_events,
@@ -82,7 +82,7 @@ def read_timeline(path: str | os.PathLike, progress: Callable[[int, int], None] 
         for batch in etl.batches():
             collector.add(batch)
         header, stats = etl.header, etl.stats  # the container reports lost/skipped data itself
-    return timeline_from(collector, path, header, stats)
+    return _timeline_from(collector, path, header, stats)
 
 
 def timeline_from_batches(batches: Iterable[RecordBatch], path: str | os.PathLike = "<batches>",
@@ -91,10 +91,10 @@ def timeline_from_batches(batches: Iterable[RecordBatch], path: str | os.PathLik
     collector = _Collector()
     for batch in batches:
         collector.add(batch)
-    return timeline_from(collector, path, header, stats)
+    return _timeline_from(collector, path, header, stats)
 
 
-def timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, stats: Any) -> Timeline:
+def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, stats: Any) -> Timeline:
     if collector.skipped:
         warn(f"{os.fspath(path)}: skipped {collector.skipped.summary()}")
     processes = build_processes(collector.procs, collector.services)
@@ -141,29 +141,34 @@ def _events_frame(frames: list[pl.DataFrame], processes: pl.DataFrame) -> pl.Dat
 
 
 def attach_process(events: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFrame:
-    """Add ``process``: the image of ``pid`` at ``time`` (None when no process event covers it)."""
+    """Add ``process``: the image of ``pid`` at ``time`` (None when no process covers it).
+
+    ``processes`` has the PROCESSES columns; a null ``start`` means alive before the trace (or the
+    snapshot), a null ``end`` alive after it. Times may be int64 ns or Datetime("ns"); rows keep
+    their order and columns.
+    """
     if processes.is_empty():
         return events.with_columns(process=pl.lit(None, dtype=pl.Utf8))
-    lives = (processes.select(
-        pl.col("pid").cast(pl.Int64),
-        pl.col("begin").cast(pl.Int64),
-        pl.col("until").cast(pl.Int64),
-        pl.col("image").alias("process"),
-    ).sort("begin"))
-    left = events.with_row_index("_row").with_columns(pl.col("pid").cast(pl.Int64), pl.col("time").cast(pl.Int64))
-    joined = left.sort("time").join_asof(lives, left_on="time", right_on="begin", by="pid",
-                                         strategy="backward", check_sortedness=False)
+    lives = processes.select(
+        pl.col("pid").cast(pl.Int64).alias("_pid"),
+        pl.col("start").cast(pl.Int64).fill_null(_MIN).alias("_begin"),
+        pl.col("end").cast(pl.Int64).fill_null(_MAX).alias("_until"),
+        pl.col("image").alias("_process"),
+    ).sort("_begin")
+    left = events.with_row_index("_row").with_columns(
+        pl.col("pid").cast(pl.Int64).alias("_pid"), pl.col("time").cast(pl.Int64).alias("_t"))
+    joined = left.sort("_t").join_asof(lives, left_on="_t", right_on="_begin", by="_pid",
+                                        strategy="backward", check_sortedness=False)
     joined = joined.with_columns(
-        process=pl.when(pl.col("time") <= pl.col("until")).then(pl.col("process")).otherwise(None)
-    ).sort("_row").drop("_row", "begin", "until")
-    return joined
+        process=pl.when(pl.col("_t") <= pl.col("_until")).then(pl.col("_process")).otherwise(None)
+    ).sort("_row")
+    return joined.drop("_row", "_pid", "_t", "_begin", "_until", "_process")
 
 
 def build_processes(events: list[dict], services: list[dict]) -> pl.DataFrame:
     """One row per process instance from Process events (sorted by time), with services attached.
 
-    Extra columns: ``begin``/``until`` (lifetime bounds used for PID lookups, int64 ns, open ends at
-    the int64 limits), ``exit_status``, ``alive_at_end`` (a DCEnd rundown saw it at trace end),
+    Extra columns: ``exit_status``, ``alive_at_end`` (a DCEnd rundown saw it at trace end),
     ``defunct``, ``unique_key``, ``flags`` (v4+: 2 = Wow64, 4 = protected, as PerfView names them), ``record`` (of its first event).
     """
     rows: list[dict] = []
@@ -220,7 +225,7 @@ def build_processes(events: list[dict], services: list[dict]) -> pl.DataFrame:
     schema = {
         "pid": pl.Int64, "ppid": pl.Int64, "image": pl.Utf8, "command_line": pl.Utf8, "session": pl.Int64,
         "start": pl.Int64, "end": pl.Int64, "services": pl.Utf8, "user": pl.Utf8, "source": pl.Utf8,
-        "begin": pl.Int64, "until": pl.Int64, "exit_status": pl.Int64, "alive_at_end": pl.Boolean,
+        "exit_status": pl.Int64, "alive_at_end": pl.Boolean,
         "defunct": pl.Boolean, "unique_key": pl.UInt64, "flags": pl.Int64, "record": pl.Int64,
     }
     df = pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema, orient="row")
@@ -254,5 +259,13 @@ def _canonical(addr: str) -> str | None:
         return None
 
 
-__all__ = ["Timeline", "read_timeline", "read_events", "read_processes", "read_local_addresses",
-           "timeline_from_batches", "build_processes", "attach_process", "PROCESS_EVENT_COLUMNS"]
+__all__ = [
+    "Timeline",
+    "attach_process",
+    "build_processes",
+    "read_events",
+    "read_local_addresses",
+    "read_processes",
+    "read_timeline",
+    "timeline_from_batches",
+]

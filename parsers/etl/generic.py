@@ -19,12 +19,14 @@ import os
 import struct
 import sys
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from .guids import (
+    EVENTTRACE_HEADER,
     IMAGE_KERNEL,
     KERNEL_NETWORK,
     NDIS_PACKETCAPTURE,
@@ -35,11 +37,10 @@ from .guids import (
     TCPIP_KERNEL,
     THREAD_KERNEL,
     UDPIP_KERNEL,
-    EVENTTRACE_HEADER,
 )
 from .kernel import (
-    PROCESS_EVENTS,
     NIC_OPCODE,
+    PROCESS_EVENTS,
     SERVICES_OPCODE,
     Skipped,
     decode_kernel_net,
@@ -49,8 +50,17 @@ from .kernel import (
     sid_text,
 )
 from .kernel_network import decode_kernel_network
-from .records import EVENT_HEADER32, EVENT_HEADER64, PERFINFO32, PERFINFO64, SYSTEM32, SYSTEM64, COMPACT32, \
-    COMPACT64, RecordBatch
+from .records import (
+    COMPACT32,
+    COMPACT64,
+    EVENT_HEADER32,
+    EVENT_HEADER64,
+    PERFINFO32,
+    PERFINFO64,
+    SYSTEM32,
+    SYSTEM64,
+    RecordBatch,
+)
 
 ALL_EVENTS = {
     "time": pl.Datetime("ns", "UTC"), "provider": pl.Utf8, "event_id": pl.Int32, "opcode": pl.Int32,
@@ -88,7 +98,7 @@ class _EtlParserSchemas:
     def _load(self) -> None:
         if self._etw is not None:
             return
-        import etl.parsers.etw  # noqa: F401  (registers every generated provider module)
+        import etl.parsers.etw  # registers every generated provider module in __etw_factory__
         import etl.parsers.kernel  # noqa: F401
         from etl.parsers.etw.core import __etw_factory__
         from etl.parsers.kernel.core import __mof_factory__
@@ -157,7 +167,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
     if isinstance(value, (list, tuple)):
-        if value and all(isinstance(x, int) and 0 <= x < 256 for x in value) and len(value) >= 8:
+        if len(value) >= 16 and all(isinstance(x, int) and 0 <= x < 256 for x in value):  # Byte[n] blobs
             return bytes(value).hex()
         return [jsonable(v) for v in value]
     if isinstance(value, (np.integer,)):
@@ -172,7 +182,8 @@ def describe_batch(batch: RecordBatch, skipped: Skipped) -> list[dict]:
     own: dict[int, dict] = {}
     for frame in decode_kernel_net(batch, skipped) + decode_kernel_network(batch, skipped):
         for row in frame.select(["record", *[c for c in _NET_FIELDS if c in frame.columns]]).to_dicts():
-            own[row.pop("record")] = {k: v for k, v in row.items() if v is not None}
+            record = row.pop("record")
+            own[record] = {k: v for k, v in row.items() if v is not None}
     out = []
     for i in range(len(batch)):
         record = int(batch.record[i])

@@ -3,19 +3,25 @@
 Layouts (FORMATS.md, MS Learn MOF classes, checked against PerfView's baselines of the perfview corpus
 files; offsets are into the payload, fields are packed, ``ptr`` is the record's pointer size):
 
-- TcpIp/UdpIp v2 and later (Vista+): PID u32, size u32, daddr, saddr, dport, sport (ports big-endian;
+- TcpIp/UdpIp v2 (Vista to Windows 11): PID u32, size u32, daddr, saddr, dport, sport (ports big-endian;
   IPv4 addresses 4 raw bytes, IPv6 16), then per event: Send startime u32, endtime u32, seqnum u32,
   connid ptr; Connect/Accept mss u16, sackopt u16, tsopt u16, wsopt u16, rcvwin u32, rcvwinscale s16,
   sndwinscale s16, seqnum u32, connid ptr; the others (and every UdpIp Send/Recv) seqnum u32,
   connid ptr. Fail: Proto u16, FailureCode u16 (no PID, no addresses). Opcodes 26..34 are the IPv6
   forms of 10..18.
 - v1 (XP SP2/2003): PID, size, daddr, saddr, dport, sport (``TcpIp_V1_TypeGroup1``; the
-  tracerpt line of the exchange-udp case has exactly these six fields).
+  tracerpt line of the exchange-udp case has exactly these six fields). FORMATS.md's longer v1
+  (startime, endtime, connid, seqnum) is not in the MOF class: bytes past the six fields are ignored.
 - v0 (XP): TcpIp daddr, saddr, dport, sport, size u32, PID u32; UdpIp context ptr, saddr, sport,
   size u16, daddr, dport, dsize u16 (no PID).
 
 The Win8 "UdpIp Send/Recv" events of the perfview files (version 2, 32-byte payload) are the v2 layout
 above, not v0: PerfView decodes them with the v0 template and prints ``context`` = PID | size << 32.
+
+Process (v0..v5, see :func:`parse_process`): Terminate (opcode 11, v2) carries only the ProcessId;
+the x86 perfview file's kernel events are 64-bit (PERFINFO64: a 32-bit process on 64-bit Windows).
+SystemConfig Services v3 (the corpus files): ProcessId, ServiceState, SubProcessTag, then five UTF-16
+strings (ServiceName, DisplayName, ProcessName, LoadOrderGroup, SvchostGroup; MS Learn lists three).
 
 Address orientation (measured on the corpus, see tests/test_etl_kernel_net.py): TCP events of every
 kind, and UDP Send, have saddr = local and daddr = remote. UDP *Recv* events carry the packet's own
@@ -75,9 +81,10 @@ class NetLayout:
 
 
 def net_layout(protocol: str, opcode: int, version: int) -> NetLayout | None:
-    """Layout of a classic TcpIp ("TCP") or UdpIp ("UDP") event, None when unknown."""
+    """Layout of a classic TcpIp ("TCP") or UdpIp ("UDP") event, None when unknown (other versions are
+    not guessed: their records are counted and reported as skipped)."""
     if protocol == "TCP":
-        if version >= 2:
+        if version == 2:
             if opcode == 17:
                 return NetLayout("Fail", None, _FAIL)
             if opcode in TCP_EVENTS:
@@ -93,7 +100,7 @@ def net_layout(protocol: str, opcode: int, version: int) -> NetLayout | None:
         if version == 0 and 10 <= opcode <= 15:
             return NetLayout(TCP_EVENTS[opcode], 4, _TCP_V0)
         return None
-    if version >= 2:
+    if version == 2:
         if opcode == 17:
             return NetLayout("Fail", None, _FAIL)
         if opcode in (10, 11):
@@ -129,41 +136,64 @@ class Skipped:
 # Bulk field access
 
 
-def _u8(batch: RecordBatch) -> np.ndarray:
-    return np.frombuffer(batch.data, dtype=np.uint8)
+def gather(data: bytes | bytearray | memoryview, base: np.ndarray, offset: int, kind: str,
+           pointer_size: int = 8) -> np.ndarray:
+    """One field of many payloads starting at ``base`` (byte offsets into ``data``).
 
-
-def gather(data: np.ndarray, base: np.ndarray, offset: int, kind: str, pointer_size: int = 8) -> np.ndarray:
-    """One field of many payloads: ``base`` are payload starts in ``data`` (uint8), any alignment.
-
-    Addresses come back as (n, 4) / (n, 16) uint8 rows; numbers as a 1-d array of the field's dtype.
+    Numbers come back as a 1-d array of the field's dtype; IPv4 addresses as big-endian uint32 (their
+    numeric value); IPv6 addresses as (n, 2) uint64 rows holding the 16 raw bytes. Fields whose
+    position is a multiple of their size (all of them in the real layouts, payloads being 8-byte
+    aligned) are read through a typed view; others byte by byte.
     """
     if kind == "ptr":
         kind = "u64" if pointer_size == 8 else "u32"
-    dtype, size = _KINDS[kind]
-    idx = (base + offset)[:, None] + np.arange(size)
-    raw = np.ascontiguousarray(data[idx])
-    if dtype is None:
-        return raw
+    if kind == "ip4":
+        dtype, size = ">u4", 4
+    elif kind == "ip6":
+        dtype, size = "<u8", 8
+    else:
+        dtype, size = _KINDS[kind]
+    pos = base + offset
+    if kind == "ip6":
+        return np.stack([_read(data, pos, dtype, size), _read(data, pos + 8, dtype, size)], axis=1)
+    return _read(data, pos, dtype, size)
+
+
+def _read(data, pos: np.ndarray, dtype: str, size: int) -> np.ndarray:
+    if len(pos) and not (pos % size).any():
+        view = np.frombuffer(data, dtype=dtype, count=len(data) // size)
+        return view[pos // size]
+    u8 = np.frombuffer(data, dtype=np.uint8)
+    raw = np.ascontiguousarray(u8[pos[:, None] + np.arange(size)])
     return raw.view(dtype).ravel()
 
 
 _ADDR_CACHE: dict[bytes, str] = {}
+_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def address_text(rows: np.ndarray) -> pl.Series:
-    """Canonical text (``ipaddress``) of (n, 4) or (n, 16) raw address rows; formats each distinct value once."""
-    n, width = rows.shape
+def address_text(values: np.ndarray) -> pl.Series:
+    """Canonical text (``ipaddress``) of IPv4 (uint32) or IPv6 ((n, 2) uint64 raw) addresses from
+    :func:`gather`; each distinct value is formatted once."""
+    n = len(values)
     if n == 0:
         return pl.Series([], dtype=pl.Utf8)
-    keys = np.ascontiguousarray(rows).view(f"V{width}").ravel()
-    uniq, inverse = np.unique(keys, return_inverse=True)
+    if values.ndim == 1:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        raws = [int(v).to_bytes(4, "big") for v in uniq]
+    else:
+        with np.errstate(over="ignore"):
+            key = values[:, 0] * _MIX ^ values[:, 1]
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        reps = values[first]
+        if not (reps[inverse] == values).all():  # a hash collision: exact (slower) path
+            reps, inverse = np.unique(values, axis=0, return_inverse=True)
+        raws = [row.tobytes() for row in reps]
     texts = []
-    for key in uniq:
-        raw = bytes(key)
+    for raw in raws:
         text = _ADDR_CACHE.get(raw)
         if text is None:
-            text = str(ipaddress.IPv4Address(raw) if width == 4 else ipaddress.IPv6Address(raw))
+            text = str(ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw))
             if len(_ADDR_CACHE) < 1_000_000:
                 _ADDR_CACHE[raw] = text
         texts.append(text)
@@ -172,12 +202,11 @@ def address_text(rows: np.ndarray) -> pl.Series:
 
 def decode_layout(batch: RecordBatch, rows: np.ndarray, layout: NetLayout, pointer_size: int) -> dict:
     """Columns of ``layout`` for the given rows (all of that layout and pointer size)."""
-    data = _u8(batch)
     base = batch.payload_offset[rows]
     fields, _ = layout.offsets(pointer_size)
     cols: dict = {}
     for name, kind, off in fields:
-        value = gather(data, base, off, kind, pointer_size)
+        value = gather(batch.data, base, off, kind, pointer_size)
         cols[name] = address_text(value) if kind in ("ip4", "ip6") else value
     return cols
 
@@ -251,15 +280,20 @@ def empty_net() -> pl.DataFrame:
 
 
 def _group_rows(keys: list[np.ndarray]) -> list[tuple[tuple[int, ...], np.ndarray]]:
-    """Split row positions by the distinct tuples of several key columns."""
+    """Split row positions by the distinct tuples of at most three small key columns (each < 2**16)."""
     if len(keys[0]) == 0:
         return []
-    stacked = np.stack([k.astype(np.int64) for k in keys], axis=1)
-    uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
-    return [(tuple(int(x) for x in uniq[i]), order[bounds[i]:bounds[i + 1]]) for i in range(len(uniq))]
+    combined = np.zeros(len(keys[0]), np.int64)
+    for k in keys:
+        combined = (combined << 16) | k.astype(np.int64)
+    out = []
+    for value in pl.Series(combined).unique().sort().to_list():
+        parts, v = [], value
+        for _ in keys:
+            parts.append(v & 0xFFFF)
+            v >>= 16
+        out.append((tuple(reversed(parts)), np.flatnonzero(combined == value)))
+    return out
 
 
 def decode_kernel_net(batch: RecordBatch, skipped: Skipped) -> list[pl.DataFrame]:
@@ -376,13 +410,6 @@ def parse_process(payload: bytes, version: int, pointer_size: int) -> dict:
     return out
 
 
-PROCESS_EVENT_COLUMNS = {
-    "time": pl.Int64, "record": pl.Int64, "event": pl.Utf8, "version": pl.Int32, "pid": pl.Int64,
-    "ppid": pl.Int64, "session": pl.Int64, "exit_status": pl.Int64, "user": pl.Utf8, "image": pl.Utf8,
-    "command_line": pl.Utf8, "unique_key": pl.UInt64, "flags": pl.Int64,
-}
-
-
 def decode_process_events(batch: RecordBatch, skipped: Skipped) -> list[dict]:
     """Process Start/End/DCStart/DCEnd/Terminate/Defunct events of one batch, as dicts."""
     sel = np.flatnonzero(batch.provider_mask(PROCESS_KERNEL) & np.isin(batch.opcode, list(PROCESS_EVENTS)))
@@ -465,8 +492,26 @@ def decode_systemconfig(batch: RecordBatch, skipped: Skipped) -> tuple[list[dict
 
 
 __all__ = [
-    "TCP_EVENTS", "UDP_EVENTS", "NetLayout", "net_layout", "Skipped", "gather", "address_text",
-    "decode_layout", "net_frame", "decode_kernel_net", "orient", "sid_text", "read_sid", "parse_process",
-    "decode_process_events", "parse_nic", "parse_service", "decode_systemconfig", "PROCESS_EVENTS",
-    "PROCESS_EVENT_COLUMNS", "NET_COLUMNS", "NET_EXTRAS", "empty_net",
+    "NET_COLUMNS",
+    "NET_EXTRAS",
+    "PROCESS_EVENTS",
+    "TCP_EVENTS",
+    "UDP_EVENTS",
+    "NetLayout",
+    "Skipped",
+    "address_text",
+    "decode_kernel_net",
+    "decode_layout",
+    "decode_process_events",
+    "decode_systemconfig",
+    "empty_net",
+    "gather",
+    "net_frame",
+    "net_layout",
+    "orient",
+    "parse_nic",
+    "parse_process",
+    "parse_service",
+    "read_sid",
+    "sid_text",
 ]

@@ -4,7 +4,8 @@ The manifest events carry the fields of the classic kernel TcpIp/UdpIp version 2
 order (FORMATS.md; checked on tx/KernelNetwork.etl, Windows 7 SP1, 64-bit: Send 40 bytes, Recv 32,
 IPv6 Recv 56, so connid is pointer-sized): TCP ids 10..18 = opcodes Send..TCPCopy, 26..34 their IPv6
 forms; UDP 42 Send, 43 Recv, 49 Fail, 58/59 IPv6 Send/Recv. The PID is the payload's (the header PID
-is often 0). Addresses keep the kernel events' orientation (UDP Recv: daddr is the local side).
+is often 0). Only version 0 is known (every manifest dump has only it); other versions are counted and
+reported, not guessed. Addresses keep the kernel events' orientation (UDP Recv: daddr is the local side).
 """
 from __future__ import annotations
 
@@ -36,11 +37,12 @@ def decode_kernel_network(batch: RecordBatch, skipped: Skipped) -> list[pl.DataF
     """Frames (kernel.NET_COLUMNS + extras) of the Kernel-Network events of one batch."""
     sel = np.flatnonzero(batch.provider_mask(KERNEL_NETWORK))
     frames = []
-    for (event_id, psize), pos in _group_rows([batch.event_id[sel], batch.pointer_size[sel]]):
+    for (event_id, version, psize), pos in _group_rows([batch.event_id[sel], batch.version[sel],
+                                                         batch.pointer_size[sel]]):
         rows = sel[pos]
-        found = layout_for(event_id)
+        found = layout_for(event_id) if version == 0 else None
         if found is None:
-            skipped.add(f"{PROVIDER} events of unknown id {event_id}", len(rows))
+            skipped.add(f"{PROVIDER} events of unknown id/version ({event_id}/v{version})", len(rows))
             continue
         protocol, layout = found
         _, size = layout.offsets(psize)

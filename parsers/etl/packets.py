@@ -13,7 +13,8 @@ pktmon wrote from the same ETL)::
 DirTag 3 is a frame coming in (every frame to the traced host in the corpus file) and 4 one going out;
 other values give direction "unknown". PacketType 1 Ethernet, 2 Wi-Fi (802.11), 3 mobile broadband
 (raw IP). ``interface`` is the ComponentId (the same frame appears once per component it crossed,
-as pktmon's own pcapng shows it). A nonzero DropReason is noted as ``dropped``.
+as pktmon's own pcapng shows it). A nonzero DropReason is noted as ``dropped``. Event 20 (component
+rundown: ComponentId u16, Type u16, driver and description as NUL-ended UTF-16) names the interfaces.
 
 Microsoft-Windows-NDIS-PacketCapture (2ed6006e-4729-4609-b423-3ee7bcd678ef), event 1001:
 MiniportIfIndex u32, LowerIfIndex u32, FragmentSize u32, Fragment[FragmentSize] (Windows 10 adds two
@@ -22,9 +23,10 @@ PacketTruncated 0x2000000, PacketStart 0x40000000, PacketEnd 0x80000000, SendPat
 ReceivePath 0x200000000 (in). Fragments of one interface and thread are joined from PacketStart to
 PacketEnd; the frame takes the time of its last fragment (as etl2pcapng does). ``interface`` is the
 MiniportIfIndex. The header PID of these events is whichever thread ran, not the sending process.
+Event 1003 (VMSwitch packet fragment, Hyper-V hosts) is not read: no sample of it was available.
 
-Frames are returned sorted by time (ties in file order), numbered from 1, like the captures that
-pktmon and etl2pcapng write from the same files.
+Frames are dissected batch by batch (the bytes are kept only when asked for) and returned sorted by
+time (ties in file order), numbered from 1, like the captures pktmon and etl2pcapng write from them.
 """
 from __future__ import annotations
 
@@ -40,12 +42,12 @@ from ..packets import (
     DIR_IN,
     DIR_OUT,
     DIR_UNKNOWN,
-    DIRECTIONS,
     LINKTYPE_ETHERNET,
     LINKTYPE_RAW,
     Interface,
     Packet,
     dissect_buffer,
+    finish_frames,
 )
 from ..schema import FRAMES, empty
 from .guids import NDIS_PACKETCAPTURE, PKTMON
@@ -54,6 +56,7 @@ from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
 LINKTYPE_IEEE802_11 = 105
 
 PKTMON_PACKET_IDS = (160, 170)
+PKTMON_COMPONENT_ID = 20
 PKTMON_HEADER = 34
 PKTMON_DIR_IN, PKTMON_DIR_OUT = 3, 4
 PKTMON_LINK_TYPES = {1: LINKTYPE_ETHERNET, 2: LINKTYPE_IEEE802_11, 3: LINKTYPE_RAW}
@@ -89,22 +92,32 @@ class _Chunk:
 @dataclass
 class _Pending:
     parts: list[bytes] = field(default_factory=list)
-    record: int = 0
-    start_ok: bool = True
+    record: int = 0             # record of the first fragment (orders the frame among equal times)
+    start_ok: bool = True       # False: fragments without their PacketStart
+    time: int = 0               # time of the latest fragment
+    link: int = LINKTYPE_ETHERNET
+    truncated: bool = False
 
 
 class EtlPacketReader:
     """Collects the frames of an ETL file batch by batch (so other decoders can share the pass)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, with_data: bool = False, keep: pl.Expr | None = None) -> None:
+        """``keep`` (a polars filter on FRAMES columns) drops the frames a caller does not need as each
+        chunk is dissected, so huge captures cost memory only for those kept; ``frame`` then numbers
+        the kept frames."""
         self.path = os.fspath(path)
-        self.chunks: list[_Chunk] = []
+        self.with_data = with_data
+        self.keep = keep
+        self.parts: list[pl.DataFrame] = []
+        self.count = 0                  # frames found so far
         self._pending: dict[tuple, _Pending] = {}
         self.skipped = 0
         self.skipped_offsets: set[int] = set()
         self.incomplete = 0
         self.events = 0
         self.interfaces: dict[int, Interface] = {}
+        self.component_names: dict[int, str] = {}   # PktMon ComponentId -> "description (driver.sys)"
         self._mixed: set[int] = set()
 
     # ------------------------------------------------------------------ batches
@@ -112,6 +125,9 @@ class EtlPacketReader:
         eh = (batch.htype == EVENT_HEADER32) | (batch.htype == EVENT_HEADER64)
         pk = eh & batch.provider_mask(PKTMON) & np.isin(batch.event_id, PKTMON_PACKET_IDS)
         nd = eh & batch.provider_mask(NDIS_PACKETCAPTURE) & (batch.event_id == NDIS_PACKET_ID)
+        comp = eh & batch.provider_mask(PKTMON) & (batch.event_id == PKTMON_COMPONENT_ID)
+        if comp.any():
+            self._components(batch.select(comp))
         if pk.any():
             self._pktmon(batch.select(pk))
         if nd.any():
@@ -120,6 +136,18 @@ class EtlPacketReader:
     def _skip(self, b: RecordBatch, bad: np.ndarray) -> None:
         self.skipped += int(bad.sum())
         self.skipped_offsets.update(int(o) for o in b.file_offset[bad][:20])
+
+    def _components(self, b: RecordBatch) -> None:
+        """PktMon event 20: ComponentId u16, Type u16, driver name and description (UTF-16, NUL-ended)."""
+        for i in range(len(b)):
+            p = b.payload(i)
+            if len(p) < 6:
+                continue
+            comp = int.from_bytes(p[0:2], "little")
+            texts = _utf16z_strings(p[4:], 2)
+            if len(texts) == 2:
+                driver, desc = texts
+                self.component_names[comp] = f"{desc} ({driver})" if desc else driver
 
     def _pktmon(self, b: RecordBatch) -> None:
         self.events += len(b)
@@ -174,9 +202,20 @@ class EtlPacketReader:
         start = (kw & KW_START) != 0
         end = (kw & KW_END) != 0
         single = start & end
-        keys_open = bool(self._pending)
-        # whole packets in one event: straight from the batch's bytes
-        s = single if not keys_open else np.zeros(len(b), bool)
+        pid, tid = b.pid.astype(np.int64), b.tid.astype(np.int64)
+        # whole packets in one event go straight from the batch's bytes, unless fragments of the same
+        # interface/thread/direction are being joined (then order matters: they take the slow path)
+        s = single.copy()
+        hot = set(self._pending)
+        if (~single).any():
+            frag_rows = np.flatnonzero(~single)
+            hot |= set(zip(miniport[frag_rows].tolist(), lower[frag_rows].tolist(), pid[frag_rows].tolist(),
+                           tid[frag_rows].tolist(), dirs[frag_rows].tolist()))
+        if len(hot) > 64:
+            s[:] = False
+        else:
+            for k in hot:
+                s &= ~((miniport == k[0]) & (lower == k[1]) & (pid == k[2]) & (tid == k[3]) & (dirs == k[4]))
         if s.any():
             cap = fsize[s]
             self._add(_Chunk(buf=u8, off=po[s] + NDIS_HEADER, cap=cap,
@@ -191,7 +230,7 @@ class EtlPacketReader:
         # fragments (and anything while fragments are open): joined per interface pair, thread, direction
         out: list[tuple] = []
         for i in rest.tolist():
-            key = (int(miniport[i]), int(lower[i]), int(b.pid[i]), int(b.tid[i]), int(dirs[i]))
+            key = (int(miniport[i]), int(lower[i]), int(pid[i]), int(tid[i]), int(dirs[i]))
             frag = bytes(b.data[int(po[i]) + NDIS_HEADER:int(po[i]) + NDIS_HEADER + int(fsize[i])])
             pend = self._pending.get(key)
             if start[i]:
@@ -201,9 +240,11 @@ class EtlPacketReader:
             elif pend is None:  # continuation without its start: keep what there is, say so
                 pend = self._pending[key] = _Pending(record=int(b.record[i]), start_ok=False)
             pend.parts.append(frag)
+            pend.time, pend.link = int(b.time[i]), int(link[i])
+            pend.truncated |= bool(trunc[i])
             if end[i]:
                 del self._pending[key]
-                notes = (_NOTE_TRUNCATED if trunc[i] else 0) | (0 if pend.start_ok else _NOTE_INCOMPLETE)
+                notes = (_NOTE_TRUNCATED if pend.truncated else 0) | (0 if pend.start_ok else _NOTE_INCOMPLETE)
                 if not pend.start_ok:
                     self.incomplete += 1
                 out.append((b"".join(pend.parts), int(b.time[i]), int(link[i]), int(miniport[i]),
@@ -215,8 +256,8 @@ class EtlPacketReader:
         """A packet whose PacketEnd never came: kept with the note ``incomplete``."""
         self.incomplete += 1
         self._pending.pop(key, None)
-        # its time is unknown beyond its fragments' record order; the caller's time is close enough
-        out.append((b"".join(pend.parts), None, None, key[0], key[4], _NOTE_INCOMPLETE, pend.record))
+        notes = _NOTE_INCOMPLETE | (_NOTE_TRUNCATED if pend.truncated else 0)
+        out.append((b"".join(pend.parts), pend.time, pend.link, key[0], key[4], notes, pend.record))
 
     def _add_list(self, rows: list[tuple]) -> None:
         datas = [r[0] for r in rows]
@@ -225,14 +266,8 @@ class EtlPacketReader:
         if len(rows) > 1:
             np.cumsum(lens[:-1], out=off[1:])
         buf = np.frombuffer(b"".join(datas), np.uint8)
-        # incomplete packets flushed on a new start take the time/link type of the event that replaced them
-        time = np.array([r[1] if r[1] is not None else -1 for r in rows], np.int64)
-        link = np.array([r[2] if r[2] is not None else -1 for r in rows], np.int32)
-        for j in range(len(rows)):
-            if time[j] < 0:
-                nxt = next((k for k in range(j + 1, len(rows)) if time[k] >= 0), None)
-                time[j] = time[nxt] if nxt is not None else (self._last_time() or 0)
-                link[j] = link[nxt] if nxt is not None else LINKTYPE_ETHERNET
+        time = np.array([r[1] for r in rows], np.int64)
+        link = np.array([r[2] for r in rows], np.int32)
         notes = np.array([r[5] for r in rows], np.uint8)
         trunc = (notes & _NOTE_TRUNCATED) != 0
         self._add(_Chunk(buf=buf, off=off, cap=lens, wire=_wirelen(buf, off, lens, link, trunc), time=time,
@@ -241,19 +276,10 @@ class EtlPacketReader:
                          drop=np.zeros(len(rows), np.int64), record=np.array([r[6] for r in rows], np.int64)),
                   "NDIS ifindex")
 
-    def _last_time(self) -> int | None:
-        return int(self.chunks[-1].time[-1]) if self.chunks and len(self.chunks[-1].time) else None
-
     def _add(self, c: _Chunk, kind: str) -> None:
+        """Dissect one chunk of frames now (the bytes are not kept unless ``with_data``)."""
         if not len(c.off):
             return
-        # copy the frames out of the batch's buffer (the batch's memory is not kept)
-        ends = np.zeros(len(c.off) + 1, np.int64)
-        np.cumsum(c.cap, out=ends[1:])
-        total = int(ends[-1])
-        idx = np.repeat(c.off - ends[:-1], c.cap) + np.arange(total)
-        c.buf = c.buf[idx] if total else np.zeros(0, np.uint8)
-        c.off = ends[:-1]
         for i, lt in set(zip(c.iface.tolist(), c.link.tolist())):
             known = self.interfaces.get(i)
             if known is None:
@@ -262,7 +288,22 @@ class EtlPacketReader:
             elif lt >= 0 and known.link_type != lt and i not in self._mixed:
                 self._mixed.add(i)
                 warn(f"{self.path}: interface {i} carries frames of link types {known.link_type} and {lt}")
-        self.chunks.append(c)
+        known = c.link >= 0
+        link = np.where(known, c.link, 0xFFFF).astype(np.int32)
+        df = dissect_buffer(c.buf, c.off, c.cap, c.time, link, wirelens=c.wire, interfaces=c.iface,
+                            directions=c.dirs, with_data=self.with_data, source=self.path, finish=False)
+        extra = _note_labels(c.notes, c.drop)
+        df = df.with_columns(
+            pl.when(pl.col("notes").is_null()).then(extra)
+            .when(extra.is_null()).then(pl.col("notes"))
+            .otherwise(pl.concat_str([pl.col("notes"), extra], separator=",")).alias("notes"),
+            pl.when(pl.Series(known)).then(pl.col("link_type")).otherwise(None).alias("link_type"),
+            pl.Series("_record", c.record, dtype=pl.Int64),
+        )
+        if self.keep is not None:
+            df = df.filter(self.keep)
+        self.parts.append(df)
+        self.count += len(c.off)
 
     # ------------------------------------------------------------------ results
     def finish(self) -> None:
@@ -272,6 +313,9 @@ class EtlPacketReader:
             for key, pend in list(self._pending.items()):
                 self._flush_incomplete(key, pend, out)
             self._add_list(out)
+        for i, iface in self.interfaces.items():
+            if iface.name == f"PktMon component {i}" and i in self.component_names:
+                iface.name = f"PktMon component {i}: {self.component_names[i]}"
         if self.skipped:
             offs = ", ".join(hex(o) for o in sorted(self.skipped_offsets)[:10])
             warn(f"{self.path}: skipped {self.skipped} packet event(s) whose frame runs past the event "
@@ -280,59 +324,50 @@ class EtlPacketReader:
             warn(f"{self.path}: {self.incomplete} NDIS packet(s) without their first or last fragment "
                  f"kept with the note 'incomplete'")
 
-    def _merged(self) -> _Chunk | None:
-        if not self.chunks:
-            return None
-        bases = np.cumsum([0] + [len(c.buf) for c in self.chunks[:-1]])
-        cat = {name: np.concatenate([getattr(c, name) for c in self.chunks])
-               for name in ("cap", "wire", "time", "link", "iface", "dirs", "notes", "drop", "record")}
-        off = np.concatenate([c.off + base for c, base in zip(self.chunks, bases)])
-        buf = np.concatenate([c.buf for c in self.chunks])
-        order = np.lexsort((cat["record"], cat["time"]))
-        return _Chunk(buf=buf, off=off[order], **{k: v[order] for k, v in cat.items()})
-
-    def frames(self, *, with_data: bool = False) -> pl.DataFrame:
-        """The FRAMES table (time-sorted, numbered from 1), with a ``data`` column when asked."""
-        m = self._merged()
-        if m is None:
+    def frames(self) -> pl.DataFrame:
+        """The FRAMES table, time-sorted (ties in file order) and numbered from 1; ``data`` when kept."""
+        if not self.parts:
             df = empty(FRAMES)
-            return df.with_columns(pl.lit(None, pl.Binary).alias("data")) if with_data else df
-        known = m.link >= 0
-        link = np.where(known, m.link, 0xFFFF).astype(np.int32)
-        df = dissect_buffer(m.buf, m.off, m.cap, m.time, link, wirelens=m.wire, interfaces=m.iface,
-                            directions=m.dirs, with_data=with_data, source=self.path)
-        extra = _note_labels(m.notes, m.drop)
-        return df.with_columns(
-            pl.when(pl.col("notes").is_null()).then(extra)
-            .when(extra.is_null()).then(pl.col("notes"))
-            .otherwise(pl.concat_str([pl.col("notes"), extra], separator=",")).alias("notes"),
-            pl.when(pl.Series(known)).then(pl.col("link_type")).otherwise(None).alias("link_type"),
-        )
+            return df.with_columns(pl.lit(None, pl.Binary).alias("data")) if self.with_data else df
+        df = pl.concat(self.parts, how="vertical").sort("time", "_record")
+        df = df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("frame")).drop("_record")
+        return finish_frames([df])
 
     def packets(self) -> Iterator[Packet]:
-        """The frames as :class:`Packet` objects (time-sorted); interfaces in ``self.interfaces``."""
-        m = self._merged()
-        if m is None:
-            return
-        notes = _note_labels(m.notes, m.drop).to_list()
-        for i in range(len(m.off)):
-            o, c = int(m.off[i]), int(m.cap[i])
-            yield Packet(time_ns=int(m.time[i]), data=m.buf[o:o + c].tobytes(), interface=int(m.iface[i]),
-                         wirelen=int(m.wire[i]), direction=DIRECTIONS[int(m.dirs[i])], comment=notes[i])
+        """The frames as :class:`Packet` objects in frame order (needs ``with_data``)."""
+        if not self.with_data:
+            raise ValueError("EtlPacketReader(with_data=True) keeps the bytes packets need")
+        df = self.frames()
+        cols = [df[c].to_list() for c in ("time", "data", "interface", "wirelen", "direction", "notes")]
+        times = df["time"].dt.epoch("ns").to_list()
+        for t, data, iface, wire, direction, note in zip(times, *cols[1:]):
+            yield Packet(time_ns=t, data=data, interface=iface, wirelen=wire, direction=direction, comment=note)
 
 
 def _note_labels(bits: np.ndarray, drop: np.ndarray) -> pl.Series:
-    out = []
-    for b, d in zip(bits.tolist(), drop.tolist()):
-        parts = []
+    out: list[str | None] = [None] * len(bits)
+    for i in np.flatnonzero(bits).tolist():  # few: truncated / dropped / incomplete frames only
+        b, parts = int(bits[i]), []
         if b & _NOTE_TRUNCATED:
             parts.append("truncated")
         if b & _NOTE_DROPPED:
-            parts.append(f"dropped (reason {d})")
+            parts.append(f"dropped (reason {int(drop[i])})")
         if b & _NOTE_INCOMPLETE:
             parts.append("incomplete")
-        out.append(",".join(parts) if parts else None)
+        out[i] = ",".join(parts)
     return pl.Series("notes", out, dtype=pl.Utf8)
+
+
+def _utf16z_strings(raw: bytes, count: int) -> list[str]:
+    """Up to ``count`` NUL-terminated UTF-16LE strings from the start of ``raw``."""
+    out, pos = [], 0
+    while len(out) < count and pos + 1 < len(raw):
+        end = pos
+        while end + 1 < len(raw) and raw[end:end + 2] != b"\0\0":
+            end += 2
+        out.append(raw[pos:end].decode("utf-16-le", "replace"))
+        pos = end + 2
+    return out
 
 
 def _le16(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -350,35 +385,38 @@ def _be16(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 
 def _wirelen(u8: np.ndarray, off: np.ndarray, cap: np.ndarray, link: np.ndarray, trunc: np.ndarray) -> np.ndarray:
-    """Captured length, or for truncated IP frames the length their IP header gives."""
+    """Captured length, or for truncated IP frames the length their IP header gives (one 802.1Q tag
+    walked)."""
     wire = cap.astype(np.int64).copy()
     t = np.flatnonzero(trunc)
     if not len(t):
         return wire
-    for i in t.tolist():
-        o, c, lt = int(off[i]), int(cap[i]), int(link[i])
-        net = 14 if lt == LINKTYPE_ETHERNET else 0 if lt == LINKTYPE_RAW else -1
-        if net < 0 or c < net + 6:
-            continue
-        if lt == LINKTYPE_ETHERNET and int(_be16(u8, np.array([o + 12]))[0]) not in (0x0800, 0x86DD):
-            continue
-        ver = int(u8[o + net]) >> 4
-        if ver == 4:
-            ln = int(_be16(u8, np.array([o + net + 2]))[0])
-        elif ver == 6:
-            ln = int(_be16(u8, np.array([o + net + 4]))[0]) + 40
-        else:
-            continue
-        wire[i] = max(c, net + ln)
+    o, c, lt = np.asarray(off, np.int64)[t], wire[t], np.asarray(link)[t]
+    eth = lt == LINKTYPE_ETHERNET
+    net = np.where(eth, 14, np.where(lt == LINKTYPE_RAW, 0, -1)).astype(np.int64)
+    et = np.zeros(len(t), np.int64)
+    e = np.flatnonzero(eth & (c >= 18))
+    et[e] = _be16(u8, o[e] + 12)
+    vlan = np.flatnonzero(eth & (et == 0x8100) & (c >= 22))
+    et[vlan] = _be16(u8, o[vlan] + 16)
+    net[vlan] = 18
+    ok = (net >= 0) & (c >= net + 6) & (~eth | (et == 0x0800) | (et == 0x86DD))
+    k = np.flatnonzero(ok)
+    ip = o[k] + net[k]
+    ver = u8[ip] >> 4
+    ln = np.where(ver == 4, _be16(u8, ip + 2), np.where(ver == 6, _be16(u8, ip + 4) + 40, -1))
+    good = ln >= 0
+    rows = k[good]
+    wire[t[rows]] = np.maximum(c[rows], net[rows] + ln[good])
     return wire
 
 
 # ---------------------------------------------------------------------- public API
 
-def _read(path: str | os.PathLike, progress: Progress | None) -> EtlPacketReader:
+def _read(path: str | os.PathLike, progress: Progress | None, with_data: bool) -> EtlPacketReader:
     from .container import EtlFile
 
-    reader = EtlPacketReader(path)
+    reader = EtlPacketReader(path, with_data=with_data)
     with EtlFile(path, progress=progress) as etl:
         for batch in etl.batches():
             reader.feed(batch)
@@ -389,7 +427,7 @@ def _read(path: str | os.PathLike, progress: Progress | None) -> EtlPacketReader
 def read_etl_frames(path: str | os.PathLike, *, with_data: bool = False,
                     progress: Progress | None = None) -> pl.DataFrame:
     """The frames inside an ETL file (PktMon and NDIS packet capture events) as a FRAMES table."""
-    return _read(path, progress).frames(with_data=with_data)
+    return _read(path, progress, with_data).frames()
 
 
 def iter_etl_packets(path: str | os.PathLike, *, interfaces: dict[int, Interface] | None = None,
@@ -399,7 +437,7 @@ def iter_etl_packets(path: str | os.PathLike, *, interfaces: dict[int, Interface
     When ``interfaces`` is given, it is filled with an :class:`Interface` (link type, ns resolution)
     per interface id the packets use, before the first packet is yielded.
     """
-    reader = _read(path, progress)
+    reader = _read(path, progress, True)
     if interfaces is not None:
         interfaces.update(reader.interfaces)
     yield from reader.packets()
@@ -412,7 +450,7 @@ def iter_etl_capture(path: str | os.PathLike, *, progress: Progress | None = Non
     ``Packet.interface`` indexes the returned list; each Interface is named after its ETL interface
     ("NDIS ifindex 12", "PktMon component 59") and has nanosecond resolution.
     """
-    reader = _read(path, progress)
+    reader = _read(path, progress, True)
     ids = sorted(reader.interfaces)
     index = {k: n for n, k in enumerate(ids)}
     interfaces = [reader.interfaces[k] for k in ids]
@@ -426,7 +464,10 @@ def iter_etl_capture(path: str | os.PathLike, *, progress: Progress | None = Non
 
 
 def has_packets(path: str | os.PathLike) -> bool:
-    """True when the ETL file holds at least one PktMon or NDIS packet event (stops at the first)."""
+    """True when the ETL file holds at least one PktMon or NDIS packet event.
+
+    Stops at the first one (packet traces have them in their first buffers); a file without any is
+    walked to its end, headers only (no payload is decoded)."""
     from .container import EtlFile
 
     with EtlFile(path) as etl:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from construct import (
     Adapter,
@@ -36,7 +36,6 @@ from construct import (
     Int32sl,
     Int32ul,
     Int64ul,
-    PaddedString,
     Padding,
     Struct,
 )
@@ -124,6 +123,24 @@ class GuidAdapter(Adapter):
 
 
 Guid = GuidAdapter(Bytes(16))
+
+
+class Utf16Fixed(Adapter):
+    """A fixed-size, NUL-padded UTF-16 field; undecodable code units become U+FFFD instead of failing."""
+
+    def _decode(self, obj, context, path):
+        raw = bytes(obj)
+        for i in range(0, len(raw) - 1, 2):
+            if raw[i:i + 2] == b"\0\0":
+                raw = raw[:i]
+                break
+        return raw.decode("utf-16-le", errors="replace")
+
+    def _encode(self, obj, context, path):
+        raw = str(obj).encode("utf-16-le")
+        if len(raw) > self.subcon.sizeof():
+            raise ValueError(f"{obj!r} does not fit {self.subcon.sizeof()} bytes")
+        return raw.ljust(self.subcon.sizeof(), b"\0")
 NULL_GUID = uuid.UUID(int=0)
 
 #: WMI_BUFFER_HEADER, 0x48 bytes (pointer-size independent in the file format).
@@ -167,10 +184,10 @@ systemtime = Struct(
 #: TIME_ZONE_INFORMATION, 0xAC bytes.
 timezone = Struct(
     "bias" / Default(Int32sl, 0),               # 0x00 minutes, UTC = local + bias
-    "standard_name" / Default(PaddedString(64, "utf_16_le"), ""),  # 0x04
+    "standard_name" / Default(Utf16Fixed(Bytes(64)), ""),  # 0x04
     "standard_date" / Default(systemtime, {}),  # 0x44
     "standard_bias" / Default(Int32sl, 0),      # 0x54
-    "daylight_name" / Default(PaddedString(64, "utf_16_le"), ""),  # 0x58
+    "daylight_name" / Default(Utf16Fixed(Bytes(64)), ""),  # 0x58
     "daylight_date" / Default(systemtime, {}),  # 0x98
     "daylight_bias" / Default(Int32sl, 0),      # 0xA8
 )                                               # 0xAC
@@ -198,6 +215,7 @@ class EtlStructs:
     instance_header: Struct
     event_header: Struct
     trace_logfile_header: Struct
+    trace_logfile_header_fixed: Struct
     logfile_header_size: int
 
     def header_for(self, htype: int) -> Struct:
@@ -314,7 +332,7 @@ def structs_for(pointer_size: int) -> EtlStructs:
     )                                           # 0x50
     # TRACE_LOGFILE_HEADER: payload of the first record (group 0, opcode 0). Offsets are 64-bit / 32-bit.
     tz_off = 0x38 + 2 * pointer_size
-    trace_logfile_header = Struct(
+    logfile_fields = [
         "buffer_size" / Int32ul,                # 0x00
         "version" / Default(Int32ul, 0x00020206),  # 0x04 major, minor, sub, subminor bytes
         "provider_version" / Default(Int32ul, 9200),  # 0x08 OS build number
@@ -337,13 +355,18 @@ def structs_for(pointer_size: int) -> EtlStructs:
         "start_time" / Int64ul,                 # 0x108 / 0x100 FILETIME (UTC) of the header record
         "clock_type" / Default(Int32ul, CLOCK_QPC),  # 0x110 / 0x108 ReservedFlags
         "buffers_lost" / Default(Int32ul, 0),   # 0x114 / 0x10C
+    ]
+    trace_logfile_header_fixed = Struct(*logfile_fields)   # the part before the two strings
+    trace_logfile_header = Struct(
+        *logfile_fields,
         "logger_name" / Default(CString("utf_16_le"), ""),   # 0x118 / 0x110
         "logfile_name" / Default(CString("utf_16_le"), ""),  # after logger_name
     )
     fixed = tz_off + 0xAC + 4 + 8 * 3 + 4 + 4
-    assert fixed == (0x118 if b64 else 0x110)
+    assert fixed == (0x118 if b64 else 0x110) == trace_logfile_header_fixed.sizeof()
     return EtlStructs(pointer_size, pointer, system_header, compact_header, perfinfo_header, full_header,
-                      instance_header, event_header, trace_logfile_header, fixed)
+                      instance_header, event_header, trace_logfile_header, trace_logfile_header_fixed,
+                      fixed)
 
 
 # ---------------------------------------------------------------- builders (tests, synthetic files)
@@ -364,7 +387,7 @@ def build_record(header: Struct, payload: bytes = b"", ext_items: Iterable[tuple
     for i, (ext_type, data) in enumerate(ext_items):
         size = 8 + align8(len(data))
         more = EXT_LINKAGE_MORE if i + 1 < len(ext_items) else 0
-        items += ext_item_header.build(dict(size=size, ext_type=ext_type, linkage=more, data_size=len(data)))
+        items += ext_item_header.build({"size": size, "ext_type": ext_type, "linkage": more, "data_size": len(data)})
         items += data.ljust(size - 8, b"\0")
     if ext_items:
         fields["flags"] = fields.get("flags", 0) | EH_EXTENDED_INFO
@@ -427,7 +450,20 @@ def build_etl(records: Iterable[bytes], *, pointer_size: int = 8, buffer_size: i
 
 
 __all__ = [
-    "EtlStructs", "Guid", "structs_for", "buffer_header", "marker", "timezone",
-    "systemtime", "ext_item_header", "build_record", "build_buffer", "build_logfile_header_record",
-    "build_etl", "align8", "HEADER_SIZES", "SIZE_AT_4", "POINTER_SIZES",
+    "HEADER_SIZES",
+    "POINTER_SIZES",
+    "SIZE_AT_4",
+    "EtlStructs",
+    "Guid",
+    "align8",
+    "buffer_header",
+    "build_buffer",
+    "build_etl",
+    "build_logfile_header_record",
+    "build_record",
+    "ext_item_header",
+    "marker",
+    "structs_for",
+    "systemtime",
+    "timezone",
 ]

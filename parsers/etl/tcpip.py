@@ -36,8 +36,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 import polars as pl

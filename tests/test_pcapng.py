@@ -1,0 +1,245 @@
+"""pcapng: the two real captures of the corpus, then hand-built files for what they do not hold (several
+sections in both byte orders, several interfaces with their own if_tsresol/if_tsoffset, simple and
+obsolete packet blocks, comments and epb_flags), written with struct from the pcapng specification's
+block layouts (IETF draft-ietf-opsawg-pcapng)."""
+from __future__ import annotations
+
+import struct
+from datetime import datetime, timezone
+
+import numpy as np
+import polars as pl
+import pytest
+
+from etwtools.parsers import pcapng
+from etwtools.parsers.captures import iter_capture_packets, read_capture, sniff
+
+from test_pcap import FRAME
+
+
+def ns(text: str) -> int:
+    """ISO time (UTC) with up to 9 fractional digits to integer ns."""
+    whole, _, frac = text.partition(".")
+    t = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc)
+    return int(t.timestamp()) * 10**9 + int((frac + "000000000")[:9])
+
+
+@pytest.fixture(params=["c", "python"])
+def walker(request, monkeypatch):
+    """Run a test with the C block walk, then with the pure-Python one."""
+    if request.param == "python":
+        monkeypatch.setattr(pcapng, "_c_pcapng_walk", None)
+    elif pcapng._c_pcapng_walk is None:
+        pytest.skip("C accelerator etwtools._capwalk not built")
+    return request.param
+
+
+def test_snmp_capture(corpus, walker):
+    """tx/snmp.pcapng: 40 SNMP requests and responses of 2005 between two hosts (values checked with dpkt)."""
+    df = read_capture(corpus / "tx" / "snmp.pcapng")
+    assert df.height == 40
+    assert df["frame"].to_list() == list(range(1, 41))
+    assert set(df["protocol"]) == {"UDP"} and set(df["ip_version"]) == {4} and set(df["link_type"]) == {1}
+    first, second, last = df.row(0, named=True), df.row(1, named=True), df.row(39, named=True)
+    assert first["time"] == datetime(2005, 9, 8, 19, 34, 38, 562375, tzinfo=timezone.utc)
+    assert (first["src_addr"], first["src_port"], first["dst_addr"], first["dst_port"]) == (
+        "172.31.19.54", 15916, "172.31.19.73", 161)
+    assert (first["caplen"], first["wirelen"], first["payload_len"], first["ip_id"]) == (82, 82, 40, 43545)
+    assert (second["src_addr"], second["src_port"], second["dst_addr"], second["dst_port"]) == (
+        "172.31.19.73", 161, "172.31.19.54", 15916)
+    assert (second["payload_len"], second["ip_id"]) == (58, 6683)
+    assert last["time"].isoformat() == "2005-09-08T19:34:45.733451+00:00"
+    assert (last["src_port"], last["dst_port"], last["payload_len"], last["ip_id"]) == (161, 15935, 67, 6704)
+    requests = df.filter(pl.col("dst_port") == 161)
+    assert requests["src_port"].to_list() == list(range(15916, 15936))
+    assert requests["frame"].to_list() == list(range(1, 41, 2))
+    assert df["payload_len"].sum() == 2407 and df["caplen"].sum() == 4087
+    assert df["comment"].null_count() == 40 and df["direction"].null_count() == 40
+
+
+def test_pktmon_capture(corpus, walker):
+    """pktmon/demikernel-PktMon.pcapng (pktmon's own conversion of its ETL): 114 pings, each seen twice or
+    more along the stack; the reference the ETL path must match."""
+    path = corpus / "pktmon" / "demikernel-PktMon.pcapng"
+    df = read_capture(path)
+    assert df.height == 114
+    assert set(df["link_type"]) == {1} and set(df["interface"]) == {0}
+    assert df["time"].dt.epoch("ns")[0] == ns("2024-06-10T20:18:35.489172")
+    assert df["time"].dt.epoch("ns")[113] == ns("2024-06-10T20:18:53.907418")
+    assert df["time"].is_sorted()
+    pairs = df.group_by("src_addr", "dst_addr", "protocol", "caplen", "payload_len").len().sort("len")
+    assert pairs.rows() == [("10.9.1.14", "10.9.1.22", "ICMP", 98, 56, 38), ("10.9.1.22", "10.9.1.14", "ICMP", 98, 56, 76)]
+    assert df["ip_id"].head(3).to_list() == [49046, 49046, 0]
+    ifaces, packets = iter_capture_packets(path)
+    assert [(i.link_type, i.tsresol, i.tsoffset) for i in ifaces] == [(1, 6, 0)]
+    packets = list(packets)
+    assert len(packets) == 114 and packets[0].data[:6] == bytes.fromhex("0022487bb380")
+    assert [p.time_ns for p in packets] == df["time"].dt.epoch("ns").to_list()
+
+
+dpkt = pytest.importorskip("dpkt")
+
+
+@pytest.mark.parametrize("name", ["tx/snmp.pcapng", "pktmon/demikernel-PktMon.pcapng"])
+def test_corpus_agrees_with_dpkt(corpus, name):
+    """An independent reader (dpkt, a test-only dependency) sees the same frames, times (us) and bytes."""
+    path = corpus / name
+    df = read_capture(path, with_data=True)
+    with open(path, "rb") as f:
+        theirs = list(dpkt.pcapng.Reader(f))
+    assert df.height == len(theirs)
+    assert df["data"].to_list() == [bytes(b) for _, b in theirs]
+    assert (df["time"].dt.epoch("us") == [round(t * 1e6) for t, _ in theirs]).all()
+
+
+# -- hand-built files ------------------------------------------------------------------------------
+
+def block(big: bool, btype: int, body: bytes) -> bytes:
+    e = ">" if big else "<"
+    n = 12 + len(body)
+    return struct.pack(e + "II", btype, n) + body + struct.pack(e + "I", n)
+
+
+def option(big: bool, code: int, value: bytes) -> bytes:
+    e = ">" if big else "<"
+    return struct.pack(e + "HH", code, len(value)) + value + bytes(-len(value) % 4)
+
+
+def shb(big: bool) -> bytes:
+    e = ">" if big else "<"
+    return block(big, 0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+
+
+def idb(big: bool, link: int, tsresol: int | None = None, tsoffset: int | None = None, snaplen: int = 0,
+        name: str | None = None) -> bytes:
+    e = ">" if big else "<"
+    opts = b""
+    if name is not None:
+        opts += option(big, 2, name.encode())
+    if tsresol is not None:
+        opts += option(big, 9, bytes([tsresol]))
+    if tsoffset is not None:
+        opts += option(big, 14, struct.pack(e + "q", tsoffset))
+    if opts:
+        opts += option(big, 0, b"")
+    return block(big, 1, struct.pack(e + "HHI", link, 0, snaplen) + opts)
+
+
+def epb(big: bool, iface: int, ticks: int, data: bytes, wirelen: int | None = None, opts: bytes = b"",
+        obsolete: bool = False) -> bytes:
+    e = ">" if big else "<"
+    head = struct.pack(e + "HH", iface, 0) if obsolete else struct.pack(e + "I", iface)
+    body = head + struct.pack(e + "IIII", ticks >> 32, ticks & 0xFFFFFFFF, len(data),
+                              len(data) if wirelen is None else wirelen)
+    return block(big, 2 if obsolete else 6, body + data + bytes(-len(data) % 4) + opts)
+
+
+def spb(big: bool, data: bytes, wirelen: int | None = None) -> bytes:
+    e = ">" if big else "<"
+    return block(big, 3, struct.pack(e + "I", len(data) if wirelen is None else wirelen) + data +
+                 bytes(-len(data) % 4))
+
+
+RAW_FRAME = FRAME[14:]
+T = 1_700_000_000
+
+
+def two_sections() -> bytes:
+    """Section 1 little-endian: Ethernet us interface, Ethernet ns interface with tsoffset, comments, flags.
+    Section 2 big-endian: raw-IP interface at 2^-20 s, an obsolete packet block, a simple packet block
+    (snaplen 30), and name-resolution / statistics / custom blocks that carry no packet."""
+    le, be = False, True
+    flags_in = option(le, 2, struct.pack("<I", 1))
+    return b"".join([
+        shb(le),
+        idb(le, 1, name="eth0"),
+        idb(le, 1, tsresol=9, tsoffset=100, snaplen=65535),
+        epb(le, 0, T * 10**6 + 5, FRAME, opts=option(le, 1, "first".encode()) + flags_in + option(le, 0, b"")),
+        epb(le, 1, 7, FRAME[:30], wirelen=len(FRAME), opts=option(le, 2, struct.pack("<I", 2)) +
+            option(le, 1, "zweite Ä".encode()) + option(le, 0, b"")),
+        block(le, 4, bytes(8)),                               # name resolution block
+        epb(le, 0, T * 10**6, FRAME, opts=option(le, 2, struct.pack("<I", 0)) + option(le, 0, b"")),
+        epb(le, 0, T * 10**6, FRAME, opts=option(le, 1, b"one") + option(le, 1, b"two") + option(le, 0, b"")),
+        shb(be),
+        block(be, 0x40000BAD, bytes(12)),                     # custom block
+        idb(be, 101, tsresol=0x80 | 20, snaplen=30),
+        epb(be, 0, (T << 20) + (1 << 19), RAW_FRAME, obsolete=True,
+            opts=option(be, 2, struct.pack(">I", 2)) + option(be, 0, b"")),
+        spb(be, RAW_FRAME),
+        block(be, 5, bytes(12)),                              # interface statistics block
+    ])
+
+
+def test_two_sections_both_byte_orders(tmp_path, walker):
+    path = tmp_path / "two.pcapng"
+    path.write_bytes(two_sections())
+    assert sniff(path.read_bytes()[:12]) == "pcapng"
+    df = read_capture(path, with_data=True)
+    assert df.height == 6
+    assert df["interface"].to_list() == [0, 1, 0, 0, 2, 2]
+    assert df["link_type"].to_list() == [1, 1, 1, 1, 101, 101]
+    assert df["time"].dt.epoch("ns").to_list() == [T * 10**9 + 5000, 100 * 10**9 + 7, T * 10**9, T * 10**9,
+                                                    T * 10**9 + 500_000_000, None]
+    assert df["direction"].to_list() == ["in", "out", "unknown", None, "out", None]
+    assert df["comment"].to_list() == ["first", "zweite Ä", None, "one\ntwo", None, None]
+    assert df["caplen"].to_list() == [len(FRAME), 30, len(FRAME), len(FRAME), len(RAW_FRAME), 30]
+    assert df["wirelen"].to_list() == [len(FRAME)] * 4 + [len(RAW_FRAME)] * 2
+    assert df["data"].to_list() == [FRAME, FRAME[:30], FRAME, FRAME, RAW_FRAME, RAW_FRAME[:30]]
+    assert df["src_port"].to_list() == [49152, None, 49152, 49152, 49152, 49152]
+    assert df["src_addr"].to_list() == ["192.168.1.10", None] + ["192.168.1.10"] * 4
+    assert df["notes"].to_list() == [None, "truncated", None, None, None, None]
+    ifaces, packets = iter_capture_packets(path)
+    assert [(i.link_type, i.tsresol, i.tsoffset, i.snaplen, i.name) for i in ifaces] == [
+        (1, 6, 0, 0, "eth0"), (1, 9, 100, 65535, None), (101, 0x94, 0, 30, None)]
+    packets = list(packets)
+    assert [p.interface for p in packets] == [0, 1, 0, 0, 2, 2]
+    assert [p.comment for p in packets] == df["comment"].to_list()
+    assert [p.direction for p in packets] == df["direction"].to_list()
+    assert [p.time_ns for p in packets] == df["time"].dt.epoch("ns").to_list()
+
+
+def test_binary_and_fine_resolutions():
+    """if_tsresol as a power of two and finer than ns: floors to the ns."""
+    from etwtools.parsers.packets import Interface, ns_to_ticks, ticks_to_ns
+
+    ticks = np.array([3, (5 << 30) + 1], np.uint64)
+    assert ticks_to_ns(ticks, Interface(1, tsresol=0x80 | 30)).tolist() == [2, 5 * 10**9]
+    assert ticks_to_ns(np.array([123456789012], np.uint64), Interface(1, tsresol=12)).tolist() == [123456789]
+    assert ticks_to_ns(np.array([1], np.uint64), Interface(1, tsresol=0x80 | 40)).tolist() == [0]
+    assert ns_to_ticks(5 * 10**9, Interface(1, tsresol=0x80 | 30)) == 5 << 30
+    assert ns_to_ticks(123456789, Interface(1, tsresol=12)) == 123456789000
+
+
+def test_undefined_interface_is_skipped_and_reported(tmp_path, caplog):
+    path = tmp_path / "u.pcapng"
+    path.write_bytes(shb(False) + idb(False, 1) + epb(False, 3, 1, FRAME) + epb(False, 0, 2, FRAME))
+    df = read_capture(path)
+    assert df["time"].dt.epoch("ns").to_list() == [2000]
+    assert "skipped 1 packet block(s) naming an undefined interface" in caplog.text
+
+
+@pytest.mark.skipif(pcapng._c_pcapng_walk is None, reason="C accelerator etwtools._capwalk not built")
+@pytest.mark.parametrize("window", [0, 16, 96])
+def test_c_and_python_walks_agree(window):
+    """Same entries, windows, stop offset and status for every stop of the multi-section file."""
+    data = two_sections()
+    buf = np.frombuffer(data, np.uint8)
+    pos, big = 28, False
+    stops = []
+    while pos < len(buf):
+        results = []
+        for fn in (pcapng._c_pcapng_walk, pcapng.walk_py):
+            out = np.zeros(16, pcapng.ENTRY)
+            win = np.zeros(16 * max(window, 1), np.uint8)
+            n, at, status = fn(buf, pos, big, out, win, window)
+            results.append((n, at, status, out[:n].tobytes(), win[:n * window].tobytes()))
+        assert results[0] == results[1]
+        n, at, status = results[0][:3]
+        stops.append((n, status))
+        if status != pcapng.ST_STOP_BLOCK:
+            break
+        btype = struct.unpack_from("<I", data, at)[0]
+        if btype == 0x0A0D0D0A:
+            big = data[at + 8:at + 12] == b"\x1a\x2b\x3c\x4d"
+        pos = at + struct.unpack_from(">I" if big else "<I", data, at + 4)[0]
+    assert stops == [(0, 5), (0, 5), (4, 5), (0, 5), (2, 0)]

@@ -1,0 +1,353 @@
+"""tracerpt / tracedmp CSV: the real exchange-udp case file, plus inputs built from the documented layouts.
+
+Only four real kernel lines are public (cases/exchange-udp/kernel.csv, Windows 2003 dumpfile.csv layout,
+no header). Every other input here is BUILT by the tests from the layouts documented in
+parsers/tracerpt.py and ../shared/docs/FORMATS.md (header line, Vista+ 19 fixed columns + user data,
+v0/v1/v2 payload field orders, IPv6, Process lines); each test says so.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+from etwtools.parsers.schema import EVENTS, PROCESSES
+from etwtools.parsers.tracerpt import (
+    looks_like_tracerpt,
+    read_tracerpt,
+    read_tracerpt_events,
+    read_tracerpt_processes,
+)
+from polars.testing import assert_frame_equal
+
+from etwtools.errors import TextFormatError
+
+OLD_HEADER = "Event Name, Type, TID, Clock-Time, Kernel(ms), User(ms), User Data, IID, PIID"
+VISTA_HEADER = ("Event Name, Type, Event ID, Version, Channel, Level, Opcode, Task, Keyword, PID, TID, "
+                "Processor Number, Instance ID, Parent Instance ID, Activity ID, Related Activity ID, "
+                "Clock-Time, Kernel(ms), User(ms), User Data")
+FT = 129079416141424158                       # Clock-Time of the case's kernel lines
+T0 = datetime(2010, 1, 14, 11, 20, 14, 142415, tzinfo=UTC)
+T0_NS = 1263468014142415800                   # 2010-01-14 11:20:14.1424158 UTC in ns
+
+
+def ns(df: pl.DataFrame, row: int = 0) -> int:
+    return df["time"].cast(pl.Int64)[row]
+
+
+def old_line(name: str, typ: str, clock: int, *user: object, tid: str = "0xFFFFFFFF") -> str:
+    """A Windows 2003 dumpfile.csv line (tracedmp layout): 6 fixed columns, user data, IID, PIID."""
+    return ", ".join([name, typ, tid, str(clock), "0", "0", *map(str, user), "0", "0"])
+
+
+def vista_line(name: str, typ: str, version: int, opcode: int, clock: int, *user: object) -> str:
+    """A Vista+ `tracerpt -of CSV` line: 19 fixed columns (blank Instance IDs as tracerpt leaves them),
+    then user data."""
+    fixed = [f"{name:>12}", f"{typ:>12}", "0", str(version), "0", "0", str(opcode), "0",
+             "0x0000000000000000", "0xFFFFFFFF", "0x00000A3C", "0", " ", " ",
+             "{00000000-0000-0000-0000-000000000000}", " ", str(clock), "0", "0"]
+    return ", ".join(fixed + [str(u) for u in user])
+
+
+def write(tmp_path, name: str, lines: list[str], encoding: str = "utf-8", newline: str = "\n"):
+    path = tmp_path / name
+    path.write_bytes((newline.join(lines) + newline).encode(encoding))
+    return path
+
+
+CASE_USER = [
+    (2136, 8, "172.023.098.097", "010.001.001.001", 2762, 36003),
+    (2136, 8, "172.027.153.050", "172.023.021.024", 6004, 36009),
+    (2136, 8, "172.028.097.111", "172.023.021.024", 2344, 36016),
+    (2136, 8, "172.027.102.056", "172.023.021.024", 1116, 36022),
+]
+COMPARE = ["time", "provider", "event", "protocol", "ip_version", "pid", "size",
+           "local_addr", "local_port", "remote_addr", "remote_port"]
+
+
+# ---------------------------------------------------------------------------------- real case
+
+def test_exchange_case_kernel_csv(cases):
+    """Acceptance 1: the real 2003 kernel.csv gives 4 UdpIp Send events of store.exe's PID."""
+    trace = read_tracerpt(cases / "exchange-udp" / "kernel.csv")
+    ev = trace.events
+    assert ev.schema == pl.Schema(EVENTS)
+    assert ev.height == 4
+    first = ev.row(0, named=True)
+    assert first["provider"] == "UdpIp" and first["event"] == "Send" and first["protocol"] == "UDP"
+    assert first["pid"] == 2136 and first["size"] == 8 and first["ip_version"] == 4
+    assert (first["local_addr"], first["local_port"]) == ("10.1.1.1", 36003)
+    assert (first["remote_addr"], first["remote_port"]) == ("172.23.98.97", 2762)
+    assert ns(ev) == T0_NS
+    assert first["time"] == T0                      # microsecond view of the same instant
+    assert first["process"] is None                  # the file has no Process lines
+    assert ev["record"].to_list() == [1, 2, 3, 4]
+    # Zero-padded octets are decimal (inet_aton would read 010 as octal 8 and 098 as invalid).
+    assert ev["remote_addr"].to_list() == ["172.23.98.97", "172.27.153.50", "172.28.97.111", "172.27.102.56"]
+    assert ev["local_addr"].to_list()[1:] == ["172.23.21.24"] * 3
+    assert ev["local_port"].to_list() == [36003, 36009, 36016, 36022]
+    assert ev["remote_port"].to_list() == [2762, 6004, 2344, 1116]
+    assert ev["connid"].null_count() == 4 and ev["seqnum"].null_count() == 4   # v1 UdpIp has neither
+    assert trace.processes.height == 0 and trace.skipped == {}
+
+
+def test_case_detected_as_tracerpt(cases):
+    head = (cases / "exchange-udp" / "kernel.csv").read_bytes()
+    assert looks_like_tracerpt(head)
+    assert not looks_like_tracerpt((cases / "exchange-udp" / "tasklist.txt").read_bytes())
+
+
+def test_wrappers(cases):
+    path = cases / "exchange-udp" / "kernel.csv"
+    assert_frame_equal(read_tracerpt_events(path), read_tracerpt(path).events)
+    procs = read_tracerpt_processes(path)
+    assert procs.height == 0 and procs.schema == pl.Schema(PROCESSES)
+
+
+# ---------------------------------------------------------------------- same events, other layouts
+
+def test_tracedmp_header_gives_same_events(cases, tmp_path):
+    """Acceptance 2 (BUILT): the case's own lines under a tracedmp header line."""
+    real = read_tracerpt(cases / "exchange-udp" / "kernel.csv").events
+    lines = (cases / "exchange-udp" / "kernel.csv").read_text().splitlines()
+    built = read_tracerpt(write(tmp_path, "hdr.csv", [OLD_HEADER, *lines])).events
+    assert_frame_equal(built.drop("record"), real.drop("record"))
+    assert built["record"].to_list() == [2, 3, 4, 5]
+
+
+def test_vista_layout_gives_same_events(cases, tmp_path):
+    """Acceptance 2 (BUILT): the same four events written in the Vista+ `tracerpt -of CSV` layout
+    (19 fixed columns + user data), with header, and padded like tracerpt pads."""
+    real = read_tracerpt(cases / "exchange-udp" / "kernel.csv").events
+    lines = [vista_line("UdpIp", "Send", 1, 10, FT, *u) for u in CASE_USER]
+    for header in ([VISTA_HEADER], []):
+        built = read_tracerpt(write(tmp_path, "vista.csv", header + lines)).events
+        assert_frame_equal(built.select(COMPARE), real.select(COMPARE))
+
+
+def test_vista_udp_v2_with_seqnum_connid(tmp_path):
+    """BUILT: a Vista+ UdpIp v2 SendIPV4 line (v1 fields then seqnum, connid), connid a 64-bit pointer."""
+    line = vista_line("UdpIp", "SendIPV4", 2, 10, FT, 2136, 8, "172.023.098.097", "010.001.001.001",
+                      2762, 36003, 77, "0xFFFFFA8003B2C010")
+    ev = read_tracerpt(write(tmp_path, "v2.csv", [VISTA_HEADER, line])).events
+    row = ev.row(0, named=True)
+    assert row["event"] == "Send" and row["ip_version"] == 4 and row["pid"] == 2136
+    assert row["seqnum"] == 77 and row["connid"] == 0xFFFFFA8003B2C010
+    assert row["remote_addr"] == "172.23.98.97" and ns(ev) == T0_NS
+
+
+def test_crlf_utf16_and_bom(cases, tmp_path):
+    """BUILT: the case's lines saved as UTF-16 with BOM and CRLF, and as UTF-8 with BOM."""
+    real = read_tracerpt(cases / "exchange-udp" / "kernel.csv").events
+    lines = (cases / "exchange-udp" / "kernel.csv").read_text().splitlines()
+    u16 = read_tracerpt(write(tmp_path, "u16.csv", [OLD_HEADER, *lines], "utf-16", "\r\n")).events
+    assert_frame_equal(u16.drop("record"), real.drop("record"))
+    u8 = read_tracerpt(write(tmp_path, "u8.csv", lines, "utf-8-sig", "\r\n")).events
+    assert_frame_equal(u8, real)
+
+
+# -------------------------------------------------------------------------- payload versions
+
+def test_tcp_v0_field_order(tmp_path):
+    """BUILT: TcpIp v0 (XP/2003): daddr, saddr, dport, sport, size, PID; the first field is an address."""
+    line = old_line("TcpIp", "Send", FT, "192.168.001.020", "010.001.001.001", 445, 1042, 1460, 4)
+    ev = read_tracerpt(write(tmp_path, "v0.csv", [line])).events
+    row = ev.row(0, named=True)
+    assert (row["provider"], row["event"], row["protocol"]) == ("TcpIp", "Send", "TCP")
+    assert row["pid"] == 4 and row["size"] == 1460
+    assert (row["local_addr"], row["local_port"], row["remote_addr"], row["remote_port"]) == \
+        ("10.1.1.1", 1042, "192.168.1.20", 445)
+
+
+def test_udp_v0_field_order(tmp_path):
+    """BUILT: UdpIp v0: context(p), saddr, sport, size, daddr, dport, dsize; no PID."""
+    line = old_line("UdpIp", "Recv", FT, "0x81F0A8C8", "010.001.001.001", 53, 120, "010.001.001.200",
+                    49152, 120)
+    row = read_tracerpt(write(tmp_path, "u0.csv", [line])).events.row(0, named=True)
+    assert row["pid"] is None and row["size"] == 120 and row["event"] == "Recv"
+    assert (row["local_addr"], row["local_port"], row["remote_addr"], row["remote_port"]) == \
+        ("10.1.1.1", 53, "10.1.1.200", 49152)
+
+
+def test_tcp_v1_and_v2_connid_seqnum_order(tmp_path):
+    """BUILT: v1 ends connid, seqnum; v2 ends seqnum, connid. 2003 layout = v1; Vista+ layout takes
+    the Version column (here 1 and 2 on otherwise identical lines)."""
+    user = (1234, 1460, "093.184.216.034", "010.001.001.001", 443, 50000)
+    send_tail = (FT, FT + 5)
+    v1_old = old_line("TcpIp", "Send", FT, *user, *send_tail, "0x8A0B0C0D", 999)
+    ev = read_tracerpt(write(tmp_path, "v1.csv", [v1_old])).events
+    assert ev["connid"][0] == 0x8A0B0C0D and ev["seqnum"][0] == 999
+    lines = [vista_line("TcpIp", "SendIPV4", 1, 10, FT, *user, *send_tail, "0x8A0B0C0D", 999),
+             vista_line("TcpIp", "SendIPV4", 2, 10, FT, *user, *send_tail, 999, "0x8A0B0C0D"),
+             vista_line("TcpIp", "RecvIPV4", 2, 11, FT + 1, *user, 1000, "0x8A0B0C0D")]
+    ev = read_tracerpt(write(tmp_path, "v12.csv", [VISTA_HEADER, *lines])).events
+    assert ev["event"].to_list() == ["Send", "Send", "Recv"]
+    assert ev["connid"].to_list() == [0x8A0B0C0D] * 3
+    assert ev["seqnum"].to_list() == [999, 999, 1000]
+    assert ev["remote_addr"].to_list() == ["93.184.216.34"] * 3
+    assert ev["pid"].to_list() == [1234] * 3
+
+
+def test_tcp_connect_15_fields(tmp_path):
+    """BUILT: Vista+ TcpIp v2 ConnectIPV4: PID..sport, mss..sndwinscale (7 fields), seqnum, connid."""
+    line = vista_line("TcpIp", "ConnectIPV4", 2, 12, FT, 500, 0, "093.184.216.034", "010.001.001.001",
+                      443, 50001, 1460, 1, 0, 1, 65535, 8, 8, 0, "0xFFFFFA8001234560")
+    row = read_tracerpt(write(tmp_path, "c.csv", [VISTA_HEADER, line])).events.row(0, named=True)
+    assert row["event"] == "Connect" and row["pid"] == 500 and row["local_port"] == 50001
+    assert row["seqnum"] == 0 and row["connid"] == 0xFFFFFA8001234560
+
+
+def test_ipv6_events(tmp_path):
+    """BUILT: Vista+ TcpIp SendIPV6 (opcode 26) and UdpIp RecvIPV6 (opcode 27) lines."""
+    lines = [VISTA_HEADER,
+             vista_line("TcpIp", "SendIPV6", 2, 26, FT, 4321, 100, "2001:0db8:0000:0000:0000:0000:0000:0001",
+                        "fe80:0:0:0:0:0:0:1", 443, 50010, FT, FT + 1, 5, "0x10"),
+             vista_line("UdpIp", "RecvIPV6", 2, 27, FT + 10, 4321, 40, "2001:db8::53", "2001:db8::1",
+                        53, 50011, 6, "0x11")]
+    ev = read_tracerpt(write(tmp_path, "v6.csv", lines)).events
+    assert ev["ip_version"].to_list() == [6, 6]
+    assert ev["event"].to_list() == ["Send", "Recv"]
+    assert ev["protocol"].to_list() == ["TCP", "UDP"]
+    assert ev["remote_addr"].to_list() == ["2001:db8::1", "2001:db8::53"]
+    assert ev["local_addr"].to_list() == ["fe80::1", "2001:db8::1"]
+    assert ev["seqnum"].to_list() == [5, 6] and ev["connid"].to_list() == [16, 17]
+    assert ns(ev, 1) - ns(ev, 0) == 1000          # 10 FILETIME ticks = 1 us
+
+
+def test_numeric_type_uses_opcode(tmp_path):
+    """BUILT: a Type column that tracerpt left as a number (no MOF name) is named from the opcode table."""
+    line = vista_line("TcpIp", "26", 2, 26, FT, 7, 10, "2001:db8::2", "2001:db8::1", 80, 50000, FT, FT, 1, 2)
+    row = read_tracerpt(write(tmp_path, "n.csv", [VISTA_HEADER, line])).events.row(0, named=True)
+    assert row["event"] == "Send" and row["ip_version"] == 6
+
+
+# ----------------------------------------------------------------------------------- processes
+
+def test_process_lines_name_the_events(tmp_path):
+    """BUILT: 2003 Process v1 lines (PageDirectoryBase, ProcessId, ParentId, SessionId, ExitStatus,
+    UserSID, ImageFileName): store.exe alive from the rundown, a short-lived process that ends
+    before a later event of its reused PID."""
+    lines = [
+        OLD_HEADER,
+        old_line("EventTrace", "Header", FT - 100, 65536, 1),
+        old_line("Process", "DCStart", FT - 100, "0x1A2B3000", "0x00000858", "0x00000268", 0, 0,
+                 "S-1-5-18", '"store.exe"'),
+        old_line("Process", "Start", FT - 50, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
+                 "S-1-5-21-1-2-3-500", '"tool.exe"'),
+        old_line("UdpIp", "Send", FT, *CASE_USER[0]),
+        old_line("UdpIp", "Send", FT + 10, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5353),
+        old_line("Process", "End", FT + 20, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
+                 "S-1-5-21-1-2-3-500", '"tool.exe"'),
+        old_line("UdpIp", "Send", FT + 30, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5354),
+        old_line("Thread", "DCStart", FT - 100, "0x00000858", "0x00000A3C"),
+    ]
+    trace = read_tracerpt(write(tmp_path, "p.csv", lines))
+    procs = trace.processes
+    assert procs.schema == pl.Schema(PROCESSES)
+    assert procs["pid"].to_list() == [2136, 3000]
+    assert procs["image"].to_list() == ["store.exe", "tool.exe"]
+    assert procs["ppid"].to_list() == [616, 2136]
+    assert procs["user"].to_list() == ["S-1-5-18", "S-1-5-21-1-2-3-500"]
+    assert procs["source"].to_list() == ["tracerpt"] * 2
+    assert procs["start"][0] is None and procs["end"][0] is None            # rundown, still alive
+    assert procs["start"].cast(pl.Int64)[1] == (FT - 50 - 116444736000000000) * 100
+    assert procs["end"].cast(pl.Int64)[1] == (FT + 20 - 116444736000000000) * 100
+    assert trace.events["process"].to_list() == ["store.exe", "tool.exe", None]
+    assert trace.skipped == {"EventTrace": 1, "Thread": 1}
+
+
+def test_vista_process_v3_with_command_line(tmp_path):
+    """BUILT: Vista+ Process v3 DCStart (UniqueProcessKey, ProcessId, ParentId, SessionId, ExitStatus,
+    DirectoryTableBase, UserSID, ImageFileName, CommandLine) with a comma inside the quoted command line."""
+    lines = [VISTA_HEADER,
+             vista_line("Process", "DCStart", 3, 3, FT - 1, "0xFFFFFA8003000000", 2136, 616, 0, 259,
+                        "0x000000001A2B3000", "S-1-5-18", '"store.exe"', '"store.exe -a b,c"'),
+             vista_line("UdpIp", "SendIPV4", 2, 10, FT, *CASE_USER[0], 1, "0x1")]
+    trace = read_tracerpt(write(tmp_path, "p3.csv", lines))
+    row = trace.processes.row(0, named=True)
+    assert (row["pid"], row["ppid"], row["session"], row["image"]) == (2136, 616, 0, "store.exe")
+    assert row["command_line"] == "store.exe -a b,c"
+    assert trace.events["process"].to_list() == ["store.exe"]
+
+
+# ------------------------------------------------------------------------------ damaged input
+
+def test_malformed_lines_warned_once_per_kind(cases, tmp_path, caplog):
+    """BUILT: good case lines mixed with bad ones; each bad kind gives one warning with line numbers."""
+    good = (cases / "exchange-udp" / "kernel.csv").read_text().splitlines()
+    lines = [good[0],
+             old_line("UdpIp", "Send", FT, 2136, 8, "172.023.098.097"),                      # 2: 3 fields
+             old_line("UdpIp", "Send", FT, 2136, 8, "999.1.1.1", "010.001.001.001", 1, 2),   # 3: bad addr
+             old_line("UdpIp", "Send", "yesterday", *CASE_USER[0]),                          # 4: bad clock
+             old_line("UdpIp", "Send", FT, "x", 8, "1.1.1.1", "2.2.2.2", 1, 2),             # 5: bad pid
+             old_line("UdpIp", "Send", FT, 2136, 8, "1.1.1.1", "2.2.2.2", 70000, 2),        # 6: bad port
+             good[1],
+             old_line("UdpIp", "Send", FT, 2136, 8, "1.2.3", "2.2.2.2", 1, 2),              # 8: bad addr
+             old_line("TcpIp", "Fail", FT, 6, 10055)]                                       # 9: no endpoint
+    with caplog.at_level(logging.INFO, logger="etwtools"):
+        trace = read_tracerpt(write(tmp_path, "bad.csv", lines))
+    assert trace.events["record"].to_list() == [1, 7]
+    assert trace.skipped == {
+        "TcpIp Fail (no endpoint)": 1,
+        "malformed: unexpected number of user-data fields for TcpIp/UdpIp": 1,
+        "malformed: address that is not IPv4/IPv6": 2,
+        "malformed: Clock-Time is not a FILETIME": 1,
+        "malformed: PID, size or port that is not a number": 2,
+    }
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 4
+    assert any("2 malformed lines (address that is not IPv4/IPv6; lines 3, 8)" in w for w in warnings)
+    assert any("(PID, size or port that is not a number; lines 5, 6)" in w for w in warnings)
+    assert all(str(tmp_path / "bad.csv") in w for w in warnings)
+
+
+def test_many_bad_lines_show_first_five(tmp_path, caplog):
+    """BUILT: 12 lines with too few fields: one warning, first five line numbers, the count."""
+    lines = [old_line("TcpIp", "Send", FT, 1, 2, 3)] * 12
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        trace = read_tracerpt(write(tmp_path, "many.csv", lines))
+    assert trace.events.height == 0 and trace.events.schema == pl.Schema(EVENTS)
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "skipped 12 malformed lines" in msg and "lines 1, 2, 3, 4, 5, ...)" in msg
+
+
+@pytest.mark.parametrize("content, line", [
+    (b"", 1),
+    (b"   \n\n", 1),
+    (b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff", 1),
+    (b"UdpIp, Send, 0xFFFFFFFF, 129079416141424158, 0, 0, 1\n\x00\x01\x02binary", 2),
+    (b"Image Name                     PID Session Name\n=====\nstore.exe 2136 Console 0 1 K\n", 1),
+    (b"a,b,c\n1,2,3\n", 1),
+])
+def test_bad_input_raises_one_line_error(tmp_path, content, line):
+    """Empty file, binary junk, wrong columns: TextFormatError naming the path and the line."""
+    path = tmp_path / "in.csv"
+    path.write_bytes(content)
+    with pytest.raises(TextFormatError) as info:
+        read_tracerpt(path)
+    err = info.value
+    assert err.path == str(path) and err.line == line
+    assert "\n" not in str(err) and str(err).startswith(f"{path}, line {line}: ")
+
+
+def test_missing_file_is_text_format_error(tmp_path):
+    with pytest.raises(TextFormatError, match="cannot read"):
+        read_tracerpt(tmp_path / "nope.csv")
+
+
+def test_progress_reports_bytes(cases):
+    calls = []
+    path = cases / "exchange-udp" / "kernel.csv"
+    read_tracerpt(path, progress=lambda done, total: calls.append((done, total)))
+    size = path.stat().st_size
+    assert calls[-1] == (size, size) and all(t == size for _, t in calls)
+
+
+def test_no_network_lines_gives_empty_events(tmp_path):
+    """BUILT: a dump with only Process and Thread lines: no events (not a row of nulls), one process."""
+    lines = [old_line("Process", "DCStart", FT, "0x0", "0x00000004", "0x00000000", 0, 0, "S-1-5-18", "System"),
+             old_line("Thread", "DCStart", FT, "0x00000004", "0x00000008")]
+    trace = read_tracerpt(write(tmp_path, "np.csv", lines))
+    assert trace.events.height == 0 and trace.events.schema == pl.Schema(EVENTS)
+    assert trace.processes["image"].to_list() == ["System"] and trace.skipped == {"Thread": 1}
