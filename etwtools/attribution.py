@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from . import clock
-from .diagnostics import info
+from .errors import AttributionError
 from .parsers import schema
 from .processes import ProcessResolver
 
@@ -38,6 +38,8 @@ DEFAULT_TOLERANCE_S = 0.5
 MEDIUM_HORIZON_NS = 240 * NS
 #: Evidence further away than this is not offered at all.
 LOW_HORIZON_NS = 600 * NS
+#: Fewer matches than this cannot establish an offset when another offset has as many.
+AGREE_MIN = 5
 #: PIDs that never own a socket (Idle, and -1 / 0xFFFFFFFF for "unknown").
 _NO_PID = [0, -1, 0xFFFFFFFF]
 _TCP_OWNER_EVENTS = ["send", "recv", "connect", "accept", "disconnect", "retransmit", "reconnect", "copy"]
@@ -459,6 +461,10 @@ def _why_nothing(net, fr, of, pairs, local, offset_ns, offset_source, estimate, 
     span = f"capture {_fmt_time(c0)} to {_fmt_time(c1)}, trace {_fmt_time(tr0)} to {_fmt_time(tr1)}"
     if c0 is None:
         return "no frame of the capture has a timestamp, so none can be matched to the trace's events in time"
+    if offset_ns is None and estimate is not None:
+        return (f"the {estimate.candidates:,} candidate matches (same 5-tuple and size) do not agree on one clock "
+                f"offset: the best has {estimate.support:,}, another has {estimate.runner_up:,} ({span}); give "
+                f"--offset if you know it")
     if offset_ns is None:
         days = abs((c0 + c1) / 2 - (tr0 + tr1) / 2) / 86400 / NS
         return (f"{keyed['fid'].n_unique():,} frames share a 5-tuple with trace events, but no candidate match "
@@ -477,10 +483,13 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
               progress=None) -> Attribution:
     """Attribute every frame (FRAMES) to a PID and process using network events (EVENTS) and processes.
 
-    ``offset_s`` (capture clock minus trace clock) overrides the estimate; ``local_addrs`` are the traced
-    host's addresses as given by the user (default: ``nic_addrs`` from the trace's NIC events, else the
-    local addresses the events use). Returns an :class:`Attribution`; when nothing at all could be
-    attributed, :meth:`Attribution.why_nothing` says why.
+    ``offset_s`` (capture clock minus trace clock) overrides the estimate; ``tolerance_s`` is the largest
+    frame-event time difference for a UDP match and for TCP high confidence; ``local_addrs`` are the
+    traced host's addresses as given by the user (default: ``nic_addrs`` from the trace's NIC events
+    plus the unicast local addresses the events use); ``progress(done, total)`` is called between steps.
+    Returns an :class:`Attribution`; when nothing at all could be attributed (inputs with nothing in
+    common), :meth:`Attribution.why_nothing` says why. Raises :class:`AttributionError` only for
+    unusable parameters (a negative tolerance, an infinite offset).
     """
     n_total = frames.height if frames is not None else 0
     step = [0]
@@ -490,6 +499,12 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
         if progress is not None:
             progress(min(n_total, n_total * step[0] // 7), n_total)
 
+    import math
+
+    if not (isinstance(tolerance_s, (int, float)) and math.isfinite(tolerance_s) and tolerance_s >= 0):
+        raise AttributionError(f"the tolerance must be a number of seconds >= 0, not {tolerance_s!r}")
+    if offset_s is not None and not (isinstance(offset_s, (int, float)) and math.isfinite(offset_s)):
+        raise AttributionError(f"the clock offset must be a finite number of seconds, not {offset_s!r}")
     tol = round(tolerance_s * NS)
     net, nic, notes = _prepare_events(events)
     local, local_src, more = _local_addresses(net, nic, local_addrs, nic_addrs)
@@ -511,6 +526,10 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
         if estimate is not None and abs(estimate.offset_ns - offset_ns) > max(tol, clock.BIN_NS):
             notes.append(f"the given offset {offset_s:+.6f} s differs from the one the data suggest: "
                          f"{estimate.describe()}")
+    elif estimate is not None and estimate.runner_up >= estimate.support and estimate.support < AGREE_MIN:
+        # a few coincidental matches that point to different offsets: nothing to stand on
+        offset_ns, offset_source, support = None, None, 0
+        notes.append(f"no clock offset: the candidate matches do not agree ({estimate.describe()})")
     elif estimate is not None:
         offset_ns, offset_source, support = estimate.offset_ns, "estimated", estimate.support
         if estimate.runner_up and estimate.runner_up * 2 > estimate.support:
@@ -526,10 +545,11 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
                      f"is applied per frame ({estimate.describe()})")
     if offset_ns is not None:
         of = of.with_columns((pl.col("t") - shift).alias("tt"))
-        cands.append(_match_udp_exact(of, net, tol))
+        exact = _match_udp_exact(of, net, tol)
+        cands.append(exact)
         tick()
         cands.append(_match_owner(of, net, "TCP", tol))
-        cands.append(_match_owner(of, net, "UDP", tol))
+        cands.append(_match_owner(of.join(exact.select("fid"), on="fid", how="anti"), net, "UDP", tol))
         tick()
         found = pl.concat(cands).select("fid").unique()
         rest = of.join(found, on="fid", how="anti")
@@ -580,8 +600,6 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
                          _events=net, _oriented=of, _resolver=resolver, _why=why,
                          _match=res.select("fid", "e_eid", "dir_source").sort("fid"),
                          _counts={"pairs": pairs.height})
-    if offset_ns is not None:
-        info(result.describe_offset())
     return result
 
 

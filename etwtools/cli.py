@@ -37,6 +37,7 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _info(message: str) -> None:
+    sys.stdout.flush()
     logging.getLogger("etwtools").info(message)
 
 
@@ -79,8 +80,8 @@ def _guarded(f):
     return wrapper
 
 
-def _with_progress(label: str, call):
-    bar = bar_for(label)
+def _with_progress(label: str, call, unit: str = "MB"):
+    bar = bar_for(label, unit=unit)
     try:
         return call(bar)
     finally:
@@ -211,6 +212,8 @@ def frames(pcap: str | None, etl: str | None, fmt: str, out: str | None) -> None
               help="An address of the traced host (default: from the trace). Repeatable.")
 @click.option("--frame", "explain", multiple=True, type=int,
               help="Print the whole chain of evidence for this frame number. Repeatable.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Table format: list every frame, also those with no IP header (hidden by default).")
 @click.option("--annotate", type=click.Path(dir_okay=False, writable=True),
               help="Also write the capture as pcapng with a comment per attributed packet "
                    "(Wireshark: frame.comment contains \"store.exe\").")
@@ -218,7 +221,8 @@ def frames(pcap: str | None, etl: str | None, fmt: str, out: str | None) -> None
 @_guarded
 def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
               offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...],
-              explain: tuple[int, ...], annotate: str | None, fmt: str, out: str | None) -> None:
+              explain: tuple[int, ...], show_all: bool, annotate: str | None, fmt: str,
+              out: str | None) -> None:
     """Attribute every frame of a capture to the process that sent or received it.
 
     \b
@@ -243,15 +247,23 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
         procs = pl.concat([procs, read_processes(list(tasklists), snapshot_time=_parse_time(tasklist_time))],
                           how="diagonal_relaxed")
     kwargs = {} if tolerance is None else {"tolerance_s": tolerance}
-    result = _with_progress("attributing", lambda bar: run_attribution(
+    result = _with_progress("attributing", unit="frames", call=lambda bar: run_attribution(
         tr.events, fr, procs, offset_s=offset,
-        local_addrs=list(local_addrs) or tr.local_addresses or None, progress=bar, **kwargs))
+        local_addrs=list(local_addrs) or None, nic_addrs=tr.local_addresses or None, progress=bar,
+        **kwargs))
 
     for n in explain:
         click.echo(result.explain(n))
         click.echo()
     if not explain or out:
-        output.write(result.frames, fmt, out)
+        rows = result.frames
+        if fmt == "table" and not show_all:
+            rows = rows.filter(pl.col("protocol").is_in(["TCP", "UDP", "ICMP", "ICMPv6"])
+                               | pl.col("confidence").ne("none"))
+            if rows.height < result.frames.height:
+                _info(f"{result.frames.height - rows.height:,} frames with no IP/TCP/UDP header not listed "
+                      "(--all lists them)")
+        output.write(rows, fmt, out)
     if fmt == "table" and not out and not explain:
         click.echo()
         click.echo("Summary by process:")
@@ -289,7 +301,7 @@ def synattack(path: str, pcap: str | None, fmt: str, out: str | None) -> None:
     """
     from .synattack import synattack as run
 
-    report = _with_progress("reading", lambda bar: run(path, pcap))
+    report = _with_progress("reading", lambda bar: run(path, pcap, progress=bar))
     if report.intervals.height == 0 and report.other_events.height == 0:
         click.echo(report.message)
         return

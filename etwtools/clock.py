@@ -68,7 +68,8 @@ class OffsetEstimate:
         drift = (f"; clocks drift apart by {self.drift_ppm:+.1f} ppm, offset given at "
                  f"{format_ns(self.reference_ns)}" if self.drift_ppm else "")
         return (f"{self.offset_ns / NS:+.6f} s (supported by {self.support:,} match"
-                f"{'es' if self.support != 1 else ''} of {self.candidates:,} candidate pairs"
+                f"{'es' if self.support != 1 else ''} of {self.candidates:,} candidate pair"
+                f"{'s' if self.candidates != 1 else ''}"
                 f"{f'; next best offset has {self.runner_up:,}' if self.runner_up else ''}{drift})")
 
 
@@ -101,13 +102,17 @@ def _candidate_pairs(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str]
     if total > PAIRS_TOTAL:
         per_key = max(1_000, PAIRS_PER_KEY * PAIRS_TOTAL // total)
     thinned = bool((prod > per_key).any())
-    counts = counts.with_columns(
-        ((pl.col("n_f").cast(pl.Int64) * pl.col("n_e") + per_key - 1) // per_key).clip(lower_bound=1)
-        .alias("stride"))
-    ev = (events.join(counts.select(keys + ["stride"]), on=keys, how="inner")
-          .with_columns(pl.int_range(pl.len()).over(keys).alias("_rank"))
-          .filter(pl.col("_rank") % pl.col("stride") == 0)
-          .select(keys + ["eid", pl.col("t").alias("t_e")]))
+    ev = events.select(keys + ["eid", pl.col("t").alias("t_e")])
+    if thinned:
+        big = (counts.filter(prod > per_key)
+               .with_columns(((pl.col("n_f").cast(pl.Int64) * pl.col("n_e") + per_key - 1) // per_key)
+                             .alias("stride")).select(keys + ["stride"]))
+        few = ev.join(big, on=keys, how="anti")
+        many = (ev.join(big, on=keys, how="inner")
+                .with_columns(pl.int_range(pl.len()).over(keys).alias("_rank"))
+                .filter(pl.col("_rank") % pl.col("stride") == 0)
+                .select(keys + ["eid", "t_e"]))
+        ev = pl.concat([few, many])
     fr = frames.select(keys + ["fid", pl.col("t").alias("t_f")])
     pairs = fr.join(ev, on=keys, how="inner")
     pairs = (pairs.select("fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff"), "t_f")
@@ -161,11 +166,12 @@ def _distinct_centers(votes: pl.DataFrame, k: int) -> list[tuple[float, int]]:
     return out
 
 
-def estimate_offset(pairs: pl.DataFrame) -> OffsetEstimate | None:
+def estimate_offset(pairs: pl.DataFrame, votes: pl.DataFrame | None = None) -> OffsetEstimate | None:
     """The most supported offset among candidate pairs (``fid``, ``eid``, ``diff``); None without pairs."""
     if not pairs.height:
         return None
-    votes = _votes(pairs)
+    if votes is None:
+        votes = _votes(pairs)
     best = _distinct_centers(votes, 2)
     offset, support, spread = _refine(pairs, best[0][0])
     runner = best[1][1] if len(best) > 1 else 0
@@ -199,7 +205,7 @@ def estimate(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str],
     votes = _votes(pairs)
     top = _distinct_centers(votes, 8)
     if not thinned and (len(top) == 1 or top[1][1] * 2 < top[0][1]):
-        return _fit_drift(pairs, estimate_offset(pairs)), pairs
+        return _fit_drift(pairs, estimate_offset(pairs, votes)), pairs
     scored = []
     for c, _ in top:
         m = _matches_at(frames, events, keys, round(c))
@@ -241,13 +247,14 @@ def _fit_drift(pairs: pl.DataFrame, est: OffsetEstimate | None) -> OffsetEstimat
         if inl.height < DRIFT_MIN_SUPPORT:
             return est
         t = inl["t_f"].to_numpy().astype(np.int64)
-        d = inl["diff"].to_numpy().astype(np.float64)
+        d = (inl["diff"].to_numpy() - est.offset_ns).astype(np.float64)   # small numbers: well conditioned
         ref = int(np.median(t))
         x = (t - ref).astype(np.float64)
         if not np.ptp(x):
             return est
         b, a = np.polyfit(x, d, 1)
         res = d - (a + b * x)
+        a += est.offset_ns
         se = np.sqrt(res.var() * len(x) / max(len(x) - 2, 1) / ((x - x.mean()) ** 2).sum())
         nxt = _line_inliers(pairs, a, b, ref, BIN_NS)
         if nxt.height <= inl.height:

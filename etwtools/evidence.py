@@ -109,9 +109,15 @@ def explain(attr: Attribution, frame_number: int) -> str:
                      "match was tried.")
         return "\n".join(lines + _pid_lines(attr, row, None))
     tt = attr.trace_time(t_ns) if t_ns is not None else None
-    how = ("given by the user" if attr.offset_source == "given" else
-           f"estimated: {attr.estimate.describe()}" if attr.estimate is not None else "estimated")
-    lines.append(f"2. Clock: capture - trace = {attr.offset_ns / NS:+.6f} s ({how}).")
+    if attr.offset_source == "given":
+        lines.append(f"2. Clock: capture - trace = {attr.offset_ns / NS:+.6f} s (given by the user; "
+                     f"{attr.offset_support:,} candidate matches agree with it).")
+    else:
+        lines.append(f"2. Clock: capture - trace = {attr.estimate.describe()}, estimated from candidate "
+                     f"matches (same protocol, 5-tuple and size) voted over +-14 h.")
+        if attr.offset_support == 1:
+            lines.append("   Only one frame/event pair supports this offset: the answer rests on that single "
+                         "match.")
     lines.append(f"   The frame on the trace's clock: {_t(tt)}. Tolerance for a match: {attr.tolerance_s:g} s.")
 
     # 3. events with this 5-tuple

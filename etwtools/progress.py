@@ -12,8 +12,9 @@ Progress = Callable[[int, int], None]
 class Bar:
     """Redraws at most ten times a second; ``close()`` clears the line."""
 
-    def __init__(self, label: str, stream=None) -> None:
+    def __init__(self, label: str, stream=None, unit: str = "MB") -> None:
         self.label = label
+        self.unit = unit
         self.stream = stream or sys.stderr
         self._last = 0.0
         self._shown = False
@@ -24,7 +25,11 @@ class Bar:
             return
         self._last = now
         pct = 100.0 * done / total if total else 100.0
-        self.stream.write(f"\r{self.label}: {pct:5.1f}% ({done / 1e6:,.1f} of {total / 1e6:,.1f} MB)")
+        if self.unit == "MB":
+            amount = f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB"
+        else:
+            amount = f"{done:,} of {total:,} {self.unit}"
+        self.stream.write(f"\r{self.label}: {pct:5.1f}% ({amount})")
         self.stream.flush()
         self._shown = True
 
@@ -34,8 +39,8 @@ class Bar:
             self.stream.flush()
 
 
-def bar_for(label: str, enabled: bool | None = None) -> Bar | None:
+def bar_for(label: str, enabled: bool | None = None, unit: str = "MB") -> Bar | None:
     """A Bar when stderr is a terminal (or ``enabled`` is true), else None."""
     if enabled is None:
         enabled = sys.stderr.isatty()
-    return Bar(label) if enabled else None
+    return Bar(label, unit=unit) if enabled else None

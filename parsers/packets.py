@@ -41,6 +41,9 @@ LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 #: DLT_RAW as some systems write it in place of LINKTYPE_RAW (12 on most BSDs, 14 on OpenBSD).
 _RAW_ALIASES = (12, 14)
+#: Link types the dissector reads; frames of others are kept with protocol "other" and reported.
+SUPPORTED_LINK_TYPES = (LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL,
+                        LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2, *_RAW_ALIASES)
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -147,68 +150,114 @@ def header_windows(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, window: in
     return out
 
 
-def _views(flat: np.ndarray) -> dict:
-    if len(flat) < 8:  # strided views need a few bytes; such a buffer has no full header anyway
-        flat = np.concatenate([flat, np.zeros(8, np.uint8)])
-    n = len(flat)
-    return {"u8": flat,
-            "be16": np.ndarray((n - 1,), dtype=">u2", buffer=flat, strides=(1,)),
-            "be32": np.ndarray((n - 3,), dtype=">u4", buffer=flat, strides=(1,)),
-            "le32": np.ndarray((n - 3,), dtype="<u4", buffer=flat, strides=(1,))}
+_KINDS = {"u8": (1, "u1", np.uint8), "be16": (2, ">u2", np.uint16), "be32": (4, ">u4", np.uint32),
+          "le32": (4, "<u4", np.uint32), "be64": (8, ">u8", np.uint64)}
 
 
-_SIZES = {"u8": (1, np.uint8), "be16": (2, np.uint16), "be32": (4, np.uint32), "le32": (4, np.uint32)}
+def _view(flat: np.ndarray, kind: str, start: int = 0) -> np.ndarray:
+    """Field ``kind`` at every byte position from ``start`` of a flat uint8 array (unaligned, no copy)."""
+    size, dt, _ = _KINDS[kind]
+    return np.ndarray((max(0, len(flat) - start - size + 1),), dtype=dt, buffer=flat, offset=start, strides=(1,))
 
 
 class _Fields:
-    """Field gathers at (frame, offset in the frame): from the header windows, or the buffer past them."""
+    """The frames' bytes: their header windows, and the whole buffer for what lies past a window."""
 
     def __init__(self, buf: np.ndarray, off: np.ndarray, windows: np.ndarray) -> None:
         self.buf, self.off = buf, off
         self.windows = np.ascontiguousarray(windows)
         self.n, self.width = self.windows.shape
+        self.flat = self.windows.reshape(-1)
         self.all = np.arange(self.n)   # "every frame": callers pass this very array to skip a gather
-        self._win = _views(self.windows.reshape(-1))
-        self._buf: dict | None = None
+        self._views: dict = {}
 
-    def _column(self, kind: str, pos: int) -> np.ndarray:
-        """Field ``kind`` at offset ``pos`` of every frame: a strided view of the windows, no copy."""
-        dt = {"u8": "u1", "be16": ">u2", "be32": ">u4", "le32": "<u4"}[kind]
-        return np.ndarray((self.n,), dtype=dt, buffer=self.windows, offset=pos, strides=(self.width,))
+    def column(self, kind: str, pos: int) -> np.ndarray:
+        """Field ``kind`` at offset ``pos`` of every frame's window: a strided view, no copy."""
+        return np.ndarray((self.n,), dtype=_KINDS[kind][1], buffer=self.windows, offset=pos, strides=(self.width,))
 
-    def _get(self, kind: str, rows: np.ndarray, pos) -> np.ndarray:
-        size, dtype = _SIZES[kind]
-        w = self.width
-        if not np.isscalar(pos) and len(pos) and pos[0] + size <= w and (pos == pos[0]).all():
-            pos = int(pos[0])  # the usual case: one offset for every frame (Ethernet + IPv4 + TCP, ...)
-        if np.isscalar(pos):
-            if pos + size <= w and self.n:
-                col = self._column(kind, pos)
-                return (col if rows is self.all else col[rows]).astype(dtype)
-            inwin = np.zeros(len(rows), bool)
-        else:
-            inwin = pos + size <= w
-            if inwin.all():
-                return self._win[kind][rows * w + pos].astype(dtype, copy=False)
-        if self._buf is None:
-            self._buf = _views(self.buf)
-        pos = np.broadcast_to(pos, rows.shape)
-        out = np.empty(len(rows), dtype)
-        out[inwin] = self._win[kind][rows[inwin] * w + pos[inwin]]
-        out[~inwin] = self._buf[kind][self.off[rows[~inwin]] + pos[~inwin]]
-        return out
+    def window_view(self, kind: str, start: int) -> np.ndarray:
+        key = (kind, start)
+        if key not in self._views:
+            self._views[key] = _view(self.flat, kind, start)
+        return self._views[key]
+
+    def buffer_view(self, kind: str) -> np.ndarray:
+        key = (kind, None)
+        if key not in self._views:
+            self._views[key] = _view(self.buf, kind)
+        return self._views[key]
+
+    def at(self, rows: np.ndarray, pos, extent: int) -> _Header:
+        """The header at offset ``pos`` (per frame or one for all) of the frames ``rows``, ``extent``
+        bytes long (every field read through it lies within those bytes)."""
+        return _Header(self, rows, pos, extent)
 
     def u8(self, rows: np.ndarray, pos) -> np.ndarray:
-        return self._get("u8", rows, pos)
+        return _Header(self, rows, pos, 1).get("u8", 0)
 
     def be16(self, rows: np.ndarray, pos) -> np.ndarray:
-        return self._get("be16", rows, pos)
+        return _Header(self, rows, pos, 2).get("be16", 0)
 
     def be32(self, rows: np.ndarray, pos) -> np.ndarray:
-        return self._get("be32", rows, pos)
+        return _Header(self, rows, pos, 4).get("be32", 0)
 
     def le32(self, rows: np.ndarray, pos) -> np.ndarray:
-        return self._get("le32", rows, pos)
+        return _Header(self, rows, pos, 4).get("le32", 0)
+
+
+class _Header:
+    """Where one header starts in a set of frames; fields are read by their offset in the header.
+
+    Three cases, cheapest first: one offset for every frame inside the windows (strided column views),
+    per-frame offsets inside the windows (one flat gather per field), and some headers past the
+    window (those few read from the whole buffer).
+    """
+
+    def __init__(self, f: _Fields, rows: np.ndarray, pos, extent: int) -> None:
+        self.f, self.rows = f, rows
+        w = f.width
+        if not np.isscalar(pos) and len(pos) and pos[0] + extent <= w and (pos == pos[0]).all():
+            pos = int(pos[0])
+        self.const = None
+        if np.isscalar(pos):
+            if pos + extent <= w:
+                self.const = int(pos)
+                return
+            pos = np.full(len(rows), pos, np.int64)
+        fits = pos + extent <= w
+        self.fits = None if fits.all() else fits
+        if self.fits is None:
+            self.flat = rows * w + pos
+        else:
+            self.flat = rows[fits] * w + pos[fits]
+            self.outside = f.off[rows[~fits]] + pos[~fits]
+
+    def get(self, kind: str, k: int) -> np.ndarray:
+        """Field ``kind`` at offset ``k`` of the header, as a native array."""
+        dtype = _KINDS[kind][2]
+        f = self.f
+        if self.const is not None:
+            col = f.column(kind, self.const + k)
+            return (col if self.rows is f.all else col[self.rows]).astype(dtype)
+        inside = f.window_view(kind, k)[self.flat].astype(dtype)
+        if self.fits is None:
+            return inside
+        out = np.empty(len(self.rows), dtype)
+        out[self.fits] = inside
+        out[~self.fits] = f.buffer_view(kind)[self.outside + k]
+        return out
+
+    def u8(self, k: int) -> np.ndarray:
+        return self.get("u8", k)
+
+    def be16(self, k: int) -> np.ndarray:
+        return self.get("be16", k)
+
+    def be32(self, k: int) -> np.ndarray:
+        return self.get("be32", k)
+
+    def be64(self, k: int) -> np.ndarray:
+        return self.get("be64", k)
 
 
 def _as_array(values, n: int, dtype, default=0) -> np.ndarray:
@@ -290,7 +339,7 @@ def dissect_buffer(buf: np.ndarray, offsets: np.ndarray, caplens: np.ndarray, ti
     if windows is None:
         windows = header_windows(buf, off, cap)
     d = _Dissection(_Fields(buf, off, windows), cap, n)
-    d.link_layer(lt, dirs, source)
+    d.link_layer(lt, dirs)
     d.network_layer()
     d.transport_layer()
     df = d.table(times_ns, time_valid, wl, ifc, lt, dirs, first_frame)
@@ -298,13 +347,19 @@ def dissect_buffer(buf: np.ndarray, offsets: np.ndarray, caplens: np.ndarray, ti
         df = df.with_columns(pl.Series("comment", comments, dtype=pl.Utf8))
     if with_data:
         df = df.with_columns(_binary(buf, off, cap).alias("data"))
-    return finish_frames([df]) if finish else df
+    return finish_frames([df], source=source) if finish else df
 
 
-def finish_frames(parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """Chunks dissected with ``finish=False`` as one FRAMES table (later fragments get their ports)."""
+def finish_frames(parts: list[pl.DataFrame], *, source: str | None = None) -> pl.DataFrame:
+    """Chunks dissected with ``finish=False`` as one FRAMES table: later fragments get their ports, and
+    frames of unsupported link types are reported once (``source`` names the input)."""
     df = pl.concat(parts, how="vertical") if len(parts) != 1 else parts[0]
     df = schema.conform(df, schema.FRAMES)
+    unsupported = df.filter(pl.col("link_type").is_not_null()
+                            & ~pl.col("link_type").is_in(SUPPORTED_LINK_TYPES)).group_by("link_type").len()
+    for kind, count in sorted(unsupported.rows()):
+        warn(f"{source or 'frames'}: {count:,} frame(s) of unsupported link type {kind} kept without "
+             f"dissection (protocol 'other')")
     if df.height and (df["fragment"] == "later").any():
         df = _ports_from_first_fragments(df)
     return df
@@ -342,7 +397,7 @@ class _Dissection:
         self.notes = np.zeros(n, np.uint8)
 
     # -- link layer ------------------------------------------------------------------------------
-    def link_layer(self, lt: np.ndarray, dirs: np.ndarray, source: str | None) -> None:
+    def link_layer(self, lt: np.ndarray, dirs: np.ndarray) -> None:
         f, cap = self.f, self.cap
         kinds = _distinct(lt)
         for kind in kinds:
@@ -377,9 +432,7 @@ class _Dissection:
                 self.net[rows] = 4
                 self.etype[rows] = np.where(af == _AF_INET, ETH_IPV4,
                                             np.where(np.isin(af, _AF_INET6), ETH_IPV6, 0))
-            else:
-                warn(f"{source or 'frames'}: {len(rows):,} frame(s) of unsupported link type {kind} "
-                     f"kept without dissection (protocol 'other')")
+            # other link types: nothing dissected; finish_frames reports them once for the whole input
 
     def _ethernet(self, rows: np.ndarray) -> None:
         f, cap = self.f, self.cap
@@ -425,15 +478,16 @@ class _Dissection:
             self.notes[rows[short]] |= _NOTE_TRUNC
             rows = rows[~short]
         net = self.net[rows]
-        ihl = (f.u8(rows, net) & 0x0F).astype(np.int64) * 4
-        total = f.be16(rows, net + 2).astype(np.int64)
-        ff = f.be16(rows, net + 6)
-        self.ipid[rows] = f.be16(rows, net + 4)
+        h = f.at(rows, net, 20)
+        ihl = (h.u8(0) & 0x0F).astype(np.int64) * 4
+        total = h.be16(2).astype(np.int64)
+        ff = h.be16(6)
+        self.ipid[rows] = h.be16(4)
         self.has_ipid[rows] = True
         self.has_addr[rows] = True
-        self.src4[rows] = f.be32(rows, net + 12)
-        self.dst4[rows] = f.be32(rows, net + 16)
-        proto = f.u8(rows, net + 9).astype(np.int16)
+        self.src4[rows] = h.be32(12)
+        self.dst4[rows] = h.be32(16)
+        proto = h.u8(9).astype(np.int16)
         zero = total == 0
         if zero.any():  # TSO: the sender's capture shows total length 0; trust the captured length
             total[zero] = cap[rows[zero]] - net[zero]
@@ -457,14 +511,13 @@ class _Dissection:
         self.notes[rows[short]] |= _NOTE_TRUNC
         rows = rows[~short]
         net = self.net[rows]
-        plen = f.be16(rows, net + 4).astype(np.int64)
-        nh = f.u8(rows, net + 6).astype(np.int16)
+        h = f.at(rows, net, 40)
+        plen = h.be16(4).astype(np.int64)
+        nh = h.u8(6).astype(np.int16)
         self.v6rows = rows
         self.has_addr[rows] = True
-        r16 = np.repeat(rows, 16)
-        p16 = np.repeat(net, 16) + np.tile(np.arange(16), len(rows))
-        self.src6 = f.u8(r16, p16 + 8).reshape(-1, 16)
-        self.dst6 = f.u8(r16, p16 + 24).reshape(-1, 16)
+        self.src6 = np.stack([h.be64(8), h.be64(16)], axis=1).astype(">u8").view(np.uint8)
+        self.dst6 = np.stack([h.be64(24), h.be64(32)], axis=1).astype(">u8").view(np.uint8)
         zero = plen == 0
         if zero.any():  # TSO (or a jumbogram): use the captured length
             plen[zero] = cap[rows[zero]] - net[zero] - 40
@@ -482,17 +535,17 @@ class _Dissection:
             walking[w[~fits]] = False
             nh[w[~fits]] = -1
             w = w[fits]
-            rw, pw = rows[w], pos[w]
+            x = f.at(rows[w], pos[w], 8)
             cur = nh[w]
-            nxt = f.u8(rw, pw).astype(np.int16)
-            hlen = np.where(cur == _IPV6_AH, (f.u8(rw, pw + 1).astype(np.int64) + 2) * 4,
-                            np.where(cur == _IPV6_FRAGMENT, 8, (f.u8(rw, pw + 1).astype(np.int64) + 1) * 8))
-            isfrag = np.flatnonzero(cur == _IPV6_FRAGMENT)
-            if len(isfrag):
+            nxt = x.u8(0).astype(np.int16)
+            hl = x.u8(1).astype(np.int64)
+            hlen = np.where(cur == _IPV6_AH, (hl + 2) * 4, np.where(cur == _IPV6_FRAGMENT, 8, (hl + 1) * 8))
+            isfrag = cur == _IPV6_FRAGMENT
+            if isfrag.any():
                 fw = w[isfrag]
-                fo = f.be16(rows[fw], pos[fw] + 2)
+                fo = x.be16(2)[isfrag]
                 frag[fw] = np.where((fo >> 3) > 0, 2, np.where((fo & 1) != 0, 1, 0))
-                self.ipid[rows[fw]] = f.be32(rows[fw], pos[fw] + 4).astype(np.int64)
+                self.ipid[rows[fw]] = x.be32(4)[isfrag].astype(np.int64)
                 self.has_ipid[rows[fw]] = True
             nh[w] = nxt
             pos[w] += hlen
@@ -522,17 +575,20 @@ class _Dissection:
                 continue
             l4 = self.l4[rows]
             ported = cap[rows] >= l4 + 4
-            pr, pl4 = rows[ported], l4[ported]
-            self.sport[pr] = f.be16(pr, pl4)
-            self.dport[pr] = f.be16(pr, pl4 + 2)
+            pr = rows[ported] if not ported.all() else rows
+            h = f.at(pr, l4[ported], 14 if p == IPPROTO_TCP else 4)
+            self.sport[pr] = h.be16(0)
+            self.dport[pr] = h.be16(2)
             self.has_ports[pr] = True
             if p == IPPROTO_TCP:
                 full = cap[rows] >= l4 + 14
-                fr, fl4 = rows[full], l4[full]
-                self.seq[fr] = f.be32(fr, fl4 + 4)
-                self.flags[fr] = f.u8(fr, fl4 + 13)
+                if not full.all():
+                    h = f.at(rows[full], l4[full], 14)
+                fr = h.rows
+                self.seq[fr] = h.be32(4)
+                self.flags[fr] = h.u8(13)
                 self.has_tcp[fr] = True
-                doff = (f.u8(fr, fl4 + 12) >> 4).astype(np.int64) * 4
+                doff = (h.u8(12) >> 4).astype(np.int64) * 4
                 self.payload[fr] = self.l4len[fr] - doff
                 self.has_payload[fr] = True
                 self.notes[rows[~full]] |= _NOTE_TRUNC
@@ -560,9 +616,7 @@ class _Dissection:
         dst_code = np.full(n, -1, np.int64)
         base = 0
         if len(v4):
-            both = pl.Series(np.concatenate([self.src4[v4], self.dst4[v4]]))
-            uniq = both.unique()
-            code = both.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.Int64, eager=True)).to_numpy()
+            uniq, code = _factorize_u32(np.concatenate([self.src4[v4], self.dst4[v4]]))
             labels.append(_ipv4_text(uniq))
             src_code[v4] = code[:len(v4)]
             dst_code[v4] = code[len(v4):]
@@ -640,9 +694,31 @@ def _lookup(labels: pl.Series, codes: np.ndarray) -> pl.Series:
     return labels.gather(idx)
 
 
-def _ipv4_text(addrs: pl.Series) -> pl.Series:
+def _factorize_u32(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values, index of each value among them). Addresses cluster in few /16 prefixes: then a
+    lookup table over those prefixes does it in a few linear passes; otherwise a polars hash."""
+    hi = (values >> 16).astype(np.intp)
+    present = np.zeros(1 << 16, bool)
+    present[hi] = True
+    prefixes = np.flatnonzero(present)
+    if len(prefixes) <= 256:
+        slot = np.zeros(1 << 16, np.intp)
+        slot[prefixes] = np.arange(len(prefixes))
+        key = (slot[hi] << 16) | (values & 0xFFFF)
+        seen = np.zeros(len(prefixes) << 16, bool)
+        seen[key] = True
+        keys = np.flatnonzero(seen)
+        index = np.empty(len(prefixes) << 16, np.int64)
+        index[keys] = np.arange(len(keys))
+        return ((prefixes[keys >> 16] << 16) | (keys & 0xFFFF)).astype(np.uint32), index[key]
+    s = pl.Series(values)
+    uniq = s.unique()
+    return uniq.to_numpy(), s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.Int64, eager=True)).to_numpy()
+
+
+def _ipv4_text(addrs: np.ndarray) -> pl.Series:
     if len(addrs) <= _FEW_ADDRESSES:
-        return pl.Series([f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}" for a in addrs.to_list()],
+        return pl.Series([f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}" for a in addrs.tolist()],
                          dtype=pl.Utf8)
     a = pl.col("a").cast(pl.Int64)
     return pl.DataFrame({"a": addrs}).select(pl.concat_str(

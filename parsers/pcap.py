@@ -128,34 +128,91 @@ class PcapHeader:
 
 def chunks(buf: np.ndarray, path: PathLike, progress: Progress | None = None, window: int = WINDOW
            ) -> tuple[PcapHeader, Iterator[tuple[np.ndarray, np.ndarray]]]:
-    """The header and an iterator over (RECORD array, header windows) chunks of a mapped pcap; damage at
-    the end is warned about once the iterator gets there."""
+    """The header and an iterator over (RECORD array, header windows) chunks of a mapped pcap. A damaged
+    record is skipped up to the next run of plausible records; what was skipped is warned about once
+    the iterator gets to the end."""
     hdr = PcapHeader(buf, path)
+    name = os.fspath(path)
 
     def walker() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         size = len(buf)
         pos = HEADER
+        last_sec = None
+        skipped: list[tuple[int, int, str]] = []
         while True:
             count = min(CHUNK, max(1, (size - pos) // RECORD_HEADER + 1))
             out = np.empty(count, RECORD)
             win = np.empty((count, max(window, 1)), np.uint8)
             n, pos, status = walk(buf, pos, hdr.big, hdr.maxcap, out, win.reshape(-1), window)
             if n:
+                last_sec = int(out["sec"][n - 1])
                 yield out[:n], win[:n]
             if progress is not None:
                 progress(pos, size)
             if status == ST_FULL:
                 continue
-            if status == ST_TRUNCATED:
-                warn(f"{os.fspath(path)}: skipped a truncated record at offset {pos:#x} "
-                     f"({size - pos} byte(s) at the end of the file)")
-            elif status == ST_BAD_CAPLEN:
-                caplen = struct.unpack_from(">I" if hdr.big else "<I", buf, pos + 8)[0]
-                warn(f"{os.fspath(path)}: stopped at a damaged record at offset {pos:#x} (caplen {caplen} "
-                     f"> {hdr.maxcap}); skipped the last {size - pos} byte(s)")
-            return
+            if status == ST_END:
+                break
+            nxt = find_record(buf, pos + 1, hdr, last_sec)
+            if status == ST_TRUNCATED and nxt is None:
+                skipped.append((pos, size - pos, "truncated record at the end of the file"))
+                break
+            caplen = struct.unpack_from(">I" if hdr.big else "<I", buf, pos + 8)[0] if size - pos >= 16 else 0
+            skipped.append((pos, (size if nxt is None else nxt) - pos, f"damaged record, caplen {caplen}"))
+            if nxt is None:
+                break
+            pos = nxt
+        if skipped:
+            total = sum(k for _, k, _ in skipped)
+            where = ", ".join(f"{o:#x} ({r})" for o, _, r in skipped[:5])
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            warn(f"{name}: skipped {total:,} byte(s) at offsets {where}{more}")
 
     return hdr, walker()
+
+
+#: A resynchronisation accepts an offset when this many records in a row are plausible from it (or
+#: fewer that end exactly at the end of the file).
+RESYNC_RUN = 3
+
+
+def find_record(buf: np.ndarray, start: int, hdr: PcapHeader, near_sec: int | None) -> int | None:
+    """The first offset from ``start`` where a run of plausible records begins: caplen within the
+    maximum and not above wirelen, a fraction below one second, and (when known) seconds within a day
+    of ``near_sec``."""
+    size = len(buf)
+    dt = ">u4" if hdr.big else "<u4"
+    frac_limit = 1_000_000_000 if hdr.nanosecond else 1_000_000
+    window = 1 << 20
+    while start + RECORD_HEADER <= size:
+        stop = min(size - RECORD_HEADER + 1, start + window)       # candidates in [start, stop)
+        seg = np.ascontiguousarray(buf[start:stop + RECORD_HEADER - 1])
+        words = np.ndarray((len(seg) - 3,), dtype=dt, buffer=seg, strides=(1,))
+        k = stop - start
+        sec, frac, cap, wire = words[:k], words[4:4 + k], words[8:8 + k], words[12:12 + k]
+        ok = (cap <= hdr.maxcap) & (cap <= wire) & (frac < frac_limit)
+        if near_sec is not None:
+            ok &= np.abs(sec.astype(np.int64) - near_sec) <= 86400
+        for p in (start + np.flatnonzero(ok)).tolist():
+            if _plausible_run(buf, p, hdr, frac_limit):
+                return p
+        start = stop
+    return None
+
+
+def _plausible_run(buf: np.ndarray, pos: int, hdr: PcapHeader, frac_limit: int) -> bool:
+    unpack = struct.Struct(">IIII" if hdr.big else "<IIII").unpack_from
+    size = len(buf)
+    for _ in range(RESYNC_RUN):
+        if pos == size:
+            return True
+        if size - pos < RECORD_HEADER:
+            return False
+        _, frac, caplen, wirelen = unpack(buf, pos)
+        if caplen > hdr.maxcap or caplen > wirelen or frac >= frac_limit or caplen > size - pos - RECORD_HEADER:
+            return False
+        pos += RECORD_HEADER + caplen
+    return True
 
 
 def _times(hdr: PcapHeader, rec: np.ndarray) -> np.ndarray:
@@ -177,7 +234,7 @@ def read_pcap(path: PathLike, *, with_data: bool = False, progress: Progress | N
     if not parts:
         parts.append(dissect_buffer(buf, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
                                     hdr.link_type, with_data=with_data, finish=False))
-    return finish_frames(parts)
+    return finish_frames(parts, source=os.fspath(path))
 
 
 def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:

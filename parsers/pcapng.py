@@ -307,22 +307,31 @@ class _Scanner:
 
     def _resync(self, pos: int, reason: str) -> int | None:
         """The next offset after ``pos`` where a consistent block starts; records what was skipped."""
-        nxt = self._find_block(pos + 4)
+        nxt = self._find_block(pos + 1)
         self.skipped.append((pos, (nxt if nxt is not None else self.size) - pos, reason))
         return nxt
 
     def _find_block(self, start: int) -> int | None:
+        """The first offset from ``start`` (any alignment) where a consistent block starts."""
         window = 1 << 20
         dt = np.dtype(">u4" if self.big else "<u4")
+        bom = (struct.pack("<I", BYTE_ORDER_MAGIC), struct.pack(">I", BYTE_ORDER_MAGIC))
         while start + 12 <= self.size:
-            stop = min(self.size, start + window + 8)
-            words = np.frombuffer(self.buf[start:stop - (stop - start) % 4], dtype=dt)
-            for k in np.flatnonzero(np.isin(words, _KNOWN_BLOCKS)).tolist():
-                p = start + 4 * k
+            stop = min(self.size, start + window)
+            hits = []
+            for phase in range(4):
+                lo = start + phase
+                hi = lo + (min(self.size, stop + 3) - lo) // 4 * 4
+                if hi > lo:
+                    words = np.frombuffer(self.buf[lo:hi], dtype=dt)
+                    hits.append(lo + 4 * np.flatnonzero(np.isin(words, _KNOWN_BLOCKS)))
+            for p in np.sort(np.concatenate(hits)).tolist() if hits else []:
+                if p >= stop:
+                    break
                 if self._u32(p) == SHB:
                     magic = bytes(self.buf[p + 8:p + 12])
-                    if magic in (struct.pack("<I", BYTE_ORDER_MAGIC), struct.pack(">I", BYTE_ORDER_MAGIC)):
-                        saved, self.big = self.big, magic == struct.pack(">I", BYTE_ORDER_MAGIC)
+                    if magic in bom:
+                        saved, self.big = self.big, magic == bom[1]
                         ok = self._block_length(p, 28) is not None
                         self.big = saved
                         if ok:
@@ -334,7 +343,7 @@ class _Scanner:
                 if self._u32(p) in (EPB, PB) and (blen < 32 or self._u32(p + 20) > blen - 32):
                     continue
                 return p
-            start += window
+            start = stop
         return None
 
     def _report(self) -> None:
@@ -366,7 +375,7 @@ def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress |
     if not parts:
         z = np.zeros(0, np.int64)
         parts.append(dissect_buffer(buf, z, z, z, 0, comments=[], with_data=with_data, finish=False))
-    return finish_frames(parts)
+    return finish_frames(parts, source=os.fspath(path))
 
 
 def read_interfaces(path: PathLike) -> list[Interface]:

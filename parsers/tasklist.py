@@ -114,6 +114,8 @@ def looks_like_tasklist(head: bytes) -> bool:
             return True
         if low.startswith(('"image name","pid"', "image name:", "image name ")):
             return True
+        if re.match(r'^"[^"]*","(pid|\d+)"', low) or re.match(r"^pid\s*[:：]\s*\d+$", low):
+            return True                          # /fo csv or /fo list, whatever the language
     rows = [ln for ln in lines if _ROW_DEFAULT.match(ln) or _ROW_VERBOSE.match(ln)]
     return bool(lines) and len(rows) >= max(1, len(lines) // 2)
 
@@ -167,12 +169,11 @@ class _Reader:
         self.columns: list[str] | None = None          # current table layout (names)
         self.spans: list[tuple[int, int]] | None = None
         self.pending_header: list[str] | None = None
+        self.pending_number = 0
         self.csv_columns: list[str] | None = None
         self.list_block: dict | None = None
-        self.list_keys: list[str] = []
         self.list_last: str | None = None
         self.problems: dict[str, list[int]] = {}
-        self.info_lines = 0
 
     # -- snapshots
     @property
@@ -202,13 +203,23 @@ class _Reader:
             "cpu_time": _none(row.get("cpu_time")), "window_title": _none(row.get("window_title")),
             "services": row.get("services"), "modules": row.get("modules"),
             "image_cut": bool(table and image is not None and len(image) >= IMAGE_WIDTH),
-            "line": line, "_list": row.get("_list"),
+            "line": line, "_list": row.get("_list"), "_list_kind": row.get("_list_kind"),
         }
         self.snap.rows.append(out)
 
     # -- main loop
     def read(self, text: str) -> None:
-        for number, raw in enumerate(text.split("\n"), start=1):
+        raws = text.split("\n")
+        # A header is the non-blank line right before a ===== line (whatever its language).
+        headers = set()
+        previous = None
+        for number, raw in enumerate(raws, start=1):
+            if not raw.strip():
+                continue
+            if _SEPARATOR_RE.match(raw.strip()) and previous is not None:
+                headers.add(previous)
+            previous = number
+        for number, raw in enumerate(raws, start=1):
             line = raw.rstrip("\r\n\t ")
             stripped = line.strip()
             if self.list_block is not None and not stripped:
@@ -223,10 +234,14 @@ class _Reader:
             if stripped.startswith("#"):
                 continue
             if stripped.upper().startswith(("INFO:", "ERROR:", "WARNING:")):
-                self.info_lines += 1
-                continue
+                continue                         # tasklist's own messages ("INFO: No tasks ...")
             if _SEPARATOR_RE.match(stripped):
                 self.start_table(line, number)
+                continue
+            if number in headers:
+                self.flush_list()
+                self.pending_header = [stripped]
+                self.pending_number = number
                 continue
             if stripped.startswith('"'):
                 self.csv_line(stripped, number)
@@ -235,7 +250,7 @@ class _Reader:
                 self.list_line(line, number)
                 continue
             if self.pending_header is not None:
-                self.bad("header line not followed by a ===== line", number - 1)
+                self.bad("header line not followed by a ===== line", self.pending_number)
                 self.pending_header = None
             if self.looks_like_header(stripped):
                 self.pending_header = [stripped]
@@ -247,13 +262,11 @@ class _Reader:
             self.bad("header line not followed by a ===== line", self.pending_number)
 
     # -- tables
-    def looks_like_header(self, stripped: str) -> bool:
+    @staticmethod
+    def looks_like_header(stripped: str) -> bool:
+        """An English header whose ===== line is missing."""
         low = stripped.lower()
-        if low.startswith("image name") and " pid" in low:
-            return True
-        # A localized header: no digits at all (every row has a PID), and no row regex matches.
-        return (not re.search(r"\d", stripped) and not _ROW_LIST.match(stripped)
-                and self.columns is None)
+        return low.startswith("image name") and " pid" in low
 
     def start_table(self, line: str, number: int) -> None:
         spans = [(m.start(), m.end()) for m in re.finditer(r"=+", line)]
@@ -387,8 +400,6 @@ class _Reader:
                 row["_list"] = [row[key]]
                 row["_list_kind"] = key
         self.add(row, number, table=True)
-        if "_list" in row:
-            self.snap.rows[-1]["_list_kind"] = row["_list_kind"]
 
     # -- csv
     def csv_line(self, stripped: str, number: int) -> None:
@@ -423,8 +434,6 @@ class _Reader:
                 row["_list"] = [row[key]]
                 row["_list_kind"] = key
         self.add(row, number, table=False)
-        if "_list" in row:
-            self.snap.rows[-1]["_list_kind"] = row["_list_kind"]
 
     # -- list (/fo list)
     _KEY_RE = re.compile(r"^(?P<key>[^\s:：][^:：]*?)\s*[:：]\s*(?P<value>.*)$")
@@ -484,8 +493,6 @@ class _Reader:
         if row.get("session") is not None:
             row["session"] = int(row["session"]) if row["session"].strip().isdigit() else None
         self.add(row, block["_line"], table=False)
-        if "_list" in row:
-            self.snap.rows[-1]["_list_kind"] = row["_list_kind"]
 
 
 def _finish_rows(rows: list[dict]) -> None:

@@ -41,8 +41,10 @@ lines are counted in :attr:`TracerptTrace.skipped` by event name.
 
 The file is split into fields by polars' CSV reader (the first 48 fields of each line; quotes are
 not interpreted there) and network lines are decoded with vectorized polars expressions in streaming
-queries, never a Python loop per line. Only Process lines (a few hundred in a trace) go through
-Python's csv module, because their strings may be quoted and hold commas.
+queries, never a Python loop per line. Only Process lines (a few hundred in a trace; found by a
+byte search, checked against the CSV reader's count) go through Python's csv module, because their
+strings may be quoted and hold commas. Lines that are not CSV text at all (junk past the first
+64 KiB, which is checked for binary data up front) are reported as malformed.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ import codecs
 import csv
 import io
 import ipaddress
+import mmap
 import os
 import re
 from collections.abc import Callable
@@ -98,6 +101,7 @@ PROCESS_LAYOUTS = {
 _PROCESS_BY_COUNT = {spec[0]: version for version, spec in PROCESS_LAYOUTS.items()}
 
 _MAX_COLUMNS = 48   # fields read per line; Process command lines past that are cut
+_MAX_USER_FIELDS = 15   # the longest network payload (TcpIp Connect/Accept v1/v2)
 _MAX_FIXED = 8   # user-data fields picked by position from the start (the rest from the end)
 _FIELDS = ("pid", "size", "daddr", "saddr", "dport", "sport", "connid", "seqnum")
 _FILETIME_RE = r"^\d{15,19}$"
@@ -205,9 +209,8 @@ def _data_layout(sample: list[str]) -> _Layout | None:
 def _int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
     """Decimal or 0x-hex text -> integer (null when not a number or out of range)."""
     hexa = expr.str.starts_with("0x") | expr.str.starts_with("0X")
-    return (pl.when(hexa)
-            .then(expr.str.slice(2).str.to_integer(base=16, dtype=dtype, strict=False))
-            .otherwise(expr.str.to_integer(base=10, dtype=dtype, strict=False)))
+    digits = pl.when(hexa).then(expr.str.slice(2)).otherwise(expr)
+    return digits.str.to_integer(base=pl.when(hexa).then(16).otherwise(10), dtype=dtype, strict=False)
 
 
 def _with_ipv4(frame: pl.LazyFrame, raw: str, col: str) -> pl.LazyFrame:
@@ -251,8 +254,8 @@ class _Problems:
         self.lines: dict[str, list[int]] = {}
         self.counts: dict[str, int] = {}
 
-    def add(self, kind: str, lines: pl.Series | list[int]) -> None:
-        n = len(lines)
+    def add(self, kind: str, lines: pl.Series | list[int], count: int | None = None) -> None:
+        n = len(lines) if count is None else count
         if not n:
             return
         first = lines.head(_SHOW_LINES).to_list() if isinstance(lines, pl.Series) else lines[:_SHOW_LINES]
@@ -302,6 +305,43 @@ def _columns(source: object) -> pl.LazyFrame:
                           .str.to_lowercase().alias("name")))
 
 
+def _find_process_lines(source: object, expected: int) -> pl.DataFrame | None:
+    """The Process lines (record, text), found by a byte search instead of a second CSV pass;
+    None when the search does not find exactly ``expected`` lines."""
+    empty_frame = pl.DataFrame(schema={"record": pl.UInt32, "text": pl.Utf8})
+    if expected == 0:
+        return empty_frame
+    if isinstance(source, io.BytesIO):
+        data: bytes | mmap.mmap = source.getvalue()
+    else:
+        with open(source, "rb") as fh:
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    records, texts = [], []
+    try:
+        pos, line_no, counted_to = 0, 1, 0
+        while True:
+            hit = data.find(b"Process", pos)
+            if hit < 0:
+                break
+            start = data.rfind(b"\n", 0, hit) + 1
+            end = data.find(b"\n", hit)
+            end = len(data) if end < 0 else end
+            lead = bytes(data[start:hit]).replace(b"\xef\xbb\xbf", b"").strip(b" \t")
+            after = bytes(data[hit + 7: min(end, hit + 40)]).lstrip(b" \t")
+            if lead == b"" and after.startswith(b","):
+                line_no += data[counted_to:start].count(b"\n")
+                counted_to = start
+                records.append(line_no)
+                texts.append(bytes(data[start:end]).decode("utf-8", errors="replace").rstrip("\r"))
+            pos = end if lead == b"" and after.startswith(b",") else hit + 7
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+    if len(records) != expected:
+        return None
+    return pl.DataFrame({"record": records, "text": texts}, schema=empty_frame.schema)
+
+
 def _line_text(frame: pl.DataFrame) -> pl.Series:
     """The original line (up to _MAX_COLUMNS fields) of split rows."""
     return frame.select(pl.concat_str([pl.col(f"c{i}").fill_null("") for i in range(_MAX_COLUMNS)],
@@ -339,12 +379,16 @@ def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None) 
     try:
         lines = _columns(source)          # three streaming queries over the scan (bounded memory)
         is_net = pl.col("name").is_in(list(NETWORK_PROVIDERS))
-        counts, procs, raw = pl.collect_all([
-            lines.filter(not_blank & ~is_net & ~pl.col("name").is_in(["process", "event name"]))
-            .group_by("c0").len(),
-            lines.filter(pl.col("name") == "process"),
+        counts, raw = pl.collect_all([
+            lines.filter(not_blank & ~is_net & (pl.col("name") != "event name"))
+            .group_by("c0", "name").agg(pl.len().alias("len"), pl.col("record").head(_SHOW_LINES)),
             _network_fields(lines.filter(is_net), layout),
         ])
+        n_process = int(counts.filter(pl.col("name") == "process")["len"].sum())
+        procs = _find_process_lines(source, n_process)
+        if procs is None:               # the quick byte search disagrees with the CSV reader: scan
+            found = lines.filter(pl.col("name") == "process").collect()
+            procs = found.select("record", _line_text(found).alias("text"))
         del lines
     except pl.exceptions.PolarsError as exc:
         raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
@@ -354,13 +398,17 @@ def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None) 
 
     skipped: dict[str, int] = {}
     by_name: dict[str, int] = {}
-    for c0, n in counts.iter_rows():
+    problems = _Problems(str(path))
+    for c0, low, n, first in counts.sort("c0").iter_rows():
+        if low == "process":
+            continue
         name = (c0 or "").strip().lstrip("\ufeff") or "(no event name)"
+        if not re.fullmatch(r"[A-Za-z][\w .:/-]{0,63}|\(no event name\)", name):
+            problems.add("not a tracerpt CSV line", sorted(first), n)    # e.g. binary junk
+            continue
         by_name[name] = by_name.get(name, 0) + n
     skipped.update(sorted(by_name.items(), key=lambda kv: (-kv[1], kv[0])))
-    problems = _Problems(str(path))
-    processes, proc_skipped = _processes(procs.select("record", _line_text(procs).alias("text")),
-                                         layout, problems)
+    processes, proc_skipped = _processes(procs, layout, problems)
     for k, n in proc_skipped.items():
         skipped[k] = skipped.get(k, 0) + n
     events = _network(raw, problems, skipped)
@@ -393,8 +441,11 @@ def read_tracerpt_processes(path: str | os.PathLike) -> pl.DataFrame:
 def _network_fields(net: pl.LazyFrame, layout: _Layout) -> pl.LazyFrame:
     """TcpIp/UdpIp lines -> one row per line with its payload layout and fields parsed (lazy, bulk)."""
     ud = layout.user_data
+    # The last field's index, looking only as far as the longest payload (15 fields) and one more:
+    # the CSV reader then materializes only the columns a network line can use.
+    limit = min(ud + _MAX_USER_FIELDS + layout.trailing + 1, _MAX_COLUMNS)
     last = pl.max_horizontal([pl.when(pl.col(f"c{i}").is_not_null()).then(pl.lit(i, pl.Int32))
-                              for i in range(_MAX_COLUMNS)]) - layout.trailing
+                              for i in range(ud, limit)]).fill_null(ud - 1) - layout.trailing
 
     def get(index: int | None) -> pl.Expr:
         if index is None or index >= _MAX_COLUMNS:

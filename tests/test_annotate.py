@@ -160,3 +160,51 @@ def test_etl_with_packets_and_events_is_annotated(tmp_path):
     assert back.height == 4
     assert all(c.startswith("pid=777 ") for c in back["comment"].to_list())
     assert back["src_port"].to_list() == [50000, 50001, 50002, 50003]
+
+
+# -- the command line on mismatched inputs: a clear reason, exit code 1, no traceback -------------------
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from etwtools.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_cli_capture_from_another_day(cases, tmp_path):
+    case = cases / "exchange-udp"
+    pcap = tmp_path / "seed.pcap"
+    seed_pcap(case, pcap)
+    frames = read_capture(pcap)
+    later = tmp_path / "two-days-later.pcap"
+    _, packets = iter_capture_packets(pcap)
+    write_pcap(later, [Packet(p.time_ns + 2 * 86400 * NS, p.data, 0, p.wirelen) for p in packets], link_type=1)
+    assert read_capture(later).height == frames.height
+    res = _cli("attribute", "--etl", str(case / "kernel.csv"), "--pcap", str(later))
+    assert res.exit_code == 1
+    assert "error: nothing attributed:" in res.stderr
+    assert "no candidate match" in res.stderr and "another day" in res.stderr
+    assert "Traceback" not in res.output + res.stderr
+
+
+def test_cli_capture_without_the_traced_host(cases, tmp_path):
+    case = cases / "exchange-udp"
+    pcap = tmp_path / "elsewhere.pcap"
+    t0 = 1_263_468_014 * NS
+    write_pcap(pcap, [Packet(t0 + k * 1000, build_frame("192.168.5.5", "192.168.5.6", "UDP", 1000 + k, 53, 8))
+                      for k in range(5)], link_type=1)
+    res = _cli("attribute", "--etl", str(case / "kernel.csv"), "--pcap", str(pcap))
+    assert res.exit_code == 1
+    assert "none of the capture's 5 TCP/UDP frames is from or to the traced host" in res.stderr
+    assert "Traceback" not in res.output + res.stderr
+
+
+def test_cli_trace_without_network_events(corpus, cases, tmp_path):
+    # ShutdownPerfDiagLogger.etl: a real trace with process and image events but no network events
+    pcap = tmp_path / "seed.pcap"
+    seed_pcap(cases / "exchange-udp", pcap)
+    res = _cli("attribute", "--etl", str(corpus / "etl-parser" / "ShutdownPerfDiagLogger.etl"), "--pcap", str(pcap))
+    assert res.exit_code == 1
+    assert "the trace has no usable TcpIp/UdpIp network events" in res.stderr
+    assert "Traceback" not in res.output + res.stderr

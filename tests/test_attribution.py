@@ -328,6 +328,22 @@ def test_multicast_receive_is_matched_but_the_group_is_not_a_local_address():
                                                                       (2108, "out", "high")]
 
 
+def test_loopback_frame_goes_to_its_sender():
+    # 127.0.0.1:5000 (PID 10) sends to 127.0.0.1:6000 (PID 20): both ends are local and both sockets
+    # have events; the frame is the sender's.
+    lo = "127.0.0.1"
+    ev = events([(T0, "Send", "TCP", 10, 300, lo, 5000, lo, 6000),
+                 (T0 + 50_000, "Recv", "TCP", 20, 300, lo, 6000, lo, 5000),
+                 (T0 + 2 * NS, "Send", "TCP", 20, 40, lo, 6000, lo, 5000),
+                 (T0 + 2 * NS + 50_000, "Recv", "TCP", 10, 40, lo, 5000, lo, 6000)])
+    fr = frames([{"t": T0 + 20_000, "protocol": "TCP", "src": lo, "sport": 5000, "dst": lo, "dport": 6000,
+                  "payload": 300},
+                 {"t": T0 + 2 * NS + 20_000, "protocol": "TCP", "src": lo, "sport": 6000, "dst": lo,
+                  "dport": 5000, "payload": 40}])
+    r = attribute(ev, fr)
+    assert r.frames.select("pid", "direction", "confidence").rows() == [(10, "out", "high"), (20, "out", "high")]
+
+
 def test_pids_resolve_through_process_lifetimes_then_tasklist():
     # PID 300 was a.exe until T0+5 s, then the PID was reused by b.exe. PID 400: the trace says c.exe,
     # tasklist says d.exe (a disagreement to report). PID 500 is only in the tasklist (with services).
@@ -400,6 +416,21 @@ def test_capture_from_another_day():
     assert "no candidate match" in msg and "+-14 h" in msg and "about 2.0 days apart" in msg
 
 
+def test_coincidental_matches_that_disagree_give_no_offset():
+    # Two frames share 5-tuple and size with two events, but 40 min and 3 h 10 min away from them: no
+    # offset is better supported than another, so none is assumed.
+    ev, _, _ = _udp_scenario(0)
+    first = ev.row(0, named=True)
+    third = ev.row(2, named=True)
+    fr = frames([{"t": T0 + 40 * 60 * NS, "src": HOST, "sport": first["local_port"], "dst": "10.0.0.1", "dport": 53,
+                  "payload": first["size"]},
+                 {"t": T0 + 190 * 60 * NS, "src": HOST, "sport": third["local_port"], "dst": "10.0.0.1",
+                  "dport": 53, "payload": third["size"]}])
+    r = attribute(ev, fr)
+    assert r.offset_ns is None and r.attributed.height == 0
+    assert "do not agree on one clock offset: the best has 1, another has 1" in r.why_nothing()
+
+
 def test_capture_of_other_connections_of_the_same_host():
     ev, _, _ = _udp_scenario(0)
     fr = frames([{"t": T0, "src": HOST, "sport": 9, "dst": "10.0.0.1", "dport": 9, "payload": 1}])
@@ -421,6 +452,16 @@ def test_frame_without_time_says_so():
     rows = by_frame(attribute(ev, fr))
     assert rows[3]["confidence"] == "none" and "no timestamp" in rows[3]["reason"]
     assert rows[4]["confidence"] == "high"
+
+
+@pytest.mark.parametrize("kwargs", [{"tolerance_s": -1.0}, {"tolerance_s": float("nan")},
+                                    {"offset_s": float("inf")}])
+def test_unusable_parameters_raise_attribution_error(kwargs):
+    from etwtools.errors import AttributionError
+
+    ev, fr, _ = _udp_scenario(0)
+    with pytest.raises(AttributionError):
+        attribute(ev, fr, **kwargs)
 
 
 def test_empty_capture():

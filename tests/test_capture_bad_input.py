@@ -102,16 +102,43 @@ def test_pcap_truncated_last_record(tmp_path, caplog, walker, cut):
     data, offs = pcap_file(tmp_path)
     df = read(tmp_path, data[:offs[-1] + cut], "t.pcap")
     assert df.height == 4
-    assert f"skipped a truncated record at offset {offs[-1]:#x} ({cut} byte(s) at the end of the file)" in caplog.text
+    assert (f"skipped {cut:,} byte(s) at offsets {offs[-1]:#x} (truncated record at the end of the file)"
+            in caplog.text)
 
 
-def test_pcap_absurd_caplen_stops_with_a_warning(tmp_path, caplog, walker):
-    data, offs = pcap_file(tmp_path)
+def test_pcap_damaged_caplen_costs_that_record(tmp_path, caplog, walker):
+    data, offs = pcap_file(tmp_path, 8)
     bad = bytearray(data)
     struct.pack_into("<I", bad, offs[2] + 8, 0x7FFFFFFF)
     df = read(tmp_path, bytes(bad), "c.pcap")
-    assert df.height == 2
-    assert f"stopped at a damaged record at offset {offs[2]:#x} (caplen 2147483647 > 262144)" in caplog.text
+    assert df["time"].dt.epoch("ns").to_list() == [p.time_ns for i, p in enumerate(packets(8)) if i != 2]
+    assert (f"skipped {offs[3] - offs[2]} byte(s) at offsets {offs[2]:#x} (damaged record, caplen 2147483647)"
+            in caplog.text)
+
+
+def test_pcap_caplen_past_the_end_mid_file_is_damage_not_truncation(tmp_path, caplog, walker):
+    data, offs = pcap_file(tmp_path, 8)
+    bad = bytearray(data)
+    struct.pack_into("<I", bad, offs[5] + 8, 200_000)   # below the maximum, but beyond the file
+    df = read(tmp_path, bytes(bad), "d.pcap")
+    assert df.height == 7
+    assert f"at offsets {offs[5]:#x} (damaged record, caplen 200000)" in caplog.text
+
+
+def test_pcap_garbage_inside_is_skipped(tmp_path, caplog, walker):
+    data, offs = pcap_file(tmp_path, 8)
+    df = read(tmp_path, data[:offs[4]] + b"\xee" * 37 + data[offs[4]:], "g.pcap")
+    assert df.height == 8
+    assert f"skipped 37 byte(s) at offsets {offs[4]:#x}" in caplog.text
+
+
+def test_pcap_damage_with_nothing_after_it(tmp_path, caplog, walker):
+    data, offs = pcap_file(tmp_path)
+    bad = bytearray(data)
+    struct.pack_into("<I", bad, offs[4] + 8, 0x7FFFFFFF)
+    df = read(tmp_path, bytes(bad), "n.pcap")
+    assert df.height == 4
+    assert f"skipped {len(data) - offs[4]} byte(s) at offsets {offs[4]:#x} (damaged record" in caplog.text
 
 
 def test_pcapng_truncated_block(tmp_path, caplog, walker):
@@ -149,12 +176,14 @@ def test_pcapng_caplen_larger_than_block_costs_that_block(tmp_path, caplog, walk
     assert f"at offsets {offs[0]:#x} (caplen larger than the block)" in caplog.text
 
 
-def test_pcapng_garbage_between_blocks_is_skipped(tmp_path, caplog, walker):
+@pytest.mark.parametrize("garbage", [64, 3, 1, 1_100_001])
+def test_pcapng_garbage_between_blocks_is_skipped(tmp_path, caplog, walker, garbage):
+    """Whatever its length (the next block may no longer be 4-aligned), only the garbage is lost."""
     data, offs = pcapng_file(tmp_path)
-    bad = data[:offs[2]] + b"\xff" * 64 + data[offs[2]:]
+    bad = data[:offs[2]] + b"\xff" * garbage + data[offs[2]:]
     df = read(tmp_path, bad, "g.pcapng")
     assert df.height == 5
-    assert f"skipped 1 damaged block(s), 64 byte(s), at offsets {offs[2]:#x}" in caplog.text
+    assert f"skipped 1 damaged block(s), {garbage:,} byte(s), at offsets {offs[2]:#x}" in caplog.text
 
 
 def test_pcapng_damage_without_a_later_block_skips_to_the_end(tmp_path, caplog, walker):

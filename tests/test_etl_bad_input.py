@@ -55,7 +55,8 @@ def test_empty_file(tmp_path):
 
 
 def test_random_bytes(tmp_path):
-    path = write(tmp_path, "random.etl", np.random.default_rng(1).integers(0, 256, 100_000, np.uint8).tobytes())
+    noise = np.random.default_rng(1).integers(0, 256, 100_000, np.uint8).tobytes()
+    path = write(tmp_path, "random.etl", noise)
     with pytest.raises(EtlError) as e:
         count_records(path)
     assert "not an ETL file: first buffer size 0x7922e4ff is invalid" in one_line(e.value, path)
@@ -257,3 +258,15 @@ def test_random_damage_never_raises_anything_but_etlerror(corpus, tmp_path, monk
                 outcomes["error"] += 1
     assert outcomes["records"] > 100 and outcomes["error"] > 10
     assert time.monotonic() - start < 60
+
+
+def test_bad_buffer_header_with_no_usable_stride_scans_for_the_next_buffer(corpus, tmp_path):
+    """The logfile header's BufferSize is bad too (0x48), so the next plain buffer is found by scanning."""
+    raw = bytearray((corpus / KN).read_bytes())
+    struct.pack_into("<I", raw, 0x68, 0x48)          # TRACE_LOGFILE_HEADER.BufferSize
+    struct.pack_into("<I", raw, BUF, 0)              # the first data buffer's BufferSize
+    path = write(tmp_path, "stride.etl", bytes(raw))
+    per_buffer = records_by_buffer(corpus, KN)
+    f, batches = read(path)
+    assert sum(len(b) for b in batches) == 8924 - per_buffer[BUF]
+    assert f.stats.skipped_bytes == BUF and f.stats.skipped_records == per_buffer[BUF]

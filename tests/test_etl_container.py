@@ -25,6 +25,8 @@ from etwtools.parsers.etl.records import (
     SYSTEM32,
     SYSTEM64,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 X64 = "perfview/net.4.5.2.x64.etl"
 X86 = "perfview/net.4.5.2.x86.etl"
@@ -109,7 +111,9 @@ def test_logfile_header_equals_perfview(corpus, name):
     pv = perfview_header(corpus, name)
     with open_etl(corpus / name) as f:
         h = f.header
-    num = lambda k: int(pv[k].replace(",", ""))
+    def num(key):
+        return int(pv[key].replace(",", ""))
+
     assert h.pointer_size == num("PointerSize") == 8
     assert h.clock_type == num("ReservedFlags") == 1
     assert h.perf_freq == num("PerfFreq") == 10_000_000
@@ -156,7 +160,8 @@ def test_process_rundown_times_and_sizes_equal_perfview_baseline(corpus, name):
     """Every Process/DCStart the baseline prints: same relative time (ms, 3 decimals) and DataLen."""
     text = (corpus / name.replace(".etl", ".baseline.txt")).read_text(encoding="utf-8")
     expected = [(float(t), int(n)) for t, n in
-                re.findall(r"^EVENT ([\d.]+): Windows Kernel/Process/DCStart .*?DataLen=(\d+);", text, re.MULTILINE)]
+                re.findall(r"^EVENT ([\d.]+): Windows Kernel/Process/DCStart .*?DataLen=(\d+);", text,
+                           re.MULTILINE)]
     assert len(expected) == 5
     f, batches = read_all(corpus / name)
     group, opcode = concat(batches, "group"), concat(batches, "opcode")
@@ -408,11 +413,14 @@ def test_synthetic_file_of_every_header_type_round_trips(tmp_path, ps):
     assert f.stats.buffers == f.header.buffers_written > 2 and not f.stats.warnings()
     n = sum(len(b) for b in batches)
     assert n == 1 + 18
-    col = lambda c: concat(batches, c)[1:7]
+    def col(name):
+        return concat(batches, name)[1:7]
+
     t32 = ps == 4
     assert list(col("htype")) == [SYSTEM32 if t32 else SYSTEM64, 3 if t32 else COMPACT64,
                                   PERFINFO32 if t32 else PERFINFO64, FULL_HEADER32 if t32 else FULL_HEADER64,
-                                  INSTANCE32 if t32 else INSTANCE64, EVENT_HEADER32 if t32 else EVENT_HEADER64]
+                                  INSTANCE32 if t32 else INSTANCE64,
+                                  EVENT_HEADER32 if t32 else EVENT_HEADER64]
     assert list(col("pointer_size")) == [ps] * 6
     assert list(col("pid")) == [1234, 99, 0xFFFFFFFF, 42, 43, 44]
     assert list(col("tid")) == [7, 8, 0xFFFFFFFF, 9, 10, 11]
@@ -470,3 +478,76 @@ def test_marker_layout_of_real_records(corpus):
     off = int(b.offset[j])
     size0 = struct.unpack_from("<H", b.data, off)[0]
     assert b.payload_offset[j] - off + b.payload_size[j] == size0
+
+
+def test_extended_system_header_bits_move_the_payload(tmp_path):
+    """FORMATS.md: marker bit 0x8000 adds 8 header bytes, bits 0x0700 add 8 each. No corpus file sets
+    them (checked: every SYSTEM/COMPACT/PERFINFO version word is < 0x100), so this file is built."""
+    s = structs.structs_for(8)
+    recs = [structs.build_record(s.system_header, bytes(8) + b"PAYLOAD", version=0x8002, opcode=10, group=6),
+            structs.build_record(s.perfinfo_header, bytes(16) + b"XY", version=0x0203, opcode=1, group=3),
+            structs.build_record(s.compact_header, bytes(32) + b"Z", version=0x8302, opcode=2, group=8)]
+    path = tmp_path / "ext.etl"
+    path.write_bytes(structs.build_etl(recs, start_time=132404548206236167))
+    f, batches = read_all(path)
+    b = batches[0]
+    assert [b.payload(i) for i in range(1, 4)] == [b"PAYLOAD", b"XY", b"Z"]
+    assert list(b.version[1:]) == [2, 3, 2] and not f.stats.warnings()
+
+
+_KINDS = ["system_header", "compact_header", "perfinfo_header", "full_header", "instance_header",
+          "event_header"]
+
+
+@st.composite
+def synthetic_records(draw):
+    """(kind, fields, payload, ext items) of records built with the project's structs."""
+    out = []
+    for _ in range(draw(st.integers(1, 25))):
+        kind = draw(st.sampled_from(_KINDS))
+        payload = draw(st.binary(max_size=300))
+        fields = {"timestamp": draw(st.integers(0, 1 << 40))}
+        ext = []
+        if kind in ("system_header", "compact_header", "perfinfo_header"):
+            fields |= {"opcode": draw(st.integers(0, 255)), "group": draw(st.integers(0, 255)),
+                       "version": draw(st.integers(0, 255))}
+        elif kind == "event_header":
+            fields |= {"id": draw(st.integers(0, 0xFFFF)),
+                       "provider_id": uuid.UUID(int=draw(st.integers(1, 5))),
+                       "keyword": draw(st.integers(0, 2**64 - 1)), "opcode": draw(st.integers(0, 255))}
+            ext = draw(st.lists(st.tuples(st.integers(1, 13), st.binary(max_size=40)), max_size=3))
+        else:
+            fields |= {"opcode": draw(st.integers(0, 255)), "guid": uuid.UUID(int=draw(st.integers(1, 5)))}
+        if kind != "perfinfo_header":
+            fields |= {"process_id": draw(st.integers(0, 2**32 - 1)),
+                       "thread_id": draw(st.integers(0, 2**32 - 1))}
+        out.append((kind, fields, payload, ext))
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(recs=synthetic_records(), ps=st.sampled_from([4, 8]), buffer_size=st.sampled_from([0x400, 0x1000]))
+def test_property_built_records_read_back(tmp_path, recs, ps, buffer_size):
+    """Any sequence of built records reads back with the fields and payloads it was built with."""
+    s = structs.structs_for(ps)
+    raw = [structs.build_record(getattr(s, kind), payload, ext, **fields)
+           for kind, fields, payload, ext in recs]
+    path = tmp_path / "prop.etl"
+    path.write_bytes(structs.build_etl(raw, pointer_size=ps, buffer_size=buffer_size,
+                                       start_time=132404548206236167))
+    f, batches = read_all(path)
+    assert not f.stats.warnings()
+    rows = [(b, i) for b in batches for i in range(len(b))][1:]
+    assert len(rows) == len(recs)
+    for (b, i), (kind, fields, payload, _) in zip(rows, recs):
+        assert b.payload(i) == payload
+        assert b.opcode[i] == fields["opcode"]
+        assert b.time[i] == filetime_to_ns(132404548206236167) + fields["timestamp"] * 100   # 10 MHz QPC
+        assert b.pid[i] == fields.get("process_id", 0xFFFFFFFF)
+        if kind == "event_header":
+            assert (b.event_id[i], b.keyword[i]) == (fields["id"], fields["keyword"])
+            assert f.guids[b.provider[i]] == fields["provider_id"]
+        elif kind in ("full_header", "instance_header"):
+            assert f.guids[b.provider[i]] == fields["guid"]
+        else:
+            assert (b.group[i], b.version[i]) == (fields["group"], fields["version"])

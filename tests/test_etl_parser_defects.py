@@ -15,7 +15,8 @@ from etwtools.parsers.etl.container import open_etl
 
 etl_etl = pytest.importorskip("etl.etl", reason="etl-parser is not installed")
 
-FIXED = "etl-parser defect FIXED in the installed release ({}): {} -- it can be adopted for this; retire this test"
+FIXED = ("etl-parser defect FIXED in the installed release ({}): {} -- it can be adopted for this; "
+         "retire this test")
 
 
 def etl_parser_version() -> str:
@@ -78,7 +79,8 @@ def test_drops_the_events_of_the_first_buffer_after_the_header(corpus):
 
 def test_misreads_the_logfile_header_from_boot_time_on(corpus):
     """Without the 4 padding bytes after TimeZone, BootTime, PerfFreq, StartTime, ReservedFlags and
-    BuffersLost are read 4 bytes off. PerfView shows PerfFreq=10,000,000 and ReservedFlags=1 (x64 baseline)."""
+    BuffersLost are read 4 bytes off. PerfView shows PerfFreq=10,000,000 and ReservedFlags=1 (x64
+    baseline)."""
     path = corpus / "perfview/net.4.5.2.x64.etl"
     f, _ = ours(path)
     h = f.header

@@ -197,3 +197,22 @@ def test_lost_packet_end_then_whole_packets(tmp_path, caplog):
     assert df["time"].dt.epoch("ns").to_list() == [w.to_ns(timedelta(milliseconds=k)) for k in (1, 2, 3)]
     assert df["notes"].to_list() == ["incomplete", None, None]
     assert df["src_port"].to_list() == [7, 9, 8]
+
+
+def test_truncated_wire_lengths(tmp_path):
+    """packettruncatebytes=N captures: the length on the wire comes from the IP header (IPv4, IPv6,
+    802.1Q-tagged, raw IP); a non-IP frame keeps its captured length."""
+    w = EtlWriter(start=START)
+    v4 = ether(ipv4("10.1.1.1", "10.1.1.2", 17, udp(1, 2, b"a" * 1000)))
+    v6 = ether(ipv6("2001:db8::1", "2001:db8::2", 17, udp(1, 2, b"b" * 700)), 0x86DD)
+    tagged = MAC_A + MAC_B + struct.pack("!HHH", 0x8100, 42, 0x0800) + ipv4("10.1.1.1", "10.1.1.3", 17,
+                                                                            udp(1, 2, b"c" * 300))
+    raw = ipv4("100.64.0.1", "8.8.8.8", 17, udp(1, 53, b"d" * 200))
+    arp = ether(b"\x00\x01\x08\x00\x06\x04\x00\x01" + bytes(20) + bytes(40), 0x0806)
+    for i, (frame, link) in enumerate([(v4, "ethernet"), (v6, "ethernet"), (tagged, "ethernet"), (raw, "wwan"),
+                                       (arp, "ethernet")]):
+        w.ndis_packet(frame, time=timedelta(milliseconds=i + 1), truncated_to=64, link=link)
+    df = read_etl_frames(w.write(tmp_path / "wire.etl"))
+    assert df["caplen"].to_list() == [64] * 5
+    assert df["wirelen"].to_list() == [len(v4), len(v6), len(tagged), len(raw), 64]
+    assert df["notes"].to_list()[0].startswith("truncated")

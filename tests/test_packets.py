@@ -282,3 +282,18 @@ def test_agrees_with_dpkt(specs):
         if isinstance(l4, dpkt.tcp.TCP):
             assert (row["tcp_seq"], row["tcp_flags"]) == (l4.seq, l4.flags)
         assert row["ip_version"] == (6 if isinstance(ip, dpkt.ip6.IP6) else 4)
+
+
+@pytest.mark.parametrize("spread", [1, 300])
+def test_many_addresses_in_few_or_many_prefixes(spread):
+    """Address text is right whichever way the distinct addresses are counted (few /16 prefixes: lookup
+    table; many: hash), and with enough of them for the vectorized formatter."""
+    rng = np.random.default_rng(spread)
+    n = 60_000
+    prefix = rng.integers(0, spread, n) << 16
+    src = (0x0A000000 + prefix + rng.integers(0, 65536, n)).astype(np.uint32)
+    frames = [eth(ipv4(udp(), proto=17, src=int(a).to_bytes(4, "big"))) for a in src.tolist()]
+    df = dissect(np.arange(n), frames, 1)
+    want = [f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}" for a in src.tolist()]
+    assert df["src_addr"].to_list() == want
+    assert set(df["dst_addr"]) == {"10.20.30.40"}

@@ -142,3 +142,29 @@ def test_bad_caplen_status_is_the_same_in_both_walks():
         out = np.zeros(8, pcap.RECORD)
         n, pos, status = fn(buf, 24, False, 262144, out, np.zeros(8 * 16, np.uint8), 16)
         assert (n, pos, status) == (1, 24 + 16 + 3, pcap.ST_BAD_CAPLEN)
+
+
+@pytest.mark.skipif(pcap._c_pcap_walk is None, reason="C accelerator etwtools._capwalk not built")
+def test_tables_are_identical_with_either_walk(tmp_path, monkeypatch):
+    """The whole table (with data) from the C walk equals the pure-Python walk's, across chunks."""
+    rng = np.random.default_rng(5)
+    frames = [FRAME[:int(rng.integers(0, len(FRAME) + 1))] + rng.bytes(int(rng.integers(0, 200)))
+              for _ in range(300)]
+    path = tmp_path / "w.pcap"
+    pcap.write_pcap(path, [Packet(i * 999, f, wirelen=len(f) + i) for i, f in enumerate(frames)], nanosecond=True)
+    monkeypatch.setattr(pcap, "CHUNK", 64)
+    fast = read_capture(path, with_data=True)
+    monkeypatch.setattr(pcap, "_c_pcap_walk", None)
+    slow = read_capture(path, with_data=True)
+    assert fast.equals(slow) and fast["data"].to_list() == frames
+
+
+def test_unsupported_link_type_reported_once_for_the_file(tmp_path, monkeypatch, caplog):
+    """A pcap of an undissected link type (here 9, PPP) read in several chunks: one warning, all frames."""
+    monkeypatch.setattr(pcap, "CHUNK", 4)
+    path = tmp_path / "ppp.pcap"
+    pcap.write_pcap(path, [Packet(i, b"\xff\x03\x00\x21" + FRAME[14:]) for i in range(10)], link_type=9)
+    df = read_capture(path)
+    assert df.height == 10 and set(df["protocol"]) == {"other"} and set(df["link_type"]) == {9}
+    assert caplog.text.count("unsupported link type 9") == 1
+    assert f"{path}: 10 frame(s) of unsupported link type 9" in caplog.text

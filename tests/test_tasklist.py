@@ -139,6 +139,10 @@ def test_detection(corpus, cases):
         assert looks_like_tasklist(path.read_bytes()), path
     assert not looks_like_tasklist((cases / "exchange-udp" / "kernel.csv").read_bytes())
     assert not looks_like_tasklist(b"\x00\x01\x02\x03")
+    # BUILT: localized /fo csv and /fo list are recognized too (by the PID column or key).
+    assert looks_like_tasklist('"映像名称","PID","会话名"\n"store.exe","2136","Console"'.encode())
+    assert looks_like_tasklist("映像名称:     store.exe\nPID:          2136\n".encode())
+    assert not looks_like_tasklist(b"hello\nworld\n")
 
 
 # ----------------------------------------------------------------------------- built layouts
@@ -156,6 +160,19 @@ def test_nh_table_built(tmp_path):
     """BUILT: /nh: the same rows in their fixed columns, no header and no ===== line."""
     df = read_tasklist(write(tmp_path, "nh.txt", table(DEFAULT_W, None, DEFAULT_ROWS, lefts={0, 2})))
     check(df, EXPECT_DEFAULT)
+
+
+def test_nh_svc_built(tmp_path):
+    """BUILT: /svc /nh: image, PID, services in 25/8/44 columns, wrapped lists, no header."""
+    lines = table([25, 8, 44], None, [
+        ["svchost.exe", "780", "BrokerInfrastructure, DcomLaunch, LSM,"],
+        ["", "", "PlugPlay, Power, SystemEventsBroker"],
+        ["lsass.exe", "688", "KeyIso, SamSs, VaultSvc"],
+        ["System", "4", "N/A"]], lefts={0, 2})
+    df = read_tasklist(write(tmp_path, "nhsvc.txt", lines))
+    check(df, {"pid": [780, 688, 4],
+               "services": ["BrokerInfrastructure,DcomLaunch,LSM,PlugPlay,Power,SystemEventsBroker",
+                            "KeyIso,SamSs,VaultSvc", None]})
 
 
 def test_csv_built(tmp_path):
@@ -291,3 +308,15 @@ def test_damaged_rows_warned_and_skipped(tmp_path, caplog):
     assert df["pid"].to_list() == [0, 4]
     (msg,) = [r.getMessage() for r in caplog.records]
     assert "skipped 1 line" in msg and "lines 6)" in msg
+
+
+def test_two_localized_snapshots_without_warnings(tmp_path, caplog):
+    """BUILT: two German tables in one file: the second header (known by its ===== line) starts a
+    second snapshot, nothing is skipped."""
+    de = table(DEFAULT_W, ["Abbildname", "PID", "Sitzungsname", "Sitz.-Nr.", "Speichernutzung"],
+               [r[:4] + [r[4].replace(",", ".")] for r in DEFAULT_ROWS], lefts={0, 2})
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        df = read_tasklist(write(tmp_path, "de2.txt", de + de))
+    assert caplog.records == []
+    assert df["snapshot_index"].to_list() == [0] * 4 + [1] * 4
+    assert df["pid"].to_list() == EXPECT_DEFAULT["pid"] * 2

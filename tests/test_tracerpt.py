@@ -351,3 +351,31 @@ def test_no_network_lines_gives_empty_events(tmp_path):
     trace = read_tracerpt(write(tmp_path, "np.csv", lines))
     assert trace.events.height == 0 and trace.events.schema == pl.Schema(EVENTS)
     assert trace.processes["image"].to_list() == ["System"] and trace.skipped == {"Thread": 1}
+
+
+def test_process_lines_found_either_way(tmp_path):
+    """BUILT: Process lines are found by a byte search; "Process" inside other lines is not one, and a
+    lower-case event name (which the search does not take) falls back to the CSV pass, same result."""
+    proc = old_line("Process", "DCStart", FT, "0x0", "0x00000858", "0x00000268", 0, 0, "S-1-5-18", "store.exe")
+    other = old_line("Image", "DCStart", FT, "0x0", '"C:\\Process Explorer\\Process, x.dll"')
+    for name, lines in [("a.csv", [other, "  " + proc, other]),
+                        ("b.csv", [other, "  " + proc.replace("Process", "process", 1), other])]:
+        trace = read_tracerpt(write(tmp_path, name, lines))
+        assert trace.processes["pid"].to_list() == [2136], name
+        assert trace.skipped == {"Image": 2}, name
+
+
+def test_junk_after_a_good_start_is_counted_not_fatal(cases, tmp_path, caplog):
+    """BUILT: the case's lines, then binary junk past the first 64 KiB: the events are kept and the
+    junk lines are reported as one kind of malformed line."""
+    good = (cases / "exchange-udp" / "kernel.csv").read_text()
+    filler = "Thread, CSwitch, 0x0, 129079416141424158, 0, 0, 1, 2, 0, 0\n" * 1200    # past 64 KiB
+    junk = b"\x8f\x00\x13\x9c\xff,\x01\x02\n" * 3
+    path = tmp_path / "j.csv"
+    path.write_bytes(good.encode() + filler.encode() + junk)
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        trace = read_tracerpt(path)
+    assert trace.events.height == 4
+    assert trace.skipped == {"Thread": 1200, "malformed: not a tracerpt CSV line": 3}
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "lines 1205, 1206, 1207)" in msg

@@ -1,8 +1,13 @@
 """Navigation of an ETL file: buffers -> records, streamed with mmap into columnar :class:`RecordBatch` es.
 
-A chunk of consecutive buffers is copied (or decompressed) into one bytes object, the record
-offsets are found by one sequential walk (C when built, else Python: identical results), and every
-header field is then gathered with numpy. Memory is bounded by the chunk size, not the file size.
+A chunk of consecutive buffers is copied (or decompressed) into one bytearray, the record offsets
+are found by one sequential walk (C when built, else Python: identical results), and every header
+field is then gathered with numpy. Pages of the mapping already read are dropped (madvise), so
+memory is bounded by the chunk size, not the file size.
+
+A record is every record of every buffer, the logfile header record included (the corpus README's
+counts). MESSAGE (WPP) records get an 8-byte header; their optional fields stay in the payload and
+they take the time of the record before them.
 
 Damage costs only the damaged unit: a record with a bad header skips the bytes up to the next
 position from which a valid chain of records reaches the end of the buffer; a buffer with a bad
@@ -407,7 +412,7 @@ class EtlFile:
     def _buffers(self) -> Iterator[tuple[int, bytes | memoryview, int]]:
         """(file offset, record bytes, flags) of every usable buffer; damage goes to ``self.stats``."""
         mm, size, st = self._mm, self.size, self.stats
-        nominal = self.header.buffer_size
+        stride = self.header.buffer_size       # plain buffers after the first all have one size
         off = 0
         while off < size:
             if off + BUFFER_HEADER_SIZE > size:
@@ -420,7 +425,7 @@ class EtlFile:
             ok = BUFFER_HEADER_SIZE <= bsize <= MAX_BUFFER and BUFFER_HEADER_SIZE <= filled <= MAX_BUFFER \
                 and (compressed or filled <= bsize)
             if not ok:
-                nxt = self._next_buffer(off, nominal)
+                nxt = self._next_buffer(off, stride)
                 lost = -1 if compressed else self._count_plain(off + BUFFER_HEADER_SIZE, nxt)
                 st._damage(off, off, nxt - off, lost,
                            f"bad buffer header (size {bsize:#x}, filled {filled:#x})", True)
@@ -430,6 +435,8 @@ class EtlFile:
             st.events_lost_flag_buffers += bool(flag & FLAG_EVENTS_LOST)
             st.buffer_lost_flag_buffers += bool(flag & FLAG_BUFFER_LOST)
             avail = min(bsize, size - off)
+            if off and not compressed:
+                stride = bsize
             if compressed:
                 st.compressed_buffers += 1
                 if avail < bsize:
@@ -463,38 +470,56 @@ class EtlFile:
         data = self._mm[start:stop] + bytes(8)
         return len(walk(data, np.array([0], np.int64), np.array([stop - start], np.int64))[0])
 
-    def _next_buffer(self, off: int, nominal: int) -> int:
+    def _next_buffer(self, off: int, stride: int) -> int:
         """Where the buffer after a damaged buffer header at ``off`` probably starts."""
-        if not self.header.compressed and nominal >= BUFFER_HEADER_SIZE:
-            return min(off + nominal, self.size)
-        # Compressed buffers vary in size: look for the next plausible compressed buffer header.
+        if not self.header.compressed and 0x200 <= stride <= MAX_BUFFER:
+            return min(off + stride, self.size)
+        # Compressed buffers vary in size (and a bad stride is no guide): find the next plausible header.
         mm, size = self._mm, self.size
         step = 1 << 20
         start = off + 1
-        while start + BUFFER_HEADER_SIZE <= size:
-            stop = min(size, start + step + BUFFER_HEADER_SIZE)
+        while start + BUFFER_HEADER_SIZE + 8 <= size:
+            stop = min(size, start + step + BUFFER_HEADER_SIZE + 8)
             b = np.frombuffer(mm, np.uint8, stop - start, start)
-            n = len(b) - BUFFER_HEADER_SIZE + 1
+            n = len(b) - BUFFER_HEADER_SIZE - 8 + 1
             if n <= 0:
                 break
-            cand = np.nonzero((b[0x34:0x34 + n] & FLAG_COMPRESSED != 0) & (b[0x37:0x37 + n] == 0)
-                              & (b[0x36:0x36 + n] < 8) & (b[0x33:0x33 + n] == 0) & (b[3:3 + n] == 0))[0]
+            cand = np.flatnonzero((b[3:3 + n] == 0) & (b[0x33:0x33 + n] == 0) & (b[0x37:0x37 + n] == 0)
+                                  & (b[0x36:0x36 + n] < 8))
+            del b
             for c in cand:
                 q = start + int(c)
-                bsize, = struct.unpack_from("<I", mm, q)
-                filled, = struct.unpack_from("<I", mm, q + 0x30)
-                if BUFFER_HEADER_SIZE < bsize <= filled <= MAX_BUFFER and q + bsize <= size:
-                    try:
-                        decompress(mm[q + BUFFER_HEADER_SIZE:q + bsize], filled - BUFFER_HEADER_SIZE)
-                    except DecompressionError:
-                        continue
+                if self._plausible_buffer(q):
                     return q
             start += n
         return size
 
+    def _plausible_buffer(self, q: int) -> bool:
+        """Whether a valid buffer (decodable, or starting with a valid record) starts at ``q``."""
+        mm, size = self._mm, self.size
+        bsize, = struct.unpack_from("<I", mm, q)
+        filled, flag = struct.unpack_from("<IH", mm, q + 0x30)
+        if not (BUFFER_HEADER_SIZE + 8 <= bsize <= MAX_BUFFER and BUFFER_HEADER_SIZE + 8 <= filled
+                and q + bsize <= size):
+            return False
+        if flag & FLAG_COMPRESSED:
+            if not bsize <= filled <= MAX_BUFFER:
+                return False
+            try:
+                decompress(mm[q + BUFFER_HEADER_SIZE:q + bsize], filled - BUFFER_HEADER_SIZE)
+            except DecompressionError:
+                return False
+            return True
+        if filled > bsize:
+            return False
+        data = mm[q + BUFFER_HEADER_SIZE:q + filled] + bytes(8)
+        offs, _, _, damages = walk(data, np.array([0], np.int64), np.array([filled - BUFFER_HEADER_SIZE],
+                                                                             np.int64))
+        return len(offs) > 0 and not damages
+
     # -- records
     def batches(self, chunk_bytes: int = 8 << 20) -> Iterator[RecordBatch]:
-        """The file's records in order, as batches covering about ``chunk_bytes`` of (decompressed) buffers."""
+        """The file's records in order, in batches of about ``chunk_bytes`` of (decompressed) buffers."""
         if self._mm is None:
             raise ValueError("I/O operation on a closed EtlFile")
         self.stats = st = EtlStats(path=self.path, header_events_lost=self.header.events_lost,
@@ -503,7 +528,6 @@ class EtlFile:
         parts: list = []
         seg_files: list[int] = []
         nbytes = 0
-        done = 0
         for off, data, _flag in self._buffers():
             parts.append(data)
             seg_files.append(off)
@@ -514,8 +538,7 @@ class EtlFile:
                 parts, seg_files, nbytes = [], [], 0
                 self._release_pages(off)
                 if self.progress is not None:
-                    done = min(off + 1, self.size)
-                    self.progress(done, self.size)
+                    self.progress(off, self.size)
                 yield batch
         if parts:
             batch = self._batch(parts, seg_files, record_base)
@@ -615,7 +638,7 @@ class EtlFile:
             guids=self.guids)
 
     def _provider_index(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Index into ``self.guids`` of each GUID (lo, hi u64 halves); new GUIDs are appended in file order."""
+        """Index into ``self.guids`` of each GUID (lo, hi u64 halves); new GUIDs are added in file order."""
         # consecutive records mostly share a provider: map only the starts of runs
         change = np.empty(len(lo), bool)
         change[0] = True

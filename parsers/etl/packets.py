@@ -122,6 +122,7 @@ class EtlPacketReader:
 
     # ------------------------------------------------------------------ batches
     def feed(self, batch: RecordBatch) -> None:
+        """Take the packet (and PktMon component) events of one batch; call :meth:`finish` after the last."""
         eh = (batch.htype == EVENT_HEADER32) | (batch.htype == EVENT_HEADER64)
         pk = eh & batch.provider_mask(PKTMON) & np.isin(batch.event_id, PKTMON_PACKET_IDS)
         nd = eh & batch.provider_mask(NDIS_PACKETCAPTURE) & (batch.event_id == NDIS_PACKET_ID)

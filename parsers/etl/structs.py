@@ -10,10 +10,15 @@ write whole records, buffers and files for tests that need inputs no public file
 Layout facts (verified on the corpus):
 
 - A file is a sequence of buffers, each starting with a 0x48-byte ``WMI_BUFFER_HEADER``. A buffer
-  occupies ``BufferSize`` bytes of the file. Records run from 0x48 up to ``FilledBytes`` (unused
-  space is filled with 0xFF; a 0xFFFFFFFF marker ends the records early).
+  occupies ``BufferSize`` bytes of the file. Records run from 0x48 up to ``FilledBytes``, which
+  ends exactly at the last (8-aligned) record in every corpus buffer; unused space is 0xFF, and a
+  0xFFFFFFFF marker where a record would start also ends the records. ``SavedOffset`` is NOT the
+  end: header buffers have it 0 (tx/*.etl) or short of ``FilledBytes`` (ebpf, sonde, pktmon).
+- The header buffer (BufferType 4) is plain; every other corpus buffer has BufferType 0. Relogged
+  files (PerfView) have a 0x200/0x400-byte header buffer, not the logfile header's BufferSize.
 - Compressed buffers (BufferFlag 0x40) hold MS-XCA plain LZ77 ("Xpress") data from 0x48 to
-  ``BufferSize``; it decompresses to ``FilledBytes - 0x48`` bytes, the records of the buffer.
+  ``BufferSize`` (any byte count: buffers of compressed files are not aligned in the file); it
+  decompresses to ``FilledBytes - 0x48`` bytes, the records of the buffer.
 - Records are 8-byte aligned. The marker (first u32) carries the header type in byte 2 and the marker
   flags 0xC0 in byte 3. SYSTEM/COMPACT/PERFINFO headers keep the record size at offset 4 (u16);
   every other header keeps it at offset 0.
@@ -387,7 +392,8 @@ def build_record(header: Struct, payload: bytes = b"", ext_items: Iterable[tuple
     for i, (ext_type, data) in enumerate(ext_items):
         size = 8 + align8(len(data))
         more = EXT_LINKAGE_MORE if i + 1 < len(ext_items) else 0
-        items += ext_item_header.build({"size": size, "ext_type": ext_type, "linkage": more, "data_size": len(data)})
+        items += ext_item_header.build({"size": size, "ext_type": ext_type, "linkage": more,
+                                        "data_size": len(data)})
         items += data.ljust(size - 8, b"\0")
     if ext_items:
         fields["flags"] = fields.get("flags", 0) | EH_EXTENDED_INFO
