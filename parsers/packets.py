@@ -11,7 +11,7 @@ handled in small masked passes.
 
 Table conventions: ``payload_len`` is the transport payload carried by the frame (a later fragment's
 whole payload); ``ip_id`` is the IPv4 identification, or the IPv6 fragment header's 32-bit
-identification as a signed 32-bit pattern; ``notes`` lists ``ip-length-0`` (IPv4 total length or IPv6
+identification; ``notes`` lists ``ip-length-0`` (IPv4 total length or IPv6
 payload length 0, as TSO senders capture: the captured length is used), ``truncated`` (caplen ends
 inside a header) and ``bad-length`` (header lengths that contradict each other); Linux cooked captures
 give ``direction`` from their packet type when the file says nothing else.
@@ -157,7 +157,8 @@ _KINDS = {"u8": (1, "u1", np.uint8), "be16": (2, ">u2", np.uint16), "be32": (4, 
 def _view(flat: np.ndarray, kind: str, start: int = 0) -> np.ndarray:
     """Field ``kind`` at every byte position from ``start`` of a flat uint8 array (unaligned, no copy)."""
     size, dt, _ = _KINDS[kind]
-    return np.ndarray((max(0, len(flat) - start - size + 1),), dtype=dt, buffer=flat, offset=start, strides=(1,))
+    count = max(0, len(flat) - start - size + 1)
+    return np.ndarray((count,), dtype=dt, buffer=flat, offset=start, strides=(1,))
 
 
 class _Fields:
@@ -173,7 +174,8 @@ class _Fields:
 
     def column(self, kind: str, pos: int) -> np.ndarray:
         """Field ``kind`` at offset ``pos`` of every frame's window: a strided view, no copy."""
-        return np.ndarray((self.n,), dtype=_KINDS[kind][1], buffer=self.windows, offset=pos, strides=(self.width,))
+        return np.ndarray((self.n,), dtype=_KINDS[kind][1], buffer=self.windows, offset=pos,
+                          strides=(self.width,))
 
     def window_view(self, kind: str, start: int) -> np.ndarray:
         key = (kind, start)
@@ -443,7 +445,8 @@ class _Dissection:
         pos = np.full(len(rows), 14, np.int64)
         for _ in range(_MAX_VLAN_TAGS):
             # 802.1Q, 802.1ad, and the pre-standard QinQ TPIDs
-            tagged = ((et == 0x8100) | (et == 0x88A8) | (et == 0x9100) | (et == 0x9200)) & (cap[rows] >= pos + 4)
+            tagged = (et == 0x8100) | (et == 0x88A8) | (et == 0x9100) | (et == 0x9200)
+            tagged &= cap[rows] >= pos + 4
             if not tagged.any():
                 break
             t = np.flatnonzero(tagged)
@@ -496,7 +499,8 @@ class _Dissection:
         if bad.any():
             self.notes[rows[bad]] |= _NOTE_BADLEN
             good = ~bad
-            rows, net, ihl, total, ff, proto = rows[good], net[good], ihl[good], total[good], ff[good], proto[good]
+            rows, net, ihl = rows[good], net[good], ihl[good]
+            total, ff, proto = total[good], ff[good], proto[good]
         fo = ff & 0x1FFF
         mf = (ff & 0x2000) != 0
         self.frag[rows] = np.where(fo > 0, 2, np.where(mf, 1, 0))
@@ -645,7 +649,6 @@ class _Dissection:
         proto_code[(p == IPPROTO_ICMPV6) & (self.ipver == 6)] = 3
         ip = self.ipver > 0
         frag_code = np.where(p >= 0, self.frag.astype(np.int64), -1)
-        ipid = np.where(self.ipid > 0x7FFFFFFF, self.ipid - (1 << 32), self.ipid)  # IPv6: 32-bit pattern
         t = np.asarray(times, dtype=np.int64)
         cols = {
             "frame": pa.array(np.arange(first_frame, first_frame + n, dtype=np.int64)),
@@ -660,7 +663,7 @@ class _Dissection:
             "payload_len": pa.array(self.payload.astype(np.int32), mask=~self.has_payload),
             "tcp_flags": pa.array(self.flags, mask=~self.has_tcp),
             "tcp_seq": pa.array(self.seq, mask=~self.has_tcp),
-            "ip_id": pa.array(ipid.astype(np.int32), mask=~self.has_ipid),
+            "ip_id": pa.array(self.ipid, mask=~self.has_ipid),
         }
         df = pl.from_arrow(pa.table(cols))
         assert isinstance(df, pl.DataFrame)
@@ -713,7 +716,8 @@ def _factorize_u32(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return ((prefixes[keys >> 16] << 16) | (keys & 0xFFFF)).astype(np.uint32), index[key]
     s = pl.Series(values)
     uniq = s.unique()
-    return uniq.to_numpy(), s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.Int64, eager=True)).to_numpy()
+    index = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.Int64, eager=True))
+    return uniq.to_numpy(), index.to_numpy()
 
 
 def _ipv4_text(addrs: np.ndarray) -> pl.Series:
@@ -751,7 +755,8 @@ def _binary(buf: np.ndarray, off: np.ndarray, cap: np.ndarray) -> pl.Series:
         data = buf[starts + np.arange(total)]
     else:
         data = np.zeros(0, np.uint8)
-    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(ends), pa.py_buffer(data)])
+    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n,
+                                           [None, pa.py_buffer(ends), pa.py_buffer(data)])
     return pl.Series("data", arr).cast(pl.Binary)
 
 

@@ -209,7 +209,8 @@ def _plausible_run(buf: np.ndarray, pos: int, hdr: PcapHeader, frac_limit: int) 
         if size - pos < RECORD_HEADER:
             return False
         _, frac, caplen, wirelen = unpack(buf, pos)
-        if caplen > hdr.maxcap or caplen > wirelen or frac >= frac_limit or caplen > size - pos - RECORD_HEADER:
+        if (caplen > hdr.maxcap or caplen > wirelen or frac >= frac_limit
+                or caplen > size - pos - RECORD_HEADER):
             return False
         pos += RECORD_HEADER + caplen
     return True

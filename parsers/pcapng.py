@@ -20,8 +20,22 @@ import polars as pl
 
 from ..diagnostics import warn
 from ..errors import CaptureError
-from .packets import (DIR_IN, DIR_NONE, DIR_OUT, DIR_UNKNOWN, DIRECTIONS, WINDOW, Interface, Packet,
-                      _distinct, dissect_buffer, finish_frames, header_windows, ns_to_ticks, ticks_to_ns)
+from .packets import (
+    DIR_IN,
+    DIR_NONE,
+    DIR_OUT,
+    DIR_UNKNOWN,
+    DIRECTIONS,
+    WINDOW,
+    Interface,
+    Packet,
+    _distinct,
+    dissect_buffer,
+    finish_frames,
+    header_windows,
+    ns_to_ticks,
+    ticks_to_ns,
+)
 from .pcap import Progress, map_file
 
 PathLike = str | os.PathLike
@@ -34,7 +48,8 @@ IF_NAME, IF_TSRESOL, IF_TSOFFSET = 2, 9, 14
 _KNOWN_BLOCKS = (SHB, IDB, PB, SPB, NRB, ISB, EPB, 7, 8, 9, 10, 0xBAD, 0x40000BAD)
 
 #: Status codes shared with the C walk.
-ST_END, ST_FULL, ST_TRUNCATED, ST_BAD_CAPLEN, ST_STOP_BLOCK, ST_BAD_LENGTH, ST_BAD_TRAILER = 0, 1, 2, 4, 5, 6, 7
+ST_END, ST_FULL, ST_TRUNCATED, ST_BAD_CAPLEN = 0, 1, 2, 4
+ST_STOP_BLOCK, ST_BAD_LENGTH, ST_BAD_TRAILER = 5, 6, 7
 #: One walked packet block (native byte order; the C walk fills the same layout).
 ENTRY = np.dtype([("block", "=i8"), ("data", "=i8"), ("comment", "=i8"), ("iface", "=u4"), ("ts_hi", "=u4"),
                   ("ts_lo", "=u4"), ("caplen", "=u4"), ("wirelen", "=u4"), ("flags", "=u4"),
@@ -367,7 +382,8 @@ def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress |
         times, valid = c.times(scanner.interfaces)
         link = np.array([i.link_type for i in scanner.interfaces], np.int32)[c.iface]
         parts.append(dissect_buffer(buf, c.entries["data"], c.entries["caplen"], times, link,
-                                    wirelens=c.entries["wirelen"], interfaces=c.iface, directions=c.directions(),
+                                    wirelens=c.entries["wirelen"], interfaces=c.iface,
+                                    directions=c.directions(),
                                     time_valid=None if valid.all() else valid, comments=c.comments(buf),
                                     with_data=with_data, source=os.fspath(path), windows=c.windows,
                                     first_frame=first, finish=False))
@@ -399,8 +415,8 @@ def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
             rows = zip(e["data"].tolist(), e["caplen"].tolist(), e["wirelen"].tolist(), c.iface.tolist(),
                        times.tolist(), valid.tolist(), c.directions().tolist(), c.comments(buf))
             for off, caplen, wirelen, iface, t, ok, d, text in rows:
-                yield Packet(t if ok else None, buf[off:off + caplen].tobytes(), iface, wirelen, DIRECTIONS[d],
-                             text)
+                yield Packet(t if ok else None, buf[off:off + caplen].tobytes(), iface, wirelen,
+                             DIRECTIONS[d], text)
 
     return interfaces, packets()
 

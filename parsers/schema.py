@@ -57,7 +57,7 @@ FRAMES = {
     "payload_len": pl.Int32,    # transport payload
     "tcp_flags": pl.UInt8,
     "tcp_seq": pl.UInt32,
-    "ip_id": pl.Int32,
+    "ip_id": pl.Int64,          # IPv4 16-bit or IPv6 fragment 32-bit identification
     "fragment": pl.Utf8,        # none / first / later
     "notes": pl.Utf8,           # e.g. "ip-length-0" for TSO frames; null when nothing to say
 }

@@ -20,7 +20,8 @@ separated by a header line or by a snapshot line that the user adds::
 
 (``#``, the word ``snapshot``, then an ISO 8601 time; ``Z`` or ``+hh:mm`` give the zone, a time with
 no zone is taken as UTC; ``# snapshot`` alone starts a snapshot of unknown time). The
-``snapshot_time`` argument is the time of every snapshot without a snapshot line of its own.
+``snapshot_time`` argument (naive = UTC) is the time of every snapshot without a snapshot line of
+its own.
 
 Output: the PROCESSES schema (``services`` comma-separated, null for ``N/A``; ``user`` as printed,
 ``DOMAIN\\user``; ``source`` = ``tasklist``), then extra columns ``session_name``, ``mem_kb``,
@@ -67,7 +68,7 @@ EXTRA = {
     "file": pl.Utf8, "line": pl.Int64,
 }
 
-_NA = {"n/a", ""}
+_NA = {"n/a", "", "暂缺", "n/d", "nicht zutreffend"}   # "N/A" as English, Chinese, ... Windows print it
 _SNAPSHOT_RE = re.compile(r"^#\s*snapshot\b\s*(?P<time>.*)$", re.IGNORECASE)
 _SEPARATOR_RE = re.compile(r"^=+( +=+)+\s*$")
 _CPU_RE = r"\d+:\d{2}:\d{2}"

@@ -213,17 +213,23 @@ def _int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
     return digits.str.to_integer(base=pl.when(hexa).then(16).otherwise(10), dtype=dtype, strict=False)
 
 
-def _with_ipv4(frame: pl.LazyFrame, raw: str, col: str) -> pl.LazyFrame:
-    """Add ``col``: the dotted quad in ``raw`` as canonical text (zero-padded octets are DECIMAL),
-    null when ``raw`` is not IPv4."""
-    tmp = f"_{col}_parts"
-    frame = frame.with_columns(pl.col(raw).str.split_exact(".", 4).alias(tmp))
-    octets = [pl.col(tmp).struct.field(f"field_{i}").cast(pl.UInt16, strict=False) for i in range(4)]
-    ok = (pl.all_horizontal([o <= 255 for o in octets]).fill_null(False)
-          & pl.col(tmp).struct.field("field_4").is_null())
-    return frame.with_columns(
-        pl.when(ok).then(pl.concat_str([o.cast(pl.Utf8) for o in octets], separator=".")).alias(col)
-    ).drop(tmp)
+def _ipv4_text(s: pl.Series) -> pl.Series:
+    """Dotted quads (zero-padded octets are DECIMAL) -> canonical text; null when not IPv4."""
+    parts = s.str.split_exact(".", 4).struct.unnest()
+    octets = [parts[f"field_{i}"].cast(pl.UInt16, strict=False) for i in range(4)]
+    frame = pl.DataFrame({f"o{i}": o for i, o in enumerate(octets)}).with_columns(
+        extra=parts["field_4"].is_not_null())
+    ok = pl.all_horizontal([pl.col(f"o{i}") <= 255 for i in range(4)]).fill_null(False) & ~pl.col("extra")
+    return frame.select(pl.when(ok).then(pl.concat_str([pl.col(f"o{i}").cast(pl.Utf8) for i in range(4)],
+                                                        separator="."))).to_series()
+
+
+def _ipv4(s: pl.Series) -> pl.Series:
+    """:func:`_ipv4_text`, computed once per distinct value when values repeat (they do in traces)."""
+    distinct = s.unique()
+    if len(distinct) * 4 >= len(s):
+        return _ipv4_text(s)
+    return s.replace_strict(distinct, _ipv4_text(distinct), default=None, return_dtype=pl.Utf8)
 
 
 def _ipv6_map(values: pl.Series) -> dict[str, str | None]:
@@ -292,14 +298,15 @@ def _source(path: Path) -> tuple[object, int]:
     return path, size
 
 
-def _columns(source: object) -> pl.LazyFrame:
+def _columns(source: object, lossy: bool = False) -> pl.LazyFrame:
     """Every line split at commas into ``c0 .. c{_MAX_COLUMNS-1}`` (null past the end), with
-    ``record`` (1-based line number) and ``name`` (the Event Name, lower case)."""
+    ``record`` (1-based line number) and ``name`` (the Event Name, lower case). ``lossy`` replaces
+    bytes that are not UTF-8 (slower; used when strict reading fails)."""
     if isinstance(source, io.BytesIO):
         source.seek(0)
     return (pl.scan_csv(source, has_header=False, separator=",", quote_char=None,
                         schema={f"c{i}": pl.Utf8 for i in range(_MAX_COLUMNS)}, truncate_ragged_lines=True,
-                        missing_columns="insert", encoding="utf8-lossy")
+                        missing_columns="insert", encoding="utf8-lossy" if lossy else "utf8")
             .with_row_index("record", offset=1)
             .with_columns(pl.col("c0").str.strip_chars().str.strip_chars_start("\ufeff")
                           .str.to_lowercase().alias("name")))
@@ -357,7 +364,7 @@ def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None) 
     source, size = _source(path)
     not_blank = (pl.col("name") != "") | pl.col("c1").is_not_null()
     try:
-        head = _columns(source).filter(not_blank).head(_SAMPLE_LINES).collect()
+        head = _columns(source, lossy=True).filter(not_blank).head(_SAMPLE_LINES).collect()
     except pl.exceptions.PolarsError as exc:
         raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
                               path=path) from None
@@ -377,13 +384,19 @@ def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None) 
         progress(0, size)
 
     try:
-        lines = _columns(source)          # three streaming queries over the scan (bounded memory)
-        is_net = pl.col("name").is_in(list(NETWORK_PROVIDERS))
-        counts, raw = pl.collect_all([
-            lines.filter(not_blank & ~is_net & (pl.col("name") != "event name"))
-            .group_by("c0", "name").agg(pl.len().alias("len"), pl.col("record").head(_SHOW_LINES)),
-            _network_fields(lines.filter(is_net), layout),
-        ])
+        for lossy in (False, True):       # streaming queries over the scan (bounded memory)
+            lines = _columns(source, lossy)
+            is_net = pl.col("name").is_in(list(NETWORK_PROVIDERS))
+            try:
+                counts, raw = pl.collect_all([
+                    lines.filter(not_blank & ~is_net & (pl.col("name") != "event name"))
+                    .group_by("c0", "name").agg(pl.len().alias("len"), pl.col("record").head(_SHOW_LINES)),
+                    _network_fields(lines.filter(is_net), layout),
+                ])
+                break
+            except pl.exceptions.ComputeError:
+                if lossy:                 # not an encoding problem
+                    raise
         n_process = int(counts.filter(pl.col("name") == "process")["len"].sum())
         procs = _find_process_lines(source, n_process)
         if procs is None:               # the quick byte search disagrees with the CSV reader: scan
@@ -500,13 +513,14 @@ def _network_fields(net: pl.LazyFrame, layout: _Layout) -> pl.LazyFrame:
         _int(pl.col("connid"), pl.UInt64).alias("connid_i"),
         _int(pl.col("seqnum"), pl.UInt64).alias("seqnum_i"),
     )
-    return _with_ipv4(_with_ipv4(f, "saddr", "local_addr"), "daddr", "remote_addr")
+    return f
 
 
 def _network(f: pl.DataFrame, problems: _Problems, skipped: dict[str, int]) -> pl.DataFrame:
     """Parsed network lines -> EVENTS; bad lines reported by kind."""
     if f.height == 0:
         return empty(EVENTS)
+    f = f.with_columns(_ipv4(f["saddr"]).alias("local_addr"), _ipv4(f["daddr"]).alias("remote_addr"))
     f = _with_ipv6(_with_ipv6(f, "saddr", "local_addr"), "daddr", "remote_addr")
     layout = pl.col("layout")
     layout.is_not_null() & (layout != "fail")
@@ -624,20 +638,17 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
             continue
         time_ns = (clock - FILETIME_UNIX_EPOCH) * 100
         ptype = PROCESS_TYPES[kind]
+        known = {"pid": pid, "ppid": ppid, "image": ud[i_image].strip('"') or None,
+                 "command_line": (ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
+                 "session": session, "start": None, "end": None, "user": _sid(ud[i_sid])}
         if ptype in ("Start", "DCStart"):
-            inst = {"pid": pid, "ppid": ppid, "image": ud[i_image].strip('"') or None,
-                        "command_line": (ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
-                        "session": session, "start": time_ns if ptype == "Start" else None, "end": None,
-                        "user": _sid(ud[i_sid]), "first_seen": time_ns}
+            inst = {**known, "start": time_ns if ptype == "Start" else None}
             instances.append(inst)
             open_by_pid[pid] = inst
         else:
             inst = open_by_pid.pop(pid, None)
             if inst is None:        # ended, started before the trace and no rundown at the start
-                inst = {"pid": pid, "ppid": ppid, "image": ud[i_image].strip('"') or None,
-                            "command_line": (ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
-                            "session": session, "start": None, "end": None, "user": _sid(ud[i_sid]),
-                            "first_seen": None}
+                inst = known
                 instances.append(inst)
             if ptype == "End":
                 inst["end"] = time_ns
@@ -645,12 +656,12 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
         problems.add(kind, recs)
     if not instances:
         return empty(PROCESSES), skipped
-    df = pl.DataFrame(instances, schema_overrides={"start": pl.Int64, "end": pl.Int64, "first_seen": pl.Int64,
-                                                    "session": pl.Int64, "command_line": pl.Utf8,
-                                                    "user": pl.Utf8, "image": pl.Utf8})
+    df = pl.DataFrame(instances, schema_overrides={
+        "start": pl.Int64, "end": pl.Int64, "session": pl.Int64, "command_line": pl.Utf8, "user": pl.Utf8,
+        "image": pl.Utf8})
     df = df.with_columns(pl.col("start").cast(pl.Datetime("ns", "UTC")),
                          pl.col("end").cast(pl.Datetime("ns", "UTC")),
-                         pl.lit("tracerpt").alias("source")).drop("first_seen")
+                         pl.lit("tracerpt").alias("source"))
     return conform(df, PROCESSES), skipped
 
 

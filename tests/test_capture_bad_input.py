@@ -8,17 +8,20 @@ import struct
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from etwtools.errors import CaptureError
 from etwtools.parsers import pcap, pcapng
 from etwtools.parsers.captures import iter_capture_packets, read_capture
 from etwtools.parsers.packets import Interface, Packet
 from etwtools.parsers.pcap import write_pcap
 from etwtools.parsers.pcapng import write_pcapng
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from test_pcap import FRAME
+from etwtools.errors import CaptureError
+
+FRAME = bytes.fromhex(   # Ethernet, IPv4 192.168.1.10 -> 10.20.30.40, UDP 49152 -> 53, 18 bytes
+    "66778899aabb001122334455 0800"
+    "4500002e 1c46 4000 4011 0000 c0a8010a 0a141e28"
+    "c000 0035 001a 0000" "68656c6c6f2c20776f726c642121".replace(" ", ""))
 
 
 @pytest.fixture(params=["c", "python"])
@@ -30,6 +33,9 @@ def walker(request, monkeypatch):
     elif pcap._c_pcap_walk is None:
         pytest.skip("C accelerator etwtools._capwalk not built")
     return request.param
+
+
+SHB_START, BOM_LE = b"\x0a\x0d\x0d\x0a", b"\x4d\x3c\x2b\x1a"
 
 
 def packets(n: int) -> list[Packet]:
@@ -72,8 +78,8 @@ def read(tmp_path, data: bytes, name: str) -> pl.DataFrame:
     (b"", "not a pcap or pcapng file", 0),
     (b"\x7fELF\x02\x01\x01\x00" + bytes(40), "not a pcap or pcapng file (starts with 7f454c46)", 0),
     (struct.pack("<I", pcap.MAGIC_US) + bytes(10), "shorter than the 24-byte header", 0),
-    (b"\x0a\x0d\x0d\x0a" + struct.pack("<I", 28) + b"\x4d\x3c\x2b\x1a" + bytes(8), "damaged section header", 0),
-    (b"\x0a\x0d\x0d\x0a" + struct.pack("<I", 30) + b"\x4d\x3c\x2b\x1a" + bytes(18), "damaged section header", 0),
+    (SHB_START + struct.pack("<I", 28) + BOM_LE + bytes(8), "damaged section header", 0),
+    (SHB_START + struct.pack("<I", 30) + BOM_LE + bytes(18), "damaged section header", 0),
 ])
 def test_unreadable_files_raise_one_line_with_offset(tmp_path, data, message, offset):
     path = tmp_path / "bad.cap"
@@ -145,7 +151,8 @@ def test_pcapng_truncated_block(tmp_path, caplog, walker):
     data, offs = pcapng_file(tmp_path)
     df = read(tmp_path, data[:offs[-1] + 20], "t.pcapng")
     assert df.height == 4
-    assert f"skipped 1 damaged block(s), 20 byte(s), at offsets {offs[-1]:#x} (block runs past the end" in caplog.text
+    assert (f"skipped 1 damaged block(s), 20 byte(s), at offsets {offs[-1]:#x} (block runs past the end"
+            in caplog.text)
 
 
 def test_pcapng_length_not_multiple_of_4_costs_one_block(tmp_path, caplog, walker):

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from etwtools.parsers.captures import iter_capture_packets, read_capture
 from etwtools.parsers.packets import Interface, Packet, dissect
 from etwtools.parsers.pcap import write_pcap
 from etwtools.parsers.pcapng import write_pcapng
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=60, deadline=None)
 DATA = st.binary(max_size=200)
@@ -44,7 +43,8 @@ def pcap_packets(draw, nano: bool):
 @st.composite
 def pcapng_packets(draw):
     """Packets on two interfaces: 0 in microseconds, 1 in nanoseconds with if_tsoffset."""
-    ifaces = [Interface(1, tsresol=6, name="us"), Interface(101, tsresol=9, tsoffset=draw(st.integers(-10**6, 10**6)))]
+    offset = draw(st.integers(-10**6, 10**6))
+    ifaces = [Interface(1, tsresol=6, name="us"), Interface(101, tsresol=9, tsoffset=offset)]
     out = []
     for data, extra, iface in draw(st.lists(st.tuples(DATA, EXTRA, st.integers(0, 1)), max_size=25)):
         ticks = draw(st.integers(0, (1 << 63) // 10**3 if iface == 0 else (1 << 62)))
@@ -60,7 +60,8 @@ def _table_matches(path: Path, packets: list[Packet], link_types: list[int]) -> 
     want = dissect([p.time_ns for p in packets], [p.data for p in packets],
                    [link_types[p.interface] for p in packets], wirelens=[p.wirelen for p in packets],
                    interfaces=[p.interface for p in packets], directions=[p.direction for p in packets],
-                   comments=[p.comment for p in packets] if "comment" in got.columns else None, with_data=True)
+                   comments=[p.comment for p in packets] if "comment" in got.columns else None,
+                   with_data=True)
     assert got.equals(want)
 
 

@@ -9,7 +9,6 @@ import struct
 
 import numpy as np
 import pytest
-
 from etwtools.parsers import pcap
 from etwtools.parsers.captures import iter_capture_packets, read_capture, sniff
 from etwtools.parsers.packets import Packet
@@ -45,7 +44,8 @@ def walker(request, monkeypatch):
 def test_magics_and_byte_orders(tmp_path, walker, big, nano):
     frac = 123456789 if nano else 123456
     path = tmp_path / "x.pcap"
-    path.write_bytes(hand_pcap(big, nano, [(1_700_000_000, frac, FRAME, 60), (1_700_000_001, 0, FRAME[:20], 60)]))
+    records = [(1_700_000_000, frac, FRAME, 60), (1_700_000_001, 0, FRAME[:20], 60)]
+    path.write_bytes(hand_pcap(big, nano, records))
     assert sniff(path.read_bytes()[:16]) == "pcap"
     df = read_capture(path)
     want = 1_700_000_000 * 10**9 + (frac if nano else frac * 1000)
@@ -136,7 +136,8 @@ def test_c_and_python_walks_agree(tmp_path, cut):
 
 
 def test_bad_caplen_status_is_the_same_in_both_walks():
-    data = hand_pcap(False, False, [(1, 1, b"abc", 3)]) + struct.pack("<IIII", 2, 2, 10_000_000, 10) + bytes(40)
+    damaged = struct.pack("<IIII", 2, 2, 10_000_000, 10) + bytes(40)
+    data = hand_pcap(False, False, [(1, 1, b"abc", 3)]) + damaged
     buf = np.frombuffer(data, np.uint8)
     for fn in filter(None, (pcap._c_pcap_walk, pcap.walk_py)):
         out = np.zeros(8, pcap.RECORD)
@@ -151,7 +152,8 @@ def test_tables_are_identical_with_either_walk(tmp_path, monkeypatch):
     frames = [FRAME[:int(rng.integers(0, len(FRAME) + 1))] + rng.bytes(int(rng.integers(0, 200)))
               for _ in range(300)]
     path = tmp_path / "w.pcap"
-    pcap.write_pcap(path, [Packet(i * 999, f, wirelen=len(f) + i) for i, f in enumerate(frames)], nanosecond=True)
+    pcap.write_pcap(path, [Packet(i * 999, f, wirelen=len(f) + i) for i, f in enumerate(frames)],
+                    nanosecond=True)
     monkeypatch.setattr(pcap, "CHUNK", 64)
     fast = read_capture(path, with_data=True)
     monkeypatch.setattr(pcap, "_c_pcap_walk", None)

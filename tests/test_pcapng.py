@@ -5,22 +5,24 @@ block layouts (IETF draft-ietf-opsawg-pcapng)."""
 from __future__ import annotations
 
 import struct
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
 import pytest
-
 from etwtools.parsers import pcapng
 from etwtools.parsers.captures import iter_capture_packets, read_capture, sniff
 
-from test_pcap import FRAME
+FRAME = bytes.fromhex(   # Ethernet, IPv4 192.168.1.10 -> 10.20.30.40, UDP 49152 -> 53, 18 bytes
+    "66778899aabb001122334455 0800"
+    "4500002e 1c46 4000 4011 0000 c0a8010a 0a141e28"
+    "c000 0035 001a 0000" "68656c6c6f2c20776f726c642121".replace(" ", ""))
 
 
 def ns(text: str) -> int:
     """ISO time (UTC) with up to 9 fractional digits to integer ns."""
     whole, _, frac = text.partition(".")
-    t = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc)
+    t = datetime.fromisoformat(whole).replace(tzinfo=UTC)
     return int(t.timestamp()) * 10**9 + int((frac + "000000000")[:9])
 
 
@@ -41,7 +43,7 @@ def test_snmp_capture(corpus, walker):
     assert df["frame"].to_list() == list(range(1, 41))
     assert set(df["protocol"]) == {"UDP"} and set(df["ip_version"]) == {4} and set(df["link_type"]) == {1}
     first, second, last = df.row(0, named=True), df.row(1, named=True), df.row(39, named=True)
-    assert first["time"] == datetime(2005, 9, 8, 19, 34, 38, 562375, tzinfo=timezone.utc)
+    assert first["time"] == datetime(2005, 9, 8, 19, 34, 38, 562375, tzinfo=UTC)
     assert (first["src_addr"], first["src_port"], first["dst_addr"], first["dst_port"]) == (
         "172.31.19.54", 15916, "172.31.19.73", 161)
     assert (first["caplen"], first["wirelen"], first["payload_len"], first["ip_id"]) == (82, 82, 40, 43545)
@@ -68,7 +70,8 @@ def test_pktmon_capture(corpus, walker):
     assert df["time"].dt.epoch("ns")[113] == ns("2024-06-10T20:18:53.907418")
     assert df["time"].is_sorted()
     pairs = df.group_by("src_addr", "dst_addr", "protocol", "caplen", "payload_len").len().sort("len")
-    assert pairs.rows() == [("10.9.1.14", "10.9.1.22", "ICMP", 98, 56, 38), ("10.9.1.22", "10.9.1.14", "ICMP", 98, 56, 76)]
+    assert pairs.rows() == [("10.9.1.14", "10.9.1.22", "ICMP", 98, 56, 38),
+                            ("10.9.1.22", "10.9.1.14", "ICMP", 98, 56, 76)]
     assert df["ip_id"].head(3).to_list() == [49046, 49046, 0]
     ifaces, packets = iter_capture_packets(path)
     assert [(i.link_type, i.tsresol, i.tsoffset) for i in ifaces] == [(1, 6, 0)]
@@ -77,12 +80,10 @@ def test_pktmon_capture(corpus, walker):
     assert [p.time_ns for p in packets] == df["time"].dt.epoch("ns").to_list()
 
 
-dpkt = pytest.importorskip("dpkt")
-
-
 @pytest.mark.parametrize("name", ["tx/snmp.pcapng", "pktmon/demikernel-PktMon.pcapng"])
 def test_corpus_agrees_with_dpkt(corpus, name):
     """An independent reader (dpkt, a test-only dependency) sees the same frames, times (us) and bytes."""
+    dpkt = pytest.importorskip("dpkt")
     path = corpus / name
     df = read_capture(path, with_data=True)
     with open(path, "rb") as f:
@@ -154,7 +155,7 @@ def two_sections() -> bytes:
         shb(le),
         idb(le, 1, name="eth0"),
         idb(le, 1, tsresol=9, tsoffset=100, snaplen=65535),
-        epb(le, 0, T * 10**6 + 5, FRAME, opts=option(le, 1, "first".encode()) + flags_in + option(le, 0, b"")),
+        epb(le, 0, T * 10**6 + 5, FRAME, opts=option(le, 1, b"first") + flags_in + option(le, 0, b"")),
         epb(le, 1, 7, FRAME[:30], wirelen=len(FRAME), opts=option(le, 2, struct.pack("<I", 2)) +
             option(le, 1, "zweite Ä".encode()) + option(le, 0, b"")),
         block(le, 4, bytes(8)),                               # name resolution block
@@ -243,3 +244,27 @@ def test_c_and_python_walks_agree(window):
             big = data[at + 8:at + 12] == b"\x1a\x2b\x3c\x4d"
         pos = at + struct.unpack_from(">I" if big else "<I", data, at + 4)[0]
     assert stops == [(0, 5), (0, 5), (4, 5), (0, 5), (2, 0)]
+
+
+def test_chunks_keep_order_interfaces_and_fragments(tmp_path, monkeypatch, walker):
+    """Read in chunks of 3 blocks: numbering, interfaces, times and comments run on across chunks, and a
+    later IPv4 fragment finds its first fragment in an earlier chunk."""
+    from etwtools.parsers.packets import Interface, Packet
+
+    monkeypatch.setattr(pcapng, "CHUNK", 3)
+    ip_first = bytes.fromhex("45000024 0007 2000 4011 0000 c0a8010a 0a141e28") + bytes.fromhex(
+        "1f90 0050 0018 0000") + b"x" * 8
+    ip_later = bytes.fromhex("4500001c 0007 0002 4011 0000 c0a8010a 0a141e28") + b"y" * 8
+    eth = FRAME[:14]
+    packets = [Packet(10**9 * i, eth + FRAME[14:], i % 2, None, "in", f"#{i}") for i in range(10)]
+    packets[1] = Packet(10**9, eth + ip_first, 1)
+    packets[8] = Packet(8 * 10**9, eth + ip_later, 0)
+    path = tmp_path / "chunks.pcapng"
+    pcapng.write_pcapng(path, [Interface(1), Interface(1, tsresol=9)], packets)
+    df = read_capture(path)
+    assert df["frame"].to_list() == list(range(1, 11))
+    assert df["interface"].to_list() == [0, 1] * 4 + [0, 1]
+    assert df["time"].dt.epoch("ns").to_list() == [10**9 * i for i in range(10)]
+    assert df["comment"].to_list() == ["#0", None] + [f"#{i}" for i in range(2, 8)] + [None, "#9"]
+    assert df["fragment"].to_list()[1] == "first" and df["fragment"].to_list()[8] == "later"
+    assert (df["src_port"][8], df["dst_port"][8], df["payload_len"][8]) == (8080, 80, 8)

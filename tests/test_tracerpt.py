@@ -346,7 +346,8 @@ def test_progress_reports_bytes(cases):
 
 def test_no_network_lines_gives_empty_events(tmp_path):
     """BUILT: a dump with only Process and Thread lines: no events (not a row of nulls), one process."""
-    lines = [old_line("Process", "DCStart", FT, "0x0", "0x00000004", "0x00000000", 0, 0, "S-1-5-18", "System"),
+    lines = [old_line("Process", "DCStart", FT, "0x0", "0x00000004", "0x00000000", 0, 0, "S-1-5-18",
+                      "System"),
              old_line("Thread", "DCStart", FT, "0x00000004", "0x00000008")]
     trace = read_tracerpt(write(tmp_path, "np.csv", lines))
     assert trace.events.height == 0 and trace.events.schema == pl.Schema(EVENTS)
@@ -356,7 +357,8 @@ def test_no_network_lines_gives_empty_events(tmp_path):
 def test_process_lines_found_either_way(tmp_path):
     """BUILT: Process lines are found by a byte search; "Process" inside other lines is not one, and a
     lower-case event name (which the search does not take) falls back to the CSV pass, same result."""
-    proc = old_line("Process", "DCStart", FT, "0x0", "0x00000858", "0x00000268", 0, 0, "S-1-5-18", "store.exe")
+    proc = old_line("Process", "DCStart", FT, "0x0", "0x00000858", "0x00000268", 0, 0, "S-1-5-18",
+                    "store.exe")
     other = old_line("Image", "DCStart", FT, "0x0", '"C:\\Process Explorer\\Process, x.dll"')
     for name, lines in [("a.csv", [other, "  " + proc, other]),
                         ("b.csv", [other, "  " + proc.replace("Process", "process", 1), other])]:
@@ -379,3 +381,13 @@ def test_junk_after_a_good_start_is_counted_not_fatal(cases, tmp_path, caplog):
     assert trace.skipped == {"Thread": 1200, "malformed: not a tracerpt CSV line": 3}
     (msg,) = [r.getMessage() for r in caplog.records]
     assert "lines 1205, 1206, 1207)" in msg
+
+
+def test_non_utf8_bytes_are_read(cases, tmp_path):
+    """BUILT: a cp1252 image path (not UTF-8) in a line after the case's lines: still read."""
+    path = tmp_path / "cp.csv"
+    path.write_bytes((cases / "exchange-udp" / "kernel.csv").read_bytes()
+                     + old_line("Image", "DCStart", FT, "0x0", '"C:\\Müller\\x.dll"').encode("cp1252")
+                     + b"\n")
+    trace = read_tracerpt(path)
+    assert trace.events.height == 4 and trace.skipped == {"Image": 1}
