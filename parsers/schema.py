@@ -70,6 +70,8 @@ def empty(schema: dict) -> pl.DataFrame:
 
 def conform(df: pl.DataFrame, schema: dict) -> pl.DataFrame:
     """Cast to the schema, add missing columns as nulls, put schema columns first (extras kept after)."""
+    if df.width == 0:   # selecting only literals would give one row, not df.height rows
+        return pl.DataFrame(schema=schema).clear(n=df.height)
     cols = []
     for name, dtype in schema.items():
         if name in df.columns:

@@ -97,3 +97,10 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, name, command, option):
 def test_processes_needs_an_input():
     result = run("processes")
     assert result.exit_code == 2 and "--tasklist" in result.stderr
+
+
+def test_conform_keeps_the_row_count_of_an_empty_frame():
+    from etwtools.parsers import schema
+
+    assert schema.conform(pl.DataFrame(), schema.EVENTS).shape == (0, len(schema.EVENTS))
+    assert schema.conform(pl.DataFrame({"pid": [1, 2]}), schema.EVENTS)["pid"].to_list() == [1, 2]
