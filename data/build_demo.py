@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import struct
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from etwtools.parsers.packets import Packet
@@ -69,7 +69,7 @@ def parse_frames(text: str) -> list[tuple[int, int, bytes]]:
         if not m:
             continue
         number, local, src, dst, sport, dport = m.groups()
-        t = datetime.fromisoformat(local).replace(tzinfo=timezone.utc) - DISPLAY_UTC_OFFSET
+        t = datetime.fromisoformat(local).replace(tzinfo=UTC) - DISPLAY_UTC_OFFSET
         ns = int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
         port = int(dport) if dport.isdigit() else PORTS[dport]
         out.append((int(number), ns, udp_frame(src, dst, int(sport), port, PAYLOAD)))

@@ -14,8 +14,18 @@ from .errors import AttributionError, CaptureError, EtlError, EtwToolsError, Tex
 from .sources import detect, read_events, read_frames, read_processes, read_trace
 
 __all__ = [
-    "attribute", "synattack", "detect", "read_events", "read_frames", "read_processes", "read_trace",
-    "EtwToolsError", "EtlError", "CaptureError", "TextFormatError", "AttributionError",
+    "AttributionError",
+    "CaptureError",
+    "EtlError",
+    "EtwToolsError",
+    "TextFormatError",
+    "attribute",
+    "detect",
+    "read_events",
+    "read_frames",
+    "read_processes",
+    "read_trace",
+    "synattack",
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 import polars as pl
@@ -68,7 +68,7 @@ def _guarded(f):
             sys.exit(1)
         except (KeyboardInterrupt, BrokenPipeError):
             sys.exit(130)
-        except click.exceptions.Exit:
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as e:  # an etwtools bug: still one line, with a hint
             if show_tb:
@@ -95,8 +95,8 @@ def _parse_time(value: str | None) -> datetime | None:
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2010-01-14T11:20:00Z")
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2010-01-14T11:20:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -213,7 +213,8 @@ def frames(pcap: str | None, etl: str | None, fmt: str, out: str | None) -> None
 @click.option("--frame", "explain", multiple=True, type=int,
               help="Print the whole chain of evidence for this frame number. Repeatable.")
 @click.option("--all", "show_all", is_flag=True,
-              help="Table format: list every frame, also those with no IP header (hidden by default).")
+              help="Table format: list every frame, also non-TCP/UDP/ICMP frames with no evidence "
+                   "(hidden by default).")
 @click.option("--annotate", type=click.Path(dir_okay=False, writable=True),
               help="Also write the capture as pcapng with a comment per attributed packet "
                    "(Wireshark: frame.comment contains \"store.exe\").")
@@ -241,7 +242,12 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
     from .sources import read_frames, read_processes, read_trace
 
     tr = _with_progress("reading trace", lambda bar: read_trace(trace, progress=bar))
+    if capture is None and tr.kind != "etl":
+        raise click.UsageError("--pcap FILE is needed: a tracerpt CSV holds no packets")
     fr = _with_progress("reading capture", lambda bar: read_frames(capture or trace, progress=bar))
+    if capture is None and fr.height == 0:
+        raise EtwToolsError("holds no packets (only netsh trace capture=yes and pktmon ETL files do): "
+                            "give the capture with --pcap FILE", path=trace)
     procs = tr.processes
     if tasklists:
         procs = pl.concat([procs, read_processes(list(tasklists), snapshot_time=_parse_time(tasklist_time))],
@@ -261,8 +267,8 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
             rows = rows.filter(pl.col("protocol").is_in(["TCP", "UDP", "ICMP", "ICMPv6"])
                                | pl.col("confidence").ne("none"))
             if rows.height < result.frames.height:
-                _info(f"{result.frames.height - rows.height:,} frames with no IP/TCP/UDP header not listed "
-                      "(--all lists them)")
+                _info(f"{result.frames.height - rows.height:,} frames that are not TCP, UDP or ICMP and have "
+                      "no evidence are not listed (--all lists them)")
         output.write(rows, fmt, out)
     if fmt == "table" and not out and not explain:
         click.echo()

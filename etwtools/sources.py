@@ -109,7 +109,7 @@ def read_processes(path: PathLike | list[PathLike], *, snapshot_time=None, progr
 def read_frames(path: PathLike, *, with_data: bool = False, progress=None) -> pl.DataFrame:
     """Frames (FRAMES schema) of a pcap, a pcapng, or the packets inside an ETL file."""
     kind = detect(path)
-    if kind in ("pcap", "pcapng"):
+    if kind in ("pcap", "pcapng", "netmon"):
         from .parsers.captures import read_capture
 
         return read_capture(path, with_data=with_data, progress=progress)

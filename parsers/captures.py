@@ -1,4 +1,5 @@
-"""Capture files (pcap, pcapng): tell them apart and read them into the FRAMES table or as packets."""
+"""Capture files (pcap, pcapng, Network Monitor 2.x .cap): tell them apart and read them into the FRAMES
+table or as packets."""
 from __future__ import annotations
 
 import os
@@ -8,14 +9,16 @@ from collections.abc import Iterator
 import polars as pl
 
 from ..errors import CaptureError
-from . import pcap, pcapng
+from . import netmon, pcap, pcapng
 from .packets import Interface, Packet
 
 PathLike = str | os.PathLike
 
 
 def sniff(head: bytes) -> str | None:
-    """``"pcap"``, ``"pcapng"`` or None from the first bytes of a file."""
+    """``"pcap"``, ``"pcapng"``, ``"netmon"`` or None from the first bytes of a file."""
+    if head[:4] == netmon.SIGNATURE:
+        return "netmon"
     if len(head) >= 12 and head[:4] == b"\x0a\x0d\x0d\x0a" and head[8:12] in (b"\x4d\x3c\x2b\x1a",
                                                                              b"\x1a\x2b\x3c\x4d"):
         return "pcapng"
@@ -43,15 +46,21 @@ def _kind(path: PathLike) -> str:
 
 def read_capture(path: PathLike, *, with_data: bool = False, progress: pcap.Progress | None = None
                  ) -> pl.DataFrame:
-    """Frames (FRAMES schema) of a pcap or pcapng file (pcapng adds a ``comment`` column);
-    ``with_data`` adds the raw frame bytes as a ``data`` column."""
-    if _kind(path) == "pcapng":
+    """Frames (FRAMES schema) of a pcap, pcapng or Network Monitor file (pcapng adds a ``comment``
+    column); ``with_data`` adds the raw frame bytes as a ``data`` column."""
+    kind = _kind(path)
+    if kind == "pcapng":
         return pcapng.read_pcapng(path, with_data=with_data, progress=progress)
+    if kind == "netmon":
+        return netmon.read_netmon(path, with_data=with_data, progress=progress)
     return pcap.read_pcap(path, with_data=with_data, progress=progress)
 
 
 def iter_capture_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
     """The interfaces and the packets, in file order (packet i is frame i + 1 of :func:`read_capture`)."""
-    if _kind(path) == "pcapng":
+    kind = _kind(path)
+    if kind == "pcapng":
         return pcapng.iter_packets(path)
+    if kind == "netmon":
+        return netmon.iter_packets(path)
     return pcap.iter_packets(path)

@@ -1,7 +1,6 @@
 """The command line: help texts, output formats, one-line errors, and the demo answer on data/."""
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -104,3 +103,12 @@ def test_conform_keeps_the_row_count_of_an_empty_frame():
 
     assert schema.conform(pl.DataFrame(), schema.EVENTS).shape == (0, len(schema.EVENTS))
     assert schema.conform(pl.DataFrame({"pid": [1, 2]}), schema.EVENTS)["pid"].to_list() == [1, 2]
+
+
+def test_attribute_without_a_capture_says_what_is_missing(corpus):
+    """--etl alone needs an ETL that carries packets; a kernel-only ETL or a CSV gets a clear message."""
+    kernel_only = run("attribute", "--etl", str(corpus / "perfview" / "net.4.5.2.x64.etl"))
+    assert kernel_only.exit_code == 1 and "holds no packets" in kernel_only.stderr
+    assert "Traceback" not in kernel_only.stderr
+    csv_only = run("attribute", "--etl", str(DATA / "kernel.csv"))
+    assert csv_only.exit_code == 2 and "--pcap FILE is needed" in csv_only.stderr

@@ -51,7 +51,7 @@ class RecordBatch:
     def __len__(self) -> int:
         return len(self.record)
 
-    def select(self, mask: np.ndarray) -> "RecordBatch":
+    def select(self, mask: np.ndarray) -> RecordBatch:
         """The rows where ``mask`` is true (same data buffer)."""
         kw = {name: getattr(self, name)[mask] for name in _COLUMNS}
         return RecordBatch(data=self.data, guids=self.guids, **kw)
