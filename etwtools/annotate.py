@@ -40,29 +40,16 @@ def _open(source) -> tuple[list[Interface], Iterator[Packet]]:
         from .sources import detect
 
         kind = detect(source)
-        if kind in ("pcap", "pcapng"):
+        if kind in ("pcap", "pcapng", "netmon"):
             from .parsers.captures import iter_capture_packets
 
             return iter_capture_packets(source)
         if kind == "etl":
-            from .parsers.etl.packets import iter_etl_packets
+            from .parsers.etl.packets import iter_etl_capture
 
-            found: dict[int, Interface] = {}
-            packets = iter_etl_packets(source, interfaces=found)
-            first = next(packets, None)
-            ids = sorted(found)
-            index = {i: n for n, i in enumerate(ids)}
-
-            def renumbered() -> Iterator[Packet]:
-                if first is None:
-                    return
-                for p in ([first], packets):
-                    for q in p:
-                        q.interface = index.get(q.interface, 0)
-                        yield q
-
-            return [found[i] for i in ids] or [Interface(link_type=1)], renumbered()
-        raise CaptureError(f"expected a pcap, pcapng or ETL file with packets, found {kind}", path=source)
+            interfaces, packets = iter_etl_capture(source)
+            return interfaces or [Interface(link_type=1)], packets
+        raise CaptureError(f"expected a pcap, pcapng, NetMon or ETL file with packets, found {kind}", path=source)
     interfaces, packets = source
     return list(interfaces), iter(packets)
 

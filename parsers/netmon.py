@@ -65,6 +65,8 @@ METADATA_MEDIA = (0xFFFC, 0xFFFD, 0xFFFE)
 MEDIA_TO_LINKTYPE = {0: 1, 1: 1, 2: 6, 3: 10, 7: 101, 8: 101, 9: 101}
 #: FILETIME (100 ns since 1601-01-01 UTC) of the Unix epoch.
 FILETIME_UNIX = 116444736000000000
+#: FILETIMEs whose ns since the epoch fit in an int64 (years 1678 to 2262); others count as missing.
+FILETIME_MIN, FILETIME_MAX = FILETIME_UNIX - (1 << 63) // 100 + 1, FILETIME_UNIX + (1 << 63) // 100
 CHUNK = 1 << 18
 
 _HEAD = struct.Struct("<4sBBH8H12I")
@@ -127,8 +129,8 @@ def read_header(buf: np.ndarray, path: PathLike) -> NetmonHeader:
                            path=path, offset=28)
     end = hdr.frame_table_offset + hdr.frame_table_length
     if hdr.frame_table_length and (hdr.frame_table_offset < HEADER or end > size):
-        raise CaptureError(f"frame table ({hdr.frame_table_offset:#x}..{end:#x}) lies outside the file "
-                           f"({size:#x} bytes): truncated capture?", path=path, offset=24)
+        raise CaptureError(f"frame table ({hdr.frame_table_offset:#x}..{end:#x}) lies outside the frame "
+                           f"data of the file ({size:#x} bytes): truncated capture?", path=path, offset=24)
     return hdr
 
 
@@ -142,6 +144,41 @@ def start_ns(hdr: NetmonHeader, path: PathLike) -> int:
     except ValueError as e:
         raise CaptureError(f"bad capture start time {hdr.start} ({e})", path=path, offset=8) from None
     return (int(t.timestamp()) * 1000 + ms) * 1_000_000
+
+
+_COMMENT_HEAD = struct.Struct("<III")
+
+
+def read_comments(buf: np.ndarray, path: PathLike, hdr: NetmonHeader) -> dict[int, str]:
+    """Frame comment titles by the frame's record offset (comment table of 2.2 and later: frames per
+    comment u32, record offset u32, title length u32, UTF-16LE title, description length u32, RTF
+    description). A damaged table keeps the comments before the damage, with a warning."""
+    if hdr.minor < 2 or not hdr.comment_length:
+        return {}
+    start, end = hdr.comment_offset, hdr.comment_offset + hdr.comment_length
+    if start < HEADER or end > len(buf):
+        warn(f"{os.fspath(path)}: comment table ({start:#x}..{end:#x}) lies outside the file; "
+             "comments ignored")
+        return {}
+    raw = bytes(buf[start:end])
+    out: dict[int, str] = {}
+    pos = 0
+    while pos < len(raw):
+        if len(raw) - pos < 16:
+            break
+        _, frame, tlen = _COMMENT_HEAD.unpack_from(raw, pos)
+        if tlen == 0 or pos + 12 + tlen + 4 > len(raw):
+            break
+        title = raw[pos + 12:pos + 12 + tlen].decode("utf-16-le", "replace").split("\0", 1)[0]
+        dlen = struct.unpack_from("<I", raw, pos + 12 + tlen)[0]
+        if pos + 16 + tlen + dlen > len(raw):
+            break
+        out[frame] = title
+        pos += 16 + tlen + dlen
+    if pos < len(raw):
+        warn(f"{os.fspath(path)}: damaged comment at offset {start + pos:#x}; {len(out)} comment(s) before "
+             "it kept, the rest of the comment table ignored")
+    return out
 
 
 def media_link_types(media: np.ndarray) -> np.ndarray:
@@ -184,8 +221,10 @@ def windows(buf: np.ndarray, off: np.ndarray, cap: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Chunk:
-    """Frames of one stretch of the frame table, as columns: data offset, lengths, UTC ns, link type."""
+    """Frames of one stretch of the frame table, as columns: record and data offsets, lengths, UTC ns,
+    link type."""
 
+    record: np.ndarray
     data: np.ndarray
     caplen: np.ndarray
     wirelen: np.ndarray
@@ -216,7 +255,7 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
         room = max(0, 5 - len(examples))
         for i, o in enumerate(bad_off[:room].tolist()):
             if bad_cap is None:
-                why = "frame record outside the file"
+                why = "frame record outside the file or in its header"
             elif bad_cap[i] > MAX_CAPLEN:
                 why = f"captured length {bad_cap[i]:,} above {MAX_CAPLEN:,}"
             else:
@@ -249,7 +288,7 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
         utc = np.zeros(len(off), bool)
         if hdr.utc_stamps and len(off):
             ft = u64[data + cap + 6]
-            utc = ft != 0
+            utc = (ft >= FILETIME_MIN) & (ft < FILETIME_MAX)     # 0 or out of range: use the local time
             times[utc] = (ft[utc].astype(np.int64) - FILETIME_UNIX) * 100
         if not utc.all():
             if start is None:
@@ -260,7 +299,7 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
             local_frames += int(loc.sum())
         if progress is not None:
             progress(int(off.max()) if len(off) else hdr.frame_table_offset, size)
-        yield Chunk(data, cap, wire, times, link)
+        yield Chunk(off, data, cap, wire, times, link)
     if skipped:
         more = f" and {skipped - len(examples):,} more" if skipped > len(examples) else ""
         warn(f"{name}: skipped {skipped:,} damaged frame record(s) at offsets {', '.join(examples)}{more}")
@@ -271,22 +310,26 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
 
 def read_netmon(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
                 utc_offset_minutes: int | None = None) -> pl.DataFrame:
-    """Frames (FRAMES schema) of a Network Monitor 2.x capture; ``with_data`` adds the raw bytes as a
-    ``data`` column. ``utc_offset_minutes``: the capturing machine's local time minus UTC, for files
-    without UTC time stamps (before 2.3)."""
+    """Frames (FRAMES schema, plus a ``comment`` column: the frame comment titles of 2.2 and later) of
+    a Network Monitor 2.x capture; ``with_data`` adds the raw bytes as a ``data`` column.
+    ``utc_offset_minutes``: the capturing machine's local time minus UTC, for files without UTC time
+    stamps (before 2.3)."""
     buf = map_file(path)
     hdr = read_header(buf, path)
     name = os.fspath(path)
+    comments = read_comments(buf, path, hdr)
     parts = []
     first = 1
     for c in chunks(buf, path, hdr, utc_offset_minutes, progress):
+        notes = [comments.get(o) for o in c.record.tolist()] if comments else [None] * len(c.record)
         parts.append(dissect_buffer(buf, c.data, c.caplen, c.time_ns, c.link_type, wirelens=c.wirelen,
                                     with_data=with_data, source=name, first_frame=first, finish=False,
-                                    windows=windows(buf, c.data, c.caplen)))
+                                    windows=windows(buf, c.data, c.caplen), comments=notes))
         first += len(c.data)
     if not parts:
         zero = np.zeros(0, np.int64)
-        parts.append(dissect_buffer(buf, zero, zero, zero, 1, with_data=with_data, finish=False))
+        parts.append(dissect_buffer(buf, zero, zero, zero, 1, with_data=with_data, finish=False,
+                                    comments=[]))
     return finish_frames(parts, source=name)
 
 
@@ -296,6 +339,7 @@ def iter_packets(path: PathLike, *, utc_offset_minutes: int | None = None
     order (packet i is frame i + 1 of :func:`read_netmon`)."""
     buf = map_file(path)
     hdr = read_header(buf, path)
+    comments = read_comments(buf, path, hdr)
     parts = list(chunks(buf, path, hdr, utc_offset_minutes))
     links = np.concatenate([c.link_type for c in parts]) if parts else np.zeros(0, np.int32)
     order: dict[int, int] = {}
@@ -305,10 +349,10 @@ def iter_packets(path: PathLike, *, utc_offset_minutes: int | None = None
 
     def packets() -> Iterator[Packet]:
         for c in parts:
-            rows = zip(c.data.tolist(), c.caplen.tolist(), c.wirelen.tolist(), c.time_ns.tolist(),
-                       c.link_type.tolist())
-            for off, cap, wire, t, lt in rows:
-                yield Packet(t, buf[off:off + cap].tobytes(), order[lt], wire)
+            rows = zip(c.record.tolist(), c.data.tolist(), c.caplen.tolist(), c.wirelen.tolist(),
+                       c.time_ns.tolist(), c.link_type.tolist())
+            for rec, off, cap, wire, t, lt in rows:
+                yield Packet(t, buf[off:off + cap].tobytes(), order[lt], wire, comment=comments.get(rec))
 
     return interfaces, packets()
 
@@ -328,8 +372,8 @@ def write_netmon(path: PathLike, packets: Iterable[Packet], mac_type: int = 1, *
     ``media_types`` gives one per packet. The header's start time is the first packet's time (to the
     millisecond) in local time, ``utc_offset_minutes`` east of UTC. Version 2.3 also writes every
     frame's UTC FILETIME and a non-zero extended info offset (an empty extended info area: its layout
-    is not described publicly), so that readers use those UTC stamps. Packet directions, interfaces and
-    comments are not written.
+    is not described publicly), so that readers use those UTC stamps. From 2.2, packet comments go in
+    the comment table (as titles, with empty descriptions). Directions and interfaces are not written.
     """
     major, minor = version
     if major != 2 or not 0 <= minor <= 3:
@@ -337,6 +381,7 @@ def write_netmon(path: PathLike, packets: Iterable[Packet], mac_type: int = 1, *
     trailer = TRAILER[minor]
     rec = struct.Struct("<QII")
     offsets: list[int] = []
+    notes: list[bytes] = []
     out: list[bytes] = []
     pos = HEADER
     first: int | None = None
@@ -360,6 +405,9 @@ def write_netmon(path: PathLike, packets: Iterable[Packet], mac_type: int = 1, *
                 if minor >= 3:
                     tail += struct.pack("<QB", p.time_ns // 100 + FILETIME_UNIX, 0)
                 parts.append(tail)
+            if p.comment and minor >= 2:
+                title = p.comment.encode("utf-16-le")
+                notes.append(struct.pack("<III", 1, pos, len(title)) + title + struct.pack("<I", 0))
             offsets.append(pos)
             for b in parts:
                 pos += len(b)
@@ -372,9 +420,13 @@ def write_netmon(path: PathLike, packets: Iterable[Packet], mac_type: int = 1, *
             raise ValueError("capture too large for Network Monitor's 32-bit offsets")
         table_offset = pos
         f.write(np.asarray(offsets, dtype="<u4").tobytes())
-        end = table_offset + 4 * len(offsets)
+        note_bytes = b"".join(notes)
+        f.write(note_bytes)
+        note_offset = table_offset + 4 * len(offsets)
+        end = note_offset + len(note_bytes)
         start = _systemtime((first or 0) + shift)
-        words = [table_offset, 4 * len(offsets), 0, 0, 0, 0, 0, 0, end if minor >= 3 else 0, 0, 0, 0]
+        words = [table_offset, 4 * len(offsets), 0, 0, note_offset if notes else 0, len(note_bytes), 0, 0,
+                 end if minor >= 3 else 0, 0, 0, 0]
         head = struct.pack("<4sBBH", SIGNATURE, minor, major, mac_type) + start + struct.pack("<12I", *words)
         f.seek(0)
         f.write(head)

@@ -112,3 +112,18 @@ def test_attribute_without_a_capture_says_what_is_missing(corpus):
     assert "Traceback" not in kernel_only.stderr
     csv_only = run("attribute", "--etl", str(DATA / "kernel.csv"))
     assert csv_only.exit_code == 2 and "--pcap FILE is needed" in csv_only.stderr
+
+
+def test_readme_library_example_runs_as_written(capsys):
+    """The Python block of README.md, executed verbatim from the project root, gives the demo answer."""
+    readme = (DATA.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    code = next(b for b in blocks if "etwtools.attribute(" in b)
+    cwd = os.getcwd()
+    os.chdir(DATA.parent)
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    printed = capsys.readouterr().out
+    assert "+0.312440 s" in printed and "Answer: PID 2136 store.exe, confidence high" in printed

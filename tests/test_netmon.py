@@ -13,7 +13,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 from etwtools.parsers import netmon
 from etwtools.parsers.captures import iter_capture_packets, read_capture, sniff
@@ -63,8 +62,10 @@ def captures(draw):
     base = draw(st.integers(315_532_800, 4_102_444_800)) * 10**9 + draw(st.integers(0, 10**9 - 1))
     rows = draw(st.lists(st.tuples(st.binary(max_size=120), st.one_of(st.none(), st.integers(0, 9000)),
                                    st.integers(-10**13, 10**13)), max_size=20))
-    return [Packet(base + dt, data, 0, None if extra is None else len(data) + extra)
-            for data, extra, dt in rows]
+    text = st.text(min_size=1, max_size=30).filter(lambda t: "\0" not in t)
+    notes = draw(st.lists(st.one_of(st.none(), text), min_size=len(rows), max_size=len(rows)))
+    return [Packet(base + dt, data, 0, None if extra is None else len(data) + extra, comment=note)
+            for (data, extra, dt), note in zip(rows, notes)]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -78,6 +79,7 @@ def test_roundtrip(workdir, version, packets, offset):
     ifaces, got = iter_packets(path, utc_offset_minutes=offset)
     got = list(got)
     assert [g.data for g in got] == [p.data for p in packets]
+    assert [g.comment for g in got] == [p.comment if version >= (2, 2) else None for p in packets]
     assert [g.wirelen for g in got] == [len(p.data) if p.wirelen is None else p.wirelen for p in packets]
     if packets:
         assert [g.time_ns for g in got] == [_floor(p.time_ns, version, packets[0].time_ns) for p in packets]
@@ -86,13 +88,17 @@ def test_roundtrip(workdir, version, packets, offset):
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_table_is_the_dissection_of_what_went_in(workdir, version):
-    """read_netmon gives the same table as dissecting the packets written (Ethernet, TCP SYNs)."""
+    """read_netmon gives the same table as dissecting the packets written (Ethernet, TCP SYNs), frame
+    comments included from 2.2 on (the comment table)."""
     packets = _frames(7)
+    packets[2].comment = "SYN from .3 – retransmitted?"
+    packets[6].comment = "last"
     path = workdir / f"t{version[1]}.cap"
     write_netmon(path, packets, version=version)
     df = read_netmon(path, with_data=True, utc_offset_minutes=0)
+    notes = [p.comment if version >= (2, 2) else None for p in packets]
     want = dissect([_floor(p.time_ns, version, T0) for p in packets], [p.data for p in packets], 1,
-                   with_data=True)
+                   with_data=True, comments=notes)
     assert_frame_equal(df, want)
     assert df["src_addr"].to_list() == [f"10.0.0.{i + 1}" for i in range(7)]
     assert df["src_port"].to_list() == [50000 + i for i in range(7)]
@@ -188,6 +194,21 @@ def test_utc_stamps_need_extended_info(workdir):
     assert got == [(T0 + i * 1_500_000) // 1000 * 1000 for i in range(2)]
 
 
+def test_bad_utc_stamp_falls_back_to_local_time(workdir):
+    """A 2.3 frame whose FILETIME is 0 or beyond what ns can hold gets the start time plus its offset."""
+    path = workdir / "ft.cap"
+    write_netmon(path, _frames(3), version=(2, 3))
+    raw = bytearray(path.read_bytes())
+    table = struct.unpack_from("<I", raw, 24)[0]
+    for i, value in ((0, 0), (2, (1 << 64) - 1)):
+        rec = struct.unpack_from("<I", raw, table + 4 * i)[0]
+        cap = struct.unpack_from("<I", raw, rec + 12)[0]
+        struct.pack_into("<Q", raw, rec + 16 + cap + 6, value)
+    path.write_bytes(bytes(raw))
+    got = read_netmon(path, utc_offset_minutes=0)["time"].dt.epoch("ns").to_list()
+    assert got == [T0 // 1000 * 1000, (T0 + 1_500_000) // 100 * 100, (T0 + 3_000_000) // 1000 * 1000]
+
+
 def test_empty_capture(workdir):
     path = workdir / "empty.cap"
     assert write_netmon(path, []) == 0
@@ -215,7 +236,7 @@ def _table_offset(raw: bytes) -> int:
     (lambda r: r.__setitem__(slice(0, 4), b"RTSS"), "1.x capture files are not supported", 0),
     (lambda r: r.__setitem__(5, 3), "unsupported Network Monitor format version 3.1", 5),
     (lambda r: r.__setitem__(slice(28, 32), struct.pack("<I", 15)), "not a multiple of 4", 28),
-    (lambda r: r[:-6], "lies outside the file", 24),
+    (lambda r: r[:-6], "lies outside the frame data", 24),
     (lambda r: r[:100], "shorter than 128", 0),
     (lambda r: r.__setitem__(slice(10, 12), struct.pack("<H", 13)), "bad capture start time", 8),
 ])
@@ -244,8 +265,27 @@ def test_damaged_frames_are_skipped(workdir, caplog):
     raw = path.read_bytes()
     t = _table_offset(raw)
     assert "skipped 2 damaged frame record(s)" in caplog.text
-    assert f"{len(raw) + 100:#x} (frame record outside the file)" in caplog.text
-    assert f"{struct.unpack_from('<I', raw, t)[0]:#x} (captured length 1,000,000 above 262,144)" in caplog.text
+    assert f"{len(raw) + 100:#x} (frame record outside the file or in its header)" in caplog.text
+    first = struct.unpack_from("<I", raw, t)[0]
+    assert f"{first:#x} (captured length 1,000,000 above 262,144)" in caplog.text
+
+
+def test_damaged_comment_table(workdir, caplog):
+    """A comment whose title runs past the comment table keeps the comments before it, with a warning."""
+    packets = _frames(3)
+    for i, p in enumerate(packets):
+        p.comment = f"note {i}"
+    path = workdir / "notes.cap"
+    write_netmon(path, packets, version=(2, 2))
+    raw = bytearray(path.read_bytes())
+    table = struct.unpack_from("<I", raw, 40)[0]
+    second = table + 16 + len("note 0".encode("utf-16-le"))
+    struct.pack_into("<I", raw, second + 8, 10_000)                 # second title length: too long
+    path.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        df = read_netmon(path, utc_offset_minutes=0)
+    assert df["comment"].to_list() == ["note 0", None, None]
+    assert f"damaged comment at offset {second:#x}; 1 comment(s) before it kept" in caplog.text
 
 
 def test_truncated_record(workdir, caplog):
@@ -262,22 +302,3 @@ def test_truncated_record(workdir, caplog):
         df = read_netmon(path, utc_offset_minutes=0)
     assert df.height == 3
     assert "runs past the end of the file" in caplog.text
-
-
-# -- the real file ------------------------------------------------------------------------------------
-
-REAL = "netmon/sample.cap"
-
-
-def test_real_capture(corpus):
-    """A capture written by Network Monitor itself: signature and version, frames read, and the table
-    agrees with the packet iterator."""
-    path = corpus / REAL
-    if not path.is_file():
-        pytest.skip(f"no real Network Monitor capture at {path}: none with a usable license was found")
-    assert path.read_bytes()[:4] == netmon.SIGNATURE
-    df = read_netmon(path, utc_offset_minutes=0)
-    assert df.height > 0
-    _, packets = iter_packets(path, utc_offset_minutes=0)
-    assert [len(p.data) for p in packets] == df["caplen"].to_list()
-    assert df.filter(pl.col("time").is_null()).height == 0
