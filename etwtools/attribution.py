@@ -24,6 +24,7 @@ from . import clock
 from .errors import AttributionError
 from .parsers import schema
 from .processes import ProcessResolver
+from .progress import Progress
 
 NS = 1_000_000_000
 #: Default tolerance (s) between a frame and its event once the offset is applied. A packet's ETW
@@ -480,7 +481,7 @@ def _why_nothing(net, fr, of, pairs, local, offset_ns, offset_source, estimate, 
 def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFrame | None = None, *,
               offset_s: float | None = None, tolerance_s: float = DEFAULT_TOLERANCE_S,
               local_addrs: Sequence[str] | None = None, nic_addrs: Sequence[str] | None = None,
-              progress=None) -> Attribution:
+              progress: Progress | None = None) -> Attribution:
     """Attribute every frame (FRAMES) to a PID and process using network events (EVENTS) and processes.
 
     ``offset_s`` (capture clock minus trace clock) overrides the estimate; ``tolerance_s`` is the largest

@@ -174,7 +174,7 @@ def processes(etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | 
 
 
 @cli.command()
-@click.option("--pcap", "pcap", type=EXISTING, help="pcap or pcapng capture.")
+@click.option("--pcap", "pcap", type=EXISTING, help="Capture: pcap, pcapng or Network Monitor .cap.")
 @click.option("--etl", "etl", type=EXISTING, help="ETL file with packets (pktmon, netsh trace capture=yes).")
 @output_options
 @_guarded
@@ -200,7 +200,7 @@ def frames(pcap: str | None, etl: str | None, fmt: str, out: str | None) -> None
 @click.option("--etl", "trace", required=True, type=EXISTING,
               help="The trace: ETL file (kernel network events, Kernel-Network) or tracerpt CSV.")
 @click.option("--pcap", "capture", type=EXISTING,
-              help="The capture (pcap/pcapng). Omit when the ETL itself holds the packets.")
+              help="The capture (pcap, pcapng, NetMon .cap). Omit when the ETL itself holds the packets.")
 @click.option("--tasklist", "tasklists", multiple=True, type=EXISTING,
               help="tasklist output taken on the same host (adds names and services). Repeatable.")
 @click.option("--tasklist-time", help="UTC time the tasklist snapshot was taken (PIDs are reused).")

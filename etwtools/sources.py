@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
 from .errors import EtwToolsError
 from .parsers import schema
+from .progress import Progress
 
 PathLike = str | os.PathLike
 
@@ -63,7 +65,7 @@ class Trace:
     local_addresses: list[str] = field(default_factory=list)
 
 
-def read_trace(path: PathLike, *, progress=None) -> Trace:
+def read_trace(path: PathLike, *, progress: Progress | None = None) -> Trace:
     """Events, processes and local addresses of an ETL file or tracerpt CSV, in one pass."""
     kind = detect(path)
     if kind == "etl":
@@ -79,12 +81,13 @@ def read_trace(path: PathLike, *, progress=None) -> Trace:
     raise EtwToolsError(f"expected an ETL file or a tracerpt CSV, found {kind}", path=path)
 
 
-def read_events(path: PathLike, *, progress=None) -> pl.DataFrame:
+def read_events(path: PathLike, *, progress: Progress | None = None) -> pl.DataFrame:
     """Network events (EVENTS schema) of an ETL file or tracerpt CSV."""
     return read_trace(path, progress=progress).events
 
 
-def read_processes(path: PathLike | list[PathLike], *, snapshot_time=None, progress=None) -> pl.DataFrame:
+def read_processes(path: PathLike | list[PathLike], *, snapshot_time: datetime | None = None,
+                   progress: Progress | None = None) -> pl.DataFrame:
     """Processes (PROCESSES schema) from an ETL file, a tracerpt CSV or tasklist output(s)."""
     paths = list(path) if isinstance(path, (list, tuple)) else [path]
     frames = []
@@ -106,7 +109,8 @@ def read_processes(path: PathLike | list[PathLike], *, snapshot_time=None, progr
     return pl.concat([schema.conform(f, schema.PROCESSES) for f in frames], how="diagonal_relaxed")
 
 
-def read_frames(path: PathLike, *, with_data: bool = False, progress=None) -> pl.DataFrame:
+def read_frames(path: PathLike, *, with_data: bool = False,
+                progress: Progress | None = None) -> pl.DataFrame:
     """Frames (FRAMES schema) of a pcap, a pcapng, or the packets inside an ETL file."""
     kind = detect(path)
     if kind in ("pcap", "pcapng", "netmon"):

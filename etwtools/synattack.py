@@ -24,6 +24,7 @@ import polars as pl
 from .parsers.etl.packets import EtlPacketReader
 from .parsers.etl.tcpip import COUNTERS, SECURITY_SCHEMA, SYN_ATTACK_ENTRY, SYN_ATTACK_EXIT, TcpipCollector
 from .parsers.schema import TIME
+from .progress import Progress
 
 #: Snake-case column names of the six counters (template TcpSecurityRateLimitArgs).
 COUNTER_COLUMNS = {
@@ -103,7 +104,7 @@ class SynAttackReport:
 
 
 def synattack(etl_path: str | os.PathLike, pcap_path: str | os.PathLike | None = None, *,
-              progress=None) -> SynAttackReport:
+              progress: Progress | None = None) -> SynAttackReport:
     """SYN-attack resistance intervals of a Microsoft-Windows-TCPIP trace, with the SYN traffic around them.
 
     Frames come from ``pcap_path`` when given, else from the packets inside the ETL file (netsh
