@@ -43,7 +43,10 @@ LOW_HORIZON_NS = 600 * NS
 AGREE_MIN = 5
 #: PIDs that never own a socket (Idle, and -1 / 0xFFFFFFFF for "unknown").
 _NO_PID = [0, -1, 0xFFFFFFFF]
-_TCP_OWNER_EVENTS = ["send", "recv", "connect", "accept", "disconnect", "retransmit", "reconnect", "copy"]
+#: Event kinds that show a PID owns a TCP 4-tuple ("rundown": Microsoft-Windows-TCPIP 1300, a connection
+#: alive when a netsh trace started).
+_TCP_OWNER_EVENTS = ["send", "recv", "connect", "accept", "disconnect", "retransmit", "reconnect", "copy",
+                     "rundown"]
 _SYN = 0x02
 
 KEY = ["protocol", "l_addr", "l_port", "r_addr", "r_port"]
@@ -661,7 +664,7 @@ def _finish(res: pl.DataFrame, net: pl.DataFrame, offset_ns: int | None, shift: 
         "dst_port", "payload_len", pl.col("pid").cast(pl.Int64), pl.col("process"), pl.col("services"),
         conf.alias("confidence"), pl.col("method"),
         pl.col("e_t").cast(pl.Datetime("ns", "UTC")).alias("event_time"),
-        ((tt - pl.col("e_t")) / NS).alias("delta_s"),
+        ((tt - pl.col("e_t")) / NS).round(9).alias("delta_s"),
         pl.when(pl.col("reason").is_not_null()).then(pl.col("reason")).otherwise(none_reason).alias("reason"),
         "wirelen",
     )

@@ -93,7 +93,7 @@ def _parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2010-01-14T11:20:00Z") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -165,7 +165,7 @@ def test_pid_events_decoded(tmp_path):
         w = EtlWriter(pointer_size=ps, start=START)
         _noise(w, 1.0)
         ev = read_tcpip(w.write(tmp_path / f"pid{ps}.etl")).pid_events
-        assert ev["event"].to_list() == ["ConnectComplete", "Rundown", "UdpSend"]
+        assert ev["event"].to_list() == ["ConnectComplete", "Rundown", "Send"]
         assert ev["pid"].to_list() == [4711, 888, 2020]
         assert ev["protocol"].to_list() == ["TCP", "TCP", "UDP"]
         assert ev["local_addr"].to_list() == [SERVER] * 3

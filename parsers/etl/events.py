@@ -32,6 +32,7 @@ from .kernel import (
 )
 from .kernel_network import decode_kernel_network
 from .records import RecordBatch
+from .tcpip import decode_pid_events
 
 _MIN, _MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
@@ -59,14 +60,20 @@ class _Collector:
     """Accumulates decoded pieces batch after batch."""
 
     net: list[pl.DataFrame] = field(default_factory=list)
+    #: Microsoft-Windows-TCPIP events with a payload PID (netsh traces), already local/remote oriented.
+    tcpip: list[pl.DataFrame] = field(default_factory=list)
     procs: list[dict] = field(default_factory=list)
     nics: list[dict] = field(default_factory=list)
     services: list[dict] = field(default_factory=list)
     skipped: Skipped = field(default_factory=Skipped)
+    path: str = ""
 
     def add(self, batch: RecordBatch) -> None:
         self.net.extend(decode_kernel_net(batch, self.skipped))
         self.net.extend(decode_kernel_network(batch, self.skipped))
+        tcpip = decode_pid_events(batch, self.path)
+        if tcpip.height:
+            self.tcpip.append(tcpip.drop("process").with_columns(pl.col("time").cast(pl.Int64)))
         self.procs.extend(decode_process_events(batch, self.skipped))
         nics, services = decode_systemconfig(batch, self.skipped)
         self.nics.extend(nics)
@@ -78,7 +85,7 @@ def read_timeline(path: str | os.PathLike, progress: Callable[[int, int], None] 
     from .container import EtlFile
 
     with EtlFile(path, progress=progress) as etl:
-        collector = _Collector()
+        collector = _Collector(path=os.fspath(path))
         for batch in etl.batches():
             collector.add(batch)
         header, stats = etl.header, etl.stats  # the container reports lost/skipped data itself
@@ -98,7 +105,7 @@ def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, 
     if collector.skipped:
         warn(f"{os.fspath(path)}: skipped {collector.skipped.summary()}")
     processes = build_processes(collector.procs, collector.services)
-    events = _events_frame(collector.net, processes)
+    events = _events_frame(collector.net, processes, collector.tcpip)
     local: list[str] = []
     for nic in collector.nics:
         for addr in nic["addresses"]:
@@ -127,14 +134,18 @@ def read_local_addresses(path: str | os.PathLike) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _events_frame(frames: list[pl.DataFrame], processes: pl.DataFrame) -> pl.DataFrame:
+def _events_frame(frames: list[pl.DataFrame], processes: pl.DataFrame,
+                  oriented: list[pl.DataFrame] = ()) -> pl.DataFrame:
     if frames:
         df = pl.concat(frames, how="diagonal_relaxed")
     else:
         df = pl.DataFrame(schema={**NET_COLUMNS, **NET_EXTRAS})
     if "event_id" not in df.columns:
         df = df.with_columns(event_id=pl.lit(None, dtype=pl.Int32))
-    df = orient(df).sort("time", "record")
+    df = orient(df)
+    if oriented:
+        df = pl.concat([df, *oriented], how="diagonal_relaxed")
+    df = df.sort("time", "record")
     df = attach_process(df, processes)
     df = df.with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
     return conform(df, EVENTS).select([*EVENTS, *EVENT_EXTRAS])

@@ -24,7 +24,8 @@ opcode 0. The PID-carrying events decoded by :func:`decode_pid_events`:
   [, ProcessSequenceNumber u64 in version 1].
 - 1169 UdpEndpointSendMessages / 1170 UdpEndpointReceiveMessages (UdpEndpointSendMessagesArgs):
   Endpoint (p), NumMessages u32, NumBytes u32, LocalSockAddrLength u32, LocalSockAddr,
-  RemoteSockAddrLength u32, RemoteSockAddr, Pid u32.
+  RemoteSockAddrLength u32, RemoteSockAddr, Pid u32. ``size`` is NumBytes when NumMessages is 1
+  (one datagram's payload), null otherwise.
 - 1300 TcpConnectionRundown (TcpConnectionRundownArgs[_V1]): Tcb (p), LocalAddressLength u32,
   LocalAddress, RemoteAddressLength u32, RemoteAddress, State u32, Pid u32 [, ProcessSequenceNumber].
 
@@ -83,12 +84,12 @@ SECURITY_KEYWORDS: dict[int, int] = {
     1063: KW_TCPIP_DIAGNOSIS | KW_GLOBAL,
 }
 
-#: PID-carrying events: id -> EVENTS "event" name.
+#: PID-carrying events: id -> EVENTS "event" name (protocol UDP for 1169/1170, TCP for the others).
 PID_EVENTS: dict[int, str] = {
     1017: "AcceptComplete",
     1033: "ConnectComplete",
-    1169: "UdpSend",
-    1170: "UdpRecv",
+    1169: "Send",
+    1170: "Recv",
     1300: "Rundown",
 }
 
@@ -167,7 +168,8 @@ def _pid_row(batch: RecordBatch, i: int, eid: int) -> tuple:
     size = None
     if eid in (1169, 1170):
         o += ps
-        _n_msgs, size = struct.unpack_from("<II", p, o)
+        n_msgs, n_bytes = struct.unpack_from("<II", p, o)
+        size = n_bytes if n_msgs == 1 else None   # a datagram's size only when the event covers one
         o += 8
     elif eid == 1300:
         o += ps
