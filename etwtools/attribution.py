@@ -130,8 +130,8 @@ class Attribution:
             return "clock offset: none could be established (" + (self._why or "no candidate matches") + ")"
         how = "given" if self.offset_source == "given" else "estimated"
         s = (f"clock offset capture - trace: {self.offset_ns / NS:+.6f} s ({how}; "
-             f"{self.offset_support:,} matching frame/event pair{'s' if self.offset_support != 1 else ''} "
-             f"support it")
+             f"{self.offset_support:,} matching frame/event "
+             f"{'pair supports' if self.offset_support == 1 else 'pairs support'} it")
         if self.offset_support == 1:
             s += ": a single match, check it"
         if self.drift_ppm:

@@ -274,9 +274,14 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
         click.echo()
         click.echo("Summary by process:")
         output.write(result.summary, "table")
-    _info(result.describe_offset())
-    for note in result.notes:
-        _info(f"note: {note}")
+        click.echo()
+        click.echo(result.describe_offset())
+        for note in result.notes:
+            click.echo(f"note: {note}")
+    else:
+        _info(result.describe_offset())
+        for note in result.notes:
+            _info(f"note: {note}")
     if annotate:
         from .annotate import write_annotated
 

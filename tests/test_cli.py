@@ -50,6 +50,7 @@ def test_demo_table_ends_with_summary_and_explains_a_frame():
     table = run(*args)
     assert table.exit_code == 0, table.stderr
     assert "Summary by process" in table.stdout and "store.exe" in table.stdout
+    assert table.stdout.rstrip().splitlines()[-1].startswith("clock offset capture - trace: +0.312440 s")
     explained = run(*args, "--frame", "105540")
     assert explained.exit_code == 0
     assert "2136" in explained.stdout and "store.exe" in explained.stdout
