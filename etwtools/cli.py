@@ -200,7 +200,8 @@ def frames(pcap: str | None, etl: str | None, fmt: str, out: str | None) -> None
 @click.option("--etl", "trace", required=True, type=EXISTING,
               help="The trace: ETL file (kernel network events, Kernel-Network) or tracerpt CSV.")
 @click.option("--pcap", "capture", type=EXISTING,
-              help="The capture (pcap, pcapng, NetMon .cap). Omit when the ETL itself holds the packets.")
+              help="The capture: pcap, pcapng, NetMon .cap, or an ETL with packets (netsh trace capture=yes, "
+                   "pktmon). Omit when the --etl file itself holds the packets.")
 @click.option("--tasklist", "tasklists", multiple=True, type=EXISTING,
               help="tasklist output taken on the same host (adds names and services). Repeatable.")
 @click.option("--tasklist-time", help="UTC time the tasklist snapshot was taken (PIDs are reused).")
