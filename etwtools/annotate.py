@@ -54,6 +54,24 @@ def _open(source) -> tuple[list[Interface], Iterator[Packet]]:
     return list(interfaces), iter(packets)
 
 
+#: LINKTYPE_USER0: the pcapng link type of frames whose capture gave none that pcapng has (Network
+#: Monitor media types without a LINKTYPE); the interface's name says what they were.
+_LINKTYPE_USER0 = 147
+
+
+def _pcapng_interface(iface: Interface) -> Interface:
+    """``iface`` as pcapng can describe it: NetMon-only media types become LINKTYPE_USER0, named."""
+    if 0 <= iface.link_type <= 0xFFFF:
+        return iface
+    from .parsers.netmon import NETMON_LINK_BASE
+
+    what = (f"Network Monitor media type {iface.link_type - NETMON_LINK_BASE:#06x}"
+            if iface.link_type > NETMON_LINK_BASE else f"link type {iface.link_type}")
+    name = f"{iface.name} ({what})" if iface.name else what
+    return Interface(_LINKTYPE_USER0, tsresol=iface.tsresol, tsoffset=iface.tsoffset, snaplen=iface.snaplen,
+                     name=name)
+
+
 def write_annotated(capture_path_or_packets: str | os.PathLike | tuple[list[Interface], Iterable[Packet]],
                     attribution: Attribution, out_path: str | os.PathLike, *,
                     min_confidence: str = "low") -> int:
@@ -64,6 +82,7 @@ def write_annotated(capture_path_or_packets: str | os.PathLike | tuple[list[Inte
 
     notes = comments(attribution, min_confidence)
     interfaces, packets = _open(capture_path_or_packets)
+    interfaces = [_pcapng_interface(i) for i in interfaces]
     count = [0]
 
     def annotated() -> Iterator[Packet]:
@@ -75,7 +94,9 @@ def write_annotated(capture_path_or_packets: str | os.PathLike | tuple[list[Inte
             yield p
 
     try:
-        write_pcapng(out_path, interfaces, annotated())
+        # a file's packets without a time are its simple packet blocks: written back as such
+        write_pcapng(out_path, interfaces, annotated(),
+                     simple_untimed=isinstance(capture_path_or_packets, (str, os.PathLike)))
     except ValueError as e:  # a packet the pcapng format cannot hold (no time, bad interface)
         raise CaptureError(f"cannot write the annotated capture: {e}", path=out_path) from None
     return count[0]

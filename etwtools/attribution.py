@@ -111,6 +111,7 @@ class Attribution:
     _why: str | None = field(default=None, repr=False)
     _match: pl.DataFrame | None = field(default=None, repr=False)
     _counts: dict = field(default_factory=dict, repr=False)
+    _nopid: pl.DataFrame | None = field(default=None, repr=False)   # network events without a usable PID
 
     # -- answers -----------------------------------------------------------------------------------
     @property
@@ -165,8 +166,10 @@ class Attribution:
 # ---------------------------------------------------------------------------------------------------
 # inputs
 
-def _prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    """Network events with eid, t (ns), kind, orientation columns; plus NIC-like rows; plus notes."""
+def _prepare_events(events: pl.DataFrame | None
+                    ) -> tuple[pl.DataFrame, pl.DataFrame, list[str], pl.DataFrame]:
+    """Network events with eid, t (ns), kind, orientation columns; plus NIC-like rows; plus notes; plus
+    the network events left out for want of a usable PID (same columns)."""
     ev = schema.conform(events if events is not None else schema.empty(schema.EVENTS), schema.EVENTS)
     ev = ev.with_row_index("eid").with_columns(pl.col("eid").cast(pl.Int64))
     provider = pl.col("provider").fill_null("").str.to_lowercase()
@@ -188,12 +191,12 @@ def _prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataF
     n_bad = net.filter(bad_pid).height
     if n_bad:
         notes.append(f"{n_bad:,} network events carry no usable PID (0, -1 or none) and were not used")
-    net = net.filter(~bad_pid).rename({"local_addr": "l_addr", "local_port": "l_port",
-                                       "remote_addr": "r_addr", "remote_port": "r_port"})
+    net = net.rename({"local_addr": "l_addr", "local_port": "l_port",
+                      "remote_addr": "r_addr", "remote_port": "r_port"})
     net = net.with_columns(pl.col("l_port").cast(pl.Int32), pl.col("r_port").cast(pl.Int32),
                            pl.when(pl.col("kind") == "send").then(pl.lit("out"))
                            .when(pl.col("kind") == "recv").then(pl.lit("in")).alias("odir"))
-    return net, nic, notes
+    return net.filter(~bad_pid), nic, notes, net.filter(bad_pid)
 
 
 def _unicast(addr: str) -> bool:
@@ -210,9 +213,29 @@ def _unicast(addr: str) -> bool:
     return not (a.version == 4 and addr.endswith(".255"))
 
 
+def _canonical(addr: str) -> str:
+    """A user-given address in the text form the readers use (``2001:DB8:0::1`` -> ``2001:db8::1``)."""
+    import ipaddress
+
+    text = str(addr).strip().strip("[]").split("%")[0]     # the readers drop IPv6 zone ids
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    try:  # tracerpt-style zero-padded IPv4 (010.001.001.001)
+        parts = [int(p, 10) for p in text.split(".")]
+        if len(parts) == 4 and all(0 <= p <= 255 for p in parts):
+            return ".".join(map(str, parts))
+    except ValueError:
+        pass
+    raise AttributionError(f"local address {addr!r} is not an IPv4 or IPv6 address")
+
+
 def _local_addresses(net: pl.DataFrame, nic: pl.DataFrame, given: Sequence[str] | None,
                      nic_addrs: Sequence[str] | None) -> tuple[list[str], str | None, list[str]]:
     notes: list[str] = []
+    if given:
+        given = [_canonical(a) for a in given]
     inferred = sorted(a for a in set(net["l_addr"].drop_nulls().unique().to_list()) if _unicast(a)) \
         if net.height else []
     if given:
@@ -314,7 +337,8 @@ def _asof(left: pl.DataFrame, right: pl.DataFrame, keys: list[str], strategy: st
     """join_asof of left (column tt) to right events (column t) by keys; right columns prefixed."""
     r = right.select(keys + [pl.col("t").alias(f"{prefix}t"), pl.col("t").alias(f"{prefix}t_on"),
                              pl.col("eid").alias(f"{prefix}eid"), pl.col("pid").alias(f"{prefix}pid"),
-                             pl.col("event").alias(f"{prefix}event")]).sort(f"{prefix}t_on")
+                             pl.col("event").alias(f"{prefix}event"), pl.col("kind").alias(f"{prefix}kind")]
+                     ).sort(f"{prefix}t_on")
     left = left.sort("tt")
     return left.join_asof(r, left_on="tt", right_on=f"{prefix}t_on", by=keys, strategy=strategy,
                           tolerance=tolerance, check_sortedness=False).drop(f"{prefix}t_on")
@@ -329,12 +353,48 @@ def _match_udp_exact(of: pl.DataFrame, net: pl.DataFrame, tol: int) -> pl.DataFr
         return _empty_cand()
     right = right.with_columns(pl.col("size").cast(pl.Int64))
     m = _asof(left, right, keys, "nearest", tol, "e_").filter(pl.col("e_eid").is_not_null())
+    # another PID's event of the same 5-tuple and size also within the tolerance: the datagram is ambiguous
+    m = m.join(_other_pid_neighbours(right, keys), left_on="e_eid", right_on="eid", how="left")
+    d_po, d_no = (pl.col("tt") - pl.col("po_t")).abs(), (pl.col("no_t") - pl.col("tt")).abs()
+    use_next = pl.col("po_t").is_null() | (pl.col("no_t").is_not_null() & (d_no < d_po))
+    m = m.with_columns(pl.when(use_next).then(pl.col("no_pid")).otherwise(pl.col("po_pid")).alias("o_pid"),
+                       pl.when(use_next).then(pl.col("no_t")).otherwise(pl.col("po_t")).alias("o_t"),
+                       pl.when(use_next).then(d_no).otherwise(d_po).alias("o_dist"))
+    ambiguous = pl.col("o_dist").is_not_null() & (pl.col("o_dist") <= tol)
     return m.select(
-        "fid", "odir", pl.lit(3, pl.Int8).alias("rank"), "e_eid", pl.lit("udp-5tuple-size").alias("method"),
+        "fid", "odir", pl.when(ambiguous).then(2).otherwise(3).cast(pl.Int8).alias("rank"), "e_eid",
+        pl.lit("udp-5tuple-size").alias("method"),
         (pl.col("tt") - pl.col("e_t")).abs().alias("dist"),
-        pl.format("UDP {} event of PID {} has the same 5-tuple and size ({} bytes), {} from the frame "
-                  "after the clock offset", pl.col("e_event"), pl.col("e_pid").cast(pl.Utf8),
-                  pl.col("size").cast(pl.Utf8), _ms(pl.col("tt") - pl.col("e_t"))).alias("reason"))
+        pl.concat_str([
+            pl.format("UDP {} event of PID {} has the same 5-tuple and size ({} bytes), {} from the frame "
+                      "after the clock offset", pl.col("e_event"), pl.col("e_pid").cast(pl.Utf8),
+                      pl.col("size").cast(pl.Utf8), _ms(pl.col("tt") - pl.col("e_t"))),
+            pl.when(ambiguous).then(pl.format(
+                "; but an event of PID {} with the same 5-tuple and size is {} from it too: ambiguous, {}",
+                pl.col("o_pid").cast(pl.Utf8), _ms(pl.col("tt") - pl.col("o_t")),
+                pl.when(pl.col("odir") == "out").then(pl.lit("either process may have sent it"))
+                .otherwise(pl.lit("either or both processes may have received it (a multicast or broadcast "
+                                  "datagram reaches every socket bound to its port)"))))
+            .otherwise(pl.lit("")),
+        ]).alias("reason"))
+
+
+def _other_pid_neighbours(ev: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """For every event (``eid``): the nearest earlier (``po_t``, ``po_pid``) and later (``no_t``,
+    ``no_pid``) event with the same ``keys`` but another PID: the ends of the neighbouring runs of
+    same-PID events."""
+    e = (ev.select(keys + ["eid", "t", "pid"]).sort(keys + ["t"])
+         .with_columns((pl.col("pid") != pl.col("pid").shift(1)).fill_null(True).over(keys).alias("_chg"))
+         .with_columns(pl.col("_chg").cast(pl.Int64).cum_sum().over(keys).alias("_run")))
+    runs = e.group_by(keys + ["_run"]).agg(pl.col("t").min().alias("_t0"), pl.col("t").max().alias("_t1"),
+                                           pl.col("pid").first().alias("_pid"))
+    prev = runs.select(keys + [(pl.col("_run") + 1).alias("_run"), pl.col("_t1").alias("po_t"),
+                               pl.col("_pid").alias("po_pid")])
+    nxt = runs.select(keys + [(pl.col("_run") - 1).alias("_run"), pl.col("_t0").alias("no_t"),
+                              pl.col("_pid").alias("no_pid")])
+    return (e.join(prev, on=keys + ["_run"], how="left", nulls_equal=True)
+            .join(nxt, on=keys + ["_run"], how="left", nulls_equal=True)
+            .select("eid", "po_t", "po_pid", "no_t", "no_pid"))
 
 
 def _match_owner(of: pl.DataFrame, net: pl.DataFrame, proto: str, tol: int) -> pl.DataFrame:
@@ -354,21 +414,26 @@ def _match_owner(of: pl.DataFrame, net: pl.DataFrame, proto: str, tol: int) -> p
     both = pl.col("p_eid").is_not_null() & pl.col("n_eid").is_not_null()
     same = both & (pl.col("p_pid") == pl.col("n_pid"))
     syn = (pl.col("tcp_flags").fill_null(0).cast(pl.Int32) & _SYN) != 0
+    # a TCP frame that is not a SYN, further than the tolerance before a Connect/Accept, cannot belong to
+    # the connection that event starts
+    before_start = (pl.lit(proto == "TCP") & ~syn & pl.col("n_kind").is_in(["connect", "accept"])
+                    & (dn > tol)).fill_null(False)
     take_next = (pl.col("p_eid").is_null()
                  | (both & ~same & syn & pl.lit(proto == "TCP"))
-                 | (both & ~same & ~(syn & pl.lit(proto == "TCP")) & (dn < dp))
+                 | (both & ~same & ~(syn & pl.lit(proto == "TCP")) & ~before_start & (dn < dp))
                  | (same & (dn < dp)))
     m = m.with_columns(
         pl.when(take_next).then(pl.col("n_eid")).otherwise(pl.col("p_eid")).alias("e_eid"),
         pl.when(take_next).then(pl.col("n_pid")).otherwise(pl.col("p_pid")).alias("e_pid"),
         pl.when(take_next).then(pl.col("n_event")).otherwise(pl.col("p_event")).alias("e_event"),
         pl.when(take_next).then(dn).otherwise(dp).alias("dist"),
-        same.alias("same"), both.alias("both"), syn.alias("syn"),
+        same.alias("same"), both.alias("both"), syn.alias("syn"), before_start.alias("before_start"),
     )
     near = pl.col("dist") <= tol
     medium = pl.col("dist") <= MEDIUM_HORIZON_NS
     if proto == "TCP":
-        rank = (pl.when(pl.col("same") | near).then(3).when(medium).then(2).otherwise(1))
+        rank = (pl.when(pl.col("p_eid").is_null() & pl.col("before_start")).then(1)
+                .when(pl.col("same") | near).then(3).when(medium).then(2).otherwise(1))
         tuple_txt = "4-tuple"
     else:
         rank = pl.when(pl.col("same") | medium).then(2).otherwise(1)
@@ -377,6 +442,16 @@ def _match_owner(of: pl.DataFrame, net: pl.DataFrame, proto: str, tol: int) -> p
            .then(pl.format("the frame lies between two events of PID {} on this {} ({} before, {} after), "
                            "so the connection is the same", pl.col("e_pid").cast(pl.Utf8), pl.lit(tuple_txt),
                            _ms(dp), _ms(dn)))
+           .when(pl.col("before_start") & pl.col("both") & ~pl.col("same"))
+           .then(pl.format("the {} changed owner around this time (PID {} until {} before, PID {} from its "
+                           "{} event {} after); this frame is not a SYN and precedes that new connection, so "
+                           "it belongs to the previous one", pl.lit(tuple_txt), pl.col("p_pid").cast(pl.Utf8),
+                           _ms(dp), pl.col("n_pid").cast(pl.Utf8), pl.col("n_event"), _ms(dn)))
+           .when(pl.col("before_start") & pl.col("p_eid").is_null())
+           .then(pl.format("no event of this {} precedes the frame; the first one, a {} {} later, starts a "
+                           "new connection, and this frame is not a SYN: it belongs to an earlier connection "
+                           "whose owner the trace does not show", pl.lit(tuple_txt), pl.col("n_event"),
+                           _ms(dn)))
            .when(pl.col("both") & pl.col("syn") & pl.lit(proto == "TCP"))
            .then(pl.format("the {} changed owner around this time (PID {} before, PID {} after) and this SYN "
                            "opens the new connection", pl.lit(tuple_txt), pl.col("p_pid").cast(pl.Utf8),
@@ -391,8 +466,11 @@ def _match_owner(of: pl.DataFrame, net: pl.DataFrame, proto: str, tol: int) -> p
            .otherwise(pl.format("no event of this {} follows the frame; the last one was {} earlier",
                                 pl.lit(tuple_txt), _ms(dp))))
     if proto == "TCP":
-        lead = pl.format("TCP connection owned by PID {} ({} event nearest, {} away): ",
-                         pl.col("e_pid").cast(pl.Utf8), pl.col("e_event"), _ms(pl.col("dist")))
+        lead = (pl.when(pl.col("p_eid").is_null() & pl.col("before_start"))
+                .then(pl.format("a guess: PID {} uses this TCP 4-tuple next ({} event, {} away), but ",
+                                pl.col("e_pid").cast(pl.Utf8), pl.col("e_event"), _ms(pl.col("dist"))))
+                .otherwise(pl.format("TCP connection owned by PID {} ({} event nearest, {} away): ",
+                                     pl.col("e_pid").cast(pl.Utf8), pl.col("e_event"), _ms(pl.col("dist")))))
         method = "tcp-connection"
     else:
         lead = pl.format("UDP 5-tuple used by PID {} ({} event nearest, {} away) but no event with this size "
@@ -510,10 +588,16 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
     if offset_s is not None and not (isinstance(offset_s, (int, float)) and math.isfinite(offset_s)):
         raise AttributionError(f"the clock offset must be a finite number of seconds, not {offset_s!r}")
     tol = round(tolerance_s * NS)
-    net, nic, notes = _prepare_events(events)
+    net, nic, notes, nopid = _prepare_events(events)
     local, local_src, more = _local_addresses(net, nic, local_addrs, nic_addrs)
     notes += more
     fr = _prepare_frames(frames if frames is not None else schema.empty(schema.FRAMES), local)
+    if local_src == "given":
+        seen = set(pl.concat([fr["src_addr"], fr["dst_addr"]]).drop_nulls().unique().to_list())
+        absent = [a for a in local if a not in seen]
+        if absent:
+            notes.append(f"the given local address(es) {', '.join(absent[:8])} appear in no frame of the "
+                         "capture")
     of = _orient(fr)
     tuples = net.select(KEY).unique().with_row_index(KID).with_columns(pl.col(KID).cast(pl.Int64))
     net = net.join(tuples, on=KEY, how="left")
@@ -557,6 +641,8 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
         tick()
         found = pl.concat(cands).select("fid").unique()
         rest = of.join(found, on="fid", how="anti")
+        if local:  # another host's frame (neither address local) shares a port with this one only by chance
+            rest = rest.join(fr.filter(pl.col("dir") == "unknown").select("fid"), on="fid", how="anti")
         cands.append(_match_weak(rest, net, ["protocol", "l_port"], "local-port"))
         found = pl.concat(cands).select("fid").unique()
         rest = rest.join(found, on="fid", how="anti")
@@ -595,6 +681,9 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
     why = None
     if not res.filter(pl.col("rank") >= 2).height:
         why = _why_nothing(net, fr, of, pairs, local, offset_ns, offset_source, estimate, tol)
+    # frames whose 5-tuple only events without a usable PID have: the reason says so
+    only_nopid = of.filter(pl.col(KID).is_null()).join(nopid.select(KEY).unique(), on=KEY, how="semi")
+    res = res.with_columns(pl.col("fid").is_in(only_nopid["fid"].implode()).alias("_nopid"))
     out = _finish(res, net, offset_ns, shift if offset_ns is not None else None, local, why)
     summary = _summary(out, fr)
     tick()
@@ -603,7 +692,7 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
                          summary=summary, notes=notes, tolerance_s=tolerance_s, estimate=estimate,
                          _events=net, _oriented=of, _resolver=resolver, _why=why,
                          _match=res.select("fid", "e_eid", "dir_source").sort("fid"),
-                         _counts={"pairs": pairs.height})
+                         _counts={"pairs": pairs.height}, _nopid=nopid)
     return result
 
 
@@ -651,6 +740,8 @@ def _finish(res: pl.DataFrame, net: pl.DataFrame, offset_ns: int | None, shift: 
         .when(pl.lit(t1 is not None) & (tt > (t1 or 0) + LOW_HORIZON_NS)).then(
             pl.format("the frame is {} after the trace's last network event (after the clock offset)",
                       _ms(tt - pl.lit(t1 or 0))))
+        .when(pl.col("_nopid")).then(pl.lit(
+            "the trace's only events with this 5-tuple carry no usable PID (0 or -1), so no process can be named"))
         .otherwise(pl.lit("no TcpIp/UdpIp event has this 5-tuple, its local port or its addresses "
                           "within 10 minutes")))
     dirn = (pl.when(pl.col("dir").is_in(["in", "out"])).then(pl.col("dir"))

@@ -30,6 +30,8 @@ DRIFT_MIN_SUPPORT = 10
 DRIFT_MIN_NS = 2_000_000
 #: Pairs used to fit the drift.
 DRIFT_SAMPLE = 100_000
+#: Rounds of fit-the-line, take-its-inliers (each round follows the line further from where it started).
+DRIFT_ROUNDS = 12
 
 
 def format_ns(ns: int | None) -> str:
@@ -218,7 +220,9 @@ def estimate(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str],
     runner = scored[1][0] if len(scored) > 1 else 0
     est = OffsetEstimate(offset_ns=offset, support=support, candidates=pairs.height, runner_up=runner,
                          spread_ns=spread)
-    return _fit_drift(m2, est), pairs
+    # m2 holds only the pairs within a bin of the constant offset: a drifting line needs all candidates
+    both = pl.concat([m2, pairs.select(m2.columns)]).unique(["fid", "eid"]) if "t_f" in pairs.columns else m2
+    return _fit_drift(both, est), pairs
 
 
 def _line_inliers(pairs: pl.DataFrame, a: float, b: float, ref: int, half: int) -> pl.DataFrame:
@@ -243,7 +247,7 @@ def _fit_drift(pairs: pl.DataFrame, est: OffsetEstimate | None) -> OffsetEstimat
         pairs = pairs.filter(pl.col("eid") % (pairs.height // DRIFT_SAMPLE + 1) == 0)
     inl = _line_inliers(pairs, a, 0.0, 0, BIN_NS)
     se = np.inf
-    for _ in range(5):
+    for _ in range(DRIFT_ROUNDS):
         if inl.height < DRIFT_MIN_SUPPORT:
             return est
         t = inl["t_f"].to_numpy().astype(np.int64)
@@ -267,6 +271,10 @@ def _fit_drift(pairs: pl.DataFrame, est: OffsetEstimate | None) -> OffsetEstimat
     if full.height != pairs.height:
         inl = _line_inliers(full, a, b, ref, BIN_NS)
     resid = inl["diff"].to_numpy() - (a + b * (inl["t_f"].to_numpy() - ref))
+    # the constant-offset runner-up was another stretch of this same line: the runner-up is now the best
+    # offset among the candidate pairs the line does not explain
+    rest = (full.join(inl.select("eid"), on="eid", how="anti").join(inl.select("fid"), on="fid", how="anti"))
+    runner = int(_votes(rest)["score"].max()) if rest.height else 0
     return OffsetEstimate(offset_ns=round(a), support=inl.height, candidates=est.candidates,
-                          runner_up=est.runner_up, spread_ns=round(float(np.median(np.abs(resid)))),
+                          runner_up=runner, spread_ns=round(float(np.median(np.abs(resid)))),
                           drift_ppm=float(b * 1e6), reference_ns=ref)

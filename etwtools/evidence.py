@@ -144,6 +144,12 @@ def explain(attr: Attribution, frame_number: int) -> str:
                 sized = same.filter(_is(o, "size"))
                 lines.append(f"   Of these, {sized.height:,} have the frame's size ({o['size']} bytes).")
         else:
+            nopid = attr._nopid.filter(_is(o, "protocol", "l_addr", "l_port", "r_addr", "r_port")) \
+                if attr._nopid is not None else None
+            if nopid is not None and nopid.height:
+                lines.append(f"   {nopid.height:,} event(s) with this 5-tuple carry no usable PID (0 or -1) and "
+                             "were left out:")
+                lines += _event_lines(nopid, tt, None)
             port = ev.filter(_is(o, "protocol", "l_port"))
             addrs = ev.filter(_is(o, "l_addr", "r_addr"))
             lines.append(f"   Weaker evidence: {port.height:,} events use local {o['protocol']} port {o['l_port']}; "

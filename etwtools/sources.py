@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +35,9 @@ def detect(path: PathLike) -> str:
     p = Path(path)
     try:
         with open(p, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise EtwToolsError("not a regular file (a pipe or a device): the readers map and re-read "
+                                    "their input; save it to a file first", path=p)
             head = f.read(65536)
     except OSError as e:
         raise EtwToolsError(f"cannot read: {e.strerror}", path=p) from None

@@ -143,7 +143,11 @@ def start_ns(hdr: NetmonHeader, path: PathLike) -> int:
         t = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
     except ValueError as e:
         raise CaptureError(f"bad capture start time {hdr.start} ({e})", path=path, offset=8) from None
-    return (int(t.timestamp()) * 1000 + ms) * 1_000_000
+    ns = (int(t.timestamp()) * 1000 + ms) * 1_000_000
+    if not -(1 << 63) < ns < (1 << 63):     # UTC ns in an int64: years 1678 to 2262
+        raise CaptureError(f"bad capture start time {hdr.start} (outside the years 1678 to 2262)", path=path,
+                           offset=8)
+    return ns
 
 
 _COMMENT_HEAD = struct.Struct("<III")
@@ -230,6 +234,7 @@ class Chunk:
     wirelen: np.ndarray
     time_ns: np.ndarray
     link_type: np.ndarray
+    time_valid: np.ndarray          # False: a time offset too large for int64 ns (a damaged record)
 
 
 def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minutes: int | None = None,
@@ -246,6 +251,7 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
     trailer = hdr.trailer
     start: int | None = None
     local_frames = 0
+    bad_times = 0
     skipped = 0
     examples: list[str] = []
 
@@ -285,6 +291,7 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
         else:
             link = media_link_types(np.full(len(off), hdr.mac_type, np.int32))
         times = np.zeros(len(off), np.int64)
+        tvalid = np.ones(len(off), bool)
         utc = np.zeros(len(off), bool)
         if hdr.utc_stamps and len(off):
             ft = u64[data + cap + 6]
@@ -294,12 +301,20 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
             if start is None:
                 start = start_ns(hdr, path) - (utc_offset_minutes or 0) * 60_000_000_000
             loc = ~utc
-            delta = (u64[off[loc]] * np.uint64(10)).view(np.int64) * 100   # signed 100 ns count, in ns
-            times[loc] = start + delta
+            t100 = (u64[off[loc]] * np.uint64(10)).view(np.int64)     # signed 100 ns count
+            # beyond about 292 years from the start the ns would wrap around: a damaged record, no time
+            limit = ((1 << 63) - 1 - abs(start)) // 100
+            fit = (t100 >= -limit) & (t100 <= limit)
+            times[loc] = np.where(fit, start + np.where(fit, t100, 0) * 100, 0)
+            tvalid[np.flatnonzero(loc)[~fit]] = False
+            bad_times += int((~fit).sum())
             local_frames += int(loc.sum())
         if progress is not None:
             progress(int(off.max()) if len(off) else hdr.frame_table_offset, size)
-        yield Chunk(off, data, cap, wire, times, link)
+        yield Chunk(off, data, cap, wire, times, link, tvalid)
+    if bad_times:
+        warn(f"{name}: {bad_times:,} frame(s) with a time offset of centuries (damaged records) kept without "
+             "a time")
     if skipped:
         more = f" and {skipped - len(examples):,} more" if skipped > len(examples) else ""
         warn(f"{name}: skipped {skipped:,} damaged frame record(s) at offsets {', '.join(examples)}{more}")
@@ -323,6 +338,7 @@ def read_netmon(path: PathLike, *, with_data: bool = False, progress: Progress |
     for c in chunks(buf, path, hdr, utc_offset_minutes, progress):
         notes = [comments.get(o) for o in c.record.tolist()] if comments else [None] * len(c.record)
         parts.append(dissect_buffer(buf, c.data, c.caplen, c.time_ns, c.link_type, wirelens=c.wirelen,
+                                    time_valid=None if c.time_valid.all() else c.time_valid,
                                     with_data=with_data, source=name, first_frame=first, finish=False,
                                     windows=windows(buf, c.data, c.caplen), comments=notes))
         first += len(c.data)
@@ -350,9 +366,10 @@ def iter_packets(path: PathLike, *, utc_offset_minutes: int | None = None
     def packets() -> Iterator[Packet]:
         for c in parts:
             rows = zip(c.record.tolist(), c.data.tolist(), c.caplen.tolist(), c.wirelen.tolist(),
-                       c.time_ns.tolist(), c.link_type.tolist())
-            for rec, off, cap, wire, t, lt in rows:
-                yield Packet(t, buf[off:off + cap].tobytes(), order[lt], wire, comment=comments.get(rec))
+                       c.time_ns.tolist(), c.link_type.tolist(), c.time_valid.tolist())
+            for rec, off, cap, wire, t, lt, ok in rows:
+                yield Packet(t if ok else None, buf[off:off + cap].tobytes(), order[lt], wire,
+                             comment=comments.get(rec))
 
     return interfaces, packets()
 

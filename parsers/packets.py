@@ -117,6 +117,31 @@ def ticks_to_ns(ticks: np.ndarray, iface: Interface) -> np.ndarray:
     return ns + iface.tsoffset * 1_000_000_000
 
 
+def tsresol_supported(tsresol: int) -> bool:
+    """An if_tsresol whose unit a 64-bit count can use: 10^-0 .. 10^-19 s or 2^-0 .. 2^-63 s."""
+    return (tsresol & 0x7F) < 64 if tsresol & 0x80 else tsresol < 20
+
+
+def ticks_fit(ticks: np.ndarray, iface: Interface) -> np.ndarray:
+    """Which timestamps (interface units) :func:`ticks_to_ns` can give as int64 ns (years 1678 to 2262,
+    ``tsoffset`` included); beyond that the arithmetic would wrap around."""
+    ticks = np.asarray(ticks, dtype=np.uint64)
+    limit = (1 << 63) - 1 - iface.tsoffset * 1_000_000_000   # largest ns before the offset is added
+    r = iface.tsresol
+    if limit < 0:
+        return np.zeros(len(ticks), bool)
+    if r & 0x80:
+        b = r & 0x7F
+        top = (((limit + 1) << b) - 1) // 1_000_000_000
+    elif r <= 9:
+        top = limit // 10 ** (9 - r)
+    else:
+        top = (limit + 1) * 10 ** (r - 9) - 1
+    if top >= (1 << 64) - 1:
+        return np.ones(len(ticks), bool)
+    return ticks <= np.uint64(top)
+
+
 def ns_to_ticks(time_ns: int, iface: Interface) -> int:
     """A UTC time in ns to interface units (floor), the inverse of :func:`ticks_to_ns` where exact."""
     t = time_ns - iface.tsoffset * 1_000_000_000
@@ -593,7 +618,8 @@ class _Dissection:
                 self.flags[fr] = h.u8(13)
                 self.has_tcp[fr] = True
                 doff = (h.u8(12) >> 4).astype(np.int64) * 4
-                self.payload[fr] = self.l4len[fr] - doff
+                # a data offset below 5 words is no TCP header: the payload length is unknown
+                self.payload[fr] = np.where(doff < 20, -1, self.l4len[fr] - doff)
                 self.has_payload[fr] = True
                 self.notes[rows[~full]] |= _NOTE_TRUNC
             else:

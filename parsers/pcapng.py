@@ -34,7 +34,9 @@ from .packets import (
     finish_frames,
     header_windows,
     ns_to_ticks,
+    ticks_fit,
     ticks_to_ns,
+    tsresol_supported,
 )
 from .pcap import Progress, map_file
 
@@ -164,16 +166,29 @@ class Chunk:
     big: bool                    # byte order of the chunk's section
 
     def times(self, interfaces: list[Interface]) -> tuple[np.ndarray, np.ndarray]:
-        """(UTC ns, valid): simple packet blocks have no time."""
+        """(UTC ns, valid): simple packet blocks have no time, and a timestamp beyond what int64 ns hold
+        (after 2262, a damaged block) is not one either (see :meth:`out_of_range`)."""
         ticks = (self.entries["ts_hi"].astype(np.uint64) << np.uint64(32)) | self.entries["ts_lo"]
-        ns = np.zeros(len(ticks), np.int64)
+        valid = self.entries["btype"] != SPB
         kinds = _distinct(self.iface)
         if len(kinds) == 1:
-            return ticks_to_ns(ticks, interfaces[kinds[0]]), self.entries["btype"] != SPB
-        for i in kinds:
-            m = self.iface == i
-            ns[m] = ticks_to_ns(ticks[m], interfaces[i])
-        return ns, self.entries["btype"] != SPB
+            ns = ticks_to_ns(ticks, interfaces[kinds[0]])
+            fit = ticks_fit(ticks, interfaces[kinds[0]])
+        else:
+            ns = np.zeros(len(ticks), np.int64)
+            fit = np.ones(len(ticks), bool)
+            for i in kinds:
+                m = self.iface == i
+                ns[m] = ticks_to_ns(ticks[m], interfaces[i])
+                fit[m] = ticks_fit(ticks[m], interfaces[i])
+        if not fit.all():
+            ns = np.where(fit, ns, 0)
+            valid = valid & fit
+        return ns, valid
+
+    def out_of_range(self, valid: np.ndarray) -> int:
+        """How many timed packet blocks :meth:`times` found with an unusable timestamp."""
+        return int(((self.entries["btype"] != SPB) & ~valid).sum())
 
     def directions(self) -> np.ndarray:
         bits = self.entries["flags"] & 3
@@ -278,6 +293,10 @@ class _Scanner:
                                    offset=0)
             return self._resync(pos, "damaged section header")
         self.base = len(self.interfaces)
+        major, minor = struct.unpack_from(">HH" if self.big else "<HH", self.buf, pos + 12)
+        if major != 1 and not self.quiet:  # the specification's only version is 1.0 (1.2 in older writers)
+            warn(f"{self.name}: section at offset {pos:#x} has pcapng version {major}.{minor}, not 1.x; "
+                 "its blocks are read as version 1 blocks")
         return pos + blen
 
     def _interface(self, pos: int) -> int | None:
@@ -296,12 +315,17 @@ class _Scanner:
             if code == IF_NAME:
                 iface.name = value.decode("utf-8", "replace").rstrip("\x00")
             elif code == IF_TSRESOL and olen >= 1:
-                iface.tsresol = value[0]
+                if tsresol_supported(value[0]):
+                    iface.tsresol = value[0]
+                elif not self.quiet:  # a unit no 64-bit count can use: a damaged option
+                    warn(f"{self.name}: interface {len(self.interfaces)} at offset {pos:#x}: ignored "
+                         f"if_tsresol {value[0]:#04x} (finer than 10^-19 s or 2^-63 s); microseconds assumed")
             elif code == IF_TSOFFSET and olen == 8:
                 iface.tsoffset = struct.unpack(e + "q", value)[0]
                 if abs(iface.tsoffset) > 1 << 33:  # beyond +-272 years: a damaged option
-                    warn(f"{self.name}: interface {len(self.interfaces)} at offset {pos:#x}: ignored "
-                         f"if_tsoffset {iface.tsoffset}")
+                    if not self.quiet:
+                        warn(f"{self.name}: interface {len(self.interfaces)} at offset {pos:#x}: ignored "
+                             f"if_tsoffset {iface.tsoffset}")
                     iface.tsoffset = 0
             o += 4 + _pad4(olen)
         self.interfaces.append(iface)
@@ -378,8 +402,10 @@ def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress |
     scanner = _Scanner(buf, path, progress)
     parts = []
     first = 1
+    bad_times = 0
     for c in scanner.chunks():
         times, valid = c.times(scanner.interfaces)
+        bad_times += c.out_of_range(valid)
         link = np.array([i.link_type for i in scanner.interfaces], np.int32)[c.iface]
         parts.append(dissect_buffer(buf, c.entries["data"], c.entries["caplen"], times, link,
                                     wirelens=c.entries["wirelen"], interfaces=c.iface,
@@ -388,10 +414,17 @@ def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress |
                                     with_data=with_data, source=os.fspath(path), windows=c.windows,
                                     first_frame=first, finish=False))
         first += len(c.entries)
+    _report_times(path, bad_times)
     if not parts:
         z = np.zeros(0, np.int64)
         parts.append(dissect_buffer(buf, z, z, z, 0, comments=[], with_data=with_data, finish=False))
     return finish_frames(parts, source=os.fspath(path))
+
+
+def _report_times(path: PathLike, count: int) -> None:
+    if count:
+        warn(f"{os.fspath(path)}: {count:,} packet(s) with a timestamp beyond the year 2262 (damaged?) "
+             "kept without a time")
 
 
 def read_interfaces(path: PathLike) -> list[Interface]:
@@ -409,14 +442,17 @@ def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
     scanner = _Scanner(buf, path, window=0)
 
     def packets() -> Iterator[Packet]:
+        bad_times = 0
         for c in scanner.chunks():
             times, valid = c.times(scanner.interfaces)
+            bad_times += c.out_of_range(valid)
             e = c.entries
             rows = zip(e["data"].tolist(), e["caplen"].tolist(), e["wirelen"].tolist(), c.iface.tolist(),
                        times.tolist(), valid.tolist(), c.directions().tolist(), c.comments(buf))
             for off, caplen, wirelen, iface, t, ok, d, text in rows:
                 yield Packet(t if ok else None, buf[off:off + caplen].tobytes(), iface, wirelen,
                              DIRECTIONS[d], text)
+        _report_times(path, bad_times)
 
     return interfaces, packets()
 
@@ -435,10 +471,18 @@ def _block(btype: int, body: bytes) -> bytes:
 _FLAG_BITS = {"in": 1, "out": 2, "unknown": 0}
 
 
-def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[Packet]) -> int:
+def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[Packet], *,
+                 simple_untimed: bool = False) -> int:
     """Write a little-endian pcapng (one section): an interface block per ``interfaces`` entry, then an
     enhanced packet block per packet with its comment (opt_comment) and direction (epb_flags) when set.
-    Times are floored to the interface's resolution. Returns the number of packets written."""
+    Times are floored to the interface's resolution. Returns the number of packets written.
+
+    A packet without a time is an error, unless ``simple_untimed`` and it can be a simple packet block
+    (interface 0, no comment, no direction), which is how the readers give simple packet blocks back.
+    """
+    for k, iface in enumerate(interfaces):
+        if not 0 <= iface.link_type <= 0xFFFF:
+            raise ValueError(f"interface {k}: link type {iface.link_type} does not fit pcapng's 16 bits")
     count = 0
     with open(path, "wb") as f:
         f.write(_block(SHB, struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + _option(OPT_END, b"")))
@@ -455,10 +499,20 @@ def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[
             f.write(_block(IDB, struct.pack("<HHI", iface.link_type, 0, iface.snaplen) + opts))
         out = []
         for p in packets:
+            if len(out) >= 8192:
+                f.write(b"".join(out))
+                out.clear()
             if not 0 <= p.interface < len(interfaces):
                 raise ValueError(f"packet {count + 1}: interface {p.interface} not among the "
                                  f"{len(interfaces)} given")
             if p.time_ns is None:
+                if simple_untimed and p.interface == 0 and p.comment is None and p.direction is None:
+                    data = bytes(p.data)
+                    wirelen = len(data) if p.wirelen is None else p.wirelen
+                    pad = b"\0" * (_pad4(len(data)) - len(data))
+                    out.append(_block(SPB, struct.pack("<I", wirelen) + data + pad))
+                    count += 1
+                    continue
                 raise ValueError(f"packet {count + 1}: no time (an enhanced packet block needs one)")
             ticks = ns_to_ticks(p.time_ns, interfaces[p.interface])
             if not 0 <= ticks < 1 << 64:
@@ -478,8 +532,5 @@ def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[
                     + data + b"\0" * (_pad4(len(data)) - len(data)) + opts)
             out.append(_block(EPB, body))
             count += 1
-            if len(out) >= 8192:
-                f.write(b"".join(out))
-                out.clear()
         f.write(b"".join(out))
     return count

@@ -47,6 +47,12 @@ from .schema import PROCESSES, conform
 from .tracerpt import decode_text
 
 IMAGE_WIDTH = 25
+#: PIDs and session ids are u32; memory sizes fit an int64.
+MAX_U32 = 2**32 - 1
+MAX_I64 = 2**63 - 1
+#: Snapshot times must fit int64 nanoseconds (the PROCESSES schema) and be after 1970.
+_MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_TIME = datetime(2262, 4, 11, tzinfo=UTC)
 
 #: English column names -> output columns.
 ENGLISH = {
@@ -96,10 +102,15 @@ def _parse_time(text: str, path: Path, line: int) -> datetime | None:
         return None
     try:
         when = datetime.fromisoformat(text.replace("z", "Z"))
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     except ValueError:
         raise TextFormatError(f"snapshot line: {text!r} is not an ISO 8601 time "
                               "(e.g. '# snapshot 2010-01-14 11:20:00Z')", path=path, line=line) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:
+        when = None
+    if when is None or not _MIN_TIME <= when < _MAX_TIME:
+        raise TextFormatError(f"snapshot line: {text!r} is not between 1970 and 2262", path=path, line=line)
+    return when
 
 
 def looks_like_tasklist(head: bytes) -> bool:
@@ -123,6 +134,15 @@ def looks_like_tasklist(head: bytes) -> bool:
 
 # ------------------------------------------------------------------------------------- values
 
+def _number(value: object, limit: int = MAX_U32) -> int | None:
+    """ASCII decimal text (surrounding spaces allowed) up to ``limit`` -> int; None otherwise."""
+    text = str(value).strip() if value is not None else ""
+    if not re.fullmatch(r"[0-9]+", text):
+        return None
+    number = int(text)
+    return number if number <= limit else None
+
+
 def _none(value: str | None) -> str | None:
     if value is None:
         return None
@@ -133,8 +153,8 @@ def _none(value: str | None) -> str | None:
 def _mem_kb(value: str | None) -> int | None:
     if value is None:
         return None
-    digits = re.sub(r"\D", "", value)
-    return int(digits) if digits else None
+    digits = re.sub(r"[^0-9]", "", value)
+    return _number(digits, MAX_I64)
 
 
 def _join_list(parts: list[str]) -> str | None:
@@ -368,6 +388,8 @@ class _Reader:
         if len(names) == 5:
             m = _ROW_DEFAULT.match(stripped)
             return m.groupdict() if m else None
+        if len(names) != 3:          # a table of other columns (named by its header): no token layout
+            return None
         m = _ROW_LIST.match(stripped)
         if not m:
             return None
@@ -393,9 +415,9 @@ class _Reader:
         if row.get("_continued"):
             return
         row = dict(row)
-        row["pid"] = int(row["pid"]) if row.get("pid") and row["pid"].isdigit() else None
+        row["pid"] = _number(row.get("pid"))
         if row.get("session") is not None:
-            row["session"] = int(row["session"]) if str(row["session"]).isdigit() else None
+            row["session"] = _number(row["session"])
         for key in ("list", "services", "modules"):
             if key in row and row[key] is not None:
                 row["_list"] = [row[key]]
@@ -412,7 +434,9 @@ class _Reader:
         if not fields:
             return
         names = self._english_names(",  ".join(f.lower() for f in fields), len(fields))
-        is_header = names is not None or not any(re.fullmatch(r"\d+", f.strip()) for f in fields[1:2])
+        # a localized header has no digits; a row always has some (session, memory), even when its
+        # PID is damaged
+        is_header = names is not None or not any(c.isdigit() for f in fields for c in f)
         if is_header:
             if self.snap.rows:
                 self.new_snapshot()
@@ -427,9 +451,9 @@ class _Reader:
             self.bad(f"CSV row with {len(fields)} fields (expected {len(columns) or '3, 5 or 9'})", number)
             return
         row = dict(zip(columns, fields))
-        row["pid"] = int(row["pid"]) if row.get("pid", "").strip().isdigit() else None
+        row["pid"] = _number(row.get("pid"))
         if row.get("session") is not None:
-            row["session"] = int(row["session"]) if row["session"].strip().isdigit() else None
+            row["session"] = _number(row["session"])
         for key in ("list", "services", "modules"):
             if key in row:
                 row["_list"] = [row[key]]
@@ -490,9 +514,9 @@ class _Reader:
                 row[name] = values[0]
             else:
                 row[name] = " ".join(values)
-        row["pid"] = int(row["pid"]) if row.get("pid", "").strip().isdigit() else None
+        row["pid"] = _number(row.get("pid"))
         if row.get("session") is not None:
-            row["session"] = int(row["session"]) if row["session"].strip().isdigit() else None
+            row["session"] = _number(row["session"])
         self.add(row, block["_line"], table=False)
 
 
@@ -517,6 +541,8 @@ def read_tasklist(paths: str | os.PathLike | list, *, snapshot_time: datetime | 
     if snapshot_time is not None:
         snapshot_time = (snapshot_time.replace(tzinfo=UTC) if snapshot_time.tzinfo is None
                          else snapshot_time.astimezone(UTC))
+        if not _MIN_TIME <= snapshot_time < _MAX_TIME:
+            raise TextFormatError(f"snapshot time {snapshot_time.isoformat()} is not between 1970 and 2262")
     frames = []
     index = 0
     for p in paths:

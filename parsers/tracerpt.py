@@ -67,6 +67,10 @@ from etwtools.errors import TextFormatError
 from .schema import EVENTS, PROCESSES, conform, empty
 
 FILETIME_UNIX_EPOCH = 116_444_736_000_000_000  # 1970-01-01 as a FILETIME
+#: Largest FILETIME - FILETIME_UNIX_EPOCH whose nanoseconds fit an int64 (year 2262).
+MAX_T100 = (2**63 - 1) // 100
+#: PIDs, parent PIDs and session ids are u32.
+MAX_U32 = 2**32 - 1
 
 NETWORK_PROVIDERS = {"tcpip": "TcpIp", "udpip": "UdpIp"}
 PROCESS_TYPES = {"start": "Start", "end": "End", "dcstart": "DCStart", "dcend": "DCEnd"}
@@ -525,9 +529,10 @@ def _network(f: pl.DataFrame, problems: _Problems, skipped: dict[str, int]) -> p
     f = _with_ipv6(_with_ipv6(f, "saddr", "local_addr"), "daddr", "remote_addr")
     layout = pl.col("layout")
     layout.is_not_null() & (layout != "fail")
-    good_time = pl.col("t100").is_not_null() & (pl.col("t100") >= 0)
+    good_time = pl.col("t100").is_between(0, MAX_T100).fill_null(False)
     ok_addr = pl.col("local_addr").is_not_null() & pl.col("remote_addr").is_not_null()
-    ok_num = ((pl.col("pid").is_null() | pl.col("pid_i").is_not_null()) & pl.col("size_i").is_not_null()
+    ok_num = ((pl.col("pid").is_null() | pl.col("pid_i").is_between(0, MAX_U32))
+              & (pl.col("size_i") >= 0)
               & pl.col("dport_i").is_between(0, 65535)
               & pl.col("sport_i").is_between(0, 65535)).fill_null(False)
     problem = (pl.when(layout.is_null()).then(pl.lit("unexpected number of user-data fields for TcpIp/UdpIp"))
@@ -603,7 +608,11 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
     open_by_pid: dict[int, dict] = {}
     bad: dict[str, list[int]] = {}
     for record, text in rows.select("record", "text").iter_rows():
-        fields = next(csv.reader([text], skipinitialspace=True))
+        try:
+            fields = next(csv.reader([text], skipinitialspace=True))
+        except csv.Error:            # e.g. a lone CR inside the line
+            bad.setdefault("Process line that cannot be split into CSV fields", []).append(record)
+            continue
         fields = [x.strip() for x in fields]
         while fields and fields[-1] == "" and len(fields) > layout.user_data:
             fields.pop()
@@ -636,6 +645,12 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
             session = _py_int(ud[i_session]) if i_session is not None else None
         except ValueError:
             bad.setdefault("Process line with a PID that is not a number", []).append(record)
+            continue
+        if not all(0 <= v <= MAX_U32 for v in (pid, ppid, session or 0)):
+            bad.setdefault("Process line with a PID or session out of range", []).append(record)
+            continue
+        if not 0 <= clock - FILETIME_UNIX_EPOCH <= MAX_T100:
+            bad.setdefault("Process line without a FILETIME Clock-Time", []).append(record)
             continue
         time_ns = (clock - FILETIME_UNIX_EPOCH) * 100
         ptype = PROCESS_TYPES[kind]

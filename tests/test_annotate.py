@@ -162,6 +162,33 @@ def test_etl_with_packets_and_events_is_annotated(tmp_path):
     assert back["src_port"].to_list() == [50000, 50001, 50002, 50003]
 
 
+def test_netmon_media_type_without_linktype_is_annotated(tmp_path):
+    """A Network Monitor capture with a frame of a media type pcapng has no link type for (6: 802.11 with
+    NetMon's radio header) used to crash --annotate (struct.error: exit 2). The capture is built with the
+    project's NetMon writer; that frame's interface is written as LINKTYPE_USER0 and named after the media
+    type, the other frames keep their link type, numbers and comments. (Found by the break-attribution
+    review.)"""
+    from etwtools.parsers.netmon import write_netmon
+    from test_attribution import events
+
+    t0 = 1_700_000_000 * NS
+    ev = events([(t0 + k * NS, "Send", "UDP", 42, 10, "192.0.2.1", 5000 + k, "192.0.2.2", 53) for k in range(3)])
+    packets = [Packet(t0 + k * NS + 1000, build_frame("192.0.2.1", "192.0.2.2", "UDP", 5000 + k, 53, 10))
+               for k in range(3)]
+    packets.insert(1, Packet(t0 + 500_000, b"\x02" * 40))
+    src = tmp_path / "wifi.cap"
+    write_netmon(src, packets, media_types=[1, 6, 1, 1])
+    r = attribute(ev, read_capture(src))
+    out = tmp_path / "wifi-annotated.pcapng"
+    assert write_annotated(src, r, out) == 3
+    back = read_capture(out)
+    assert back["link_type"].to_list() == [1, 147, 1, 1]
+    assert back["src_port"].to_list() == [5000, None, 5001, 5002]
+    assert [c is not None and c.startswith("pid=42 ") for c in back["comment"].to_list()] == [True, False, True, True]
+    ifaces, _ = iter_capture_packets(out)
+    assert ifaces[1].name == "Network Monitor media type 0x0006"
+
+
 # -- the command line on mismatched inputs: a clear reason, exit code 1, no traceback -------------------
 
 def _cli(*args: str):

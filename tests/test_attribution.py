@@ -523,3 +523,114 @@ def test_seed_case_frame_105540_is_store_exe(cases):
     assert "a single match" in r.describe_offset()
     text = r.explain(105540)
     assert "store.exe" in text and "11:20:14.1424158" in text and "tasklist" in text
+
+
+# -- found by the break-attribution review -------------------------------------------------------------
+
+def _udp_offset_anchor(n: int = 8) -> tuple[list[tuple], list[dict]]:
+    """n exact UDP sends of PID 500 (frames 1..n) that fix the clock offset at 0."""
+    ev = [(T0 + k * NS, "Send", "UDP", 500, 40, HOST, 5000 + k, "10.0.0.9", 53) for k in range(n)]
+    fr = [{"t": T0 + k * NS + 100_000, "src": HOST, "sport": 5000 + k, "dst": "10.0.0.9", "dport": 53,
+           "payload": 40} for k in range(n)]
+    return ev, fr
+
+
+def test_frames_of_another_host_get_no_local_port_guess():
+    """A capture that also saw another host (neither address is the traced host's): its frames used to get
+    a low-confidence 'local-port' PID of the traced host when a port number coincided, and the direction
+    'out'. They are another host's traffic: no PID, direction unknown, and the reason says so."""
+    ev, fr = _udp_offset_anchor()
+    ev.append((T0 + 20 * NS, "Send", "TCP", 600, 100, HOST, 6000, "10.0.0.9", 443))
+    fr += [{"t": T0 + 20 * NS, "protocol": "TCP", "src": HOST, "sport": 6000, "dst": "10.0.0.9", "dport": 443,
+            "payload": 100},
+           {"t": T0 + 3 * NS, "src": "10.0.0.77", "sport": 5003, "dst": "10.0.0.9", "dport": 53, "payload": 40},
+           {"t": T0 + 21 * NS, "protocol": "TCP", "src": "10.9.9.9", "sport": 6000, "dst": "10.9.9.8",
+            "dport": 443, "payload": 100},
+           {"t": T0 + 4 * NS, "src": HOST, "sport": 5004, "dst": "10.1.2.3", "dport": 9999, "payload": 1}]
+    r = attribute(events(ev), frames(fr))
+    rows = r.frames.to_dicts()
+    assert [x["confidence"] for x in rows[:9]] == ["high"] * 9
+    for x in rows[9:11]:
+        assert (x["pid"], x["confidence"], x["direction"]) == (None, "none", "unknown")
+        assert x["reason"] == f"neither address is one of the traced host's ({HOST})"
+    # a frame of the traced host with only its local port in common is still offered, at low confidence
+    assert (rows[11]["pid"], rows[11]["confidence"], rows[11]["method"]) == (500, "low", "local-port")
+
+
+def test_ambiguous_udp_datagram_of_two_pids_is_medium_and_says_so():
+    """Two PIDs send a datagram with the same 5-tuple and size within a microsecond (a shared socket):
+    the frame used to go to one of them with high confidence and no word of the other. It is now medium,
+    and the reason names the other PID."""
+    ev, fr = _udp_offset_anchor()
+    t = T0 + 30 * NS
+    ev += [(t, "Send", "UDP", 901, 64, HOST, 9000, "10.0.0.9", 9999),
+           (t + 1000, "Send", "UDP", 902, 64, HOST, 9000, "10.0.0.9", 9999),
+           (t + 10 * NS, "Send", "UDP", 901, 64, HOST, 9000, "10.0.0.9", 9999)]
+    fr += [{"t": t + 300_000, "src": HOST, "sport": 9000, "dst": "10.0.0.9", "dport": 9999, "payload": 64},
+           {"t": t + 10 * NS + 300_000, "src": HOST, "sport": 9000, "dst": "10.0.0.9", "dport": 9999,
+            "payload": 64}]
+    r = attribute(events(ev), frames(fr))
+    amb, clear = r.frames.row(8, named=True), r.frames.row(9, named=True)
+    assert amb["pid"] in (901, 902) and amb["confidence"] == "medium" and amb["method"] == "udp-5tuple-size"
+    other = 901 if amb["pid"] == 902 else 902
+    assert f"but an event of PID {other} with the same 5-tuple and size" in amb["reason"]
+    assert "ambiguous, either process may have sent it" in amb["reason"]
+    # ten seconds later only PID 901 sends: no ambiguity
+    assert (clear["pid"], clear["confidence"]) == (901, "high") and "ambiguous" not in clear["reason"]
+    assert [x["confidence"] for x in r.frames.head(8).to_dicts()] == ["high"] * 8
+
+
+def test_tcp_frame_before_the_next_owners_connect_stays_with_the_previous_owner():
+    """A 4-tuple closed by PID 100 and opened again by PID 200 much later: a FIN retransmitted 40 s before
+    PID 200's Connect (nearer to it than to PID 100's last event) used to go to PID 200, whose connection
+    did not exist yet. A frame that is not a SYN cannot belong to a connection that starts later."""
+    ev, fr, truth = _tcp_reuse()
+    inn = {"src": "203.0.113.10", "sport": 443, "dst": HOST, "dport": 49700, "protocol": "TCP"}
+    fr += [{**inn, "t": T0 + 25 * NS, "payload": 0, "flags": FIN | ACK},      # 23 s after PID 100's Disconnect
+           {**inn, "t": T0 - 40 * NS, "payload": 0, "flags": ACK}]            # 40 s before the first Connect
+    r = attribute(ev, frames(fr), offset_s=0.0)
+    assert r.frames["pid"].to_list()[:len(truth)] == truth
+    late, early = r.frames.row(len(truth), named=True), r.frames.row(len(truth) + 1, named=True)
+    assert (late["pid"], late["confidence"]) == (100, "medium")
+    assert "precedes that new connection, so it belongs to the previous one" in late["reason"]
+    assert (early["pid"], early["confidence"]) == (100, "low")
+    assert "belongs to an earlier connection whose owner the trace does not show" in early["reason"]
+
+
+def test_given_local_addresses_are_canonical_and_checked():
+    """--local 2001:DB8::10 (upper case) or 010.000.000.005 (tracerpt's zero-padded form) used to match no
+    frame and produce a note that the events use an address 'not given as local'; an address that is not
+    one was accepted silently, and one absent from the capture was not reported."""
+    from etwtools.errors import AttributionError
+
+    v6 = "2001:db8::10"
+    ev, fr = _udp_offset_anchor()
+    ev.append((T0 + 9 * NS, "Send", "UDP", 501, 30, v6, 7000, "2001:db8::99", 53))
+    fr.append({"t": T0 + 9 * NS, "src": v6, "sport": 7000, "dst": "2001:db8::99", "dport": 53, "payload": 30})
+    r = attribute(events(ev), frames(fr), local_addrs=["2001:DB8:0:0:0:0:0:10%12", "010.000.000.005"])
+    assert r.local_addrs == [v6, HOST]
+    assert not [n for n in r.notes if "not given as local" in n]
+    assert r.frames["direction"].to_list() == ["out"] * 9
+    r2 = attribute(events(ev), frames(fr), local_addrs=[HOST, v6, "192.0.2.1"])
+    assert "the given local address(es) 192.0.2.1 appear in no frame of the capture" in r2.notes
+    with pytest.raises(AttributionError, match="'host.example' is not an IPv4 or IPv6 address"):
+        attribute(events(ev), frames(fr), local_addrs=["host.example"])
+
+
+def test_frame_whose_only_events_have_pid_0_says_so():
+    """Events with PID 0 are left out (with a note); a frame whose 5-tuple only such events have used to
+    be told 'no TcpIp/UdpIp event has this 5-tuple', which is false. The reason and the chain of evidence
+    now say that the events exist but carry no usable PID."""
+    ev, fr = _udp_offset_anchor()
+    ev.append((T0 + 20 * NS, "Retransmit", "TCP", 0, 100, HOST, 7000, "10.0.0.77", 80))
+    fr.append({"t": T0 + 20 * NS, "protocol": "TCP", "src": HOST, "sport": 7000, "dst": "10.0.0.77", "dport": 80,
+               "payload": 100})
+    r = attribute(events(ev), frames(fr))
+    row = r.frames.row(8, named=True)
+    assert (row["pid"], row["confidence"]) == (None, "none")
+    assert row["reason"] == ("the trace's only events with this 5-tuple carry no usable PID (0 or -1), so no "
+                             "process can be named")
+    assert "1 network events carry no usable PID (0, -1 or none) and were not used" in r.notes
+    text = r.explain(9)
+    assert "1 event(s) with this 5-tuple carry no usable PID (0 or -1) and were left out:" in text
+    assert "Retransmit PID 0 size 100" in text

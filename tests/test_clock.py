@@ -150,3 +150,29 @@ def test_clock_drift_is_fitted_and_applied_per_frame():
     fixed = [dict(f, t=f["t"] - (f["t"] - T0 - HOUR) * ppm // (1_000_000 + ppm)) for f in fr_rows]
     r2 = attribute(events(ev_rows), frames(fixed))
     assert r2.drift_ppm == 0.0 and not [n for n in r2.notes if "drift" in n]
+
+
+def test_drift_support_counts_the_whole_line_and_is_not_called_ambiguous():
+    """Found by the break-attribution review: with drifting clocks the support reported was only the pairs
+    of the first 50 ms bin (37 of 400 at 150 ppm over two hours), and the next stretch of the same line
+    was reported as a competing offset ('the clock offset is ambiguous'). The line is now fitted on all
+    candidate pairs and its support is every pair it explains."""
+    from test_attribution import T0, events, frames
+
+    from etwtools.attribution import attribute
+
+    for ppm, n, step in ((150, 400, 18), (500, 600, 6), (-500, 600, 6)):
+        ev_rows, fr_rows = [], []
+        for i in range(n):
+            t = T0 + i * step * NS
+            ev_rows.append((t, "Send", "UDP", 600 + i % 3, 50 + i % 7, "10.0.0.5", 40000 + i % 50, "10.0.0.1", 53))
+            off = -7 * HOUR + 5_000_000 + (t - T0) * ppm // 1_000_000
+            fr_rows.append({"t": t + off, "src": "10.0.0.5", "sport": 40000 + i % 50, "dst": "10.0.0.1",
+                            "dport": 53, "payload": 50 + i % 7})
+        r = attribute(events(ev_rows), frames(fr_rows))
+        assert r.estimate.drift_ppm == pytest.approx(ppm, abs=0.5)
+        assert r.offset_support == n
+        assert r.estimate.runner_up == 0
+        assert not [x for x in r.notes if "ambiguous" in x]
+        assert r.frames["confidence"].to_list() == ["high"] * n
+        assert f"{n:,} matching frame/event pairs support it" in r.describe_offset()

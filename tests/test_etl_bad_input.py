@@ -270,3 +270,63 @@ def test_bad_buffer_header_with_no_usable_stride_scans_for_the_next_buffer(corpu
     f, batches = read(path)
     assert sum(len(b) for b in batches) == 8924 - per_buffer[BUF]
     assert f.stats.skipped_bytes == BUF and f.stats.skipped_records == per_buffer[BUF]
+
+
+@pytest.mark.parametrize("cut", [40 * BUF, 40 * BUF - 1, 0x1000])
+def test_file_cut_at_a_buffer_boundary_is_not_a_silent_loss(corpus, tmp_path, caplog, cut):
+    """Bug (break-readers): a file cut at a buffer boundary, or inside the unused tail of a buffer, lost
+    every later buffer without a warning. The logfile header's BuffersWritten (129 here) now tells."""
+    path = write(tmp_path, "cut.etl", (corpus / KN).read_bytes()[:cut])
+    f, _ = read(path)
+    found = -(-cut // BUF)
+    assert f.stats.buffers == found and f.stats.expected_buffers == 129
+    (line,) = f.stats.warnings()
+    assert f"holds {found} of the 129 buffers" in line and f"{129 - found} buffer(s)" in line
+    assert any(r.getMessage() == line for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_whole_and_concatenated_files_do_not_warn_of_missing_buffers(corpus, tmp_path):
+    """The BuffersWritten check warns only when buffers are missing, not when there are more."""
+    raw = (corpus / KN).read_bytes()
+    for path in (corpus / KN, write(tmp_path, "twice.etl", raw + raw)):
+        f, _ = read(path)
+        assert f.stats.warnings() == []
+
+
+def test_damaged_record_timestamps_are_warned_not_silently_wrapped(corpus, tmp_path, caplog):
+    """Bug (break-readers): a record timestamp of 2^63-1 wrapped the int64 nanoseconds (the event came out
+    in 1985), 0 or 2^64-1 put it days before the trace: all silently. Such records are kept and warned."""
+    raw = bytearray((corpus / KN).read_bytes())
+    with open_etl(corpus / KN) as f:
+        batch = next(f.batches())
+        idx = np.flatnonzero(batch.event_id == 10)[:3]
+        heads = [bytes(batch.data[int(batch.offset[i]):int(batch.offset[i]) + 0x50]) for i in idx]
+        start = f.clock.anchor_ns
+    for head, value in zip(heads, [2**63 - 1, 2**64 - 1, 0]):
+        p = raw.find(head)
+        struct.pack_into("<Q", raw, p + 0x10, value)          # EVENT_HEADER.TimeStamp
+    f, batches = read(write(tmp_path, "ts.etl", bytes(raw)))
+    assert sum(len(b) for b in batches) == 8924
+    assert f.stats.bad_time_records == 3
+    (line,) = f.stats.warnings()
+    assert "3 record(s) have a timestamp outside the trace" in line and "0x2000" in line
+    assert any(r.getMessage() == line for r in caplog.records if r.levelno == logging.WARNING)
+    times = np.concatenate([b.time for b in batches])
+    assert (times >= start - 60 * 10**9).sum() == 8924 - 3          # 2^63-1 wraps to 1985: kept, warned
+
+
+def test_intact_corpus_timestamps_are_inside_the_trace(corpus):
+    """No false alarm: every record of the intact corpus files is inside its header's span."""
+    for name in (KN, X64, "perfview/net.4.5.2.x86.etl", "misc/msbuild-PerfViewData.etl"):
+        f, _ = read(corpus / name)
+        assert f.stats.bad_time_records == 0, name
+
+
+def test_cut_circular_file_is_not_a_silent_loss(corpus, tmp_path):
+    """Bug (break-readers), circular variant: pywintrace-eventlog.etl is a circular file (LogFileMode 0x2,
+    1 MB = 8 buffers of 128 KB, 6 written, not wrapped); cut after 3 buffers it lost 13 records silently."""
+    path = write(tmp_path, "cut.etl", (corpus / "misc/pywintrace-eventlog.etl").read_bytes()[:0x60000])
+    f, batches = read(path)
+    assert sum(len(b) for b in batches) == 34 and f.header.expected_buffers == 6
+    (line,) = f.stats.warnings()
+    assert "holds 3 of the 6 buffers" in line

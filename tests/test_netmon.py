@@ -302,3 +302,36 @@ def test_truncated_record(workdir, caplog):
         df = read_netmon(path, utc_offset_minutes=0)
     assert df.height == 3
     assert "runs past the end of the file" in caplog.text
+
+
+# -- found by the break-attribution review ------------------------------------------------------------
+
+@pytest.mark.parametrize("year", [1601, 2500, 9999])
+def test_start_time_beyond_int64_ns_is_a_capture_error(workdir, year):
+    """A header start time the SYSTEMTIME allows but int64 ns cannot hold (before 1678, after 2262) used to
+    escape as an OverflowError (an internal error, exit 2)."""
+    path = _edit(workdir, f"year{year}.cap", lambda r: r.__setitem__(slice(8, 10), struct.pack("<H", year)))
+    with pytest.raises(CaptureError, match="outside the years 1678 to 2262") as e:
+        read_netmon(path, utc_offset_minutes=0)
+    assert e.value.offset == 8
+
+
+def test_time_offset_of_centuries_is_no_time(workdir, caplog):
+    """A record's TimeOffsetLocal so large that the frame's ns would wrap around (a damaged record) used
+    to give a silently wrong time; the frame is kept without a time and reported."""
+    def edit(raw):
+        t = _table_offset(raw)
+        for i, value in ((1, 1 << 62), (2, (1 << 64) - (1 << 61))):
+            rec = struct.unpack_from("<I", raw, t + 4 * i)[0]
+            struct.pack_into("<Q", raw, rec, value)
+        return raw
+    path = _edit(workdir, "centuries.cap", edit)
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        df = read_netmon(path, utc_offset_minutes=0)
+    times = df["time"].dt.epoch("ns").to_list()
+    assert times[1] is None and times[2] is None
+    assert times[0] == T0 // 1000 * 1000 and times[3] == (T0 + 3 * 1_500_000) // 1000 * 1000
+    assert df["src_port"].to_list() == [50000, 50001, 50002, 50003]
+    assert "2 frame(s) with a time offset of centuries" in caplog.text
+    _, packets = iter_packets(path, utc_offset_minutes=0)
+    assert [p.time_ns for p in packets] == times

@@ -296,3 +296,18 @@ def test_many_addresses_in_few_or_many_prefixes(spread):
     want = [f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}" for a in src.tolist()]
     assert df["src_addr"].to_list() == want
     assert set(df["dst_addr"]) == {"10.20.30.40"}
+
+
+def test_tcp_data_offset_below_five_is_bad_length():
+    """A TCP data offset of 0 to 4 words cannot hold the 20-byte header: the payload length used to be
+    taken as the IP payload minus that offset (too large, and unflagged); now it is unknown and flagged.
+    (Found by the break-attribution review.)"""
+    frames = []
+    for doff in (0, 2, 4, 5):
+        t = bytearray(tcp(b"x" * 20))
+        t[12] = doff << 4
+        frames.append(eth(ipv4(bytes(t))))
+    df = dissect([1, 2, 3, 4], frames, 1)
+    assert df["payload_len"].to_list() == [None, None, None, 20]
+    assert df["notes"].to_list() == ["bad-length", "bad-length", "bad-length", None]
+    assert df["src_port"].to_list() == [49152] * 4

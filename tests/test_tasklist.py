@@ -320,3 +320,66 @@ def test_two_localized_snapshots_without_warnings(tmp_path, caplog):
     assert caplog.records == []
     assert df["snapshot_index"].to_list() == [0] * 4 + [1] * 4
     assert df["pid"].to_list() == EXPECT_DEFAULT["pid"] * 2
+
+
+def test_csv_row_with_a_damaged_pid_is_warned_not_taken_for_a_header(tmp_path, caplog):
+    """BUILT. Bug (break-readers): a /fo csv row whose PID had non-digits was taken for a localized
+    header and dropped without a warning."""
+    header = '"Image Name","PID","Session Name","Session#","Mem Usage"'
+    rows = ['"{}","{}","{}","{}","{}"'.format(*r) for r in DEFAULT_ROWS]
+    lines = [header, rows[0], '"a.exe","21x6","Console","1","5 K"', *rows[1:]]
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        df = read_tasklist(write(tmp_path, "c.csv", lines))
+    check(df, EXPECT_DEFAULT)
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "row without a numeric PID; lines 3)" in msg
+
+
+@pytest.mark.parametrize("lines", [
+    ['"Image Name","PID","Session Name","Session#","Mem Usage"', '"a.exe","99999999999999999999999","C","1","5 K"'],
+    ['"Image Name","PID","Session Name","Session#","Mem Usage"', '"a.exe","\u00b2","C","1","5 K"'],
+    ["Image Name:   a.exe", "PID:          \u00b2", "Session Name: Console", "Session#:     1", "Mem Usage:    5 K"],
+])
+def test_out_of_range_or_unicode_pid_is_not_an_internal_error(tmp_path, lines):
+    """BUILT. Bug (break-readers): a PID that overflows int64 made polars raise, a superscript digit
+    ('\u00b2'.isdigit() is True) made int() raise; both are now rows without a numeric PID."""
+    rows = ['"{}","{}","{}","{}","{}"'.format(*r) for r in DEFAULT_ROWS] if lines[0].startswith('"') else []
+    path = write(tmp_path, "t.txt", lines + rows)
+    if rows:
+        assert read_tasklist(path)["pid"].to_list() == EXPECT_DEFAULT["pid"]
+    else:
+        with pytest.raises(TextFormatError, match="no tasklist rows"):
+            read_tasklist(path)
+
+
+def test_huge_session_and_memory_are_null_not_internal_error(tmp_path):
+    """BUILT. Bug (break-readers): a session number or memory size past int64 made polars raise."""
+    lines = ['"Image Name","PID","Session Name","Session#","Mem Usage"',
+             '"a.exe","7","C","\u00b2","99999999999999999999999 K"',
+             '"b.exe","8","C","99999999999999999999999","5 K"']
+    df = read_tasklist(write(tmp_path, "t.csv", lines))
+    check(df, {"pid": [7, 8], "session": [None, None], "mem_kb": [None, 5]})
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59+00:00", "9999-12-31T23:59:59-05:00",
+                                  "0001-01-01T00:00:00+05:00", "1900-01-01T00:00:00Z"])
+def test_snapshot_time_out_of_range_is_one_line_error(tmp_path, when):
+    """BUILT. Bug (break-readers): a snapshot line past 2262 or before year 1 + zone made polars or
+    datetime raise (an internal error); now a TextFormatError naming the line."""
+    path = write(tmp_path, "s.txt", [f"# snapshot {when}", "store.exe 2136 Console 0 1 K"])
+    with pytest.raises(TextFormatError, match="line 1: snapshot line: .* is not between 1970 and 2262"):
+        read_tasklist(path)
+    with pytest.raises(TextFormatError, match="not between 1970 and 2262"):
+        read_tasklist(write(tmp_path, "n.txt", ["store.exe 2136 Console 0 1 K"]),
+                      snapshot_time=datetime(9999, 1, 1))
+
+
+def test_misaligned_row_of_a_two_column_table_is_warned_not_internal_error(tmp_path, caplog):
+    """BUILT. Bug (break-readers, found by fuzzing): a table with an English header of two columns (Image
+    Name, PID) and a row off its columns raised IndexError in the token fallback (it assumed 3 columns)."""
+    lines = table([25, 8], ["Image Name", "PID"], [["svchost.exe", "868"]], lefts={0}) + ["foo.exe  12 bar baz"]
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        df = read_tasklist(write(tmp_path, "two.txt", lines))
+    check(df, {"pid": [868], "image": ["svchost.exe"]})
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "skipped 1 line" in msg and "lines 5)" in msg

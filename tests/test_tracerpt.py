@@ -391,3 +391,48 @@ def test_non_utf8_bytes_are_read(cases, tmp_path):
                      + b"\n")
     trace = read_tracerpt(path)
     assert trace.events.height == 4 and trace.skipped == {"Image": 1}
+
+
+def test_process_line_with_out_of_range_pid_or_clock_is_malformed_not_internal_error(tmp_path, caplog):
+    """BUILT. Bug (break-readers): a Process line whose PID does not fit int64 or whose End Clock-Time
+    is past year 2262 made polars raise (an internal error); now each is one malformed line."""
+    udp = old_line("UdpIp", "Send", FT, *CASE_USER[0])
+    lines = [OLD_HEADER,
+             old_line("Process", "DCStart", FT, "0x1", "99999999999999999999999", "0x4", "0", "0",
+                      "S-1-5-18", "a.exe"),
+             old_line("Process", "End", 2**64, "0x1", "0x868", "0x4", "0", "0", "S-1-5-18", "b.exe"),
+             old_line("Process", "DCStart", FT, "0x1", "0x858", "0x4", "0", "0", "S-1-5-18", "store.exe"),
+             udp]
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        t = read_tracerpt(write(tmp_path, "p.csv", lines))
+    assert t.processes["image"].to_list() == ["store.exe"]
+    assert t.skipped["malformed: Process line with a PID or session out of range"] == 1
+    assert t.skipped["malformed: Process line without a FILETIME Clock-Time"] == 1
+    assert t.events["process"].to_list() == ["store.exe"]
+
+
+def test_network_line_past_2262_negative_size_or_pid_is_malformed(tmp_path):
+    """BUILT. Bug (break-readers): a Clock-Time past year 2262 overflowed int64 nanoseconds and came out
+    as a wrong date (2185); a negative size or PID was accepted. Each is now a malformed line."""
+    lines = [OLD_HEADER,
+             old_line("UdpIp", "Send", 2**63 - 1, 2136, 8, "1.1.1.1", "2.2.2.2", 1, 6),
+             old_line("UdpIp", "Send", FT, 2136, -8, "1.1.1.1", "2.2.2.2", 1, 6),
+             old_line("UdpIp", "Send", FT, -5, 8, "1.1.1.1", "2.2.2.2", 1, 6),
+             old_line("UdpIp", "Send", FT, *CASE_USER[0])]
+    t = read_tracerpt(write(tmp_path, "n.csv", lines))
+    assert t.events["record"].to_list() == [5] and ns(t.events) == T0_NS
+    assert t.skipped["malformed: Clock-Time is not a FILETIME"] == 1
+    assert t.skipped["malformed: PID, size or port that is not a number"] == 2
+
+
+def test_process_line_with_a_lone_cr_is_malformed_not_internal_error(tmp_path, caplog):
+    """BUILT. Bug (break-readers, found by fuzzing): a lone CR inside a Process line (not a line end for
+    the CSV reader) made Python's csv module raise _csv.Error, an internal error."""
+    lines = [OLD_HEADER,
+             old_line("Process", "DCStart", FT, "0x1", "0x858", "0x4", "0", "0", "S-1-5-18", "\rtore.exe"),
+             old_line("UdpIp", "Send", FT, *CASE_USER[0])]
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        t = read_tracerpt(write(tmp_path, "cr.csv", lines))
+    assert t.events["pid"].to_list() == [2136] and t.processes.height == 0
+    assert t.skipped["malformed: Process line that cannot be split into CSV fields"] == 1
+    assert any("lines 2)" in r.getMessage() for r in caplog.records)

@@ -68,6 +68,14 @@ class Clock:
                    ((r * np.int64(1000) % f) * np.int64(1_000_000)) // f
         return np.int64(self.anchor_ns) + q * np.int64(NS_PER_S) + frac
 
+    def outside(self, raw: np.ndarray, lo_ns: int, hi_ns: int) -> np.ndarray:
+        """Which raw timestamps fall outside [lo_ns, hi_ns] (UTC ns), without the int64 wrap of :meth:`to_ns`."""
+        d = (np.asarray(raw).astype(np.uint64) - np.uint64(self.raw_anchor & _U64)).view(np.int64)
+        tps = self.ticks_per_second
+        lo = max(-(2**63), (lo_ns - self.anchor_ns) * tps // NS_PER_S)
+        hi = min(2**63 - 1, -((self.anchor_ns - hi_ns) * tps // NS_PER_S))
+        return (d < np.int64(lo)) | (d > np.int64(hi))
+
     def raw_to_ns(self, raw: int) -> int:
         """UTC ns of one raw timestamp (exact, Python ints)."""
         d = (int(raw) - self.raw_anchor + 2**63) % 2**64 - 2**63

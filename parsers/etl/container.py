@@ -30,7 +30,7 @@ from etwtools.diagnostics import warn
 from etwtools.errors import EtlError
 
 from . import guids as _guids
-from .clock import Clock
+from .clock import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Clock, filetime_to_ns
 from .compression import DecompressionError, decompress
 from .records import (
     COMPACT32,
@@ -73,6 +73,12 @@ Progress = Callable[[int, int], None]
 
 #: LogFileMode bit of files whose buffers (after the first) are compressed.
 LOGFILE_MODE_COMPRESSED = 0x04000000
+#: LogFileMode bit of circular files (BuffersWritten of one that wrapped around may count overwritten buffers).
+LOGFILE_MODE_CIRCULAR = 0x00000002
+#: Timestamps this far before the logfile header's start or after its end are damaged (ns); the corpus
+#: has none before the start and rundown records up to 2.5 s after the end.
+BEFORE_START_NS = 60 * 10**9
+AFTER_END_NS = 3600 * 10**9
 #: Largest decompressed buffer accepted (ETW buffers are at most 16 MB).
 MAX_BUFFER = 16 << 20
 
@@ -126,6 +132,16 @@ class LogfileHeader:
     os_version: tuple[int, int]
     os_build: int
     header_timestamp: int        # raw clock value of the header record (anchors start_time)
+    maximum_file_size_mb: int = 0
+
+    @property
+    def expected_buffers(self) -> int:
+        """Buffers the file should hold per BuffersWritten; 0 when that count does not tell (a circular
+        file that wrapped around)."""
+        if self.log_file_mode & LOGFILE_MODE_CIRCULAR:
+            capacity = (self.maximum_file_size_mb << 20) // self.buffer_size if self.buffer_size else 0
+            return self.buffers_written if self.buffers_written <= capacity else 0
+        return self.buffers_written
 
     @property
     def compressed(self) -> bool:
@@ -153,11 +169,19 @@ class EtlStats:
     header_buffers_lost: int = 0
     trailing_bytes: int = 0           # bytes of the last, incomplete buffer (a cut file)
     uncounted_buffers: int = 0        # skipped compressed buffers whose records cannot be counted
+    expected_buffers: int = 0         # BuffersWritten of the logfile header (0: not a usable count)
+    bad_time_records: int = 0         # records whose timestamp is outside the trace's span (kept)
+    bad_time_offsets: list[int] = field(default_factory=list)
+    span: str = ""                    # the span, as text, for the warning
     _damaged: set = field(default_factory=set, repr=False)
 
     def warnings(self) -> list[str]:
         """One line per problem, naming the file (empty when nothing was skipped or lost)."""
         out = []
+        found = self.buffers + self.skipped_buffers
+        missing = self.expected_buffers - found if self.expected_buffers > found else 0
+        gone = (f"the file holds {found} of the {self.expected_buffers} buffers its logfile header says were "
+                f"written: {missing} buffer(s) and their records are missing (the file is cut)")
         if self.damaged_buffers:
             offs = ", ".join(f"{o:#x}" for o in self.damage_offsets[:5])
             more = f" and {len(self.damage_offsets) - 5} more" if len(self.damage_offsets) > 5 else ""
@@ -167,7 +191,15 @@ class EtlStats:
                        "buffer(s)" if self.uncounted_buffers else "")
             out.append(f"{self.path}: skipped {self.skipped_bytes} bytes and {self.skipped_records} "
                        f"record(s){unknown} in {self.damaged_buffers} damaged buffer(s){whole} "
-                       f"(offsets {offs}{more}): {reasons}")
+                       f"(offsets {offs}{more}): {reasons}" + (f"; {gone}" if missing else ""))
+        elif missing:
+            out.append(f"{self.path}: {gone}")
+        if self.bad_time_records:
+            offs = ", ".join(f"{o:#x}" for o in self.bad_time_offsets[:5])
+            out.append(f"{self.path}: {self.bad_time_records} record(s) have a timestamp outside the trace "
+                       f"({self.span}), so their times are wrong: damaged records, or another trace appended to this "
+                       f"one (buffers at offsets {offs}"
+                       f"{', ...' if len(self.bad_time_offsets) >= 5 else ''})")
         if self.events_lost_flag_buffers or self.header_events_lost:
             out.append(f"{self.path}: the logger lost events: {self.header_events_lost} per the logfile "
                        f"header, {self.events_lost_flag_buffers} buffer(s) flagged EVENTS_LOST")
@@ -428,7 +460,8 @@ class EtlFile:
             buffer_size=lf.buffer_size, log_file_mode=lf.log_file_mode,
             timezone_bias_minutes=lf.timezone.bias, logger_name=logger_name,
             logfile_name=logfile_name, os_version=(lf.version & 0xFF, (lf.version >> 8) & 0xFF),
-            os_build=lf.provider_version, header_timestamp=sh.timestamp)
+            os_build=lf.provider_version, header_timestamp=sh.timestamp,
+            maximum_file_size_mb=lf.maximum_file_size)
 
     # -- buffers
     def _buffers(self) -> Iterator[tuple[int, bytes | memoryview, int]]:
@@ -545,7 +578,8 @@ class EtlFile:
         if self._mm is None:
             raise ValueError("I/O operation on a closed EtlFile")
         self.stats = st = EtlStats(path=self.path, header_events_lost=self.header.events_lost,
-                                   header_buffers_lost=self.header.buffers_lost)
+                                   header_buffers_lost=self.header.buffers_lost,
+                                   expected_buffers=self.header.expected_buffers)
         record_base = chunks = 0
         parts: list = []
         seg_files: list[int] = []
@@ -651,16 +685,38 @@ class EtlFile:
             provider[guided] = self._provider_index(w[guided, 3], w[guided, 4])
         time = self.clock.to_ns(raw)
         msg = htype == MESSAGE
+        seg = np.searchsorted(starts, offs, side="right") - 1
+        self._check_times(raw, ~msg, seg_files[seg])
         if msg.any():  # WPP messages carry no fixed timestamp: use the previous record's time
             idx = np.maximum.accumulate(np.where(~msg, np.arange(n), -1))
             time = np.where(idx >= 0, time[np.maximum(idx, 0)], np.int64(self.clock.anchor_ns))
-        seg = np.searchsorted(starts, offs, side="right") - 1
         return RecordBatch(
             data=data, record=np.arange(record_base, record_base + n, dtype=np.int64), offset=offs,
             file_offset=seg_files[seg], htype=htype, pointer_size=_PTR[htype], provider=provider,
             group=group, opcode=opcode, version=version, event_id=event_id, level=level, keyword=keyword,
             pid=pid, tid=tid, time=time, payload_offset=offs + hdrs, payload_size=sizes - hdrs,
             guids=self.guids)
+
+    def _span(self) -> tuple[int, int, str]:
+        """[lo, hi] UTC ns a record's time may take: the header's start to its end (when usable), with slack."""
+        h, start = self.header, self.clock.anchor_ns
+        end = filetime_to_ns(h.end_time) if FILETIME_UNIX_EPOCH <= h.end_time <= FILETIME_MAX_NS else None
+        hi_max = filetime_to_ns(FILETIME_MAX_NS)
+        if end is None or end < start:
+            return start - BEFORE_START_NS, hi_max, "before its start, or past year 2262"
+        return start - BEFORE_START_NS, min(end + AFTER_END_NS, hi_max), \
+            "more than a minute before its start or an hour after its end"
+
+    def _check_times(self, raw: np.ndarray, timed: np.ndarray, file_offsets: np.ndarray) -> None:
+        lo, hi, text = self._span()
+        bad = timed & self.clock.outside(raw, lo, hi)
+        if bad.any():
+            st = self.stats
+            st.span = text
+            for o in np.unique(file_offsets[bad])[:5]:
+                if len(st.bad_time_offsets) < 5 and int(o) not in st.bad_time_offsets:
+                    st.bad_time_offsets.append(int(o))
+            st.bad_time_records += int(bad.sum())
 
     def _provider_index(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Index into ``self.guids`` of each GUID (lo, hi u64 halves); new GUIDs are added in file order."""
