@@ -380,14 +380,18 @@ def _match_udp_exact(of: pl.DataFrame, net: pl.DataFrame, tol: int) -> pl.DataFr
 
 
 def _other_pid_neighbours(ev: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """For every event (``eid``): the nearest earlier (``po_t``, ``po_pid``) and later (``no_t``,
-    ``no_pid``) event with the same ``keys`` but another PID: the ends of the neighbouring runs of
-    same-PID events."""
-    e = (ev.select(keys + ["eid", "t", "pid"]).sort(keys + ["t"])
-         .with_columns((pl.col("pid") != pl.col("pid").shift(1)).fill_null(True).over(keys).alias("_chg"))
-         .with_columns(pl.col("_chg").cast(pl.Int64).cum_sum().over(keys).alias("_run")))
-    runs = e.group_by(keys + ["_run"]).agg(pl.col("t").min().alias("_t0"), pl.col("t").max().alias("_t1"),
-                                           pl.col("pid").first().alias("_pid"))
+    """For every event (``eid``) of a ``keys`` group used by several PIDs: the nearest earlier (``po_t``,
+    ``po_pid``) and later (``no_t``, ``no_pid``) event of the group with another PID, i.e. the ends of the
+    neighbouring runs of same-PID events."""
+    shared = ev.group_by(keys).agg(pl.col("pid").n_unique().alias("_n")).filter(pl.col("_n") > 1)
+    e = ev.join(shared.select(keys), on=keys, how="semi", nulls_equal=True).select(keys + ["eid", "t", "pid"])
+    if not e.height:
+        return pl.DataFrame(schema={"eid": pl.Int64, "po_t": pl.Int64, "po_pid": pl.Int64, "no_t": pl.Int64,
+                                    "no_pid": pl.Int64})
+    new_run = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in keys + ["pid"]])
+    e = e.sort(keys + ["t"]).with_columns(new_run.fill_null(True).cast(pl.Int64).cum_sum().alias("_run"))
+    runs = e.group_by("_run").agg(*[pl.col(k).first() for k in keys], pl.col("t").min().alias("_t0"),
+                                  pl.col("t").max().alias("_t1"), pl.col("pid").first().alias("_pid"))
     prev = runs.select(keys + [(pl.col("_run") + 1).alias("_run"), pl.col("_t1").alias("po_t"),
                                pl.col("_pid").alias("po_pid")])
     nxt = runs.select(keys + [(pl.col("_run") - 1).alias("_run"), pl.col("_t0").alias("no_t"),

@@ -220,9 +220,11 @@ def estimate(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str],
     runner = scored[1][0] if len(scored) > 1 else 0
     est = OffsetEstimate(offset_ns=offset, support=support, candidates=pairs.height, runner_up=runner,
                          spread_ns=spread)
-    # m2 holds only the pairs within a bin of the constant offset: a drifting line needs all candidates
-    both = pl.concat([m2, pairs.select(m2.columns)]).unique(["fid", "eid"]) if "t_f" in pairs.columns else m2
-    return _fit_drift(both, est), pairs
+    fitted = _fit_drift(m2, est)
+    if fitted is not None and fitted.drift_ppm and "t_f" in pairs.columns:
+        # m2 holds only the pairs within a bin of the constant offset: the line's support is in all of them
+        fitted = _fit_drift(pl.concat([m2, pairs.select(m2.columns)]).unique(["fid", "eid"]), est)
+    return fitted, pairs
 
 
 def _line_inliers(pairs: pl.DataFrame, a: float, b: float, ref: int, half: int) -> pl.DataFrame:
