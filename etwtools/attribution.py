@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from . import clock
@@ -81,9 +82,9 @@ def _fmt_time(ns: int | None) -> str:
 def _ms(expr: pl.Expr) -> pl.Expr:
     """Text of a ns duration in ms (three decimals), or in s from 1 s on."""
     v = expr.cast(pl.Float64)
-    return (pl.when(v.abs() >= NS)
-            .then(pl.format("{} s", (v / NS).round(3).cast(pl.Utf8)))
-            .otherwise(pl.format("{} ms", (v / 1e6).round(3).cast(pl.Utf8))))
+    big = v.abs() >= NS
+    return pl.format("{} {}", pl.when(big).then(v / NS).otherwise(v / 1e6).round(3).cast(pl.Utf8),
+                     pl.when(big).then(pl.lit("s")).otherwise(pl.lit("ms")))
 
 
 def _ev_text() -> pl.Expr:
@@ -307,9 +308,10 @@ def _fragments(fr: pl.DataFrame) -> pl.DataFrame:
 
 def _orient(fr: pl.DataFrame) -> pl.DataFrame:
     """One row per frame and possible orientation (two when the direction is unknown)."""
-    base = fr.filter(pl.col("protocol").is_in(["TCP", "UDP"]) & pl.col("src_addr").is_not_null()
-                     & pl.col("src_port").is_not_null())
     cols = ["fid", "t", "protocol", "payload_len", "size", "tcp_flags", "fragment"]
+    base = (fr.select(cols + ["src_addr", "src_port", "dst_addr", "dst_port", "dir"])
+            .filter(pl.col("protocol").is_in(["TCP", "UDP"]) & pl.col("src_addr").is_not_null()
+                    & pl.col("src_port").is_not_null()))
     out = base.filter(pl.col("dir") != "in").select(
         cols + [pl.col("src_addr").alias("l_addr"), pl.col("src_port").cast(pl.Int32).alias("l_port"),
                 pl.col("dst_addr").alias("r_addr"), pl.col("dst_port").cast(pl.Int32).alias("r_port"),
@@ -322,14 +324,29 @@ def _orient(fr: pl.DataFrame) -> pl.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------
-# matchers: each returns rows fid, odir, rank, e_eid, method, dist, reason
+# matchers: each returns candidate rows fid, odir, rank, e_eid, method, dist and the numbers its reason is
+# written from (x1..x4, flags; see :func:`_reasons`): the text is written only for the candidate chosen
 
 _CAND = {"fid": pl.Int64, "odir": pl.Utf8, "rank": pl.Int8, "e_eid": pl.Int64, "method": pl.Utf8,
-         "dist": pl.Int64, "reason": pl.Utf8}
+         "dist": pl.Int64, "x1": pl.Int64, "x2": pl.Int64, "x3": pl.Int64, "x4": pl.Int64, "flags": pl.Int8}
+#: flags bits: udp-5tuple-size: ambiguous; owner matches: same, both, syn, before_start
+_AMBIGUOUS, _SAME, _BOTH, _SYN_BIT, _BEFORE_START = 1, 1, 2, 4, 8
 
 
 def _empty_cand() -> pl.DataFrame:
     return pl.DataFrame(schema=_CAND)
+
+
+def _cand(m: pl.DataFrame, rank: pl.Expr, method: str, dist: pl.Expr, x1: pl.Expr | None = None,
+          x2: pl.Expr | None = None, x3: pl.Expr | None = None, x4: pl.Expr | None = None,
+          flags: pl.Expr | None = None) -> pl.DataFrame:
+    """Candidate rows in the :data:`_CAND` layout."""
+    none = pl.lit(None, pl.Int64)
+    return m.select("fid", "odir", rank.cast(pl.Int8).alias("rank"), pl.col("e_eid").cast(pl.Int64),
+                    pl.lit(method).alias("method"), dist.cast(pl.Int64).alias("dist"),
+                    *[(x if x is not None else none).cast(pl.Int64).alias(f"x{i}")
+                      for i, x in enumerate([x1, x2, x3, x4], 1)],
+                    (flags if flags is not None else pl.lit(0)).cast(pl.Int8).alias("flags"))
 
 
 def _asof(left: pl.DataFrame, right: pl.DataFrame, keys: list[str], strategy: str, tolerance: int,
@@ -337,7 +354,7 @@ def _asof(left: pl.DataFrame, right: pl.DataFrame, keys: list[str], strategy: st
     """join_asof of left (column tt) to right events (column t) by keys; right columns prefixed."""
     r = right.select(keys + [pl.col("t").alias(f"{prefix}t"), pl.col("t").alias(f"{prefix}t_on"),
                              pl.col("eid").alias(f"{prefix}eid"), pl.col("pid").alias(f"{prefix}pid"),
-                             pl.col("event").alias(f"{prefix}event"), pl.col("kind").alias(f"{prefix}kind")]
+                             pl.col("kind").alias(f"{prefix}kind")]
                      ).sort(f"{prefix}t_on")
     left = left.sort("tt")
     return left.join_asof(r, left_on="tt", right_on=f"{prefix}t_on", by=keys, strategy=strategy,
@@ -346,8 +363,9 @@ def _asof(left: pl.DataFrame, right: pl.DataFrame, keys: list[str], strategy: st
 
 def _match_udp_exact(of: pl.DataFrame, net: pl.DataFrame, tol: int) -> pl.DataFrame:
     keys = [KID, "odir", "size"]
-    left = of.filter((pl.col("protocol") == "UDP") & (pl.col("fragment").fill_null("none") != "later")
-                     & pl.col(KID).is_not_null())
+    left = (of.select("fid", "tt", *keys, "protocol", "fragment")
+            .filter((pl.col("protocol") == "UDP") & (pl.col("fragment").fill_null("none") != "later")
+                    & pl.col(KID).is_not_null()).select("fid", "tt", *keys))
     right = net.filter((pl.col("protocol") == "UDP") & pl.col("odir").is_not_null())
     if not left.height or not right.height:
         return _empty_cand()
@@ -361,22 +379,9 @@ def _match_udp_exact(of: pl.DataFrame, net: pl.DataFrame, tol: int) -> pl.DataFr
                        pl.when(use_next).then(pl.col("no_t")).otherwise(pl.col("po_t")).alias("o_t"),
                        pl.when(use_next).then(d_no).otherwise(d_po).alias("o_dist"))
     ambiguous = pl.col("o_dist").is_not_null() & (pl.col("o_dist") <= tol)
-    return m.select(
-        "fid", "odir", pl.when(ambiguous).then(2).otherwise(3).cast(pl.Int8).alias("rank"), "e_eid",
-        pl.lit("udp-5tuple-size").alias("method"),
-        (pl.col("tt") - pl.col("e_t")).abs().alias("dist"),
-        pl.concat_str([
-            pl.format("UDP {} event of PID {} has the same 5-tuple and size ({} bytes), {} from the frame "
-                      "after the clock offset", pl.col("e_event"), pl.col("e_pid").cast(pl.Utf8),
-                      pl.col("size").cast(pl.Utf8), _ms(pl.col("tt") - pl.col("e_t"))),
-            pl.when(ambiguous).then(pl.format(
-                "; but an event of PID {} with the same 5-tuple and size is {} from it too: ambiguous, {}",
-                pl.col("o_pid").cast(pl.Utf8), _ms(pl.col("tt") - pl.col("o_t")),
-                pl.when(pl.col("odir") == "out").then(pl.lit("either process may have sent it"))
-                .otherwise(pl.lit("either or both processes may have received it (a multicast or broadcast "
-                                  "datagram reaches every socket bound to its port)"))))
-            .otherwise(pl.lit("")),
-        ]).alias("reason"))
+    return _cand(m, pl.when(ambiguous).then(2).otherwise(3), "udp-5tuple-size",
+                 (pl.col("tt") - pl.col("e_t")).abs(), x1=pl.col("o_pid"), x2=pl.col("tt") - pl.col("o_t"),
+                 x3=pl.col("tt") - pl.col("e_t"), flags=pl.when(ambiguous).then(_AMBIGUOUS).otherwise(0))
 
 
 def _other_pid_neighbours(ev: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -403,7 +408,9 @@ def _other_pid_neighbours(ev: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 
 def _match_owner(of: pl.DataFrame, net: pl.DataFrame, proto: str, tol: int) -> pl.DataFrame:
     """Owner of the frame's 4-tuple (TCP) / 5-tuple (UDP) at its time, from the events around it."""
-    left = of.filter((pl.col("protocol") == proto) & pl.col(KID).is_not_null())
+    left = (of.select("fid", "odir", "tt", KID, "tcp_flags", "protocol")
+            .filter((pl.col("protocol") == proto) & pl.col(KID).is_not_null())
+            .select("fid", "odir", "tt", KID, "tcp_flags"))
     kinds = _TCP_OWNER_EVENTS if proto == "TCP" else ["send", "recv"]
     right = net.filter((pl.col("protocol") == proto) & pl.col("kind").is_in(kinds))
     if not left.height or not right.height:
@@ -428,8 +435,6 @@ def _match_owner(of: pl.DataFrame, net: pl.DataFrame, proto: str, tol: int) -> p
                  | (same & (dn < dp)))
     m = m.with_columns(
         pl.when(take_next).then(pl.col("n_eid")).otherwise(pl.col("p_eid")).alias("e_eid"),
-        pl.when(take_next).then(pl.col("n_pid")).otherwise(pl.col("p_pid")).alias("e_pid"),
-        pl.when(take_next).then(pl.col("n_event")).otherwise(pl.col("p_event")).alias("e_event"),
         pl.when(take_next).then(dn).otherwise(dp).alias("dist"),
         same.alias("same"), both.alias("both"), syn.alias("syn"), before_start.alias("before_start"),
     )
@@ -438,85 +443,204 @@ def _match_owner(of: pl.DataFrame, net: pl.DataFrame, proto: str, tol: int) -> p
     if proto == "TCP":
         rank = (pl.when(pl.col("p_eid").is_null() & pl.col("before_start")).then(1)
                 .when(pl.col("same") | near).then(3).when(medium).then(2).otherwise(1))
-        tuple_txt = "4-tuple"
     else:
         rank = pl.when(pl.col("same") | medium).then(2).otherwise(1)
-        tuple_txt = "5-tuple"
-    ctx = (pl.when(pl.col("same"))
-           .then(pl.format("the frame lies between two events of PID {} on this {} ({} before, {} after), "
-                           "so the connection is the same", pl.col("e_pid").cast(pl.Utf8), pl.lit(tuple_txt),
-                           _ms(dp), _ms(dn)))
-           .when(pl.col("before_start") & pl.col("both") & ~pl.col("same"))
-           .then(pl.format("the {} changed owner around this time (PID {} until {} before, PID {} from its "
-                           "{} event {} after); this frame is not a SYN and precedes that new connection, so "
-                           "it belongs to the previous one", pl.lit(tuple_txt), pl.col("p_pid").cast(pl.Utf8),
-                           _ms(dp), pl.col("n_pid").cast(pl.Utf8), pl.col("n_event"), _ms(dn)))
-           .when(pl.col("before_start") & pl.col("p_eid").is_null())
-           .then(pl.format("no event of this {} precedes the frame; the first one, a {} {} later, starts a "
-                           "new connection, and this frame is not a SYN: it belongs to an earlier connection "
-                           "whose owner the trace does not show", pl.lit(tuple_txt), pl.col("n_event"),
-                           _ms(dn)))
-           .when(pl.col("both") & pl.col("syn") & pl.lit(proto == "TCP"))
-           .then(pl.format("the {} changed owner around this time (PID {} before, PID {} after) and this SYN "
-                           "opens the new connection", pl.lit(tuple_txt), pl.col("p_pid").cast(pl.Utf8),
-                           pl.col("n_pid").cast(pl.Utf8)))
-           .when(pl.col("both"))
-           .then(pl.format("the {} changed owner around this time (PID {} until {} before, PID {} from {} "
-                           "after); the nearer event decides", pl.lit(tuple_txt), pl.col("p_pid").cast(pl.Utf8),
-                           _ms(dp), pl.col("n_pid").cast(pl.Utf8), _ms(dn)))
-           .when(pl.col("p_eid").is_null())
-           .then(pl.format("no event of this {} precedes the frame; the first one follows {} later",
-                           pl.lit(tuple_txt), _ms(dn)))
-           .otherwise(pl.format("no event of this {} follows the frame; the last one was {} earlier",
-                                pl.lit(tuple_txt), _ms(dp))))
-    if proto == "TCP":
-        lead = (pl.when(pl.col("p_eid").is_null() & pl.col("before_start"))
-                .then(pl.format("a guess: PID {} uses this TCP 4-tuple next ({} event, {} away), but ",
-                                pl.col("e_pid").cast(pl.Utf8), pl.col("e_event"), _ms(pl.col("dist"))))
-                .otherwise(pl.format("TCP connection owned by PID {} ({} event nearest, {} away): ",
-                                     pl.col("e_pid").cast(pl.Utf8), pl.col("e_event"), _ms(pl.col("dist")))))
-        method = "tcp-connection"
-    else:
-        lead = pl.format("UDP 5-tuple used by PID {} ({} event nearest, {} away) but no event with this size "
-                         "({} bytes) within the tolerance: ", pl.col("e_pid").cast(pl.Utf8), pl.col("e_event"),
-                         _ms(pl.col("dist")), pl.col("payload_len").cast(pl.Utf8))
-        method = "udp-5tuple"
-    return m.select("fid", "odir", rank.cast(pl.Int8).alias("rank"), "e_eid", pl.lit(method).alias("method"),
-                    "dist", pl.concat_str([lead, ctx]).alias("reason"))
+    flags = (pl.col("same").cast(pl.Int8) * _SAME + pl.col("both").cast(pl.Int8) * _BOTH
+             + pl.col("syn").cast(pl.Int8) * _SYN_BIT + pl.col("before_start").cast(pl.Int8) * _BEFORE_START)
+    return _cand(m, rank, "tcp-connection" if proto == "TCP" else "udp-5tuple", pl.col("dist"),
+                 x1=pl.col("p_eid"), x2=pl.col("n_eid"), x3=dp, x4=dn, flags=flags)
 
 
 def _match_weak(of: pl.DataFrame, net: pl.DataFrame, keys: list[str], method: str) -> pl.DataFrame:
     right = net.filter(pl.col("protocol").is_in(["TCP", "UDP"]))
     if not of.height or not right.height:
         return _empty_cand()
-    r = right.select(keys + [pl.col("t").alias("e_t"), pl.col("t").alias("_on"), pl.col("eid").alias("e_eid"),
-                             pl.col("pid").alias("e_pid"), pl.col("event").alias("e_event"),
-                             pl.col("protocol").alias("e_proto"),
-                             pl.format("{}:{} - {}:{}", "l_addr", "l_port", "r_addr", "r_port").alias("e_tuple")]
+    r = right.select(keys + [pl.col("t").alias("e_t"), pl.col("t").alias("_on"), pl.col("eid").alias("e_eid")]
                      ).sort("_on")
-    m = of.sort("tt").join_asof(r, left_on="tt", right_on="_on", by=keys, strategy="nearest",
-                                tolerance=LOW_HORIZON_NS, check_sortedness=False)
+    m = of.select("fid", "odir", "tt", *keys).sort("tt").join_asof(
+        r, left_on="tt", right_on="_on", by=keys, strategy="nearest", tolerance=LOW_HORIZON_NS,
+        check_sortedness=False)
     m = m.filter(pl.col("e_eid").is_not_null())
-    if method == "local-port":
-        why = pl.format("only the local port matches: {} port {} was used by PID {} ({} {} event, {} away); "
-                        "the addresses or the remote port differ, so this is a guess", pl.col("protocol"),
-                        pl.col("l_port").cast(pl.Utf8), pl.col("e_pid").cast(pl.Utf8), pl.col("e_tuple"),
-                        pl.col("e_event"), _ms((pl.col("tt") - pl.col("e_t")).abs()))
-    else:
-        why = pl.format("only the addresses match: PID {} exchanged {} traffic between {} and {} ({} {} event, "
-                        "{} away); the ports differ, so this is a guess", pl.col("e_pid").cast(pl.Utf8),
-                        pl.col("e_proto"), pl.col("l_addr"), pl.col("r_addr"), pl.col("e_tuple"), pl.col("e_event"),
-                        _ms((pl.col("tt") - pl.col("e_t")).abs()))
-    return m.select("fid", "odir", pl.lit(1, pl.Int8).alias("rank"), "e_eid", pl.lit(method).alias("method"),
-                    (pl.col("tt") - pl.col("e_t")).abs().alias("dist"), why.alias("reason"))
+    return _cand(m, pl.lit(1), method, (pl.col("tt") - pl.col("e_t")).abs())
+
+
+# ---------------------------------------------------------------------------------------------------
+# reasons: written only for the rows that need one, one branch at a time
+
+_Branch = tuple[pl.Expr, pl.Expr]
+
+
+def _render(df: pl.DataFrame, parts: list[tuple[list[_Branch], pl.Expr]], keep: list[str],
+            name: str = "reason") -> list[pl.DataFrame]:
+    """``keep`` and the concatenation of ``parts`` for every row of ``df``, as frames in no particular row
+    order; each part is ``([(when, text), ...], otherwise)``: the text of its first true condition, as
+    ``pl.when(...).then(...)...otherwise(...)`` would give, but each text is computed only for the rows
+    that take it, a slice at a time."""
+    if not df.height:
+        return []
+    codes = []
+    for i, (branches, _) in enumerate(parts):
+        code = pl.lit(len(branches))
+        for k in range(len(branches) - 1, -1, -1):
+            code = pl.when(branches[k][0]).then(pl.lit(k)).otherwise(code)
+        codes.append(code.cast(pl.Int8).alias(f"_b{i}"))
+    names = [f"_b{i}" for i in range(len(parts))]
+    runs = (df.select(codes).with_row_index("_i")
+            .group_by(names, maintain_order=True).agg(pl.col("_i")))
+    pieces = []
+    for k in range(runs.height):
+        combo = [runs[n][k] for n in names]
+        texts = [(parts[i][0][c][1] if c < len(parts[i][0]) else parts[i][1]) for i, c in enumerate(combo)]
+        text = (texts[0] if len(texts) == 1 else pl.concat_str(texts)).cast(pl.Utf8).alias(name)
+        rows: pl.Series = runs["_i"][k]
+        whole = len(rows) == df.height
+        for off in range(0, len(rows), _SLICE):
+            sub = df.slice(off, _SLICE) if whole else df[rows.slice(off, _SLICE)]
+            pieces.append(sub.select(*keep, text))
+    return pieces
+
+
+#: rows whose reasons are written at once (bounds the intermediate text columns)
+_SLICE = 200_000
+
+
+class _Lookup:
+    """Row positions of integer keys in a column of distinct non-negative integers (eid, fid)."""
+
+    def __init__(self, index: pl.Series) -> None:
+        idx = index.cast(pl.Int64).to_numpy()
+        self.lut = np.full(int(idx.max()) + 1 if len(idx) else 0, -1, np.int64)
+        self.lut[idx] = np.arange(len(idx), dtype=np.int64)
+
+    def positions(self, keys: pl.Series) -> pl.Series:
+        """The row of every key; null for a null key or one not in the column."""
+        k = keys.cast(pl.Int64).fill_null(-1).to_numpy()
+        ok = (k >= 0) & (k < len(self.lut))
+        pos = np.where(ok, self.lut[np.where(ok, k, 0)] if len(self.lut) else -1, -1)
+        return pl.Series("pos", pos, pl.Int64).set(pl.Series(pos < 0), None)
+
+
+def _reasons(best: pl.DataFrame, of: pl.DataFrame, net: pl.DataFrame) -> pl.DataFrame:
+    """The chosen candidates (:data:`_CAND`) as fid, odir, rank, e_eid, method, dist, reason."""
+    cols = ["fid", "odir", "rank", "e_eid", "method", "dist"]
+    if not best.height:
+        return best.select(cols).with_columns(pl.lit(None, pl.Utf8).alias("reason"))
+    # lookups by row position (cheaper than joins): events by eid, oriented frames by (fid, odir)
+    by_eid = _Lookup(net["eid"])
+    of_key = pl.col("fid") * 2 + (pl.col("odir") == "in").cast(pl.Int64)
+    by_fo = _Lookup(of.select(of_key).to_series())
+
+    def ev_cols(b: pl.DataFrame, key: str, cols: dict[str, str]) -> pl.DataFrame:
+        pos = by_eid.positions(b[key])
+        return b.with_columns([net[c].gather(pos).alias(name) for name, c in cols.items()])
+
+    def part(cond: pl.Expr, of_cols: list[str]) -> pl.DataFrame:
+        """The chosen rows of one method, with the frame's columns (``of_cols``) and the event's."""
+        b = best.filter(cond)
+        if not b.height:
+            return b
+        if of_cols:
+            pos = by_fo.positions(b.select(of_key).to_series())
+            b = b.with_columns([of[c].gather(pos) for c in of_cols])
+        return ev_cols(b, "e_eid", {"e_pid": "pid", "e_event": "event", "e_t": "t"})
+
+    pieces: list[pl.DataFrame] = []
+    method = pl.col("method")
+
+    def flag(bit: int) -> pl.Expr:
+        return (pl.col("flags") & bit) != 0
+
+    exact = part(method == "udp-5tuple-size", ["size"])
+    if exact.height:
+        ambiguous = flag(_AMBIGUOUS)
+        pieces += _render(exact, keep=cols, parts=[
+            ([], pl.format("UDP {} event of PID {} has the same 5-tuple and size ({} bytes), {} from the frame "
+                           "after the clock offset", pl.col("e_event"), pl.col("e_pid").cast(pl.Utf8),
+                           pl.col("size").cast(pl.Utf8), _ms(pl.col("x3")))),
+            ([(ambiguous, pl.format(
+                "; but an event of PID {} with the same 5-tuple and size is {} from it too: ambiguous, {}",
+                pl.col("x1").cast(pl.Utf8), _ms(pl.col("x2")),
+                pl.when(pl.col("odir") == "out").then(pl.lit("either process may have sent it"))
+                .otherwise(pl.lit("either or both processes may have received it (a multicast or broadcast "
+                                  "datagram reaches every socket bound to its port)"))))], pl.lit("")),
+        ])
+
+    for proto, name in (("TCP", "tcp-connection"), ("UDP", "udp-5tuple")):
+        own = part(method == name, ["payload_len"] if proto == "UDP" else [])
+        if not own.height:
+            continue
+        own = ev_cols(ev_cols(own, "x1", {"p_pid": "pid"}), "x2", {"n_pid": "pid", "n_event": "event"})
+        tuple_txt = "4-tuple" if proto == "TCP" else "5-tuple"
+        dp, dn = pl.col("x3"), pl.col("x4")
+        same, both, syn, before_start = flag(_SAME), flag(_BOTH), flag(_SYN_BIT), flag(_BEFORE_START)
+        no_prev = pl.col("x1").is_null()
+        ctx = ([
+            (same, pl.format("the frame lies between two events of PID {} on this {} ({} before, {} after), "
+                             "so the connection is the same", pl.col("e_pid").cast(pl.Utf8), pl.lit(tuple_txt),
+                             _ms(dp), _ms(dn))),
+            (before_start & both & ~same,
+             pl.format("the {} changed owner around this time (PID {} until {} before, PID {} from its "
+                       "{} event {} after); this frame is not a SYN and precedes that new connection, so "
+                       "it belongs to the previous one", pl.lit(tuple_txt), pl.col("p_pid").cast(pl.Utf8),
+                       _ms(dp), pl.col("n_pid").cast(pl.Utf8), pl.col("n_event"), _ms(dn))),
+            (before_start & no_prev,
+             pl.format("no event of this {} precedes the frame; the first one, a {} {} later, starts a "
+                       "new connection, and this frame is not a SYN: it belongs to an earlier connection "
+                       "whose owner the trace does not show", pl.lit(tuple_txt), pl.col("n_event"), _ms(dn))),
+            (both & syn & pl.lit(proto == "TCP"),
+             pl.format("the {} changed owner around this time (PID {} before, PID {} after) and this SYN "
+                       "opens the new connection", pl.lit(tuple_txt), pl.col("p_pid").cast(pl.Utf8),
+                       pl.col("n_pid").cast(pl.Utf8))),
+            (both,
+             pl.format("the {} changed owner around this time (PID {} until {} before, PID {} from {} "
+                       "after); the nearer event decides", pl.lit(tuple_txt), pl.col("p_pid").cast(pl.Utf8),
+                       _ms(dp), pl.col("n_pid").cast(pl.Utf8), _ms(dn))),
+            (no_prev,
+             pl.format("no event of this {} precedes the frame; the first one follows {} later",
+                       pl.lit(tuple_txt), _ms(dn))),
+        ], pl.format("no event of this {} follows the frame; the last one was {} earlier", pl.lit(tuple_txt),
+                     _ms(dp)))
+        if proto == "TCP":
+            lead = ([(no_prev & before_start,
+                      pl.format("a guess: PID {} uses this TCP 4-tuple next ({} event, {} away), but ",
+                                pl.col("e_pid").cast(pl.Utf8), pl.col("e_event"), _ms(pl.col("dist"))))],
+                    pl.format("TCP connection owned by PID {} ({} event nearest, {} away): ",
+                              pl.col("e_pid").cast(pl.Utf8), pl.col("e_event"), _ms(pl.col("dist"))))
+        else:
+            lead = ([], pl.format("UDP 5-tuple used by PID {} ({} event nearest, {} away) but no event with this "
+                                  "size ({} bytes) within the tolerance: ", pl.col("e_pid").cast(pl.Utf8),
+                                  pl.col("e_event"), _ms(pl.col("dist")), pl.col("payload_len").cast(pl.Utf8)))
+        pieces += _render(own, keep=cols, parts=[lead, ctx])
+
+    weak = part(method.is_in(["local-port", "addresses"]), ["tt", "protocol", "l_addr", "l_port", "r_addr"])
+    if weak.height:
+        weak = ev_cols(weak, "e_eid", {"e_proto": "protocol", "_la": "l_addr", "_lp": "l_port", "_ra": "r_addr",
+                                       "_rp": "r_port"})
+        weak = weak.with_columns(pl.format("{}:{} - {}:{}", "_la", "_lp", "_ra", "_rp").alias("e_tuple"))
+        away = _ms((pl.col("tt") - pl.col("e_t")).abs())
+        pieces += _render(weak, keep=cols, parts=[([
+            (method == "local-port",
+             pl.format("only the local port matches: {} port {} was used by PID {} ({} {} event, {} away); "
+                       "the addresses or the remote port differ, so this is a guess", pl.col("protocol"),
+                       pl.col("l_port").cast(pl.Utf8), pl.col("e_pid").cast(pl.Utf8), pl.col("e_tuple"),
+                       pl.col("e_event"), away))],
+            pl.format("only the addresses match: PID {} exchanged {} traffic between {} and {} ({} {} event, "
+                      "{} away); the ports differ, so this is a guess", pl.col("e_pid").cast(pl.Utf8),
+                      pl.col("e_proto"), pl.col("l_addr"), pl.col("r_addr"), pl.col("e_tuple"),
+                      pl.col("e_event"), away))])
+    out = pl.concat(pieces, rechunk=False)
+    if out.height != best.height:
+        raise AssertionError(f"reasons written for {out.height} of {best.height} chosen candidates")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
 
 def _estimate(of: pl.DataFrame, net: pl.DataFrame) -> tuple[clock.OffsetEstimate | None, pl.DataFrame]:
     keys = [KID, "odir", "size"]
-    f = (of.filter((pl.col("size").fill_null(0) > 0) & pl.col(KID).is_not_null()
-                   & (pl.col("fragment").fill_null("none") != "later") & pl.col("t").is_not_null())
+    f = (of.select(KID, "odir", "fid", "t", "size", "fragment")
+         .filter((pl.col("size").fill_null(0) > 0) & pl.col(KID).is_not_null()
+                 & (pl.col("fragment").fill_null("none") != "later") & pl.col("t").is_not_null())
          .select(keys[:-1] + ["fid", "t", "size"]))
     e = (net.filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0))
          .select(keys[:-1] + ["eid", "t", pl.col("size").cast(pl.Int64)]))
@@ -605,7 +729,8 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
     of = _orient(fr)
     tuples = net.select(KEY).unique().with_row_index(KID).with_columns(pl.col(KID).cast(pl.Int64))
     net = net.join(tuples, on=KEY, how="left")
-    of = of.join(tuples, on=KEY, how="left")
+    # the tuple id as a new column (joining the whole table would copy every column)
+    of = of.with_columns(of.select(KEY).join(tuples, on=KEY, how="left", maintain_order="left")[KID])
     tick()
 
     # clock offset
@@ -628,6 +753,7 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
             notes.append(f"the clock offset is ambiguous: {estimate.describe()}")
     else:
         offset_ns, offset_source, support = None, None, 0
+    n_pairs, pairs = pairs.height, None     # not needed any more: let it go
 
     cands = [_empty_cand()]
     drifting = offset_source == "estimated" and estimate is not None and bool(estimate.drift_ppm)
@@ -641,10 +767,13 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
         cands.append(exact)
         tick()
         cands.append(_match_owner(of, net, "TCP", tol))
-        cands.append(_match_owner(of.join(exact.select("fid"), on="fid", how="anti"), net, "UDP", tol))
+        udp = of.select("fid", "odir", "tt", KID, "tcp_flags", "protocol").filter(pl.col("protocol") == "UDP")
+        cands.append(_match_owner(udp.join(exact.select("fid"), on="fid", how="anti"), net, "UDP", tol))
+        udp = None
         tick()
         found = pl.concat(cands).select("fid").unique()
-        rest = of.join(found, on="fid", how="anti")
+        rest = of.select("fid", "odir", "tt", "protocol", "l_port", "l_addr", "r_addr").join(found, on="fid",
+                                                                                            how="anti")
         if local:  # another host's frame (neither address local) shares a port with this one only by chance
             rest = rest.join(fr.filter(pl.col("dir") == "unknown").select("fid"), on="fid", how="anti")
         cands.append(_match_weak(rest, net, ["protocol", "l_port"], "local-port"))
@@ -653,12 +782,23 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
         cands.append(_match_weak(rest, net, ["l_addr", "r_addr"], "addresses"))
         tick()
     # best evidence per frame: highest rank, then (a loopback frame seen both ways) its sender, then nearest
-    best = (pl.concat(cands).with_columns((pl.col("odir") != "out").alias("_in"))
+    cands = pl.concat(cands)
+    pick = (cands.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_r"), "fid", "rank",
+                         (pl.col("odir") != "out").alias("_in"), "dist")
             .sort(["fid", "rank", "_in", "dist"], descending=[False, True, False, False])
-            .unique("fid", keep="first", maintain_order=True).drop("_in"))
+            .unique("fid", keep="first", maintain_order=True))
+    best = cands[pick["_r"]]
+    pick = None
+    cands = exact = found = rest = None     # let the candidates go before the result is built
+    best = _reasons(best, of, net)
+    # the texts join the result only at the end (a column of long strings is costly to carry through joins)
+    texts = best.select("fid", "reason")
+    best = best.with_columns(pl.lit(None, pl.Utf8).alias("reason"))
 
     # later IP fragments follow their first fragment
-    res = fr.join(best, on="fid", how="left")
+    res = fr.select("fid", "frame", "t", "protocol", "dir", "dir_source", "fragment", "first_fid", "ip_id"
+                    ).join(best, on="fid", how="left")
+    best = None
     res = _follow_fragments(res)
     tick()
 
@@ -666,15 +806,19 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
     res = res.join(net.select(pl.col("eid").alias("e_eid"), pl.col("t").alias("e_t"), pl.col("pid").alias("pid"),
                               pl.col("process").alias("e_process")), on="e_eid", how="left")
     resolver = ProcessResolver(processes if processes is not None else schema.empty(schema.PROCESSES))
-    q = res.filter(pl.col("pid").is_not_null()).select(pl.col("fid").alias("qid"), "pid", pl.col("e_t").alias("t"))
+    # one query per event used (the answer depends only on the event's PID and time)
+    q = (res.select(pl.col("e_eid").alias("qid"), "pid", pl.col("e_t").alias("t")).filter(pl.col("pid").is_not_null())
+         .unique("qid"))
     names = resolver.resolve(q) if q.height else pl.DataFrame(
         schema={"qid": pl.Int64, "process": pl.Utf8, "services": pl.Utf8, "process_source": pl.Utf8,
                 "tasklist_image": pl.Utf8})
-    res = res.join(names.rename({"qid": "fid"}), on="fid", how="left")
+    res = res.join(names.select(pl.col("qid").alias("e_eid"), "process", "services"), on="e_eid", how="left")
+    q = names = None
     res = res.with_columns(pl.coalesce("process", "e_process").alias("process"))
     used = set(res["pid"].drop_nulls().unique().to_list())
     notes += resolver.disagreements(used)
-    mism = (res.filter(pl.col("e_process").is_not_null() & pl.col("process").is_not_null()
+    mism = (res.select("pid", "e_process", "process")
+            .filter(pl.col("e_process").is_not_null() & pl.col("process").is_not_null()
                        & (pl.col("e_process").str.to_lowercase() != pl.col("process").str.to_lowercase()))
             .select("pid", "e_process", "process").unique())
     for r in mism.head(10).iter_rows(named=True):
@@ -683,25 +827,31 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
     tick()
 
     why = None
-    if not res.filter(pl.col("rank") >= 2).height:
-        why = _why_nothing(net, fr, of, pairs, local, offset_ns, offset_source, estimate, tol)
+    if not (res["rank"] >= 2).any():
+        why = _why_nothing(net, fr, of, None, local, offset_ns, offset_source, estimate, tol)
     # frames whose 5-tuple only events without a usable PID have: the reason says so
-    only_nopid = of.filter(pl.col(KID).is_null()).join(nopid.select(KEY).unique(), on=KEY, how="semi")
-    res = res.with_columns(pl.col("fid").is_in(only_nopid["fid"].implode()).alias("_nopid"))
-    out = _finish(res, net, offset_ns, shift if offset_ns is not None else None, local, why)
+    only_nopid = (of.select("fid", KID, *KEY).filter(pl.col(KID).is_null())
+                  .join(nopid.select(KEY).unique(), on=KEY, how="semi"))
+    match = res.select("fid", "e_eid", "dir_source").sort("fid")
+    res = res.select("fid", "protocol", "t", "dir", "fragment", "reason", "odir", "rank", "pid", "process",
+                     "services", "method", "e_t",
+                     pl.col("fid").is_in(only_nopid["fid"].implode()).alias("_nopid"))
+    only_nopid = None
+    tables, res, texts = [res, texts], None, None
+    out = _finish(tables, fr, net, offset_ns, shift if offset_ns is not None else None, local, why)
     summary = _summary(out, fr)
     tick()
     result = Attribution(frames=out, offset_ns=offset_ns, offset_source=offset_source,
                          offset_support=int(support), local_addrs=local, local_addrs_source=local_src,
                          summary=summary, notes=notes, tolerance_s=tolerance_s, estimate=estimate,
                          _events=net, _oriented=of, _resolver=resolver, _why=why,
-                         _match=res.select("fid", "e_eid", "dir_source").sort("fid"),
-                         _counts={"pairs": pairs.height}, _nopid=nopid)
+                         _match=match,
+                         _counts={"pairs": n_pairs}, _nopid=nopid)
     return result
 
 
 def _follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
-    later = res.filter(pl.col("first_fid").is_not_null())
+    later = res.select("fid", "first_fid", "ip_id").filter(pl.col("first_fid").is_not_null())
     if not later.height:
         return res
     first = res.select(pl.col("fid").alias("first_fid"), pl.col("frame").alias("f_frame"),
@@ -717,8 +867,13 @@ def _follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
     return res.update(upd, on="fid", how="left")
 
 
-def _finish(res: pl.DataFrame, net: pl.DataFrame, offset_ns: int | None, shift: pl.Expr | None,
-            local: list[str], why: str | None) -> pl.DataFrame:
+def _finish(tables: list[pl.DataFrame], fr: pl.DataFrame, net: pl.DataFrame, offset_ns: int | None,
+            shift: pl.Expr | None, local: list[str], why: str | None) -> pl.DataFrame:
+    """The output table from ``tables`` = [res, texts], emptied here so that each goes as soon as it has
+    been used: ``texts`` (fid, reason) are the chosen candidates' reasons, ``res.reason`` those of later
+    fragments that follow their first fragment."""
+    res, texts = tables
+    tables.clear()
     tu = pl.col("protocol").is_in(["TCP", "UDP"])
     frag = pl.col("fragment").fill_null("none")
     if net.height:
@@ -727,49 +882,62 @@ def _finish(res: pl.DataFrame, net: pl.DataFrame, offset_ns: int | None, shift: 
         t0 = t1 = None
     tt = pl.col("t") - (shift if shift is not None else 0)
     locals_txt = ", ".join(local[:4]) + (", ..." if len(local) > 4 else "")
-    none_reason = (
-        pl.when(~tu).then(pl.format("{} frame: the trace's network events cover only TCP and UDP",
-                                    pl.col("protocol").fill_null("non-IP")))
-        .when(pl.col("t").is_null()).then(pl.lit("the frame has no timestamp, so it cannot be matched in time"))
-        .when(pl.lit(offset_ns is None)).then(pl.lit(
+    none_reason = ([
+        (~tu, pl.format("{} frame: the trace's network events cover only TCP and UDP",
+                        pl.col("protocol").fill_null("non-IP"))),
+        (pl.col("t").is_null(), pl.lit("the frame has no timestamp, so it cannot be matched in time")),
+        (pl.lit(offset_ns is None), pl.lit(
             "no clock offset between capture and trace could be established, so no frame can be matched"
-            + (f" ({why})" if why else "")))
-        .when(pl.col("dir") == "unknown").then(pl.lit(
+            + (f" ({why})" if why else ""))),
+        (pl.col("dir") == "unknown", pl.lit(
             f"neither address is one of the traced host's ({locals_txt})" if local
-            else "the traced host's addresses are unknown and no event has this 5-tuple"))
-        .when(frag == "later").then(pl.lit("later IP fragment whose first fragment is not attributed"))
-        .when(pl.lit(t0 is not None) & (tt < (t0 or 0) - LOW_HORIZON_NS)).then(
-            pl.format("the frame is {} before the trace's first network event (after the clock offset)",
-                      _ms(pl.lit(t0 or 0) - tt)))
-        .when(pl.lit(t1 is not None) & (tt > (t1 or 0) + LOW_HORIZON_NS)).then(
-            pl.format("the frame is {} after the trace's last network event (after the clock offset)",
-                      _ms(tt - pl.lit(t1 or 0))))
-        .when(pl.col("_nopid")).then(pl.lit(
-            "the trace's only events with this 5-tuple carry no usable PID (0 or -1), so no process can be named"))
-        .otherwise(pl.lit("no TcpIp/UdpIp event has this 5-tuple, its local port or its addresses "
-                          "within 10 minutes")))
+            else "the traced host's addresses are unknown and no event has this 5-tuple")),
+        (frag == "later", pl.lit("later IP fragment whose first fragment is not attributed")),
+        (pl.lit(t0 is not None) & (tt < (t0 or 0) - LOW_HORIZON_NS),
+         pl.format("the frame is {} before the trace's first network event (after the clock offset)",
+                   _ms(pl.lit(t0 or 0) - tt))),
+        (pl.lit(t1 is not None) & (tt > (t1 or 0) + LOW_HORIZON_NS),
+         pl.format("the frame is {} after the trace's last network event (after the clock offset)",
+                   _ms(tt - pl.lit(t1 or 0)))),
+        (pl.col("_nopid"), pl.lit(
+            "the trace's only events with this 5-tuple carry no usable PID (0 or -1), so no process can be named")),
+    ], pl.lit("no TcpIp/UdpIp event has this 5-tuple, its local port or its addresses within 10 minutes"))
     dirn = (pl.when(pl.col("dir").is_in(["in", "out"])).then(pl.col("dir"))
             .when(pl.col("odir").is_not_null()).then(pl.col("odir"))
             .otherwise(pl.lit("unknown")))
     rank = pl.col("rank").fill_null(0)
     conf = (pl.when(rank == 3).then(pl.lit("high")).when(rank == 2).then(pl.lit("medium"))
             .when(rank == 1).then(pl.lit("low")).otherwise(pl.lit("none")))
-    out = res.sort("fid").select(
-        "frame", pl.col("time"), dirn.alias("direction"), "protocol", "src_addr", "src_port", "dst_addr",
-        "dst_port", "payload_len", pl.col("pid").cast(pl.Int64), pl.col("process"), pl.col("services"),
-        conf.alias("confidence"), pl.col("method"),
+    ours = res.select(
+        "fid", dirn.alias("direction"), pl.col("pid").cast(pl.Int64), pl.col("process"), pl.col("services"),
+        conf.alias("confidence"), pl.col("method").fill_null("none"),
         pl.col("e_t").cast(pl.Datetime("ns", "UTC")).alias("event_time"),
-        ((tt - pl.col("e_t")) / NS).round(9).alias("delta_s"),
-        pl.when(pl.col("reason").is_not_null()).then(pl.col("reason")).otherwise(none_reason).alias("reason"),
-        "wirelen",
-    )
-    return out.with_columns(pl.col("method").fill_null("none")).select(OUT_COLUMNS + ["wirelen"]).drop("wirelen")
+        ((tt - pl.col("e_t")) / NS).round(9).alias("delta_s"))
+    if not ours["fid"].is_sorted():
+        ours = ours.sort("fid")
+    frag_txt = res.select("fid", "reason").filter(pl.col("reason").is_not_null())
+    cand = texts.join(frag_txt, on="fid", how="anti") if frag_txt.height else texts
+    if cand["reason"].null_count():
+        cand = cand.filter(pl.col("reason").is_not_null())
+    have = [frag_txt, cand]
+    texts = cand = None
+    need = (res.select("fid", "protocol", "t", "dir", "fragment", "_nopid")
+            .join(pl.concat(have).select("fid"), on="fid", how="anti"))
+    res = None
+    reasons = pl.concat(have + _render(need, [none_reason], keep=["fid"]), rechunk=False).sort("fid")
+    have = need = None
+    # the frame's own columns come straight from the (fid-ordered) frames table, uncopied
+    if not (ours["fid"].equals(fr["fid"]) and reasons["fid"].equals(fr["fid"])):
+        raise AssertionError("one result row and one reason per frame expected")
+    return pl.concat([fr.select("frame", "time", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
+                                "payload_len"), ours.drop("fid"), reasons.select("reason")],
+                     how="horizontal").select(OUT_COLUMNS)
 
 
 def _summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
     wl = fr.select(pl.col("wirelen").cast(pl.Int64), pl.col("caplen").cast(pl.Int64))
     b = pl.Series("bytes", wl["wirelen"].fill_null(wl["caplen"]).fill_null(0))
-    df = out.with_columns(b.alias("_bytes"))
+    df = out.select("pid", "process", "services", "confidence", "time").with_columns(b.alias("_bytes"))
     att = df.filter(pl.col("confidence").is_in(["high", "medium"]))
     low = df.filter(pl.col("confidence") == "low")
     non = df.filter(pl.col("confidence").is_in(["low", "none"]))
@@ -780,7 +948,8 @@ def _summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
 
     s = (att.group_by("pid", "process", "services")
          .agg(agg(att) + [(pl.col("confidence") == "high").sum().alias("high")])
-         .sort(["frames", "pid"], descending=[True, False]))
+         .sort(["frames", "pid", "process", "services"], descending=[True, False, False, False],
+               nulls_last=True))
     rest = (non.select(pl.lit(None, pl.Int64).alias("pid"), pl.lit("(not attributed)").alias("process"),
                        pl.lit(None, pl.Utf8).alias("services"), "_bytes", "time", "confidence")
             .group_by("pid", "process", "services").agg(agg(non) + [pl.lit(0, pl.UInt32).alias("high")]))
