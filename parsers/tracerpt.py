@@ -39,12 +39,16 @@ Process lines (Start/End/DCStart/DCEnd, payload v0..v4 told by the Version colum
 fields) fill :attr:`TracerptTrace.processes` and the ``process`` column of the events. All other
 lines are counted in :attr:`TracerptTrace.skipped` by event name.
 
-The file is split into fields by polars' CSV reader (the first 48 fields of each line; quotes are
-not interpreted there) and network lines are decoded with vectorized polars expressions in streaming
-queries, never a Python loop per line. Only Process lines (a few hundred in a trace; found by a
-byte search, checked against the CSV reader's count) go through Python's csv module, because their
-strings may be quoted and hold commas. Lines that are not CSV text at all (junk past the first
-64 KiB, which is checked for binary data up front) are reported as malformed.
+The file is read a chunk of whole lines at a time (:data:`CHUNK_SIZE` bytes; UTF-16 is re-encoded
+and lone-CR line ends, as old Mac tools write them, become LF on the way), so the memory a read
+needs is its output plus a few chunks. Each chunk is split into fields by polars' CSV reader (the
+first 48 fields of each line; quotes are not interpreted there) and its network lines are decoded
+with vectorized polars expressions (only the columns they use; text converted and dropped early),
+never a Python loop per line; the next chunk is split in a worker thread meanwhile. Only Process
+lines (a few hundred in a trace; found by a byte search, checked against the CSV reader's count)
+go through Python's csv module, because their strings may be quoted and hold commas. Lines that
+are not CSV text at all (junk past the first 64 KiB, which is checked for binary data up front)
+are reported as malformed.
 """
 from __future__ import annotations
 
@@ -52,10 +56,10 @@ import codecs
 import csv
 import io
 import ipaddress
-import mmap
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +115,8 @@ _FIELDS = ("pid", "size", "daddr", "saddr", "dport", "sport", "connid", "seqnum"
 _FILETIME_RE = r"^\d{15,19}$"
 _SAMPLE_LINES = 200
 _SHOW_LINES = 5
+#: Bytes of whole lines read and parsed at a time (bounds the memory a read needs besides its output).
+CHUNK_SIZE = 16 << 20
 
 Progress = Callable[[int, int], None]
 
@@ -285,8 +291,18 @@ class _Problems:
 
 # ------------------------------------------------------------------------------------ reading
 
-def _source(path: Path) -> tuple[object, int]:
-    """What polars' CSV reader reads (the path, or re-encoded text for UTF-16) and the size in bytes."""
+@dataclass(frozen=True)
+class _Source:
+    """How to turn a file's bytes into the UTF-8, LF-terminated lines polars' CSV reader takes."""
+
+    path: Path
+    size: int
+    utf16: str | None      # codec of a UTF-16 file ("utf-16" with a BOM, else "utf-16-le"); None: bytes as they are
+    cr_only: bool          # lines end in a lone CR (old Mac style): CR (and CRLF) become LF
+
+
+def _source(path: Path) -> _Source:
+    """Check the start of the file (readable, not empty, not binary) and tell its encoding and line ends."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
@@ -295,124 +311,247 @@ def _source(path: Path) -> tuple[object, int]:
         raise TextFormatError(f"cannot read: {exc.strerror or exc}", path=path) from None
     if not head or (size <= len(head) and not head.strip()):
         raise TextFormatError("empty file: no tracerpt lines", path=path, line=1)
-    decode_text(head, path)                         # binary junk -> TextFormatError with its line
-    utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
-        len(head) >= 4 and head[1] == 0 and head[3] == 0 and head[0] != 0)
-    if utf16:
-        return io.BytesIO(decode_text(path.read_bytes(), path).encode("utf-8")), size
-    return path, size
+    text = decode_text(head, path)                  # binary junk -> TextFormatError with its line
+    utf16 = None
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        utf16 = "utf-16"
+    elif len(head) >= 4 and head[1] == 0 and head[3] == 0 and head[0] != 0:
+        utf16 = "utf-16-le"
+    return _Source(path, size, utf16, cr_only="\r" in text and "\n" not in text)
 
 
-def _columns(source: object, lossy: bool = False) -> pl.LazyFrame:
-    """Every line split at commas into ``c0 .. c{_MAX_COLUMNS-1}`` (null past the end), with
-    ``record`` (1-based line number) and ``name`` (the Event Name, lower case). ``lossy`` replaces
-    bytes that are not UTF-8 (slower; used when strict reading fails)."""
-    if isinstance(source, io.BytesIO):
-        source.seek(0)
-    return (pl.scan_csv(source, has_header=False, separator=",", quote_char=None,
+def _chunks(src: _Source, chunk_size: int) -> Iterator[tuple[bytes, int]]:
+    """The file as pieces of about ``chunk_size`` bytes of whole lines (UTF-8, LF line ends), each
+    with the number of bytes of the file read so far."""
+    decoder = codecs.getincrementaldecoder(src.utf16)(errors="replace") if src.utf16 else None
+    carry: list[bytes] = []         # the start of a line that continues in the next read
+    pending, done = b"", 0
+    try:
+        with open(src.path, "rb") as fh:
+            while True:
+                block = fh.read(chunk_size)
+                done += len(block)
+                last = not block
+                if decoder is not None:
+                    block = decoder.decode(block, final=last).encode("utf-8")
+                if src.cr_only:
+                    block, pending = pending + block, b""
+                    if block.endswith(b"\r") and not last:    # keep a CR LF cut between two reads together
+                        block, pending = block[:-1], b"\r"
+                    block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                if last:
+                    if any(carry) or block:
+                        yield b"".join((*carry, block)), done
+                    return
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:                             # no line end in this read: a very long line
+                    carry.append(block)
+                    continue
+                piece = b"".join((*carry, memoryview(block)[:cut]))
+                carry = [block[cut:]]
+                del block
+                yield piece, done
+                del piece
+    except OSError as exc:
+        raise TextFormatError(f"cannot read: {exc.strerror or exc}", path=src.path) from None
+
+
+def _columns(data: bytes, first_line: int, lossy: bool = False) -> pl.LazyFrame:
+    """Every line of ``data`` split at commas into ``c0 .. c{_MAX_COLUMNS-1}`` (null past the end), with
+    ``record`` (1-based line number in the file; ``data`` starts at line ``first_line``) and ``name``
+    (the Event Name, lower case). ``lossy`` replaces bytes that are not UTF-8 (slower; used when strict
+    reading fails)."""
+    return (pl.scan_csv(io.BytesIO(data), has_header=False, separator=",", quote_char=None,
                         schema={f"c{i}": pl.Utf8 for i in range(_MAX_COLUMNS)}, truncate_ragged_lines=True,
                         missing_columns="insert", encoding="utf8-lossy" if lossy else "utf8")
-            .with_row_index("record", offset=1)
+            .with_row_index("record", offset=first_line)
             .with_columns(pl.col("c0").str.strip_chars().str.strip_chars_start("\ufeff")
                           .str.to_lowercase().alias("name")))
 
 
-def _find_process_lines(source: object, expected: int) -> pl.DataFrame | None:
-    """The Process lines (record, text), found by a byte search instead of a second CSV pass;
-    None when the search does not find exactly ``expected`` lines."""
-    empty_frame = pl.DataFrame(schema={"record": pl.UInt32, "text": pl.Utf8})
-    if expected == 0:
-        return empty_frame
-    if isinstance(source, io.BytesIO):
-        data: bytes | mmap.mmap = source.getvalue()
-    else:
-        with open(source, "rb") as fh:
-            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    records, texts = [], []
-    try:
-        pos, line_no, counted_to = 0, 1, 0
-        while True:
-            hit = data.find(b"Process", pos)
-            if hit < 0:
+def _line_count(data: bytes) -> int:
+    """The lines polars' CSV reader makes of ``data`` (one per LF, and a last line without one)."""
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def _find_process_lines(data: bytes, first_line: int) -> tuple[list[int], list[str]]:
+    """The Process lines of ``data`` (line numbers, text), found by a byte search instead of a CSV pass."""
+    records: list[int] = []
+    texts: list[str] = []
+    pos, line_no, counted_to = 0, first_line, 0
+    while True:
+        hit = data.find(b"Process", pos)
+        if hit < 0:
+            break
+        start = data.rfind(b"\n", 0, hit) + 1
+        end = data.find(b"\n", hit)
+        end = len(data) if end < 0 else end
+        lead = data[start:hit].replace(b"\xef\xbb\xbf", b"").strip(b" \t")
+        after = data[hit + 7: min(end, hit + 40)].lstrip(b" \t")
+        if lead == b"" and after.startswith(b","):
+            line_no += data.count(b"\n", counted_to, start)
+            counted_to = start
+            records.append(line_no)
+            texts.append(data[start:end].decode("utf-8", errors="replace").rstrip("\r"))
+        pos = end if lead == b"" and after.startswith(b",") else hit + 7
+    return records, texts
+
+
+#: The original line (up to _MAX_COLUMNS fields) of split rows.
+_LINE_TEXT = pl.concat_str([pl.col(f"c{i}").fill_null("") for i in range(_MAX_COLUMNS)],
+                           separator=",").str.strip_chars_end(",")
+
+
+_NOT_BLANK = (pl.col("name") != "") | pl.col("c1").is_not_null()
+_IS_NET = pl.col("name").is_in(list(NETWORK_PROVIDERS))
+
+
+def _sample(chunks: Iterator[tuple[bytes, int]], path: Path) -> tuple[pl.DataFrame, list[tuple[bytes, int]]]:
+    """The first _SAMPLE_LINES non-blank lines (split) and the chunks read to find them."""
+    taken: list[tuple[bytes, int]] = []
+    parts: list[pl.DataFrame] = []
+    have = 0
+    line = 1
+    for data, done in chunks:
+        taken.append((data, done))
+        try:
+            part = _columns(data, line, lossy=True).filter(_NOT_BLANK).head(_SAMPLE_LINES - have).collect()
+        except pl.exceptions.PolarsError as exc:
+            raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
+                                  path=path) from None
+        parts.append(part)
+        have += part.height
+        line += _line_count(data)
+        if have >= _SAMPLE_LINES:
+            break
+    return (pl.concat(parts) if parts else pl.DataFrame()), taken
+
+
+def _replay(taken: list[tuple[bytes, int]], rest: Iterator[tuple[bytes, int]]
+            ) -> Iterator[tuple[bytes, int]]:
+    """The chunks already read (let go one by one), then the rest."""
+    while taken:
+        yield taken.pop(0)
+    yield from rest
+
+
+def _split_chunk(data: bytes, first_line: int, layout: _Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One chunk of lines -> (lines other than TcpIp/UdpIp counted by name, network lines parsed)."""
+    for lossy in (False, True):
+        lines = _columns(data, first_line, lossy)
+        try:
+            counts, raw = pl.collect_all([
+                lines.filter(_NOT_BLANK & ~_IS_NET & (pl.col("name") != "event name"))
+                .group_by("c0", "name").agg(pl.len().alias("len"), pl.col("record").head(_SHOW_LINES)),
+                _network_fields(lines.filter(_IS_NET), layout),
+            ])
+            return counts, raw
+        except pl.exceptions.ComputeError:
+            if lossy:                 # not an encoding problem
+                raise
+    raise AssertionError("unreachable")
+
+
+def _split_ahead(chunks: Iterator[tuple[bytes, int]], layout: _Layout
+                 ) -> Iterator[tuple[bytes, int, int, pl.DataFrame, pl.DataFrame]]:
+    """(chunk, its first line number, bytes read, :func:`_split_chunk` of it) for each chunk, the next
+    chunk being split in a worker thread while the caller works on the current one."""
+    with ThreadPoolExecutor(1) as pool:
+        ahead = None
+        line = 1
+        for data, done in chunks:
+            job = pool.submit(_split_chunk, data, line, layout)
+            if ahead is not None:
+                yield ahead[0], ahead[1], ahead[2], *ahead[3].result()
+            ahead = (data, line, done, job)
+            line += _line_count(data)
+            del data
+        if ahead is not None:
+            yield ahead[0], ahead[1], ahead[2], *ahead[3].result()
+
+
+def _split_process_lines(src: _Source, chunk_size: int) -> pl.DataFrame:
+    """The Process lines (record, text) as the CSV reader splits them: a second pass over the file."""
+    parts, line = [], 1
+    for data, _done in _chunks(src, chunk_size):
+        for lossy in (False, True):
+            try:
+                parts.append(_columns(data, line, lossy).filter(pl.col("name") == "process")
+                             .select("record", _LINE_TEXT.alias("text")).collect())
                 break
-            start = data.rfind(b"\n", 0, hit) + 1
-            end = data.find(b"\n", hit)
-            end = len(data) if end < 0 else end
-            lead = bytes(data[start:hit]).replace(b"\xef\xbb\xbf", b"").strip(b" \t")
-            after = bytes(data[hit + 7: min(end, hit + 40)]).lstrip(b" \t")
-            if lead == b"" and after.startswith(b","):
-                line_no += data[counted_to:start].count(b"\n")
-                counted_to = start
-                records.append(line_no)
-                texts.append(bytes(data[start:end]).decode("utf-8", errors="replace").rstrip("\r"))
-            pos = end if lead == b"" and after.startswith(b",") else hit + 7
-    finally:
-        if isinstance(data, mmap.mmap):
-            data.close()
-    if len(records) != expected:
-        return None
-    return pl.DataFrame({"record": records, "text": texts}, schema=empty_frame.schema)
+            except pl.exceptions.ComputeError:
+                if lossy:
+                    raise
+        line += _line_count(data)
+    return pl.concat(parts)
 
 
-def _line_text(frame: pl.DataFrame) -> pl.Series:
-    """The original line (up to _MAX_COLUMNS fields) of split rows."""
-    return frame.select(pl.concat_str([pl.col(f"c{i}").fill_null("") for i in range(_MAX_COLUMNS)],
-                                      separator=",").str.strip_chars_end(",")).to_series()
-
-
-def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None) -> TracerptTrace:
+def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None,
+                  chunk_size: int = CHUNK_SIZE) -> TracerptTrace:
     """Read a tracerpt/tracedmp CSV dump into events (EVENTS schema) and processes (PROCESSES).
 
-    ``progress(done, total)`` is called (in bytes of the file) as the parsing stages complete.
+    The file is read ``chunk_size`` bytes (of whole lines) at a time, so memory stays bounded by the
+    chunk and the output. ``progress(done, total)`` is called (in bytes of the file) after each chunk.
     """
     path = Path(path)
-    source, size = _source(path)
-    not_blank = (pl.col("name") != "") | pl.col("c1").is_not_null()
-    try:
-        head = _columns(source, lossy=True).filter(not_blank).head(_SAMPLE_LINES).collect()
-    except pl.exceptions.PolarsError as exc:
-        raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
-                              path=path) from None
+    src = _source(path)
+    size = src.size
+    chunk_size = max(int(chunk_size), 1)
+    chunks = _chunks(src, chunk_size)
+    head, taken = _sample(chunks, path)
     if head.height == 0:
         raise TextFormatError("empty file: no tracerpt lines", path=path, line=1)
     header_rows = head.filter(pl.col("name") == "event name")
     layout = None
     if header_rows.height:
-        layout = _header_layout(_line_text(header_rows.head(1))[0].split(","))
+        layout = _header_layout(header_rows.head(1).select(_LINE_TEXT).item().split(","))
     if layout is None:
-        layout = _data_layout(_line_text(head.filter(pl.col("name") != "event name")).to_list())
+        layout = _data_layout(head.filter(pl.col("name") != "event name")
+                              .select(_LINE_TEXT).to_series().to_list())
     if layout is None:
         raise TextFormatError("wrong columns: not a tracerpt/tracedmp CSV line "
                               "(no Clock-Time column where either layout has it)",
                               path=path, line=int(head["record"][0]))
+    del head, header_rows
     if progress:
         progress(0, size)
 
+    counts_parts: list[pl.DataFrame] = []
+    event_parts: list[pl.DataFrame] = []
+    n_process = 0
+    found_records: list[int] = []
+    found_texts: list[str] = []
+    net_problems = _Problems(str(path))
+    fails: dict[str, int] = {}
     try:
-        for lossy in (False, True):       # streaming queries over the scan (bounded memory)
-            lines = _columns(source, lossy)
-            is_net = pl.col("name").is_in(list(NETWORK_PROVIDERS))
-            try:
-                counts, raw = pl.collect_all([
-                    lines.filter(not_blank & ~is_net & (pl.col("name") != "event name"))
-                    .group_by("c0", "name").agg(pl.len().alias("len"), pl.col("record").head(_SHOW_LINES)),
-                    _network_fields(lines.filter(is_net), layout),
-                ])
-                break
-            except pl.exceptions.ComputeError:
-                if lossy:                 # not an encoding problem
-                    raise
-        n_process = int(counts.filter(pl.col("name") == "process")["len"].sum())
-        procs = _find_process_lines(source, n_process)
-        if procs is None:               # the quick byte search disagrees with the CSV reader: scan
-            found = lines.filter(pl.col("name") == "process").collect()
-            procs = found.select("record", _line_text(found).alias("text"))
-        del lines
+        for data, first_line, done, counts, raw in _split_ahead(_replay(taken, chunks), layout):
+            counts_parts.append(counts)
+            here = int(counts.filter(pl.col("name") == "process")["len"].sum())
+            if here:
+                n_process += here
+                recs, texts = _find_process_lines(data, first_line)
+                found_records += recs
+                found_texts += texts
+            del data
+            event_parts.append(_network(raw, net_problems, fails))
+            del raw
+            if progress:
+                progress(done, size)
     except pl.exceptions.PolarsError as exc:
         raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
                               path=path) from None
-    if progress:
-        progress(size * 3 // 4, size)
+
+    counts = (pl.concat(counts_parts).group_by("c0", "name", maintain_order=True)
+              .agg(pl.col("len").sum(), pl.col("record").explode().head(_SHOW_LINES)))
+    if len(found_records) == n_process:
+        procs = pl.DataFrame({"record": found_records, "text": found_texts},
+                             schema={"record": pl.UInt32, "text": pl.Utf8})
+    else:                        # the quick byte search disagrees with the CSV reader: split them
+        try:
+            procs = _split_process_lines(src, chunk_size)
+        except pl.exceptions.PolarsError as exc:
+            raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
+                                  path=path) from None
 
     skipped: dict[str, int] = {}
     by_name: dict[str, int] = {}
@@ -429,8 +568,11 @@ def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None) 
     processes, proc_skipped = _processes(procs, layout, problems)
     for k, n in proc_skipped.items():
         skipped[k] = skipped.get(k, 0) + n
-    events = _network(raw, problems, skipped)
-    del raw
+    skipped.update(fails)
+    for kind, n in net_problems.counts.items():
+        problems.add(kind, net_problems.lines[kind], n)
+    events = pl.concat(event_parts) if event_parts else empty(EVENTS)
+    del event_parts
     events = _name_processes(events, processes)
     if progress:
         progress(size, size)
@@ -512,26 +654,27 @@ def _network_fields(net: pl.LazyFrame, layout: _Layout) -> pl.LazyFrame:
         return expr.alias(key)
 
     f = f.select("record", "provider", "type", "opcode", "t100", "layout", *[pick(k) for k in _FIELDS])
-    f = f.with_columns(
-        _int(pl.col("pid")).alias("pid_i"), _int(pl.col("size")).alias("size_i"),
+    # Only the addresses stay text; the other fields are converted here, their text dropped.
+    return f.select(
+        "record", "provider", "type", "opcode", "t100", "layout", "saddr", "daddr",
+        pl.col("pid").is_null().alias("no_pid"), _int(pl.col("pid")).alias("pid_i"),
+        _int(pl.col("size")).alias("size_i"),
         _int(pl.col("dport")).alias("dport_i"), _int(pl.col("sport")).alias("sport_i"),
         _int(pl.col("connid"), pl.UInt64).alias("connid_i"),
         _int(pl.col("seqnum"), pl.UInt64).alias("seqnum_i"),
     )
-    return f
 
 
-def _network(f: pl.DataFrame, problems: _Problems, skipped: dict[str, int]) -> pl.DataFrame:
-    """Parsed network lines -> EVENTS; bad lines reported by kind."""
+def _network(f: pl.DataFrame, problems: _Problems, fails: dict[str, int]) -> pl.DataFrame:
+    """Parsed network lines -> EVENTS; bad lines reported by kind, Fail lines counted in ``fails``."""
     if f.height == 0:
         return empty(EVENTS)
     f = f.with_columns(_ipv4(f["saddr"]).alias("local_addr"), _ipv4(f["daddr"]).alias("remote_addr"))
     f = _with_ipv6(_with_ipv6(f, "saddr", "local_addr"), "daddr", "remote_addr")
     layout = pl.col("layout")
-    layout.is_not_null() & (layout != "fail")
     good_time = pl.col("t100").is_between(0, MAX_T100).fill_null(False)
     ok_addr = pl.col("local_addr").is_not_null() & pl.col("remote_addr").is_not_null()
-    ok_num = ((pl.col("pid").is_null() | pl.col("pid_i").is_between(0, MAX_U32))
+    ok_num = ((pl.col("no_pid") | pl.col("pid_i").is_between(0, MAX_U32))
               & (pl.col("size_i") >= 0)
               & pl.col("dport_i").is_between(0, 65535)
               & pl.col("sport_i").is_between(0, 65535)).fill_null(False)
@@ -545,8 +688,9 @@ def _network(f: pl.DataFrame, problems: _Problems, skipped: dict[str, int]) -> p
     for kind, rows in bad.group_by("problem", maintain_order=True):
         kind = kind[0]
         if kind == "fail":
-            for prov, cnt in rows.group_by("provider").len().iter_rows():
-                skipped[f"{prov} Fail (no endpoint)"] = cnt
+            for prov, cnt in rows.group_by("provider", maintain_order=True).len().iter_rows():
+                key = f"{prov} Fail (no endpoint)"
+                fails[key] = fails.get(key, 0) + cnt
         else:
             problems.add(kind, rows["record"])
     ev = f.filter(pl.col("problem").is_null()) if bad.height else f
@@ -555,7 +699,9 @@ def _network(f: pl.DataFrame, problems: _Problems, skipped: dict[str, int]) -> p
     named = [(t, o, *_event_name(t or "", o)) for t, o in kinds.iter_rows()]
     table = pl.DataFrame(named, schema={"type": pl.Utf8, "opcode": pl.Int64, "event": pl.Utf8,
                                         "v6_type": pl.Boolean}, orient="row")
-    ev = ev.join(table, on=["type", "opcode"], how="left", nulls_equal=True, maintain_order="left")
+    named = ev.select("type", "opcode").join(table, on=["type", "opcode"], how="left", nulls_equal=True,
+                                             maintain_order="left")     # joined narrow: no copy of ev
+    ev = ev.with_columns(named["event"], named["v6_type"])
     v6 = pl.col("v6_type") | pl.col("local_addr").str.contains(":", literal=True)
     out = ev.select(
         (pl.col("t100") * 100).cast(pl.Datetime("ns", "UTC")).alias("time"),
@@ -688,9 +834,15 @@ def _name_processes(events: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFra
     lo = pl.lit(0).cast(pl.Datetime("ns", "UTC"))
     inst = (processes.select("pid", pl.col("start").fill_null(lo).alias("t_start"), "end", "image")
             .drop_nulls("pid").sort("pid", "t_start"))
-    ev = events.with_row_index("_row").sort("time")
+    ev = events.select("time", "pid")              # only what the join needs
+    in_order = ev["time"].is_sorted()              # as a trace's lines usually are: no sorting needed
+    if not in_order:
+        ev = ev.with_row_index("_row").sort("time")
     joined = ev.join_asof(inst.sort("t_start"), left_on="time", right_on="t_start", by="pid",
                           strategy="backward", check_sortedness=False)   # both sorted on time above
     alive = pl.col("end").is_null() | (pl.col("end") >= pl.col("time"))
-    joined = joined.with_columns(pl.when(alive).then(pl.col("image")).otherwise(None).alias("process"))
-    return conform(joined.sort("_row").drop("_row", "t_start", "end", "image"), EVENTS)
+    names = joined.select(*([] if in_order else ["_row"]),
+                          pl.when(alive).then(pl.col("image")).otherwise(None).alias("process"))
+    if not in_order:
+        names = names.sort("_row")
+    return events.with_columns(names["process"].cast(EVENTS["process"]))

@@ -436,3 +436,88 @@ def test_process_line_with_a_lone_cr_is_malformed_not_internal_error(tmp_path, c
     assert t.events["pid"].to_list() == [2136] and t.processes.height == 0
     assert t.skipped["malformed: Process line that cannot be split into CSV fields"] == 1
     assert any("lines 2)" in r.getMessage() for r in caplog.records)
+
+
+def test_cr_only_line_ends_are_read(cases, tmp_path):
+    """BUILT. Bug (review): a file whose lines end in a lone CR (old Mac style) failed with a polars
+    message about column names; it now gives the same events, line numbers included, as LF lines."""
+    real = read_tracerpt(cases / "exchange-udp" / "kernel.csv").events
+    lines = (cases / "exchange-udp" / "kernel.csv").read_text().splitlines()
+    assert_frame_equal(read_tracerpt(write(tmp_path, "cr.csv", lines, newline="\r")).events, real)
+    u16 = read_tracerpt(write(tmp_path, "cr16.csv", [OLD_HEADER, *lines], "utf-16", "\r")).events
+    assert_frame_equal(u16.drop("record"), real.drop("record"))
+    assert u16["record"].to_list() == [2, 3, 4, 5]
+    # CR lines for the first 64 KiB, then CR LF lines: a CR LF cut between two reads is one line end
+    filler = f"Thread, CSwitch, 0x0, {FT}, 0, 0, 1, 2, 0, 0\r" * 1200
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes((filler + "\r\n".join(lines) + "\r\n").encode())
+    for chunk_size in (len(filler) + len(lines[0]) + 1, 1 << 20):     # a read ends at the first CR LF's CR
+        t = read_tracerpt(mixed, chunk_size=chunk_size)
+        assert_frame_equal(t.events.drop("record"), real.drop("record"))
+        assert t.events["record"].to_list() == [1201, 1202, 1203, 1204] and t.skipped == {"Thread": 1200}
+
+
+def _many_kinds_of_lines() -> list[str]:
+    """Vista+ lines of every kind the reader tells apart: header, Process rundown (one with a lower-case
+    name, which sends Process lines through the CSV reader instead of the byte search), TcpIp/UdpIp
+    v1/v2 IPv4/IPv6, Fail, malformed and skipped lines, with events out of time order."""
+    out = [VISTA_HEADER,
+           vista_line("Process", "DCStart", 3, 3, FT - 9, "0x0", 2136, 616, 0, 259, "0x0", "S-1-5-18",
+                      '"store.exe"', '"store.exe -a b,c"'),
+           vista_line("process", "DCStart", 3, 3, FT - 9, "0x0", 3000, 616, 0, 259, "0x0", "S-1-5-18",
+                      '"tool.exe"', '"tool.exe"')]
+    for i in range(40):
+        t = FT + (i * 7919) % 40              # not in time order
+        out += [vista_line("UdpIp", "SendIPV4", 2, 10, t, *CASE_USER[i % 4], i, f"0x{i:x}"),
+                vista_line("TcpIp", "RecvIPV6", 2, 27, t, 3000, 10 + i, "2001:db8::2", "fe80::1", 443, 5000 + i,
+                           i, "0x10"),
+                vista_line("Thread", "CSwitch", 2, 36, t, "0x0", "0x0")]
+        if i % 9 == 0:
+            out += [vista_line("UdpIp", "SendIPV4", 2, 10, t, 2136, 8, "999.1.1.1", "1.1.1.1", 1, 2, 0, "0x0"),
+                    vista_line("TcpIp", "Fail", 2, 17, t, 6, 10055),
+                    vista_line("UdpIp", "SendIPV4", 2, 10, t, 1, 2, 3),
+                    "",
+                    vista_line("Process", "End", 3, 2, "yesterday", "0x0", 3000, 616, 0, 259, "0x0", "S-1-5-18",
+                               '"tool.exe"', '"tool.exe"')]
+    return out
+
+
+def test_chunks_give_the_same_result_as_one_read(tmp_path, caplog):
+    """BUILT: the file is read a chunk of lines at a time; chunks of 1 byte (each line its own chunk),
+    a few lines and the whole file give the same events, processes, skipped counts and warnings."""
+    path = write(tmp_path, "many.csv", _many_kinds_of_lines())
+    results = []
+    for chunk_size in (1 << 30, 1, 700, 4096):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="etwtools"):
+            t = read_tracerpt(path, chunk_size=chunk_size)
+        results.append((t, [r.getMessage() for r in caplog.records]))
+    whole, messages = results[0]
+    assert whole.events.height == 80 and whole.processes["pid"].to_list() == [2136, 3000]
+    assert whole.skipped["malformed: address that is not IPv4/IPv6"] == 5
+    assert whole.skipped["TcpIp Fail (no endpoint)"] == 5 and whole.skipped["Thread"] == 40
+    assert len(messages) == 4          # 2 kinds of malformed network lines, 1 of Process lines, 1 info
+    for t, msgs in results[1:]:
+        assert_frame_equal(t.events, whole.events)
+        assert_frame_equal(t.processes, whole.processes)
+        assert t.skipped == whole.skipped and msgs == messages
+
+
+def test_events_out_of_time_order_are_named(tmp_path):
+    """BUILT: the lines of test_process_lines_name_the_events with the last event moved first: each
+    event is still named by the instance of its PID alive at its time, and keeps its place."""
+    lines = [
+        OLD_HEADER,
+        old_line("UdpIp", "Send", FT + 30, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5354),
+        old_line("Process", "DCStart", FT - 100, "0x1A2B3000", "0x00000858", "0x00000268", 0, 0,
+                 "S-1-5-18", '"store.exe"'),
+        old_line("Process", "Start", FT - 50, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
+                 "S-1-5-21-1-2-3-500", '"tool.exe"'),
+        old_line("UdpIp", "Send", FT, *CASE_USER[0]),
+        old_line("UdpIp", "Send", FT + 10, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5353),
+        old_line("Process", "End", FT + 20, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
+                 "S-1-5-21-1-2-3-500", '"tool.exe"'),
+    ]
+    ev = read_tracerpt(write(tmp_path, "o.csv", lines)).events
+    assert ev["record"].to_list() == [2, 5, 6]
+    assert ev["process"].to_list() == [None, "store.exe", "tool.exe"]
