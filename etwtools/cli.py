@@ -242,10 +242,14 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
     from .attribution import attribute as run_attribution
     from .sources import read_frames, read_processes, read_trace
 
-    tr = _with_progress("reading trace", lambda bar: read_trace(trace, progress=bar))
+    tr = _with_progress("reading trace", lambda bar: read_trace(trace, with_frames=capture is None,
+                                                                 progress=bar))
     if capture is None and tr.kind != "etl":
         raise click.UsageError("--pcap FILE is needed: a tracerpt CSV holds no packets")
-    fr = _with_progress("reading capture", lambda bar: read_frames(capture or trace, progress=bar))
+    if capture is None:
+        fr = tr.frames
+    else:
+        fr = _with_progress("reading capture", lambda bar: read_frames(capture, progress=bar))
     if capture is None and fr.height == 0:
         raise EtwToolsError("holds no packets (only netsh trace capture=yes and pktmon ETL files do): "
                             "give the capture with --pcap FILE", path=trace)

@@ -67,16 +67,23 @@ class Trace:
     events: pl.DataFrame
     processes: pl.DataFrame
     local_addresses: list[str] = field(default_factory=list)
+    frames: pl.DataFrame | None = None   # the packets inside an ETL, when asked for
 
 
-def read_trace(path: PathLike, *, progress: Progress | None = None) -> Trace:
-    """Events, processes and local addresses of an ETL file or tracerpt CSV, in one pass."""
+def read_trace(path: PathLike, *, with_frames: bool = False, progress: Progress | None = None) -> Trace:
+    """Events, processes and local addresses of an ETL file or tracerpt CSV, in one pass.
+
+    ``with_frames``: also the frames inside an ETL file (FRAMES schema), from the same pass.
+    """
     kind = detect(path)
     if kind == "etl":
         from .parsers.etl.events import read_timeline
+        from .parsers.etl.packets import EtlPacketReader
 
-        t = read_timeline(path, progress=progress)
-        return Trace(os.fspath(path), kind, t.events, t.processes, list(t.local_addresses))
+        packets = EtlPacketReader(path) if with_frames else None
+        t = read_timeline(path, progress=progress, packets=packets)
+        return Trace(os.fspath(path), kind, t.events, t.processes, list(t.local_addresses),
+                     packets.frames() if packets is not None else None)
     if kind == "tracerpt":
         from .parsers.tracerpt import read_tracerpt
 

@@ -158,6 +158,19 @@ def ns_to_ticks(time_ns: int, iface: Interface) -> int:
 WINDOW = 96
 
 
+def store_walk(rows: list[tuple], out: np.ndarray, windows: np.ndarray, buf, data_field: str,
+               window: int) -> int:
+    """Put the rows a pure-Python record walk found into ``out`` and their first bytes into ``windows``
+    (as the C walk fills them); returns how many rows."""
+    n = len(rows)
+    if n:
+        out[:n] = np.array(rows, dtype=out.dtype)
+        if window > 0:
+            w = header_windows(np.asarray(buf, np.uint8), out[data_field][:n], out["caplen"][:n], window)
+            windows[:n * window] = w.reshape(-1)
+    return n
+
+
 def header_windows(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, window: int = WINDOW) -> np.ndarray:
     """The first ``window`` bytes of every frame, zero-padded past its caplen: a (frames, window) array."""
     n = len(off)

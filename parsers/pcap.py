@@ -16,7 +16,7 @@ import polars as pl
 
 from ..diagnostics import warn
 from ..errors import CaptureError
-from .packets import WINDOW, Interface, Packet, dissect_buffer, finish_frames, header_windows
+from .packets import WINDOW, Interface, Packet, dissect_buffer, finish_frames, store_walk
 
 PathLike = str | os.PathLike
 Progress = Callable[[int, int], None]
@@ -67,13 +67,7 @@ def walk_py(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.
             break
         rows.append((pos + RECORD_HEADER, sec, frac, caplen, wirelen))
         pos += RECORD_HEADER + caplen
-    n = len(rows)
-    if n:
-        out[:n] = np.array(rows, dtype=RECORD)
-        if window > 0:
-            w = header_windows(np.asarray(buf, np.uint8), out["off"][:n], out["caplen"][:n], window)
-            windows[:n * window] = w.reshape(-1)
-    return n, pos, status
+    return store_walk(rows, out, windows, buf, "off", window), pos, status
 
 
 def walk(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.ndarray, window: int

@@ -32,8 +32,8 @@ from .packets import (
     _distinct,
     dissect_buffer,
     finish_frames,
-    header_windows,
     ns_to_ticks,
+    store_walk,
     ticks_fit,
     ticks_to_ns,
     tsresol_supported,
@@ -134,13 +134,7 @@ def walk_py(buf, pos: int, big: bool, out: np.ndarray, windows: np.ndarray, wind
             wirelen = u32(buf, pos + 8)[0]
             rows.append((pos, pos + 12, -1, 0, 0, 0, min(wirelen, blen - 16), wirelen, 0, 0, SPB, 0, 0))
         pos += blen
-    n = len(rows)
-    if n:
-        out[:n] = np.array(rows, dtype=ENTRY)
-        if window > 0:
-            w = header_windows(np.asarray(buf, np.uint8), out["data"][:n], out["caplen"][:n], window)
-            windows[:n * window] = w.reshape(-1)
-    return n, pos, status
+    return store_walk(rows, out, windows, buf, "data", window), pos, status
 
 
 def walk(buf, pos: int, big: bool, out: np.ndarray, windows: np.ndarray, window: int) -> tuple[int, int, int]:

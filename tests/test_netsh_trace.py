@@ -105,3 +105,14 @@ def test_attribute_from_the_trace_alone(netsh_trace):
     other = next(r for r in rows.values() if r["src_addr"] == PEER)
     assert other["confidence"] == "none" and other["pid"] is None
     assert "offset" in result.stderr
+
+
+def test_one_pass_gives_the_same_frames_as_a_separate_read(netsh_trace):
+    """`attribute --etl` alone reads events and packets in one pass over the file."""
+    from polars.testing import assert_frame_equal
+
+    from etwtools.sources import read_frames, read_trace
+
+    trace = read_trace(netsh_trace, with_frames=True)
+    assert trace.frames.height == 6
+    assert_frame_equal(trace.frames, read_frames(netsh_trace))

@@ -224,24 +224,27 @@ def test_numeric_type_uses_opcode(tmp_path):
 
 # ----------------------------------------------------------------------------------- processes
 
+#: 2003 Process v1 lines and UdpIp sends: store.exe alive from the rundown; tool.exe (PID 3000) starts,
+#: sends twice, and ends before _LATE_SEND of its reused PID.
+_LIFETIMES = [
+    old_line("Process", "DCStart", FT - 100, "0x1A2B3000", "0x00000858", "0x00000268", 0, 0,
+             "S-1-5-18", '"store.exe"'),
+    old_line("Process", "Start", FT - 50, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
+             "S-1-5-21-1-2-3-500", '"tool.exe"'),
+    old_line("UdpIp", "Send", FT, *CASE_USER[0]),
+    old_line("UdpIp", "Send", FT + 10, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5353),
+    old_line("Process", "End", FT + 20, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
+             "S-1-5-21-1-2-3-500", '"tool.exe"'),
+]
+_LATE_SEND = old_line("UdpIp", "Send", FT + 30, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5354)
+
+
 def test_process_lines_name_the_events(tmp_path):
     """BUILT: 2003 Process v1 lines (PageDirectoryBase, ProcessId, ParentId, SessionId, ExitStatus,
     UserSID, ImageFileName): store.exe alive from the rundown, a short-lived process that ends
     before a later event of its reused PID."""
-    lines = [
-        OLD_HEADER,
-        old_line("EventTrace", "Header", FT - 100, 65536, 1),
-        old_line("Process", "DCStart", FT - 100, "0x1A2B3000", "0x00000858", "0x00000268", 0, 0,
-                 "S-1-5-18", '"store.exe"'),
-        old_line("Process", "Start", FT - 50, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
-                 "S-1-5-21-1-2-3-500", '"tool.exe"'),
-        old_line("UdpIp", "Send", FT, *CASE_USER[0]),
-        old_line("UdpIp", "Send", FT + 10, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5353),
-        old_line("Process", "End", FT + 20, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
-                 "S-1-5-21-1-2-3-500", '"tool.exe"'),
-        old_line("UdpIp", "Send", FT + 30, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5354),
-        old_line("Thread", "DCStart", FT - 100, "0x00000858", "0x00000A3C"),
-    ]
+    lines = [OLD_HEADER, old_line("EventTrace", "Header", FT - 100, 65536, 1), *_LIFETIMES, _LATE_SEND,
+             old_line("Thread", "DCStart", FT - 100, "0x00000858", "0x00000A3C")]
     trace = read_tracerpt(write(tmp_path, "p.csv", lines))
     procs = trace.processes
     assert procs.schema == pl.Schema(PROCESSES)
@@ -506,18 +509,7 @@ def test_chunks_give_the_same_result_as_one_read(tmp_path, caplog):
 def test_events_out_of_time_order_are_named(tmp_path):
     """BUILT: the lines of test_process_lines_name_the_events with the last event moved first: each
     event is still named by the instance of its PID alive at its time, and keeps its place."""
-    lines = [
-        OLD_HEADER,
-        old_line("UdpIp", "Send", FT + 30, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5354),
-        old_line("Process", "DCStart", FT - 100, "0x1A2B3000", "0x00000858", "0x00000268", 0, 0,
-                 "S-1-5-18", '"store.exe"'),
-        old_line("Process", "Start", FT - 50, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
-                 "S-1-5-21-1-2-3-500", '"tool.exe"'),
-        old_line("UdpIp", "Send", FT, *CASE_USER[0]),
-        old_line("UdpIp", "Send", FT + 10, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5353),
-        old_line("Process", "End", FT + 20, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
-                 "S-1-5-21-1-2-3-500", '"tool.exe"'),
-    ]
+    lines = [OLD_HEADER, _LATE_SEND, *_LIFETIMES]
     ev = read_tracerpt(write(tmp_path, "o.csv", lines)).events
     assert ev["record"].to_list() == [2, 5, 6]
     assert ev["process"].to_list() == [None, "store.exe", "tool.exe"]

@@ -80,15 +80,24 @@ class _Collector:
         self.services.extend(services)
 
 
-def read_timeline(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> Timeline:
-    """Events, processes and local addresses of an ETL file, reading it once."""
+def read_timeline(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None,
+                  packets: Any = None) -> Timeline:
+    """Events, processes and local addresses of an ETL file, reading it once.
+
+    ``packets`` (an :class:`~.packets.EtlPacketReader`) is fed the same batches, so the frames inside
+    the file come out of the same pass; call its ``frames()`` afterwards.
+    """
     from .container import EtlFile
 
     with EtlFile(path, progress=progress) as etl:
         collector = _Collector(path=os.fspath(path))
         for batch in etl.batches():
             collector.add(batch)
+            if packets is not None:
+                packets.feed(batch)
         header, stats = etl.header, etl.stats  # the container reports lost/skipped data itself
+    if packets is not None:
+        packets.finish()
     return _timeline_from(collector, path, header, stats)
 
 
