@@ -11,7 +11,6 @@ import sys
 from datetime import UTC, datetime
 
 import click
-import polars as pl
 
 from . import output
 from .errors import EtwToolsError
@@ -254,6 +253,8 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
         raise EtwToolsError("holds no packets (only netsh trace capture=yes and pktmon ETL files do): "
                             "give the capture with --pcap FILE", path=trace)
     procs = tr.processes
+    import polars as pl
+
     if tasklists:
         procs = pl.concat([procs, read_processes(list(tasklists), snapshot_time=_parse_time(tasklist_time))],
                           how="diagonal_relaxed")

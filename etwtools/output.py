@@ -4,15 +4,18 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import polars as pl
+if TYPE_CHECKING:  # polars is imported where a table is written, not at start-up (fast --help)
+    import polars as pl
 
 FORMATS = ("table", "csv", "json", "parquet")
 
 
 def _text_ready(df: pl.DataFrame) -> pl.DataFrame:
     """Render times as ISO text with nanoseconds and nested values as strings."""
+    import polars as pl
+
     cols = []
     for name, dtype in df.schema.items():
         if isinstance(dtype, pl.Datetime):

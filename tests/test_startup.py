@@ -1,0 +1,40 @@
+"""Start-up: ``--help`` imports only what help needs (heavy libraries load with the command that uses them)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("polars", "numpy", "pyarrow", "etl", "construct", "etwtools.parsers")
+
+PROBE = """
+import json, sys
+from etwtools.cli import cli
+try:
+    cli(ARGS, prog_name="etwtools")
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["events", "--help"], ["attribute", "--help"]])
+def test_help_imports_no_heavy_module(args):
+    """`etwtools --help` and `etwtools events --help` load neither polars, numpy nor etl-parser."""
+    out = subprocess.run([sys.executable, "-c", PROBE.replace("ARGS", repr(args))],
+                         capture_output=True, text=True, check=True)
+    assert "Usage:" in out.stdout
+    loaded = json.loads(out.stderr.strip().splitlines()[-1])
+    heavy = [m for m in loaded if m.split(".")[0] in HEAVY or m.startswith(HEAVY)]
+    assert heavy == []
+    assert "click" in loaded      # the probe really ran the command line
+
+
+def test_library_entry_points_load_on_first_use():
+    """``import etwtools`` is light; its entry points import their modules when first touched."""
+    code = ("import sys, etwtools; light = 'polars' not in sys.modules; f = etwtools.read_events; "
+            "print(light, 'polars' in sys.modules, f.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "etwtools.sources"]
