@@ -1,12 +1,15 @@
-"""Optional C accelerators: built when a compiler is there, skipped otherwise (pure-Python fallbacks)."""
+"""C accelerators, each beside the module it speeds up: built when a compiler is there, skipped otherwise
+(pure-Python fallbacks). ETWTOOLS_REQUIRE_C=1 makes a failed build an error (CI)."""
+import os
 from pathlib import Path
 
 from setuptools import Extension, setup
 
 _SOURCES = {
-    "etwtools._speedups": "etwtools/_speedups.c",   # Xpress LZ77 decompression, ETL record walk
-    "etwtools._capwalk": "etwtools/_capwalk.c",     # pcap/pcapng record walk
+    "etwtools.parsers.etl._speedups": "parsers/etl/_speedups.c",   # Xpress LZ77 decompression, ETL record walk
+    "etwtools.parsers._capwalk": "parsers/_capwalk.c",             # pcap/pcapng record walk
 }
+_OPTIONAL = os.environ.get("ETWTOOLS_REQUIRE_C", "") not in ("1", "true", "yes")
 
-setup(ext_modules=[Extension(name, [src], optional=True, extra_compile_args=["-O3"])
+setup(ext_modules=[Extension(name, [src], optional=_OPTIONAL, extra_compile_args=["-O3"])
                    for name, src in _SOURCES.items() if Path(src).exists()])

@@ -1,41 +1,10 @@
-"""The project's exception tree: one base class, one subclass per input family."""
+"""The project's exception tree: one base class, one subclass per input family (the readers' classes
+live in :mod:`etwtools.parsers.errors`), plus the application's own."""
 from __future__ import annotations
 
-import os
+from .parsers.errors import CaptureError, EtlError, EtwToolsError, TextFormatError
 
-
-class EtwToolsError(Exception):
-    """An input etwtools cannot use; the message names the file, where, and what is wrong."""
-
-    def __init__(self, message: str, *, path: str | os.PathLike | None = None,
-                 offset: int | None = None, line: int | None = None) -> None:
-        self.path = os.fspath(path) if path is not None else None
-        self.offset = offset
-        self.line = line
-        self.reason = message
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        where = []
-        if self.path is not None:
-            where.append(self.path)
-        if self.offset is not None:
-            where.append(f"offset {self.offset:#x}")
-        if self.line is not None:
-            where.append(f"line {self.line}")
-        return f"{': '.join([', '.join(where)]) + ': ' if where else ''}{self.reason}"
-
-
-class EtlError(EtwToolsError):
-    """A damaged or unsupported ETL file."""
-
-
-class CaptureError(EtwToolsError):
-    """A damaged or unsupported pcap/pcapng file."""
-
-
-class TextFormatError(EtwToolsError):
-    """A tracerpt CSV or tasklist text that cannot be read."""
+__all__ = ["AttributionError", "CaptureError", "EtlError", "EtwToolsError", "TextFormatError"]
 
 
 class AttributionError(EtwToolsError):

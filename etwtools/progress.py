@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 
-#: A reader's progress callback: (units done, units total).
-Progress = Callable[[int, int], None]
+from .parsers.units import Progress
+
+__all__ = ["Bar", "Progress", "bar_for"]
 
 
 class Bar:

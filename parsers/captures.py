@@ -2,17 +2,15 @@
 table or as packets."""
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 
 import polars as pl
 
-from ..errors import CaptureError
 from . import netmon, pcap, pcapng
+from .errors import CaptureError
 from .packets import Interface, Packet
-
-PathLike = str | os.PathLike
+from .units import PathLike, Progress
 
 
 def sniff(head: bytes) -> str | None:
@@ -44,7 +42,7 @@ def _kind(path: PathLike) -> str:
     return kind
 
 
-def read_capture(path: PathLike, *, with_data: bool = False, progress: pcap.Progress | None = None
+def read_capture(path: PathLike, *, with_data: bool = False, progress: Progress | None = None
                  ) -> pl.DataFrame:
     """Frames (FRAMES schema) of a pcap, pcapng or Network Monitor file (pcapng adds a ``comment``
     column); ``with_data`` adds the raw frame bytes as a ``data`` column."""

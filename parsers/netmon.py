@@ -36,19 +36,17 @@ from __future__ import annotations
 import datetime as dt
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from ..diagnostics import warn
-from ..errors import CaptureError
+from .diagnostics import warn
+from .errors import CaptureError
 from .packets import WINDOW, Interface, Packet, dissect_buffer, finish_frames, header_windows
 from .pcap import map_file
-
-PathLike = str | os.PathLike
-Progress = Callable[[int, int], None]
+from .units import FILETIME_UNIX_EPOCH, MAX_T100, PathLike, Progress
 
 SIGNATURE = b"GMBU"
 SIGNATURE_1X = b"RTSS"
@@ -63,10 +61,8 @@ NETMON_LINK_BASE = 0x10000
 #: Media types of NetMon metadata records, which are not frames.
 METADATA_MEDIA = (0xFFFC, 0xFFFD, 0xFFFE)
 MEDIA_TO_LINKTYPE = {0: 1, 1: 1, 2: 6, 3: 10, 7: 101, 8: 101, 9: 101}
-#: FILETIME (100 ns since 1601-01-01 UTC) of the Unix epoch.
-FILETIME_UNIX = 116444736000000000
 #: FILETIMEs whose ns since the epoch fit in an int64 (years 1678 to 2262); others count as missing.
-FILETIME_MIN, FILETIME_MAX = FILETIME_UNIX - (1 << 63) // 100 + 1, FILETIME_UNIX + (1 << 63) // 100
+FILETIME_MIN, FILETIME_MAX = FILETIME_UNIX_EPOCH - MAX_T100 + 1, FILETIME_UNIX_EPOCH + MAX_T100
 CHUNK = 1 << 18
 
 _HEAD = struct.Struct("<4sBBH8H12I")
@@ -296,7 +292,7 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
         if hdr.utc_stamps and len(off):
             ft = u64[data + cap + 6]
             utc = (ft >= FILETIME_MIN) & (ft < FILETIME_MAX)     # 0 or out of range: use the local time
-            times[utc] = (ft[utc].astype(np.int64) - FILETIME_UNIX) * 100
+            times[utc] = (ft[utc].astype(np.int64) - FILETIME_UNIX_EPOCH) * 100
         if not utc.all():
             if start is None:
                 start = start_ns(hdr, path) - (utc_offset_minutes or 0) * 60_000_000_000
@@ -420,7 +416,7 @@ def write_netmon(path: PathLike, packets: Iterable[Packet], mac_type: int = 1, *
                 if minor >= 2:
                     tail += struct.pack("<I", 0xFFFFFFFF)     # no process info
                 if minor >= 3:
-                    tail += struct.pack("<QB", p.time_ns // 100 + FILETIME_UNIX, 0)
+                    tail += struct.pack("<QB", p.time_ns // 100 + FILETIME_UNIX_EPOCH, 0)
                 parts.append(tail)
             if p.comment and minor >= 2:
                 title = p.comment.encode("utf-16-le")

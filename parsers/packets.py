@@ -27,8 +27,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..diagnostics import warn
 from . import schema
+from .diagnostics import warn
 
 # LINKTYPE_* values (tcpdump.org link-layer header types).
 LINKTYPE_NULL = 0

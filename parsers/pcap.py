@@ -9,17 +9,15 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import polars as pl
 
-from ..diagnostics import warn
-from ..errors import CaptureError
+from .diagnostics import warn
+from .errors import CaptureError
 from .packets import WINDOW, Interface, Packet, dissect_buffer, finish_frames, store_walk
-
-PathLike = str | os.PathLike
-Progress = Callable[[int, int], None]
+from .units import PathLike, Progress
 
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
@@ -35,7 +33,7 @@ RECORD = np.dtype([("off", "=i8"), ("sec", "=u4"), ("frac", "=u4"), ("caplen", "
 CHUNK = 1 << 18
 
 try:
-    from .._capwalk import pcap_walk as _c_pcap_walk
+    from ._capwalk import pcap_walk as _c_pcap_walk
 except ImportError:  # no compiler at install time: the pure-Python walk below
     _c_pcap_walk = None
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ..diagnostics import warn
-from ..errors import CaptureError
+from .diagnostics import warn
+from .errors import CaptureError
 from .packets import (
     DIR_IN,
     DIR_NONE,
@@ -38,9 +38,8 @@ from .packets import (
     ticks_to_ns,
     tsresol_supported,
 )
-from .pcap import Progress, map_file
-
-PathLike = str | os.PathLike
+from .pcap import map_file
+from .units import PathLike, Progress
 
 SHB, IDB, PB, SPB, NRB, ISB, EPB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
@@ -59,7 +58,7 @@ ENTRY = np.dtype([("block", "=i8"), ("data", "=i8"), ("comment", "=i8"), ("iface
 CHUNK = 1 << 18
 
 try:
-    from .._capwalk import pcapng_walk as _c_pcapng_walk
+    from ._capwalk import pcapng_walk as _c_pcapng_walk
 except ImportError:  # no compiler at install time: the pure-Python walk below
     _c_pcapng_walk = None
 

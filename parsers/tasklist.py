@@ -40,9 +40,8 @@ from pathlib import Path
 
 import polars as pl
 
-from etwtools import diagnostics
-from etwtools.errors import TextFormatError
-
+from . import diagnostics
+from .errors import TextFormatError
 from .schema import PROCESSES, conform
 from .tracerpt import decode_text
 

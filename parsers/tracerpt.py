@@ -58,21 +58,18 @@ import io
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from etwtools import diagnostics
-from etwtools.errors import TextFormatError
-
+from . import diagnostics
+from .errors import TextFormatError
 from .schema import EVENTS, PROCESSES, conform, empty
+from .units import FILETIME_UNIX_EPOCH, MAX_T100, Progress
 
-FILETIME_UNIX_EPOCH = 116_444_736_000_000_000  # 1970-01-01 as a FILETIME
-#: Largest FILETIME - FILETIME_UNIX_EPOCH whose nanoseconds fit an int64 (year 2262).
-MAX_T100 = (2**63 - 1) // 100
 #: PIDs, parent PIDs and session ids are u32.
 MAX_U32 = 2**32 - 1
 
@@ -118,7 +115,6 @@ _SHOW_LINES = 5
 #: Bytes of whole lines read and parsed at a time (bounds the memory a read needs besides its output).
 CHUNK_SIZE = 16 << 20
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass

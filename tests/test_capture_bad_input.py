@@ -31,7 +31,7 @@ def walker(request, monkeypatch):
         monkeypatch.setattr(pcap, "_c_pcap_walk", None)
         monkeypatch.setattr(pcapng, "_c_pcapng_walk", None)
     elif pcap._c_pcap_walk is None:
-        pytest.skip("C accelerator etwtools._capwalk not built")
+        pytest.skip("C accelerator etwtools.parsers._capwalk not built")
     return request.param
 
 

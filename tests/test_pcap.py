@@ -35,7 +35,7 @@ def walker(request, monkeypatch):
     if request.param == "python":
         monkeypatch.setattr(pcap, "_c_pcap_walk", None)
     elif pcap._c_pcap_walk is None:
-        pytest.skip("C accelerator etwtools._capwalk not built")
+        pytest.skip("C accelerator etwtools.parsers._capwalk not built")
     return request.param
 
 
@@ -113,7 +113,7 @@ def test_many_chunks_number_frames_across_chunks(tmp_path, monkeypatch, walker):
     assert df["time"].dt.epoch("ns").to_list() == [i * 1000 for i in range(50)]
 
 
-@pytest.mark.skipif(pcap._c_pcap_walk is None, reason="C accelerator etwtools._capwalk not built")
+@pytest.mark.skipif(pcap._c_pcap_walk is None, reason="C accelerator etwtools.parsers._capwalk not built")
 @pytest.mark.parametrize("cut", [0, 10, 24, 30, 40, 99, 100, 101, 115, None])
 def test_c_and_python_walks_agree(tmp_path, cut):
     """Same entries, windows, stopping offset and status, on whole and cut files."""
@@ -145,7 +145,7 @@ def test_bad_caplen_status_is_the_same_in_both_walks():
         assert (n, pos, status) == (1, 24 + 16 + 3, pcap.ST_BAD_CAPLEN)
 
 
-@pytest.mark.skipif(pcap._c_pcap_walk is None, reason="C accelerator etwtools._capwalk not built")
+@pytest.mark.skipif(pcap._c_pcap_walk is None, reason="C accelerator etwtools.parsers._capwalk not built")
 def test_tables_are_identical_with_either_walk(tmp_path, monkeypatch):
     """The whole table (with data) from the C walk equals the pure-Python walk's, across chunks."""
     rng = np.random.default_rng(5)

@@ -32,7 +32,7 @@ def walker(request, monkeypatch):
     if request.param == "python":
         monkeypatch.setattr(pcapng, "_c_pcapng_walk", None)
     elif pcapng._c_pcapng_walk is None:
-        pytest.skip("C accelerator etwtools._capwalk not built")
+        pytest.skip("C accelerator etwtools.parsers._capwalk not built")
     return request.param
 
 
@@ -219,7 +219,7 @@ def test_undefined_interface_is_skipped_and_reported(tmp_path, caplog):
     assert "skipped 1 packet block(s) naming an undefined interface" in caplog.text
 
 
-@pytest.mark.skipif(pcapng._c_pcapng_walk is None, reason="C accelerator etwtools._capwalk not built")
+@pytest.mark.skipif(pcapng._c_pcapng_walk is None, reason="C accelerator etwtools.parsers._capwalk not built")
 @pytest.mark.parametrize("window", [0, 16, 96])
 def test_c_and_python_walks_agree(window):
     """Same entries, windows, stop offset and status for every stop of the multi-section file."""

@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ..units import FILETIME_UNIX_EPOCH
 from .guids import NDIS_PACKETCAPTURE, PKTMON, TCPIP
 from .records import COMPACT32, COMPACT64, PERFINFO32, PERFINFO64, SYSTEM32, SYSTEM64
 from .structs import (
@@ -52,7 +53,6 @@ from .structs import (
     structs_for,
 )
 
-_EPOCH_FILETIME = 116_444_736_000_000_000  # FILETIME (100 ns since 1601) of 1970-01-01 UTC
 _NS = 1_000_000_000
 
 Time = datetime | timedelta | int
@@ -248,7 +248,7 @@ class EtlWriter:
     def to_bytes(self) -> bytes:
         """The whole file."""
         groups = self._full + sorted(self._open.items())
-        start_ft = _EPOCH_FILETIME + self.start_ns // 100
+        start_ft = FILETIME_UNIX_EPOCH + self.start_ns // 100
         end_ft = start_ft + (self._last_raw - self.qpc_start) * 10_000_000 // self.perf_freq
         tz = {"bias": self.timezone_bias, "standard_name": "Coordinated Universal Time",
               "daylight_name": "Coordinated Universal Time"}

@@ -10,21 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, NS_PER_S, filetime_to_ns
 from .structs import CLOCK_CPU_CYCLES, CLOCK_QPC, CLOCK_SYSTEM_TIME
 
-#: FILETIME (100 ns ticks since 1601-01-01) of the Unix epoch.
-FILETIME_UNIX_EPOCH = 116_444_736_000_000_000
-NS_PER_S = 1_000_000_000
 _U64 = 2**64 - 1
-#: Last FILETIME whose ns since 1970 fit an int64 (year 2262).
-FILETIME_MAX_NS = FILETIME_UNIX_EPOCH + (2**63 - 1) // 100
 
 CLOCK_NAMES = {CLOCK_QPC: "QPC", CLOCK_SYSTEM_TIME: "system time", CLOCK_CPU_CYCLES: "CPU cycles"}
-
-
-def filetime_to_ns(filetime: int) -> int:
-    """A FILETIME (100 ns since 1601, UTC) as ns since 1970."""
-    return (int(filetime) - FILETIME_UNIX_EPOCH) * 100
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Decompression of compressed ETL buffers: MS-XCA plain LZ77 ("Xpress").
 
-The C accelerator (``etwtools._speedups``) is used when it was built; otherwise dissect.util's
+The C accelerator (``etwtools.parsers.etl._speedups``) is used when it was built; otherwise dissect.util's
 pure-Python decoder. Both give identical bytes (tests/test_etl_container.py checks every compressed
 buffer of the corpus through both).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dissect.util.compression.lzxpress import decompress as _dissect_decompress
 
 try:  # the optional C accelerator
-    from etwtools import _speedups
+    from . import _speedups
 except ImportError:  # pragma: no cover - depends on the build
     _speedups = None
 
@@ -34,7 +34,7 @@ def decompress_py(src: bytes | memoryview, out_size: int) -> bytes:
 def decompress_c(src: bytes | memoryview, out_size: int) -> bytes:
     """C decompression of ``src`` to exactly ``out_size`` bytes (DecompressionError otherwise)."""
     if _speedups is None:
-        raise RuntimeError("etwtools._speedups is not built")
+        raise RuntimeError("etwtools.parsers.etl._speedups is not built")
     try:
         out = _speedups.lzxpress_decompress(src, out_size)
     except ValueError as exc:

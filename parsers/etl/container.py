@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from etwtools.diagnostics import warn
-from etwtools.errors import EtlError
-
+from ..diagnostics import warn
+from ..errors import EtlError
+from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Progress, filetime_to_ns
 from . import guids as _guids
-from .clock import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Clock, filetime_to_ns
+from .clock import Clock
 from .compression import DecompressionError, decompress
 from .records import (
     COMPACT32,
@@ -65,11 +65,10 @@ from .structs import (
 )
 
 try:
-    from etwtools import _speedups
+    from . import _speedups
 except ImportError:  # pragma: no cover - depends on the build
     _speedups = None
 
-Progress = Callable[[int, int], None]
 
 #: LogFileMode bit of files whose buffers (after the first) are compressed.
 LOGFILE_MODE_COMPRESSED = 0x04000000

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from ...diagnostics import warn
+from ..diagnostics import warn
 from ..schema import EVENTS, PROCESSES, conform
+from ..units import Progress
 from .kernel import (
     NET_COLUMNS,
     NET_EXTRAS,
@@ -80,7 +81,7 @@ class _Collector:
         self.services.extend(services)
 
 
-def read_timeline(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None,
+def read_timeline(path: str | os.PathLike, progress: Progress | None = None,
                   packets: Any = None) -> Timeline:
     """Events, processes and local addresses of an ETL file, reading it once.
 
@@ -125,7 +126,7 @@ def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, 
                     header=header, stats=stats, nics=collector.nics, services=collector.services)
 
 
-def read_events(path: str | os.PathLike, *, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+def read_events(path: str | os.PathLike, *, progress: Progress | None = None) -> pl.DataFrame:
     """Network events (TcpIp, UdpIp, Kernel-Network) of an ETL file: EVENTS schema, sorted by time."""
     return read_timeline(path, progress=progress).events
 

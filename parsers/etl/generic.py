@@ -245,7 +245,7 @@ def _own_slow(guid, opcode: int, version: int, pointer_size: int, payload: bytes
 
 def read_all_events(path: str | os.PathLike, *, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
     """Every record of an ETL file (ALL_EVENTS schema), in file order, fields as a JSON string."""
-    from ...diagnostics import warn
+    from ..diagnostics import warn
     from .container import EtlFile
 
     rows: list[dict] = []

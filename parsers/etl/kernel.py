@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from ..units import filetime_to_ns
 from .guids import PROCESS_KERNEL, SYSTEMCONFIG_KERNEL, TCPIP_KERNEL, UDPIP_KERNEL
 from .records import RecordBatch
 
@@ -404,7 +405,7 @@ def parse_process(payload: bytes, version: int, pointer_size: int) -> dict:
         out["application_id"], pos = _wstring(payload, pos)
     if version >= 5 and pos + 8 <= len(payload):  # Defunct v5: ExitTime (FILETIME, UTC)
         filetime = struct.unpack_from("<Q", payload, pos)[0]
-        out["exit_time"] = (filetime - 116444736000000000) * 100 if filetime else None
+        out["exit_time"] = filetime_to_ns(filetime) if filetime else None
     if out["session"] == 0xFFFFFFFF:
         out["session"] = None
     return out

@@ -31,13 +31,13 @@ time (ties in file order), numbered from 1, like the captures pktmon and etl2pca
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from ...diagnostics import warn
+from ..diagnostics import warn
 from ..packets import (
     DIR_IN,
     DIR_OUT,
@@ -50,6 +50,7 @@ from ..packets import (
     finish_frames,
 )
 from ..schema import FRAMES, empty
+from ..units import Progress
 from .guids import NDIS_PACKETCAPTURE, PKTMON
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
 
@@ -69,7 +70,6 @@ KW_SEND, KW_RECEIVE = 0x100000000, 0x200000000
 
 _NOTE_TRUNCATED, _NOTE_DROPPED, _NOTE_INCOMPLETE = 1, 2, 4
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ...diagnostics import warn
+from ..diagnostics import warn
 from ..schema import EVENTS, TIME, conform, empty
 from .guids import TCPIP
 from .records import RecordBatch
