@@ -32,6 +32,7 @@ from .kernel import (
     orient,
 )
 from .kernel_network import decode_kernel_network
+from .kernel_process import decode_kernel_process
 from .records import RecordBatch
 from .tcpip import decode_pid_events
 
@@ -64,6 +65,8 @@ class _Collector:
     #: Microsoft-Windows-TCPIP events with a payload PID (netsh traces), already local/remote oriented.
     tcpip: list[pl.DataFrame] = field(default_factory=list)
     procs: list[dict] = field(default_factory=list)
+    #: Microsoft-Windows-Kernel-Process Start/Stop (kept apart: they fill what classic events miss).
+    kprocs: list[dict] = field(default_factory=list)
     nics: list[dict] = field(default_factory=list)
     services: list[dict] = field(default_factory=list)
     skipped: Skipped = field(default_factory=Skipped)
@@ -76,6 +79,7 @@ class _Collector:
         if tcpip.height:
             self.tcpip.append(tcpip.drop("process").with_columns(pl.col("time").cast(pl.Int64)))
         self.procs.extend(decode_process_events(batch, self.skipped))
+        self.kprocs.extend(decode_kernel_process(batch, self.skipped))
         nics, services = decode_systemconfig(batch, self.skipped)
         self.nics.extend(nics)
         self.services.extend(services)
@@ -114,7 +118,8 @@ def timeline_from_batches(batches: Iterable[RecordBatch], path: str | os.PathLik
 def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, stats: Any) -> Timeline:
     if collector.skipped:
         warn(f"{os.fspath(path)}: skipped {collector.skipped.summary()}")
-    processes = build_processes(collector.procs, collector.services)
+    processes = merge_processes(build_processes(collector.procs, collector.services),
+                                build_processes(collector.kprocs, collector.services))
     events = _events_frame(collector.net, processes, collector.tcpip)
     local: list[str] = []
     for nic in collector.nics:
@@ -220,7 +225,10 @@ def build_processes(events: list[dict], services: list[dict]) -> pl.DataFrame:
                 continue
         if cur is None:  # first seen at its end: alive before the trace started
             row = _new_row(ev)
-            row["start"], row["begin"] = None, _MIN
+            # Kernel-Process events give the creation time (UTC, system clock) of such a process
+            row["start"] = row["begin"] = ev.get("create_time") if kind == "End" else None
+            if row["begin"] is None:
+                row["begin"] = _MIN
             rows.append(row)
             cur = len(rows) - 1
         row = rows[cur]
@@ -251,6 +259,21 @@ def build_processes(events: list[dict], services: list[dict]) -> pl.DataFrame:
     }
     df = pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema, orient="row")
     return df.with_columns(pl.col("start", "end").cast(pl.Datetime("ns", "UTC")))
+
+
+def merge_processes(classic: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFrame:
+    """Classic kernel Process instances, plus the Kernel-Process ones no classic instance of the same
+    PID overlaps (a trace with both providers logs each process twice)."""
+    if manifest.is_empty() or classic.is_empty():
+        return manifest if classic.is_empty() else classic
+    span = [pl.col("start").cast(pl.Int64).fill_null(_MIN).alias("_b"),
+            pl.col("end").cast(pl.Int64).fill_null(_MAX).alias("_e")]
+    m = manifest.with_row_index("_row").with_columns(span)
+    c = classic.select("pid", *span)
+    overlap = (m.join(c, on="pid", suffix="_c")
+               .filter((pl.col("_b") <= pl.col("_e_c")) & (pl.col("_b_c") <= pl.col("_e")))["_row"])
+    kept = m.filter(~pl.col("_row").is_in(overlap.implode())).drop("_row", "_b", "_e")
+    return pl.concat([classic, kept]).sort(pl.col("start").cast(pl.Int64).fill_null(_MIN), "record")
 
 
 def _same(row: dict, ev: dict) -> bool:
@@ -284,6 +307,7 @@ __all__ = [
     "Timeline",
     "attach_process",
     "build_processes",
+    "merge_processes",
     "read_events",
     "read_local_addresses",
     "read_processes",
