@@ -216,13 +216,19 @@ def frames(pcap: str | None, etl: str | None, fmt: str, out: str | None) -> None
               help="Table format: list every frame, also non-TCP/UDP/ICMP frames with no evidence "
                    "(hidden by default).")
 @click.option("--annotate", type=click.Path(dir_okay=False, writable=True),
-              help="Also write the capture as pcapng with a comment per attributed packet "
-                   "(Wireshark: frame.comment contains \"store.exe\").")
+              help="Also write the capture as pcapng, each attributed packet with comment lines (PID, Process, "
+                   "Services, Confidence, Method, Reason; Wireshark: frame.comment contains \"Process: "
+                   "store.exe\") and, for high/medium confidence, the process id option (epb_processid_threadid). "
+                   "Frame numbers stay those of the capture.")
+@click.option("--process-blocks", is_flag=True,
+              help="With --annotate: also a Process Information Block per process (Wireshark's development "
+                   "builds show the names with the packets; older versions, e.g. 4.0, list these blocks as "
+                   "frames, shifting frame numbers).")
 @output_options
 @_guarded
 def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
               offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...],
-              explain: tuple[int, ...], show_all: bool, annotate: str | None, fmt: str,
+              explain: tuple[int, ...], show_all: bool, annotate: str | None, process_blocks: bool, fmt: str,
               out: str | None) -> None:
     """Attribute every frame of a capture to the process that sent or received it.
 
@@ -241,6 +247,8 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
     from .attribution import attribute as run_attribution
     from .sources import read_frames, read_processes, read_trace
 
+    if process_blocks and not annotate:
+        raise click.UsageError("--process-blocks goes with --annotate FILE")
     tr = _with_progress("reading trace", lambda bar: read_trace(trace, with_frames=capture is None,
                                                                  progress=bar))
     if capture is None and tr.kind != "etl":
@@ -291,7 +299,7 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
     if annotate:
         from .annotate import write_annotated
 
-        n = write_annotated(capture or trace, result, annotate)
+        n = write_annotated(capture or trace, result, annotate, with_process_blocks=process_blocks)
         _info(f"wrote {annotate}: {n:,} packets annotated")
     why = result.why_nothing()
     if why:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +44,10 @@ from .units import PathLike, Progress
 SHB, IDB, PB, SPB, NRB, ISB, EPB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_END, OPT_COMMENT, OPT_FLAGS = 0, 1, 2
+#: epb_processid_threadid (pcapng draft): process id and thread id, two u32 in the section's byte order.
+OPT_PROCESSID_THREADID = 8
+#: Custom block whose copying is allowed (a rewriting tool keeps it).
+CB_COPY = 0x00000BAD
 IF_NAME, IF_TSRESOL, IF_TSOFFSET = 2, 9, 14
 # Block types a resynchronisation after damage accepts as the next block start.
 _KNOWN_BLOCKS = (SHB, IDB, PB, SPB, NRB, ISB, EPB, 7, 8, 9, 10, 0xBAD, 0x40000BAD)
@@ -461,17 +465,26 @@ def _block(btype: int, body: bytes) -> bytes:
     return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
 
 
+def custom_block(pen: int, data: bytes) -> bytes:
+    """A little-endian custom block (copying allowed) of the enterprise ``pen`` holding ``data``."""
+    return _block(CB_COPY, struct.pack("<I", pen) + data + b"\0" * (_pad4(len(data)) - len(data)))
+
+
 _FLAG_BITS = {"in": 1, "out": 2, "unknown": 0}
 
 
 def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[Packet], *,
-                 simple_untimed: bool = False) -> int:
-    """Write a little-endian pcapng (one section): an interface block per ``interfaces`` entry, then an
-    enhanced packet block per packet with its comment (opt_comment) and direction (epb_flags) when set.
-    Times are floored to the interface's resolution. Returns the number of packets written.
+                 simple_untimed: bool = False, blocks: Iterable[bytes] = (),
+                 options: Callable[[int], list[tuple[int, bytes]] | None] | None = None) -> int:
+    """Write a little-endian pcapng (one section): an interface block per ``interfaces`` entry, the raw
+    ``blocks`` (e.g. :func:`custom_block`), then an enhanced packet block per packet with its comment
+    (opt_comment) and direction (epb_flags) when set, and the (code, value) options that
+    ``options(i)`` gives for packet i (0-based), in that order. Times are floored to the interface's
+    resolution. Returns the number of packets written.
 
     A packet without a time is an error, unless ``simple_untimed`` and it can be a simple packet block
-    (interface 0, no comment, no direction), which is how the readers give simple packet blocks back.
+    (interface 0, no comment, no direction, no options), which is how the readers give simple packet
+    blocks back.
     """
     for k, iface in enumerate(interfaces):
         if not 0 <= iface.link_type <= 0xFFFF:
@@ -490,6 +503,8 @@ def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[
             if opts:
                 opts += _option(OPT_END, b"")
             f.write(_block(IDB, struct.pack("<HHI", iface.link_type, 0, iface.snaplen) + opts))
+        for b in blocks:
+            f.write(b)
         out = []
         for p in packets:
             if len(out) >= 8192:
@@ -498,8 +513,10 @@ def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[
             if not 0 <= p.interface < len(interfaces):
                 raise ValueError(f"packet {count + 1}: interface {p.interface} not among the "
                                  f"{len(interfaces)} given")
+            more = options(count) if options is not None else None
             if p.time_ns is None:
-                if simple_untimed and p.interface == 0 and p.comment is None and p.direction is None:
+                if simple_untimed and p.interface == 0 and p.comment is None and p.direction is None \
+                        and not more:
                     data = bytes(p.data)
                     wirelen = len(data) if p.wirelen is None else p.wirelen
                     pad = b"\0" * (_pad4(len(data)) - len(data))
@@ -519,6 +536,8 @@ def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[
                 if p.direction not in _FLAG_BITS:
                     raise ValueError(f"packet {count + 1}: direction {p.direction!r} is not in/out/unknown")
                 opts += _option(OPT_FLAGS, struct.pack("<I", _FLAG_BITS[p.direction]))
+            for code, value in more or ():
+                opts += _option(code, value)
             if opts:
                 opts += _option(OPT_END, b"")
             body = (struct.pack("<IIIII", p.interface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), wirelen)

@@ -32,3 +32,29 @@ def cases() -> Path:
     if not CASES.is_dir():
         _missing(f"cases folder not found at {CASES}")
     return CASES
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of the program ``name`` (from Debian's ``package``): skips without it, fails in CI
+    (CI=true or ETWTOOLS_REQUIRE_CORPUS=1), where .ci/run installs it."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} is not installed (apt-get install {package})"
+        if os.environ.get("CI") == "true" or os.environ.get("ETWTOOLS_REQUIRE_CORPUS"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tshark() -> str:
+    """Debian's tshark."""
+    return require_tool("tshark", "tshark")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium (headless)."""
+    return require_tool("chromium", "chromium")

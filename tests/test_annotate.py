@@ -69,8 +69,9 @@ def test_annotated_seed_case_reads_back_with_one_comment_per_attributed_frame(ca
     assert commented == with_pid == [5, 15]
     assert n == 2
     c = back["comment"].to_list()
-    assert c[4] == "pid=2136 process=store.exe confidence=high method=udp-5tuple-size"
-    assert c[14] == "pid=2136 process=store.exe confidence=low method=local-port"
+    assert c[4].split("\n")[:4] == ["PID: 2136", "Process: store.exe", "Confidence: high", "Method: udp-5tuple-size"]
+    assert c[4].split("\n")[4] == f"Reason: {r.frames['reason'][4]}"
+    assert c[14].split("\n")[:4] == ["PID: 2136", "Process: store.exe", "Confidence: low", "Method: local-port"]
     # only the attributions proper
     out2 = tmp_path / "high-only.pcapng"
     assert write_annotated(pcap, r, out2, min_confidence="medium") == 1
@@ -99,8 +100,10 @@ def test_existing_comments_are_kept_and_packets_can_be_given_directly(tmp_path):
     assert write_annotated(src, r, out) == 3
     back = read_capture(out)
     got = back["comment"].to_list()
-    assert got[0] == "PID=4040 TID=12; pid=4040 process=unknown confidence=high method=udp-5tuple-size"
-    assert got[1].startswith("pid=4040 ") and got[3] is None
+    # the packet's own comment stays first, as an option of its own (the reader joins options with newlines)
+    assert got[0].split("\n")[:5] == ["PID=4040 TID=12", "PID: 4040", "Process: (unknown)", "Confidence: high",
+                                      "Method: udp-5tuple-size"]
+    assert got[1].startswith("PID: 4040\n") and got[3] is None
     assert back["direction"].to_list() == ["out", "out", "out", "in"]
 
     # (interfaces, packets) instead of a path
@@ -158,7 +161,7 @@ def test_etl_with_packets_and_events_is_annotated(tmp_path):
     assert write_annotated(etl, r, out) == 4
     back = read_capture(out)
     assert back.height == 4
-    assert all(c.startswith("pid=777 ") for c in back["comment"].to_list())
+    assert all(c.startswith("PID: 777\n") for c in back["comment"].to_list())
     assert back["src_port"].to_list() == [50000, 50001, 50002, 50003]
 
 
@@ -184,7 +187,7 @@ def test_netmon_media_type_without_linktype_is_annotated(tmp_path):
     back = read_capture(out)
     assert back["link_type"].to_list() == [1, 147, 1, 1]
     assert back["src_port"].to_list() == [5000, None, 5001, 5002]
-    assert [c is not None and c.startswith("pid=42 ") for c in back["comment"].to_list()] == [True, False, True, True]
+    assert [c is not None and c.startswith("PID: 42\n") for c in back["comment"].to_list()] == [True, False, True, True]
     ifaces, _ = iter_capture_packets(out)
     assert ifaces[1].name == "Network Monitor media type 0x0006"
 
