@@ -63,6 +63,56 @@ FRAMES = {
 }
 
 
+#: Network evidence from Windows event logs (Sysmon 3; Security 5156/5158/5154/5157/5152): one row per event.
+CONNECTIONS = {
+    "time": TIME,               # the record's TimeCreated / EventTime / TimeGenerated / @timestamp, as written
+    #                             (a time without a zone is taken as UTC: find the clock offset from the data)
+    "sensor_time": TIME,        # Sysmon's own UtcTime (same treatment); null for Security events
+    "host": pl.Utf8,            # Computer / Hostname as written (FQDN or short name)
+    "sensor": pl.Utf8,          # sysmon / security
+    "event_id": pl.Int32,       # 3, 5156, 5158, 5154, 5157, 5152
+    "record": pl.UInt64,        # EventRecordID / RecordNumber, or the line number when the export has none
+    "pid": pl.Int64,            # the subject process (never the logging process of System/Execution)
+    "tid": pl.Int64,            # null: neither sensor names the thread
+    "process": pl.Utf8,         # image name, lower-case (svchost.exe)
+    "image_path": pl.Utf8,      # as written: C:\\... (Sysmon) or \\device\\harddiskvolumeN\\... (Security)
+    "user": pl.Utf8,            # DOMAIN\\user (Sysmon); null for Security
+    "protocol": pl.Utf8,        # TCP / UDP, else the IANA number as text
+    "local_addr": pl.Utf8,      # canonical text (IPv4-mapped IPv6 unmapped)
+    "local_port": pl.Int32,
+    "remote_addr": pl.Utf8,
+    "remote_port": pl.Int32,
+    "direction": pl.Utf8,       # out (the process initiated) / in (accepted); null for binds and listens
+    "action": pl.Utf8,          # connect / accept / bind / listen / blocked / dropped
+    "process_guid": pl.Utf8,    # Sysmon ProcessGuid, null otherwise
+    "source": pl.Utf8,          # the file read
+}
+
+#: Processes from Windows event logs (Sysmon 1/5, Security 4688/4689): PROCESSES plus these columns.
+EVENTLOG_PROCESSES = {
+    **PROCESSES,                # source: sysmon / security; image: lower-case image name
+    "host": pl.Utf8,
+    "image_path": pl.Utf8,      # as written
+    "process_guid": pl.Utf8,    # Sysmon only
+    "parent_image": pl.Utf8,    # image name of the parent when the event says it
+}
+
+#: DNS queries (Sysmon 22): the names a process resolved and the addresses it got.
+DNS = {
+    "time": TIME,
+    "sensor_time": TIME,        # Sysmon UtcTime
+    "host": pl.Utf8,
+    "record": pl.UInt64,
+    "pid": pl.Int64,
+    "process": pl.Utf8,         # image name, lower-case
+    "image_path": pl.Utf8,
+    "process_guid": pl.Utf8,
+    "query_name": pl.Utf8,
+    "query_status": pl.Int64,   # 0 = success; Win32 / DNS error code otherwise
+    "addresses": pl.List(pl.Utf8),  # A/AAAA answers in canonical text (CNAME entries dropped)
+    "source": pl.Utf8,
+}
+
 def empty(schema: dict) -> pl.DataFrame:
     """An empty frame with the given schema."""
     return pl.DataFrame(schema=schema)

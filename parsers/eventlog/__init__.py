@@ -1,0 +1,201 @@
+"""Windows event logs (Sysmon, Security auditing) as evidence: .evtx files and JSON-lines exports.
+
+``read_eventlog(path)`` gives the network evidence (CONNECTIONS: Sysmon 3, Security 5156/5157/5152/5158/5154),
+process lifetimes (EVENTLOG_PROCESSES: Sysmon 1/5, Security 4688/4689) and DNS queries (DNS: Sysmon 22) of
+one file, with every event id it saw. JSON flavours (evtx_dump, Winlogbeat/ECS, Azure Monitor, NXLog-style
+flat) are told apart by content, record by record.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import polars as pl
+
+from etwtools import diagnostics
+from etwtools.errors import TextFormatError
+
+from . import scan, tables
+from .evtx import iter_json_batches, looks_like_evtx
+from .flavours import LOOKED_FOR, flatten, flavour_of
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class EventLog:
+    """What one event log says: connections, processes, DNS queries, and what was read or skipped."""
+
+    path: str
+    kind: str                       # evtx, or json (flavours: the JSON shapes seen, e.g. ["flat"])
+    connections: pl.DataFrame       # schema.CONNECTIONS
+    processes: pl.DataFrame         # schema.EVENTLOG_PROCESSES
+    dns: pl.DataFrame               # schema.DNS
+    hosts: pl.DataFrame             # host, sensor, connections, processes, dns, first, last
+    event_ids: Counter = field(default_factory=Counter)   # every event id in the file -> records
+    records: int = 0                # records (evtx) or non-blank lines (JSON) read
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> records / lines / chunks lost
+    flavours: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line: what the log holds, or that it has no network events and which ids it has."""
+        name = Path(self.path).name
+        if self.connections.height:
+            by = self.connections.group_by("sensor", "event_id").len().sort("sensor", "event_id")
+            parts = ", ".join(f"{r['sensor']} {r['event_id']}: {r['len']:,}" for r in by.iter_rows(named=True))
+            return f"{name}: {self.connections.height:,} network events ({parts}) on {self.hosts.height} host/sensor(s)"
+        ids = ", ".join(f"{i} ({n:,})" for i, n in sorted(self.event_ids.items())[:40])
+        more = "" if len(self.event_ids) <= 40 else f", ... ({len(self.event_ids)} ids)"
+        return (f"no network events in {name} (Sysmon 3 or Security 5156/5157/5152/5158/5154); "
+                f"{self.records:,} records with event ids: {ids or 'none'}{more}")
+
+
+def sniff(head: bytes) -> str | None:
+    """``evtx`` or ``eventlog-json`` from the first bytes of a file, None when it is neither."""
+    if looks_like_evtx(head):
+        return "evtx"
+    for raw in head.split(b"\n")[:8]:
+        line = raw.strip()
+        if not line:
+            continue
+        if not line.startswith(b"{"):
+            return None
+        try:
+            return "eventlog-json" if flavour_of(json.loads(line)) else None
+        except ValueError:
+            # the head may cut the first record: a JSON object mentioning an event id is enough
+            return "eventlog-json" if scan._ID_RE.search(line) else None
+    return None
+
+
+class _Collector:
+    """Decodes candidate lines into rows, counting what it has to skip."""
+
+    def __init__(self, path: str, unit: str) -> None:
+        self.path = path
+        self.unit = unit
+        self.rows: list[dict[str, Any]] = []
+        self.stats = scan.ScanStats()
+        self.skipped: Counter = Counter()
+        self.flavours: Counter = Counter()
+        self.first_unknown: list[str] | None = None
+
+    def feed(self, buf: bytes, first_line: int, base: int) -> None:
+        for c in scan.scan_block(buf, first_line, base, self.stats):
+            try:
+                d = json.loads(c.text)
+            except ValueError as e:
+                self.skipped["undecodable JSON"] += 1
+                where = f"record at {self.unit} {c.line}" if self.unit == "record" else f"line {c.line}"
+                if self.skipped["undecodable JSON"] <= 20:
+                    diagnostics.warn(f"{self.path}: {where} (offset {c.offset:#x}): not a whole JSON object "
+                                     f"({e.msg}); skipped")
+                continue
+            fl = flavour_of(d)
+            if fl is None:
+                self.skipped["unknown JSON shape"] += 1
+                if self.first_unknown is None and isinstance(d, dict):
+                    self.first_unknown = sorted(d)[:12]
+                continue
+            self.flavours[fl] += 1
+            row = flatten(d)
+            if row.get("event_id") not in scan.WANTED_IDS:
+                continue        # the id matched elsewhere in the line (a nested field)
+            row["line"] = c.line
+            self.rows.append(row)
+
+
+def _read_json(path: str, progress: Progress | None) -> tuple[_Collector, int]:
+    col = _Collector(path, "line")
+    total = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+        _check_json_head(path, head)
+        f.seek(0)
+        for buf, line, base in scan.iter_blocks(f):
+            col.feed(buf, line, base)
+            if progress:
+                progress(base + len(buf), total)
+    for line, off in col.stats.broken:
+        diagnostics.warn(f"{path}: line {line} (offset {off:#x}): truncated JSON line (does not end with '}}'); "
+                         "skipped")
+    if col.stats.broken_count:
+        col.skipped["truncated JSON line"] += col.stats.broken_count
+        if col.stats.broken_count > len(col.stats.broken):
+            diagnostics.warn(f"{path}: {col.stats.broken_count:,} truncated JSON lines in all")
+    return col, col.stats.lines
+
+
+def _check_json_head(path: str, head: bytes) -> None:
+    """Refuse a file whose first records are JSON of no known event-log flavour, naming what was looked for."""
+    seen = 0
+    for raw in head.split(b"\n")[:-1][:20]:
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if flavour_of(d):
+            return
+        seen += 1
+        keys = ", ".join(sorted(d)[:12]) if isinstance(d, dict) else type(d).__name__
+        if seen >= 3:
+            break
+    if seen:
+        raise TextFormatError(f"JSON lines of no known event-log flavour (looked for {'; '.join(LOOKED_FOR)}); "
+                              f"the records have: {keys}", path=path, line=1)
+    raise TextFormatError("not an event log: neither .evtx (ElfFile header) nor JSON lines with one event "
+                          "per line", path=path, offset=0)
+
+
+def _read_evtx(path: str, progress: Progress | None) -> tuple[_Collector, int]:
+    col = _Collector(path, "record")
+    errors: list[str] = []
+    n = 0
+    try:
+        for buf in iter_json_batches(path, errors):
+            col.feed(buf, n + 1, 0)
+            n += buf.count(b"\n")
+    except ValueError as e:
+        raise TextFormatError(f"cannot read as .evtx: {e}", path=path, offset=0) from None
+    for msg in errors[:20]:
+        diagnostics.warn(f"{path}: damaged chunk skipped: {msg}")
+    if errors:
+        col.skipped["damaged chunk"] += len(errors)
+    if progress:
+        size = os.path.getsize(path)
+        progress(size, size)
+    return col, n
+
+
+def read_eventlog(path: str | os.PathLike, progress: Progress | None = None) -> EventLog:
+    """Connections, processes and DNS queries of one .evtx file or JSON-lines export (kind by content)."""
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise TextFormatError(f"cannot read: {e.strerror}", path=p) from None
+    if looks_like_evtx(head):
+        col, records, kind = *_read_evtx(p, progress), "evtx"
+    else:
+        col, records, kind = *_read_json(p, progress), "json"
+    without_id = records - sum(col.stats.event_ids.values()) - col.stats.broken_count
+    if kind == "evtx" and without_id > 0:
+        col.skipped["record without event id (null System)"] += without_id
+        diagnostics.warn(f"{p}: {without_id:,} record(s) without an event id (null System) skipped")
+    if col.skipped.get("unknown JSON shape"):
+        diagnostics.warn(f"{p}: {col.skipped['unknown JSON shape']:,} line(s) of no known event-log flavour "
+                         f"skipped (first has: {', '.join(col.first_unknown or [])})")
+    raw = tables.raw_frame(col.rows).with_columns(tables.sensor_of().alias("sensor"))
+    conns = tables.connections(raw, p)
+    procs = tables.processes(raw, p)
+    names = tables.dns(raw, p)
+    return EventLog(p, kind, conns, procs, names, tables.hosts(conns, procs, names), col.stats.event_ids,
+                    records, dict(col.skipped), sorted(col.flavours))
