@@ -10,13 +10,14 @@ Library entry points (all return polars DataFrames in the schemas of ``etwtools.
 """
 from __future__ import annotations
 
-from .errors import AttributionError, CaptureError, EtlError, EtwToolsError, TextFormatError
+from .errors import AttributionError, CaptureError, EtlError, EtwToolsError, EventLogError, TextFormatError
 
 __all__ = [
     "AttributionError",
     "CaptureError",
     "EtlError",
     "EtwToolsError",
+    "EventLogError",
     "TextFormatError",
     "attribute",
     "detect",

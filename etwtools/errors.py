@@ -2,9 +2,9 @@
 live in :mod:`etwtools.parsers.errors`), plus the application's own."""
 from __future__ import annotations
 
-from .parsers.errors import CaptureError, EtlError, EtwToolsError, TextFormatError
+from .parsers.errors import CaptureError, EtlError, EtwToolsError, EventLogError, TextFormatError
 
-__all__ = ["AttributionError", "CaptureError", "EtlError", "EtwToolsError", "TextFormatError"]
+__all__ = ["AttributionError", "CaptureError", "EtlError", "EtwToolsError", "EventLogError", "TextFormatError"]
 
 
 class AttributionError(EtwToolsError):

@@ -40,3 +40,7 @@ class CaptureError(EtwToolsError):
 
 class TextFormatError(EtwToolsError):
     """A tracerpt CSV or tasklist text that cannot be read."""
+
+
+class EventLogError(EtwToolsError):
+    """A Windows event log (.evtx or JSON lines) that cannot be read."""

@@ -12,18 +12,16 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
-from etwtools import diagnostics
-from etwtools.errors import TextFormatError
-
+from .. import diagnostics
+from ..errors import EventLogError
+from ..units import PathLike, Progress
 from . import scan, tables
 from .evtx import iter_json_batches, looks_like_evtx
 from .flavours import LOOKED_FOR, flatten, flavour_of
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -148,9 +146,9 @@ def _check_json_head(path: str, head: bytes) -> None:
         if seen >= 3:
             break
     if seen:
-        raise TextFormatError(f"JSON lines of no known event-log flavour (looked for {'; '.join(LOOKED_FOR)}); "
+        raise EventLogError(f"JSON lines of no known event-log flavour (looked for {'; '.join(LOOKED_FOR)}); "
                               f"the records have: {keys}", path=path, line=1)
-    raise TextFormatError("not an event log: neither .evtx (ElfFile header) nor JSON lines with one event "
+    raise EventLogError("not an event log: neither .evtx (ElfFile header) nor JSON lines with one event "
                           "per line", path=path, offset=0)
 
 
@@ -163,7 +161,7 @@ def _read_evtx(path: str, progress: Progress | None) -> tuple[_Collector, int]:
             col.feed(buf, n + 1, 0)
             n += buf.count(b"\n")
     except ValueError as e:
-        raise TextFormatError(f"cannot read as .evtx: {e}", path=path, offset=0) from None
+        raise EventLogError(f"cannot read as .evtx: {e}", path=path, offset=0) from None
     for msg in errors[:20]:
         diagnostics.warn(f"{path}: damaged chunk skipped: {msg}")
     if errors:
@@ -174,14 +172,14 @@ def _read_evtx(path: str, progress: Progress | None) -> tuple[_Collector, int]:
     return col, n
 
 
-def read_eventlog(path: str | os.PathLike, progress: Progress | None = None) -> EventLog:
+def read_eventlog(path: PathLike, progress: Progress | None = None) -> EventLog:
     """Connections, processes and DNS queries of one .evtx file or JSON-lines export (kind by content)."""
     p = os.fspath(path)
     try:
         with open(p, "rb") as f:
             head = f.read(8)
     except OSError as e:
-        raise TextFormatError(f"cannot read: {e.strerror}", path=p) from None
+        raise EventLogError(f"cannot read: {e.strerror}", path=p) from None
     if looks_like_evtx(head):
         col, records, kind = *_read_evtx(p, progress), "evtx"
     else:
