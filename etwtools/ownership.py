@@ -44,8 +44,8 @@ DNS = getattr(schema, "DNS", None) or {
 
 #: Offset votes are binned this wide; the winning window is three bins.
 BIN_NS = NS
-#: Largest |capture - log| offset considered: a day and a half (an exported log on another day's clock).
-WINDOW_NS = 36 * 3600 * NS
+#: Largest |capture - log| offset considered: a week (an exported log on a collector's clock, another day).
+WINDOW_NS = 7 * 24 * 3600 * NS
 #: Matched 5-tuples voted at most (a sample when more; the winner is then counted over all).
 VOTE_SAMPLE = 50_000
 #: Least slack (s) between a frame and the event that starts its owner's period, after the offset:
@@ -239,11 +239,11 @@ class LogOffset:
 
 
 def _dur(ns: int) -> str:
-    sign = "-" if ns < 0 else "+"
-    s = abs(ns) / NS
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{sign}{int(h)} h {int(m):02d} min {sec:06.3f} s ({ns / NS:+.3f} s)"
+    """``+4 h 00 min 00.214 s (+14400.214 s)``."""
+    ms = round(abs(ns) / 1_000_000)
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    return f"{'-' if ns < 0 else '+'}{h} h {m:02d} min {rem // 1000:02d}.{rem % 1000:03d} s ({ns / NS:+.3f} s)"
 
 
 def estimate_offset(of: pl.DataFrame, ev: pl.DataFrame, sensor: str) -> LogOffset:

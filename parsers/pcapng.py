@@ -5,7 +5,7 @@ Block: type u32, total length u32, body, total length u32 again; lengths are mul
 Section header (0x0A0D0D0A): byte-order magic 0x1A2B3C4D, version, section length. Interface description
 (1): link type u16, reserved u16, snaplen u32, options (2 if_name, 9 if_tsresol, 14 if_tsoffset).
 Enhanced packet (6): interface u32, timestamp hi/lo u32, caplen, wirelen, data, options (1 comment,
-2 flags: direction in bits 0-1). Obsolete packet (2): the same with interface u16 + drops u16. Simple
+2 flags: direction in bits 0-1, 8 process id u32 + thread id u32: etl2pcapng's ETW header PID/TID). Obsolete packet (2): the same with interface u16 + drops u16. Simple
 packet (3): wirelen, data; no interface (0) nor timestamp.
 """
 from __future__ import annotations
@@ -212,6 +212,55 @@ class Chunk:
         return out
 
 
+    def process_ids(self, buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each packet's epb_processid_threadid option (code 8: PID u32, TID u32, as etl2pcapng writes the
+        ETW event header's): (pid, tid, present). The options of all packets are walked together, one
+        option per step, so the steps are as many as the most options one packet has."""
+        n = len(self.entries)
+        pid, tid, found = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+        if not n:
+            return pid, tid, found
+        e = self.entries
+        block = e["block"].astype(np.int64)
+        cur = block + 28 + ((e["caplen"].astype(np.int64) + 3) & ~3)
+        end = block + _u32_at(buf, block + 4, self.big) - 4
+        active = np.flatnonzero((e["btype"] != SPB) & (cur + 4 <= end))
+        while len(active):
+            c = cur[active]
+            code, olen = _u16_at(buf, c, self.big), _u16_at(buf, c + 2, self.big)
+            ok = (code != OPT_END) & (c + 4 + olen <= end[active])
+            hit = ok & (code == OPT_PROCESSID_THREADID) & (olen >= 8) & ~found[active]
+            if hit.any():
+                rows = active[hit]
+                pid[rows] = _u32_at(buf, c[hit] + 4, self.big)
+                tid[rows] = _u32_at(buf, c[hit] + 8, self.big)
+                found[rows] = True
+            cur[active] = c + 4 + ((olen + 3) & ~3)
+            active = active[ok & (cur[active] + 4 <= end[active])]
+        return pid, tid, found
+
+
+def _u16_at(buf: np.ndarray, pos: np.ndarray, big: bool) -> np.ndarray:
+    a, b = buf[pos].astype(np.int64), buf[pos + 1].astype(np.int64)
+    return (a << 8 | b) if big else (b << 8 | a)
+
+
+def _u32_at(buf: np.ndarray, pos: np.ndarray, big: bool) -> np.ndarray:
+    hi, lo = _u16_at(buf, pos, big), _u16_at(buf, pos + 2, big)
+    return (hi << 16 | lo) if big else (lo << 16 | hi)
+
+
+def header_ids(frames: pl.DataFrame, pid: np.ndarray, tid: np.ndarray, found: np.ndarray) -> pl.DataFrame:
+    """``header_pid``/``header_tid`` from option 8, else from a ``PID=n`` / ``PID=n TID=m`` comment."""
+    opt_pid = pl.Series("_op", pid).set(pl.Series(~found), None)
+    opt_tid = pl.Series("_ot", tid).set(pl.Series(~found), None)
+    comment = pl.col("comment") if "comment" in frames.columns else pl.lit(None, pl.Utf8)
+    from_comment = [comment.str.extract(r"(?:^|\s)PID=(\d{1,10})\b", 1).cast(pl.Int64, strict=False),
+                    comment.str.extract(r"(?:^|\s)TID=(\d{1,10})\b", 1).cast(pl.Int64, strict=False)]
+    return frames.with_columns(pl.coalesce(opt_pid, from_comment[0]).alias("header_pid"),
+                               pl.coalesce(opt_tid, from_comment[1]).alias("header_tid"))
+
+
 class _Scanner:
     def __init__(self, buf: np.ndarray, path: PathLike, progress: Progress | None = None,
                  window: int = WINDOW, quiet: bool = False) -> None:
@@ -398,9 +447,11 @@ def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress |
     buf = map_file(path)
     scanner = _Scanner(buf, path, progress)
     parts = []
+    ids: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     first = 1
     bad_times = 0
     for c in scanner.chunks():
+        ids.append(c.process_ids(buf))
         times, valid = c.times(scanner.interfaces)
         bad_times += c.out_of_range(valid)
         link = np.array([i.link_type for i in scanner.interfaces], np.int32)[c.iface]
@@ -415,7 +466,10 @@ def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress |
     if not parts:
         z = np.zeros(0, np.int64)
         parts.append(dissect_buffer(buf, z, z, z, 0, comments=[], with_data=with_data, finish=False))
-    return finish_frames(parts, source=os.fspath(path))
+    frames = finish_frames(parts, source=os.fspath(path))
+    if not ids:
+        ids.append((np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)))
+    return header_ids(frames, *(np.concatenate(x) for x in zip(*ids)))
 
 
 def _report_times(path: PathLike, count: int) -> None:

@@ -60,6 +60,8 @@ FRAMES = {
     "ip_id": pl.Int64,          # IPv4 16-bit or IPv6 fragment 32-bit identification
     "fragment": pl.Utf8,        # none / first / later
     "notes": pl.Utf8,           # e.g. "ip-length-0" for TSO frames; null when nothing to say
+    "header_pid": pl.Int64,     # PID/TID of the ETW event header a converted capture carries (pcapng option 8,
+    "header_tid": pl.Int64,     # etl2pcapng's "PID=n TID=m" comment): the logging thread's, not the owner
 }
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from etwtools.ownership import CONNECTIONS, DNS
+from etwtools.ownership import CONNECTIONS, DNS, KEY, attribute_connections, orient
+from etwtools.sources import read_frames
 
 PAIRS = {
     "purplesharp_ad_playbook_I": ("purplesharp_ad_playbook_I_2020-10-22042947.cap",),
@@ -135,3 +136,45 @@ def load(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     n = pl.DataFrame(dns, schema={k: v for k, v in DNS.items()}, strict=False
                      ).with_columns(pl.col("time").dt.replace_time_zone("UTC")) if dns else pl.DataFrame(schema=DNS)
     return c, p, n
+
+
+def _agree(truth_pid: str, truth_process: str) -> pl.Expr:
+    """The answer names the judging sensor's process: same PID, or the same image where a PID is unknown."""
+    pid_ok = pl.col("pid").is_not_null() & pl.col(truth_pid).is_not_null()
+    return (pl.when(pid_ok).then(pl.col("pid") == pl.col(truth_pid))
+            .otherwise(pl.col("process").str.to_lowercase() == pl.col(truth_process).str.to_lowercase())
+            ).fill_null(False)
+
+
+def _logged(r, frames: pl.DataFrame) -> pl.DataFrame:
+    """Frame numbers whose 5-tuple the run's connection events name (at any time)."""
+    ev = r._events.filter(pl.col("has_tuple")).select(KEY).unique()
+    of = orient(frames, r.local_addrs)
+    return of.join(ev, on=KEY, how="semi").select((pl.col("fid") + 1).alias("frame")).unique()
+
+
+def evaluate(capture: Path, conns: pl.DataFrame, procs: pl.DataFrame, dns: pl.DataFrame) -> list[dict]:
+    """One row per sensor given: frames judged, answers, correct answers, precision, coverage and the
+    header-PID baseline."""
+    frames = read_frames(capture)
+    runs = {s: attribute_connections(frames, conns.filter(pl.col("sensor") == s), procs, dns)
+            for s in ("sysmon", "security")}
+    rows = []
+    for given, judge in (("sysmon", "security"), ("security", "sysmon")):
+        a, j = runs[given], runs[judge]
+        truth = j.frames.filter(pl.col("method") == f"{judge}-5-tuple").select(
+            "frame", pl.col("pid").alias("t_pid"), pl.col("process").alias("t_process"))
+        known = _logged(a, frames).join(_logged(j, frames), on="frame")
+        judged = a.frames.join(known, on="frame").join(truth, on="frame")
+        answered = judged.filter(pl.col("confidence").is_in(["high", "medium"]))
+        correct = answered.filter(_agree("t_pid", "t_process"))
+        hp = judged.filter(pl.col("header_pid").is_not_null())
+        rows.append(dict(capture=capture.name, given=given, host=a.host.host, frames=judged.height,
+                         answered=answered.height, correct=correct.height,
+                         precision=round(correct.height / answered.height, 4) if answered.height else None,
+                         coverage=round(answered.height / judged.height, 4) if judged.height else None,
+                         header_pid_frames=hp.height,
+                         header_pid_precision=(round(hp.filter(pl.col("header_pid") == pl.col("t_pid")).height
+                                                     / hp.height, 4) if hp.height else None),
+                         offset=a.describe_offset()))
+    return rows
