@@ -116,7 +116,7 @@ def test_owner_changes_and_sensors_disagree(purplesharp):
     off = base.offsets[0].offset_ns
     takeover = ev.with_columns(pl.lit(999999, pl.Int64).alias("pid"), pl.lit("other.exe").alias("process"),
                                (pl.lit(mid) - pl.duration(nanoseconds=off)).cast(pl.Datetime("ns", "UTC"))
-                               .alias("sensor_time"), pl.lit(123).cast(pl.Int64).alias("record"))
+                               .alias("sensor_time"), pl.lit(123).cast(sysmon.schema["record"]).alias("record"))
     r = attribute_connections(frames, pl.concat([sysmon, takeover]), procs, dns)
     same = r.frames.join(base.frames.filter(pl.col("pid") == top["pid"]).select("frame"), on="frame")
     same = same.filter(((pl.col("src_port") == top["src_port"]) & (pl.col("dst_port") == top["dst_port"]))
