@@ -123,25 +123,56 @@ def cli(traceback: bool, quiet: bool) -> None:
 @click.option("--etl", "path", required=True, type=EXISTING,
               help="ETL file or tracerpt CSV (dumpfile.csv or 'tracerpt -of CSV').")
 @click.option("--all", "all_events", is_flag=True,
-              help="Every event in the file (not only TcpIp/UdpIp), fields as JSON.")
-@output_options
+              help="Every event in the file (not only TcpIp/UdpIp), fields as JSON; with -f parquet -o DIR/: "
+                   "one Parquet file of typed columns per event type.")
+@click.option("--provider", "providers", multiple=True,
+              help="With --all: only this provider (name such as Microsoft-Windows-Kernel-Network or TcpIp, "
+                   "or GUID). Repeatable.")
+@click.option("--id", "ids", multiple=True, type=int,
+              help="With --all: only this event id (kernel events: opcode). Repeatable.")
+@click.option("-o", "--output", "out", type=click.Path(writable=True),
+              help="Write to this file instead of stdout (--all -f parquet: a directory, one file per event type).")
+@click.option("-f", "--format", "fmt", type=click.Choice(output.FORMATS), default="table", show_default=True,
+              help="table: aligned text for reading; csv; json: one JSON object per line; "
+                   "parquet: for polars/pandas/DuckDB (needs -o or a pipe).")
 @_guarded
-def events(path: str, all_events: bool, fmt: str, out: str | None) -> None:
+def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[int, ...], fmt: str,
+           out: str | None) -> None:
     """Network events (TcpIp/UdpIp, Kernel-Network) with PID and process name.
 
     \b
     Columns: time (UTC), provider, event, protocol, ip_version, pid, process, size,
     local_addr, local_port, remote_addr, remote_port, connid, seqnum, record.
+    --all: time, provider, event_id, opcode, version, pid, tid, record, decoder, fields (JSON);
+    with -f parquet -o DIR/ the fields are typed columns, one file per event type.
     Example: etwtools events --etl kernel.etl --format csv -o events.csv
     """
+    import os
+
+    if (providers or ids) and not all_events:
+        raise click.UsageError("--provider and --id select events of --all")
     if all_events:
-        from .parsers.etl.generic import read_all_events
+        from .event_tables import write_long, write_parquet_dir
+        from .parsers.etl.columnar import iter_batches
 
-        df = _with_progress("reading", lambda bar: read_all_events(path, progress=bar))
-    else:
-        from .sources import read_events
+        def tables(bar):
+            return iter_batches(path, providers or None, ids or None, progress=bar)
 
-        df = _with_progress("reading", lambda bar: read_events(path, progress=bar))
+        if fmt == "parquet" and out and (os.path.isdir(out) or out.endswith(("/", os.sep))):
+            files = _with_progress("reading", lambda bar: write_parquet_dir(
+                (t for batch in tables(bar) for t in batch), out))
+            _info(f"{sum(files.values()):,} events in {len(files):,} event types written to {out}")
+            return
+        if out and os.path.isdir(out):
+            raise click.UsageError(f"{out} is a directory: only --all -f parquet writes a directory")
+        n = _with_progress("reading", lambda bar: write_long(tables(bar), fmt, out))
+        _info(f"{n:,} events")
+        return
+    if out and os.path.isdir(out):
+        raise click.UsageError(f"{out} is a directory: give a file name")
+    from .sources import read_events
+
+    df = _with_progress("reading", lambda bar: read_events(path, progress=bar))
     output.write(df, fmt, out)
     _info(f"{df.height:,} events")
 

@@ -1,0 +1,520 @@
+"""Every event of an ETL file, decoded in bulk into typed columns, one table per event type.
+
+Records of a batch are grouped by event type (provider, event id or kernel opcode, version, pointer
+size); each group is decoded field by field over all its records at once with numpy: fixed-size fields
+by one gather, NUL-terminated strings by a sorted search of the batch's NUL positions and one decode of
+all the group's strings, SIDs and byte blobs by their length fields. A layout is accepted for a record
+only when it consumes exactly the record's payload (the rule of the reference decoder, ``generic.py``);
+the other records of the group keep their payload as bytes (decoder ``hex``).
+
+Decoders, in order: etwtools' own (kernel TcpIp/UdpIp and Microsoft-Windows-Kernel-Network in bulk;
+Process, SystemConfig NIC and Services record by record: they are few), layouts compiled from
+etl-parser's schemas (``layouts.py``), then construct for the few schemas that do not compile.
+
+:func:`iter_events` yields :class:`EventTable` s batch by batch (memory bounded by the batch, not the
+file); ``providers``/``ids`` are applied to the record headers before anything is decoded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from . import layouts as L
+from .generic import (
+    _KERNEL_HEADERS,
+    _NAMES,
+    _NET_FIELDS,
+    ALL_EVENTS,
+    KERNEL_GROUP_NAMES,
+    _own_slow,
+    _parse_exact,
+    jsonable,
+)
+from .guids import KERNEL_NETWORK, PROCESS_KERNEL, SYSTEMCONFIG_KERNEL, TCPIP_KERNEL, UDPIP_KERNEL
+from .kernel import (
+    NET_COLUMNS,
+    NET_EXTRAS,
+    NIC_OPCODE,
+    PROCESS_EVENTS,
+    SERVICES_OPCODE,
+    Skipped,
+    decode_kernel_net,
+    sid_text,
+)
+from .kernel_network import decode_kernel_network
+from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
+
+#: Header columns of every event table (then the event's own fields).
+HEADER = {"time": pl.Datetime("ns", "UTC"), "provider": pl.Utf8, "event_id": pl.Int32, "opcode": pl.Int32,
+          "version": pl.Int32, "pid": pl.Int64, "tid": pl.Int64, "record": pl.Int64}
+_NET_TYPES = {**NET_COLUMNS, **NET_EXTRAS}
+_EH = (EVENT_HEADER32, EVENT_HEADER64)
+_NO_ID = 0xFFFFFFFF
+
+
+@dataclass
+class EventTable:
+    """Events of one type from one batch: ``name`` (provider.id/opcode.version, + ``.hex`` for undecoded
+    payloads), ``decoder`` (etwtools, etl-parser, hex) and the ``frame`` (HEADER columns, then the fields;
+    a field whose name is a header column's is prefixed ``field_``)."""
+
+    name: str
+    decoder: str
+    frame: pl.DataFrame
+    fields: list[str]
+
+
+# ------------------------------------------------------------------ bulk field decoding
+
+class _Nuls:
+    """Positions of the NUL bytes and aligned NUL pairs of one batch's data (found once, when first needed)."""
+
+    def __init__(self, d: np.ndarray) -> None:
+        self.d = d
+        self._one: np.ndarray | None = None
+        self._pairs: tuple[np.ndarray, np.ndarray] | None = None
+
+    def after_byte(self, pos: np.ndarray) -> np.ndarray:
+        """Position of the first NUL byte at or after each ``pos`` (len(d) when none)."""
+        if self._one is None:
+            self._one = np.flatnonzero(self.d == 0)
+        z = self._one
+        i = np.searchsorted(z, pos)
+        return np.where(i < len(z), z[np.minimum(i, len(z) - 1)] if len(z) else 0, len(self.d))
+
+    def after_pair(self, pos: np.ndarray) -> np.ndarray:
+        """Position of the first 2-byte NUL at an even distance from each ``pos`` (len(d) when none)."""
+        if self._pairs is None:
+            d = self.d
+            z = np.flatnonzero((d[:-1] == 0) & (d[1:] == 0))
+            self._pairs = (z[(z & 1) == 0], z[(z & 1) == 1])
+        out = np.full(len(pos), len(self.d), np.int64)
+        for parity, z in enumerate(self._pairs):
+            sel = (pos & 1) == parity
+            if not sel.any() or not len(z):
+                continue
+            i = np.searchsorted(z, pos[sel])
+            out[sel] = np.where(i < len(z), z[np.minimum(i, len(z) - 1)], len(self.d))
+        return out
+
+
+def _fixed(d: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
+    """(n, width) bytes at ``pos`` (clipped into ``d``: rows that do not fit are rejected by the caller)."""
+    p = np.clip(pos, 0, max(len(d) - width, 0))
+    return d[p[:, None] + np.arange(width)]
+
+
+def _numbers(d: np.ndarray, pos: np.ndarray, dtype: str) -> np.ndarray:
+    width = np.dtype(dtype).itemsize
+    return np.ascontiguousarray(_fixed(d, pos, width)).view(dtype).ravel()
+
+
+def _spans(d: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The bytes of every span [start, start + length), concatenated (one gather)."""
+    total = int(length.sum())
+    if total == 0:
+        return np.empty(0, np.uint8)
+    first = np.cumsum(length) - length
+    idx = np.repeat(start - first, length) + np.arange(total)
+    return d[idx]
+
+
+def _strings(d: np.ndarray, start: np.ndarray, stop: np.ndarray, encoding: str, unit: int) -> pl.Series:
+    """Text of the NUL-terminated strings [start, stop) (stop: the terminator), decoded all at once."""
+    if len(start) == 0:
+        return pl.Series([], dtype=pl.Utf8)
+    raw = _spans(d, start, stop + unit - start).tobytes()   # each string keeps its terminator: a separator
+    return pl.Series(raw.decode(encoding, "replace").split("\x00")[:-1], dtype=pl.Utf8)
+
+
+def _binary(d: np.ndarray, start: np.ndarray, length: np.ndarray) -> pl.Series:
+    import pyarrow as pa
+
+    data = _spans(d, start, length)
+    offsets = np.zeros(len(start) + 1, np.int64)
+    np.cumsum(length, out=offsets[1:])
+    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(start),
+                                           [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pl.Series(pl.from_arrow(arr)).cast(pl.Binary)
+
+
+def _by_value(rows: np.ndarray, text: Callable[[bytes], str]) -> pl.Series:
+    """Text of each (n, w) byte row, each distinct row formatted once."""
+    if len(rows) == 0:
+        return pl.Series([], dtype=pl.Utf8)
+    uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+    return pl.Series([text(r.tobytes()) for r in uniq], dtype=pl.Utf8).gather(inverse.ravel())
+
+
+def _guid_text(raw: bytes) -> str:
+    return str(uuid.UUID(bytes_le=raw))
+
+
+def decode_layout(d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.Layout,
+                  nuls: _Nuls) -> tuple[np.ndarray, dict[str, pl.Series]]:
+    """(mask of the records the layout fits exactly, columns of those records) for payloads [start, end)."""
+    n = len(start)
+    pos = start.copy()
+    ok = np.ones(n, bool)
+    places: list[np.ndarray] = []
+    numbers: dict[str, np.ndarray] = {}
+    extents: dict[str, np.ndarray] = {}
+    for f in layout.fields:
+        places.append(pos)
+        if f.kind in L.NUMERIC:
+            width = np.dtype(L.NUMERIC[f.kind]).itemsize
+            nxt = pos + width
+            numbers[f.name] = _numbers(d, pos, L.NUMERIC[f.kind])
+        elif f.kind in ("guid", "systemtime"):
+            nxt = pos + 16
+        elif f.kind == "bytes":
+            nxt = pos + f.size
+        elif f.kind == "bytes_from":
+            ref = numbers.get(f.ref)
+            if ref is None:
+                ok[:] = False
+                break
+            room = np.maximum(end - pos, 0) + 1                 # longer than the payload: rejected
+            length = np.minimum(np.maximum(ref.astype(np.float64), 0), room).astype(np.int64)
+            extents[f.name] = length
+            nxt = pos + length
+        elif f.kind == "wstring":
+            term = nuls.after_pair(pos)
+            extents[f.name] = term
+            nxt = term + 2
+        elif f.kind == "cstring":
+            term = nuls.after_byte(pos)
+            extents[f.name] = term
+            nxt = term + 1
+        elif f.kind == "sid":
+            head = _fixed(d, pos, 2)
+            ok &= head[:, 0] == 1                               # Revision is always 1
+            nxt = pos + 8 + 4 * head[:, 1].astype(np.int64)
+        else:  # pragma: no cover - layouts only hold KINDS
+            raise ValueError(f"unknown field kind {f.kind}")
+        ok &= nxt <= end
+        pos = nxt
+    ok &= pos == end
+    cols: dict[str, pl.Series] = {}
+    if not ok.any():
+        return ok, cols
+    for f, where in zip(layout.fields, places):
+        p = where[ok]
+        if f.kind in L.NUMERIC:
+            col = pl.Series(f.name, numbers[f.name][ok])
+        elif f.kind == "guid":
+            col = _by_value(_fixed(d, p, 16), _guid_text)
+        elif f.kind == "systemtime":
+            parts = np.ascontiguousarray(_fixed(d, p, 16)).view("<i2")
+            col = pl.DataFrame({k: parts[:, i] for i, k in enumerate(L.SYSTEMTIME_FIELDS)}).to_struct()
+        elif f.kind == "bytes":
+            col = _binary(d, p, np.full(len(p), f.size, np.int64))
+        elif f.kind == "bytes_from":
+            col = _binary(d, p, extents[f.name][ok])
+        elif f.kind == "wstring":
+            col = _strings(d, p, extents[f.name][ok], "utf-16-le", 2)
+        elif f.kind == "cstring":
+            col = _strings(d, p, extents[f.name][ok], "cp1252", 1)
+        else:  # sid
+            count = d[np.clip(p + 1, 0, len(d) - 1)].astype(np.int64)
+            col = pl.Series([sid_text(bytes(d[a:a + 8 + 4 * c])) for a, c in zip(p.tolist(), count.tolist())],
+                            dtype=pl.Utf8) if len(set(count.tolist())) > 1 else \
+                _by_value(_fixed(d, p, 8 + 4 * int(count[0])), sid_text)
+        cols[f.name] = col.alias(f.name)
+    return ok, cols
+
+
+# ------------------------------------------------------------------ event types
+
+@dataclass
+class _Type:
+    """How one event type (group key) of a file is decoded: ``steps`` in order, each taking the records
+    the steps before it did not decode ("net": etwtools' bulk network decoders; "slow": etwtools' record
+    by record decoders; "layout": a compiled layout; "construct": an etl-parser schema that does not
+    compile); what is left is kept as bytes."""
+
+    name: str
+    provider: str | None
+    steps: tuple[str, ...]
+    layout: L.Layout | None = None
+    pattern: object = None
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "unknown"
+
+
+class Decoder:
+    """Decodes the batches of one file (the event-type table is shared between batches)."""
+
+    def __init__(self) -> None:
+        self.skipped = Skipped()
+        self._types: dict[int, _Type] = {}
+
+    def _type(self, batch: RecordBatch, i: int) -> _Type:
+        htype, group = int(batch.htype[i]), int(batch.group[i])
+        pidx = int(batch.provider[i])
+        guid = batch.guids[pidx] if 0 <= pidx < len(batch.guids) else None
+        opcode, version, event_id = int(batch.opcode[i]), int(batch.version[i]), int(batch.event_id[i])
+        psize = int(batch.pointer_size[i])
+        kernel = group >= 0 and htype in _KERNEL_HEADERS
+        if kernel:
+            provider = KERNEL_GROUP_NAMES.get(group, f"kernel group {group:#04x}")
+        elif guid is not None:
+            provider = _NAMES.get(guid) or L.provider_name(guid) or str(guid)
+        else:
+            provider = None
+        ident = f"id{event_id}" if htype in _EH else (f"op{opcode}" if provider else f"type{htype:#04x}")
+        name = _safe(f"{provider or 'no-provider'}.{ident}.v{version}") + ("" if psize == 8 else f".ptr{psize}")
+        steps: list[str] = []
+        if guid in (TCPIP_KERNEL, UDPIP_KERNEL, KERNEL_NETWORK):
+            steps.append("net")
+        if (guid == PROCESS_KERNEL and opcode in PROCESS_EVENTS and version <= 5) or \
+                (guid == SYSTEMCONFIG_KERNEL and opcode in (NIC_OPCODE, SERVICES_OPCODE)):
+            steps.append("slow")
+        layout: L.Layout | None | bool = False
+        pattern = None
+        if htype in _EH and guid is not None:
+            layout = L.manifest_layout(guid, event_id, version)
+            if layout is None:
+                pattern = L.manifest_pattern(guid, event_id, version)
+        elif kernel and psize == 8:
+            layout = L.kernel_layout(group, version, opcode)
+            if layout is None:
+                cls = L.kernel_class(group, version, opcode)
+                pattern = cls.pattern if cls is not None else None
+        if layout:
+            steps.append("layout")
+        elif pattern is not None:
+            steps.append("construct")
+        return _Type(name, provider, tuple(steps), layout=layout or None, pattern=pattern)
+
+    def decode(self, batch: RecordBatch) -> list[EventTable]:
+        """The event tables of one batch (records of a type in file order)."""
+        n = len(batch)
+        if n == 0:
+            return []
+        kind = np.where(np.isin(batch.htype, _EH), 1, np.where(batch.group >= 0, 0, 2)).astype(np.int64)
+        ident = np.where(kind == 1, batch.event_id, batch.opcode).astype(np.int64)
+        sub = np.where(kind == 2, batch.htype.astype(np.int64), np.where(kind == 0, batch.group + 1, 0))
+        key = (kind << 60) | (sub.astype(np.int64) << 50) | ((batch.provider.astype(np.int64) + 1) << 34) \
+            | (ident << 18) \
+            | (batch.version.astype(np.int64) << 2) | (batch.pointer_size == 8)
+        uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))])
+        d = np.frombuffer(batch.data, np.uint8)
+        nuls = _Nuls(d)
+        net: pl.DataFrame | None = None
+        out: list[EventTable] = []
+        for g, k in enumerate(uniq.tolist()):
+            t = self._types.get(k)
+            if t is None:
+                t = self._types[k] = self._type(batch, int(first[g]))
+            rows = order[bounds[g]:bounds[g + 1]]
+            for step in t.steps:
+                if step == "net":
+                    if net is None:
+                        net = self._net(batch)
+                    rows = self._net_table(batch, t, rows, net, out)
+                elif step == "layout":
+                    start = batch.payload_offset[rows]
+                    ok, cols = decode_layout(d, start, start + batch.payload_size[rows], t.layout, nuls)
+                    if ok.any():
+                        out.append(_table(batch, t, rows[ok], "etl-parser", cols))
+                    rows = rows[~ok]
+                else:
+                    rows = self._record_by_record(batch, t, rows, step, out)
+                if len(rows) == 0:
+                    break
+            if len(rows):
+                out.append(_hex(batch, t, rows))
+        return out
+
+    def _net(self, batch: RecordBatch) -> pl.DataFrame:
+        frames = decode_kernel_net(batch, self.skipped) + decode_kernel_network(batch, self.skipped)
+        cols = ["record", *_NET_FIELDS]
+        if not frames:
+            return pl.DataFrame(schema={c: _NET_TYPES.get(c, pl.Int64) for c in cols})
+        return pl.concat([f.select([c for c in cols if c in f.columns]) for f in frames],
+                         how="diagonal_relaxed").sort("record")
+
+    def _net_table(self, batch: RecordBatch, t: _Type, rows: np.ndarray, net: pl.DataFrame,
+                   out: list[EventTable]) -> np.ndarray:
+        """Append the table of the rows etwtools' network decoders decoded; the other rows."""
+        if net.height == 0:
+            return rows
+        decoded = net["record"].to_numpy()
+        records = batch.record[rows]
+        idx = np.minimum(np.searchsorted(decoded, records), net.height - 1)
+        hit = decoded[idx] == records
+        if hit.any():
+            part = net[idx[hit]]
+            cols = {c: (part[c] if c in part.columns else
+                        pl.repeat(None, part.height, dtype=_NET_TYPES[c], eager=True)).alias(c)
+                    for c in _NET_FIELDS}
+            out.append(_table(batch, t, rows[hit], "etwtools", cols))
+        return rows[~hit]
+
+    def _record_by_record(self, batch: RecordBatch, t: _Type, rows: np.ndarray, step: str,
+                          out: list[EventTable]) -> np.ndarray:
+        """etwtools' record-by-record decoders (Process, SystemConfig) or construct (uncompiled schemas)."""
+        good, values, bad = [], [], []
+        for i in rows.tolist():
+            payload = batch.payload(i)
+            if step == "slow":
+                fields, _ = _own_slow(batch.guids[int(batch.provider[i])], int(batch.opcode[i]),
+                                      int(batch.version[i]), int(batch.pointer_size[i]), payload)
+            else:
+                parsed = _parse_exact(t.pattern, payload)
+                fields = jsonable(parsed) if parsed is not None else None
+            if fields is None:
+                bad.append(i)
+            else:
+                good.append(i)
+                values.append(json.dumps(fields, ensure_ascii=False, default=str))
+        if good:
+            out.append(_table(batch, t, np.asarray(good, np.int64), "etwtools" if step == "slow" else "etl-parser",
+                              {"fields": pl.Series("fields", values, dtype=pl.Utf8)}, json_fields=True))
+        return np.asarray(bad, np.int64)
+
+
+def _header(batch: RecordBatch, rows: np.ndarray, provider: str | None) -> dict[str, pl.Series]:
+    n = len(rows)
+    pid = batch.pid[rows].astype(np.int64)
+    tid = batch.tid[rows].astype(np.int64)
+    eh = np.isin(batch.htype[rows], _EH)
+    return {
+        "time": pl.Series("time", batch.time[rows]).cast(pl.Datetime("ns", "UTC")),
+        "provider": pl.repeat(provider, n, dtype=pl.Utf8, eager=True).alias("provider"),
+        "event_id": pl.Series("event_id", batch.event_id[rows].astype(np.int32)).set(pl.Series(~eh), None),
+        "opcode": pl.Series("opcode", batch.opcode[rows].astype(np.int32)),
+        "version": pl.Series("version", batch.version[rows].astype(np.int32)),
+        "pid": pl.Series("pid", pid).set(pl.Series(pid == _NO_ID), None),
+        "tid": pl.Series("tid", tid).set(pl.Series(tid == _NO_ID), None),
+        "record": pl.Series("record", batch.record[rows]),
+    }
+
+
+def _table(batch: RecordBatch, t: _Type, rows: np.ndarray, decoder: str, cols: dict[str, pl.Series],
+           json_fields: bool = False) -> EventTable:
+    head = _header(batch, rows, t.provider)
+    series = list(head.values())
+    names = []
+    for name, col in cols.items():
+        names.append(name)
+        series.append(col.alias(f"field_{name}" if name in HEADER else name))
+    name = t.name + ("" if decoder != "hex" else ".hex") + (".json" if json_fields else "")
+    return EventTable(name, decoder, pl.DataFrame(series), names)
+
+
+def _hex(batch: RecordBatch, t: _Type, rows: np.ndarray) -> EventTable:
+    d = np.frombuffer(batch.data, np.uint8)
+    payload = _binary(d, batch.payload_offset[rows], batch.payload_size[rows])
+    return _table(batch, t, rows, "hex", {"payload": payload.alias("payload")})
+
+
+# ------------------------------------------------------------------ the long table (one row per record)
+
+def long_form(tables: Iterable[EventTable]) -> pl.DataFrame:
+    """The ALL_EVENTS rows of some event tables (fields as one JSON text per record), in record order."""
+    parts = []
+    for t in tables:
+        f = t.frame
+        if t.name.endswith(".json"):
+            fields = f["fields"]
+        else:
+            inner = []
+            for name in t.fields:
+                col = f[f"field_{name}" if name in HEADER else name]
+                if col.dtype == pl.Binary:
+                    col = col.bin.encode("hex")
+                elif col.dtype == pl.Float32:
+                    col = col.cast(pl.Float64)
+                inner.append(col.alias(name))
+            fields = pl.DataFrame(inner).select(pl.struct(pl.all()).struct.json_encode()).to_series() \
+                if inner else pl.repeat("{}", f.height, dtype=pl.Utf8, eager=True)
+        parts.append(f.select(list(HEADER)).with_columns(
+            decoder=pl.lit(t.decoder, dtype=pl.Utf8), fields=fields.alias("fields")))
+    if not parts:
+        return pl.DataFrame(schema=ALL_EVENTS)
+    return pl.concat(parts).sort("record")
+
+
+# ------------------------------------------------------------------ entry points
+
+def _selector(batch: RecordBatch, providers: Iterable[str] | None, ids: Iterable[int] | None,
+              names: dict[int, str | None]) -> np.ndarray | None:
+    """Mask of the records of the asked providers (name or GUID, case-insensitive) and event ids/opcodes."""
+    mask = None
+    if providers is not None:
+        wanted = {str(p).lower() for p in providers}
+        ok_idx = np.zeros(len(batch.guids) + 1, bool)
+        for i, g in enumerate(batch.guids):
+            name = names.get(i)
+            if name is None and i not in names:
+                name = names[i] = _NAMES.get(g) or L.provider_name(g)
+            ok_idx[i] = str(g) in wanted or (name or "").lower() in wanted
+        kernel = batch.group >= 0
+        kname = np.zeros(len(batch), bool)
+        if kernel.any():
+            for grp in np.unique(batch.group[kernel]).tolist():
+                if KERNEL_GROUP_NAMES.get(grp, "").lower() in wanted:
+                    kname |= batch.group == grp
+        mask = np.where(batch.provider >= 0, ok_idx[batch.provider], False) | kname
+    if ids is not None:
+        want = np.asarray(sorted(set(int(x) for x in ids)), np.int64)
+        ident = np.where(np.isin(batch.htype, _EH), batch.event_id, batch.opcode).astype(np.int64)
+        m = np.isin(ident, want)
+        mask = m if mask is None else mask & m
+    return mask
+
+
+def iter_batches(path: str | os.PathLike, providers: Iterable[str] | None = None,
+                 ids: Iterable[int] | None = None, *,
+                 progress: Callable[[int, int], None] | None = None) -> Iterator[list[EventTable]]:
+    """The event tables of each batch of records of an ETL file (see :func:`iter_events`)."""
+    from ..diagnostics import warn
+
+    from .container import EtlFile
+
+    dec = Decoder()
+    names: dict[int, str | None] = {}
+    providers = list(providers) if providers is not None else None
+    with EtlFile(path, progress=progress) as etl:
+        for batch in etl.batches():
+            mask = _selector(batch, providers, ids, names)
+            if mask is not None:
+                if not mask.any():
+                    continue
+                batch = batch.select(mask)
+            yield dec.decode(batch)
+    if dec.skipped:
+        warn(f"{os.fspath(path)}: skipped {dec.skipped.summary()}")
+
+
+def iter_events(path: str | os.PathLike, providers: Iterable[str] | None = None,
+                ids: Iterable[int] | None = None, *,
+                progress: Callable[[int, int], None] | None = None) -> Iterator[EventTable]:
+    """The events of an ETL file as typed :class:`EventTable` s, batch by batch (memory bounded by a batch).
+
+    ``providers``: names (``Microsoft-Windows-Kernel-Network``, kernel groups such as ``TcpIp``) or GUIDs;
+    ``ids``: event ids (manifest events) or opcodes (kernel events). Records not selected are never decoded.
+    """
+    for tables in iter_batches(path, providers, ids, progress=progress):
+        yield from tables
+
+
+def read_all_events(path: str | os.PathLike, *, progress: Callable[[int, int], None] | None = None,
+                    providers: Iterable[str] | None = None, ids: Iterable[int] | None = None) -> pl.DataFrame:
+    """Every record of an ETL file (ALL_EVENTS schema), in file order, fields as a JSON text."""
+    parts = [long_form(tables) for tables in iter_batches(path, providers, ids, progress=progress)]
+    return pl.concat(parts) if parts else long_form([])

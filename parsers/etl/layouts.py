@@ -1,0 +1,248 @@
+"""Payload layouts of events, compiled once per event type for the columnar decoder (``columnar.py``).
+
+A :class:`Layout` is the ordered list of an event's fields, each of one :data:`KINDS` kind: fixed-size
+numbers, GUIDs and SYSTEMTIMEs (read in bulk with numpy), and variable-length UTF-16/ANSI strings, SIDs
+and byte blobs whose length is an earlier field (found per group, in bulk too).
+
+Layouts come from etl-parser 1.0.1's generated schemas, used as data: the manifest providers'
+schemas are read from the schema source files of the one provider asked for (by GUID; importing all 800
+modules takes seconds), the kernel MOF classes from its 6 small kernel modules. Each construct field is
+mapped to a kind; a struct with a construct this module does not know compiles to None (the caller
+falls back to construct for those records).
+"""
+from __future__ import annotations
+
+import ast
+import re
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+#: Fixed-size numeric kinds -> numpy dtype.
+NUMERIC = {"u8": "<u1", "i8": "<i1", "u16": "<u2", "i16": "<i2", "u32": "<u4", "i32": "<i4", "u64": "<u8",
+           "i64": "<i8", "f32": "<f4", "f64": "<f8"}
+#: Every kind: the numeric ones, ``guid`` (16 bytes -> text), ``systemtime`` (8 x i16 -> struct),
+#: ``bytes`` (``size`` bytes), ``bytes_from`` (length in the field ``ref``), ``wstring`` (UTF-16LE,
+#: NUL-terminated), ``cstring`` (ANSI, NUL-terminated), ``sid`` (revision, count, authority, count x u32).
+KINDS = (*NUMERIC, "guid", "systemtime", "bytes", "bytes_from", "wstring", "cstring", "sid")
+SYSTEMTIME_FIELDS = ("year", "month", "day_of_week", "day", "hour", "minute", "second", "milliseconds")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One payload field: its name, kind, and size (``bytes``) or length field (``bytes_from``)."""
+
+    name: str
+    kind: str
+    size: int = 0
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The fields of one event type's payload, in order, and where the layout came from."""
+
+    fields: tuple[Field, ...]
+    source: str
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+
+# ------------------------------------------------------------------ construct -> Layout
+
+_FMT = {"B": "u8", "b": "i8", "H": "u16", "h": "i16", "L": "u32", "l": "i32", "Q": "u64", "q": "i64",
+        "f": "f32", "d": "f64"}
+
+
+def _specials() -> dict[int, str]:
+    from etl.dtyp import Sid
+    from etl.utils import CString, Guid, SystemTime, WString
+
+    return {id(WString): "wstring", id(CString): "cstring", id(Guid): "guid", id(SystemTime): "systemtime",
+            id(Sid): "sid"}
+
+
+def compile_struct(pattern, source: str) -> Layout | None:
+    """The Layout of an etl-parser construct ``Struct`` (None when one of its fields is not understood)."""
+    import construct as cs
+
+    special = _specials()
+    fields: list[Field] = []
+    for sub in pattern.subcons:
+        name, con = sub.name, sub.subcon
+        if name is None:
+            return None
+        kind = special.get(id(con))
+        if kind is not None:
+            fields.append(Field(name, kind))
+        elif isinstance(con, cs.FormatField) and con.fmtstr[-1] in _FMT and \
+                (con.fmtstr[0] == "<" or con.sizeof() == 1):
+            fields.append(Field(name, _FMT[con.fmtstr[-1]]))
+        elif isinstance(con, cs.Bytes):
+            if isinstance(con.length, int):
+                fields.append(Field(name, "bytes", size=con.length))
+            elif callable(con.length) and getattr(con.length, "__code__", None) is not None:
+                refs = con.length.__code__.co_names
+                if len(refs) != 1 or refs[0] not in {f.name for f in fields}:
+                    return None
+                fields.append(Field(name, "bytes_from", ref=refs[0]))
+            else:
+                return None
+        elif isinstance(con, cs.Array) and isinstance(con.count, int) and con.count >= 16 and \
+                isinstance(con.subcon, cs.FormatField) and con.subcon.sizeof() == 1:
+            fields.append(Field(name, "bytes", size=con.count))   # Byte[n]: a blob (hex in JSON)
+        else:
+            return None
+    return Layout(tuple(fields), source)
+
+
+# ------------------------------------------------------------------ etl-parser's manifest schemas
+
+def _etw_dir() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("etl")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(list(spec.submodule_search_locations)[0]) / "parsers" / "etw"
+    return d if d.is_dir() else None
+
+
+_HEAD_GUID = re.compile(r"GUID\s*:\s*([0-9a-fA-F-]{36})")
+
+
+@lru_cache(maxsize=1)
+def _provider_files() -> dict[uuid.UUID, tuple[Path, str]]:
+    """GUID -> (schema file, provider name), from the docstring at the head of each schema file."""
+    out: dict[uuid.UUID, tuple[Path, str]] = {}
+    d = _etw_dir()
+    if d is None:
+        return out
+    for path in sorted(d.glob("*.py")):
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(400)
+        m = _HEAD_GUID.search(head)
+        if m:
+            lines = [x.strip() for x in head.split('"""')[1].strip().splitlines()] if '"""' in head else []
+            out[uuid.UUID(m.group(1))] = (path, lines[0] if lines else path.stem)
+    return out
+
+
+def provider_name(guid: uuid.UUID) -> str | None:
+    """A manifest provider's name, per etl-parser's schema files."""
+    hit = _provider_files().get(guid)
+    return hit[1] if hit else None
+
+
+_DECLARE = re.compile(r"@declare\(guid=guid\(\"([0-9a-fA-F-]{36})\"\),\s*event_id=(\d+),\s*version=(\d+)\)")
+
+
+def _type_namespace() -> dict:
+    import construct as cs
+    from etl.dtyp import Sid
+    from etl.utils import CString, Guid, SystemTime, TimeZoneInformation, WString
+
+    ns = {n: getattr(cs, n) for n in ("Int8sl", "Int8ul", "Int16ul", "Int16sl", "Int32sl", "Int32ul", "Int64sl",
+                                      "Int64ul", "Bytes", "Double", "Float32l", "Struct", "Byte", "Array")}
+    ns.update(WString=WString, CString=CString, SystemTime=SystemTime, Guid=Guid, Sid=Sid,
+              TimeZoneInformation=TimeZoneInformation)
+    return ns
+
+
+@lru_cache(maxsize=None)
+def _manifest_layouts(guid: uuid.UUID) -> dict[tuple[int, int], Layout | None]:
+    """(event id, version) -> Layout of one provider, from its etl-parser schema file (read, not imported)."""
+    hit = _provider_files().get(guid)
+    if hit is None:
+        return {}
+    text = hit[0].read_text(encoding="utf-8", errors="replace")
+    ns = _type_namespace()
+    out: dict[tuple[int, int], Layout | None] = {}
+    for m in _DECLARE.finditer(text):
+        if uuid.UUID(m.group(1)) != guid:
+            continue
+        start = text.find("Struct(", m.end())
+        nxt = text.find("@declare(", m.end())
+        if start < 0 or (0 <= nxt < start):
+            continue
+        try:
+            # The class name is not needed: the Struct expression alone, evaluated with construct's types.
+            node = ast.parse(text[start:_matching_paren(text, start + 6) + 1], mode="eval")
+            pattern = eval(compile(node, str(hit[0]), "eval"), {"__builtins__": {}}, ns)  # noqa: S307
+        except (SyntaxError, NameError, TypeError, ValueError):
+            out[(int(m.group(2)), int(m.group(3)))] = None
+            continue
+        key = (int(m.group(2)), int(m.group(3)))
+        out[key] = compile_struct(pattern, f"etl-parser {hit[0].stem} {key[0]} v{key[1]}")
+    return out
+
+
+def _matching_paren(text: str, open_at: int) -> int:
+    depth = 0
+    for i in range(open_at, len(text)):
+        c = text[i]
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise SyntaxError("unbalanced parentheses")
+
+
+def manifest_layout(guid: uuid.UUID, event_id: int, version: int) -> Layout | None | bool:
+    """The Layout of a manifest event; None when its schema cannot be compiled; False when there is none."""
+    layouts = _manifest_layouts(guid)
+    key = (event_id, version)
+    return layouts[key] if key in layouts else False
+
+
+# ------------------------------------------------------------------ etl-parser's kernel MOF classes
+
+@lru_cache(maxsize=1)
+def _kernel_layouts() -> dict[tuple[int, int, int], Layout | None]:
+    try:
+        import etl.parsers.kernel  # noqa: F401  (6 small modules: registers the MOF classes)
+        from etl.parsers.kernel.core import __mof_factory__
+    except ImportError:
+        return {}
+    out: dict[tuple[int, int, int], Layout | None] = {}
+    for group, by_version in __mof_factory__.items():
+        for version, by_type in by_version.items():
+            for opcode, cls in by_type.items():
+                if cls.pattern is not None:
+                    out[(int(group), version, opcode)] = compile_struct(
+                        cls.pattern, f"etl-parser kernel {cls.__name__}")
+    return out
+
+
+def kernel_layout(group: int, version: int, opcode: int) -> Layout | None | bool:
+    """The Layout of a kernel MOF event (64-bit pointers); None: not compilable; False: no class."""
+    layouts = _kernel_layouts()
+    key = (group, version, opcode)
+    return layouts[key] if key in layouts else False
+
+
+def kernel_class(group: int, version: int, opcode: int):
+    """etl-parser's kernel MOF class (for the construct fallback)."""
+    _kernel_layouts()
+    from etl.parsers.kernel.core import __mof_factory__
+
+    return __mof_factory__.get(group, {}).get(version, {}).get(opcode)
+
+
+def manifest_pattern(guid: uuid.UUID, event_id: int, version: int):
+    """The construct Struct of a manifest event whose layout does not compile (the construct fallback)."""
+    hit = _provider_files().get(guid)
+    if hit is None:
+        return None
+    text = hit[0].read_text(encoding="utf-8", errors="replace")
+    for m in _DECLARE.finditer(text):
+        if uuid.UUID(m.group(1)) == guid and (int(m.group(2)), int(m.group(3))) == (event_id, version):
+            start = text.find("Struct(", m.end())
+            node = ast.parse(text[start:_matching_paren(text, start + 6) + 1], mode="eval")
+            return eval(compile(node, str(hit[0]), "eval"), {"__builtins__": {}}, _type_namespace())  # noqa: S307
+    return None
