@@ -206,14 +206,17 @@ def processes(etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | 
 @cli.command()
 @click.option("--pcap", "pcap", type=EXISTING, help="Capture: pcap, pcapng or Network Monitor .cap.")
 @click.option("--etl", "etl", type=EXISTING, help="ETL file with packets (pktmon, netsh trace capture=yes).")
+@click.option("--appearances", is_flag=True,
+              help="pktmon: one row per component a packet crossed (as pktmon's own pcapng), not per packet.")
 @output_options
 @_guarded
-def frames(pcap: str | None, etl: str | None, fmt: str, out: str | None) -> None:
+def frames(pcap: str | None, etl: str | None, appearances: bool, fmt: str, out: str | None) -> None:
     """The frames of a capture, with their 5-tuples and exact UTC times.
 
     \b
     Columns: frame, time, caplen, wirelen, interface, link_type, direction, ip_version, protocol,
-    src_addr, src_port, dst_addr, dst_port, payload_len, tcp_flags, tcp_seq, ip_id, fragment, notes.
+    src_addr, src_port, dst_addr, dst_port, payload_len, tcp_flags, tcp_seq, ip_id, fragment, notes;
+    pktmon ETL files add pkt_group, pkt_number, components (the path the packet took) and appearances.
     Example: etwtools frames --pcap net.pcapng --format json | head
     """
     from .sources import read_frames
@@ -221,7 +224,7 @@ def frames(pcap: str | None, etl: str | None, fmt: str, out: str | None) -> None
     if bool(pcap) == bool(etl):
         raise click.UsageError("give exactly one of --pcap FILE or --etl FILE")
     path = pcap or etl
-    df = _with_progress("reading", lambda bar: read_frames(path, progress=bar))
+    df = _with_progress("reading", lambda bar: read_frames(path, progress=bar, appearances=appearances))
     output.write(df, fmt, out)
     _info(f"{df.height:,} frames")
 

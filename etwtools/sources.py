@@ -120,9 +120,10 @@ def read_processes(path: PathLike | list[PathLike], *, snapshot_time: datetime |
     return pl.concat([schema.conform(f, schema.PROCESSES) for f in frames], how="diagonal_relaxed")
 
 
-def read_frames(path: PathLike, *, with_data: bool = False,
-                progress: Progress | None = None) -> pl.DataFrame:
-    """Frames (FRAMES schema) of a pcap, a pcapng, or the packets inside an ETL file."""
+def read_frames(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
+                appearances: bool = False) -> pl.DataFrame:
+    """Frames (FRAMES schema) of a pcap, a pcapng, or the packets inside an ETL file (pktmon: one row
+    per packet, or per component it crossed with ``appearances``)."""
     kind = detect(path)
     if kind in ("pcap", "pcapng", "netmon"):
         from .parsers.captures import read_capture
@@ -131,5 +132,5 @@ def read_frames(path: PathLike, *, with_data: bool = False,
     if kind == "etl":
         from .parsers.etl.packets import read_etl_frames
 
-        return read_etl_frames(path, with_data=with_data, progress=progress)
+        return read_etl_frames(path, with_data=with_data, progress=progress, appearances=appearances)
     raise EtwToolsError(f"expected a pcap, pcapng or ETL file with packets, found {kind}", path=path)

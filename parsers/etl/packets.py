@@ -12,9 +12,15 @@ pktmon wrote from the same ETL)::
 
 DirTag 3 is a frame coming in (every frame to the traced host in the corpus file) and 4 one going out;
 other values give direction "unknown". PacketType 1 Ethernet, 2 Wi-Fi (802.11), 3 mobile broadband
-(raw IP). ``interface`` is the ComponentId (the same frame appears once per component it crossed,
-as pktmon's own pcapng shows it). A nonzero DropReason is noted as ``dropped``. Event 20 (component
-rundown: ComponentId u16, Type u16, driver and description as NUL-ended UTF-16) names the interfaces.
+(raw IP). pktmon logs a packet once per component it crosses (an *appearance*); PktGroupId +
+PktNumber name the packet. By default the frames are the packets, each once: the first appearance's
+time, bytes, direction and component (``interface``), with ``components`` (the path it took, in
+order: ``Microsoft Hyper-V Network Adapter #3 [59] > XDP Lightweight Filter [61]``) and
+``appearances``. ``appearances=True`` keeps one row per appearance (what pktmon's own pcapng and
+etl2pcapng write), with ``component``. A nonzero DropReason becomes the note ``dropped at
+<component>: <reason name> (reason N) location 0x...`` (names in :mod:`.pktmon`). Event 20
+(component rundown: ComponentId u16, Type u16, driver and description as NUL-ended UTF-16) names
+the components.
 
 Microsoft-Windows-NDIS-PacketCapture (2ed6006e-4729-4609-b423-3ee7bcd678ef), event 1001:
 MiniportIfIndex u32, LowerIfIndex u32, FragmentSize u32, Fragment[FragmentSize] (Windows 10 adds two
@@ -52,6 +58,7 @@ from ..packets import (
 from ..schema import FRAMES, empty
 from ..units import Progress
 from .guids import NDIS_PACKETCAPTURE, PKTMON
+from .pktmon import component_label, drop_text
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
 
 LINKTYPE_IEEE802_11 = 105
@@ -68,7 +75,7 @@ KW_ETHERNET, KW_WWAN, KW_TUNNEL, KW_NATIVE_80211 = 0x1, 0x200, 0x8000, 0x10000
 KW_TRUNCATED, KW_START, KW_END = 0x2000000, 0x40000000, 0x80000000
 KW_SEND, KW_RECEIVE = 0x100000000, 0x200000000
 
-_NOTE_TRUNCATED, _NOTE_DROPPED, _NOTE_INCOMPLETE = 1, 2, 4
+_NOTE_TRUNCATED, _NOTE_INCOMPLETE = 1, 4
 
 
 
@@ -87,6 +94,7 @@ class _Chunk:
     notes: np.ndarray
     drop: np.ndarray          # pktmon DropReason (0: none)
     record: np.ndarray
+    pktmon: dict[str, np.ndarray] | None = None   # PktGroupId, PktNumber, DropLocation of pktmon rows
 
 
 @dataclass
@@ -102,13 +110,16 @@ class _Pending:
 class EtlPacketReader:
     """Collects the frames of an ETL file batch by batch (so other decoders can share the pass)."""
 
-    def __init__(self, path: str | os.PathLike, *, with_data: bool = False, keep: pl.Expr | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, *, with_data: bool = False, keep: pl.Expr | None = None,
+                 appearances: bool = False) -> None:
         """``keep`` (a polars filter on FRAMES columns) drops the frames a caller does not need as each
         chunk is dissected, so huge captures cost memory only for those kept; ``frame`` then numbers
-        the kept frames."""
+        the kept frames. ``appearances``: one pktmon row per component a packet crossed (default:
+        one row per packet)."""
         self.path = os.fspath(path)
         self.with_data = with_data
         self.keep = keep
+        self.appearances = appearances
         self.parts: list[pl.DataFrame] = []
         self.count = 0                  # frames found so far
         self._pending: dict[tuple, _Pending] = {}
@@ -116,9 +127,9 @@ class EtlPacketReader:
         self.skipped_offsets: set[int] = set()
         self.incomplete = 0
         self.events = 0
-        self.interfaces: dict[int, Interface] = {}
+        #: (interface id, link type) -> Interface: one per component/ifindex and link type, as etl2pcapng
+        self.interfaces: dict[tuple[int, int], Interface] = {}
         self.component_names: dict[int, str] = {}   # PktMon ComponentId -> "description (driver.sys)"
-        self._mixed: set[int] = set()
 
     # ------------------------------------------------------------------ batches
     def feed(self, batch: RecordBatch) -> None:
@@ -165,6 +176,8 @@ class EtlPacketReader:
         ptype = _le16(u8, po + 14)
         comp = _le16(u8, po + 16)
         drop = _le16(u8, po + 22) | (_le16(u8, po + 24) << 16)
+        location = _le32(u8, po + 26)
+        group = _le32(u8, po).astype(np.uint64) | (_le32(u8, po + 4).astype(np.uint64) << np.uint64(32))
         orig = _le16(u8, po + 30)
         dirs = np.where(dtag == PKTMON_DIR_IN, DIR_IN, np.where(dtag == PKTMON_DIR_OUT, DIR_OUT, DIR_UNKNOWN))
         link = np.array([PKTMON_LINK_TYPES.get(int(t), -1) for t in ptype], dtype=np.int32)
@@ -175,8 +188,10 @@ class EtlPacketReader:
         self._add(_Chunk(buf=u8, off=po + PKTMON_HEADER, cap=logged, wire=np.maximum(orig, logged),
                          time=b.time.astype(np.int64), link=link, iface=comp.astype(np.int32),
                          dirs=dirs.astype(np.int8),
-                         notes=np.where(drop != 0, _NOTE_DROPPED, 0).astype(np.uint8),
-                         drop=drop.astype(np.int64), record=b.record.astype(np.int64)), "PktMon component")
+                         notes=np.zeros(len(b), np.uint8),  # drops: text added in frames()
+                         drop=drop.astype(np.int64), record=b.record.astype(np.int64),
+                         pktmon={"_pkt_group": group, "_pkt_number": _le16(u8, po + 8),
+                                 "_drop_location": location}), "PktMon component")
 
     def _ndis(self, b: RecordBatch) -> None:
         self.events += len(b)
@@ -282,13 +297,9 @@ class EtlPacketReader:
         if not len(c.off):
             return
         for i, lt in set(zip(c.iface.tolist(), c.link.tolist())):
-            known = self.interfaces.get(i)
-            if known is None:
-                self.interfaces[i] = Interface(link_type=lt if lt >= 0 else LINKTYPE_ETHERNET, tsresol=9,
-                                               name=f"{kind} {i}")
-            elif lt >= 0 and known.link_type != lt and i not in self._mixed:
-                self._mixed.add(i)
-                warn(f"{self.path}: interface {i} carries frames of link types {known.link_type} and {lt}")
+            if (i, lt) not in self.interfaces:
+                self.interfaces[(i, lt)] = Interface(link_type=lt if lt >= 0 else LINKTYPE_ETHERNET, tsresol=9,
+                                                     name=f"{kind} {i}")
         known = c.link >= 0
         link = np.where(known, c.link, 0xFFFF).astype(np.int32)
         df = dissect_buffer(c.buf, c.off, c.cap, c.time, link, wirelens=c.wire, interfaces=c.iface,
@@ -300,7 +311,11 @@ class EtlPacketReader:
             .otherwise(pl.concat_str([pl.col("notes"), extra], separator=",")).alias("notes"),
             pl.when(pl.Series(known)).then(pl.col("link_type")).otherwise(None).alias("link_type"),
             pl.Series("_record", c.record, dtype=pl.Int64),
+            pl.Series("_link", c.link, dtype=pl.Int32),
         )
+        if c.pktmon is not None:
+            df = df.with_columns(pl.Series("_drop_reason", c.drop, dtype=pl.Int64),
+                                 *(pl.Series(k, v) for k, v in c.pktmon.items()))
         if self.keep is not None:
             df = df.filter(self.keep)
         self.parts.append(df)
@@ -314,9 +329,14 @@ class EtlPacketReader:
             for key, pend in list(self._pending.items()):
                 self._flush_incomplete(key, pend, out)
             self._add_list(out)
-        for i, iface in self.interfaces.items():
+        links: dict[int, int] = {}
+        for i, _ in self.interfaces:
+            links[i] = links.get(i, 0) + 1
+        for (i, lt), iface in self.interfaces.items():
             if iface.name == f"PktMon component {i}" and i in self.component_names:
                 iface.name = f"PktMon component {i}: {self.component_names[i]}"
+            if links[i] > 1:  # one component or ifindex with frames of several link types
+                iface.name = f"{iface.name} (link type {lt})"
         if self.skipped:
             offs = ", ".join(hex(o) for o in sorted(self.skipped_offsets)[:10])
             warn(f"{self.path}: skipped {self.skipped} packet event(s) whose frame runs past the event "
@@ -326,36 +346,79 @@ class EtlPacketReader:
                  f"kept with the note 'incomplete'")
 
     def frames(self) -> pl.DataFrame:
-        """The FRAMES table, time-sorted (ties in file order) and numbered from 1; ``data`` when kept."""
+        """The FRAMES table, time-sorted (ties in file order) and numbered from 1; ``data`` when kept.
+
+        pktmon frames: one row per packet (``components``, ``appearances``, ``pkt_group``,
+        ``pkt_number`` after the FRAMES columns), or per appearance (``component``) with ``appearances``."""
+        return finish_frames([self._table().drop("_link")])
+
+    def _table(self) -> pl.DataFrame:
         if not self.parts:
-            df = empty(FRAMES)
+            df = empty(FRAMES).with_columns(pl.lit(None, pl.Int32).alias("_link"))
             return df.with_columns(pl.lit(None, pl.Binary).alias("data")) if self.with_data else df
-        df = pl.concat(self.parts, how="vertical").sort("time", "_record")
+        df = pl.concat(self.parts, how="diagonal_relaxed").sort("time", "_record")
+        if "_pkt_group" in df.columns:
+            df = self._pktmon_view(df)
         df = df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("frame")).drop("_record")
-        return finish_frames([df])
+        return df
+
+    def _pktmon_view(self, df: pl.DataFrame) -> pl.DataFrame:
+        """pktmon appearances labelled with their component and drop text; grouped into packets unless
+        ``appearances``."""
+        pk = pl.col("_pkt_group").is_not_null()
+        ids = df.filter(pk)["interface"].unique().to_list()
+        labels = {int(i): component_label(int(i), self.component_names) for i in ids if i is not None}
+        df = df.with_columns(pl.when(pk).then(pl.col("interface").replace_strict(labels, default=None,
+                                                                                 return_dtype=pl.Utf8))
+                             .alias("component"))
+        dropped = df.with_row_index("_i").filter(pk & (pl.col("_drop_reason") != 0))
+        if dropped.height:  # rare: one text per drop
+            texts = [drop_text(r, loc, comp) for r, loc, comp in
+                     dropped.select("_drop_reason", "_drop_location", "component").iter_rows()]
+            note = pl.Series("_drop_note", [None] * df.height, dtype=pl.Utf8).scatter(dropped["_i"], texts)
+            df = df.with_columns(
+                pl.when(note.is_null()).then(pl.col("notes"))
+                .when(pl.col("notes").is_null()).then(note)
+                .otherwise(pl.concat_str([pl.col("notes"), note], separator=",")).alias("notes"))
+        df = df.drop("_drop_reason", "_drop_location").rename({"_pkt_group": "pkt_group", "_pkt_number": "pkt_number"})
+        pk = pl.col("pkt_group").is_not_null()
+        if self.appearances:
+            return df
+        packets = (df.filter(pk).group_by("pkt_group", "pkt_number", maintain_order=True)
+                   .agg(pl.exclude("notes", "component").first(),
+                        pl.col("component").str.join(" > ").alias("components"),
+                        pl.len().cast(pl.Int32).alias("appearances"),
+                        pl.col("notes").drop_nulls().unique(maintain_order=True).str.join(",").alias("notes")))
+        packets = packets.with_columns(pl.when(pl.col("notes") != "").then(pl.col("notes")).alias("notes"))
+        others = df.filter(~pk).drop("component")
+        cols = [c for c in df.columns if c != "component"] + ["components", "appearances"]
+        return pl.concat([packets.select(cols), others], how="diagonal_relaxed").sort("time", "_record")
+
+    def _packets(self) -> Iterator[tuple[Packet, int]]:
+        if not self.with_data:
+            raise ValueError("EtlPacketReader(with_data=True) keeps the bytes packets need")
+        df = self._table()
+        cols = [df[c].to_list() for c in ("data", "interface", "wirelen", "direction", "notes", "_link")]
+        times = df["time"].dt.epoch("ns").to_list()
+        for t, data, iface, wire, direction, note, link in zip(times, *cols):
+            yield Packet(time_ns=t, data=data, interface=iface, wirelen=wire, direction=direction,
+                         comment=note), link
 
     def packets(self) -> Iterator[Packet]:
         """The frames as :class:`Packet` objects in frame order (needs ``with_data``)."""
-        if not self.with_data:
-            raise ValueError("EtlPacketReader(with_data=True) keeps the bytes packets need")
-        df = self.frames()
-        cols = [df[c].to_list() for c in ("time", "data", "interface", "wirelen", "direction", "notes")]
-        times = df["time"].dt.epoch("ns").to_list()
-        for t, data, iface, wire, direction, note in zip(times, *cols[1:]):
-            yield Packet(time_ns=t, data=data, interface=iface, wirelen=wire, direction=direction, comment=note)
+        for p, _ in self._packets():
+            yield p
 
 
 def _note_labels(bits: np.ndarray, drop: np.ndarray) -> pl.Series:
     out: list[str | None] = [None] * len(bits)
-    for i in np.flatnonzero(bits).tolist():  # few: truncated / dropped / incomplete frames only
+    for i in np.flatnonzero(bits).tolist():  # few: truncated / incomplete frames only
         b, parts = int(bits[i]), []
         if b & _NOTE_TRUNCATED:
             parts.append("truncated")
-        if b & _NOTE_DROPPED:
-            parts.append(f"dropped (reason {int(drop[i])})")
         if b & _NOTE_INCOMPLETE:
             parts.append("incomplete")
-        out[i] = ",".join(parts)
+        out[i] = ",".join(parts) or None
     return pl.Series("notes", out, dtype=pl.Utf8)
 
 
@@ -414,10 +477,11 @@ def _wirelen(u8: np.ndarray, off: np.ndarray, cap: np.ndarray, link: np.ndarray,
 
 # ---------------------------------------------------------------------- public API
 
-def _read(path: str | os.PathLike, progress: Progress | None, with_data: bool) -> EtlPacketReader:
+def _read(path: str | os.PathLike, progress: Progress | None, with_data: bool,
+          appearances: bool = False) -> EtlPacketReader:
     from .container import EtlFile
 
-    reader = EtlPacketReader(path, with_data=with_data)
+    reader = EtlPacketReader(path, with_data=with_data, appearances=appearances)
     with EtlFile(path, progress=progress) as etl:
         for batch in etl.batches():
             reader.feed(batch)
@@ -425,40 +489,44 @@ def _read(path: str | os.PathLike, progress: Progress | None, with_data: bool) -
     return reader
 
 
-def read_etl_frames(path: str | os.PathLike, *, with_data: bool = False,
-                    progress: Progress | None = None) -> pl.DataFrame:
-    """The frames inside an ETL file (PktMon and NDIS packet capture events) as a FRAMES table."""
-    return _read(path, progress, with_data).frames()
+def read_etl_frames(path: str | os.PathLike, *, with_data: bool = False, progress: Progress | None = None,
+                    appearances: bool = False) -> pl.DataFrame:
+    """The frames inside an ETL file (PktMon and NDIS packet capture events) as a FRAMES table
+    (pktmon: one row per packet, or per appearance with ``appearances``)."""
+    return _read(path, progress, with_data, appearances).frames()
 
 
-def iter_etl_packets(path: str | os.PathLike, *, interfaces: dict[int, Interface] | None = None,
-                     progress: Progress | None = None) -> Iterator[Packet]:
+def iter_etl_packets(path: str | os.PathLike, *, interfaces: dict[tuple[int, int], Interface] | None = None,
+                     progress: Progress | None = None, appearances: bool = False) -> Iterator[Packet]:
     """The frames inside an ETL file as :class:`Packet` objects, time-sorted (ns times).
 
     When ``interfaces`` is given, it is filled with an :class:`Interface` (link type, ns resolution)
-    per interface id the packets use, before the first packet is yielded.
+    per (interface id, link type) the packets use, before the first packet is yielded.
     """
-    reader = _read(path, progress, True)
+    reader = _read(path, progress, True, appearances)
     if interfaces is not None:
         interfaces.update(reader.interfaces)
     yield from reader.packets()
 
 
-def iter_etl_capture(path: str | os.PathLike, *, progress: Progress | None = None
+def iter_etl_capture(path: str | os.PathLike, *, progress: Progress | None = None, appearances: bool = False
                      ) -> tuple[list[Interface], Iterator[Packet]]:
     """Interfaces and packets ready for a pcapng writer (like ``captures.iter_capture_packets``).
 
-    ``Packet.interface`` indexes the returned list; each Interface is named after its ETL interface
-    ("NDIS ifindex 12", "PktMon component 59") and has nanosecond resolution.
+    ``Packet.interface`` indexes the returned list: one Interface per ETL interface and link type
+    (as etl2pcapng writes them: a Wi-Fi component's 802.11 frames and its Ethernet frames go to two
+    interfaces, so Wireshark decodes each with its own link type), named after the ETL interface
+    ("NDIS ifindex 12", "PktMon component 59") with nanosecond resolution. The packets are those of
+    :meth:`EtlPacketReader.frames` in the same order, so packet i is frame i + 1.
     """
-    reader = _read(path, progress, True)
+    reader = _read(path, progress, True, appearances)
     ids = sorted(reader.interfaces)
     index = {k: n for n, k in enumerate(ids)}
     interfaces = [reader.interfaces[k] for k in ids]
 
     def packets() -> Iterator[Packet]:
-        for p in reader.packets():
-            p.interface = index[p.interface]
+        for p, link in reader._packets():
+            p.interface = index[(p.interface, link)]
             yield p
 
     return interfaces, packets()
