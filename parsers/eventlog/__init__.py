@@ -8,6 +8,7 @@ flat) are told apart by content, record by record.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -82,8 +83,10 @@ class _Collector:
         self.flavours: Counter = Counter()
         self.first_unknown: list[str] | None = None
 
-    def feed(self, buf: bytes, first_line: int, base: int) -> None:
-        for c in scan.scan_block(buf, first_line, base, self.stats):
+    def feed(self, buf: bytes, first_line: int, base: int) -> int:
+        """Decode the candidate lines of one block; returns its number of newlines."""
+        cands, newlines = scan.scan_block(buf, first_line, base, self.stats)
+        for c in cands:
             try:
                 d = json.loads(c.text)
             except ValueError as e:
@@ -105,6 +108,7 @@ class _Collector:
                 continue        # the id matched elsewhere in the line (a nested field)
             row["line"] = c.line
             self.rows.append(row)
+        return newlines
 
 
 def _read_json(path: str, progress: Progress | None) -> tuple[_Collector, int]:
@@ -114,10 +118,21 @@ def _read_json(path: str, progress: Progress | None) -> tuple[_Collector, int]:
         head = f.read(1 << 20)
         _check_json_head(path, head)
         f.seek(0)
-        for buf, line, base in scan.iter_blocks(f):
-            col.feed(buf, line, base)
-            if progress:
-                progress(base + len(buf), total)
+        try:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if total else None
+        except (OSError, ValueError):
+            mm = None
+        blocks = scan.iter_mapped(mm) if mm is not None else scan.iter_blocks(f)
+        line = 1
+        try:
+            for buf, base in blocks:
+                line += col.feed(buf, line, base)
+                if progress:
+                    progress(base + len(buf), total)
+        finally:
+            blocks.close()
+            if mm is not None:
+                mm.close()
     for line, off in col.stats.broken:
         diagnostics.warn(f"{path}: line {line} (offset {off:#x}): truncated JSON line (does not end with '}}'); "
                          "skipped")
@@ -158,8 +173,7 @@ def _read_evtx(path: str, progress: Progress | None) -> tuple[_Collector, int]:
     n = 0
     try:
         for buf in iter_json_batches(path, errors):
-            col.feed(buf, n + 1, 0)
-            n += buf.count(b"\n")
+            n += col.feed(buf, n + 1, 0)
     except ValueError as e:
         raise EventLogError(f"cannot read as .evtx: {e}", path=path, offset=0) from None
     for msg in errors[:20]:
@@ -185,9 +199,10 @@ def read_eventlog(path: PathLike, progress: Progress | None = None) -> EventLog:
     else:
         col, records, kind = *_read_json(p, progress), "json"
     without_id = records - sum(col.stats.event_ids.values()) - col.stats.broken_count
-    if kind == "evtx" and without_id > 0:
-        col.skipped["record without event id (null System)"] += without_id
-        diagnostics.warn(f"{p}: {without_id:,} record(s) without an event id (null System) skipped")
+    if without_id > 0:
+        what = "record(s) without an event id (null System)" if kind == "evtx" else "line(s) without an event id"
+        col.skipped[what] += without_id
+        diagnostics.warn(f"{p}: {without_id:,} {what} skipped")
     if col.skipped.get("unknown JSON shape"):
         diagnostics.warn(f"{p}: {col.skipped['unknown JSON shape']:,} line(s) of no known event-log flavour "
                          f"skipped (first has: {', '.join(col.first_unknown or [])})")

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 #: Event ids the tables are built from: Sysmon 1/3/5/22, Security 4688/4689 and the WFP audit events.
 SYSMON_IDS = (1, 3, 5, 22)
 SECURITY_IDS = (4688, 4689, 5152, 5154, 5156, 5157, 5158)
@@ -20,11 +22,6 @@ WANTED_IDS = frozenset(SYSMON_IDS + SECURITY_IDS)
 # "EventID": {"#attributes": {...}, "#text": 4688} (evtx_dump with Qualifiers).
 _KEY = rb'"(?:EventID|event_id)"\s*:\s*(?:\{(?:[^{}]|\{[^{}]*\})*?"#text"\s*:\s*)?"?'
 _ID_RE = re.compile(_KEY + rb'(\d{1,10})"?\s*[,}]')
-_WANTED_RE = re.compile(
-    _KEY + rb'(?:'
-    + b"|".join(str(i).encode() for i in sorted(WANTED_IDS, reverse=True)) + rb')"?\s*[,}]')
-# A non-blank line whose last non-blank byte is not "}" cannot be a whole JSON object.
-_BROKEN_END_RE = re.compile(rb'[^}\s][ \t\r]*(?:\n|\Z)')
 
 BLOCK = 16 << 20
 
@@ -43,58 +40,113 @@ class ScanStats:
     """What the scan saw over the whole input."""
 
     event_ids: Counter = field(default_factory=Counter)
-    lines: int = 0
-    broken: list[tuple[int, int]] = field(default_factory=list)   # (line, offset) of lines not ending in "}"
+    lines: int = 0                  # non-blank lines
+    broken: list[tuple[int, int]] = field(default_factory=list)   # (line, offset) of the first 20 truncated
     broken_count: int = 0
 
 
-def scan_block(buf: bytes, first_line: int, base: int, stats: ScanStats) -> list[Candidate]:
-    """The candidate lines of ``buf`` (whole lines), counting event ids and broken lines into ``stats``."""
-    stats.event_ids.update(int(m) for m in _ID_RE.findall(buf))
+def scan_block(buf, first_line: int, base: int, stats: ScanStats) -> tuple[list[Candidate], int]:
+    """The candidate lines of ``buf`` (bytes or a memoryview of whole lines) and its number of newlines;
+    counts event ids, non-blank lines and truncated lines (not ending in "}") into ``stats``."""
+    a = np.frombuffer(buf, np.uint8)
+    size = len(a)
+    nl = np.flatnonzero(a == 10)
+    ids: list[bytes] = []
+    wanted: list[int] = []
+    for m in _ID_RE.finditer(buf):
+        g = m.group(1)
+        ids.append(g)
+        if int(g) in WANTED_IDS:
+            wanted.append(m.start())
+    stats.event_ids.update(int(k) for k in ids)
     out: list[Candidate] = []
-    line = first_line
-    pos = 0
-    last_end = -1
-    for m in _WANTED_RE.finditer(buf):
-        start = buf.rfind(b"\n", 0, m.start()) + 1
-        if start <= last_end:           # a second id on a line already taken
-            continue
-        end = buf.find(b"\n", m.end())
-        if end < 0:
-            end = len(buf)
-        line += buf.count(b"\n", pos, start)
-        pos = start
-        out.append(Candidate(line, base + start, buf[start:end]))
-        last_end = end
-    for m in _BROKEN_END_RE.finditer(buf):
-        stats.broken_count += 1
-        if len(stats.broken) < 20:
-            ln = first_line + buf.count(b"\n", 0, m.start())
-            stats.broken.append((ln, base + buf.rfind(b"\n", 0, m.start()) + 1))
-    stats.lines += buf.count(b"\n") + (0 if buf.endswith(b"\n") or not buf else 1)
-    return out
+    if wanted:
+        li = np.unique(np.searchsorted(nl, np.asarray(wanted, np.int64)))
+        if len(nl):
+            starts = np.where(li > 0, nl[np.maximum(li - 1, 0)] + 1, 0)
+            ends = np.where(li < len(nl), nl[np.minimum(li, len(nl) - 1)], size)
+        else:
+            starts, ends = np.zeros(len(li), np.int64), np.full(len(li), size, np.int64)
+        out = [Candidate(first_line + int(i), base + int(s0), bytes(buf[s0:e0]))
+               for i, s0, e0 in zip(li.tolist(), starts.tolist(), ends.tolist())]
+    # line ends: the last byte before each newline (before a CR) must be "}" for a whole JSON object
+    open_end = size > 0 and a[-1] != 10
+    pieces = len(nl) + open_end
+    whole = 0
+    if len(nl):
+        prev = a[np.maximum(nl - 1, 0)]
+        cr = prev == 13
+        if cr.any():
+            prev = prev.copy()
+            prev[cr] = a[np.maximum(nl[cr] - 2, 0)]
+        whole = int(np.count_nonzero(prev == 125))
+    if open_end:
+        whole += bytes(buf[max(nl[-1] + 1 if len(nl) else 0, size - 4096):]).rstrip().endswith(b"}")
+    if whole != pieces:     # blank lines, or lines that cannot be whole JSON objects: find which (rare)
+        stats.lines += _odd_lines(bytes(buf), first_line, base, stats)
+    else:
+        stats.lines += pieces
+    return out, len(nl)
 
 
-def iter_blocks(f, block: int = BLOCK) -> Iterator[tuple[bytes, int, int]]:
-    """Whole-line blocks of a binary file: (bytes, first line number, byte offset)."""
-    line = 1
+def _odd_lines(buf: bytes, first_line: int, base: int, stats: ScanStats) -> int:
+    """Count the truncated lines (non-blank, last non-blank byte not "}"); returns the non-blank lines."""
+    off = 0
+    nonblank = 0
+    for i, raw in enumerate(buf.split(b"\n")):
+        s = raw.rstrip()
+        if s:
+            nonblank += 1
+            if not s.endswith(b"}"):
+                stats.broken_count += 1
+                if len(stats.broken) < 20:
+                    stats.broken.append((first_line + i, base + off))
+        off += len(raw) + 1
+    return nonblank
+
+
+def iter_mapped(mm, block: int = BLOCK) -> Iterator[tuple[memoryview, int]]:
+    """Whole-line views of a mapped file (no copy): (memoryview, byte offset)."""
+    size = len(mm)
+    view = memoryview(mm)
+    try:
+        pos = 0
+        while pos < size:
+            end = min(pos + block, size)
+            if end < size:
+                cut = mm.rfind(b"\n", pos, end) + 1
+                if cut <= pos:                      # one line longer than a block
+                    nxt = mm.find(b"\n", end)
+                    cut = size if nxt < 0 else nxt + 1
+            else:
+                cut = size
+            piece = view[pos:cut]
+            try:
+                yield piece, pos
+            finally:
+                piece.release()
+            pos = cut
+    finally:
+        view.release()
+
+
+def iter_blocks(f, block: int = BLOCK) -> Iterator[tuple[bytes, int]]:
+    """Whole-line blocks of a binary file: (bytes, byte offset). A line longer than 4 blocks is cut."""
     offset = 0
     rest = b""
     while True:
         data = f.read(block)
         if not data:
             break
-        buf = rest + data
+        buf = rest + data if rest else data
         cut = buf.rfind(b"\n") + 1
         if cut == 0:
             if len(buf) <= 4 * block:
                 rest = buf
                 continue
             cut = len(buf)              # a line longer than any event: pass it on whole, it cannot decode
-
-        yield buf[:cut], line, offset
-        line += buf.count(b"\n", 0, cut)
+        yield buf[:cut] if cut < len(buf) else buf, offset
         offset += cut
         rest = buf[cut:]
     if rest:
-        yield rest, line, offset
+        yield rest, offset
