@@ -3,7 +3,8 @@
 Library entry points (all return polars DataFrames in the schemas of ``etwtools.parsers.schema``):
 
 - :func:`read_events` (ETL or tracerpt CSV -> network events with PIDs and process names)
-- :func:`read_processes` (ETL, tracerpt CSV or tasklist output -> processes)
+- :func:`read_processes` (ETL, tracerpt CSV, event logs or tasklist output -> processes)
+- :func:`read_eventlog` (Sysmon / Security event log, .evtx or JSON lines -> connections, processes, DNS)
 - :func:`read_frames` (pcap, pcapng, or packets inside an ETL -> frames)
 - :func:`attribute` (events x frames x processes -> one answer per frame, with evidence)
 - :func:`synattack` (Microsoft-Windows-TCPIP ETL -> SYN-attack resistance intervals)
@@ -21,6 +22,7 @@ __all__ = [
     "TextFormatError",
     "attribute",
     "detect",
+    "read_eventlog",
     "read_events",
     "read_frames",
     "read_processes",
@@ -31,7 +33,7 @@ __all__ = [
 
 #: Where each lazily imported entry point lives (importing polars takes ~0.1 s: only when used).
 _LAZY = {
-    "attribute": "attribution", "synattack": "synattack", "detect": "sources", "read_events": "sources",
+    "attribute": "attribution", "synattack": "synattack", "detect": "sources", "read_events": "sources", "read_eventlog": "sources",
     "read_frames": "sources", "read_processes": "sources", "read_trace": "sources",
 }
 

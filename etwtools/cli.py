@@ -121,7 +121,8 @@ def cli(traceback: bool, quiet: bool) -> None:
 
 @cli.command()
 @click.option("--etl", "path", required=True, type=EXISTING,
-              help="ETL file or tracerpt CSV (dumpfile.csv or 'tracerpt -of CSV').")
+              help="ETL file or tracerpt CSV (dumpfile.csv or 'tracerpt -of CSV'), or a Sysmon / Security "
+                   "event log (.evtx or JSON lines).")
 @click.option("--all", "all_events", is_flag=True,
               help="Every event in the file (not only TcpIp/UdpIp), fields as JSON; with -f parquet -o DIR/: "
                    "one Parquet file of typed columns per event type.")
@@ -146,11 +147,32 @@ def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[i
     --all: time, provider, event_id, opcode, version, pid, tid, record, decoder, fields (JSON);
     with -f parquet -o DIR/ the fields are typed columns, one file per event type.
     Example: etwtools events --etl kernel.etl --format csv -o events.csv
+
+    \b
+    From an event log (Sysmon 3, Security 5156/5157/5152/5158/5154) the columns are: time,
+    sensor_time, host, sensor, event_id, record, pid, tid, process, image_path, user, protocol,
+    local_addr, local_port, remote_addr, remote_port, direction, action, process_guid, source.
     """
     import os
 
     if (providers or ids) and not all_events:
         raise click.UsageError("--provider and --id select events of --all")
+
+    from .sources import EVENTLOG_KINDS, detect
+
+    if detect(path) in EVENTLOG_KINDS:
+        if all_events:
+            raise click.UsageError("--all reads ETL files; an event log gives its network events without it")
+        from .sources import read_eventlog
+
+        log = _with_progress("reading", lambda bar: read_eventlog(path, progress=bar))
+        output.write(log.connections, fmt, out)
+        if log.connections.height:
+            _info(log.describe())
+        else:
+            sys.stdout.flush()
+            logging.getLogger("etwtools").warning(log.describe())
+        return
     if all_events:
         from .event_tables import write_long, write_parquet_dir
         from .parsers.etl.columnar import iter_batches
@@ -178,7 +200,9 @@ def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[i
 
 
 @cli.command()
-@click.option("--etl", "etl", type=EXISTING, help="ETL file or tracerpt CSV with process events.")
+@click.option("--etl", "etl", type=EXISTING,
+              help="ETL file or tracerpt CSV with process events, or a Sysmon / Security event log "
+                   "(.evtx or JSON lines: Sysmon 1/5, Security 4688/4689).")
 @click.option("--tasklist", "tasklists", multiple=True, type=EXISTING,
               help="tasklist output (any format: table, /svc, /v, /fo csv, /fo list). Repeatable.")
 @click.option("--tasklist-time", help="UTC time the tasklist snapshot was taken, e.g. 2010-01-14T11:20:00Z.")

@@ -29,8 +29,9 @@ def _looks_like_etl(head: bytes) -> bool:
 
 
 def detect(path: PathLike) -> str:
-    """Kind of the file: ``etl``, ``pcap``, ``pcapng``, ``tracerpt`` or ``tasklist``."""
-    from .parsers import captures, tasklist, tracerpt
+    """Kind of the file: ``etl``, ``pcap``, ``pcapng``, ``netmon``, ``tracerpt``, ``tasklist``, ``evtx`` or
+    ``eventlog-json`` (Windows event logs: Sysmon / Security, as .evtx or JSON lines)."""
+    from .parsers import captures, eventlog, tasklist, tracerpt
 
     p = Path(path)
     try:
@@ -48,14 +49,23 @@ def detect(path: PathLike) -> str:
         return kind
     if _looks_like_etl(head):
         return "etl"
+    kind = eventlog.sniff(head)
+    if kind:
+        return kind
     if tracerpt.looks_like_tracerpt(head):
         return "tracerpt"
     if tasklist.looks_like_tasklist(head):
         return "tasklist"
     if p.suffix.lower() == ".etl":
         return "etl"  # let the ETL reader say precisely what is wrong
+    if p.suffix.lower() == ".evtx":
+        return "evtx"  # let the event-log reader say precisely what is wrong
     raise EtwToolsError("not a recognised input (expected an ETL file, tracerpt CSV, tasklist output, "
-                        "pcap or pcapng)", path=p, offset=0)
+                        "pcap, pcapng, .evtx or event-log JSON lines)", path=p, offset=0)
+
+
+#: Kinds read by :func:`read_eventlog`.
+EVENTLOG_KINDS = ("evtx", "eventlog-json")
 
 
 @dataclass
@@ -92,6 +102,13 @@ def read_trace(path: PathLike, *, with_frames: bool = False, progress: Progress 
     raise EtwToolsError(f"expected an ETL file or a tracerpt CSV, found {kind}", path=path)
 
 
+def read_eventlog(path: PathLike, *, progress: Progress | None = None):
+    """Connections, processes and DNS queries of a Windows event log (.evtx or JSON lines): an ``EventLog``."""
+    from .parsers.eventlog import read_eventlog as _read
+
+    return _read(path, progress=progress)
+
+
 def read_events(path: PathLike, *, progress: Progress | None = None) -> pl.DataFrame:
     """Network events (EVENTS schema) of an ETL file or tracerpt CSV."""
     return read_trace(path, progress=progress).events
@@ -99,7 +116,8 @@ def read_events(path: PathLike, *, progress: Progress | None = None) -> pl.DataF
 
 def read_processes(path: PathLike | list[PathLike], *, snapshot_time: datetime | None = None,
                    progress: Progress | None = None) -> pl.DataFrame:
-    """Processes (PROCESSES schema) from an ETL file, a tracerpt CSV or tasklist output(s)."""
+    """Processes (PROCESSES schema) from an ETL file, a tracerpt CSV, tasklist output(s) or Windows event
+    logs (Sysmon 1/5, Security 4688/4689: with the extra columns of EVENTLOG_PROCESSES)."""
     paths = list(path) if isinstance(path, (list, tuple)) else [path]
     frames = []
     tasklists = []
@@ -109,8 +127,11 @@ def read_processes(path: PathLike | list[PathLike], *, snapshot_time: datetime |
             tasklists.append(p)
         elif kind in ("etl", "tracerpt"):
             frames.append(read_trace(p, progress=progress).processes)
+        elif kind in EVENTLOG_KINDS:
+            frames.append(read_eventlog(p, progress=progress).processes)
         else:
-            raise EtwToolsError(f"expected an ETL file, tracerpt CSV or tasklist output, found {kind}", path=p)
+            raise EtwToolsError(f"expected an ETL file, tracerpt CSV, event log or tasklist output, found {kind}",
+                                path=p)
     if tasklists:
         from .parsers.tasklist import read_tasklist
 

@@ -24,6 +24,8 @@ from . import scan, tables
 from .evtx import iter_json_batches, looks_like_evtx
 from .flavours import LOOKED_FOR, flatten, flavour_of
 
+BOM = b"\xef\xbb\xbf"
+
 
 @dataclass
 class EventLog:
@@ -54,21 +56,15 @@ class EventLog:
 
 
 def sniff(head: bytes) -> str | None:
-    """``evtx`` or ``eventlog-json`` from the first bytes of a file, None when it is neither."""
+    """``evtx`` or ``eventlog-json`` from the first bytes of a file, None when it is neither (every file
+    of JSON objects is taken as an event log: etwtools reads no other JSON)."""
     if looks_like_evtx(head):
         return "evtx"
-    for raw in head.split(b"\n")[:8]:
-        line = raw.strip()
-        if not line:
-            continue
-        if not line.startswith(b"{"):
-            return None
-        try:
-            return "eventlog-json" if flavour_of(json.loads(line)) else None
-        except ValueError:
-            # the head may cut the first record: a JSON object mentioning an event id is enough
-            return "eventlog-json" if scan._ID_RE.search(line) else None
-    return None
+    # JSON lines: the reader tells the flavours apart, or names the fields it looked for
+    if head.startswith(b"\xff\xfe{\x00") or head.startswith(b"{\x00"):
+        return "eventlog-json"      # UTF-16: the reader says what to do
+    first = head.lstrip(BOM + b" \t\r\n")[:1]
+    return "eventlog-json" if first == b"{" else None
 
 
 class _Collector:
@@ -87,14 +83,17 @@ class _Collector:
         """Decode the candidate lines of one block; returns its number of newlines."""
         cands, newlines = scan.scan_block(buf, first_line, base, self.stats)
         for c in cands:
+            text = c.text[3:] if c.offset == 0 and c.text.startswith(BOM) else c.text
             try:
-                d = json.loads(c.text)
+                d = json.loads(text)
             except ValueError as e:
-                self.skipped["undecodable JSON"] += 1
-                where = f"record at {self.unit} {c.line}" if self.unit == "record" else f"line {c.line}"
-                if self.skipped["undecodable JSON"] <= 20:
-                    diagnostics.warn(f"{self.path}: {where} (offset {c.offset:#x}): not a whole JSON object "
-                                     f"({e.msg}); skipped")
+                if not c.text.rstrip().endswith(b"}"):
+                    continue            # a truncated line: counted and reported by the scan
+                self.skipped["undecodable JSON line"] += 1
+                where = f"record {c.line}" if self.unit == "record" else f"line {c.line}"
+                if self.skipped["undecodable JSON line"] <= 20:
+                    diagnostics.warn(f"{self.path}: {where} (offset {c.offset:#x}): not valid JSON "
+                                     f"({e.msg} at column {e.colno}); skipped")
                 continue
             fl = flavour_of(d)
             if fl is None:
@@ -145,6 +144,10 @@ def _read_json(path: str, progress: Progress | None) -> tuple[_Collector, int]:
 
 def _check_json_head(path: str, head: bytes) -> None:
     """Refuse a file whose first records are JSON of no known event-log flavour, naming what was looked for."""
+    if head.startswith(b"\xff\xfe") or head.startswith(b"{\x00"):
+        raise EventLogError("UTF-16 text (as PowerShell's '>' writes it): save it as UTF-8 "
+                            "(Out-File -Encoding utf8) and read that", path=path, offset=0)
+    head = head[3:] if head.startswith(BOM) else head
     seen = 0
     for raw in head.split(b"\n")[:-1][:20]:
         line = raw.strip()
