@@ -253,21 +253,64 @@ def frames(pcap: str | None, etl: str | None, appearances: bool, fmt: str, out: 
     _info(f"{df.height:,} frames")
 
 
+def _attribute_files(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
+                     offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...]):
+    """Read the inputs and attribute: (Attribution, the capture's FRAMES table)."""
+    import polars as pl
+
+    from .attribution import attribute as run_attribution
+    from .sources import read_frames, read_processes, read_trace
+
+    tr = _with_progress("reading trace", lambda bar: read_trace(trace, with_frames=capture is None,
+                                                                 progress=bar))
+    if capture is None and tr.kind != "etl":
+        raise click.UsageError("--pcap FILE is needed: a tracerpt CSV holds no packets")
+    if capture is None:
+        fr = tr.frames
+    else:
+        fr = _with_progress("reading capture", lambda bar: read_frames(capture, progress=bar))
+    if capture is None and fr.height == 0:
+        raise EtwToolsError("holds no packets (only netsh trace capture=yes and pktmon ETL files do): "
+                            "give the capture with --pcap FILE", path=trace)
+    procs = tr.processes
+    if tasklists:
+        procs = pl.concat([procs, read_processes(list(tasklists), snapshot_time=_parse_time(tasklist_time))],
+                          how="diagonal_relaxed")
+    kwargs = {} if tolerance is None else {"tolerance_s": tolerance}
+    result = _with_progress("attributing", unit="frames", call=lambda bar: run_attribution(
+        tr.events, fr, procs, offset_s=offset,
+        local_addrs=list(local_addrs) or None, nic_addrs=tr.local_addresses or None, progress=bar,
+        **kwargs))
+    return result, fr
+
+
+def attribution_inputs(f):
+    """The inputs of an attribution (--etl, --pcap, --tasklist, ...), shared by attribute and report."""
+    for option in reversed(_INPUT_OPTIONS):
+        f = option(f)
+    return f
+
+
+_INPUT_OPTIONS = [
+    click.option("--etl", "trace", required=True, type=EXISTING,
+                 help="The trace: ETL file (kernel network events, Kernel-Network) or tracerpt CSV."),
+    click.option("--pcap", "capture", type=EXISTING,
+                 help="The capture: pcap, pcapng, NetMon .cap, or an ETL with packets (netsh trace capture=yes, "
+                      "pktmon). Omit when the --etl file itself holds the packets."),
+    click.option("--tasklist", "tasklists", multiple=True, type=EXISTING,
+                 help="tasklist output taken on the same host (adds names and services). Repeatable."),
+    click.option("--tasklist-time", help="UTC time the tasklist snapshot was taken (PIDs are reused)."),
+    click.option("--offset", type=float,
+                 help="Capture clock minus trace clock, in seconds (default: estimated from the data)."),
+    click.option("--tolerance", type=float,
+                 help="Largest time difference, in seconds, between a frame and its event after alignment."),
+    click.option("--local", "local_addrs", multiple=True,
+                 help="An address of the traced host (default: from the trace). Repeatable."),
+]
+
+
 @cli.command()
-@click.option("--etl", "trace", required=True, type=EXISTING,
-              help="The trace: ETL file (kernel network events, Kernel-Network) or tracerpt CSV.")
-@click.option("--pcap", "capture", type=EXISTING,
-              help="The capture: pcap, pcapng, NetMon .cap, or an ETL with packets (netsh trace capture=yes, "
-                   "pktmon). Omit when the --etl file itself holds the packets.")
-@click.option("--tasklist", "tasklists", multiple=True, type=EXISTING,
-              help="tasklist output taken on the same host (adds names and services). Repeatable.")
-@click.option("--tasklist-time", help="UTC time the tasklist snapshot was taken (PIDs are reused).")
-@click.option("--offset", type=float,
-              help="Capture clock minus trace clock, in seconds (default: estimated from the data).")
-@click.option("--tolerance", type=float,
-              help="Largest time difference, in seconds, between a frame and its event after alignment.")
-@click.option("--local", "local_addrs", multiple=True,
-              help="An address of the traced host (default: from the trace). Repeatable.")
+@attribution_inputs
 @click.option("--frame", "explain", multiple=True, type=int,
               help="Print the whole chain of evidence for this frame number. Repeatable.")
 @click.option("--all", "show_all", is_flag=True,
@@ -307,28 +350,8 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
 
     if process_blocks and not annotate:
         raise click.UsageError("--process-blocks goes with --annotate FILE")
-    tr = _with_progress("reading trace", lambda bar: read_trace(trace, with_frames=capture is None,
-                                                                 progress=bar))
-    if capture is None and tr.kind != "etl":
-        raise click.UsageError("--pcap FILE is needed: a tracerpt CSV holds no packets")
-    if capture is None:
-        fr = tr.frames
-    else:
-        fr = _with_progress("reading capture", lambda bar: read_frames(capture, progress=bar))
-    if capture is None and fr.height == 0:
-        raise EtwToolsError("holds no packets (only netsh trace capture=yes and pktmon ETL files do): "
-                            "give the capture with --pcap FILE", path=trace)
-    procs = tr.processes
+    result, _ = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs)
     import polars as pl
-
-    if tasklists:
-        procs = pl.concat([procs, read_processes(list(tasklists), snapshot_time=_parse_time(tasklist_time))],
-                          how="diagonal_relaxed")
-    kwargs = {} if tolerance is None else {"tolerance_s": tolerance}
-    result = _with_progress("attributing", unit="frames", call=lambda bar: run_attribution(
-        tr.events, fr, procs, offset_s=offset,
-        local_addrs=list(local_addrs) or None, nic_addrs=tr.local_addresses or None, progress=bar,
-        **kwargs))
 
     for n in explain:
         click.echo(result.explain(n))
@@ -363,6 +386,34 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
     if why:
         click.echo(f"error: nothing attributed: {why}", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@attribution_inputs
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="The HTML file to write.")
+@_guarded
+def report(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
+           offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...], out: str) -> None:
+    """One HTML page of the attribution, to read in any browser (offline: nothing is fetched).
+
+    \b
+    The clock offset and what supports it; the traffic over time, one lane per process (and one for
+    what is not attributed), with SYN-attack resistance intervals shaded when the trace has them; the
+    top talkers of every process; a searchable table of frames with the chain of evidence of the frame
+    you pick (the same as attribute --frame N).
+    Example: etwtools report --etl kernel.etl --pcap net.pcapng --tasklist tasklist.txt -o report.html
+    """
+    from .report import syn_attack_intervals, write_report
+
+    result, fr = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs)
+    syn = syn_attack_intervals(trace)
+    inputs = [trace] + ([capture] if capture else []) + list(tasklists)
+    facts = write_report(result, fr, out, syn_intervals=syn, inputs=inputs)
+    _info(result.describe_offset())
+    _info(f"wrote {out}: {facts.bytes / 1e6:,.2f} MB, {facts.lanes} lanes, {facts.frames_listed:,} of "
+          f"{facts.frames:,} frames listed, {facts.frames_explained:,} with their whole evidence, "
+          f"in {facts.seconds:.1f} s")
 
 
 @cli.command()
