@@ -8,6 +8,7 @@ from setuptools import Extension, setup
 _SOURCES = {
     "etwtools.parsers.etl._speedups": "parsers/etl/_speedups.c",   # Xpress LZ77 decompression, ETL record walk
     "etwtools.parsers._capwalk": "parsers/_capwalk.c",             # pcap/pcapng record walk
+    "etwtools.parsers.etl._columnar": "parsers/etl/_columnar.c",   # byte moves of bulk event decoding
 }
 _OPTIONAL = os.environ.get("ETWTOOLS_REQUIRE_C", "") not in ("1", "true", "yes")
 

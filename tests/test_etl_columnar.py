@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import polars as pl
@@ -135,3 +136,18 @@ def test_cli_json_lines_stream_in_record_order(corpus, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["record"] for r in rows] == list(range(8924))
     assert json.loads(rows[3]["fields"])["pid"] == 2432
+
+
+def test_numpy_fallback_gives_the_same_tables(corpus, monkeypatch):
+    """Without the C accelerator (a build without a compiler) the numpy paths give identical tables."""
+    if columnar._c is None:
+        (pytest.fail if os.environ.get("ETWTOOLS_REQUIRE_C") else pytest.skip)(
+            "the C accelerator etwtools.parsers.etl._columnar is not built")
+    path = corpus / "etl-parser" / "ShutdownPerfDiagLogger.etl"
+    with_c = list(columnar.iter_events(path))
+    monkeypatch.setattr(columnar, "_c", None)
+    without = list(columnar.iter_events(path))
+    assert [t.name for t in with_c] == [t.name for t in without]
+    for a, b in zip(with_c, without):
+        assert a.frame.equals(b.frame), a.name
+    assert sum(t.frame.height for t in with_c if t.decoder == "etl-parser") > 10000

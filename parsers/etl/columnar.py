@@ -51,6 +51,11 @@ from .kernel import (
 from .kernel_network import decode_kernel_network
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
 
+try:
+    from . import _columnar as _c
+except ImportError:  # pragma: no cover - depends on the build: the numpy paths below give the same results
+    _c = None
+
 #: Header columns of every event table (then the event's own fields).
 HEADER = {"time": pl.Datetime("ns", "UTC"), "provider": pl.Utf8, "event_id": pl.Int32, "opcode": pl.Int32,
           "version": pl.Int32, "pid": pl.Int64, "tid": pl.Int64, "record": pl.Int64}
@@ -74,23 +79,34 @@ class EventTable:
 # ------------------------------------------------------------------ bulk field decoding
 
 class _Nuls:
-    """Positions of the NUL bytes and aligned NUL pairs of one batch's data (found once, when first needed)."""
+    """Where the NUL-terminated strings of a batch end (C scan of each string; numpy: sorted search of the
+    batch's NUL positions, found once when first needed)."""
 
     def __init__(self, d: np.ndarray) -> None:
         self.d = d
         self._one: np.ndarray | None = None
         self._pairs: tuple[np.ndarray, np.ndarray] | None = None
 
-    def after_byte(self, pos: np.ndarray) -> np.ndarray:
-        """Position of the first NUL byte at or after each ``pos`` (len(d) when none)."""
+    def find(self, pos: np.ndarray, end: np.ndarray, unit: int) -> np.ndarray:
+        """Position of the first NUL unit (1 or 2 bytes, at an even distance for 2) at or after each
+        ``pos``; a position whose unit does not end by ``end`` means there is none."""
+        if _c is not None:
+            out = np.empty(len(pos), np.int64)
+            _c.terminators(self.d, np.ascontiguousarray(pos, np.int64), np.ascontiguousarray(end, np.int64),
+                           unit, out)
+            return out
+        return self._after_byte(pos) if unit == 1 else self._after_pair(pos)
+
+    def _after_byte(self, pos: np.ndarray) -> np.ndarray:
         if self._one is None:
             self._one = np.flatnonzero(self.d == 0)
         z = self._one
+        if not len(z):
+            return np.full(len(pos), len(self.d), np.int64)
         i = np.searchsorted(z, pos)
-        return np.where(i < len(z), z[np.minimum(i, len(z) - 1)] if len(z) else 0, len(self.d))
+        return np.where(i < len(z), z[np.minimum(i, len(z) - 1)], len(self.d))
 
-    def after_pair(self, pos: np.ndarray) -> np.ndarray:
-        """Position of the first 2-byte NUL at an even distance from each ``pos`` (len(d) when none)."""
+    def _after_pair(self, pos: np.ndarray) -> np.ndarray:
         if self._pairs is None:
             d = self.d
             z = np.flatnonzero((d[:-1] == 0) & (d[1:] == 0))
@@ -106,21 +122,28 @@ class _Nuls:
 
 
 def _fixed(d: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
-    """(n, width) bytes at ``pos`` (clipped into ``d``: rows that do not fit are rejected by the caller)."""
+    """(n, width) bytes at ``pos`` (zeros or clipped where they do not fit: the caller rejects those rows)."""
+    if _c is not None:
+        out = np.empty((len(pos), width), np.uint8)
+        _c.fixed(d, np.ascontiguousarray(pos, np.int64), width, out)
+        return out
     p = np.clip(pos, 0, max(len(d) - width, 0))
     return d[p[:, None] + np.arange(width)]
 
 
 def _numbers(d: np.ndarray, pos: np.ndarray, dtype: str) -> np.ndarray:
-    width = np.dtype(dtype).itemsize
-    return np.ascontiguousarray(_fixed(d, pos, width)).view(dtype).ravel()
+    return _fixed(d, pos, np.dtype(dtype).itemsize).view(dtype).ravel()
 
 
 def _spans(d: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """The bytes of every span [start, start + length), concatenated (one gather)."""
+    """The bytes of every span [start, start + length) (all inside ``d``), concatenated."""
     total = int(length.sum())
     if total == 0:
         return np.empty(0, np.uint8)
+    if _c is not None:
+        out = np.empty(total, np.uint8)
+        _c.spans(d, np.ascontiguousarray(start, np.int64), np.ascontiguousarray(length, np.int64), out)
+        return out
     first = np.cumsum(length) - length
     idx = np.repeat(start - first, length) + np.arange(total)
     return d[idx]
@@ -186,11 +209,11 @@ def decode_layout(d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.L
             extents[f.name] = length
             nxt = pos + length
         elif f.kind == "wstring":
-            term = nuls.after_pair(pos)
+            term = nuls.find(pos, end, 2)
             extents[f.name] = term
             nxt = term + 2
         elif f.kind == "cstring":
-            term = nuls.after_byte(pos)
+            term = nuls.find(pos, end, 1)
             extents[f.name] = term
             nxt = term + 1
         elif f.kind == "sid":
@@ -313,30 +336,34 @@ class Decoder:
         bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))])
         d = np.frombuffer(batch.data, np.uint8)
         nuls = _Nuls(d)
-        net: pl.DataFrame | None = None
-        out: list[EventTable] = []
+        types = []
         for g, k in enumerate(uniq.tolist()):
             t = self._types.get(k)
             if t is None:
                 t = self._types[k] = self._type(batch, int(first[g]))
+            types.append(t)
+        hdr = _header(batch, pl.Series([t.provider for t in types], dtype=pl.Utf8).gather(inverse))
+        net: pl.DataFrame | None = None
+        out: list[EventTable] = []
+        for g, t in enumerate(types):
             rows = order[bounds[g]:bounds[g + 1]]
             for step in t.steps:
                 if step == "net":
                     if net is None:
                         net = self._net(batch)
-                    rows = self._net_table(batch, t, rows, net, out)
+                    rows = self._net_table(hdr, batch, t, rows, net, out)
                 elif step == "layout":
                     start = batch.payload_offset[rows]
                     ok, cols = decode_layout(d, start, start + batch.payload_size[rows], t.layout, nuls)
                     if ok.any():
-                        out.append(_table(batch, t, rows[ok], "etl-parser", cols))
+                        out.append(_table(hdr, t, rows[ok], "etl-parser", cols))
                     rows = rows[~ok]
                 else:
-                    rows = self._record_by_record(batch, t, rows, step, out)
+                    rows = self._record_by_record(hdr, batch, t, rows, step, out)
                 if len(rows) == 0:
                     break
             if len(rows):
-                out.append(_hex(batch, t, rows))
+                out.append(_hex(hdr, batch, t, rows))
         return out
 
     def _net(self, batch: RecordBatch) -> pl.DataFrame:
@@ -347,7 +374,7 @@ class Decoder:
         return pl.concat([f.select([c for c in cols if c in f.columns]) for f in frames],
                          how="diagonal_relaxed").sort("record")
 
-    def _net_table(self, batch: RecordBatch, t: _Type, rows: np.ndarray, net: pl.DataFrame,
+    def _net_table(self, hdr: pl.DataFrame, batch: RecordBatch, t: _Type, rows: np.ndarray, net: pl.DataFrame,
                    out: list[EventTable]) -> np.ndarray:
         """Append the table of the rows etwtools' network decoders decoded; the other rows."""
         if net.height == 0:
@@ -361,10 +388,10 @@ class Decoder:
             cols = {c: (part[c] if c in part.columns else
                         pl.repeat(None, part.height, dtype=_NET_TYPES[c], eager=True)).alias(c)
                     for c in _NET_FIELDS}
-            out.append(_table(batch, t, rows[hit], "etwtools", cols))
+            out.append(_table(hdr, t, rows[hit], "etwtools", cols))
         return rows[~hit]
 
-    def _record_by_record(self, batch: RecordBatch, t: _Type, rows: np.ndarray, step: str,
+    def _record_by_record(self, hdr: pl.DataFrame, batch: RecordBatch, t: _Type, rows: np.ndarray, step: str,
                           out: list[EventTable]) -> np.ndarray:
         """etwtools' record-by-record decoders (Process, SystemConfig) or construct (uncompiled schemas)."""
         good, values, bad = [], [], []
@@ -382,44 +409,43 @@ class Decoder:
                 good.append(i)
                 values.append(json.dumps(fields, ensure_ascii=False, default=str))
         if good:
-            out.append(_table(batch, t, np.asarray(good, np.int64), "etwtools" if step == "slow" else "etl-parser",
+            out.append(_table(hdr, t, np.asarray(good, np.int64), "etwtools" if step == "slow" else "etl-parser",
                               {"fields": pl.Series("fields", values, dtype=pl.Utf8)}, json_fields=True))
         return np.asarray(bad, np.int64)
 
 
-def _header(batch: RecordBatch, rows: np.ndarray, provider: str | None) -> dict[str, pl.Series]:
-    n = len(rows)
-    pid = batch.pid[rows].astype(np.int64)
-    tid = batch.tid[rows].astype(np.int64)
-    eh = np.isin(batch.htype[rows], _EH)
-    return {
-        "time": pl.Series("time", batch.time[rows]).cast(pl.Datetime("ns", "UTC")),
-        "provider": pl.repeat(provider, n, dtype=pl.Utf8, eager=True).alias("provider"),
-        "event_id": pl.Series("event_id", batch.event_id[rows].astype(np.int32)).set(pl.Series(~eh), None),
-        "opcode": pl.Series("opcode", batch.opcode[rows].astype(np.int32)),
-        "version": pl.Series("version", batch.version[rows].astype(np.int32)),
-        "pid": pl.Series("pid", pid).set(pl.Series(pid == _NO_ID), None),
-        "tid": pl.Series("tid", tid).set(pl.Series(tid == _NO_ID), None),
-        "record": pl.Series("record", batch.record[rows]),
-    }
+def _nullable(values: np.ndarray, null: np.ndarray, name: str) -> pl.Series:
+    import pyarrow as pa
+
+    return pl.Series(name, pl.from_arrow(pa.array(values, mask=null)))
 
 
-def _table(batch: RecordBatch, t: _Type, rows: np.ndarray, decoder: str, cols: dict[str, pl.Series],
+def _header(batch: RecordBatch, providers: pl.Series) -> pl.DataFrame:
+    """The HEADER columns of every record of a batch (``providers``: each record's provider name)."""
+    eh = np.isin(batch.htype, _EH)
+    return pl.DataFrame([
+        pl.Series("time", batch.time).cast(pl.Datetime("ns", "UTC")),
+        providers.alias("provider"),
+        _nullable(batch.event_id.astype(np.int32), ~eh, "event_id"),
+        pl.Series("opcode", batch.opcode.astype(np.int32)),
+        pl.Series("version", batch.version.astype(np.int32)),
+        _nullable(batch.pid.astype(np.int64), batch.pid == _NO_ID, "pid"),
+        _nullable(batch.tid.astype(np.int64), batch.tid == _NO_ID, "tid"),
+        pl.Series("record", batch.record),
+    ])
+
+
+def _table(hdr: pl.DataFrame, t: _Type, rows: np.ndarray, decoder: str, cols: dict[str, pl.Series],
            json_fields: bool = False) -> EventTable:
-    head = _header(batch, rows, t.provider)
-    series = list(head.values())
-    names = []
-    for name, col in cols.items():
-        names.append(name)
-        series.append(col.alias(f"field_{name}" if name in HEADER else name))
+    series = [col.alias(f"field_{name}" if name in HEADER else name) for name, col in cols.items()]
     name = t.name + ("" if decoder != "hex" else ".hex") + (".json" if json_fields else "")
-    return EventTable(name, decoder, pl.DataFrame(series), names)
+    return EventTable(name, decoder, hdr[rows].hstack(series), list(cols))
 
 
-def _hex(batch: RecordBatch, t: _Type, rows: np.ndarray) -> EventTable:
+def _hex(hdr: pl.DataFrame, batch: RecordBatch, t: _Type, rows: np.ndarray) -> EventTable:
     d = np.frombuffer(batch.data, np.uint8)
     payload = _binary(d, batch.payload_offset[rows], batch.payload_size[rows])
-    return _table(batch, t, rows, "hex", {"payload": payload.alias("payload")})
+    return _table(hdr, t, rows, "hex", {"payload": payload.alias("payload")})
 
 
 # ------------------------------------------------------------------ the long table (one row per record)
