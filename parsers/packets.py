@@ -1,8 +1,19 @@
 """Packets and interfaces of a capture, and the bulk dissection of raw frames into the FRAMES table.
 
 Link layers: Ethernet (802.1Q / 802.1ad / QinQ tags), raw IP (LINKTYPE_RAW 101, IPV4 228, IPV6 229),
-Linux cooked SLL (113) and SLL2 (276), BSD null (0) and OpenBSD loop (108). Network layer: IPv4 and
-IPv6 (extension headers walked to the transport header). Transport: TCP, UDP, ICMP, ICMPv6.
+Linux cooked SLL (113) and SLL2 (276), BSD null (0) and OpenBSD loop (108), IEEE 802.11 (105) and
+802.11 behind a radiotap header (127). Network layer: IPv4 and IPv6 (extension headers walked to the
+transport header). Transport: TCP, UDP, ICMP, ICMPv6.
+
+802.11 (IEEE 802.11-2020 clause 9.2): the frame control field gives the type (data 2) and subtype
+(bit 3: QoS, bit 2: no frame body); the MAC header is 24 bytes, + 6 (Address 4) when both ToDS and
+FromDS are set, + 2 (QoS Control) for QoS subtypes, + 4 (HT Control) for QoS frames with the +HTC/Order
+bit. The body of a data frame starts with LLC/SNAP (AA AA 03, OUI 00-00-00 or 00-00-F8, EtherType);
+an A-MSDU (QoS Control bit 7) is read through its first subframe (14-byte subheader). Radiotap
+(radiotap.org): version 0, length u16 little-endian at offset 2, then the 802.11 frame. Notes say why
+an 802.11 frame has no IP: ``802.11-management``, ``802.11-control``, ``802.11-unknown-type``
+(reserved type or protocol version), ``802.11-no-body`` (Null data), ``802.11-protected`` (encrypted
+body; Windows captures hold decrypted bodies, read when they start with LLC/SNAP).
 
 Dissection is columnar: every frame's bytes sit in one uint8 buffer at known offsets, their first
 WINDOW bytes are copied to a compact matrix, and each header field is one numpy gather (or strided
@@ -39,11 +50,14 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_IEEE802_11 = 105
+LINKTYPE_IEEE802_11_RADIOTAP = 127
 #: DLT_RAW as some systems write it in place of LINKTYPE_RAW (12 on most BSDs, 14 on OpenBSD).
 _RAW_ALIASES = (12, 14)
 #: Link types the dissector reads; frames of others are kept with protocol "other" and reported.
 SUPPORTED_LINK_TYPES = (LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL,
-                        LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2, *_RAW_ALIASES)
+                        LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2, LINKTYPE_IEEE802_11,
+                        LINKTYPE_IEEE802_11_RADIOTAP, *_RAW_ALIASES)
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -68,6 +82,11 @@ _PROTO_LABELS = ("TCP", "UDP", "ICMP", "ICMPv6", "other")
 _DIR_LABELS = pl.Series(DIRECTIONS[1:], dtype=pl.Utf8)
 _FRAG_LABELS = ("none", "first", "later")
 _NOTE_IPLEN0, _NOTE_TRUNC, _NOTE_BADLEN = 1, 2, 4
+_NOTE_WLAN_MGMT, _NOTE_WLAN_CTRL, _NOTE_WLAN_UNKNOWN, _NOTE_WLAN_NOBODY, _NOTE_WLAN_PROTECTED = 8, 16, 32, 64, 128
+_NOTE_LABELS = ((_NOTE_IPLEN0, "ip-length-0"), (_NOTE_TRUNC, "truncated"), (_NOTE_BADLEN, "bad-length"),
+                (_NOTE_WLAN_MGMT, "802.11-management"), (_NOTE_WLAN_CTRL, "802.11-control"),
+                (_NOTE_WLAN_UNKNOWN, "802.11-unknown-type"), (_NOTE_WLAN_NOBODY, "802.11-no-body"),
+                (_NOTE_WLAN_PROTECTED, "802.11-protected"))
 # Python formats the distinct addresses when there are few of them; polars string ops otherwise.
 _FEW_ADDRESSES = 50_000
 
@@ -462,6 +481,10 @@ class _Dissection:
                 self.net[rows] = 20
                 self.etype[rows] = f.be16(rows, 0)
                 self._sll_direction(rows, f.u8(rows, 10), dirs)
+            elif kind == LINKTYPE_IEEE802_11:
+                self._ieee80211(rows, np.zeros(len(rows), np.int64))
+            elif kind == LINKTYPE_IEEE802_11_RADIOTAP:
+                self._radiotap(rows)
             elif kind in (LINKTYPE_NULL, LINKTYPE_LOOP):
                 rows = rows[cap[rows] >= 4]
                 if kind == LINKTYPE_LOOP:
@@ -492,6 +515,59 @@ class _Dissection:
             pos[t] += 4
         self.net[rows] = pos
         self.etype[rows] = et
+
+    def _radiotap(self, rows: np.ndarray) -> None:
+        f, cap = self.f, self.cap
+        short = cap[rows] < 8
+        self.notes[rows[short]] |= _NOTE_TRUNC
+        rows = rows[~short]
+        length = f.u8(rows, 2).astype(np.int64) | (f.u8(rows, 3).astype(np.int64) << 8)
+        good = (f.u8(rows, 0) == 0) & (length >= 8) & (length <= cap[rows])
+        self.notes[rows[~good]] |= _NOTE_BADLEN
+        self._ieee80211(rows[good], length[good])
+
+    def _ieee80211(self, rows: np.ndarray, base: np.ndarray) -> None:
+        """802.11 frames whose MAC header starts at ``base``: data frames to their LLC/SNAP EtherType."""
+        f, cap = self.f, self.cap
+        short = cap[rows] < base + 2   # control frames are as short as 10 bytes: data ones need 24
+        self.notes[rows[short]] |= _NOTE_TRUNC
+        rows, base = rows[~short], base[~short]
+        fc0, fc1 = f.u8(rows, base), f.u8(rows, base + 1)
+        ftype, subtype = (fc0 >> 2) & 3, (fc0 >> 4) & 0xF
+        unknown = ((fc0 & 3) != 0) | (ftype == 3)
+        self.notes[rows[unknown]] |= _NOTE_WLAN_UNKNOWN
+        self.notes[rows[~unknown & (ftype == 0)]] |= _NOTE_WLAN_MGMT
+        self.notes[rows[~unknown & (ftype == 1)]] |= _NOTE_WLAN_CTRL
+        data = ~unknown & (ftype == 2)
+        nobody = data & ((subtype & 4) != 0)
+        self.notes[rows[nobody]] |= _NOTE_WLAN_NOBODY
+        keep = data & ~nobody
+        short = keep & (cap[rows] < base + 24)
+        self.notes[rows[short]] |= _NOTE_TRUNC
+        keep &= ~short
+        rows, base, fc1, subtype = rows[keep], base[keep], fc1[keep], subtype[keep]
+        qos = (subtype & 8) != 0
+        four = (fc1 & 3) == 3
+        qos_at = base + 24 + np.where(four, 6, 0)
+        hdr = qos_at - base + np.where(qos, 2, 0) + np.where(qos & ((fc1 & 0x80) != 0), 4, 0)
+        ok = cap[rows] >= base + hdr
+        self.notes[rows[~ok]] |= _NOTE_TRUNC
+        rows, base, fc1, qos, qos_at, hdr = rows[ok], base[ok], fc1[ok], qos[ok], qos_at[ok], hdr[ok]
+        llc = base + hdr
+        q = np.flatnonzero(qos)
+        amsdu = np.zeros(len(rows), bool)
+        amsdu[q] = (f.u8(rows[q], qos_at[q]) & 0x80) != 0
+        llc = llc + np.where(amsdu, 14, 0)    # first A-MSDU subframe: DA, SA, length
+        ok = cap[rows] >= llc + 8
+        self.notes[rows[~ok]] |= _NOTE_TRUNC
+        rows, llc, fc1 = rows[ok], llc[ok], fc1[ok]
+        h = f.at(rows, llc, 8)
+        oui = h.u8(5)
+        snap = ((h.u8(0) == 0xAA) & (h.u8(1) == 0xAA) & (h.u8(2) == 3) & (h.u8(3) == 0) & (h.u8(4) == 0)
+                & ((oui == 0) | (oui == 0xF8)))
+        self.notes[rows[~snap & ((fc1 & 0x40) != 0)]] |= _NOTE_WLAN_PROTECTED
+        self.net[rows[snap]] = llc[snap] + 8
+        self.etype[rows[snap]] = h.be16(6)[snap]
 
     @staticmethod
     def _sll_direction(rows: np.ndarray, pkttype: np.ndarray, dirs: np.ndarray) -> None:
@@ -774,13 +850,11 @@ def _ipv6_text(packed: bytes) -> str:
     return str(ipaddress.IPv6Address(packed))
 
 
+_NOTE_NAMES = [",".join(label for bit, label in _NOTE_LABELS if code & bit) or None for code in range(256)]
+
+
 def _notes(bits: np.ndarray) -> pl.Series:
-    names = []
-    for code in range(8):
-        parts = [label for bit, label in ((_NOTE_IPLEN0, "ip-length-0"), (_NOTE_TRUNC, "truncated"),
-                                          (_NOTE_BADLEN, "bad-length")) if code & bit]
-        names.append(",".join(parts) if parts else None)
-    return pl.Series(names, dtype=pl.Utf8).gather(pl.Series(bits.astype(np.int64)))
+    return pl.Series(_NOTE_NAMES, dtype=pl.Utf8).gather(pl.Series(bits.astype(np.int64)))
 
 
 def _binary(buf: np.ndarray, off: np.ndarray, cap: np.ndarray) -> pl.Series:

@@ -49,6 +49,7 @@ from ..packets import (
     DIR_OUT,
     DIR_UNKNOWN,
     LINKTYPE_ETHERNET,
+    LINKTYPE_IEEE802_11,
     LINKTYPE_RAW,
     Interface,
     Packet,
@@ -60,8 +61,6 @@ from ..units import Progress
 from .guids import NDIS_PACKETCAPTURE, PKTMON
 from .pktmon import component_label, drop_text
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
-
-LINKTYPE_IEEE802_11 = 105
 
 PKTMON_PACKET_IDS = (160, 170)
 PKTMON_COMPONENT_ID = 20
@@ -398,9 +397,15 @@ class EtlPacketReader:
         if not self.with_data:
             raise ValueError("EtlPacketReader(with_data=True) keeps the bytes packets need")
         df = self._table()
+        # NDIS native 802.11 frames are logged decrypted with the Protected bit still set: cleared, as
+        # etl2pcapng does, so that Wireshark reads their bodies
+        ndis = pl.col("pkt_group").is_null() if "pkt_group" in df.columns else pl.lit(True)
+        clear = df.select((ndis & (pl.col("_link") == LINKTYPE_IEEE802_11)).fill_null(False)).to_series().to_list()
         cols = [df[c].to_list() for c in ("data", "interface", "wirelen", "direction", "notes", "_link")]
         times = df["time"].dt.epoch("ns").to_list()
-        for t, data, iface, wire, direction, note, link in zip(times, *cols):
+        for t, data, iface, wire, direction, note, link, unprotect in zip(times, *cols, clear):
+            if unprotect and len(data) > 1 and data[1] & 0x40:
+                data = data[:1] + bytes([data[1] & 0xBF]) + data[2:]
             yield Packet(time_ns=t, data=data, interface=iface, wirelen=wire, direction=direction,
                          comment=note), link
 
