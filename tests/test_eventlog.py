@@ -69,3 +69,47 @@ def test_azure_security_wfp_orientation(corpus):
     # 4688 writes PIDs in hex
     p = log.processes.filter(pl.col("source") == "security")
     assert p.height >= 2 and p["pid"].null_count() == 0
+
+
+def test_sysmon_dns_and_process_tables(corpus):
+    log = read_eventlog(corpus / "eventlogs/mdecrevoisier/sysmon_1_22__fs03vuln_2012R2.evtx")
+    d = log.dns.row(0, named=True)
+    assert log.dns.height == 1 and log.dns.schema == pl.Schema(schema.DNS)
+    assert (d["query_name"], d["addresses"], d["pid"], d["process"], d["query_status"], d["host"]) == \
+        ("fs03vuln", ["10.23.42.38"], 2124, "psexec64.exe", 0, "fs03vuln.offsec.lan")
+    assert log.processes.height == 2 and log.processes.schema == pl.Schema(schema.EVENTLOG_PROCESSES)
+
+
+def test_security_4688_hex_pids(corpus):
+    log = read_eventlog(corpus / "eventlogs/mdecrevoisier/security_4688__win10-02__defender_disabled.evtx")
+    p = log.processes
+    assert p.height == 9 and set(p["source"]) == {"security"} and p["end"].null_count() == 9
+    first = p.filter(pl.col("start") == p["start"].min()).row(0, named=True)
+    # the corpus record: NewProcessId 0x242c, creator ProcessId 0x2924, powershell.exe from cmd.exe
+    ps = p.filter(pl.col("pid") == 0x242C).row(0, named=True)
+    assert (ps["ppid"], ps["image"], ps["parent_image"], ps["user"]) == \
+        (0x2924, "powershell.exe", "cmd.exe", "OFFSEC\\admmig")
+    assert first["start"] is not None
+
+
+def test_otrf_zip_counts_match_a_plain_json_count(corpus):
+    """Read from the zip as published; the counts are checked against json.loads of every line."""
+    import json
+    import zipfile
+    from collections import Counter
+
+    z = corpus / "otrf/purplesharp_ad_playbook_I/host_purplesharp_ad_playbook_I.zip"
+    log = read_eventlog(z)
+    with zipfile.ZipFile(z) as zf, zf.open(zf.namelist()[0]) as f:
+        recs = [json.loads(line) for line in f if line.strip()]
+    want = Counter((("sysmon" if "Sysmon" in r["Channel"] else "security"), r["EventID"]) for r in recs
+                   if (r["Channel"], r["EventID"]) in {("Microsoft-Windows-Sysmon/Operational", 3),
+                                                       ("Security", 5156), ("Security", 5158)})
+    got = Counter({(s, e): n for s, e, n in log.connections.group_by("sensor", "event_id").len().iter_rows()})
+    assert got == want and sum(want.values()) == 452
+    assert log.records == len(recs) and log.event_ids == Counter(r["EventID"] for r in recs)
+    assert set(log.hosts["host"]) == {r["Hostname"] for r in recs if r["EventID"] in (3, 5156, 5158, 1, 5, 22,
+                                                                                        4688, 4689)}
+    # Execution/collector fields never stand in for the subject: every 5156 PID is its ProcessId field
+    pids = Counter(int(r["ProcessId"]) for r in recs if r["EventID"] == 5156)
+    assert Counter(log.connections.filter(pl.col("event_id") == 5156)["pid"].to_list()) == pids

@@ -7,13 +7,18 @@ flat) are told apart by content, record by record.
 """
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import mmap
 import os
+import zipfile
+import zlib
+from collections.abc import Iterator
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
 
@@ -67,6 +72,20 @@ def sniff(head: bytes) -> str | None:
     return "eventlog-json" if first == b"{" else None
 
 
+class _Chained:
+    """A stream that gives ``first`` (bytes already read) and then the rest of ``f``."""
+
+    def __init__(self, first: bytes, f: IO[bytes]) -> None:
+        self.first = first
+        self.f = f
+
+    def read(self, n: int) -> bytes:
+        if self.first:
+            out, self.first = self.first, b""
+            return out
+        return self.f.read(n)
+
+
 class _Collector:
     """Decodes candidate lines into rows, counting what it has to skip."""
 
@@ -110,24 +129,58 @@ class _Collector:
         return newlines
 
 
+@contextlib.contextmanager
+def _open_packed(path: str) -> Iterator[tuple[IO[bytes], str | None]]:
+    """The JSON lines of a plain file, or of the one file inside a .zip or a .gz, as a binary stream;
+    with the member's name (None for a plain file)."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        f.seek(0)
+        if magic.startswith(b"PK\x03\x04"):
+            try:
+                z = zipfile.ZipFile(f)
+                members = [i for i in z.infolist() if not i.is_dir()]
+            except (zipfile.BadZipFile, OSError) as e:
+                raise EventLogError(f"damaged .zip: {e}", path=path) from None
+            if len(members) != 1:
+                raise EventLogError(f".zip with {len(members)} files ({', '.join(i.filename for i in members[:5])}): "
+                                    "give one event log per file", path=path)
+            with z.open(members[0]) as m:
+                yield m, members[0].filename
+        elif magic.startswith(b"\x1f\x8b"):
+            with gzip.open(f) as g:
+                yield g, os.path.basename(path)[:-3] if path.endswith(".gz") else "gzip content"
+        else:
+            yield f, None
+
+
 def _read_json(path: str, progress: Progress | None) -> tuple[_Collector, int]:
     col = _Collector(path, "line")
     total = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(1 << 20)
-        _check_json_head(path, head)
-        f.seek(0)
+    with _open_packed(path) as (f, member):
         try:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if total else None
-        except (OSError, ValueError):
-            mm = None
-        blocks = scan.iter_mapped(mm) if mm is not None else scan.iter_blocks(f)
+            head = f.read(1 << 20)
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
+            raise EventLogError(f"cannot decompress: {e}", path=path) from None
+        _check_json_head(path, head)
+        mm = None
+        if member is None:
+            f.seek(0)
+            try:
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if total else None
+            except (OSError, ValueError):
+                mm = None
+            blocks = scan.iter_mapped(mm) if mm is not None else scan.iter_blocks(f)
+        else:
+            blocks = scan.iter_blocks(_Chained(head, f))
         line = 1
         try:
             for buf, base in blocks:
                 line += col.feed(buf, line, base)
                 if progress:
-                    progress(base + len(buf), total)
+                    progress(min(base + len(buf), total) if member is None else total // 2, total)
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
+            raise EventLogError(f"cannot decompress {member}: {e}", path=path) from None
         finally:
             blocks.close()
             if mm is not None:
@@ -190,7 +243,8 @@ def _read_evtx(path: str, progress: Progress | None) -> tuple[_Collector, int]:
 
 
 def read_eventlog(path: PathLike, progress: Progress | None = None) -> EventLog:
-    """Connections, processes and DNS queries of one .evtx file or JSON-lines export (kind by content)."""
+    """Connections, processes and DNS queries of one .evtx file or JSON-lines export (kind by content;
+    JSON lines may come zipped: a .zip holding one file, or .gz)."""
     p = os.fspath(path)
     try:
         with open(p, "rb") as f:
