@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
+import tempfile
 from datetime import UTC, datetime
 
 import click
@@ -16,7 +18,58 @@ from . import output
 from .errors import EtwToolsError
 from .progress import bar_for
 
-EXISTING = click.Path(exists=True, dir_okay=False, readable=True)
+
+
+class OneLineError(click.ClickException):
+    """An error found while parsing options, shown as ``error: ...`` with exit code 1."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class InputFile(click.ParamType):
+    """An existing file; .gz, .zip and ``archive.zip:member`` are extracted to a temporary folder first."""
+
+    name = "file"
+
+    def convert(self, value, param, ctx):
+        from . import compressed
+
+        path, member = compressed.split_member(value)
+        if not path.exists():
+            self.fail(f"{value!r} does not exist", param, ctx)
+        if path.is_dir():
+            self.fail(f"{value!r} is a folder, not a file", param, ctx)
+        try:
+            with open(path, "rb") as f:
+                kind = compressed.sniff(f.read(8))
+        except OSError as e:
+            self.fail(f"{value!r}: {e.strerror}", param, ctx)
+        if kind is None and member is None:
+            return os.fspath(path)
+        if ctx is None:
+            return os.fspath(path)
+        root = ctx.find_root()
+        folder = root.meta.get("etwtools.extracted")
+        if folder is None:
+            folder = root.meta["etwtools.extracted"] = tempfile.mkdtemp(prefix="etwtools-")
+            root.call_on_close(lambda: compressed.cleanup(folder))
+        try:
+            out = compressed.extract(path, os.path.join(folder, str(len(os.listdir(folder)))), member)
+        except EtwToolsError as e:
+            raise OneLineError(str(e)) from None
+        logging.getLogger("etwtools").info(f"{value}: reading {out.name} (extracted to a temporary folder)")
+        return os.fspath(out)
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(incomplete, type="file")]
+
+
+EXISTING = InputFile()
 
 
 class _StderrFormatter(logging.Formatter):
@@ -41,14 +94,27 @@ def _info(message: str) -> None:
 
 
 def output_options(f):
-    """--format and -o, shared by every command that prints a table."""
-    f = click.option("-o", "--output", "out", type=click.Path(dir_okay=False, writable=True),
-                     help="Write to this file instead of stdout.")(f)
-    f = click.option("-f", "--format", "fmt", type=click.Choice(output.FORMATS), default="table",
-                     show_default=True,
-                     help="table: aligned text for reading; csv; json: one JSON object per line; "
-                          "parquet: for polars/pandas/DuckDB (needs -o or a pipe).")(f)
-    return f
+    """-f, -o, --columns and --wide, shared by every command that writes a table: gives ``writer``."""
+
+    @functools.wraps(f)
+    def wrapper(*args, fmt: str | None, out: str | None, columns: str | None, wide: bool, **kwargs):
+        picked = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        o = output.Output(output.format_for(fmt, out), out, picked, wide)
+        output.refuse_terminal(o.fmt, out)
+        return f(*args, writer=o, **kwargs)
+
+    wrapper = click.option("--wide", is_flag=True,
+                           help="Tables: every column, cells uncut (for a pager: | less -S).")(wrapper)
+    wrapper = click.option("--columns", metavar="A,B,...",
+                           help="Only these columns, in this order (every format).")(wrapper)
+    wrapper = click.option("-o", "--output", "out", type=click.Path(writable=True),
+                           help="Write to this file instead of stdout; its extension gives the format.")(wrapper)
+    wrapper = click.option("-f", "--format", "fmt", type=click.Choice(output.FORMATS),
+                           help="table (default): aligned text that fits the terminal; csv; json: one JSON "
+                                "object per line; parquet: for polars/pandas/DuckDB (not to a terminal). "
+                                "Default with -o: from its extension (.csv, .json/.jsonl/.ndjson, .parquet, "
+                                ".txt).")(wrapper)
+    return wrapper
 
 
 def _guarded(f):
@@ -65,7 +131,20 @@ def _guarded(f):
                 raise
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
-        except (KeyboardInterrupt, BrokenPipeError):
+        except BrokenPipeError:   # the reader went away (| head): stop quietly, as a tool killed by SIGPIPE
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            if _real_stdout():
+                # polars' writer threads may still hold the closed pipe: leave now (after our own cleanup)
+                # rather than through interpreter shutdown, which can abort in a native library
+                ctx.find_root().close()
+                sys.stderr.flush()
+                os._exit(141)
+            sys.exit(141)
+        except KeyboardInterrupt:
             sys.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -79,6 +158,14 @@ def _guarded(f):
     return wrapper
 
 
+def _real_stdout() -> bool:
+    """stdout is the process's file descriptor 1 (not a test runner's buffer)."""
+    try:
+        return sys.stdout.fileno() == 1
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _with_progress(label: str, call, unit: str = "MB"):
     bar = bar_for(label, unit=unit)
     try:
@@ -86,6 +173,18 @@ def _with_progress(label: str, call, unit: str = "MB"):
     finally:
         if bar is not None:
             bar.close()
+
+
+def _check_frames(wanted: tuple[int, ...], frames: pl.DataFrame, path: str) -> None:
+    """--frame N must name a frame of the capture."""
+    import polars as pl
+
+    present = frames.filter(pl.col("frame").is_in(list(wanted)))["frame"].to_list() if wanted else []
+    for n in wanted:
+        if n not in present:
+            span = (f"numbered {frames['frame'].min()} to {frames['frame'].max()}" if frames.height
+                    else "none")
+            raise EtwToolsError(f"frame {n} is not in the capture ({frames.height:,} frames, {span})", path=path)
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -131,14 +230,10 @@ def cli(traceback: bool, quiet: bool) -> None:
                    "or GUID). Repeatable.")
 @click.option("--id", "ids", multiple=True, type=int,
               help="With --all: only this event id (kernel events: opcode). Repeatable.")
-@click.option("-o", "--output", "out", type=click.Path(writable=True),
-              help="Write to this file instead of stdout (--all -f parquet: a directory, one file per event type).")
-@click.option("-f", "--format", "fmt", type=click.Choice(output.FORMATS), default="table", show_default=True,
-              help="table: aligned text for reading; csv; json: one JSON object per line; "
-                   "parquet: for polars/pandas/DuckDB (needs -o or a pipe).")
 @_guarded
-def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[int, ...], fmt: str,
-           out: str | None) -> None:
+@output_options
+def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[int, ...],
+           writer: output.Output) -> None:
     """Network events (TcpIp/UdpIp, Kernel-Network) with PID and process name.
 
     \b
@@ -153,8 +248,6 @@ def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[i
     sensor_time, host, sensor, event_id, record, pid, tid, process, image_path, user, protocol,
     local_addr, local_port, remote_addr, remote_port, direction, action, process_guid, source.
     """
-    import os
-
     if (providers or ids) and not all_events:
         raise click.UsageError("--provider and --id select events of --all")
 
@@ -166,7 +259,7 @@ def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[i
         from .sources import read_eventlog
 
         log = _with_progress("reading", lambda bar: read_eventlog(path, progress=bar))
-        output.write(log.connections, fmt, out)
+        writer.write(log.connections, "connections")
         if log.connections.height:
             _info(log.describe())
         else:
@@ -180,22 +273,23 @@ def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[i
         def tables(bar):
             return iter_batches(path, providers or None, ids or None, progress=bar)
 
-        if fmt == "parquet" and out and (os.path.isdir(out) or out.endswith(("/", os.sep))):
+        out = writer.path
+        if writer.fmt == "parquet" and out and output.is_dir_target(out):
             files = _with_progress("reading", lambda bar: write_parquet_dir(
                 (t for batch in tables(bar) for t in batch), out))
             _info(f"{sum(files.values()):,} events in {len(files):,} event types written to {out}")
             return
         if out and os.path.isdir(out):
             raise click.UsageError(f"{out} is a directory: only --all -f parquet writes a directory")
-        n = _with_progress("reading", lambda bar: write_long(tables(bar), fmt, out))
+        n = _with_progress("reading", lambda bar: write_long(tables(bar), writer))
         _info(f"{n:,} events")
         return
-    if out and os.path.isdir(out):
-        raise click.UsageError(f"{out} is a directory: give a file name")
+    if writer.path and os.path.isdir(writer.path):
+        raise click.UsageError(f"{writer.path} is a directory: give a file name")
     from .sources import read_events
 
     df = _with_progress("reading", lambda bar: read_events(path, progress=bar))
-    output.write(df, fmt, out)
+    writer.write(df, "events")
     _info(f"{df.height:,} events")
 
 
@@ -206,10 +300,10 @@ def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[i
 @click.option("--tasklist", "tasklists", multiple=True, type=EXISTING,
               help="tasklist output (any format: table, /svc, /v, /fo csv, /fo list). Repeatable.")
 @click.option("--tasklist-time", help="UTC time the tasklist snapshot was taken, e.g. 2010-01-14T11:20:00Z.")
-@output_options
 @_guarded
-def processes(etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | None, fmt: str,
-              out: str | None) -> None:
+@output_options
+def processes(etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
+              writer: output.Output) -> None:
     """Processes with their lifetimes and services, from a trace and/or tasklist snapshots.
 
     \b
@@ -223,7 +317,7 @@ def processes(etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | 
     paths = ([etl] if etl else []) + list(tasklists)
     df = _with_progress("reading", lambda bar: read_processes(
         paths, snapshot_time=_parse_time(tasklist_time), progress=bar))
-    output.write(df, fmt, out)
+    writer.write(df, "processes")
     _info(f"{df.height:,} processes")
 
 
@@ -232,9 +326,9 @@ def processes(etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | 
 @click.option("--etl", "etl", type=EXISTING, help="ETL file with packets (pktmon, netsh trace capture=yes).")
 @click.option("--appearances", is_flag=True,
               help="pktmon: one row per component a packet crossed (as pktmon's own pcapng), not per packet.")
-@output_options
 @_guarded
-def frames(pcap: str | None, etl: str | None, appearances: bool, fmt: str, out: str | None) -> None:
+@output_options
+def frames(pcap: str | None, etl: str | None, appearances: bool, writer: output.Output) -> None:
     """The frames of a capture, with their 5-tuples and exact UTC times.
 
     \b
@@ -249,13 +343,15 @@ def frames(pcap: str | None, etl: str | None, appearances: bool, fmt: str, out: 
         raise click.UsageError("give exactly one of --pcap FILE or --etl FILE")
     path = pcap or etl
     df = _with_progress("reading", lambda bar: read_frames(path, progress=bar, appearances=appearances))
-    output.write(df, fmt, out)
+    writer.write(df, "frames")
     _info(f"{df.height:,} frames")
 
 
 def _attribute_files(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
-                     offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...]):
-    """Read the inputs and attribute: (Attribution, the capture's FRAMES table)."""
+                     offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...],
+                     wanted: tuple[int, ...] = ()):
+    """Read the inputs and attribute: (Attribution, the capture's FRAMES table). ``wanted``: frame numbers
+    that must be in the capture (checked before the attribution)."""
     import polars as pl
 
     from .attribution import attribute as run_attribution
@@ -272,6 +368,7 @@ def _attribute_files(trace: str, capture: str | None, tasklists: tuple[str, ...]
     if capture is None and fr.height == 0:
         raise EtwToolsError("holds no packets (only netsh trace capture=yes and pktmon ETL files do): "
                             "give the capture with --pcap FILE", path=trace)
+    _check_frames(wanted, fr, capture or trace)
     procs = tr.processes
     if tasklists:
         procs = pl.concat([procs, read_processes(list(tasklists), snapshot_time=_parse_time(tasklist_time))],
@@ -325,12 +422,12 @@ _INPUT_OPTIONS = [
               help="With --annotate: also a Process Information Block per process (Wireshark's development "
                    "builds show the names with the packets; older versions, e.g. 4.0, list these blocks as "
                    "frames, shifting frame numbers).")
-@output_options
 @_guarded
+@output_options
 def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
               offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...],
-              explain: tuple[int, ...], show_all: bool, annotate: str | None, process_blocks: bool, fmt: str,
-              out: str | None) -> None:
+              explain: tuple[int, ...], show_all: bool, annotate: str | None, process_blocks: bool,
+              writer: output.Output) -> None:
     """Attribute every frame of a capture to the process that sent or received it.
 
     \b
@@ -345,30 +442,34 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
       etwtools attribute --etl kernel.csv --pcap capture.pcap --tasklist tasklist.txt
       etwtools attribute --etl kernel.etl --pcap net.pcapng --frame 105540 --annotate out.pcapng
     """
-    from .attribution import attribute as run_attribution
-    from .sources import read_frames, read_processes, read_trace
-
     if process_blocks and not annotate:
         raise click.UsageError("--process-blocks goes with --annotate FILE")
-    result, _ = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs)
+    result, _ = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs,
+                                 wanted=explain)
     import polars as pl
 
-    for n in explain:
-        click.echo(result.explain(n))
-        click.echo()
-    if not explain or out:
+    if explain and writer.path is None and not writer.to_terminal:
+        # a data format on stdout stays data: the explained frames' rows; the evidence goes to stderr
+        for n in explain:
+            click.echo(result.explain(n) + "\n", err=True)
+        writer.write(result.frames.filter(pl.col("frame").is_in(list(explain))), "attribute")
+    else:
+        for n in explain:
+            click.echo(result.explain(n))
+            click.echo()
+    if not explain or writer.path:
         rows = result.frames
-        if fmt == "table" and not show_all:
+        if writer.fmt == "table" and not show_all:
             rows = rows.filter(pl.col("protocol").is_in(["TCP", "UDP", "ICMP", "ICMPv6"])
                                | pl.col("confidence").ne("none"))
             if rows.height < result.frames.height:
                 _info(f"{result.frames.height - rows.height:,} frames that are not TCP, UDP or ICMP and have "
                       "no evidence are not listed (--all lists them)")
-        output.write(rows, fmt, out)
-    if fmt == "table" and not out and not explain:
+        writer.write(rows, "attribute")
+    if writer.to_terminal and not explain:
         click.echo()
         click.echo("Summary by process:")
-        output.write(result.summary, "table")
+        writer.write(result.summary, "summary", main=False)
         click.echo()
         click.echo(result.describe_offset())
         for note in result.notes:
@@ -421,9 +522,12 @@ def report(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist
               help="ETL with Microsoft-Windows-TCPIP events (netsh trace, see README).")
 @click.option("--pcap", "pcap", type=EXISTING,
               help="A capture of the same period (default: the packets inside the ETL, if any).")
-@output_options
+@click.option("--table", type=click.Choice(["intervals", "events", "packets"]),
+              help="The table to write: intervals (default), events (rate-limit and land-attack events), "
+                   "packets (SYN traffic before/during/after). -o DIR/ writes all three.")
 @_guarded
-def synattack(path: str, pcap: str | None, fmt: str, out: str | None) -> None:
+@output_options
+def synattack(path: str, pcap: str | None, table: str | None, writer: output.Output) -> None:
     """When Windows entered and left SYN-attack resistance mode, and what traffic caused it.
 
     \b
@@ -436,18 +540,33 @@ def synattack(path: str, pcap: str | None, fmt: str, out: str | None) -> None:
     from .synattack import synattack as run
 
     report = _with_progress("reading", lambda bar: run(path, pcap, progress=bar))
-    if report.intervals.height == 0 and report.other_events.height == 0:
-        click.echo(report.message)
-        return
-    output.write(report.intervals, fmt, out)
-    if fmt == "table" and not out:
+    tables = {"intervals": (report.intervals, "intervals"), "events": (report.other_events, "syn_events"),
+              "packets": (report.packets, "syn_packets")}
+    if writer.path is not None and output.is_dir_target(writer.path):
+        folder = writer.path
+        os.makedirs(folder, exist_ok=True)
+        for name, (df, view) in tables.items():
+            if df is not None:
+                target = os.path.join(folder, f"{name}.{output.EXTENSION_OF[writer.fmt]}")
+                writer.write(df, view, path=target, main=name == "intervals")
+                _info(f"wrote {target}: {df.height:,} rows")
+    elif table is not None:
+        df, view = tables[table]
+        if df is not None:
+            writer.write(df, view)
+    elif writer.to_terminal:
+        if report.intervals.height or report.other_events.height:
+            writer.write(report.intervals, "intervals")
         if report.other_events.height:
             click.echo("\nRate-limit and land-attack events:")
-            output.write(report.other_events, "table")
+            writer.write(report.other_events, "syn_events", main=False)
         if report.packets is not None and report.packets.height:
             click.echo("\nSYN traffic before, during and after each interval:")
-            output.write(report.packets, "table")
-    _info(report.message)
+            writer.write(report.packets, "syn_packets", main=False)
+    else:
+        writer.write(report.intervals, "intervals")
+        _info("the intervals; the other tables: --table events|packets, or -o DIR/ for one file per table")
+    click.echo(report.message, err=True)
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+
+from . import output
 
 #: Rows buffered per event type before they are written (one Parquet row group).
 ROW_GROUP = 65536
@@ -70,28 +71,30 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
     return {name: w.rows for name, w in sorted(writers.items())}
 
 
-def write_long(batches: Iterable[list], fmt: str, out: str | None, stream: IO[str] | None = None) -> int:
+def write_long(batches: Iterable[list], writer: output.Output) -> int:
     """Write the long table (one row per record, in file order, fields as JSON text) of the event tables
-    of each batch: batch by batch (json, parquet) or whole (csv, table). Returns the number of rows."""
+    of each batch: batch by batch (csv, json, parquet to a file) or whole (table, parquet to stdout).
+    Returns the number of rows."""
     import polars as pl
 
-    from . import output
     from .parsers.etl.columnar import long_form
 
     frames = (long_form(tables) for tables in batches)
-    if fmt == "json":
-        fh = open(out, "w", encoding="utf-8") if out else None   # noqa: SIM115
-        n = 0
-        try:
+    if writer.fmt in ("csv", "json"):
+        n, first = 0, True
+        with writer.open() as stream:
             for df in frames:
-                output.write(df, "json", stream=fh or stream)
+                if writer.columns is not None:
+                    df = df.select(output.check_columns(df, writer.columns))
+                if writer.fmt == "csv":
+                    output.write_csv(df, stream, header=first)
+                    first = False
+                else:
+                    output.write_json(df, stream)
                 n += df.height
-        finally:
-            if fh is not None:
-                fh.close()
         return n
-    if fmt == "parquet" and out:
-        w = _TypeWriter(Path(out))
+    if writer.fmt == "parquet" and writer.path and writer.columns is None:
+        w = _TypeWriter(Path(writer.path))
         try:
             for df in frames:
                 w.add(df)
@@ -102,5 +105,5 @@ def write_long(batches: Iterable[list], fmt: str, out: str | None, stream: IO[st
             w.close()
         return w.rows
     df = pl.concat(list(frames))
-    output.write(df, fmt, out)
+    writer.write(df, "all_events")
     return df.height

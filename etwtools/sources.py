@@ -31,6 +31,7 @@ def _looks_like_etl(head: bytes) -> bool:
 def detect(path: PathLike) -> str:
     """Kind of the file: ``etl``, ``pcap``, ``pcapng``, ``netmon``, ``tracerpt``, ``tasklist``, ``evtx`` or
     ``eventlog-json`` (Windows event logs: Sysmon / Security, as .evtx or JSON lines)."""
+    from . import compressed
     from .parsers import captures, eventlog, tasklist, tracerpt
 
     p = Path(path)
@@ -47,6 +48,10 @@ def detect(path: PathLike) -> str:
     kind = captures.sniff(head)
     if kind:
         return kind
+    packed = compressed.sniff(head)
+    if packed:
+        raise EtwToolsError(f"{packed}-compressed: extract it first (etwtools.compressed.extract does; the "
+                            "command line reads .gz and .zip inputs itself)", path=p, offset=0)
     if _looks_like_etl(head):
         return "etl"
     kind = eventlog.sniff(head)
