@@ -110,7 +110,7 @@ def _options(opts: list[tuple[int, bytes]]) -> bytes:
     return out + b"\0\0\0\0"
 
 
-def _open(source) -> tuple[list[Interface], Iterator[Packet]]:
+def _open(source, spill_dir: str | None = None) -> tuple[list[Interface], Iterator[Packet]]:
     if isinstance(source, (str, os.PathLike)):
         from .sources import detect
 
@@ -122,7 +122,7 @@ def _open(source) -> tuple[list[Interface], Iterator[Packet]]:
         if kind == "etl":
             from .parsers.etl.packets import iter_etl_capture
 
-            interfaces, packets = iter_etl_capture(source)
+            interfaces, packets = iter_etl_capture(source, spill_dir=spill_dir)
             return interfaces or [Interface(link_type=1)], packets
         raise CaptureError(f"expected a pcap, pcapng, NetMon or ETL file with packets, found {kind}", path=source)
     interfaces, packets = source
@@ -199,7 +199,8 @@ def write_annotated(capture_path_or_packets: str | os.PathLike | tuple[list[Inte
     ann = annotations(attribution, min_confidence)
     opts = _Options(ann, _levels(pid_confidence))
     blocks = process_blocks(attribution, pid_confidence) if with_process_blocks else []
-    interfaces, packets = _open(capture_path_or_packets)
+    # an ETL's packets wait on disk beside the output until they are written in frame order
+    interfaces, packets = _open(capture_path_or_packets, os.path.dirname(os.path.abspath(out_path)))
     interfaces = [_pcapng_interface(i) for i in interfaces]
     try:
         # a file's packets without a time are its simple packet blocks: written back as such

@@ -238,3 +238,29 @@ def test_cli_trace_without_network_events(corpus, cases, tmp_path):
     assert res.exit_code == 1
     assert "the trace has no usable TcpIp/UdpIp network events" in res.stderr
     assert "Traceback" not in res.output + res.stderr
+
+
+def test_etl_packets_wait_on_disk_not_in_memory(corpus, tmp_path):
+    """A real pktmon ETL (demikernel, 114 packet events): with a spill file, the reader keeps no packet
+    bytes in memory (no data column in its parts, all of them in the file) and gives back the same packets
+    as the in-memory reader; iter_etl_capture spills beside the given folder and cleans up after itself."""
+    import os
+
+    from etwtools.parsers.etl.packets import EtlPacketReader, _read, iter_etl_capture
+
+    etl = corpus / "pktmon" / "demikernel-PktMon.etl"
+    with open(tmp_path / "spill.bin", "w+b") as spill:
+        reader = _read(etl, None, True, spill=spill)
+        assert reader.parts and all("data" not in p.columns for p in reader.parts)
+        frames = reader.frames()
+        assert "_spill_off" not in frames.columns
+        spilled = [p.data for p in reader.packets()]
+        assert os.path.getsize(tmp_path / "spill.bin") == sum(int(p["caplen"].sum()) for p in reader.parts)
+    memory = [p.data for p in _read(etl, None, True).packets()]
+    assert spilled == memory and len(memory) == frames.height > 0
+    assert EtlPacketReader(etl).spill is None
+    ifaces, packets = iter_etl_capture(etl, spill_dir=tmp_path)
+    assert [f for f in os.listdir(tmp_path) if f.startswith("etwtools-")] == []  # unnamed temporary file
+    got = [(p.time_ns, p.data) for p in packets]
+    assert [d for _, d in got] == memory
+    assert got[0][0] == frames["time"].dt.epoch("ns")[0]

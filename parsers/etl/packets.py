@@ -37,8 +37,10 @@ time (ties in file order), numbered from 1, like the captures pktmon and etl2pca
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -110,13 +112,17 @@ class EtlPacketReader:
     """Collects the frames of an ETL file batch by batch (so other decoders can share the pass)."""
 
     def __init__(self, path: str | os.PathLike, *, with_data: bool = False, keep: pl.Expr | None = None,
-                 appearances: bool = False) -> None:
+                 appearances: bool = False, spill: BinaryIO | None = None) -> None:
         """``keep`` (a polars filter on FRAMES columns) drops the frames a caller does not need as each
         chunk is dissected, so huge captures cost memory only for those kept; ``frame`` then numbers
         the kept frames. ``appearances``: one pktmon row per component a packet crossed (default:
-        one row per packet)."""
+        one row per packet). ``spill`` (a binary file open for writing and reading): with
+        ``with_data``, the frames' bytes go there chunk by chunk instead of memory, and
+        :meth:`packets` reads them back one by one, so memory does not grow with the packets' bytes."""
         self.path = os.fspath(path)
         self.with_data = with_data
+        self.spill = spill
+        self._spilled = 0               # bytes written to ``spill``
         self.keep = keep
         self.appearances = appearances
         self.parts: list[pl.DataFrame] = []
@@ -301,8 +307,12 @@ class EtlPacketReader:
                                                      name=f"{kind} {i}")
         known = c.link >= 0
         link = np.where(known, c.link, 0xFFFF).astype(np.int32)
+        spill = self.with_data and self.spill is not None
         df = dissect_buffer(c.buf, c.off, c.cap, c.time, link, wirelens=c.wire, interfaces=c.iface,
-                            directions=c.dirs, with_data=self.with_data, source=self.path, finish=False)
+                            directions=c.dirs, with_data=self.with_data and not spill, source=self.path,
+                            finish=False)
+        if spill:
+            df = df.with_columns(*self._spill_chunk(c))
         extra = _note_labels(c.notes, c.drop)
         df = df.with_columns(
             pl.when(pl.col("notes").is_null()).then(extra)
@@ -319,6 +329,19 @@ class EtlPacketReader:
             df = df.filter(self.keep)
         self.parts.append(df)
         self.count += len(c.off)
+
+    def _spill_chunk(self, c: _Chunk) -> list[pl.Series]:
+        """Append the chunk's frame bytes to ``spill``: their (_spill_off, _spill_len) columns."""
+        lens = np.asarray(c.cap, np.int64)
+        ends = np.cumsum(lens)
+        starts = ends - lens
+        # one gather of every frame's bytes: position k of frame i is off[i] + (k - starts[i])
+        idx = np.repeat(np.asarray(c.off, np.int64) - starts, lens) + np.arange(int(ends[-1]) if len(ends) else 0)
+        self.spill.write(np.asarray(c.buf, np.uint8)[idx].tobytes())
+        out = [pl.Series("_spill_off", starts + self._spilled, dtype=pl.Int64),
+               pl.Series("_spill_len", lens, dtype=pl.Int64)]
+        self._spilled += int(ends[-1]) if len(ends) else 0
+        return out
 
     # ------------------------------------------------------------------ results
     def finish(self) -> None:
@@ -349,7 +372,7 @@ class EtlPacketReader:
 
         pktmon frames: one row per packet (``components``, ``appearances``, ``pkt_group``,
         ``pkt_number`` after the FRAMES columns), or per appearance (``component``) with ``appearances``."""
-        return finish_frames([self._table().drop("_link")])
+        return finish_frames([self._table().drop("_link", "_spill_off", "_spill_len", strict=False)])
 
     def _table(self) -> pl.DataFrame:
         if not self.parts:
@@ -400,14 +423,25 @@ class EtlPacketReader:
         # NDIS native 802.11 frames are logged decrypted with the Protected bit still set: cleared, as
         # etl2pcapng does, so that Wireshark reads their bodies
         ndis = pl.col("pkt_group").is_null() if "pkt_group" in df.columns else pl.lit(True)
-        clear = df.select((ndis & (pl.col("_link") == LINKTYPE_IEEE802_11)).fill_null(False)).to_series().to_list()
-        cols = [df[c].to_list() for c in ("data", "interface", "wirelen", "direction", "notes", "_link")]
-        times = df["time"].dt.epoch("ns").to_list()
-        for t, data, iface, wire, direction, note, link, unprotect in zip(times, *cols, clear):
-            if unprotect and len(data) > 1 and data[1] & 0x40:
-                data = data[:1] + bytes([data[1] & 0xBF]) + data[2:]
-            yield Packet(time_ns=t, data=data, interface=iface, wirelen=wire, direction=direction,
-                         comment=note), link
+        df = df.with_columns((ndis & (pl.col("_link") == LINKTYPE_IEEE802_11)).fill_null(False).alias("_unprotect"))
+        if "_spill_off" in df.columns:  # the bytes are in the spill file: read back frame by frame
+            self.spill.flush()
+            fd = self.spill.fileno()
+            data = (os.pread(fd, n, o) for o, n in zip(df["_spill_off"], df["_spill_len"]))
+            df = df.drop("_spill_off", "_spill_len")
+        else:
+            data = iter(df["data"])
+        step = 65536  # Python objects for one slice of rows at a time
+        for start in range(0, df.height, step):
+            part = df.slice(start, step)
+            cols = [part[c].to_list() for c in ("interface", "wirelen", "direction", "notes", "_link", "_unprotect")]
+            times = part["time"].dt.epoch("ns").to_list()
+            for t, iface, wire, direction, note, link, unprotect in zip(times, *cols):
+                frame = next(data)
+                if unprotect and len(frame) > 1 and frame[1] & 0x40:
+                    frame = frame[:1] + bytes([frame[1] & 0xBF]) + frame[2:]
+                yield Packet(time_ns=t, data=frame, interface=iface, wirelen=wire, direction=direction,
+                             comment=note), link
 
     def packets(self) -> Iterator[Packet]:
         """The frames as :class:`Packet` objects in frame order (needs ``with_data``)."""
@@ -483,10 +517,10 @@ def _wirelen(u8: np.ndarray, off: np.ndarray, cap: np.ndarray, link: np.ndarray,
 # ---------------------------------------------------------------------- public API
 
 def _read(path: str | os.PathLike, progress: Progress | None, with_data: bool,
-          appearances: bool = False) -> EtlPacketReader:
+          appearances: bool = False, spill: BinaryIO | None = None) -> EtlPacketReader:
     from .container import EtlFile
 
-    reader = EtlPacketReader(path, with_data=with_data, appearances=appearances)
+    reader = EtlPacketReader(path, with_data=with_data, appearances=appearances, spill=spill)
     with EtlFile(path, progress=progress) as etl:
         for batch in etl.batches():
             reader.feed(batch)
@@ -514,8 +548,8 @@ def iter_etl_packets(path: str | os.PathLike, *, interfaces: dict[tuple[int, int
     yield from reader.packets()
 
 
-def iter_etl_capture(path: str | os.PathLike, *, progress: Progress | None = None, appearances: bool = False
-                     ) -> tuple[list[Interface], Iterator[Packet]]:
+def iter_etl_capture(path: str | os.PathLike, *, progress: Progress | None = None, appearances: bool = False,
+                     spill_dir: str | os.PathLike | None = None) -> tuple[list[Interface], Iterator[Packet]]:
     """Interfaces and packets ready for a pcapng writer (like ``captures.iter_capture_packets``).
 
     ``Packet.interface`` indexes the returned list: one Interface per ETL interface and link type
@@ -523,16 +557,27 @@ def iter_etl_capture(path: str | os.PathLike, *, progress: Progress | None = Non
     interfaces, so Wireshark decodes each with its own link type), named after the ETL interface
     ("NDIS ifindex 12", "PktMon component 59") with nanosecond resolution. The packets are those of
     :meth:`EtlPacketReader.frames` in the same order, so packet i is frame i + 1.
+
+    The frames' bytes wait in a temporary file (in ``spill_dir``, else the system's temporary
+    directory) until they are read back in frame order: memory holds the frames table, not the bytes.
     """
-    reader = _read(path, progress, True, appearances)
+    spill = tempfile.TemporaryFile(dir=spill_dir, prefix="etwtools-packets-")
+    try:
+        reader = _read(path, progress, True, appearances, spill=spill)
+    except BaseException:
+        spill.close()
+        raise
     ids = sorted(reader.interfaces)
     index = {k: n for n, k in enumerate(ids)}
     interfaces = [reader.interfaces[k] for k in ids]
 
     def packets() -> Iterator[Packet]:
-        for p, link in reader._packets():
-            p.interface = index[(p.interface, link)]
-            yield p
+        try:
+            for p, link in reader._packets():
+                p.interface = index[(p.interface, link)]
+                yield p
+        finally:
+            spill.close()
 
     return interfaces, packets()
 
