@@ -23,11 +23,14 @@ from otrf_logs import PAIRS, evaluate, load  # noqa: E402
 
 
 def main(corpus: Path) -> None:
+    import tempfile
+
     base = corpus / "otrf"
+    scratch = Path(tempfile.mkdtemp(prefix="otrf-"))
     table = []
     for name, caps in PAIRS.items():
         t0 = time.perf_counter()
-        conns, procs, dns = load(base / name)
+        conns, procs, dns = load(base / name, scratch)
         for cap in caps:
             table += evaluate(base / name / cap, conns, procs, dns)
         print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)

@@ -30,17 +30,8 @@ from .parsers import schema
 
 NS = 1_000_000_000
 TIME = schema.TIME
-#: Connection events (the event-log reader's table; the schema lives in parsers/schema.py once it lands).
-CONNECTIONS = getattr(schema, "CONNECTIONS", None) or {
-    "time": TIME, "sensor_time": TIME, "host": pl.Utf8, "sensor": pl.Utf8, "event_id": pl.Int32,
-    "record": pl.Int64, "pid": pl.Int64, "tid": pl.Int64, "process": pl.Utf8, "image_path": pl.Utf8,
-    "user": pl.Utf8, "protocol": pl.Utf8, "local_addr": pl.Utf8, "local_port": pl.Int32,
-    "remote_addr": pl.Utf8, "remote_port": pl.Int32, "direction": pl.Utf8, "action": pl.Utf8,
-    "process_guid": pl.Utf8, "source": pl.Utf8}
-#: DNS queries (Sysmon 22).
-DNS = getattr(schema, "DNS", None) or {
-    "time": TIME, "host": pl.Utf8, "pid": pl.Int64, "process": pl.Utf8, "query_name": pl.Utf8,
-    "addresses": pl.List(pl.Utf8)}
+CONNECTIONS = schema.CONNECTIONS
+DNS = schema.DNS
 
 #: Offset votes are binned this wide; the winning window is three bins.
 BIN_NS = NS
@@ -180,6 +171,8 @@ def prepare(conns: pl.DataFrame, processes: pl.DataFrame | None = None, own: Seq
              .drop("_gpid", "_gimg").sort("eid"))
     else:
         c = c.with_columns(pl.lit(False).alias("pid_from_guid"))
+    if processes is not None and processes.height and c["process"].null_count():
+        c = _names_from_processes(c, processes)
     c = c.with_columns(pl.col("process").str.replace(r"^.*[\\/]", "").alias("process"))
     # who owns: the PID, else the process instance (ProcessGuid), else the image name
     c = c.with_columns(pl.coalesce(pl.col("pid").cast(pl.Utf8), pl.col("guid"),
@@ -189,6 +182,26 @@ def prepare(conns: pl.DataFrame, processes: pl.DataFrame | None = None, own: Seq
     tuple_ok = (pl.col("r_addr").is_not_null() & (pl.col("r_port").fill_null(0) > 0)
                 & ~pl.col("r_addr").is_in(["0.0.0.0", "::"]))
     return c.filter(usable).with_columns(tuple_ok.alias("has_tuple"))
+
+
+def _names_from_processes(c: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFrame:
+    """Image names for events without one: the process of the same host with that PID that started last
+    before the event (or the only one with that PID when no start time is known)."""
+    p = processes.select(pl.col("pid").cast(pl.Int64), pl.col("image").alias("_img"),
+                         pl.col("start").cast(pl.Int64).fill_null(0).alias("_start"),
+                         (pl.col("host") if "host" in processes.columns else pl.lit(None, pl.Utf8)).alias("_host")
+                         ).drop_nulls(["pid", "_img"]).sort("_start")
+    need = c.filter(pl.col("process").is_null() & pl.col("pid").is_not_null()).select(
+        "eid", "pid", pl.col("t").fill_null(0).alias("_t"), pl.col("host").alias("_host")).sort("_t")
+    if not need.height or not p.height:
+        return c
+    same_host = need.join_asof(p.filter(pl.col("_host").is_not_null()), left_on="_t", right_on="_start",
+                               by=["pid", "_host"], strategy="backward", check_sortedness=False)
+    any_host = need.join_asof(p.drop("_host"), left_on="_t", right_on="_start", by="pid", strategy="backward",
+                              check_sortedness=False)
+    found = same_host.select("eid", "_img").join(any_host.select("eid", pl.col("_img").alias("_any")), on="eid")
+    c = c.join(found.select("eid", pl.coalesce("_img", "_any").alias("_img")), on="eid", how="left")
+    return c.with_columns(pl.coalesce("process", "_img").alias("process")).drop("_img").sort("eid")
 
 
 def orient(frames: pl.DataFrame, local: Sequence[str]) -> pl.DataFrame:
@@ -517,7 +530,10 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     pid_unknown = pl.col("pid").is_null() | pl.col("o_pid").is_null()
     disagree = (pl.col("o_owner").is_not_null() & (pl.col("o_rank") >= 2) & (pl.col("o_owner") != pl.col("owner"))
                 & ~(pid_unknown & same_image.fill_null(False)))
-    best = best.with_columns(disagree.fill_null(False).alias("_dis"))
+    best = best.with_columns(disagree.fill_null(False).alias("_dis"),
+                             (pl.col("pid").is_null() & pl.col("o_pid").is_not_null()
+                              & same_image.fill_null(False)).alias("_borrow"))
+    best = best.with_columns(pl.when(pl.col("_borrow")).then(pl.col("o_pid")).otherwise(pl.col("pid")).alias("pid"))
     best = best.with_columns(pl.when(pl.col("_dis") & (pl.col("rank") > 2)).then(pl.lit(2, pl.Int8))
                              .otherwise(pl.col("rank")).alias("rank"))
 
@@ -534,7 +550,9 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     agree_txt = (pl.when(pl.col("_dis")).then(pl.format("; the sensors DISAGREE: {}", _event_text("o_")))
                  .when(pl.col("o_owner").is_not_null())
                  .then(pl.format("; {} agrees", _event_text("o_"))).otherwise(pl.lit("")))
-    guid_txt = pl.when(pl.col("pid_from_guid")).then(pl.lit("; PID found through the ProcessGuid's process create "
+    guid_txt = pl.when(pl.col("_borrow")).then(pl.format("; the PID is the {} event's (this event has none)",
+                                                          pl.col("o_sensor").replace_strict(_SENSOR, default=pl.col("o_sensor")))) \
+        .when(pl.col("pid_from_guid")).then(pl.lit("; PID found through the ProcessGuid's process create "
                                                             "event")).otherwise(pl.lit(""))
     best = best.with_columns(
         pl.concat_str([pl.format("{} gives {} to ", _event_text(), tuple_txt), scope, pl.lit("; "), gap_txt,
