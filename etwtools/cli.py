@@ -388,6 +388,13 @@ def attribution_inputs(f):
     return f
 
 
+def attribution_inputs_several(f):
+    """:func:`attribution_inputs` with --etl repeatable (event logs beside a kernel trace) and --host."""
+    for option in reversed(_SEVERAL_OPTIONS + _INPUT_OPTIONS[1:]):
+        f = option(f)
+    return f
+
+
 _INPUT_OPTIONS = [
     click.option("--etl", "trace", required=True, type=EXISTING,
                  help="The trace: ETL file (kernel network events, Kernel-Network) or tracerpt CSV."),
@@ -406,8 +413,18 @@ _INPUT_OPTIONS = [
 ]
 
 
+_SEVERAL_OPTIONS = [
+    click.option("--etl", "traces", required=True, multiple=True, type=EXISTING,
+                 help="The trace: ETL file (kernel network events, Kernel-Network) or tracerpt CSV; or Sysmon / "
+                      "Security event logs (.evtx or JSON lines). Repeatable: several logs, with at most one "
+                      "kernel trace; each file's kind is found from its content."),
+    click.option("--host", help="Event logs of several hosts: the host the capture was taken on (default: the "
+                                "one whose addresses the capture shows)."),
+]
+
+
 @cli.command()
-@attribution_inputs
+@attribution_inputs_several
 @click.option("--frame", "explain", multiple=True, type=int,
               help="Print the whole chain of evidence for this frame number. Repeatable.")
 @click.option("--all", "show_all", is_flag=True,
@@ -424,8 +441,8 @@ _INPUT_OPTIONS = [
                    "frames, shifting frame numbers).")
 @_guarded
 @output_options
-def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
-              offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...],
+def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
+              offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...], host: str | None,
               explain: tuple[int, ...], show_all: bool, annotate: str | None, process_blocks: bool,
               writer: output.Output) -> None:
     """Attribute every frame of a capture to the process that sent or received it.
@@ -438,14 +455,33 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
     Exit code 1 when no frame at all could be attributed.
 
     \b
+    With event logs (Sysmon 3, Security 5156/5158/5154/5157), each connection event gives its
+    5-tuple (a bind or listen: its local endpoint) to its process until another event gives it
+    to another; every frame of it, both ways, inherits that owner. Each sensor's clock offset is
+    found from the data; the remote name comes from Sysmon's DNS queries (22).
+
+    \b
     Example:
       etwtools attribute --etl kernel.csv --pcap capture.pcap --tasklist tasklist.txt
       etwtools attribute --etl kernel.etl --pcap net.pcapng --frame 105540 --annotate out.pcapng
+      etwtools attribute --etl Sysmon.evtx --etl Security.evtx --pcap net.pcapng
     """
+    from .logfiles import attribute_with_logs, split_inputs
+
     if process_blocks and not annotate:
         raise click.UsageError("--process-blocks goes with --annotate FILE")
-    result, _ = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs,
-                                 wanted=explain)
+    trace, logs = split_inputs(traces)
+    if logs:
+        result = attribute_with_logs(traces, capture, tasklists, tasklist_time=_parse_time(tasklist_time),
+                                     offset_s=offset, tolerance_s=tolerance, local_addrs=list(local_addrs) or None,
+                                     host=host, steps=_steps)
+        _check_frames(explain, result.frames, capture or trace or logs[0])
+        trace = trace or logs[0]
+    elif host:
+        raise click.UsageError("--host chooses among the hosts of event logs; no --etl file is one")
+    else:
+        result, _ = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs,
+                                     wanted=explain)
     import polars as pl
 
     if explain and writer.path is None and not writer.to_terminal:
@@ -478,6 +514,10 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
         _info(result.describe_offset())
         for note in result.notes:
             _info(f"note: {note}")
+    for line in (getattr(result, "describe_host", lambda: None)(),
+                 getattr(result, "describe_header_pid", lambda: None)()):
+        if line:
+            _info(line)
     if annotate:
         from .annotate import write_annotated
 
@@ -487,6 +527,22 @@ def attribute(trace: str, capture: str | None, tasklists: tuple[str, ...], taskl
     if why:
         click.echo(f"error: nothing attributed: {why}", err=True)
         sys.exit(1)
+
+
+def _steps(label: str, unit: str):
+    """A progress bar as a context manager (None when stderr is not a terminal)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def bar():
+        b = bar_for(label, unit=unit)
+        try:
+            yield b
+        finally:
+            if b is not None:
+                b.close()
+
+    return bar()
 
 
 @cli.command()

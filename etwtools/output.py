@@ -54,7 +54,7 @@ class View:
 
 VIEWS: dict[str, View] = {
     "attribute": View(
-        ("frame", "pid", "process", "confidence", "src_addr", "src_port", "dst_addr", "dst_port", "reason",
+        ("frame", "pid", "process", "confidence", "src_addr", "src_port", "dst_addr", "dst_port", "remote_name", "reason",
          "protocol", "direction", "time", "payload_len", "method", "services", "delta_s", "event_time"),
         wrap="reason", decimals={"delta_s": 6}, caps={"process": 24, "services": 30}),
     "summary": View(("pid", "process", "frames", "bytes", "services", "first", "last"),

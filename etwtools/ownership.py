@@ -47,7 +47,7 @@ MEDIUM_HORIZON_NS = 240 * NS
 _SENSOR = {"sysmon": "Sysmon", "security": "Security"}
 KEY = ["protocol", "l_addr", "l_port", "r_addr", "r_port"]
 OUT_COLUMNS = ["frame", "time", "direction", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
-               "remote_name", "payload_len", "pid", "process", "user", "confidence", "method", "event_time",
+               "remote_name", "payload_len", "pid", "process", "services", "user", "confidence", "method", "event_time",
                "delta_s", "header_pid", "reason"]
 _CONF = {3: "high", 2: "medium", 1: "low", 0: "none"}
 
@@ -389,6 +389,8 @@ class LogAttribution:
     local_addrs: list[str]
     notes: list[str] = field(default_factory=list)
     header_pid_agreement: tuple[int, int] = (0, 0)   # (agreeing, compared)
+    kernel_offset: str | None = None                  # the kernel trace's offset line, when one was merged
+    _sizes: pl.DataFrame | None = field(default=None, repr=False)   # wirelen, caplen per frame (summary bytes)
     _events: pl.DataFrame | None = field(default=None, repr=False)
     _match: pl.DataFrame | None = field(default=None, repr=False)
 
@@ -405,7 +407,9 @@ class LogAttribution:
                 f"(host {self.host.host}: {', '.join(self.local_addrs[:4])})")
 
     def describe_offset(self) -> str:
-        return "; ".join(o.describe() for o in self.offsets) or "no connection events"
+        """One line per sensor (and the kernel trace): the clock offset used and what supports it."""
+        lines = [o.describe() for o in self.offsets] or ["event logs: no connection events"]
+        return "\n".join(([self.kernel_offset] if self.kernel_offset else []) + lines)
 
     def describe_host(self) -> str:
         return f"host {self.host.host or '(none)'}: {self.host.why}"
@@ -533,7 +537,9 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     best = best.with_columns(disagree.fill_null(False).alias("_dis"),
                              (pl.col("pid").is_null() & pl.col("o_pid").is_not_null()
                               & same_image.fill_null(False)).alias("_borrow"))
-    best = best.with_columns(pl.when(pl.col("_borrow")).then(pl.col("o_pid")).otherwise(pl.col("pid")).alias("pid"))
+    best = best.with_columns(pl.when(pl.col("_borrow")).then(pl.col("o_pid")).otherwise(pl.col("pid")).alias("pid"),
+                             pl.when(~pl.col("_dis")).then(pl.coalesce("user", "o_user")).otherwise(pl.col("user"))
+                             .alias("user"))
     best = best.with_columns(pl.when(pl.col("_dis") & (pl.col("rank") > 2)).then(pl.lit(2, pl.Int8))
                              .otherwise(pl.col("rank")).alias("rank"))
 
@@ -602,7 +608,8 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     rank = pl.col("rank").fill_null(0)
     out = out.select(
         "frame", "time", direction.alias("direction"), "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
-        pl.col("names").alias("remote_name"), "payload_len", pl.col("pid").cast(pl.Int64), "process", "user",
+        pl.col("names").alias("remote_name"), "payload_len", pl.col("pid").cast(pl.Int64), "process",
+        pl.lit(None, pl.Utf8).alias("services"), "user",
         rank.replace_strict(_CONF, return_dtype=pl.Utf8).alias("confidence"), pl.col("method").fill_null("none"),
         pl.col("e_t").cast(TIME).alias("event_time"),
         ((pl.col("time").cast(pl.Int64) - offset_of - pl.col("e_t")) / NS).round(6).alias("delta_s"),
@@ -611,7 +618,8 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     if not ev.height:
         notes.append("the logs hold no usable connection events (Sysmon 3, Security 5156/5158/5154/5157)")
     return LogAttribution(frames=out, summary=summary, offsets=offsets, host=choice, local_addrs=local,
-                          notes=notes, header_pid_agreement=agreement, _events=ev, _match=best)
+                          notes=notes, header_pid_agreement=agreement, _sizes=fr.select("wirelen", "caplen"),
+                          _events=ev, _match=best)
 
 
 def _dns_names(dns: pl.DataFrame | None, host: str | None) -> pl.DataFrame:
@@ -636,8 +644,8 @@ def _summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
     b = fr.select(pl.col("wirelen").cast(pl.Int64).fill_null(pl.col("caplen").cast(pl.Int64)).fill_null(0))
     df = out.with_columns(b.to_series().alias("_bytes"))
     att = df.filter(pl.col("confidence").is_in(["high", "medium"]))
-    s = (att.group_by("pid", "process", "user")
-         .agg(pl.len().cast(pl.Int64).alias("frames"), pl.col("_bytes").sum().alias("bytes"),
+    s = (att.group_by("pid", "process", "services")
+         .agg(pl.col("user").drop_nulls().first(), pl.len().cast(pl.Int64).alias("frames"), pl.col("_bytes").sum().alias("bytes"),
               (pl.col("confidence") == "high").sum().cast(pl.Int64).alias("high"),
               pl.col("remote_name").drop_nulls().unique().sort().head(4).str.join(",").alias("remote_names"),
               pl.col("time").min().alias("first"), pl.col("time").max().alias("last"))
@@ -645,8 +653,49 @@ def _summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
     rest = df.filter(~pl.col("confidence").is_in(["high", "medium"]))
     if rest.height:
         s = pl.concat([s, pl.DataFrame({
-            "pid": [None], "process": ["(not attributed)"], "user": [None], "frames": [rest.height],
+            "pid": [None], "process": ["(not attributed)"], "services": [None], "user": [None],
+            "frames": [rest.height],
             "bytes": [int(rest["_bytes"].sum())], "high": [0], "remote_names": [None],
             "first": [rest["time"].min()], "last": [rest["time"].max()]},
             schema=s.schema)])
     return s.with_columns(pl.col("remote_names").replace("", None))
+
+
+_RANK = {"high": 3, "medium": 2, "low": 1, "none": 0}
+
+
+def merge_kernel(kernel, logs: LogAttribution) -> LogAttribution:
+    """One answer per frame from a kernel-trace attribution (:class:`etwtools.attribution.Attribution`) and
+    an event-log one over the same capture: the higher confidence wins, the kernel trace's packet-level
+    evidence on a tie; the reason says when the other source names another process."""
+    k = kernel.frames.select("frame", pl.col("pid").alias("k_pid"), pl.col("process").alias("k_process"),
+                             pl.col("services").alias("k_services"), pl.col("confidence").alias("k_conf"),
+                             pl.col("method").alias("k_method"), pl.col("event_time").alias("k_event_time"),
+                             pl.col("delta_s").alias("k_delta"), pl.col("reason").alias("k_reason"))
+    f = logs.frames.join(k, on="frame", how="left")
+    kr = pl.col("k_conf").replace_strict(_RANK, default=0, return_dtype=pl.Int8)
+    lr = pl.col("confidence").replace_strict(_RANK, default=0, return_dtype=pl.Int8)
+    use_k = (kr >= lr) & (kr > 0)
+    differ = (pl.col("k_pid").is_not_null() & pl.col("pid").is_not_null() & (pl.col("k_pid") != pl.col("pid"))
+              & (kr >= 2) & (lr >= 2))
+    other = (pl.when(differ & use_k).then(pl.format("; the event logs name PID {} {} ({})", pl.col("pid").cast(pl.Utf8),
+                                                     pl.col("process").fill_null("?"), pl.col("method")))
+             .when(differ).then(pl.format("; the kernel trace names PID {} {} ({})", pl.col("k_pid").cast(pl.Utf8),
+                                          pl.col("k_process").fill_null("?"), pl.col("k_method")))
+             .otherwise(pl.lit("")))
+    pick = {c: pl.when(use_k).then(pl.col("k_" + kc)).otherwise(pl.col(c)).alias(c)
+            for c, kc in (("pid", "pid"), ("process", "process"), ("services", "services"), ("confidence", "conf"),
+                          ("method", "method"), ("event_time", "event_time"), ("delta_s", "delta"))}
+    out = f.with_columns(*pick.values(),
+                         pl.when(use_k).then(pl.lit(None, pl.Utf8)).otherwise(pl.col("user")).alias("user"),
+                         pl.concat_str([pl.when(use_k).then(pl.col("k_reason")).otherwise(pl.col("reason")),
+                                        other]).alias("reason")).select(OUT_COLUMNS)
+    fr = logs._sizes
+    notes = logs.notes + [f"kernel trace: {n}" for n in kernel.notes]
+    n_k = out.filter(pl.col("method").is_in(kernel.frames["method"].unique().implode())
+                     & ~pl.col("method").str.starts_with("sysmon") & ~pl.col("method").str.starts_with("security")).height
+    notes.append(f"{n_k:,} frames answered from the kernel trace, the others from the event logs")
+    return LogAttribution(frames=out, summary=_summary(out, fr), offsets=logs.offsets, host=logs.host,
+                          local_addrs=logs.local_addrs, notes=notes, header_pid_agreement=logs.header_pid_agreement,
+                          kernel_offset=kernel.describe_offset(), _sizes=fr, _events=logs._events,
+                          _match=logs._match)
