@@ -12,7 +12,7 @@ import polars as pl
 from .errors import EtwToolsError
 from .ownership import LogAttribution, attribute_connections, merge_kernel
 from .parsers import schema
-from .sources import EVENTLOG_KINDS
+from .sources import EVENTLOG_KINDS, detect
 
 PathLike = str | os.PathLike
 Steps = Callable[[str, str], AbstractContextManager]
@@ -22,27 +22,11 @@ def _no_progress(label: str, unit: str) -> AbstractContextManager:
     return nullcontext(None)
 
 
-def kind_of(path: PathLike) -> str:
-    """The input kind of ``path`` (:func:`etwtools.sources.detect`), event logs included."""
-    from .parsers import eventlog
-    from .sources import detect
-
-    try:
-        kind = detect(path)
-    except EtwToolsError:
-        with open(path, "rb") as f:
-            found = eventlog.sniff(f.read(65536))
-        if found:
-            return found
-        raise
-    return kind
-
-
 def split_inputs(paths: Sequence[PathLike]) -> tuple[PathLike | None, list[PathLike]]:
     """(the kernel trace or None, the event logs) among ``--etl`` files; more than one trace is an error."""
     traces, logs = [], []
     for p in paths:
-        (logs if kind_of(p) in EVENTLOG_KINDS else traces).append(p)
+        (logs if detect(p) in EVENTLOG_KINDS else traces).append(p)
     if len(traces) > 1:
         raise EtwToolsError(f"one kernel trace at a time ({', '.join(map(os.fspath, traces))}); event logs "
                             f"(Sysmon, Security) may be given as many as needed")
