@@ -19,7 +19,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from otrf_logs import PAIRS, evaluate, load  # noqa: E402
+from otrf_logs import PAIRS, evaluate, load
 
 
 def main(corpus: Path) -> None:

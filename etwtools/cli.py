@@ -19,7 +19,6 @@ from .errors import EtwToolsError
 from .progress import bar_for
 
 
-
 class OneLineError(click.ClickException):
     """An error found while parsing options, shown as ``error: ...`` with exit code 1."""
 

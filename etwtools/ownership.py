@@ -13,7 +13,7 @@ owner ever has in the log is attributed whatever the offset error.
 
 Steps: :func:`choose_host` (the log's host whose addresses the capture shows), :func:`prepare` (the
 connection table in the form the matchers use), :func:`estimate_offset`, the matchers
-(:func:`match_tuple`, :func:`match_endpoint`, :func:`match_header_pid`), :func:`attribute_connections`.
+(:func:`match_tuple`, :func:`match_endpoint`; the header PID last), :func:`attribute_connections`.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from .clock import format_ns
 from .errors import AttributionError
 from .parsers import schema
 
@@ -287,7 +286,7 @@ def estimate_offset(of: pl.DataFrame, ev: pl.DataFrame, sensor: str) -> LogOffse
     inl = d_all[(d_all >= lo) & (d_all < hi)]                 # verify over all
     off = int(np.median(inl))
     far = [w for b, w in win.items() if abs(b - best) > 5]
-    return LogOffset(sensor, off, support=int(len(inl)), candidates=n, runner_up=max(far, default=0),
+    return LogOffset(sensor, off, support=len(inl), candidates=n, runner_up=max(far, default=0),
                      spread_ns=int(np.abs(inl - off).max()), clock=clock)
 
 
@@ -426,8 +425,8 @@ class LogAttribution:
         if not row.height:
             raise AttributionError(f"frame {frame_number} is not in the capture (it has {self.frames.height:,} frames)")
         r = row.row(0, named=True)
-        lines = [f"frame {frame_number}: {r['protocol']} {r['src_addr']}:{r['src_port']} -> "
-                 f"{r['dst_addr']}:{r['dst_port']} at {r['time']} ({r['direction']})"]
+        lines = [(f"frame {frame_number}: {r['protocol']} {r['src_addr']}:{r['src_port']} -> "
+                 f"{r['dst_addr']}:{r['dst_port']} at {r['time']} ({r['direction']})")]
         if r["remote_name"]:
             lines.append(f"  remote name (Sysmon DNS query): {r['remote_name']}")
         lines.append(f"  answer: PID {r['pid']} {r['process'] or ''} user {r['user'] or '?'}, confidence "

@@ -557,8 +557,7 @@ def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[
             if opts:
                 opts += _option(OPT_END, b"")
             f.write(_block(IDB, struct.pack("<HHI", iface.link_type, 0, iface.snaplen) + opts))
-        for b in blocks:
-            f.write(b)
+        f.writelines(blocks)
         out = []
         for p in packets:
             if len(out) >= 8192:

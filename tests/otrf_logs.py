@@ -10,9 +10,9 @@ import zipfile
 from pathlib import Path
 
 import polars as pl
+from etwtools.parsers.eventlog import read_eventlog
 
 from etwtools.ownership import KEY, attribute_connections, orient
-from etwtools.parsers.eventlog import read_eventlog
 from etwtools.sources import read_frames
 
 PAIRS = {
@@ -80,13 +80,13 @@ def evaluate(capture: Path, conns: pl.DataFrame, procs: pl.DataFrame, dns: pl.Da
         correct = answered.filter(_agree("t_pid", "t_process"))
         hp = judged.filter(pl.col("header_pid").is_not_null())
         by_name = answered.filter(pl.col("pid").is_null() | pl.col("t_pid").is_null()).height
-        rows.append(dict(capture=capture.name, given=given, host=a.host.host, frames=judged.height,
-                         judged_by_image=by_name,
-                         answered=answered.height, correct=correct.height,
-                         precision=round(correct.height / answered.height, 4) if answered.height else None,
-                         coverage=round(answered.height / judged.height, 4) if judged.height else None,
-                         header_pid_frames=hp.height,
-                         header_pid_precision=(round(hp.filter(pl.col("header_pid") == pl.col("t_pid")).height
+        rows.append({"capture": capture.name, "given": given, "host": a.host.host, "frames": judged.height,
+                         "judged_by_image": by_name,
+                         "answered": answered.height, "correct": correct.height,
+                         "precision": round(correct.height / answered.height, 4) if answered.height else None,
+                         "coverage": round(answered.height / judged.height, 4) if judged.height else None,
+                         "header_pid_frames": hp.height,
+                         "header_pid_precision": (round(hp.filter(pl.col("header_pid") == pl.col("t_pid")).height
                                                      / hp.height, 4) if hp.height else None),
-                         offset=a.describe_offset()))
+                         "offset": a.describe_offset()})
     return rows

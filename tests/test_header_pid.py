@@ -11,6 +11,7 @@ import struct
 from dataclasses import replace
 
 from etwtools.parsers import pcapng
+
 from etwtools.sources import read_frames
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from otrf_logs import PAIRS, evaluate, load
 
 from etwtools.errors import AttributionError
 from etwtools.ownership import attribute_connections
 from etwtools.sources import read_frames
-from otrf_logs import PAIRS, evaluate, load
 
 PS = "purplesharp_ad_playbook_I"
 H = 3600 * 10**9

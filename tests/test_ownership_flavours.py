@@ -16,10 +16,10 @@ from datetime import datetime
 
 import polars as pl
 import pytest
-
-from etwtools.ownership import attribute_connections
 from etwtools.parsers import schema
 from etwtools.parsers.eventlog import read_eventlog
+
+from etwtools.ownership import attribute_connections
 
 EVTX = "eventlogs/python-evtx/issue_43.evtx"
 HOST_ADDR = "192.168.62.128"
@@ -41,7 +41,7 @@ def _text(v) -> str:
 
 def _flat(d: dict) -> dict:
     s, data = d["Event"]["System"], d["Event"].get("EventData") or {}
-    t = datetime.fromisoformat(s["TimeCreated"]["#attributes"]["SystemTime"].replace("Z", "+00:00"))
+    t = datetime.fromisoformat(s["TimeCreated"]["#attributes"]["SystemTime"])
     return {"EventTime": t.strftime("%Y-%m-%d %H:%M:%S"), "Hostname": s["Computer"], "EventID": s["EventID"],
             "Channel": s["Channel"], "SourceName": s["Provider"]["#attributes"]["Name"],
             "RecordNumber": s["EventRecordID"], "ExecutionProcessID": s["Execution"]["#attributes"]["ProcessID"],
