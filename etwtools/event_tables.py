@@ -1,11 +1,15 @@
 """``events --all`` output, streamed batch by batch: one Parquet file per event type, or one long table.
 
-Writers keep at most :data:`ROW_GROUP` rows per event type in memory before writing them as a Parquet
-row group, so memory does not grow with the file.
+Rows are buffered per event type and written as Parquet row groups of up to :data:`ROW_GROUP` rows;
+past :data:`BUDGET` bytes buffered over all types, the largest buffers are written first. A Parquet
+writer holds about 0.7 MB while open, so a file is opened only when its type has rows to write before
+the end, and at most :data:`MAX_OPEN` at a time (the least recently written one is closed; its type's
+later rows go to ``<type>.part2.parquet`` and so on). Memory does not grow with the input file.
 """
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,58 +17,92 @@ from . import output
 
 #: Rows buffered per event type before they are written (one Parquet row group).
 ROW_GROUP = 65536
+#: Bytes buffered over all event types: past it, the largest buffers are written first.
+BUDGET = 16 << 20
+#: Parquet files open at once.
+MAX_OPEN = 48
 
 
 class _TypeWriter:
-    """A Parquet file of one event type, written row group by row group."""
+    """The Parquet file(s) of one event type, written row group by row group."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.parts: list = []
         self.rows = 0
         self.pending = 0
+        self.bytes = 0
         self.writer = None
         self.schema = None
+        self.files = 0
 
     def add(self, frame) -> None:
         self.parts.append(frame)
         self.pending += frame.height
         self.rows += frame.height
-        if self.pending >= ROW_GROUP:
-            self.flush()
+        self.bytes += frame.estimated_size()
 
-    def flush(self) -> None:
+    def write(self) -> None:
+        """Write the buffered rows (opening the type's next file when none is open)."""
         import polars as pl
         import pyarrow.parquet as pq
 
         if not self.parts:
             return
         table = pl.concat(self.parts, how="vertical_relaxed").to_arrow()
-        self.parts, self.pending = [], 0
+        self.parts, self.pending, self.bytes = [], 0, 0
         if self.writer is None:
-            self.schema = table.schema
-            self.writer = pq.ParquetWriter(self.path, table.schema)
-        elif table.schema != self.schema:
+            self.files += 1
+            path = self.path if self.files == 1 else self.path.with_suffix(f".part{self.files}.parquet")
+            self.schema = self.schema or table.schema
+            self.writer = pq.ParquetWriter(path, self.schema)
+        if table.schema != self.schema:
             table = table.cast(self.schema)
         self.writer.write_table(table)
 
     def close(self) -> None:
-        self.flush()
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
 
 
 def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[str, int]:
-    """Write event tables (``columnar.EventTable``) as ``DIRECTORY/<event type>.parquet``; rows per file."""
+    """Write event tables (``columnar.EventTable``) as ``DIRECTORY/<event type>.parquet``; rows per type."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     writers: dict[str, _TypeWriter] = {}
+    open_: OrderedDict[str, _TypeWriter] = OrderedDict()
+    buffered = 0
+
+    def write(w: _TypeWriter) -> None:
+        nonlocal buffered
+        buffered -= w.bytes
+        if w.writer is None and len(open_) >= MAX_OPEN:
+            open_.popitem(last=False)[1].close()
+        w.write()
+        open_[w.path.name] = w
+        open_.move_to_end(w.path.name)
+
     try:
         for t in tables:
             w = writers.get(t.name)
             if w is None:
                 w = writers[t.name] = _TypeWriter(out / f"{t.name}.parquet")
+            before = w.bytes
             w.add(t.frame)
+            buffered += w.bytes - before
+            if w.pending >= ROW_GROUP:
+                write(w)
+            if buffered > BUDGET:
+                for big in sorted(writers.values(), key=lambda x: x.bytes, reverse=True):
+                    write(big)
+                    if buffered <= BUDGET // 2:
+                        break
+        for w in writers.values():      # the rest, one file at a time
+            if w.parts:
+                write(w)
+            w.close()
+            open_.pop(w.path.name, None)
     finally:
         for w in writers.values():
             w.close()
@@ -98,9 +136,11 @@ def write_long(batches: Iterable[list], writer: output.Output) -> int:
         try:
             for df in frames:
                 w.add(df)
+                if w.pending >= ROW_GROUP:
+                    w.write()
             if w.rows == 0:
                 w.add(long_form([]))
-                w.flush()
+            w.write()
         finally:
             w.close()
         return w.rows

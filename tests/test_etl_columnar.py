@@ -151,3 +151,25 @@ def test_numpy_fallback_gives_the_same_tables(corpus, monkeypatch):
     for a, b in zip(with_c, without):
         assert a.frame.equals(b.frame), a.name
     assert sum(t.frame.height for t in with_c if t.decoder == "etl-parser") > 10000
+
+
+def test_parquet_dir_with_tiny_budgets_keeps_every_row(corpus, tmp_path, monkeypatch):
+    """Row groups, the buffer budget and the open-file cap cut files into parts: no row is lost or changed."""
+    from etwtools import event_tables
+
+    path = corpus / "tx" / "Process.etl"
+    monkeypatch.setattr(event_tables, "ROW_GROUP", 500)
+    monkeypatch.setattr(event_tables, "BUDGET", 64 << 10)
+    monkeypatch.setattr(event_tables, "MAX_OPEN", 2)
+    monkeypatch.setattr(columnar, "CHUNK", 64 << 10)      # many batches: each type's rows come in pieces
+    rows = event_tables.write_parquet_dir(columnar.iter_events(path), tmp_path)
+    assert sum(rows.values()) == count_records(path) == 10344
+    assert any(".part2." in f.name for f in tmp_path.iterdir())
+    expected = {}
+    for t in columnar.iter_events(path):
+        expected.setdefault(t.name, []).append(t.frame)
+    for name, frames in expected.items():
+        parts = sorted(tmp_path.glob(f"{name}.*parquet"), key=lambda f: (len(f.name), f.name))
+        parts = [f for f in parts if f.name == f"{name}.parquet" or f.name.startswith(f"{name}.part")]
+        got = pl.concat([pl.read_parquet(f) for f in parts])
+        assert got.equals(pl.concat(frames)), name

@@ -62,6 +62,8 @@ HEADER = {"time": pl.Datetime("ns", "UTC"), "provider": pl.Utf8, "event_id": pl.
 _NET_TYPES = {**NET_COLUMNS, **NET_EXTRAS}
 _EH = (EVENT_HEADER32, EVENT_HEADER64)
 _NO_ID = 0xFFFFFFFF
+#: Bytes of (decompressed) buffers per batch: each batch's tables are built at once.
+CHUNK = 2 << 20
 
 
 @dataclass
@@ -516,7 +518,7 @@ def iter_batches(path: str | os.PathLike, providers: Iterable[str] | None = None
     names: dict[int, str | None] = {}
     providers = list(providers) if providers is not None else None
     with EtlFile(path, progress=progress) as etl:
-        for batch in etl.batches():
+        for batch in etl.batches(CHUNK):
             mask = _selector(batch, providers, ids, names)
             if mask is not None:
                 if not mask.any():
