@@ -41,9 +41,10 @@ _CONFIDENCE = {"high": 3, "medium": 2, "low": 1, "none": 0}
 PEN_WIRESHARK = 32622
 WIRESHARK_CB_PROCESS_INFORMATION = 3
 PIB_NAME, PIB_STARTTIME = 2, 9
-#: The comment lines, in order: (key, column).
-FIELDS = [("PID", "pid"), ("Process", "process"), ("Services", "services"), ("Confidence", "confidence"),
-          ("Method", "method"), ("Reason", "reason")]
+#: The comment lines, in order: (key, column); a line whose value is empty, or whose column the
+#: attribution does not have (User and Remote name come with event-log attributions), is left out.
+FIELDS = [("PID", "pid"), ("Process", "process"), ("Services", "services"), ("User", "user"),
+          ("Confidence", "confidence"), ("Method", "method"), ("Remote name", "remote_name"), ("Reason", "reason")]
 _BATCH = 65536
 
 
@@ -60,7 +61,8 @@ def annotations(attribution: Attribution, min_confidence: str = "low") -> pl.Dat
                                    & pl.col("confidence").is_in(_levels(min_confidence)))
     tid = pl.col("tid").cast(pl.Int64) if "tid" in df.columns else pl.lit(None, pl.Int64)
     one = {"pid": pl.col("pid").cast(pl.Utf8), "process": pl.col("process").fill_null("(unknown)")}
-    lines = [pl.format(f"{key}: {{}}", one.get(col, pl.col(col).cast(pl.Utf8))) for key, col in FIELDS]
+    lines = [pl.format(f"{key}: {{}}", one.get(col, pl.col(col).cast(pl.Utf8))) for key, col in FIELDS
+             if col in df.columns]
     return df.select(
         "frame", pl.concat_list(lines).list.drop_nulls().alias("lines"), pl.col("pid").cast(pl.Int64),
         tid.alias("tid"), "confidence").sort("frame")

@@ -186,3 +186,54 @@ def test_corpus_capture_annotated_in_tshark(corpus, tshark, tmp_path):
     truth_by_frame = dict(zip(range(1, len(truth) + 1), truth))
     right = sum(truth_by_frame[f] == p for f, p in zip(sure["frame"].to_list(), pids))
     assert right / len(pids) >= 0.99
+
+
+def test_process_blocks_for_a_reused_pid(tshark, tmp_path):
+    """PID 700 is first a.exe then b.exe in the capture: two process information blocks, each with the
+    time of its process's first frame as start time (option 9, ns), so that a reader that matches a
+    packet's option-8 PID to the latest block started before it names the right process; the frames
+    and the attribution table are built here (two UDP datagrams written with the project's writer)."""
+    from etwtools.parsers.packets import Interface, Packet
+    from etwtools.parsers.pcapng import write_pcapng
+    from test_truth_sets import build_frame
+
+    from etwtools.annotate import write_annotated
+    from etwtools.attribution import Attribution
+
+    t0 = 1_700_000_000 * 1_000_000_000
+    src = tmp_path / "in.pcapng"
+    write_pcapng(src, [Interface(link_type=1, tsresol=9)],
+                 [Packet(t0 + k * 60_000_000_000, build_frame("192.0.2.1", "192.0.2.2", "UDP", 5000 + k, 53, 10))
+                  for k in range(2)])
+    frames = read_capture(src).select("frame", "time", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
+                                      "payload_len").with_columns(
+        pl.lit("out").alias("direction"), pl.Series("pid", [700, 700], dtype=pl.Int64),
+        pl.Series("process", ["a.exe", "b.exe"]), pl.lit(None, pl.Utf8).alias("services"),
+        pl.lit("high").alias("confidence"), pl.lit("udp-5tuple-size").alias("method"),
+        pl.lit("same 5-tuple and size").alias("reason"))
+    r = Attribution(frames=frames, offset_ns=0, offset_source="given", offset_support=2, local_addrs=["192.0.2.1"],
+                    local_addrs_source="given", summary=pl.DataFrame())
+    out = tmp_path / "out.pcapng"
+    assert write_annotated(src, r, out, with_process_blocks=True) == 2
+    pibs = [b for t, b in blocks(out) if t == 0xBAD]
+    assert len(pibs) == 2
+    got = []
+    for b in pibs:
+        pen, entry, length, pid = struct.unpack_from("<IIII", b, 8)
+        assert (pen, entry, pid) == (32622, 3, 700)
+        opts, pos, end = {}, 24, 20 + length
+        while pos < end:
+            code, olen = struct.unpack_from("<HH", b, pos)
+            if code == 0:
+                break
+            opts.setdefault(code, []).append(b[pos + 4:pos + 4 + olen])
+            pos += 4 + olen + (-olen % 4)
+        got.append((opts[2][0], struct.unpack("<Q", opts[9][0])[0], opts[1][0].decode()))
+    assert [(n, t) for n, t, _ in got] == [(b"a.exe", t0), (b"b.exe", t0 + 60_000_000_000)]
+    assert all("PID reused" in c for _, _, c in got)
+    # Debian's tshark: two custom-block frames first, then the packets with their comments
+    rows = run_tshark(tshark, "-r", str(out), "-T", "fields", "-e", "frame.number", "-e", "frame.cb_pen",
+                      "-e", "frame.comment")
+    assert [r.split("\t")[1] for r in rows] == ["32622", "32622", "", ""]
+    assert rows[2].split("\t")[2].startswith("PID: 700,Process: a.exe,")
+    assert rows[3].split("\t")[2].startswith("PID: 700,Process: b.exe,")
