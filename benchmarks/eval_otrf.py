@@ -14,8 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -33,12 +31,18 @@ def main(corpus: Path) -> None:
         conns, procs, dns = load(base / name, scratch)
         for cap in caps:
             table += evaluate(base / name / cap, conns, procs, dns)
-        print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    df = pl.DataFrame(table)
-    with pl.Config(tbl_rows=100, tbl_width_chars=200, fmt_str_lengths=60):
-        print(df.drop("offset"))
-        for r in table:
-            print(r["capture"], r["given"], r["offset"])
+        print(f"{name}: {time.perf_counter() - t0:.1f} s (reading the logs, then both runs)", file=sys.stderr)
+    print("| capture | given | host | frames both sensors know | answered | right | judged by image | precision "
+          "| coverage | header-PID baseline |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in table:
+        hp = (f"{r['header_pid_precision']:.2f} over {r['header_pid_frames']:,}" if r["header_pid_frames"]
+              else "no header PIDs in the capture")
+        print(f"| {r['capture']} | {r['given']} | {r['host']} | {r['frames']:,} | {r['answered']:,} | "
+              f"{r['correct']:,} | {r['judged_by_image']:,} | {r['precision']:.3f} | {r['coverage']:.3f} | {hp} |")
+    print()
+    for r in table:
+        print(f"{r['capture']}, {r['given']} given: {r['offset']}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from etwtools.ownership import attribute_connections
 from etwtools.sources import read_frames
 
 PS = "purplesharp_ad_playbook_I"
+L4S = "log4shell_cve2021_44228_java_serialized"
 H = 3600 * 10**9
 
 
@@ -138,3 +139,36 @@ def test_owner_changes_and_sensors_disagree(purplesharp):
     assert (hit["confidence"] == "medium").all()
     assert hit["reason"].str.contains("the sensors DISAGREE: Security event 5156").all()
     assert hit["reason"].str.contains("of PID 4242").all()
+
+
+def test_header_pid_is_the_weakest_hint(corpus, tmp_path):
+    """The log4shell capture written again with etl2pcapng-style comments (the real capture has none): every
+    packet says ``PID=4`` (the System thread that logged it, as a DPC would) except Tomcat's first ten, which
+    say ``PID=3936``. The events' answer wins wherever there is one, the agreement is counted, and frames of a
+    connection the logs do not have (PowerShell's three events removed from this copy of the Sysmon log) get
+    the header PID, low."""
+    from dataclasses import replace
+
+    from etwtools.parsers import pcapng
+
+    d = corpus / "otrf" / L4S
+    interfaces, packets = pcapng.iter_packets(d / "pcap_log4shell_cve2021_44228_java_serialized_2022-05-13045800.pcapng")
+    packets = list(packets)
+    out = tmp_path / "with_pids.pcapng"
+    pcapng.write_pcapng(out, interfaces, [replace(p, comment=f"PID={3936 if i < 10 else 4} TID={100 + i}")
+                                          for i, p in enumerate(packets)])
+    frames = read_frames(out)
+    assert frames["header_pid"].to_list()[:11] == [3936] * 10 + [4]
+    conns, procs, dns = load(d)
+    sysmon = conns.filter(pl.col("sensor") == "sysmon")
+    r = attribute_connections(frames, sysmon, procs, dns)
+    assert r.header_pid_agreement == (10, 125)
+    assert r.describe_header_pid().endswith("agree with the answer for 10 of 125 attributed frames that carry one (8.0 %)")
+    # without the event of PowerShell's connection, its frames fall back to the header PID
+    ps = sysmon.filter(pl.col("process") == "powershell.exe")
+    assert ps.height == 3
+    r = attribute_connections(frames, sysmon.join(ps.select("record"), on="record", how="anti"), procs, dns)
+    weak = r.frames.filter(pl.col("method") == "header-pid")
+    assert weak.height == 84 and (weak["confidence"] == "low").all() and (weak["pid"] == 4).all()
+    assert weak["reason"][0].startswith("no connection event names this frame's 5-tuple or local endpoint")
+    assert r.frames.filter(pl.col("method") == "sysmon-5-tuple").height == 41
