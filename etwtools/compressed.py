@@ -133,6 +133,25 @@ def extract(path: str | os.PathLike, dest: str | os.PathLike, member: str | None
     return dst
 
 
+def peek(path: str | os.PathLike, n: int = 65536) -> bytes | None:
+    """The first ``n`` decompressed bytes of a .gz, or of a zip's only member; None when not readable so."""
+    try:
+        with open(path, "rb") as f:
+            kind = sniff(f.read(8))
+        if kind == "gzip":
+            with gzip.open(path, "rb") as g:
+                return g.read(n)
+        if kind == "zip":
+            with zipfile.ZipFile(path) as z:
+                files = [i for i in z.infolist() if not i.is_dir()]
+                if len(files) == 1 and not files[0].flag_bits & 0x1:
+                    with z.open(files[0]) as m:
+                        return m.read(n)
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError):
+        return None
+    return None
+
+
 def cleanup(folder: str | os.PathLike) -> None:
     """Remove a folder of extracted inputs."""
     shutil.rmtree(folder, ignore_errors=True)

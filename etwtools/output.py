@@ -198,6 +198,7 @@ class Layout:
     wrap: str | None
     hidden: list[str]
     right: set[str]
+    data: dict[str, int] = field(default_factory=dict)     # widest cell per column (before cutting)
 
 
 def layout(df: pl.DataFrame, view: View | None = None, width: int | None = None, *, wide: bool = False,
@@ -239,7 +240,7 @@ def layout(df: pl.DataFrame, view: View | None = None, width: int | None = None,
         room = natural[wrap] if width is None else max(width - fixed, len(wrap), 1)
         widths[wrap] = max(min(natural[wrap], room), len(wrap))
     hidden = [c for c in df.columns if c not in shown and c not in view.internal]
-    return Layout(shown, widths, wrap, hidden, right)
+    return Layout(shown, widths, wrap, hidden, right, data)
 
 
 def _line(lay: Layout, schema: Mapping[str, pl.DataType], view: View) -> pl.Expr:
@@ -250,13 +251,14 @@ def _line(lay: Layout, schema: Mapping[str, pl.DataType], view: View) -> pl.Expr
     for c in lay.columns:
         w = lay.widths[c]
         e = _cell(c, schema[c], view)
-        if c == lay.wrap:
+        if c == lay.wrap and lay.data.get(c, w + 1) > w:
             indent = "\n" + " " * (sum(lay.widths[k] for k in lay.columns[:-1]) + len(_GAP) * (len(lay.columns) - 1))
             pattern = rf"\S.{{0,{w - 1}}}(?:\s+|$)|\S{{{w}}}"
             cells.append(e.str.extract_all(pattern).list.eval(pl.element().str.strip_chars_end())
                          .list.join(indent))
             continue
-        e = pl.when(e.str.len_chars() > w).then(e.str.slice(0, w - 1) + "…").otherwise(e)
+        if lay.data.get(c, w + 1) > w:   # only columns with cells wider than their width are cut
+            e = pl.when(e.str.len_chars() > w).then(e.str.slice(0, w - 1) + "…").otherwise(e)
         if c in lay.right:
             e = e.str.pad_start(w)
         elif c != last:

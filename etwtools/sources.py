@@ -50,6 +50,9 @@ def detect(path: PathLike) -> str:
         return kind
     packed = compressed.sniff(head)
     if packed:
+        inner = compressed.peek(p)
+        if inner and eventlog.sniff(inner) == "eventlog-json":
+            return "eventlog-json"       # the event-log reader streams JSON lines out of a .zip or .gz
         raise EtwToolsError(f"{packed}-compressed: extract it first (etwtools.compressed.extract does; the "
                             "command line reads .gz and .zip inputs itself)", path=p, offset=0)
     if _looks_like_etl(head):

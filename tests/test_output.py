@@ -353,3 +353,11 @@ def test_bash_completion_script_and_completion_of_commands():
     assert p.stdout.decode().split() == ["plain,synattack"]
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert re.search(r"_ETWTOOLS_COMPLETE=bash_source etwtools", readme)
+
+
+def test_zipped_event_log_json_is_detected_by_the_library(corpus):
+    """OTRF publishes its JSON lines zipped: the library takes the .zip as an event log (streamed by its
+    reader); an ETL in a zip is 'extract it first'."""
+    from etwtools.sources import detect
+
+    assert detect(corpus / "otrf/purplesharp_ad_playbook_I/host_purplesharp_ad_playbook_I.zip") == "eventlog-json"
