@@ -16,10 +16,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_attribute import generate  # noqa: E402
+from bench_attribute import generate
 
-from etwtools.attribution import attribute  # noqa: E402
-from etwtools.report import write_report  # noqa: E402
+from etwtools.attribution import attribute
+from etwtools.report import write_report
 
 
 def main() -> None:

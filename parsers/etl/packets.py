@@ -561,7 +561,7 @@ def iter_etl_capture(path: str | os.PathLike, *, progress: Progress | None = Non
     The frames' bytes wait in a temporary file (in ``spill_dir``, else the system's temporary
     directory) until they are read back in frame order: memory holds the frames table, not the bytes.
     """
-    spill = tempfile.TemporaryFile(dir=spill_dir, prefix="etwtools-packets-")
+    spill = tempfile.TemporaryFile(dir=spill_dir, prefix="etwtools-packets-")  # noqa: SIM115 (closed by packets())
     try:
         reader = _read(path, progress, True, appearances, spill=spill)
     except BaseException:
