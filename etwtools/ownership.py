@@ -173,11 +173,15 @@ def prepare(conns: pl.DataFrame, processes: pl.DataFrame | None = None, own: Seq
     if processes is not None and processes.height and c["process"].null_count():
         c = _names_from_processes(c, processes)
     c = c.with_columns(pl.col("process").str.replace(r"^.*[\\/]", "").alias("process"))
+    # PID 0 (Idle) or -1 owns no socket: a WFP drop logged before any socket was found (5152 with ProcessId 0)
+    c = c.with_columns(pl.when(pl.col("pid").is_in([0, -1, 0xFFFFFFFF])).then(pl.lit(None, pl.Int64))
+                       .otherwise(pl.col("pid")).alias("pid"),
+                       pl.col("pid").is_in([0, -1, 0xFFFFFFFF]).fill_null(False).alias("no_owner"))
     # who owns: the PID, else the process instance (ProcessGuid), else the image name
     c = c.with_columns(pl.coalesce(pl.col("pid").cast(pl.Utf8), pl.col("guid"),
                                    pl.col("process").str.to_lowercase()).alias("owner"))
     usable = (pl.col("protocol").is_in(["TCP", "UDP"]) & pl.col("t").is_not_null() & pl.col("l_port").is_not_null()
-              & pl.col("owner").is_not_null())
+              & (pl.col("owner").is_not_null() | pl.col("no_owner")))
     tuple_ok = (pl.col("r_addr").is_not_null() & (pl.col("r_port").fill_null(0) > 0)
                 & ~pl.col("r_addr").is_in(["0.0.0.0", "::"]))
     return c.filter(usable).with_columns(tuple_ok.alias("has_tuple"))
@@ -446,9 +450,12 @@ def _pretty_ns(col: str) -> pl.Expr:
 def _event_text(prefix: str = "") -> pl.Expr:
     """``Sysmon event 3 (record 388222) of PID 720 lsass.exe (NT AUTHORITY\\SYSTEM)``."""
     p = prefix
-    return pl.format("{} event {} (record {}) of PID {} {}{}",
+    # a blocked connection or dropped packet (5157, 5152) still names the socket's process: say what it was
+    blocked = pl.col(p + "action").is_in(["blocked", "dropped"]).fill_null(False)
+    return pl.format("{} event {} (record {}{}) of PID {} {}{}",
                      pl.col(p + "sensor").replace_strict(_SENSOR, default=pl.col(p + "sensor")),
                      pl.col(p + "event_id").cast(pl.Utf8), pl.col(p + "record").cast(pl.Utf8).fill_null("?"),
+                     pl.when(blocked).then(pl.format(", {}", pl.col(p + "action"))).otherwise(pl.lit("")),
                      pl.col(p + "pid").cast(pl.Utf8).fill_null("?"), pl.col(p + "process").fill_null("?"),
                      pl.when(pl.col(p + "user").is_not_null()).then(pl.format(" ({})", pl.col(p + "user")))
                      .otherwise(pl.lit("")))
@@ -485,6 +492,11 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     if n_guid:
         notes.append(f"{n_guid:,} connection events carry no ProcessId: their PID comes from the Sysmon process "
                      f"create event with the same ProcessGuid")
+    n_idle = int(ev["no_owner"].sum()) if ev.height else 0
+    if n_idle:
+        notes.append(f"{n_idle:,} connection events name PID 0 or -1 (no process: a packet dropped before any "
+                     f"socket took it) and give no owner")
+    ev = ev.filter(pl.col("owner").is_not_null())
     nopid = ev.filter(pl.col("pid").is_null()).height
     if nopid:
         notes.append(f"{nopid:,} connection events have no PID (none in the event and no process create event "
@@ -520,14 +532,15 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
                              pl.col("gap").abs().fill_null(0).alias("_absgap"))
     per = (cand.sort(order, descending=[False, True, True, False]).unique(["fid", "sensor"], keep="first"))
     best = per.sort(order, descending=[False, True, True, False]).unique("fid", keep="first")
-    evx = ev.select("eid", "sensor", "event_id", "record", "pid", "process", "user", "owner", "t",
+    evx = ev.select("eid", "sensor", "event_id", "record", "pid", "process", "user", "owner", "t", "action",
                     "pid_from_guid", "l_addr", "l_port")
     best = best.join(evx.drop("sensor"), on="eid", how="left")
     other = (per.join(best.select("fid", pl.col("sensor").alias("_bs")), on="fid")
              .filter(pl.col("sensor") != pl.col("_bs"))
              .join(evx.rename({c: "o_" + c for c in evx.columns}), left_on="eid", right_on="o_eid")
              .select("fid", pl.col("rank").alias("o_rank"), pl.col("method").alias("o_method"),
-                     *[pl.col("o_" + c) for c in ["sensor", "event_id", "record", "pid", "process", "user", "owner"]]))
+                     *[pl.col("o_" + c) for c in ["sensor", "event_id", "record", "pid", "process", "user", "owner",
+                                                   "action"]]))
     best = best.join(other, on="fid", how="left")
     same_image = pl.col("process").str.to_lowercase() == pl.col("o_process").str.to_lowercase()
     pid_unknown = pl.col("pid").is_null() | pl.col("o_pid").is_null()

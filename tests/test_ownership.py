@@ -172,3 +172,37 @@ def test_header_pid_is_the_weakest_hint(corpus, tmp_path):
     assert weak.height == 84 and (weak["confidence"] == "low").all() and (weak["pid"] == 4).all()
     assert weak["reason"][0].startswith("no connection event names this frame's 5-tuple or local endpoint")
     assert r.frames.filter(pl.col("method") == "sysmon-5-tuple").height == 41
+
+
+def test_offset_voted_on_a_sample_then_counted_over_all(purplesharp, monkeypatch):
+    """With fewer votes allowed than logged 5-tuples (as on a large capture), the offset is voted on a sample
+    and its support counted over every 5-tuple: the same offset and support as a full vote."""
+    from etwtools import ownership
+
+    frames, conns, procs, dns = purplesharp
+    full = {o.sensor: o for o in attribute_connections(frames, conns, procs, dns).offsets}
+    monkeypatch.setattr(ownership, "VOTE_SAMPLE", 8)
+    sampled = {o.sensor: o for o in attribute_connections(frames, conns, procs, dns).offsets}
+    for s in ("sysmon", "security"):
+        assert sampled[s].candidates == full[s].candidates > 8
+        assert sampled[s].support == full[s].support
+        assert abs(sampled[s].offset_ns - full[s].offset_ns) < 10**6
+
+
+def test_dropped_packet_of_pid_0_gives_no_owner(corpus):
+    """The corpus's Security 5152 (packet dropped, ProcessId 0) of an RDP SYN, and a frame of that 5-tuple made
+    here half a second later (no capture of that host exists): no owner, and a note says why."""
+    from etwtools.parsers import schema
+    from etwtools.parsers.eventlog import read_eventlog
+
+    log = read_eventlog(corpus / "eventlogs/omerbenamram-evtx/Security_short_selected.evtx")
+    ev = log.connections.filter(pl.col("protocol") == "TCP").row(0, named=True)
+    assert (ev["event_id"], ev["pid"], ev["local_port"]) == (5152, 0, 3389)
+    t = ev["time"].timestamp()
+    frames = schema.conform(pl.DataFrame({
+        "frame": [1], "time": [int((t + 0.5) * 1e9)], "protocol": ["TCP"], "src_addr": [ev["remote_addr"]],
+        "src_port": [ev["remote_port"]], "dst_addr": [ev["local_addr"]], "dst_port": [3389], "tcp_flags": [2],
+    }).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC"))), schema.FRAMES)
+    r = attribute_connections(frames, log.connections, log.processes, log.dns)
+    assert r.frames["confidence"].to_list() == ["none"] and r.frames["pid"].to_list() == [None]
+    assert any("name PID 0 or -1" in n for n in r.notes)
