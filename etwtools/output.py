@@ -11,8 +11,8 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
@@ -386,7 +386,7 @@ class Output:
     path: str | None = None
     columns: list[str] | None = None
     wide: bool = False
-    opener: object = None      # callable(path) -> context manager yielding a binary file; default: open()
+    opener: Callable[[str | os.PathLike], AbstractContextManager[BinaryIO]] | None = None   # default: open()
 
     @property
     def to_terminal(self) -> bool:
@@ -410,7 +410,7 @@ class Output:
         with self.open(path) as stream:
             lay = write(df, self.fmt, stream, view=view, wide=self.wide, columns=columns,
                         width=terminal_width() if to_stdout and not self.wide else None)
-        if lay is not None and lay.hidden and columns is None:
+        if lay is not None and lay.hidden and main and columns is None:
             shown = ", ".join(lay.hidden[:8]) + (", ..." if len(lay.hidden) > 8 else "")
             n = len(lay.hidden)
             log.info(f"{n} column{'s' if n > 1 else ''} not shown for the width ({shown}): --wide shows all, "
