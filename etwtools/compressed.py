@@ -152,6 +152,22 @@ def peek(path: str | os.PathLike, n: int = 65536) -> bytes | None:
     return None
 
 
+def members(path: str | os.PathLike) -> list[str]:
+    """The file names a .gz or .zip holds (a .gz: its name without .gz); [] when unreadable."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            kind = sniff(f.read(8))
+        if kind == "gzip":
+            return [path.name[:-3] if path.name.lower().endswith(".gz") else path.name]
+        if kind == "zip":
+            with zipfile.ZipFile(path) as z:
+                return [i.filename for i in z.infolist() if not i.is_dir()]
+    except (OSError, zipfile.BadZipFile):
+        return []
+    return []
+
+
 def cleanup(folder: str | os.PathLike) -> None:
     """Remove a folder of extracted inputs."""
     shutil.rmtree(folder, ignore_errors=True)

@@ -53,8 +53,10 @@ def detect(path: PathLike) -> str:
         inner = compressed.peek(p)
         if inner and eventlog.sniff(inner) == "eventlog-json":
             return "eventlog-json"       # the event-log reader streams JSON lines out of a .zip or .gz
-        raise EtwToolsError(f"{packed}-compressed: extract it first (etwtools.compressed.extract does; the "
-                            "command line reads .gz and .zip inputs itself)", path=p, offset=0)
+        held = compressed.members(p)
+        what = (f" (holding {', '.join(held[:5])}{', ...' if len(held) > 5 else ''})" if held else "")
+        raise EtwToolsError(f"{packed}-compressed{what}: extract it first (etwtools.compressed.extract does; "
+                            "the command line reads .gz and .zip inputs itself)", path=p, offset=0)
     if _looks_like_etl(head):
         return "etl"
     kind = eventlog.sniff(head)
