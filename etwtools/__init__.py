@@ -7,6 +7,7 @@ Library entry points (all return polars DataFrames in the schemas of ``etwtools.
 - :func:`read_eventlog` (Sysmon / Security event log, .evtx or JSON lines -> connections, processes, DNS)
 - :func:`read_frames` (pcap, pcapng, or packets inside an ETL -> frames)
 - :func:`attribute` (events x frames x processes -> one answer per frame, with evidence)
+- :func:`attribute_files` (the same from the files: trace, capture, tasklists; what the CLI calls)
 - :func:`synattack` (Microsoft-Windows-TCPIP ETL -> SYN-attack resistance intervals)
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "EventLogError",
     "TextFormatError",
     "attribute",
+    "attribute_files",
     "detect",
     "read_eventlog",
     "read_events",
@@ -33,7 +35,8 @@ __all__ = [
 
 #: Where each lazily imported entry point lives (importing polars takes ~0.1 s: only when used).
 _LAZY = {
-    "attribute": "attribution", "synattack": "synattack", "detect": "sources", "read_events": "sources", "read_eventlog": "sources",
+    "attribute": "attribution", "attribute_files": "attribution", "synattack": "synattack",
+    "detect": "sources", "read_events": "sources", "read_eventlog": "sources",
     "read_frames": "sources", "read_processes": "sources", "read_trace": "sources",
 }
 

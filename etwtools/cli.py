@@ -5,18 +5,24 @@ Data goes to stdout (or ``-o``); warnings, offsets and summaries go to stderr. E
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from . import output
 from .errors import EtwToolsError
-from .progress import bar_for
+from .progress import Bar, bar_for
+
+if TYPE_CHECKING:
+    from .attribution import Attribution
 
 
 class OneLineError(click.ClickException):
@@ -174,16 +180,15 @@ def _with_progress(label: str, call, unit: str = "MB"):
             bar.close()
 
 
-def _check_frames(wanted: tuple[int, ...], frames: pl.DataFrame, path: str) -> None:
-    """--frame N must name a frame of the capture."""
-    import polars as pl
-
-    present = frames.filter(pl.col("frame").is_in(list(wanted)))["frame"].to_list() if wanted else []
-    for n in wanted:
-        if n not in present:
-            span = (f"numbered {frames['frame'].min()} to {frames['frame'].max()}" if frames.height
-                    else "none")
-            raise EtwToolsError(f"frame {n} is not in the capture ({frames.height:,} frames, {span})", path=path)
+@contextlib.contextmanager
+def _progress_step(label: str, unit: str = "MB") -> Iterator[Bar | None]:
+    """A progress bar for one step (None when stderr is not a terminal), cleared when the step ends."""
+    bar = bar_for(label, unit=unit)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -348,36 +353,19 @@ def frames(pcap: str | None, etl: str | None, appearances: bool, writer: output.
 
 def _attribute_files(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
                      offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...],
-                     wanted: tuple[int, ...] = ()):
-    """Read the inputs and attribute: (Attribution, the capture's FRAMES table). ``wanted``: frame numbers
-    that must be in the capture (checked before the attribution)."""
-    import polars as pl
+                     wanted: tuple[int, ...] = ()) -> Attribution:
+    """The library's attribute_files with progress bars; a missing input is a usage error. ``wanted``:
+    frame numbers that must be in the capture (checked before the attribution)."""
+    from .attribution import attribute_files
+    from .errors import MissingInputError
 
-    from .attribution import attribute as run_attribution
-    from .sources import read_frames, read_processes, read_trace
-
-    tr = _with_progress("reading trace", lambda bar: read_trace(trace, with_frames=capture is None,
-                                                                 progress=bar))
-    if capture is None and tr.kind != "etl":
-        raise click.UsageError("--pcap FILE is needed: a tracerpt CSV holds no packets")
-    if capture is None:
-        fr = tr.frames
-    else:
-        fr = _with_progress("reading capture", lambda bar: read_frames(capture, progress=bar))
-    if capture is None and fr.height == 0:
-        raise EtwToolsError("holds no packets (only netsh trace capture=yes and pktmon ETL files do): "
-                            "give the capture with --pcap FILE", path=trace)
-    _check_frames(wanted, fr, capture or trace)
-    procs = tr.processes
-    if tasklists:
-        procs = pl.concat([procs, read_processes(list(tasklists), snapshot_time=_parse_time(tasklist_time))],
-                          how="diagonal_relaxed")
-    kwargs = {} if tolerance is None else {"tolerance_s": tolerance}
-    result = _with_progress("attributing", unit="frames", call=lambda bar: run_attribution(
-        tr.events, fr, procs, offset_s=offset,
-        local_addrs=list(local_addrs) or None, nic_addrs=tr.local_addresses or None, progress=bar,
-        **kwargs))
-    return result, fr
+    try:
+        return attribute_files(trace, capture, tasklists, offset_s=offset, local_addrs=local_addrs,
+                               tasklist_time=_parse_time(tasklist_time) if tasklists else None,
+                               wanted_frames=wanted, steps=_progress_step,
+                               **({} if tolerance is None else {"tolerance_s": tolerance}))
+    except MissingInputError as e:
+        raise click.UsageError(e.reason) from None
 
 
 def attribution_inputs(f):
@@ -465,6 +453,7 @@ def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str
       etwtools attribute --etl kernel.etl --pcap net.pcapng --frame 105540 --annotate out.pcapng
       etwtools attribute --etl Sysmon.evtx --etl Security.evtx --pcap net.pcapng
     """
+    from .attribution.files import check_frames
     from .logfiles import attribute_with_logs, split_inputs
 
     if process_blocks and not annotate:
@@ -473,14 +462,30 @@ def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str
     if logs:
         result = attribute_with_logs(traces, capture, tasklists, tasklist_time=_parse_time(tasklist_time),
                                      offset_s=offset, tolerance_s=tolerance, local_addrs=list(local_addrs) or None,
-                                     host=host, steps=_steps)
-        _check_frames(explain, result.frames, capture or trace or logs[0])
+                                     host=host, steps=_progress_step)
+        check_frames(explain, result.frames, capture or trace or logs[0])
         trace = trace or logs[0]
     elif host:
         raise click.UsageError("--host chooses among the hosts of event logs; no --etl file is one")
     else:
-        result, _ = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs,
-                                     wanted=explain)
+        result = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs,
+                                  wanted=explain)
+    _print_attribution(result, explain, show_all, writer)
+    if annotate:
+        from .annotate import write_annotated
+
+        n = write_annotated(capture or trace, result, annotate, with_process_blocks=process_blocks)
+        _info(f"wrote {annotate}: {n:,} packets annotated")
+    why = result.why_nothing()
+    if why:
+        click.echo(f"error: nothing attributed: {why}", err=True)
+        sys.exit(1)
+
+
+def _print_attribution(result: Attribution, explain: tuple[int, ...], show_all: bool,
+                       writer: output.Output) -> None:
+    """The evidence of the frames asked for, the table, the summary, the offset, the notes and (event
+    logs) the host chosen."""
     import polars as pl
 
     if explain and writer.path is None and not writer.to_terminal:
@@ -517,31 +522,6 @@ def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str
                  getattr(result, "describe_header_pid", lambda: None)()):
         if line:
             _info(line)
-    if annotate:
-        from .annotate import write_annotated
-
-        n = write_annotated(capture or trace, result, annotate, with_process_blocks=process_blocks)
-        _info(f"wrote {annotate}: {n:,} packets annotated")
-    why = result.why_nothing()
-    if why:
-        click.echo(f"error: nothing attributed: {why}", err=True)
-        sys.exit(1)
-
-
-def _steps(label: str, unit: str):
-    """A progress bar as a context manager (None when stderr is not a terminal)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def bar():
-        b = bar_for(label, unit=unit)
-        try:
-            yield b
-        finally:
-            if b is not None:
-                b.close()
-
-    return bar()
 
 
 @cli.command()
@@ -562,7 +542,8 @@ def report(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist
     """
     from .report import syn_attack_intervals, write_report
 
-    result, fr = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs)
+    result = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs)
+    fr = result.evidence.frames
     syn = syn_attack_intervals(trace)
     inputs = [trace] + ([capture] if capture else []) + list(tasklists)
     facts = write_report(result, fr, out, syn_intervals=syn, inputs=inputs)

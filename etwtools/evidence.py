@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from .attribution.matchers import MATCHERS
+
 if TYPE_CHECKING:
     from .attribution import Attribution
 
@@ -20,11 +22,6 @@ def _t(ns: int | None) -> str:
 
 def _ms(ns: float) -> str:
     return f"{ns / 1e6:+.3f} ms" if abs(ns) < NS else f"{ns / NS:+.3f} s"
-
-
-def _is(row: dict, *cols: str) -> pl.Expr:
-    """Events whose ``cols`` equal the row's values (a missing value matches nothing)."""
-    return pl.all_horizontal([pl.col(c).eq_missing(pl.lit(row[c])) for c in cols])
 
 
 def _event_lines(ev: pl.DataFrame, tt: int | None, chosen: int | None) -> list[str]:
@@ -64,8 +61,7 @@ def explain(attr: Attribution, frame_number: int) -> str:
                            pl.col("event_time").cast(pl.Int64).alias("_et_ns"))
     row = out.row(0, named=True)
     fid = int(row["fid"])
-    of = attr._oriented if attr._oriented is not None else pl.DataFrame()
-    ev = attr._events
+    evidence = attr.evidence
     lines = []
     ports = (f"{row['src_addr']}:{row['src_port']} -> {row['dst_addr']}:{row['dst_port']}"
              if row["src_port"] is not None else f"{row['src_addr']} -> {row['dst_addr']}")
@@ -88,8 +84,7 @@ def explain(attr: Attribution, frame_number: int) -> str:
     lines.append(f"1. Traced host's addresses ({src}): "
                  f"{', '.join(local[:8]) + (' ...' if len(local) > 8 else '') if local else 'unknown'}.")
     fr_in = row["direction"]
-    dsrc = attr._match.filter(pl.col("fid") == fid)["dir_source"] if attr._match is not None else None
-    if dsrc is not None and len(dsrc) and dsrc[0] == "capture":
+    if evidence is not None and evidence.direction_source(fid) == "capture":
         how = "as the capture file records it"
     elif row["src_addr"] in local and row["dst_addr"] in local:
         how = "both addresses are local (loopback or host-internal)"
@@ -121,18 +116,15 @@ def explain(attr: Attribution, frame_number: int) -> str:
     lines.append(f"   The frame on the trace's clock: {_t(tt)}. Tolerance for a match: {attr.tolerance_s:g} s.")
 
     # 3. events with this 5-tuple
-    rows = of.filter(pl.col("fid") == fid) if of.height else of
-    chosen = None
-    if attr._match is not None:
-        hit = attr._match.filter(pl.col("fid") == fid)["e_eid"]
-        chosen = hit[0] if len(hit) else None
-    if not rows.height or ev is None or not ev.height:
+    rows = evidence.orientations(fid) if evidence is not None else pl.DataFrame()
+    chosen = evidence.chosen_event(fid) if evidence is not None else None
+    if not rows.height or not evidence.events.height:
         lines.append("3. Events: the frame is not TCP/UDP with ports, or the trace has no network events.")
         return "\n".join(lines + _pid_lines(attr, row, tt))
     n = 3
     for o in rows.iter_rows(named=True):
         key = (f"{o['protocol']} local {o['l_addr']}:{o['l_port']} remote {o['r_addr']}:{o['r_port']}")
-        same = ev.filter(_is(o, "protocol", "l_addr", "l_port", "r_addr", "r_port"))
+        same = evidence.events_like(o, "protocol", "l_addr", "l_port", "r_addr", "r_port")
         orient = "" if rows.height == 1 else f" (taking the frame as {o['odir']})"
         lines.append(f"{n}. Events with this 5-tuple{orient}, {key}: {same.height:,}")
         if same.height:
@@ -141,17 +133,16 @@ def explain(attr: Attribution, frame_number: int) -> str:
                 lines.append("   Owners of this 4-tuple over time:")
                 lines += _owner_runs(same)
             else:
-                sized = same.filter(_is(o, "size"))
+                sized = same.filter(pl.col("size").eq_missing(pl.lit(o["size"])))
                 lines.append(f"   Of these, {sized.height:,} have the frame's size ({o['size']} bytes).")
         else:
-            nopid = attr._nopid.filter(_is(o, "protocol", "l_addr", "l_port", "r_addr", "r_port")) \
-                if attr._nopid is not None else None
-            if nopid is not None and nopid.height:
+            nopid = evidence.events_like(o, "protocol", "l_addr", "l_port", "r_addr", "r_port", usable=False)
+            if nopid.height:
                 lines.append(f"   {nopid.height:,} event(s) with this 5-tuple carry no usable PID (0 or -1) and "
                              "were left out:")
                 lines += _event_lines(nopid, tt, None)
-            port = ev.filter(_is(o, "protocol", "l_port"))
-            addrs = ev.filter(_is(o, "l_addr", "r_addr"))
+            port = evidence.events_like(o, "protocol", "l_port")
+            addrs = evidence.events_like(o, "l_addr", "r_addr")
             lines.append(f"   Weaker evidence: {port.height:,} events use local {o['protocol']} port {o['l_port']}; "
                          f"{addrs.height:,} events are between {o['l_addr']} and {o['r_addr']}.")
             if port.height:
@@ -165,27 +156,17 @@ def explain(attr: Attribution, frame_number: int) -> str:
     return "\n".join(lines + _pid_lines(attr, row, tt, n + 1))
 
 
-_RULES = {
-    "udp-5tuple-size": "a UDP datagram is the Send (outgoing) or Recv (incoming) event with the same 5-tuple "
-                       "and the same size, nearest in time within the tolerance (high confidence).",
-    "udp-5tuple": "no event of the same size within the tolerance; the 5-tuple's owner around that time is "
-                  "taken (medium confidence near its events, low beyond 240 s).",
-    "tcp-connection": "a TCP frame belongs to its connection (4-tuple); the owner is the PID of the events "
-                      "around the frame (high inside the connection's events or within the tolerance, medium "
-                      "within 240 s, low beyond); a SYN opens a new owner's connection.",
-    "fragment": "a later IP fragment follows its first fragment.",
-    "local-port": "only the protocol and local port match an event (low confidence).",
-    "addresses": "only the local and remote addresses match an event (low confidence).",
-}
+_RULES = {**{m.method: m.rule for m in MATCHERS},
+          "fragment": "a later IP fragment follows its first fragment."}
 
 
 def _pid_lines(attr: Attribution, row: dict, tt: int | None, n: int = 4) -> list[str]:
-    if row["pid"] is None or attr._resolver is None:
+    if row["pid"] is None or attr.evidence is None:
         return []
     pid = int(row["pid"])
     t = row["_et_ns"] if row["_et_ns"] is not None else tt
     lines = [f"{n}. PID {pid} -> process at {_t(t)}:"]
-    lines += ["   " + s for s in attr._resolver.describe(pid, t)]
+    lines += ["   " + s for s in attr.evidence.process_history(pid, t)]
     lines.append(f"   Result: {row['process'] or 'unknown'}"
                  f"{', services ' + row['services'] if row['services'] else ''}.")
     mine = [s for s in attr.notes if s.startswith(f"PID {pid}:")]

@@ -1,0 +1,69 @@
+"""``attribute_files``: read the trace, the capture and tasklist snapshots, then attribute (what the
+``attribute`` command calls)."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+
+import polars as pl
+
+from ..errors import EtwToolsError, MissingInputError
+from ..parsers.units import PathLike
+from ..progress import Progress
+from .constants import DEFAULT_TOLERANCE_S
+from .engine import attribute
+from .result import Attribution
+
+#: ``steps(label, unit)`` opens the progress callback of one step (a bar; None for none).
+Steps = Callable[[str, str], AbstractContextManager[Progress | None]]
+
+
+def _no_progress(label: str, unit: str) -> AbstractContextManager[Progress | None]:
+    return contextlib.nullcontext(None)
+
+
+def attribute_files(trace: PathLike, capture: PathLike | None = None, tasklists: Sequence[PathLike] = (), *,
+                    tasklist_time: datetime | None = None, offset_s: float | None = None,
+                    tolerance_s: float = DEFAULT_TOLERANCE_S, local_addrs: Sequence[str] | None = None,
+                    wanted_frames: Sequence[int] = (), steps: Steps = _no_progress) -> Attribution:
+    """Attribute every frame of ``capture`` (pcap, pcapng, NetMon, or an ETL with packets; None: the
+    packets inside the ``trace`` ETL) using ``trace`` (ETL or tracerpt CSV: events, processes and the
+    NIC addresses, read once) and ``tasklists`` (taken at ``tasklist_time`` when known).
+    ``wanted_frames``: frame numbers that must be in the capture (checked before the attribution).
+    ``steps(label, unit)`` gives each reading step's progress callback. Raises
+    :class:`~etwtools.errors.MissingInputError` when no file holds the packets."""
+    from ..sources import read_frames, read_processes, read_trace
+
+    with steps("reading trace", "MB") as bar:
+        tr = read_trace(trace, with_frames=capture is None, progress=bar)
+    if capture is None and tr.kind != "etl":
+        raise MissingInputError("--pcap FILE is needed: a tracerpt CSV holds no packets", path=trace)
+    if capture is None:
+        frames = tr.frames
+    else:
+        with steps("reading capture", "MB") as bar:
+            frames = read_frames(capture, progress=bar)
+    if capture is None and (frames is None or frames.height == 0):
+        raise EtwToolsError("holds no packets (only netsh trace capture=yes and pktmon ETL files do): "
+                            "give the capture with --pcap FILE", path=trace)
+    check_frames(wanted_frames, frames, capture or trace)
+    procs = tr.processes
+    if tasklists:
+        procs = pl.concat([procs, read_processes(list(tasklists), snapshot_time=tasklist_time)],
+                          how="diagonal_relaxed")
+    with steps("attributing", "frames") as bar:
+        return attribute(tr.events, frames, procs, offset_s=offset_s, tolerance_s=tolerance_s,
+                         local_addrs=list(local_addrs) if local_addrs else None,
+                         nic_addrs=tr.local_addresses or None, progress=bar)
+
+
+def check_frames(wanted: Sequence[int], frames: pl.DataFrame, path: PathLike) -> None:
+    """Every frame number in ``wanted`` is one of ``frames``; else an error naming the capture."""
+    present = frames.filter(pl.col("frame").is_in(list(wanted)))["frame"].to_list() if wanted else []
+    for n in wanted:
+        if n not in present:
+            span = (f"numbered {frames['frame'].min()} to {frames['frame'].max()}" if frames.height
+                    else "none")
+            raise EtwToolsError(f"frame {n} is not in the capture ({frames.height:,} frames, {span})", path=path)

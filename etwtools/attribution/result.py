@@ -1,0 +1,119 @@
+"""The result of an attribution: the answer for every frame, the clock offset used, and the evidence
+behind each answer (:class:`Evidence`, read by :mod:`etwtools.evidence`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from .. import clock
+from ..processes import ProcessResolver
+from .constants import DEFAULT_TOLERANCE_S, KEY, NS
+
+#: Columns of an oriented frame that name its 5-tuple.
+TUPLE = KEY
+
+
+@dataclass
+class Evidence:
+    """The tables an answer rests on: the capture's frames (FRAMES, with ``fid`` = row, ``dir``), the
+    usable network events (``eid``, ``t``, ``kind``, ``l_/r_`` columns), the events left out for want of
+    a PID, the frames in each orientation considered, the event chosen for each frame and where its
+    direction came from, and the PID -> process resolver."""
+
+    frames: pl.DataFrame
+    events: pl.DataFrame
+    events_without_pid: pl.DataFrame
+    oriented: pl.DataFrame
+    matches: pl.DataFrame               # fid, e_eid, dir_source
+    resolver: ProcessResolver
+
+    def orientations(self, fid: int) -> pl.DataFrame:
+        """The frame (0-based row ``fid``) in each orientation it was matched in (none: not TCP/UDP)."""
+        return self.oriented.filter(pl.col("fid") == fid) if self.oriented.height else self.oriented
+
+    def chosen_event(self, fid: int) -> int | None:
+        """The ``eid`` of the event the frame's answer rests on, or None."""
+        hit = self.matches.filter(pl.col("fid") == fid)["e_eid"]
+        return hit[0] if len(hit) else None
+
+    def direction_source(self, fid: int) -> str | None:
+        """``capture`` (the file says), ``local addresses`` or None (unknown)."""
+        hit = self.matches.filter(pl.col("fid") == fid)["dir_source"]
+        return hit[0] if len(hit) else None
+
+    def events_like(self, row: dict, *cols: str, usable: bool = True) -> pl.DataFrame:
+        """The events (``usable=False``: those without a usable PID) whose ``cols`` equal ``row``'s values
+        (a missing value matches nothing)."""
+        ev = self.events if usable else self.events_without_pid
+        return ev.filter(pl.all_horizontal([pl.col(c).eq_missing(pl.lit(row[c])) for c in cols]))
+
+    def process_history(self, pid: int, t_ns: int | None) -> list[str]:
+        """How ``pid`` at ``t_ns`` was named: the trace's process events and the tasklist snapshots."""
+        return self.resolver.describe(pid, t_ns)
+
+
+@dataclass
+class Attribution:
+    """The answer for every frame, the clock offset used and everything needed to explain it."""
+
+    frames: pl.DataFrame
+    offset_ns: int | None
+    offset_source: str | None            # "estimated" / "given" / None (no offset)
+    offset_support: int
+    local_addrs: list[str]
+    local_addrs_source: str | None       # "given" / "nic events" / "inferred" / None
+    summary: pl.DataFrame
+    notes: list[str] = field(default_factory=list)
+    tolerance_s: float = DEFAULT_TOLERANCE_S
+    estimate: clock.OffsetEstimate | None = None
+    evidence: Evidence | None = field(default=None, repr=False)
+    why: str | None = field(default=None, repr=False)   # why nothing could be matched (None: something was)
+
+    @property
+    def attributed(self) -> pl.DataFrame:
+        """Frames attributed with high or medium confidence."""
+        return self.frames.filter(pl.col("confidence").is_in(["high", "medium"]))
+
+    def why_nothing(self) -> str | None:
+        """Why no frame at all could be attributed (high or medium confidence); None when some were."""
+        if self.attributed.height:
+            return None
+        return self.why or "no frame could be matched to an event of the trace"
+
+    def describe_offset(self) -> str:
+        """One line: the clock offset used, where it came from and what supports it."""
+        if self.offset_ns is None:
+            return "clock offset: none could be established (" + (self.why or "no candidate matches") + ")"
+        how = "given" if self.offset_source == "given" else "estimated"
+        s = (f"clock offset capture - trace: {self.offset_ns / NS:+.6f} s ({how}; "
+             f"{self.offset_support:,} matching frame/event "
+             f"{'pair supports' if self.offset_support == 1 else 'pairs support'} it")
+        if self.offset_support == 1:
+            s += ": a single match, check it"
+        if self.drift_ppm:
+            s += (f"; the clocks drift apart by {self.drift_ppm:+.1f} ppm, this offset holds at "
+                  f"{clock.format_ns(self.estimate.reference_ns)}")
+        return s + f"); tolerance {self.tolerance_s:g} s"
+
+    @property
+    def drift_ppm(self) -> float:
+        """Rate difference of the two clocks applied per frame (0.0 when none was significant)."""
+        if self.offset_source == "estimated" and self.estimate is not None:
+            return self.estimate.drift_ppm
+        return 0.0
+
+    def trace_time(self, capture_ns: int) -> int | None:
+        """A capture time (ns) on the trace's clock, with the offset (and drift) applied."""
+        if self.offset_ns is None:
+            return None
+        if self.drift_ppm:
+            e = self.estimate
+            return capture_ns - (e.offset_ns + round((capture_ns - e.reference_ns) * e.drift_ppm * 1e-6))
+        return capture_ns - self.offset_ns
+
+    def explain(self, frame_number: int) -> str:
+        """The whole chain of evidence for one frame, readable by a support engineer."""
+        from ..evidence import explain
+
+        return explain(self, frame_number)
