@@ -23,7 +23,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 def test_the_command_prints_exactly_what_attribute_files_returns(tmp_path):
     """The demo: the CLI's CSV rows are attribute_files' frames, byte for byte."""
     result = attribute_files(DATA / "kernel.csv", DATA / "capture.pcap", [DATA / "tasklist.txt"])
-    output.write(result.frames, "csv", str(tmp_path / "lib.csv"))
+    with open(tmp_path / "lib.csv", "wb") as f:
+        output.write(result.frames, "csv", f, view="attribute")
     cli_out = CliRunner().invoke(cli, ["attribute", "--etl", str(DATA / "kernel.csv"), "--pcap",
                                        str(DATA / "capture.pcap"), "--tasklist", str(DATA / "tasklist.txt"),
                                        "-f", "csv"])
