@@ -15,10 +15,14 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from .attribution import Attribution
+
+if TYPE_CHECKING:
+    from .ownership import LogAttribution
 
 NS = 1_000_000_000
 #: Lanes drawn one by one; further processes share one lane.
@@ -185,16 +189,18 @@ def _explained(result: Attribution, rows: pl.DataFrame, cap: int, budget_s: floa
     return out
 
 
-def report_data(result: Attribution, frames: pl.DataFrame, *, syn_intervals: pl.DataFrame | None = None,
+def report_data(result: Attribution | LogAttribution, frames: pl.DataFrame, *, syn_intervals: pl.DataFrame | None = None,
                 inputs: Sequence[str] = (), max_frames: int = MAX_FRAMES, max_explained: int = MAX_EXPLAINED,
                 explain_budget_s: float = EXPLAIN_BUDGET_S, bins: int = TIME_BINS) -> dict:
-    """Everything the page shows, as JSON-ready data (``frames`` is the capture's FRAMES table)."""
+    """Everything the page shows, as JSON-ready data (``frames`` is the capture's FRAMES table). ``result``
+    is a kernel-trace attribution or an event-log one (with DNS names beside the remote addresses)."""
     df = _table(result, frames)
     df, order = _lanes(df)
     listed = _listed(df.sort("frame"), max_frames)
     conf = dict(df.group_by("confidence").len().iter_rows())
     syn = []
-    if syn_intervals is not None and syn_intervals.height and result.offset_ns is not None:
+    offset_ns = getattr(result, "offset_ns", None)
+    if syn_intervals is not None and syn_intervals.height and offset_ns is not None:
         # the trace's clock to the capture's: capture = trace + offset
         for r in syn_intervals.iter_rows(named=True):
             a = _ns(r["entered"]) if r["entered"] is not None else None
@@ -204,7 +210,7 @@ def report_data(result: Attribution, frames: pl.DataFrame, *, syn_intervals: pl.
             b = a + span if b is None and a is not None else b
             if a is None:
                 continue
-            syn.append({"start_ms": (a + result.offset_ns) / 1e6, "end_ms": (b + result.offset_ns) / 1e6,
+            syn.append({"start_ms": (a + offset_ns) / 1e6, "end_ms": (b + offset_ns) / 1e6,
                         "open_at_end": bool(r["open_at_end"]), "started_before_trace": bool(r["started_before_trace"]),
                         "duration_s": r["duration_s"]})
     return {
@@ -212,10 +218,8 @@ def report_data(result: Attribution, frames: pl.DataFrame, *, syn_intervals: pl.
         "inputs": [os.path.basename(os.fspath(p)) for p in inputs],
         "frames": df.height,
         "confidence": {k: conf.get(k, 0) for k in ("high", "medium", "low", "none")},
-        "offset": {"text": result.describe_offset(), "offset_s": None if result.offset_ns is None
-                   else result.offset_ns / NS, "support": result.offset_support, "source": result.offset_source,
-                   "drift_ppm": result.drift_ppm, "tolerance_s": result.tolerance_s},
-        "local": result.local_addrs, "local_source": result.local_addrs_source,
+        "offset": _offset(result),
+        "local": result.local_addrs, "local_source": getattr(result, "local_addrs_source", None),
         "notes": list(result.notes),
         "timeline": _timeline(df, order, bins),
         "syn": syn,
@@ -224,6 +228,16 @@ def report_data(result: Attribution, frames: pl.DataFrame, *, syn_intervals: pl.
         "listed": listed.height,
         "evidence": {str(k): v for k, v in _explained(result, listed, max_explained, explain_budget_s).items()},
     }
+
+
+def _offset(result) -> dict:
+    """The clock facts: a kernel trace's offset, or (event-log attributions) each sensor's line."""
+    if not hasattr(result, "offset_ns"):
+        return {"text": result.describe_offset(), "offset_s": None, "support": None, "source": "event logs",
+                "drift_ppm": 0.0, "tolerance_s": None}
+    return {"text": result.describe_offset(), "offset_s": None if result.offset_ns is None
+            else result.offset_ns / NS, "support": result.offset_support, "source": result.offset_source,
+            "drift_ppm": result.drift_ppm, "tolerance_s": result.tolerance_s}
 
 
 def _ns(v) -> int:
@@ -240,13 +254,14 @@ def render(data: dict, title: str = "etwtools report") -> str:
     return (PAGE.replace("{{TITLE}}", html.escape(title)).replace("{{DATA}}", blob))
 
 
-def write_report(result: Attribution, frames: pl.DataFrame, out_path: str | os.PathLike, *,
+def write_report(result: Attribution | LogAttribution, frames: pl.DataFrame, out_path: str | os.PathLike, *,
                  syn_intervals: pl.DataFrame | None = None, inputs: Sequence[str] = (),
                  title: str | None = None, **limits) -> ReportFacts:
     """Write the report of ``result`` (with the capture's FRAMES table ``frames``) to ``out_path``."""
     start = time.monotonic()
     data = report_data(result, frames, syn_intervals=syn_intervals, inputs=inputs, **limits)
-    page = render(data, title or "etwtools report: " + ", ".join(data["inputs"]))
+    page = render(data, title or ("etwtools report: " + ", ".join(data["inputs"]) if data["inputs"]
+                                  else "etwtools report"))
     with open(out_path, "w", encoding="utf-8") as f:
         f.write(page)
     return ReportFacts(os.fspath(out_path), len(page.encode("utf-8")), data["frames"], data["listed"],

@@ -17,7 +17,7 @@ main{padding:8px 24px 40px;max-width:1400px}
 section{background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:12px 16px;margin:14px 0}
 h2{font-size:16px;margin:0 0 8px}
 .kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px}
-.kv b{font-weight:600;color:#46525f}
+.kv b{font-weight:600;color:#46525f}.kv span{white-space:pre-line}
 .note{color:#8a5a00}
 .pill{display:inline-block;border-radius:10px;padding:0 8px;margin-right:6px;font-size:12px;background:#e9eef4}
 .pill.high{background:#d5f0dc}.pill.medium{background:#e6f0c8}.pill.low{background:#f7e7c6}.pill.none{background:#eceff3}
@@ -77,14 +77,17 @@ td.reason{white-space:normal;min-width:280px;color:#46525f}
   const iso = (ms) => new Date(ms).toISOString().replace("T", " ").replace("Z", "");
   const C = D.confidence;
 
-  document.getElementById("sub").textContent = "inputs: " + D.inputs.join(", ") + " | " + fmt(D.frames) +
+  document.getElementById("sub").textContent = (D.inputs.length ? "inputs: " + D.inputs.join(", ") + " | " : "") +
+    fmt(D.frames) +
     " frames: " + fmt(C.high) + " high, " + fmt(C.medium) + " medium, " + fmt(C.low) + " low, " + fmt(C.none) +
     " none | generated " + D.generated;
 
   // clock
   const kv = document.getElementById("clock-kv");
   const O = D.offset;
-  const rows = [["offset (capture - trace)", O.offset_s === null ? "none could be established" :
+  const rows = O.source === "event logs" ? [["offsets (capture - log)", O.text],
+                ["traced host", D.local.slice(0, 8).join(", ") || "unknown"]] :
+               [["offset (capture - trace)", O.offset_s === null ? "none could be established" :
                  (O.offset_s >= 0 ? "+" : "") + O.offset_s.toFixed(6) + " s"],
                 ["how", O.source || "-"], ["support", fmt(O.support) + " matching frame/event pair(s)" +
                  (O.support === 1 ? ": a single match, check it" : "")],
