@@ -45,6 +45,8 @@ MIN_SLACK_NS = 2 * NS
 MEDIUM_HORIZON_NS = 240 * NS
 _SENSOR = {"sysmon": "Sysmon", "security": "Security"}
 KEY = ["protocol", "l_addr", "l_port", "r_addr", "r_port"]
+#: Integer id of a 5-tuple the events name (joins on it are cheaper than on five columns).
+KID = "kid"
 OUT_COLUMNS = ["frame", "time", "direction", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
                "remote_name", "payload_len", "pid", "process", "services", "user", "confidence", "method", "event_time",
                "delta_s", "header_pid", "reason"]
@@ -268,12 +270,13 @@ def estimate_offset(of: pl.DataFrame, ev: pl.DataFrame, sensor: str) -> LogOffse
     most of them wins, the offset is their median. Voted on a sample of :data:`VOTE_SAMPLE`
     5-tuples at most; the support is then counted over all of them."""
     clock = ev["clock"][0] if ev.height else "time"
+    key = [KID] if KID in ev.columns and KID in of.columns else KEY
     tup = ev.filter(pl.col("has_tuple"))
-    first_ev = tup.group_by(KEY).agg(pl.col("t").min().alias("te"))
+    first_ev = tup.group_by(key).agg(pl.col("t").min().alias("te"))
     syn = ((pl.col("tcp_flags").fill_null(0).cast(pl.Int32) & 0x12) == 0x02) & (pl.col("protocol") == "TCP")
-    ff = (of.join(first_ev.select(KEY), on=KEY, how="semi")
-          .group_by(KEY).agg(pl.col("t").min().alias("tf"), pl.col("t").filter(syn).min().alias("ts")))
-    m = ff.join(first_ev, on=KEY).select((pl.coalesce("ts", "tf") - pl.col("te")).alias("d"))
+    ff = (of.join(first_ev.select(key), on=key, how="semi")
+          .group_by(key).agg(pl.col("t").min().alias("tf"), pl.col("t").filter(syn).min().alias("ts")))
+    m = ff.join(first_ev, on=key).select((pl.coalesce("ts", "tf") - pl.col("te")).alias("d"))
     m = m.filter(pl.col("d").abs() <= WINDOW_NS)
     n = m.height
     if not n:
@@ -357,9 +360,11 @@ def _match(left: pl.DataFrame, ev: pl.DataFrame, keys: list[str], offset_ns: int
 
 
 def match_tuple(of: pl.DataFrame, ev: pl.DataFrame, offset_ns: int | None, slack: int) -> pl.DataFrame:
-    """Frames whose 5-tuple a connection event names."""
+    """Frames whose 5-tuple a connection event names (joined on the tuple id ``kid`` when both have it)."""
     e = ev.filter(pl.col("has_tuple"))
-    return _match(of.select("fid", "odir", "t", *KEY), e, KEY, offset_ns, slack, "5-tuple", 3, 3, 2)
+    key = [KID] if KID in ev.columns and KID in of.columns else KEY
+    left = of.filter(pl.col(KID).is_not_null()) if key == [KID] else of
+    return _match(left.select("fid", "odir", "t", *key), e, key, offset_ns, slack, "5-tuple", 3, 3, 2)
 
 
 def match_endpoint(of: pl.DataFrame, ev: pl.DataFrame, offset_ns: int | None, slack: int) -> pl.DataFrame:
@@ -502,6 +507,10 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
         notes.append(f"{nopid:,} connection events have no PID (none in the event and no process create event "
                      f"with their ProcessGuid): they name the process only")
     of = orient(frames, local)
+    tuples = (ev.filter(pl.col("has_tuple")).select(KEY).unique().with_row_index(KID)
+              .with_columns(pl.col(KID).cast(pl.Int64)))
+    ev = ev.join(tuples, on=KEY, how="left", nulls_equal=True).sort("eid")
+    of = of.join(tuples, on=KEY, how="left")
     fr = schema.conform(frames, schema.FRAMES).with_row_index("fid").with_columns(pl.col("fid").cast(pl.Int64))
 
     offsets: list[LogOffset] = []
@@ -530,15 +539,18 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     order = ["fid", "rank", "_tuple", "_absgap"]
     cand = cand.with_columns((pl.col("method") == "5-tuple").alias("_tuple"),
                              pl.col("gap").abs().fill_null(0).alias("_absgap"))
-    per = (cand.sort(order, descending=[False, True, True, False]).unique(["fid", "sensor"], keep="first"))
-    best = per.sort(order, descending=[False, True, True, False]).unique("fid", keep="first")
+    cand = cand.sort(order, descending=[False, True, True, False])
+    per = cand.unique(["fid", "sensor"], keep="first", maintain_order=True)
+    best = per.unique("fid", keep="first", maintain_order=True)
+    cand = None
     evx = ev.select("eid", "sensor", "event_id", "record", "pid", "process", "user", "owner", "t", "action",
                     "pid_from_guid", "l_addr", "l_port")
     best = best.join(evx.drop("sensor"), on="eid", how="left")
     other = (per.join(best.select("fid", pl.col("sensor").alias("_bs")), on="fid")
              .filter(pl.col("sensor") != pl.col("_bs"))
              .join(evx.rename({c: "o_" + c for c in evx.columns}), left_on="eid", right_on="o_eid")
-             .select("fid", pl.col("rank").alias("o_rank"), pl.col("method").alias("o_method"),
+             .select("fid", pl.col("eid").alias("o_eid"), pl.col("rank").alias("o_rank"),
+                     pl.col("method").alias("o_method"),
                      *[pl.col("o_" + c) for c in ["sensor", "event_id", "record", "pid", "process", "user", "owner",
                                                    "action"]]))
     best = best.join(other, on="fid", how="left")
@@ -562,7 +574,7 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     gap_txt = pl.when(pl.col("gap").is_null()).then(pl.lit("no clock offset, so the time gap is unknown")) \
         .otherwise(pl.format("the frame is {} from the event on the log's clock", _pretty_ns("gap")))
     scope = (pl.when(pl.col("single")).then(pl.lit("the only owner of it in the log"))
-             .when(pl.col("gap") < 0).then(pl.lit("the first owner of it the log shows; an earlier connection's "
+             .when(pl.col("_neg")).then(pl.lit("the first owner of it the log shows; an earlier connection's "
                                                   "owner is not logged"))
              .otherwise(pl.lit("the latest owner before the frame (the log shows others at other times)")))
     agree_txt = (pl.when(pl.col("_dis")).then(pl.format("; the sensors DISAGREE: {}", _event_text("o_")))
@@ -572,10 +584,15 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
                                                           pl.col("o_sensor").replace_strict(_SENSOR, default=pl.col("o_sensor")))) \
         .when(pl.col("pid_from_guid")).then(pl.lit("; PID found through the ProcessGuid's process create "
                                                             "event")).otherwise(pl.lit(""))
-    best = best.with_columns(
-        pl.concat_str([pl.format("{} gives {} to ", _event_text(), tuple_txt), scope, pl.lit("; "), gap_txt,
-                       guid_txt, agree_txt]).alias("reason"),
-        pl.format("{}-{}", pl.col("sensor"), pl.col("method")).alias("method"))
+    # the text before the gap depends only on these: written once per combination, joined to the frames
+    combo = ["eid", "o_eid", "single", "_neg", "_dis", "_borrow", "method"]
+    best = best.with_columns((pl.col("gap") < 0).fill_null(False).alias("_neg"))
+    texts = (best.unique(combo).select(
+        *combo, pl.concat_str([pl.format("{} gives {} to ", _event_text(), tuple_txt), scope, guid_txt, agree_txt,
+                               pl.lit("; ")]).alias("_text")))
+    best = best.join(texts, on=combo, how="left", nulls_equal=True)
+    best = best.with_columns(pl.concat_str(["_text", gap_txt]).alias("reason"),
+                             pl.format("{}-{}", pl.col("sensor"), pl.col("method")).alias("method")).drop("_text")
 
     # header PID: the weakest hint, only where no event speaks
     hp = "header_pid" in frames.columns
