@@ -33,6 +33,18 @@ def test_issue_43_sysmon_counts(corpus):
     # every exit is matched to its create (by ProcessGuid) or stands alone: none is lost
     assert p["end"].drop_nulls().len() == 351
     assert set(p["source"]) == {"sysmon"}
+    both = p.filter(pl.col("start").is_not_null() & pl.col("end").is_not_null())
+    assert (both["end"] >= both["start"]).all()
+    # a lone exit is one whose ProcessGuid was never created in the log (counted from the raw records)
+    import json
+
+    import evtx
+    recs = [json.loads(r["data"])["Event"] for r in
+            evtx.PyEvtxParser(str(corpus / "eventlogs/python-evtx/issue_43.evtx")).records_json()]
+    created = {r["EventData"]["ProcessGuid"] for r in recs if r["System"]["EventID"] == 1}
+    exited = [r["EventData"]["ProcessGuid"] for r in recs if r["System"]["EventID"] == 5]
+    assert p.filter(pl.col("start").is_null()).height == sum(g not in created for g in exited) > 0
+    assert both.height == sum(g in created for g in exited)
 
 
 def test_damaged_chunks_cost_only_those_chunks(corpus, caplog):

@@ -121,7 +121,7 @@ class _Collector:
                     self.first_unknown = sorted(d)[:12]
                 continue
             self.flavours[fl] += 1
-            row = flatten(d)
+            row = flatten(d, fl)
             if row.get("event_id") not in scan.WANTED_IDS:
                 continue        # the id matched elsewhere in the line (a nested field)
             row["line"] = c.line

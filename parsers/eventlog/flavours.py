@@ -64,14 +64,22 @@ def _text(v: Any) -> str | None:
     return json.dumps(v)
 
 
+_KEYS: dict[str, str] = {}      # field name as written -> lower-case name the tables use, "" for others
+
+
 def _put_data(row: dict[str, str | None], data: Any) -> None:
     """Event-data fields (a name -> value mapping) into ``row`` under lower-case names."""
     if not isinstance(data, dict):
         return
+    keys = _KEYS
     for k, v in data.items():
-        lk = k.lower()
-        if lk in _DATA:
-            row[lk] = _text(v)
+        lk = keys.get(k)
+        if lk is None:
+            lk = k.lower() if k.lower() in _DATA else ""
+            if len(keys) < 100_000:     # hostile input could hold endless distinct names
+                keys[k] = lk
+        if lk:
+            row[lk] = v if type(v) is str else _text(v)
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -194,7 +202,7 @@ def _flat_nxlog(d: dict) -> dict[str, Any]:
 _FLATTEN = {"evtx_dump": _flat_evtx_dump, "ecs": _flat_ecs, "azure": _flat_azure, "flat": _flat_nxlog}
 
 
-def flatten(d: Any) -> dict[str, Any] | None:
+def flatten(d: Any, flavour: str | None = None) -> dict[str, Any] | None:
     """One decoded record as a row (header + lower-case data fields), None when no flavour fits."""
-    f = flavour_of(d)
+    f = flavour or flavour_of(d)
     return _FLATTEN[f](d) if f else None
