@@ -525,27 +525,39 @@ def _print_attribution(result: Attribution, explain: tuple[int, ...], show_all: 
 
 
 @cli.command()
-@attribution_inputs
+@attribution_inputs_several
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, writable=True),
               help="The HTML file to write.")
 @_guarded
-def report(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
-           offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...], out: str) -> None:
+def report(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
+           offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...], host: str | None,
+           out: str) -> None:
     """One HTML page of the attribution, to read in any browser (offline: nothing is fetched).
 
     \b
     The clock offset and what supports it; the traffic over time, one lane per process (and one for
     what is not attributed), with SYN-attack resistance intervals shaded when the trace has them; the
-    top talkers of every process; a searchable table of frames with the chain of evidence of the frame
-    you pick (the same as attribute --frame N).
+    top talkers of every process (with DNS names from Sysmon's queries); a searchable table of frames
+    with the chain of evidence of the frame you pick (the same as attribute --frame N). The inputs
+    are those of attribute, event logs included.
     Example: etwtools report --etl kernel.etl --pcap net.pcapng --tasklist tasklist.txt -o report.html
     """
+    from .logfiles import attribute_with_logs, split_inputs
     from .report import syn_attack_intervals, write_report
 
-    result = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs)
-    fr = result.evidence.frames
-    syn = syn_attack_intervals(trace)
-    inputs = [trace] + ([capture] if capture else []) + list(tasklists)
+    trace, logs = split_inputs(traces)
+    if logs:
+        result = attribute_with_logs(traces, capture, tasklists, tasklist_time=_parse_time(tasklist_time),
+                                     offset_s=offset, tolerance_s=tolerance, local_addrs=list(local_addrs) or None,
+                                     host=host, steps=_progress_step)
+        fr = None   # the result keeps each frame's size
+    elif host:
+        raise click.UsageError("--host chooses among the hosts of event logs; no --etl file is one")
+    else:
+        result = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs)
+        fr = result.evidence.frames
+    syn = syn_attack_intervals(trace) if trace is not None else None
+    inputs = list(traces) + ([capture] if capture else []) + list(tasklists)
     facts = write_report(result, fr, out, syn_intervals=syn, inputs=inputs)
     _info(result.describe_offset())
     _info(f"wrote {out}: {facts.bytes / 1e6:,.2f} MB, {facts.lanes} lanes, {facts.frames_listed:,} of "

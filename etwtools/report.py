@@ -57,8 +57,14 @@ def _lane_key() -> pl.Expr:
             .otherwise(pl.lit(NOT_ATTRIBUTED)))
 
 
-def _table(result: Attribution, frames: pl.DataFrame) -> pl.DataFrame:
-    """The attribution's rows with the frame's bytes on the wire, the remote address and port, and a lane."""
+def _table(result: Attribution | LogAttribution, frames: pl.DataFrame | None) -> pl.DataFrame:
+    """The attribution's rows with the frame's bytes on the wire, the remote address and port, and a lane.
+    Without ``frames``, the sizes an event-log attribution keeps (one row per frame, in frame order)."""
+    if frames is None:
+        sizes = getattr(result, "_sizes", None)
+        if sizes is None or sizes.height != result.frames.height:
+            raise ValueError("the capture's frames table is needed for the bytes of each frame")
+        frames = sizes.with_columns(result.frames["frame"])
     size = frames.select("frame", pl.col("wirelen").cast(pl.Int64).fill_null(pl.col("caplen").cast(pl.Int64))
                          .fill_null(0).alias("bytes"))
     df = result.frames.join(size, on="frame", how="left")
@@ -189,7 +195,7 @@ def _explained(result: Attribution, rows: pl.DataFrame, cap: int, budget_s: floa
     return out
 
 
-def report_data(result: Attribution | LogAttribution, frames: pl.DataFrame, *, syn_intervals: pl.DataFrame | None = None,
+def report_data(result: Attribution | LogAttribution, frames: pl.DataFrame | None, *, syn_intervals: pl.DataFrame | None = None,
                 inputs: Sequence[str] = (), max_frames: int = MAX_FRAMES, max_explained: int = MAX_EXPLAINED,
                 explain_budget_s: float = EXPLAIN_BUDGET_S, bins: int = TIME_BINS) -> dict:
     """Everything the page shows, as JSON-ready data (``frames`` is the capture's FRAMES table). ``result``
@@ -254,7 +260,7 @@ def render(data: dict, title: str = "etwtools report") -> str:
     return (PAGE.replace("{{TITLE}}", html.escape(title)).replace("{{DATA}}", blob))
 
 
-def write_report(result: Attribution | LogAttribution, frames: pl.DataFrame, out_path: str | os.PathLike, *,
+def write_report(result: Attribution | LogAttribution, frames: pl.DataFrame | None, out_path: str | os.PathLike, *,
                  syn_intervals: pl.DataFrame | None = None, inputs: Sequence[str] = (),
                  title: str | None = None, **limits) -> ReportFacts:
     """Write the report of ``result`` (with the capture's FRAMES table ``frames``) to ``out_path``."""
