@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from . import layouts as L
+from . import tracelogging as tl_mod
 from .generic import (
     _KERNEL_HEADERS,
     _NAMES,
@@ -50,6 +51,7 @@ from .kernel import (
 )
 from .kernel_network import decode_kernel_network
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
+from .structs import EH_EXTENDED_INFO
 
 try:
     from . import _columnar as _c
@@ -64,6 +66,12 @@ _EH = (EVENT_HEADER32, EVENT_HEADER64)
 _NO_ID = 0xFFFFFFFF
 #: Bytes of (decompressed) buffers per batch: each batch's tables are built at once.
 CHUNK = 2 << 20
+EVENT_HEADER_SIZE = 0x50
+#: Extended items looked at per record, and the largest TraceLogging metadata compiled.
+_MAX_EXT_ITEMS = 16
+_MAX_TL_METADATA = 4096
+_TL_WEIGHTS = np.random.default_rng(0x7106).integers(1, 2**63, _MAX_TL_METADATA, dtype=np.uint64) | np.uint64(1)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass
@@ -178,6 +186,17 @@ def _by_value(rows: np.ndarray, text: Callable[[bytes], str]) -> pl.Series:
     return pl.Series([text(r.tobytes()) for r in uniq], dtype=pl.Utf8).gather(inverse.ravel())
 
 
+#: FILETIME of 1970-01-01 and the last FILETIME a nanosecond Datetime holds (2262).
+_FT_EPOCH, _FT_MAX = 116444736000000000, 116444736000000000 + (2**63 - 1) // 100
+
+
+def _filetime(v: np.ndarray) -> pl.Series:
+    """FILETIME values -> UTC times (null outside 1970..2262)."""
+    ok = (v >= _FT_EPOCH) & (v <= _FT_MAX)
+    ns = (np.where(ok, v, _FT_EPOCH).astype(np.int64) - _FT_EPOCH) * 100
+    return _nullable(ns, ~ok, "").cast(pl.Datetime("ns", "UTC"))
+
+
 def _guid_text(raw: bytes) -> str:
     return str(uuid.UUID(bytes_le=raw))
 
@@ -199,6 +218,12 @@ def decode_layout(d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.L
             numbers[f.name] = _numbers(d, pos, L.NUMERIC[f.kind])
         elif f.kind in ("guid", "systemtime"):
             nxt = pos + 16
+        elif f.kind in ("bool32", "filetime"):
+            nxt = pos + (4 if f.kind == "bool32" else 8)
+        elif f.kind in ("bytes_u16", "wstring_u16", "cstring_u16"):
+            length = _numbers(d, pos, "<u2").astype(np.int64)
+            extents[f.name] = length
+            nxt = pos + 2 + length
         elif f.kind == "bytes":
             nxt = pos + f.size
         elif f.kind == "bytes_from":
@@ -214,7 +239,7 @@ def decode_layout(d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.L
             term = nuls.find(pos, end, 2)
             extents[f.name] = term
             nxt = term + 2
-        elif f.kind == "cstring":
+        elif f.kind in ("cstring", "utf8z"):
             term = nuls.find(pos, end, 1)
             extents[f.name] = term
             nxt = term + 1
@@ -245,8 +270,18 @@ def decode_layout(d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.L
             col = _binary(d, p, extents[f.name][ok])
         elif f.kind == "wstring":
             col = _strings(d, p, extents[f.name][ok], "utf-16-le", 2)
-        elif f.kind == "cstring":
-            col = _strings(d, p, extents[f.name][ok], "cp1252", 1)
+        elif f.kind in ("cstring", "utf8z"):
+            col = _strings(d, p, extents[f.name][ok], "cp1252" if f.kind == "cstring" else "utf-8", 1)
+        elif f.kind == "bool32":
+            col = pl.Series(_numbers(d, p, "<u4") != 0)
+        elif f.kind == "filetime":
+            col = _filetime(_numbers(d, p, "<u8"))
+        elif f.kind == "bytes_u16":
+            col = _binary(d, p + 2, extents[f.name][ok])
+        elif f.kind in ("wstring_u16", "cstring_u16"):
+            raw = _binary(d, p + 2, extents[f.name][ok])
+            enc = "utf-16-le" if f.kind == "wstring_u16" else "cp1252"
+            col = pl.Series([None if b is None else b.decode(enc, "replace") for b in raw.to_list()], dtype=pl.Utf8)
         else:  # sid
             count = d[np.clip(p + 1, 0, len(d) - 1)].astype(np.int64)
             col = pl.Series([sid_text(bytes(d[a:a + 8 + 4 * c])) for a, c in zip(p.tolist(), count.tolist())],
@@ -270,6 +305,7 @@ class _Type:
     steps: tuple[str, ...]
     layout: L.Layout | None = None
     pattern: object = None
+    decoder: str = "etl-parser"          # the name the tables of a compiled layout carry
 
 
 def _safe(text: str) -> str:
@@ -282,6 +318,8 @@ class Decoder:
     def __init__(self) -> None:
         self.skipped = Skipped()
         self._types: dict[int, _Type] = {}
+        self._tl_ids: dict[tuple[int, bytes], int] = {}
+        self._tl_meta: dict[int, bytes] = {}
 
     def _type(self, batch: RecordBatch, i: int) -> _Type:
         htype, group = int(batch.htype[i]), int(batch.group[i])
@@ -332,17 +370,22 @@ class Decoder:
         key = (kind << 60) | (sub.astype(np.int64) << 50) | ((batch.provider.astype(np.int64) + 1) << 34) \
             | (ident << 18) \
             | (batch.version.astype(np.int64) << 2) | (batch.pointer_size == 8)
+        d = np.frombuffer(batch.data, np.uint8)
+        tl = self._tracelogging(batch, d)
+        if tl is not None:
+            rows, ids = tl
+            key[rows] = (np.int64(3) << 60) | (ids.astype(np.int64) << 2) | (batch.pointer_size[rows] == 8)
         uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         inverse = inverse.ravel()
         order = np.argsort(inverse, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))])
-        d = np.frombuffer(batch.data, np.uint8)
         nuls = _Nuls(d)
         types = []
         for g, k in enumerate(uniq.tolist()):
             t = self._types.get(k)
             if t is None:
-                t = self._types[k] = self._type(batch, int(first[g]))
+                t = self._types[k] = self._type(batch, int(first[g])) if k >> 60 != 3 else \
+                    self._tl_type(batch, int(first[g]), (k >> 2) & 0xFFFFFFFF)
             types.append(t)
         hdr = _header(batch, pl.Series([t.provider for t in types], dtype=pl.Utf8).gather(inverse))
         net: pl.DataFrame | None = None
@@ -358,7 +401,7 @@ class Decoder:
                     start = batch.payload_offset[rows]
                     ok, cols = decode_layout(d, start, start + batch.payload_size[rows], t.layout, nuls)
                     if ok.any():
-                        out.append(_table(hdr, t, rows[ok], "etl-parser", cols))
+                        out.append(_table(hdr, t, rows[ok], t.decoder, cols))
                     rows = rows[~ok]
                 else:
                     rows = self._record_by_record(hdr, batch, t, rows, step, out)
@@ -367,6 +410,81 @@ class Decoder:
             if len(rows):
                 out.append(_hex(hdr, batch, t, rows))
         return out
+
+    def _tracelogging(self, batch: RecordBatch, d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(rows, metadata ids) of the batch's TraceLogging events: records whose extended items hold
+        event metadata; each distinct (provider, metadata, pointer size) gets an id for the file."""
+        eh = np.flatnonzero(np.isin(batch.htype, _EH))
+        if not len(eh):
+            return None
+        flags = _numbers(d, batch.offset[eh] + 4, "<u2")
+        rows = eh[(flags & EH_EXTENDED_INFO) != 0]
+        if not len(rows):
+            return None
+        pos = batch.offset[rows] + EVENT_HEADER_SIZE
+        stop = batch.payload_offset[rows]
+        meta_pos = np.full(len(rows), -1, np.int64)
+        meta_len = np.zeros(len(rows), np.int64)
+        alive = np.ones(len(rows), bool)
+        for _ in range(_MAX_EXT_ITEMS):
+            alive &= pos + 8 <= stop
+            if not alive.any():
+                break
+            head = _fixed(d, pos, 8).view("<u2")
+            total, typ, link, size = (head[:, k].astype(np.int64) for k in range(4))
+            hit = alive & (typ == tl_mod.EXT_EVENT_SCHEMA_TL) & (pos + 8 + size <= stop)
+            meta_pos[hit], meta_len[hit] = pos[hit] + 8, size[hit]
+            alive &= ((link & 1) != 0) & (total >= 8)
+            pos = pos + np.maximum(total, 8)
+        has = (meta_pos >= 0) & (meta_len >= 4) & (meta_len <= _MAX_TL_METADATA)
+        if not has.any():
+            return None
+        rows, meta_pos, meta_len = rows[has], meta_pos[has], meta_len[has]
+        width = int(meta_len.max())
+        blobs = _fixed(d, meta_pos, width)
+        blobs[np.arange(width)[None, :] >= meta_len[:, None]] = 0
+        with np.errstate(over="ignore"):
+            h = blobs.astype(np.uint64) @ _TL_WEIGHTS[:width] + meta_len.astype(np.uint64) * _MIX \
+                + batch.provider[rows].astype(np.uint64) * np.uint64(0x100000001B3)
+        _, firsts, inverse = np.unique(h, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        if not (blobs == blobs[firsts][inverse]).all():           # a hash collision: exact (slower) path
+            _, firsts, inverse = np.unique(blobs, axis=0, return_index=True, return_inverse=True)
+            inverse = inverse.ravel()
+        ids = np.empty(len(firsts), np.int64)
+        for j, f in enumerate(firsts.tolist()):
+            key = (int(batch.provider[rows[f]]), blobs[f, :meta_len[f]].tobytes())
+            ids[j] = self._tl_ids.setdefault(key, len(self._tl_ids))
+            self._tl_meta.setdefault(int(ids[j]), key[1])
+        return rows, ids[inverse]
+
+    def _tl_type(self, batch: RecordBatch, i: int, tl_id: int) -> _Type:
+        """How the TraceLogging events of one metadata are decoded."""
+        guid = batch.guids[int(batch.provider[i])]
+        provider = _NAMES.get(guid) or self._tl_provider(batch, i) or L.provider_name(guid) or str(guid)
+        psize = int(batch.pointer_size[i])
+        try:
+            event, layout = tl_mod.parse_metadata(self._tl_meta[tl_id], psize)
+        except (ValueError, IndexError) as exc:
+            self.skipped.add(f"TraceLogging events with unreadable metadata ({exc})")
+            event, layout = f"metadata{tl_id}", None
+        name = _safe(f"{provider}.{event}") + ("" if psize == 8 else f".ptr{psize}")
+        return _Type(name, provider, ("layout",) if layout else (), layout=layout, decoder="tracelogging")
+
+    def _tl_provider(self, batch: RecordBatch, i: int) -> str | None:
+        """The provider name of a record's provider-traits extended item."""
+        q, stop = int(batch.offset[i]) + EVENT_HEADER_SIZE, int(batch.payload_offset[i])
+        data = batch.data
+        for _ in range(_MAX_EXT_ITEMS):
+            if q + 8 > stop:
+                break
+            total, typ, link, size = (int.from_bytes(data[q + k:q + k + 2], "little") for k in (0, 2, 4, 6))
+            if typ == tl_mod.EXT_PROV_TRAITS and q + 8 + size <= stop:
+                return tl_mod.provider_name(bytes(data[q + 8:q + 8 + size]))
+            if not link & 1 or total < 8:
+                break
+            q += total
+        return None
 
     def _net(self, batch: RecordBatch) -> pl.DataFrame:
         frames = decode_kernel_net(batch, self.skipped) + decode_kernel_network(batch, self.skipped)

@@ -25,7 +25,10 @@ NUMERIC = {"u8": "<u1", "i8": "<i1", "u16": "<u2", "i16": "<i2", "u32": "<u4", "
 #: Every kind: the numeric ones, ``guid`` (16 bytes -> text), ``systemtime`` (8 x i16 -> struct),
 #: ``bytes`` (``size`` bytes), ``bytes_from`` (length in the field ``ref``), ``wstring`` (UTF-16LE,
 #: NUL-terminated), ``cstring`` (ANSI, NUL-terminated), ``sid`` (revision, count, authority, count x u32).
-KINDS = (*NUMERIC, "guid", "systemtime", "bytes", "bytes_from", "wstring", "cstring", "sid")
+#: TraceLogging adds ``bool32``, ``filetime`` (u64 -> UTC time), ``utf8z`` (UTF-8, NUL-terminated) and the
+#: counted forms ``bytes_u16``, ``wstring_u16``, ``cstring_u16`` (u16 byte count, then the bytes).
+KINDS = (*NUMERIC, "guid", "systemtime", "bytes", "bytes_from", "wstring", "cstring", "sid", "bool32",
+         "filetime", "utf8z", "bytes_u16", "wstring_u16", "cstring_u16")
 SYSTEMTIME_FIELDS = ("year", "month", "day_of_week", "day", "hour", "minute", "second", "milliseconds")
 
 
