@@ -237,3 +237,28 @@ def test_process_blocks_for_a_reused_pid(tshark, tmp_path):
     assert [r.split("\t")[1] for r in rows] == ["32622", "32622", "", ""]
     assert rows[2].split("\t")[2].startswith("PID: 700,Process: a.exe,")
     assert rows[3].split("\t")[2].startswith("PID: 700,Process: b.exe,")
+
+
+def test_real_capture_annotated_from_event_logs(corpus, tshark, tmp_path):
+    """A real capture (OTRF purplesharp pair: pcap, 1,121 frames) annotated from the same lab's Sysmon and
+    Security logs through the command line: tshark keeps its frame numbers, a process filter selects that
+    process's frames, the remote name (Sysmon DNS query) is a comment line too, and option 8 carries the
+    PID of every high/medium frame."""
+    pair = corpus / "otrf" / "purplesharp_ad_playbook_I"
+    cap = pair / "purplesharp_ad_playbook_I_2020-10-22042947.cap"
+    out, result, _ = annotate(tmp_path, "--etl", str(pair / "host_purplesharp_ad_playbook_I.zip"), "--pcap", str(cap))
+    assert frame_columns(tshark, out) == frame_columns(tshark, cap)
+    lsass = result.filter((pl.col("process") == "lsass.exe") & (pl.col("confidence") != "none"))["frame"].to_list()
+    sel = run_tshark(tshark, "-r", str(out), "-Y", 'frame.comment contains "Process: lsass.exe"', "-T", "fields",
+                     "-e", "frame.number")
+    assert [int(n) for n in sel] == lsass and len(lsass) > 100
+    dc = run_tshark(tshark, "-r", str(out), "-Y", 'frame.comment == "Remote name: mordordc.theshire.local"',
+                    "-T", "fields", "-e", "frame.number")
+    assert [int(n) for n in dc] == result.filter(
+        (pl.col("remote_name") == "mordordc.theshire.local") & (pl.col("confidence") != "none")
+        & pl.col("pid").is_not_null())["frame"].to_list()
+    view = pcapng_view(tshark, out)
+    assert len(view) == result.height == 1121
+    sure = result.filter(pl.col("confidence").is_in(["high", "medium"]) & pl.col("pid").is_not_null())
+    with8 = [(n, struct.unpack("<II", v["option8"])[0]) for n, v in enumerate(view, start=1) if v["option8"]]
+    assert with8 == list(zip(sure["frame"].to_list(), sure["pid"].to_list()))
