@@ -351,9 +351,9 @@ def frames(pcap: str | None, etl: str | None, appearances: bool, writer: output.
     _info(f"{df.height:,} frames")
 
 
-def _attribute_files(trace: str, capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
-                     offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...],
-                     wanted: tuple[int, ...] = ()) -> Attribution:
+def _attribute_files(trace: str | tuple[str, ...], capture: str | None, tasklists: tuple[str, ...],
+                     tasklist_time: str | None, offset: float | None, tolerance: float | None,
+                     local_addrs: tuple[str, ...], wanted: tuple[int, ...] = (), host: str | None = None):
     """The library's attribute_files with progress bars; a missing input is a usage error. ``wanted``:
     frame numbers that must be in the capture (checked before the attribution)."""
     from .attribution import attribute_files
@@ -362,7 +362,7 @@ def _attribute_files(trace: str, capture: str | None, tasklists: tuple[str, ...]
     try:
         return attribute_files(trace, capture, tasklists, offset_s=offset, local_addrs=local_addrs,
                                tasklist_time=_parse_time(tasklist_time) if tasklists else None,
-                               wanted_frames=wanted, steps=_progress_step,
+                               wanted_frames=wanted, host=host, steps=_progress_step,
                                **({} if tolerance is None else {"tolerance_s": tolerance}))
     except MissingInputError as e:
         raise click.UsageError(e.reason) from None
@@ -453,28 +453,17 @@ def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str
       etwtools attribute --etl kernel.etl --pcap net.pcapng --frame 105540 --annotate out.pcapng
       etwtools attribute --etl Sysmon.evtx --etl Security.evtx --pcap net.pcapng
     """
-    from .attribution.files import check_frames
-    from .logfiles import attribute_with_logs, split_inputs
-
     if process_blocks and not annotate:
         raise click.UsageError("--process-blocks goes with --annotate FILE")
-    trace, logs = split_inputs(traces)
-    if logs:
-        result = attribute_with_logs(traces, capture, tasklists, tasklist_time=_parse_time(tasklist_time),
-                                     offset_s=offset, tolerance_s=tolerance, local_addrs=list(local_addrs) or None,
-                                     host=host, steps=_progress_step)
-        check_frames(explain, result.frames, capture or trace or logs[0])
-        trace = trace or logs[0]
-    elif host:
-        raise click.UsageError("--host chooses among the hosts of event logs; no --etl file is one")
-    else:
-        result = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs,
-                                  wanted=explain)
+    result = _attribute_files(traces, capture, tasklists, tasklist_time, offset, tolerance, local_addrs,
+                              wanted=explain, host=host)
     _print_attribution(result, explain, show_all, writer)
     if annotate:
         from .annotate import write_annotated
+        from .logfiles import split_inputs
 
-        n = write_annotated(capture or trace, result, annotate, with_process_blocks=process_blocks)
+        kernel = split_inputs(traces)[0]
+        n = write_annotated(capture or kernel or traces[0], result, annotate, with_process_blocks=process_blocks)
         _info(f"wrote {annotate}: {n:,} packets annotated")
     why = result.why_nothing()
     if why:
@@ -542,20 +531,13 @@ def report(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str, .
     are those of attribute, event logs included.
     Example: etwtools report --etl kernel.etl --pcap net.pcapng --tasklist tasklist.txt -o report.html
     """
-    from .logfiles import attribute_with_logs, split_inputs
+    from .logfiles import split_inputs
     from .report import syn_attack_intervals, write_report
 
-    trace, logs = split_inputs(traces)
-    if logs:
-        result = attribute_with_logs(traces, capture, tasklists, tasklist_time=_parse_time(tasklist_time),
-                                     offset_s=offset, tolerance_s=tolerance, local_addrs=list(local_addrs) or None,
-                                     host=host, steps=_progress_step)
-        fr = None   # the result keeps each frame's size
-    elif host:
-        raise click.UsageError("--host chooses among the hosts of event logs; no --etl file is one")
-    else:
-        result = _attribute_files(trace, capture, tasklists, tasklist_time, offset, tolerance, local_addrs)
-        fr = result.evidence.frames
+    result = _attribute_files(traces, capture, tasklists, tasklist_time, offset, tolerance, local_addrs, host=host)
+    # an event-log result keeps each frame's size (no frames table needed)
+    fr = result.evidence.frames if hasattr(result, "evidence") else None
+    trace = split_inputs(traces)[0]
     syn = syn_attack_intervals(trace) if trace is not None else None
     inputs = list(traces) + ([capture] if capture else []) + list(tasklists)
     facts = write_report(result, fr, out, syn_intervals=syn, inputs=inputs)

@@ -73,3 +73,4 @@ def test_kernel_trace_beside_an_event_log(corpus):
 def test_two_kernel_traces_are_refused(tmp_path):
     r = run("attribute", "--etl", DATA / "kernel.csv", "--etl", DATA / "kernel.csv", "--pcap", DATA / "capture.pcap")
     assert r.exit_code == 1 and "one kernel trace at a time" in r.stderr
+

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -16,6 +18,9 @@ from .constants import DEFAULT_TOLERANCE_S
 from .engine import attribute
 from .result import Attribution
 
+if TYPE_CHECKING:
+    from ..ownership import LogAttribution
+
 #: ``steps(label, unit)`` opens the progress callback of one step (a bar; None for none).
 Steps = Callable[[str, str], AbstractContextManager[Progress | None]]
 
@@ -24,17 +29,37 @@ def _no_progress(label: str, unit: str) -> AbstractContextManager[Progress | Non
     return contextlib.nullcontext(None)
 
 
-def attribute_files(trace: PathLike, capture: PathLike | None = None, tasklists: Sequence[PathLike] = (), *,
-                    tasklist_time: datetime | None = None, offset_s: float | None = None,
-                    tolerance_s: float = DEFAULT_TOLERANCE_S, local_addrs: Sequence[str] | None = None,
-                    wanted_frames: Sequence[int] = (), steps: Steps = _no_progress) -> Attribution:
+def attribute_files(trace: PathLike | Sequence[PathLike], capture: PathLike | None = None,
+                    tasklists: Sequence[PathLike] = (), *, tasklist_time: datetime | None = None,
+                    offset_s: float | None = None, tolerance_s: float = DEFAULT_TOLERANCE_S,
+                    local_addrs: Sequence[str] | None = None, wanted_frames: Sequence[int] = (),
+                    host: str | None = None, steps: Steps = _no_progress) -> Attribution | LogAttribution:
     """Attribute every frame of ``capture`` (pcap, pcapng, NetMon, or an ETL with packets; None: the
     packets inside the ``trace`` ETL) using ``trace`` (ETL or tracerpt CSV: events, processes and the
     NIC addresses, read once) and ``tasklists`` (taken at ``tasklist_time`` when known).
+    ``trace`` may be several files: Windows event logs (Sysmon, Security; .evtx or JSON lines) beside at
+    most one kernel trace, each told apart by content; then the answer comes from
+    :func:`etwtools.logfiles.attribute_with_logs` (a :class:`~etwtools.ownership.LogAttribution`), and
+    ``host`` picks the host of multi-host logs.
     ``wanted_frames``: frame numbers that must be in the capture (checked before the attribution).
     ``steps(label, unit)`` gives each reading step's progress callback. Raises
     :class:`~etwtools.errors.MissingInputError` when no file holds the packets."""
     from ..sources import read_frames, read_processes, read_trace
+
+    if not isinstance(trace, (str, os.PathLike)):
+        from ..logfiles import attribute_with_logs, split_inputs
+
+        kernel, logs = split_inputs(trace)
+        if logs:
+            result = attribute_with_logs(trace, capture, tasklists, tasklist_time=tasklist_time, offset_s=offset_s,
+                                         tolerance_s=tolerance_s, local_addrs=local_addrs, host=host, steps=steps)
+            check_frames(wanted_frames, result.frames, capture or kernel or logs[0])
+            return result
+        if kernel is None:
+            raise MissingInputError("no trace given")
+        trace = kernel
+    if host is not None:
+        raise MissingInputError("--host chooses among the hosts of event logs; no --etl file is one")
 
     with steps("reading trace", "MB") as bar:
         tr = read_trace(trace, with_frames=capture is None, progress=bar)
