@@ -14,6 +14,7 @@ from etwtools.parsers import schema
 from etwtools.parsers.eventlog import read_eventlog
 
 LOG4SHELL = "otrf/log4shell_cve2021_44228_java_serialized"
+SECURITY_JSON_PATH = f"{LOG4SHELL}/securityauditing_log4shell_cve2021_44228_java_serialized_object_2022-05-13045400.json"
 
 
 def test_issue_43_sysmon_counts(corpus):
@@ -125,3 +126,22 @@ def test_otrf_zip_counts_match_a_plain_json_count(corpus):
     # Execution/collector fields never stand in for the subject: every 5156 PID is its ProcessId field
     pids = Counter(int(r["ProcessId"]) for r in recs if r["EventID"] == 5156)
     assert Counter(log.connections.filter(pl.col("event_id") == 5156)["pid"].to_list()) == pids
+
+
+def test_event_ids_with_qualifiers_are_counted(corpus):
+    """system.evtx writes EventID as {"#attributes": {"Qualifiers": ..}, "#text": N}: every record counted."""
+    log = read_eventlog(corpus / "eventlogs/omerbenamram-evtx/system.evtx")
+    assert log.records == 1881 and sum(log.event_ids.values()) == 1881 and log.skipped == {}
+    assert log.event_ids[6009] > 0      # EventLog 6009, written with Qualifiers 32768
+
+
+def test_hostile_lines_cost_only_themselves(corpus, tmp_path):
+    """Unclosed '"EventID":{' openings and a line of 5 MB without an end among real records."""
+    real = (corpus / SECURITY_JSON_PATH).read_bytes()
+    f = tmp_path / "hostile.json"
+    f.write_bytes(real + (b'{"EventID":{' + b"x" * 300) * 1000 + b"\n" + b'{"EventID": 5156, "a": "' + b"y" * 5_000_000
+                  + b"\n" + real)
+    log = read_eventlog(f)
+    good = read_eventlog(corpus / SECURITY_JSON_PATH)
+    assert log.skipped == {"truncated JSON line": 2}
+    assert log.connections.height == 2 * good.connections.height

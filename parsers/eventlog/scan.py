@@ -20,8 +20,10 @@ WANTED_IDS = frozenset(SYSMON_IDS + SECURITY_IDS)
 
 # The event id as every flavour writes it: "EventID": 3 / "EventID":"3" (flat, Azure), "event_id": "3" (ECS),
 # "EventID": {"#attributes": {...}, "#text": 4688} (evtx_dump with Qualifiers).
-_KEY = rb'"(?:EventID|event_id)"\s*:\s*(?:\{(?:[^{}]|\{[^{}]*\})*?"#text"\s*:\s*)?"?'
-_ID_RE = re.compile(_KEY + rb'(\d{1,10})"?\s*[,}]')
+_ID_RE = re.compile(rb'"(?:EventID|event_id)"\s*:\s*(?:"?(\d{1,10})"?\s*[,}]|\{)')
+# after "EventID": { -- the #text member, looked for in the next few hundred bytes only (hostile lines)
+_TEXT_RE = re.compile(rb'"#text"\s*:\s*"?(\d{1,10})"?\s*[,}]')
+_TEXT_WINDOW = 400
 
 BLOCK = 16 << 20
 
@@ -55,6 +57,11 @@ def scan_block(buf, first_line: int, base: int, stats: ScanStats) -> tuple[list[
     wanted: list[int] = []
     for m in _ID_RE.finditer(buf):
         g = m.group(1)
+        if g is None:
+            t = _TEXT_RE.search(buf, m.end(), min(m.end() + _TEXT_WINDOW, size))
+            if t is None:
+                continue
+            g = t.group(1)
         ids.append(g)
         if int(g) in WANTED_IDS:
             wanted.append(m.start())
