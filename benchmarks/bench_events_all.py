@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_etl import DEFAULT_CORPUS, SOURCE, build_big  # noqa: E402
+from bench_etl import DEFAULT_CORPUS, SOURCE, build_big
 
 ETWTOOLS = Path(sys.executable).with_name("etwtools")
 

@@ -259,7 +259,7 @@ def test_etl_packets_wait_on_disk_not_in_memory(corpus, tmp_path):
     memory = [p.data for p in _read(etl, None, True).packets()]
     assert spilled == memory and len(memory) == frames.height > 0
     assert EtlPacketReader(etl).spill is None
-    ifaces, packets = iter_etl_capture(etl, spill_dir=tmp_path)
+    _ifaces, packets = iter_etl_capture(etl, spill_dir=tmp_path)
     assert [f for f in os.listdir(tmp_path) if f.startswith("etwtools-")] == []  # unnamed temporary file
     got = [(p.time_ns, p.data) for p in packets]
     assert [d for _, d in got] == memory

@@ -164,6 +164,7 @@ def test_pktmon_one_row_per_packet(corpus):
 
 def test_pktmon_cli_views(corpus):
     from click.testing import CliRunner
+
     from etwtools.cli import cli
 
     path = str(corpus / "pktmon" / "demikernel-PktMon.etl")

@@ -8,8 +8,6 @@ from __future__ import annotations
 import logging
 
 import polars as pl
-import pytest
-
 from etwtools.parsers import schema
 from etwtools.parsers.eventlog import read_eventlog
 

@@ -16,7 +16,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 from etwtools.parsers.etl.build import EtlWriter
@@ -37,7 +36,7 @@ def _manifest_templates() -> dict[str, list[tuple[str, str]]]:
     xml = (Path(dissect.etl.__file__).parent / "manifests" / "xml"
            / "{22fb2cd6-0e7b-422b-a0c7-2fad1fd0e716}.xml").read_text(encoding="utf-8")
     out = {}
-    for m in re.finditer(r'<template tid="([^"]+)">(.*?)</template>', xml, re.S):
+    for m in re.finditer(r'<template tid="([^"]+)">(.*?)</template>', xml, re.DOTALL):
         out[m[1]] = re.findall(r'<data name="(\w+)" inType="win:(\w+)"', m[2])
     events = {(int(m[1]), int(m[2])): m[3] for m in re.finditer(
         r'<event value="(\d+)" symbol="\w+" version="(\d+)"[^>]*template="(\w+)"', xml)}
@@ -146,6 +145,7 @@ def test_processes_match_independent_decoding(process_etl):
 
 def test_cli_processes(corpus):
     from click.testing import CliRunner
+
     from etwtools.cli import cli
 
     r = CliRunner().invoke(cli, ["processes", "--etl", str(corpus / "tx" / "Process.etl"), "-f", "csv"])

@@ -30,7 +30,7 @@ def test_pipe_or_device_is_a_clear_error_not_an_empty_file(corpus, tmp_path):
     def read() -> None:
         try:
             etwtools.read_events(fifo)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             outcome.append(exc)
 
     threads = [threading.Thread(target=feed, daemon=True), threading.Thread(target=read, daemon=True)]

@@ -252,7 +252,7 @@ class EtlWriter:
         end_ft = start_ft + (self._last_raw - self.qpc_start) * 10_000_000 // self.perf_freq
         tz = {"bias": self.timezone_bias, "standard_name": "Coordinated Universal Time",
               "daylight_name": "Coordinated Universal Time"}
-        payload = self.structs.trace_logfile_header.build(dict(  # noqa: C408 (the struct's field names)
+        payload = self.structs.trace_logfile_header.build(dict(
             buffer_size=self.buffer_size, buffers_written=1 + len(groups), start_time=start_ft,
             end_time=end_ft, boot_time=start_ft - 36_000_000_000, perf_freq=self.perf_freq,
             number_of_processors=self.number_of_processors, provider_version=self.provider_version,

@@ -617,7 +617,7 @@ def _selector(batch: RecordBatch, providers: Iterable[str] | None, ids: Iterable
                     kname |= batch.group == grp
         mask = np.where(batch.provider >= 0, ok_idx[batch.provider], False) | kname
     if ids is not None:
-        want = np.asarray(sorted(set(int(x) for x in ids)), np.int64)
+        want = np.asarray(sorted({int(x) for x in ids}), np.int64)
         ident = np.where(np.isin(batch.htype, _EH), batch.event_id, batch.opcode).astype(np.int64)
         m = np.isin(ident, want)
         mask = m if mask is None else mask & m
@@ -629,7 +629,6 @@ def iter_batches(path: str | os.PathLike, providers: Iterable[str] | None = None
                  progress: Callable[[int, int], None] | None = None) -> Iterator[list[EventTable]]:
     """The event tables of each batch of records of an ETL file (see :func:`iter_events`)."""
     from ..diagnostics import warn
-
     from .container import EtlFile
 
     dec = Decoder()

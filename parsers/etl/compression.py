@@ -24,7 +24,7 @@ def decompress_py(src: bytes | memoryview, out_size: int) -> bytes:
     """Pure-Python decompression of ``src`` to exactly ``out_size`` bytes (DecompressionError otherwise)."""
     try:
         out = _dissect_decompress(bytes(src))
-    except Exception as exc:  # the pure decoder fails with TypeError/struct.error/ValueError on bad input
+    except Exception as exc:  # noqa: BLE001 - the pure decoder fails with TypeError/struct.error/ValueError on bad input
         raise DecompressionError(f"malformed LZ77 data ({type(exc).__name__}: {exc})") from None
     if len(out) != out_size:
         raise DecompressionError(f"LZ77 data decodes to {len(out)} bytes, expected {out_size}")

@@ -23,6 +23,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 
@@ -365,7 +366,7 @@ class EtlFile:
         self._mm = None
         self.stats = EtlStats(path=self.path)
         try:
-            self._fh = open(self.path, "rb")
+            self._fh = open(self.path, "rb")  # noqa: SIM115 - lives with the EtlFile (close())
             self.size = os.fstat(self._fh.fileno()).st_size
         except OSError as exc:
             self.close()
@@ -400,7 +401,7 @@ class EtlFile:
             self._group_provider[grp] = self._guid_index[g]
 
     # -- context manager
-    def __enter__(self) -> EtlFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,7 +16,7 @@ import ast
 import re
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 #: Fixed-size numeric kinds -> numpy dtype.
@@ -110,7 +110,7 @@ def _etw_dir() -> Path | None:
     spec = importlib.util.find_spec("etl")
     if spec is None or not spec.submodule_search_locations:
         return None
-    d = Path(list(spec.submodule_search_locations)[0]) / "parsers" / "etw"
+    d = Path(next(iter(spec.submodule_search_locations))) / "parsers" / "etw"
     return d if d.is_dir() else None
 
 
@@ -155,7 +155,7 @@ def _type_namespace() -> dict:
     return ns
 
 
-@lru_cache(maxsize=None)
+@cache
 def _manifest_layouts(guid: uuid.UUID) -> dict[tuple[int, int], Layout | None]:
     """(event id, version) -> Layout of one provider, from its etl-parser schema file (read, not imported)."""
     hit = _provider_files().get(guid)
@@ -174,7 +174,7 @@ def _manifest_layouts(guid: uuid.UUID) -> dict[tuple[int, int], Layout | None]:
         try:
             # The class name is not needed: the Struct expression alone, evaluated with construct's types.
             node = ast.parse(text[start:_matching_paren(text, start + 6) + 1], mode="eval")
-            pattern = eval(compile(node, str(hit[0]), "eval"), {"__builtins__": {}}, ns)  # noqa: S307
+            pattern = eval(compile(node, str(hit[0]), "eval"), {"__builtins__": {}}, ns)
         except (SyntaxError, NameError, TypeError, ValueError):
             out[(int(m.group(2)), int(m.group(3)))] = None
             continue
@@ -200,7 +200,7 @@ def manifest_layout(guid: uuid.UUID, event_id: int, version: int) -> Layout | No
     """The Layout of a manifest event; None when its schema cannot be compiled; False when there is none."""
     layouts = _manifest_layouts(guid)
     key = (event_id, version)
-    return layouts[key] if key in layouts else False
+    return layouts.get(key, False)
 
 
 # ------------------------------------------------------------------ etl-parser's kernel MOF classes
@@ -226,7 +226,7 @@ def kernel_layout(group: int, version: int, opcode: int) -> Layout | None | bool
     """The Layout of a kernel MOF event (64-bit pointers); None: not compilable; False: no class."""
     layouts = _kernel_layouts()
     key = (group, version, opcode)
-    return layouts[key] if key in layouts else False
+    return layouts.get(key, False)
 
 
 def kernel_class(group: int, version: int, opcode: int):
@@ -247,5 +247,5 @@ def manifest_pattern(guid: uuid.UUID, event_id: int, version: int):
         if uuid.UUID(m.group(1)) == guid and (int(m.group(2)), int(m.group(3))) == (event_id, version):
             start = text.find("Struct(", m.end())
             node = ast.parse(text[start:_matching_paren(text, start + 6) + 1], mode="eval")
-            return eval(compile(node, str(hit[0]), "eval"), {"__builtins__": {}}, _type_namespace())  # noqa: S307
+            return eval(compile(node, str(hit[0]), "eval"), {"__builtins__": {}}, _type_namespace())
     return None

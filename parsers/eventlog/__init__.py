@@ -14,8 +14,8 @@ import mmap
 import os
 import zipfile
 import zlib
-from collections.abc import Iterator
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -66,7 +66,7 @@ def sniff(head: bytes) -> str | None:
     if looks_like_evtx(head):
         return "evtx"
     # JSON lines: the reader tells the flavours apart, or names the fields it looked for
-    if head.startswith(b"\xff\xfe{\x00") or head.startswith(b"{\x00"):
+    if head.startswith((b"\xff\xfe{\x00", b"{\x00")):
         return "eventlog-json"      # UTF-16: the reader says what to do
     first = head.lstrip(BOM + b" \t\r\n")[:1]
     return "eventlog-json" if first == b"{" else None
@@ -197,7 +197,7 @@ def _read_json(path: str, progress: Progress | None) -> tuple[_Collector, int]:
 
 def _check_json_head(path: str, head: bytes) -> None:
     """Refuse a file whose first records are JSON of no known event-log flavour, naming what was looked for."""
-    if head.startswith(b"\xff\xfe") or head.startswith(b"{\x00"):
+    if head.startswith((b"\xff\xfe", b"{\x00")):
         raise EventLogError("UTF-16 text (as PowerShell's '>' writes it): save it as UTF-8 "
                             "(Out-File -Encoding utf8) and read that", path=path, offset=0)
     head = head[3:] if head.startswith(BOM) else head
