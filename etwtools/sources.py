@@ -12,7 +12,7 @@ import polars as pl
 
 from .errors import EtwToolsError
 from .parsers import schema
-from .progress import Progress
+from .parsers.units import Progress
 
 PathLike = str | os.PathLike
 

@@ -24,7 +24,7 @@ import polars as pl
 from .parsers.etl.packets import EtlPacketReader
 from .parsers.etl.tcpip import COUNTERS, SECURITY_SCHEMA, SYN_ATTACK_ENTRY, SYN_ATTACK_EXIT, TcpipCollector
 from .parsers.schema import TIME
-from .progress import Progress
+from .parsers.units import Progress
 
 #: Snake-case column names of the six counters (template TcpSecurityRateLimitArgs).
 COUNTER_COLUMNS = {

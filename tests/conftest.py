@@ -58,3 +58,14 @@ def tshark() -> str:
 def chromium() -> str:
     """Debian's Chromium (headless)."""
     return require_tool("chromium", "chromium")
+
+
+#: Fixtures that read the real-file corpus or the support cases: a test using one (directly or through
+#: another fixture) is marked ``corpus``, so ``pytest -m "not corpus"`` is the fast loop on built files.
+CORPUS_FIXTURES = {"corpus", "cases"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.corpus)

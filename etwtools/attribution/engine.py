@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import polars as pl
 
 from ..errors import AttributionError
-from ..progress import Progress
+from ..parsers.units import Progress
 from .answer import finish, follow_fragments, name_processes, summary, without_pid
 from .constants import DEFAULT_TOLERANCE_S, NS
 from .diagnosis import why_nothing

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from ..errors import EtwToolsError, MissingInputError
-from ..parsers.units import PathLike
-from ..progress import Progress
+from ..parsers.units import PathLike, Progress
 from .constants import DEFAULT_TOLERANCE_S
 from .engine import attribute
 from .result import Attribution
