@@ -87,9 +87,9 @@ def bench_evtx(corpus: Path, repeat: int) -> None:
     for name in EVTX_FILES:
         p = corpus / "eventlogs" / name
         n = read_eventlog(p).records
-        t_etw = best(lambda: read_eventlog(p), repeat)
-        t_lib = best(lambda: evtx_lib(p), repeat)
-        t_py = best(lambda: python_evtx(p), 1)
+        t_etw = best(lambda p=p: read_eventlog(p), repeat)
+        t_lib = best(lambda p=p: evtx_lib(p), repeat)
+        t_py = best(lambda p=p: python_evtx(p), 1)
         tot["n"] += n
         tot["etw"] += t_etw
         tot["lib"] += t_lib
@@ -123,8 +123,7 @@ def build_evtx(path: Path, corpus: Path, times: int) -> None:
     struct.pack_into("<I", header, 124, zlib.crc32(bytes(header[:120])))
     with open(path, "wb") as f:
         f.write(header)
-        for _ in range(times):
-            f.write(b"".join(chunks))
+        f.writelines(b"".join(chunks) for _ in range(times))
 
 
 def bench_big_evtx(path: Path, corpus: Path, repeat: int) -> None:
@@ -152,8 +151,7 @@ def build_json(path: Path, corpus: Path, mb: int) -> tuple[int, float]:
     with open(path, "wb") as out:
         written = 0
         while written < mb * 1_000_000:
-            for line in lines:
-                out.write(line)
+            out.writelines(lines)
             written += size
             n += len(lines)
     wanted = sum(json.loads(line)["EventID"] in WANTED_IDS for line in lines) / len(lines)
