@@ -8,7 +8,7 @@ Wrong candidates (a 5-tuple reused, periodic traffic) spread over many bins and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -30,6 +30,8 @@ DRIFT_MIN_SUPPORT = 10
 DRIFT_MIN_NS = 2_000_000
 #: Pairs used to fit the drift.
 DRIFT_SAMPLE = 100_000
+#: Support a sampled estimate needs before it is verified on all frames instead of voted again on all.
+SAMPLE_MIN_SUPPORT = 100
 #: Rounds of fit-the-line, take-its-inliers (each round follows the line further from where it started).
 DRIFT_ROUNDS = 12
 
@@ -225,6 +227,23 @@ def estimate(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str],
         # m2 holds only the pairs within a bin of the constant offset: the line's support is in all of them
         fitted = _fit_drift(pl.concat([m2, pairs.select(m2.columns)]).unique(["fid", "eid"]), est)
     return fitted, pairs
+
+
+def estimate_sampled(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], sample: int
+                     ) -> tuple[OffsetEstimate | None, pl.DataFrame]:
+    """:func:`estimate` on about ``sample`` of the frames (by ``fid``), then verified on all of them: the
+    support is the number of frames whose nearest same-key event lies within a bin of the sampled offset.
+    Falls back to all frames when the sample's vote is weak or close, or when the frames are few."""
+    if frames.height <= sample:
+        return estimate(frames, events, keys)
+    step = frames.height // sample + 1
+    est, pairs = estimate(frames.filter(pl.col("fid") % step == 0), events, keys)
+    if est is None or est.support < SAMPLE_MIN_SUPPORT or est.runner_up * 2 > est.support:
+        return estimate(frames, events, keys)
+    m = _matches_at(frames, events, keys, est.offset_ns)     # one nearest event per frame
+    support = int(((m["diff"] - est.offset_ns).abs() <= BIN_NS).sum()) if not est.drift_ppm else \
+        int(((m["diff"] - est.offset_ns).abs() <= 2 * BIN_NS).sum())
+    return replace(est, support=max(support, est.support), runner_up=est.runner_up * step), pairs
 
 
 def _line_inliers(pairs: pl.DataFrame, a: float, b: float, ref: int, half: int) -> pl.DataFrame:

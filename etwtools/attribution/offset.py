@@ -9,6 +9,9 @@ import polars as pl
 from .. import clock
 from .constants import AGREE_MIN, KID, NS
 
+#: Frames past which the offset is voted on a sample of them and verified on all (see clock.estimate_sampled).
+SAMPLE_FRAMES = 200_000
+
 
 @dataclass
 class Offset:
@@ -42,7 +45,7 @@ def candidate_estimate(of: pl.DataFrame, net: pl.DataFrame) -> tuple[clock.Offse
          .select(keys[:-1] + ["fid", "t", "size"]))
     e = (net.filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0))
          .select(keys[:-1] + ["eid", "t", pl.col("size").cast(pl.Int64)]))
-    return clock.estimate(f, e, keys)
+    return clock.estimate_sampled(f, e, keys, SAMPLE_FRAMES)
 
 
 def choose_offset(of: pl.DataFrame, net: pl.DataFrame, offset_s: float | None, tol: int) -> Offset:
