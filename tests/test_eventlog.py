@@ -143,3 +143,12 @@ def test_hostile_lines_cost_only_themselves(corpus, tmp_path):
     good = read_eventlog(corpus / SECURITY_JSON_PATH)
     assert log.skipped == {"truncated JSON line": 2}
     assert log.connections.height == 2 * good.connections.height
+
+
+def test_sysmon_evtx_with_slack_chunks(corpus):
+    """Corpus README: 358 records, S1 227, S3 2, 8 garbage chunks at the end, S3 UtcTime 77.7 days early."""
+    log = read_eventlog(corpus / "eventlogs/omerbenamram-evtx/sysmon.evtx")
+    assert log.records == 358 and log.skipped == {"damaged chunk": 8}
+    assert log.event_ids[1] == 227 and log.connections.height == 2
+    lag_days = ((log.connections["time"] - log.connections["sensor_time"]).dt.total_seconds() / 86400).to_list()
+    assert all(77.6 < d < 77.8 for d in lag_days)

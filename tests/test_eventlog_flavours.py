@@ -23,6 +23,7 @@ from polars.testing import assert_frame_equal
 FILES = [
     "python-evtx/issue_43.evtx",                                   # Sysmon 1/3/5
     "omerbenamram-evtx/Security_short_selected.evtx",              # Security 5157/5152
+    "omerbenamram-evtx/sysmon.evtx",                               # Sysmon 1/3, 8 damaged chunks at the end
     "mdecrevoisier/sysmon_1_22__fs03vuln_2012R2.evtx",             # Sysmon 1 + 22
     "mdecrevoisier/sysmon_3__fs03vuln_2012R2__CME_Mimikatz.evtx",  # Sysmon 3
     "mdecrevoisier/security_4688__FS03__Tchopper.evtx",            # Security 4688 v2 (hex PIDs)
@@ -36,7 +37,16 @@ ECS_MOVED = {"ProcessId": ("process", "pid"), "Image": ("process", "executable")
 
 
 def _records(path: Path) -> list[dict]:
-    return [json.loads(r["data"]) for r in evtx.PyEvtxParser(str(path)).records_json()]
+    """The readable records (a damaged chunk raises once from next(): skip it and go on)."""
+    out = []
+    it = evtx.PyEvtxParser(str(path)).records_json()
+    while True:
+        try:
+            out.append(json.loads(next(it)["data"]))
+        except StopIteration:
+            return out
+        except RuntimeError:
+            continue
 
 
 def _text(v) -> str:
@@ -113,7 +123,7 @@ def test_json_flavours_read_to_the_evtx_rows(corpus, tmp_path, name, flavour):
     out.write_text("".join(json.dumps(BUILD[flavour](d)) + "\n" for d in records), encoding="utf-8")
     got = read_eventlog(out)
     assert got.kind == "json" and got.flavours == [flavour]
-    assert got.event_ids == ref.event_ids and got.skipped == {}
+    assert got.event_ids == ref.event_ids and got.skipped == {}     # the .evtx's damage is not in the JSON
     drop = ["source"] + (["record"] if flavour == "azure" else [])
     assert ref.connections.height + ref.processes.height + ref.dns.height > 0
     _same(ref.connections, got.connections, drop)
