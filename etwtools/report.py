@@ -256,7 +256,8 @@ def render(data: dict, title: str = "etwtools report") -> str:
     """The HTML page of :func:`report_data`'s data: one file, scripts, styles and data inline."""
     from .report_page import PAGE
 
-    blob = json.dumps(data, separators=(",", ":"), default=str).replace("</", "<\\/")
+    # no "<" at all inside the script element: a name such as "<!--<script>" cannot end or bend it
+    blob = json.dumps(data, separators=(",", ":"), default=str).replace("<", "\\u003c")
     return (PAGE.replace("{{TITLE}}", html.escape(title)).replace("{{DATA}}", blob))
 
 

@@ -71,7 +71,7 @@ def page_data(page: Path) -> dict:
     """The JSON data embedded in a report page."""
     m = re.search(r'<script id="report-data" type="application/json">(.*?)</script>',
                   page.read_text(encoding="utf-8"), re.DOTALL)
-    return json.loads(m.group(1).replace("<\\/", "</"))
+    return json.loads(m.group(1))
 
 
 def report(tmp_path, *args: str, name: str = "report.html"):
@@ -221,3 +221,33 @@ def test_event_log_attribution_report_names_remote_hosts(corpus, chromium, tmp_p
     # the evidence of a frame, as attribute --frame N gives it
     n = sure["frame"][0]
     assert evidence(browse(chromium, page, f"#search={n}")).strip() == r.explain(n).strip()
+
+
+def test_hostile_names_stay_text(chromium, tmp_path):
+    """Process and service names come from the inputs: one that looks like markup ends neither the
+    page's data nor its script, and shows as text (the attribution table is built here)."""
+    from etwtools.parsers import schema
+
+    from etwtools.attribution import Attribution
+    from etwtools.report import write_report
+
+    evil = '</script><!--<script>document.title="owned"</script>'
+    t0 = 1_700_000_000 * 10**9
+    frames = schema.conform(pl.DataFrame({
+        "frame": [1, 2], "time": [t0, t0 + 10**9], "protocol": ["UDP", "UDP"], "src_addr": ["192.0.2.1"] * 2,
+        "src_port": [5000, 5001], "dst_addr": ["192.0.2.2"] * 2, "dst_port": [53, 53], "payload_len": [10, 10],
+        "wirelen": [52, 52]}).with_columns(pl.col("time").cast(schema.TIME)), schema.FRAMES)
+    rows = frames.select("frame", "time", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
+                         "payload_len").with_columns(
+        pl.lit("out").alias("direction"), pl.Series("pid", [66, None], dtype=pl.Int64),
+        pl.Series("process", [evil, None]), pl.Series("services", [evil, None]),
+        pl.Series("confidence", ["high", "none"]), pl.lit("udp-5tuple-size").alias("method"),
+        pl.Series("reason", [evil, "no event"]))
+    r = Attribution(frames=rows, offset_ns=0, offset_source="given", offset_support=1, local_addrs=["192.0.2.1"],
+                    local_addrs_source="given", summary=pl.DataFrame())
+    page = tmp_path / "evil.html"
+    write_report(r, frames, page, max_explained=0, title=evil)
+    dom = browse(chromium, page, "#search=1")
+    assert lanes(dom) == [f"{evil} (PID 66)", "(not attributed)"]
+    assert html.unescape(re.search(r"<title>(.*?)</title>", dom, re.DOTALL).group(1)) == evil  # not "owned"
+    assert f"Why: {evil}." in evidence(dom)
