@@ -6,6 +6,7 @@ Data goes to stdout (or ``-o``); warnings, offsets and summaries go to stderr. E
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -20,6 +21,7 @@ import click
 from . import output
 from .errors import EtwToolsError
 from .progress import Bar, bar_for
+from .safe_output import Outputs, output_error
 
 if TYPE_CHECKING:
     from .attribution import Attribution
@@ -57,6 +59,7 @@ class InputFile(click.ParamType):
         if ctx is None:
             return os.fspath(path)
         root = ctx.find_root()
+        root.meta.setdefault("etwtools.archives", []).append(os.fspath(path))   # still an input for -o
         folder = root.meta.get("etwtools.extracted")
         if folder is None:
             folder = root.meta["etwtools.extracted"] = tempfile.mkdtemp(prefix="etwtools-")
@@ -105,6 +108,9 @@ def output_options(f):
     def wrapper(*args, fmt: str | None, out: str | None, columns: str | None, wide: bool, **kwargs):
         picked = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
         o = output.Output(output.format_for(fmt, out), out, picked, wide)
+        outs = click.get_current_context().meta.get("etwtools.outputs")
+        if outs is not None:        # files are written whole or not at all, never over an input
+            o.opener = outs.open_binary
         output.refuse_terminal(o.fmt, out)
         return f(*args, writer=o, **kwargs)
 
@@ -122,15 +128,35 @@ def output_options(f):
     return wrapper
 
 
+#: Parameters naming input files and output files (checked against each other before the work).
+_INPUT_PARAMS = ("path", "etl", "tasklists", "pcap", "trace", "traces", "capture")
+_OUTPUT_PARAMS = ("out", "annotate")
+
+
+def _outputs(kwargs: dict) -> Outputs:
+    inputs = [p for name in _INPUT_PARAMS for p in (
+        kwargs.get(name) if isinstance(kwargs.get(name), tuple) else [kwargs.get(name)])]
+    inputs += click.get_current_context().find_root().meta.get("etwtools.archives", [])
+    return Outputs(inputs, [kwargs.get(name) for name in _OUTPUT_PARAMS], stdout=kwargs.get("out") is None)
+
+
+def _writing(path: str | None):
+    """The temporary path to write the output ``path`` to (None: stdout), renamed over it when done."""
+    return click.get_current_context().meta["etwtools.outputs"].writing(path)
+
+
 def _guarded(f):
-    """Turn library errors into one line on stderr and exit code 1 (unless --traceback)."""
+    """Turn library errors into one line on stderr and exit code 1 (unless --traceback); outputs are
+    checked before the work and written whole or not at all (:mod:`etwtools.safe_output`)."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         ctx = click.get_current_context()
         show_tb = ctx.find_root().params.get("traceback", False)
         try:
-            return f(*args, **kwargs)
+            with _outputs(kwargs) as outs:
+                ctx.meta["etwtools.outputs"] = outs
+                return f(*args, **kwargs)
         except EtwToolsError as e:
             if show_tb:
                 raise
@@ -149,6 +175,12 @@ def _guarded(f):
                 sys.stderr.flush()
                 os._exit(141)
             sys.exit(141)
+        except MemoryError:
+            if show_tb:
+                raise
+            click.echo("error: out of memory (the input needs more memory than this machine allows)",
+                       err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             sys.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -156,6 +188,9 @@ def _guarded(f):
         except Exception as e:  # an etwtools bug: still one line, with a hint
             if show_tb:
                 raise
+            if isinstance(e, OSError) and e.errno in (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                click.echo(f"error: {output_error(e)}", err=True)     # stdout written outside _write
+                sys.exit(1)
             click.echo(f"error: internal error ({type(e).__name__}: {e}); "
                        "run again with --traceback and report it", err=True)
             sys.exit(2)
@@ -463,7 +498,8 @@ def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str
         from .logfiles import split_inputs
 
         kernel = split_inputs(traces)[0]
-        n = write_annotated(capture or kernel or traces[0], result, annotate, with_process_blocks=process_blocks)
+        with _writing(annotate) as target:
+            n = write_annotated(capture or kernel or traces[0], result, target, with_process_blocks=process_blocks)
         _info(f"wrote {annotate}: {n:,} packets annotated")
     why = result.why_nothing()
     if why:
@@ -540,7 +576,8 @@ def report(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str, .
     trace = split_inputs(traces)[0]
     syn = syn_attack_intervals(trace) if trace is not None else None
     inputs = list(traces) + ([capture] if capture else []) + list(tasklists)
-    facts = write_report(result, fr, out, syn_intervals=syn, inputs=inputs)
+    with _writing(out) as target:
+        facts = write_report(result, fr, target, syn_intervals=syn, inputs=inputs)
     _info(result.describe_offset())
     _info(f"wrote {out}: {facts.bytes / 1e6:,.2f} MB, {facts.lanes} lanes, {facts.frames_listed:,} of "
           f"{facts.frames:,} frames listed, {facts.frames_explained:,} with their whole evidence, "

@@ -479,8 +479,10 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     """
     import math
 
-    if offset_s is not None and not (isinstance(offset_s, (int, float)) and math.isfinite(offset_s)):
-        raise AttributionError(f"the clock offset must be a finite number of seconds, not {offset_s!r}")
+    if offset_s is not None and not (isinstance(offset_s, (int, float)) and math.isfinite(offset_s)
+                                     and abs(offset_s) <= 3_155_760_000):
+        raise AttributionError(f"the clock offset must be a finite number of seconds within a century, "
+                               f"not {offset_s!r}")
     frames = frames if frames is not None else schema.empty(schema.FRAMES)
     conns = schema.conform(connections if connections is not None else schema.empty(CONNECTIONS), CONNECTIONS)
     notes: list[str] = []

@@ -245,9 +245,19 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
         np.zeros(0, "<u4")
     u16, u32, u64 = _le(buf, "<u2"), _le(buf, "<u4"), _le(buf, "<u8")
     trailer = hdr.trailer
+    if not count:
+        table = _walk_records(buf, hdr, u32)
+        count = len(table)
+        if count:
+            warn(f"{name}: the frame table is empty (length 0) but {count:,} frame record(s) follow the header: "
+                 "read in file order")
+    aliased = _aliases(table.astype(np.int64), size, u32, trailer)
+    n_aliased = int(aliased.sum())
+    check_local = True
     start: int | None = None
     local_frames = 0
     bad_times = 0
+    odd_stamps = 0
     skipped = 0
     examples: list[str] = []
 
@@ -266,6 +276,8 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
 
     for s in range(0, count, CHUNK):
         off = table[s:s + CHUNK].astype(np.int64)
+        if n_aliased:
+            off = off[~aliased[s:s + CHUNK]]
         ok = (off >= HEADER) & (off + RECORD_HEADER <= size)
         if not ok.all():
             note(off[~ok])
@@ -293,6 +305,16 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
             ft = u64[data + cap + 6]
             utc = (ft >= FILETIME_MIN) & (ft < FILETIME_MAX)     # 0 or out of range: use the local time
             times[utc] = (ft[utc].astype(np.int64) - FILETIME_UNIX_EPOCH) * 100
+            if check_local and utc.sum() > 1:
+                try:
+                    local0 = start_ns(hdr, path)
+                except CaptureError:
+                    check_local = False
+                else:
+                    bad_utc = _odd_stamps(times, utc, local0, u64[off])
+                    if bad_utc.any():
+                        odd_stamps += int(bad_utc.sum())
+                        utc &= ~bad_utc
         if not utc.all():
             if start is None:
                 start = start_ns(hdr, path) - (utc_offset_minutes or 0) * 60_000_000_000
@@ -311,12 +333,71 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
     if bad_times:
         warn(f"{name}: {bad_times:,} frame(s) with a time offset of centuries (damaged records) kept without "
              "a time")
+    if odd_stamps:
+        warn(f"{name}: {odd_stamps:,} frame(s) whose UTC time stamp is more than a day from their time offset "
+             "and from the other frames (damaged): their time comes from the offset")
+    if n_aliased:
+        warn(f"{name}: skipped {n_aliased:,} frame-table entr{'y' if n_aliased == 1 else 'ies'} pointing into "
+             "a frame record listed before (a table that repeats frames: damaged or hostile)")
     if skipped:
         more = f" and {skipped - len(examples):,} more" if skipped > len(examples) else ""
         warn(f"{name}: skipped {skipped:,} damaged frame record(s) at offsets {', '.join(examples)}{more}")
     if local_frames and utc_offset_minutes is None:
         warn(f"{name}: Network Monitor 2.{hdr.minor} times are the capturing machine's local time without "
              f"a time zone; {local_frames:,} frame time(s) taken as UTC (give the UTC offset to correct)")
+
+
+def _walk_records(buf: np.ndarray, hdr: NetmonHeader, u32: np.ndarray) -> np.ndarray:
+    """Offsets of the frame records that follow the header one after another, up to the frame table
+    (or the end): for a file whose frame table is empty."""
+    size = len(buf)
+    end = hdr.frame_table_offset if HEADER < hdr.frame_table_offset <= size else size
+    out: list[int] = []
+    pos = HEADER
+    while pos + RECORD_HEADER <= end:
+        cap = int(u32[pos + 12])
+        nxt = pos + RECORD_HEADER + cap + hdr.trailer
+        if cap > MAX_CAPLEN or nxt > end:
+            break
+        out.append(pos)
+        pos = nxt
+    return np.array(out, np.uint32)
+
+
+def _aliases(off: np.ndarray, size: int, u32: np.ndarray, trailer: int) -> np.ndarray:
+    """Frame-table entries whose record starts inside a record listed before it: one frame counted twice
+    (20,000 entries pointing at one 256 KB frame would be 5 GB of frames). The first entry is kept."""
+    if len(off) < 2:
+        return np.zeros(len(off), bool)
+    inside = (off >= HEADER) & (off + RECORD_HEADER <= size)
+    cap = np.where(inside, u32[np.where(inside, off + 12, HEADER)].astype(np.int64), 0)
+    end = off + RECORD_HEADER + cap + trailer
+    inside &= (cap <= MAX_CAPLEN) & (end <= size)       # damaged records are reported as such, not here
+    end = np.where(inside, end, off)
+    order = np.argsort(off, kind="stable")
+    so, se = off[order], end[order]
+    reach = np.maximum.accumulate(se)
+    dup = np.zeros(len(off), bool)
+    dup[1:] = so[1:] < reach[:-1]
+    out = np.zeros(len(off), bool)
+    out[order[dup & inside[order]]] = True
+    return out
+
+
+def _odd_stamps(times: np.ndarray, utc: np.ndarray, local0: int, offset_us: np.ndarray) -> np.ndarray:
+    """UTC-stamped frames whose stamp is over a day from their local time offset (time zones differ by
+    at most 14 hours) and further from the other frames' median than the offset is: a damaged stamp."""
+    local = local0 + offset_us.astype(np.int64) * 1000
+    diff = times - local
+    shift = int(np.median(diff[utc]))
+    odd = utc & (np.abs(diff - shift) > 86_400 * 10**9)
+    if not odd.any():
+        return odd
+    med = int(np.median(times[utc & ~odd])) if (utc & ~odd).any() else int(np.median(times[utc]))
+    by_offset = local + shift
+    odd &= np.abs(by_offset - med) < np.abs(times - med)
+    times[odd] = by_offset[odd]
+    return odd
 
 
 def read_netmon(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,

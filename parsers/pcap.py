@@ -131,16 +131,27 @@ def chunks(buf: np.ndarray, path: PathLike, progress: Progress | None = None, wi
         pos = HEADER
         last_sec = None
         skipped: list[tuple[int, int, str]] = []
+        out = win = None
+        filled = over_frac = 0
+        frac_limit = 1_000_000_000 if hdr.nanosecond else 1_000_000
         while True:
-            count = min(CHUNK, max(1, (size - pos) // RECORD_HEADER + 1))
-            out = np.empty(count, RECORD)
-            win = np.empty((count, max(window, 1)), np.uint8)
-            n, pos, status = walk(buf, pos, hdr.big, hdr.maxcap, out, win.reshape(-1), window)
+            if out is None:     # records after damage join the same chunk: one chunk per CHUNK records
+                count = min(CHUNK, max(1, (size - pos) // RECORD_HEADER + 1))
+                out = np.empty(count, RECORD)
+                win = np.empty((count, max(window, 1)), np.uint8)
+                filled = 0
+            n, pos, status = walk(buf, pos, hdr.big, hdr.maxcap, out[filled:], win[filled:].reshape(-1),
+                                  window)
             if n:
-                last_sec = int(out["sec"][n - 1])
-                yield out[:n], win[:n]
+                last_sec = int(out["sec"][filled + n - 1])
+                over_frac += int((out["frac"][filled:filled + n] >= frac_limit).sum())
+                filled += n
             if progress is not None:
                 progress(pos, size)
+            if status == ST_FULL or (status == ST_END and filled):
+                if filled:
+                    yield out[:filled], win[:filled]
+                out = None
             if status == ST_FULL:
                 continue
             if status == ST_END:
@@ -154,6 +165,12 @@ def chunks(buf: np.ndarray, path: PathLike, progress: Progress | None = None, wi
             if nxt is None:
                 break
             pos = nxt
+        if out is not None and filled:
+            yield out[:filled], win[:filled]
+        if over_frac:
+            unit = "nanoseconds" if hdr.nanosecond else "microseconds"
+            warn(f"{name}: {over_frac:,} record(s) with {unit} of a second of {frac_limit:,} or more (a "
+                 "damaged or odd writer): their times carry the excess into the seconds, as Wireshark shows them")
         if skipped:
             total = sum(k for _, k, _ in skipped)
             where = ", ".join(f"{o:#x} ({r})" for o, _, r in skipped[:5])
@@ -175,9 +192,10 @@ def find_record(buf: np.ndarray, start: int, hdr: PcapHeader, near_sec: int | No
     size = len(buf)
     dt = ">u4" if hdr.big else "<u4"
     frac_limit = 1_000_000_000 if hdr.nanosecond else 1_000_000
-    window = 1 << 20
+    window = 1 << 12        # grows to 1 MB: the work stays proportional to the bytes skipped
     while start + RECORD_HEADER <= size:
         stop = min(size - RECORD_HEADER + 1, start + window)       # candidates in [start, stop)
+        window = min(window * 2, 1 << 20)
         seg = np.ascontiguousarray(buf[start:stop + RECORD_HEADER - 1])
         words = np.ndarray((len(seg) - 3,), dtype=dt, buffer=seg, strides=(1,))
         k = stop - start

@@ -172,12 +172,20 @@ class Chunk:
             ns = ticks_to_ns(ticks, interfaces[kinds[0]])
             fit = ticks_fit(ticks, interfaces[kinds[0]])
         else:
+            # interfaces differ in unit and offset: convert per unit (a few kinds at most), add the
+            # offsets in bulk; many interfaces (concatenated captures) cost no more than one
+            uniq, inv = np.unique(self.iface, return_inverse=True)
+            res = np.array([interfaces[i].tsresol for i in uniq.tolist()], np.int64)[inv]
+            off = np.array([interfaces[i].tsoffset for i in uniq.tolist()], np.int64)[inv]
             ns = np.zeros(len(ticks), np.int64)
             fit = np.ones(len(ticks), bool)
-            for i in kinds:
-                m = self.iface == i
-                ns[m] = ticks_to_ns(ticks[m], interfaces[i])
-                fit[m] = ticks_fit(ticks[m], interfaces[i])
+            for r in np.unique(res).tolist():
+                m = res == r
+                ns[m] = ticks_to_ns(ticks[m], Interface(0, tsresol=r))
+                fit[m] = ticks_fit(ticks[m], Interface(0, tsresol=r))
+            shift = off * 1_000_000_000                 # |tsoffset| <= 2^33 s: fits an int64
+            fit &= ~((shift > 0) & (ns > np.iinfo(np.int64).max - shift))
+            ns = ns + np.where(fit, shift, 0)
         if not fit.all():
             ns = np.where(fit, ns, 0)
             valid = valid & fit
@@ -280,17 +288,29 @@ class _Scanner:
         """The packet blocks chunk by chunk; damage is warned about at the end."""
         self._first_section()
         pos = self._section(0)
+        out = win = iface = None
+        filled = 0
+        big = self.big
         while pos is not None and pos < self.size:
-            count = min(CHUNK, max(1, (self.size - pos) // 16 + 1))
-            out = np.empty(count, ENTRY)
-            win = np.empty((count, max(self.window, 1)), np.uint8)
-            n, at, status = walk(self.buf, pos, self.big, out, win.reshape(-1), self.window)
+            if out is not None and big != self.big and filled:   # a chunk holds one byte order
+                yield Chunk(out[:filled], iface[:filled], win[:filled], big)
+                out = None
+            big = self.big
+            if out is None:     # blocks after damage or an interface block join the chunk: one per CHUNK
+                count = min(CHUNK, max(1, (self.size - pos) // 16 + 1))
+                out = np.empty(count, ENTRY)
+                win = np.empty((count, max(self.window, 1)), np.uint8)
+                iface = np.empty(count, np.int32)
+                filled = 0
+            n, at, status = walk(self.buf, pos, self.big, out[filled:], win[filled:].reshape(-1), self.window)
             if n:
-                chunk = self._keep(out[:n], win[:n])
-                if len(chunk.entries):
-                    yield chunk
+                filled += self._keep(out, win, iface, filled, n)
             if self.progress is not None:
                 self.progress(at, self.size)
+            if status == ST_FULL or status == ST_END:
+                if filled:
+                    yield Chunk(out[:filled], iface[:filled], win[:filled], big)
+                out = None
             if status == ST_END:
                 break
             if status == ST_FULL:
@@ -303,6 +323,8 @@ class _Scanner:
                 pos = at + blen
             else:
                 pos = self._resync(at, _REASONS[status])
+        if out is not None and filled:
+            yield Chunk(out[:filled], iface[:filled], win[:filled], big)
         if not self.quiet:
             self._report()
 
@@ -377,18 +399,26 @@ class _Scanner:
         self.interfaces.append(iface)
         return pos + blen
 
-    def _keep(self, entries: np.ndarray, windows: np.ndarray) -> Chunk:
+    def _keep(self, out: np.ndarray, win: np.ndarray, iface: np.ndarray, at: int, n: int) -> int:
+        """Check the ``n`` rows walked into ``out[at:]``: rows naming an undefined interface are dropped
+        (the rest moved up), global interface numbers go to ``iface[at:]``; returns the rows kept."""
         count = len(self.interfaces) - self.base
+        entries = out[at:at + n]
         ok = entries["iface"] < count
         if not ok.all():
             self.bad_iface += int((~ok).sum())
-            entries, windows = entries[ok], windows[ok]
-        iface = entries["iface"].astype(np.int32) + self.base
+            k = int(ok.sum())
+            out[at:at + k] = entries[ok]
+            win[at:at + k] = win[at:at + n][ok]
+            n = k
+            entries = out[at:at + n]
+        iface[at:at + n] = entries["iface"].astype(np.int32) + self.base
         spb = np.flatnonzero(entries["btype"] == SPB)
         if len(spb):  # a simple packet's caplen is also bounded by the interface's snaplen
-            snap = np.array([self.interfaces[i].snaplen or 0xFFFFFFFF for i in iface[spb].tolist()], np.int64)
+            snap = np.array([self.interfaces[i].snaplen or 0xFFFFFFFF for i in iface[at + spb].tolist()],
+                            np.int64)
             entries["caplen"][spb] = np.minimum(entries["caplen"][spb], snap)
-        return Chunk(entries, iface, windows, self.big)
+        return n
 
     def _resync(self, pos: int, reason: str) -> int | None:
         """The next offset after ``pos`` where a consistent block starts; records what was skipped."""
@@ -398,19 +428,19 @@ class _Scanner:
 
     def _find_block(self, start: int) -> int | None:
         """The first offset from ``start`` (any alignment) where a consistent block starts."""
-        window = 1 << 20
+        window = 1 << 12        # grows to 1 MB: the work stays proportional to the bytes skipped
         dt = np.dtype(">u4" if self.big else "<u4")
         bom = (struct.pack("<I", BYTE_ORDER_MAGIC), struct.pack(">I", BYTE_ORDER_MAGIC))
         while start + 12 <= self.size:
             stop = min(self.size, start + window)
-            hits = []
-            for phase in range(4):
-                lo = start + phase
-                hi = lo + (min(self.size, stop + 3) - lo) // 4 * 4
-                if hi > lo:
-                    words = np.frombuffer(self.buf[lo:hi], dtype=dt)
-                    hits.append(lo + 4 * np.flatnonzero(np.isin(words, _KNOWN_BLOCKS)))
-            for p in np.sort(np.concatenate(hits)).tolist() if hits else []:
+            window = min(window * 2, 1 << 20)
+            # the u32 at every byte position of [start, stop): one unaligned view, a few comparisons
+            seg = np.ascontiguousarray(self.buf[start:min(self.size, stop + 3)])
+            words = np.ndarray((max(0, len(seg) - 3),), dtype=dt, buffer=seg, strides=(1,))
+            known = np.zeros(len(words), bool)
+            for b in _KNOWN_BLOCKS:
+                known |= words == b
+            for p in (start + np.flatnonzero(known)).tolist():
                 if p >= stop:
                     break
                 if self._u32(p) == SHB:

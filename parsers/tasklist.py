@@ -138,6 +138,9 @@ def _number(value: object, limit: int = MAX_U32) -> int | None:
     text = str(value).strip() if value is not None else ""
     if not re.fullmatch(r"[0-9]+", text):
         return None
+    text = text.lstrip("0") or "0"
+    if len(text) > 20:                 # beyond any 64-bit value (and Python's 4,300-digit int() limit)
+        return None
     number = int(text)
     return number if number <= limit else None
 

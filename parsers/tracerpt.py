@@ -721,7 +721,7 @@ def _event_name(typ: str, opcode: int | None) -> tuple[str, bool]:
     if base in _CANONICAL:
         return _CANONICAL[base], v6
     for number in (low, str(opcode) if opcode is not None else ""):
-        if number.isdigit() or number.startswith("0x"):
+        if re.fullmatch(r"[0-9]{1,10}|0x[0-9a-f]{1,8}", number):
             code = int(number, 0)
             v6 = v6 or code >= 26
             code = code - 16 if code >= 26 else code

@@ -10,6 +10,9 @@ from ..errors import AttributionError
 from ..parsers.units import Progress
 from .answer import finish, follow_fragments, name_processes, summary, without_pid
 from .constants import DEFAULT_TOLERANCE_S, NS
+
+#: Largest clock offset or tolerance taken, in seconds (a century: times are int64 ns, +-292 years).
+MAX_SECONDS = 3_155_760_000
 from .diagnosis import why_nothing
 from .matchers import Context, pick_best, run_matchers
 from .offset import Offset, choose_offset
@@ -59,10 +62,14 @@ def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFram
 
 def _check_parameters(tolerance_s: float, offset_s: float | None) -> int:
     """The tolerance in ns; AttributionError for a tolerance or offset that is not a usable number."""
-    if not (isinstance(tolerance_s, (int, float)) and math.isfinite(tolerance_s) and tolerance_s >= 0):
-        raise AttributionError(f"the tolerance must be a number of seconds >= 0, not {tolerance_s!r}")
-    if offset_s is not None and not (isinstance(offset_s, (int, float)) and math.isfinite(offset_s)):
-        raise AttributionError(f"the clock offset must be a finite number of seconds, not {offset_s!r}")
+    if not (isinstance(tolerance_s, (int, float)) and math.isfinite(tolerance_s)
+            and 0 <= tolerance_s <= MAX_SECONDS):
+        raise AttributionError(f"the tolerance must be a number of seconds from 0 to {MAX_SECONDS:,} (a century), "
+                               f"not {tolerance_s!r}")
+    if offset_s is not None and not (isinstance(offset_s, (int, float)) and math.isfinite(offset_s)
+                                     and abs(offset_s) <= MAX_SECONDS):
+        raise AttributionError(f"the clock offset must be a finite number of seconds within +-{MAX_SECONDS:,} (a "
+                               f"century), not {offset_s!r}")
     return round(tolerance_s * NS)
 
 

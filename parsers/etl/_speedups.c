@@ -1,16 +1,18 @@
 /* Optional C accelerators for etwtools' ETL reader (pure-Python fallbacks give identical results).
  *
- * lzxpress_decompress(src, out_size) -> bytes
+ * lzxpress_decompress(src, out_size, partial=False) -> bytes
  *     MS-XCA "plain LZ77" (Xpress) decompression, as used by compressed ETL buffers.
- *     Raises ValueError on malformed input or when the output would exceed out_size.
+ *     Raises ValueError on malformed input or when the output would exceed out_size (partial: stops
+ *     there instead, returning the first out_size bytes).
  * walk(data, starts, ends, out_offsets, out_sizes, out_hdrs) -> (count, damages)
  *     The record walk of parsers/etl/container.py (walk_py): for each segment [starts[i], ends[i])
  *     of data, the offset, size and header length (incl. extended items) of every record; damages is
- *     a list of (segment, offset, resumed_at or -1, reason code).
+ *     a list of (segment, offset, resumed_at or -1, reason code, records lost).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ LZ77 (MS-XCA 2.4) */
@@ -20,7 +22,8 @@ lzxpress_decompress(PyObject *self, PyObject *args)
 {
     Py_buffer src;
     Py_ssize_t out_size;
-    if (!PyArg_ParseTuple(args, "y*n", &src, &out_size))
+    int partial = 0;
+    if (!PyArg_ParseTuple(args, "y*n|p", &src, &out_size, &partial))
         return NULL;
     if (out_size < 0) {
         PyBuffer_Release(&src);
@@ -42,6 +45,8 @@ lzxpress_decompress(PyObject *self, PyObject *args)
 
     Py_BEGIN_ALLOW_THREADS
     while (ip < in_len) {
+        if (partial && op >= cap)
+            break;                                   /* the first out_size bytes are enough */
         if (flag_count == 0) {
             if (ip + 4 > in_len) { err = "truncated flag word"; break; }
             flags = (uint32_t)in[ip] | (uint32_t)in[ip + 1] << 8 | (uint32_t)in[ip + 2] << 16 |
@@ -94,7 +99,10 @@ lzxpress_decompress(PyObject *self, PyObject *args)
         }
         length += 3;
         if (offset > op) { err = "match before the start of the output"; break; }
-        if (length > cap - op) { err = "output larger than expected"; break; }
+        if (length > cap - op) {
+            if (!partial) { err = "output larger than expected"; break; }
+            length = cap - op;
+        }
         uint8_t *dst = out + op;
         const uint8_t *from = dst - offset;
         if (offset >= length) {
@@ -195,19 +203,60 @@ record_at(const uint8_t *d, int64_t p, int64_t end, int64_t *size, int64_t *hdr)
     return 0;
 }
 
-static int
-chain_ok(const uint8_t *d, int64_t p, int64_t end)
+#define RESYNC_MIN_CHAIN 16
+
+/* The first 8-aligned position after a bad record at p from which valid records run to the end of the
+ * segment (or its end marker), or RESYNC_MIN_CHAIN valid records in a row; -1 when there is none
+ * (_resync in container.py). memo (one slot per 8 bytes from base, shared by every resync of the
+ * segment): 0 unknown, 1 reaches the end, k + 2 fails after k valid records; path: scratch of as many
+ * slots. No position is walked twice: linear work. */
+static int64_t
+resync(const uint8_t *d, int64_t p, int64_t end, uint32_t *memo, int64_t *path, int64_t base)
 {
-    int64_t n = 0, size, hdr;
-    while (p + 4 <= end) {
-        if (record_at(d, p, end, &size, &hdr))
-            return 0;
-        if (size == 0)
-            break;
-        n++;
-        p += (size + 7) & ~(int64_t)7;
+    int64_t size, hdr;
+    for (int64_t q = p + 8; q + 4 <= end; q += 8) {
+        int bad = record_at(d, q, end, &size, &hdr);
+        if (bad || size == 0)
+            continue;
+        int64_t n = 0, r = q + ((size + 7) & ~(int64_t)7);
+        uint32_t result;
+        path[n++] = q;
+        for (;;) {
+            if (r + 4 > end) { result = 1; break; }
+            result = memo[(r - base) >> 3];
+            if (result)
+                break;
+            bad = record_at(d, r, end, &size, &hdr);
+            if (bad) { result = 2; break; }
+            if (size == 0) { result = 1; break; }
+            path[n++] = r;
+            r += (size + 7) & ~(int64_t)7;
+        }
+        while (n > 0) {
+            if (result != 1)
+                result++;
+            memo[(path[--n] - base) >> 3] = result;
+        }
+        if (result == 1 || result - 2 >= RESYNC_MIN_CHAIN)
+            return q;
     }
-    return n > 0;
+    return -1;
+}
+
+/* Records lost in the skipped bytes [p, stop) after a bad record at p (lost_records in container.py). */
+static int64_t
+lost_records(const uint8_t *d, int64_t p, int64_t stop, int64_t end)
+{
+    int64_t n = 1, r = p + 8, size, hdr;
+    while (r + 4 <= stop) {
+        if (record_at(d, r, end, &size, &hdr) || size == 0) {
+            r += 8;
+            continue;
+        }
+        n++;
+        r += (size + 7) & ~(int64_t)7;
+    }
+    return n;
 }
 
 static int
@@ -230,6 +279,8 @@ walk(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOO", &o_data, &o_starts, &o_ends, &o_offs, &o_sizes, &o_hdrs))
         return NULL;
     Py_buffer data, starts, ends, offs, sizes, hdrs;
+    uint32_t *memo = NULL;
+    int64_t *path = NULL;
     int got = 0;
     PyObject *damages = NULL, *result = NULL;
     if (get_buffer(o_data, &data, 0, 0, "data") < 0) goto done;
@@ -257,7 +308,11 @@ walk(PyObject *self, PyObject *args)
     Py_ssize_t nseg = starts.len / 8, cap = offs.len / 8, n = 0;
 
     for (Py_ssize_t seg = 0; seg < nseg; seg++) {
-        int64_t p = st[seg], end = en[seg];
+        int64_t p = st[seg], end = en[seg], base = st[seg];
+        free(memo);
+        free(path);
+        memo = NULL;
+        path = NULL;
         if (p < 0 || end < p || end > data.len) {
             PyErr_Format(PyExc_ValueError, "segment %zd [%lld, %lld) outside the data", seg,
                          (long long)p, (long long)end);
@@ -267,11 +322,25 @@ walk(PyObject *self, PyObject *args)
             int64_t size, hdr;
             int bad = record_at(d, p, end, &size, &hdr);
             if (bad) {
-                int64_t q = p + 8;
-                while (q + 4 <= end && !chain_ok(d, q, end))
-                    q += 8;
-                int64_t resumed = q + 4 <= end ? q : -1;
-                PyObject *t = Py_BuildValue("(nLLi)", seg, (long long)p, (long long)resumed, bad);
+                if (memo == NULL) {
+                    size_t slots = (size_t)((end - base) / 8 + 1);
+                    memo = calloc(slots, sizeof(uint32_t));
+                    path = malloc(slots * sizeof(int64_t));
+                    if (memo == NULL || path == NULL) {
+                        PyErr_NoMemory();
+                        goto done;
+                    }
+                }
+                int64_t resumed;
+                Py_BEGIN_ALLOW_THREADS
+                resumed = resync(d, p, end, memo, path, base);
+                Py_END_ALLOW_THREADS
+                int64_t lost;
+                Py_BEGIN_ALLOW_THREADS
+                lost = lost_records(d, p, resumed >= 0 ? resumed : end, end);
+                Py_END_ALLOW_THREADS
+                PyObject *t = Py_BuildValue("(nLLiL)", seg, (long long)p, (long long)resumed, bad,
+                                            (long long)lost);
                 if (t == NULL || PyList_Append(damages, t) < 0) {
                     Py_XDECREF(t);
                     goto done;
@@ -298,6 +367,8 @@ walk(PyObject *self, PyObject *args)
     result = Py_BuildValue("(nO)", n, damages);
 
 done:
+    free(memo);
+    free(path);
     Py_XDECREF(damages);
     if (got >= 6) PyBuffer_Release(&hdrs);
     if (got >= 5) PyBuffer_Release(&sizes);
@@ -310,7 +381,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"lzxpress_decompress", lzxpress_decompress, METH_VARARGS,
-     "lzxpress_decompress(src, out_size) -> bytes: MS-XCA plain LZ77 decompression."},
+     "lzxpress_decompress(src, out_size, partial=False) -> bytes: MS-XCA plain LZ77 decompression."},
     {"walk", walk, METH_VARARGS,
      "walk(data, starts, ends, offsets, sizes, hdrs) -> (count, damages): ETL record walk."},
     {NULL, NULL, 0, NULL},

@@ -1,12 +1,14 @@
 """Decompression of compressed ETL buffers: MS-XCA plain LZ77 ("Xpress").
 
-The C accelerator (``etwtools.parsers.etl._speedups``) is used when it was built; otherwise dissect.util's
-pure-Python decoder. Both give identical bytes (tests/test_etl_container.py checks every compressed
-buffer of the corpus through both).
+The C accelerator (``etwtools.parsers.etl._speedups``) is used when it was built; otherwise
+:func:`decompress_py`, a pure-Python decoder written step for step like the C one, so that both accept
+and reject exactly the same streams and give the same bytes (tests/test_xpress.py compares them on
+random and mutated streams, tests/test_etl_container.py on every compressed buffer of the corpus).
+
+``partial=True`` decodes only the first ``out_size`` bytes of a longer stream (no error when the
+stream goes on): the resynchronisation after damage looks at the start of a candidate buffer with it.
 """
 from __future__ import annotations
-
-from dissect.util.compression.lzxpress import decompress as _dissect_decompress
 
 try:  # the optional C accelerator
     from . import _speedups
@@ -20,32 +22,111 @@ class DecompressionError(ValueError):
     """Compressed data that does not decode to the expected size."""
 
 
-def decompress_py(src: bytes | memoryview, out_size: int) -> bytes:
+def _fail(what: str, ip: int) -> DecompressionError:
+    return DecompressionError(f"malformed LZ77 data: {what} (input byte {ip})")
+
+
+def decompress_py(src: bytes | memoryview, out_size: int, partial: bool = False) -> bytes:
     """Pure-Python decompression of ``src`` to exactly ``out_size`` bytes (DecompressionError otherwise)."""
-    try:
-        out = _dissect_decompress(bytes(src))
-    except Exception as exc:  # noqa: BLE001 - the pure decoder fails with TypeError/struct.error/ValueError on bad input
-        raise DecompressionError(f"malformed LZ77 data ({type(exc).__name__}: {exc})") from None
-    if len(out) != out_size:
-        raise DecompressionError(f"LZ77 data decodes to {len(out)} bytes, expected {out_size}")
-    return out
+    if out_size < 0:
+        raise DecompressionError("negative output size")
+    data = bytes(src)
+    n = len(data)
+    out = bytearray()
+    cap = out_size
+    ip = last_half = 0
+    flags = flag_count = 0
+    while ip < n:
+        if partial and len(out) >= cap:
+            break
+        if flag_count == 0:
+            if ip + 4 > n:
+                raise _fail("truncated flag word", ip)
+            flags = int.from_bytes(data[ip:ip + 4], "little")
+            ip += 4
+            flag_count = 32
+        flag_count -= 1
+        if not flags >> flag_count & 1:
+            if ip >= n:
+                raise _fail("truncated literal", ip)
+            if len(out) >= cap:
+                raise _fail("output larger than expected", ip)
+            out.append(data[ip])
+            ip += 1
+            continue
+        if ip == n:
+            break                                   # end of stream
+        if ip + 2 > n:
+            raise _fail("truncated match", ip)
+        match = data[ip] | data[ip + 1] << 8
+        ip += 2
+        length, offset = match & 7, (match >> 3) + 1
+        if length == 7:
+            if last_half == 0:
+                if ip >= n:
+                    raise _fail("truncated match length", ip)
+                length = data[ip] & 15
+                last_half = ip
+                ip += 1
+            else:
+                length = data[last_half] >> 4
+                last_half = 0
+            if length == 15:
+                if ip >= n:
+                    raise _fail("truncated match length", ip)
+                length = data[ip]
+                ip += 1
+                if length == 255:
+                    if ip + 2 > n:
+                        raise _fail("truncated match length", ip)
+                    length = data[ip] | data[ip + 1] << 8
+                    ip += 2
+                    if length == 0:
+                        if ip + 4 > n:
+                            raise _fail("truncated match length", ip)
+                        length = int.from_bytes(data[ip:ip + 4], "little")
+                        ip += 4
+                    if length < 15 + 7:
+                        raise _fail("wrong match length", ip)
+                    length -= 15 + 7
+                length += 15
+            length += 7
+        length += 3
+        op = len(out)
+        if offset > op:
+            raise _fail("match before the start of the output", ip)
+        if length > cap - op:
+            if not partial:
+                raise _fail("output larger than expected", ip)
+            length = cap - op
+        if offset >= length:
+            out += out[op - offset:op - offset + length]
+        else:                                        # overlapping: the last `offset` bytes repeat
+            piece = out[op - offset:]
+            out += (piece * (length // offset + 1))[:length]
+    return _checked(bytes(out), out_size, partial)
 
 
-def decompress_c(src: bytes | memoryview, out_size: int) -> bytes:
+def decompress_c(src: bytes | memoryview, out_size: int, partial: bool = False) -> bytes:
     """C decompression of ``src`` to exactly ``out_size`` bytes (DecompressionError otherwise)."""
     if _speedups is None:
         raise RuntimeError("etwtools.parsers.etl._speedups is not built")
     try:
-        out = _speedups.lzxpress_decompress(src, out_size)
+        out = _speedups.lzxpress_decompress(src, out_size, partial)
     except ValueError as exc:
         raise DecompressionError(str(exc)) from None
-    if len(out) != out_size:
+    return _checked(out, out_size, partial)
+
+
+def _checked(out: bytes, out_size: int, partial: bool) -> bytes:
+    if len(out) != out_size and not partial:
         raise DecompressionError(f"LZ77 data decodes to {len(out)} bytes, expected {out_size}")
     return out
 
 
-def decompress(src: bytes | memoryview, out_size: int) -> bytes:
-    """``src`` decompressed to exactly ``out_size`` bytes, with the fastest decoder available."""
+def decompress(src: bytes | memoryview, out_size: int, partial: bool = False) -> bytes:
+    """``src`` decompressed to exactly ``out_size`` bytes, with the fastest decoder available
+    (``partial``: at most its first ``out_size`` bytes)."""
     if _speedups is not None:
-        return decompress_c(src, out_size)
-    return decompress_py(src, out_size)
+        return decompress_c(src, out_size, partial)
+    return decompress_py(src, out_size, partial)

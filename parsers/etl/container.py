@@ -81,6 +81,12 @@ BEFORE_START_NS = 60 * 10**9
 AFTER_END_NS = 3600 * 10**9
 #: Largest decompressed buffer accepted (ETW buffers are at most 16 MB).
 MAX_BUFFER = 16 << 20
+#: Largest ratio of decompressed to compressed bytes accepted for a buffer. Real Xpress buffers stay far
+#: below (the corpus's 668 compressed buffers: at most 13.6); a buffer claiming more is refused unread, so
+#: the work is bounded by 128 x the file size whatever the file claims.
+MAX_RATIO = 128
+#: Bytes of a candidate buffer looked at when searching for the next buffer after a bad buffer header.
+PROBE_BYTES = 0x1000
 
 # Damage reasons of the record walk (codes shared with the C walker).
 DAMAGE_REASONS = {
@@ -173,6 +179,7 @@ class EtlStats:
     bad_time_records: int = 0         # records whose timestamp is outside the trace's span (kept)
     bad_time_offsets: list[int] = field(default_factory=list)
     span: str = ""                    # the span, as text, for the warning
+    clock_note: str = ""              # the logfile header's times disagree with the buffers' (a damaged header)
     _damaged: set = field(default_factory=set, repr=False)
 
     def warnings(self) -> list[str]:
@@ -200,6 +207,8 @@ class EtlStats:
                        f"({self.span}), so their times are wrong: damaged records, or another trace appended to this "
                        f"one (buffers at offsets {offs}"
                        f"{', ...' if len(self.bad_time_offsets) >= 5 else ''})")
+        if self.clock_note:
+            out.append(f"{self.path}: {self.clock_note}")
         if self.events_lost_flag_buffers or self.header_events_lost:
             out.append(f"{self.path}: the logger lost events: {self.header_events_lost} per the logfile "
                        f"header, {self.events_lost_flag_buffers} buffer(s) flagged EVENTS_LOST")
@@ -265,37 +274,85 @@ def _record_at(data, p: int, end: int) -> tuple[int, int, int]:
     return size, hdr, 0
 
 
-def _chain_ok(data, p: int, end: int) -> bool:
-    """Whether valid records run from ``p`` to the end of the segment (or its end marker)."""
-    n = 0
-    while p + 4 <= end:
-        size, _, bad = _record_at(data, p, end)
-        if bad:
-            return False
-        if size == 0:
-            break
+#: Valid records in a row that make a resynchronisation point even when the chain then meets more damage
+#: (which is handled as damage of its own); a chain reaching the end of the buffer always does.
+RESYNC_MIN_CHAIN = 16
+
+
+def _resync(data, p: int, end: int, memo: list[int], base: int) -> int:
+    """The first 8-aligned position after a bad record at ``p`` from which valid records run to the end of
+    the segment (or its end marker), or :data:`RESYNC_MIN_CHAIN` valid records in a row; -1 when none.
+
+    ``memo`` (one slot per 8 bytes of the segment from ``base``, shared by every resync of the segment)
+    remembers what the chain from each record position does: 0 unknown, 1 reaches the end, k + 2 fails
+    after k valid records. So no position is walked twice, however many candidates fail: linear work.
+    """
+    q = p + 8
+    while q + 4 <= end:
+        size, _, bad = _record_at(data, q, end)
+        if bad or size == 0:                    # a bad record or an end marker: no chain starts here
+            q += 8
+            continue
+        path = [q]
+        r = q + ((size + 7) & ~7)
+        while True:
+            if r + 4 > end:
+                result = 1
+                break
+            result = memo[(r - base) >> 3]
+            if result:
+                break
+            size, _, bad = _record_at(data, r, end)
+            if bad:
+                result = 2
+                break
+            if size == 0:                       # the end marker: the records end here
+                result = 1
+                break
+            path.append(r)
+            r += (size + 7) & ~7
+        for x in reversed(path):                # each record adds one to the chain after it
+            if result != 1:
+                result += 1
+            memo[(x - base) >> 3] = result
+        if result == 1 or result - 2 >= RESYNC_MIN_CHAIN:
+            return q
+        q += 8
+    return -1
+
+
+def _lost_records(data, p: int, stop: int, end: int) -> int:
+    """Records lost in the skipped bytes [p, stop) after a bad record at ``p``: that one plus the valid
+    records a walk of the skipped bytes meets (stepping 8 bytes over anything else)."""
+    n, r = 1, p + 8
+    while r + 4 <= stop:
+        size, _, bad = _record_at(data, r, end)
+        if bad or size == 0:
+            r += 8
+            continue
         n += 1
-        p += (size + 7) & ~7
-    return n > 0
+        r += (size + 7) & ~7
+    return n
 
 
 def walk_py(data, starts: np.ndarray, ends: np.ndarray):
     """Record offsets, sizes and header lengths of the segments [starts[i], ends[i]) of ``data``.
 
     Returns (offsets int64, sizes int64, hdr_lens int64, damages) where damages lists
-    (segment, offset, resumed_at or -1, reason code).
+    (segment, offset, resumed_at or -1, reason code, records lost).
     """
     offs, sizes, hdrs, damages = [], [], [], []
     for seg in range(len(starts)):
         p, end = int(starts[seg]), int(ends[seg])
+        base, memo = p, None
         while p + 4 <= end:
             size, hdr, bad = _record_at(data, p, end)
             if bad:
-                q = p + 8
-                while q + 4 <= end and not _chain_ok(data, q, end):
-                    q += 8
-                resumed = q if q + 4 <= end else -1
-                damages.append((seg, p, resumed, bad))
+                if memo is None:
+                    memo = [0] * ((end - base) // 8 + 1)
+                resumed = _resync(data, p, end, memo, base)
+                damages.append((seg, p, resumed, bad, _lost_records(data, p, resumed if resumed >= 0 else end,
+                                                                    end)))
                 if resumed < 0:
                     break
                 p = resumed
@@ -307,6 +364,19 @@ def walk_py(data, starts: np.ndarray, ends: np.ndarray):
             hdrs.append(hdr)
             p += (size + 7) & ~7
     return (np.array(offs, np.int64), np.array(sizes, np.int64), np.array(hdrs, np.int64), damages)
+
+
+def _starts_with_records(data: bytes, full: int) -> bool:
+    """Whether ``data``, the first bytes of a buffer's ``full`` bytes of records, holds only valid records
+    (the last one may run past ``data`` when it is cut short of ``full``)."""
+    n = len(data)
+    if n < 8:
+        return False
+    offs, _, _, damages = walk(data + bytes(8), np.array([0], np.int64), np.array([n], np.int64))
+    if not damages:
+        return len(offs) > 0
+    _seg, p, _resumed, code, _lost = damages[0]
+    return n < full and code == 3 and len(offs) > 0 and int(offs[0]) < p
 
 
 def walk_c(data, starts: np.ndarray, ends: np.ndarray):
@@ -487,6 +557,9 @@ class EtlFile:
                 off = nxt
                 continue
             st.buffers += 1
+            if off:
+                stamp, = struct.unpack_from("<Q", mm, off + 0x10)
+                self._last_stamp = max(self._last_stamp, stamp)
             st.events_lost_flag_buffers += bool(flag & FLAG_EVENTS_LOST)
             st.buffer_lost_flag_buffers += bool(flag & FLAG_BUFFER_LOST)
             avail = min(bsize, size - off)
@@ -498,6 +571,13 @@ class EtlFile:
                     st.trailing_bytes = avail
                     st._damage(off, off, avail, -1, "file ends inside a compressed buffer", True)
                     return
+                if filled - BUFFER_HEADER_SIZE > MAX_RATIO * (bsize - BUFFER_HEADER_SIZE):
+                    st._damage(off, off, bsize, -1,
+                               f"compressed buffer claims {filled - BUFFER_HEADER_SIZE} bytes from "
+                               f"{bsize - BUFFER_HEADER_SIZE}: beyond any real Xpress ratio (refused unread)",
+                               True)
+                    off += bsize
+                    continue
                 try:
                     with memoryview(mm)[off + BUFFER_HEADER_SIZE:off + bsize] as src:
                         data = decompress(src, filled - BUFFER_HEADER_SIZE)
@@ -541,6 +621,7 @@ class EtlFile:
                 break
             cand = np.flatnonzero((b[3:3 + n] == 0) & (b[0x33:0x33 + n] == 0) & (b[0x37:0x37 + n] == 0)
                                   & (b[0x36:0x36 + n] < 8))
+            cand = cand[self._header_sane(b, cand, start)]
             del b
             for c in cand:
                 q = start + int(c)
@@ -549,28 +630,44 @@ class EtlFile:
             start += n
         return size
 
+    def _header_sane(self, b: np.ndarray, cand: np.ndarray, start: int) -> np.ndarray:
+        """Which candidate buffer starts ``cand`` (indexes into ``b``, the bytes from ``start``) have sizes
+        :meth:`_plausible_buffer` accepts and, when plain, a record marker first: checked in bulk, so
+        that the per-candidate work is spent on few."""
+        def u24(k: int) -> np.ndarray:
+            return (b[cand + k].astype(np.int64) | b[cand + k + 1].astype(np.int64) << 8
+                    | b[cand + k + 2].astype(np.int64) << 16)
+        bsize, filled = u24(0), u24(0x30)
+        compressed = (b[cand + 0x34] & FLAG_COMPRESSED) != 0
+        first = b[cand + BUFFER_HEADER_SIZE + 3]
+        least = BUFFER_HEADER_SIZE + 8
+        ok = (bsize >= least) & (filled >= least) & (start + cand + bsize <= self.size)
+        plain_ok = (filled <= bsize) & ((first == MARKER_FLAGS) | (first == MESSAGE_FLAGS))
+        comp_ok = (filled >= bsize) & (filled - BUFFER_HEADER_SIZE <= MAX_RATIO * (bsize - BUFFER_HEADER_SIZE))
+        return ok & np.where(compressed, comp_ok, plain_ok)
+
     def _plausible_buffer(self, q: int) -> bool:
-        """Whether a valid buffer (decodable, or starting with a valid record) starts at ``q``."""
+        """Whether a valid buffer starts at ``q``: its first :data:`PROBE_BYTES` of records (decompressed
+        when compressed) are valid records. Bounded work per candidate, whatever the header claims."""
         mm, size = self._mm, self.size
         bsize, = struct.unpack_from("<I", mm, q)
         filled, flag = struct.unpack_from("<IH", mm, q + 0x30)
         if not (BUFFER_HEADER_SIZE + 8 <= bsize <= MAX_BUFFER and BUFFER_HEADER_SIZE + 8 <= filled
                 and q + bsize <= size):
             return False
+        full = filled - BUFFER_HEADER_SIZE
         if flag & FLAG_COMPRESSED:
-            if not bsize <= filled <= MAX_BUFFER:
+            if not (bsize <= filled <= MAX_BUFFER and full <= MAX_RATIO * (bsize - BUFFER_HEADER_SIZE)):
                 return False
             try:
-                decompress(mm[q + BUFFER_HEADER_SIZE:q + bsize], filled - BUFFER_HEADER_SIZE)
+                data = decompress(mm[q + BUFFER_HEADER_SIZE:q + bsize], min(full, PROBE_BYTES), partial=True)
             except DecompressionError:
                 return False
-            return True
-        if filled > bsize:
-            return False
-        data = mm[q + BUFFER_HEADER_SIZE:q + filled] + bytes(8)
-        offs, _, _, damages = walk(data, np.array([0], np.int64), np.array([filled - BUFFER_HEADER_SIZE],
-                                                                             np.int64))
-        return len(offs) > 0 and not damages
+        else:
+            if filled > bsize:
+                return False
+            data = mm[q + BUFFER_HEADER_SIZE:q + BUFFER_HEADER_SIZE + min(full, PROBE_BYTES)]
+        return _starts_with_records(data, full)
 
     # -- records
     def batches(self, chunk_bytes: int = 8 << 20) -> Iterator[RecordBatch]:
@@ -580,6 +677,7 @@ class EtlFile:
         self.stats = st = EtlStats(path=self.path, header_events_lost=self.header.events_lost,
                                    header_buffers_lost=self.header.buffers_lost,
                                    expected_buffers=self.header.expected_buffers)
+        self._last_stamp = 0
         record_base = chunks = 0
         parts: list = []
         seg_files: list[int] = []
@@ -606,6 +704,7 @@ class EtlFile:
         if self.progress is not None:
             self.progress(self.size, self.size)
         st.records = record_base
+        st.clock_note = self._clock_note()
         for line in st.warnings():
             warn(line)
 
@@ -627,12 +726,31 @@ class EtlFile:
         parts.clear()
         offs, sizes, hdrs, damages = walk(buf, starts, ends)
         st = self.stats
-        for seg, p, resumed, code in damages:
+        for seg, p, resumed, code, lost in damages:
             file_off = seg_files[seg] + BUFFER_HEADER_SIZE + (p - int(starts[seg]))
             stop = resumed if resumed >= 0 else int(ends[seg])
             st._damage(seg_files[seg], file_off if self._is_plain(seg_files[seg]) else seg_files[seg],
-                       stop - p, 1, DAMAGE_REASONS.get(code, f"damage {code}"))
+                       stop - p, lost, DAMAGE_REASONS.get(code, f"damage {code}"))
         return self._columns(buf, offs, sizes, hdrs, starts, np.asarray(seg_files, np.int64), record_base)
+
+    def _clock_note(self) -> str:
+        """A warning when the logfile header's StartTime, EndTime and clock frequency disagree with the
+        buffers' own flush times: the last buffer is flushed when the session stops (within 2 s of
+        EndTime in the corpus), on the trace's clock; relogged files have a FILETIME there instead (up to
+        11 days after EndTime in the corpus: when they were relogged). One damaged
+        byte of StartTime or PerfFreq moves every time by months; this says so instead of staying silent."""
+        h, stamp = self.header, self._last_stamp
+        if not stamp or not FILETIME_UNIX_EPOCH <= h.end_time <= FILETIME_MAX_NS or h.end_time < h.start_time:
+            return ""
+        by_header = (h.end_time - h.start_time) * 100                       # ns from start to end
+        by_clock = self.clock.raw_to_ns(stamp) - self.clock.anchor_ns       # ns from start to the last flush
+        slack = max(60 * 10**9, by_header // 100)
+        relogged = h.start_time - 864_000_000_000 <= stamp <= FILETIME_MAX_NS   # a FILETIME: when it was relogged
+        if abs(by_clock - by_header) <= slack or relogged:
+            return ""
+        return (f"the logfile header's StartTime, EndTime or clock frequency ({self.clock.ticks_per_second:,} Hz) "
+                f"is damaged: the trace lasted {by_header / 1e9:,.1f} s by StartTime..EndTime but "
+                f"{by_clock / 1e9:,.1f} s by the buffers' own clock, so every time read may be off")
 
     def _release_pages(self, upto: int) -> None:
         """Drop the mapped pages before ``upto`` from memory: RSS stays flat however big the file."""

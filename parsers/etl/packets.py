@@ -131,6 +131,7 @@ class EtlPacketReader:
         self.skipped = 0
         self.skipped_offsets: set[int] = set()
         self.incomplete = 0
+        self.bad_ifindex = 0
         self.events = 0
         #: (interface id, link type) -> Interface: one per component/ifindex and link type, as etl2pcapng
         self.interfaces: dict[tuple[int, int], Interface] = {}
@@ -213,6 +214,10 @@ class EtlPacketReader:
         kw = b.keyword.astype(np.uint64)
         miniport = _le32(u8, po).astype(np.int64)
         lower = _le32(u8, po + 4).astype(np.int64)
+        huge = miniport > 0x7FFFFFFF
+        if huge.any():
+            self.bad_ifindex += int(huge.sum())
+            miniport = np.where(huge, -1, miniport)
         link = np.full(len(b), LINKTYPE_ETHERNET, np.int32)  # no media keyword: Ethernet, as etl2pcapng
         link[(kw & KW_WWAN) != 0] = LINKTYPE_RAW
         link[(kw & KW_NATIVE_80211) != 0] = LINKTYPE_IEEE802_11
@@ -366,6 +371,9 @@ class EtlPacketReader:
         if self.incomplete:
             warn(f"{self.path}: {self.incomplete} NDIS packet(s) without their first or last fragment "
                  f"kept with the note 'incomplete'")
+        if self.bad_ifindex:
+            warn(f"{self.path}: {self.bad_ifindex} NDIS packet event(s) with a MiniportIfIndex above 2^31 - 1 "
+                 "(damaged): kept with interface -1")
 
     def frames(self) -> pl.DataFrame:
         """The FRAMES table, time-sorted (ties in file order) and numbered from 1; ``data`` when kept.

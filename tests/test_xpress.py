@@ -1,0 +1,104 @@
+"""The C and pure-Python Xpress (MS-XCA plain LZ77) decoders accept and reject the same streams and give
+the same bytes: random streams, mutations of real compressed buffers of the corpus, and streams built
+here (a hypothesis search over each)."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from etwtools.parsers.etl import compression
+
+pytestmark = pytest.mark.skipif(not compression.HAVE_C, reason="the C accelerator is not built")
+
+
+def both(src: bytes, size: int, partial: bool = False):
+    """(result or error text) of each decoder."""
+    out = []
+    for f in (compression.decompress_c, compression.decompress_py):
+        try:
+            out.append(f(src, size, partial))
+        except compression.DecompressionError as e:
+            out.append(("error", str(e)))
+    return out
+
+
+def tokens_stream(tokens: list[tuple[int, int]]) -> bytes:
+    """A stream from (kind, value) tokens: kind 0 a literal byte, kind 1 a match word (offset, length
+    bits as the format packs them), kind 2 a raw byte (the extra length bytes)."""
+    out, flags, body, n = bytearray(), 0, bytearray(), 0
+    for kind, value in tokens:
+        if kind == 2:
+            body.append(value & 0xFF)
+            continue
+        if n == 32:
+            out += struct.pack("<I", flags) + body
+            flags, body, n = 0, bytearray(), 0
+        flags |= (kind & 1) << (31 - n)
+        n += 1
+        body += bytes([value & 0xFF]) if kind == 0 else struct.pack("<H", value & 0xFFFF)
+    return bytes(out + struct.pack("<I", flags) + body)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 4000), st.booleans())
+def test_random_streams_decode_alike(src, size, partial):
+    c, py = both(src, size, partial)
+    assert c == py
+
+
+token = st.one_of(st.tuples(st.just(0), st.integers(0, 255)), st.tuples(st.just(1), st.integers(0, 0xFFFF)),
+                  st.tuples(st.just(2), st.integers(0, 255)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(token, max_size=80), st.integers(0, 3000), st.booleans())
+def test_token_streams_decode_alike(tokens, size, partial):
+    src = tokens_stream(tokens)
+    c, py = both(src, size, partial)
+    assert c == py
+
+
+def _corpus_buffers(corpus, limit=6):
+    from etwtools.parsers.etl.container import FLAG_COMPRESSED, EtlFile
+
+    out = []
+    with EtlFile(corpus / "pktmon" / "demikernel-PktMon.etl") as f:
+        mm, off = f._mm, 0
+        while off + 0x48 <= f.size and len(out) < limit:
+            bsize, = struct.unpack_from("<I", mm, off)
+            filled, flag = struct.unpack_from("<IH", mm, off + 0x30)
+            if bsize < 0x48:
+                break
+            if flag & FLAG_COMPRESSED:
+                out.append((bytes(mm[off + 0x48:off + bsize]), filled - 0x48))
+            off += bsize
+    return out
+
+
+def test_mutated_real_buffers_decode_alike(corpus):
+    import random
+
+    rng = random.Random(10)
+    bufs = _corpus_buffers(corpus)
+    assert bufs, "the pktmon ETL of the corpus has compressed buffers"
+    for src, size in bufs:
+        assert compression.decompress_c(src, size) == compression.decompress_py(src, size)
+        for _ in range(40):
+            m = bytearray(src)
+            for _ in range(rng.randint(1, 4)):
+                m[rng.randrange(len(m))] = rng.randrange(256)
+            cut = rng.choice([len(m), rng.randrange(len(m) + 1)])
+            c, py = both(bytes(m[:cut]), size)
+            assert c == py
+            c, py = both(bytes(m[:cut]), 4096, True)
+            assert c == py
+
+
+def test_partial_gives_the_prefix_of_the_whole(corpus):
+    for src, size in _corpus_buffers(corpus, 2):
+        whole = compression.decompress(src, size)
+        for n in (0, 1, 100, 4096):
+            assert compression.decompress_c(src, n, True) == whole[:n] == compression.decompress_py(src, n, True)
