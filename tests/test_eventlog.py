@@ -152,3 +152,17 @@ def test_sysmon_evtx_with_slack_chunks(corpus):
     assert log.event_ids[1] == 227 and log.connections.height == 2
     lag_days = ((log.connections["time"] - log.connections["sensor_time"]).dt.total_seconds() / 86400).to_list()
     assert all(77.6 < d < 77.8 for d in lag_days)
+
+
+def test_evtx_cut_short_says_so(corpus, tmp_path, caplog):
+    """A .evtx cut in the middle of its second chunk: the whole chunks are read, the cut one is reported."""
+    src = (corpus / "eventlogs/python-evtx/issue_43.evtx").read_bytes()
+    f = tmp_path / "cut.evtx"
+    f.write_bytes(src[:4096 + 65536 + 30000])
+    whole = tmp_path / "one_chunk.evtx"
+    whole.write_bytes(src[:4096 + 65536])
+    with caplog.at_level(logging.WARNING, logger="etwtools"):
+        log = read_eventlog(f)
+    assert log.skipped == {"partial chunk at the end": 1}
+    assert "last 30,000 bytes" in caplog.text
+    assert log.records == read_eventlog(whole).records > 0

@@ -26,7 +26,7 @@ from .. import diagnostics
 from ..errors import EventLogError
 from ..units import PathLike, Progress
 from . import scan, tables
-from .evtx import iter_json_batches, looks_like_evtx
+from .evtx import iter_json_batches, looks_like_evtx, partial_tail
 from .flavours import LOOKED_FOR, flatten, flavour_of
 
 BOM = b"\xef\xbb\xbf"
@@ -236,6 +236,11 @@ def _read_evtx(path: str, progress: Progress | None) -> tuple[_Collector, int]:
         diagnostics.warn(f"{path}: damaged chunk skipped: {msg}")
     if errors:
         col.skipped["damaged chunk"] += len(errors)
+    tail = partial_tail(path)
+    if tail:
+        diagnostics.warn(f"{path}: the file ends inside a chunk (cut short?): its last {tail:,} bytes, a partial "
+                         "chunk, are not read")
+        col.skipped["partial chunk at the end"] += 1
     if progress:
         size = os.path.getsize(path)
         progress(size, size)

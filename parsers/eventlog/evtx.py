@@ -9,6 +9,18 @@ import os
 from collections.abc import Iterator
 
 EVTX_MAGIC = b"ElfFile\x00"
+CHUNK = 65536
+
+
+def partial_tail(path: str | os.PathLike) -> int:
+    """Bytes after the last whole 64 KB chunk (a file cut short): the library does not read them."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(128)
+    block = int.from_bytes(head[40:42], "little") if len(head) >= 42 else 4096
+    if block < 128 or block > size:
+        block = 4096
+    return max(size - block, 0) % CHUNK
 
 
 def looks_like_evtx(head: bytes) -> bool:
