@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from .parsers import schema
+from .parsers.lifetimes import process_at
 
 _NS = pl.Int64
 _MIN_NS = -(2**62)
@@ -62,15 +63,10 @@ class ProcessResolver:
         process_source (``trace``, ``tasklist`` or null) and tasklist_image (for disagreements)."""
         q = queries.select("qid", "pid", pl.col("t").cast(_NS)).filter(pl.col("pid").is_not_null())
         q = q.with_columns(pl.col("t").fill_null(0)).sort("t")
-        tr = (self.trace.select("pid", "start_ns", "end_ns", pl.col("image").alias("trace_image"),
-                                pl.col("services").alias("trace_services"))
-              .filter(pl.col("trace_image").is_not_null()))
-        if tr.height:
-            q = q.join_asof(tr.sort("start_ns"), left_on="t", right_on="start_ns", by="pid",
-                            strategy="backward", tolerance=_MAX_NS - _MIN_NS, check_sortedness=False)
-            alive = pl.col("end_ns").is_null() | (pl.col("t") <= pl.col("end_ns"))
-            q = q.with_columns(pl.when(alive).then(pl.col("trace_image")).alias("trace_image"),
-                               pl.when(alive).then(pl.col("trace_services")).alias("trace_services"))
+        named = self.trace.filter(pl.col("image").is_not_null())     # instances that carry a name
+        if named.height:
+            at = process_at(q, named, time="t", columns=("image", "services"))
+            q = q.with_columns(at["image"].alias("trace_image"), at["services"].alias("trace_services"))
         else:
             q = q.with_columns(pl.lit(None, pl.Utf8).alias("trace_image"),
                                pl.lit(None, pl.Utf8).alias("trace_services"))

@@ -16,16 +16,17 @@ from .parsers.units import Progress
 
 PathLike = str | os.PathLike
 
-_ETL_HEADER_TYPES = {0x01, 0x02, 0x03, 0x04, 0x0A, 0x0B, 0x0F, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15}
 
 
 def _looks_like_etl(head: bytes) -> bool:
     """The first buffer's first record is a kernel header event (group 0)."""
+    from .parsers.etl.records import HEADER_TYPES
+
     if len(head) < 0x50:
         return False
     size = struct.unpack_from("<I", head, 0)[0]
     htype, flags = head[0x4A], head[0x4B]
-    return size >= 0x100 and size % 0x100 == 0 and htype in _ETL_HEADER_TYPES and flags & 0xC0 == 0xC0
+    return size >= 0x100 and size % 0x100 == 0 and htype in HEADER_TYPES and flags & 0xC0 == 0xC0
 
 
 def detect(path: PathLike) -> str:

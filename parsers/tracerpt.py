@@ -67,6 +67,7 @@ import polars as pl
 
 from . import diagnostics
 from .errors import TextFormatError
+from .lifetimes import process_at
 from .schema import EVENTS, PROCESSES, conform, empty
 from .units import FILETIME_UNIX_EPOCH, MAX_T100, Progress
 
@@ -827,18 +828,4 @@ def _name_processes(events: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFra
     """Fill ``process``: the image of the instance of ``pid`` alive at the event's time."""
     if events.height == 0 or processes.height == 0:
         return events
-    lo = pl.lit(0).cast(pl.Datetime("ns", "UTC"))
-    inst = (processes.select("pid", pl.col("start").fill_null(lo).alias("t_start"), "end", "image")
-            .drop_nulls("pid").sort("pid", "t_start"))
-    ev = events.select("time", "pid")              # only what the join needs
-    in_order = ev["time"].is_sorted()              # as a trace's lines usually are: no sorting needed
-    if not in_order:
-        ev = ev.with_row_index("_row").sort("time")
-    joined = ev.join_asof(inst.sort("t_start"), left_on="time", right_on="t_start", by="pid",
-                          strategy="backward", check_sortedness=False)   # both sorted on time above
-    alive = pl.col("end").is_null() | (pl.col("end") >= pl.col("time"))
-    names = joined.select(*([] if in_order else ["_row"]),
-                          pl.when(alive).then(pl.col("image")).otherwise(None).alias("process"))
-    if not in_order:
-        names = names.sort("_row")
-    return events.with_columns(names["process"].cast(EVENTS["process"]))
+    return events.with_columns(process_at(events, processes)["image"].cast(EVENTS["process"]).alias("process"))

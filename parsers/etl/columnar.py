@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Progress
 from . import layouts as L
 from . import tracelogging as tl_mod
 from .generic import (
@@ -187,7 +188,7 @@ def _by_value(rows: np.ndarray, text: Callable[[bytes], str]) -> pl.Series:
 
 
 #: FILETIME of 1970-01-01 and the last FILETIME a nanosecond Datetime holds (2262).
-_FT_EPOCH, _FT_MAX = 116444736000000000, 116444736000000000 + (2**63 - 1) // 100
+_FT_EPOCH, _FT_MAX = FILETIME_UNIX_EPOCH, FILETIME_MAX_NS
 
 
 def _filetime(v: np.ndarray) -> pl.Series:
@@ -626,7 +627,7 @@ def _selector(batch: RecordBatch, providers: Iterable[str] | None, ids: Iterable
 
 def iter_batches(path: str | os.PathLike, providers: Iterable[str] | None = None,
                  ids: Iterable[int] | None = None, *,
-                 progress: Callable[[int, int], None] | None = None) -> Iterator[list[EventTable]]:
+                 progress: Progress | None = None) -> Iterator[list[EventTable]]:
     """The event tables of each batch of records of an ETL file (see :func:`iter_events`)."""
     from ..diagnostics import warn
     from .container import EtlFile
@@ -648,7 +649,7 @@ def iter_batches(path: str | os.PathLike, providers: Iterable[str] | None = None
 
 def iter_events(path: str | os.PathLike, providers: Iterable[str] | None = None,
                 ids: Iterable[int] | None = None, *,
-                progress: Callable[[int, int], None] | None = None) -> Iterator[EventTable]:
+                progress: Progress | None = None) -> Iterator[EventTable]:
     """The events of an ETL file as typed :class:`EventTable` s, batch by batch (memory bounded by a batch).
 
     ``providers``: names (``Microsoft-Windows-Kernel-Network``, kernel groups such as ``TcpIp``) or GUIDs;
@@ -658,7 +659,7 @@ def iter_events(path: str | os.PathLike, providers: Iterable[str] | None = None,
         yield from tables
 
 
-def read_all_events(path: str | os.PathLike, *, progress: Callable[[int, int], None] | None = None,
+def read_all_events(path: str | os.PathLike, *, progress: Progress | None = None,
                     providers: Iterable[str] | None = None, ids: Iterable[int] | None = None) -> pl.DataFrame:
     """Every record of an ETL file (ALL_EVENTS schema), in file order, fields as a JSON text."""
     parts = [long_form(tables) for tables in iter_batches(path, providers, ids, progress=progress)]

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from ..diagnostics import warn
+from ..lifetimes import process_at
 from ..schema import EVENTS, PROCESSES, conform
 from ..units import Progress
 from .kernel import (
@@ -167,28 +168,11 @@ def _events_frame(frames: list[pl.DataFrame], processes: pl.DataFrame,
 
 
 def attach_process(events: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFrame:
-    """Add ``process``: the image of ``pid`` at ``time`` (None when no process covers it).
-
-    ``processes`` has the PROCESSES columns; a null ``start`` means alive before the trace (or the
-    snapshot), a null ``end`` alive after it. Times may be int64 ns or Datetime("ns"); rows keep
-    their order and columns.
-    """
+    """Add ``process``: the image of ``pid`` at ``time`` (None when no process covers it), by the rule
+    of :func:`etwtools.parsers.lifetimes.process_at`; rows keep their order and columns."""
     if processes.is_empty():
         return events.with_columns(process=pl.lit(None, dtype=pl.Utf8))
-    lives = processes.select(
-        pl.col("pid").cast(pl.Int64).alias("_pid"),
-        pl.col("start").cast(pl.Int64).fill_null(_MIN).alias("_begin"),
-        pl.col("end").cast(pl.Int64).fill_null(_MAX).alias("_until"),
-        pl.col("image").alias("_process"),
-    ).sort("_begin")
-    left = events.with_row_index("_row").with_columns(
-        pl.col("pid").cast(pl.Int64).alias("_pid"), pl.col("time").cast(pl.Int64).alias("_t"))
-    joined = left.sort("_t").join_asof(lives, left_on="_t", right_on="_begin", by="_pid",
-                                        strategy="backward", check_sortedness=False)
-    joined = joined.with_columns(
-        process=pl.when(pl.col("_t") <= pl.col("_until")).then(pl.col("_process")).otherwise(None)
-    ).sort("_row")
-    return joined.drop("_row", "_pid", "_t", "_begin", "_until", "_process")
+    return events.with_columns(process_at(events, processes)["image"].alias("process"))
 
 
 def build_processes(events: list[dict], services: list[dict]) -> pl.DataFrame:

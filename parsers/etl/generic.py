@@ -20,12 +20,12 @@ import os
 import struct
 import sys
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from ..units import Progress
 from .guids import (
     EVENTTRACE_HEADER,
     IMAGE_KERNEL,
@@ -245,7 +245,7 @@ def _own_slow(guid, opcode: int, version: int, pointer_size: int, payload: bytes
 
 
 def reference_all_events(path: str | os.PathLike, *,
-                         progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+                         progress: Progress | None = None) -> pl.DataFrame:
     """Every record of an ETL file (ALL_EVENTS schema), in file order, fields as a JSON string, decoded
     record by record (the reference the columnar decoder is tested against)."""
     from ..diagnostics import warn

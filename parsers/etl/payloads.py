@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..units import FILETIME_UNIX_EPOCH
 from .records import RecordBatch
 
 Layout = tuple[tuple[str, str], ...]
 
 _FIXED = {"u8": ("<u1", 1), "u16": ("<u2", 2), "u32": ("<u4", 4), "s32": ("<i4", 4), "u64": ("<u8", 8),
           "filetime": ("<u8", 8)}
-#: 100 ns intervals between 1601-01-01 and 1970-01-01.
-FILETIME_EPOCH = 116444736000000000
 
 
 def decode_fields(batch: RecordBatch, rows: np.ndarray, layout: Layout, pointer_size: int = 8
@@ -75,7 +74,7 @@ def decode_fields(batch: RecordBatch, rows: np.ndarray, layout: Layout, pointer_
 def filetime_ns(values: np.ndarray) -> np.ndarray:
     """FILETIME (100 ns since 1601, UTC) to int64 ns since 1970; 0 stays 0 (no time)."""
     v = values.astype(np.int64)
-    return np.where(v > FILETIME_EPOCH, (v - FILETIME_EPOCH) * 100, 0)
+    return np.where(v > FILETIME_UNIX_EPOCH, (v - FILETIME_UNIX_EPOCH) * 100, 0)
 
 
 def _spans(start: np.ndarray, size: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +45,7 @@ import polars as pl
 
 from ..diagnostics import warn
 from ..schema import EVENTS, TIME, conform, empty
+from ..units import Progress
 from .guids import TCPIP
 from .records import RecordBatch
 
@@ -245,7 +246,7 @@ class TcpipCollector:
                            events_read=self.events_read)
 
 
-def read_tcpip(path: str | os.PathLike, *, progress: Callable[[int, int], None] | None = None) -> TcpipEvents:
+def read_tcpip(path: str | os.PathLike, *, progress: Progress | None = None) -> TcpipEvents:
     """Every Microsoft-Windows-TCPIP security and PID event of an ETL file, and the provider's event count."""
     col = TcpipCollector(path)
     for batch in _batches(path, progress):
@@ -254,7 +255,7 @@ def read_tcpip(path: str | os.PathLike, *, progress: Callable[[int, int], None] 
 
 
 def read_tcpip_security_events(path: str | os.PathLike, *,
-                               progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+                               progress: Progress | None = None) -> pl.DataFrame:
     """Events 1025, 1055-1058, 1063 (time, event_id, name, level, the six counters, record), time-sorted.
 
     The number of TCPIP-provider events read is in :func:`read_tcpip`'s ``events_read``.
