@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 import polars as pl
-from etwtools.parsers import schema
 
 from etwtools.attribution import attribute
+from etwtools.parsers import schema
 
 NS = 1_000_000_000
 

@@ -19,8 +19,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-import hostile_shapes as hs  # noqa: E402
-from hostile_runner import Runner  # noqa: E402
+import hostile_shapes as hs
+from hostile_runner import Runner
 
 
 def peers(d: Path) -> list[hs.Shape]:

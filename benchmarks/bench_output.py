@@ -39,9 +39,8 @@ def _child_attribute(n_frames: int, n_events: int, fmt: str, out: str | None, wi
 
 
 def _child_frames(pcap: str, fmt: str, out: str, repeat: int) -> None:
-    from etwtools.parsers.captures import read_capture
-
     from etwtools.output import Output
+    from etwtools.parsers.captures import read_capture
 
     df = read_capture(pcap)
     best = float("inf")

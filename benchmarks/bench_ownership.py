@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 import polars as pl
-from etwtools.parsers import schema
 
 from etwtools.ownership import attribute_connections
+from etwtools.parsers import schema
 
 NS = 1_000_000_000
 HOST, ADDR = "WS1.example.local", "10.0.0.5"

@@ -18,6 +18,7 @@ import struct
 import time
 
 import numpy as np
+
 from etwtools.parsers.captures import read_capture
 
 

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from .errors import EtwToolsError
 
@@ -135,7 +135,7 @@ class Outputs:
         self._names[target] = out
 
     # -- context manager
-    def __enter__(self) -> Outputs:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -30,7 +30,7 @@ def _preload() -> None:
     from etwtools.parsers.etl import events, generic, packets  # noqa: F401
 
     try:  # etl-parser's 800 provider modules (events --all): seconds per child otherwise
-        import etl.parsers.etw  # noqa: F401
+        import etl.parsers.etw
         import etl.parsers.kernel  # noqa: F401
     except ImportError:
         pass
@@ -61,10 +61,10 @@ def _child(req: dict) -> None:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         try:
             sys.stdout.flush()
-        except Exception:  # noqa: BLE001 - the exit code already says what happened
+        except Exception:
             pass
         os._exit(code)
-    except BaseException:  # noqa: BLE001 - anything escaping the CLI is a failure the test reports
+    except BaseException:
         import traceback
 
         traceback.print_exc()

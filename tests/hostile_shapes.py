@@ -16,12 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from etwtools.parsers.etl.build import EtlWriter
-from etwtools.parsers.etl.guids import TCPIP
 from etwtools.parsers.etl.structs import (
     BUFFER_HEADER_SIZE,
     FLAG_COMPRESSED,
-    build_record,
     buffer_header,
+    build_record,
 )
 from etwtools.parsers.netmon import write_netmon
 from etwtools.parsers.packets import Interface, Packet

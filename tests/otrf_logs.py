@@ -10,9 +10,9 @@ import zipfile
 from pathlib import Path
 
 import polars as pl
-from etwtools.parsers.eventlog import read_eventlog
 
 from etwtools.ownership import KEY, attribute_connections, orient
+from etwtools.parsers.eventlog import read_eventlog
 from etwtools.sources import read_frames
 
 PAIRS = {

@@ -13,15 +13,15 @@ import struct
 
 import polars as pl
 import pytest
-from etwtools.parsers.captures import iter_capture_packets, read_capture
-from etwtools.parsers.packets import Interface, Packet
-from etwtools.parsers.pcap import write_pcap
-from etwtools.parsers.pcapng import write_pcapng
 from test_truth_sets import build_frame
 
 from etwtools.annotate import comments, write_annotated
 from etwtools.attribution import attribute
 from etwtools.errors import CaptureError
+from etwtools.parsers.captures import iter_capture_packets, read_capture
+from etwtools.parsers.packets import Interface, Packet
+from etwtools.parsers.pcap import write_pcap
+from etwtools.parsers.pcapng import write_pcapng
 
 NS = 1_000_000_000
 
@@ -171,8 +171,9 @@ def test_netmon_media_type_without_linktype_is_annotated(tmp_path):
     project's NetMon writer; that frame's interface is written as LINKTYPE_USER0 and named after the media
     type, the other frames keep their link type, numbers and comments. (Found by the break-attribution
     review.)"""
-    from etwtools.parsers.netmon import write_netmon
     from test_attribution import events
+
+    from etwtools.parsers.netmon import write_netmon
 
     t0 = 1_700_000_000 * NS
     ev = events([(t0 + k * NS, "Send", "UDP", 42, 10, "192.0.2.1", 5000 + k, "192.0.2.2", 53) for k in range(3)])

@@ -10,9 +10,9 @@ import random
 
 import polars as pl
 import pytest
-from etwtools.parsers import schema
 
 from etwtools.attribution import OUT_COLUMNS, attribute
+from etwtools.parsers import schema
 
 NS = 1_000_000_000
 HOUR = 3600 * NS

@@ -8,15 +8,15 @@ import struct
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from etwtools.errors import CaptureError
 from etwtools.parsers import pcap, pcapng
 from etwtools.parsers.captures import iter_capture_packets, read_capture
 from etwtools.parsers.packets import Interface, Packet
 from etwtools.parsers.pcap import write_pcap
 from etwtools.parsers.pcapng import write_pcapng
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from etwtools.errors import CaptureError
 
 FRAME = bytes.fromhex(   # Ethernet, IPv4 192.168.1.10 -> 10.20.30.40, UDP 49152 -> 53, 18 bytes
     "66778899aabb001122334455 0800"

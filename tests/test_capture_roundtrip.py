@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from etwtools.parsers.captures import iter_capture_packets, read_capture
 from etwtools.parsers.packets import Interface, Packet, dissect
 from etwtools.parsers.pcap import write_pcap
 from etwtools.parsers.pcapng import write_pcapng
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=60, deadline=None)
 DATA = st.binary(max_size=200)

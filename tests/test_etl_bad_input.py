@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 import pytest
-from etwtools.parsers.etl import container
-from etwtools.parsers.etl.container import count_records, open_etl
 
 from etwtools.errors import EtlError, EtwToolsError
+from etwtools.parsers.etl import container
+from etwtools.parsers.etl.container import count_records, open_etl
 
 KN = "tx/KernelNetwork.etl"            # uncompressed, 0x2000-byte buffers, 8,924 records
 X64 = "perfview/net.4.5.2.x64.etl"     # compressed, 179,474 records

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+
 from etwtools.parsers.etl.build import KERNEL_HEADER_TYPES, EtlWriter
 from etwtools.parsers.etl.container import EtlFile
 from etwtools.parsers.etl.guids import TCPIP, TCPIP_KERNEL

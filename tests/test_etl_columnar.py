@@ -8,11 +8,11 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
+
+from etwtools.cli import cli
 from etwtools.parsers.etl import columnar, generic
 from etwtools.parsers.etl.container import count_records, open_etl
 from etwtools.parsers.etl.kernel import Skipped
-
-from etwtools.cli import cli
 
 #: Files compared record for record; in the others, the first PER_TYPE records of every event type of
 #: every batch (the reference decodes 30 k events/s).

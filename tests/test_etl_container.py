@@ -9,6 +9,9 @@ import uuid
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from etwtools.parsers.etl import compression, container, guids, structs
 from etwtools.parsers.etl.clock import Clock, filetime_to_ns
 from etwtools.parsers.etl.container import EtlFile, count_records, open_etl
@@ -25,8 +28,6 @@ from etwtools.parsers.etl.records import (
     SYSTEM32,
     SYSTEM64,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 X64 = "perfview/net.4.5.2.x64.etl"
 X86 = "perfview/net.4.5.2.x86.etl"

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+
 from etwtools.parsers.etl.columnar import read_all_events
 from etwtools.parsers.etl.container import count_records, open_etl
 from etwtools.parsers.etl.generic import SCHEMAS, _parse_exact

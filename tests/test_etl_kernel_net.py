@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+
 from etwtools.parsers.etl import kernel
 from etwtools.parsers.etl.container import open_etl
 from etwtools.parsers.etl.events import read_timeline

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.guids import PKTMON as PKTMON_GUID
 from etwtools.parsers.etl.packets import has_packets, iter_etl_capture, read_etl_frames
@@ -117,6 +118,7 @@ def _independent_pktmon(path):
     import uuid
 
     from dissect.etl.etl import ETL
+
     from etwtools.parsers.etl.guids import PKTMON
 
     out = []

@@ -11,6 +11,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+
 from etwtools.parsers.etl.container import open_etl
 
 etl_etl = pytest.importorskip("etl.etl", reason="etl-parser is not installed")

@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import polars as pl
 import pytest
+
 from etwtools.parsers.etl import kernel
 from etwtools.parsers.etl.container import open_etl
 from etwtools.parsers.etl.events import attach_process, build_processes, read_processes, read_timeline

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import polars as pl
+
 from etwtools.parsers import schema
 from etwtools.parsers.eventlog import read_eventlog
 

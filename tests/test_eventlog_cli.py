@@ -6,9 +6,9 @@ import json
 
 import polars as pl
 from click.testing import CliRunner
-from etwtools.parsers.eventlog import read_eventlog
 
 from etwtools.cli import cli
+from etwtools.parsers.eventlog import read_eventlog
 
 LOG4SHELL = "otrf/log4shell_cve2021_44228_java_serialized"
 SYSMON_JSON = f"{LOG4SHELL}/sysmon_log4shell_cve2021_44228_java_serialized_object_2022-05-13045800.json"

@@ -17,8 +17,9 @@ from pathlib import Path
 import evtx
 import polars as pl
 import pytest
-from etwtools.parsers.eventlog import read_eventlog
 from polars.testing import assert_frame_equal
+
+from etwtools.parsers.eventlog import read_eventlog
 
 FILES = [
     "python-evtx/issue_43.evtx",                                   # Sysmon 1/3/5

@@ -11,7 +11,6 @@ import struct
 from dataclasses import replace
 
 from etwtools.parsers import pcapng
-
 from etwtools.sources import read_frames
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import polars as pl
 import pytest
+
 from etwtools.parsers.etl import kernel_network
 from etwtools.parsers.etl.container import open_etl
 from etwtools.parsers.etl.events import read_events

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.container import EtlFile
 from etwtools.parsers.etl.events import read_timeline

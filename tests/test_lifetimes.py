@@ -3,6 +3,7 @@ reused by a second instance, an instance alive from before the trace, one still 
 from __future__ import annotations
 
 import polars as pl
+
 from etwtools.parsers.lifetimes import process_at
 
 PROCS = pl.DataFrame({

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.guids import NDIS_PACKETCAPTURE
 from etwtools.parsers.etl.packets import (

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from etwtools.parsers import netmon
-from etwtools.parsers.captures import iter_capture_packets, read_capture, sniff
-from etwtools.parsers.netmon import NETMON_LINK_BASE, iter_packets, read_netmon, write_netmon
-from etwtools.parsers.packets import Packet, dissect, header_windows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from etwtools.errors import CaptureError
+from etwtools.parsers import netmon
+from etwtools.parsers.captures import iter_capture_packets, read_capture, sniff
+from etwtools.parsers.netmon import NETMON_LINK_BASE, iter_packets, read_netmon, write_netmon
+from etwtools.parsers.packets import Packet, dissect, header_windows
 from etwtools.sources import detect, read_frames
 
 SETTINGS = settings(max_examples=40, deadline=None)

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
+
+from etwtools.cli import cli
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.events import read_events
 from etwtools.parsers.etl.guids import TCPIP
-
-from etwtools.cli import cli
 
 START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=UTC)
 HOST, WEB, PEER = "10.0.0.1", "10.0.0.9", "10.0.0.77"

@@ -16,10 +16,10 @@ from datetime import datetime
 
 import polars as pl
 import pytest
-from etwtools.parsers import schema
-from etwtools.parsers.eventlog import read_eventlog
 
 from etwtools.ownership import attribute_connections
+from etwtools.parsers import schema
+from etwtools.parsers.eventlog import read_eventlog
 
 EVTX = "eventlogs/python-evtx/issue_43.evtx"
 HOST_ADDR = "192.168.62.128"

@@ -12,10 +12,11 @@ import struct
 import numpy as np
 import polars as pl
 import pytest
-from etwtools.parsers import schema
-from etwtools.parsers.packets import WINDOW, dissect, dissect_buffer, header_windows
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from etwtools.parsers import schema
+from etwtools.parsers.packets import WINDOW, dissect, dissect_buffer, header_windows
 
 MAC_A, MAC_B = bytes.fromhex("001122334455"), bytes.fromhex("66778899aabb")
 A4, B4 = bytes([192, 168, 1, 10]), bytes([10, 20, 30, 40])

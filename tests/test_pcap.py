@@ -9,6 +9,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from etwtools.parsers import pcap
 from etwtools.parsers.captures import iter_capture_packets, read_capture, sniff
 from etwtools.parsers.packets import Packet

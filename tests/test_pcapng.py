@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 import pytest
+
 from etwtools.parsers import pcapng
 from etwtools.parsers.captures import iter_capture_packets, read_capture, sniff
 

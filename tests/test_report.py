@@ -136,9 +136,8 @@ def test_corpus_truth_case_report_in_chromium(corpus, chromium, tmp_path):
     explain = runner.invoke(cli, ["attribute", "--etl", str(etl), "--pcap", str(pcap), "--frame", str(frame)])
     assert evidence(dom).strip() == explain.stdout.strip()
     # a frame the page does not list (caps made small through the library call) says so
-    from etwtools.parsers.captures import read_capture
-
     from etwtools.attribution import attribute
+    from etwtools.parsers.captures import read_capture
     from etwtools.report import write_report
     from etwtools.sources import read_trace
 
@@ -226,9 +225,8 @@ def test_event_log_attribution_report_names_remote_hosts(corpus, chromium, tmp_p
 def test_hostile_names_stay_text(chromium, tmp_path):
     """Process and service names come from the inputs: one that looks like markup ends neither the
     page's data nor its script, and shows as text (the attribution table is built here)."""
-    from etwtools.parsers import schema
-
     from etwtools.attribution import Attribution
+    from etwtools.parsers import schema
     from etwtools.report import write_report
 
     evil = '</script><!--<script>document.title="owned"</script>'

@@ -22,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.guids import NDIS_PACKETCAPTURE, TCPIP
 from etwtools.parsers.etl.tcpip import read_tcpip, read_tcpip_security_events
-
 from etwtools.synattack import synattack
 
 START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=UTC)

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
-from etwtools.parsers.schema import PROCESSES
-from etwtools.parsers.tasklist import looks_like_tasklist, read_tasklist
 
 from etwtools.errors import TextFormatError
+from etwtools.parsers.schema import PROCESSES
+from etwtools.parsers.tasklist import looks_like_tasklist, read_tasklist
 
 SNAP = datetime(2010, 1, 14, 11, 20, 0, tzinfo=UTC)
 

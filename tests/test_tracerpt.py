@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
+
+from etwtools.errors import TextFormatError
 from etwtools.parsers.schema import EVENTS, PROCESSES
 from etwtools.parsers.tracerpt import (
     looks_like_tracerpt,
@@ -19,9 +22,6 @@ from etwtools.parsers.tracerpt import (
     read_tracerpt_events,
     read_tracerpt_processes,
 )
-from polars.testing import assert_frame_equal
-
-from etwtools.errors import TextFormatError
 
 OLD_HEADER = "Event Name, Type, TID, Clock-Time, Kernel(ms), User(ms), User Data, IID, PIID"
 VISTA_HEADER = ("Event Name, Type, Event ID, Version, Channel, Level, Opcode, Task, Keyword, PID, TID, "

@@ -15,9 +15,9 @@ import struct
 
 import polars as pl
 import pytest
-from etwtools.parsers import schema
 
 from etwtools.attribution import attribute
+from etwtools.parsers import schema
 
 NS = 1_000_000_000
 HOUR = 3600 * NS

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.packets import iter_etl_capture, read_etl_frames
 from etwtools.parsers.packets import Interface, Packet, dissect

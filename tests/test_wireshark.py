@@ -19,10 +19,10 @@ from pathlib import Path
 
 import polars as pl
 from click.testing import CliRunner
-from etwtools.parsers.captures import read_capture
 from test_truth_sets import HOUR, capture_from_events, load_events, write_capture
 
 from etwtools.cli import cli
+from etwtools.parsers.captures import read_capture
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DEMO = ["--etl", str(DATA / "kernel.csv"), "--pcap", str(DATA / "capture.pcap"), "--tasklist",
@@ -193,12 +193,12 @@ def test_process_blocks_for_a_reused_pid(tshark, tmp_path):
     time of its process's first frame as start time (option 9, ns), so that a reader that matches a
     packet's option-8 PID to the latest block started before it names the right process; the frames
     and the attribution table are built here (two UDP datagrams written with the project's writer)."""
-    from etwtools.parsers.packets import Interface, Packet
-    from etwtools.parsers.pcapng import write_pcapng
     from test_truth_sets import build_frame
 
     from etwtools.annotate import write_annotated
     from etwtools.attribution import Attribution
+    from etwtools.parsers.packets import Interface, Packet
+    from etwtools.parsers.pcapng import write_pcapng
 
     t0 = 1_700_000_000 * 1_000_000_000
     src = tmp_path / "in.pcapng"
