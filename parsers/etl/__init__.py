@@ -1,1 +1,19 @@
-"""ETL (Event Trace Log) decoding."""
+"""ETL (Event Trace Log) decoding.
+
+How layouts are declared and read (the rule for every module here):
+
+- construct declares and builds. ``structs.py`` holds the construct definitions of the buffer header,
+  the record headers and the logfile header, parameterized by pointer size; they are the written-down
+  spec of the format, and ``build.py`` writes test files with them (nothing hand-packs bytes).
+- numpy and C read. The hot paths (``container.py``'s record walk, ``kernel.py``, ``payloads.py``,
+  ``columnar.py``, the accelerators ``_speedups.c`` and ``_columnar.c``) never parse record by record
+  with construct: they gather fields in bulk at offsets.
+- A round-trip test keeps the two equal: files built with the construct definitions read back through
+  the bulk readers with the same values (``tests/test_etl_build.py``,
+  ``tests/test_etl_container.py::test_synthetic_file_of_every_header_type_round_trips``), and the C and
+  Python walks are compared on the corpus and on damaged buffers.
+- Tables are written once, beside the structs they describe: the record header types in
+  ``records.py`` (``HEADER_TYPES``), their header sizes, pointer sizes and size fields in ``structs.py``
+  (``HEADER_SIZES``, ``POINTER_SIZES``, ``SIZE_AT_4``); the container, file detection
+  (``etwtools.sources``) and the builder import them from there.
+"""
