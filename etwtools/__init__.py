@@ -3,6 +3,7 @@
 Library entry points (all return polars DataFrames in the schemas of ``etwtools.parsers.schema``):
 
 - :func:`read_events` (ETL or tracerpt CSV -> network events with PIDs and process names)
+- :func:`iter_events` (ETL -> every event, typed tables per event type, batch by batch)
 - :func:`read_processes` (ETL, tracerpt CSV, event logs or tasklist output -> processes)
 - :func:`read_eventlog` (Sysmon / Security event log, .evtx or JSON lines -> connections, processes, DNS)
 - :func:`read_frames` (pcap, pcapng, or packets inside an ETL -> frames)
@@ -24,6 +25,7 @@ __all__ = [
     "attribute",
     "attribute_files",
     "detect",
+    "iter_events",
     "read_eventlog",
     "read_events",
     "read_frames",
@@ -38,6 +40,7 @@ _LAZY = {
     "attribute": "attribution", "attribute_files": "attribution", "synattack": "synattack",
     "detect": "sources", "read_events": "sources", "read_eventlog": "sources",
     "read_frames": "sources", "read_processes": "sources", "read_trace": "sources",
+    "iter_events": "parsers.etl.columnar",
 }
 
 

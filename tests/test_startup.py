@@ -40,3 +40,14 @@ def test_library_entry_points_load_on_first_use():
             "print(light, 'polars' in sys.modules, f.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "etwtools.sources"]
+
+
+def test_iter_events_is_a_library_entry_point(corpus):
+    """``etwtools.iter_events``: typed tables of the selected events (Kernel-Network TCP sends over IPv6)."""
+    import etwtools
+
+    tables = list(etwtools.iter_events(corpus / "tx" / "KernelNetwork.etl", providers=["Kernel-Network",
+                                       "Microsoft-Windows-Kernel-Network"], ids=[26]))
+    assert {t.name for t in tables} == {"Microsoft-Windows-Kernel-Network.id26.v0"}
+    assert sum(t.frame.height for t in tables) == 26          # the corpus README's count of id 26
+    assert tables[0].frame["ip_version"].unique().to_list() == [6]
