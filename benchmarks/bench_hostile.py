@@ -6,7 +6,8 @@ command, under the suite's 2 GB address-space cap).
 
 Prints one row per (shape, command): input MB, seconds, s/MB, peak RSS MB, RSS above the runner's
 baseline per input MB. The first rows are the peers measured in the same run: intact pcap, pcapng and
-ETL inputs of about the same size read by the same commands.
+ETL inputs of about the same size read by the same commands. Last, pktmon ETLs of 16 and 63 MB through
+`attribute --annotate`: the growth of RSS between the two, per MB, says whether memory follows the file.
 """
 from __future__ import annotations
 
@@ -37,6 +38,28 @@ def peers(d: Path) -> list[hs.Shape]:
             hs.Shape("peer: intact ETL", [etl], [["events", "--etl", str(etl)], ["synattack", "--etl", str(etl)]])]
 
 
+def pktmon_volume(d: Path, packets: int) -> hs.Shape:
+    """A pktmon ETL of ``packets`` distinct 1,442-byte UDP packets (1 ms apart), read by frames and by
+    attribute --annotate (which must stream the packets, not hold them): run at two sizes, the RSS
+    growth per MB of input says whether memory follows the file."""
+    import struct
+    from datetime import timedelta
+
+    w = hs.EtlWriter(buffer_size=1 << 20)
+    one = hs.EtlWriter()
+    one.pktmon_packet(hs.udp_frame(hs.SERVER, hs.CLIENT, 50000, 53, bytes(1400)), time=timedelta(seconds=1))
+    rec = bytearray(one._open[0][0])
+    base = w.raw(timedelta(seconds=1))
+    for i in range(packets):
+        struct.pack_into("<Q", rec, 0x10, base + i * 10_000)     # EVENT_HEADER TimeStamp
+        struct.pack_into("<Q", rec, 0x50, i + 1)                 # PktGroupId: a packet of its own
+        w.raw_record(bytes(rec), raw_time=base + i * 10_000)
+    path = w.write(d / f"pktmon_{packets}.etl")
+    return hs.Shape(f"pktmon volume ({packets:,} packets)", [path],
+                    [["frames", "--etl", str(path), "-f", "csv", "-o", "{out}.csv"],
+                     ["attribute", "--etl", str(path), "--annotate", "{out}.pcapng", "-f", "csv", "-o", "{out}.csv"]])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="folder for the built files (default: a temporary folder)")
@@ -53,6 +76,8 @@ def main() -> None:
     for build in shapes:
         (work / build.__name__).mkdir(exist_ok=True)
         todo.append(build(work / build.__name__))
+    (work / "pktmon").mkdir(exist_ok=True)
+    todo += [pktmon_volume(work / "pktmon", n) for n in (10_000, 40_000)]
     for shape in todo:
         d = Path(shape.files[0]).parent
         mb = sum(os.path.getsize(p) for p in shape.files) / 1e6

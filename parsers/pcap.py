@@ -131,7 +131,8 @@ def chunks(buf: np.ndarray, path: PathLike, progress: Progress | None = None, wi
         pos = HEADER
         last_sec = None
         skipped: list[tuple[int, int, str]] = []
-        out = win = None
+        out: np.ndarray | None = None          # the chunk being filled (None: start a new one)
+        win = np.empty((0, 1), np.uint8)
         filled = over_frac = 0
         frac_limit = 1_000_000_000 if hdr.nanosecond else 1_000_000
         while True:
@@ -140,6 +141,7 @@ def chunks(buf: np.ndarray, path: PathLike, progress: Progress | None = None, wi
                 out = np.empty(count, RECORD)
                 win = np.empty((count, max(window, 1)), np.uint8)
                 filled = 0
+            assert out is not None
             n, pos, status = walk(buf, pos, hdr.big, hdr.maxcap, out[filled:], win[filled:].reshape(-1),
                                   window)
             if n:

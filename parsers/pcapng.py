@@ -288,7 +288,9 @@ class _Scanner:
         """The packet blocks chunk by chunk; damage is warned about at the end."""
         self._first_section()
         pos = self._section(0)
-        out = win = iface = None
+        out: np.ndarray | None = None          # the chunk being filled (None: start a new one)
+        win = np.empty((0, 1), np.uint8)
+        iface = np.empty(0, np.int32)
         filled = 0
         big = self.big
         while pos is not None and pos < self.size:
@@ -302,6 +304,7 @@ class _Scanner:
                 win = np.empty((count, max(self.window, 1)), np.uint8)
                 iface = np.empty(count, np.int32)
                 filled = 0
+            assert out is not None
             n, at, status = walk(self.buf, pos, self.big, out[filled:], win[filled:].reshape(-1), self.window)
             if n:
                 filled += self._keep(out, win, iface, filled, n)

@@ -35,7 +35,7 @@ def check_shape(shape: hs.Shape, tmp_path, runner) -> None:
     for i, cmd in enumerate(shape.commands):
         out = str(tmp_path / "out")       # one prefix: a command may read what the one before wrote
         args = [a.replace("{out}", out) for a in cmd]
-        status, stdout, stderr, _seconds, _ = runner.run(args, timeout=TIME_LIMIT, cap=CAP)
+        status, stdout, stderr, _, _ = runner.run(args, timeout=TIME_LIMIT, cap=CAP)
         where = f"{shape.name}: etwtools {' '.join(args)}"
         assert status is not None, f"{where}: took over {TIME_LIMIT} s"
         outputs.append(stdout + stderr)

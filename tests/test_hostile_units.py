@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
+from etwtools.parsers.etl import container
+from etwtools.parsers.etl.build import EtlWriter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etwtools.parsers.etl import container
-from etwtools.parsers.etl.build import EtlWriter
 from etwtools.safe_output import OutputError, Outputs
 
 
@@ -104,29 +105,28 @@ def test_missing_folder_is_refused_before_the_work(tmp_path):
 def test_output_is_written_whole_or_not_at_all(tmp_path):
     target = tmp_path / "a.csv"
     target.write_text("old")
-    with Outputs([], [target], stdout=False) as outs, pytest.raises(RuntimeError):
-        with outs.writing(target) as tmp:
-            assert os.path.dirname(tmp) == str(tmp_path)
-            open(tmp, "w").write("half")
-            raise RuntimeError("the work failed")
+    with Outputs([], [target], stdout=False) as outs, pytest.raises(RuntimeError), \
+            outs.writing(target) as tmp:
+        assert os.path.dirname(tmp) == str(tmp_path)
+        Path(tmp).write_text("half")
+        raise RuntimeError("the work failed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
-    with Outputs([], [target], stdout=False) as outs, pytest.raises(KeyboardInterrupt):
-        with outs.writing(target) as tmp:
-            open(tmp, "w").write("half")
-            raise KeyboardInterrupt
+    with Outputs([], [target], stdout=False) as outs, pytest.raises(KeyboardInterrupt), \
+            outs.writing(target) as tmp:
+        Path(tmp).write_text("half")
+        raise KeyboardInterrupt
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.csv"]
     with Outputs([], [target], stdout=False) as outs, outs.writing(target) as tmp:
-        open(tmp, "w").write("new")
+        Path(tmp).write_text("new")
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["a.csv"]
 
 
 def test_full_disk_is_a_one_line_error_naming_the_output(tmp_path):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    with Outputs([], ["/dev/full"], stdout=False) as outs, pytest.raises(OutputError) as e:
-        with outs.writing("/dev/full") as path:
-            with open(path, "w") as f:
-                f.write("x" * 100_000)
+    with Outputs([], ["/dev/full"], stdout=False) as outs, pytest.raises(OutputError) as e, \
+            outs.writing("/dev/full") as path, open(path, "w") as f:
+        f.write("x" * 100_000)
     assert str(e.value) == "/dev/full: cannot write: the disk is full"
     assert e.value.__class__.__name__ == "OutputError"

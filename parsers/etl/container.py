@@ -456,6 +456,7 @@ class EtlFile:
         if hasattr(mmap, "MADV_SEQUENTIAL"):
             self._mm.madvise(mmap.MADV_SEQUENTIAL)
         self._released = 0
+        self._last_stamp = 0            # the largest buffer TimeStamp seen (see _clock_note)
         try:
             self.header = self._read_header()
             self.clock = Clock.from_header(self.header.clock_type, self.header.perf_freq,
@@ -562,7 +563,7 @@ class EtlFile:
                 continue
             st.buffers += 1
             if off:
-                stamp, = struct.unpack_from("<Q", mm, off + 0x10)
+                stamp, = struct.unpack_from("<Q", mm, off + 0x10)  # type: ignore[arg-type]
                 self._last_stamp = max(self._last_stamp, stamp)
             st.events_lost_flag_buffers += bool(flag & FLAG_EVENTS_LOST)
             st.buffer_lost_flag_buffers += bool(flag & FLAG_BUFFER_LOST)
