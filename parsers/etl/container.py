@@ -618,6 +618,7 @@ class EtlFile:
         mm, size = self._mm, self.size
         step = 1 << 20
         start = off + 1
+        fails: dict[int, int] = {}      # record position -> where the chain of records from it meets a bad one
         while start + BUFFER_HEADER_SIZE + 8 <= size:
             stop = min(size, start + step + BUFFER_HEADER_SIZE + 8)
             b = np.frombuffer(mm, np.uint8, stop - start, start)
@@ -630,7 +631,7 @@ class EtlFile:
             del b
             for c in cand:
                 q = start + int(c)
-                if self._plausible_buffer(q):
+                if self._plausible_buffer(q, fails):
                     return q
             start += n
         return size
@@ -651,9 +652,11 @@ class EtlFile:
         comp_ok = (filled >= bsize) & (filled - BUFFER_HEADER_SIZE <= MAX_RATIO * (bsize - BUFFER_HEADER_SIZE))
         return ok & np.where(compressed, comp_ok, plain_ok)
 
-    def _plausible_buffer(self, q: int) -> bool:
+    def _plausible_buffer(self, q: int, fails: dict[int, int] | None = None) -> bool:
         """Whether a valid buffer starts at ``q``: its first :data:`PROBE_BYTES` of records (decompressed
-        when compressed) are valid records. Bounded work per candidate, whatever the header claims."""
+        when compressed) are valid records. Bounded work per candidate, whatever the header claims; for
+        plain candidates ``fails`` (shared by the candidates of one search) remembers where the chain
+        from each record position meets a bad record, so overlapping candidates walk each record once."""
         mm, size = self._mm, self.size
         bsize, = struct.unpack_from("<I", mm, q)
         filled, flag = struct.unpack_from("<IH", mm, q + 0x30)
@@ -668,11 +671,34 @@ class EtlFile:
                 data = decompress(mm[q + BUFFER_HEADER_SIZE:q + bsize], min(full, PROBE_BYTES), partial=True)
             except DecompressionError:
                 return False
-        else:
-            if filled > bsize:
-                return False
+            return _starts_with_records(data, full)
+        if filled > bsize:
+            return False
+        if fails is None:
             data = mm[q + BUFFER_HEADER_SIZE:q + BUFFER_HEADER_SIZE + min(full, PROBE_BYTES)]
-        return _starts_with_records(data, full)
+            return _starts_with_records(data, full)
+        first = q + BUFFER_HEADER_SIZE
+        limit = first + min(full, PROBE_BYTES)
+        r, path, fail = first, [], -1
+        while r < limit:
+            known = fails.get(r)
+            if known is not None:
+                fail = known
+                break
+            rsize, _, bad = _record_at(mm, r, size)
+            if bad:
+                fail = r
+                break
+            if rsize == 0:                      # the end marker: the records end well (after one at least)
+                fail = size if r > first else r
+                break
+            path.append(r)
+            r += (rsize + 7) & ~7
+        else:
+            return r > first
+        for x in path:
+            fails[x] = fail
+        return fail >= limit and fail > first
 
     # -- records
     def batches(self, chunk_bytes: int = 8 << 20) -> Iterator[RecordBatch]:
