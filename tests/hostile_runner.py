@@ -23,11 +23,11 @@ def _preload() -> None:
     """Import what the commands import (not run anything: no thread pool before fork)."""
     import numpy  # noqa: F401
     import polars  # noqa: F401
-    from etwtools.parsers import captures, tasklist, tracerpt  # noqa: F401
-    from etwtools.parsers.etl import events, generic, packets  # noqa: F401
 
     import etwtools.cli  # noqa: F401
     from etwtools import annotate, attribution, sources, synattack  # noqa: F401
+    from etwtools.parsers import captures, tasklist, tracerpt  # noqa: F401
+    from etwtools.parsers.etl import events, generic, packets  # noqa: F401
 
     try:  # etl-parser's 800 provider modules (events --all): seconds per child otherwise
         import etl.parsers.etw

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from etwtools.parsers.etl import container
-from etwtools.parsers.etl.build import EtlWriter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from etwtools.parsers.etl import container
+from etwtools.parsers.etl.build import EtlWriter
 from etwtools.safe_output import OutputError, Outputs
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import struct
 
 import pytest
-from etwtools.parsers.etl import compression
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from etwtools.parsers.etl import compression
 
 pytestmark = pytest.mark.skipif(not compression.HAVE_C, reason="the C accelerator is not built")
 
