@@ -4,7 +4,8 @@ Rows are buffered per event type and written as Parquet row groups of up to :dat
 past :data:`BUDGET` bytes buffered over all types, the largest buffers are written first. A Parquet
 writer holds about 0.7 MB while open, so a file is opened only when its type has rows to write before
 the end, and at most :data:`MAX_OPEN` at a time (the least recently written one is closed; its type's
-later rows go to ``<type>.part2.parquet`` and so on). Memory does not grow with the input file.
+later rows go to ``<type>.part2.parquet`` and so on), each for at most :data:`MAX_GROUPS` row groups (a
+writer keeps the metadata of every row group it wrote). Memory does not grow with the input file.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ ROW_GROUP = 65536
 BUDGET = 16 << 20
 #: Parquet files open at once.
 MAX_OPEN = 48
+#: Row groups per file: an open writer keeps every row group's metadata, so a type's rows continue in a
+#: new part past this many.
+MAX_GROUPS = 32
 
 
 class _TypeWriter:
@@ -35,6 +39,7 @@ class _TypeWriter:
         self.writer = None
         self.schema = None
         self.files = 0
+        self.groups = 0
 
     def add(self, frame) -> None:
         self.parts.append(frame)
@@ -59,11 +64,15 @@ class _TypeWriter:
         if table.schema != self.schema:
             table = table.cast(self.schema)
         self.writer.write_table(table)
+        self.groups += 1
+        if self.groups >= MAX_GROUPS:
+            self.close()
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+            self.groups = 0
 
 
 def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[str, int]:
@@ -80,8 +89,11 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
         if w.writer is None and len(open_) >= MAX_OPEN:
             open_.popitem(last=False)[1].close()
         w.write()
-        open_[w.path.name] = w
-        open_.move_to_end(w.path.name)
+        if w.writer is None:            # closed after MAX_GROUPS row groups
+            open_.pop(w.path.name, None)
+        else:
+            open_[w.path.name] = w
+            open_.move_to_end(w.path.name)
 
     try:
         for t in tables:

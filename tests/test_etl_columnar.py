@@ -169,6 +169,7 @@ def test_parquet_dir_with_tiny_budgets_keeps_every_row(corpus, tmp_path, monkeyp
     monkeypatch.setattr(event_tables, "ROW_GROUP", 500)
     monkeypatch.setattr(event_tables, "BUDGET", 64 << 10)
     monkeypatch.setattr(event_tables, "MAX_OPEN", 2)
+    monkeypatch.setattr(event_tables, "MAX_GROUPS", 3)
     monkeypatch.setattr(columnar, "CHUNK", 64 << 10)      # many batches: each type's rows come in pieces
     rows = event_tables.write_parquet_dir(columnar.iter_events(path), tmp_path)
     assert sum(rows.values()) == count_records(path) == 10344
