@@ -76,11 +76,12 @@ static PyObject *pcap_walk(PyObject *self, PyObject *args)
 {
     (void)self;
     Py_buffer in, out, win;
-    Py_ssize_t pos, window;
+    Py_ssize_t pos, window, rh = 16;   /* rh: record header bytes (24 in the "modified" pcap format) */
     int big;
     unsigned long maxcap;
-    if (!PyArg_ParseTuple(args, "y*npkw*w*n", &in, &pos, &big, &maxcap, &out, &win, &window))
+    if (!PyArg_ParseTuple(args, "y*npkw*w*n|n", &in, &pos, &big, &maxcap, &out, &win, &window, &rh))
         return NULL;
+    if (rh < 16) rh = 16;
     const unsigned char *buf = (const unsigned char *)in.buf;
     Py_ssize_t size = in.len, n = 0, cap = out.len / (Py_ssize_t)sizeof(pcap_entry), pf = pos;
     if (window > 0 && win.len / window < cap)
@@ -93,20 +94,20 @@ static PyObject *pcap_walk(PyObject *self, PyObject *args)
         prefetch_to(buf, size, &pf, pos);
         if (pos == size) { status = ST_END; break; }
         if (n == cap) { status = ST_FULL; break; }
-        if (size - pos < 16) { status = ST_TRUNCATED; break; }
+        if (size - pos < rh) { status = ST_TRUNCATED; break; }
         const unsigned char *h = buf + pos;
         uint32_t caplen = rd32(h + 8, big);
         if (caplen > maxcap) { status = ST_BAD_CAPLEN; break; }
-        if ((Py_ssize_t)caplen > size - pos - 16) { status = ST_TRUNCATED; break; }
-        e[n].off = pos + 16;
+        if ((Py_ssize_t)caplen > size - pos - rh) { status = ST_TRUNCATED; break; }
+        e[n].off = pos + rh;
         e[n].sec = rd32(h, big);
         e[n].frac = rd32(h + 4, big);
         e[n].caplen = caplen;
         e[n].wirelen = rd32(h + 12, big);
         if (window > 0)
-            copy_window(w + n * window, h + 16, (Py_ssize_t)caplen, window);
+            copy_window(w + n * window, h + rh, (Py_ssize_t)caplen, window);
         n++;
-        pos += 16 + (Py_ssize_t)caplen;
+        pos += rh + (Py_ssize_t)caplen;
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&in);
@@ -206,7 +207,7 @@ static PyObject *pcapng_walk(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"pcap_walk", pcap_walk, METH_VARARGS,
-     "pcap_walk(buf, pos, big_endian, maxcap, out, windows, window) -> (count, next_pos, status)"},
+     "pcap_walk(buf, pos, big_endian, maxcap, out, windows, window[, record_header=16]) -> (count, next_pos, status)"},
     {"pcapng_walk", pcapng_walk, METH_VARARGS,
      "pcapng_walk(buf, pos, big_endian, out, windows, window) -> (count, next_pos, status)"},
     {NULL, NULL, 0, NULL}

@@ -22,7 +22,7 @@ def sniff(head: bytes) -> str | None:
         return "pcapng"
     if len(head) >= 4:
         for order in "<>":
-            if struct.unpack(order + "I", head[:4])[0] in (pcap.MAGIC_US, pcap.MAGIC_NS):
+            if struct.unpack(order + "I", head[:4])[0] in (pcap.MAGIC_US, pcap.MAGIC_NS, pcap.MAGIC_MODIFIED):
                 return "pcap"
     return None
 

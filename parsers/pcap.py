@@ -2,7 +2,9 @@
 
 File header (24 bytes): magic u32, version u16 u16, thiszone i32, sigfigs u32, snaplen u32, linktype u32
 (LINKTYPE in bits 0-15, FCS information above). Record header (16 bytes): ts_sec, ts_frac (us or ns per
-the magic), caplen, wirelen; then caplen bytes.
+the magic), caplen, wirelen; then caplen bytes. The "modified" format of Alexey Kuznetsov's patched
+libpcap (magic 0xA1B2CD34, microseconds) adds 8 bytes to every record header (ifindex u32, protocol
+u16, pkt_type u8, pad), as Wireshark reads it by default.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from .units import PathLike, Progress
 
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
+MAGIC_MODIFIED = 0xA1B2CD34
 HEADER = 24
 RECORD_HEADER = 16
+MODIFIED_RECORD_HEADER = 24
 #: Largest caplen taken as real whatever the header's snaplen says (Wireshark's standard maximum).
 MAX_CAPLEN = 262144
 
@@ -38,8 +42,8 @@ except ImportError:  # no compiler at install time: the pure-Python walk below
     _c_pcap_walk = None
 
 
-def walk_py(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.ndarray, window: int
-            ) -> tuple[int, int, int]:
+def walk_py(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.ndarray, window: int,
+            record_header: int = RECORD_HEADER) -> tuple[int, int, int]:
     """Fill ``out`` (RECORD entries) with the records from ``pos``, and ``windows`` (count x window bytes)
     with their first bytes as :func:`header_windows` gives them: (count, next offset, status)."""
     size = len(buf)
@@ -53,27 +57,27 @@ def walk_py(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.
         if len(rows) == limit:
             status = ST_FULL
             break
-        if size - pos < RECORD_HEADER:
+        if size - pos < record_header:
             status = ST_TRUNCATED
             break
         sec, frac, caplen, wirelen = unpack(buf, pos)
         if caplen > maxcap:
             status = ST_BAD_CAPLEN
             break
-        if caplen > size - pos - RECORD_HEADER:
+        if caplen > size - pos - record_header:
             status = ST_TRUNCATED
             break
-        rows.append((pos + RECORD_HEADER, sec, frac, caplen, wirelen))
-        pos += RECORD_HEADER + caplen
+        rows.append((pos + record_header, sec, frac, caplen, wirelen))
+        pos += record_header + caplen
     return store_walk(rows, out, windows, buf, "off", window), pos, status
 
 
-def walk(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.ndarray, window: int
-         ) -> tuple[int, int, int]:
+def walk(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.ndarray, window: int,
+         record_header: int = RECORD_HEADER) -> tuple[int, int, int]:
     """The C walk when built, else :func:`walk_py` (same results)."""
     if _c_pcap_walk is not None:
-        return _c_pcap_walk(buf, pos, big, maxcap, out, windows, window)
-    return walk_py(buf, pos, big, maxcap, out, windows, window)
+        return _c_pcap_walk(buf, pos, big, maxcap, out, windows, window, record_header)
+    return walk_py(buf, pos, big, maxcap, out, windows, window, record_header)
 
 
 def map_file(path: PathLike) -> np.ndarray:
@@ -99,13 +103,14 @@ class PcapHeader:
         head = bytes(buf[:HEADER])
         for big in (False, True):
             magic = struct.unpack_from(">I" if big else "<I", head)[0]
-            if magic in (MAGIC_US, MAGIC_NS):
+            if magic in (MAGIC_US, MAGIC_NS, MAGIC_MODIFIED):
                 break
         else:
             raise CaptureError(f"not a pcap file: bad magic {head[:4].hex()}", path=path, offset=0)
         e = ">" if big else "<"
         self.big = big
         self.nanosecond = magic == MAGIC_NS
+        self.record_header = MODIFIED_RECORD_HEADER if magic == MAGIC_MODIFIED else RECORD_HEADER
         self.version = struct.unpack_from(e + "HH", head, 4)
         self.snaplen, linktype = struct.unpack_from(e + "II", head, 16)
         self.link_type = linktype & 0xFFFF
@@ -143,7 +148,7 @@ def chunks(buf: np.ndarray, path: PathLike, progress: Progress | None = None, wi
                 filled = 0
             assert out is not None
             n, pos, status = walk(buf, pos, hdr.big, hdr.maxcap, out[filled:], win[filled:].reshape(-1),
-                                  window)
+                                  window, hdr.record_header)
             if n:
                 last_sec = int(out["sec"][filled + n - 1])
                 over_frac += int((out["frac"][filled:filled + n] >= frac_limit).sum())
@@ -195,8 +200,8 @@ def find_record(buf: np.ndarray, start: int, hdr: PcapHeader, near_sec: int | No
     dt = ">u4" if hdr.big else "<u4"
     frac_limit = 1_000_000_000 if hdr.nanosecond else 1_000_000
     window = 1 << 12        # grows to 1 MB: the work stays proportional to the bytes skipped
-    while start + RECORD_HEADER <= size:
-        stop = min(size - RECORD_HEADER + 1, start + window)       # candidates in [start, stop)
+    while start + hdr.record_header <= size:
+        stop = min(size - hdr.record_header + 1, start + window)       # candidates in [start, stop)
         window = min(window * 2, 1 << 20)
         seg = np.ascontiguousarray(buf[start:stop + RECORD_HEADER - 1])
         words = np.ndarray((len(seg) - 3,), dtype=dt, buffer=seg, strides=(1,))
@@ -218,13 +223,13 @@ def _plausible_run(buf: np.ndarray, pos: int, hdr: PcapHeader, frac_limit: int) 
     for _ in range(RESYNC_RUN):
         if pos == size:
             return True
-        if size - pos < RECORD_HEADER:
+        if size - pos < hdr.record_header:
             return False
         _, frac, caplen, wirelen = unpack(buf, pos)
         if (caplen > hdr.maxcap or caplen > wirelen or frac >= frac_limit
-                or caplen > size - pos - RECORD_HEADER):
+                or caplen > size - pos - hdr.record_header):
             return False
-        pos += RECORD_HEADER + caplen
+        pos += hdr.record_header + caplen
     return True
 
 
@@ -265,14 +270,20 @@ def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
 
 
 def write_pcap(path: PathLike, packets: Iterable[Packet], link_type: int = 1, nanosecond: bool = False,
-               snaplen: int = 262144) -> int:
+               snaplen: int = 262144, *, modified: bool = False) -> int:
     """Write packets as a little-endian pcap (data cut to ``snaplen``); returns the number written.
 
     ``time_ns`` must lie between 1970 and 2106 (pcap's unsigned 32-bit seconds); sub-unit fractions are
-    floored to the resolution (us, or ns with ``nanosecond``).
+    floored to the resolution (us, or ns with ``nanosecond``). ``modified`` writes the patched-libpcap
+    format (magic 0xA1B2CD34, microseconds; ifindex = the packet's interface, pkt_type 4 for "out",
+    else 0).
     """
-    head = struct.pack("<IHHiIII", MAGIC_NS if nanosecond else MAGIC_US, 2, 4, 0, 0, snaplen, link_type)
+    if modified and nanosecond:
+        raise ValueError("the modified pcap format has microsecond times only")
+    magic = MAGIC_MODIFIED if modified else MAGIC_NS if nanosecond else MAGIC_US
+    head = struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, link_type)
     rec = struct.Struct("<IIII")
+    extra = struct.Struct("<IHBx")
     div = 1 if nanosecond else 1000
     count = 0
     with open(path, "wb") as f:
@@ -285,6 +296,8 @@ def write_pcap(path: PathLike, packets: Iterable[Packet], link_type: int = 1, na
             data = bytes(p.data[:snaplen])
             wirelen = len(p.data) if p.wirelen is None else p.wirelen
             out.append(rec.pack(sec, ns // div, len(data), wirelen))
+            if modified:
+                out.append(extra.pack(p.interface, 0, 4 if p.direction == "out" else 0))
             out.append(data)
             count += 1
             if len(out) >= 8192:

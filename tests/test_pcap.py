@@ -171,3 +171,25 @@ def test_unsupported_link_type_reported_once_for_the_file(tmp_path, monkeypatch,
     assert df.height == 10 and set(df["protocol"]) == {"other"} and set(df["link_type"]) == {9}
     assert caplog.text.count("unsupported link type 9") == 1
     assert f"{path}: 10 frame(s) of unsupported link type 9" in caplog.text
+
+
+def test_modified_magic(tmp_path, tshark):
+    """The "modified" pcap format (magic 0xA1B2CD34, patched libpcap: 8 more bytes in every record
+    header), BUILT with the project's writer: the same frames as the standard file, and tshark reads
+    the same number of frames with the same ports."""
+    import subprocess
+
+    frame = bytes(12) + b"\x08\x00" + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0,
+                                                    bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    packets = [Packet(1_700_000_000_000_000_000 + i * 1000, frame + struct.pack("!HHHH", 1000 + i, 53, 8, 0),
+                      direction="out" if i % 2 else "in") for i in range(300)]
+    std, mod = tmp_path / "std.pcap", tmp_path / "mod.pcap"
+    pcap.write_pcap(std, packets)
+    pcap.write_pcap(mod, packets, modified=True)
+    assert mod.read_bytes()[:4] == bytes.fromhex("34cdb2a1")
+    assert mod.stat().st_size == std.stat().st_size + 8 * 300
+    a, b = read_capture(std), read_capture(mod)
+    assert b.height == 300 and b.equals(a)
+    out = subprocess.run([tshark, "-r", str(mod), "-T", "fields", "-e", "udp.srcport"], capture_output=True,
+                         text=True, timeout=300, check=True).stdout.split()
+    assert [int(x) for x in out] == b["src_port"].to_list()

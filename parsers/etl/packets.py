@@ -29,7 +29,12 @@ PacketTruncated 0x2000000, PacketStart 0x40000000, PacketEnd 0x80000000, SendPat
 ReceivePath 0x200000000 (in). Fragments of one interface and thread are joined from PacketStart to
 PacketEnd; the frame takes the time of its last fragment (as etl2pcapng does). ``interface`` is the
 MiniportIfIndex. The header PID of these events is whichever thread ran, not the sending process.
-Event 1003 (VMSwitch packet fragment, Hyper-V hosts) is not read: no sample of it was available.
+Event 1003 (VMSwitch packet fragment, Hyper-V hosts; fields from the provider's manifest):
+MiniportIfIndex u32, LowerIfIndex u32, SourcePortId u32, SourcePortName, SourceNicName,
+SourceNicType (UTF-16, NUL-ended), DestinationCount u32, Destination[DestinationCount] (8 bytes each),
+FragmentSize u32, Fragment, OOBDataSize u32, OOBData; same keywords and fragment joining as 1001.
+Its frames get ``switch_port``, ``port_name``, ``nic_name`` and ``nic_type`` columns (no sample of it
+is public: the tests build it from the manifest).
 
 Frames are dissected batch by batch (the bytes are kept only when asked for) and returned sorted by
 time (ties in file order), numbered from 1, like the captures pktmon and etl2pcapng write from them.
@@ -71,6 +76,9 @@ PKTMON_DIR_IN, PKTMON_DIR_OUT = 3, 4
 PKTMON_LINK_TYPES = {1: LINKTYPE_ETHERNET, 2: LINKTYPE_IEEE802_11, 3: LINKTYPE_RAW}
 
 NDIS_PACKET_ID = 1001
+NDIS_VMSWITCH_ID = 1003
+_VMSWITCH_LAYOUT = (("miniport", "u32"), ("lower", "u32"), ("port", "u32"), ("port_name", "wstr"),
+                    ("nic_name", "wstr"), ("nic_type", "wstr"), ("destinations", "u32"))
 NDIS_HEADER = 12
 KW_ETHERNET, KW_WWAN, KW_TUNNEL, KW_NATIVE_80211 = 0x1, 0x200, 0x8000, 0x10000
 KW_TRUNCATED, KW_START, KW_END = 0x2000000, 0x40000000, 0x80000000
@@ -133,6 +141,7 @@ class EtlPacketReader:
         self.incomplete = 0
         self.bad_ifindex = 0
         self.events = 0
+        self._vmswitch: list[pl.DataFrame] = []   # _record -> switch port and names of 1003 events
         #: (interface id, link type) -> Interface: one per component/ifindex and link type, as etl2pcapng
         self.interfaces: dict[tuple[int, int], Interface] = {}
         self.component_names: dict[int, str] = {}   # PktMon ComponentId -> "description (driver.sys)"
@@ -143,6 +152,7 @@ class EtlPacketReader:
         eh = (batch.htype == EVENT_HEADER32) | (batch.htype == EVENT_HEADER64)
         pk = eh & batch.provider_mask(PKTMON) & np.isin(batch.event_id, PKTMON_PACKET_IDS)
         nd = eh & batch.provider_mask(NDIS_PACKETCAPTURE) & (batch.event_id == NDIS_PACKET_ID)
+        vm = eh & batch.provider_mask(NDIS_PACKETCAPTURE) & (batch.event_id == NDIS_VMSWITCH_ID)
         comp = eh & batch.provider_mask(PKTMON) & (batch.event_id == PKTMON_COMPONENT_ID)
         if comp.any():
             self._components(batch.select(comp))
@@ -150,6 +160,8 @@ class EtlPacketReader:
             self._pktmon(batch.select(pk))
         if nd.any():
             self._ndis(batch.select(nd))
+        if vm.any():
+            self._vmswitch_events(batch.select(vm))
 
     def _skip(self, b: RecordBatch, bad: np.ndarray) -> None:
         self.skipped += int(bad.sum())
@@ -199,17 +211,45 @@ class EtlPacketReader:
                          pktmon={"_pkt_group": group, "_pkt_number": _le16(u8, po + 8),
                                  "_drop_location": location}), "PktMon component")
 
-    def _ndis(self, b: RecordBatch) -> None:
+    def _vmswitch_events(self, b: RecordBatch) -> None:
+        """Event 1003: the fixed and named fields, then the fragment after the destination array."""
+        from .payloads import decode_fields
+
+        cols, ok = decode_fields(b, np.arange(len(b)), _VMSWITCH_LAYOUT)
+        u8 = np.frombuffer(b.data, dtype=np.uint8)
+        po, ps = b.payload_offset.astype(np.int64), b.payload_size.astype(np.int64)
+        size_at = cols["_end"] + 8 * cols["destinations"].astype(np.int64)
+        ok &= size_at + 4 <= ps
+        fsize = np.zeros(len(b), np.int64)
+        fsize[ok] = _le32(u8, po[ok] + size_at[ok])
+        ok &= size_at + 4 + fsize <= ps
+        rows = np.flatnonzero(ok)
+        self._vmswitch.append(pl.DataFrame({
+            "_record": b.record[rows].astype(np.int64),
+            "switch_port": cols["port"][rows].astype(np.int64),
+            "port_name": [cols["port_name"][i] or None for i in rows.tolist()],
+            "nic_name": [cols["nic_name"][i] or None for i in rows.tolist()],
+            "nic_type": [cols["nic_type"][i] or None for i in rows.tolist()],
+        }, schema={"_record": pl.Int64, "switch_port": pl.Int64, "port_name": pl.Utf8, "nic_name": pl.Utf8,
+                   "nic_type": pl.Utf8}))
+        self._ndis(b, frag_at=np.where(ok, size_at + 4, -1), fsize=fsize)
+
+    def _ndis(self, b: RecordBatch, frag_at: np.ndarray | None = None, fsize: np.ndarray | None = None) -> None:
+        """Events 1001 (and 1003, whose fragment starts ``frag_at`` bytes into the payload, -1: damaged)."""
         self.events += len(b)
         u8 = np.frombuffer(b.data, dtype=np.uint8)
         po, ps = b.payload_offset, b.payload_size
-        ok = ps >= NDIS_HEADER
-        fsize = np.zeros(len(b), np.int64)
-        fsize[ok] = _le32(u8, po[ok] + 8)
-        ok &= NDIS_HEADER + fsize <= ps
+        if frag_at is None:
+            ok = ps >= NDIS_HEADER
+            fsize = np.zeros(len(b), np.int64)
+            fsize[ok] = _le32(u8, po[ok] + 8)
+            ok &= NDIS_HEADER + fsize <= ps
+            frag_at = np.full(len(b), NDIS_HEADER, np.int64)
+        else:
+            ok = frag_at >= 0
         self._skip(b, ~ok)
         b = b.select(ok)
-        fsize = fsize[ok]
+        fsize, frag_at = fsize[ok], frag_at[ok]
         po = b.payload_offset
         kw = b.keyword.astype(np.uint64)
         miniport = _le32(u8, po).astype(np.int64)
@@ -244,8 +284,8 @@ class EtlPacketReader:
                 s &= ~((miniport == k[0]) & (lower == k[1]) & (pid == k[2]) & (tid == k[3]) & (dirs == k[4]))
         if s.any():
             cap = fsize[s]
-            self._add(_Chunk(buf=u8, off=po[s] + NDIS_HEADER, cap=cap,
-                             wire=_wirelen(u8, po[s] + NDIS_HEADER, cap, link[s], trunc[s]),
+            self._add(_Chunk(buf=u8, off=po[s] + frag_at[s], cap=cap,
+                             wire=_wirelen(u8, po[s] + frag_at[s], cap, link[s], trunc[s]),
                              time=b.time[s].astype(np.int64), link=link[s], iface=miniport[s].astype(np.int32),
                              dirs=dirs[s], notes=np.where(trunc[s], _NOTE_TRUNCATED, 0).astype(np.uint8),
                              drop=np.zeros(int(s.sum()), np.int64), record=b.record[s].astype(np.int64)),
@@ -257,7 +297,8 @@ class EtlPacketReader:
         out: list[tuple] = []
         for i in rest.tolist():
             key = (int(miniport[i]), int(lower[i]), int(pid[i]), int(tid[i]), int(dirs[i]))
-            frag = bytes(b.data[int(po[i]) + NDIS_HEADER:int(po[i]) + NDIS_HEADER + int(fsize[i])])
+            at = int(po[i]) + int(frag_at[i])
+            frag = bytes(b.data[at:at + int(fsize[i])])
             pend = self._pending.get(key)
             if start[i]:
                 if pend is not None:
@@ -389,6 +430,8 @@ class EtlPacketReader:
         df = pl.concat(self.parts, how="diagonal_relaxed").sort("time", "_record")
         if "_pkt_group" in df.columns:
             df = self._pktmon_view(df)
+        if self._vmswitch:
+            df = df.join(pl.concat(self._vmswitch), on="_record", how="left", maintain_order="left")
         df = df.with_columns(pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("frame")).drop("_record")
         return df
 
@@ -602,6 +645,7 @@ def has_packets(path: str | os.PathLike) -> bool:
             eh = (batch.htype == EVENT_HEADER32) | (batch.htype == EVENT_HEADER64)
             if (eh & batch.provider_mask(PKTMON) & np.isin(batch.event_id, PKTMON_PACKET_IDS)).any():
                 return True
-            if (eh & batch.provider_mask(NDIS_PACKETCAPTURE) & (batch.event_id == NDIS_PACKET_ID)).any():
+            if (eh & batch.provider_mask(NDIS_PACKETCAPTURE)
+                    & np.isin(batch.event_id, (NDIS_PACKET_ID, NDIS_VMSWITCH_ID))).any():
                 return True
     return False

@@ -25,7 +25,9 @@ def decode_fields(batch: RecordBatch, rows: np.ndarray, layout: Layout, pointer_
                   ) -> tuple[dict[str, np.ndarray | list[str | None]], np.ndarray]:
     """Columns of ``layout`` for ``rows`` of ``batch`` and the mask of the rows that hold the layout.
 
-    Numbers come back as numpy arrays, strings and SIDs as lists (None for the rows not held).
+    Numbers come back as numpy arrays, strings and SIDs as lists (None for the rows not held);
+    ``_end`` is where each row's last field ends (bytes from the payload's start), for the fields that
+    follow a layout (counted arrays, blobs).
     """
     rows = np.asarray(rows, np.int64)
     n = len(rows)
@@ -68,6 +70,7 @@ def decode_fields(batch: RecordBatch, rows: np.ndarray, layout: Layout, pointer_
             pos = stop
         else:
             raise ValueError(f"unknown field kind {kind!r}")
+    cols["_end"] = pos - base
     return cols, ok
 
 
