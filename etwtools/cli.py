@@ -388,7 +388,8 @@ def frames(pcap: str | None, etl: str | None, appearances: bool, writer: output.
 
 def _attribute_files(trace: str | tuple[str, ...], capture: str | None, tasklists: tuple[str, ...],
                      tasklist_time: str | None, offset: float | None, tolerance: float | None,
-                     local_addrs: tuple[str, ...], wanted: tuple[int, ...] = (), host: str | None = None):
+                     local_addrs: tuple[str, ...], wanted: tuple[int, ...] = (), host: str | None = None,
+                     grace: float | None = None):
     """The library's attribute_files with progress bars; a missing input is a usage error. ``wanted``:
     frame numbers that must be in the capture (checked before the attribution)."""
     from .attribution import attribute_files
@@ -398,7 +399,8 @@ def _attribute_files(trace: str | tuple[str, ...], capture: str | None, tasklist
         return attribute_files(trace, capture, tasklists, offset_s=offset, local_addrs=local_addrs,
                                tasklist_time=_parse_time(tasklist_time) if tasklists else None,
                                wanted_frames=wanted, host=host, steps=_progress_step,
-                               **({} if tolerance is None else {"tolerance_s": tolerance}))
+                               **({} if tolerance is None else {"tolerance_s": tolerance}),
+                               **({} if grace is None else {"grace_s": grace}))
     except MissingInputError as e:
         raise click.UsageError(e.reason) from None
 
@@ -461,12 +463,15 @@ _SEVERAL_OPTIONS = [
               help="With --annotate: also a Process Information Block per process (Wireshark's development "
                    "builds show the names with the packets; older versions, e.g. 4.0, list these blocks as "
                    "frames, shifting frame numbers).")
+@click.option("--grace", type=click.FloatRange(0, 86400),
+              help="Seconds a process keeps its name after its End event (default 5: a socket's last "
+                   "segments can follow the exit); the reason says when it was used.")
 @_guarded
 @output_options
 def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
               offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...], host: str | None,
               explain: tuple[int, ...], show_all: bool, annotate: str | None, process_blocks: bool,
-              writer: output.Output) -> None:
+              grace: float | None, writer: output.Output) -> None:
     """Attribute every frame of a capture to the process that sent or received it.
 
     \b
@@ -491,7 +496,7 @@ def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str
     if process_blocks and not annotate:
         raise click.UsageError("--process-blocks goes with --annotate FILE")
     result = _attribute_files(traces, capture, tasklists, tasklist_time, offset, tolerance, local_addrs,
-                              wanted=explain, host=host)
+                              wanted=explain, host=host, grace=grace)
     _print_attribution(result, explain, show_all, writer)
     if annotate:
         from .annotate import write_annotated

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from .parsers import schema
-from .parsers.lifetimes import process_at
+from .parsers.lifetimes import PROCESS_GRACE_S, process_at
 
 _NS = pl.Int64
 _MIN_NS = -(2**62)
@@ -39,10 +39,14 @@ def _fmt_ns(ns: int | None) -> str:
 
 @dataclass
 class ProcessResolver:
-    """Resolves (pid, time) pairs against the processes table (PROCESSES schema)."""
+    """Resolves (pid, time) pairs against the processes table (PROCESSES schema).
+
+    A process's name is kept ``grace_s`` seconds after its End (not past the start of the PID's next
+    instance): ``after_end_ns`` says when that was used."""
 
     processes: pl.DataFrame
     notes: list[str] = field(default_factory=list)
+    grace_s: float = PROCESS_GRACE_S
 
     def __post_init__(self) -> None:
         p = schema.conform(self.processes if self.processes is not None else schema.empty(schema.PROCESSES),
@@ -60,16 +64,22 @@ class ProcessResolver:
     # -- bulk resolution ---------------------------------------------------------------------------
     def resolve(self, queries: pl.DataFrame) -> pl.DataFrame:
         """``queries`` has ``qid``, ``pid`` and ``t`` (trace clock, ns). Returns qid, process, services,
-        process_source (``trace``, ``tasklist`` or null) and tasklist_image (for disagreements)."""
+        process_source (``trace``, ``tasklist`` or null), tasklist_image (for disagreements),
+        after_end_ns (time since the process's End when its name was kept for the grace period) and
+        in_trace (the trace has process events for the PID)."""
         q = queries.select("qid", "pid", pl.col("t").cast(_NS)).filter(pl.col("pid").is_not_null())
         q = q.with_columns(pl.col("t").fill_null(0)).sort("t")
         named = self.trace.filter(pl.col("image").is_not_null())     # instances that carry a name
         if named.height:
-            at = process_at(q, named, time="t", columns=("image", "services"))
-            q = q.with_columns(at["image"].alias("trace_image"), at["services"].alias("trace_services"))
+            at = process_at(q, named, time="t", columns=("image", "services"), grace_s=self.grace_s,
+                            after_end=True)
+            q = q.with_columns(at["image"].alias("trace_image"), at["services"].alias("trace_services"),
+                               at["after_end_ns"].alias("after_end_ns"),
+                               pl.col("pid").is_in(named["pid"].unique().implode()).alias("in_trace"))
         else:
             q = q.with_columns(pl.lit(None, pl.Utf8).alias("trace_image"),
-                               pl.lit(None, pl.Utf8).alias("trace_services"))
+                               pl.lit(None, pl.Utf8).alias("trace_services"),
+                               pl.lit(None, pl.Int64).alias("after_end_ns"), pl.lit(False).alias("in_trace"))
         snaps = self.snapshots.select("pid", pl.col("image").alias("tasklist_image"),
                                       pl.col("services").alias("tasklist_services"),
                                       pl.col("snap_ns").fill_null(0).alias("snap_ns"))
@@ -91,6 +101,8 @@ class ProcessResolver:
             pl.when(pl.col("trace_image").is_not_null()).then(pl.lit("trace"))
             .when(pl.col("tasklist_image").is_not_null()).then(pl.lit("tasklist")).alias("process_source"),
             "tasklist_image",
+            pl.when(pl.col("trace_image").is_not_null()).then(pl.col("after_end_ns")).alias("after_end_ns"),
+            "in_trace",
         )
 
     # -- disagreements -----------------------------------------------------------------------------

@@ -35,8 +35,8 @@ Which payload version a network line is (the rule, from the number of user-data 
 * ``n == 2`` (Proto, FailureCode): a Fail event without endpoints; counted in ``skipped``.
 * Anything else is malformed: warned about (kind, first line numbers, count) and left out.
 
-Process lines (Start/End/DCStart/DCEnd, payload v0..v4 told by the Version column or the number of
-fields) fill :attr:`TracerptTrace.processes` and the ``process`` column of the events. All other
+Process lines (Start/End/DCStart/DCEnd; payload v0..v4 and later versions told by the Version
+column, or by the number of fields without one) fill :attr:`TracerptTrace.processes` and the ``process`` column of the events. All other
 lines are counted in :attr:`TracerptTrace.skipped` by event name.
 
 The file is read a chunk of whole lines at a time (:data:`CHUNK_SIZE` bytes; UTF-16 is re-encoded
@@ -97,6 +97,11 @@ LAYOUTS = {
 }
 
 #: Process payloads: version -> (field count, PID, parent PID, session, SID, image, command line).
+#: v3: UniqueProcessKey, ProcessId, ParentId, SessionId, ExitStatus, DirectoryTableBase, UserSID,
+#: ImageFileName, CommandLine; v4 adds Flags before UserSID and PackageFullName, ApplicationId after
+#: CommandLine; later versions append fields after those (v5's Defunct: ExitTime), so a line whose
+#: Version column says 4 or more is read with v4's positions whatever its length (12 or more fields).
+#: Without a usable Version column the number of fields tells the version.
 PROCESS_LAYOUTS = {
     0: (4, 0, 1, None, 2, 3, None),
     1: (7, 1, 2, 3, 5, 6, None),
@@ -771,6 +776,8 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
                 version = int(fields[layout.version])
             except ValueError:
                 version = None
+        if version is not None and version > 4 and len(ud) >= PROCESS_LAYOUTS[4][0]:
+            version = 4           # later versions keep v4's fields in place and append theirs
         if version not in PROCESS_LAYOUTS or PROCESS_LAYOUTS[version][0] > len(ud):
             version = _PROCESS_BY_COUNT.get(len(ud))
         try:

@@ -513,3 +513,25 @@ def test_events_out_of_time_order_are_named(tmp_path):
     ev = read_tracerpt(write(tmp_path, "o.csv", lines)).events
     assert ev["record"].to_list() == [2, 5, 6]
     assert ev["process"].to_list() == [None, "store.exe", "tool.exe"]
+
+
+@pytest.mark.parametrize("version,extra", [(3, []), (4, []), (5, []), (5, ["0x01D9A1B2C3D4E5F6"]),
+                                           (6, ["0x0", "0x1"])])
+def test_vista_process_lines_of_every_version(tmp_path, version, extra):
+    """BUILT: Vista+ Process DCStart lines of v3 (9 user-data fields) and v4+ (Flags before UserSID,
+    PackageFullName and ApplicationId after CommandLine: 12 fields, more in later versions): ImageFileName
+    is found by the version, whatever follows it (a 13-field v5 line used to be skipped)."""
+    if version == 3:
+        ud = ["0xFFFFFA8003000000", 2136, 616, 1, 259, "0x000000001A2B3000", "S-1-5-18", '"store.exe"',
+              '"store.exe -a b,c"']
+    else:
+        ud = ["0xFFFFFA8003000000", 2136, 616, 1, 259, "0x000000001A2B3000", "0x0", "S-1-5-18", '"store.exe"',
+              '"store.exe -a b,c"', '"Microsoft.Store_1.0_x64__8wekyb3d8bbwe"', '"App"', *extra]
+    lines = [VISTA_HEADER, vista_line("Process", "DCStart", version, 3, FT - 1, *ud),
+             vista_line("UdpIp", "SendIPV4", 2, 10, FT, *CASE_USER[0], 1, "0x1")]
+    trace = read_tracerpt(write(tmp_path, f"p{version}.csv", lines))
+    row = trace.processes.row(0, named=True)
+    assert (row["pid"], row["ppid"], row["session"], row["image"], row["user"]) == (2136, 616, 1, "store.exe",
+                                                                                     "S-1-5-18")
+    assert row["command_line"] == "store.exe -a b,c"
+    assert trace.events["process"].to_list() == ["store.exe"]

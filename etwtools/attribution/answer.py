@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from ..parsers import schema
-from ..processes import ProcessResolver
+from ..processes import PROCESS_GRACE_S, ProcessResolver
 from .constants import CONFIDENCE, KEY, KID, NS, OUT_COLUMNS
 from .prepare import Prepared
 from .reasons import fragment_reason, render, unmatched_reason
@@ -26,19 +26,25 @@ def follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
     return res.update(upd, on="fid", how="left")
 
 
-def name_processes(res: pl.DataFrame, net: pl.DataFrame, processes: pl.DataFrame | None
-                   ) -> tuple[pl.DataFrame, ProcessResolver, list[str]]:
-    """``res`` with pid, e_t, process and services of its event; the resolver; notes on disagreements."""
+def name_processes(res: pl.DataFrame, net: pl.DataFrame, processes: pl.DataFrame | None,
+                   grace_s: float = PROCESS_GRACE_S) -> tuple[pl.DataFrame, ProcessResolver, list[str]]:
+    """``res`` with pid, e_t, process and services of its event (``_after_end``: ns since the process's
+    End when its name was kept for the grace period); the resolver; notes on disagreements."""
     res = res.join(net.select(pl.col("eid").alias("e_eid"), pl.col("t").alias("e_t"), "pid",
                               pl.col("process").alias("e_process")), on="e_eid", how="left")
-    resolver = ProcessResolver(processes if processes is not None else schema.empty(schema.PROCESSES))
+    resolver = ProcessResolver(processes if processes is not None else schema.empty(schema.PROCESSES),
+                               grace_s=grace_s)
     # one query per event used (the answer depends only on the event's PID and time)
     q = (res.select(pl.col("e_eid").alias("qid"), "pid", pl.col("e_t").alias("t"))
          .filter(pl.col("pid").is_not_null()).unique("qid"))
-    names = resolver.resolve(q) if q.height else pl.DataFrame(schema={"qid": pl.Int64, "process": pl.Utf8,
-                                                                      "services": pl.Utf8})
-    res = res.join(names.select(pl.col("qid").alias("e_eid"), "process", "services"), on="e_eid", how="left")
-    res = res.with_columns(pl.coalesce("process", "e_process").alias("process"))
+    names = resolver.resolve(q) if q.height else pl.DataFrame(schema={
+        "qid": pl.Int64, "process": pl.Utf8, "services": pl.Utf8, "after_end_ns": pl.Int64, "in_trace": pl.Boolean})
+    res = res.join(names.select(pl.col("qid").alias("e_eid"), "process", "services",
+                                pl.col("after_end_ns").alias("_after_end"), pl.col("in_trace").alias("_in_trace")),
+                   on="e_eid", how="left")
+    # the events' own names only for PIDs the process tables do not know (the grace period decides the rest)
+    res = res.with_columns(pl.when(pl.col("_in_trace").fill_null(False)).then(pl.col("process"))
+                           .otherwise(pl.coalesce("process", "e_process")).alias("process"))
     notes = resolver.disagreements(set(res["pid"].drop_nulls().unique().to_list()))
     mism = (res.select("pid", "e_process", "process")
             .filter(pl.col("e_process").is_not_null() & pl.col("process").is_not_null()

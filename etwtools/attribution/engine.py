@@ -14,6 +14,7 @@ from .constants import DEFAULT_TOLERANCE_S, NS
 #: Largest clock offset or tolerance taken, in seconds (a century: times are int64 ns, +-292 years).
 MAX_SECONDS = 3_155_760_000
 from .diagnosis import why_nothing
+from ..processes import PROCESS_GRACE_S
 from .matchers import Context, pick_best, run_matchers
 from .offset import Offset, choose_offset
 from .prepare import Prepared, prepare
@@ -27,37 +28,54 @@ _STEPS = 7
 def attribute(events: pl.DataFrame, frames: pl.DataFrame, processes: pl.DataFrame | None = None, *,
               offset_s: float | None = None, tolerance_s: float = DEFAULT_TOLERANCE_S,
               local_addrs: Sequence[str] | None = None, nic_addrs: Sequence[str] | None = None,
-              progress: Progress | None = None) -> Attribution:
+              progress: Progress | None = None, grace_s: float = PROCESS_GRACE_S) -> Attribution:
     """Attribute every frame (FRAMES) to a PID and process using network events (EVENTS) and processes.
 
     ``offset_s`` (capture clock minus trace clock) overrides the estimate; ``tolerance_s`` is the largest
     frame-event time difference for a UDP match and for TCP high confidence; ``local_addrs`` are the
     traced host's addresses as given by the user (default: ``nic_addrs`` from the trace's NIC events
-    plus the unicast local addresses the events use); ``progress(done, total)`` is called between steps.
+    plus the unicast local addresses the events use); ``progress(done, total)`` is called between steps;
+    ``grace_s``: how long after its End event a process keeps its name (the reason says when it was used).
     Returns an :class:`Attribution`; when nothing at all could be attributed (inputs with nothing in
     common), :meth:`Attribution.why_nothing` says why. Raises :class:`AttributionError` only for
-    unusable parameters (a negative tolerance, an infinite offset).
+    unusable parameters (a negative tolerance, an infinite offset, a grace period outside 0..86400 s).
     """
     tol = _check_parameters(tolerance_s, offset_s)
+    if not (isinstance(grace_s, (int, float)) and math.isfinite(grace_s) and 0 <= grace_s <= 86400):
+        raise AttributionError(f"the grace period must be a number of seconds from 0 to 86400, not {grace_s!r}")
     tick = _ticker(progress, frames.height if frames is not None else 0)
     p = prepare(events, frames, local_addrs, nic_addrs)
     tick()
     off = choose_offset(p.oriented, p.net, offset_s, tol)
     tick()
     res, texts = match_frames(p, off, tol, tick)
-    res, resolver, process_notes = name_processes(res, p.net, processes)
+    res, resolver, process_notes = name_processes(res, p.net, processes, grace_s)
     tick()
     why = None if (res["rank"] >= 2).any() else why_nothing(p, off, tol)
     matches = res.select("fid", "e_eid", "dir_source").sort("fid")
+    after_end = res.select("fid", "_after_end").sort("fid")["_after_end"]
     tables = [_output_columns(res, without_pid(p)), texts]
     res = texts = None      # finish() lets each table go as soon as it has used it
-    out = finish(tables, p, off.offset_ns, off.shift(), why)
+    out = _grace_reasons(finish(tables, p, off.offset_ns, off.shift(), why), after_end, grace_s)
     tick()
     return Attribution(frames=out, offset_ns=off.offset_ns, offset_source=off.source,
                        offset_support=off.support, local_addrs=p.local, local_addrs_source=p.local_source,
                        summary=summary(out, p.frames), notes=p.notes + off.notes + process_notes,
                        tolerance_s=tolerance_s, estimate=off.estimate,
                        evidence=Evidence(p.frames, p.net, p.nopid, p.oriented, matches, resolver), why=why)
+
+
+def _grace_reasons(out: pl.DataFrame, after_end: pl.Series, grace_s: float) -> pl.DataFrame:
+    """Reasons of the frames named through the grace period say so (``after_end``: per frame, in order)."""
+    if not after_end.is_not_null().any():
+        return out
+    late = (after_end / NS).round(3)
+    return out.with_columns(
+        pl.when(late.is_not_null() & pl.col("process").is_not_null())
+        .then(pl.format("{}; {} had ended {} s before the event: its name is kept for {} s after its End "
+                        "(grace period)", pl.col("reason"), pl.col("process"), late.cast(pl.Utf8),
+                        pl.lit(f"{grace_s:g}")))
+        .otherwise(pl.col("reason")).alias("reason"))
 
 
 def _check_parameters(tolerance_s: float, offset_s: float | None) -> int:

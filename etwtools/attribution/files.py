@@ -13,6 +13,7 @@ import polars as pl
 
 from ..errors import EtwToolsError, MissingInputError
 from ..parsers.units import PathLike, Progress
+from ..processes import PROCESS_GRACE_S
 from .constants import DEFAULT_TOLERANCE_S
 from .engine import attribute
 from .result import Attribution
@@ -32,7 +33,8 @@ def attribute_files(trace: PathLike | Sequence[PathLike], capture: PathLike | No
                     tasklists: Sequence[PathLike] = (), *, tasklist_time: datetime | None = None,
                     offset_s: float | None = None, tolerance_s: float = DEFAULT_TOLERANCE_S,
                     local_addrs: Sequence[str] | None = None, wanted_frames: Sequence[int] = (),
-                    host: str | None = None, steps: Steps = _no_progress) -> Attribution | LogAttribution:
+                    host: str | None = None, steps: Steps = _no_progress,
+                    grace_s: float = PROCESS_GRACE_S) -> Attribution | LogAttribution:
     """Attribute every frame of ``capture`` (pcap, pcapng, NetMon, or an ETL with packets; None: the
     packets inside the ``trace`` ETL) using ``trace`` (ETL or tracerpt CSV: events, processes and the
     NIC addresses, read once) and ``tasklists`` (taken at ``tasklist_time`` when known).
@@ -41,7 +43,8 @@ def attribute_files(trace: PathLike | Sequence[PathLike], capture: PathLike | No
     :func:`etwtools.logfiles.attribute_with_logs` (a :class:`~etwtools.ownership.LogAttribution`), and
     ``host`` picks the host of multi-host logs.
     ``wanted_frames``: frame numbers that must be in the capture (checked before the attribution).
-    ``steps(label, unit)`` gives each reading step's progress callback. Raises
+    ``steps(label, unit)`` gives each reading step's progress callback; ``grace_s``: how long after its
+    End a process keeps its name. Raises
     :class:`~etwtools.errors.MissingInputError` when no file holds the packets."""
     from ..sources import read_frames, read_processes, read_trace
 
@@ -80,7 +83,7 @@ def attribute_files(trace: PathLike | Sequence[PathLike], capture: PathLike | No
     with steps("attributing", "frames") as bar:
         return attribute(tr.events, frames, procs, offset_s=offset_s, tolerance_s=tolerance_s,
                          local_addrs=list(local_addrs) if local_addrs else None,
-                         nic_addrs=tr.local_addresses or None, progress=bar)
+                         nic_addrs=tr.local_addresses or None, progress=bar, grace_s=grace_s)
 
 
 def check_frames(wanted: Sequence[int], frames: pl.DataFrame, path: PathLike) -> None:

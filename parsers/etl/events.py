@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from ..diagnostics import warn
-from ..lifetimes import process_at
+from ..lifetimes import PROCESS_GRACE_S, process_at
 from ..schema import EVENTS, PROCESSES, conform
 from ..units import Progress
 from .kernel import (
@@ -167,12 +167,14 @@ def _events_frame(frames: list[pl.DataFrame], processes: pl.DataFrame,
     return conform(df, EVENTS).select([*EVENTS, *EVENT_EXTRAS])
 
 
-def attach_process(events: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFrame:
+def attach_process(events: pl.DataFrame, processes: pl.DataFrame, grace_s: float = PROCESS_GRACE_S
+                   ) -> pl.DataFrame:
     """Add ``process``: the image of ``pid`` at ``time`` (None when no process covers it), by the rule
-    of :func:`etwtools.parsers.lifetimes.process_at`; rows keep their order and columns."""
+    of :func:`etwtools.parsers.lifetimes.process_at` (names kept ``grace_s`` after the End); rows keep
+    their order and columns."""
     if processes.is_empty():
         return events.with_columns(process=pl.lit(None, dtype=pl.Utf8))
-    return events.with_columns(process_at(events, processes)["image"].alias("process"))
+    return events.with_columns(process_at(events, processes, grace_s=grace_s)["image"].alias("process"))
 
 
 def build_processes(events: list[dict], services: list[dict]) -> pl.DataFrame:
