@@ -129,10 +129,13 @@ def test_event_process_names_follow_pid_lifetimes(corpus):
                              ev(300, "End", 500, "b.exe", 2), ev(10, "DCStart", 7, "c.exe", 3)], [])
     events = pl.DataFrame({"time": [50, 150, 250, 350, 20, 60], "pid": [500, 500, 500, 500, 7, None],
                            "record": [0, 1, 2, 3, 4, 5]}, schema={"time": pl.Int64, "pid": pl.Int64, "record": pl.Int64})
-    out = attach_process(events, procs)
+    out = attach_process(events, procs, grace_s=0)
     assert out["process"].to_list() == ["a.exe", None, "b.exe", None, "c.exe", None]
     assert out["record"].to_list() == [0, 1, 2, 3, 4, 5]
-    as_datetime = attach_process(events.with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC"))), procs)
+    # with the default grace period (5 s) a.exe's name lasts until b.exe starts, b.exe's past its End
+    assert attach_process(events, procs)["process"].to_list() == ["a.exe", "a.exe", "b.exe", "b.exe", "c.exe", None]
+    as_datetime = attach_process(events.with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC"))), procs,
+                                 grace_s=0)
     assert as_datetime["process"].to_list() == out["process"].to_list()
     assert as_datetime.schema["time"] == pl.Datetime("ns", "UTC") and as_datetime.columns == out.columns
 
@@ -204,7 +207,10 @@ def test_built_32bit_v3_process_with_null_sid_names_its_events(tmp_path):
     assert p.select("pid", "image", "command_line", "session", "user").rows() == [
         (900, "old.exe", "old.exe -x", 2, None), (900, "new.exe", "new.exe /y", 2, None)]
     assert p["start"][0] is None and p["end"][0] is not None and p["start"][1] is not None
-    assert t.events.select("size", "process").rows() == [(11, "old.exe"), (12, None), (13, "new.exe")]
+    # 12 is sent 1 s after old.exe's End: inside the 5 s grace period, so it keeps old.exe's name
+    assert t.events.select("size", "process").rows() == [(11, "old.exe"), (12, "old.exe"), (13, "new.exe")]
+    strict = attach_process(t.events.drop("process"), p, grace_s=0)
+    assert strict.select("size", "process").rows() == [(11, "old.exe"), (12, None), (13, "new.exe")]
 
 
 def test_damaged_process_record_is_skipped_and_reported(tmp_path, caplog):
