@@ -236,7 +236,8 @@ _LIFETIMES = [
     old_line("Process", "End", FT + 20, "0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0,
              "S-1-5-21-1-2-3-500", '"tool.exe"'),
 ]
-_LATE_SEND = old_line("UdpIp", "Send", FT + 30, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5354)
+# 6 s after tool.exe's End: past the 5 s a process keeps its name (grace period)
+_LATE_SEND = old_line("UdpIp", "Send", FT + 60_000_020, 3000, 20, "010.001.001.002", "010.001.001.001", 53, 5354)
 
 
 def test_process_lines_name_the_events(tmp_path):
