@@ -26,6 +26,7 @@ import polars as pl
 
 from .errors import AttributionError
 from .parsers import schema
+from .parsers.addresses import text_address, text_address_expr
 
 NS = 1_000_000_000
 TIME = schema.TIME
@@ -56,11 +57,8 @@ _CONF = {3: "high", 2: "medium", 1: "low", 0: "none"}
 # ---------------------------------------------------------------------------------------------------
 # addresses and hosts
 
-def canonical_addr(expr: pl.Expr) -> pl.Expr:
-    """Address text as the frame readers write it: IPv4-mapped IPv6 (``::ffff:1.2.3.4``) as IPv4,
-    lower case, no zone id or brackets."""
-    a = expr.str.strip_chars().str.strip_chars("[]").str.to_lowercase().str.replace(r"%.*$", "")
-    return a.str.replace(r"^::ffff:(\d+\.\d+\.\d+\.\d+)$", "$1")
+#: Address text as the frame readers write it (IPv4-mapped IPv6 as IPv4, lower case, no zone id).
+canonical_addr = text_address_expr
 
 
 def _host_address(a: str) -> bool:
@@ -489,7 +487,11 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     choice = choose_host(conns, frames, host)
     if choice.host is not None:
         conns = conns.filter(pl.col("host").fill_null("") == choice.host)
-    local = list(dict.fromkeys(choice.addresses + [str(ipaddress.ip_address(a.strip("[]"))) for a in local_addrs or []]))
+    given = [text_address(a) for a in local_addrs or []]
+    if None in given:
+        bad = (local_addrs or [])[given.index(None)]
+        raise AttributionError(f"local address {bad!r} is not an IPv4 or IPv6 address")
+    local = list(dict.fromkeys(choice.addresses + [a for a in given if a is not None]))
     ev = prepare(conns, processes, local)
     n_flip = int(ev["flipped"].sum()) if ev.height else 0
     if n_flip:

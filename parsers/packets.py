@@ -29,8 +29,6 @@ give ``direction`` from their packet type when the file says nothing else.
 """
 from __future__ import annotations
 
-import functools
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +37,7 @@ import polars as pl
 import pyarrow as pa
 
 from . import schema
+from .addresses import ipv4_text, packed_text
 from .diagnostics import warn
 
 # LINKTYPE_* values (tcpdump.org link-layer header types).
@@ -88,7 +87,6 @@ _NOTE_LABELS = ((_NOTE_IPLEN0, "ip-length-0"), (_NOTE_TRUNC, "truncated"), (_NOT
                 (_NOTE_WLAN_UNKNOWN, "802.11-unknown-type"), (_NOTE_WLAN_NOBODY, "802.11-no-body"),
                 (_NOTE_WLAN_PROTECTED, "802.11-protected"))
 # Python formats the distinct addresses when there are few of them; polars string ops otherwise.
-_FEW_ADDRESSES = 50_000
 
 
 @dataclass
@@ -736,7 +734,7 @@ class _Dissection:
         base = 0
         if len(v4):
             uniq, code = _factorize_u32(np.concatenate([self.src4[v4], self.dst4[v4]]))
-            labels.append(_ipv4_text(uniq))
+            labels.append(ipv4_text(uniq))
             src_code[v4] = code[:len(v4)]
             dst_code[v4] = code[len(v4):]
             base = len(uniq)
@@ -747,7 +745,7 @@ class _Dissection:
             s6 = pl.Series(arr).cast(pl.Binary)
             uniq6 = s6.unique()
             code = s6.replace_strict(uniq6, pl.int_range(len(uniq6), dtype=pl.Int64, eager=True)).to_numpy()
-            labels.append(pl.Series([_ipv6_text(u) for u in uniq6.to_list()], dtype=pl.Utf8))
+            labels.append(pl.Series([packed_text(u) for u in uniq6.to_list()], dtype=pl.Utf8))
             src_code[self.v6rows] = code[:k] + base
             dst_code[self.v6rows] = code[k:] + base
         table = pl.concat(labels) if labels else pl.Series([], dtype=pl.Utf8)
@@ -833,21 +831,6 @@ def _factorize_u32(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     uniq = s.unique()
     index = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.Int64, eager=True))
     return uniq.to_numpy(), index.to_numpy()
-
-
-def _ipv4_text(addrs: np.ndarray) -> pl.Series:
-    if len(addrs) <= _FEW_ADDRESSES:
-        return pl.Series([f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}" for a in addrs.tolist()],
-                         dtype=pl.Utf8)
-    a = pl.col("a").cast(pl.Int64)
-    return pl.DataFrame({"a": addrs}).select(pl.concat_str(
-        [(a // 16777216).cast(pl.Utf8), (a // 65536 % 256).cast(pl.Utf8), (a // 256 % 256).cast(pl.Utf8),
-         (a % 256).cast(pl.Utf8)], separator=".")).to_series()
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _ipv6_text(packed: bytes) -> str:
-    return str(ipaddress.IPv6Address(packed))
 
 
 _NOTE_NAMES = [",".join(label for bit, label in _NOTE_LABELS if code & bit) or None for code in range(256)]

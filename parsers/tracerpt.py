@@ -55,7 +55,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import ipaddress
 import os
 import re
 from collections.abc import Iterator
@@ -66,6 +65,7 @@ from pathlib import Path
 import polars as pl
 
 from . import diagnostics
+from .addresses import dotted_quad_text, text_address_map
 from .errors import TextFormatError
 from .lifetimes import process_at
 from .schema import EVENTS, PROCESSES, conform, empty
@@ -225,34 +225,13 @@ def _int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
     return digits.str.to_integer(base=pl.when(hexa).then(16).otherwise(10), dtype=dtype, strict=False)
 
 
-def _ipv4_text(s: pl.Series) -> pl.Series:
-    """Dotted quads (zero-padded octets are DECIMAL) -> canonical text; null when not IPv4."""
-    parts = s.str.split_exact(".", 4).struct.unnest()
-    octets = [parts[f"field_{i}"].cast(pl.UInt16, strict=False) for i in range(4)]
-    frame = pl.DataFrame({f"o{i}": o for i, o in enumerate(octets)}).with_columns(
-        extra=parts["field_4"].is_not_null())
-    ok = pl.all_horizontal([pl.col(f"o{i}") <= 255 for i in range(4)]).fill_null(False) & ~pl.col("extra")
-    return frame.select(pl.when(ok).then(pl.concat_str([pl.col(f"o{i}").cast(pl.Utf8) for i in range(4)],
-                                                        separator="."))).to_series()
-
-
 def _ipv4(s: pl.Series) -> pl.Series:
-    """:func:`_ipv4_text`, computed once per distinct value when values repeat (they do in traces)."""
+    """:func:`dotted_quad_text`, computed once per distinct value when values repeat (they do in traces)."""
     sample = s.head(20_000)
     if sample.n_unique() * 4 >= len(sample):      # mostly distinct: convert every value
-        return _ipv4_text(s)
+        return dotted_quad_text(s)
     distinct = s.unique()
-    return s.replace_strict(distinct, _ipv4_text(distinct), default=None, return_dtype=pl.Utf8)
-
-
-def _ipv6_map(values: pl.Series) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for v in values.unique().drop_nulls().to_list():
-        try:
-            out[v] = ipaddress.IPv6Address(v.strip("[]").split("%")[0]).compressed
-        except ValueError:
-            out[v] = None
-    return out
+    return s.replace_strict(distinct, dotted_quad_text(distinct), default=None, return_dtype=pl.Utf8)
 
 
 def _with_ipv6(df: pl.DataFrame, raw: str, col: str) -> pl.DataFrame:
@@ -261,7 +240,7 @@ def _with_ipv6(df: pl.DataFrame, raw: str, col: str) -> pl.DataFrame:
     if not v6.any():
         return df
     values = df[raw].filter(v6)
-    mapped = values.replace_strict(_ipv6_map(values), default=None, return_dtype=pl.Utf8)
+    mapped = values.replace_strict(text_address_map(values), default=None, return_dtype=pl.Utf8)
     return df.with_columns(df[col].scatter(v6.arg_true(), mapped))
 
 

@@ -10,6 +10,7 @@ import polars as pl
 
 from ..errors import AttributionError
 from ..parsers import schema
+from ..parsers.addresses import text_address
 from .constants import KEY, KID, NO_PID, NS
 
 
@@ -102,17 +103,9 @@ def _unicast(addr: str) -> bool:
 
 def canonical_address(addr: str) -> str:
     """A user-given address in the text form the readers use (``2001:DB8:0::1`` -> ``2001:db8::1``)."""
-    text = str(addr).strip().strip("[]").split("%")[0]     # the readers drop IPv6 zone ids
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        pass
-    try:  # tracerpt-style zero-padded IPv4 (010.001.001.001)
-        parts = [int(p, 10) for p in text.split(".")]
-        if len(parts) == 4 and all(0 <= p <= 255 for p in parts):
-            return ".".join(map(str, parts))
-    except ValueError:
-        pass
+    text = text_address(addr)
+    if text is not None:
+        return text
     raise AttributionError(f"local address {addr!r} is not an IPv4 or IPv6 address")
 
 

@@ -10,7 +10,6 @@ PIDs are reused; the lookup is an as-of join by PID on these lifetimes.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ..addresses import text_address
 from ..diagnostics import warn
 from ..lifetimes import PROCESS_GRACE_S, process_at
 from ..schema import EVENTS, PROCESSES, conform
@@ -125,7 +125,7 @@ def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, 
     local: list[str] = []
     for nic in collector.nics:
         for addr in nic["addresses"]:
-            text = _canonical(addr)
+            text = text_address(addr)
             if text and text not in local:
                 local.append(text)
     return Timeline(events=events, processes=conform(processes, PROCESSES), local_addresses=local,
@@ -279,14 +279,6 @@ def _fill(row: dict, ev: dict) -> None:
     for key in ("ppid", "image", "command_line", "session", "user", "unique_key", "flags"):
         if row.get(key) in (None, "") and ev.get(key) not in (None, ""):
             row[key] = ev[key]
-
-
-def _canonical(addr: str) -> str | None:
-    """Canonical text of an address as NIC rundowns print it (scope ids dropped); None if not an address."""
-    try:
-        return str(ipaddress.ip_address(addr.strip().split("%")[0]))
-    except ValueError:
-        return None
 
 
 __all__ = [

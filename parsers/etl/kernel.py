@@ -30,7 +30,6 @@ sender. :func:`orient` maps both to local/remote.
 """
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from ..addresses import raw_text
 from ..units import filetime_to_ns
 from .guids import PROCESS_KERNEL, SYSTEMCONFIG_KERNEL, TCPIP_KERNEL, UDPIP_KERNEL
 from .records import RecordBatch
@@ -169,38 +169,6 @@ def _read(data, pos: np.ndarray, dtype: str, size: int) -> np.ndarray:
     return raw.view(dtype).ravel()
 
 
-_ADDR_CACHE: dict[bytes, str] = {}
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-
-
-def address_text(values: np.ndarray) -> pl.Series:
-    """Canonical text (``ipaddress``) of IPv4 (uint32) or IPv6 ((n, 2) uint64 raw) addresses from
-    :func:`gather`; each distinct value is formatted once."""
-    n = len(values)
-    if n == 0:
-        return pl.Series([], dtype=pl.Utf8)
-    if values.ndim == 1:
-        uniq, inverse = np.unique(values, return_inverse=True)
-        raws = [int(v).to_bytes(4, "big") for v in uniq]
-    else:
-        with np.errstate(over="ignore"):
-            key = values[:, 0] * _MIX ^ values[:, 1]
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        reps = values[first]
-        if not (reps[inverse] == values).all():  # a hash collision: exact (slower) path
-            reps, inverse = np.unique(values, axis=0, return_inverse=True)
-        raws = [row.tobytes() for row in reps]
-    texts = []
-    for raw in raws:
-        text = _ADDR_CACHE.get(raw)
-        if text is None:
-            text = str(ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw))
-            if len(_ADDR_CACHE) < 1_000_000:
-                _ADDR_CACHE[raw] = text
-        texts.append(text)
-    return pl.Series(texts, dtype=pl.Utf8).gather(inverse.ravel())
-
-
 def decode_layout(batch: RecordBatch, rows: np.ndarray, layout: NetLayout, pointer_size: int) -> dict:
     """Columns of ``layout`` for the given rows (all of that layout and pointer size)."""
     base = batch.payload_offset[rows]
@@ -208,7 +176,7 @@ def decode_layout(batch: RecordBatch, rows: np.ndarray, layout: NetLayout, point
     cols: dict = {}
     for name, kind, off in fields:
         value = gather(batch.data, base, off, kind, pointer_size)
-        cols[name] = address_text(value) if kind in ("ip4", "ip6") else value
+        cols[name] = raw_text(value) if kind in ("ip4", "ip6") else value
     return cols
 
 
@@ -500,7 +468,6 @@ __all__ = [
     "UDP_EVENTS",
     "NetLayout",
     "Skipped",
-    "address_text",
     "decode_kernel_net",
     "decode_layout",
     "decode_process_events",

@@ -34,7 +34,6 @@ SOCKADDR: family u16 little-endian (2 = IPv4, 23 = IPv6), port u16 big-endian, t
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import struct
 from collections.abc import Iterable
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from ..addresses import packed_text
 from ..diagnostics import warn
 from ..schema import EVENTS, TIME, conform, empty
 from ..units import Progress
@@ -195,13 +195,13 @@ def _sockaddr(raw: bytes, length: int) -> tuple[int | None, str | None, int | No
     if len(raw) != length:
         raise ValueError("sockaddr runs past the payload")
     if length >= 8 and raw[0:2] == b"\x02\x00":
-        return 4, str(ipaddress.IPv4Address(raw[4:8])), int.from_bytes(raw[2:4], "big")
+        return 4, packed_text(raw[4:8]), int.from_bytes(raw[2:4], "big")
     if length >= 24 and raw[0:2] == b"\x17\x00":
-        return 6, str(ipaddress.IPv6Address(raw[8:24])), int.from_bytes(raw[2:4], "big")
+        return 6, packed_text(raw[8:24]), int.from_bytes(raw[2:4], "big")
     if length == 4:
-        return 4, str(ipaddress.IPv4Address(raw)), None
+        return 4, packed_text(raw), None
     if length == 16:
-        return 6, str(ipaddress.IPv6Address(raw)), None
+        return 6, packed_text(raw), None
     raise ValueError(f"unknown address form of {length} bytes")
 
 

@@ -1,11 +1,11 @@
 """Rows of event-log fields (text) -> the CONNECTIONS, processes and DNS tables, in bulk with polars."""
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import polars as pl
 
+from ..addresses import text_address_map
 from ..schema import CONNECTIONS, DNS, EVENTLOG_PROCESSES, TIME, conform, empty
 from .flavours import DATA_FIELDS
 from .scan import SECURITY_IDS, SYSMON_IDS
@@ -63,26 +63,12 @@ def _dash_null(col: pl.Expr) -> pl.Expr:
     return pl.when(col.str.strip_chars().is_in(["", "-"])).then(None).otherwise(col)
 
 
-def _canonical_addr(text: str | None) -> str | None:
-    if text is None:
-        return None
-    t = text.strip().split("%", 1)[0]
-    try:
-        a = ipaddress.ip_address(t)
-    except ValueError:
-        return None
-    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
-        return str(a.ipv4_mapped)
-    return str(a)
-
-
 def canonical_addrs(df: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
     """Addresses in canonical text (IPv4-mapped IPv6 unmapped); text that is no address becomes null."""
     present = [c for c in cols if c in df.columns]
     if not present or df.height == 0:
         return df
-    uniq = pl.concat([df.get_column(c) for c in present]).drop_nulls().unique().to_list()
-    mapping = {u: _canonical_addr(u) for u in uniq}
+    mapping = text_address_map(pl.concat([df.get_column(c) for c in present]), unmap=True)
     return df.with_columns(pl.col(c).replace_strict(mapping, default=None, return_dtype=pl.Utf8)
                            for c in present)
 
