@@ -8,6 +8,7 @@ import struct
 
 import polars as pl
 from click.testing import CliRunner
+
 from etwtools.attribution import attribute
 from etwtools.cli import cli
 from etwtools.parsers.etl.build import EtlWriter

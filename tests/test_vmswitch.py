@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.guids import NDIS_PACKETCAPTURE
 from etwtools.parsers.etl.packets import (
@@ -34,7 +35,7 @@ def _template() -> list[tuple[str, str]]:
 
     xml = (Path(dissect.etl.__file__).parent / "manifests" / "xml"
            / "{2ed6006e-4729-4609-b423-3ee7bcd678ef}.xml").read_text(encoding="utf-8")
-    body = re.search(r'<template tid="task_01003Args">(.*?)</template>', xml, re.S)[1]
+    body = re.search(r'<template tid="task_01003Args">(.*?)</template>', xml, re.DOTALL)[1]
     return re.findall(r'<data name="(\w+)" inType="win:(\w+)"', body)
 
 

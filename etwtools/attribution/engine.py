@@ -13,8 +13,8 @@ from .constants import DEFAULT_TOLERANCE_S, NS
 
 #: Largest clock offset or tolerance taken, in seconds (a century: times are int64 ns, +-292 years).
 MAX_SECONDS = 3_155_760_000
-from .diagnosis import why_nothing
 from ..processes import PROCESS_GRACE_S
+from .diagnosis import why_nothing
 from .matchers import Context, pick_best, run_matchers
 from .offset import Offset, choose_offset
 from .prepare import Prepared, prepare

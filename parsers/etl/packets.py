@@ -218,7 +218,8 @@ class EtlPacketReader:
         cols, ok = decode_fields(b, np.arange(len(b)), _VMSWITCH_LAYOUT)
         u8 = np.frombuffer(b.data, dtype=np.uint8)
         po, ps = b.payload_offset.astype(np.int64), b.payload_size.astype(np.int64)
-        size_at = cols["_end"] + 8 * cols["destinations"].astype(np.int64)
+        end, dests, port = (np.asarray(cols[k], np.int64) for k in ("_end", "destinations", "port"))
+        size_at = end + 8 * dests
         ok &= size_at + 4 <= ps
         fsize = np.zeros(len(b), np.int64)
         fsize[ok] = _le32(u8, po[ok] + size_at[ok])
@@ -226,7 +227,7 @@ class EtlPacketReader:
         rows = np.flatnonzero(ok)
         self._vmswitch.append(pl.DataFrame({
             "_record": b.record[rows].astype(np.int64),
-            "switch_port": cols["port"][rows].astype(np.int64),
+            "switch_port": port[rows],
             "port_name": [cols["port_name"][i] or None for i in rows.tolist()],
             "nic_name": [cols["nic_name"][i] or None for i in rows.tolist()],
             "nic_type": [cols["nic_type"][i] or None for i in rows.tolist()],
@@ -247,6 +248,8 @@ class EtlPacketReader:
             frag_at = np.full(len(b), NDIS_HEADER, np.int64)
         else:
             ok = frag_at >= 0
+        if fsize is None:
+            raise ValueError("frag_at goes with fsize")
         self._skip(b, ~ok)
         b = b.select(ok)
         fsize, frag_at = fsize[ok], frag_at[ok]
