@@ -114,18 +114,11 @@ def _options(opts: list[tuple[int, bytes]]) -> bytes:
 
 def _open(source, spill_dir: str | None = None) -> tuple[list[Interface], Iterator[Packet]]:
     if isinstance(source, (str, os.PathLike)):
-        from .sources import detect
+        from .sources import KINDS, detect
 
-        kind = detect(source)
-        if kind in ("pcap", "pcapng", "netmon"):
-            from .parsers.captures import iter_capture_packets
-
-            return iter_capture_packets(source)
-        if kind == "etl":
-            from .parsers.etl.packets import iter_etl_capture
-
-            interfaces, packets = iter_etl_capture(source, spill_dir=spill_dir)
-            return interfaces or [Interface(link_type=1)], packets
+        read = KINDS[kind := detect(source)].packets
+        if read is not None:
+            return read(source, spill_dir=spill_dir)
         raise CaptureError(f"expected a pcap, pcapng, NetMon or ETL file with packets, found {kind}", path=source)
     interfaces, packets = source
     return list(interfaces), iter(packets)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import os
 import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -29,11 +31,43 @@ def _looks_like_etl(head: bytes) -> bool:
     return size >= 0x100 and size % 0x100 == 0 and htype in HEADER_TYPES and flags & 0xC0 == 0xC0
 
 
+@dataclass(frozen=True)
+class Kind:
+    """One input kind: how its first bytes look and what reads it (None: no such table in this kind).
+
+    ``sniff`` sees the file's first 64 KiB; ``suffix`` takes a file whose bytes no kind recognises by its
+    extension, so that the kind's reader says precisely what is wrong. The readers: ``trace`` (path,
+    with_frames, progress) -> :class:`Trace`; ``frames`` (path, with_data, progress, appearances) ->
+    FRAMES; ``packets`` (path, spill_dir) -> (interfaces, packet iterator); ``eventlog`` (path,
+    progress) -> an ``EventLog``; ``tasklist``: processes come from all tasklist files at once.
+    """
+
+    name: str
+    sniff: Callable[[bytes], bool]
+    suffix: str | None = None
+    trace: Callable[..., Trace] | None = None
+    frames: Callable[..., pl.DataFrame] | None = None
+    packets: Callable[..., tuple] | None = None
+    eventlog: Callable[..., Any] | None = None
+    tasklist: bool = False
+
+
+#: The input kinds by name, in the order their sniffs are tried. Adding a kind is one :func:`register`.
+KINDS: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> Kind:
+    """Add an input kind (tried after those already registered)."""
+    KINDS[kind.name] = kind
+    return kind
+
+
 def detect(path: PathLike) -> str:
-    """Kind of the file: ``etl``, ``pcap``, ``pcapng``, ``netmon``, ``tracerpt``, ``tasklist``, ``evtx`` or
-    ``eventlog-json`` (Windows event logs: Sysmon / Security, as .evtx or JSON lines)."""
+    """Kind of the file (a name in :data:`KINDS`): ``etl``, ``pcap``, ``pcapng``, ``netmon``, ``tracerpt``,
+    ``tasklist``, ``evtx`` or ``eventlog-json`` (Windows event logs: Sysmon / Security, as .evtx or JSON
+    lines)."""
     from . import compressed
-    from .parsers import captures, eventlog, tasklist, tracerpt
+    from .parsers import eventlog
 
     p = Path(path)
     try:
@@ -46,10 +80,7 @@ def detect(path: PathLike) -> str:
         raise EtwToolsError(f"cannot read: {e.strerror}", path=p) from None
     if not head:
         raise EtwToolsError("file is empty", path=p, offset=0)
-    kind = captures.sniff(head)
-    if kind:
-        return kind
-    packed = compressed.sniff(head)
+    packed = compressed.sniff(head)     # gzip/zip magic: no registered kind starts so
     if packed:
         inner = compressed.peek(p)
         if inner and eventlog.sniff(inner) == "eventlog-json":
@@ -58,25 +89,14 @@ def detect(path: PathLike) -> str:
         what = (f" (holding {', '.join(held[:5])}{', ...' if len(held) > 5 else ''})" if held else "")
         raise EtwToolsError(f"{packed}-compressed{what}: extract it first (etwtools.compressed.extract does; "
                             "the command line reads .gz and .zip inputs itself)", path=p, offset=0)
-    if _looks_like_etl(head):
-        return "etl"
-    kind = eventlog.sniff(head)
-    if kind:
-        return kind
-    if tracerpt.looks_like_tracerpt(head):
-        return "tracerpt"
-    if tasklist.looks_like_tasklist(head):
-        return "tasklist"
-    if p.suffix.lower() == ".etl":
-        return "etl"  # let the ETL reader say precisely what is wrong
-    if p.suffix.lower() == ".evtx":
-        return "evtx"  # let the event-log reader say precisely what is wrong
+    for kind in KINDS.values():
+        if kind.sniff(head):
+            return kind.name
+    for kind in KINDS.values():
+        if kind.suffix and p.suffix.lower() == kind.suffix:
+            return kind.name
     raise EtwToolsError("not a recognised input (expected an ETL file, tracerpt CSV, tasklist output, "
                         "pcap, pcapng, .evtx or event-log JSON lines)", path=p, offset=0)
-
-
-#: Kinds read by :func:`read_eventlog`.
-EVENTLOG_KINDS = ("evtx", "eventlog-json")
 
 
 @dataclass
@@ -96,20 +116,9 @@ def read_trace(path: PathLike, *, with_frames: bool = False, progress: Progress 
 
     ``with_frames``: also the frames inside an ETL file (FRAMES schema), from the same pass.
     """
-    kind = detect(path)
-    if kind == "etl":
-        from .parsers.etl.events import read_timeline
-        from .parsers.etl.packets import EtlPacketReader
-
-        packets = EtlPacketReader(path) if with_frames else None
-        t = read_timeline(path, progress=progress, packets=packets)
-        return Trace(os.fspath(path), kind, t.events, t.processes, list(t.local_addresses),
-                     packets.frames() if packets is not None else None)
-    if kind == "tracerpt":
-        from .parsers.tracerpt import read_tracerpt
-
-        t = read_tracerpt(path, progress=progress)
-        return Trace(os.fspath(path), kind, t.events, t.processes, [])
+    read = KINDS[kind := detect(path)].trace
+    if read is not None:
+        return read(path, with_frames=with_frames, progress=progress)
     raise EtwToolsError(f"expected an ETL file or a tracerpt CSV, found {kind}", path=path)
 
 
@@ -133,15 +142,15 @@ def read_processes(path: PathLike | list[PathLike], *, snapshot_time: datetime |
     frames = []
     tasklists = []
     for p in paths:
-        kind = detect(p)
-        if kind == "tasklist":
+        kind = KINDS[detect(p)]
+        if kind.tasklist:
             tasklists.append(p)
-        elif kind in ("etl", "tracerpt"):
-            frames.append(read_trace(p, progress=progress).processes)
-        elif kind in EVENTLOG_KINDS:
-            frames.append(read_eventlog(p, progress=progress).processes)
+        elif kind.trace is not None:
+            frames.append(kind.trace(p, progress=progress).processes)
+        elif kind.eventlog is not None:
+            frames.append(kind.eventlog(p, progress=progress).processes)
         else:
-            raise EtwToolsError(f"expected an ETL file, tracerpt CSV, event log or tasklist output, found {kind}",
+            raise EtwToolsError(f"expected an ETL file, tracerpt CSV, event log or tasklist output, found {kind.name}",
                                 path=p)
     if tasklists:
         from .parsers.tasklist import read_tasklist
@@ -156,13 +165,94 @@ def read_frames(path: PathLike, *, with_data: bool = False, progress: Progress |
                 appearances: bool = False) -> pl.DataFrame:
     """Frames (FRAMES schema) of a pcap, a pcapng, or the packets inside an ETL file (pktmon: one row
     per packet, or per component it crossed with ``appearances``)."""
-    kind = detect(path)
-    if kind in ("pcap", "pcapng", "netmon"):
+    read = KINDS[kind := detect(path)].frames
+    if read is not None:
+        return read(path, with_data=with_data, progress=progress, appearances=appearances)
+    raise EtwToolsError(f"expected a pcap, pcapng or ETL file with packets, found {kind}", path=path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the kinds (sniff order: captures, ETL, event logs, tracerpt, tasklist; readers imported when used)
+
+def _etl_trace(path: PathLike, *, with_frames: bool = False, progress: Progress | None = None) -> Trace:
+    from .parsers.etl.events import read_timeline
+    from .parsers.etl.packets import EtlPacketReader
+
+    packets = EtlPacketReader(path) if with_frames else None
+    t = read_timeline(path, progress=progress, packets=packets)
+    return Trace(os.fspath(path), "etl", t.events, t.processes, list(t.local_addresses),
+                 packets.frames() if packets is not None else None)
+
+
+def _tracerpt_trace(path: PathLike, *, with_frames: bool = False, progress: Progress | None = None) -> Trace:
+    from .parsers.tracerpt import read_tracerpt
+
+    t = read_tracerpt(path, progress=progress)
+    return Trace(os.fspath(path), "tracerpt", t.events, t.processes, [])
+
+
+def _etl_frames(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
+                appearances: bool = False) -> pl.DataFrame:
+    from .parsers.etl.packets import read_etl_frames
+
+    return read_etl_frames(path, with_data=with_data, progress=progress, appearances=appearances)
+
+
+def _etl_packets(path: PathLike, *, spill_dir: str | None = None) -> tuple:
+    from .parsers.etl.packets import iter_etl_capture
+    from .parsers.packets import Interface
+
+    interfaces, packets = iter_etl_capture(path, spill_dir=spill_dir)
+    return interfaces or [Interface(link_type=1)], packets
+
+
+def _capture(name: str) -> Kind:
+    def sniff(head: bytes) -> bool:
+        from .parsers.captures import sniff
+
+        return sniff(head) == name
+
+    def frames(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
+               appearances: bool = False) -> pl.DataFrame:
         from .parsers.captures import read_capture
 
-        return read_capture(path, with_data=with_data, progress=progress)
-    if kind == "etl":
-        from .parsers.etl.packets import read_etl_frames
+        return read_capture(path, with_data=with_data, progress=progress, kind=name)
 
-        return read_etl_frames(path, with_data=with_data, progress=progress, appearances=appearances)
-    raise EtwToolsError(f"expected a pcap, pcapng or ETL file with packets, found {kind}", path=path)
+    def packets(path: PathLike, *, spill_dir: str | None = None) -> tuple:
+        from .parsers.captures import iter_capture_packets
+
+        return iter_capture_packets(path, kind=name)
+
+    return Kind(name, sniff, frames=frames, packets=packets)
+
+
+def _eventlog_sniff(name: str) -> Callable[[bytes], bool]:
+    def sniff(head: bytes) -> bool:
+        from .parsers import eventlog
+
+        return eventlog.sniff(head) == name
+    return sniff
+
+
+def _tracerpt_sniff(head: bytes) -> bool:
+    from .parsers.tracerpt import looks_like_tracerpt
+
+    return looks_like_tracerpt(head)
+
+
+def _tasklist_sniff(head: bytes) -> bool:
+    from .parsers.tasklist import looks_like_tasklist
+
+    return looks_like_tasklist(head)
+
+
+for _name in ("pcap", "pcapng", "netmon"):
+    register(_capture(_name))
+register(Kind("etl", _looks_like_etl, suffix=".etl", trace=_etl_trace, frames=_etl_frames, packets=_etl_packets))
+register(Kind("evtx", _eventlog_sniff("evtx"), suffix=".evtx", eventlog=read_eventlog))
+register(Kind("eventlog-json", _eventlog_sniff("eventlog-json"), eventlog=read_eventlog))
+register(Kind("tracerpt", _tracerpt_sniff, trace=_tracerpt_trace))
+register(Kind("tasklist", _tasklist_sniff, tasklist=True))
+
+#: Kinds read by :func:`read_eventlog`.
+EVENTLOG_KINDS = tuple(k.name for k in KINDS.values() if k.eventlog is not None)

@@ -42,11 +42,12 @@ def _kind(path: PathLike) -> str:
     return kind
 
 
-def read_capture(path: PathLike, *, with_data: bool = False, progress: Progress | None = None
-                 ) -> pl.DataFrame:
+def read_capture(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
+                 kind: str | None = None) -> pl.DataFrame:
     """Frames (FRAMES schema) of a pcap, pcapng or Network Monitor file (pcapng adds a ``comment``
-    column); ``with_data`` adds the raw frame bytes as a ``data`` column."""
-    kind = _kind(path)
+    column); ``with_data`` adds the raw frame bytes as a ``data`` column. ``kind``: what the file is
+    when already known (:func:`sniff`'s name), else sniffed here."""
+    kind = kind or _kind(path)
     if kind == "pcapng":
         return pcapng.read_pcapng(path, with_data=with_data, progress=progress)
     if kind == "netmon":
@@ -54,9 +55,11 @@ def read_capture(path: PathLike, *, with_data: bool = False, progress: Progress 
     return pcap.read_pcap(path, with_data=with_data, progress=progress)
 
 
-def iter_capture_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
-    """The interfaces and the packets, in file order (packet i is frame i + 1 of :func:`read_capture`)."""
-    kind = _kind(path)
+def iter_capture_packets(path: PathLike, *, kind: str | None = None
+                         ) -> tuple[list[Interface], Iterator[Packet]]:
+    """The interfaces and the packets, in file order (packet i is frame i + 1 of :func:`read_capture`);
+    ``kind`` as for :func:`read_capture`."""
+    kind = kind or _kind(path)
     if kind == "pcapng":
         return pcapng.iter_packets(path)
     if kind == "netmon":
