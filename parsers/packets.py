@@ -856,17 +856,40 @@ def _binary(buf: np.ndarray, off: np.ndarray, cap: np.ndarray) -> pl.Series:
     return pl.Series("data", arr).cast(pl.Binary)
 
 
+#: A later IP fragment belongs to the first fragment with the same values of these columns ...
+FRAGMENT_KEY = ("ip_version", "src_addr", "dst_addr", "ip_id", "protocol")
+#: ... nearest to it in capture order and at most this far from it in time (ns; the longest IP reassembly
+#: timeout in use, Windows' and Linux's 60 s: an IP id reused later is another datagram).
+FRAGMENT_TOLERANCE_NS = 60 * 1_000_000_000
+
+
+def first_fragments(df: pl.DataFrame, *, order: str = "frame", time: str = "time",
+                    tolerance_ns: int = FRAGMENT_TOLERANCE_NS) -> pl.DataFrame:
+    """(``order``, ``first_of``): for each later IP fragment of a frames table, the ``order`` value (frame
+    number or row index) of its first fragment: same :data:`FRAGMENT_KEY`, nearest in capture order, not
+    more than ``tolerance_ns`` apart when both times are known. Later fragments without one are absent."""
+    key = list(FRAGMENT_KEY)
+    frag = pl.col("fragment")
+    first = (df.filter(frag == "first")
+             .select(pl.col(order).alias("_o"), pl.col(order).alias("first_of"), *key,
+                     pl.col(time).cast(pl.Int64).alias("_t_first"))
+             .sort("_o"))
+    later = (df.filter(frag == "later")
+             .select(pl.col(order).alias("_o"), order, *key, pl.col(time).cast(pl.Int64).alias("_t_later"))
+             .sort("_o"))
+    if not first.height or not later.height:
+        return pl.DataFrame({order: [], "first_of": []}, schema={order: df.schema[order],
+                                                                 "first_of": df.schema[order]})
+    m = later.join_asof(first, on="_o", by=key, strategy="nearest", check_sortedness=False)
+    far = ((pl.col("_t_later") - pl.col("_t_first")).abs() > tolerance_ns).fill_null(False)
+    return m.filter(pl.col("first_of").is_not_null() & ~far).select(order, "first_of")
+
+
 def _ports_from_first_fragments(df: pl.DataFrame) -> pl.DataFrame:
-    """Later IP fragments take the ports of the nearest first fragment with the same src, dst, id, proto."""
-    key = ["ip_version", "src_addr", "dst_addr", "ip_id", "protocol"]
-    first = (df.filter(pl.col("fragment") == "first")
-             .select("frame", *key, pl.col("src_port").alias("_sp"), pl.col("dst_port").alias("_dp"))
-             .sort("frame"))
-    later = df.filter(pl.col("fragment") == "later").select("frame", *key).sort("frame")
-    if not first.height:
-        return df
-    found = later.join_asof(first, on="frame", by=key, strategy="nearest", check_sortedness=False,
-                            ).select("frame", "_sp", "_dp")
+    """Later IP fragments take the ports of their first fragment (:func:`first_fragments`)."""
+    ports = df.select(pl.col("frame").alias("first_of"), pl.col("src_port").alias("_sp"),
+                      pl.col("dst_port").alias("_dp"))
+    found = first_fragments(df).join(ports, on="first_of", how="left").drop("first_of")
     out = df.join(found, on="frame", how="left", maintain_order="left")
     return out.with_columns(pl.coalesce("src_port", "_sp").alias("src_port"),
                             pl.coalesce("dst_port", "_dp").alias("dst_port")).drop("_sp", "_dp")

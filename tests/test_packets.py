@@ -189,6 +189,26 @@ def test_ipv4_fragments_take_ports_from_their_first_fragment():
     assert df["payload_len"].to_list() == [24, 16, 16, 24]  # transport payload carried by each frame
 
 
+def test_one_fragment_rule_for_readers_and_attribution():
+    """parsers.packets.first_fragments is the rule both the readers (ports) and attribution (datagram
+    size) use: same key, nearest in capture order, at most 60 s apart; an IP id reused later is another
+    datagram."""
+    from etwtools.attribution.prepare import prepare_frames
+    from etwtools.parsers.packets import FRAGMENT_TOLERANCE_NS, first_fragments
+
+    whole = udp(b"d" * 40, sport=4444, dport=5555)
+    first = eth(ipv4(whole[:24], proto=17, ident=7, frag=0x2000))
+    later = eth(ipv4(whole[24:], proto=17, ident=7, frag=3))
+    s = 1_000_000_000
+    times = [0, 59 * s, 59 * s + FRAGMENT_TOLERANCE_NS + 1]   # in time, then past the tolerance
+    df = dissect(times, [first, later, later], 1)
+    assert first_fragments(df).rows() == [(2, 1)]
+    assert df["src_port"].to_list() == [4444, 4444, None]
+    fr = prepare_frames(df, [])
+    assert fr["first_fid"].to_list() == [None, 0, None]
+    assert fr["size"].to_list() == [16 + 24, 24, 24]   # the first fragment: its whole datagram's payload
+
+
 def test_ipv6_fragments():
     whole = tcp(b"f" * 100, sport=7, dport=8)
     first = eth(ipv6(frag6(6, 0, True, 0xABCDEF01) + whole[:64], nh=44), etype=0x86DD)

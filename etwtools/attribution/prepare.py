@@ -11,7 +11,8 @@ import polars as pl
 from ..errors import AttributionError
 from ..parsers import schema
 from ..parsers.addresses import text_address
-from .constants import KEY, KID, NO_PID, NS
+from ..parsers.packets import first_fragments
+from .constants import KEY, KID, NO_PID
 
 
 @dataclass
@@ -168,23 +169,15 @@ def prepare_frames(frames: pl.DataFrame, local: list[str]) -> pl.DataFrame:
 
 
 def fragments(fr: pl.DataFrame) -> pl.DataFrame:
-    """``first_fid``: for a later IP fragment, its first fragment (same src, dst, IP id, protocol, nearest
-    within 60 s); ``size``: the transport payload of the whole datagram (a first fragment adds the
-    payloads of its later fragments)."""
-    frag = pl.col("fragment").fill_null("none")
+    """``first_fid``: for a later IP fragment, its first fragment (the readers' rule,
+    :func:`~etwtools.parsers.packets.first_fragments`); ``size``: the transport payload of the whole
+    datagram (a first fragment adds the payloads of its later fragments)."""
     fr = fr.with_columns(pl.lit(None, pl.Int64).alias("first_fid"),
                          pl.col("payload_len").cast(pl.Int64).alias("size"))
-    later = fr.filter(frag == "later")
-    first = fr.filter(frag == "first")
-    if not later.height or not first.height:
+    if not fr.filter(pl.col("fragment") == "later").height:
         return fr
-    key = ["src_addr", "dst_addr", "ip_id", "protocol"]
-    m = (later.select(key + ["fid", "t", "payload_len"]).filter(pl.col("t").is_not_null()).sort("t")
-         .join_asof(first.select(key + [pl.col("fid").alias("_first"), pl.col("t").alias("_on")])
-                    .filter(pl.col("_on").is_not_null()).sort("_on"),
-                    left_on="t", right_on="_on", by=key, strategy="nearest", tolerance=60 * NS,
-                    check_sortedness=False)
-         .filter(pl.col("_first").is_not_null()))
+    m = (first_fragments(fr, order="fid", time="t").rename({"first_of": "_first"})
+         .join(fr.select("fid", "payload_len"), on="fid", how="left"))
     extra = m.group_by("_first").agg(pl.col("payload_len").cast(pl.Int64).sum().alias("_extra"))
     fr = (fr.join(m.select("fid", "_first"), on="fid", how="left")
           .join(extra, left_on="fid", right_on="_first", how="left")
