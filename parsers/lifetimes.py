@@ -17,6 +17,85 @@ _MIN, _MAX = -(2**63), 2**63 - 1
 PROCESS_GRACE_S = 5.0
 
 
+def process_instances(events: list[dict], source: str) -> list[dict]:
+    """One row per process instance from Process events, the one state machine of every reader (ETL
+    kernel and Kernel-Process events, tracerpt Process lines).
+
+    Events are dicts with ``time`` (ns), ``record``, ``pid``, ``event`` (Start, DCStart, End, DCEnd,
+    Defunct, Terminate), ``ppid``, ``image``, ``command_line``, ``session``, ``user`` and, where the
+    source has them, ``unique_key``, ``flags``, ``exit_status``, ``create_time``. In time order: Start
+    and DCStart open an instance (a DCStart of an open one is its rundown again), End/DCEnd/Defunct close
+    it (an End with no open instance: it ran before the trace began); a later event fills the fields an
+    instance lacks. Rows also carry ``begin``/``until`` (ns, open ends at the int64 limits),
+    ``exit_status``, ``alive_at_end``, ``defunct``, ``source`` and a ``_services`` list to fill.
+    """
+    rows: list[dict] = []
+    open_rows: dict[int, int] = {}
+    for ev in sorted(events, key=lambda e: (e["time"], e["record"])):
+        pid, kind = ev["pid"], ev["event"]
+        if kind == "Terminate":  # ProcessId only, followed by the instance's End
+            continue
+        cur = open_rows.get(pid)
+        if cur is not None and not _same(rows[cur], ev):
+            cur = None
+        if kind in ("Start", "DCStart"):
+            if cur is not None and kind == "DCStart":
+                continue  # the same instance, rundown again
+            row = _new_row(ev, source)
+            row["start"] = ev["time"] if kind == "Start" else None
+            row["begin"] = ev["time"] if kind == "Start" else _MIN
+            open_rows[pid] = len(rows)
+            rows.append(row)
+            continue
+        if cur is None and ev.get("unique_key"):  # an instance already closed (Defunct after End)
+            cur = next((j for j in range(len(rows) - 1, -1, -1) if rows[j]["pid"] == pid
+                        and rows[j]["unique_key"] == ev.get("unique_key")), None)
+            if cur is not None:
+                row = rows[cur]
+                row["defunct"] = row["defunct"] or kind == "Defunct"
+                row["alive_at_end"] = row["alive_at_end"] or kind == "DCEnd"
+                continue
+        if cur is None:  # first seen at its end: alive before the trace started
+            row = _new_row(ev, source)
+            # Kernel-Process events give the creation time (UTC, system clock) of such a process
+            row["start"] = row["begin"] = ev.get("create_time") if kind == "End" else None
+            if row["begin"] is None:
+                row["begin"] = _MIN
+            rows.append(row)
+            cur = len(rows) - 1
+        row = rows[cur]
+        _fill(row, ev)
+        if kind == "DCEnd":
+            row["alive_at_end"] = True
+        else:
+            # ev["exit_time"] (Defunct v5) is system time, not the trace clock: the event time is used
+            row["end"] = row["until"] = ev["time"]
+            row["exit_status"] = ev.get("exit_status")
+            row["defunct"] = kind == "Defunct"
+        open_rows.pop(pid, None)
+    return rows
+
+
+def _same(row: dict, ev: dict) -> bool:
+    """Whether an event belongs to an open instance (same UniqueProcessKey when both have one)."""
+    return not (row["unique_key"] and ev["unique_key"] and row["unique_key"] != ev["unique_key"])
+
+
+def _new_row(ev: dict, source: str) -> dict:
+    return {"pid": ev["pid"], "ppid": ev["ppid"], "image": ev["image"], "command_line": ev["command_line"],
+            "session": ev["session"], "start": None, "end": None, "user": ev["user"], "source": source,
+            "begin": _MIN, "until": _MAX, "exit_status": None, "alive_at_end": False, "defunct": False,
+            "unique_key": ev.get("unique_key"), "flags": ev.get("flags"), "record": ev["record"],
+            "_services": []}
+
+
+def _fill(row: dict, ev: dict) -> None:
+    """Complete a row's missing fields from a later event of the same instance."""
+    for key in ("ppid", "image", "command_line", "session", "user", "unique_key", "flags"):
+        if row.get(key) in (None, "") and ev.get(key) not in (None, ""):
+            row[key] = ev[key]
+
+
 def process_at(queries: pl.DataFrame, processes: pl.DataFrame, *, pid: str = "pid", time: str = "time",
                columns: Sequence[str] = ("image",), grace_s: float = PROCESS_GRACE_S,
                after_end: bool = False) -> pl.DataFrame:

@@ -67,7 +67,7 @@ import polars as pl
 from . import diagnostics
 from .addresses import dotted_quad_text, text_address_map
 from .errors import TextFormatError
-from .lifetimes import process_at
+from .lifetimes import process_at, process_instances
 from .schema import EVENTS, PROCESSES, conform, empty
 from .units import FILETIME_UNIX_EPOCH, MAX_T100, Progress
 
@@ -729,10 +729,9 @@ def _sid(text: str) -> str | None:
 
 def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
                ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Process lines -> one row per process instance (Start/DCStart opens, End/DCEnd closes)."""
+    """Process lines -> one row per process instance (:func:`~etwtools.parsers.lifetimes.process_instances`)."""
     skipped: dict[str, int] = {}
-    instances: list[dict] = []
-    open_by_pid: dict[int, dict] = {}
+    events: list[dict] = []
     bad: dict[str, list[int]] = {}
     for record, text in rows.select("record", "text").iter_rows():
         try:
@@ -785,20 +784,12 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
         ptype = PROCESS_TYPES[kind]
         known = {"pid": pid, "ppid": ppid, "image": ud[i_image].strip('"') or None,
                  "command_line": (ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
-                 "session": session, "start": None, "end": None, "user": _sid(ud[i_sid])}
-        if ptype in ("Start", "DCStart"):
-            inst = {**known, "start": time_ns if ptype == "Start" else None}
-            instances.append(inst)
-            open_by_pid[pid] = inst
-        else:
-            inst = open_by_pid.pop(pid, None)
-            if inst is None:        # ended, started before the trace and no rundown at the start
-                inst = known
-                instances.append(inst)
-            if ptype == "End":
-                inst["end"] = time_ns
+                 "session": session, "user": _sid(ud[i_sid])}
+        events.append({**known, "event": ptype, "time": time_ns, "record": record})
     for kind, recs in bad.items():
         problems.add(kind, recs)
+    cols = ("pid", "ppid", "image", "command_line", "session", "start", "end", "user")
+    instances = [{k: row[k] for k in cols} for row in process_instances(events, "tracerpt")]
     if not instances:
         return empty(PROCESSES), skipped
     df = pl.DataFrame(instances, schema_overrides={

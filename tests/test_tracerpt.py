@@ -536,3 +536,18 @@ def test_vista_process_lines_of_every_version(tmp_path, version, extra):
                                                                                      "S-1-5-18")
     assert row["command_line"] == "store.exe -a b,c"
     assert trace.events["process"].to_list() == ["store.exe"]
+
+
+def test_process_lines_follow_the_one_lifetime_state_machine(tmp_path):
+    """BUILT: tracerpt Process lines go through parsers.lifetimes.process_instances, the ETL reader's
+    state machine: lines in time order whatever their file order (an End written before its Start), a
+    second rundown DCStart of an open instance is the same instance, DCEnd leaves it alive."""
+    store = ("0x1A2B3000", "0x00000858", "0x00000268", 0, 0, "S-1-5-18", '"store.exe"')
+    tool = ("0x1A2B4000", "0x00000BB8", "0x00000858", 0, 0, "S-1-5-21-1-2-3-500", '"tool.exe"')
+    lines = [OLD_HEADER, old_line("Process", "DCStart", FT - 100, *store),
+             old_line("Process", "End", FT + 20, *tool), old_line("Process", "DCStart", FT - 90, *store),
+             old_line("Process", "Start", FT - 50, *tool), old_line("Process", "DCEnd", FT + 30, *store)]
+    procs = read_tracerpt(write(tmp_path, "p.csv", lines)).processes
+    assert procs["pid"].to_list() == [0x858, 0xBB8]
+    assert procs["start"].cast(pl.Int64).to_list() == [None, (FT - 50 - 116444736000000000) * 100]
+    assert procs["end"].cast(pl.Int64).to_list() == [None, (FT + 20 - 116444736000000000) * 100]

@@ -20,7 +20,7 @@ import polars as pl
 
 from ..addresses import text_address
 from ..diagnostics import warn
-from ..lifetimes import PROCESS_GRACE_S, process_at
+from ..lifetimes import PROCESS_GRACE_S, process_at, process_instances
 from ..schema import EVENTS, PROCESSES, conform
 from ..units import Progress
 from .kernel import (
@@ -183,50 +183,7 @@ def build_processes(events: list[dict], services: list[dict]) -> pl.DataFrame:
     Extra columns: ``exit_status``, ``alive_at_end`` (a DCEnd rundown saw it at trace end),
     ``defunct``, ``unique_key``, ``flags`` (v4+: 2 = Wow64, 4 = protected, as PerfView names them), ``record`` (of its first event).
     """
-    rows: list[dict] = []
-    open_rows: dict[int, int] = {}
-    for ev in sorted(events, key=lambda e: (e["time"], e["record"])):
-        pid, kind = ev["pid"], ev["event"]
-        if kind == "Terminate":  # ProcessId only, followed by the instance's End
-            continue
-        cur = open_rows.get(pid)
-        if cur is not None and not _same(rows[cur], ev):
-            cur = None
-        if kind in ("Start", "DCStart"):
-            if cur is not None and kind == "DCStart":
-                continue  # the same instance, rundown again
-            row = _new_row(ev)
-            row["start"] = ev["time"] if kind == "Start" else None
-            row["begin"] = ev["time"] if kind == "Start" else _MIN
-            open_rows[pid] = len(rows)
-            rows.append(row)
-            continue
-        if cur is None and ev["unique_key"]:  # an instance already closed (Defunct after End)
-            cur = next((j for j in range(len(rows) - 1, -1, -1) if rows[j]["pid"] == pid
-                        and rows[j]["unique_key"] == ev["unique_key"]), None)
-            if cur is not None:
-                row = rows[cur]
-                row["defunct"] = row["defunct"] or kind == "Defunct"
-                row["alive_at_end"] = row["alive_at_end"] or kind == "DCEnd"
-                continue
-        if cur is None:  # first seen at its end: alive before the trace started
-            row = _new_row(ev)
-            # Kernel-Process events give the creation time (UTC, system clock) of such a process
-            row["start"] = row["begin"] = ev.get("create_time") if kind == "End" else None
-            if row["begin"] is None:
-                row["begin"] = _MIN
-            rows.append(row)
-            cur = len(rows) - 1
-        row = rows[cur]
-        _fill(row, ev)
-        if kind == "DCEnd":
-            row["alive_at_end"] = True
-        else:
-            # ev["exit_time"] (Defunct v5) is system time, not the trace clock: the event time is used
-            row["end"] = row["until"] = ev["time"]
-            row["exit_status"] = ev["exit_status"]
-            row["defunct"] = kind == "Defunct"
-        open_rows.pop(pid, None)
+    rows = process_instances(events, "etl")
     for svc in services:
         if not svc["pid"]:
             continue
@@ -260,25 +217,6 @@ def merge_processes(classic: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFra
                .filter((pl.col("_b") <= pl.col("_e_c")) & (pl.col("_b_c") <= pl.col("_e")))["_row"])
     kept = m.filter(~pl.col("_row").is_in(overlap.implode())).drop("_row", "_b", "_e")
     return pl.concat([classic, kept]).sort(pl.col("start").cast(pl.Int64).fill_null(_MIN), "record")
-
-
-def _same(row: dict, ev: dict) -> bool:
-    """Whether an event belongs to an open instance (same UniqueProcessKey when both have one)."""
-    return not (row["unique_key"] and ev["unique_key"] and row["unique_key"] != ev["unique_key"])
-
-
-def _new_row(ev: dict) -> dict:
-    return {"pid": ev["pid"], "ppid": ev["ppid"], "image": ev["image"], "command_line": ev["command_line"],
-            "session": ev["session"], "start": None, "end": None, "user": ev["user"], "source": "etl",
-            "begin": _MIN, "until": _MAX, "exit_status": None, "alive_at_end": False, "defunct": False,
-            "unique_key": ev["unique_key"], "flags": ev["flags"], "record": ev["record"], "_services": []}
-
-
-def _fill(row: dict, ev: dict) -> None:
-    """Complete a row's missing fields from a later event of the same instance."""
-    for key in ("ppid", "image", "command_line", "session", "user", "unique_key", "flags"):
-        if row.get(key) in (None, "") and ev.get(key) not in (None, ""):
-            row[key] = ev[key]
 
 
 __all__ = [
