@@ -406,22 +406,14 @@ def _attribute_files(trace: str | tuple[str, ...], capture: str | None, tasklist
 
 
 def attribution_inputs(f):
-    """The inputs of an attribution (--etl, --pcap, --tasklist, ...), shared by attribute and report."""
-    for option in reversed(_INPUT_OPTIONS):
-        f = option(f)
-    return f
-
-
-def attribution_inputs_several(f):
-    """:func:`attribution_inputs` with --etl repeatable (event logs beside a kernel trace) and --host."""
-    for option in reversed(_SEVERAL_OPTIONS + _INPUT_OPTIONS[1:]):
+    """The inputs of an attribution, shared by attribute and report: --etl (repeatable: event logs beside a
+    kernel trace), --host, --pcap, --tasklist, --tasklist-time, --offset, --tolerance, --local."""
+    for option in reversed(_SEVERAL_OPTIONS + _INPUT_OPTIONS):
         f = option(f)
     return f
 
 
 _INPUT_OPTIONS = [
-    click.option("--etl", "trace", required=True, type=EXISTING,
-                 help="The trace: ETL file (kernel network events, Kernel-Network) or tracerpt CSV."),
     click.option("--pcap", "capture", type=EXISTING,
                  help="The capture: pcap, pcapng, NetMon .cap, or an ETL with packets (netsh trace capture=yes, "
                       "pktmon). Omit when the --etl file itself holds the packets."),
@@ -448,7 +440,7 @@ _SEVERAL_OPTIONS = [
 
 
 @cli.command()
-@attribution_inputs_several
+@attribution_inputs
 @click.option("--frame", "explain", multiple=True, type=int,
               help="Print the whole chain of evidence for this frame number. Repeatable.")
 @click.option("--all", "show_all", is_flag=True,
@@ -555,7 +547,7 @@ def _print_attribution(result: Attribution, explain: tuple[int, ...], show_all: 
 
 
 @cli.command()
-@attribution_inputs_several
+@attribution_inputs
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, writable=True),
               help="The HTML file to write.")
 @_guarded
