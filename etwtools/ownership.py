@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from .attribution.constants import CONFIDENCE, KEY, KID, MEDIUM_HORIZON_NS, NS, RANK
+from .attribution.result import Answered, attributed_expr, frame_bytes
 from .errors import AttributionError
 from .parsers import schema
 from .parsers.addresses import text_address, text_address_expr
 
-NS = 1_000_000_000
 TIME = schema.TIME
 CONNECTIONS = schema.CONNECTIONS
 DNS = schema.DNS
@@ -42,16 +43,10 @@ VOTE_SAMPLE = 50_000
 #: Least slack (s) between a frame and the event that starts its owner's period, after the offset:
 #: Security's EventTime has 1 s resolution and Sysmon logs a connection after its first packets.
 MIN_SLACK_NS = 2 * NS
-#: Beyond this gap an owner taken over by another process is only a medium-confidence answer.
-MEDIUM_HORIZON_NS = 240 * NS
 _SENSOR = {"sysmon": "Sysmon", "security": "Security"}
-KEY = ["protocol", "l_addr", "l_port", "r_addr", "r_port"]
-#: Integer id of a 5-tuple the events name (joins on it are cheaper than on five columns).
-KID = "kid"
 OUT_COLUMNS = ["frame", "time", "direction", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
                "remote_name", "payload_len", "pid", "process", "services", "user", "confidence", "method", "event_time",
                "delta_s", "header_pid", "reason"]
-_CONF = {3: "high", 2: "medium", 1: "low", 0: "none"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -385,7 +380,7 @@ def match_endpoint(of: pl.DataFrame, ev: pl.DataFrame, offset_ns: int | None, sl
 # the answer
 
 @dataclass
-class LogAttribution:
+class LogAttribution(Answered):
     """Every frame's owner from the event logs, with the offsets, the host choice and notes."""
 
     frames: pl.DataFrame
@@ -400,13 +395,7 @@ class LogAttribution:
     _events: pl.DataFrame | None = field(default=None, repr=False)
     _match: pl.DataFrame | None = field(default=None, repr=False)
 
-    @property
-    def attributed(self) -> pl.DataFrame:
-        return self.frames.filter(pl.col("confidence").is_in(["high", "medium"]))
-
-    def why_nothing(self) -> str | None:
-        if self.attributed.height:
-            return None
+    def why_none(self) -> str:
         if not self.local_addrs:
             return f"no host of the logs could be matched to the capture ({self.host.why})"
         return ("no frame's 5-tuple or local endpoint appears in the logs' connection events "
@@ -643,7 +632,7 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
         "frame", "time", direction.alias("direction"), "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
         pl.col("names").alias("remote_name"), "payload_len", pl.col("pid").cast(pl.Int64), "process",
         pl.lit(None, pl.Utf8).alias("services"), "user",
-        rank.replace_strict(_CONF, return_dtype=pl.Utf8).alias("confidence"), pl.col("method").fill_null("none"),
+        rank.replace_strict(CONFIDENCE, return_dtype=pl.Utf8).alias("confidence"), pl.col("method").fill_null("none"),
         pl.col("e_t").cast(TIME).alias("event_time"),
         ((pl.col("time").cast(pl.Int64) - offset_of - pl.col("e_t")) / NS).round(6).alias("delta_s"),
         "header_pid", pl.coalesce("reason", why).alias("reason"))
@@ -674,16 +663,15 @@ def _dns_names(dns: pl.DataFrame | None, host: str | None) -> pl.DataFrame:
 
 
 def _summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
-    b = fr.select(pl.col("wirelen").cast(pl.Int64).fill_null(pl.col("caplen").cast(pl.Int64)).fill_null(0))
-    df = out.with_columns(b.to_series().alias("_bytes"))
-    att = df.filter(pl.col("confidence").is_in(["high", "medium"]))
+    df = out.with_columns(frame_bytes(fr).alias("_bytes"))
+    att = df.filter(attributed_expr())
     s = (att.group_by("pid", "process", "services")
          .agg(pl.col("user").drop_nulls().first(), pl.len().cast(pl.Int64).alias("frames"), pl.col("_bytes").sum().alias("bytes"),
               (pl.col("confidence") == "high").sum().cast(pl.Int64).alias("high"),
               pl.col("remote_name").drop_nulls().unique().sort().head(4).str.join(",").alias("remote_names"),
               pl.col("time").min().alias("first"), pl.col("time").max().alias("last"))
          .sort(["frames", "pid", "process"], descending=[True, False, False], nulls_last=True))
-    rest = df.filter(~pl.col("confidence").is_in(["high", "medium"]))
+    rest = df.filter(~attributed_expr())
     if rest.height:
         s = pl.concat([s, pl.DataFrame({
             "pid": [None], "process": ["(not attributed)"], "services": [None], "user": [None],
@@ -692,9 +680,6 @@ def _summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
             "first": [rest["time"].min()], "last": [rest["time"].max()]},
             schema=s.schema)])
     return s.with_columns(pl.col("remote_names").replace("", None))
-
-
-_RANK = {"high": 3, "medium": 2, "low": 1, "none": 0}
 
 
 def merge_kernel(kernel, logs: LogAttribution) -> LogAttribution:
@@ -706,8 +691,8 @@ def merge_kernel(kernel, logs: LogAttribution) -> LogAttribution:
                              pl.col("method").alias("k_method"), pl.col("event_time").alias("k_event_time"),
                              pl.col("delta_s").alias("k_delta"), pl.col("reason").alias("k_reason"))
     f = logs.frames.join(k, on="frame", how="left")
-    kr = pl.col("k_conf").replace_strict(_RANK, default=0, return_dtype=pl.Int8)
-    lr = pl.col("confidence").replace_strict(_RANK, default=0, return_dtype=pl.Int8)
+    kr = pl.col("k_conf").replace_strict(RANK, default=0, return_dtype=pl.Int8)
+    lr = pl.col("confidence").replace_strict(RANK, default=0, return_dtype=pl.Int8)
     use_k = (kr >= lr) & (kr > 0)
     differ = (pl.col("k_pid").is_not_null() & pl.col("pid").is_not_null() & (pl.col("k_pid") != pl.col("pid"))
               & (kr >= 2) & (lr >= 2))

@@ -9,6 +9,7 @@ from ..processes import PROCESS_GRACE_S, ProcessResolver
 from .constants import CONFIDENCE, KEY, KID, NS, OUT_COLUMNS
 from .prepare import Prepared
 from .reasons import fragment_reason, render, unmatched_reason
+from .result import attributed_expr, frame_bytes
 
 
 def follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
@@ -111,10 +112,9 @@ def finish(tables: list[pl.DataFrame], p: Prepared, offset_ns: int | None, shift
 
 def summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
     """Frames, bytes and first/last time per process; the frames not attributed in one row."""
-    wl = fr.select(pl.col("wirelen").cast(pl.Int64), pl.col("caplen").cast(pl.Int64))
-    b = pl.Series("bytes", wl["wirelen"].fill_null(wl["caplen"]).fill_null(0))
+    b = frame_bytes(fr)
     df = out.select("pid", "process", "services", "confidence", "time").with_columns(b.alias("_bytes"))
-    att = df.filter(pl.col("confidence").is_in(["high", "medium"]))
+    att = df.filter(attributed_expr())
     n_low = df.filter(pl.col("confidence") == "low").height
     non = df.filter(pl.col("confidence").is_in(["low", "none"]))
     agg = [pl.len().alias("frames"), pl.col("_bytes").sum().alias("bytes"),

@@ -30,6 +30,10 @@ KEY = ["protocol", "l_addr", "l_port", "r_addr", "r_port"]
 KID = "kid"
 #: Confidence of each candidate rank.
 CONFIDENCE = {3: "high", 2: "medium", 1: "low", 0: "none"}
+#: Rank of each confidence (the inverse of CONFIDENCE).
+RANK = {v: k for k, v in CONFIDENCE.items()}
+#: Confidences that count as an answer (a frame "attributed").
+ATTRIBUTED = ["high", "medium"]
 OUT_COLUMNS = ["frame", "time", "direction", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
                "payload_len", "pid", "process", "services", "confidence", "method", "event_time",
                "delta_s", "reason"]

@@ -8,7 +8,7 @@ import polars as pl
 
 from .. import clock
 from ..processes import ProcessResolver
-from .constants import DEFAULT_TOLERANCE_S, KEY, NS
+from .constants import ATTRIBUTED, DEFAULT_TOLERANCE_S, KEY, NS
 
 #: Columns of an oriented frame that name its 5-tuple.
 TUPLE = KEY
@@ -53,8 +53,41 @@ class Evidence:
         return self.resolver.describe(pid, t_ns)
 
 
+class Answered:
+    """What every attribution answer shares (kernel trace and event logs): ``frames`` with a
+    ``confidence`` column, the frames attributed, and why none were."""
+
+    frames: pl.DataFrame
+
+    @property
+    def attributed(self) -> pl.DataFrame:
+        """Frames attributed with high or medium confidence."""
+        return self.frames.filter(attributed_expr())
+
+    def why_nothing(self) -> str | None:
+        """Why no frame at all could be attributed (high or medium confidence); None when some were."""
+        if self.attributed.height:
+            return None
+        return self.why_none()
+
+    def why_none(self) -> str:
+        """Why no frame could be attributed, given that none was."""
+        return "no frame could be matched to an event"
+
+
+def attributed_expr(col: str = "confidence") -> pl.Expr:
+    """True for a row whose confidence counts as an answer (high or medium)."""
+    return pl.col(col).is_in(ATTRIBUTED)
+
+
+def frame_bytes(fr: pl.DataFrame) -> pl.Series:
+    """Bytes of each frame (FRAMES): its length on the wire, else the bytes captured, else 0."""
+    wl = fr.select(pl.col("wirelen").cast(pl.Int64), pl.col("caplen").cast(pl.Int64))
+    return pl.Series("bytes", wl["wirelen"].fill_null(wl["caplen"]).fill_null(0))
+
+
 @dataclass
-class Attribution:
+class Attribution(Answered):
     """The answer for every frame, the clock offset used and everything needed to explain it."""
 
     frames: pl.DataFrame
@@ -70,15 +103,7 @@ class Attribution:
     evidence: Evidence | None = field(default=None, repr=False)
     why: str | None = field(default=None, repr=False)   # why nothing could be matched (None: something was)
 
-    @property
-    def attributed(self) -> pl.DataFrame:
-        """Frames attributed with high or medium confidence."""
-        return self.frames.filter(pl.col("confidence").is_in(["high", "medium"]))
-
-    def why_nothing(self) -> str | None:
-        """Why no frame at all could be attributed (high or medium confidence); None when some were."""
-        if self.attributed.height:
-            return None
+    def why_none(self) -> str:
         return self.why or "no frame could be matched to an event of the trace"
 
     def describe_offset(self) -> str:
