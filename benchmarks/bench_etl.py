@@ -1,7 +1,7 @@
 """Benchmark of the ETL container (a script, not a test).
 
 Measures, in one run:
-- records/s of ``EtlFile.batches()`` (and of ``etwtools.parsers.etl.events.read_events`` when it exists)
+- records/s of ``EtlFile.batches()`` (and of ``etwtools.parsers.etl.events.read_etl_events`` when it exists)
   on perfview/net.4.5.2.x64.etl and on two files of >= 500 MB built in /tmp by repeating that file's
   real buffers: one with plain (decompressed) buffers, one with its original compressed buffers;
 - dissect.etl's record iteration on the same files (when installed; capped at --peer-seconds per file);
@@ -94,9 +94,9 @@ def child(kind: str, path: str, seconds: float) -> dict:
             for b in f.batches():
                 n += len(b)
     elif kind == "events":
-        rows = len(events.read_events(path))
+        rows = len(events.read_etl_events(path))
         dt = time.perf_counter() - t0
-        n = count_records(path)             # records/s: the file's records over read_events' time
+        n = count_records(path)             # records/s: the file's records over read_etl_events' time
         return {"kind": kind, "n": n, "rows": rows, "seconds": dt, "partial": False,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
     elif kind == "dissect":
@@ -165,7 +165,7 @@ def main() -> None:
     raw = src.read_bytes()
     try:
         import etwtools.parsers.etl.events  # noqa: F401
-        have_events = hasattr(sys.modules["etwtools.parsers.etl.events"], "read_events")
+        have_events = hasattr(sys.modules["etwtools.parsers.etl.events"], "read_etl_events")
     except ImportError:
         have_events = False
     try:

@@ -83,7 +83,7 @@ def main() -> None:
             dt = time.perf_counter() - t0
             print(f"corpus frames --etl {' '.join(extra) or '(packets)'}: {out.count(chr(10)) - 1} rows, "
                   f"{dt:.2f} s (whole command)")
-    from etwtools.parsers.etl.packets import read_etl_frames
+    from etwtools.parsers.etl.captured_frames import read_etl_frames
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "pktmon-built.etl"

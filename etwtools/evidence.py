@@ -15,7 +15,7 @@ _SHOW = 6
 
 
 def _t(ns: int | None) -> str:
-    from .clock import format_ns
+    from .clock_offset import format_ns
 
     return format_ns(ns)
 

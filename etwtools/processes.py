@@ -32,7 +32,7 @@ def _same_image(a: str | None, b: str | None) -> bool:
 
 
 def _fmt_ns(ns: int | None) -> str:
-    from .clock import format_ns
+    from .clock_offset import format_ns
 
     return format_ns(ns)
 

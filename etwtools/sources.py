@@ -175,8 +175,8 @@ def read_frames(path: PathLike, *, with_data: bool = False, progress: Progress |
 # the kinds (sniff order: captures, ETL, event logs, tracerpt, tasklist; readers imported when used)
 
 def _etl_trace(path: PathLike, *, with_frames: bool = False, progress: Progress | None = None) -> Trace:
+    from .parsers.etl.captured_frames import EtlPacketReader
     from .parsers.etl.events import read_timeline
-    from .parsers.etl.packets import EtlPacketReader
 
     packets = EtlPacketReader(path) if with_frames else None
     t = read_timeline(path, progress=progress, packets=packets)
@@ -193,13 +193,13 @@ def _tracerpt_trace(path: PathLike, *, with_frames: bool = False, progress: Prog
 
 def _etl_frames(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
                 appearances: bool = False) -> pl.DataFrame:
-    from .parsers.etl.packets import read_etl_frames
+    from .parsers.etl.captured_frames import read_etl_frames
 
     return read_etl_frames(path, with_data=with_data, progress=progress, appearances=appearances)
 
 
 def _etl_packets(path: PathLike, *, spill_dir: str | None = None) -> tuple:
-    from .parsers.etl.packets import iter_etl_capture
+    from .parsers.etl.captured_frames import iter_etl_capture
     from .parsers.packets import Interface
 
     interfaces, packets = iter_etl_capture(path, spill_dir=spill_dir)

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from .diagnostics import warn
-from .parsers.etl.packets import EtlPacketReader
+from .parsers.etl.captured_frames import EtlPacketReader
 from .parsers.etl.tcpip import COUNTERS, SECURITY_SCHEMA, SYN_ATTACK_ENTRY, SYN_ATTACK_EXIT, TcpipCollector
 from .parsers.schema import TIME
 from .parsers.units import Progress

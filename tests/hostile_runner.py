@@ -27,7 +27,7 @@ def _preload() -> None:
     import etwtools.cli  # noqa: F401
     from etwtools import annotate, attribution, sources, synattack  # noqa: F401
     from etwtools.parsers import captures, tasklist, tracerpt  # noqa: F401
-    from etwtools.parsers.etl import events, generic, packets  # noqa: F401
+    from etwtools.parsers.etl import captured_frames, events, generic  # noqa: F401
 
     try:  # etl-parser's 800 provider modules (events --all): seconds per child otherwise
         import etl.parsers.etw

@@ -130,8 +130,8 @@ def test_etl_with_packets_and_events_is_annotated(tmp_path):
     """An ETL holding both NDIS packet events (netsh trace capture=yes) and kernel UdpIp events, built
     with the project's ETL writer: the packets are attributed and written out as annotated pcapng."""
     from etwtools.parsers.etl.build import EtlWriter
+    from etwtools.parsers.etl.captured_frames import read_etl_frames
     from etwtools.parsers.etl.events import read_timeline
-    from etwtools.parsers.etl.packets import read_etl_frames
 
     start = dt.datetime(2024, 6, 10, 20, 0, 0, tzinfo=dt.UTC)
     w = EtlWriter(pointer_size=8, start=start)
@@ -247,7 +247,7 @@ def test_etl_packets_wait_on_disk_not_in_memory(corpus, tmp_path):
     as the in-memory reader; iter_etl_capture spills beside the given folder and cleans up after itself."""
     import os
 
-    from etwtools.parsers.etl.packets import EtlPacketReader, _read, iter_etl_capture
+    from etwtools.parsers.etl.captured_frames import EtlPacketReader, _read, iter_etl_capture
 
     etl = corpus / "pktmon" / "demikernel-PktMon.etl"
     with open(tmp_path / "spill.bin", "w+b") as spill:

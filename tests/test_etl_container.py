@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etwtools.parsers.etl import compression, container, guids, structs
-from etwtools.parsers.etl.clock import Clock, filetime_to_ns
 from etwtools.parsers.etl.container import EtlFile, count_records, open_etl
 from etwtools.parsers.etl.records import (
     COMPACT64,
@@ -28,6 +27,7 @@ from etwtools.parsers.etl.records import (
     SYSTEM32,
     SYSTEM64,
 )
+from etwtools.parsers.etl.timestamps import Clock, filetime_to_ns
 
 X64 = "perfview/net.4.5.2.x64.etl"
 X86 = "perfview/net.4.5.2.x86.etl"

@@ -238,10 +238,10 @@ def test_damaged_process_record_is_skipped_and_reported(tmp_path, caplog):
 def test_files_without_network_or_config_events(corpus):
     """A file with no network events gives an empty EVENTS frame with every column, and no NIC rundown
     gives no local addresses (not an error)."""
-    from etwtools.parsers.etl.events import read_events, read_local_addresses
+    from etwtools.parsers.etl.events import read_etl_events, read_local_addresses
     from etwtools.parsers.schema import EVENTS
 
-    ev = read_events(corpus / "etl-parser" / "ShutdownPerfDiagLogger.etl")
+    ev = read_etl_events(corpus / "etl-parser" / "ShutdownPerfDiagLogger.etl")
     assert ev.is_empty() and list(ev.columns[:len(EVENTS)]) == list(EVENTS)
     assert dict(ev.schema)["time"] == pl.Datetime("ns", "UTC")
     assert read_local_addresses(corpus / "tx" / "KernelNetwork.etl") == []

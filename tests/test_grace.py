@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from etwtools.attribution import attribute
 from etwtools.cli import cli
 from etwtools.parsers.etl.build import EtlWriter
+from etwtools.parsers.etl.captured_frames import read_etl_frames
 from etwtools.parsers.etl.events import read_timeline
 from etwtools.parsers.etl.guids import KERNEL_PROCESS
-from etwtools.parsers.etl.packets import read_etl_frames
 
 START = dt.datetime(2024, 6, 10, 20, 0, 0, tzinfo=dt.UTC)
 HOST, PEER = "10.20.30.40", "10.20.30.1"

@@ -10,7 +10,7 @@ import pytest
 
 from etwtools.parsers.etl import kernel_network
 from etwtools.parsers.etl.container import open_etl
-from etwtools.parsers.etl.events import read_events
+from etwtools.parsers.etl.events import read_etl_events
 from etwtools.parsers.etl.guids import KERNEL_NETWORK
 
 #: Per-id counts from the corpus README (counted there with an independent decoder).
@@ -19,7 +19,7 @@ README_COUNTS = {11: 7968, 10: 575, 43: 149, 27: 134, 59: 61, 26: 26, 42: 8, 29:
 
 @pytest.fixture(scope="module")
 def events(corpus):
-    return read_events(corpus / "tx" / "KernelNetwork.etl")
+    return read_etl_events(corpus / "tx" / "KernelNetwork.etl")
 
 
 @pytest.fixture(scope="module")

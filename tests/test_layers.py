@@ -24,11 +24,11 @@ def test_the_check_fails_on_a_planted_upward_import(tmp_path):
     assert violations(tmp_path) == []
     pcap = tmp_path / "parsers" / "pcap.py"
     pcap.write_text(pcap.read_text() + "\n\ndef _planted():\n    from ..errors import AttributionError\n")
-    clock = tmp_path / "etwtools" / "clock.py"
+    clock = tmp_path / "etwtools" / "clock_offset.py"
     clock.write_text("from .cli import cli\n" + clock.read_text())
     lines = pcap.read_text().count("\n")
     assert violations(tmp_path) == [
-        "etwtools/clock.py:1: etwtools.clock (application) imports etwtools.cli (presentation)",
+        "etwtools/clock_offset.py:1: etwtools.clock_offset (application) imports etwtools.cli (presentation)",
         f"parsers/pcap.py:{lines}: etwtools.parsers.pcap (formats) imports etwtools.errors (application)",
     ]
 
@@ -43,7 +43,7 @@ def test_the_source_tree_imports_as_laid_out(tmp_path):
     """./parsers imports as a top-level package from the source tree (no etwtools on the path)."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
             "import parsers.captures, parsers.tracerpt, parsers.tasklist, parsers.etl.events, "
-            "parsers.etl.packets, parsers.etl.generic, parsers.etl.build, parsers.etl.columnar, parsers.eventlog; "
+            "parsers.etl.captured_frames, parsers.etl.generic, parsers.etl.build, parsers.etl.columnar, parsers.eventlog; "
             "print('etwtools' in sys.modules, parsers.etl.events.__name__)")
     out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, cwd=tmp_path,
                          check=False)

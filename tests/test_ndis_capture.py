@@ -19,8 +19,7 @@ import polars as pl
 import pytest
 
 from etwtools.parsers.etl.build import EtlWriter
-from etwtools.parsers.etl.guids import NDIS_PACKETCAPTURE
-from etwtools.parsers.etl.packets import (
+from etwtools.parsers.etl.captured_frames import (
     KW_END,
     KW_ETHERNET,
     KW_RECEIVE,
@@ -30,6 +29,7 @@ from etwtools.parsers.etl.packets import (
     iter_etl_packets,
     read_etl_frames,
 )
+from etwtools.parsers.etl.guids import NDIS_PACKETCAPTURE
 from etwtools.parsers.packets import LINKTYPE_ETHERNET, LINKTYPE_RAW
 
 START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from etwtools.cli import cli
 from etwtools.parsers.etl.build import EtlWriter
-from etwtools.parsers.etl.events import read_events
+from etwtools.parsers.etl.events import read_etl_events
 from etwtools.parsers.etl.guids import TCPIP
 
 START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=UTC)
@@ -80,7 +80,7 @@ def netsh_trace(tmp_path, request):
 
 
 def test_tcpip_pid_events_join_the_timeline(netsh_trace):
-    ev = read_events(netsh_trace)
+    ev = read_etl_events(netsh_trace)
     rows = ev.select("provider", "event", "protocol", "pid", "size", "local_addr", "local_port",
                      "remote_addr", "remote_port").rows()
     assert rows == [

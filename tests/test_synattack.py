@@ -228,7 +228,7 @@ def test_packet_summary_from_ndis_packets(tmp_path, pointer_size):
 
 def test_packet_summary_from_a_capture(tmp_path):
     """With --pcap: the frames of a separate capture (written here with the project's pcapng writer)."""
-    from etwtools.parsers.etl.packets import iter_etl_capture
+    from etwtools.parsers.etl.captured_frames import iter_etl_capture
     from etwtools.parsers.pcapng import write_pcapng
 
     w = EtlWriter(start=START)

@@ -26,9 +26,9 @@ NO_PID = (0, -1, 0xFFFFFFFF)
 
 
 def load_events(path) -> pl.DataFrame:
-    from etwtools.parsers.etl.events import read_events
+    from etwtools.parsers.etl.events import read_etl_events
 
-    return read_events(path)
+    return read_etl_events(path)
 
 
 def capture_from_events(ev: pl.DataFrame, offset: int, *, noise: int = 300, seed: int = 1

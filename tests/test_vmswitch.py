@@ -16,8 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from etwtools.parsers.etl.build import EtlWriter
-from etwtools.parsers.etl.guids import NDIS_PACKETCAPTURE
-from etwtools.parsers.etl.packets import (
+from etwtools.parsers.etl.captured_frames import (
     KW_END,
     KW_ETHERNET,
     KW_RECEIVE,
@@ -26,6 +25,7 @@ from etwtools.parsers.etl.packets import (
     has_packets,
     read_etl_frames,
 )
+from etwtools.parsers.etl.guids import NDIS_PACKETCAPTURE
 
 T0 = datetime(2025, 5, 6, 7, 0, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from etwtools.parsers.etl.build import EtlWriter
-from etwtools.parsers.etl.packets import iter_etl_capture, read_etl_frames
+from etwtools.parsers.etl.captured_frames import iter_etl_capture, read_etl_frames
 from etwtools.parsers.packets import Interface, Packet, dissect
 from etwtools.parsers.pcap import read_pcap, write_pcap
 from etwtools.parsers.pcapng import read_interfaces, read_pcapng, write_pcapng

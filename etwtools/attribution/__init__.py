@@ -5,7 +5,7 @@ frames (FRAMES) and processes (PROCESSES). The steps, all bulk polars joins, eac
 
 1. :mod:`.prepare`: local addresses of the traced host (given, NIC events, or inferred from the events),
    hence the direction of each frame and its (local, remote) 5-tuple; later IP fragments and their first;
-2. :mod:`.offset`: the clock offset capture - trace, voted from candidate matches (:mod:`etwtools.clock`);
+2. :mod:`.offset`: the clock offset capture - trace, voted from candidate matches (:mod:`etwtools.clock_offset`);
 3. :mod:`.matchers`: UDP: datagram = Send/Recv event with the same 5-tuple and size, nearest in time within
    the tolerance; TCP: frame = owner of its 4-tuple at that time (the PID of the events around it), so a
    4-tuple reused by another process changes owner at that process's first event; then weaker evidence

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..clock import format_ns
+from ..clock_offset import format_ns
 from .constants import KID, NS
 from .offset import Offset
 from .prepare import Prepared

@@ -1,15 +1,15 @@
 """The clock offset capture - trace that attribution applies: estimated from candidate matches (see
-:mod:`etwtools.clock`) or given, with the notes that qualify it."""
+:mod:`etwtools.clock_offset`) or given, with the notes that qualify it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import polars as pl
 
-from .. import clock
+from .. import clock_offset
 from .constants import AGREE_MIN, KID, NS
 
-#: Frames past which the offset is voted on a sample of them and verified on all (see clock.estimate_sampled).
+#: Frames past which the offset is voted on a sample of them and verified on all (see clock_offset.estimate_sampled).
 SAMPLE_FRAMES = 200_000
 
 
@@ -20,7 +20,7 @@ class Offset:
     offset_ns: int | None
     source: str | None                  # "estimated" / "given" / None
     support: int
-    estimate: clock.OffsetEstimate | None
+    estimate: clock_offset.OffsetEstimate | None
     pairs: int                          # candidate frame/event pairs considered
     notes: list[str] = field(default_factory=list)
 
@@ -36,7 +36,7 @@ class Offset:
         return self.estimate.at(pl.col("t")) if self.drifting else pl.lit(self.offset_ns, pl.Int64)
 
 
-def candidate_estimate(of: pl.DataFrame, net: pl.DataFrame) -> tuple[clock.OffsetEstimate | None, pl.DataFrame]:
+def candidate_estimate(of: pl.DataFrame, net: pl.DataFrame) -> tuple[clock_offset.OffsetEstimate | None, pl.DataFrame]:
     """The estimate voted from frames and events with the same 5-tuple, direction and size, and the pairs."""
     keys = [KID, "odir", "size"]
     f = (of.select(KID, "odir", "fid", "t", "size", "fragment")
@@ -45,7 +45,7 @@ def candidate_estimate(of: pl.DataFrame, net: pl.DataFrame) -> tuple[clock.Offse
          .select(keys[:-1] + ["fid", "t", "size"]))
     e = (net.filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0))
          .select(keys[:-1] + ["eid", "t", pl.col("size").cast(pl.Int64)]))
-    return clock.estimate_sampled(f, e, keys, SAMPLE_FRAMES)
+    return clock_offset.estimate_sampled(f, e, keys, SAMPLE_FRAMES)
 
 
 def choose_offset(of: pl.DataFrame, net: pl.DataFrame, offset_s: float | None, tol: int) -> Offset:
@@ -54,9 +54,9 @@ def choose_offset(of: pl.DataFrame, net: pl.DataFrame, offset_s: float | None, t
     notes: list[str] = []
     if offset_s is not None:
         offset_ns = round(offset_s * NS)
-        support = (pairs.filter((pl.col("diff") - offset_ns).abs() <= clock.BIN_NS)["eid"].n_unique()
+        support = (pairs.filter((pl.col("diff") - offset_ns).abs() <= clock_offset.BIN_NS)["eid"].n_unique()
                    if pairs.height else 0)
-        if estimate is not None and abs(estimate.offset_ns - offset_ns) > max(tol, clock.BIN_NS):
+        if estimate is not None and abs(estimate.offset_ns - offset_ns) > max(tol, clock_offset.BIN_NS):
             notes.append(f"the given offset {offset_s:+.6f} s differs from the one the data suggest: "
                          f"{estimate.describe()}")
         return Offset(offset_ns, "given", int(support), estimate, pairs.height, notes)

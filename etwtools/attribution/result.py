@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from .. import clock
+from .. import clock_offset
 from ..processes import ProcessResolver
 from .constants import ATTRIBUTED, DEFAULT_TOLERANCE_S, KEY, NS
 
@@ -99,7 +99,7 @@ class Attribution(Answered):
     summary: pl.DataFrame
     notes: list[str] = field(default_factory=list)
     tolerance_s: float = DEFAULT_TOLERANCE_S
-    estimate: clock.OffsetEstimate | None = None
+    estimate: clock_offset.OffsetEstimate | None = None
     evidence: Evidence | None = field(default=None, repr=False)
     why: str | None = field(default=None, repr=False)   # why nothing could be matched (None: something was)
 
@@ -118,7 +118,7 @@ class Attribution(Answered):
             s += ": a single match, check it"
         if self.drift_ppm:
             s += (f"; the clocks drift apart by {self.drift_ppm:+.1f} ppm, this offset holds at "
-                  f"{clock.format_ns(self.estimate.reference_ns)}")
+                  f"{clock_offset.format_ns(self.estimate.reference_ns)}")
         return s + f"); tolerance {self.tolerance_s:g} s"
 
     @property

@@ -174,7 +174,7 @@ class EtlWriter:
         PacketEnd on the last); ``truncated_to`` keeps that many bytes and sets PacketTruncated.
         ``gft`` appends the two u64 Gft fields of the Windows 10 template. Returns the events written.
         """
-        from .packets import (
+        from .captured_frames import (
             KW_END,
             KW_ETHERNET,
             KW_NATIVE_80211,
@@ -207,7 +207,7 @@ class EtlWriter:
                       appearance: int = 1, filter_id: int = 1, drop_reason: int = 0, drop_location: int = 0,
                       original_size: int | None = None, event_id: int = 160, processor: int = 0) -> None:
         """Log ``frame`` as a Microsoft-Windows-PktMon packet event (160; 170 for a drop), as pktmon does."""
-        from .packets import PKTMON_DIR_IN, PKTMON_DIR_OUT
+        from .captured_frames import PKTMON_DIR_IN, PKTMON_DIR_OUT
 
         dtag = {"in": PKTMON_DIR_IN, "out": PKTMON_DIR_OUT, None: 0}[direction]
         data = bytes(frame)

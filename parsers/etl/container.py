@@ -31,7 +31,6 @@ from ..diagnostics import warn
 from ..errors import EtlError
 from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Progress, filetime_to_ns
 from . import guids as _guids
-from .clock import Clock
 from .compression import DecompressionError, decompress
 from .records import (
     COMPACT32,
@@ -64,6 +63,7 @@ from .structs import (
     buffer_header,
     structs_for,
 )
+from .timestamps import Clock
 
 try:
     from . import _columnar

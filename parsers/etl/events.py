@@ -1,6 +1,6 @@
 """Network events, processes and local addresses of an ETL file, in one pass over its records.
 
-Public functions: :func:`read_timeline` (everything, one pass), :func:`read_events`,
+Public functions: :func:`read_timeline` (everything, one pass), :func:`read_etl_events`,
 :func:`read_processes`, :func:`read_local_addresses` (thin wrappers).
 
 ``process`` of an event is the image name of its PID at the event's time, from the trace's own
@@ -132,7 +132,7 @@ def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, 
                     header=header, stats=stats, nics=collector.nics, services=collector.services)
 
 
-def read_events(path: str | os.PathLike, *, progress: Progress | None = None) -> pl.DataFrame:
+def read_etl_events(path: str | os.PathLike, *, progress: Progress | None = None) -> pl.DataFrame:
     """Network events (TcpIp, UdpIp, Kernel-Network) of an ETL file: EVENTS schema, sorted by time."""
     return read_timeline(path, progress=progress).events
 
@@ -224,7 +224,7 @@ __all__ = [
     "attach_process",
     "build_processes",
     "merge_processes",
-    "read_events",
+    "read_etl_events",
     "read_local_addresses",
     "read_processes",
     "read_timeline",

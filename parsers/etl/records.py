@@ -1,7 +1,7 @@
 """Decoded record headers of an ETL file, as columns: the contract between the container and the event decoders.
 
 The container (``container.py``) walks buffers and yields :class:`RecordBatch` objects, each covering
-one chunk of consecutive buffers. Event decoders (``kernel.py``, ``manifest.py``, ``packets.py``, ...)
+one chunk of consecutive buffers. Event decoders (``kernel.py``, ``manifest.py``, ``captured_frames.py``, ...)
 select rows by provider/opcode/event id and read payload fields in bulk with numpy, never by
 looping over records in Python.
 """

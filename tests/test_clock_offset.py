@@ -1,4 +1,4 @@
-"""Clock offset estimation (etwtools.clock) on candidate pairs built here.
+"""Clock offset estimation (etwtools.clock_offset) on candidate pairs built here.
 
 No public capture/trace pair with a known offset exists, so these tests build the candidate pairs
 (or the frames and events) themselves, with the offsets and the wrong candidates stated in each test.
@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from etwtools import clock
+from etwtools import clock_offset
 
 NS = 1_000_000_000
 HOUR = 3600 * NS
@@ -24,7 +24,7 @@ def _pairs(diffs, eids=None, fids=None) -> pl.DataFrame:
 
 def test_single_exact_match_gives_an_offset_with_support_one():
     # The seed case: one frame, one event; 11:20:14.454856 (capture) - 11:20:14.1424158 (trace).
-    est = clock.estimate_offset(_pairs([312_440_200]))
+    est = clock_offset.estimate_offset(_pairs([312_440_200]))
     assert est is not None
     assert est.offset_ns == 312_440_200
     assert est.support == 1
@@ -33,7 +33,7 @@ def test_single_exact_match_gives_an_offset_with_support_one():
 
 
 def test_no_pairs_no_offset():
-    assert clock.estimate_offset(_pairs([])) is None
+    assert clock_offset.estimate_offset(_pairs([])) is None
 
 
 def test_hours_plus_fraction_with_a_third_of_wrong_candidates():
@@ -41,7 +41,7 @@ def test_hours_plus_fraction_with_a_third_of_wrong_candidates():
     true = -5 * HOUR + 734_250_000                      # UTC-5 written as local, plus 0.734 s of skew
     good = true + rng.integers(-300_000, 300_000, 600)  # +-0.3 ms of jitter
     bad = rng.integers(-14 * HOUR, 14 * HOUR, 300)      # wrong candidates anywhere in the window
-    est = clock.estimate_offset(_pairs(np.concatenate([good, bad])))
+    est = clock_offset.estimate_offset(_pairs(np.concatenate([good, bad])))
     assert abs(est.offset_ns - true) < 1_000_000
     assert 590 <= est.support <= 605
     assert est.runner_up < 10
@@ -55,7 +55,7 @@ def test_a_burst_of_pairs_of_one_event_cannot_outvote_independent_matches():
     diffs = [true] * 20 + wrong
     eids = list(range(20)) + [99] * 50
     fids = list(range(20)) + list(range(100, 150))
-    est = clock.estimate_offset(_pairs(diffs, eids, fids))
+    est = clock_offset.estimate_offset(_pairs(diffs, eids, fids))
     assert est.offset_ns == true
     assert est.support == 20
 
@@ -64,7 +64,7 @@ def test_ties_prefer_a_whole_quarter_hour():
     # Two equally supported offsets: +1 h + 0.2 s (a time zone plus skew) and +37 min 13 s.
     a = HOUR + 200_000_000
     b = 37 * 60 * NS + 13 * NS
-    est = clock.estimate_offset(_pairs([a, a, a, b, b, b], fids=range(6), eids=range(6)))
+    est = clock_offset.estimate_offset(_pairs([a, a, a, b, b, b], fids=range(6), eids=range(6)))
     assert est.offset_ns == a
 
 
@@ -84,11 +84,11 @@ def test_thinned_pairs_are_rechecked_against_all_frames():
     t_ev = np.cumsum(rng.integers(20_000_000, 400_000_000, n)) + 1_600_000_000 * NS
     true = -3 * HOUR - 250_000_000 + 20_000
     fr, ev, key = _one_flow(n, t_ev, true)
-    pairs, thinned = clock._candidate_pairs(fr, ev, key)
+    pairs, thinned = clock_offset._candidate_pairs(fr, ev, key)
     assert thinned
-    assert pairs.height <= clock.PAIRS_TOTAL
-    assert pairs["diff"].abs().max() <= clock.WINDOW_NS
-    est, _ = clock.estimate(fr, ev, key)
+    assert pairs.height <= clock_offset.PAIRS_TOTAL
+    assert pairs["diff"].abs().max() <= clock_offset.WINDOW_NS
+    est, _ = clock_offset.estimate(fr, ev, key)
     assert abs(est.offset_ns - true) < 1_000_000
     assert est.support == n
 
@@ -100,7 +100,7 @@ def test_strictly_periodic_traffic_is_reported_as_ambiguous():
     t_ev = np.arange(n, dtype=np.int64) * 100_000_000 + 1_600_000_000 * NS
     true = -3 * HOUR - 250_000_000
     fr, ev, key = _one_flow(n, t_ev, true)
-    est, _ = clock.estimate(fr, ev, key)
+    est, _ = clock_offset.estimate(fr, ev, key)
     assert abs(est.offset_ns - true) < 1_000_000
     assert est.runner_up >= n - 2
 
@@ -111,7 +111,7 @@ def test_candidate_pairs_outside_the_window_are_dropped():
     ev = pl.DataFrame({**keys, "eid": [0], "t": [0]})
     fr = pl.DataFrame({**keys, "fid": [0], "t": [15 * HOUR]})   # beyond UTC+14
     key = list(keys)
-    assert clock.candidate_pairs(fr, ev, key).height == 0
+    assert clock_offset.candidate_pairs(fr, ev, key).height == 0
 
 
 @pytest.mark.parametrize("ns,text", [
@@ -120,7 +120,7 @@ def test_candidate_pairs_outside_the_window_are_dropped():
     (0, "1970-01-01 00:00:00.000000 UTC"),
 ])
 def test_format_ns_keeps_significant_digits(ns, text):
-    assert clock.format_ns(ns) == text
+    assert clock_offset.format_ns(ns) == text
 
 
 def test_clock_drift_is_fitted_and_applied_per_frame():

@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 
 from etwtools.parsers.etl.build import EtlWriter
+from etwtools.parsers.etl.captured_frames import has_packets, iter_etl_capture, read_etl_frames
 from etwtools.parsers.etl.guids import PKTMON as PKTMON_GUID
-from etwtools.parsers.etl.packets import has_packets, iter_etl_capture, read_etl_frames
 from etwtools.parsers.pcapng import read_pcapng
 
 START = datetime(2024, 6, 10, 20, 0, 0, tzinfo=UTC)
