@@ -29,6 +29,7 @@ from .attribution.result import Answered, attributed_expr, frame_bytes
 from .errors import AttributionError
 from .parsers import schema
 from .parsers.addresses import text_address, text_address_expr
+from .parsers.lifetimes import process_at
 
 TIME = schema.TIME
 CONNECTIONS = schema.CONNECTIONS
@@ -183,22 +184,23 @@ def prepare(conns: pl.DataFrame, processes: pl.DataFrame | None = None, own: Seq
 
 
 def _names_from_processes(c: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFrame:
-    """Image names for events without one: the process of the same host with that PID that started last
-    before the event (or the only one with that PID when no start time is known)."""
-    p = processes.select(pl.col("pid").cast(pl.Int64), pl.col("image").alias("_img"),
-                         pl.col("start").cast(pl.Int64).fill_null(0).alias("_start"),
-                         (pl.col("host") if "host" in processes.columns else pl.lit(None, pl.Utf8)).alias("_host")
-                         ).drop_nulls(["pid", "_img"]).sort("_start")
-    need = c.filter(pl.col("process").is_null() & pl.col("pid").is_not_null()).select(
-        "eid", "pid", pl.col("t").fill_null(0).alias("_t"), pl.col("host").alias("_host")).sort("_t")
+    """Image names for events without one: the process with that PID that started last before the event
+    (:func:`~etwtools.parsers.lifetimes.process_at`), among the event's host's processes first, else among
+    all. Only instances with an image count, and a log's instance keeps its name after its end."""
+    host = pl.col("host") if "host" in processes.columns else pl.lit(None, pl.Utf8)
+    p = processes.select(pl.col("pid").cast(pl.Int64), "image", pl.col("start").cast(pl.Int64),
+                         pl.lit(None, pl.Int64).alias("end"), host.alias("host")).drop_nulls(["pid", "image"])
+    need = c.filter(pl.col("process").is_null() & pl.col("pid").is_not_null()).select("eid", "pid", "t", "host")
     if not need.height or not p.height:
         return c
-    same_host = need.join_asof(p.filter(pl.col("_host").is_not_null()), left_on="_t", right_on="_start",
-                               by=["pid", "_host"], strategy="backward", check_sortedness=False)
-    any_host = need.join_asof(p.drop("_host"), left_on="_t", right_on="_start", by="pid", strategy="backward",
-                              check_sortedness=False)
-    found = same_host.select("eid", "_img").join(any_host.select("eid", pl.col("_img").alias("_any")), on="eid")
-    c = c.join(found.select("eid", pl.coalesce("_img", "_any").alias("_img")), on="eid", how="left")
+    found = need.select("eid", process_at(need, p, time="t")["image"].alias("_any"))
+    per_host = [q.select("eid", process_at(q, p.filter(pl.col("host") == h), time="t")["image"].alias("_img"))
+                for h in p["host"].drop_nulls().unique().sort()
+                if (q := need.filter(pl.col("host") == h)).height]
+    if per_host:
+        found = found.join(pl.concat(per_host), on="eid", how="left")
+    names = found.select("eid", pl.coalesce(*(["_img"] if per_host else []), "_any").alias("_img"))
+    c = c.join(names, on="eid", how="left")
     return c.with_columns(pl.coalesce("process", "_img").alias("process")).drop("_img").sort("eid")
 
 
