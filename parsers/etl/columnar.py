@@ -57,7 +57,7 @@ from .structs import EH_EXTENDED_INFO
 try:
     from . import _columnar as _c
 except ImportError:  # pragma: no cover - depends on the build: the numpy paths below give the same results
-    _c = None
+    _c = None  # type: ignore[assignment]  # the accelerator is optional
 
 #: Header columns of every event table (then the event's own fields).
 HEADER = {"time": pl.Datetime("ns", "UTC"), "provider": pl.Utf8, "event_id": pl.Int32, "opcode": pl.Int32,

@@ -13,7 +13,7 @@ from __future__ import annotations
 try:  # the optional C accelerator
     from . import _speedups
 except ImportError:  # pragma: no cover - depends on the build
-    _speedups = None
+    _speedups = None  # type: ignore[assignment]  # the accelerator is optional
 
 HAVE_C = _speedups is not None
 

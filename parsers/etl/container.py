@@ -68,11 +68,11 @@ from .timestamps import Clock
 try:
     from . import _columnar
 except ImportError:  # pragma: no cover - depends on the build
-    _columnar = None
+    _columnar = None  # type: ignore[assignment]  # the accelerator is optional
 try:
     from . import _speedups
 except ImportError:  # pragma: no cover - depends on the build
-    _speedups = None
+    _speedups = None  # type: ignore[assignment]  # the accelerator is optional
 
 
 #: LogFileMode bit of files whose buffers (after the first) are compressed.
@@ -409,7 +409,7 @@ def _utf16z(buf, start: int, end: int) -> tuple[str, int]:
     return text, min(p + 2, end)
 
 
-def _heap_trimmer() -> Callable[[], object]:
+def _heap_trimmer() -> Callable[[int], object]:
     """glibc's malloc_trim, or a no-op where there is none.
 
     Each chunk's temporary arrays raise glibc's dynamic mmap threshold, after which freed chunk-sized
@@ -419,7 +419,11 @@ def _heap_trimmer() -> Callable[[], object]:
     try:
         return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        return lambda _pad=0: None
+        return _no_trim
+
+
+def _no_trim(_pad: int = 0) -> None:
+    """Nothing to trim without glibc."""
 
 
 _TRIM_EVERY = 4          # chunks (about 32 MB of buffers) between two trims
@@ -494,12 +498,19 @@ class EtlFile:
             self._fh.close()
             self._fh = None
 
+    @property
+    def _map(self) -> mmap.mmap:
+        """The mapped file (None only once closed)."""
+        if self._mm is None:
+            raise ValueError("I/O operation on a closed EtlFile")
+        return self._mm
+
     # -- header
     def _err(self, msg: str, offset: int) -> EtlError:
         return EtlError(msg, path=self.path, offset=offset)
 
     def _read_header(self) -> LogfileHeader:
-        mm = self._mm
+        mm = self._map
         if self.size < BUFFER_HEADER_SIZE + 0x20:
             raise self._err(f"not an ETL file: {self.size} bytes is too short for a buffer header", 0)
         bh = buffer_header.parse(mm[:BUFFER_HEADER_SIZE])
@@ -541,7 +552,7 @@ class EtlFile:
     # -- buffers
     def _buffers(self) -> Iterator[tuple[int, bytes | memoryview, int]]:
         """(file offset, record bytes, flags) of every usable buffer; damage goes to ``self.stats``."""
-        mm, size, st = self._mm, self.size, self.stats
+        mm, size, st = self._map, self.size, self.stats
         stride = self.header.buffer_size       # plain buffers after the first all have one size
         off = 0
         while off < size:
@@ -563,7 +574,7 @@ class EtlFile:
                 continue
             st.buffers += 1
             if off:
-                stamp, = struct.unpack_from("<Q", mm, off + 0x10)  # type: ignore[arg-type]
+                stamp, = struct.unpack_from("<Q", mm, off + 0x10)
                 self._last_stamp = max(self._last_stamp, stamp)
             st.events_lost_flag_buffers += bool(flag & FLAG_EVENTS_LOST)
             st.buffer_lost_flag_buffers += bool(flag & FLAG_BUFFER_LOST)
@@ -607,7 +618,7 @@ class EtlFile:
         """Valid records in the plain bytes [start, stop) of a buffer skipped for its header."""
         if stop - start < 4:
             return 0
-        data = self._mm[start:stop] + bytes(8)
+        data = self._map[start:stop] + bytes(8)
         return len(walk(data, np.array([0], np.int64), np.array([stop - start], np.int64))[0])
 
     def _next_buffer(self, off: int, stride: int) -> int:
@@ -615,7 +626,7 @@ class EtlFile:
         if not self.header.compressed and 0x200 <= stride <= MAX_BUFFER:
             return min(off + stride, self.size)
         # Compressed buffers vary in size (and a bad stride is no guide): find the next plausible header.
-        mm, size = self._mm, self.size
+        mm, size = self._map, self.size
         step = 1 << 20
         start = off + 1
         fails: dict[int, int] = {}      # record position -> where the chain of records from it meets a bad one
@@ -657,7 +668,7 @@ class EtlFile:
         when compressed) are valid records. Bounded work per candidate, whatever the header claims; for
         plain candidates ``fails`` (shared by the candidates of one search) remembers where the chain
         from each record position meets a bad record, so overlapping candidates walk each record once."""
-        mm, size = self._mm, self.size
+        mm, size = self._map, self.size
         bsize, = struct.unpack_from("<I", mm, q)
         filled, flag = struct.unpack_from("<IH", mm, q + 0x30)
         if not (BUFFER_HEADER_SIZE + 8 <= bsize <= MAX_BUFFER and BUFFER_HEADER_SIZE + 8 <= filled
@@ -787,11 +798,11 @@ class EtlFile:
         """Drop the mapped pages before ``upto`` from memory: RSS stays flat however big the file."""
         end = upto - upto % mmap.PAGESIZE
         if end > self._released and hasattr(mmap, "MADV_DONTNEED"):
-            self._mm.madvise(mmap.MADV_DONTNEED, self._released, end - self._released)
+            self._map.madvise(mmap.MADV_DONTNEED, self._released, end - self._released)
             self._released = end
 
     def _is_plain(self, file_off: int) -> bool:
-        flag, = struct.unpack_from("<H", self._mm, file_off + 0x34)
+        flag, = struct.unpack_from("<H", self._map, file_off + 0x34)
         return not flag & FLAG_COMPRESSED
 
     def _columns(self, data, offs, sizes, hdrs, starts, seg_files, record_base) -> RecordBatch:
