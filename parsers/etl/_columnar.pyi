@@ -1,7 +1,6 @@
 """Types of the C accelerator ``_columnar.c`` (column gathers of the bulk event decoder)."""
-from typing_extensions import Buffer
-
 import numpy as np
+from typing_extensions import Buffer
 
 def fixed(data: Buffer | np.ndarray, pos: np.ndarray, width: int, out: np.ndarray, /) -> None: ...
 def spans(data: Buffer | np.ndarray, start: np.ndarray, length: np.ndarray, out: np.ndarray, /) -> None: ...

@@ -1,7 +1,6 @@
 """Types of the C accelerator ``_speedups.c`` (the ETL record walk and LZ77 decompression)."""
-from typing_extensions import Buffer
-
 import numpy as np
+from typing_extensions import Buffer
 
 def lzxpress_decompress(src: Buffer, out_size: int, partial: bool = False, /) -> bytes: ...
 def walk(data: Buffer | np.ndarray, starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
