@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import polars as pl
+from polars.datatypes import DataTypeClass
+
+#: A table's column name -> polars type (a type instance such as ``TIME`` or a class such as ``pl.Int64``).
+ColumnTypes = dict[str, pl.DataType | DataTypeClass]
 
 TIME = pl.Datetime("ns", "UTC")
 
@@ -131,4 +135,4 @@ def conform(df: pl.DataFrame, schema: dict) -> pl.DataFrame:
         else:
             cols.append(pl.lit(None, dtype=dtype).alias(name))
     extra = [c for c in df.columns if c not in schema]
-    return df.select(cols + extra)
+    return df.select([*cols, *extra])

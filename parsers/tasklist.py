@@ -37,6 +37,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -452,7 +453,7 @@ class _Reader:
         if len(columns) != len(fields):
             self.bad(f"CSV row with {len(fields)} fields (expected {len(columns) or '3, 5 or 9'})", number)
             return
-        row = dict(zip(columns, fields))
+        row: dict[str, Any] = dict(zip(columns, fields))
         row["pid"] = _number(row.get("pid"))
         if row.get("session") is not None:
             row["session"] = _number(row["session"])

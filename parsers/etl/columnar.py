@@ -22,6 +22,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -343,7 +344,7 @@ class Decoder:
         if (guid == PROCESS_KERNEL and opcode in PROCESS_EVENTS and version <= 5) or \
                 (guid == SYSTEMCONFIG_KERNEL and opcode in (NIC_OPCODE, SERVICES_OPCODE)):
             steps.append("slow")
-        layout: L.Layout | None | bool = False
+        layout: L.Layout | Literal[False] | None = False
         pattern = None
         if htype in _EH and guid is not None:
             layout = L.manifest_layout(guid, event_id, version)
@@ -399,6 +400,7 @@ class Decoder:
                         net = self._net(batch)
                     rows = self._net_table(hdr, batch, t, rows, net, out)
                 elif step == "layout":
+                    assert t.layout is not None     # the "layout" step is planned only with one
                     start = batch.payload_offset[rows]
                     ok, cols = decode_layout(d, start, start + batch.payload_size[rows], t.layout, nuls)
                     if ok.any():

@@ -11,7 +11,7 @@ PIDs are reused; the lookup is an as-of join by PID on these lifetimes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +151,7 @@ def read_local_addresses(path: str | os.PathLike) -> list[str]:
 
 
 def _events_frame(frames: list[pl.DataFrame], processes: pl.DataFrame,
-                  oriented: list[pl.DataFrame] = ()) -> pl.DataFrame:
+                  oriented: Sequence[pl.DataFrame] = ()) -> pl.DataFrame:
     if frames:
         df = pl.concat(frames, how="diagonal_relaxed")
     else:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ..schema import ColumnTypes
 from ..units import Progress
 from .guids import (
     EVENTTRACE_HEADER,
@@ -63,7 +64,7 @@ from .records import (
     RecordBatch,
 )
 
-ALL_EVENTS = {
+ALL_EVENTS: ColumnTypes = {
     "time": pl.Datetime("ns", "UTC"), "provider": pl.Utf8, "event_id": pl.Int32, "opcode": pl.Int32,
     "version": pl.Int32, "pid": pl.Int64, "tid": pl.Int64, "record": pl.Int64, "decoder": pl.Utf8,
     "fields": pl.Utf8,
@@ -92,12 +93,13 @@ class _EtlParserSchemas:
     """Lazy access to etl-parser's schema tables (importing its 800 provider modules takes ~2 s)."""
 
     def __init__(self) -> None:
-        self._etw: dict | None = None
-        self._mof: dict | None = None
+        self._etw: dict = {}
+        self._mof: dict = {}
+        self._loaded = False
         self._names: dict[uuid.UUID, str] = {}
 
     def _load(self) -> None:
-        if self._etw is not None:
+        if self._loaded:
             return
         import etl.parsers.etw  # registers every generated provider module in __etw_factory__
         import etl.parsers.kernel  # noqa: F401
@@ -105,6 +107,7 @@ class _EtlParserSchemas:
         from etl.parsers.kernel.core import __mof_factory__
 
         self._etw = {}
+        self._loaded = True
         for g, by_id in __etw_factory__.items():
             key = _guid_of(g)
             self._etw[key] = by_id
@@ -263,6 +266,6 @@ def reference_all_events(path: str | os.PathLike, *,
 
 def frame_of(rows: list[dict]) -> pl.DataFrame:
     """The ALL_EVENTS frame of :func:`describe_batch` rows."""
-    schema = {**ALL_EVENTS, "time": pl.Int64}
+    schema: ColumnTypes = {**ALL_EVENTS, "time": pl.Int64}
     df = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     return df.with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))

@@ -48,8 +48,9 @@ TCP_EVENTS = {10: "Send", 11: "Recv", 12: "Connect", 13: "Disconnect", 14: "Retr
 UDP_EVENTS = {10: "Send", 11: "Recv", 17: "Fail"}
 
 #: Field kinds -> (numpy dtype, size); "ptr" is resolved per pointer size, addresses are raw bytes.
-_KINDS = {"u16": ("<u2", 2), "s16": ("<i2", 2), "be16": (">u2", 2), "u32": ("<u4", 4), "s32": ("<i4", 4),
-          "u64": ("<u8", 8), "ip4": (None, 4), "ip6": (None, 16)}
+_NUMBERS: dict[str, tuple[str, int]] = {"u16": ("<u2", 2), "s16": ("<i2", 2), "be16": (">u2", 2), "u32": ("<u4", 4),
+                                        "s32": ("<i4", 4), "u64": ("<u8", 8)}
+_SIZES = {**{kind: size for kind, (_, size) in _NUMBERS.items()}, "ip4": 4, "ip6": 16}
 
 _ADDR4 = (("pid", "u32"), ("size", "u32"), ("daddr", "ip4"), ("saddr", "ip4"), ("dport", "be16"), ("sport", "be16"))
 _ADDR6 = (("pid", "u32"), ("size", "u32"), ("daddr", "ip6"), ("saddr", "ip6"), ("dport", "be16"), ("sport", "be16"))
@@ -75,7 +76,7 @@ class NetLayout:
         """(name, kind, offset) of every field and the total size, for one pointer size."""
         out, pos = [], 0
         for name, kind in self.fields:
-            size = pointer_size if kind == "ptr" else _KINDS[kind][1]
+            size = pointer_size if kind == "ptr" else _SIZES[kind]
             out.append((name, kind, pos))
             pos += size
         return out, pos
@@ -153,7 +154,7 @@ def gather(data: bytes | bytearray | memoryview, base: np.ndarray, offset: int, 
     elif kind == "ip6":
         dtype, size = "<u8", 8
     else:
-        dtype, size = _KINDS[kind]
+        dtype, size = _NUMBERS[kind]
     pos = base + offset
     if kind == "ip6":
         return np.stack([_read(data, pos, dtype, size), _read(data, pos + 8, dtype, size)], axis=1)

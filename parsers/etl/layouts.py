@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import Literal
 
 #: Fixed-size numeric kinds -> numpy dtype.
 NUMERIC = {"u8": "<u1", "i8": "<i1", "u16": "<u2", "i16": "<i2", "u32": "<u4", "i32": "<i4", "u64": "<u8",
@@ -196,7 +197,7 @@ def _matching_paren(text: str, open_at: int) -> int:
     raise SyntaxError("unbalanced parentheses")
 
 
-def manifest_layout(guid: uuid.UUID, event_id: int, version: int) -> Layout | None | bool:
+def manifest_layout(guid: uuid.UUID, event_id: int, version: int) -> Layout | Literal[False] | None:
     """The Layout of a manifest event; None when its schema cannot be compiled; False when there is none."""
     layouts = _manifest_layouts(guid)
     key = (event_id, version)
@@ -222,7 +223,7 @@ def _kernel_layouts() -> dict[tuple[int, int, int], Layout | None]:
     return out
 
 
-def kernel_layout(group: int, version: int, opcode: int) -> Layout | None | bool:
+def kernel_layout(group: int, version: int, opcode: int) -> Layout | Literal[False] | None:
     """The Layout of a kernel MOF event (64-bit pointers); None: not compilable; False: no class."""
     layouts = _kernel_layouts()
     key = (group, version, opcode)

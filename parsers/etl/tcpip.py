@@ -44,7 +44,7 @@ import polars as pl
 
 from ..addresses import packed_text
 from ..diagnostics import warn
-from ..schema import EVENTS, TIME, conform, empty
+from ..schema import EVENTS, TIME, ColumnTypes, conform, empty
 from ..units import Progress
 from .guids import TCPIP
 from .records import RecordBatch
@@ -94,7 +94,7 @@ PID_EVENTS: dict[int, str] = {
     1300: "Rundown",
 }
 
-SECURITY_SCHEMA = {
+SECURITY_SCHEMA: ColumnTypes = {
     "time": TIME,
     "event_id": pl.Int32,
     "name": pl.Utf8,
