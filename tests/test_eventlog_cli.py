@@ -80,6 +80,13 @@ def test_truncated_json_line_costs_that_line(corpus, tmp_path):
     f.write_bytes(b"".join(lines))
     log = read_eventlog(f)
     assert log.skipped == {"undecodable JSON line": 1} and log.connections.height == full.connections.height - 1
+    # bytes that are not UTF-8 (json.loads raises UnicodeDecodeError, not JSONDecodeError) cost that line too
+    lines[cut] = b'{"EventID":3, "Image": "C:\\\xff.exe"}\n'
+    f.write_bytes(b"".join(lines))
+    r = run("events", "--etl", f, "-f", "csv")
+    assert r.exit_code == 0 and f"line {cut + 1} (offset " in r.stderr and "invalid start byte" in r.stderr
+    log = read_eventlog(f)
+    assert log.skipped == {"undecodable JSON line": 1} and log.connections.height == full.connections.height - 1
 
 
 def test_damaged_evtx_chunk_on_the_command_line(corpus):

@@ -75,7 +75,7 @@ def sniff(head: bytes) -> str | None:
 class _Chained:
     """A stream that gives ``first`` (bytes already read) and then the rest of ``f``."""
 
-    def __init__(self, first: bytes, f: IO[bytes]) -> None:
+    def __init__(self, first: bytes, f: IO[bytes] | gzip.GzipFile) -> None:
         self.first = first
         self.f = f
 
@@ -98,7 +98,7 @@ class _Collector:
         self.flavours: Counter = Counter()
         self.first_unknown: list[str] | None = None
 
-    def feed(self, buf: bytes, first_line: int, base: int) -> int:
+    def feed(self, buf: bytes | memoryview, first_line: int, base: int) -> int:
         """Decode the candidate lines of one block; returns its number of newlines."""
         cands, newlines = scan.scan_block(buf, first_line, base, self.stats)
         for c in cands:
@@ -111,8 +111,10 @@ class _Collector:
                 self.skipped["undecodable JSON line"] += 1
                 where = f"record {c.line}" if self.unit == "record" else f"line {c.line}"
                 if self.skipped["undecodable JSON line"] <= 20:
+                    # json.loads also raises UnicodeDecodeError (no msg/colno) for bytes that are not UTF-8
+                    why = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
                     diagnostics.warn(f"{self.path}: {where} (offset {c.offset:#x}): not valid JSON "
-                                     f"({e.msg} at column {e.colno}); skipped")
+                                     f"({why}); skipped")
                 continue
             fl = flavour_of(d)
             if fl is None:
@@ -122,6 +124,7 @@ class _Collector:
                 continue
             self.flavours[fl] += 1
             row = flatten(d, fl)
+            assert row is not None          # a known flavour always flattens
             if row.get("event_id") not in scan.WANTED_IDS:
                 continue        # the id matched elsewhere in the line (a nested field)
             row["line"] = c.line
@@ -130,7 +133,7 @@ class _Collector:
 
 
 @contextlib.contextmanager
-def _open_packed(path: str) -> Iterator[tuple[IO[bytes], str | None]]:
+def _open_packed(path: str) -> Iterator[tuple[IO[bytes] | gzip.GzipFile, str | None]]:
     """The JSON lines of a plain file, or of the one file inside a .zip or a .gz, as a binary stream;
     with the member's name (None for a plain file)."""
     with open(path, "rb") as f:

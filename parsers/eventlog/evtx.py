@@ -50,6 +50,7 @@ def iter_json_batches(path: str | os.PathLike, errors: list[str], batch: int = 8
             if len(errors) > limit:
                 break
             continue
+        assert r is not None                # a record (evtx's generated stub says Optional)
         lines.append(r["data"].replace("\n", " "))
         if len(lines) >= batch:
             yield ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")

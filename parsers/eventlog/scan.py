@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,7 +112,7 @@ def _odd_lines(buf: bytes, first_line: int, base: int, stats: ScanStats) -> int:
     return nonblank
 
 
-def iter_mapped(mm, block: int = BLOCK) -> Iterator[tuple[memoryview, int]]:
+def iter_mapped(mm, block: int = BLOCK) -> Generator[tuple[memoryview, int], None, None]:
     """Whole-line views of a mapped file (no copy): (memoryview, byte offset)."""
     size = len(mm)
     view = memoryview(mm)
@@ -137,7 +137,7 @@ def iter_mapped(mm, block: int = BLOCK) -> Iterator[tuple[memoryview, int]]:
         view.release()
 
 
-def iter_blocks(f, block: int = BLOCK) -> Iterator[tuple[bytes, int]]:
+def iter_blocks(f, block: int = BLOCK) -> Generator[tuple[bytes, int], None, None]:
     """Whole-line blocks of a binary file: (bytes, byte offset). A line longer than 4 blocks is cut."""
     offset = 0
     rest = b""
