@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Sequence
 from datetime import datetime
 
 import polars as pl
 
+from .attribution.files import Steps, no_progress, read_packets, with_tasklists
 from .errors import EtwToolsError
 from .ownership import LogAttribution, attribute_connections, merge_kernel
 from .parsers import schema
+from .parsers.units import PathLike
 from .sources import EVENTLOG_KINDS, detect
-
-PathLike = str | os.PathLike
-Steps = Callable[[str, str], AbstractContextManager]
-
-
-def _no_progress(label: str, unit: str) -> AbstractContextManager:
-    return nullcontext(None)
 
 
 def split_inputs(paths: Sequence[PathLike]) -> tuple[PathLike | None, list[PathLike]]:
@@ -36,25 +30,16 @@ def split_inputs(paths: Sequence[PathLike]) -> tuple[PathLike | None, list[PathL
 def attribute_with_logs(traces: Sequence[PathLike], capture: PathLike | None, tasklists: Sequence[PathLike] = (), *,
                         tasklist_time: datetime | None = None, offset_s: float | None = None,
                         tolerance_s: float | None = None, local_addrs: Sequence[str] | None = None,
-                        host: str | None = None, steps: Steps = _no_progress) -> LogAttribution:
+                        host: str | None = None, steps: Steps = no_progress) -> LogAttribution:
     """Attribute the frames of ``capture`` (None: the packets inside the kernel trace) from the event logs
     among ``traces`` and, when one is given, the kernel trace; ``host`` picks the host of multi-host logs."""
     from .parsers.eventlog import read_eventlog
-    from .sources import read_frames, read_processes, read_trace
 
     trace, logs = split_inputs(traces)
     if not logs:
         raise EtwToolsError("no event log (Sysmon or Security, .evtx or JSON lines) among the --etl files")
-    tr = None
-    if trace is not None:
-        with steps("reading trace", "MB") as bar:
-            tr = read_trace(trace, with_frames=capture is None, progress=bar)
-    if capture is not None:
-        with steps("reading capture", "MB") as bar:
-            frames = read_frames(capture, progress=bar)
-    elif tr is not None and tr.frames is not None and tr.frames.height:
-        frames = tr.frames
-    else:
+    tr, frames = read_packets(trace, capture, steps)
+    if frames is None:
         raise EtwToolsError("event logs hold no packets: give the capture with --pcap FILE", path=logs[0])
     read = []
     for p in logs:
@@ -67,9 +52,7 @@ def attribute_with_logs(traces: Sequence[PathLike], capture: PathLike | None, ta
     procs = [g.processes for g in read]
     if tr is not None:
         procs.append(schema.conform(tr.processes, schema.PROCESSES))
-    if tasklists:
-        procs.append(read_processes(list(tasklists), snapshot_time=tasklist_time))
-    procs_df = pl.concat(procs, how="diagonal_relaxed")
+    procs_df = with_tasklists(procs, tasklists, tasklist_time)
     dns = pl.concat([g.dns for g in read], how="vertical_relaxed")
     with steps("attributing", "frames"):
         result = attribute_connections(frames, conns, procs_df, dns, offset_s=offset_s, host=host,
