@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from etwtools.parsers.etl import compression, container, guids, structs
 from etwtools.parsers.etl.container import EtlFile, count_records, open_etl
 from etwtools.parsers.etl.records import (
+    COMPACT32,
     COMPACT64,
     EVENT_HEADER32,
     EVENT_HEADER64,
@@ -552,3 +553,42 @@ def test_property_built_records_read_back(tmp_path, recs, ps, buffer_size):
             assert f.guids[b.provider[i]] == fields["guid"]
         else:
             assert (b.group[i], b.version[i]) == (fields["group"], fields["version"])
+
+
+def _derived_tables() -> tuple[bytes, bytes]:
+    """Header size and size-at-4 flag per header type, from the construct structs (256 entries each)."""
+    sizes, at4 = bytearray(256), bytearray(256)
+    for htype, pointer_size in structs.POINTER_SIZES.items():
+        header = structs.structs_for(pointer_size).header_for(htype)
+        sizes[htype] = header.sizeof()
+        at4[htype] = header.subcons[0].name != "size"
+    return bytes(sizes), bytes(at4)
+
+
+def test_header_sizes_are_derived_from_the_structs_and_used_by_the_walk():
+    """One header table: structs.HEADER_SIZES is the size of each header struct, and the container's walk
+    (its per-type lookup tables) uses exactly it; every record header type of records.py has an entry."""
+    sizes, at4 = _derived_tables()
+    assert {t: sizes[t] for t in structs.HEADER_SIZES} == structs.HEADER_SIZES
+    assert set(structs.HEADER_SIZES) == {SYSTEM32, SYSTEM64, COMPACT32, COMPACT64, PERFINFO32, PERFINFO64,
+                                         FULL_HEADER32, FULL_HEADER64, INSTANCE32, INSTANCE64,
+                                         EVENT_HEADER32, EVENT_HEADER64}
+    assert bytes(container._HDR_LEN.astype(np.uint8)) == sizes
+    assert bytes(container._SIZE_AT_4.astype(np.uint8)) == at4
+    assert structs.SIZE_AT_4 == {t for t in range(256) if at4[t]}
+    # a record built from each struct is walked to a payload right after its header
+    for htype, pointer_size in structs.POINTER_SIZES.items():
+        header = structs.structs_for(pointer_size).header_for(htype)
+        fields = {"opcode": 1, "group": 2, "guid": uuid.UUID(int=1), "provider_id": uuid.UUID(int=1), "id": 3}
+        rec = structs.build_record(header, b"\x11" * 8, **{k: v for k, v in fields.items()
+                                                           if k in {s.name for s in header.subcons}})
+        assert header.parse(rec).header_type == htype
+        assert len(rec) == sizes[htype] + 8
+
+
+def test_c_walker_header_tables_equal_the_derived_ones():
+    """The C walker keeps its own tables (C cannot import Python constants at compile time): they must
+    equal the ones derived from the structs."""
+    if container._speedups is None:
+        pytest.skip("etwtools.parsers.etl._speedups not built (tests/test_accelerators.py fails in CI)")
+    assert container._speedups.header_tables() == _derived_tables()

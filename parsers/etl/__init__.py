@@ -14,6 +14,8 @@ How layouts are declared and read (the rule for every module here):
   Python walks are compared on the corpus and on damaged buffers.
 - Tables are written once, beside the structs they describe: the record header types in
   ``records.py`` (``HEADER_TYPES``), their header sizes, pointer sizes and size fields in ``structs.py``
-  (``HEADER_SIZES``, ``POINTER_SIZES``, ``SIZE_AT_4``); the container, file detection
-  (``etwtools.sources``) and the builder import them from there.
+  (``HEADER_SIZES``, ``POINTER_SIZES``, ``SIZE_AT_4``; the header sizes and size positions derived from
+  the header structs themselves); the container, the columnar decoder, file detection
+  (``etwtools.sources``) and the builder import them from there. The C walker's copy (C cannot import
+  them) is compared with them by ``tests/test_etl_container.py::test_c_walker_header_tables_equal_the_derived_ones``.
 """

@@ -379,11 +379,24 @@ done:
     return result;
 }
 
+/* header_tables() -> (header sizes, size-at-offset-4 flags): the walker's tables, 256 bytes each, indexed
+   by header type; tests compare them with structs.HEADER_SIZES / SIZE_AT_4 (derived from the structs). */
+static PyObject *
+header_tables(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return Py_BuildValue("(y#y#)", (const char *)HDR_LEN, (Py_ssize_t)sizeof HDR_LEN,
+                         (const char *)SIZE_AT_4, (Py_ssize_t)sizeof SIZE_AT_4);
+}
+
 static PyMethodDef methods[] = {
     {"lzxpress_decompress", lzxpress_decompress, METH_VARARGS,
      "lzxpress_decompress(src, out_size, partial=False) -> bytes: MS-XCA plain LZ77 decompression."},
     {"walk", walk, METH_VARARGS,
      "walk(data, starts, ends, offsets, sizes, hdrs) -> (count, damages): ETL record walk."},
+    {"header_tables", header_tables, METH_NOARGS,
+     "header_tables() -> (bytes, bytes): header size and size-at-4 flag per header type (the walk's tables)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -53,7 +53,7 @@ from .kernel import (
 )
 from .kernel_network import decode_kernel_network
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
-from .structs import EH_EXTENDED_INFO
+from .structs import EH_EXTENDED_INFO, HEADER_SIZES
 
 try:
     from . import _columnar as _c
@@ -68,7 +68,7 @@ _EH = (EVENT_HEADER32, EVENT_HEADER64)
 _NO_ID = 0xFFFFFFFF
 #: Bytes of (decompressed) buffers per batch: each batch's tables are built at once.
 CHUNK = 2 << 20
-EVENT_HEADER_SIZE = 0x50
+EVENT_HEADER_SIZE = HEADER_SIZES[EVENT_HEADER64]
 #: Extended items looked at per record, and the largest TraceLogging metadata compiled.
 _MAX_EXT_ITEMS = 16
 _MAX_TL_METADATA = 4096

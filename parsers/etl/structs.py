@@ -101,15 +101,6 @@ EXT_LINKAGE_MORE = 0x0001
 # TRACE_LOGFILE_HEADER.ReservedFlags = clock type
 CLOCK_QPC, CLOCK_SYSTEM_TIME, CLOCK_CPU_CYCLES = 1, 2, 3
 
-#: Header size of each header type (bytes before payload / extended items), before the 0x8000 extension.
-HEADER_SIZES = {
-    SYSTEM32: 0x20, SYSTEM64: 0x20, COMPACT32: 0x18, COMPACT64: 0x18,
-    PERFINFO32: 0x10, PERFINFO64: 0x10,
-    FULL_HEADER32: 0x30, FULL_HEADER64: 0x30, INSTANCE32: 0x48, INSTANCE64: 0x48,
-    EVENT_HEADER32: 0x50, EVENT_HEADER64: 0x50,
-}
-#: Header types whose record size is the u16 at offset 4 (the "packet"); the others have it at offset 0.
-SIZE_AT_4 = frozenset({SYSTEM32, SYSTEM64, COMPACT32, COMPACT64, PERFINFO32, PERFINFO64})
 #: Header type -> pointer size of the payload.
 POINTER_SIZES = {
     SYSTEM32: 4, COMPACT32: 4, PERFINFO32: 4, FULL_HEADER32: 4, INSTANCE32: 4, EVENT_HEADER32: 4,
@@ -453,6 +444,24 @@ def build_etl(records: Iterable[bytes], *, pointer_size: int = 8, buffer_size: i
     for i, group in enumerate(groups, 1):
         out.append(build_buffer(group, buffer_size, sequence_number=i))
     return b"".join(out)
+
+
+def _offset_of(struct: Struct, name: str) -> int:
+    """Byte offset of a field of a fixed-size struct."""
+    offset = 0
+    for sub in struct.subcons:
+        if sub.name == name:
+            return offset
+        offset += sub.sizeof()
+    raise KeyError(name)
+
+
+#: Header size of each header type (bytes before payload / extended items), before the 0x8000 extension:
+#: the size of its header struct, derived once from the definitions above (the container's walk, its C
+#: twin and the columnar decoder all take it from here; tests/test_etl_container.py checks the C copy).
+HEADER_SIZES = {t: structs_for(p).header_for(t).sizeof() for t, p in POINTER_SIZES.items()}
+#: Header types whose record size is the u16 at offset 4 (the "packet"); the others have it at offset 0.
+SIZE_AT_4 = frozenset(t for t, p in POINTER_SIZES.items() if _offset_of(structs_for(p).header_for(t), "size") == 4)
 
 
 __all__ = [
