@@ -371,8 +371,8 @@ def dissect(times_ns: Sequence[int | None], datas: Sequence[bytes], link_types: 
 
 
 def dissect_buffer(buf: np.ndarray, offsets: np.ndarray, caplens: np.ndarray, times_ns: np.ndarray,
-                   link_types: int | np.ndarray, *, wirelens: np.ndarray | None = None,
-                   interfaces: int | np.ndarray | None = None, directions: np.ndarray | None = None,
+                   link_types: int | np.ndarray | Sequence[int], *, wirelens: np.ndarray | None = None,
+                   interfaces: int | np.ndarray | Sequence[int] | None = None, directions: np.ndarray | None = None,
                    time_valid: np.ndarray | None = None, comments: Sequence[str | None] | None = None,
                    with_data: bool = False, source: str | None = None, windows: np.ndarray | None = None,
                    first_frame: int = 1, finish: bool = True) -> pl.DataFrame:
@@ -829,8 +829,8 @@ def _factorize_u32(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return ((prefixes[keys >> 16] << 16) | (keys & 0xFFFF)).astype(np.uint32), index[key]
     s = pl.Series(values)
     uniq = s.unique()
-    index = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.Int64, eager=True))
-    return uniq.to_numpy(), index.to_numpy()
+    codes = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.Int64, eager=True))
+    return uniq.to_numpy(), codes.to_numpy()
 
 
 _NOTE_NAMES = [",".join(label for bit, label in _NOTE_LABELS if code & bit) or None for code in range(256)]

@@ -48,7 +48,7 @@ def walk_py(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.
     with their first bytes as :func:`header_windows` gives them: (count, next offset, status)."""
     size = len(buf)
     unpack = struct.Struct(">IIII" if big else "<IIII").unpack_from
-    rows = []
+    rows: list[tuple[int, ...]] = []
     limit = min(len(out), len(windows) // window) if window > 0 else len(out)
     while True:
         if pos == size:

@@ -81,7 +81,7 @@ def walk_py(buf, pos: int, big: bool, out: np.ndarray, windows: np.ndarray, wind
     u32 = struct.Struct(e + "I").unpack_from
     u16 = struct.Struct(e + "H").unpack_from
     hdr = struct.Struct(e + "IIIIIII").unpack_from
-    rows = []
+    rows: list[tuple[int, ...]] = []
     limit = min(len(out), len(windows) // window) if window > 0 else len(out)
     while True:
         if pos == size:
@@ -591,7 +591,7 @@ def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[
                 opts += _option(OPT_END, b"")
             f.write(_block(IDB, struct.pack("<HHI", iface.link_type, 0, iface.snaplen) + opts))
         f.writelines(blocks)
-        out = []
+        out: list[bytes] = []
         for p in packets:
             if len(out) >= 8192:
                 f.write(b"".join(out))

@@ -10,7 +10,7 @@ ColumnTypes = dict[str, pl.DataType | DataTypeClass]
 TIME = pl.Datetime("ns", "UTC")
 
 #: Network events (ETL kernel TcpIp/UdpIp, Kernel-Network, tracerpt CSV).
-EVENTS = {
+EVENTS: ColumnTypes = {
     "time": TIME,               # UTC
     "provider": pl.Utf8,        # TcpIp, UdpIp, Kernel-Network, ...
     "event": pl.Utf8,           # Send, Recv, Connect, Accept, Disconnect, Retransmit, Reconnect, Fail, TCPCopy, ...
@@ -29,7 +29,7 @@ EVENTS = {
 }
 
 #: Processes (ETL process events, SystemConfig services, tracerpt, tasklist).
-PROCESSES = {
+PROCESSES: ColumnTypes = {
     "pid": pl.Int64,
     "ppid": pl.Int64,
     "image": pl.Utf8,
@@ -44,7 +44,7 @@ PROCESSES = {
 }
 
 #: Frames (pcap, pcapng, packets embedded in ETL files).
-FRAMES = {
+FRAMES: ColumnTypes = {
     "frame": pl.Int64,          # 1-based, as Wireshark numbers them
     "time": TIME,
     "caplen": pl.Int32,
@@ -70,7 +70,7 @@ FRAMES = {
 
 
 #: Network evidence from Windows event logs (Sysmon 3; Security 5156/5158/5154/5157/5152): one row per event.
-CONNECTIONS = {
+CONNECTIONS: ColumnTypes = {
     "time": TIME,               # the record's TimeCreated / EventTime / TimeGenerated / @timestamp, as written
     #                             (a time without a zone is taken as UTC: find the clock offset from the data)
     "sensor_time": TIME,        # Sysmon's own UtcTime (same treatment); null for Security events
@@ -95,7 +95,7 @@ CONNECTIONS = {
 }
 
 #: Processes from Windows event logs (Sysmon 1/5, Security 4688/4689): PROCESSES plus these columns.
-EVENTLOG_PROCESSES = {
+EVENTLOG_PROCESSES: ColumnTypes = {
     **PROCESSES,                # source: sysmon / security; image: lower-case image name
     "host": pl.Utf8,
     "image_path": pl.Utf8,      # as written
@@ -104,7 +104,7 @@ EVENTLOG_PROCESSES = {
 }
 
 #: DNS queries (Sysmon 22): the names a process resolved and the addresses it got.
-DNS = {
+DNS: ColumnTypes = {
     "time": TIME,
     "sensor_time": TIME,        # Sysmon UtcTime
     "host": pl.Utf8,

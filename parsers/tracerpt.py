@@ -85,7 +85,7 @@ _CANONICAL = {name.lower(): name for name in OPCODES.values()}
 
 #: Payload layouts: user-data index of each field (negative: from the end); None when absent.
 _V1 = {"pid": 0, "size": 1, "daddr": 2, "saddr": 3, "dport": 4, "sport": 5}
-LAYOUTS = {
+LAYOUTS: dict[str, dict[str, int | None]] = {
     "tcp_v0": {"daddr": 0, "saddr": 1, "dport": 2, "sport": 3, "size": 4, "pid": 5,
                "connid": None, "seqnum": None},
     "tcp_v1": {**_V1, "connid": -2, "seqnum": -1},
@@ -218,7 +218,7 @@ def _data_layout(sample: list[str]) -> _Layout | None:
 
 # ------------------------------------------------------------------------------------ helpers
 
-def _int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
+def _int(expr: pl.Expr, dtype: type[pl.Int64 | pl.UInt64] = pl.Int64) -> pl.Expr:
     """Decimal or 0x-hex text -> integer (null when not a number or out of range)."""
     hexa = expr.str.starts_with("0x") | expr.str.starts_with("0X")
     digits = pl.when(hexa).then(expr.str.slice(2)).otherwise(expr)
@@ -680,9 +680,9 @@ def _network(f: pl.DataFrame, problems: _Problems, fails: dict[str, int]) -> pl.
     named = [(t, o, *_event_name(t or "", o)) for t, o in kinds.iter_rows()]
     table = pl.DataFrame(named, schema={"type": pl.Utf8, "opcode": pl.Int64, "event": pl.Utf8,
                                         "v6_type": pl.Boolean}, orient="row")
-    named = ev.select("type", "opcode").join(table, on=["type", "opcode"], how="left", nulls_equal=True,
-                                             maintain_order="left")     # joined narrow: no copy of ev
-    ev = ev.with_columns(named["event"], named["v6_type"])
+    joined = ev.select("type", "opcode").join(table, on=["type", "opcode"], how="left", nulls_equal=True,
+                                              maintain_order="left")    # joined narrow: no copy of ev
+    ev = ev.with_columns(joined["event"], joined["v6_type"])
     v6 = pl.col("v6_type") | pl.col("local_addr").str.contains(":", literal=True)
     out = ev.select(
         (pl.col("t100") * 100).cast(pl.Datetime("ns", "UTC")).alias("time"),

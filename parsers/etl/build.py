@@ -160,7 +160,7 @@ class EtlWriter:
             st = s.perfinfo_header
         else:
             raise ValueError(f"unknown kernel header kind {header!r} (system, compact, perfinfo)")
-        self._add(build_record(st, bytes(payload), **fields), processor, raw)
+        self._add(build_record(st, bytes(payload), (), **fields), processor, raw)
 
     # ------------------------------------------------------------------ netsh / pktmon shaped events
     def ndis_packet(self, frame: bytes, *, time: Time | None = None, ifindex: int = 12,

@@ -386,6 +386,7 @@ class EtlPacketReader:
         starts = ends - lens
         # one gather of every frame's bytes: position k of frame i is off[i] + (k - starts[i])
         idx = np.repeat(np.asarray(c.off, np.int64) - starts, lens) + np.arange(int(ends[-1]) if len(ends) else 0)
+        assert self.spill is not None       # only a reader given a spill file spills
         self.spill.write(np.asarray(c.buf, np.uint8)[idx].tobytes())
         out = [pl.Series("_spill_off", starts + self._spilled, dtype=pl.Int64),
                pl.Series("_spill_len", lens, dtype=pl.Int64)]
@@ -479,6 +480,7 @@ class EtlPacketReader:
         ndis = pl.col("pkt_group").is_null() if "pkt_group" in df.columns else pl.lit(True)
         df = df.with_columns((ndis & (pl.col("_link") == LINKTYPE_IEEE802_11)).fill_null(False).alias("_unprotect"))
         if "_spill_off" in df.columns:  # the bytes are in the spill file: read back frame by frame
+            assert self.spill is not None
             self.spill.flush()
             fd = self.spill.fileno()
             data = (os.pread(fd, n, o) for o, n in zip(df["_spill_off"], df["_spill_len"]))
@@ -517,7 +519,8 @@ def _note_labels(bits: np.ndarray, drop: np.ndarray) -> pl.Series:
 
 def _utf16z_strings(raw: bytes, count: int) -> list[str]:
     """Up to ``count`` NUL-terminated UTF-16LE strings from the start of ``raw``."""
-    out, pos = [], 0
+    out: list[str] = []
+    pos = 0
     while len(out) < count and pos + 1 < len(raw):
         end = pos
         while end + 1 < len(raw) and raw[end:end + 2] != b"\0\0":
@@ -603,7 +606,7 @@ def iter_etl_packets(path: str | os.PathLike, *, interfaces: dict[tuple[int, int
 
 
 def iter_etl_capture(path: str | os.PathLike, *, progress: Progress | None = None, appearances: bool = False,
-                     spill_dir: str | os.PathLike | None = None) -> tuple[list[Interface], Iterator[Packet]]:
+                     spill_dir: str | os.PathLike[str] | None = None) -> tuple[list[Interface], Iterator[Packet]]:
     """Interfaces and packets ready for a pcapng writer (like ``captures.iter_capture_packets``).
 
     ``Packet.interface`` indexes the returned list: one Interface per ETL interface and link type

@@ -10,6 +10,8 @@ fields run past its payload is reported as short, never guessed.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..units import FILETIME_UNIX_EPOCH
@@ -22,7 +24,7 @@ _FIXED = {"u8": ("<u1", 1), "u16": ("<u2", 2), "u32": ("<u4", 4), "s32": ("<i4",
 
 
 def decode_fields(batch: RecordBatch, rows: np.ndarray, layout: Layout, pointer_size: int = 8
-                  ) -> tuple[dict[str, np.ndarray | list[str | None]], np.ndarray]:
+                  ) -> tuple[dict[str, Any], np.ndarray]:
     """Columns of ``layout`` for ``rows`` of ``batch`` and the mask of the rows that hold the layout.
 
     Numbers come back as numpy arrays, strings and SIDs as lists (None for the rows not held);
