@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -277,10 +278,11 @@ class _Header:
             pos = int(pos[0])
         self.const = None
         if np.isscalar(pos):
-            if pos + extent <= w:
-                self.const = int(pos)
+            start = cast(int, pos)   # an int or numpy integer (numpy's stub narrows to any scalar)
+            if start + extent <= w:
+                self.const = int(start)
                 return
-            pos = np.full(len(rows), pos, np.int64)
+            pos = np.full(len(rows), start, np.int64)
         fits = pos + extent <= w
         self.fits = None if fits.all() else fits
         if self.fits is None:
