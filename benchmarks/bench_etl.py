@@ -11,6 +11,7 @@ Measures, in one run:
 
 Usage: python benchmarks/bench_etl.py [--corpus DIR] [--size-mb 500] [--keep] [--peer-seconds 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ SOURCE = "perfview/net.4.5.2.x64.etl"
 
 # ---------------------------------------------------------------- big files from real buffers
 
+
 def split_buffers(raw: bytes) -> list[tuple[int, int]]:
     """(offset, size) of every buffer of a file."""
     out, off = [], 0
@@ -47,11 +49,12 @@ def build_big(raw: bytes, path: Path, size_mb: int, plain: bool) -> int:
     ``plain``: each compressed buffer is decompressed into a plain buffer of the file's buffer size.
     """
     from etwtools.parsers.etl.compression import decompress
+
     bufs = split_buffers(raw)
     head_off, head_size = bufs[0]
     body = []
     for off, size in bufs[1:]:
-        b = raw[off:off + size]
+        b = raw[off : off + size]
         filled, flag = struct.unpack_from("<IH", b, 0x30)
         if plain and flag & 0x40:
             data = decompress(b[0x48:], filled - 0x48)
@@ -62,7 +65,7 @@ def build_big(raw: bytes, path: Path, size_mb: int, plain: bool) -> int:
         body.append(b)
     one = sum(len(b) for b in body)
     copies = max(1, -(-(size_mb << 20) // one))
-    header = bytearray(raw[head_off:head_off + head_size])
+    header = bytearray(raw[head_off : head_off + head_size])
     # logfile header payload at 0x68: BuffersWritten @0x24, LogFileMode @0x20
     struct.pack_into("<I", header, 0x68 + 0x24, 1 + copies * len(body))
     if plain:
@@ -78,9 +81,11 @@ def build_big(raw: bytes, path: Path, size_mb: int, plain: bool) -> int:
 
 # ---------------------------------------------------------------- child measurements
 
+
 def child(kind: str, path: str, seconds: float) -> dict:
     """One measurement in this (fresh) process; imports happen before the clock starts."""
     from etwtools.parsers.etl.container import count_records, open_etl
+
     if kind == "events":
         from etwtools.parsers.etl import events
     elif kind == "dissect":
@@ -96,9 +101,15 @@ def child(kind: str, path: str, seconds: float) -> dict:
     elif kind == "events":
         rows = len(events.read_etl_events(path))
         dt = time.perf_counter() - t0
-        n = count_records(path)             # records/s: the file's records over read_etl_events' time
-        return {"kind": kind, "n": n, "rows": rows, "seconds": dt, "partial": False,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+        n = count_records(path)  # records/s: the file's records over read_etl_events' time
+        return {
+            "kind": kind,
+            "n": n,
+            "rows": rows,
+            "seconds": dt,
+            "partial": False,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        }
     elif kind == "dissect":
         with open(path, "rb") as fh:
             for _ in ETL(fh):
@@ -112,8 +123,12 @@ def child(kind: str, path: str, seconds: float) -> dict:
 
 
 def measure(kind: str, path: Path, seconds: float = 0.0) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(path), str(seconds)],
-                         check=False, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(path), str(seconds)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         return {"kind": kind, "error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
     return json.loads(out.stdout)
@@ -121,11 +136,12 @@ def measure(kind: str, path: Path, seconds: float = 0.0) -> dict:
 
 def decompression(raw: bytes, py_buffers: int) -> dict:
     from etwtools.parsers.etl import compression
+
     items = []
     for off, size in split_buffers(raw)[1:]:
         filled, flag = struct.unpack_from("<IH", raw, off + 0x30)
         if flag & 0x40:
-            items.append((raw[off + 0x48:off + size], filled - 0x48))
+            items.append((raw[off + 0x48 : off + size], filled - 0x48))
     res = {}
     if compression.HAVE_C:
         t = time.perf_counter()
@@ -145,8 +161,10 @@ def fmt(r: dict) -> str:
     rate = r["n"] / r["seconds"] if r["seconds"] else float("nan")
     part = " (stopped early)" if r.get("partial") else ""
     rows = f" ({r['rows']:,d} event rows)" if r.get("rows") is not None else ""
-    return (f"{r['kind']:8s} {r['n']:>11,d} records {r['seconds']:8.2f} s {rate:>12,.0f} rec/s"
-            f"  peak RSS {r['peak_rss_mb']:5d} MB{part}{rows}")
+    return (
+        f"{r['kind']:8s} {r['n']:>11,d} records {r['seconds']:8.2f} s {rate:>12,.0f} rec/s"
+        f"  peak RSS {r['peak_rss_mb']:5d} MB{part}{rows}"
+    )
 
 
 def main() -> None:
@@ -165,22 +183,28 @@ def main() -> None:
     raw = src.read_bytes()
     try:
         import etwtools.parsers.etl.events  # noqa: F401
+
         have_events = hasattr(sys.modules["etwtools.parsers.etl.events"], "read_etl_events")
     except ImportError:
         have_events = False
     try:
         import dissect.etl  # noqa: F401
+
         have_dissect = True
     except ImportError:
         have_dissect = False
     from etwtools.parsers.etl import compression
 
-    print(f"python {sys.version.split()[0]}, C accelerator: {'yes' if compression.HAVE_C else 'no'}, "
-          f"cpus {os.cpu_count()}")
+    print(
+        f"python {sys.version.split()[0]}, C accelerator: {'yes' if compression.HAVE_C else 'no'}, "
+        f"cpus {os.cpu_count()}"
+    )
     d = decompression(raw, py_buffers=40)
-    print(f"decompression ({d['buffers']} buffers of {SOURCE}): "
-          + (f"C {d['c_mb_s']:,.0f} MB/s, " if "c_mb_s" in d else "")
-          + f"pure Python {d['python_mb_s']:,.1f} MB/s of output")
+    print(
+        f"decompression ({d['buffers']} buffers of {SOURCE}): "
+        + (f"C {d['c_mb_s']:,.0f} MB/s, " if "c_mb_s" in d else "")
+        + f"pure Python {d['python_mb_s']:,.1f} MB/s of output"
+    )
 
     workdir = Path(tempfile.mkdtemp(prefix="etl-bench-", dir="/tmp"))
     files = [(SOURCE, src)]

@@ -13,6 +13,7 @@ naive loop that json.loads every line and keeps the wanted ones.
 
     python benchmarks/bench_eventlog.py [--mb 100] [--repeat 3] [--corpus ../shared/corpus] [--keep FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,17 @@ from etwtools.parsers.eventlog import read_eventlog
 from etwtools.parsers.eventlog.scan import WANTED_IDS
 
 ROOT = Path(__file__).resolve().parent.parent
-EVTX_FILES = ["python-evtx/issue_43.evtx", "omerbenamram-evtx/security.evtx", "omerbenamram-evtx/system.evtx",
-              "omerbenamram-evtx/sysmon.evtx", "mdecrevoisier/security_4688__FS03__Tchopper.evtx"]
-DAMAGED = ["omerbenamram-evtx/sample_with_a_bad_chunk_magic.evtx",
-           "omerbenamram-evtx/sample-with-zero-data-size-event.evtx"]
+EVTX_FILES = [
+    "python-evtx/issue_43.evtx",
+    "omerbenamram-evtx/security.evtx",
+    "omerbenamram-evtx/system.evtx",
+    "omerbenamram-evtx/sysmon.evtx",
+    "mdecrevoisier/security_4688__FS03__Tchopper.evtx",
+]
+DAMAGED = [
+    "omerbenamram-evtx/sample_with_a_bad_chunk_magic.evtx",
+    "omerbenamram-evtx/sample-with-zero-data-size-event.evtx",
+]
 OTRF_ZIP = "otrf/purplesharp_ad_playbook_I/host_purplesharp_ad_playbook_I.zip"
 
 
@@ -72,17 +80,19 @@ def python_evtx(path: Path) -> tuple[int, int | str]:
                 try:
                     r.xml()
                     n += 1
-                except Exception:           # noqa: BLE001 - counting the peer's failures
+                except Exception:  # noqa: BLE001 - counting the peer's failures
                     bad += 1
-    except Exception as e:                  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001
         return n, f"{bad} bad records, then stopped: {type(e).__name__}"
     return n, bad
 
 
 def bench_evtx(corpus: Path, repeat: int) -> None:
     print("EVTX (records/s; best of", repeat, "runs)")
-    print(f"{'file':52} {'records':>8} {'etwtools':>10} {'evtx lib':>10} {'python-evtx':>12} "
-          f"{'etw/lib':>8} {'etw/py':>7}")
+    print(
+        f"{'file':52} {'records':>8} {'etwtools':>10} {'evtx lib':>10} {'python-evtx':>12} "
+        f"{'etw/lib':>8} {'etw/py':>7}"
+    )
     tot = {"n": 0, "etw": 0.0, "lib": 0.0, "py": 0.0}
     for name in EVTX_FILES:
         p = corpus / "eventlogs" / name
@@ -94,19 +104,25 @@ def bench_evtx(corpus: Path, repeat: int) -> None:
         tot["etw"] += t_etw
         tot["lib"] += t_lib
         tot["py"] += t_py
-        print(f"{name:52} {n:8,} {n / t_etw:10,.0f} {n / t_lib:10,.0f} {n / t_py:12,.0f} "
-              f"{t_lib / t_etw:8.2f} {t_py / t_etw:7.1f}")
+        print(
+            f"{name:52} {n:8,} {n / t_etw:10,.0f} {n / t_lib:10,.0f} {n / t_py:12,.0f} "
+            f"{t_lib / t_etw:8.2f} {t_py / t_etw:7.1f}"
+        )
     n = tot["n"]
-    print(f"{'all':52} {n:8,} {n / tot['etw']:10,.0f} {n / tot['lib']:10,.0f} {n / tot['py']:12,.0f} "
-          f"{tot['lib'] / tot['etw']:8.2f} {tot['py'] / tot['etw']:7.1f}")
+    print(
+        f"{'all':52} {n:8,} {n / tot['etw']:10,.0f} {n / tot['lib']:10,.0f} {n / tot['py']:12,.0f} "
+        f"{tot['lib'] / tot['etw']:8.2f} {tot['py'] / tot['etw']:7.1f}"
+    )
     print("\nDamaged files: records read (errors)")
     for name in DAMAGED:
         p = corpus / "eventlogs" / name
         log = read_eventlog(p)
         lib_n, lib_err = evtx_lib(p)
         py_n, py_err = python_evtx(p)
-        print(f"  {name}: etwtools {log.records} ({log.skipped}); evtx lib {lib_n} ({lib_err} errors, "
-              f"caught one by one); python-evtx {py_n} ({py_err})")
+        print(
+            f"  {name}: etwtools {log.records} ({log.skipped}); evtx lib {lib_n} ({lib_err} errors, "
+            f"caught one by one); python-evtx {py_n} ({py_err})"
+        )
 
 
 def build_evtx(path: Path, corpus: Path, times: int) -> None:
@@ -116,10 +132,10 @@ def build_evtx(path: Path, corpus: Path, times: int) -> None:
 
     src = (corpus / "eventlogs/python-evtx/issue_43.evtx").read_bytes()
     header = bytearray(src[:4096])
-    chunks = [src[i:i + 65536] for i in range(4096, len(src), 65536) if src[i:i + 8] == b"ElfChnk\x00"]
+    chunks = [src[i : i + 65536] for i in range(4096, len(src), 65536) if src[i : i + 8] == b"ElfChnk\x00"]
     count = len(chunks) * times
-    struct.pack_into("<QQ", header, 8, 0, count - 1)     # first and last chunk numbers
-    struct.pack_into("<H", header, 42, count)             # chunk count
+    struct.pack_into("<QQ", header, 8, 0, count - 1)  # first and last chunk numbers
+    struct.pack_into("<H", header, 42, count)  # chunk count
     struct.pack_into("<I", header, 124, zlib.crc32(bytes(header[:120])))
     with open(path, "wb") as f:
         f.write(header)
@@ -134,12 +150,18 @@ def bench_big_evtx(path: Path, corpus: Path, repeat: int) -> None:
     orig = corpus / "eventlogs/python-evtx/issue_43.evtx"
     t_py = best(lambda: python_evtx(orig), 1)
     n_py = read_eventlog(orig).records
-    print(f"\nLarge EVTX ({os.path.getsize(path) / 1e6:,.0f} MB, {n:,} records, {log.connections.height:,} "
-          f"connections, {log.processes.height:,} process rows; best of {repeat})")
+    print(
+        f"\nLarge EVTX ({os.path.getsize(path) / 1e6:,.0f} MB, {n:,} records, {log.connections.height:,} "
+        f"connections, {log.processes.height:,} process rows; best of {repeat})"
+    )
     print(f"  etwtools read_eventlog: {n / t_etw:10,.0f} records/s ({t_etw:.2f} s)")
-    print(f"  evtx records_json():    {n / t_lib:10,.0f} records/s ({t_lib:.2f} s): etwtools at "
-          f"{t_lib / t_etw:.2f}x the library's raw iteration")
-    print(f"  python-evtx (original): {n_py / t_py:10,.0f} records/s: etwtools {t_py / n_py * n / t_etw:,.0f}x faster")
+    print(
+        f"  evtx records_json():    {n / t_lib:10,.0f} records/s ({t_lib:.2f} s): etwtools at "
+        f"{t_lib / t_etw:.2f}x the library's raw iteration"
+    )
+    print(
+        f"  python-evtx (original): {n_py / t_py:10,.0f} records/s: etwtools {t_py / n_py * n / t_etw:,.0f}x faster"
+    )
 
 
 def build_json(path: Path, corpus: Path, mb: int) -> tuple[int, float]:
@@ -174,8 +196,10 @@ def bench_json(path: Path, repeat: int) -> None:
     t_etw = best(lambda: read_eventlog(path), repeat)
     t_naive = best(lambda: naive(path), 1)
     log = read_eventlog(path)
-    print(f"\nJSON lines ({mb:,.0f} MB, {log.records:,} records, {log.connections.height:,} connections, "
-          f"{log.processes.height:,} process rows; best of {repeat})")
+    print(
+        f"\nJSON lines ({mb:,.0f} MB, {log.records:,} records, {log.connections.height:,} connections, "
+        f"{log.processes.height:,} process rows; best of {repeat})"
+    )
     print(f"  etwtools read_eventlog: {mb / t_etw:8.1f} MB/s ({t_etw:.2f} s)")
     print(f"  naive json.loads loop:  {mb / t_naive:8.1f} MB/s ({t_naive:.2f} s, decoding only)")
     print(f"  ratio: {t_naive / t_etw:.1f}x the naive loop")
@@ -185,14 +209,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--corpus", type=Path,
-                    default=Path(os.environ.get("ETWTOOLS_CORPUS", ROOT.parent / "shared" / "corpus")))
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        default=Path(os.environ.get("ETWTOOLS_CORPUS", ROOT.parent / "shared" / "corpus")),
+    )
     ap.add_argument("--keep", type=Path, help="keep the generated JSON-lines file here")
     a = ap.parse_args()
     warnings.simplefilter("ignore")
     import logging
 
-    logging.getLogger("etwtools").setLevel(logging.ERROR)   # the damaged files warn, as they should
+    logging.getLogger("etwtools").setLevel(logging.ERROR)  # the damaged files warn, as they should
     bench_evtx(a.corpus, a.repeat)
     with tempfile.TemporaryDirectory() as d:
         big = Path(d) / "big.evtx"

@@ -12,6 +12,7 @@ process:
 
 Usage: python benchmarks/bench_events_all.py [--sizes 50,500,2048] [--peer-seconds 30] [--keep]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,13 +57,24 @@ def child(kind: str, path: str, seconds: float) -> dict:
                 partial = True
                 break
     dt = time.perf_counter() - t0
-    return {"kind": kind, "n": n, "fields": fields, "errors": errors, "seconds": dt, "partial": partial,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+    return {
+        "kind": kind,
+        "n": n,
+        "fields": fields,
+        "errors": errors,
+        "seconds": dt,
+        "partial": partial,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
 
 
 def peer(kind: str, path: Path, seconds: float) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(path), str(seconds)],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(path), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         return {"kind": kind, "error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout)
@@ -73,9 +85,30 @@ def cli(kind: str, path: Path, records: int, workdir: Path) -> dict:
     if kind == "all":
         target = workdir / "out"
         shutil.rmtree(target, ignore_errors=True)
-        args = [str(ETWTOOLS), "-q", "events", "--all", "--etl", str(path), "-f", "parquet", "-o", f"{target}/"]
+        args = [
+            str(ETWTOOLS),
+            "-q",
+            "events",
+            "--all",
+            "--etl",
+            str(path),
+            "-f",
+            "parquet",
+            "-o",
+            f"{target}/",
+        ]
     else:
-        args = [str(ETWTOOLS), "-q", "events", "--etl", str(path), "-f", "parquet", "-o", str(workdir / "ev.parquet")]
+        args = [
+            str(ETWTOOLS),
+            "-q",
+            "events",
+            "--etl",
+            str(path),
+            "-f",
+            "parquet",
+            "-o",
+            str(workdir / "ev.parquet"),
+        ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -83,7 +116,13 @@ def cli(kind: str, path: Path, records: int, workdir: Path) -> dict:
     err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
     if status != 0:
         return {"kind": kind, "error": err.splitlines()[-1] if err else f"exit status {status}"}
-    return {"kind": kind, "n": records, "seconds": dt, "partial": False, "peak_rss_mb": usage.ru_maxrss // 1024}
+    return {
+        "kind": kind,
+        "n": records,
+        "seconds": dt,
+        "partial": False,
+        "peak_rss_mb": usage.ru_maxrss // 1024,
+    }
 
 
 def fmt(r: dict) -> str:
@@ -93,8 +132,10 @@ def fmt(r: dict) -> str:
     part = " (stopped early)" if r.get("partial") else ""
     if r.get("errors"):
         part += f" ({r['errors']:,d} events raised)"
-    return (f"{r['kind']:15s} {r['n']:>11,d} records {r['seconds']:8.2f} s {rate:>12,.0f} rec/s"
-            f"  peak RSS {r['peak_rss_mb']:5d} MB{part}")
+    return (
+        f"{r['kind']:15s} {r['n']:>11,d} records {r['seconds']:8.2f} s {rate:>12,.0f} rec/s"
+        f"  peak RSS {r['peak_rss_mb']:5d} MB{part}"
+    )
 
 
 def main() -> None:
@@ -121,13 +162,19 @@ def main() -> None:
                 real = build_big(raw, p, size, plain)
                 records = count_records(p)
                 print(f"\n{p.name} ({real / 2**20:,.0f} MB, {records:,d} records)")
-                results = [cli("all", p, records, workdir), peer("dissect-values", p, args.peer_seconds),
-                           cli("events", p, records, workdir), peer("dissect-iterate", p, args.peer_seconds)]
+                results = [
+                    cli("all", p, records, workdir),
+                    peer("dissect-values", p, args.peer_seconds),
+                    cli("events", p, records, workdir),
+                    peer("dissect-iterate", p, args.peer_seconds),
+                ]
                 for r in results:
                     print("  " + fmt(r))
                 rate = {r["kind"]: r["n"] / r["seconds"] for r in results if "error" not in r}
                 if "all" in rate and "dissect-values" in rate:
-                    print(f"  events --all: {rate['all'] / rate['dissect-values']:,.0f}x dissect.etl decoding")
+                    print(
+                        f"  events --all: {rate['all'] / rate['dissect-values']:,.0f}x dissect.etl decoding"
+                    )
                 if "events" in rate and "dissect-iterate" in rate:
                     print(f"  events: {rate['events'] / rate['dissect-iterate']:,.1f}x dissect.etl iterating")
                 p.unlink()

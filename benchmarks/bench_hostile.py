@@ -9,6 +9,7 @@ baseline per input MB. The first rows are the peers measured in the same run: in
 ETL inputs of about the same size read by the same commands. Last, pktmon ETLs of 16 and 63 MB through
 `attribute --annotate`: the growth of RSS between the two, per MB, says whether memory follows the file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,15 @@ def peers(d: Path) -> list[hs.Shape]:
     for i in range(20_000):
         w.tcpip_counters(1057, (1, 0, 0, 0, 0, 0), time=hs.timedelta(milliseconds=i))
     etl = w.write(d / "intact.etl")
-    return [hs.Shape("peer: intact pcap", [pcap], [["frames", "--pcap", str(pcap), "-f", "csv", "-o", "{out}"]]),
-            hs.Shape("peer: intact pcapng", [pcapng], [["frames", "--pcap", str(pcapng), "-f", "csv", "-o", "{out}"]]),
-            hs.Shape("peer: intact ETL", [etl], [["events", "--etl", str(etl)], ["synattack", "--etl", str(etl)]])]
+    return [
+        hs.Shape("peer: intact pcap", [pcap], [["frames", "--pcap", str(pcap), "-f", "csv", "-o", "{out}"]]),
+        hs.Shape(
+            "peer: intact pcapng", [pcapng], [["frames", "--pcap", str(pcapng), "-f", "csv", "-o", "{out}"]]
+        ),
+        hs.Shape(
+            "peer: intact ETL", [etl], [["events", "--etl", str(etl)], ["synattack", "--etl", str(etl)]]
+        ),
+    ]
 
 
 def pktmon_volume(d: Path, packets: int) -> hs.Shape:
@@ -51,13 +58,18 @@ def pktmon_volume(d: Path, packets: int) -> hs.Shape:
     rec = bytearray(one._open[0][0])
     base = w.raw(timedelta(seconds=1))
     for i in range(packets):
-        struct.pack_into("<Q", rec, 0x10, base + i * 10_000)     # EVENT_HEADER TimeStamp
-        struct.pack_into("<Q", rec, 0x50, i + 1)                 # PktGroupId: a packet of its own
+        struct.pack_into("<Q", rec, 0x10, base + i * 10_000)  # EVENT_HEADER TimeStamp
+        struct.pack_into("<Q", rec, 0x50, i + 1)  # PktGroupId: a packet of its own
         w.raw_record(bytes(rec), raw_time=base + i * 10_000)
     path = w.write(d / f"pktmon_{packets}.etl")
-    return hs.Shape(f"pktmon volume ({packets:,} packets)", [path],
-                    [["frames", "--etl", str(path), "-f", "csv", "-o", "{out}.csv"],
-                     ["attribute", "--etl", str(path), "--annotate", "{out}.pcapng", "-f", "csv", "-o", "{out}.csv"]])
+    return hs.Shape(
+        f"pktmon volume ({packets:,} packets)",
+        [path],
+        [
+            ["frames", "--etl", str(path), "-f", "csv", "-o", "{out}.csv"],
+            ["attribute", "--etl", str(path), "--annotate", "{out}.pcapng", "-f", "csv", "-o", "{out}.csv"],
+        ],
+    )
 
 
 def main() -> None:
@@ -67,10 +79,15 @@ def main() -> None:
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_hostile_"))
     work.mkdir(parents=True, exist_ok=True)
     runner = Runner(str(work))
-    base = runner.run(["--help"])[4] / 1024             # the runner's own RSS in a child, MB
+    base = runner.run(["--help"])[4] / 1024  # the runner's own RSS in a child, MB
     print(f"runner baseline RSS {base:.0f} MB (subtracted in rss/MB)")
     print(f"{'shape':32} {'command':26} {'MB':>7} {'s':>7} {'s/MB':>7} {'RSS MB':>7} {'dRSS/MB':>8} exit")
-    shapes = [*hs.ETL_SHAPES, *hs.CAPTURE_SHAPES, *getattr(hs, "TEXT_SHAPES", []), *getattr(hs, "OTHER_SHAPES", [])]
+    shapes = [
+        *hs.ETL_SHAPES,
+        *hs.CAPTURE_SHAPES,
+        *getattr(hs, "TEXT_SHAPES", []),
+        *getattr(hs, "OTHER_SHAPES", []),
+    ]
     (work / "peers").mkdir(exist_ok=True)
     todo = peers(work / "peers")
     for build in shapes:
@@ -86,8 +103,10 @@ def main() -> None:
             status, _, _, secs, rss = runner.run(argv, timeout=600)
             rss_mb = rss / 1024
             label = " ".join(a for a in cmd[:2])
-            print(f"{shape.name:32} {label:26} {mb:7.2f} {secs:7.2f} {secs / mb:7.2f} {rss_mb:7.0f} "
-                  f"{max(rss_mb - base, 0) / mb:8.1f} {status}")
+            print(
+                f"{shape.name:32} {label:26} {mb:7.2f} {secs:7.2f} {secs / mb:7.2f} {rss_mb:7.0f} "
+                f"{max(rss_mb - base, 0) / mb:8.1f} {status}"
+            )
     runner.close()
 
 

@@ -10,6 +10,7 @@
    JSON lines and a table, against Parquet, each to a file; target: CSV within 2x of Parquet.
 Each case runs in a fresh process so that peaks do not mix.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,14 @@ def _child_frames(pcap: str, fmt: str, out: str, repeat: int) -> None:
 
 def _measure(args: list[str], stdout=None, env=None) -> tuple[float, float, str]:
     """(peak RSS MB, wall s, stderr) of a child run under /usr/bin/time -v."""
-    p = subprocess.run(["/usr/bin/time", "-v", sys.executable, __file__, *args], stdout=stdout or subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True, env=env, check=False)
+    p = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, __file__, *args],
+        stdout=stdout or subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        check=False,
+    )
     if p.returncode != 0:
         raise SystemExit(f"child failed: {args}\n{p.stderr[-2000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) / 1024
@@ -65,8 +72,13 @@ def _measure(args: list[str], stdout=None, env=None) -> tuple[float, float, str]
 
 def bench_attribute(n_frames: int, n_events: int, tmp: Path) -> None:
     print(f"attribute {n_frames:,} frames x {n_events:,} events, then write (peak RSS of the whole process)")
-    cases = [("parquet", str(tmp / "a.parquet"), False), ("table", None, False), ("table", None, True),
-             ("csv", str(tmp / "a.csv"), False), ("json", str(tmp / "a.json"), False)]
+    cases = [
+        ("parquet", str(tmp / "a.parquet"), False),
+        ("table", None, False),
+        ("table", None, True),
+        ("csv", str(tmp / "a.csv"), False),
+        ("json", str(tmp / "a.json"), False),
+    ]
     base = None
     env = {**os.environ, "COLUMNS": "120"}
     for fmt, out, wide in cases:
@@ -82,16 +94,31 @@ def bench_attribute(n_frames: int, n_events: int, tmp: Path) -> None:
         write = re.search(r"write ([\d.]+) s", err).group(1)
         base = base or rss
         label = f"{fmt}{' --wide' if wide else ''}{' (stdout, COLUMNS=120)' if out is None else ''}"
-        print(f"  {label:<34} peak RSS {rss:8,.0f} MB  ({rss / base:4.2f}x parquet)  write {write} s  "
-              f"wall {wall:6.1f} s  output {size / 1e6:8,.1f} MB")
+        print(
+            f"  {label:<34} peak RSS {rss:8,.0f} MB  ({rss / base:4.2f}x parquet)  write {write} s  "
+            f"wall {wall:6.1f} s  output {size / 1e6:8,.1f} MB"
+        )
 
 
 def bench_frames(n_frames: int, tmp: Path) -> None:
     pcap = Path(tempfile.gettempdir()) / f"etwtools-bench-output-{n_frames}.pcap"
     if not pcap.exists():
-        subprocess.run([sys.executable, str(HERE / "bench_pcap.py"), "--frames", str(n_frames), "--path", str(pcap),
-                        "--skip-dpkt"], check=True, stdout=subprocess.DEVNULL)
-    print(f"frames: write the {n_frames:,}-frame table of {pcap.name} (best of 3, each format in its own process)")
+        subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "bench_pcap.py"),
+                "--frames",
+                str(n_frames),
+                "--path",
+                str(pcap),
+                "--skip-dpkt",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    print(
+        f"frames: write the {n_frames:,}-frame table of {pcap.name} (best of 3, each format in its own process)"
+    )
     base = None
     for fmt, ext in [("parquet", "parquet"), ("csv", "csv"), ("json", "json"), ("table", "txt")]:
         out = tmp / f"frames.{ext}"
@@ -99,8 +126,10 @@ def bench_frames(n_frames: int, tmp: Path) -> None:
         took, size = re.search(r"WRITE ([\d.]+) (\d+)", err).groups()
         took = float(took)
         base = base or took
-        print(f"  {fmt:<8} {took:6.2f} s  ({took / base:4.2f}x parquet)  {int(size) / 1e6:8,.1f} MB  "
-              f"peak RSS {rss:6,.0f} MB")
+        print(
+            f"  {fmt:<8} {took:6.2f} s  ({took / base:4.2f}x parquet)  {int(size) / 1e6:8,.1f} MB  "
+            f"peak RSS {rss:6,.0f} MB"
+        )
 
 
 def main() -> None:

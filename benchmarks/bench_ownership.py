@@ -9,6 +9,7 @@ Security 5156 (record time, s, the host's local time: capture - 5 h), 300 proces
 over one hour, the capture clock 0.8 s ahead of Sysmon's. Checks that the offsets are found and that the
 answer equals the plain lookup's (given the same offset) on every frame.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,49 +36,87 @@ def generate(n_conn: int, n_frames: int, seed: int) -> tuple[pl.DataFrame, pl.Da
     rport = rng.choice([443, 80, 445, 53, 389, 88], n_conn)
     start = np.sort(rng.integers(0, 3600 * NS, n_conn)) + t0
     pid = rng.integers(100, 400, n_conn) * 4
-    reuse = np.flatnonzero(tcp)[: n_conn // 10]            # later connections take earlier 5-tuples
-    later = np.flatnonzero(tcp)[-len(reuse):]
+    reuse = np.flatnonzero(tcp)[: n_conn // 10]  # later connections take earlier 5-tuples
+    later = np.flatnonzero(tcp)[-len(reuse) :]
     lport[later], raddr[later], rport[later] = lport[reuse], raddr[reuse], rport[reuse]
     proto = np.where(tcp, "TCP", "UDP")
-    sysmon_t = start - 800_000_000                           # Sysmon UtcTime: 0.8 s behind the capture
-    sec_t = (start - 5 * 3600 * NS) // NS * NS              # Security: local time, 1 s resolution
-    common = {"host": HOST, "protocol": proto, "local_addr": ADDR, "local_port": lport, "remote_addr": raddr,
-              "remote_port": rport, "pid": pid, "process": [f"p{p}.exe" for p in pid], "direction": "out"}
-    sysmon = pl.DataFrame({**common, "sensor": "sysmon", "event_id": 3, "time": sysmon_t + 2 * NS,
-                           "sensor_time": sysmon_t, "record": np.arange(n_conn)})
-    security = pl.DataFrame({**common, "sensor": "security", "event_id": 5156, "time": sec_t,
-                             "record": np.arange(n_conn) + 10**6})
-    conns = schema.conform(pl.concat([sysmon, security], how="diagonal_relaxed")
-                           .with_columns(pl.col("time", "sensor_time").cast(pl.Datetime("ns", "UTC"))),
-                           schema.CONNECTIONS)
+    sysmon_t = start - 800_000_000  # Sysmon UtcTime: 0.8 s behind the capture
+    sec_t = (start - 5 * 3600 * NS) // NS * NS  # Security: local time, 1 s resolution
+    common = {
+        "host": HOST,
+        "protocol": proto,
+        "local_addr": ADDR,
+        "local_port": lport,
+        "remote_addr": raddr,
+        "remote_port": rport,
+        "pid": pid,
+        "process": [f"p{p}.exe" for p in pid],
+        "direction": "out",
+    }
+    sysmon = pl.DataFrame(
+        {
+            **common,
+            "sensor": "sysmon",
+            "event_id": 3,
+            "time": sysmon_t + 2 * NS,
+            "sensor_time": sysmon_t,
+            "record": np.arange(n_conn),
+        }
+    )
+    security = pl.DataFrame(
+        {**common, "sensor": "security", "event_id": 5156, "time": sec_t, "record": np.arange(n_conn) + 10**6}
+    )
+    conns = schema.conform(
+        pl.concat([sysmon, security], how="diagonal_relaxed").with_columns(
+            pl.col("time", "sensor_time").cast(pl.Datetime("ns", "UTC"))
+        ),
+        schema.CONNECTIONS,
+    )
     # frames: each connection's first packet 1 ms after it starts, the others, both ways, within 20 s
     which = np.concatenate([np.arange(n_conn), rng.integers(0, n_conn, n_frames - n_conn)])
-    t = start[which] + np.concatenate([np.full(n_conn, 1_000_000), rng.integers(0, 20 * NS, n_frames - n_conn)])
+    t = start[which] + np.concatenate(
+        [np.full(n_conn, 1_000_000), rng.integers(0, 20 * NS, n_frames - n_conn)]
+    )
     out = rng.random(n_frames) < 0.5
     order = np.argsort(t, kind="stable")
     which, t, out = which[order], t[order], out[order]
-    frames = pl.DataFrame({
-        "frame": np.arange(1, n_frames + 1), "time": t, "protocol": proto[which],
-        "src_addr": np.where(out, ADDR, raddr[which]), "src_port": np.where(out, lport[which], rport[which]),
-        "dst_addr": np.where(out, raddr[which], ADDR), "dst_port": np.where(out, rport[which], lport[which]),
-        "tcp_flags": np.full(n_frames, 0x10),
-    }).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
+    frames = pl.DataFrame(
+        {
+            "frame": np.arange(1, n_frames + 1),
+            "time": t,
+            "protocol": proto[which],
+            "src_addr": np.where(out, ADDR, raddr[which]),
+            "src_port": np.where(out, lport[which], rport[which]),
+            "dst_addr": np.where(out, raddr[which], ADDR),
+            "dst_port": np.where(out, rport[which], lport[which]),
+            "tcp_flags": np.full(n_frames, 0x10),
+        }
+    ).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
     return schema.conform(frames, schema.FRAMES), conns
 
 
-def plain_lookup(frames: pl.DataFrame, conns: pl.DataFrame, offset_ns: int, slack_ns: int) -> list[int | None]:
+def plain_lookup(
+    frames: pl.DataFrame, conns: pl.DataFrame, offset_ns: int, slack_ns: int
+) -> list[int | None]:
     """The peer: per frame, the latest Sysmon event of its 5-tuple at most ``slack`` after it, else the first."""
     owners: dict[tuple, tuple[list[int], list[int]]] = {}
     s = conns.filter(pl.col("sensor") == "sysmon").sort("sensor_time")
-    for proto, la, lp, ra, rp, t, pid in s.select("protocol", "local_addr", "local_port", "remote_addr",
-                                                   "remote_port", pl.col("sensor_time").cast(pl.Int64),
-                                                   "pid").iter_rows():
+    for proto, la, lp, ra, rp, t, pid in s.select(
+        "protocol",
+        "local_addr",
+        "local_port",
+        "remote_addr",
+        "remote_port",
+        pl.col("sensor_time").cast(pl.Int64),
+        "pid",
+    ).iter_rows():
         ts, ps = owners.setdefault((proto, la, lp, ra, rp), ([], []))
         ts.append(t)
         ps.append(pid)
     out: list[int | None] = []
-    for proto, sa, sp, da, dp, t in frames.select("protocol", "src_addr", "src_port", "dst_addr", "dst_port",
-                                                  pl.col("time").cast(pl.Int64)).iter_rows():
+    for proto, sa, sp, da, dp, t in frames.select(
+        "protocol", "src_addr", "src_port", "dst_addr", "dst_port", pl.col("time").cast(pl.Int64)
+    ).iter_rows():
         key = (proto, sa, sp, da, dp) if sa == ADDR else (proto, da, dp, sa, sp)
         hit = owners.get(key)
         if hit is None:
@@ -107,9 +146,11 @@ def main() -> None:
     t = time.perf_counter()
     peer = plain_lookup(frames, conns, sysmon.offset_ns, 2 * NS)
     plain = time.perf_counter() - t
-    print(f"plain Python lookup (Sysmon only, offset given): {plain:.2f} s; etwtools is {plain / ours:.1f}x "
-          f"as fast while doing both sensors, the offsets and the reasons")
-    same = (r.frames["pid"].to_list() == peer)
+    print(
+        f"plain Python lookup (Sysmon only, offset given): {plain:.2f} s; etwtools is {plain / ours:.1f}x "
+        f"as fast while doing both sensors, the offsets and the reasons"
+    )
+    same = r.frames["pid"].to_list() == peer
     print(f"same PID as the plain lookup on every frame: {same}")
     print(r.frames["confidence"].value_counts().sort("confidence"))
 

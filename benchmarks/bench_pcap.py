@@ -10,6 +10,7 @@ QinQ tagged IPv4, ICMP, and a few ARP frames; 20,000 distinct hosts.
 --format pcapng converts the same frames to pcapng (two interfaces, us and ns, every packet with a
 direction flag) with the project's writer, and times read_capture and dpkt's pcapng reader on it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,7 @@ def build(path: str, frames: int, seed: int = 7) -> None:
             l3 = _ipv4(hosts4[i], servers4[i], 17, _udp(sport, 53, bytes(int(rng.integers(30, 200)))), i)
             frame = mac + b"\x08\x00" + l3
         elif kind < 0.90:
-            a, b = bytes([0x20, 1, 0xd, 0xb8]) + rng.bytes(12), bytes([0x20, 1, 0xd, 0xb8]) + rng.bytes(12)
+            a, b = bytes([0x20, 1, 0xD, 0xB8]) + rng.bytes(12), bytes([0x20, 1, 0xD, 0xB8]) + rng.bytes(12)
             l4 = _tcp(sport, dport, 0, 0x10, data) if kind < 0.86 else _udp(sport, 53, bytes(80))
             frame = mac + b"\x86\xdd" + _ipv6(a, b, 6 if kind < 0.86 else 17, l4)
         elif kind < 0.95:
@@ -99,8 +100,11 @@ def to_pcapng(src: str, path: str) -> None:
 
     _, packets = iter_capture_packets(src)
     ifaces = [Interface(1, tsresol=6), Interface(1, tsresol=9)]
-    write_pcapng(path + ".tmp", ifaces, (Packet(p.time_ns, p.data, i % 2, p.wirelen, ("in", "out")[i % 2])
-                                         for i, p in enumerate(packets)))
+    write_pcapng(
+        path + ".tmp",
+        ifaces,
+        (Packet(p.time_ns, p.data, i % 2, p.wirelen, ("in", "out")[i % 2]) for i, p in enumerate(packets)),
+    )
     os.replace(path + ".tmp", path)
 
 
@@ -150,8 +154,10 @@ def main() -> None:
         best = dt if best is None else min(best, dt)
     assert df.height == args.frames, df.height
     fps = args.frames / best
-    print(f"read_capture: {args.frames:,} frames in {best:.3f} s = {fps:,.0f} frames/s "
-          f"({size / best / 1e6:,.0f} MB/s)")
+    print(
+        f"read_capture: {args.frames:,} frames in {best:.3f} s = {fps:,.0f} frames/s "
+        f"({size / best / 1e6:,.0f} MB/s)"
+    )
     mix = df.group_by("ip_version", "protocol").len().sort("len", descending=True)
     print("mix: " + ", ".join(f"{f'IPv{v}' if v else 'non-IP'} {p} {n:,}" for v, p, n in mix.rows()))
     if not args.skip_dpkt:

@@ -10,6 +10,7 @@ Measures, in one run:
 
 Usage: python benchmarks/bench_pktmon.py [--corpus DIR] [--packets 50000] [--peer-seconds 60]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,14 +33,36 @@ def build(path: Path, packets: int) -> int:
 
     w = EtlWriter(start=datetime(2024, 6, 10, 20, 0, tzinfo=UTC))
     body = struct.pack("!HHIIBBHHH", 443, 50000, 1, 0, 0x50, 0x10, 65535, 0, 0) + bytes(1460 - 20)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, 0, 64, 6, 0, bytes([10, 0, 0, 1]),
-                     bytes([10, 0, 0, 2])) + body
+    ip = (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(body),
+            1,
+            0,
+            64,
+            6,
+            0,
+            bytes([10, 0, 0, 1]),
+            bytes([10, 0, 0, 2]),
+        )
+        + body
+    )
     frame = bytes(12) + b"\x08\x00" + ip
     for i in range(packets):
         t = timedelta(microseconds=100 * i)
         for k, comp in enumerate((61, 59, 50, 48)):
-            w.pktmon_packet(frame, time=t + timedelta(microseconds=k), component=comp, group_id=1_000_000 + i,
-                            number=1, appearance=k + 1, direction="out", processor=i % 4)
+            w.pktmon_packet(
+                frame,
+                time=t + timedelta(microseconds=k),
+                component=comp,
+                group_id=1_000_000 + i,
+                number=1,
+                appearance=k + 1,
+                direction="out",
+                processor=i % 4,
+            )
     w.write(path)
     return packets * 4
 
@@ -78,20 +101,28 @@ def main() -> None:
     if real.exists():
         for extra in ([], ["--appearances"]):
             t0 = time.perf_counter()
-            out = subprocess.run([*exe, "frames", "--etl", str(real), "-f", "csv", *extra], capture_output=True,
-                                 text=True, check=True).stdout
+            out = subprocess.run(
+                [*exe, "frames", "--etl", str(real), "-f", "csv", *extra],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             dt = time.perf_counter() - t0
-            print(f"corpus frames --etl {' '.join(extra) or '(packets)'}: {out.count(chr(10)) - 1} rows, "
-                  f"{dt:.2f} s (whole command)")
+            print(
+                f"corpus frames --etl {' '.join(extra) or '(packets)'}: {out.count(chr(10)) - 1} rows, "
+                f"{dt:.2f} s (whole command)"
+            )
     from etwtools.parsers.etl.captured_frames import read_etl_frames
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "pktmon-built.etl"
         t0 = time.perf_counter()
         n = build(path, a.packets)
-        print(f"built {n:,} appearances ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"built {n:,} appearances ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s"
+        )
         times = {}
-        read_etl_frames(path)       # warm-up (imports, page cache)
+        read_etl_frames(path)  # warm-up (imports, page cache)
         for view in (False, True):
             best = float("inf")
             for _ in range(3):
@@ -99,14 +130,18 @@ def main() -> None:
                 df = read_etl_frames(path, appearances=view)
                 best = min(best, time.perf_counter() - t0)
             times[view] = best
-            print(f"read_etl_frames appearances={view}: {df.height:,} rows in {times[view]:.2f} s (best of 3) "
-                  f"({n / times[view]:,.0f} appearances/s)")
+            print(
+                f"read_etl_frames appearances={view}: {df.height:,} rows in {times[view]:.2f} s (best of 3) "
+                f"({n / times[view]:,.0f} appearances/s)"
+            )
         try:
             got, uniq, dt, capped = peer(path, a.peer_seconds)
             rate = got / dt
-            print(f"peer dissect.etl walk + dedupe: {got:,} appearances ({uniq:,} packets) in {dt:.2f} s "
-                  f"({rate:,.0f} appearances/s{', capped' if capped else ''}); etwtools packets view "
-                  f"{(n / times[False]) / rate:.1f}x faster")
+            print(
+                f"peer dissect.etl walk + dedupe: {got:,} appearances ({uniq:,} packets) in {dt:.2f} s "
+                f"({rate:,.0f} appearances/s{', capped' if capped else ''}); etwtools packets view "
+                f"{(n / times[False]) / rate:.1f}x faster"
+            )
         except ImportError:
             print("dissect.etl not installed (pip install '.[bench]'): no peer measured")
 

@@ -6,6 +6,7 @@ case): the page's size and the time to build it, against the time of the attribu
 The page stays small because it is aggregated: 400 time bins per lane (24 lanes at most), ten talkers
 per lane, 5,000 frames listed and 200 of them with their whole chain of evidence (stopped after 20 s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,11 @@ def main() -> None:
     facts = write_report(r, fr, out, inputs=["generated"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"attribute {fr.height:,} frames x {ev.height:,} events: {took:.1f} s")
-    print(f"report: {facts.bytes / 1e6:.2f} MB, {facts.lanes} lanes, {facts.frames_listed:,} frames listed, "
-          f"{facts.frames_explained} explained, built in {facts.seconds:.1f} s "
-          f"({facts.seconds / took:.2f}x the attribution); peak RSS {peak:,.0f} MB; {out}")
+    print(
+        f"report: {facts.bytes / 1e6:.2f} MB, {facts.lanes} lanes, {facts.frames_listed:,} frames listed, "
+        f"{facts.frames_explained} explained, built in {facts.seconds:.1f} s "
+        f"({facts.seconds / took:.2f}x the attribution); peak RSS {peak:,.0f} MB; {out}"
+    )
 
 
 if __name__ == "__main__":

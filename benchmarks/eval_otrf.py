@@ -8,6 +8,7 @@ header-PID baseline is judged the same way when the capture carries header PIDs.
 
 Run: python benchmarks/eval_otrf.py [CORPUS]   (default ../shared/corpus)
 """
+
 from __future__ import annotations
 
 import sys
@@ -32,14 +33,21 @@ def main(corpus: Path) -> None:
         for cap in caps:
             table += evaluate(base / name / cap, conns, procs, dns)
         print(f"{name}: {time.perf_counter() - t0:.1f} s (reading the logs, then both runs)", file=sys.stderr)
-    print("| capture | given | host | frames both sensors know | answered | right | judged by image | precision "
-          "| coverage | header-PID baseline |")
+    print(
+        "| capture | given | host | frames both sensors know | answered | right | judged by image | precision "
+        "| coverage | header-PID baseline |"
+    )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in table:
-        hp = (f"{r['header_pid_precision']:.2f} over {r['header_pid_frames']:,}" if r["header_pid_frames"]
-              else "no header PIDs in the capture")
-        print(f"| {r['capture']} | {r['given']} | {r['host']} | {r['frames']:,} | {r['answered']:,} | "
-              f"{r['correct']:,} | {r['judged_by_image']:,} | {r['precision']:.3f} | {r['coverage']:.3f} | {hp} |")
+        hp = (
+            f"{r['header_pid_precision']:.2f} over {r['header_pid_frames']:,}"
+            if r["header_pid_frames"]
+            else "no header PIDs in the capture"
+        )
+        print(
+            f"| {r['capture']} | {r['given']} | {r['host']} | {r['frames']:,} | {r['answered']:,} | "
+            f"{r['correct']:,} | {r['judged_by_image']:,} | {r['precision']:.3f} | {r['coverage']:.3f} | {hp} |"
+        )
     print()
     for r in table:
         print(f"{r['capture']}, {r['given']} given: {r['offset']}")

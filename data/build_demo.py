@@ -5,6 +5,7 @@
 Writes data/kernel.csv, data/capture.pcap and data/tasklist.txt; see data/README.md for what is
 taken from the case as published and what this script has to supply.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,23 +22,39 @@ HERE = Path(__file__).resolve().parent
 #: Wireshark's names for the destination ports in frames.txt -> IANA port numbers
 #: (IANA service name and port number registry, as in Wireshark's "services" file).
 PORTS = {
-    "mxomss": 1141, "edtools": 1142, "fiveacross": 1193, "kwdb-commn": 1127, "dicom-tls": 2762,
-    "dkmessenger": 1177, "tragic": 2642, "xds": 2130, "foliocorp": 2242, "saphostctrl": 1128,
-    "slinkysearch": 1225, "oracle-oms": 1159, "proxy-gateway": 2303, "fcmsys": 2344,
+    "mxomss": 1141,
+    "edtools": 1142,
+    "fiveacross": 1193,
+    "kwdb-commn": 1127,
+    "dicom-tls": 2762,
+    "dkmessenger": 1177,
+    "tragic": 2642,
+    "xds": 2130,
+    "foliocorp": 2242,
+    "saphostctrl": 1128,
+    "slinkysearch": 1225,
+    "oracle-oms": 1159,
+    "proxy-gateway": 2303,
+    "fcmsys": 2344,
 }
 SRC_MAC = bytes.fromhex("001cc4111111")
 DST_MAC = bytes.fromhex("00000c07ac15")
-PAYLOAD = bytes(8)          # 8-byte payloads; their content was not published
+PAYLOAD = bytes(8)  # 8-byte payloads; their content was not published
 #: The analyst's display was UTC+4: the kernel line's FILETIME is 11:20:14.14 UTC and the same
 #: packet shows as 15:20:14.45 local time (case README). The capture stores UTC.
 DISPLAY_UTC_OFFSET = timedelta(hours=4)
 
-TRACEDMP_HEADER = ("     Event Name,            Type,    TID,            Clock-Time, Kernel(ms),   User(ms), "
-                   "User Data\n")
-TASKLIST_HEADER = ("\nImage Name                     PID Session Name        Session#    Mem Usage\n"
-                   "========================= ======== ================ =========== ============\n")
+TRACEDMP_HEADER = (
+    "     Event Name,            Type,    TID,            Clock-Time, Kernel(ms),   User(ms), User Data\n"
+)
+TASKLIST_HEADER = (
+    "\nImage Name                     PID Session Name        Session#    Mem Usage\n"
+    "========================= ======== ================ =========== ============\n"
+)
 
-_FRAME = re.compile(r"^(\d+)\s+(\S+ \S+)\s+(\S+)\s+(\S+)\s+UDP\s+Source port: (\d+)\s+Destination port: (\S+)")
+_FRAME = re.compile(
+    r"^(\d+)\s+(\S+ \S+)\s+(\S+)\s+(\S+)\s+UDP\s+Source port: (\d+)\s+Destination port: (\S+)"
+)
 
 
 def _checksum(data: bytes) -> int:
@@ -85,9 +102,10 @@ def build(case: Path, dest: Path = HERE) -> None:
         if n in shown:
             t, data = shown[n]
             packets.append(Packet(time_ns=t, data=data))
-        else:   # a frame the published excerpt does not show: an empty placeholder keeps the numbering
-            packets.append(Packet(time_ns=min(first_time, shown[min(k for k in shown if k > n)][0]),
-                                  data=b"", wirelen=0))
+        else:  # a frame the published excerpt does not show: an empty placeholder keeps the numbering
+            packets.append(
+                Packet(time_ns=min(first_time, shown[min(k for k in shown if k > n)][0]), data=b"", wirelen=0)
+            )
     write_pcap(dest / "capture.pcap", packets, link_type=1)
     (dest / "kernel.csv").write_text(TRACEDMP_HEADER + (case / "kernel.csv").read_text())
     rows = []
@@ -98,4 +116,6 @@ def build(case: Path, dest: Path = HERE) -> None:
 
 
 if __name__ == "__main__":
-    build(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent.parent / "shared" / "cases" / "exchange-udp")
+    build(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent.parent / "shared" / "cases" / "exchange-udp"
+    )

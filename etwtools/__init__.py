@@ -11,6 +11,7 @@ Library entry points (all return polars DataFrames in the schemas of ``etwtools.
 - :func:`attribute_files` (the same from the files: trace, capture, tasklists; what the CLI calls)
 - :func:`synattack` (Microsoft-Windows-TCPIP ETL -> SYN-attack resistance intervals)
 """
+
 from __future__ import annotations
 
 from .errors import AttributionError, CaptureError, EtlError, EtwToolsError, EventLogError, TextFormatError
@@ -37,9 +38,15 @@ __all__ = [
 
 #: Where each lazily imported entry point lives (importing polars takes ~0.1 s: only when used).
 _LAZY = {
-    "attribute": "attribution", "attribute_files": "attribution", "synattack": "synattack",
-    "detect": "sources", "read_events": "sources", "read_eventlog": "sources",
-    "read_frames": "sources", "read_processes": "sources", "read_trace": "sources",
+    "attribute": "attribution",
+    "attribute_files": "attribution",
+    "synattack": "synattack",
+    "detect": "sources",
+    "read_events": "sources",
+    "read_eventlog": "sources",
+    "read_frames": "sources",
+    "read_processes": "sources",
+    "read_trace": "sources",
     "iter_events": "parsers.etl.columnar",
 }
 

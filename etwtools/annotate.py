@@ -19,6 +19,7 @@ blocks; packets are numbered as in the input everywhere else.
 Packets stream from the input to the output: memory holds one batch of packets and the attribution's
 columns, never the whole capture.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,16 @@ WIRESHARK_CB_PROCESS_INFORMATION = 3
 PIB_NAME, PIB_STARTTIME = 2, 9
 #: The comment lines, in order: (key, column); a line whose value is empty, or whose column the
 #: attribution does not have (User and Remote name come with event-log attributions), is left out.
-FIELDS = [("PID", "pid"), ("Process", "process"), ("Services", "services"), ("User", "user"),
-          ("Confidence", "confidence"), ("Method", "method"), ("Remote name", "remote_name"), ("Reason", "reason")]
+FIELDS = [
+    ("PID", "pid"),
+    ("Process", "process"),
+    ("Services", "services"),
+    ("User", "user"),
+    ("Confidence", "confidence"),
+    ("Method", "method"),
+    ("Remote name", "remote_name"),
+    ("Reason", "reason"),
+]
 _BATCH = 65536
 
 
@@ -57,15 +66,23 @@ def _levels(floor: str) -> list[str]:
 def annotations(attribution: Attribution, min_confidence: str = "low") -> pl.DataFrame:
     """The annotated frames, in frame order: ``frame``, ``lines`` (the comment lines, list of str),
     ``pid``, ``tid`` and ``confidence``, for every frame attributed with at least ``min_confidence``."""
-    df = attribution.frames.filter(pl.col("pid").is_not_null()
-                                   & pl.col("confidence").is_in(_levels(min_confidence)))
+    df = attribution.frames.filter(
+        pl.col("pid").is_not_null() & pl.col("confidence").is_in(_levels(min_confidence))
+    )
     tid = pl.col("tid").cast(pl.Int64) if "tid" in df.columns else pl.lit(None, pl.Int64)
     one = {"pid": pl.col("pid").cast(pl.Utf8), "process": pl.col("process").fill_null("(unknown)")}
-    lines = [pl.format(f"{key}: {{}}", one.get(col, pl.col(col).cast(pl.Utf8))) for key, col in FIELDS
-             if col in df.columns]
+    lines = [
+        pl.format(f"{key}: {{}}", one.get(col, pl.col(col).cast(pl.Utf8)))
+        for key, col in FIELDS
+        if col in df.columns
+    ]
     return df.select(
-        "frame", pl.concat_list(lines).list.drop_nulls().alias("lines"), pl.col("pid").cast(pl.Int64),
-        tid.alias("tid"), "confidence").sort("frame")
+        "frame",
+        pl.concat_list(lines).list.drop_nulls().alias("lines"),
+        pl.col("pid").cast(pl.Int64),
+        tid.alias("tid"),
+        "confidence",
+    ).sort("frame")
 
 
 def comments(attribution: Attribution, min_confidence: str = "low") -> dict[int, str]:
@@ -80,12 +97,15 @@ def process_blocks(attribution: Attribution, min_confidence: str = "medium") -> 
     When a pid belongs to several processes in the capture (reuse), each block gets the time of its
     first attributed frame as start time, so that Wireshark picks the right one for each packet; a
     comment says so."""
-    df = (attribution.frames.filter(pl.col("pid").is_not_null()
-                                    & pl.col("confidence").is_in(_levels(min_confidence)))
-          .group_by("pid", "process").agg(pl.col("time").min().cast(pl.Int64).alias("first"),
-                                          pl.col("services").drop_nulls().first())
-          .with_columns(pl.len().over("pid").alias("n"))
-          .sort("pid", "first"))
+    df = (
+        attribution.frames.filter(
+            pl.col("pid").is_not_null() & pl.col("confidence").is_in(_levels(min_confidence))
+        )
+        .group_by("pid", "process")
+        .agg(pl.col("time").min().cast(pl.Int64).alias("first"), pl.col("services").drop_nulls().first())
+        .with_columns(pl.len().over("pid").alias("n"))
+        .sort("pid", "first")
+    )
     out = []
     for r in df.iter_rows(named=True):
         opts = []
@@ -99,8 +119,11 @@ def process_blocks(attribution: Attribution, min_confidence: str = "medium") -> 
             notes.append("Start time: the first frame attributed to this process (PID reused in the capture)")
         opts += [(OPT_COMMENT, n.encode("utf-8")) for n in notes]
         body = struct.pack("<I", r["pid"] & 0xFFFFFFFF) + _options(opts)
-        out.append(custom_block(PEN_WIRESHARK, struct.pack("<II", WIRESHARK_CB_PROCESS_INFORMATION, len(body))
-                                + body))
+        out.append(
+            custom_block(
+                PEN_WIRESHARK, struct.pack("<II", WIRESHARK_CB_PROCESS_INFORMATION, len(body)) + body
+            )
+        )
     return out
 
 
@@ -119,7 +142,9 @@ def _open(source, spill_dir: str | None = None) -> tuple[list[Interface], Iterat
         read = KINDS[kind := detect(source)].packets
         if read is not None:
             return read(source, spill_dir=spill_dir)
-        raise CaptureError(f"expected a pcap, pcapng, NetMon or ETL file with packets, found {kind}", path=source)
+        raise CaptureError(
+            f"expected a pcap, pcapng, NetMon or ETL file with packets, found {kind}", path=source
+        )
     interfaces, packets = source
     return list(interfaces), iter(packets)
 
@@ -135,11 +160,15 @@ def _pcapng_interface(iface: Interface) -> Interface:
         return iface
     from .parsers.netmon import NETMON_LINK_BASE
 
-    what = (f"Network Monitor media type {iface.link_type - NETMON_LINK_BASE:#06x}"
-            if iface.link_type > NETMON_LINK_BASE else f"link type {iface.link_type}")
+    what = (
+        f"Network Monitor media type {iface.link_type - NETMON_LINK_BASE:#06x}"
+        if iface.link_type > NETMON_LINK_BASE
+        else f"link type {iface.link_type}"
+    )
     name = f"{iface.name} ({what})" if iface.name else what
-    return Interface(_LINKTYPE_USER0, tsresol=iface.tsresol, tsoffset=iface.tsoffset, snaplen=iface.snaplen,
-                     name=name)
+    return Interface(
+        _LINKTYPE_USER0, tsresol=iface.tsresol, tsoffset=iface.tsoffset, snaplen=iface.snaplen, name=name
+    )
 
 
 class _Options:
@@ -147,8 +176,8 @@ class _Options:
 
     def __init__(self, ann: pl.DataFrame, pid_levels: list[str]) -> None:
         self.ann, self.pid_levels = ann, set(pid_levels)
-        self.start = 0                     # first row of the current batch in ``ann``
-        self.rows: dict[int, tuple] = {}   # frame -> (lines, pid, tid, confidence) of the current batch
+        self.start = 0  # first row of the current batch in ``ann``
+        self.rows: dict[int, tuple] = {}  # frame -> (lines, pid, tid, confidence) of the current batch
         self.last_frame = 0
         self.count = 0
 
@@ -160,9 +189,16 @@ class _Options:
             pos = int(frames.search_sorted(frame, side="left"))
         part = self.ann.slice(pos, _BATCH)
         self.start = pos + part.height
-        self.rows = {f: (lines, pid, tid, conf) for f, lines, pid, tid, conf in zip(
-            part["frame"].to_list(), part["lines"].to_list(), part["pid"].to_list(), part["tid"].to_list(),
-            part["confidence"].to_list())}
+        self.rows = {
+            f: (lines, pid, tid, conf)
+            for f, lines, pid, tid, conf in zip(
+                part["frame"].to_list(),
+                part["lines"].to_list(),
+                part["pid"].to_list(),
+                part["tid"].to_list(),
+                part["confidence"].to_list(),
+            )
+        }
         self.last_frame = part["frame"][-1] if part.height else None
 
     def __call__(self, i: int) -> list[tuple[int, bytes]] | None:
@@ -176,14 +212,21 @@ class _Options:
         self.count += 1
         opts = [(OPT_COMMENT, line.encode("utf-8")) for line in lines]
         if conf in self.pid_levels:
-            opts.append((OPT_PROCESSID_THREADID, struct.pack("<II", pid & 0xFFFFFFFF, (tid or 0) & 0xFFFFFFFF)))
+            opts.append(
+                (OPT_PROCESSID_THREADID, struct.pack("<II", pid & 0xFFFFFFFF, (tid or 0) & 0xFFFFFFFF))
+            )
         return opts
 
 
-def write_annotated(capture_path_or_packets: str | os.PathLike | tuple[list[Interface], Iterable[Packet]],
-                    attribution: Attribution, out_path: str | os.PathLike, *,
-                    min_confidence: str = "low", pid_confidence: str = "medium",
-                    with_process_blocks: bool = False) -> int:
+def write_annotated(
+    capture_path_or_packets: str | os.PathLike | tuple[list[Interface], Iterable[Packet]],
+    attribution: Attribution,
+    out_path: str | os.PathLike,
+    *,
+    min_confidence: str = "low",
+    pid_confidence: str = "medium",
+    with_process_blocks: bool = False,
+) -> int:
     """Write the capture (a path, or ``(interfaces, packets)``) to ``out_path`` as pcapng. Each packet
     attributed with at least ``min_confidence`` gets the comment lines of :func:`annotations` (after any
     comment it already had), and with at least ``pid_confidence`` the epb_processid_threadid option.
@@ -199,12 +242,20 @@ def write_annotated(capture_path_or_packets: str | os.PathLike | tuple[list[Inte
     interfaces = [_pcapng_interface(i) for i in interfaces]
     try:
         # a file's packets without a time are its simple packet blocks: written back as such
-        write_pcapng(out_path, interfaces, packets, blocks=blocks, options=opts,
-                     simple_untimed=isinstance(capture_path_or_packets, (str, os.PathLike)))
+        write_pcapng(
+            out_path,
+            interfaces,
+            packets,
+            blocks=blocks,
+            options=opts,
+            simple_untimed=isinstance(capture_path_or_packets, (str, os.PathLike)),
+        )
     except ValueError as e:  # a packet the pcapng format cannot hold (no time, bad interface)
         raise CaptureError(f"cannot write the annotated capture: {e}", path=out_path) from None
     if blocks:
-        log.warning(f"{os.fspath(out_path)}: {len(blocks)} process information block(s) written; Wireshark "
-                    f"releases that do not read them (before the 4.7 development series; Debian's 4.0) list "
-                    f"each as a frame, so their frame numbers are shifted by {len(blocks)}")
+        log.warning(
+            f"{os.fspath(out_path)}: {len(blocks)} process information block(s) written; Wireshark "
+            f"releases that do not read them (before the 4.7 development series; Debian's 4.0) list "
+            f"each as a frame, so their frame numbers are shifted by {len(blocks)}"
+        )
     return opts.count

@@ -3,6 +3,7 @@
 Data goes to stdout (or ``-o``); warnings, offsets and summaries go to stderr. Errors are one line
 (``error: FILE: offset 0x..: what is wrong``) and exit code 1; ``--traceback`` shows the Python traceback.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,7 +60,7 @@ class InputFile(click.ParamType):
         if ctx is None:
             return os.fspath(path)
         root = ctx.find_root()
-        root.meta.setdefault("etwtools.archives", []).append(os.fspath(path))   # still an input for -o
+        root.meta.setdefault("etwtools.archives", []).append(os.fspath(path))  # still an input for -o
         folder = root.meta.get("etwtools.extracted")
         if folder is None:
             folder = root.meta["etwtools.extracted"] = tempfile.mkdtemp(prefix="etwtools-")
@@ -109,22 +110,34 @@ def output_options(f):
         picked = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
         o = output.Output(output.format_for(fmt, out), out, picked, wide)
         outs = click.get_current_context().meta.get("etwtools.outputs")
-        if outs is not None:        # files are written whole or not at all, never over an input
+        if outs is not None:  # files are written whole or not at all, never over an input
             o.opener = outs.open_binary
         output.refuse_terminal(o.fmt, out)
         return f(*args, writer=o, **kwargs)
 
-    wrapper = click.option("--wide", is_flag=True,
-                           help="Tables: every column, cells uncut (for a pager: | less -S).")(wrapper)
-    wrapper = click.option("--columns", metavar="A,B,...",
-                           help="Only these columns, in this order (every format).")(wrapper)
-    wrapper = click.option("-o", "--output", "out", type=click.Path(writable=True),
-                           help="Write to this file instead of stdout; its extension gives the format.")(wrapper)
-    wrapper = click.option("-f", "--format", "fmt", type=click.Choice(output.FORMATS),
-                           help="table (default): aligned text that fits the terminal; csv; json: one JSON "
-                                "object per line; parquet: for polars/pandas/DuckDB (not to a terminal). "
-                                "Default with -o: from its extension (.csv, .json/.jsonl/.ndjson, .parquet, "
-                                ".txt).")(wrapper)
+    wrapper = click.option(
+        "--wide", is_flag=True, help="Tables: every column, cells uncut (for a pager: | less -S)."
+    )(wrapper)
+    wrapper = click.option(
+        "--columns", metavar="A,B,...", help="Only these columns, in this order (every format)."
+    )(wrapper)
+    wrapper = click.option(
+        "-o",
+        "--output",
+        "out",
+        type=click.Path(writable=True),
+        help="Write to this file instead of stdout; its extension gives the format.",
+    )(wrapper)
+    wrapper = click.option(
+        "-f",
+        "--format",
+        "fmt",
+        type=click.Choice(output.FORMATS),
+        help="table (default): aligned text that fits the terminal; csv; json: one JSON "
+        "object per line; parquet: for polars/pandas/DuckDB (not to a terminal). "
+        "Default with -o: from its extension (.csv, .json/.jsonl/.ndjson, .parquet, "
+        ".txt).",
+    )(wrapper)
     return wrapper
 
 
@@ -134,8 +147,11 @@ _OUTPUT_PARAMS = ("out", "annotate")
 
 
 def _outputs(kwargs: dict) -> Outputs:
-    inputs = [p for name in _INPUT_PARAMS for p in (
-        kwargs.get(name) if isinstance(kwargs.get(name), tuple) else [kwargs.get(name)])]
+    inputs = [
+        p
+        for name in _INPUT_PARAMS
+        for p in (kwargs.get(name) if isinstance(kwargs.get(name), tuple) else [kwargs.get(name)])
+    ]
     inputs += click.get_current_context().find_root().meta.get("etwtools.archives", [])
     return Outputs(inputs, [kwargs.get(name) for name in _OUTPUT_PARAMS], stdout=kwargs.get("out") is None)
 
@@ -162,7 +178,7 @@ def _guarded(f):
                 raise
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
-        except BrokenPipeError:   # the reader went away (| head): stop quietly, as a tool killed by SIGPIPE
+        except BrokenPipeError:  # the reader went away (| head): stop quietly, as a tool killed by SIGPIPE
             try:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
@@ -178,8 +194,9 @@ def _guarded(f):
         except MemoryError:
             if show_tb:
                 raise
-            click.echo("error: out of memory (the input needs more memory than this machine allows)",
-                       err=True)
+            click.echo(
+                "error: out of memory (the input needs more memory than this machine allows)", err=True
+            )
             sys.exit(1)
         except KeyboardInterrupt:
             sys.exit(130)
@@ -189,10 +206,12 @@ def _guarded(f):
             if show_tb:
                 raise
             if isinstance(e, OSError) and e.errno in (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                click.echo(f"error: {output_error(e)}", err=True)     # stdout written outside _write
+                click.echo(f"error: {output_error(e)}", err=True)  # stdout written outside _write
                 sys.exit(1)
-            click.echo(f"error: internal error ({type(e).__name__}: {e}); "
-                       "run again with --traceback and report it", err=True)
+            click.echo(
+                f"error: internal error ({type(e).__name__}: {e}); run again with --traceback and report it",
+                err=True,
+            )
             sys.exit(2)
 
     return wrapper
@@ -258,21 +277,40 @@ def cli(traceback: bool, quiet: bool) -> None:
 
 
 @cli.command()
-@click.option("--etl", "path", required=True, type=EXISTING,
-              help="ETL file or tracerpt CSV (dumpfile.csv or 'tracerpt -of CSV'), or a Sysmon / Security "
-                   "event log (.evtx or JSON lines).")
-@click.option("--all", "all_events", is_flag=True,
-              help="Every event in the file (not only TcpIp/UdpIp), fields as JSON; with -f parquet -o DIR/: "
-                   "one Parquet file of typed columns per event type.")
-@click.option("--provider", "providers", multiple=True,
-              help="With --all: only this provider (name such as Microsoft-Windows-Kernel-Network or TcpIp, "
-                   "or GUID). Repeatable.")
-@click.option("--id", "ids", multiple=True, type=int,
-              help="With --all: only this event id (kernel events: opcode). Repeatable.")
+@click.option(
+    "--etl",
+    "path",
+    required=True,
+    type=EXISTING,
+    help="ETL file or tracerpt CSV (dumpfile.csv or 'tracerpt -of CSV'), or a Sysmon / Security "
+    "event log (.evtx or JSON lines).",
+)
+@click.option(
+    "--all",
+    "all_events",
+    is_flag=True,
+    help="Every event in the file (not only TcpIp/UdpIp), fields as JSON; with -f parquet -o DIR/: "
+    "one Parquet file of typed columns per event type.",
+)
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    help="With --all: only this provider (name such as Microsoft-Windows-Kernel-Network or TcpIp, "
+    "or GUID). Repeatable.",
+)
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    type=int,
+    help="With --all: only this event id (kernel events: opcode). Repeatable.",
+)
 @_guarded
 @output_options
-def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[int, ...],
-           writer: output.Output) -> None:
+def events(
+    path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[int, ...], writer: output.Output
+) -> None:
     """Network events (TcpIp/UdpIp, Kernel-Network) with PID and process name.
 
     \b
@@ -314,8 +352,9 @@ def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[i
 
         out = writer.path
         if writer.fmt == "parquet" and out and output.is_dir_target(out):
-            files = _with_progress("reading", lambda bar: write_parquet_dir(
-                (t for batch in tables(bar) for t in batch), out))
+            files = _with_progress(
+                "reading", lambda bar: write_parquet_dir((t for batch in tables(bar) for t in batch), out)
+            )
             _info(f"{sum(files.values()):,} events in {len(files):,} event types written to {out}")
             return
         if out and os.path.isdir(out):
@@ -333,16 +372,26 @@ def events(path: str, all_events: bool, providers: tuple[str, ...], ids: tuple[i
 
 
 @cli.command()
-@click.option("--etl", "etl", type=EXISTING,
-              help="ETL file or tracerpt CSV with process events, or a Sysmon / Security event log "
-                   "(.evtx or JSON lines: Sysmon 1/5, Security 4688/4689).")
-@click.option("--tasklist", "tasklists", multiple=True, type=EXISTING,
-              help="tasklist output (any format: table, /svc, /v, /fo csv, /fo list). Repeatable.")
+@click.option(
+    "--etl",
+    "etl",
+    type=EXISTING,
+    help="ETL file or tracerpt CSV with process events, or a Sysmon / Security event log "
+    "(.evtx or JSON lines: Sysmon 1/5, Security 4688/4689).",
+)
+@click.option(
+    "--tasklist",
+    "tasklists",
+    multiple=True,
+    type=EXISTING,
+    help="tasklist output (any format: table, /svc, /v, /fo csv, /fo list). Repeatable.",
+)
 @click.option("--tasklist-time", help="UTC time the tasklist snapshot was taken, e.g. 2010-01-14T11:20:00Z.")
 @_guarded
 @output_options
-def processes(etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
-              writer: output.Output) -> None:
+def processes(
+    etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | None, writer: output.Output
+) -> None:
     """Processes with their lifetimes and services, from a trace and/or tasklist snapshots.
 
     \b
@@ -354,8 +403,9 @@ def processes(etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | 
     if not etl and not tasklists:
         raise click.UsageError("give --etl FILE and/or --tasklist FILE")
     paths = ([etl] if etl else []) + list(tasklists)
-    df = _with_progress("reading", lambda bar: read_processes(
-        paths, snapshot_time=_parse_time(tasklist_time), progress=bar))
+    df = _with_progress(
+        "reading", lambda bar: read_processes(paths, snapshot_time=_parse_time(tasklist_time), progress=bar)
+    )
     writer.write(df, "processes")
     _info(f"{df.height:,} processes")
 
@@ -363,8 +413,11 @@ def processes(etl: str | None, tasklists: tuple[str, ...], tasklist_time: str | 
 @cli.command()
 @click.option("--pcap", "pcap", type=EXISTING, help="Capture: pcap, pcapng or Network Monitor .cap.")
 @click.option("--etl", "etl", type=EXISTING, help="ETL file with packets (pktmon, netsh trace capture=yes).")
-@click.option("--appearances", is_flag=True,
-              help="pktmon: one row per component a packet crossed (as pktmon's own pcapng), not per packet.")
+@click.option(
+    "--appearances",
+    is_flag=True,
+    help="pktmon: one row per component a packet crossed (as pktmon's own pcapng), not per packet.",
+)
 @_guarded
 @output_options
 def frames(pcap: str | None, etl: str | None, appearances: bool, writer: output.Output) -> None:
@@ -386,21 +439,37 @@ def frames(pcap: str | None, etl: str | None, appearances: bool, writer: output.
     _info(f"{df.height:,} frames")
 
 
-def _attribute_files(trace: str | tuple[str, ...], capture: str | None, tasklists: tuple[str, ...],
-                     tasklist_time: str | None, offset: float | None, tolerance: float | None,
-                     local_addrs: tuple[str, ...], wanted: tuple[int, ...] = (), host: str | None = None,
-                     grace: float | None = None):
+def _attribute_files(
+    trace: str | tuple[str, ...],
+    capture: str | None,
+    tasklists: tuple[str, ...],
+    tasklist_time: str | None,
+    offset: float | None,
+    tolerance: float | None,
+    local_addrs: tuple[str, ...],
+    wanted: tuple[int, ...] = (),
+    host: str | None = None,
+    grace: float | None = None,
+):
     """The library's attribute_files with progress bars; a missing input is a usage error. ``wanted``:
     frame numbers that must be in the capture (checked before the attribution)."""
     from .attribution import attribute_files
     from .errors import MissingInputError
 
     try:
-        return attribute_files(trace, capture, tasklists, offset_s=offset, local_addrs=local_addrs,
-                               tasklist_time=_parse_time(tasklist_time) if tasklists else None,
-                               wanted_frames=wanted, host=host, steps=_progress_step,
-                               **({} if tolerance is None else {"tolerance_s": tolerance}),
-                               **({} if grace is None else {"grace_s": grace}))
+        return attribute_files(
+            trace,
+            capture,
+            tasklists,
+            offset_s=offset,
+            local_addrs=local_addrs,
+            tasklist_time=_parse_time(tasklist_time) if tasklists else None,
+            wanted_frames=wanted,
+            host=host,
+            steps=_progress_step,
+            **({} if tolerance is None else {"tolerance_s": tolerance}),
+            **({} if grace is None else {"grace_s": grace}),
+        )
     except MissingInputError as e:
         raise click.UsageError(e.reason) from None
 
@@ -414,56 +483,113 @@ def attribution_inputs(f):
 
 
 _INPUT_OPTIONS = [
-    click.option("--pcap", "capture", type=EXISTING,
-                 help="The capture: pcap, pcapng, NetMon .cap, or an ETL with packets (netsh trace capture=yes, "
-                      "pktmon). Omit when the --etl file itself holds the packets."),
-    click.option("--tasklist", "tasklists", multiple=True, type=EXISTING,
-                 help="tasklist output taken on the same host (adds names and services). Repeatable."),
+    click.option(
+        "--pcap",
+        "capture",
+        type=EXISTING,
+        help="The capture: pcap, pcapng, NetMon .cap, or an ETL with packets (netsh trace capture=yes, "
+        "pktmon). Omit when the --etl file itself holds the packets.",
+    ),
+    click.option(
+        "--tasklist",
+        "tasklists",
+        multiple=True,
+        type=EXISTING,
+        help="tasklist output taken on the same host (adds names and services). Repeatable.",
+    ),
     click.option("--tasklist-time", help="UTC time the tasklist snapshot was taken (PIDs are reused)."),
-    click.option("--offset", type=float,
-                 help="Capture clock minus trace clock, in seconds (default: estimated from the data)."),
-    click.option("--tolerance", type=float,
-                 help="Largest time difference, in seconds, between a frame and its event after alignment."),
-    click.option("--local", "local_addrs", multiple=True,
-                 help="An address of the traced host (default: from the trace). Repeatable."),
+    click.option(
+        "--offset",
+        type=float,
+        help="Capture clock minus trace clock, in seconds (default: estimated from the data).",
+    ),
+    click.option(
+        "--tolerance",
+        type=float,
+        help="Largest time difference, in seconds, between a frame and its event after alignment.",
+    ),
+    click.option(
+        "--local",
+        "local_addrs",
+        multiple=True,
+        help="An address of the traced host (default: from the trace). Repeatable.",
+    ),
 ]
 
 
 _SEVERAL_OPTIONS = [
-    click.option("--etl", "traces", required=True, multiple=True, type=EXISTING,
-                 help="The trace: ETL file (kernel network events, Kernel-Network) or tracerpt CSV; or Sysmon / "
-                      "Security event logs (.evtx or JSON lines). Repeatable: several logs, with at most one "
-                      "kernel trace; each file's kind is found from its content."),
-    click.option("--host", help="Event logs of several hosts: the host the capture was taken on (default: the "
-                                "one whose addresses the capture shows)."),
+    click.option(
+        "--etl",
+        "traces",
+        required=True,
+        multiple=True,
+        type=EXISTING,
+        help="The trace: ETL file (kernel network events, Kernel-Network) or tracerpt CSV; or Sysmon / "
+        "Security event logs (.evtx or JSON lines). Repeatable: several logs, with at most one "
+        "kernel trace; each file's kind is found from its content.",
+    ),
+    click.option(
+        "--host",
+        help="Event logs of several hosts: the host the capture was taken on (default: the "
+        "one whose addresses the capture shows).",
+    ),
 ]
 
 
 @cli.command()
 @attribution_inputs
-@click.option("--frame", "explain", multiple=True, type=int,
-              help="Print the whole chain of evidence for this frame number. Repeatable.")
-@click.option("--all", "show_all", is_flag=True,
-              help="Table format: list every frame, also non-TCP/UDP/ICMP frames with no evidence "
-                   "(hidden by default).")
-@click.option("--annotate", type=click.Path(dir_okay=False, writable=True),
-              help="Also write the capture as pcapng, each attributed packet with comment lines (PID, Process, "
-                   "Services, Confidence, Method, Reason; Wireshark: frame.comment contains \"Process: "
-                   "store.exe\") and, for high/medium confidence, the process id option (epb_processid_threadid). "
-                   "Frame numbers stay those of the capture.")
-@click.option("--process-blocks", is_flag=True,
-              help="With --annotate: also a Process Information Block per process (Wireshark's development "
-                   "builds show the names with the packets; older versions, e.g. 4.0, list these blocks as "
-                   "frames, shifting frame numbers).")
-@click.option("--grace", type=click.FloatRange(0, 86400),
-              help="Seconds a process keeps its name after its End event (default 5: a socket's last "
-                   "segments can follow the exit); the reason says when it was used.")
+@click.option(
+    "--frame",
+    "explain",
+    multiple=True,
+    type=int,
+    help="Print the whole chain of evidence for this frame number. Repeatable.",
+)
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Table format: list every frame, also non-TCP/UDP/ICMP frames with no evidence (hidden by default).",
+)
+@click.option(
+    "--annotate",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the capture as pcapng, each attributed packet with comment lines (PID, Process, "
+    'Services, Confidence, Method, Reason; Wireshark: frame.comment contains "Process: '
+    'store.exe") and, for high/medium confidence, the process id option (epb_processid_threadid). '
+    "Frame numbers stay those of the capture.",
+)
+@click.option(
+    "--process-blocks",
+    is_flag=True,
+    help="With --annotate: also a Process Information Block per process (Wireshark's development "
+    "builds show the names with the packets; older versions, e.g. 4.0, list these blocks as "
+    "frames, shifting frame numbers).",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0, 86400),
+    help="Seconds a process keeps its name after its End event (default 5: a socket's last "
+    "segments can follow the exit); the reason says when it was used.",
+)
 @_guarded
 @output_options
-def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
-              offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...], host: str | None,
-              explain: tuple[int, ...], show_all: bool, annotate: str | None, process_blocks: bool,
-              grace: float | None, writer: output.Output) -> None:
+def attribute(
+    traces: tuple[str, ...],
+    capture: str | None,
+    tasklists: tuple[str, ...],
+    tasklist_time: str | None,
+    offset: float | None,
+    tolerance: float | None,
+    local_addrs: tuple[str, ...],
+    host: str | None,
+    explain: tuple[int, ...],
+    show_all: bool,
+    annotate: str | None,
+    process_blocks: bool,
+    grace: float | None,
+    writer: output.Output,
+) -> None:
     """Attribute every frame of a capture to the process that sent or received it.
 
     \b
@@ -487,8 +613,18 @@ def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str
     """
     if process_blocks and not annotate:
         raise click.UsageError("--process-blocks goes with --annotate FILE")
-    result = _attribute_files(traces, capture, tasklists, tasklist_time, offset, tolerance, local_addrs,
-                              wanted=explain, host=host, grace=grace)
+    result = _attribute_files(
+        traces,
+        capture,
+        tasklists,
+        tasklist_time,
+        offset,
+        tolerance,
+        local_addrs,
+        wanted=explain,
+        host=host,
+        grace=grace,
+    )
     _print_attribution(result, explain, show_all, writer)
     if annotate:
         from .annotate import write_annotated
@@ -496,7 +632,9 @@ def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str
 
         kernel = split_inputs(traces)[0]
         with _writing(annotate) as target:
-            n = write_annotated(capture or kernel or traces[0], result, target, with_process_blocks=process_blocks)
+            n = write_annotated(
+                capture or kernel or traces[0], result, target, with_process_blocks=process_blocks
+            )
         _info(f"wrote {annotate}: {n:,} packets annotated")
     why = result.why_nothing()
     if why:
@@ -504,8 +642,9 @@ def attribute(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str
         sys.exit(1)
 
 
-def _print_attribution(result: Attribution, explain: tuple[int, ...], show_all: bool,
-                       writer: output.Output) -> None:
+def _print_attribution(
+    result: Attribution, explain: tuple[int, ...], show_all: bool, writer: output.Output
+) -> None:
     """The evidence of the frames asked for, the table, the summary, the offset, the notes and (event
     logs) the host chosen."""
     import polars as pl
@@ -522,11 +661,14 @@ def _print_attribution(result: Attribution, explain: tuple[int, ...], show_all: 
     if not explain or writer.path:
         rows = result.frames
         if writer.fmt == "table" and not show_all:
-            rows = rows.filter(pl.col("protocol").is_in(["TCP", "UDP", "ICMP", "ICMPv6"])
-                               | pl.col("confidence").ne("none"))
+            rows = rows.filter(
+                pl.col("protocol").is_in(["TCP", "UDP", "ICMP", "ICMPv6"]) | pl.col("confidence").ne("none")
+            )
             if rows.height < result.frames.height:
-                _info(f"{result.frames.height - rows.height:,} frames that are not TCP, UDP or ICMP and have "
-                      "no evidence are not listed (--all lists them)")
+                _info(
+                    f"{result.frames.height - rows.height:,} frames that are not TCP, UDP or ICMP and have "
+                    "no evidence are not listed (--all lists them)"
+                )
         writer.write(rows, "attribute")
     if writer.to_terminal and not explain:
         click.echo()
@@ -540,20 +682,36 @@ def _print_attribution(result: Attribution, explain: tuple[int, ...], show_all: 
         _info(result.describe_offset())
         for note in result.notes:
             _info(f"note: {note}")
-    for line in (getattr(result, "describe_host", lambda: None)(),
-                 getattr(result, "describe_header_pid", lambda: None)()):
+    for line in (
+        getattr(result, "describe_host", lambda: None)(),
+        getattr(result, "describe_header_pid", lambda: None)(),
+    ):
         if line:
             _info(line)
 
 
 @cli.command()
 @attribution_inputs
-@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="The HTML file to write.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="The HTML file to write.",
+)
 @_guarded
-def report(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str, ...], tasklist_time: str | None,
-           offset: float | None, tolerance: float | None, local_addrs: tuple[str, ...], host: str | None,
-           out: str) -> None:
+def report(
+    traces: tuple[str, ...],
+    capture: str | None,
+    tasklists: tuple[str, ...],
+    tasklist_time: str | None,
+    offset: float | None,
+    tolerance: float | None,
+    local_addrs: tuple[str, ...],
+    host: str | None,
+    out: str,
+) -> None:
     """One HTML page of the attribution, to read in any browser (offline: nothing is fetched).
 
     \b
@@ -567,7 +725,9 @@ def report(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str, .
     from .logfiles import split_inputs
     from .report import syn_attack_intervals, write_report
 
-    result = _attribute_files(traces, capture, tasklists, tasklist_time, offset, tolerance, local_addrs, host=host)
+    result = _attribute_files(
+        traces, capture, tasklists, tasklist_time, offset, tolerance, local_addrs, host=host
+    )
     # an event-log result keeps each frame's size (no frames table needed)
     fr = result.evidence.frames if hasattr(result, "evidence") else None
     trace = split_inputs(traces)[0]
@@ -576,19 +736,33 @@ def report(traces: tuple[str, ...], capture: str | None, tasklists: tuple[str, .
     with _writing(out) as target:
         facts = write_report(result, fr, target, syn_intervals=syn, inputs=inputs)
     _info(result.describe_offset())
-    _info(f"wrote {out}: {facts.bytes / 1e6:,.2f} MB, {facts.lanes} lanes, {facts.frames_listed:,} of "
-          f"{facts.frames:,} frames listed, {facts.frames_explained:,} with their whole evidence, "
-          f"in {facts.seconds:.1f} s")
+    _info(
+        f"wrote {out}: {facts.bytes / 1e6:,.2f} MB, {facts.lanes} lanes, {facts.frames_listed:,} of "
+        f"{facts.frames:,} frames listed, {facts.frames_explained:,} with their whole evidence, "
+        f"in {facts.seconds:.1f} s"
+    )
 
 
 @cli.command()
-@click.option("--etl", "path", required=True, type=EXISTING,
-              help="ETL with Microsoft-Windows-TCPIP events (netsh trace, see README).")
-@click.option("--pcap", "pcap", type=EXISTING,
-              help="A capture of the same period (default: the packets inside the ETL, if any).")
-@click.option("--table", type=click.Choice(["intervals", "events", "packets"]),
-              help="The table to write: intervals (default), events (rate-limit and land-attack events), "
-                   "packets (SYN traffic before/during/after). -o DIR/ writes all three.")
+@click.option(
+    "--etl",
+    "path",
+    required=True,
+    type=EXISTING,
+    help="ETL with Microsoft-Windows-TCPIP events (netsh trace, see README).",
+)
+@click.option(
+    "--pcap",
+    "pcap",
+    type=EXISTING,
+    help="A capture of the same period (default: the packets inside the ETL, if any).",
+)
+@click.option(
+    "--table",
+    type=click.Choice(["intervals", "events", "packets"]),
+    help="The table to write: intervals (default), events (rate-limit and land-attack events), "
+    "packets (SYN traffic before/during/after). -o DIR/ writes all three.",
+)
 @_guarded
 @output_options
 def synattack(path: str, pcap: str | None, table: str | None, writer: output.Output) -> None:
@@ -604,8 +778,11 @@ def synattack(path: str, pcap: str | None, table: str | None, writer: output.Out
     from .synattack import synattack as run
 
     report = _with_progress("reading", lambda bar: run(path, pcap, progress=bar))
-    tables = {"intervals": (report.intervals, "intervals"), "events": (report.other_events, "syn_events"),
-              "packets": (report.packets, "syn_packets")}
+    tables = {
+        "intervals": (report.intervals, "intervals"),
+        "events": (report.other_events, "syn_events"),
+        "packets": (report.packets, "syn_packets"),
+    }
     if writer.path is not None and output.is_dir_target(writer.path):
         folder = writer.path
         os.makedirs(folder, exist_ok=True)

@@ -6,6 +6,7 @@ difference fits in it); each bin's vote is the number of DISTINCT events and fra
 cannot outvote many independent matches. The winning bin is refined to the median of its inliers.
 Wrong candidates (a 5-tuple reused, periodic traffic) spread over many bins and lose the vote.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -54,27 +55,33 @@ class OffsetEstimate:
 
     offset_ns: int
     support: int
-    candidates: int          # candidate pairs voted
-    runner_up: int           # support of the best other bin (far from the winner)
-    spread_ns: int           # median absolute deviation of the inliers
-    drift_ppm: float = 0.0   # capture clock rate minus trace clock rate (0 when not significant)
-    reference_ns: int = 0    # capture time at which offset_ns holds exactly when drifting
+    candidates: int  # candidate pairs voted
+    runner_up: int  # support of the best other bin (far from the winner)
+    spread_ns: int  # median absolute deviation of the inliers
+    drift_ppm: float = 0.0  # capture clock rate minus trace clock rate (0 when not significant)
+    reference_ns: int = 0  # capture time at which offset_ns holds exactly when drifting
 
     def at(self, t_capture: pl.Expr) -> pl.Expr:
         """The offset (ns) at capture time ``t_capture`` (an Int64 ns expression)."""
         if not self.drift_ppm:
             return pl.lit(self.offset_ns, pl.Int64)
-        return (pl.lit(self.offset_ns, pl.Int64)
-                + ((t_capture - self.reference_ns).cast(pl.Float64) * (self.drift_ppm * 1e-6)).round(0)
-                .cast(pl.Int64))
+        return pl.lit(self.offset_ns, pl.Int64) + (
+            (t_capture - self.reference_ns).cast(pl.Float64) * (self.drift_ppm * 1e-6)
+        ).round(0).cast(pl.Int64)
 
     def describe(self) -> str:
-        drift = (f"; clocks drift apart by {self.drift_ppm:+.1f} ppm, offset given at "
-                 f"{format_ns(self.reference_ns)}" if self.drift_ppm else "")
-        return (f"{self.offset_ns / NS:+.6f} s (supported by {self.support:,} match"
-                f"{'es' if self.support != 1 else ''} of {self.candidates:,} candidate pair"
-                f"{'s' if self.candidates != 1 else ''}"
-                f"{f'; next best offset has {self.runner_up:,}' if self.runner_up else ''}{drift})")
+        drift = (
+            f"; clocks drift apart by {self.drift_ppm:+.1f} ppm, offset given at "
+            f"{format_ns(self.reference_ns)}"
+            if self.drift_ppm
+            else ""
+        )
+        return (
+            f"{self.offset_ns / NS:+.6f} s (supported by {self.support:,} match"
+            f"{'es' if self.support != 1 else ''} of {self.candidates:,} candidate pair"
+            f"{'s' if self.candidates != 1 else ''}"
+            f"{f'; next best offset has {self.runner_up:,}' if self.runner_up else ''}{drift})"
+        )
 
 
 def _empty_pairs() -> pl.DataFrame:
@@ -92,7 +99,9 @@ def candidate_pairs(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str])
     return _candidate_pairs(frames, events, keys)[0]
 
 
-def _candidate_pairs(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, bool]:
+def _candidate_pairs(
+    frames: pl.DataFrame, events: pl.DataFrame, keys: list[str]
+) -> tuple[pl.DataFrame, bool]:
     if not frames.height or not events.height:
         return _empty_pairs(), False
     fc = frames.group_by(keys).agg(pl.len().alias("n_f"))
@@ -108,35 +117,48 @@ def _candidate_pairs(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str]
     thinned = bool((prod > per_key).any())
     ev = events.select(keys + ["eid", pl.col("t").alias("t_e")])
     if thinned:
-        big = (counts.filter(prod > per_key)
-               .with_columns(((pl.col("n_f").cast(pl.Int64) * pl.col("n_e") + per_key - 1) // per_key)
-                             .alias("stride")).select(keys + ["stride"]))
+        big = (
+            counts.filter(prod > per_key)
+            .with_columns(
+                ((pl.col("n_f").cast(pl.Int64) * pl.col("n_e") + per_key - 1) // per_key).alias("stride")
+            )
+            .select(keys + ["stride"])
+        )
         few = ev.join(big, on=keys, how="anti")
-        many = (ev.join(big, on=keys, how="inner")
-                .with_columns(pl.int_range(pl.len()).over(keys).alias("_rank"))
-                .filter(pl.col("_rank") % pl.col("stride") == 0)
-                .select(keys + ["eid", "t_e"]))
+        many = (
+            ev.join(big, on=keys, how="inner")
+            .with_columns(pl.int_range(pl.len()).over(keys).alias("_rank"))
+            .filter(pl.col("_rank") % pl.col("stride") == 0)
+            .select(keys + ["eid", "t_e"])
+        )
         ev = pl.concat([few, many])
     fr = frames.select(keys + ["fid", pl.col("t").alias("t_f")])
     pairs = fr.join(ev, on=keys, how="inner")
-    pairs = (pairs.select("fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff"), "t_f")
-             .filter(pl.col("diff").abs() <= WINDOW_NS))
+    pairs = pairs.select("fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff"), "t_f").filter(
+        pl.col("diff").abs() <= WINDOW_NS
+    )
     return pairs, thinned
 
 
 def _vote(pairs: pl.DataFrame, shift: int) -> pl.DataFrame:
-    return (pairs.with_columns(((pl.col("diff") + shift) // BIN_NS).alias("bin"))
-            .group_by("bin")
-            .agg(pl.col("eid").n_unique().alias("n_e"), pl.col("fid").n_unique().alias("n_f"),
-                 pl.col("diff").median().alias("center"))
-            .with_columns(pl.min_horizontal("n_e", "n_f").alias("score"), pl.lit(shift).alias("shift")))
+    return (
+        pairs.with_columns(((pl.col("diff") + shift) // BIN_NS).alias("bin"))
+        .group_by("bin")
+        .agg(
+            pl.col("eid").n_unique().alias("n_e"),
+            pl.col("fid").n_unique().alias("n_f"),
+            pl.col("diff").median().alias("center"),
+        )
+        .with_columns(pl.min_horizontal("n_e", "n_f").alias("score"), pl.lit(shift).alias("shift"))
+    )
 
 
 def _votes(pairs: pl.DataFrame) -> pl.DataFrame:
     """Bins of two grids half a bin apart, best first: support, then nearest a quarter hour, then 0."""
     votes = pl.concat([_vote(pairs, 0), _vote(pairs, BIN_NS // 2)])
     return votes.with_columns(
-        (((pl.col("center") + _QUARTER_HOUR_NS / 2) % _QUARTER_HOUR_NS) - _QUARTER_HOUR_NS / 2).abs()
+        (((pl.col("center") + _QUARTER_HOUR_NS / 2) % _QUARTER_HOUR_NS) - _QUARTER_HOUR_NS / 2)
+        .abs()
         .alias("tz_residual"),
         pl.col("center").abs().alias("abs_center"),
     ).sort(["score", "tz_residual", "abs_center"], descending=[True, False, False])
@@ -145,10 +167,13 @@ def _votes(pairs: pl.DataFrame) -> pl.DataFrame:
 def _inliers(pairs: pl.DataFrame, center: float, half: int) -> pl.DataFrame:
     """One pair per event and per frame (the closest to ``center``) within ``half`` of it."""
     c = round(center)
-    return (pairs.filter((pl.col("diff") - c).abs() <= half)
-            .with_columns((pl.col("diff") - c).abs().alias("_d"))
-            .sort("_d").unique("eid", keep="first", maintain_order=True)
-            .unique("fid", keep="first", maintain_order=True))
+    return (
+        pairs.filter((pl.col("diff") - c).abs() <= half)
+        .with_columns((pl.col("diff") - c).abs().alias("_d"))
+        .sort("_d")
+        .unique("eid", keep="first", maintain_order=True)
+        .unique("fid", keep="first", maintain_order=True)
+    )
 
 
 def _refine(pairs: pl.DataFrame, center: float) -> tuple[int, int, int]:
@@ -179,22 +204,34 @@ def estimate_offset(pairs: pl.DataFrame, votes: pl.DataFrame | None = None) -> O
     best = _distinct_centers(votes, 2)
     offset, support, spread = _refine(pairs, best[0][0])
     runner = best[1][1] if len(best) > 1 else 0
-    return OffsetEstimate(offset_ns=offset, support=support, candidates=pairs.height,
-                          runner_up=runner, spread_ns=spread)
+    return OffsetEstimate(
+        offset_ns=offset, support=support, candidates=pairs.height, runner_up=runner, spread_ns=spread
+    )
 
 
 def _matches_at(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], center: int) -> pl.DataFrame:
     """Pairs (fid, eid, diff) of every frame with its nearest same-key event within a bin of ``center``."""
-    f = frames.select(keys + ["fid", (pl.col("t") - center).alias("_tt"), pl.col("t").alias("t_f")]).sort("_tt")
+    f = frames.select(keys + ["fid", (pl.col("t") - center).alias("_tt"), pl.col("t").alias("t_f")]).sort(
+        "_tt"
+    )
     e = events.select(keys + ["eid", pl.col("t").alias("t_e"), pl.col("t").alias("_on")]).sort("_on")
-    m = f.join_asof(e, left_on="_tt", right_on="_on", by=keys, strategy="nearest", tolerance=BIN_NS,
-                    check_sortedness=False)
-    return (m.filter(pl.col("eid").is_not_null())
-            .select("fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff"), "t_f"))
+    m = f.join_asof(
+        e,
+        left_on="_tt",
+        right_on="_on",
+        by=keys,
+        strategy="nearest",
+        tolerance=BIN_NS,
+        check_sortedness=False,
+    )
+    return m.filter(pl.col("eid").is_not_null()).select(
+        "fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff"), "t_f"
+    )
 
 
-def estimate(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str],
-             pairs: pl.DataFrame | None = None) -> tuple[OffsetEstimate | None, pl.DataFrame]:
+def estimate(
+    frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], pairs: pl.DataFrame | None = None
+) -> tuple[OffsetEstimate | None, pl.DataFrame]:
     """Offset from frames (``fid``, ``t``, keys) and events (``eid``, ``t``, keys), and the candidate pairs.
 
     When the vote is close, or pairs had to be thinned, the best few offsets are checked against ALL
@@ -220,8 +257,9 @@ def estimate(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str],
     m2 = _matches_at(frames, events, keys, offset)
     offset, support, spread = _refine(m2, offset)
     runner = scored[1][0] if len(scored) > 1 else 0
-    est = OffsetEstimate(offset_ns=offset, support=support, candidates=pairs.height, runner_up=runner,
-                         spread_ns=spread)
+    est = OffsetEstimate(
+        offset_ns=offset, support=support, candidates=pairs.height, runner_up=runner, spread_ns=spread
+    )
     fitted = _fit_drift(m2, est)
     if fitted is not None and fitted.drift_ppm and "t_f" in pairs.columns:
         # m2 holds only the pairs within a bin of the constant offset: the line's support is in all of them
@@ -229,8 +267,9 @@ def estimate(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str],
     return fitted, pairs
 
 
-def estimate_sampled(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], sample: int
-                     ) -> tuple[OffsetEstimate | None, pl.DataFrame]:
+def estimate_sampled(
+    frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], sample: int
+) -> tuple[OffsetEstimate | None, pl.DataFrame]:
     """:func:`estimate` on about ``sample`` of the frames (by ``fid``), then verified on all of them: the
     support is the number of frames whose nearest same-key event lies within a bin of the sampled offset.
     Falls back to all frames when the sample's vote is weak or close, or when the frames are few."""
@@ -240,18 +279,25 @@ def estimate_sampled(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str]
     est, pairs = estimate(frames.filter(pl.col("fid") % step == 0), events, keys)
     if est is None or est.support < SAMPLE_MIN_SUPPORT or est.runner_up * 2 > est.support:
         return estimate(frames, events, keys)
-    m = _matches_at(frames, events, keys, est.offset_ns)     # one nearest event per frame
-    support = int(((m["diff"] - est.offset_ns).abs() <= BIN_NS).sum()) if not est.drift_ppm else \
-        int(((m["diff"] - est.offset_ns).abs() <= 2 * BIN_NS).sum())
+    m = _matches_at(frames, events, keys, est.offset_ns)  # one nearest event per frame
+    support = (
+        int(((m["diff"] - est.offset_ns).abs() <= BIN_NS).sum())
+        if not est.drift_ppm
+        else int(((m["diff"] - est.offset_ns).abs() <= 2 * BIN_NS).sum())
+    )
     return replace(est, support=max(support, est.support), runner_up=est.runner_up * step), pairs
 
 
 def _line_inliers(pairs: pl.DataFrame, a: float, b: float, ref: int, half: int) -> pl.DataFrame:
     """One pair per event and per frame, closest to the line a + b * (t_f - ref), within ``half``."""
     resid = (pl.col("diff") - (a + b * (pl.col("t_f") - ref).cast(pl.Float64))).abs()
-    return (pairs.with_columns(resid.alias("_d")).filter(pl.col("_d") <= half)
-            .sort("_d").unique("eid", keep="first", maintain_order=True)
-            .unique("fid", keep="first", maintain_order=True))
+    return (
+        pairs.with_columns(resid.alias("_d"))
+        .filter(pl.col("_d") <= half)
+        .sort("_d")
+        .unique("eid", keep="first", maintain_order=True)
+        .unique("fid", keep="first", maintain_order=True)
+    )
 
 
 def _fit_drift(pairs: pl.DataFrame, est: OffsetEstimate | None) -> OffsetEstimate | None:
@@ -264,7 +310,7 @@ def _fit_drift(pairs: pl.DataFrame, est: OffsetEstimate | None) -> OffsetEstimat
         return est
     a, b, ref = float(est.offset_ns), 0.0, 0
     full = pairs
-    if pairs.height > DRIFT_SAMPLE:       # the line needs thousands of points, not millions
+    if pairs.height > DRIFT_SAMPLE:  # the line needs thousands of points, not millions
         pairs = pairs.filter(pl.col("eid") % (pairs.height // DRIFT_SAMPLE + 1) == 0)
     inl = _line_inliers(pairs, a, 0.0, 0, BIN_NS)
     se = np.inf
@@ -272,7 +318,7 @@ def _fit_drift(pairs: pl.DataFrame, est: OffsetEstimate | None) -> OffsetEstimat
         if inl.height < DRIFT_MIN_SUPPORT:
             return est
         t = inl["t_f"].to_numpy().astype(np.int64)
-        d = (inl["diff"].to_numpy() - est.offset_ns).astype(np.float64)   # small numbers: well conditioned
+        d = (inl["diff"].to_numpy() - est.offset_ns).astype(np.float64)  # small numbers: well conditioned
         ref = int(np.median(t))
         x = (t - ref).astype(np.float64)
         if not np.ptp(x):
@@ -294,8 +340,14 @@ def _fit_drift(pairs: pl.DataFrame, est: OffsetEstimate | None) -> OffsetEstimat
     resid = inl["diff"].to_numpy() - (a + b * (inl["t_f"].to_numpy() - ref))
     # the constant-offset runner-up was another stretch of this same line: the runner-up is now the best
     # offset among the candidate pairs the line does not explain
-    rest = (full.join(inl.select("eid"), on="eid", how="anti").join(inl.select("fid"), on="fid", how="anti"))
+    rest = full.join(inl.select("eid"), on="eid", how="anti").join(inl.select("fid"), on="fid", how="anti")
     runner = int(_votes(rest)["score"].max()) if rest.height else 0
-    return OffsetEstimate(offset_ns=round(a), support=inl.height, candidates=est.candidates,
-                          runner_up=runner, spread_ns=round(float(np.median(np.abs(resid)))),
-                          drift_ppm=float(b * 1e6), reference_ns=ref)
+    return OffsetEstimate(
+        offset_ns=round(a),
+        support=inl.height,
+        candidates=est.candidates,
+        runner_up=runner,
+        spread_ns=round(float(np.median(np.abs(resid)))),
+        drift_ppm=float(b * 1e6),
+        reference_ns=ref,
+    )

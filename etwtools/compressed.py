@@ -4,6 +4,7 @@ The readers map their input and read it more than once, so a compressed file is 
 first, streaming, and never beyond a budget (a small file can claim, or hold, terabytes). A zip holding
 several files needs ``archive.zip:member``.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -54,8 +55,11 @@ def budget_for(path: str | os.PathLike) -> int:
 
 def _too_big(path: Path, budget: int, member: str | None = None) -> EtwToolsError:
     what = f"member {member!r} " if member else ""
-    return EtwToolsError(f"{what}decompresses to more than {budget / 1e9:,.1f} GB: refused (a decompression bomb?); "
-                         "if it is genuine, extract it yourself or set ETWTOOLS_EXTRACT_LIMIT (bytes)", path=path)
+    return EtwToolsError(
+        f"{what}decompresses to more than {budget / 1e9:,.1f} GB: refused (a decompression bomb?); "
+        "if it is genuine, extract it yourself or set ETWTOOLS_EXTRACT_LIMIT (bytes)",
+        path=path,
+    )
 
 
 def _copy(src, dst: Path, path: Path, budget: int, member: str | None) -> None:
@@ -73,10 +77,13 @@ def _copy(src, dst: Path, path: Path, budget: int, member: str | None) -> None:
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
         dst.unlink(missing_ok=True)
         if isinstance(e, OSError) and e.errno is not None:
-            raise EtwToolsError(f"cannot extract to {dst.parent}: {e.strerror} (set TMPDIR to a folder with "
-                                "room)", path=path) from None
-        raise EtwToolsError(f"damaged compressed data{' in ' + repr(member) if member else ''} after "
-                            f"{done:,} bytes: {e}", path=path) from None
+            raise EtwToolsError(
+                f"cannot extract to {dst.parent}: {e.strerror} (set TMPDIR to a folder with room)", path=path
+            ) from None
+        raise EtwToolsError(
+            f"damaged compressed data{' in ' + repr(member) if member else ''} after {done:,} bytes: {e}",
+            path=path,
+        ) from None
 
 
 def _pick(z: zipfile.ZipFile, path: Path, member: str | None) -> zipfile.ZipInfo:
@@ -84,20 +91,29 @@ def _pick(z: zipfile.ZipFile, path: Path, member: str | None) -> zipfile.ZipInfo
     names = [i.filename for i in files]
     listing = ", ".join(names[:12]) + (f", ... ({len(names):,} in all)" if len(names) > 12 else "")
     if member is not None:
-        hits = [i for i in files if i.filename == member] or [i for i in files if Path(i.filename).name == member]
+        hits = [i for i in files if i.filename == member] or [
+            i for i in files if Path(i.filename).name == member
+        ]
         if len(hits) != 1:
-            raise EtwToolsError(f"no member {member!r} in this zip; it holds: {listing or 'nothing'}", path=path)
+            raise EtwToolsError(
+                f"no member {member!r} in this zip; it holds: {listing or 'nothing'}", path=path
+            )
         return hits[0]
     if not files:
         raise EtwToolsError("empty zip archive", path=path)
     if len(files) > 1:
-        raise EtwToolsError(f"zip archive with {len(files):,} files: name one as {path}:MEMBER, e.g. "
-                            + " or ".join(f"{path}:{n}" for n in names[:3]) + f" (it holds: {listing})", path=path)
+        raise EtwToolsError(
+            f"zip archive with {len(files):,} files: name one as {path}:MEMBER, e.g. "
+            + " or ".join(f"{path}:{n}" for n in names[:3])
+            + f" (it holds: {listing})",
+            path=path,
+        )
     return files[0]
 
 
-def extract(path: str | os.PathLike, dest: str | os.PathLike, member: str | None = None,
-            budget: int | None = None) -> Path:
+def extract(
+    path: str | os.PathLike, dest: str | os.PathLike, member: str | None = None, budget: int | None = None
+) -> Path:
     """Decompress ``path`` (gzip, or one member of a zip) into the folder ``dest``; the new file's path."""
     path, dest = Path(path), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)

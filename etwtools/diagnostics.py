@@ -1,4 +1,5 @@
 """Warnings about skipped or damaged input: see :mod:`etwtools.parsers.diagnostics` (re-exported)."""
+
 from __future__ import annotations
 
 from .parsers.diagnostics import info, log, warn

@@ -7,6 +7,7 @@ the end, and at most :data:`MAX_OPEN` at a time (the least recently written one 
 later rows go to ``<type>.part2.parquet`` and so on), each for at most :data:`MAX_GROUPS` row groups (a
 writer keeps the metadata of every row group it wrote). Memory does not grow with the input file.
 """
+
 from __future__ import annotations
 
 import os
@@ -89,7 +90,7 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
         if w.writer is None and len(open_) >= MAX_OPEN:
             open_.popitem(last=False)[1].close()
         w.write()
-        if w.writer is None:            # closed after MAX_GROUPS row groups
+        if w.writer is None:  # closed after MAX_GROUPS row groups
             open_.pop(w.path.name, None)
         else:
             open_[w.path.name] = w
@@ -110,7 +111,7 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
                     write(big)
                     if buffered <= BUDGET // 2:
                         break
-        for w in writers.values():      # the rest, one file at a time
+        for w in writers.values():  # the rest, one file at a time
             if w.parts:
                 write(w)
             w.close()

@@ -1,4 +1,5 @@
 """The chain of evidence behind one frame's attribution, as text for a support engineer (``--frame N``)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -32,8 +33,10 @@ def _event_lines(ev: pl.DataFrame, tt: int | None, chosen: int | None) -> list[s
         d = f"  frame - event {_ms(r['_d'])}" if tt is not None else ""
         mark = "   <- the event used" if chosen is not None and r["eid"] == chosen else ""
         rec = f"record {r['record']}" if r.get("record") is not None else f"event #{r['eid']}"
-        lines.append(f"      {rec}: {_t(r['t'])} {r['provider'] or ''} {r['event']} PID {r['pid']} "
-                     f"size {r['size']} {r['l_addr']}:{r['l_port']} <-> {r['r_addr']}:{r['r_port']}{d}{mark}")
+        lines.append(
+            f"      {rec}: {_t(r['t'])} {r['provider'] or ''} {r['event']} PID {r['pid']} "
+            f"size {r['size']} {r['l_addr']}:{r['l_port']} <-> {r['r_addr']}:{r['r_port']}{d}{mark}"
+        )
     if ev.height > _SHOW:
         lines.append(f"      ... and {ev.height - _SHOW:,} more (the {_SHOW} nearest in time are shown)")
     return lines
@@ -41,12 +44,20 @@ def _event_lines(ev: pl.DataFrame, tt: int | None, chosen: int | None) -> list[s
 
 def _owner_runs(ev: pl.DataFrame) -> list[str]:
     """Who owned a 4-tuple when: runs of consecutive events with the same PID."""
-    ev = ev.sort("t").with_columns((pl.col("pid") != pl.col("pid").shift(1)).fill_null(True).cum_sum().alias("_run"))
+    ev = ev.sort("t").with_columns(
+        (pl.col("pid") != pl.col("pid").shift(1)).fill_null(True).cum_sum().alias("_run")
+    )
     runs = ev.group_by("_run", maintain_order=True).agg(
-        pl.col("pid").first(), pl.col("t").min().alias("t0"), pl.col("t").max().alias("t1"), pl.len().alias("n"),
-        pl.col("kind").unique().sort().str.join(", ").alias("kinds"))
-    return [f"      PID {r['pid']}: {r['n']:,} events ({r['kinds']}) from {_t(r['t0'])} to {_t(r['t1'])}"
-            for r in runs.iter_rows(named=True)]
+        pl.col("pid").first(),
+        pl.col("t").min().alias("t0"),
+        pl.col("t").max().alias("t1"),
+        pl.len().alias("n"),
+        pl.col("kind").unique().sort().str.join(", ").alias("kinds"),
+    )
+    return [
+        f"      PID {r['pid']}: {r['n']:,} events ({r['kinds']}) from {_t(r['t0'])} to {_t(r['t1'])}"
+        for r in runs.iter_rows(named=True)
+    ]
 
 
 def explain(attr: Attribution, frame_number: int) -> str:
@@ -57,17 +68,23 @@ def explain(attr: Attribution, frame_number: int) -> str:
         first = attr.frames["frame"].min() if n else None
         last = attr.frames["frame"].max() if n else None
         return f"Frame {frame_number}: not in the capture (it has {n:,} frames, numbered {first} to {last})."
-    out = out.with_columns(pl.col("time").cast(pl.Int64).alias("_t_ns"),
-                           pl.col("event_time").cast(pl.Int64).alias("_et_ns"))
+    out = out.with_columns(
+        pl.col("time").cast(pl.Int64).alias("_t_ns"), pl.col("event_time").cast(pl.Int64).alias("_et_ns")
+    )
     row = out.row(0, named=True)
     fid = int(row["fid"])
     evidence = attr.evidence
     lines = []
-    ports = (f"{row['src_addr']}:{row['src_port']} -> {row['dst_addr']}:{row['dst_port']}"
-             if row["src_port"] is not None else f"{row['src_addr']} -> {row['dst_addr']}")
+    ports = (
+        f"{row['src_addr']}:{row['src_port']} -> {row['dst_addr']}:{row['dst_port']}"
+        if row["src_port"] is not None
+        else f"{row['src_addr']} -> {row['dst_addr']}"
+    )
     t_ns = row["_t_ns"]
-    lines.append(f"Frame {frame_number}: {row['protocol']} {ports}, {row['payload_len']} bytes of payload, "
-                 f"captured {_t(t_ns)}")
+    lines.append(
+        f"Frame {frame_number}: {row['protocol']} {ports}, {row['payload_len']} bytes of payload, "
+        f"captured {_t(t_ns)}"
+    )
     if row["pid"] is not None:
         who = f"PID {row['pid']} {row['process'] or '(name unknown)'}"
         if row["services"]:
@@ -81,8 +98,10 @@ def explain(attr: Attribution, frame_number: int) -> str:
     # 1. traced host and direction
     local = attr.local_addrs
     src = attr.local_addrs_source or "none known"
-    lines.append(f"1. Traced host's addresses ({src}): "
-                 f"{', '.join(local[:8]) + (' ...' if len(local) > 8 else '') if local else 'unknown'}.")
+    lines.append(
+        f"1. Traced host's addresses ({src}): "
+        f"{', '.join(local[:8]) + (' ...' if len(local) > 8 else '') if local else 'unknown'}."
+    )
     fr_in = row["direction"]
     if evidence is not None and evidence.direction_source(fid) == "capture":
         how = "as the capture file records it"
@@ -100,20 +119,29 @@ def explain(attr: Attribution, frame_number: int) -> str:
 
     # 2. clock
     if attr.offset_ns is None:
-        lines.append("2. Clock: no offset between capture and trace could be established, so no time-based "
-                     "match was tried.")
+        lines.append(
+            "2. Clock: no offset between capture and trace could be established, so no time-based "
+            "match was tried."
+        )
         return "\n".join(lines + _pid_lines(attr, row, None))
     tt = attr.trace_time(t_ns) if t_ns is not None else None
     if attr.offset_source == "given":
-        lines.append(f"2. Clock: capture - trace = {attr.offset_ns / NS:+.6f} s (given by the user; "
-                     f"{attr.offset_support:,} candidate matches agree with it).")
+        lines.append(
+            f"2. Clock: capture - trace = {attr.offset_ns / NS:+.6f} s (given by the user; "
+            f"{attr.offset_support:,} candidate matches agree with it)."
+        )
     else:
-        lines.append(f"2. Clock: capture - trace = {attr.estimate.describe()}, estimated from candidate "
-                     f"matches (same protocol, 5-tuple and size) voted over +-14 h.")
+        lines.append(
+            f"2. Clock: capture - trace = {attr.estimate.describe()}, estimated from candidate "
+            f"matches (same protocol, 5-tuple and size) voted over +-14 h."
+        )
         if attr.offset_support == 1:
-            lines.append("   Only one frame/event pair supports this offset: the answer rests on that single "
-                         "match.")
-    lines.append(f"   The frame on the trace's clock: {_t(tt)}. Tolerance for a match: {attr.tolerance_s:g} s.")
+            lines.append(
+                "   Only one frame/event pair supports this offset: the answer rests on that single match."
+            )
+    lines.append(
+        f"   The frame on the trace's clock: {_t(tt)}. Tolerance for a match: {attr.tolerance_s:g} s."
+    )
 
     # 3. events with this 5-tuple
     rows = evidence.orientations(fid) if evidence is not None else pl.DataFrame()
@@ -123,7 +151,7 @@ def explain(attr: Attribution, frame_number: int) -> str:
         return "\n".join(lines + _pid_lines(attr, row, tt))
     n = 3
     for o in rows.iter_rows(named=True):
-        key = (f"{o['protocol']} local {o['l_addr']}:{o['l_port']} remote {o['r_addr']}:{o['r_port']}")
+        key = f"{o['protocol']} local {o['l_addr']}:{o['l_port']} remote {o['r_addr']}:{o['r_port']}"
         same = evidence.events_like(o, "protocol", "l_addr", "l_port", "r_addr", "r_port")
         orient = "" if rows.height == 1 else f" (taking the frame as {o['odir']})"
         lines.append(f"{n}. Events with this 5-tuple{orient}, {key}: {same.height:,}")
@@ -138,13 +166,17 @@ def explain(attr: Attribution, frame_number: int) -> str:
         else:
             nopid = evidence.events_like(o, "protocol", "l_addr", "l_port", "r_addr", "r_port", usable=False)
             if nopid.height:
-                lines.append(f"   {nopid.height:,} event(s) with this 5-tuple carry no usable PID (0 or -1) and "
-                             "were left out:")
+                lines.append(
+                    f"   {nopid.height:,} event(s) with this 5-tuple carry no usable PID (0 or -1) and "
+                    "were left out:"
+                )
                 lines += _event_lines(nopid, tt, None)
             port = evidence.events_like(o, "protocol", "l_port")
             addrs = evidence.events_like(o, "l_addr", "r_addr")
-            lines.append(f"   Weaker evidence: {port.height:,} events use local {o['protocol']} port {o['l_port']}; "
-                         f"{addrs.height:,} events are between {o['l_addr']} and {o['r_addr']}.")
+            lines.append(
+                f"   Weaker evidence: {port.height:,} events use local {o['protocol']} port {o['l_port']}; "
+                f"{addrs.height:,} events are between {o['l_addr']} and {o['r_addr']}."
+            )
             if port.height:
                 lines.append("   Same local port:")
                 lines += _event_lines(port, tt, chosen)
@@ -156,8 +188,10 @@ def explain(attr: Attribution, frame_number: int) -> str:
     return "\n".join(lines + _pid_lines(attr, row, tt, n + 1))
 
 
-_RULES = {**{m.method: m.rule for m in MATCHERS},
-          "fragment": "a later IP fragment follows its first fragment."}
+_RULES = {
+    **{m.method: m.rule for m in MATCHERS},
+    "fragment": "a later IP fragment follows its first fragment.",
+}
 
 
 def _pid_lines(attr: Attribution, row: dict, tt: int | None, n: int = 4) -> list[str]:
@@ -167,8 +201,10 @@ def _pid_lines(attr: Attribution, row: dict, tt: int | None, n: int = 4) -> list
     t = row["_et_ns"] if row["_et_ns"] is not None else tt
     lines = [f"{n}. PID {pid} -> process at {_t(t)}:"]
     lines += ["   " + s for s in attr.evidence.process_history(pid, t)]
-    lines.append(f"   Result: {row['process'] or 'unknown'}"
-                 f"{', services ' + row['services'] if row['services'] else ''}.")
+    lines.append(
+        f"   Result: {row['process'] or 'unknown'}"
+        f"{', services ' + row['services'] if row['services'] else ''}."
+    )
     mine = [s for s in attr.notes if s.startswith(f"PID {pid}:")]
     for s in mine:
         lines.append(f"   Note: {s}")

@@ -1,5 +1,6 @@
 """``attribute`` with event logs among its inputs: several ``--etl`` files (Sysmon and Security logs as
 .evtx or JSON lines, and at most one kernel trace), each told apart by content, joined to one capture."""
+
 from __future__ import annotations
 
 import os
@@ -22,15 +23,25 @@ def split_inputs(paths: Sequence[PathLike]) -> tuple[PathLike | None, list[PathL
     for p in paths:
         (logs if detect(p) in EVENTLOG_KINDS else traces).append(p)
     if len(traces) > 1:
-        raise EtwToolsError(f"one kernel trace at a time ({', '.join(map(os.fspath, traces))}); event logs "
-                            f"(Sysmon, Security) may be given as many as needed")
+        raise EtwToolsError(
+            f"one kernel trace at a time ({', '.join(map(os.fspath, traces))}); event logs "
+            f"(Sysmon, Security) may be given as many as needed"
+        )
     return (traces[0] if traces else None), logs
 
 
-def attribute_with_logs(traces: Sequence[PathLike], capture: PathLike | None, tasklists: Sequence[PathLike] = (), *,
-                        tasklist_time: datetime | None = None, offset_s: float | None = None,
-                        tolerance_s: float | None = None, local_addrs: Sequence[str] | None = None,
-                        host: str | None = None, steps: Steps = no_progress) -> LogAttribution:
+def attribute_with_logs(
+    traces: Sequence[PathLike],
+    capture: PathLike | None,
+    tasklists: Sequence[PathLike] = (),
+    *,
+    tasklist_time: datetime | None = None,
+    offset_s: float | None = None,
+    tolerance_s: float | None = None,
+    local_addrs: Sequence[str] | None = None,
+    host: str | None = None,
+    steps: Steps = no_progress,
+) -> LogAttribution:
     """Attribute the frames of ``capture`` (None: the packets inside the kernel trace) from the event logs
     among ``traces`` and, when one is given, the kernel trace; ``host`` picks the host of multi-host logs."""
     from .parsers.eventlog import read_eventlog
@@ -55,8 +66,9 @@ def attribute_with_logs(traces: Sequence[PathLike], capture: PathLike | None, ta
     procs_df = with_tasklists(procs, tasklists, tasklist_time)
     dns = pl.concat([g.dns for g in read], how="vertical_relaxed")
     with steps("attributing", "frames"):
-        result = attribute_connections(frames, conns, procs_df, dns, offset_s=offset_s, host=host,
-                                       local_addrs=local_addrs)
+        result = attribute_connections(
+            frames, conns, procs_df, dns, offset_s=offset_s, host=host, local_addrs=local_addrs
+        )
     result.notes[:0] = [g.describe() for g in read]
     if tr is None:
         return result
@@ -64,7 +76,14 @@ def attribute_with_logs(traces: Sequence[PathLike], capture: PathLike | None, ta
 
     kwargs = {} if tolerance_s is None else {"tolerance_s": tolerance_s}
     with steps("attributing (kernel trace)", "frames") as bar:
-        kernel = attribute(tr.events, frames, procs_df.select([c for c in schema.PROCESSES if c in procs_df.columns]),
-                           offset_s=offset_s, local_addrs=list(local_addrs) if local_addrs else None,
-                           nic_addrs=tr.local_addresses or None, progress=bar, **kwargs)
+        kernel = attribute(
+            tr.events,
+            frames,
+            procs_df.select([c for c in schema.PROCESSES if c in procs_df.columns]),
+            offset_s=offset_s,
+            local_addrs=list(local_addrs) if local_addrs else None,
+            nic_addrs=tr.local_addresses or None,
+            progress=bar,
+            **kwargs,
+        )
     return merge_kernel(kernel, result)

@@ -5,6 +5,7 @@ one string). Tables are for people: the columns that matter most for the termina
 never), one column wrapped instead of cut, numbers in fixed point. CSV, JSON and Parquet keep every column at
 full precision.
 """
+
 from __future__ import annotations
 
 import errno
@@ -21,8 +22,14 @@ from .errors import EtwToolsError
 
 FORMATS = ("table", "csv", "json", "parquet")
 #: Output file extensions and the format each one means when -f is not given.
-EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json", ".parquet": "parquet",
-              ".txt": "table"}
+EXTENSIONS = {
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".parquet": "parquet",
+    ".txt": "table",
+}
 #: The extension each format's files get (one file per table in a folder).
 EXTENSION_OF = {"table": "txt", "csv": "csv", "json": "json", "parquet": "parquet"}
 BATCH_ROWS = 65_536
@@ -54,32 +61,142 @@ class View:
 
 VIEWS: dict[str, View] = {
     "attribute": View(
-        ("frame", "pid", "process", "confidence", "src_addr", "src_port", "dst_addr", "dst_port", "remote_name", "reason",
-         "protocol", "direction", "time", "payload_len", "method", "services", "delta_s", "event_time"),
-        wrap="reason", decimals={"delta_s": 6}, caps={"process": 24, "services": 30}),
-    "summary": View(("pid", "process", "frames", "bytes", "services", "first", "last"),
-                    caps={"process": 60, "services": 40}),
-    "events": View(("time", "event", "protocol", "pid", "process", "local_addr", "local_port", "remote_addr",
-                    "remote_port", "size", "provider", "ip_version", "connid", "seqnum", "record"),
-                   caps={"process": 24}),
-    "connections": View(("time", "event_id", "pid", "process", "protocol", "local_addr", "local_port",
-                         "remote_addr", "remote_port", "direction", "action", "host", "sensor", "user"),
-                        caps={"process": 24, "image_path": 40, "user": 30}),
-    "all_events": View(("time", "provider", "event_id", "pid", "fields", "opcode", "version", "tid", "decoder",
-                        "record"), wrap="fields"),
-    "processes": View(("pid", "image", "start", "end", "ppid", "services", "command_line", "session", "user",
-                       "source", "snapshot", "alive_at_end", "exit_status"),
-                      internal=frozenset({"unique_key", "flags", "record", "defunct"}), wrap="command_line",
-                      caps={"image": 30, "services": 40, "user": 46}),
-    "frames": View(("frame", "time", "protocol", "src_addr", "src_port", "dst_addr", "dst_port", "payload_len",
-                    "direction", "tcp_flags", "notes", "wirelen", "caplen", "interface", "fragment", "ip_version",
-                    "link_type", "tcp_seq", "ip_id"), wrap="notes"),
-    "intervals": View(("entered", "left", "duration_s", "open_at_end", "started_before_trace", "note"),
-                      wrap="note"),
+        (
+            "frame",
+            "pid",
+            "process",
+            "confidence",
+            "src_addr",
+            "src_port",
+            "dst_addr",
+            "dst_port",
+            "remote_name",
+            "reason",
+            "protocol",
+            "direction",
+            "time",
+            "payload_len",
+            "method",
+            "services",
+            "delta_s",
+            "event_time",
+        ),
+        wrap="reason",
+        decimals={"delta_s": 6},
+        caps={"process": 24, "services": 30},
+    ),
+    "summary": View(
+        ("pid", "process", "frames", "bytes", "services", "first", "last"),
+        caps={"process": 60, "services": 40},
+    ),
+    "events": View(
+        (
+            "time",
+            "event",
+            "protocol",
+            "pid",
+            "process",
+            "local_addr",
+            "local_port",
+            "remote_addr",
+            "remote_port",
+            "size",
+            "provider",
+            "ip_version",
+            "connid",
+            "seqnum",
+            "record",
+        ),
+        caps={"process": 24},
+    ),
+    "connections": View(
+        (
+            "time",
+            "event_id",
+            "pid",
+            "process",
+            "protocol",
+            "local_addr",
+            "local_port",
+            "remote_addr",
+            "remote_port",
+            "direction",
+            "action",
+            "host",
+            "sensor",
+            "user",
+        ),
+        caps={"process": 24, "image_path": 40, "user": 30},
+    ),
+    "all_events": View(
+        ("time", "provider", "event_id", "pid", "fields", "opcode", "version", "tid", "decoder", "record"),
+        wrap="fields",
+    ),
+    "processes": View(
+        (
+            "pid",
+            "image",
+            "start",
+            "end",
+            "ppid",
+            "services",
+            "command_line",
+            "session",
+            "user",
+            "source",
+            "snapshot",
+            "alive_at_end",
+            "exit_status",
+        ),
+        internal=frozenset({"unique_key", "flags", "record", "defunct"}),
+        wrap="command_line",
+        caps={"image": 30, "services": 40, "user": 46},
+    ),
+    "frames": View(
+        (
+            "frame",
+            "time",
+            "protocol",
+            "src_addr",
+            "src_port",
+            "dst_addr",
+            "dst_port",
+            "payload_len",
+            "direction",
+            "tcp_flags",
+            "notes",
+            "wirelen",
+            "caplen",
+            "interface",
+            "fragment",
+            "ip_version",
+            "link_type",
+            "tcp_seq",
+            "ip_id",
+        ),
+        wrap="notes",
+    ),
+    "intervals": View(
+        ("entered", "left", "duration_s", "open_at_end", "started_before_trace", "note"), wrap="note"
+    ),
     "syn_events": View(),
-    "syn_packets": View(("interval", "phase", "start", "end", "seconds", "syns", "syn_per_s", "answered_share",
-                         "sources", "top_sources", "attacked_ports"),
-                        decimals={"syn_per_s": 1, "answered_share": 2}, caps={"top_sources": 60}),
+    "syn_packets": View(
+        (
+            "interval",
+            "phase",
+            "start",
+            "end",
+            "seconds",
+            "syns",
+            "syn_per_s",
+            "answered_share",
+            "sources",
+            "top_sources",
+            "attacked_ports",
+        ),
+        decimals={"syn_per_s": 1, "answered_share": 2},
+        caps={"top_sources": 60},
+    ),
 }
 
 
@@ -95,8 +212,11 @@ def format_for(fmt: str | None, out: str | os.PathLike | None) -> str:
     if ext in EXTENSIONS:
         return EXTENSIONS[ext]
     what = f"the extension {ext}" if ext else "a name without extension"
-    raise EtwToolsError(f"cannot tell the output format from {what}: name it .csv, .json/.jsonl/.ndjson, "
-                        ".parquet or .txt, or give -f FORMAT", path=out)
+    raise EtwToolsError(
+        f"cannot tell the output format from {what}: name it .csv, .json/.jsonl/.ndjson, "
+        ".parquet or .txt, or give -f FORMAT",
+        path=out,
+    )
 
 
 def is_dir_target(out: str | os.PathLike) -> bool:
@@ -124,6 +244,7 @@ def terminal_width() -> int | None:
 # ---------------------------------------------------------------------------------------------------
 # cells
 
+
 def text_ready(df: pl.DataFrame) -> pl.DataFrame:
     """Full-precision text form for CSV/JSON: times as ISO 8601 with nanoseconds, nested values as text."""
     import polars as pl
@@ -144,10 +265,15 @@ def fixed_point(x: pl.Expr, decimals: int) -> pl.Expr:
     import polars as pl
 
     as_decimal = x.cast(pl.Decimal(38, decimals), strict=False).cast(pl.Utf8)
-    return (pl.when(x.is_nan()).then(pl.lit("NaN"))
-            .when(x.is_infinite()).then(pl.when(x > 0).then(pl.lit("inf")).otherwise(pl.lit("-inf")))
-            .when(x.abs() < 1e15).then(as_decimal)
-            .otherwise(x.cast(pl.Decimal(38, 0), strict=False).cast(pl.Utf8).fill_null(x.cast(pl.Utf8))))
+    return (
+        pl.when(x.is_nan())
+        .then(pl.lit("NaN"))
+        .when(x.is_infinite())
+        .then(pl.when(x > 0).then(pl.lit("inf")).otherwise(pl.lit("-inf")))
+        .when(x.abs() < 1e15)
+        .then(as_decimal)
+        .otherwise(x.cast(pl.Decimal(38, 0), strict=False).cast(pl.Utf8).fill_null(x.cast(pl.Utf8)))
+    )
 
 
 def _cell(name: str, dtype: pl.DataType, view: View) -> pl.Expr:
@@ -180,7 +306,7 @@ def _data_width(df: pl.DataFrame, name: str, view: View) -> int:
         return 26
     if dtype == pl.Boolean:
         return 5 if (~s).any() else 4
-    if dtype.is_numeric():   # widest of the smallest and largest value (and NaN/inf)
+    if dtype.is_numeric():  # widest of the smallest and largest value (and NaN/inf)
         ends = pl.DataFrame({name: [s.min(), s.max()]}, schema={name: dtype})
         w = ends.select(_cell(name, dtype, view).str.len_chars().max()).item()
         return max(w, 4 if dtype.is_float() and (s.is_nan().any() or s.is_infinite().any()) else 0)
@@ -198,18 +324,28 @@ class Layout:
     wrap: str | None
     hidden: list[str]
     right: set[str]
-    data: dict[str, int] = field(default_factory=dict)     # widest cell per column (before cutting)
+    data: dict[str, int] = field(default_factory=dict)  # widest cell per column (before cutting)
 
 
-def layout(df: pl.DataFrame, view: View | None = None, width: int | None = None, *, wide: bool = False,
-           columns: Sequence[str] | None = None) -> Layout:
+def layout(
+    df: pl.DataFrame,
+    view: View | None = None,
+    width: int | None = None,
+    *,
+    wide: bool = False,
+    columns: Sequence[str] | None = None,
+) -> Layout:
     """Choose columns by importance for ``width`` (None: no limit); ``columns`` fixes them, ``wide`` shows all."""
     view = view or View()
     right = {c for c, t in df.schema.items() if t.is_numeric()}
     data = {c: _data_width(df, c, view) for c in df.columns}
     natural = {c: max(len(c), data[c]) for c in df.columns}
-    capped = {c: max(len(c), min(data[c], view.caps.get(c, _DEFAULT_CAP))) if c != view.wrap and not wide
-              else natural[c] for c in df.columns}
+    capped = {
+        c: max(len(c), min(data[c], view.caps.get(c, _DEFAULT_CAP)))
+        if c != view.wrap and not wide
+        else natural[c]
+        for c in df.columns
+    }
     if columns is not None:
         shown = list(columns)
     else:
@@ -231,7 +367,7 @@ def layout(df: pl.DataFrame, view: View | None = None, width: int | None = None,
                 if used + reserve + need <= width or not shown:
                     shown.append(c)
                     used += need
-        if view.wrap in shown:                                 # by importance, the wrapping column last
+        if view.wrap in shown:  # by importance, the wrapping column last
             shown = [c for c in shown if c != view.wrap] + [view.wrap]
     wrap = view.wrap if shown and shown[-1] == view.wrap and not wide else None
     widths = {c: capped[c] for c in shown}
@@ -252,12 +388,15 @@ def _line(lay: Layout, schema: Mapping[str, pl.DataType], view: View) -> pl.Expr
         w = lay.widths[c]
         e = _cell(c, schema[c], view)
         if c == lay.wrap and lay.data.get(c, w + 1) > w:
-            indent = "\n" + " " * (sum(lay.widths[k] for k in lay.columns[:-1]) + len(_GAP) * (len(lay.columns) - 1))
+            indent = "\n" + " " * (
+                sum(lay.widths[k] for k in lay.columns[:-1]) + len(_GAP) * (len(lay.columns) - 1)
+            )
             pattern = rf"\S.{{0,{w - 1}}}(?:\s+|$)|\S{{{w}}}"
-            cells.append(e.str.extract_all(pattern).list.eval(pl.element().str.strip_chars_end())
-                         .list.join(indent))
+            cells.append(
+                e.str.extract_all(pattern).list.eval(pl.element().str.strip_chars_end()).list.join(indent)
+            )
             continue
-        if lay.data.get(c, w + 1) > w:   # only columns with cells wider than their width are cut
+        if lay.data.get(c, w + 1) > w:  # only columns with cells wider than their width are cut
             e = pl.when(e.str.len_chars() > w).then(e.str.slice(0, w - 1) + "…").otherwise(e)
         if c in lay.right:
             e = e.str.pad_start(w)
@@ -269,8 +408,10 @@ def _line(lay: Layout, schema: Mapping[str, pl.DataType], view: View) -> pl.Expr
 
 def _header(lay: Layout) -> bytes:
     def row(cells: list[str]) -> str:
-        out = [v.rjust(lay.widths[c]) if c in lay.right else v.ljust(lay.widths[c])
-               for c, v in zip(lay.columns, cells)]
+        out = [
+            v.rjust(lay.widths[c]) if c in lay.right else v.ljust(lay.widths[c])
+            for c, v in zip(lay.columns, cells)
+        ]
         return _GAP.join(out).rstrip()
 
     return (row(lay.columns) + "\n" + row(["-" * lay.widths[c] for c in lay.columns]) + "\n").encode()
@@ -279,9 +420,17 @@ def _header(lay: Layout) -> bytes:
 # ---------------------------------------------------------------------------------------------------
 # writers (binary streams, batch by batch)
 
-def write_table(df: pl.DataFrame, stream: IO[bytes], *, view: View | None = None, width: int | None = None,
-                wide: bool = False, columns: Sequence[str] | None = None,
-                batch_rows: int = BATCH_ROWS) -> Layout:
+
+def write_table(
+    df: pl.DataFrame,
+    stream: IO[bytes],
+    *,
+    view: View | None = None,
+    width: int | None = None,
+    wide: bool = False,
+    columns: Sequence[str] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Layout:
     """Aligned text, one row per line (the wrapping column continues on the lines under it)."""
     view = view or View()
     lay = layout(df, view, width, wide=wide, columns=columns)
@@ -294,7 +443,9 @@ def write_table(df: pl.DataFrame, stream: IO[bytes], *, view: View | None = None
     return lay
 
 
-def write_csv(df: pl.DataFrame, stream: IO[bytes], *, batch_rows: int = BATCH_ROWS, header: bool = True) -> None:
+def write_csv(
+    df: pl.DataFrame, stream: IO[bytes], *, batch_rows: int = BATCH_ROWS, header: bool = True
+) -> None:
     """CSV (with a header line unless ``header`` is False), full precision, times in ISO 8601 with nanoseconds."""
     if df.height == 0 and header:
         text_ready(df).write_csv(stream)
@@ -313,9 +464,17 @@ def write_parquet(df: pl.DataFrame, stream: IO[bytes]) -> None:
     df.write_parquet(stream)
 
 
-def write(df: pl.DataFrame, fmt: str, stream: IO[bytes], *, view: View | str | None = None,
-          width: int | None = None, wide: bool = False, columns: Sequence[str] | None = None,
-          batch_rows: int = BATCH_ROWS) -> Layout | None:
+def write(
+    df: pl.DataFrame,
+    fmt: str,
+    stream: IO[bytes],
+    *,
+    view: View | str | None = None,
+    width: int | None = None,
+    wide: bool = False,
+    columns: Sequence[str] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Layout | None:
     """Write ``df`` to the binary ``stream`` in ``fmt``; ``columns`` selects (any format); returns a table's layout."""
     if columns is not None:
         df = df.select(check_columns(df, columns))
@@ -337,13 +496,15 @@ def check_columns(df: pl.DataFrame, columns: Sequence[str]) -> list[str]:
     """``columns`` if all are in ``df``, else an error naming the unknown ones and the choices."""
     unknown = [c for c in columns if c not in df.columns]
     if unknown:
-        raise EtwToolsError(f"no column {', '.join(repr(c) for c in unknown)} in this table; it has: "
-                            f"{', '.join(df.columns)}")
+        raise EtwToolsError(
+            f"no column {', '.join(repr(c) for c in unknown)} in this table; it has: {', '.join(df.columns)}"
+        )
     return list(columns)
 
 
 # ---------------------------------------------------------------------------------------------------
 # destinations
+
 
 @contextmanager
 def _stdout_binary() -> Iterator[BinaryIO]:
@@ -374,8 +535,10 @@ def _file(path: str | os.PathLike) -> Iterator[BinaryIO]:
 def refuse_terminal(fmt: str, path: str | os.PathLike | None) -> None:
     """Parquet is binary: never to a terminal."""
     if fmt == "parquet" and path is None and sys.stdout.isatty():
-        raise EtwToolsError("Parquet is binary and stdout is a terminal: give -o FILE.parquet, or pipe it "
-                            "to a program that reads Parquet")
+        raise EtwToolsError(
+            "Parquet is binary and stdout is a terminal: give -o FILE.parquet, or pipe it "
+            "to a program that reads Parquet"
+        )
 
 
 @dataclass
@@ -386,7 +549,7 @@ class Output:
     path: str | None = None
     columns: list[str] | None = None
     wide: bool = False
-    opener: Callable[[str | os.PathLike], AbstractContextManager[BinaryIO]] | None = None   # default: open()
+    opener: Callable[[str | os.PathLike], AbstractContextManager[BinaryIO]] | None = None  # default: open()
 
     @property
     def to_terminal(self) -> bool:
@@ -399,19 +562,34 @@ class Output:
         path = path if path is not None else self.path
         refuse_terminal(self.fmt, path)
         opener = self.opener or _file
-        with (_stdout_binary() if path is None else opener(path)) as stream:  # type: ignore[operator]
+        with _stdout_binary() if path is None else opener(path) as stream:  # type: ignore[operator]
             yield stream
 
-    def write(self, df: pl.DataFrame, view: str | None = None, path: str | os.PathLike | None = None, *,
-              main: bool = True) -> None:
+    def write(
+        self,
+        df: pl.DataFrame,
+        view: str | None = None,
+        path: str | os.PathLike | None = None,
+        *,
+        main: bool = True,
+    ) -> None:
         """Write one table to ``path`` (default: -o, else stdout); --columns applies to the ``main`` table."""
         columns = self.columns if main else None
         to_stdout = path is None and self.path is None
         with self.open(path) as stream:
-            lay = write(df, self.fmt, stream, view=view, wide=self.wide, columns=columns,
-                        width=terminal_width() if to_stdout and not self.wide else None)
+            lay = write(
+                df,
+                self.fmt,
+                stream,
+                view=view,
+                wide=self.wide,
+                columns=columns,
+                width=terminal_width() if to_stdout and not self.wide else None,
+            )
         if lay is not None and lay.hidden and main and columns is None:
             shown = ", ".join(lay.hidden[:8]) + (", ..." if len(lay.hidden) > 8 else "")
             n = len(lay.hidden)
-            log.info(f"{n} column{'s' if n > 1 else ''} not shown for the width ({shown}): --wide shows all, "
-                     "--columns a,b,c picks")
+            log.info(
+                f"{n} column{'s' if n > 1 else ''} not shown for the width ({shown}): --wide shows all, "
+                "--columns a,b,c picks"
+            )

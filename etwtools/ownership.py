@@ -15,6 +15,7 @@ Steps: :func:`choose_host` (the log's host whose addresses the capture shows), :
 connection table in the form the matchers use), :func:`estimate_offset`, the matchers
 (:func:`match_tuple`, :func:`match_endpoint`; the header PID last), :func:`attribute_connections`.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -45,9 +46,28 @@ VOTE_SAMPLE = 50_000
 #: Security's EventTime has 1 s resolution and Sysmon logs a connection after its first packets.
 MIN_SLACK_NS = 2 * NS
 _SENSOR = {"sysmon": "Sysmon", "security": "Security"}
-OUT_COLUMNS = ["frame", "time", "direction", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
-               "remote_name", "payload_len", "pid", "process", "services", "user", "confidence", "method", "event_time",
-               "delta_s", "header_pid", "reason"]
+OUT_COLUMNS = [
+    "frame",
+    "time",
+    "direction",
+    "protocol",
+    "src_addr",
+    "src_port",
+    "dst_addr",
+    "dst_port",
+    "remote_name",
+    "payload_len",
+    "pid",
+    "process",
+    "services",
+    "user",
+    "confidence",
+    "method",
+    "event_time",
+    "delta_s",
+    "header_pid",
+    "reason",
+]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -63,8 +83,12 @@ def _host_address(a: str) -> bool:
         ip = ipaddress.ip_address(a)
     except ValueError:
         return False
-    return not (ip.is_unspecified or ip.is_loopback or ip.is_multicast
-                or (ip.version == 4 and str(ip).endswith(".255")))
+    return not (
+        ip.is_unspecified
+        or ip.is_loopback
+        or ip.is_multicast
+        or (ip.version == 4 and str(ip).endswith(".255"))
+    )
 
 
 @dataclass
@@ -83,8 +107,14 @@ def host_addresses(conns: pl.DataFrame) -> dict[str, list[str]]:
     host = pl.col("host").fill_null("")
     loc = conns.select(host, canonical_addr(pl.col("local_addr")).alias("a"), pl.lit(1).alias("w"))
     rem = conns.select(host, canonical_addr(pl.col("remote_addr")).alias("a"), pl.lit(-1).alias("w"))
-    rows = (pl.concat([loc, rem]).drop_nulls().group_by("host", "a").agg(pl.col("w").sum())
-            .filter(pl.col("w") > 0).sort("host", "a"))
+    rows = (
+        pl.concat([loc, rem])
+        .drop_nulls()
+        .group_by("host", "a")
+        .agg(pl.col("w").sum())
+        .filter(pl.col("w") > 0)
+        .sort("host", "a")
+    )
     out: dict[str, list[str]] = {}
     for h, a, _ in rows.iter_rows():
         if _host_address(a):
@@ -101,26 +131,37 @@ def choose_host(conns: pl.DataFrame, frames: pl.DataFrame, host: str | None = No
         want = host.lower()
         hit = [h for h in names if h.lower() == want or h.lower().split(".")[0] == want.split(".")[0]]
         if not hit:
-            raise AttributionError(f"--host {host}: the logs name no such host (they have "
-                                   f"{', '.join(names) or 'no host names'})")
+            raise AttributionError(
+                f"--host {host}: the logs name no such host (they have {', '.join(names) or 'no host names'})"
+            )
         return HostChoice(hit[0], by_host.get(hit[0], []), "given with --host")
     if not by_host:
-        return HostChoice(names[0] if len(names) == 1 else None, [], "the logs' connection events have no "
-                          "unicast local address")
+        return HostChoice(
+            names[0] if len(names) == 1 else None,
+            [],
+            "the logs' connection events have no unicast local address",
+        )
     fa = frames.select("src_addr", "dst_addr")
-    score = {h: fa.filter(pl.col("src_addr").is_in(addrs) | pl.col("dst_addr").is_in(addrs)).height
-             for h, addrs in by_host.items()}
+    score = {
+        h: fa.filter(pl.col("src_addr").is_in(addrs) | pl.col("dst_addr").is_in(addrs)).height
+        for h, addrs in by_host.items()
+    }
     ranked = sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))
     best, n = ranked[0]
     if n == 0:
-        return HostChoice(best if len(by_host) == 1 else None, by_host[best] if len(by_host) == 1 else [],
-                          "no address of the logs' hosts appears in the capture")
+        return HostChoice(
+            best if len(by_host) == 1 else None,
+            by_host[best] if len(by_host) == 1 else [],
+            "no address of the logs' hosts appears in the capture",
+        )
     if len(ranked) == 1:
         why = f"the only host in the logs; its address(es) {', '.join(by_host[best][:4])} are in {n:,} frames"
     else:
         others = "; ".join(f"{h}: {k:,}" for h, k in ranked[1:4])
-        why = (f"its address(es) {', '.join(by_host[best][:4])} are in {n:,} frames, the most of the "
-               f"{len(ranked)} hosts in the logs ({others})")
+        why = (
+            f"its address(es) {', '.join(by_host[best][:4])} are in {n:,} frames, the most of the "
+            f"{len(ranked)} hosts in the logs ({others})"
+        )
         if ranked[1][1] == n:
             why += "; a tie: give --host NAME to choose"
     return HostChoice(best, by_host[best], why)
@@ -129,7 +170,10 @@ def choose_host(conns: pl.DataFrame, frames: pl.DataFrame, host: str | None = No
 # ---------------------------------------------------------------------------------------------------
 # inputs
 
-def prepare(conns: pl.DataFrame, processes: pl.DataFrame | None = None, own: Sequence[str] = ()) -> pl.DataFrame:
+
+def prepare(
+    conns: pl.DataFrame, processes: pl.DataFrame | None = None, own: Sequence[str] = ()
+) -> pl.DataFrame:
     """Connection events with eid, ``t`` (ns on the sensor's clock), canonical protocol/addresses, an
     ``owner`` key, and PIDs filled from the processes table through ProcessGuid where the event has
     none (Sysmon events written without a ProcessId)."""
@@ -138,48 +182,93 @@ def prepare(conns: pl.DataFrame, processes: pl.DataFrame | None = None, own: Seq
     proto = pl.when(proto == "6").then(pl.lit("TCP")).when(proto == "17").then(pl.lit("UDP")).otherwise(proto)
     sensor = pl.col("sensor").fill_null("").str.to_lowercase()
     # Sysmon's own UtcTime (ms resolution) when the sensor has it for nearly every event, else the record time
-    use_st = (c.group_by(sensor.alias("s")).agg((pl.col("sensor_time").is_not_null().mean() >= 0.9).alias("u"))
-              .filter(pl.col("u"))["s"].to_list())
+    use_st = (
+        c.group_by(sensor.alias("s"))
+        .agg((pl.col("sensor_time").is_not_null().mean() >= 0.9).alias("u"))
+        .filter(pl.col("u"))["s"]
+        .to_list()
+    )
     c = c.with_columns(
-        proto.alias("protocol"), sensor.alias("sensor"),
-        pl.when(sensor.is_in(use_st)).then(pl.col("sensor_time")).otherwise(pl.col("time"))
-        .cast(pl.Int64).alias("t"),
-        canonical_addr(pl.col("local_addr")).alias("l_addr"), pl.col("local_port").cast(pl.Int32).alias("l_port"),
-        canonical_addr(pl.col("remote_addr")).alias("r_addr"), pl.col("remote_port").cast(pl.Int32).alias("r_port"),
+        proto.alias("protocol"),
+        sensor.alias("sensor"),
+        pl.when(sensor.is_in(use_st))
+        .then(pl.col("sensor_time"))
+        .otherwise(pl.col("time"))
+        .cast(pl.Int64)
+        .alias("t"),
+        canonical_addr(pl.col("local_addr")).alias("l_addr"),
+        pl.col("local_port").cast(pl.Int32).alias("l_port"),
+        canonical_addr(pl.col("remote_addr")).alias("r_addr"),
+        pl.col("remote_port").cast(pl.Int32).alias("r_port"),
         pl.col("process_guid").str.to_lowercase().str.strip_chars("{}").alias("guid"),
     )
-    c = c.with_columns(pl.when(sensor.is_in(use_st)).then(pl.lit("sensor_time")).otherwise(pl.lit("time"))
-                       .alias("clock"))
+    c = c.with_columns(
+        pl.when(sensor.is_in(use_st)).then(pl.lit("sensor_time")).otherwise(pl.lit("time")).alias("clock")
+    )
     # the host's own side is the local one, whichever way the event wrote it
     flip = pl.col("r_addr").is_in(list(own)) & ~pl.col("l_addr").is_in(list(own))
     c = c.with_columns(flip.fill_null(False).alias("flipped"))
-    c = c.with_columns(*[pl.when(pl.col("flipped")).then(pl.col(b)).otherwise(pl.col(a)).alias(a)
-                         for a, b in (("l_addr", "r_addr"), ("r_addr", "l_addr"), ("l_port", "r_port"),
-                                      ("r_port", "l_port"))])
+    c = c.with_columns(
+        *[
+            pl.when(pl.col("flipped")).then(pl.col(b)).otherwise(pl.col(a)).alias(a)
+            for a, b in (
+                ("l_addr", "r_addr"),
+                ("r_addr", "l_addr"),
+                ("l_port", "r_port"),
+                ("r_port", "l_port"),
+            )
+        ]
+    )
     if processes is not None and "process_guid" in processes.columns and c["pid"].null_count():
-        g = (processes.select(pl.col("process_guid").str.to_lowercase().str.strip_chars("{}").alias("guid"),
-                              pl.col("pid").alias("_gpid"), pl.col("image").alias("_gimg"))
-             .drop_nulls("guid").unique("guid"))
-        c = (c.join(g, on="guid", how="left")
-             .with_columns(pl.coalesce("pid", "_gpid").alias("pid"), pl.coalesce("process", "_gimg").alias("process"),
-                           (pl.col("pid").is_null() & pl.col("_gpid").is_not_null()).alias("pid_from_guid"))
-             .drop("_gpid", "_gimg").sort("eid"))
+        g = (
+            processes.select(
+                pl.col("process_guid").str.to_lowercase().str.strip_chars("{}").alias("guid"),
+                pl.col("pid").alias("_gpid"),
+                pl.col("image").alias("_gimg"),
+            )
+            .drop_nulls("guid")
+            .unique("guid")
+        )
+        c = (
+            c.join(g, on="guid", how="left")
+            .with_columns(
+                pl.coalesce("pid", "_gpid").alias("pid"),
+                pl.coalesce("process", "_gimg").alias("process"),
+                (pl.col("pid").is_null() & pl.col("_gpid").is_not_null()).alias("pid_from_guid"),
+            )
+            .drop("_gpid", "_gimg")
+            .sort("eid")
+        )
     else:
         c = c.with_columns(pl.lit(False).alias("pid_from_guid"))
     if processes is not None and processes.height and c["process"].null_count():
         c = _names_from_processes(c, processes)
     c = c.with_columns(pl.col("process").str.replace(r"^.*[\\/]", "").alias("process"))
     # PID 0 (Idle) or -1 owns no socket: a WFP drop logged before any socket was found (5152 with ProcessId 0)
-    c = c.with_columns(pl.when(pl.col("pid").is_in([0, -1, 0xFFFFFFFF])).then(pl.lit(None, pl.Int64))
-                       .otherwise(pl.col("pid")).alias("pid"),
-                       pl.col("pid").is_in([0, -1, 0xFFFFFFFF]).fill_null(False).alias("no_owner"))
+    c = c.with_columns(
+        pl.when(pl.col("pid").is_in([0, -1, 0xFFFFFFFF]))
+        .then(pl.lit(None, pl.Int64))
+        .otherwise(pl.col("pid"))
+        .alias("pid"),
+        pl.col("pid").is_in([0, -1, 0xFFFFFFFF]).fill_null(False).alias("no_owner"),
+    )
     # who owns: the PID, else the process instance (ProcessGuid), else the image name
-    c = c.with_columns(pl.coalesce(pl.col("pid").cast(pl.Utf8), pl.col("guid"),
-                                   pl.col("process").str.to_lowercase()).alias("owner"))
-    usable = (pl.col("protocol").is_in(["TCP", "UDP"]) & pl.col("t").is_not_null() & pl.col("l_port").is_not_null()
-              & (pl.col("owner").is_not_null() | pl.col("no_owner")))
-    tuple_ok = (pl.col("r_addr").is_not_null() & (pl.col("r_port").fill_null(0) > 0)
-                & ~pl.col("r_addr").is_in(["0.0.0.0", "::"]))
+    c = c.with_columns(
+        pl.coalesce(pl.col("pid").cast(pl.Utf8), pl.col("guid"), pl.col("process").str.to_lowercase()).alias(
+            "owner"
+        )
+    )
+    usable = (
+        pl.col("protocol").is_in(["TCP", "UDP"])
+        & pl.col("t").is_not_null()
+        & pl.col("l_port").is_not_null()
+        & (pl.col("owner").is_not_null() | pl.col("no_owner"))
+    )
+    tuple_ok = (
+        pl.col("r_addr").is_not_null()
+        & (pl.col("r_port").fill_null(0) > 0)
+        & ~pl.col("r_addr").is_in(["0.0.0.0", "::"])
+    )
     return c.filter(usable).with_columns(tuple_ok.alias("has_tuple"))
 
 
@@ -188,15 +277,24 @@ def _names_from_processes(c: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFr
     (:func:`~etwtools.parsers.lifetimes.process_at`), among the event's host's processes first, else among
     all. Only instances with an image count, and a log's instance keeps its name after its end."""
     host = pl.col("host") if "host" in processes.columns else pl.lit(None, pl.Utf8)
-    p = processes.select(pl.col("pid").cast(pl.Int64), "image", pl.col("start").cast(pl.Int64),
-                         pl.lit(None, pl.Int64).alias("end"), host.alias("host")).drop_nulls(["pid", "image"])
-    need = c.filter(pl.col("process").is_null() & pl.col("pid").is_not_null()).select("eid", "pid", "t", "host")
+    p = processes.select(
+        pl.col("pid").cast(pl.Int64),
+        "image",
+        pl.col("start").cast(pl.Int64),
+        pl.lit(None, pl.Int64).alias("end"),
+        host.alias("host"),
+    ).drop_nulls(["pid", "image"])
+    need = c.filter(pl.col("process").is_null() & pl.col("pid").is_not_null()).select(
+        "eid", "pid", "t", "host"
+    )
     if not need.height or not p.height:
         return c
     found = need.select("eid", process_at(need, p, time="t")["image"].alias("_any"))
-    per_host = [q.select("eid", process_at(q, p.filter(pl.col("host") == h), time="t")["image"].alias("_img"))
-                for h in p["host"].drop_nulls().unique().sort()
-                if (q := need.filter(pl.col("host") == h)).height]
+    per_host = [
+        q.select("eid", process_at(q, p.filter(pl.col("host") == h), time="t")["image"].alias("_img"))
+        for h in p["host"].drop_nulls().unique().sort()
+        if (q := need.filter(pl.col("host") == h)).height
+    ]
     if per_host:
         found = found.join(pl.concat(per_host), on="eid", how="left")
     names = found.select("eid", pl.coalesce(*(["_img"] if per_host else []), "_any").alias("_img"))
@@ -207,22 +305,40 @@ def _names_from_processes(c: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFr
 def orient(frames: pl.DataFrame, local: Sequence[str]) -> pl.DataFrame:
     """TCP/UDP frames from or to one of ``local`` with fid, t and the (local, remote) 5-tuple; ``odir``
     out when the local address is the source. A frame between two local addresses is oriented both ways."""
-    fr = schema.conform(frames, schema.FRAMES).with_row_index("fid").with_columns(pl.col("fid").cast(pl.Int64))
-    base = fr.filter(pl.col("protocol").is_in(["TCP", "UDP"]) & pl.col("src_port").is_not_null()
-                     & pl.col("time").is_not_null())
+    fr = (
+        schema.conform(frames, schema.FRAMES).with_row_index("fid").with_columns(pl.col("fid").cast(pl.Int64))
+    )
+    base = fr.filter(
+        pl.col("protocol").is_in(["TCP", "UDP"])
+        & pl.col("src_port").is_not_null()
+        & pl.col("time").is_not_null()
+    )
     loc = list(local)
     cols = ["fid", pl.col("time").cast(pl.Int64).alias("t"), "protocol", "tcp_flags"]
     out = base.filter(pl.col("src_addr").is_in(loc)).select(
-        *cols, pl.col("src_addr").alias("l_addr"), pl.col("src_port").alias("l_port"),
-        pl.col("dst_addr").alias("r_addr"), pl.col("dst_port").alias("r_port"), pl.lit("out").alias("odir"))
+        *cols,
+        pl.col("src_addr").alias("l_addr"),
+        pl.col("src_port").alias("l_port"),
+        pl.col("dst_addr").alias("r_addr"),
+        pl.col("dst_port").alias("r_port"),
+        pl.lit("out").alias("odir"),
+    )
     inn = base.filter(pl.col("dst_addr").is_in(loc)).select(
-        *cols, pl.col("dst_addr").alias("l_addr"), pl.col("dst_port").alias("l_port"),
-        pl.col("src_addr").alias("r_addr"), pl.col("src_port").alias("r_port"), pl.lit("in").alias("odir"))
-    return pl.concat([out, inn]).with_columns(pl.col("l_port").cast(pl.Int32), pl.col("r_port").cast(pl.Int32))
+        *cols,
+        pl.col("dst_addr").alias("l_addr"),
+        pl.col("dst_port").alias("l_port"),
+        pl.col("src_addr").alias("r_addr"),
+        pl.col("src_port").alias("r_port"),
+        pl.lit("in").alias("odir"),
+    )
+    return pl.concat([out, inn]).with_columns(
+        pl.col("l_port").cast(pl.Int32), pl.col("r_port").cast(pl.Int32)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # clock offset
+
 
 @dataclass
 class LogOffset:
@@ -230,25 +346,30 @@ class LogOffset:
 
     sensor: str
     offset_ns: int | None
-    support: int = 0           # matched 5-tuples whose first frame lies within the winning window
-    candidates: int = 0        # logged 5-tuples seen in the capture
-    runner_up: int = 0         # support of the best window at least 5 s away
-    spread_ns: int = 0         # largest |diff - offset| among the supporters
+    support: int = 0  # matched 5-tuples whose first frame lies within the winning window
+    candidates: int = 0  # logged 5-tuples seen in the capture
+    runner_up: int = 0  # support of the best window at least 5 s away
+    spread_ns: int = 0  # largest |diff - offset| among the supporters
     source: str = "estimated"  # estimated / given / none
-    clock: str = "time"        # the event column used: time (record time) or sensor_time (Sysmon UtcTime)
+    clock: str = "time"  # the event column used: time (record time) or sensor_time (Sysmon UtcTime)
 
     def describe(self) -> str:
         name = _SENSOR.get(self.sensor, self.sensor)
         if self.offset_ns is None:
-            return (f"{name}: no clock offset could be established ({self.candidates:,} logged 5-tuples seen "
-                    f"in the capture); only 5-tuples with a single owner in the log are attributed")
+            return (
+                f"{name}: no clock offset could be established ({self.candidates:,} logged 5-tuples seen "
+                f"in the capture); only 5-tuples with a single owner in the log are attributed"
+            )
         clock = "Sysmon UtcTime" if self.clock == "sensor_time" else "record time"
         if self.source == "given":
             return f"{name}: clock offset capture - log ({clock}) {_dur(self.offset_ns)} (given)"
-        return (f"{name}: clock offset capture - log ({clock}) {_dur(self.offset_ns)} (estimated: the first "
-                f"frames of {self.support:,} of {self.candidates:,} logged 5-tuples agree within "
-                f"{self.spread_ns / NS:.2f} s" + (f"; the next best offset has {self.runner_up:,}"
-                                                  if self.runner_up else "") + ")")
+        return (
+            f"{name}: clock offset capture - log ({clock}) {_dur(self.offset_ns)} (estimated: the first "
+            f"frames of {self.support:,} of {self.candidates:,} logged 5-tuples agree within "
+            f"{self.spread_ns / NS:.2f} s"
+            + (f"; the next best offset has {self.runner_up:,}" if self.runner_up else "")
+            + ")"
+        )
 
 
 def _dur(ns: int) -> str:
@@ -256,7 +377,9 @@ def _dur(ns: int) -> str:
     ms = round(abs(ns) / 1_000_000)
     h, rem = divmod(ms, 3_600_000)
     m, rem = divmod(rem, 60_000)
-    return f"{'-' if ns < 0 else '+'}{h} h {m:02d} min {rem // 1000:02d}.{rem % 1000:03d} s ({ns / NS:+.3f} s)"
+    return (
+        f"{'-' if ns < 0 else '+'}{h} h {m:02d} min {rem // 1000:02d}.{rem % 1000:03d} s ({ns / NS:+.3f} s)"
+    )
 
 
 def estimate_offset(of: pl.DataFrame, ev: pl.DataFrame, sensor: str) -> LogOffset:
@@ -269,8 +392,11 @@ def estimate_offset(of: pl.DataFrame, ev: pl.DataFrame, sensor: str) -> LogOffse
     tup = ev.filter(pl.col("has_tuple"))
     first_ev = tup.group_by(key).agg(pl.col("t").min().alias("te"))
     syn = ((pl.col("tcp_flags").fill_null(0).cast(pl.Int32) & 0x12) == 0x02) & (pl.col("protocol") == "TCP")
-    ff = (of.join(first_ev.select(key), on=key, how="semi")
-          .group_by(key).agg(pl.col("t").min().alias("tf"), pl.col("t").filter(syn).min().alias("ts")))
+    ff = (
+        of.join(first_ev.select(key), on=key, how="semi")
+        .group_by(key)
+        .agg(pl.col("t").min().alias("tf"), pl.col("t").filter(syn).min().alias("ts"))
+    )
     m = ff.join(first_ev, on=key).select((pl.coalesce("ts", "tf") - pl.col("te")).alias("d"))
     m = m.filter(pl.col("d").abs() <= WINDOW_NS)
     n = m.height
@@ -285,19 +411,34 @@ def estimate_offset(of: pl.DataFrame, ev: pl.DataFrame, sensor: str) -> LogOffse
     win = {b: lookup.get(b - 1, 0) + c + lookup.get(b + 1, 0) for b, c in lookup.items()}
     best = max(win, key=lambda b: (win[b], lookup[b], -abs(b)))
     lo, hi = (best - 1) * BIN_NS, (best + 2) * BIN_NS
-    inl = d_all[(d_all >= lo) & (d_all < hi)]                 # verify over all
+    inl = d_all[(d_all >= lo) & (d_all < hi)]  # verify over all
     off = int(np.median(inl))
     far = [w for b, w in win.items() if abs(b - best) > 5]
-    return LogOffset(sensor, off, support=len(inl), candidates=n, runner_up=max(far, default=0),
-                     spread_ns=int(np.abs(inl - off).max()), clock=clock)
+    return LogOffset(
+        sensor,
+        off,
+        support=len(inl),
+        candidates=n,
+        runner_up=max(far, default=0),
+        spread_ns=int(np.abs(inl - off).max()),
+        clock=clock,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # matchers: candidate rows fid, odir, eid, rank, method, gap (frame minus event on the log's clock),
 # single (the key has one owner in the log), prev_owner (the owner before, when it changed)
 
-_CAND = {"fid": pl.Int64, "odir": pl.Utf8, "eid": pl.Int64, "rank": pl.Int8, "method": pl.Utf8,
-         "gap": pl.Int64, "single": pl.Boolean, "changed": pl.Boolean}
+_CAND = {
+    "fid": pl.Int64,
+    "odir": pl.Utf8,
+    "eid": pl.Int64,
+    "rank": pl.Int8,
+    "method": pl.Utf8,
+    "gap": pl.Int64,
+    "single": pl.Boolean,
+    "changed": pl.Boolean,
+}
 
 
 def _empty() -> pl.DataFrame:
@@ -309,49 +450,100 @@ def _owner_runs(ev: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     of its key with another owner; null when none)."""
     e = ev.select(keys + ["eid", "t", "owner"]).sort(keys + ["t", "eid"])
     n_owner = e.group_by(keys).agg(pl.col("owner").n_unique().alias("_n"))
-    new = pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(1)) for k in keys + ["owner"]]).fill_null(True)
+    new = pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(1)) for k in keys + ["owner"]]).fill_null(
+        True
+    )
     e = e.with_columns(new.cast(pl.Int64).cum_sum().alias("_run"))
     runs = e.group_by("_run").agg(*[pl.col(k).first() for k in keys], pl.col("t").min().alias("_t0"))
     nxt = runs.select(keys + [(pl.col("_run") - 1).alias("_run"), pl.col("_t0").alias("until")])
-    return (e.join(nxt, on=keys + ["_run"], how="left", nulls_equal=True)
-            .join(n_owner, on=keys, how="left", nulls_equal=True)
-            .select("eid", "until", (pl.col("_n") == 1).alias("single")))
+    return (
+        e.join(nxt, on=keys + ["_run"], how="left", nulls_equal=True)
+        .join(n_owner, on=keys, how="left", nulls_equal=True)
+        .select("eid", "until", (pl.col("_n") == 1).alias("single"))
+    )
 
 
-def _match(left: pl.DataFrame, ev: pl.DataFrame, keys: list[str], offset_ns: int | None, slack: int,
-           method: str, rank_single: int, rank_near: int, rank_far: int) -> pl.DataFrame:
+def _match(
+    left: pl.DataFrame,
+    ev: pl.DataFrame,
+    keys: list[str],
+    offset_ns: int | None,
+    slack: int,
+    method: str,
+    rank_single: int,
+    rank_near: int,
+    rank_far: int,
+) -> pl.DataFrame:
     """Owner of ``keys`` at each frame's time: the latest event of the key at most ``slack`` after the
     frame (on the log's clock), else the first one after; without an offset only keys with one owner."""
     if not left.height or not ev.height:
         return _empty()
     runs = _owner_runs(ev, keys)
-    r = (ev.select(keys + ["eid", "t"]).join(runs, on="eid").sort("t"))
+    r = ev.select(keys + ["eid", "t"]).join(runs, on="eid").sort("t")
     if offset_ns is None:
         one = r.filter(pl.col("single")).sort("t").unique(keys, keep="first")
         m = left.join(one, on=keys, how="inner").with_columns(pl.lit(None, pl.Int64).alias("gap"))
-        return m.select("fid", "odir", "eid", pl.lit(rank_single, pl.Int8).alias("rank"),
-                        pl.lit(method).alias("method"), "gap", "single", pl.lit(False).alias("changed"))
+        return m.select(
+            "fid",
+            "odir",
+            "eid",
+            pl.lit(rank_single, pl.Int8).alias("rank"),
+            pl.lit(method).alias("method"),
+            "gap",
+            "single",
+            pl.lit(False).alias("changed"),
+        )
     lt = left.with_columns((pl.col("t") - offset_ns + slack).alias("_q")).sort("_q")
-    rr = r.select(keys + [pl.col("t").alias("_on"), pl.col("eid").alias("p_eid"), pl.col("until").alias("p_until"),
-                          pl.col("single").alias("p_single")])
+    rr = r.select(
+        keys
+        + [
+            pl.col("t").alias("_on"),
+            pl.col("eid").alias("p_eid"),
+            pl.col("until").alias("p_until"),
+            pl.col("single").alias("p_single"),
+        ]
+    )
     m = lt.join_asof(rr, left_on="_q", right_on="_on", by=keys, strategy="backward", check_sortedness=False)
-    rn = r.select(keys + [pl.col("t").alias("_on"), pl.col("eid").alias("n_eid"), pl.col("single").alias("n_single")])
-    m = m.join_asof(rn, left_on="_q", right_on="_on", by=keys, strategy="forward", check_sortedness=False,
-                    allow_exact_matches=False)
+    rn = r.select(
+        keys + [pl.col("t").alias("_on"), pl.col("eid").alias("n_eid"), pl.col("single").alias("n_single")]
+    )
+    m = m.join_asof(
+        rn,
+        left_on="_q",
+        right_on="_on",
+        by=keys,
+        strategy="forward",
+        check_sortedness=False,
+        allow_exact_matches=False,
+    )
     m = m.filter(pl.col("p_eid").is_not_null() | pl.col("n_eid").is_not_null())
     tt = pl.col("t") - offset_ns
     take_p = pl.col("p_eid").is_not_null()
-    m = m.with_columns(pl.when(take_p).then(pl.col("p_eid")).otherwise(pl.col("n_eid")).alias("eid"),
-                       pl.when(take_p).then(pl.col("p_single")).otherwise(pl.col("n_single")).alias("single"))
+    m = m.with_columns(
+        pl.when(take_p).then(pl.col("p_eid")).otherwise(pl.col("n_eid")).alias("eid"),
+        pl.when(take_p).then(pl.col("p_single")).otherwise(pl.col("n_single")).alias("single"),
+    )
     m = m.join(ev.select("eid", pl.col("t").alias("e_t")), on="eid", how="left")
     gap = tt - pl.col("e_t")
     # an owner taken over later (``until``) is not a concern here: the event chosen is the latest one at
     # most ``slack`` after the frame, so any other owner's event comes after the frame
-    rank = (pl.when(pl.col("single")).then(rank_single)
-            .when(take_p & (gap <= MEDIUM_HORIZON_NS)).then(rank_near)
-            .otherwise(rank_far))
-    return m.select("fid", "odir", "eid", rank.cast(pl.Int8).alias("rank"), pl.lit(method).alias("method"),
-                    gap.alias("gap"), "single", (~pl.col("single")).alias("changed"))
+    rank = (
+        pl.when(pl.col("single"))
+        .then(rank_single)
+        .when(take_p & (gap <= MEDIUM_HORIZON_NS))
+        .then(rank_near)
+        .otherwise(rank_far)
+    )
+    return m.select(
+        "fid",
+        "odir",
+        "eid",
+        rank.cast(pl.Int8).alias("rank"),
+        pl.lit(method).alias("method"),
+        gap.alias("gap"),
+        "single",
+        (~pl.col("single")).alias("changed"),
+    )
 
 
 def match_tuple(of: pl.DataFrame, ev: pl.DataFrame, offset_ns: int | None, slack: int) -> pl.DataFrame:
@@ -367,8 +559,9 @@ def match_endpoint(of: pl.DataFrame, ev: pl.DataFrame, offset_ns: int | None, sl
     event names: a bind, a listen, or a connection of the same socket to another remote end."""
     keys = ["protocol", "l_port"]
     e = ev
-    m = _match(of.select("fid", "odir", "t", *keys, "l_addr"), e, keys, offset_ns, slack, "local-endpoint",
-               2, 2, 1)
+    m = _match(
+        of.select("fid", "odir", "t", *keys, "l_addr"), e, keys, offset_ns, slack, "local-endpoint", 2, 2, 1
+    )
     if not m.height:
         return m
     # the event's local address must be the frame's, or the wildcard
@@ -381,6 +574,7 @@ def match_endpoint(of: pl.DataFrame, ev: pl.DataFrame, offset_ns: int | None, sl
 # ---------------------------------------------------------------------------------------------------
 # the answer
 
+
 @dataclass
 class LogAttribution(Answered):
     """Every frame's owner from the event logs, with the offsets, the host choice and notes."""
@@ -391,17 +585,19 @@ class LogAttribution(Answered):
     host: HostChoice
     local_addrs: list[str]
     notes: list[str] = field(default_factory=list)
-    header_pid_agreement: tuple[int, int] = (0, 0)   # (agreeing, compared)
-    kernel_offset: str | None = None                  # the kernel trace's offset line, when one was merged
-    _sizes: pl.DataFrame | None = field(default=None, repr=False)   # wirelen, caplen per frame (summary bytes)
+    header_pid_agreement: tuple[int, int] = (0, 0)  # (agreeing, compared)
+    kernel_offset: str | None = None  # the kernel trace's offset line, when one was merged
+    _sizes: pl.DataFrame | None = field(default=None, repr=False)  # wirelen, caplen per frame (summary bytes)
     _events: pl.DataFrame | None = field(default=None, repr=False)
     _match: pl.DataFrame | None = field(default=None, repr=False)
 
     def why_none(self) -> str:
         if not self.local_addrs:
             return f"no host of the logs could be matched to the capture ({self.host.why})"
-        return ("no frame's 5-tuple or local endpoint appears in the logs' connection events "
-                f"(host {self.host.host}: {', '.join(self.local_addrs[:4])})")
+        return (
+            "no frame's 5-tuple or local endpoint appears in the logs' connection events "
+            f"(host {self.host.host}: {', '.join(self.local_addrs[:4])})"
+        )
 
     def describe_offset(self) -> str:
         """One line per sensor (and the kernel trace): the clock offset used and what supports it."""
@@ -415,20 +611,30 @@ class LogAttribution(Answered):
         agree, n = self.header_pid_agreement
         if not n:
             return None
-        return (f"the capture's header PIDs (ETW event header, etl2pcapng/pktmon) agree with the answer for "
-                f"{agree:,} of {n:,} attributed frames that carry one ({100 * agree / n:.1f} %)")
+        return (
+            f"the capture's header PIDs (ETW event header, etl2pcapng/pktmon) agree with the answer for "
+            f"{agree:,} of {n:,} attributed frames that carry one ({100 * agree / n:.1f} %)"
+        )
 
     def explain(self, frame_number: int) -> str:
         row = self.frames.filter(pl.col("frame") == frame_number)
         if not row.height:
-            raise AttributionError(f"frame {frame_number} is not in the capture (it has {self.frames.height:,} frames)")
+            raise AttributionError(
+                f"frame {frame_number} is not in the capture (it has {self.frames.height:,} frames)"
+            )
         r = row.row(0, named=True)
-        lines = [(f"frame {frame_number}: {r['protocol']} {r['src_addr']}:{r['src_port']} -> "
-                 f"{r['dst_addr']}:{r['dst_port']} at {r['time']} ({r['direction']})")]
+        lines = [
+            (
+                f"frame {frame_number}: {r['protocol']} {r['src_addr']}:{r['src_port']} -> "
+                f"{r['dst_addr']}:{r['dst_port']} at {r['time']} ({r['direction']})"
+            )
+        ]
         if r["remote_name"]:
             lines.append(f"  remote name (Sysmon DNS query): {r['remote_name']}")
-        lines.append(f"  answer: PID {r['pid']} {r['process'] or ''} user {r['user'] or '?'}, confidence "
-                     f"{r['confidence']}, method {r['method']}")
+        lines.append(
+            f"  answer: PID {r['pid']} {r['process'] or ''} user {r['user'] or '?'}, confidence "
+            f"{r['confidence']}, method {r['method']}"
+        )
         lines.append(f"  reason: {r['reason']}")
         lines.append(f"  {self.describe_host()}")
         for o in self.offsets:
@@ -446,18 +652,30 @@ def _event_text(prefix: str = "") -> pl.Expr:
     p = prefix
     # a blocked connection or dropped packet (5157, 5152) still names the socket's process: say what it was
     blocked = pl.col(p + "action").is_in(["blocked", "dropped"]).fill_null(False)
-    return pl.format("{} event {} (record {}{}) of PID {} {}{}",
-                     pl.col(p + "sensor").replace_strict(_SENSOR, default=pl.col(p + "sensor")),
-                     pl.col(p + "event_id").cast(pl.Utf8), pl.col(p + "record").cast(pl.Utf8).fill_null("?"),
-                     pl.when(blocked).then(pl.format(", {}", pl.col(p + "action"))).otherwise(pl.lit("")),
-                     pl.col(p + "pid").cast(pl.Utf8).fill_null("?"), pl.col(p + "process").fill_null("?"),
-                     pl.when(pl.col(p + "user").is_not_null()).then(pl.format(" ({})", pl.col(p + "user")))
-                     .otherwise(pl.lit("")))
+    return pl.format(
+        "{} event {} (record {}{}) of PID {} {}{}",
+        pl.col(p + "sensor").replace_strict(_SENSOR, default=pl.col(p + "sensor")),
+        pl.col(p + "event_id").cast(pl.Utf8),
+        pl.col(p + "record").cast(pl.Utf8).fill_null("?"),
+        pl.when(blocked).then(pl.format(", {}", pl.col(p + "action"))).otherwise(pl.lit("")),
+        pl.col(p + "pid").cast(pl.Utf8).fill_null("?"),
+        pl.col(p + "process").fill_null("?"),
+        pl.when(pl.col(p + "user").is_not_null())
+        .then(pl.format(" ({})", pl.col(p + "user")))
+        .otherwise(pl.lit("")),
+    )
 
 
-def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, processes: pl.DataFrame | None = None,
-                          dns: pl.DataFrame | None = None, *, offset_s: float | None = None,
-                          host: str | None = None, local_addrs: Sequence[str] | None = None) -> LogAttribution:
+def attribute_connections(
+    frames: pl.DataFrame,
+    connections: pl.DataFrame,
+    processes: pl.DataFrame | None = None,
+    dns: pl.DataFrame | None = None,
+    *,
+    offset_s: float | None = None,
+    host: str | None = None,
+    local_addrs: Sequence[str] | None = None,
+) -> LogAttribution:
     """Attribute every frame (FRAMES, optionally with ``header_pid``/``header_tid``) from connection events
     (CONNECTIONS: Sysmon 3, Security 5156/5158/5154/5157), PIDs through ProcessGuid from ``processes``
     (Sysmon 1 rows with ``process_guid``) when an event has none, and remote names from ``dns`` (Sysmon 22).
@@ -468,10 +686,12 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     """
     import math
 
-    if offset_s is not None and not (isinstance(offset_s, (int, float)) and math.isfinite(offset_s)
-                                     and abs(offset_s) <= 3_155_760_000):
-        raise AttributionError(f"the clock offset must be a finite number of seconds within a century, "
-                               f"not {offset_s!r}")
+    if offset_s is not None and not (
+        isinstance(offset_s, (int, float)) and math.isfinite(offset_s) and abs(offset_s) <= 3_155_760_000
+    ):
+        raise AttributionError(
+            f"the clock offset must be a finite number of seconds within a century, not {offset_s!r}"
+        )
     frames = frames if frames is not None else schema.empty(schema.FRAMES)
     conns = schema.conform(connections if connections is not None else schema.empty(CONNECTIONS), CONNECTIONS)
     notes: list[str] = []
@@ -486,27 +706,42 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     ev = prepare(conns, processes, local)
     n_flip = int(ev["flipped"].sum()) if ev.height else 0
     if n_flip:
-        notes.append(f"{n_flip:,} connection events name the host's address as the remote end; read the other "
-                     f"way round")
+        notes.append(
+            f"{n_flip:,} connection events name the host's address as the remote end; read the other "
+            f"way round"
+        )
     n_guid = int(ev["pid_from_guid"].sum()) if ev.height else 0
     if n_guid:
-        notes.append(f"{n_guid:,} connection events carry no ProcessId: their PID comes from the Sysmon process "
-                     f"create event with the same ProcessGuid")
+        notes.append(
+            f"{n_guid:,} connection events carry no ProcessId: their PID comes from the Sysmon process "
+            f"create event with the same ProcessGuid"
+        )
     n_idle = int(ev["no_owner"].sum()) if ev.height else 0
     if n_idle:
-        notes.append(f"{n_idle:,} connection events name PID 0 or -1 (no process: a packet dropped before any "
-                     f"socket took it) and give no owner")
+        notes.append(
+            f"{n_idle:,} connection events name PID 0 or -1 (no process: a packet dropped before any "
+            f"socket took it) and give no owner"
+        )
     ev = ev.filter(pl.col("owner").is_not_null())
     nopid = ev.filter(pl.col("pid").is_null()).height
     if nopid:
-        notes.append(f"{nopid:,} connection events have no PID (none in the event and no process create event "
-                     f"with their ProcessGuid): they name the process only")
+        notes.append(
+            f"{nopid:,} connection events have no PID (none in the event and no process create event "
+            f"with their ProcessGuid): they name the process only"
+        )
     of = orient(frames, local)
-    tuples = (ev.filter(pl.col("has_tuple")).select(KEY).unique().with_row_index(KID)
-              .with_columns(pl.col(KID).cast(pl.Int64)))
+    tuples = (
+        ev.filter(pl.col("has_tuple"))
+        .select(KEY)
+        .unique()
+        .with_row_index(KID)
+        .with_columns(pl.col(KID).cast(pl.Int64))
+    )
     ev = ev.join(tuples, on=KEY, how="left", nulls_equal=True).sort("eid")
     of = of.join(tuples, on=KEY, how="left")
-    fr = schema.conform(frames, schema.FRAMES).with_row_index("fid").with_columns(pl.col("fid").cast(pl.Int64))
+    fr = (
+        schema.conform(frames, schema.FRAMES).with_row_index("fid").with_columns(pl.col("fid").cast(pl.Int64))
+    )
 
     offsets: list[LogOffset] = []
     cands = [_empty()]
@@ -514,11 +749,14 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
         e = ev.filter(pl.col("sensor") == sensor)
         est = estimate_offset(of, e, sensor)
         if offset_s is not None:
-            off = LogOffset(sensor, round(offset_s * NS), source="given", clock=est.clock,
-                            candidates=est.candidates)
+            off = LogOffset(
+                sensor, round(offset_s * NS), source="given", clock=est.clock, candidates=est.candidates
+            )
             if est.offset_ns is not None and abs(est.offset_ns - off.offset_ns) > 5 * NS:
-                notes.append(f"the given offset differs from the one the {_SENSOR.get(sensor, sensor)} events "
-                             f"suggest: {est.describe()}")
+                notes.append(
+                    f"the given offset differs from the one the {_SENSOR.get(sensor, sensor)} events "
+                    f"suggest: {est.describe()}"
+                )
         else:
             off = est
         offsets.append(off)
@@ -532,77 +770,161 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
     cand = pl.concat(cands, how="vertical_relaxed")
     # the best candidate per frame and sensor, then across sensors
     order = ["fid", "rank", "_tuple", "_absgap"]
-    cand = cand.with_columns((pl.col("method") == "5-tuple").alias("_tuple"),
-                             pl.col("gap").abs().fill_null(0).alias("_absgap"))
+    cand = cand.with_columns(
+        (pl.col("method") == "5-tuple").alias("_tuple"), pl.col("gap").abs().fill_null(0).alias("_absgap")
+    )
     cand = cand.sort(order, descending=[False, True, True, False])
     per = cand.unique(["fid", "sensor"], keep="first", maintain_order=True)
     best = per.unique("fid", keep="first", maintain_order=True)
     cand = None
-    evx = ev.select("eid", "sensor", "event_id", "record", "pid", "process", "user", "owner", "t", "action",
-                    "pid_from_guid", "l_addr", "l_port")
+    evx = ev.select(
+        "eid",
+        "sensor",
+        "event_id",
+        "record",
+        "pid",
+        "process",
+        "user",
+        "owner",
+        "t",
+        "action",
+        "pid_from_guid",
+        "l_addr",
+        "l_port",
+    )
     best = best.join(evx.drop("sensor"), on="eid", how="left")
-    other = (per.join(best.select("fid", pl.col("sensor").alias("_bs")), on="fid")
-             .filter(pl.col("sensor") != pl.col("_bs"))
-             .join(evx.rename({c: "o_" + c for c in evx.columns}), left_on="eid", right_on="o_eid")
-             .select("fid", pl.col("eid").alias("o_eid"), pl.col("rank").alias("o_rank"),
-                     pl.col("method").alias("o_method"),
-                     *[pl.col("o_" + c) for c in ["sensor", "event_id", "record", "pid", "process", "user", "owner",
-                                                   "action"]]))
+    other = (
+        per.join(best.select("fid", pl.col("sensor").alias("_bs")), on="fid")
+        .filter(pl.col("sensor") != pl.col("_bs"))
+        .join(evx.rename({c: "o_" + c for c in evx.columns}), left_on="eid", right_on="o_eid")
+        .select(
+            "fid",
+            pl.col("eid").alias("o_eid"),
+            pl.col("rank").alias("o_rank"),
+            pl.col("method").alias("o_method"),
+            *[
+                pl.col("o_" + c)
+                for c in ["sensor", "event_id", "record", "pid", "process", "user", "owner", "action"]
+            ],
+        )
+    )
     best = best.join(other, on="fid", how="left")
     same_image = pl.col("process").str.to_lowercase() == pl.col("o_process").str.to_lowercase()
     pid_unknown = pl.col("pid").is_null() | pl.col("o_pid").is_null()
-    disagree = (pl.col("o_owner").is_not_null() & (pl.col("o_rank") >= 2) & (pl.col("o_owner") != pl.col("owner"))
-                & ~(pid_unknown & same_image.fill_null(False)))
-    best = best.with_columns(disagree.fill_null(False).alias("_dis"),
-                             (pl.col("pid").is_null() & pl.col("o_pid").is_not_null()
-                              & same_image.fill_null(False)).alias("_borrow"))
-    best = best.with_columns(pl.when(pl.col("_borrow")).then(pl.col("o_pid")).otherwise(pl.col("pid")).alias("pid"),
-                             pl.when(~pl.col("_dis")).then(pl.coalesce("user", "o_user")).otherwise(pl.col("user"))
-                             .alias("user"))
-    best = best.with_columns(pl.when(pl.col("_dis") & (pl.col("rank") > 2)).then(pl.lit(2, pl.Int8))
-                             .otherwise(pl.col("rank")).alias("rank"))
+    disagree = (
+        pl.col("o_owner").is_not_null()
+        & (pl.col("o_rank") >= 2)
+        & (pl.col("o_owner") != pl.col("owner"))
+        & ~(pid_unknown & same_image.fill_null(False))
+    )
+    best = best.with_columns(
+        disagree.fill_null(False).alias("_dis"),
+        (pl.col("pid").is_null() & pl.col("o_pid").is_not_null() & same_image.fill_null(False)).alias(
+            "_borrow"
+        ),
+    )
+    best = best.with_columns(
+        pl.when(pl.col("_borrow")).then(pl.col("o_pid")).otherwise(pl.col("pid")).alias("pid"),
+        pl.when(~pl.col("_dis")).then(pl.coalesce("user", "o_user")).otherwise(pl.col("user")).alias("user"),
+    )
+    best = best.with_columns(
+        pl.when(pl.col("_dis") & (pl.col("rank") > 2))
+        .then(pl.lit(2, pl.Int8))
+        .otherwise(pl.col("rank"))
+        .alias("rank")
+    )
 
     # reasons
     off_by = {o.sensor: o for o in offsets}
-    tuple_txt = pl.when(pl.col("method") == "5-tuple").then(pl.lit("this 5-tuple")) \
+    tuple_txt = (
+        pl.when(pl.col("method") == "5-tuple")
+        .then(pl.lit("this 5-tuple"))
         .otherwise(pl.format("the local endpoint port {}", pl.col("l_port").cast(pl.Utf8)))
-    gap_txt = pl.when(pl.col("gap").is_null()).then(pl.lit("no clock offset, so the time gap is unknown")) \
+    )
+    gap_txt = (
+        pl.when(pl.col("gap").is_null())
+        .then(pl.lit("no clock offset, so the time gap is unknown"))
         .otherwise(pl.format("the frame is {} from the event on the log's clock", _pretty_ns("gap")))
-    scope = (pl.when(pl.col("single")).then(pl.lit("the only owner of it in the log"))
-             .when(pl.col("_neg")).then(pl.lit("the first owner of it the log shows; an earlier connection's "
-                                                  "owner is not logged"))
-             .otherwise(pl.lit("the latest owner before the frame (the log shows others at other times)")))
-    agree_txt = (pl.when(pl.col("_dis")).then(pl.format("; the sensors DISAGREE: {}", _event_text("o_")))
-                 .when(pl.col("o_owner").is_not_null())
-                 .then(pl.format("; {} agrees", _event_text("o_"))).otherwise(pl.lit("")))
-    guid_txt = pl.when(pl.col("_borrow")).then(pl.format("; the PID is the {} event's (this event has none)",
-                                                          pl.col("o_sensor").replace_strict(_SENSOR, default=pl.col("o_sensor")))) \
-        .when(pl.col("pid_from_guid")).then(pl.lit("; PID found through the ProcessGuid's process create "
-                                                            "event")).otherwise(pl.lit(""))
+    )
+    scope = (
+        pl.when(pl.col("single"))
+        .then(pl.lit("the only owner of it in the log"))
+        .when(pl.col("_neg"))
+        .then(pl.lit("the first owner of it the log shows; an earlier connection's owner is not logged"))
+        .otherwise(pl.lit("the latest owner before the frame (the log shows others at other times)"))
+    )
+    agree_txt = (
+        pl.when(pl.col("_dis"))
+        .then(pl.format("; the sensors DISAGREE: {}", _event_text("o_")))
+        .when(pl.col("o_owner").is_not_null())
+        .then(pl.format("; {} agrees", _event_text("o_")))
+        .otherwise(pl.lit(""))
+    )
+    guid_txt = (
+        pl.when(pl.col("_borrow"))
+        .then(
+            pl.format(
+                "; the PID is the {} event's (this event has none)",
+                pl.col("o_sensor").replace_strict(_SENSOR, default=pl.col("o_sensor")),
+            )
+        )
+        .when(pl.col("pid_from_guid"))
+        .then(pl.lit("; PID found through the ProcessGuid's process create event"))
+        .otherwise(pl.lit(""))
+    )
     # the text before the gap depends only on these: written once per combination, joined to the frames
     combo = ["eid", "o_eid", "single", "_neg", "_dis", "_borrow", "method"]
     best = best.with_columns((pl.col("gap") < 0).fill_null(False).alias("_neg"))
-    texts = (best.unique(combo).select(
-        *combo, pl.concat_str([pl.format("{} gives {} to ", _event_text(), tuple_txt), scope, guid_txt, agree_txt,
-                               pl.lit("; ")]).alias("_text")))
+    texts = best.unique(combo).select(
+        *combo,
+        pl.concat_str(
+            [pl.format("{} gives {} to ", _event_text(), tuple_txt), scope, guid_txt, agree_txt, pl.lit("; ")]
+        ).alias("_text"),
+    )
     best = best.join(texts, on=combo, how="left", nulls_equal=True)
-    best = best.with_columns(pl.concat_str(["_text", gap_txt]).alias("reason"),
-                             pl.format("{}-{}", pl.col("sensor"), pl.col("method")).alias("method")).drop("_text")
+    best = best.with_columns(
+        pl.concat_str(["_text", gap_txt]).alias("reason"),
+        pl.format("{}-{}", pl.col("sensor"), pl.col("method")).alias("method"),
+    ).drop("_text")
 
     # header PID: the weakest hint, only where no event speaks
     hp = "header_pid" in frames.columns
-    fr = fr.with_columns(pl.col("header_pid").cast(pl.Int64) if hp else pl.lit(None, pl.Int64).alias("header_pid"))
-    res = fr.select("fid", "header_pid").join(best.select(
-        "fid", "rank", "method", "pid", "process", "user", "reason", "sensor",
-        pl.col("t").alias("e_t"), "gap", "odir"), on="fid", how="left")
+    fr = fr.with_columns(
+        pl.col("header_pid").cast(pl.Int64) if hp else pl.lit(None, pl.Int64).alias("header_pid")
+    )
+    res = fr.select("fid", "header_pid").join(
+        best.select(
+            "fid",
+            "rank",
+            "method",
+            "pid",
+            "process",
+            "user",
+            "reason",
+            "sensor",
+            pl.col("t").alias("e_t"),
+            "gap",
+            "odir",
+        ),
+        on="fid",
+        how="left",
+    )
     weak = pl.col("rank").is_null() & pl.col("header_pid").is_not_null() & (pl.col("header_pid") > 0)
     res = res.with_columns(
         pl.when(weak).then(pl.lit(1, pl.Int8)).otherwise(pl.col("rank")).alias("rank"),
         pl.when(weak).then(pl.lit("header-pid")).otherwise(pl.col("method")).alias("method"),
         pl.when(weak).then(pl.col("header_pid")).otherwise(pl.col("pid")).alias("pid"),
-        pl.when(weak).then(pl.lit("no connection event names this frame's 5-tuple or local endpoint; the capture's "
-                                  "header PID (the process whose thread logged the packet event, often not the "
-                                  "owner) is a guess")).otherwise(pl.col("reason")).alias("reason"))
+        pl.when(weak)
+        .then(
+            pl.lit(
+                "no connection event names this frame's 5-tuple or local endpoint; the capture's "
+                "header PID (the process whose thread logged the packet event, often not the "
+                "owner) is a guess"
+            )
+        )
+        .otherwise(pl.col("reason"))
+        .alias("reason"),
+    )
     if hp:
         comp = res.filter(pl.col("rank") >= 2, pl.col("header_pid").is_not_null())
         agreement = (int((comp["header_pid"] == comp["pid"]).sum()), comp.height)
@@ -611,39 +933,87 @@ def attribute_connections(frames: pl.DataFrame, connections: pl.DataFrame, proce
 
     # not attributed: why
     in_host = pl.col("src_addr").is_in(local) | pl.col("dst_addr").is_in(local)
-    why = (pl.when(~pl.col("protocol").is_in(["TCP", "UDP"]))
-           .then(pl.format("{} frame: connection events cover only TCP and UDP", pl.col("protocol").fill_null("non-IP")))
-           .when(~in_host).then(pl.lit(f"neither address is one of host {choice.host}'s" if local else
-                                       "the host's addresses are unknown"))
-           .otherwise(pl.lit("no connection event of the logs names this 5-tuple or its local endpoint")))
+    why = (
+        pl.when(~pl.col("protocol").is_in(["TCP", "UDP"]))
+        .then(
+            pl.format(
+                "{} frame: connection events cover only TCP and UDP", pl.col("protocol").fill_null("non-IP")
+            )
+        )
+        .when(~in_host)
+        .then(
+            pl.lit(
+                f"neither address is one of host {choice.host}'s"
+                if local
+                else "the host's addresses are unknown"
+            )
+        )
+        .otherwise(pl.lit("no connection event of the logs names this 5-tuple or its local endpoint"))
+    )
     # remote names (Sysmon 22)
     out = fr.join(res.drop("header_pid"), on="fid", how="left").sort("fid")
-    remote = (pl.when(pl.col("odir") == "in").then(pl.col("src_addr"))
-              .when(pl.col("odir") == "out").then(pl.col("dst_addr"))
-              .when(pl.col("src_addr").is_in(local)).then(pl.col("dst_addr")).otherwise(pl.col("src_addr")))
+    remote = (
+        pl.when(pl.col("odir") == "in")
+        .then(pl.col("src_addr"))
+        .when(pl.col("odir") == "out")
+        .then(pl.col("dst_addr"))
+        .when(pl.col("src_addr").is_in(local))
+        .then(pl.col("dst_addr"))
+        .otherwise(pl.col("src_addr"))
+    )
     out = out.with_columns(remote.alias("_remote"))
     names = _dns_names(dns, choice.host)
     out = out.join(names, left_on="_remote", right_on="address", how="left").sort("fid")
-    direction = (pl.when(pl.col("odir").is_not_null()).then(pl.col("odir"))
-                 .when(pl.col("src_addr").is_in(local)).then(pl.lit("out"))
-                 .when(pl.col("dst_addr").is_in(local)).then(pl.lit("in")).otherwise(pl.lit("unknown")))
-    offset_of = pl.col("sensor").replace_strict({k: v.offset_ns for k, v in off_by.items()}, default=None,
-                                               return_dtype=pl.Int64)
+    direction = (
+        pl.when(pl.col("odir").is_not_null())
+        .then(pl.col("odir"))
+        .when(pl.col("src_addr").is_in(local))
+        .then(pl.lit("out"))
+        .when(pl.col("dst_addr").is_in(local))
+        .then(pl.lit("in"))
+        .otherwise(pl.lit("unknown"))
+    )
+    offset_of = pl.col("sensor").replace_strict(
+        {k: v.offset_ns for k, v in off_by.items()}, default=None, return_dtype=pl.Int64
+    )
     rank = pl.col("rank").fill_null(0)
     out = out.select(
-        "frame", "time", direction.alias("direction"), "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
-        pl.col("names").alias("remote_name"), "payload_len", pl.col("pid").cast(pl.Int64), "process",
-        pl.lit(None, pl.Utf8).alias("services"), "user",
-        rank.replace_strict(CONFIDENCE, return_dtype=pl.Utf8).alias("confidence"), pl.col("method").fill_null("none"),
+        "frame",
+        "time",
+        direction.alias("direction"),
+        "protocol",
+        "src_addr",
+        "src_port",
+        "dst_addr",
+        "dst_port",
+        pl.col("names").alias("remote_name"),
+        "payload_len",
+        pl.col("pid").cast(pl.Int64),
+        "process",
+        pl.lit(None, pl.Utf8).alias("services"),
+        "user",
+        rank.replace_strict(CONFIDENCE, return_dtype=pl.Utf8).alias("confidence"),
+        pl.col("method").fill_null("none"),
         pl.col("e_t").cast(TIME).alias("event_time"),
         ((pl.col("time").cast(pl.Int64) - offset_of - pl.col("e_t")) / NS).round(6).alias("delta_s"),
-        "header_pid", pl.coalesce("reason", why).alias("reason"))
+        "header_pid",
+        pl.coalesce("reason", why).alias("reason"),
+    )
     summary = _summary(out, fr)
     if not ev.height:
         notes.append("the logs hold no usable connection events (Sysmon 3, Security 5156/5158/5154/5157)")
-    return LogAttribution(frames=out, summary=summary, offsets=offsets, host=choice, local_addrs=local,
-                          notes=notes, header_pid_agreement=agreement, _sizes=fr.select("wirelen", "caplen"),
-                          _events=ev, _match=best)
+    return LogAttribution(
+        frames=out,
+        summary=summary,
+        offsets=offsets,
+        host=choice,
+        local_addrs=local,
+        notes=notes,
+        header_pid_agreement=agreement,
+        _sizes=fr.select("wirelen", "caplen"),
+        _events=ev,
+        _match=best,
+    )
 
 
 def _dns_names(dns: pl.DataFrame | None, host: str | None) -> pl.DataFrame:
@@ -654,33 +1024,66 @@ def _dns_names(dns: pl.DataFrame | None, host: str | None) -> pl.DataFrame:
     d = schema.conform(dns, DNS)
     if host is not None and d["host"].drop_nulls().len():
         d = d.filter(pl.col("host").fill_null(host) == host)
-    d = (d.select("query_name", "time", pl.col("addresses").alias("address")).explode("address")
-         .with_columns(canonical_addr(pl.col("address")).alias("address"))
-         .filter(pl.col("address").str.contains(r"^[0-9a-f:.]+$") & pl.col("query_name").is_not_null()))
+    d = (
+        d.select("query_name", "time", pl.col("addresses").alias("address"))
+        .explode("address")
+        .with_columns(canonical_addr(pl.col("address")).alias("address"))
+        .filter(pl.col("address").str.contains(r"^[0-9a-f:.]+$") & pl.col("query_name").is_not_null())
+    )
     if not d.height:
         return empty
-    return (d.sort("time").group_by("address", maintain_order=True)
-            .agg(pl.col("query_name").str.to_lowercase().unique(maintain_order=True).head(3).str.join(",")
-                 .alias("names")))
+    return (
+        d.sort("time")
+        .group_by("address", maintain_order=True)
+        .agg(
+            pl.col("query_name")
+            .str.to_lowercase()
+            .unique(maintain_order=True)
+            .head(3)
+            .str.join(",")
+            .alias("names")
+        )
+    )
 
 
 def _summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
     df = out.with_columns(frame_bytes(fr).alias("_bytes"))
     att = df.filter(attributed_expr())
-    s = (att.group_by("pid", "process", "services")
-         .agg(pl.col("user").drop_nulls().first(), pl.len().cast(pl.Int64).alias("frames"), pl.col("_bytes").sum().alias("bytes"),
-              (pl.col("confidence") == "high").sum().cast(pl.Int64).alias("high"),
-              pl.col("remote_name").drop_nulls().unique().sort().head(4).str.join(",").alias("remote_names"),
-              pl.col("time").min().alias("first"), pl.col("time").max().alias("last"))
-         .sort(["frames", "pid", "process"], descending=[True, False, False], nulls_last=True))
+    s = (
+        att.group_by("pid", "process", "services")
+        .agg(
+            pl.col("user").drop_nulls().first(),
+            pl.len().cast(pl.Int64).alias("frames"),
+            pl.col("_bytes").sum().alias("bytes"),
+            (pl.col("confidence") == "high").sum().cast(pl.Int64).alias("high"),
+            pl.col("remote_name").drop_nulls().unique().sort().head(4).str.join(",").alias("remote_names"),
+            pl.col("time").min().alias("first"),
+            pl.col("time").max().alias("last"),
+        )
+        .sort(["frames", "pid", "process"], descending=[True, False, False], nulls_last=True)
+    )
     rest = df.filter(~attributed_expr())
     if rest.height:
-        s = pl.concat([s, pl.DataFrame({
-            "pid": [None], "process": ["(not attributed)"], "services": [None], "user": [None],
-            "frames": [rest.height],
-            "bytes": [int(rest["_bytes"].sum())], "high": [0], "remote_names": [None],
-            "first": [rest["time"].min()], "last": [rest["time"].max()]},
-            schema=s.schema)])
+        s = pl.concat(
+            [
+                s,
+                pl.DataFrame(
+                    {
+                        "pid": [None],
+                        "process": ["(not attributed)"],
+                        "services": [None],
+                        "user": [None],
+                        "frames": [rest.height],
+                        "bytes": [int(rest["_bytes"].sum())],
+                        "high": [0],
+                        "remote_names": [None],
+                        "first": [rest["time"].min()],
+                        "last": [rest["time"].max()],
+                    },
+                    schema=s.schema,
+                ),
+            ]
+        )
     return s.with_columns(pl.col("remote_names").replace("", None))
 
 
@@ -688,34 +1091,86 @@ def merge_kernel(kernel, logs: LogAttribution) -> LogAttribution:
     """One answer per frame from a kernel-trace attribution (:class:`etwtools.attribution.Attribution`) and
     an event-log one over the same capture: the higher confidence wins, the kernel trace's packet-level
     evidence on a tie; the reason says when the other source names another process."""
-    k = kernel.frames.select("frame", pl.col("pid").alias("k_pid"), pl.col("process").alias("k_process"),
-                             pl.col("services").alias("k_services"), pl.col("confidence").alias("k_conf"),
-                             pl.col("method").alias("k_method"), pl.col("event_time").alias("k_event_time"),
-                             pl.col("delta_s").alias("k_delta"), pl.col("reason").alias("k_reason"))
+    k = kernel.frames.select(
+        "frame",
+        pl.col("pid").alias("k_pid"),
+        pl.col("process").alias("k_process"),
+        pl.col("services").alias("k_services"),
+        pl.col("confidence").alias("k_conf"),
+        pl.col("method").alias("k_method"),
+        pl.col("event_time").alias("k_event_time"),
+        pl.col("delta_s").alias("k_delta"),
+        pl.col("reason").alias("k_reason"),
+    )
     f = logs.frames.join(k, on="frame", how="left")
     kr = pl.col("k_conf").replace_strict(RANK, default=0, return_dtype=pl.Int8)
     lr = pl.col("confidence").replace_strict(RANK, default=0, return_dtype=pl.Int8)
     use_k = (kr >= lr) & (kr > 0)
-    differ = (pl.col("k_pid").is_not_null() & pl.col("pid").is_not_null() & (pl.col("k_pid") != pl.col("pid"))
-              & (kr >= 2) & (lr >= 2))
-    other = (pl.when(differ & use_k).then(pl.format("; the event logs name PID {} {} ({})", pl.col("pid").cast(pl.Utf8),
-                                                     pl.col("process").fill_null("?"), pl.col("method")))
-             .when(differ).then(pl.format("; the kernel trace names PID {} {} ({})", pl.col("k_pid").cast(pl.Utf8),
-                                          pl.col("k_process").fill_null("?"), pl.col("k_method")))
-             .otherwise(pl.lit("")))
-    pick = {c: pl.when(use_k).then(pl.col("k_" + kc)).otherwise(pl.col(c)).alias(c)
-            for c, kc in (("pid", "pid"), ("process", "process"), ("services", "services"), ("confidence", "conf"),
-                          ("method", "method"), ("event_time", "event_time"), ("delta_s", "delta"))}
-    out = f.with_columns(*pick.values(),
-                         pl.when(use_k).then(pl.lit(None, pl.Utf8)).otherwise(pl.col("user")).alias("user"),
-                         pl.concat_str([pl.when(use_k).then(pl.col("k_reason")).otherwise(pl.col("reason")),
-                                        other]).alias("reason")).select(OUT_COLUMNS)
+    differ = (
+        pl.col("k_pid").is_not_null()
+        & pl.col("pid").is_not_null()
+        & (pl.col("k_pid") != pl.col("pid"))
+        & (kr >= 2)
+        & (lr >= 2)
+    )
+    other = (
+        pl.when(differ & use_k)
+        .then(
+            pl.format(
+                "; the event logs name PID {} {} ({})",
+                pl.col("pid").cast(pl.Utf8),
+                pl.col("process").fill_null("?"),
+                pl.col("method"),
+            )
+        )
+        .when(differ)
+        .then(
+            pl.format(
+                "; the kernel trace names PID {} {} ({})",
+                pl.col("k_pid").cast(pl.Utf8),
+                pl.col("k_process").fill_null("?"),
+                pl.col("k_method"),
+            )
+        )
+        .otherwise(pl.lit(""))
+    )
+    pick = {
+        c: pl.when(use_k).then(pl.col("k_" + kc)).otherwise(pl.col(c)).alias(c)
+        for c, kc in (
+            ("pid", "pid"),
+            ("process", "process"),
+            ("services", "services"),
+            ("confidence", "conf"),
+            ("method", "method"),
+            ("event_time", "event_time"),
+            ("delta_s", "delta"),
+        )
+    }
+    out = f.with_columns(
+        *pick.values(),
+        pl.when(use_k).then(pl.lit(None, pl.Utf8)).otherwise(pl.col("user")).alias("user"),
+        pl.concat_str([pl.when(use_k).then(pl.col("k_reason")).otherwise(pl.col("reason")), other]).alias(
+            "reason"
+        ),
+    ).select(OUT_COLUMNS)
     fr = logs._sizes
     notes = logs.notes + [f"kernel trace: {n}" for n in kernel.notes]
-    n_k = out.filter(pl.col("method").is_in(kernel.frames["method"].unique().implode())
-                     & ~pl.col("method").str.starts_with("sysmon") & ~pl.col("method").str.starts_with("security")).height
+    n_k = out.filter(
+        pl.col("method").is_in(kernel.frames["method"].unique().implode())
+        & ~pl.col("method").str.starts_with("sysmon")
+        & ~pl.col("method").str.starts_with("security")
+    ).height
     notes.append(f"{n_k:,} frames answered from the kernel trace, the others from the event logs")
-    return LogAttribution(frames=out, summary=_summary(out, fr), offsets=logs.offsets, host=logs.host,
-                          local_addrs=logs.local_addrs, notes=notes, header_pid_agreement=logs.header_pid_agreement,
-                          kernel_offset=kernel.describe_offset(), _sizes=fr, _events=logs._events,
-                          _match=logs._match)
+    return LogAttribution(
+        frames=out,
+        summary=_summary(out, fr),
+        offsets=logs.offsets,
+        host=logs.host,
+        local_addrs=logs.local_addrs,
+        notes=notes,
+        header_pid_agreement=logs.header_pid_agreement,
+        kernel_offset=kernel.describe_offset(),
+        _sizes=fr,
+        _events=logs._events,
+        _match=logs._match,
+    )

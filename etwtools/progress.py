@@ -1,4 +1,5 @@
 """A progress bar on stderr, shown only when stderr is a terminal."""
+
 from __future__ import annotations
 
 import sys

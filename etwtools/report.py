@@ -6,6 +6,7 @@ made by a few lines of script (:mod:`etwtools.report_page`), no plotting library
 the timeline has a fixed number of time bins whatever the number of frames, the frame table and the
 evidence texts are capped (the page says how many of how many it lists).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -52,9 +53,11 @@ class ReportFacts:
 
 def _lane_key() -> pl.Expr:
     attributed = pl.col("confidence").is_in(["high", "medium"]) & pl.col("pid").is_not_null()
-    return (pl.when(attributed)
-            .then(pl.format("{} (PID {})", pl.col("process").fill_null("(name unknown)"), pl.col("pid")))
-            .otherwise(pl.lit(NOT_ATTRIBUTED)))
+    return (
+        pl.when(attributed)
+        .then(pl.format("{} (PID {})", pl.col("process").fill_null("(name unknown)"), pl.col("pid")))
+        .otherwise(pl.lit(NOT_ATTRIBUTED))
+    )
 
 
 def _table(result: Attribution | LogAttribution, frames: pl.DataFrame | None) -> pl.DataFrame:
@@ -65,8 +68,14 @@ def _table(result: Attribution | LogAttribution, frames: pl.DataFrame | None) ->
         if sizes is None or sizes.height != result.frames.height:
             raise ValueError("the capture's frames table is needed for the bytes of each frame")
         frames = sizes.with_columns(result.frames["frame"])
-    size = frames.select("frame", pl.col("wirelen").cast(pl.Int64).fill_null(pl.col("caplen").cast(pl.Int64))
-                         .fill_null(0).alias("bytes"))
+    size = frames.select(
+        "frame",
+        pl.col("wirelen")
+        .cast(pl.Int64)
+        .fill_null(pl.col("caplen").cast(pl.Int64))
+        .fill_null(0)
+        .alias("bytes"),
+    )
     df = result.frames.join(size, on="frame", how="left")
     out = pl.col("direction") == "out"
     name_col = next((c for c in ("remote_name", "dns_name", "remote_host") if c in df.columns), None)
@@ -76,22 +85,34 @@ def _table(result: Attribution | LogAttribution, frames: pl.DataFrame | None) ->
         pl.when(out).then(pl.col("dst_addr")).otherwise(pl.col("src_addr")).alias("remote"),
         pl.when(out).then(pl.col("dst_port")).otherwise(pl.col("src_port")).alias("remote_port"),
         (pl.col(name_col) if name_col else pl.lit(None, pl.Utf8)).alias("remote_name"),
-        pl.col("bytes").fill_null(0))
+        pl.col("bytes").fill_null(0),
+    )
 
 
 def _lanes(df: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     """Lanes by packets (most first), the not-attributed lane last; beyond MAX_LANES one 'other' lane."""
-    counts = (df.group_by("lane").agg(pl.len().alias("packets"), pl.col("bytes").sum(),
-                                      pl.col("pid").first(), pl.col("process").first(),
-                                      pl.col("services").drop_nulls().first())
-              .with_columns((pl.col("lane") == NOT_ATTRIBUTED).alias("_na"))
-              .sort(["_na", "packets", "lane"], descending=[False, True, False]))
+    counts = (
+        df.group_by("lane")
+        .agg(
+            pl.len().alias("packets"),
+            pl.col("bytes").sum(),
+            pl.col("pid").first(),
+            pl.col("process").first(),
+            pl.col("services").drop_nulls().first(),
+        )
+        .with_columns((pl.col("lane") == NOT_ATTRIBUTED).alias("_na"))
+        .sort(["_na", "packets", "lane"], descending=[False, True, False])
+    )
     named = counts.filter(~pl.col("_na"))
     if named.height > MAX_LANES:
         keep = named["lane"].head(MAX_LANES - 1).to_list()
         other = f"{named.height - len(keep)} other processes"
-        df = df.with_columns(pl.when(pl.col("lane").is_in(keep) | (pl.col("lane") == NOT_ATTRIBUTED))
-                             .then(pl.col("lane")).otherwise(pl.lit(other)).alias("lane"))
+        df = df.with_columns(
+            pl.when(pl.col("lane").is_in(keep) | (pl.col("lane") == NOT_ATTRIBUTED))
+            .then(pl.col("lane"))
+            .otherwise(pl.lit(other))
+            .alias("lane")
+        )
         return df, keep + [other] + ([NOT_ATTRIBUTED] if counts["_na"].any() else [])
     return df, counts["lane"].to_list()
 
@@ -102,13 +123,21 @@ def _timeline(df: pl.DataFrame, order: list[str], bins: int) -> dict:
         return {"t0_ms": None, "bin_ms": None, "bins": 0, "lanes": []}
     t0, t1 = int(t.min()), int(t.max())
     width = max((t1 - t0) // bins + 1, 1)
-    b = (df.filter(pl.col("t").is_not_null())
-         .with_columns(((pl.col("t") - t0) // width).cast(pl.Int64).alias("bin"))
-         .group_by("lane", "bin").agg(pl.len().alias("packets"), pl.col("bytes").sum()))
+    b = (
+        df.filter(pl.col("t").is_not_null())
+        .with_columns(((pl.col("t") - t0) // width).cast(pl.Int64).alias("bin"))
+        .group_by("lane", "bin")
+        .agg(pl.len().alias("packets"), pl.col("bytes").sum())
+    )
     lanes = []
-    meta = (df.group_by("lane").agg(pl.len().alias("packets"), pl.col("bytes").sum(), pl.col("pid").first(),
-                                    pl.col("process").first(), pl.col("services").drop_nulls().first(),
-                                    pl.col("confidence").filter(pl.col("confidence") == "high").len().alias("high")))
+    meta = df.group_by("lane").agg(
+        pl.len().alias("packets"),
+        pl.col("bytes").sum(),
+        pl.col("pid").first(),
+        pl.col("process").first(),
+        pl.col("services").drop_nulls().first(),
+        pl.col("confidence").filter(pl.col("confidence") == "high").len().alias("high"),
+    )
     info = {r["lane"]: r for r in meta.iter_rows(named=True)}
     for lane in order:
         part = b.filter(pl.col("lane") == lane)
@@ -118,30 +147,58 @@ def _timeline(df: pl.DataFrame, order: list[str], bins: int) -> dict:
             if 0 <= k < bins:
                 packets[k], nbytes[k] = p, n
         r = info[lane]
-        lanes.append({"lane": lane, "pid": r["pid"] if lane != NOT_ATTRIBUTED else None,
-                      "process": r["process"] if lane != NOT_ATTRIBUTED else None,
-                      "services": r["services"] if lane != NOT_ATTRIBUTED else None,
-                      "packets": r["packets"], "bytes": r["bytes"], "high": r["high"],
-                      "bins_packets": packets, "bins_bytes": nbytes})
+        lanes.append(
+            {
+                "lane": lane,
+                "pid": r["pid"] if lane != NOT_ATTRIBUTED else None,
+                "process": r["process"] if lane != NOT_ATTRIBUTED else None,
+                "services": r["services"] if lane != NOT_ATTRIBUTED else None,
+                "packets": r["packets"],
+                "bytes": r["bytes"],
+                "high": r["high"],
+                "bins_packets": packets,
+                "bins_bytes": nbytes,
+            }
+        )
     return {"t0_ms": t0 / 1e6, "bin_ms": width / 1e6, "bins": bins, "lanes": lanes}
 
 
 def _talkers(df: pl.DataFrame, order: list[str]) -> dict:
-    g = (df.filter(pl.col("remote").is_not_null())
-         .group_by("lane", "remote")
-         .agg(pl.col("remote_name").drop_nulls().first(), pl.len().alias("packets"), pl.col("bytes").sum(),
-              pl.col("remote_port").drop_nulls().value_counts(sort=True).head(3)
-              .struct.field("remote_port").alias("ports"),
-              pl.col("protocol").drop_nulls().unique().sort().alias("protocols"),
-              pl.col("t").min().alias("first"), pl.col("t").max().alias("last"))
-         .sort(["lane", "packets", "remote"], descending=[False, True, False])
-         .with_columns(pl.int_range(pl.len()).over("lane").alias("_rank"))
-         .filter(pl.col("_rank") < TOP_TALKERS))
+    g = (
+        df.filter(pl.col("remote").is_not_null())
+        .group_by("lane", "remote")
+        .agg(
+            pl.col("remote_name").drop_nulls().first(),
+            pl.len().alias("packets"),
+            pl.col("bytes").sum(),
+            pl.col("remote_port")
+            .drop_nulls()
+            .value_counts(sort=True)
+            .head(3)
+            .struct.field("remote_port")
+            .alias("ports"),
+            pl.col("protocol").drop_nulls().unique().sort().alias("protocols"),
+            pl.col("t").min().alias("first"),
+            pl.col("t").max().alias("last"),
+        )
+        .sort(["lane", "packets", "remote"], descending=[False, True, False])
+        .with_columns(pl.int_range(pl.len()).over("lane").alias("_rank"))
+        .filter(pl.col("_rank") < TOP_TALKERS)
+    )
     out: dict[str, list] = {lane: [] for lane in order}
     for r in g.iter_rows(named=True):
-        out.setdefault(r["lane"], []).append({
-            "remote": r["remote"], "name": r["remote_name"], "ports": r["ports"], "protocols": r["protocols"],
-            "packets": r["packets"], "bytes": r["bytes"], "first": _iso(r["first"]), "last": _iso(r["last"])})
+        out.setdefault(r["lane"], []).append(
+            {
+                "remote": r["remote"],
+                "name": r["remote_name"],
+                "ports": r["ports"],
+                "protocols": r["protocols"],
+                "packets": r["packets"],
+                "bytes": r["bytes"],
+                "first": _iso(r["first"]),
+                "last": _iso(r["last"]),
+            }
+        )
     return out
 
 
@@ -154,7 +211,9 @@ def _iso(ns: int | None) -> str | None:
 
 def _interest() -> list[pl.Expr]:
     """Sort keys, most telling first: the stronger the evidence, then TCP/UDP/ICMP before other frames."""
-    rank = pl.col("confidence").replace_strict({"high": 0, "medium": 1, "low": 2}, default=3, return_dtype=pl.Int8)
+    rank = pl.col("confidence").replace_strict(
+        {"high": 0, "medium": 1, "low": 2}, default=3, return_dtype=pl.Int8
+    )
     ip = pl.col("protocol").is_in(["TCP", "UDP", "ICMP", "ICMPv6"]).not_()
     return [rank, ip, pl.col("frame")]
 
@@ -173,8 +232,22 @@ def _listed(df: pl.DataFrame, cap: int) -> pl.DataFrame:
 
 
 def _frames_json(rows: pl.DataFrame) -> dict:
-    cols = ["frame", "direction", "protocol", "src_addr", "src_port", "dst_addr", "dst_port", "payload_len",
-            "pid", "process", "confidence", "method", "reason", "lane"]
+    cols = [
+        "frame",
+        "direction",
+        "protocol",
+        "src_addr",
+        "src_port",
+        "dst_addr",
+        "dst_port",
+        "payload_len",
+        "pid",
+        "process",
+        "confidence",
+        "method",
+        "reason",
+        "lane",
+    ]
     out = {c: rows[c].to_list() for c in cols}
     out["time"] = [_iso(t) for t in rows["t"].to_list()]
     return out
@@ -183,9 +256,13 @@ def _frames_json(rows: pl.DataFrame) -> dict:
 def _explained(result: Attribution, rows: pl.DataFrame, cap: int, budget_s: float) -> dict[int, str]:
     """The chain of evidence of up to ``cap`` listed frames: the first of every lane first, attributed
     ones before the rest, within ``budget_s`` seconds."""
-    order = (rows.sort(_interest()).with_columns(pl.int_range(pl.len()).over("lane").alias("_r"),
-                                                 (pl.col("lane") == NOT_ATTRIBUTED).alias("_na"))
-             .sort(["_r", "_na", "frame"]))["frame"].to_list()
+    order = (
+        rows.sort(_interest())
+        .with_columns(
+            pl.int_range(pl.len()).over("lane").alias("_r"), (pl.col("lane") == NOT_ATTRIBUTED).alias("_na")
+        )
+        .sort(["_r", "_na", "frame"])
+    )["frame"].to_list()
     out: dict[int, str] = {}
     start = time.monotonic()
     for n in order[:cap]:
@@ -195,9 +272,17 @@ def _explained(result: Attribution, rows: pl.DataFrame, cap: int, budget_s: floa
     return out
 
 
-def report_data(result: Attribution | LogAttribution, frames: pl.DataFrame | None, *, syn_intervals: pl.DataFrame | None = None,
-                inputs: Sequence[str] = (), max_frames: int = MAX_FRAMES, max_explained: int = MAX_EXPLAINED,
-                explain_budget_s: float = EXPLAIN_BUDGET_S, bins: int = TIME_BINS) -> dict:
+def report_data(
+    result: Attribution | LogAttribution,
+    frames: pl.DataFrame | None,
+    *,
+    syn_intervals: pl.DataFrame | None = None,
+    inputs: Sequence[str] = (),
+    max_frames: int = MAX_FRAMES,
+    max_explained: int = MAX_EXPLAINED,
+    explain_budget_s: float = EXPLAIN_BUDGET_S,
+    bins: int = TIME_BINS,
+) -> dict:
     """Everything the page shows, as JSON-ready data (``frames`` is the capture's FRAMES table). ``result``
     is a kernel-trace attribution or an event-log one (with DNS names beside the remote addresses)."""
     df = _table(result, frames)
@@ -216,34 +301,54 @@ def report_data(result: Attribution | LogAttribution, frames: pl.DataFrame | Non
             b = a + span if b is None and a is not None else b
             if a is None:
                 continue
-            syn.append({"start_ms": (a + offset_ns) / 1e6, "end_ms": (b + offset_ns) / 1e6,
-                        "open_at_end": bool(r["open_at_end"]), "started_before_trace": bool(r["started_before_trace"]),
-                        "duration_s": r["duration_s"]})
+            syn.append(
+                {
+                    "start_ms": (a + offset_ns) / 1e6,
+                    "end_ms": (b + offset_ns) / 1e6,
+                    "open_at_end": bool(r["open_at_end"]),
+                    "started_before_trace": bool(r["started_before_trace"]),
+                    "duration_s": r["duration_s"],
+                }
+            )
     return {
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "inputs": [os.path.basename(os.fspath(p)) for p in inputs],
         "frames": df.height,
         "confidence": {k: conf.get(k, 0) for k in ("high", "medium", "low", "none")},
         "offset": _offset(result),
-        "local": result.local_addrs, "local_source": getattr(result, "local_addrs_source", None),
+        "local": result.local_addrs,
+        "local_source": getattr(result, "local_addrs_source", None),
         "notes": list(result.notes),
         "timeline": _timeline(df, order, bins),
         "syn": syn,
         "talkers": _talkers(df, order),
         "table": _frames_json(listed),
         "listed": listed.height,
-        "evidence": {str(k): v for k, v in _explained(result, listed, max_explained, explain_budget_s).items()},
+        "evidence": {
+            str(k): v for k, v in _explained(result, listed, max_explained, explain_budget_s).items()
+        },
     }
 
 
 def _offset(result) -> dict:
     """The clock facts: a kernel trace's offset, or (event-log attributions) each sensor's line."""
     if not hasattr(result, "offset_ns"):
-        return {"text": result.describe_offset(), "offset_s": None, "support": None, "source": "event logs",
-                "drift_ppm": 0.0, "tolerance_s": None}
-    return {"text": result.describe_offset(), "offset_s": None if result.offset_ns is None
-            else result.offset_ns / NS, "support": result.offset_support, "source": result.offset_source,
-            "drift_ppm": result.drift_ppm, "tolerance_s": result.tolerance_s}
+        return {
+            "text": result.describe_offset(),
+            "offset_s": None,
+            "support": None,
+            "source": "event logs",
+            "drift_ppm": 0.0,
+            "tolerance_s": None,
+        }
+    return {
+        "text": result.describe_offset(),
+        "offset_s": None if result.offset_ns is None else result.offset_ns / NS,
+        "support": result.offset_support,
+        "source": result.offset_source,
+        "drift_ppm": result.drift_ppm,
+        "tolerance_s": result.tolerance_s,
+    }
 
 
 def _ns(v) -> int:
@@ -258,21 +363,37 @@ def render(data: dict, title: str = "etwtools report") -> str:
 
     # no "<" at all inside the script element: a name such as "<!--<script>" cannot end or bend it
     blob = json.dumps(data, separators=(",", ":"), default=str).replace("<", "\\u003c")
-    return (PAGE.replace("{{TITLE}}", html.escape(title)).replace("{{DATA}}", blob))
+    return PAGE.replace("{{TITLE}}", html.escape(title)).replace("{{DATA}}", blob)
 
 
-def write_report(result: Attribution | LogAttribution, frames: pl.DataFrame | None, out_path: str | os.PathLike, *,
-                 syn_intervals: pl.DataFrame | None = None, inputs: Sequence[str] = (),
-                 title: str | None = None, **limits) -> ReportFacts:
+def write_report(
+    result: Attribution | LogAttribution,
+    frames: pl.DataFrame | None,
+    out_path: str | os.PathLike,
+    *,
+    syn_intervals: pl.DataFrame | None = None,
+    inputs: Sequence[str] = (),
+    title: str | None = None,
+    **limits,
+) -> ReportFacts:
     """Write the report of ``result`` (with the capture's FRAMES table ``frames``) to ``out_path``."""
     start = time.monotonic()
     data = report_data(result, frames, syn_intervals=syn_intervals, inputs=inputs, **limits)
-    page = render(data, title or ("etwtools report: " + ", ".join(data["inputs"]) if data["inputs"]
-                                  else "etwtools report"))
+    page = render(
+        data,
+        title or ("etwtools report: " + ", ".join(data["inputs"]) if data["inputs"] else "etwtools report"),
+    )
     with open(out_path, "w", encoding="utf-8") as f:
         f.write(page)
-    return ReportFacts(os.fspath(out_path), len(page.encode("utf-8")), data["frames"], data["listed"],
-                       len(data["evidence"]), len(data["timeline"]["lanes"]), time.monotonic() - start)
+    return ReportFacts(
+        os.fspath(out_path),
+        len(page.encode("utf-8")),
+        data["frames"],
+        data["listed"],
+        len(data["evidence"]),
+        len(data["timeline"]["lanes"]),
+        time.monotonic() - start,
+    )
 
 
 def syn_attack_intervals(trace_path: str | os.PathLike) -> pl.DataFrame | None:

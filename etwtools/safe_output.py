@@ -13,6 +13,7 @@ renames it over the target when the write succeeded; on an error, an interrupt o
 temporary file is removed and the target is left as it was. Write errors (full disk, closed pipe)
 become :class:`OutputError`.
 """
+
 from __future__ import annotations
 
 import errno
@@ -66,7 +67,7 @@ def stdout_stat() -> os.stat_result | bool:
         fd = sys.stdout.fileno()
     except (AttributeError, io.UnsupportedOperation):
         return True
-    except ValueError:                 # a closed file object
+    except ValueError:  # a closed file object
         return False
     try:
         return os.fstat(fd)
@@ -78,10 +79,11 @@ class Outputs:
     """The outputs of one command, checked against its inputs; a context manager that removes every
     temporary file still there when it ends (error, interrupt, or an output never written)."""
 
-    def __init__(self, inputs: Iterable[PathLike | None], outputs: Iterable[PathLike | None], *,
-                 stdout: bool = True) -> None:
-        self._temps: dict[str, str] = {}         # target (resolved) -> temporary path
-        self._names: dict[str, str] = {}         # target (resolved) -> the path as given
+    def __init__(
+        self, inputs: Iterable[PathLike | None], outputs: Iterable[PathLike | None], *, stdout: bool = True
+    ) -> None:
+        self._temps: dict[str, str] = {}  # target (resolved) -> temporary path
+        self._names: dict[str, str] = {}  # target (resolved) -> the path as given
         in_stats = [(os.fspath(p), s) for p in inputs if p is not None and (s := _stat(p)) is not None]
         self._in_stats = in_stats
         if stdout:
@@ -91,8 +93,10 @@ class Outputs:
             if isinstance(st, os.stat_result) and stat.S_ISREG(st.st_mode):
                 for name, s in in_stats:
                     if _same(st, s):
-                        raise OutputError(f"stdout is redirected into the input {name}: that would destroy "
-                                          "it", path="stdout")
+                        raise OutputError(
+                            f"stdout is redirected into the input {name}: that would destroy it",
+                            path="stdout",
+                        )
         try:
             for out in outputs:
                 if out is not None:
@@ -104,16 +108,17 @@ class Outputs:
     def _add(self, out: str, in_stats: list[tuple[str, os.stat_result]] | None = None) -> None:
         in_stats = self._in_stats if in_stats is None else in_stats
         if out.endswith(("/", os.sep)) or os.path.isdir(out):
-            self._names[os.path.realpath(out)] = out     # a folder of files (events --all -f parquet):
-            return                                       # its command checks and writes it
-        target = os.path.realpath(out)           # through symbolic links: the file really written
+            self._names[os.path.realpath(out)] = out  # a folder of files (events --all -f parquet):
+            return  # its command checks and writes it
+        target = os.path.realpath(out)  # through symbolic links: the file really written
         st = _stat(target)
         if st is not None:
             for name, s in in_stats:
                 if _same(st, s):
                     what = "the input" if name == out else f"the input {name}"
-                    raise OutputError(f"is {what}: writing it would destroy it; choose another output file",
-                                      path=out)
+                    raise OutputError(
+                        f"is {what}: writing it would destroy it; choose another output file", path=out
+                    )
         for other, given in self._names.items():
             if other == target or (st is not None and (o := _stat(other)) is not None and _same(st, o)):
                 raise OutputError(f"is also the output {given}: give two different files", path=out)
@@ -185,7 +190,7 @@ class Outputs:
             return
         target = self._target(out)
         tmp = self._temps.get(target)
-        if tmp is None:                          # a device or pipe: written in place
+        if tmp is None:  # a device or pipe: written in place
             try:
                 yield os.fspath(out)
             except OSError as e:
@@ -197,7 +202,7 @@ class Outputs:
             os.replace(tmp, target)
         except OSError as e:
             raise _write_error(e, os.fspath(out)) from None
-        except EtwToolsError as e:               # a writer's error names the file the user gave
+        except EtwToolsError as e:  # a writer's error names the file the user gave
             if e.path != tmp:
                 raise
             raise type(e)(e.reason, path=out, offset=e.offset, line=e.line) from None

@@ -1,4 +1,5 @@
 """Opening any input: tell ETL, tracerpt CSV, tasklist, pcap and pcapng apart and read them into tables."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,6 @@ from .parsers import schema
 from .parsers.units import Progress
 
 PathLike = str | os.PathLike
-
 
 
 def _looks_like_etl(head: bytes) -> bool:
@@ -73,30 +73,41 @@ def detect(path: PathLike) -> str:
     try:
         with open(p, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise EtwToolsError("not a regular file (a pipe or a device): the readers map and re-read "
-                                    "their input; save it to a file first", path=p)
+                raise EtwToolsError(
+                    "not a regular file (a pipe or a device): the readers map and re-read "
+                    "their input; save it to a file first",
+                    path=p,
+                )
             head = f.read(65536)
     except OSError as e:
         raise EtwToolsError(f"cannot read: {e.strerror}", path=p) from None
     if not head:
         raise EtwToolsError("file is empty", path=p, offset=0)
-    packed = compressed.sniff(head)     # gzip/zip magic: no registered kind starts so
+    packed = compressed.sniff(head)  # gzip/zip magic: no registered kind starts so
     if packed:
         inner = compressed.peek(p)
         if inner and eventlog.sniff(inner) == "eventlog-json":
-            return "eventlog-json"       # the event-log reader streams JSON lines out of a .zip or .gz
+            return "eventlog-json"  # the event-log reader streams JSON lines out of a .zip or .gz
         held = compressed.members(p)
-        what = (f" (holding {', '.join(held[:5])}{', ...' if len(held) > 5 else ''})" if held else "")
-        raise EtwToolsError(f"{packed}-compressed{what}: extract it first (etwtools.compressed.extract does; "
-                            "the command line reads .gz and .zip inputs itself)", path=p, offset=0)
+        what = f" (holding {', '.join(held[:5])}{', ...' if len(held) > 5 else ''})" if held else ""
+        raise EtwToolsError(
+            f"{packed}-compressed{what}: extract it first (etwtools.compressed.extract does; "
+            "the command line reads .gz and .zip inputs itself)",
+            path=p,
+            offset=0,
+        )
     for kind in KINDS.values():
         if kind.sniff(head):
             return kind.name
     for kind in KINDS.values():
         if kind.suffix and p.suffix.lower() == kind.suffix:
             return kind.name
-    raise EtwToolsError("not a recognised input (expected an ETL file, tracerpt CSV, tasklist output, "
-                        "pcap, pcapng, .evtx or event-log JSON lines)", path=p, offset=0)
+    raise EtwToolsError(
+        "not a recognised input (expected an ETL file, tracerpt CSV, tasklist output, "
+        "pcap, pcapng, .evtx or event-log JSON lines)",
+        path=p,
+        offset=0,
+    )
 
 
 @dataclass
@@ -108,7 +119,7 @@ class Trace:
     events: pl.DataFrame
     processes: pl.DataFrame
     local_addresses: list[str] = field(default_factory=list)
-    frames: pl.DataFrame | None = None   # the packets inside an ETL, when asked for
+    frames: pl.DataFrame | None = None  # the packets inside an ETL, when asked for
 
 
 def read_trace(path: PathLike, *, with_frames: bool = False, progress: Progress | None = None) -> Trace:
@@ -134,8 +145,12 @@ def read_events(path: PathLike, *, progress: Progress | None = None) -> pl.DataF
     return read_trace(path, progress=progress).events
 
 
-def read_processes(path: PathLike | list[PathLike], *, snapshot_time: datetime | None = None,
-                   progress: Progress | None = None) -> pl.DataFrame:
+def read_processes(
+    path: PathLike | list[PathLike],
+    *,
+    snapshot_time: datetime | None = None,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
     """Processes (PROCESSES schema) from an ETL file, a tracerpt CSV, tasklist output(s) or Windows event
     logs (Sysmon 1/5, Security 4688/4689: with the extra columns of EVENTLOG_PROCESSES)."""
     paths = list(path) if isinstance(path, (list, tuple)) else [path]
@@ -150,8 +165,9 @@ def read_processes(path: PathLike | list[PathLike], *, snapshot_time: datetime |
         elif kind.eventlog is not None:
             frames.append(kind.eventlog(p, progress=progress).processes)
         else:
-            raise EtwToolsError(f"expected an ETL file, tracerpt CSV, event log or tasklist output, found {kind.name}",
-                                path=p)
+            raise EtwToolsError(
+                f"expected an ETL file, tracerpt CSV, event log or tasklist output, found {kind.name}", path=p
+            )
     if tasklists:
         from .parsers.tasklist import read_tasklist
 
@@ -161,8 +177,9 @@ def read_processes(path: PathLike | list[PathLike], *, snapshot_time: datetime |
     return pl.concat([schema.conform(f, schema.PROCESSES) for f in frames], how="diagonal_relaxed")
 
 
-def read_frames(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
-                appearances: bool = False) -> pl.DataFrame:
+def read_frames(
+    path: PathLike, *, with_data: bool = False, progress: Progress | None = None, appearances: bool = False
+) -> pl.DataFrame:
     """Frames (FRAMES schema) of a pcap, a pcapng, or the packets inside an ETL file (pktmon: one row
     per packet, or per component it crossed with ``appearances``)."""
     read = KINDS[kind := detect(path)].frames
@@ -174,14 +191,21 @@ def read_frames(path: PathLike, *, with_data: bool = False, progress: Progress |
 # ---------------------------------------------------------------------------------------------------
 # the kinds (sniff order: captures, ETL, event logs, tracerpt, tasklist; readers imported when used)
 
+
 def _etl_trace(path: PathLike, *, with_frames: bool = False, progress: Progress | None = None) -> Trace:
     from .parsers.etl.captured_frames import EtlPacketReader
     from .parsers.etl.events import read_timeline
 
     packets = EtlPacketReader(path) if with_frames else None
     t = read_timeline(path, progress=progress, packets=packets)
-    return Trace(os.fspath(path), "etl", t.events, t.processes, list(t.local_addresses),
-                 packets.frames() if packets is not None else None)
+    return Trace(
+        os.fspath(path),
+        "etl",
+        t.events,
+        t.processes,
+        list(t.local_addresses),
+        packets.frames() if packets is not None else None,
+    )
 
 
 def _tracerpt_trace(path: PathLike, *, with_frames: bool = False, progress: Progress | None = None) -> Trace:
@@ -191,8 +215,9 @@ def _tracerpt_trace(path: PathLike, *, with_frames: bool = False, progress: Prog
     return Trace(os.fspath(path), "tracerpt", t.events, t.processes, [])
 
 
-def _etl_frames(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
-                appearances: bool = False) -> pl.DataFrame:
+def _etl_frames(
+    path: PathLike, *, with_data: bool = False, progress: Progress | None = None, appearances: bool = False
+) -> pl.DataFrame:
     from .parsers.etl.captured_frames import read_etl_frames
 
     return read_etl_frames(path, with_data=with_data, progress=progress, appearances=appearances)
@@ -212,8 +237,13 @@ def _capture(name: str) -> Kind:
 
         return sniff(head) == name
 
-    def frames(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
-               appearances: bool = False) -> pl.DataFrame:
+    def frames(
+        path: PathLike,
+        *,
+        with_data: bool = False,
+        progress: Progress | None = None,
+        appearances: bool = False,
+    ) -> pl.DataFrame:
         from .parsers.captures import read_capture
 
         return read_capture(path, with_data=with_data, progress=progress, kind=name)
@@ -231,6 +261,7 @@ def _eventlog_sniff(name: str) -> Callable[[bytes], bool]:
         from .parsers import eventlog
 
         return eventlog.sniff(head) == name
+
     return sniff
 
 
@@ -248,7 +279,9 @@ def _tasklist_sniff(head: bytes) -> bool:
 
 for _name in ("pcap", "pcapng", "netmon"):
     register(_capture(_name))
-register(Kind("etl", _looks_like_etl, suffix=".etl", trace=_etl_trace, frames=_etl_frames, packets=_etl_packets))
+register(
+    Kind("etl", _looks_like_etl, suffix=".etl", trace=_etl_trace, frames=_etl_frames, packets=_etl_packets)
+)
 register(Kind("evtx", _eventlog_sniff("evtx"), suffix=".evtx", eventlog=read_eventlog))
 register(Kind("eventlog-json", _eventlog_sniff("eventlog-json"), eventlog=read_eventlog))
 register(Kind("tracerpt", _tracerpt_sniff, trace=_tracerpt_trace))

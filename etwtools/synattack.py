@@ -13,6 +13,7 @@ land-attack events 1025 and 1056-1058 with the same counters. Collect them with:
 summarizes the SYN traffic before, during and after each interval. A separate capture (pcap/pcapng)
 of the same period can be given instead.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,9 +44,9 @@ _SOURCES_BUDGET = 2_000_000
 
 INTERVALS_SCHEMA = {
     "interval": pl.Int32,
-    "entered": TIME,                        # null: the mode was already on when the trace started
-    "left": TIME,                           # null: still on when the trace ended
-    "duration_s": pl.Float64,               # from trace start / to trace end where entered / left is null
+    "entered": TIME,  # null: the mode was already on when the trace started
+    "left": TIME,  # null: still on when the trace ended
+    "duration_s": pl.Float64,  # from trace start / to trace end where entered / left is null
     "open_at_end": pl.Boolean,
     "started_before_trace": pl.Boolean,
     "syn_attacks_detected_at_entry": pl.UInt32,
@@ -62,23 +63,23 @@ OTHER_EVENTS_SCHEMA = {
     "name": pl.Utf8,
     "level": pl.Int8,
     **{COUNTER_COLUMNS[c]: pl.UInt32 for c in COUNTERS},
-    "interval": pl.Int32,                   # the SYN-attack interval the event fell in, null if none
+    "interval": pl.Int32,  # the SYN-attack interval the event fell in, null if none
     "record": pl.Int64,
 }
 
 PACKETS_SCHEMA = {
     "interval": pl.Int32,
-    "phase": pl.Utf8,                       # before / during / after
+    "phase": pl.Utf8,  # before / during / after
     "start": TIME,
     "end": TIME,
     "seconds": pl.Float64,
-    "syns": pl.Int64,                       # SYN (no ACK) frames not sent by the traced host
+    "syns": pl.Int64,  # SYN (no ACK) frames not sent by the traced host
     "syn_per_s": pl.Float64,
     "syn_acks": pl.Int64,
-    "answered_share": pl.Float64,           # share of those SYNs whose 4-tuple got a SYN-ACK after them
-    "sources": pl.Int64,                    # distinct source addresses of the SYNs
-    "top_sources": pl.Utf8,                 # "addr (count), ..." top 5
-    "attacked_ports": pl.Utf8,              # "port (count), ..." top 5 destination ports of the SYNs
+    "answered_share": pl.Float64,  # share of those SYNs whose 4-tuple got a SYN-ACK after them
+    "sources": pl.Int64,  # distinct source addresses of the SYNs
+    "top_sources": pl.Utf8,  # "addr (count), ..." top 5
+    "attacked_ports": pl.Utf8,  # "port (count), ..." top 5 destination ports of the SYNs
 }
 
 #: Length of the "before" and "after" windows: the interval's own length, within these bounds (and
@@ -95,20 +96,24 @@ class SynAttackReport:
     """What :func:`synattack` found in one trace."""
 
     path: str
-    intervals: pl.DataFrame                 # INTERVALS_SCHEMA, one row per interval
-    other_events: pl.DataFrame              # OTHER_EVENTS_SCHEMA: 1025, 1056, 1057, 1058
-    tcpip_events_read: int                  # every Microsoft-Windows-TCPIP event in the file
-    packets: pl.DataFrame | None            # PACKETS_SCHEMA when frames were available, else None
+    intervals: pl.DataFrame  # INTERVALS_SCHEMA, one row per interval
+    other_events: pl.DataFrame  # OTHER_EVENTS_SCHEMA: 1025, 1056, 1057, 1058
+    tcpip_events_read: int  # every Microsoft-Windows-TCPIP event in the file
+    packets: pl.DataFrame | None  # PACKETS_SCHEMA when frames were available, else None
     message: str
-    trace_start: object = None              # datetime (UTC) of the first record, when known
+    trace_start: object = None  # datetime (UTC) of the first record, when known
     trace_end: object = None
-    frames_source: str | None = None        # "etl", the capture's path, or None
+    frames_source: str | None = None  # "etl", the capture's path, or None
     frames: int = 0
     notes: list[str] = field(default_factory=list)
 
 
-def synattack(etl_path: str | os.PathLike, pcap_path: str | os.PathLike | None = None, *,
-              progress: Progress | None = None) -> SynAttackReport:
+def synattack(
+    etl_path: str | os.PathLike,
+    pcap_path: str | os.PathLike | None = None,
+    *,
+    progress: Progress | None = None,
+) -> SynAttackReport:
     """SYN-attack resistance intervals of a Microsoft-Windows-TCPIP trace, with the SYN traffic around them.
 
     Frames come from ``pcap_path`` when given, else from the packets inside the ETL file (netsh
@@ -144,13 +149,29 @@ def synattack(etl_path: str | os.PathLike, pcap_path: str | os.PathLike | None =
         if pkts.count:
             frames = pkts.frames()
             source = "etl"
-    return build_report(path, found.security, found.events_read, frames, tmin, tmax, source,
-                        n_frames=pkts.count if pkts is not None else None)
+    return build_report(
+        path,
+        found.security,
+        found.events_read,
+        frames,
+        tmin,
+        tmax,
+        source,
+        n_frames=pkts.count if pkts is not None else None,
+    )
 
 
-def build_report(path: str, security: pl.DataFrame, events_read: int, frames: pl.DataFrame | None,
-                 trace_start_ns: int | None, trace_end_ns: int | None, frames_source: str | None = None,
-                 *, n_frames: int | None = None) -> SynAttackReport:
+def build_report(
+    path: str,
+    security: pl.DataFrame,
+    events_read: int,
+    frames: pl.DataFrame | None,
+    trace_start_ns: int | None,
+    trace_end_ns: int | None,
+    frames_source: str | None = None,
+    *,
+    n_frames: int | None = None,
+) -> SynAttackReport:
     """The report from decoded TCPIP counter events (SECURITY_SCHEMA) and optional frames (FRAMES).
 
     ``frames`` may hold only the TCP segments with SYN set; ``n_frames`` is then the number of all
@@ -174,21 +195,34 @@ def build_report(path: str, security: pl.DataFrame, events_read: int, frames: pl
         n_frames = frames.height if frames is not None else 0
     message = _message(path, intervals, other, events_read, frames_source, n_frames)
     if uncovered:
-        note = (f"the frames ({_clock(cover[0])} to {_clock(cover[1])} UTC) do not cover interval"
-                f"{'s' if len(uncovered) > 1 else ''} {', '.join(map(str, uncovered))}")
+        note = (
+            f"the frames ({_clock(cover[0])} to {_clock(cover[1])} UTC) do not cover interval"
+            f"{'s' if len(uncovered) > 1 else ''} {', '.join(map(str, uncovered))}"
+        )
         notes.append(note)
         message += "; " + note
     return SynAttackReport(
-        path=path, intervals=intervals, other_events=other, tcpip_events_read=events_read, packets=packets,
-        message=message, trace_start=_dt(trace_start_ns), trace_end=_dt(trace_end_ns),
-        frames_source=frames_source, frames=n_frames, notes=notes)
+        path=path,
+        intervals=intervals,
+        other_events=other,
+        tcpip_events_read=events_read,
+        packets=packets,
+        message=message,
+        trace_start=_dt(trace_start_ns),
+        trace_end=_dt(trace_end_ns),
+        frames_source=frames_source,
+        frames=n_frames,
+        notes=notes,
+    )
 
 
 # ---------------------------------------------------------------------- intervals
 
+
 def _intervals(sec: pl.DataFrame, t0: int | None, t1: int | None) -> tuple[pl.DataFrame, list[str]]:
     marks = sec.filter(pl.col("event_id").is_in([SYN_ATTACK_ENTRY, SYN_ATTACK_EXIT])).with_columns(
-        pl.col("time").dt.epoch("ns").alias("t"))
+        pl.col("time").dt.epoch("ns").alias("t")
+    )
     rows: list[dict] = []
     notes: list[str] = []
     open_row: dict | None = None
@@ -200,21 +234,37 @@ def _intervals(sec: pl.DataFrame, t0: int | None, t1: int | None) -> tuple[pl.Da
                 open_row["_lost"] = True
                 rows.append(open_row)
                 notes.append(open_row["note"])
-            open_row = {"entered": t, "left": None, "started_before_trace": False,
-                        "syn_attacks_detected_at_entry": ev["SynAttacksDetected"],
-                        "syn_attacks_detected_at_exit": None,
-                        **{COUNTER_COLUMNS[c]: ev[c] for c in COUNTERS[1:]},
-                        "entry_record": ev["record"], "exit_record": None, "note": None}
+            open_row = {
+                "entered": t,
+                "left": None,
+                "started_before_trace": False,
+                "syn_attacks_detected_at_entry": ev["SynAttacksDetected"],
+                "syn_attacks_detected_at_exit": None,
+                **{COUNTER_COLUMNS[c]: ev[c] for c in COUNTERS[1:]},
+                "entry_record": ev["record"],
+                "exit_record": None,
+                "note": None,
+            }
         else:
             if open_row is None:
-                row = {"entered": None, "started_before_trace": True, "syn_attacks_detected_at_entry": None,
-                       "entry_record": None,
-                       "note": "exit with no entry in the trace: the mode was on when tracing started"}
+                row = {
+                    "entered": None,
+                    "started_before_trace": True,
+                    "syn_attacks_detected_at_entry": None,
+                    "entry_record": None,
+                    "note": "exit with no entry in the trace: the mode was on when tracing started",
+                }
             else:
                 row = open_row
                 open_row = None
-            row.update({"left": t, "syn_attacks_detected_at_exit": ev["SynAttacksDetected"],
-                        **{COUNTER_COLUMNS[c]: ev[c] for c in COUNTERS[1:]}, "exit_record": ev["record"]})
+            row.update(
+                {
+                    "left": t,
+                    "syn_attacks_detected_at_exit": ev["SynAttacksDetected"],
+                    **{COUNTER_COLUMNS[c]: ev[c] for c in COUNTERS[1:]},
+                    "exit_record": ev["record"],
+                }
+            )
             rows.append(row)
     if open_row is not None:
         open_row["note"] = "still on when the trace ended"
@@ -226,8 +276,13 @@ def _intervals(sec: pl.DataFrame, t0: int | None, t1: int | None) -> tuple[pl.Da
         end = r["left"] if r["left"] is not None else (None if lost else t1)
         dur = (end - start) / 1e9 if start is not None and end is not None else None
         out.append({"interval": i, **r, "duration_s": dur, "open_at_end": r["left"] is None and not lost})
-    df = pl.DataFrame(out, schema={k: (pl.Int64 if v == TIME else v) for k, v in INTERVALS_SCHEMA.items()},
-                      orient="row") if out else pl.DataFrame(schema=INTERVALS_SCHEMA)
+    df = (
+        pl.DataFrame(
+            out, schema={k: (pl.Int64 if v == TIME else v) for k, v in INTERVALS_SCHEMA.items()}, orient="row"
+        )
+        if out
+        else pl.DataFrame(schema=INTERVALS_SCHEMA)
+    )
     df = df.with_columns(pl.col("entered").cast(TIME), pl.col("left").cast(TIME))
     return df.select(list(INTERVALS_SCHEMA)), notes
 
@@ -257,14 +312,14 @@ def _first_span(times: list[int | None], spans: list[tuple]) -> list[int | None]
     order = sorted(range(len(spans)), key=lambda i: lo if spans[i][1] is None else spans[i][1])
     timed = sorted((t, j) for j, t in enumerate(times) if t is not None)
     out: list[int | None] = [None] * len(times)
-    heap: list[tuple[int, int | None]] = []        # (position in spans, end)
+    heap: list[tuple[int, int | None]] = []  # (position in spans, end)
     k = 0
     for t, j in timed:
         while k < len(order) and (spans[order[k]][1] is None or spans[order[k]][1] <= t):
             i = order[k]
             heapq.heappush(heap, (i, spans[i][2]))
             k += 1
-        while heap and heap[0][1] is not None and heap[0][1] < t:   # ended before t: never needed again
+        while heap and heap[0][1] is not None and heap[0][1] < t:  # ended before t: never needed again
             heapq.heappop(heap)
         if heap:
             out[j] = spans[heap[0][0]][0]
@@ -272,6 +327,7 @@ def _first_span(times: list[int | None], spans: list[tuple]) -> list[int | None]
 
 
 # ---------------------------------------------------------------------- packets
+
 
 def _spans(intervals: pl.DataFrame, t0: int | None, t1: int | None) -> list[tuple]:
     """(interval, start ns, end ns, entry seen, exit seen) per interval: a missing entry starts at ``t0``,
@@ -292,24 +348,33 @@ def _spans(intervals: pl.DataFrame, t0: int | None, t1: int | None) -> list[tupl
     return out
 
 
-def _packet_summary(intervals: pl.DataFrame, frames: pl.DataFrame, t0: int | None, t1: int | None,
-                    cover: tuple[int, int]) -> tuple[pl.DataFrame, list[int]]:
+def _packet_summary(
+    intervals: pl.DataFrame, frames: pl.DataFrame, t0: int | None, t1: int | None, cover: tuple[int, int]
+) -> tuple[pl.DataFrame, list[int]]:
     """Rows per interval and phase, each phase cut to the span the frames cover; intervals not covered."""
     tcp = frames.filter(pl.col("protocol") == "TCP", pl.col("tcp_flags").is_not_null())
     flags = pl.col("tcp_flags").cast(pl.Int32)
     not_out = pl.col("direction").is_null() | (pl.col("direction") != "out")
     not_in = pl.col("direction").is_null() | (pl.col("direction") != "in")
     syns = tcp.filter((flags & 0x12) == 0x02, not_out).select(
-        "frame", pl.col("time").dt.epoch("ns").alias("t"), "src_addr", "src_port", "dst_addr", "dst_port")
+        "frame", pl.col("time").dt.epoch("ns").alias("t"), "src_addr", "src_port", "dst_addr", "dst_port"
+    )
     acks = tcp.filter((flags & 0x12) == 0x12, not_in).select(
-        pl.col("time").dt.epoch("ns").alias("ta"), pl.col("dst_addr").alias("src_addr"),
-        pl.col("dst_port").alias("src_port"), pl.col("src_addr").alias("dst_addr"),
-        pl.col("src_port").alias("dst_port"))
-    answered = (syns.join(acks, on=["src_addr", "src_port", "dst_addr", "dst_port"], how="inner")
-                .filter((pl.col("ta") >= pl.col("t")) & (pl.col("ta") <= pl.col("t") + ANSWER_WINDOW_NS))
-                .select("frame").unique())
-    syns = (syns.with_columns(pl.col("frame").is_in(answered["frame"].implode()).alias("answered"))
-            .sort("t", "frame"))
+        pl.col("time").dt.epoch("ns").alias("ta"),
+        pl.col("dst_addr").alias("src_addr"),
+        pl.col("dst_port").alias("src_port"),
+        pl.col("src_addr").alias("dst_addr"),
+        pl.col("src_port").alias("dst_port"),
+    )
+    answered = (
+        syns.join(acks, on=["src_addr", "src_port", "dst_addr", "dst_port"], how="inner")
+        .filter((pl.col("ta") >= pl.col("t")) & (pl.col("ta") <= pl.col("t") + ANSWER_WINDOW_NS))
+        .select("frame")
+        .unique()
+    )
+    syns = syns.with_columns(pl.col("frame").is_in(answered["frame"].implode()).alias("answered")).sort(
+        "t", "frame"
+    )
     ack_t = np.sort(acks["ta"].to_numpy())
     syn_t = syns["t"].to_numpy()
     answered_sum = np.concatenate([[0], np.cumsum(syns["answered"].to_numpy().astype(np.int64))])
@@ -317,7 +382,7 @@ def _packet_summary(intervals: pl.DataFrame, frames: pl.DataFrame, t0: int | Non
     # (hostile traces: many intervals over the same flood would make it intervals x SYNs)
     budget = max(_SOURCES_BUDGET, 4 * len(syn_t))
     rows: list[dict] = []
-    windows: list[tuple[int, int, int]] = []      # (row, first SYN, SYNs) of the windows whose sources count
+    windows: list[tuple[int, int, int]] = []  # (row, first SYN, SYNs) of the windows whose sources count
     uncovered = []
     skipped_sources = 0
     c0, c1 = cover
@@ -325,7 +390,11 @@ def _packet_summary(intervals: pl.DataFrame, frames: pl.DataFrame, t0: int | Non
         if a is None or b is None:
             continue
         w = int(min(max(b - a, _td_ns(MIN_WINDOW)), _td_ns(MAX_WINDOW)))
-        phases = [("before", a - w, a, entered_known), ("during", a, b, True), ("after", b, b + w, left_known)]
+        phases = [
+            ("before", a - w, a, entered_known),
+            ("during", a, b, True),
+            ("after", b, b + w, left_known),
+        ]
         if c1 < a or c0 > b:
             uncovered.append(number)
         for name, lo, hi, known in phases:
@@ -346,18 +415,27 @@ def _packet_summary(intervals: pl.DataFrame, frames: pl.DataFrame, t0: int | Non
             else:
                 skipped_sources += 1
                 who = {"sources": None, "top_sources": None, "attacked_ports": None}
-            rows.append({
-                "interval": number, "phase": name, "start": lo, "end": hi, "seconds": secs,
-                "syns": n, "syn_per_s": n / secs if secs > 0 else None,
-                "syn_acks": a1 - a0,
-                "answered_share": (int(answered_sum[i1] - answered_sum[i0]) / n) if n else None,
-                **who,
-            })
+            rows.append(
+                {
+                    "interval": number,
+                    "phase": name,
+                    "start": lo,
+                    "end": hi,
+                    "seconds": secs,
+                    "syns": n,
+                    "syn_per_s": n / secs if secs > 0 else None,
+                    "syn_acks": a1 - a0,
+                    "answered_share": (int(answered_sum[i1] - answered_sum[i0]) / n) if n else None,
+                    **who,
+                }
+            )
     _sources(rows, windows, syns)
     if skipped_sources:
-        warn(f"{skipped_sources:,} window(s) of SYN traffic overlap so much that their sources were not "
-             "counted (sources, top_sources and attacked_ports left empty); the counts and rates are "
-             "complete")
+        warn(
+            f"{skipped_sources:,} window(s) of SYN traffic overlap so much that their sources were not "
+            "counted (sources, top_sources and attacked_ports left empty); the counts and rates are "
+            "complete"
+        )
     schema = {k: (pl.Int64 if v == TIME else v) for k, v in PACKETS_SCHEMA.items()}
     df = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     return df.with_columns(pl.col("start").cast(TIME), pl.col("end").cast(TIME)), uncovered
@@ -376,17 +454,30 @@ def _sources(rows: list[dict], windows: list[tuple[int, int, int]], syns: pl.Dat
     for r, k in m.group_by("w").agg(pl.col("src_addr").n_unique()).iter_rows():
         rows[r]["sources"] = k
     for col, key in (("src_addr", "top_sources"), ("dst_port", "attacked_ports")):
-        top = (m.group_by("w", col).len().sort(["w", "len", col], descending=[False, True, False])
-               .group_by("w", maintain_order=True).head(TOP)
-               .group_by("w", maintain_order=True).agg(col, "len"))
+        top = (
+            m.group_by("w", col)
+            .len()
+            .sort(["w", "len", col], descending=[False, True, False])
+            .group_by("w", maintain_order=True)
+            .head(TOP)
+            .group_by("w", maintain_order=True)
+            .agg(col, "len")
+        )
         for r, values, lens in top.iter_rows():
             rows[r][key] = ", ".join(f"{v} ({n:,})" for v, n in zip(values, lens))
 
 
 # ---------------------------------------------------------------------- words
 
-def _message(path: str, intervals: pl.DataFrame, other: pl.DataFrame, events_read: int,
-             source: str | None, n_frames: int) -> str:
+
+def _message(
+    path: str,
+    intervals: pl.DataFrame,
+    other: pl.DataFrame,
+    events_read: int,
+    source: str | None,
+    n_frames: int,
+) -> str:
     name = os.path.basename(path)
     read = f"{events_read:,} TCPIP event{'s' if events_read != 1 else ''} read"
     if not intervals.height:
@@ -394,8 +485,10 @@ def _message(path: str, intervals: pl.DataFrame, other: pl.DataFrame, events_rea
         if other.height:
             msg += f"; {other.height:,} rate-limit or land-attack event{'s' if other.height != 1 else ''}"
         if events_read == 0:
-            msg += ("; the file has no Microsoft-Windows-TCPIP events at all: collect with netsh trace "
-                    "start capture=yes provider=Microsoft-Windows-TCPIP level=0x05")
+            msg += (
+                "; the file has no Microsoft-Windows-TCPIP events at all: collect with netsh trace "
+                "start capture=yes provider=Microsoft-Windows-TCPIP level=0x05"
+            )
         return msg
     n = intervals.height
     parts = [f"{n} SYN-attack resistance interval{'s' if n != 1 else ''} in {name} ({read})"]

@@ -8,6 +8,7 @@ read leniently: surrounding blanks, ``[...]`` brackets and an IPv6 zone id (``%1
 zero-padded IPv4 octets are decimal (tracerpt writes ``010.001.001.001``); readers of logs that write
 IPv4 peers as IPv4-mapped IPv6 ask for them unmapped.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,12 +32,25 @@ def ipv4_text(addrs: np.ndarray) -> pl.Series:
     """Text of IPv4 addresses given as integers (host order of the big-endian value, ``0x0A010101`` ->
     ``10.1.1.1``); bulk, one row per value."""
     if len(addrs) <= _FEW_ADDRESSES:
-        return pl.Series([f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}" for a in addrs.tolist()],
-                         dtype=pl.Utf8)
+        return pl.Series(
+            [f"{a >> 24}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}" for a in addrs.tolist()], dtype=pl.Utf8
+        )
     a = pl.col("a").cast(pl.Int64)
-    return pl.DataFrame({"a": addrs}).select(pl.concat_str(
-        [(a // 16777216).cast(pl.Utf8), (a // 65536 % 256).cast(pl.Utf8), (a // 256 % 256).cast(pl.Utf8),
-         (a % 256).cast(pl.Utf8)], separator=".")).to_series()
+    return (
+        pl.DataFrame({"a": addrs})
+        .select(
+            pl.concat_str(
+                [
+                    (a // 16777216).cast(pl.Utf8),
+                    (a // 65536 % 256).cast(pl.Utf8),
+                    (a // 256 % 256).cast(pl.Utf8),
+                    (a % 256).cast(pl.Utf8),
+                ],
+                separator=".",
+            )
+        )
+        .to_series()
+    )
 
 
 def raw_text(values: np.ndarray) -> pl.Series:
@@ -85,10 +99,12 @@ def dotted_quad_text(s: pl.Series) -> pl.Series:
     parts = s.str.split_exact(".", 4).struct.unnest()
     octets = [parts[f"field_{i}"].cast(pl.UInt16, strict=False) for i in range(4)]
     frame = pl.DataFrame({f"o{i}": o for i, o in enumerate(octets)}).with_columns(
-        extra=parts["field_4"].is_not_null())
+        extra=parts["field_4"].is_not_null()
+    )
     ok = pl.all_horizontal([pl.col(f"o{i}") <= 255 for i in range(4)]).fill_null(False) & ~pl.col("extra")
-    return frame.select(pl.when(ok).then(pl.concat_str([pl.col(f"o{i}").cast(pl.Utf8) for i in range(4)],
-                                                        separator="."))).to_series()
+    return frame.select(
+        pl.when(ok).then(pl.concat_str([pl.col(f"o{i}").cast(pl.Utf8) for i in range(4)], separator="."))
+    ).to_series()
 
 
 def text_address_map(values: pl.Series, *, unmap: bool = False) -> dict[str, str | None]:
@@ -104,5 +120,12 @@ def text_address_expr(expr: pl.Expr) -> pl.Expr:
     return a.str.replace(r"^::ffff:(\d+\.\d+\.\d+\.\d+)$", "$1")
 
 
-__all__ = ["dotted_quad_text", "ipv4_text", "packed_text", "raw_text", "text_address", "text_address_expr",
-           "text_address_map"]
+__all__ = [
+    "dotted_quad_text",
+    "ipv4_text",
+    "packed_text",
+    "raw_text",
+    "text_address",
+    "text_address_expr",
+    "text_address_map",
+]

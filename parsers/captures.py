@@ -1,5 +1,6 @@
 """Capture files (pcap, pcapng, Network Monitor 2.x .cap): tell them apart and read them into the FRAMES
 table or as packets."""
+
 from __future__ import annotations
 
 import struct
@@ -17,8 +18,11 @@ def sniff(head: bytes) -> str | None:
     """``"pcap"``, ``"pcapng"``, ``"netmon"`` or None from the first bytes of a file."""
     if head[:4] == netmon.SIGNATURE:
         return "netmon"
-    if len(head) >= 12 and head[:4] == b"\x0a\x0d\x0d\x0a" and head[8:12] in (b"\x4d\x3c\x2b\x1a",
-                                                                             b"\x1a\x2b\x3c\x4d"):
+    if (
+        len(head) >= 12
+        and head[:4] == b"\x0a\x0d\x0d\x0a"
+        and head[8:12] in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d")
+    ):
         return "pcapng"
     if len(head) >= 4:
         for order in "<>":
@@ -37,13 +41,15 @@ def _kind(path: PathLike) -> str:
     if kind is None and head[:4] == b"\x0a\x0d\x0d\x0a":
         kind = "pcapng"  # a damaged section header: let the pcapng reader say what is wrong
     if kind is None:
-        raise CaptureError(f"not a pcap or pcapng file (starts with {head[:4].hex() or 'nothing'})",
-                           path=path, offset=0)
+        raise CaptureError(
+            f"not a pcap or pcapng file (starts with {head[:4].hex() or 'nothing'})", path=path, offset=0
+        )
     return kind
 
 
-def read_capture(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
-                 kind: str | None = None) -> pl.DataFrame:
+def read_capture(
+    path: PathLike, *, with_data: bool = False, progress: Progress | None = None, kind: str | None = None
+) -> pl.DataFrame:
     """Frames (FRAMES schema) of a pcap, pcapng or Network Monitor file (pcapng adds a ``comment``
     column); ``with_data`` adds the raw frame bytes as a ``data`` column. ``kind``: what the file is
     when already known (:func:`sniff`'s name), else sniffed here."""
@@ -55,8 +61,9 @@ def read_capture(path: PathLike, *, with_data: bool = False, progress: Progress 
     return pcap.read_pcap(path, with_data=with_data, progress=progress)
 
 
-def iter_capture_packets(path: PathLike, *, kind: str | None = None
-                         ) -> tuple[list[Interface], Iterator[Packet]]:
+def iter_capture_packets(
+    path: PathLike, *, kind: str | None = None
+) -> tuple[list[Interface], Iterator[Packet]]:
     """The interfaces and the packets, in file order (packet i is frame i + 1 of :func:`read_capture`);
     ``kind`` as for :func:`read_capture`."""
     kind = kind or _kind(path)

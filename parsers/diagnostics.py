@@ -4,6 +4,7 @@ Readers never drop data silently: whatever they skip is counted and reported her
 The CLI prints these records on stderr as ``warning: ...``; library users get them
 through :mod:`logging` (logger name ``etwtools``).
 """
+
 from __future__ import annotations
 
 import logging

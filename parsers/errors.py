@@ -3,6 +3,7 @@
 Part of the parsers' leaf (it imports nothing from the rest of the project); ``etwtools.errors``
 re-exports these classes and adds the application's own.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,14 @@ import os
 class EtwToolsError(Exception):
     """An input etwtools cannot use; the message names the file, where, and what is wrong."""
 
-    def __init__(self, message: str, *, path: str | os.PathLike | None = None,
-                 offset: int | None = None, line: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike | None = None,
+        offset: int | None = None,
+        line: int | None = None,
+    ) -> None:
         self.path = os.fspath(path) if path is not None else None
         self.offset = offset
         self.line = line

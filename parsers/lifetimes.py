@@ -6,6 +6,7 @@ last one that started at or before t, if it had not ended more than a grace peri
 name is kept :data:`PROCESS_GRACE_S` after its End by default: a socket's last segments, and the network
 events about them, can follow the process's exit).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -48,8 +49,14 @@ def process_instances(events: list[dict], source: str) -> list[dict]:
             rows.append(row)
             continue
         if cur is None and ev.get("unique_key"):  # an instance already closed (Defunct after End)
-            cur = next((j for j in range(len(rows) - 1, -1, -1) if rows[j]["pid"] == pid
-                        and rows[j]["unique_key"] == ev.get("unique_key")), None)
+            cur = next(
+                (
+                    j
+                    for j in range(len(rows) - 1, -1, -1)
+                    if rows[j]["pid"] == pid and rows[j]["unique_key"] == ev.get("unique_key")
+                ),
+                None,
+            )
             if cur is not None:
                 row = rows[cur]
                 row["defunct"] = row["defunct"] or kind == "Defunct"
@@ -82,11 +89,26 @@ def _same(row: dict, ev: dict) -> bool:
 
 
 def _new_row(ev: dict, source: str) -> dict:
-    return {"pid": ev["pid"], "ppid": ev["ppid"], "image": ev["image"], "command_line": ev["command_line"],
-            "session": ev["session"], "start": None, "end": None, "user": ev["user"], "source": source,
-            "begin": _MIN, "until": _MAX, "exit_status": None, "alive_at_end": False, "defunct": False,
-            "unique_key": ev.get("unique_key"), "flags": ev.get("flags"), "record": ev["record"],
-            "_services": []}
+    return {
+        "pid": ev["pid"],
+        "ppid": ev["ppid"],
+        "image": ev["image"],
+        "command_line": ev["command_line"],
+        "session": ev["session"],
+        "start": None,
+        "end": None,
+        "user": ev["user"],
+        "source": source,
+        "begin": _MIN,
+        "until": _MAX,
+        "exit_status": None,
+        "alive_at_end": False,
+        "defunct": False,
+        "unique_key": ev.get("unique_key"),
+        "flags": ev.get("flags"),
+        "record": ev["record"],
+        "_services": [],
+    }
 
 
 def _fill(row: dict, ev: dict) -> None:
@@ -96,30 +118,53 @@ def _fill(row: dict, ev: dict) -> None:
             row[key] = ev[key]
 
 
-def process_at(queries: pl.DataFrame, processes: pl.DataFrame, *, pid: str = "pid", time: str = "time",
-               columns: Sequence[str] = ("image",), grace_s: float = PROCESS_GRACE_S,
-               after_end: bool = False) -> pl.DataFrame:
+def process_at(
+    queries: pl.DataFrame,
+    processes: pl.DataFrame,
+    *,
+    pid: str = "pid",
+    time: str = "time",
+    columns: Sequence[str] = ("image",),
+    grace_s: float = PROCESS_GRACE_S,
+    after_end: bool = False,
+) -> pl.DataFrame:
     """``columns`` of the process instance of ``queries[pid]`` alive at ``queries[time]`` (int64 ns or
     Datetime), or ended at most ``grace_s`` before it (and no later instance started), one row per query
     in the queries' order; null where no instance covers it (or the PID or time is null). Instances
     whose PID is null are ignored. ``after_end`` adds ``after_end_ns``: how long after the instance's
     End the query is, where the grace period named it."""
-    lives = (processes.select(pl.col("pid").cast(pl.Int64).alias("_pid"),
-                              pl.col("start").cast(pl.Int64).fill_null(_MIN).alias("_begin"),
-                              pl.col("end").cast(pl.Int64).fill_null(_MAX).alias("_until"),
-                              *[pl.col(c).alias(f"_{c}") for c in columns])
-             .drop_nulls("_pid").sort("_begin", maintain_order=True))
+    lives = (
+        processes.select(
+            pl.col("pid").cast(pl.Int64).alias("_pid"),
+            pl.col("start").cast(pl.Int64).fill_null(_MIN).alias("_begin"),
+            pl.col("end").cast(pl.Int64).fill_null(_MAX).alias("_until"),
+            *[pl.col(c).alias(f"_{c}") for c in columns],
+        )
+        .drop_nulls("_pid")
+        .sort("_begin", maintain_order=True)
+    )
     left = queries.select(pl.col(pid).cast(pl.Int64).alias("_pid"), pl.col(time).cast(pl.Int64).alias("_t"))
-    in_order = left["_t"].is_sorted()           # a trace's events usually are: no sorting needed
+    in_order = left["_t"].is_sorted()  # a trace's events usually are: no sorting needed
     if not in_order:
         left = left.with_row_index("_row").sort("_t")
-    joined = left.join_asof(lives, left_on="_t", right_on="_begin", by="_pid", strategy="backward",
-                            check_sortedness=False)
+    joined = left.join_asof(
+        lives, left_on="_t", right_on="_begin", by="_pid", strategy="backward", check_sortedness=False
+    )
     grace = max(0, round(grace_s * 1_000_000_000))
-    late = (pl.col("_t") > pl.col("_until")) & (pl.col("_until") < _MAX - grace) \
+    late = (
+        (pl.col("_t") > pl.col("_until"))
+        & (pl.col("_until") < _MAX - grace)
         & (pl.col("_t") <= pl.col("_until") + grace)
+    )
     alive = (pl.col("_t") <= pl.col("_until")) | late
-    extra = [pl.when(alive & late).then(pl.col("_t") - pl.col("_until")).alias("after_end_ns")] if after_end else []
-    out = joined.select(*([] if in_order else ["_row"]),
-                        *[pl.when(alive).then(pl.col(f"_{c}")).alias(c) for c in columns], *extra)
+    extra = (
+        [pl.when(alive & late).then(pl.col("_t") - pl.col("_until")).alias("after_end_ns")]
+        if after_end
+        else []
+    )
+    out = joined.select(
+        *([] if in_order else ["_row"]),
+        *[pl.when(alive).then(pl.col(f"_{c}")).alias(c) for c in columns],
+        *extra,
+    )
     return out if in_order else out.sort("_row").drop("_row")

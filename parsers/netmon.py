@@ -31,6 +31,7 @@ kept undissected (reported as unsupported link types). 0xFFFC payload header, 0x
 0xFFFE DNS cache records are NetMon metadata, not frames: they are left out of the table (and the
 frame numbers), as Wireshark does. Network Monitor 1.x files ('RTSS') are not read.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -74,7 +75,7 @@ class NetmonHeader:
 
     minor: int
     mac_type: int
-    start: tuple[int, ...]          # SYSTEMTIME: year, month, day of week, day, hour, minute, second, ms
+    start: tuple[int, ...]  # SYSTEMTIME: year, month, day of week, day, hour, minute, second, ms
     frame_table_offset: int
     frame_table_length: int
     comment_offset: int
@@ -102,31 +103,49 @@ def read_header(buf: np.ndarray, path: PathLike) -> NetmonHeader:
     size = len(buf)
     head = bytes(buf[:HEADER])
     if head[:4] == SIGNATURE_1X:
-        raise CaptureError("Network Monitor 1.x capture files are not supported (only 2.x)", path=path,
-                           offset=0)
+        raise CaptureError(
+            "Network Monitor 1.x capture files are not supported (only 2.x)", path=path, offset=0
+        )
     if head[:4] != SIGNATURE:
-        raise CaptureError(f"not a Network Monitor capture: bad signature {head[:4].hex() or 'nothing'}",
-                           path=path, offset=0)
+        raise CaptureError(
+            f"not a Network Monitor capture: bad signature {head[:4].hex() or 'nothing'}", path=path, offset=0
+        )
     if size < HEADER:
-        raise CaptureError(f"truncated Network Monitor header: {size} bytes, shorter than {HEADER}",
-                           path=path, offset=0)
+        raise CaptureError(
+            f"truncated Network Monitor header: {size} bytes, shorter than {HEADER}", path=path, offset=0
+        )
     _sig, minor, major, mac, *rest = _HEAD.unpack_from(head)
     start, words = tuple(rest[:8]), rest[8:]
     if _bcd(major) != 2:
-        raise CaptureError(f"unsupported Network Monitor format version {_bcd(major)}.{_bcd(minor)} "
-                           "(only 2.x)", path=path, offset=5)
-    hdr = NetmonHeader(minor=_bcd(minor), mac_type=mac, start=start, frame_table_offset=words[0],
-                       frame_table_length=words[1], comment_offset=words[4], comment_length=words[5],
-                       process_offset=words[6] if _bcd(minor) >= 2 else 0,
-                       process_count=words[7] if _bcd(minor) >= 2 else 0,
-                       extended_offset=words[8] if _bcd(minor) >= 3 else 0)
+        raise CaptureError(
+            f"unsupported Network Monitor format version {_bcd(major)}.{_bcd(minor)} (only 2.x)",
+            path=path,
+            offset=5,
+        )
+    hdr = NetmonHeader(
+        minor=_bcd(minor),
+        mac_type=mac,
+        start=start,
+        frame_table_offset=words[0],
+        frame_table_length=words[1],
+        comment_offset=words[4],
+        comment_length=words[5],
+        process_offset=words[6] if _bcd(minor) >= 2 else 0,
+        process_count=words[7] if _bcd(minor) >= 2 else 0,
+        extended_offset=words[8] if _bcd(minor) >= 3 else 0,
+    )
     if hdr.frame_table_length % 4:
-        raise CaptureError(f"frame table length {hdr.frame_table_length} is not a multiple of 4",
-                           path=path, offset=28)
+        raise CaptureError(
+            f"frame table length {hdr.frame_table_length} is not a multiple of 4", path=path, offset=28
+        )
     end = hdr.frame_table_offset + hdr.frame_table_length
     if hdr.frame_table_length and (hdr.frame_table_offset < HEADER or end > size):
-        raise CaptureError(f"frame table ({hdr.frame_table_offset:#x}..{end:#x}) lies outside the frame "
-                           f"data of the file ({size:#x} bytes): truncated capture?", path=path, offset=24)
+        raise CaptureError(
+            f"frame table ({hdr.frame_table_offset:#x}..{end:#x}) lies outside the frame "
+            f"data of the file ({size:#x} bytes): truncated capture?",
+            path=path,
+            offset=24,
+        )
     return hdr
 
 
@@ -140,9 +159,10 @@ def start_ns(hdr: NetmonHeader, path: PathLike) -> int:
     except ValueError as e:
         raise CaptureError(f"bad capture start time {hdr.start} ({e})", path=path, offset=8) from None
     ns = (int(t.timestamp()) * 1000 + ms) * 1_000_000
-    if not -(1 << 63) < ns < (1 << 63):     # UTC ns in an int64: years 1678 to 2262
-        raise CaptureError(f"bad capture start time {hdr.start} (outside the years 1678 to 2262)", path=path,
-                           offset=8)
+    if not -(1 << 63) < ns < (1 << 63):  # UTC ns in an int64: years 1678 to 2262
+        raise CaptureError(
+            f"bad capture start time {hdr.start} (outside the years 1678 to 2262)", path=path, offset=8
+        )
     return ns
 
 
@@ -157,8 +177,9 @@ def read_comments(buf: np.ndarray, path: PathLike, hdr: NetmonHeader) -> dict[in
         return {}
     start, end = hdr.comment_offset, hdr.comment_offset + hdr.comment_length
     if start < HEADER or end > len(buf):
-        warn(f"{os.fspath(path)}: comment table ({start:#x}..{end:#x}) lies outside the file; "
-             "comments ignored")
+        warn(
+            f"{os.fspath(path)}: comment table ({start:#x}..{end:#x}) lies outside the file; comments ignored"
+        )
         return {}
     raw = bytes(buf[start:end])
     out: dict[int, str] = {}
@@ -169,15 +190,17 @@ def read_comments(buf: np.ndarray, path: PathLike, hdr: NetmonHeader) -> dict[in
         _, frame, tlen = _COMMENT_HEAD.unpack_from(raw, pos)
         if tlen == 0 or pos + 12 + tlen + 4 > len(raw):
             break
-        title = raw[pos + 12:pos + 12 + tlen].decode("utf-16-le", "replace").split("\0", 1)[0]
+        title = raw[pos + 12 : pos + 12 + tlen].decode("utf-16-le", "replace").split("\0", 1)[0]
         dlen = struct.unpack_from("<I", raw, pos + 12 + tlen)[0]
         if pos + 16 + tlen + dlen > len(raw):
             break
         out[frame] = title
         pos += 16 + tlen + dlen
     if pos < len(raw):
-        warn(f"{os.fspath(path)}: damaged comment at offset {start + pos:#x}; {len(out)} comment(s) before "
-             "it kept, the rest of the comment table ignored")
+        warn(
+            f"{os.fspath(path)}: damaged comment at offset {start + pos:#x}; {len(out)} comment(s) before "
+            "it kept, the rest of the comment table ignored"
+        )
     return out
 
 
@@ -204,8 +227,9 @@ def windows(buf: np.ndarray, off: np.ndarray, cap: np.ndarray) -> np.ndarray:
     n = len(off)
     if len(buf) < WINDOW or not n:
         return header_windows(buf, off, cap)
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(len(buf) - WINDOW + 1, WINDOW), strides=(1, 1),
-                                           writeable=False)
+    rows = np.lib.stride_tricks.as_strided(
+        buf, shape=(len(buf) - WINDOW + 1, WINDOW), strides=(1, 1), writeable=False
+    )
     inside = off + WINDOW <= len(buf)
     if inside.all():
         out = rows[off]
@@ -230,27 +254,37 @@ class Chunk:
     wirelen: np.ndarray
     time_ns: np.ndarray
     link_type: np.ndarray
-    time_valid: np.ndarray          # False: a time offset too large for int64 ns (a damaged record)
+    time_valid: np.ndarray  # False: a time offset too large for int64 ns (a damaged record)
 
 
-def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minutes: int | None = None,
-           progress: Progress | None = None) -> Iterator[Chunk]:
+def chunks(
+    buf: np.ndarray,
+    path: PathLike,
+    hdr: NetmonHeader,
+    utc_offset_minutes: int | None = None,
+    progress: Progress | None = None,
+) -> Iterator[Chunk]:
     """The frames, in frame-table order, chunk by chunk. Damaged frame records (outside the file, a
     captured length above the maximum or past the end of the file) are skipped and, at the end,
     reported once with their offsets."""
     size = len(buf)
     name = os.fspath(path)
     count = hdr.frame_table_length // 4
-    table = np.frombuffer(buf, dtype="<u4", count=count, offset=hdr.frame_table_offset) if count else \
-        np.zeros(0, "<u4")
+    table = (
+        np.frombuffer(buf, dtype="<u4", count=count, offset=hdr.frame_table_offset)
+        if count
+        else np.zeros(0, "<u4")
+    )
     u16, u32, u64 = _le(buf, "<u2"), _le(buf, "<u4"), _le(buf, "<u8")
     trailer = hdr.trailer
     if not count:
         table = _walk_records(buf, hdr, u32)
         count = len(table)
         if count:
-            warn(f"{name}: the frame table is empty (length 0) but {count:,} frame record(s) follow the header: "
-                 "read in file order")
+            warn(
+                f"{name}: the frame table is empty (length 0) but {count:,} frame record(s) follow the header: "
+                "read in file order"
+            )
     aliased = _aliases(table.astype(np.int64), size, u32, trailer)
     n_aliased = int(aliased.sum())
     check_local = True
@@ -275,9 +309,9 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
             examples.append(f"{o:#x} ({why})")
 
     for s in range(0, count, CHUNK):
-        off = table[s:s + CHUNK].astype(np.int64)
+        off = table[s : s + CHUNK].astype(np.int64)
         if n_aliased:
-            off = off[~aliased[s:s + CHUNK]]
+            off = off[~aliased[s : s + CHUNK]]
         ok = (off >= HEADER) & (off + RECORD_HEADER <= size)
         if not ok.all():
             note(off[~ok])
@@ -303,7 +337,7 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
         utc = np.zeros(len(off), bool)
         if hdr.utc_stamps and len(off):
             ft = u64[data + cap + 6]
-            utc = (ft >= FILETIME_MIN) & (ft < FILETIME_MAX)     # 0 or out of range: use the local time
+            utc = (ft >= FILETIME_MIN) & (ft < FILETIME_MAX)  # 0 or out of range: use the local time
             times[utc] = (ft[utc].astype(np.int64) - FILETIME_UNIX_EPOCH) * 100
             if check_local and utc.sum() > 1:
                 try:
@@ -319,7 +353,7 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
             if start is None:
                 start = start_ns(hdr, path) - (utc_offset_minutes or 0) * 60_000_000_000
             loc = ~utc
-            t100 = (u64[off[loc]] * np.uint64(10)).view(np.int64)     # signed 100 ns count
+            t100 = (u64[off[loc]] * np.uint64(10)).view(np.int64)  # signed 100 ns count
             # beyond about 292 years from the start the ns would wrap around: a damaged record, no time
             limit = ((1 << 63) - 1 - abs(start)) // 100
             fit = (t100 >= -limit) & (t100 <= limit)
@@ -331,20 +365,28 @@ def chunks(buf: np.ndarray, path: PathLike, hdr: NetmonHeader, utc_offset_minute
             progress(int(off.max()) if len(off) else hdr.frame_table_offset, size)
         yield Chunk(off, data, cap, wire, times, link, tvalid)
     if bad_times:
-        warn(f"{name}: {bad_times:,} frame(s) with a time offset of centuries (damaged records) kept without "
-             "a time")
+        warn(
+            f"{name}: {bad_times:,} frame(s) with a time offset of centuries (damaged records) kept without "
+            "a time"
+        )
     if odd_stamps:
-        warn(f"{name}: {odd_stamps:,} frame(s) whose UTC time stamp is more than a day from their time offset "
-             "and from the other frames (damaged): their time comes from the offset")
+        warn(
+            f"{name}: {odd_stamps:,} frame(s) whose UTC time stamp is more than a day from their time offset "
+            "and from the other frames (damaged): their time comes from the offset"
+        )
     if n_aliased:
-        warn(f"{name}: skipped {n_aliased:,} frame-table entr{'y' if n_aliased == 1 else 'ies'} pointing into "
-             "a frame record listed before (a table that repeats frames: damaged or hostile)")
+        warn(
+            f"{name}: skipped {n_aliased:,} frame-table entr{'y' if n_aliased == 1 else 'ies'} pointing into "
+            "a frame record listed before (a table that repeats frames: damaged or hostile)"
+        )
     if skipped:
         more = f" and {skipped - len(examples):,} more" if skipped > len(examples) else ""
         warn(f"{name}: skipped {skipped:,} damaged frame record(s) at offsets {', '.join(examples)}{more}")
     if local_frames and utc_offset_minutes is None:
-        warn(f"{name}: Network Monitor 2.{hdr.minor} times are the capturing machine's local time without "
-             f"a time zone; {local_frames:,} frame time(s) taken as UTC (give the UTC offset to correct)")
+        warn(
+            f"{name}: Network Monitor 2.{hdr.minor} times are the capturing machine's local time without "
+            f"a time zone; {local_frames:,} frame time(s) taken as UTC (give the UTC offset to correct)"
+        )
 
 
 def _walk_records(buf: np.ndarray, hdr: NetmonHeader, u32: np.ndarray) -> np.ndarray:
@@ -372,7 +414,7 @@ def _aliases(off: np.ndarray, size: int, u32: np.ndarray, trailer: int) -> np.nd
     inside = (off >= HEADER) & (off + RECORD_HEADER <= size)
     cap = np.where(inside, u32[np.where(inside, off + 12, HEADER)].astype(np.int64), 0)
     end = off + RECORD_HEADER + cap + trailer
-    inside &= (cap <= MAX_CAPLEN) & (end <= size)       # damaged records are reported as such, not here
+    inside &= (cap <= MAX_CAPLEN) & (end <= size)  # damaged records are reported as such, not here
     end = np.where(inside, end, off)
     order = np.argsort(off, kind="stable")
     so, se = off[order], end[order]
@@ -400,8 +442,13 @@ def _odd_stamps(times: np.ndarray, utc: np.ndarray, local0: int, offset_us: np.n
     return odd
 
 
-def read_netmon(path: PathLike, *, with_data: bool = False, progress: Progress | None = None,
-                utc_offset_minutes: int | None = None) -> pl.DataFrame:
+def read_netmon(
+    path: PathLike,
+    *,
+    with_data: bool = False,
+    progress: Progress | None = None,
+    utc_offset_minutes: int | None = None,
+) -> pl.DataFrame:
     """Frames (FRAMES schema, plus a ``comment`` column: the frame comment titles of 2.2 and later) of
     a Network Monitor 2.x capture; ``with_data`` adds the raw bytes as a ``data`` column.
     ``utc_offset_minutes``: the capturing machine's local time minus UTC, for files without UTC time
@@ -414,20 +461,33 @@ def read_netmon(path: PathLike, *, with_data: bool = False, progress: Progress |
     first = 1
     for c in chunks(buf, path, hdr, utc_offset_minutes, progress):
         notes = [comments.get(o) for o in c.record.tolist()] if comments else [None] * len(c.record)
-        parts.append(dissect_buffer(buf, c.data, c.caplen, c.time_ns, c.link_type, wirelens=c.wirelen,
-                                    time_valid=None if c.time_valid.all() else c.time_valid,
-                                    with_data=with_data, source=name, first_frame=first, finish=False,
-                                    windows=windows(buf, c.data, c.caplen), comments=notes))
+        parts.append(
+            dissect_buffer(
+                buf,
+                c.data,
+                c.caplen,
+                c.time_ns,
+                c.link_type,
+                wirelens=c.wirelen,
+                time_valid=None if c.time_valid.all() else c.time_valid,
+                with_data=with_data,
+                source=name,
+                first_frame=first,
+                finish=False,
+                windows=windows(buf, c.data, c.caplen),
+                comments=notes,
+            )
+        )
         first += len(c.data)
     if not parts:
         zero = np.zeros(0, np.int64)
-        parts.append(dissect_buffer(buf, zero, zero, zero, 1, with_data=with_data, finish=False,
-                                    comments=[]))
+        parts.append(dissect_buffer(buf, zero, zero, zero, 1, with_data=with_data, finish=False, comments=[]))
     return finish_frames(parts, source=name)
 
 
-def iter_packets(path: PathLike, *, utc_offset_minutes: int | None = None
-                 ) -> tuple[list[Interface], Iterator[Packet]]:
+def iter_packets(
+    path: PathLike, *, utc_offset_minutes: int | None = None
+) -> tuple[list[Interface], Iterator[Packet]]:
     """One interface per link type (in order of first use, ns resolution) and the packets in frame
     order (packet i is frame i + 1 of :func:`read_netmon`)."""
     buf = map_file(path)
@@ -442,11 +502,23 @@ def iter_packets(path: PathLike, *, utc_offset_minutes: int | None = None
 
     def packets() -> Iterator[Packet]:
         for c in parts:
-            rows = zip(c.record.tolist(), c.data.tolist(), c.caplen.tolist(), c.wirelen.tolist(),
-                       c.time_ns.tolist(), c.link_type.tolist(), c.time_valid.tolist())
+            rows = zip(
+                c.record.tolist(),
+                c.data.tolist(),
+                c.caplen.tolist(),
+                c.wirelen.tolist(),
+                c.time_ns.tolist(),
+                c.link_type.tolist(),
+                c.time_valid.tolist(),
+            )
             for rec, off, cap, wire, t, lt, ok in rows:
-                yield Packet(t if ok else None, buf[off:off + cap].tobytes(), order[lt], wire,
-                             comment=comments.get(rec))
+                yield Packet(
+                    t if ok else None,
+                    buf[off : off + cap].tobytes(),
+                    order[lt],
+                    wire,
+                    comment=comments.get(rec),
+                )
 
     return interfaces, packets()
 
@@ -457,9 +529,15 @@ def _systemtime(local_ns: int) -> bytes:
     return struct.pack("<8H", t.year, t.month, (t.weekday() + 1) % 7, t.day, t.hour, t.minute, t.second, ms)
 
 
-def write_netmon(path: PathLike, packets: Iterable[Packet], mac_type: int = 1, *,
-                 version: tuple[int, int] = (2, 3), media_types: Sequence[int] | None = None,
-                 utc_offset_minutes: int = 0) -> int:
+def write_netmon(
+    path: PathLike,
+    packets: Iterable[Packet],
+    mac_type: int = 1,
+    *,
+    version: tuple[int, int] = (2, 3),
+    media_types: Sequence[int] | None = None,
+    utc_offset_minutes: int = 0,
+) -> int:
     """Write packets as a Network Monitor 2.x capture; returns the number written.
 
     ``mac_type`` goes in the header and, from version 2.1, in every frame's trailer unless
@@ -495,7 +573,7 @@ def write_netmon(path: PathLike, packets: Iterable[Packet], mac_type: int = 1, *
                 media = mac_type if media_types is None else media_types[i]
                 tail = struct.pack("<H", media)
                 if minor >= 2:
-                    tail += struct.pack("<I", 0xFFFFFFFF)     # no process info
+                    tail += struct.pack("<I", 0xFFFFFFFF)  # no process info
                 if minor >= 3:
                     tail += struct.pack("<QB", p.time_ns // 100 + FILETIME_UNIX_EPOCH, 0)
                 parts.append(tail)
@@ -519,8 +597,20 @@ def write_netmon(path: PathLike, packets: Iterable[Packet], mac_type: int = 1, *
         note_offset = table_offset + 4 * len(offsets)
         end = note_offset + len(note_bytes)
         start = _systemtime((first or 0) + shift)
-        words = [table_offset, 4 * len(offsets), 0, 0, note_offset if notes else 0, len(note_bytes), 0, 0,
-                 end if minor >= 3 else 0, 0, 0, 0]
+        words = [
+            table_offset,
+            4 * len(offsets),
+            0,
+            0,
+            note_offset if notes else 0,
+            len(note_bytes),
+            0,
+            0,
+            end if minor >= 3 else 0,
+            0,
+            0,
+            0,
+        ]
         head = struct.pack("<4sBBH", SIGNATURE, minor, major, mac_type) + start + struct.pack("<12I", *words)
         f.seek(0)
         f.write(head)

@@ -27,6 +27,7 @@ payload length 0, as TSO senders capture: the captured length is used), ``trunca
 inside a header) and ``bad-length`` (header lengths that contradict each other); Linux cooked captures
 give ``direction`` from their packet type when the file says nothing else.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -55,9 +56,19 @@ LINKTYPE_IEEE802_11_RADIOTAP = 127
 #: DLT_RAW as some systems write it in place of LINKTYPE_RAW (12 on most BSDs, 14 on OpenBSD).
 _RAW_ALIASES = (12, 14)
 #: Link types the dissector reads; frames of others are kept with protocol "other" and reported.
-SUPPORTED_LINK_TYPES = (LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL,
-                        LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2, LINKTYPE_IEEE802_11,
-                        LINKTYPE_IEEE802_11_RADIOTAP, *_RAW_ALIASES)
+SUPPORTED_LINK_TYPES = (
+    LINKTYPE_NULL,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_RAW,
+    LINKTYPE_LOOP,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_IEEE802_11,
+    LINKTYPE_IEEE802_11_RADIOTAP,
+    *_RAW_ALIASES,
+)
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -82,11 +93,23 @@ _PROTO_LABELS = ("TCP", "UDP", "ICMP", "ICMPv6", "other")
 _DIR_LABELS = pl.Series(DIRECTIONS[1:], dtype=pl.Utf8)
 _FRAG_LABELS = ("none", "first", "later")
 _NOTE_IPLEN0, _NOTE_TRUNC, _NOTE_BADLEN = 1, 2, 4
-_NOTE_WLAN_MGMT, _NOTE_WLAN_CTRL, _NOTE_WLAN_UNKNOWN, _NOTE_WLAN_NOBODY, _NOTE_WLAN_PROTECTED = 8, 16, 32, 64, 128
-_NOTE_LABELS = ((_NOTE_IPLEN0, "ip-length-0"), (_NOTE_TRUNC, "truncated"), (_NOTE_BADLEN, "bad-length"),
-                (_NOTE_WLAN_MGMT, "802.11-management"), (_NOTE_WLAN_CTRL, "802.11-control"),
-                (_NOTE_WLAN_UNKNOWN, "802.11-unknown-type"), (_NOTE_WLAN_NOBODY, "802.11-no-body"),
-                (_NOTE_WLAN_PROTECTED, "802.11-protected"))
+_NOTE_WLAN_MGMT, _NOTE_WLAN_CTRL, _NOTE_WLAN_UNKNOWN, _NOTE_WLAN_NOBODY, _NOTE_WLAN_PROTECTED = (
+    8,
+    16,
+    32,
+    64,
+    128,
+)
+_NOTE_LABELS = (
+    (_NOTE_IPLEN0, "ip-length-0"),
+    (_NOTE_TRUNC, "truncated"),
+    (_NOTE_BADLEN, "bad-length"),
+    (_NOTE_WLAN_MGMT, "802.11-management"),
+    (_NOTE_WLAN_CTRL, "802.11-control"),
+    (_NOTE_WLAN_UNKNOWN, "802.11-unknown-type"),
+    (_NOTE_WLAN_NOBODY, "802.11-no-body"),
+    (_NOTE_WLAN_PROTECTED, "802.11-protected"),
+)
 # Python formats the distinct addresses when there are few of them; polars string ops otherwise.
 
 
@@ -98,7 +121,7 @@ class Packet:
     data: bytes
     interface: int = 0
     wirelen: int | None = None
-    direction: str | None = None   # "in" / "out" / "unknown" (pcapng flags present, direction not given)
+    direction: str | None = None  # "in" / "out" / "unknown" (pcapng flags present, direction not given)
     comment: str | None = None
 
 
@@ -144,7 +167,7 @@ def ticks_fit(ticks: np.ndarray, iface: Interface) -> np.ndarray:
     """Which timestamps (interface units) :func:`ticks_to_ns` can give as int64 ns (years 1678 to 2262,
     ``tsoffset`` included); beyond that the arithmetic would wrap around."""
     ticks = np.asarray(ticks, dtype=np.uint64)
-    limit = (1 << 63) - 1 - iface.tsoffset * 1_000_000_000   # largest ns before the offset is added
+    limit = (1 << 63) - 1 - iface.tsoffset * 1_000_000_000  # largest ns before the offset is added
     r = iface.tsresol
     if limit < 0:
         return np.zeros(len(ticks), bool)
@@ -176,8 +199,9 @@ def ns_to_ticks(time_ns: int, iface: Interface) -> int:
 WINDOW = 96
 
 
-def store_walk(rows: list[tuple], out: np.ndarray, windows: np.ndarray, buf, data_field: str,
-               window: int) -> int:
+def store_walk(
+    rows: list[tuple], out: np.ndarray, windows: np.ndarray, buf, data_field: str, window: int
+) -> int:
     """Put the rows a pure-Python record walk found into ``out`` and their first bytes into ``windows``
     (as the C walk fills them); returns how many rows."""
     n = len(rows)
@@ -185,7 +209,7 @@ def store_walk(rows: list[tuple], out: np.ndarray, windows: np.ndarray, buf, dat
         out[:n] = np.array(rows, dtype=out.dtype)
         if window > 0:
             w = header_windows(np.asarray(buf, np.uint8), out[data_field][:n], out["caplen"][:n], window)
-            windows[:n * window] = w.reshape(-1)
+            windows[: n * window] = w.reshape(-1)
     return n
 
 
@@ -198,16 +222,21 @@ def header_windows(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, window: in
     cols = np.arange(window)
     step = max(1, (1 << 20) // window)
     for s in range(0, n, step):
-        valid = cols < np.asarray(cap[s:s + step], np.int64)[:, None]
-        idx = np.where(valid, np.asarray(off[s:s + step], np.int64)[:, None] + cols, 0)
+        valid = cols < np.asarray(cap[s : s + step], np.int64)[:, None]
+        idx = np.where(valid, np.asarray(off[s : s + step], np.int64)[:, None] + cols, 0)
         block = buf[idx]
         block[~valid] = 0
-        out[s:s + step] = block
+        out[s : s + step] = block
     return out
 
 
-_KINDS = {"u8": (1, "u1", np.uint8), "be16": (2, ">u2", np.uint16), "be32": (4, ">u4", np.uint32),
-          "le32": (4, "<u4", np.uint32), "be64": (8, ">u8", np.uint64)}
+_KINDS = {
+    "u8": (1, "u1", np.uint8),
+    "be16": (2, ">u2", np.uint16),
+    "be32": (4, ">u4", np.uint32),
+    "le32": (4, "<u4", np.uint32),
+    "be64": (8, ">u8", np.uint64),
+}
 
 
 def _view(flat: np.ndarray, kind: str, start: int = 0) -> np.ndarray:
@@ -225,13 +254,14 @@ class _Fields:
         self.windows = np.ascontiguousarray(windows)
         self.n, self.width = self.windows.shape
         self.flat = self.windows.reshape(-1)
-        self.all = np.arange(self.n)   # "every frame": callers pass this very array to skip a gather
+        self.all = np.arange(self.n)  # "every frame": callers pass this very array to skip a gather
         self._views: dict = {}
 
     def column(self, kind: str, pos: int) -> np.ndarray:
         """Field ``kind`` at offset ``pos`` of every frame's window: a strided view, no copy."""
-        return np.ndarray((self.n,), dtype=_KINDS[kind][1], buffer=self.windows, offset=pos,
-                          strides=(self.width,))
+        return np.ndarray(
+            (self.n,), dtype=_KINDS[kind][1], buffer=self.windows, offset=pos, strides=(self.width,)
+        )
 
     def window_view(self, kind: str, start: int) -> np.ndarray:
         key = (kind, start)
@@ -278,7 +308,7 @@ class _Header:
             pos = int(pos[0])
         self.const = None
         if np.isscalar(pos):
-            start = cast(int, pos)   # an int or numpy integer (numpy's stub narrows to any scalar)
+            start = cast(int, pos)  # an int or numpy integer (numpy's stub narrows to any scalar)
             if start + extent <= w:
                 self.const = int(start)
                 return
@@ -335,11 +365,19 @@ def direction_codes(directions: Sequence[str | None]) -> np.ndarray:
         raise ValueError(f"direction must be 'in', 'out', 'unknown' or None, not {e.args[0]!r}") from None
 
 
-def dissect(times_ns: Sequence[int | None], datas: Sequence[bytes], link_types: int | Sequence[int],
-            caplens: Sequence[int] | None = None, wirelens: Sequence[int | None] | None = None,
-            interfaces: int | Sequence[int] | None = None, directions: Sequence[str | None] | None = None,
-            *, comments: Sequence[str | None] | None = None, with_data: bool = False,
-            source: str | None = None) -> pl.DataFrame:
+def dissect(
+    times_ns: Sequence[int | None],
+    datas: Sequence[bytes],
+    link_types: int | Sequence[int],
+    caplens: Sequence[int] | None = None,
+    wirelens: Sequence[int | None] | None = None,
+    interfaces: int | Sequence[int] | None = None,
+    directions: Sequence[str | None] | None = None,
+    *,
+    comments: Sequence[str | None] | None = None,
+    with_data: bool = False,
+    source: str | None = None,
+) -> pl.DataFrame:
     """Frames (FRAMES schema, ``frame`` 1-based in input order) from per-frame times, bytes and link types.
 
     ``caplens`` defaults to ``len(data)``; ``wirelens`` to the caplen; ``directions`` are "in", "out",
@@ -362,22 +400,46 @@ def dissect(times_ns: Sequence[int | None], datas: Sequence[bytes], link_types: 
     if isinstance(wirelens, np.ndarray):
         wl = wirelens.astype(np.int64)
     elif wirelens is not None:
-        wl = np.fromiter((c if w is None else w for w, c in zip(wirelens, caps.tolist())), dtype=np.int64,
-                         count=n)
+        wl = np.fromiter(
+            (c if w is None else w for w, c in zip(wirelens, caps.tolist())), dtype=np.int64, count=n
+        )
     else:
         wl = None
     dirs = direction_codes(directions) if directions is not None else None
-    return dissect_buffer(buf, offsets, caps, times, link_types, wirelens=wl, interfaces=interfaces,
-                          directions=dirs, time_valid=tvalid, comments=comments, with_data=with_data,
-                          source=source)
+    return dissect_buffer(
+        buf,
+        offsets,
+        caps,
+        times,
+        link_types,
+        wirelens=wl,
+        interfaces=interfaces,
+        directions=dirs,
+        time_valid=tvalid,
+        comments=comments,
+        with_data=with_data,
+        source=source,
+    )
 
 
-def dissect_buffer(buf: np.ndarray, offsets: np.ndarray, caplens: np.ndarray, times_ns: np.ndarray,
-                   link_types: int | np.ndarray | Sequence[int], *, wirelens: np.ndarray | None = None,
-                   interfaces: int | np.ndarray | Sequence[int] | None = None, directions: np.ndarray | None = None,
-                   time_valid: np.ndarray | None = None, comments: Sequence[str | None] | None = None,
-                   with_data: bool = False, source: str | None = None, windows: np.ndarray | None = None,
-                   first_frame: int = 1, finish: bool = True) -> pl.DataFrame:
+def dissect_buffer(
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    caplens: np.ndarray,
+    times_ns: np.ndarray,
+    link_types: int | np.ndarray | Sequence[int],
+    *,
+    wirelens: np.ndarray | None = None,
+    interfaces: int | np.ndarray | Sequence[int] | None = None,
+    directions: np.ndarray | None = None,
+    time_valid: np.ndarray | None = None,
+    comments: Sequence[str | None] | None = None,
+    with_data: bool = False,
+    source: str | None = None,
+    windows: np.ndarray | None = None,
+    first_frame: int = 1,
+    finish: bool = True,
+) -> pl.DataFrame:
     """The columnar form of :func:`dissect`: frame i is ``buf[offsets[i] : offsets[i] + caplens[i]]``.
 
     ``directions`` are int8 codes (0 none, 1 in, 2 out, 3 unknown); ``time_valid`` marks frames that have
@@ -414,11 +476,16 @@ def finish_frames(parts: list[pl.DataFrame], *, source: str | None = None) -> pl
     frames of unsupported link types are reported once (``source`` names the input)."""
     df = pl.concat(parts, how="vertical") if len(parts) != 1 else parts[0]
     df = schema.conform(df, schema.FRAMES)
-    unsupported = df.filter(pl.col("link_type").is_not_null()
-                            & ~pl.col("link_type").is_in(SUPPORTED_LINK_TYPES)).group_by("link_type").len()
+    unsupported = (
+        df.filter(pl.col("link_type").is_not_null() & ~pl.col("link_type").is_in(SUPPORTED_LINK_TYPES))
+        .group_by("link_type")
+        .len()
+    )
     for kind, count in sorted(unsupported.rows()):
-        warn(f"{source or 'frames'}: {count:,} frame(s) of unsupported link type {kind} kept without "
-             f"dissection (protocol 'other')")
+        warn(
+            f"{source or 'frames'}: {count:,} frame(s) of unsupported link type {kind} kept without "
+            f"dissection (protocol 'other')"
+        )
     if df.height and (df["fragment"] == "later").any():
         df = _ports_from_first_fragments(df)
     return df
@@ -430,13 +497,13 @@ class _Dissection:
     def __init__(self, f: _Fields, cap: np.ndarray, n: int) -> None:
         self.f, self.cap, self.n = f, cap, n
         self.all = f.all
-        self.net = np.full(n, -1, np.int64)          # network header offset in the frame, -1: none
-        self.etype = np.zeros(n, np.int32)           # 0x0800 / 0x86DD / other
-        self.ipver = np.zeros(n, np.int8)            # 0: not IP
-        self.proto = np.full(n, -1, np.int16)        # IP protocol of the transport header, -1: unknown
-        self.l4 = np.full(n, -1, np.int64)           # transport header offset in the frame
-        self.l4len = np.full(n, -1, np.int64)        # bytes from the transport header to the IP end
-        self.frag = np.zeros(n, np.int8)             # 0 none, 1 first, 2 later
+        self.net = np.full(n, -1, np.int64)  # network header offset in the frame, -1: none
+        self.etype = np.zeros(n, np.int32)  # 0x0800 / 0x86DD / other
+        self.ipver = np.zeros(n, np.int8)  # 0: not IP
+        self.proto = np.full(n, -1, np.int16)  # IP protocol of the transport header, -1: unknown
+        self.l4 = np.full(n, -1, np.int64)  # transport header offset in the frame
+        self.l4len = np.full(n, -1, np.int64)  # bytes from the transport header to the IP end
+        self.frag = np.zeros(n, np.int8)  # 0 none, 1 first, 2 later
         self.ipid = np.zeros(n, np.int64)
         self.has_ipid = np.zeros(n, bool)
         self.has_addr = np.zeros(n, bool)
@@ -493,8 +560,9 @@ class _Dissection:
                     af = f.le32(rows, 0)
                     af = np.where(af > 0xFFFF, af.byteswap(), af)
                 self.net[rows] = 4
-                self.etype[rows] = np.where(af == _AF_INET, ETH_IPV4,
-                                            np.where(np.isin(af, _AF_INET6), ETH_IPV6, 0))
+                self.etype[rows] = np.where(
+                    af == _AF_INET, ETH_IPV4, np.where(np.isin(af, _AF_INET6), ETH_IPV6, 0)
+                )
             # other link types: nothing dissected; finish_frames reports them once for the whole input
 
     def _ethernet(self, rows: np.ndarray) -> None:
@@ -529,7 +597,7 @@ class _Dissection:
     def _ieee80211(self, rows: np.ndarray, base: np.ndarray) -> None:
         """802.11 frames whose MAC header starts at ``base``: data frames to their LLC/SNAP EtherType."""
         f, cap = self.f, self.cap
-        short = cap[rows] < base + 2   # control frames are as short as 10 bytes: data ones need 24
+        short = cap[rows] < base + 2  # control frames are as short as 10 bytes: data ones need 24
         self.notes[rows[short]] |= _NOTE_TRUNC
         rows, base = rows[~short], base[~short]
         fc0, fc1 = f.u8(rows, base), f.u8(rows, base + 1)
@@ -557,14 +625,20 @@ class _Dissection:
         q = np.flatnonzero(qos)
         amsdu = np.zeros(len(rows), bool)
         amsdu[q] = (f.u8(rows[q], qos_at[q]) & 0x80) != 0
-        llc = llc + np.where(amsdu, 14, 0)    # first A-MSDU subframe: DA, SA, length
+        llc = llc + np.where(amsdu, 14, 0)  # first A-MSDU subframe: DA, SA, length
         ok = cap[rows] >= llc + 8
         self.notes[rows[~ok]] |= _NOTE_TRUNC
         rows, llc, fc1 = rows[ok], llc[ok], fc1[ok]
         h = f.at(rows, llc, 8)
         oui = h.u8(5)
-        snap = ((h.u8(0) == 0xAA) & (h.u8(1) == 0xAA) & (h.u8(2) == 3) & (h.u8(3) == 0) & (h.u8(4) == 0)
-                & ((oui == 0) | (oui == 0xF8)))
+        snap = (
+            (h.u8(0) == 0xAA)
+            & (h.u8(1) == 0xAA)
+            & (h.u8(2) == 3)
+            & (h.u8(3) == 0)
+            & (h.u8(4) == 0)
+            & ((oui == 0) | (oui == 0xF8))
+        )
         self.notes[rows[~snap & ((fc1 & 0x40) != 0)]] |= _NOTE_WLAN_PROTECTED
         self.net[rows[snap]] = llc[snap] + 8
         self.etype[rows[snap]] = h.be16(6)[snap]
@@ -640,7 +714,7 @@ class _Dissection:
         if zero.any():  # TSO (or a jumbogram): use the captured length
             plen[zero] = cap[rows[zero]] - net[zero] - 40
             self.notes[rows[zero]] |= _NOTE_IPLEN0
-        pos = net + 40                 # offset of the current header in the frame
+        pos = net + 40  # offset of the current header in the frame
         end = net + 40 + plen
         frag = np.zeros(len(rows), np.int8)
         walking = np.isin(nh, _IPV6_EXT)
@@ -718,8 +792,13 @@ class _Dissection:
         icmp = head & ((proto == IPPROTO_ICMP) | (proto == IPPROTO_ICMPV6))
         self.payload[icmp] = self.l4len[icmp] - 8
         self.has_payload[icmp] = True
-        other = head & (proto != IPPROTO_TCP) & (proto != IPPROTO_UDP) & (proto != IPPROTO_ICMP) & (
-            proto != IPPROTO_ICMPV6)
+        other = (
+            head
+            & (proto != IPPROTO_TCP)
+            & (proto != IPPROTO_UDP)
+            & (proto != IPPROTO_ICMP)
+            & (proto != IPPROTO_ICMPV6)
+        )
         self.payload[other] = self.l4len[other]
         self.has_payload[other] = True
         negative = self.has_payload & (self.payload < 0)
@@ -737,8 +816,8 @@ class _Dissection:
         if len(v4):
             uniq, code = _factorize_u32(np.concatenate([self.src4[v4], self.dst4[v4]]))
             labels.append(ipv4_text(uniq))
-            src_code[v4] = code[:len(v4)]
-            dst_code[v4] = code[len(v4):]
+            src_code[v4] = code[: len(v4)]
+            dst_code[v4] = code[len(v4) :]
             base = len(uniq)
         if len(self.v6rows):
             k = len(self.v6rows)
@@ -757,7 +836,7 @@ class _Dissection:
         n = self.n
         src, dst = self._addresses()
         p = self.proto
-        proto_code = np.full(n, 4, np.int64)   # not IP, IP without a usable header, other protocols
+        proto_code = np.full(n, 4, np.int64)  # not IP, IP without a usable header, other protocols
         proto_code[p == IPPROTO_TCP] = 0
         proto_code[p == IPPROTO_UDP] = 1
         proto_code[(p == IPPROTO_ICMP) & (self.ipver == 4)] = 2
@@ -786,7 +865,8 @@ class _Dissection:
             pl.col("time").cast(schema.TIME),
             _lookup(_DIR_LABELS, dirs.astype(np.int64) - 1).alias("direction"),
             _lookup(pl.Series(_PROTO_LABELS), proto_code).alias("protocol"),
-            src.alias("src_addr"), dst.alias("dst_addr"),
+            src.alias("src_addr"),
+            dst.alias("dst_addr"),
             _lookup(pl.Series(_FRAG_LABELS), frag_code).alias("fragment"),
             _notes(self.notes).alias("notes"),
         )
@@ -853,8 +933,9 @@ def _binary(buf: np.ndarray, off: np.ndarray, cap: np.ndarray) -> pl.Series:
         data = buf[starts + np.arange(total)]
     else:
         data = np.zeros(0, np.uint8)
-    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n,
-                                           [None, pa.py_buffer(ends), pa.py_buffer(data)])
+    arr = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(ends), pa.py_buffer(data)]
+    )
     return pl.Series("data", arr).cast(pl.Binary)
 
 
@@ -865,23 +946,33 @@ FRAGMENT_KEY = ("ip_version", "src_addr", "dst_addr", "ip_id", "protocol")
 FRAGMENT_TOLERANCE_NS = 60 * 1_000_000_000
 
 
-def first_fragments(df: pl.DataFrame, *, order: str = "frame", time: str = "time",
-                    tolerance_ns: int = FRAGMENT_TOLERANCE_NS) -> pl.DataFrame:
+def first_fragments(
+    df: pl.DataFrame, *, order: str = "frame", time: str = "time", tolerance_ns: int = FRAGMENT_TOLERANCE_NS
+) -> pl.DataFrame:
     """(``order``, ``first_of``): for each later IP fragment of a frames table, the ``order`` value (frame
     number or row index) of its first fragment: same :data:`FRAGMENT_KEY`, nearest in capture order, not
     more than ``tolerance_ns`` apart when both times are known. Later fragments without one are absent."""
     key = list(FRAGMENT_KEY)
     frag = pl.col("fragment")
-    first = (df.filter(frag == "first")
-             .select(pl.col(order).alias("_o"), pl.col(order).alias("first_of"), *key,
-                     pl.col(time).cast(pl.Int64).alias("_t_first"))
-             .sort("_o"))
-    later = (df.filter(frag == "later")
-             .select(pl.col(order).alias("_o"), order, *key, pl.col(time).cast(pl.Int64).alias("_t_later"))
-             .sort("_o"))
+    first = (
+        df.filter(frag == "first")
+        .select(
+            pl.col(order).alias("_o"),
+            pl.col(order).alias("first_of"),
+            *key,
+            pl.col(time).cast(pl.Int64).alias("_t_first"),
+        )
+        .sort("_o")
+    )
+    later = (
+        df.filter(frag == "later")
+        .select(pl.col(order).alias("_o"), order, *key, pl.col(time).cast(pl.Int64).alias("_t_later"))
+        .sort("_o")
+    )
     if not first.height or not later.height:
-        return pl.DataFrame({order: [], "first_of": []}, schema={order: df.schema[order],
-                                                                 "first_of": df.schema[order]})
+        return pl.DataFrame(
+            {order: [], "first_of": []}, schema={order: df.schema[order], "first_of": df.schema[order]}
+        )
     m = later.join_asof(first, on="_o", by=key, strategy="nearest", check_sortedness=False)
     far = ((pl.col("_t_later") - pl.col("_t_first")).abs() > tolerance_ns).fill_null(False)
     return m.filter(pl.col("first_of").is_not_null() & ~far).select(order, "first_of")
@@ -889,9 +980,11 @@ def first_fragments(df: pl.DataFrame, *, order: str = "frame", time: str = "time
 
 def _ports_from_first_fragments(df: pl.DataFrame) -> pl.DataFrame:
     """Later IP fragments take the ports of their first fragment (:func:`first_fragments`)."""
-    ports = df.select(pl.col("frame").alias("first_of"), pl.col("src_port").alias("_sp"),
-                      pl.col("dst_port").alias("_dp"))
+    ports = df.select(
+        pl.col("frame").alias("first_of"), pl.col("src_port").alias("_sp"), pl.col("dst_port").alias("_dp")
+    )
     found = first_fragments(df).join(ports, on="first_of", how="left").drop("first_of")
     out = df.join(found, on="frame", how="left", maintain_order="left")
-    return out.with_columns(pl.coalesce("src_port", "_sp").alias("src_port"),
-                            pl.coalesce("dst_port", "_dp").alias("dst_port")).drop("_sp", "_dp")
+    return out.with_columns(
+        pl.coalesce("src_port", "_sp").alias("src_port"), pl.coalesce("dst_port", "_dp").alias("dst_port")
+    ).drop("_sp", "_dp")

@@ -6,6 +6,7 @@ the magic), caplen, wirelen; then caplen bytes. The "modified" format of Alexey 
 libpcap (magic 0xA1B2CD34, microseconds) adds 8 bytes to every record header (ifindex u32, protocol
 u16, pkt_type u8, pad), as Wireshark reads it by default.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -42,8 +43,16 @@ except ImportError:  # no compiler at install time: the pure-Python walk below
     _c_pcap_walk = None
 
 
-def walk_py(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.ndarray, window: int,
-            record_header: int = RECORD_HEADER) -> tuple[int, int, int]:
+def walk_py(
+    buf,
+    pos: int,
+    big: bool,
+    maxcap: int,
+    out: np.ndarray,
+    windows: np.ndarray,
+    window: int,
+    record_header: int = RECORD_HEADER,
+) -> tuple[int, int, int]:
     """Fill ``out`` (RECORD entries) with the records from ``pos``, and ``windows`` (count x window bytes)
     with their first bytes as :func:`header_windows` gives them: (count, next offset, status)."""
     size = len(buf)
@@ -72,8 +81,16 @@ def walk_py(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.
     return store_walk(rows, out, windows, buf, "off", window), pos, status
 
 
-def walk(buf, pos: int, big: bool, maxcap: int, out: np.ndarray, windows: np.ndarray, window: int,
-         record_header: int = RECORD_HEADER) -> tuple[int, int, int]:
+def walk(
+    buf,
+    pos: int,
+    big: bool,
+    maxcap: int,
+    out: np.ndarray,
+    windows: np.ndarray,
+    window: int,
+    record_header: int = RECORD_HEADER,
+) -> tuple[int, int, int]:
     """The C walk when built, else :func:`walk_py` (same results)."""
     if _c_pcap_walk is not None:
         return _c_pcap_walk(buf, pos, big, maxcap, out, windows, window, record_header)
@@ -98,8 +115,9 @@ class PcapHeader:
 
     def __init__(self, buf: np.ndarray, path: PathLike) -> None:
         if len(buf) < HEADER:
-            raise CaptureError(f"not a pcap file: {len(buf)} bytes, shorter than the 24-byte header",
-                               path=path, offset=0)
+            raise CaptureError(
+                f"not a pcap file: {len(buf)} bytes, shorter than the 24-byte header", path=path, offset=0
+            )
         head = bytes(buf[:HEADER])
         for big in (False, True):
             magic = struct.unpack_from(">I" if big else "<I", head)[0]
@@ -123,8 +141,9 @@ class PcapHeader:
         return max(MAX_CAPLEN, min(self.snaplen, 1 << 24))
 
 
-def chunks(buf: np.ndarray, path: PathLike, progress: Progress | None = None, window: int = WINDOW
-           ) -> tuple[PcapHeader, Iterator[tuple[np.ndarray, np.ndarray]]]:
+def chunks(
+    buf: np.ndarray, path: PathLike, progress: Progress | None = None, window: int = WINDOW
+) -> tuple[PcapHeader, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """The header and an iterator over (RECORD array, header windows) chunks of a mapped pcap. A damaged
     record is skipped up to the next run of plausible records; what was skipped is warned about once
     the iterator gets to the end."""
@@ -136,22 +155,30 @@ def chunks(buf: np.ndarray, path: PathLike, progress: Progress | None = None, wi
         pos = HEADER
         last_sec = None
         skipped: list[tuple[int, int, str]] = []
-        out: np.ndarray | None = None          # the chunk being filled (None: start a new one)
+        out: np.ndarray | None = None  # the chunk being filled (None: start a new one)
         win = np.empty((0, 1), np.uint8)
         filled = over_frac = 0
         frac_limit = 1_000_000_000 if hdr.nanosecond else 1_000_000
         while True:
-            if out is None:     # records after damage join the same chunk: one chunk per CHUNK records
+            if out is None:  # records after damage join the same chunk: one chunk per CHUNK records
                 count = min(CHUNK, max(1, (size - pos) // RECORD_HEADER + 1))
                 out = np.empty(count, RECORD)
                 win = np.empty((count, max(window, 1)), np.uint8)
                 filled = 0
             assert out is not None
-            n, pos, status = walk(buf, pos, hdr.big, hdr.maxcap, out[filled:], win[filled:].reshape(-1),
-                                  window, hdr.record_header)
+            n, pos, status = walk(
+                buf,
+                pos,
+                hdr.big,
+                hdr.maxcap,
+                out[filled:],
+                win[filled:].reshape(-1),
+                window,
+                hdr.record_header,
+            )
             if n:
                 last_sec = int(out["sec"][filled + n - 1])
-                over_frac += int((out["frac"][filled:filled + n] >= frac_limit).sum())
+                over_frac += int((out["frac"][filled : filled + n] >= frac_limit).sum())
                 filled += n
             if progress is not None:
                 progress(pos, size)
@@ -176,8 +203,10 @@ def chunks(buf: np.ndarray, path: PathLike, progress: Progress | None = None, wi
             yield out[:filled], win[:filled]
         if over_frac:
             unit = "nanoseconds" if hdr.nanosecond else "microseconds"
-            warn(f"{name}: {over_frac:,} record(s) with {unit} of a second of {frac_limit:,} or more (a "
-                 "damaged or odd writer): their times carry the excess into the seconds, as Wireshark shows them")
+            warn(
+                f"{name}: {over_frac:,} record(s) with {unit} of a second of {frac_limit:,} or more (a "
+                "damaged or odd writer): their times carry the excess into the seconds, as Wireshark shows them"
+            )
         if skipped:
             total = sum(k for _, k, _ in skipped)
             where = ", ".join(f"{o:#x} ({r})" for o, _, r in skipped[:5])
@@ -199,14 +228,14 @@ def find_record(buf: np.ndarray, start: int, hdr: PcapHeader, near_sec: int | No
     size = len(buf)
     dt = ">u4" if hdr.big else "<u4"
     frac_limit = 1_000_000_000 if hdr.nanosecond else 1_000_000
-    window = 1 << 12        # grows to 1 MB: the work stays proportional to the bytes skipped
+    window = 1 << 12  # grows to 1 MB: the work stays proportional to the bytes skipped
     while start + hdr.record_header <= size:
-        stop = min(size - hdr.record_header + 1, start + window)       # candidates in [start, stop)
+        stop = min(size - hdr.record_header + 1, start + window)  # candidates in [start, stop)
         window = min(window * 2, 1 << 20)
-        seg = np.ascontiguousarray(buf[start:stop + RECORD_HEADER - 1])
+        seg = np.ascontiguousarray(buf[start : stop + RECORD_HEADER - 1])
         words = np.ndarray((len(seg) - 3,), dtype=dt, buffer=seg, strides=(1,))
         k = stop - start
-        sec, frac, cap, wire = words[:k], words[4:4 + k], words[8:8 + k], words[12:12 + k]
+        sec, frac, cap, wire = words[:k], words[4 : 4 + k], words[8 : 8 + k], words[12 : 12 + k]
         ok = (cap <= hdr.maxcap) & (cap <= wire) & (frac < frac_limit)
         if near_sec is not None:
             ok &= np.abs(sec.astype(np.int64) - near_sec) <= 86400
@@ -226,8 +255,12 @@ def _plausible_run(buf: np.ndarray, pos: int, hdr: PcapHeader, frac_limit: int) 
         if size - pos < hdr.record_header:
             return False
         _, frac, caplen, wirelen = unpack(buf, pos)
-        if (caplen > hdr.maxcap or caplen > wirelen or frac >= frac_limit
-                or caplen > size - pos - hdr.record_header):
+        if (
+            caplen > hdr.maxcap
+            or caplen > wirelen
+            or frac >= frac_limit
+            or caplen > size - pos - hdr.record_header
+        ):
             return False
         pos += hdr.record_header + caplen
     return True
@@ -235,7 +268,8 @@ def _plausible_run(buf: np.ndarray, pos: int, hdr: PcapHeader, frac_limit: int) 
 
 def _times(hdr: PcapHeader, rec: np.ndarray) -> np.ndarray:
     return rec["sec"].astype(np.int64) * 1_000_000_000 + rec["frac"].astype(np.int64) * (
-        1 if hdr.nanosecond else 1000)
+        1 if hdr.nanosecond else 1000
+    )
 
 
 def read_pcap(path: PathLike, *, with_data: bool = False, progress: Progress | None = None) -> pl.DataFrame:
@@ -245,13 +279,34 @@ def read_pcap(path: PathLike, *, with_data: bool = False, progress: Progress | N
     parts = []
     first = 1
     for rec, win in walker:
-        parts.append(dissect_buffer(buf, rec["off"], rec["caplen"], _times(hdr, rec), hdr.link_type,
-                                    wirelens=rec["wirelen"], with_data=with_data, source=os.fspath(path),
-                                    windows=win, first_frame=first, finish=False))
+        parts.append(
+            dissect_buffer(
+                buf,
+                rec["off"],
+                rec["caplen"],
+                _times(hdr, rec),
+                hdr.link_type,
+                wirelens=rec["wirelen"],
+                with_data=with_data,
+                source=os.fspath(path),
+                windows=win,
+                first_frame=first,
+                finish=False,
+            )
+        )
         first += len(rec)
     if not parts:
-        parts.append(dissect_buffer(buf, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                                    hdr.link_type, with_data=with_data, finish=False))
+        parts.append(
+            dissect_buffer(
+                buf,
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int64),
+                hdr.link_type,
+                with_data=with_data,
+                finish=False,
+            )
+        )
     return finish_frames(parts, source=os.fspath(path))
 
 
@@ -264,13 +319,20 @@ def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
         for rec, _ in walker:
             times = _times(hdr, rec).tolist()
             for (off, caplen, wirelen), t in zip(rec[["off", "caplen", "wirelen"]].tolist(), times):
-                yield Packet(t, buf[off:off + caplen].tobytes(), 0, wirelen)
+                yield Packet(t, buf[off : off + caplen].tobytes(), 0, wirelen)
 
     return [hdr.interface()], packets()
 
 
-def write_pcap(path: PathLike, packets: Iterable[Packet], link_type: int = 1, nanosecond: bool = False,
-               snaplen: int = 262144, *, modified: bool = False) -> int:
+def write_pcap(
+    path: PathLike,
+    packets: Iterable[Packet],
+    link_type: int = 1,
+    nanosecond: bool = False,
+    snaplen: int = 262144,
+    *,
+    modified: bool = False,
+) -> int:
     """Write packets as a little-endian pcap (data cut to ``snaplen``); returns the number written.
 
     ``time_ns`` must lie between 1970 and 2106 (pcap's unsigned 32-bit seconds); sub-unit fractions are

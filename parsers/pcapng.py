@@ -8,6 +8,7 @@ Enhanced packet (6): interface u32, timestamp hi/lo u32, caplen, wirelen, data, 
 2 flags: direction in bits 0-1, 8 process id u32 + thread id u32: etl2pcapng's ETW header PID/TID). Obsolete packet (2): the same with interface u16 + drops u16. Simple
 packet (3): wirelen, data; no interface (0) nor timestamp.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,9 +57,23 @@ _KNOWN_BLOCKS = (SHB, IDB, PB, SPB, NRB, ISB, EPB, 7, 8, 9, 10, 0xBAD, 0x40000BA
 ST_END, ST_FULL, ST_TRUNCATED, ST_BAD_CAPLEN = 0, 1, 2, 4
 ST_STOP_BLOCK, ST_BAD_LENGTH, ST_BAD_TRAILER = 5, 6, 7
 #: One walked packet block (native byte order; the C walk fills the same layout).
-ENTRY = np.dtype([("block", "=i8"), ("data", "=i8"), ("comment", "=i8"), ("iface", "=u4"), ("ts_hi", "=u4"),
-                  ("ts_lo", "=u4"), ("caplen", "=u4"), ("wirelen", "=u4"), ("flags", "=u4"),
-                  ("comment_len", "=u4"), ("btype", "=u4"), ("has_flags", "=u4"), ("spare", "=u4")])
+ENTRY = np.dtype(
+    [
+        ("block", "=i8"),
+        ("data", "=i8"),
+        ("comment", "=i8"),
+        ("iface", "=u4"),
+        ("ts_hi", "=u4"),
+        ("ts_lo", "=u4"),
+        ("caplen", "=u4"),
+        ("wirelen", "=u4"),
+        ("flags", "=u4"),
+        ("comment_len", "=u4"),
+        ("btype", "=u4"),
+        ("has_flags", "=u4"),
+        ("spare", "=u4"),
+    ]
+)
 CHUNK = 1 << 18
 
 try:
@@ -71,8 +86,9 @@ def _pad4(n: int) -> int:
     return (n + 3) & ~3
 
 
-def walk_py(buf, pos: int, big: bool, out: np.ndarray, windows: np.ndarray, window: int
-            ) -> tuple[int, int, int]:
+def walk_py(
+    buf, pos: int, big: bool, out: np.ndarray, windows: np.ndarray, window: int
+) -> tuple[int, int, int]:
     """Fill ``out`` (ENTRY rows) with the packet blocks from ``pos`` of one section, skipping other
     blocks, until a section or interface block, damage, or the end, and ``windows`` (count x window
     bytes) with their first bytes as :func:`header_windows` gives them: (count, next offset, status)."""
@@ -128,8 +144,23 @@ def walk_py(buf, pos: int, big: bool, out: np.ndarray, windows: np.ndarray, wind
                 elif code == OPT_FLAGS and olen == 4 and not has_flags:
                     flags, has_flags = u32(buf, pos + o + 4)[0], 1
                 o += 4 + _pad4(olen)
-            rows.append((pos, pos + 28, comment, iface, ts_hi, ts_lo, caplen, wirelen, flags, comment_len,
-                         btype, has_flags, 0))
+            rows.append(
+                (
+                    pos,
+                    pos + 28,
+                    comment,
+                    iface,
+                    ts_hi,
+                    ts_lo,
+                    caplen,
+                    wirelen,
+                    flags,
+                    comment_len,
+                    btype,
+                    has_flags,
+                    0,
+                )
+            )
         elif btype == SPB:
             if blen < 16:
                 status = ST_BAD_CAPLEN
@@ -147,9 +178,12 @@ def walk(buf, pos: int, big: bool, out: np.ndarray, windows: np.ndarray, window:
     return walk_py(buf, pos, big, out, windows, window)
 
 
-_REASONS = {ST_TRUNCATED: "block runs past the end of the file", ST_BAD_LENGTH: "block length not a multiple "
-            "of 4 or below 12", ST_BAD_TRAILER: "trailing block length differs",
-            ST_BAD_CAPLEN: "caplen larger than the block"}
+_REASONS = {
+    ST_TRUNCATED: "block runs past the end of the file",
+    ST_BAD_LENGTH: "block length not a multiple of 4 or below 12",
+    ST_BAD_TRAILER: "trailing block length differs",
+    ST_BAD_CAPLEN: "caplen larger than the block",
+}
 
 
 @dataclass
@@ -157,10 +191,10 @@ class Chunk:
     """Consecutive packet blocks of a pcapng with their global interface numbers (numbered across
     sections) and header windows."""
 
-    entries: np.ndarray          # ENTRY rows
-    iface: np.ndarray            # int32 global interface
-    windows: np.ndarray          # (rows, window) uint8
-    big: bool                    # byte order of the chunk's section
+    entries: np.ndarray  # ENTRY rows
+    iface: np.ndarray  # int32 global interface
+    windows: np.ndarray  # (rows, window) uint8
+    big: bool  # byte order of the chunk's section
 
     def times(self, interfaces: list[Interface]) -> tuple[np.ndarray, np.ndarray]:
         """(UTC ns, valid): simple packet blocks have no time, and a timestamp beyond what int64 ns hold
@@ -183,7 +217,7 @@ class Chunk:
                 m = res == r
                 ns[m] = ticks_to_ns(ticks[m], Interface(0, tsresol=r))
                 fit[m] = ticks_fit(ticks[m], Interface(0, tsresol=r))
-            shift = off * 1_000_000_000                 # |tsoffset| <= 2^33 s: fits an int64
+            shift = off * 1_000_000_000  # |tsoffset| <= 2^33 s: fits an int64
             fit &= ~((shift > 0) & (ns > np.iinfo(np.int64).max - shift))
             ns = ns + np.where(fit, shift, 0)
         if not fit.all():
@@ -214,11 +248,10 @@ class Chunk:
                 if code == OPT_END or o + 4 + olen > end:
                     break
                 if code == OPT_COMMENT:
-                    texts.append(bytes(buf[o + 4:o + 4 + olen]).decode("utf-8", "replace"))
+                    texts.append(bytes(buf[o + 4 : o + 4 + olen]).decode("utf-8", "replace"))
                 o += 4 + _pad4(olen)
             out[i] = "\n".join(texts)
         return out
-
 
     def process_ids(self, buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each packet's epb_processid_threadid option (code 8: PID u32, TID u32, as etl2pcapng writes the
@@ -263,22 +296,32 @@ def header_ids(frames: pl.DataFrame, pid: np.ndarray, tid: np.ndarray, found: np
     opt_pid = pl.Series("_op", pid).set(pl.Series(~found), None)
     opt_tid = pl.Series("_ot", tid).set(pl.Series(~found), None)
     comment = pl.col("comment") if "comment" in frames.columns else pl.lit(None, pl.Utf8)
-    from_comment = [comment.str.extract(r"(?:^|\s)PID=(\d{1,10})\b", 1).cast(pl.Int64, strict=False),
-                    comment.str.extract(r"(?:^|\s)TID=(\d{1,10})\b", 1).cast(pl.Int64, strict=False)]
-    return frames.with_columns(pl.coalesce(opt_pid, from_comment[0]).alias("header_pid"),
-                               pl.coalesce(opt_tid, from_comment[1]).alias("header_tid"))
+    from_comment = [
+        comment.str.extract(r"(?:^|\s)PID=(\d{1,10})\b", 1).cast(pl.Int64, strict=False),
+        comment.str.extract(r"(?:^|\s)TID=(\d{1,10})\b", 1).cast(pl.Int64, strict=False),
+    ]
+    return frames.with_columns(
+        pl.coalesce(opt_pid, from_comment[0]).alias("header_pid"),
+        pl.coalesce(opt_tid, from_comment[1]).alias("header_tid"),
+    )
 
 
 class _Scanner:
-    def __init__(self, buf: np.ndarray, path: PathLike, progress: Progress | None = None,
-                 window: int = WINDOW, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        buf: np.ndarray,
+        path: PathLike,
+        progress: Progress | None = None,
+        window: int = WINDOW,
+        quiet: bool = False,
+    ) -> None:
         self.buf, self.path, self.progress, self.window, self.quiet = buf, path, progress, window, quiet
         self.name = os.fspath(path)
         self.size = len(buf)
         self.interfaces: list[Interface] = []
         self.big = False
-        self.base = 0           # global number of the current section's first interface
-        self.skipped: list[tuple[int, int, str]] = []   # (offset, bytes, reason)
+        self.base = 0  # global number of the current section's first interface
+        self.skipped: list[tuple[int, int, str]] = []  # (offset, bytes, reason)
         self.bad_iface = 0
 
     def _u32(self, pos: int) -> int:
@@ -288,17 +331,17 @@ class _Scanner:
         """The packet blocks chunk by chunk; damage is warned about at the end."""
         self._first_section()
         pos = self._section(0)
-        out: np.ndarray | None = None          # the chunk being filled (None: start a new one)
+        out: np.ndarray | None = None  # the chunk being filled (None: start a new one)
         win = np.empty((0, 1), np.uint8)
         iface = np.empty(0, np.int32)
         filled = 0
         big = self.big
         while pos is not None and pos < self.size:
-            if out is not None and big != self.big and filled:   # a chunk holds one byte order
+            if out is not None and big != self.big and filled:  # a chunk holds one byte order
                 yield Chunk(out[:filled], iface[:filled], win[:filled], big)
                 out = None
             big = self.big
-            if out is None:     # blocks after damage or an interface block join the chunk: one per CHUNK
+            if out is None:  # blocks after damage or an interface block join the chunk: one per CHUNK
                 count = min(CHUNK, max(1, (self.size - pos) // 16 + 1))
                 out = np.empty(count, ENTRY)
                 win = np.empty((count, max(self.window, 1)), np.uint8)
@@ -334,8 +377,9 @@ class _Scanner:
     def _first_section(self) -> None:
         head = bytes(self.buf[:12])
         if len(head) < 12 or head[:4] != b"\x0a\x0d\x0d\x0a":
-            raise CaptureError(f"not a pcapng file: first block type {head[:4].hex() or '(empty)'}",
-                               path=self.path, offset=0)
+            raise CaptureError(
+                f"not a pcapng file: first block type {head[:4].hex() or '(empty)'}", path=self.path, offset=0
+            )
 
     def _block_length(self, pos: int, minimum: int) -> int | None:
         """The block's length when it is consistent, else None."""
@@ -347,27 +391,31 @@ class _Scanner:
         return blen
 
     def _section(self, pos: int) -> int | None:
-        magic = bytes(self.buf[pos + 8:pos + 12])
+        magic = bytes(self.buf[pos + 8 : pos + 12])
         if magic == struct.pack("<I", BYTE_ORDER_MAGIC):
             self.big = False
         elif magic == struct.pack(">I", BYTE_ORDER_MAGIC):
             self.big = True
         else:
             if pos == 0:
-                raise CaptureError(f"not a pcapng file: bad byte-order magic {magic.hex()}", path=self.path,
-                                   offset=8)
+                raise CaptureError(
+                    f"not a pcapng file: bad byte-order magic {magic.hex()}", path=self.path, offset=8
+                )
             return self._resync(pos, "section header with a bad byte-order magic")
         blen = self._block_length(pos, 28)
         if blen is None:
             if pos == 0:
-                raise CaptureError("damaged section header block (bad or truncated length)", path=self.path,
-                                   offset=0)
+                raise CaptureError(
+                    "damaged section header block (bad or truncated length)", path=self.path, offset=0
+                )
             return self._resync(pos, "damaged section header")
         self.base = len(self.interfaces)
         major, minor = struct.unpack_from(">HH" if self.big else "<HH", self.buf, pos + 12)
         if major != 1 and not self.quiet:  # the specification's only version is 1.0 (1.2 in older writers)
-            warn(f"{self.name}: section at offset {pos:#x} has pcapng version {major}.{minor}, not 1.x; "
-                 "its blocks are read as version 1 blocks")
+            warn(
+                f"{self.name}: section at offset {pos:#x} has pcapng version {major}.{minor}, not 1.x; "
+                "its blocks are read as version 1 blocks"
+            )
         return pos + blen
 
     def _interface(self, pos: int) -> int | None:
@@ -382,21 +430,25 @@ class _Scanner:
             code, olen = struct.unpack_from(e + "HH", self.buf, o)
             if code == OPT_END or o + 4 + olen > end:
                 break
-            value = bytes(self.buf[o + 4:o + 4 + olen])
+            value = bytes(self.buf[o + 4 : o + 4 + olen])
             if code == IF_NAME:
                 iface.name = value.decode("utf-8", "replace").rstrip("\x00")
             elif code == IF_TSRESOL and olen >= 1:
                 if tsresol_supported(value[0]):
                     iface.tsresol = value[0]
                 elif not self.quiet:  # a unit no 64-bit count can use: a damaged option
-                    warn(f"{self.name}: interface {len(self.interfaces)} at offset {pos:#x}: ignored "
-                         f"if_tsresol {value[0]:#04x} (finer than 10^-19 s or 2^-63 s); microseconds assumed")
+                    warn(
+                        f"{self.name}: interface {len(self.interfaces)} at offset {pos:#x}: ignored "
+                        f"if_tsresol {value[0]:#04x} (finer than 10^-19 s or 2^-63 s); microseconds assumed"
+                    )
             elif code == IF_TSOFFSET and olen == 8:
                 iface.tsoffset = struct.unpack(e + "q", value)[0]
                 if abs(iface.tsoffset) > 1 << 33:  # beyond +-272 years: a damaged option
                     if not self.quiet:
-                        warn(f"{self.name}: interface {len(self.interfaces)} at offset {pos:#x}: ignored "
-                             f"if_tsoffset {iface.tsoffset}")
+                        warn(
+                            f"{self.name}: interface {len(self.interfaces)} at offset {pos:#x}: ignored "
+                            f"if_tsoffset {iface.tsoffset}"
+                        )
                     iface.tsoffset = 0
             o += 4 + _pad4(olen)
         self.interfaces.append(iface)
@@ -406,20 +458,21 @@ class _Scanner:
         """Check the ``n`` rows walked into ``out[at:]``: rows naming an undefined interface are dropped
         (the rest moved up), global interface numbers go to ``iface[at:]``; returns the rows kept."""
         count = len(self.interfaces) - self.base
-        entries = out[at:at + n]
+        entries = out[at : at + n]
         ok = entries["iface"] < count
         if not ok.all():
             self.bad_iface += int((~ok).sum())
             k = int(ok.sum())
-            out[at:at + k] = entries[ok]
-            win[at:at + k] = win[at:at + n][ok]
+            out[at : at + k] = entries[ok]
+            win[at : at + k] = win[at : at + n][ok]
             n = k
-            entries = out[at:at + n]
-        iface[at:at + n] = entries["iface"].astype(np.int32) + self.base
+            entries = out[at : at + n]
+        iface[at : at + n] = entries["iface"].astype(np.int32) + self.base
         spb = np.flatnonzero(entries["btype"] == SPB)
         if len(spb):  # a simple packet's caplen is also bounded by the interface's snaplen
-            snap = np.array([self.interfaces[i].snaplen or 0xFFFFFFFF for i in iface[at + spb].tolist()],
-                            np.int64)
+            snap = np.array(
+                [self.interfaces[i].snaplen or 0xFFFFFFFF for i in iface[at + spb].tolist()], np.int64
+            )
             entries["caplen"][spb] = np.minimum(entries["caplen"][spb], snap)
         return n
 
@@ -431,14 +484,14 @@ class _Scanner:
 
     def _find_block(self, start: int) -> int | None:
         """The first offset from ``start`` (any alignment) where a consistent block starts."""
-        window = 1 << 12        # grows to 1 MB: the work stays proportional to the bytes skipped
+        window = 1 << 12  # grows to 1 MB: the work stays proportional to the bytes skipped
         dt = np.dtype(">u4" if self.big else "<u4")
         bom = (struct.pack("<I", BYTE_ORDER_MAGIC), struct.pack(">I", BYTE_ORDER_MAGIC))
         while start + 12 <= self.size:
             stop = min(self.size, start + window)
             window = min(window * 2, 1 << 20)
             # the u32 at every byte position of [start, stop): one unaligned view, a few comparisons
-            seg = np.ascontiguousarray(self.buf[start:min(self.size, stop + 3)])
+            seg = np.ascontiguousarray(self.buf[start : min(self.size, stop + 3)])
             words = np.ndarray((max(0, len(seg) - 3),), dtype=dt, buffer=seg, strides=(1,))
             known = np.zeros(len(words), bool)
             for b in _KNOWN_BLOCKS:
@@ -447,7 +500,7 @@ class _Scanner:
                 if p >= stop:
                     break
                 if self._u32(p) == SHB:
-                    magic = bytes(self.buf[p + 8:p + 12])
+                    magic = bytes(self.buf[p + 8 : p + 12])
                     if magic in bom:
                         saved, self.big = self.big, magic == bom[1]
                         ok = self._block_length(p, 28) is not None
@@ -469,8 +522,10 @@ class _Scanner:
             total = sum(n for _, n, _ in self.skipped)
             where = ", ".join(f"{o:#x} ({r})" for o, _, r in self.skipped[:5])
             more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
-            warn(f"{self.name}: skipped {len(self.skipped)} damaged block(s), {total:,} byte(s), "
-                 f"at offsets {where}{more}")
+            warn(
+                f"{self.name}: skipped {len(self.skipped)} damaged block(s), {total:,} byte(s), "
+                f"at offsets {where}{more}"
+            )
         if self.bad_iface:
             warn(f"{self.name}: skipped {self.bad_iface} packet block(s) naming an undefined interface")
 
@@ -488,12 +543,25 @@ def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress |
         times, valid = c.times(scanner.interfaces)
         bad_times += c.out_of_range(valid)
         link = np.array([i.link_type for i in scanner.interfaces], np.int32)[c.iface]
-        parts.append(dissect_buffer(buf, c.entries["data"], c.entries["caplen"], times, link,
-                                    wirelens=c.entries["wirelen"], interfaces=c.iface,
-                                    directions=c.directions(),
-                                    time_valid=None if valid.all() else valid, comments=c.comments(buf),
-                                    with_data=with_data, source=os.fspath(path), windows=c.windows,
-                                    first_frame=first, finish=False))
+        parts.append(
+            dissect_buffer(
+                buf,
+                c.entries["data"],
+                c.entries["caplen"],
+                times,
+                link,
+                wirelens=c.entries["wirelen"],
+                interfaces=c.iface,
+                directions=c.directions(),
+                time_valid=None if valid.all() else valid,
+                comments=c.comments(buf),
+                with_data=with_data,
+                source=os.fspath(path),
+                windows=c.windows,
+                first_frame=first,
+                finish=False,
+            )
+        )
         first += len(c.entries)
     _report_times(path, bad_times)
     if not parts:
@@ -507,8 +575,10 @@ def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress |
 
 def _report_times(path: PathLike, count: int) -> None:
     if count:
-        warn(f"{os.fspath(path)}: {count:,} packet(s) with a timestamp beyond the year 2262 (damaged?) "
-             "kept without a time")
+        warn(
+            f"{os.fspath(path)}: {count:,} packet(s) with a timestamp beyond the year 2262 (damaged?) "
+            "kept without a time"
+        )
 
 
 def read_interfaces(path: PathLike) -> list[Interface]:
@@ -531,11 +601,20 @@ def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
             times, valid = c.times(scanner.interfaces)
             bad_times += c.out_of_range(valid)
             e = c.entries
-            rows = zip(e["data"].tolist(), e["caplen"].tolist(), e["wirelen"].tolist(), c.iface.tolist(),
-                       times.tolist(), valid.tolist(), c.directions().tolist(), c.comments(buf))
+            rows = zip(
+                e["data"].tolist(),
+                e["caplen"].tolist(),
+                e["wirelen"].tolist(),
+                c.iface.tolist(),
+                times.tolist(),
+                valid.tolist(),
+                c.directions().tolist(),
+                c.comments(buf),
+            )
             for off, caplen, wirelen, iface, t, ok, d, text in rows:
-                yield Packet(t if ok else None, buf[off:off + caplen].tobytes(), iface, wirelen,
-                             DIRECTIONS[d], text)
+                yield Packet(
+                    t if ok else None, buf[off : off + caplen].tobytes(), iface, wirelen, DIRECTIONS[d], text
+                )
         _report_times(path, bad_times)
 
     return interfaces, packets()
@@ -560,9 +639,15 @@ def custom_block(pen: int, data: bytes) -> bytes:
 _FLAG_BITS = {"in": 1, "out": 2, "unknown": 0}
 
 
-def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[Packet], *,
-                 simple_untimed: bool = False, blocks: Iterable[bytes] = (),
-                 options: Callable[[int], list[tuple[int, bytes]] | None] | None = None) -> int:
+def write_pcapng(
+    path: PathLike,
+    interfaces: list[Interface],
+    packets: Iterable[Packet],
+    *,
+    simple_untimed: bool = False,
+    blocks: Iterable[bytes] = (),
+    options: Callable[[int], list[tuple[int, bytes]] | None] | None = None,
+) -> int:
     """Write a little-endian pcapng (one section): an interface block per ``interfaces`` entry, the raw
     ``blocks`` (e.g. :func:`custom_block`), then an enhanced packet block per packet with its comment
     (opt_comment) and direction (epb_flags) when set, and the (code, value) options that
@@ -597,12 +682,18 @@ def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[
                 f.write(b"".join(out))
                 out.clear()
             if not 0 <= p.interface < len(interfaces):
-                raise ValueError(f"packet {count + 1}: interface {p.interface} not among the "
-                                 f"{len(interfaces)} given")
+                raise ValueError(
+                    f"packet {count + 1}: interface {p.interface} not among the {len(interfaces)} given"
+                )
             more = options(count) if options is not None else None
             if p.time_ns is None:
-                if simple_untimed and p.interface == 0 and p.comment is None and p.direction is None \
-                        and not more:
+                if (
+                    simple_untimed
+                    and p.interface == 0
+                    and p.comment is None
+                    and p.direction is None
+                    and not more
+                ):
                     data = bytes(p.data)
                     wirelen = len(data) if p.wirelen is None else p.wirelen
                     pad = b"\0" * (_pad4(len(data)) - len(data))
@@ -626,8 +717,12 @@ def write_pcapng(path: PathLike, interfaces: list[Interface], packets: Iterable[
                 opts += _option(code, value)
             if opts:
                 opts += _option(OPT_END, b"")
-            body = (struct.pack("<IIIII", p.interface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), wirelen)
-                    + data + b"\0" * (_pad4(len(data)) - len(data)) + opts)
+            body = (
+                struct.pack("<IIIII", p.interface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), wirelen)
+                + data
+                + b"\0" * (_pad4(len(data)) - len(data))
+                + opts
+            )
             out.append(_block(EPB, body))
             count += 1
         f.write(b"".join(out))

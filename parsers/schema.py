@@ -1,9 +1,12 @@
 """Column schemas shared by every reader: the same table whatever the input format."""
+
 from __future__ import annotations
 
 import polars as pl
 from polars.datatypes import DataTypeClass
 
+# Declarative tables below keep their aligned columns and comments: the formatter stops here.
+# fmt: off
 #: A table's column name -> polars type (a type instance such as ``TIME`` or a class such as ``pl.Int64``).
 ColumnTypes = dict[str, pl.DataType | DataTypeClass]
 

@@ -29,6 +29,7 @@ Output: the PROCESSES schema (``services`` comma-separated, null for ``N/A``; ``
 (the image name fills the 25-character column, so it may be cut), ``snapshot_index``, ``file``,
 ``line`` (1-based line of the row).
 """
+
 from __future__ import annotations
 
 import csv
@@ -56,9 +57,17 @@ _MAX_TIME = datetime(2262, 4, 11, tzinfo=UTC)
 
 #: English column names -> output columns.
 ENGLISH = {
-    "image name": "image", "pid": "pid", "session name": "session_name", "session#": "session",
-    "mem usage": "mem", "status": "status", "user name": "user", "cpu time": "cpu_time",
-    "window title": "window_title", "services": "services", "modules": "modules",
+    "image name": "image",
+    "pid": "pid",
+    "session name": "session_name",
+    "session#": "session",
+    "mem usage": "mem",
+    "status": "status",
+    "user name": "user",
+    "cpu time": "cpu_time",
+    "window title": "window_title",
+    "services": "services",
+    "modules": "modules",
 }
 
 #: Column order of each layout, by number of columns (for localized headers and list blocks).
@@ -69,21 +78,32 @@ BY_COUNT = {
 }
 
 EXTRA = {
-    "session_name": pl.Utf8, "mem_kb": pl.Int64, "status": pl.Utf8, "cpu_time": pl.Utf8,
-    "window_title": pl.Utf8, "modules": pl.Utf8, "image_cut": pl.Boolean, "snapshot_index": pl.Int32,
-    "file": pl.Utf8, "line": pl.Int64,
+    "session_name": pl.Utf8,
+    "mem_kb": pl.Int64,
+    "status": pl.Utf8,
+    "cpu_time": pl.Utf8,
+    "window_title": pl.Utf8,
+    "modules": pl.Utf8,
+    "image_cut": pl.Boolean,
+    "snapshot_index": pl.Int32,
+    "file": pl.Utf8,
+    "line": pl.Int64,
 }
 
-_NA = {"n/a", "", "暂缺", "n/d", "nicht zutreffend"}   # "N/A" as English, Chinese, ... Windows print it
+_NA = {"n/a", "", "暂缺", "n/d", "nicht zutreffend"}  # "N/A" as English, Chinese, ... Windows print it
 _SNAPSHOT_RE = re.compile(r"^#\s*snapshot\b\s*(?P<time>.*)$", re.IGNORECASE)
 _SEPARATOR_RE = re.compile(r"^=+( +=+)+\s*$")
 _CPU_RE = r"\d+:\d{2}:\d{2}"
 _MEM_RE = r"\d[\d.,'\u00a0\u202f ]*\s*(?:K|KB|Ko|k)"
-_ROW_DEFAULT = re.compile(rf"^(?P<image>\S.*?)\s+(?P<pid>\d+)\s+(?:(?P<session_name>\S.*?)\s+)?"
-                          rf"(?P<session>\d+)\s+(?P<mem>{_MEM_RE})\s*$")
-_ROW_VERBOSE = re.compile(rf"^(?P<image>\S.*?)\s+(?P<pid>\d+)\s+(?:(?P<session_name>\S.*?)\s+)?"
-                          rf"(?P<session>\d+)\s+(?P<mem>{_MEM_RE})\s+(?P<middle>.*?)\s+"
-                          rf"(?P<cpu_time>{_CPU_RE})(?:\s+(?P<window_title>.*))?\s*$")
+_ROW_DEFAULT = re.compile(
+    rf"^(?P<image>\S.*?)\s+(?P<pid>\d+)\s+(?:(?P<session_name>\S.*?)\s+)?"
+    rf"(?P<session>\d+)\s+(?P<mem>{_MEM_RE})\s*$"
+)
+_ROW_VERBOSE = re.compile(
+    rf"^(?P<image>\S.*?)\s+(?P<pid>\d+)\s+(?:(?P<session_name>\S.*?)\s+)?"
+    rf"(?P<session>\d+)\s+(?P<mem>{_MEM_RE})\s+(?P<middle>.*?)\s+"
+    rf"(?P<cpu_time>{_CPU_RE})(?:\s+(?P<window_title>.*))?\s*$"
+)
 _ROW_LIST = re.compile(r"^(?P<image>\S.*?)\s+(?P<pid>\d+)\s+(?P<list>\S.*?)\s*$")
 _KNOWN_STATUS = ("not responding", "running", "unknown", "suspended")
 _MODULE_RE = re.compile(r"\.(dll|exe|drv|ocx|mui|sys|cpl|ax|tlb|nls)$", re.IGNORECASE)
@@ -92,7 +112,7 @@ _MODULE_RE = re.compile(r"\.(dll|exe|drv|ocx|mui|sys|cpl|ax|tlb|nls)$", re.IGNOR
 @dataclass
 class _Snapshot:
     time: datetime | None = None
-    timed: bool = False                      # has its own snapshot line
+    timed: bool = False  # has its own snapshot line
     rows: list[dict] = field(default_factory=list)
 
 
@@ -104,8 +124,11 @@ def _parse_time(text: str, path: Path, line: int) -> datetime | None:
         when = datetime.fromisoformat(text.replace("z", "Z"))
         when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     except ValueError:
-        raise TextFormatError(f"snapshot line: {text!r} is not an ISO 8601 time "
-                              "(e.g. '# snapshot 2010-01-14 11:20:00Z')", path=path, line=line) from None
+        raise TextFormatError(
+            f"snapshot line: {text!r} is not an ISO 8601 time (e.g. '# snapshot 2010-01-14 11:20:00Z')",
+            path=path,
+            line=line,
+        ) from None
     except OverflowError:
         when = None
     if when is None or not _MIN_TIME <= when < _MAX_TIME:
@@ -127,12 +150,13 @@ def looks_like_tasklist(head: bytes) -> bool:
         if low.startswith(('"image name","pid"', "image name:", "image name ")):
             return True
         if re.match(r'^"[^"]*","(pid|\d+)"', low) or re.match(r"^pid\s*[:：]\s*\d+$", low):
-            return True                          # /fo csv or /fo list, whatever the language
+            return True  # /fo csv or /fo list, whatever the language
     rows = [ln for ln in lines if _ROW_DEFAULT.match(ln) or _ROW_VERBOSE.match(ln)]
     return bool(lines) and len(rows) >= max(1, len(lines) // 2)
 
 
 # ------------------------------------------------------------------------------------- values
+
 
 def _number(value: object, limit: int = MAX_U32) -> int | None:
     """ASCII decimal text (surrounding spaces allowed) up to ``limit`` -> int; None otherwise."""
@@ -140,7 +164,7 @@ def _number(value: object, limit: int = MAX_U32) -> int | None:
     if not re.fullmatch(r"[0-9]+", text):
         return None
     text = text.lstrip("0") or "0"
-    if len(text) > 20:                 # beyond any 64-bit value (and Python's 4,300-digit int() limit)
+    if len(text) > 20:  # beyond any 64-bit value (and Python's 4,300-digit int() limit)
         return None
     number = int(text)
     return number if number <= limit else None
@@ -176,12 +200,13 @@ def _split_status_user(middle: str) -> tuple[str | None, str | None]:
     low = middle.lower()
     for status in _KNOWN_STATUS:
         if low.startswith(status + " ") or low == status:
-            return middle[: len(status)], middle[len(status):].strip() or None
+            return middle[: len(status)], middle[len(status) :].strip() or None
     head, _, tail = middle.partition(" ")
     return head or None, tail.strip() or None
 
 
 # ------------------------------------------------------------------------------------- parser
+
 
 class _Reader:
     """Reads one file's lines into snapshots."""
@@ -190,7 +215,7 @@ class _Reader:
         self.path = path
         self.default_time = default_time
         self.snapshots: list[_Snapshot] = [_Snapshot(time=default_time)]
-        self.columns: list[str] | None = None          # current table layout (names)
+        self.columns: list[str] | None = None  # current table layout (names)
         self.spans: list[tuple[int, int]] | None = None
         self.pending_header: list[str] | None = None
         self.pending_number = 0
@@ -221,13 +246,21 @@ class _Reader:
             return
         image = _none(row.get("image"))
         out = {
-            "pid": row["pid"], "image": image, "session_name": _none(row.get("session_name")),
-            "session": row.get("session"), "mem_kb": _mem_kb(row.get("mem")),
-            "status": _none(row.get("status")), "user": _none(row.get("user")),
-            "cpu_time": _none(row.get("cpu_time")), "window_title": _none(row.get("window_title")),
-            "services": row.get("services"), "modules": row.get("modules"),
+            "pid": row["pid"],
+            "image": image,
+            "session_name": _none(row.get("session_name")),
+            "session": row.get("session"),
+            "mem_kb": _mem_kb(row.get("mem")),
+            "status": _none(row.get("status")),
+            "user": _none(row.get("user")),
+            "cpu_time": _none(row.get("cpu_time")),
+            "window_title": _none(row.get("window_title")),
+            "services": row.get("services"),
+            "modules": row.get("modules"),
             "image_cut": bool(table and image is not None and len(image) >= IMAGE_WIDTH),
-            "line": line, "_list": row.get("_list"), "_list_kind": row.get("_list_kind"),
+            "line": line,
+            "_list": row.get("_list"),
+            "_list_kind": row.get("_list_kind"),
         }
         self.snap.rows.append(out)
 
@@ -258,7 +291,7 @@ class _Reader:
             if stripped.startswith("#"):
                 continue
             if stripped.upper().startswith(("INFO:", "ERROR:", "WARNING:")):
-                continue                         # tasklist's own messages ("INFO: No tasks ...")
+                continue  # tasklist's own messages ("INFO: No tasks ...")
             if _SEPARATOR_RE.match(stripped):
                 self.start_table(line, number)
                 continue
@@ -306,7 +339,7 @@ class _Reader:
                 self.bad(f"table with {len(spans)} columns (expected 3, 5 or 9)", number)
                 self.columns = None
                 return
-        if self.snap.rows:                       # a new header: a new snapshot
+        if self.snap.rows:  # a new header: a new snapshot
             self.new_snapshot()
         self.columns = names
         self.spans = spans
@@ -359,8 +392,11 @@ class _Reader:
             end = len(line) if i == len(spans) - 1 else b
             cells.append(line[a:end].strip() if a < len(line) else "")
         row = dict(zip(self.columns, cells))
-        if not row.get("image") and not row.get("pid") and ("list" in row or "services" in row
-                                                              or "modules" in row):
+        if (
+            not row.get("image")
+            and not row.get("pid")
+            and ("list" in row or "services" in row or "modules" in row)
+        ):
             value = row.get("list") or row.get("services") or row.get("modules") or ""
             if value and self._continuation(value):
                 return {"_continued": True}
@@ -369,7 +405,7 @@ class _Reader:
         if not re.fullmatch(r"\d+", pid or ""):
             return None
         # Aligned rows have a separator space (or nothing) right before every column start.
-        for (a, _b) in spans[1:]:
+        for a, _b in spans[1:]:
             if a - 1 < len(line) and line[a - 1] not in " ":
                 return None
         if "session" in row and row["session"] and not re.fullmatch(r"\d+", row["session"]):
@@ -391,7 +427,7 @@ class _Reader:
         if len(names) == 5:
             m = _ROW_DEFAULT.match(stripped)
             return m.groupdict() if m else None
-        if len(names) != 3:          # a table of other columns (named by its header): no token layout
+        if len(names) != 3:  # a table of other columns (named by its header): no token layout
             return None
         m = _ROW_LIST.match(stripped)
         if not m:
@@ -476,8 +512,12 @@ class _Reader:
         if key in ENGLISH:
             return True
         # A localized key: a short label with no digits, followed by a value aligned after spaces.
-        return (self.list_block is not None or self.columns is None) and len(key) <= 30 \
-            and not re.search(r"\d", key) and bool(re.search(r"[:：]\s+\S", line))
+        return (
+            (self.list_block is not None or self.columns is None)
+            and len(key) <= 30
+            and not re.search(r"\d", key)
+            and bool(re.search(r"[:：]\s+\S", line))
+        )
 
     def list_line(self, line: str, number: int) -> None:
         if line[:1].isspace():
@@ -542,8 +582,11 @@ def read_tasklist(paths: str | os.PathLike | list, *, snapshot_time: datetime | 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if snapshot_time is not None:
-        snapshot_time = (snapshot_time.replace(tzinfo=UTC) if snapshot_time.tzinfo is None
-                         else snapshot_time.astimezone(UTC))
+        snapshot_time = (
+            snapshot_time.replace(tzinfo=UTC)
+            if snapshot_time.tzinfo is None
+            else snapshot_time.astimezone(UTC)
+        )
         if not _MIN_TIME <= snapshot_time < _MAX_TIME:
             raise TextFormatError(f"snapshot time {snapshot_time.isoformat()} is not between 1970 and 2262")
     frames = []
@@ -562,24 +605,41 @@ def read_tasklist(paths: str | os.PathLike | list, *, snapshot_time: datetime | 
         rows_total = sum(len(s.rows) for s in reader.snapshots)
         if rows_total == 0:
             first = min((ln for lines in reader.problems.values() for ln in lines), default=1)
-            raise TextFormatError("wrong columns: no tasklist rows (image name and PID) found",
-                                  path=path, line=first)
+            raise TextFormatError(
+                "wrong columns: no tasklist rows (image name and PID) found", path=path, line=first
+            )
         for kind, lines in reader.problems.items():
             shown = ", ".join(str(x) for x in sorted(lines)[:5]) + (", ..." if len(lines) > 5 else "")
-            diagnostics.warn(f"{path}: skipped {len(lines)} line{'s' if len(lines) != 1 else ''} "
-                             f"({kind}; lines {shown})")
+            diagnostics.warn(
+                f"{path}: skipped {len(lines)} line{'s' if len(lines) != 1 else ''} ({kind}; lines {shown})"
+            )
         for snap in reader.snapshots:
             if not snap.rows:
                 continue
             _finish_rows(snap.rows)
-            df = pl.DataFrame(snap.rows, schema_overrides={
-                "pid": pl.Int64, "session": pl.Int64, "mem_kb": pl.Int64, "line": pl.Int64,
-                "image": pl.Utf8, "session_name": pl.Utf8, "status": pl.Utf8, "user": pl.Utf8,
-                "cpu_time": pl.Utf8, "window_title": pl.Utf8, "services": pl.Utf8, "modules": pl.Utf8,
-                "image_cut": pl.Boolean}, infer_schema_length=None)
+            df = pl.DataFrame(
+                snap.rows,
+                schema_overrides={
+                    "pid": pl.Int64,
+                    "session": pl.Int64,
+                    "mem_kb": pl.Int64,
+                    "line": pl.Int64,
+                    "image": pl.Utf8,
+                    "session_name": pl.Utf8,
+                    "status": pl.Utf8,
+                    "user": pl.Utf8,
+                    "cpu_time": pl.Utf8,
+                    "window_title": pl.Utf8,
+                    "services": pl.Utf8,
+                    "modules": pl.Utf8,
+                    "image_cut": pl.Boolean,
+                },
+                infer_schema_length=None,
+            )
             df = df.with_columns(
                 pl.lit("tasklist").alias("source"),
-                pl.lit(snap.time, dtype=pl.Datetime("us", "UTC")).cast(pl.Datetime("ns", "UTC"))
+                pl.lit(snap.time, dtype=pl.Datetime("us", "UTC"))
+                .cast(pl.Datetime("ns", "UTC"))
                 .alias("snapshot"),
                 pl.lit(index, dtype=pl.Int32).alias("snapshot_index"),
                 pl.lit(str(path)).alias("file"),
@@ -588,5 +648,7 @@ def read_tasklist(paths: str | os.PathLike | list, *, snapshot_time: datetime | 
             index += 1
     df = pl.concat(frames, how="diagonal_relaxed")
     df = conform(df, PROCESSES)
-    return df.select(list(PROCESSES) + [pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c)
-                                        for c, t in EXTRA.items()])
+    return df.select(
+        list(PROCESSES)
+        + [pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c) for c, t in EXTRA.items()]
+    )

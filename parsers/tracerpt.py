@@ -50,6 +50,7 @@ go through Python's csv module, because their strings may be quoted and hold com
 are not CSV text at all (junk past the first 64 KiB, which is checked for binary data up front)
 are reported as malformed.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -78,20 +79,48 @@ NETWORK_PROVIDERS = {"tcpip": "TcpIp", "udpip": "UdpIp"}
 PROCESS_TYPES = {"start": "Start", "end": "End", "dcstart": "DCStart", "dcend": "DCEnd"}
 
 #: TcpIp/UdpIp opcodes -> event names (IPv6 forms are opcode + 16).
-OPCODES = {10: "Send", 11: "Recv", 12: "Connect", 13: "Disconnect", 14: "Retransmit", 15: "Accept",
-           16: "Reconnect", 17: "Fail", 18: "TCPCopy", 19: "ARPCopy", 20: "FullACK", 21: "PartACK",
-           22: "DupACK"}
+OPCODES = {
+    10: "Send",
+    11: "Recv",
+    12: "Connect",
+    13: "Disconnect",
+    14: "Retransmit",
+    15: "Accept",
+    16: "Reconnect",
+    17: "Fail",
+    18: "TCPCopy",
+    19: "ARPCopy",
+    20: "FullACK",
+    21: "PartACK",
+    22: "DupACK",
+}
 _CANONICAL = {name.lower(): name for name in OPCODES.values()}
 
 #: Payload layouts: user-data index of each field (negative: from the end); None when absent.
 _V1 = {"pid": 0, "size": 1, "daddr": 2, "saddr": 3, "dport": 4, "sport": 5}
 LAYOUTS: dict[str, dict[str, int | None]] = {
-    "tcp_v0": {"daddr": 0, "saddr": 1, "dport": 2, "sport": 3, "size": 4, "pid": 5,
-               "connid": None, "seqnum": None},
+    "tcp_v0": {
+        "daddr": 0,
+        "saddr": 1,
+        "dport": 2,
+        "sport": 3,
+        "size": 4,
+        "pid": 5,
+        "connid": None,
+        "seqnum": None,
+    },
     "tcp_v1": {**_V1, "connid": -2, "seqnum": -1},
     "tcp_v2": {**_V1, "seqnum": -2, "connid": -1},
-    "udp_v0": {"saddr": 1, "sport": 2, "size": 3, "daddr": 4, "dport": 5, "pid": None,
-               "connid": None, "seqnum": None},
+    "udp_v0": {
+        "saddr": 1,
+        "sport": 2,
+        "size": 3,
+        "daddr": 4,
+        "dport": 5,
+        "pid": None,
+        "connid": None,
+        "seqnum": None,
+    },
     "udp_v1": {**_V1, "connid": None, "seqnum": None},
     "udp_v2": {**_V1, "seqnum": 6, "connid": 7},
 }
@@ -111,16 +140,15 @@ PROCESS_LAYOUTS = {
 }
 _PROCESS_BY_COUNT = {spec[0]: version for version, spec in PROCESS_LAYOUTS.items()}
 
-_MAX_COLUMNS = 48   # fields read per line; Process command lines past that are cut
-_MAX_USER_FIELDS = 15   # the longest network payload (TcpIp Connect/Accept v1/v2)
-_MAX_FIXED = 8   # user-data fields picked by position from the start (the rest from the end)
+_MAX_COLUMNS = 48  # fields read per line; Process command lines past that are cut
+_MAX_USER_FIELDS = 15  # the longest network payload (TcpIp Connect/Accept v1/v2)
+_MAX_FIXED = 8  # user-data fields picked by position from the start (the rest from the end)
 _FIELDS = ("pid", "size", "daddr", "saddr", "dport", "sport", "connid", "seqnum")
 _FILETIME_RE = r"^\d{15,19}$"
 _SAMPLE_LINES = 200
 _SHOW_LINES = 5
 #: Bytes of whole lines read and parsed at a time (bounds the memory a read needs besides its output).
 CHUNK_SIZE = 16 << 20
-
 
 
 @dataclass
@@ -141,10 +169,11 @@ class _Layout:
     user_data: int
     version: int | None
     opcode: int | None
-    trailing: int           # columns after the user data (IID, PIID in the 2003 layout)
+    trailing: int  # columns after the user data (IID, PIID in the 2003 layout)
 
 
 # ----------------------------------------------------------------------------------------- text
+
 
 def decode_text(data: bytes, path: str | os.PathLike) -> str:
     """Decode a text dump (UTF-8/UTF-16 with or without BOM, else cp1252); binary data is an error."""
@@ -162,8 +191,9 @@ def decode_text(data: bytes, path: str | os.PathLike) -> str:
     bad = re.search(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]", text[:65536])
     if bad:
         line = text.count("\n", 0, bad.start()) + 1
-        raise TextFormatError(f"binary data (control byte {ord(bad.group()):#04x}), not a text dump",
-                              path=path, line=line)
+        raise TextFormatError(
+            f"binary data (control byte {ord(bad.group()):#04x}), not a text dump", path=path, line=line
+        )
     return text
 
 
@@ -181,12 +211,18 @@ def looks_like_tracerpt(head: bytes) -> bool:
         if fields[0].lower() == "event name" and any(f.lower() == "clock-time" for f in fields):
             return True
         plausible = len(fields) >= 8 and re.match(r"^[A-Za-z][\w-]*$", fields[0])
-        return bool(plausible and (re.match(_FILETIME_RE, fields[3])
-                                   or (len(fields) >= 19 and re.match(_FILETIME_RE, fields[16]))))
+        return bool(
+            plausible
+            and (
+                re.match(_FILETIME_RE, fields[3])
+                or (len(fields) >= 19 and re.match(_FILETIME_RE, fields[16]))
+            )
+        )
     return False
 
 
 # --------------------------------------------------------------------------------------- layout
+
 
 def _header_layout(names: list[str]) -> _Layout | None:
     low = [n.strip().lower() for n in names]
@@ -195,10 +231,14 @@ def _header_layout(names: list[str]) -> _Layout | None:
     clock = low.index("clock-time")
     user_data = low.index("user data") if "user data" in low else clock + 3
     vista = "event id" in low or "version" in low
-    return _Layout(vista=vista, clock=clock, user_data=user_data,
-                   version=low.index("version") if "version" in low else None,
-                   opcode=low.index("opcode") if "opcode" in low else None,
-                   trailing=0 if vista else 2)
+    return _Layout(
+        vista=vista,
+        clock=clock,
+        user_data=user_data,
+        version=low.index("version") if "version" in low else None,
+        opcode=low.index("opcode") if "opcode" in low else None,
+        trailing=0 if vista else 2,
+    )
 
 
 def _data_layout(sample: list[str]) -> _Layout | None:
@@ -218,6 +258,7 @@ def _data_layout(sample: list[str]) -> _Layout | None:
 
 # ------------------------------------------------------------------------------------ helpers
 
+
 def _int(expr: pl.Expr, dtype: type[pl.Int64 | pl.UInt64] = pl.Int64) -> pl.Expr:
     """Decimal or 0x-hex text -> integer (null when not a number or out of range)."""
     hexa = expr.str.starts_with("0x") | expr.str.starts_with("0X")
@@ -228,7 +269,7 @@ def _int(expr: pl.Expr, dtype: type[pl.Int64 | pl.UInt64] = pl.Int64) -> pl.Expr
 def _ipv4(s: pl.Series) -> pl.Series:
     """:func:`dotted_quad_text`, computed once per distinct value when values repeat (they do in traces)."""
     sample = s.head(20_000)
-    if sample.n_unique() * 4 >= len(sample):      # mostly distinct: convert every value
+    if sample.n_unique() * 4 >= len(sample):  # mostly distinct: convert every value
         return dotted_quad_text(s)
     distinct = s.unique()
     return s.replace_strict(distinct, dotted_quad_text(distinct), default=None, return_dtype=pl.Utf8)
@@ -265,12 +306,15 @@ class _Problems:
         for kind, n in self.counts.items():
             shown = ", ".join(str(x) for x in sorted(self.lines[kind]))
             more = ", ..." if n > len(self.lines[kind]) else ""
-            diagnostics.warn(f"{self.path}: skipped {n} malformed line{'s' if n != 1 else ''} "
-                             f"({kind}; lines {shown}{more})")
+            diagnostics.warn(
+                f"{self.path}: skipped {n} malformed line{'s' if n != 1 else ''} "
+                f"({kind}; lines {shown}{more})"
+            )
             skipped[f"malformed: {kind}"] = n
 
 
 # ------------------------------------------------------------------------------------ reading
+
 
 @dataclass(frozen=True)
 class _Source:
@@ -278,8 +322,10 @@ class _Source:
 
     path: Path
     size: int
-    utf16: str | None      # codec of a UTF-16 file ("utf-16" with a BOM, else "utf-16-le"); None: bytes as they are
-    cr_only: bool          # lines end in a lone CR (old Mac style): CR (and CRLF) become LF
+    utf16: (
+        str | None
+    )  # codec of a UTF-16 file ("utf-16" with a BOM, else "utf-16-le"); None: bytes as they are
+    cr_only: bool  # lines end in a lone CR (old Mac style): CR (and CRLF) become LF
 
 
 def _source(path: Path) -> _Source:
@@ -292,7 +338,7 @@ def _source(path: Path) -> _Source:
         raise TextFormatError(f"cannot read: {exc.strerror or exc}", path=path) from None
     if not head or (size <= len(head) and not head.strip()):
         raise TextFormatError("empty file: no tracerpt lines", path=path, line=1)
-    text = decode_text(head, path)                  # binary junk -> TextFormatError with its line
+    text = decode_text(head, path)  # binary junk -> TextFormatError with its line
     utf16 = None
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         utf16 = "utf-16"
@@ -305,7 +351,7 @@ def _chunks(src: _Source, chunk_size: int) -> Iterator[tuple[bytes, int]]:
     """The file as pieces of about ``chunk_size`` bytes of whole lines (UTF-8, LF line ends), each
     with the number of bytes of the file read so far."""
     decoder = codecs.getincrementaldecoder(src.utf16)(errors="replace") if src.utf16 else None
-    carry: list[bytes] = []         # the start of a line that continues in the next read
+    carry: list[bytes] = []  # the start of a line that continues in the next read
     pending, done = b"", 0
     try:
         with open(src.path, "rb") as fh:
@@ -317,7 +363,7 @@ def _chunks(src: _Source, chunk_size: int) -> Iterator[tuple[bytes, int]]:
                     block = decoder.decode(block, final=last).encode("utf-8")
                 if src.cr_only:
                     block, pending = pending + block, b""
-                    if block.endswith(b"\r") and not last:    # keep a CR LF cut between two reads together
+                    if block.endswith(b"\r") and not last:  # keep a CR LF cut between two reads together
                         block, pending = block[:-1], b"\r"
                     block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
                 if last:
@@ -325,7 +371,7 @@ def _chunks(src: _Source, chunk_size: int) -> Iterator[tuple[bytes, int]]:
                         yield b"".join((*carry, block)), done
                     return
                 cut = block.rfind(b"\n") + 1
-                if cut == 0:                             # no line end in this read: a very long line
+                if cut == 0:  # no line end in this read: a very long line
                     carry.append(block)
                     continue
                 piece = b"".join((*carry, memoryview(block)[:cut]))
@@ -342,12 +388,22 @@ def _columns(data: bytes, first_line: int, lossy: bool = False) -> pl.LazyFrame:
     ``record`` (1-based line number in the file; ``data`` starts at line ``first_line``) and ``name``
     (the Event Name, lower case). ``lossy`` replaces bytes that are not UTF-8 (slower; used when strict
     reading fails)."""
-    return (pl.scan_csv(io.BytesIO(data), has_header=False, separator=",", quote_char=None,
-                        schema={f"c{i}": pl.Utf8 for i in range(_MAX_COLUMNS)}, truncate_ragged_lines=True,
-                        missing_columns="insert", encoding="utf8-lossy" if lossy else "utf8")
-            .with_row_index("record", offset=first_line)
-            .with_columns(pl.col("c0").str.strip_chars().str.strip_chars_start("\ufeff")
-                          .str.to_lowercase().alias("name")))
+    return (
+        pl.scan_csv(
+            io.BytesIO(data),
+            has_header=False,
+            separator=",",
+            quote_char=None,
+            schema={f"c{i}": pl.Utf8 for i in range(_MAX_COLUMNS)},
+            truncate_ragged_lines=True,
+            missing_columns="insert",
+            encoding="utf8-lossy" if lossy else "utf8",
+        )
+        .with_row_index("record", offset=first_line)
+        .with_columns(
+            pl.col("c0").str.strip_chars().str.strip_chars_start("\ufeff").str.to_lowercase().alias("name")
+        )
+    )
 
 
 def _line_count(data: bytes) -> int:
@@ -368,7 +424,7 @@ def _find_process_lines(data: bytes, first_line: int) -> tuple[list[int], list[s
         end = data.find(b"\n", hit)
         end = len(data) if end < 0 else end
         lead = data[start:hit].replace(b"\xef\xbb\xbf", b"").strip(b" \t")
-        after = data[hit + 7: min(end, hit + 40)].lstrip(b" \t")
+        after = data[hit + 7 : min(end, hit + 40)].lstrip(b" \t")
         if lead == b"" and after.startswith(b","):
             line_no += data.count(b"\n", counted_to, start)
             counted_to = start
@@ -379,8 +435,9 @@ def _find_process_lines(data: bytes, first_line: int) -> tuple[list[int], list[s
 
 
 #: The original line (up to _MAX_COLUMNS fields) of split rows.
-_LINE_TEXT = pl.concat_str([pl.col(f"c{i}").fill_null("") for i in range(_MAX_COLUMNS)],
-                           separator=",").str.strip_chars_end(",")
+_LINE_TEXT = pl.concat_str(
+    [pl.col(f"c{i}").fill_null("") for i in range(_MAX_COLUMNS)], separator=","
+).str.strip_chars_end(",")
 
 
 _NOT_BLANK = (pl.col("name") != "") | pl.col("c1").is_not_null()
@@ -398,8 +455,9 @@ def _sample(chunks: Iterator[tuple[bytes, int]], path: Path) -> tuple[pl.DataFra
         try:
             part = _columns(data, line, lossy=True).filter(_NOT_BLANK).head(_SAMPLE_LINES - have).collect()
         except pl.exceptions.PolarsError as exc:
-            raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
-                                  path=path) from None
+            raise TextFormatError(
+                f"cannot split into CSV fields: {str(exc).splitlines()[0]}", path=path
+            ) from None
         parts.append(part)
         have += part.height
         line += _line_count(data)
@@ -408,8 +466,7 @@ def _sample(chunks: Iterator[tuple[bytes, int]], path: Path) -> tuple[pl.DataFra
     return (pl.concat(parts) if parts else pl.DataFrame()), taken
 
 
-def _replay(taken: list[tuple[bytes, int]], rest: Iterator[tuple[bytes, int]]
-            ) -> Iterator[tuple[bytes, int]]:
+def _replay(taken: list[tuple[bytes, int]], rest: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
     """The chunks already read (let go one by one), then the rest."""
     while taken:
         yield taken.pop(0)
@@ -421,20 +478,24 @@ def _split_chunk(data: bytes, first_line: int, layout: _Layout) -> tuple[pl.Data
     for lossy in (False, True):
         lines = _columns(data, first_line, lossy)
         try:
-            counts, raw = pl.collect_all([
-                lines.filter(_NOT_BLANK & ~_IS_NET & (pl.col("name") != "event name"))
-                .group_by("c0", "name").agg(pl.len().alias("len"), pl.col("record").head(_SHOW_LINES)),
-                _network_fields(lines.filter(_IS_NET), layout),
-            ])
+            counts, raw = pl.collect_all(
+                [
+                    lines.filter(_NOT_BLANK & ~_IS_NET & (pl.col("name") != "event name"))
+                    .group_by("c0", "name")
+                    .agg(pl.len().alias("len"), pl.col("record").head(_SHOW_LINES)),
+                    _network_fields(lines.filter(_IS_NET), layout),
+                ]
+            )
             return counts, raw
         except pl.exceptions.ComputeError:
-            if lossy:                 # not an encoding problem
+            if lossy:  # not an encoding problem
                 raise
     raise AssertionError("unreachable")
 
 
-def _split_ahead(chunks: Iterator[tuple[bytes, int]], layout: _Layout
-                 ) -> Iterator[tuple[bytes, int, int, pl.DataFrame, pl.DataFrame]]:
+def _split_ahead(
+    chunks: Iterator[tuple[bytes, int]], layout: _Layout
+) -> Iterator[tuple[bytes, int, int, pl.DataFrame, pl.DataFrame]]:
     """(chunk, its first line number, bytes read, :func:`_split_chunk` of it) for each chunk, the next
     chunk being split in a worker thread while the caller works on the current one."""
     with ThreadPoolExecutor(1) as pool:
@@ -457,8 +518,12 @@ def _split_process_lines(src: _Source, chunk_size: int) -> pl.DataFrame:
     for data, _done in _chunks(src, chunk_size):
         for lossy in (False, True):
             try:
-                parts.append(_columns(data, line, lossy).filter(pl.col("name") == "process")
-                             .select("record", _LINE_TEXT.alias("text")).collect())
+                parts.append(
+                    _columns(data, line, lossy)
+                    .filter(pl.col("name") == "process")
+                    .select("record", _LINE_TEXT.alias("text"))
+                    .collect()
+                )
                 break
             except pl.exceptions.ComputeError:
                 if lossy:
@@ -467,8 +532,9 @@ def _split_process_lines(src: _Source, chunk_size: int) -> pl.DataFrame:
     return pl.concat(parts)
 
 
-def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None,
-                  chunk_size: int = CHUNK_SIZE) -> TracerptTrace:
+def read_tracerpt(
+    path: str | os.PathLike, *, progress: Progress | None = None, chunk_size: int = CHUNK_SIZE
+) -> TracerptTrace:
     """Read a tracerpt/tracedmp CSV dump into events (EVENTS schema) and processes (PROCESSES).
 
     The file is read ``chunk_size`` bytes (of whole lines) at a time, so memory stays bounded by the
@@ -487,12 +553,16 @@ def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None,
     if header_rows.height:
         layout = _header_layout(header_rows.head(1).select(_LINE_TEXT).item().split(","))
     if layout is None:
-        layout = _data_layout(head.filter(pl.col("name") != "event name")
-                              .select(_LINE_TEXT).to_series().to_list())
+        layout = _data_layout(
+            head.filter(pl.col("name") != "event name").select(_LINE_TEXT).to_series().to_list()
+        )
     if layout is None:
-        raise TextFormatError("wrong columns: not a tracerpt/tracedmp CSV line "
-                              "(no Clock-Time column where either layout has it)",
-                              path=path, line=int(head["record"][0]))
+        raise TextFormatError(
+            "wrong columns: not a tracerpt/tracedmp CSV line "
+            "(no Clock-Time column where either layout has it)",
+            path=path,
+            line=int(head["record"][0]),
+        )
     del head, header_rows
     if progress:
         progress(0, size)
@@ -519,20 +589,26 @@ def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None,
             if progress:
                 progress(done, size)
     except pl.exceptions.PolarsError as exc:
-        raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
-                              path=path) from None
+        raise TextFormatError(
+            f"cannot split into CSV fields: {str(exc).splitlines()[0]}", path=path
+        ) from None
 
-    counts = (pl.concat(counts_parts).group_by("c0", "name", maintain_order=True)
-              .agg(pl.col("len").sum(), pl.col("record").explode().head(_SHOW_LINES)))
+    counts = (
+        pl.concat(counts_parts)
+        .group_by("c0", "name", maintain_order=True)
+        .agg(pl.col("len").sum(), pl.col("record").explode().head(_SHOW_LINES))
+    )
     if len(found_records) == n_process:
-        procs = pl.DataFrame({"record": found_records, "text": found_texts},
-                             schema={"record": pl.UInt32, "text": pl.Utf8})
-    else:                        # the quick byte search disagrees with the CSV reader: split them
+        procs = pl.DataFrame(
+            {"record": found_records, "text": found_texts}, schema={"record": pl.UInt32, "text": pl.Utf8}
+        )
+    else:  # the quick byte search disagrees with the CSV reader: split them
         try:
             procs = _split_process_lines(src, chunk_size)
         except pl.exceptions.PolarsError as exc:
-            raise TextFormatError(f"cannot split into CSV fields: {str(exc).splitlines()[0]}",
-                                  path=path) from None
+            raise TextFormatError(
+                f"cannot split into CSV fields: {str(exc).splitlines()[0]}", path=path
+            ) from None
 
     skipped: dict[str, int] = {}
     by_name: dict[str, int] = {}
@@ -542,7 +618,7 @@ def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None,
             continue
         name = (c0 or "").strip().lstrip("\ufeff") or "(no event name)"
         if not re.fullmatch(r"[A-Za-z][\w .:/-]{0,63}|\(no event name\)", name):
-            problems.add("not a tracerpt CSV line", sorted(first), n)    # e.g. binary junk
+            problems.add("not a tracerpt CSV line", sorted(first), n)  # e.g. binary junk
             continue
         by_name[name] = by_name.get(name, 0) + n
     skipped.update(sorted(by_name.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -562,8 +638,10 @@ def read_tracerpt(path: str | os.PathLike, *, progress: Progress | None = None,
     ignored = {k: n for k, n in skipped.items() if not k.startswith("malformed")}
     if ignored:
         listed = ", ".join(f"{k} {n}" for k, n in list(ignored.items())[:8])
-        diagnostics.info(f"{path}: skipped {sum(ignored.values())} lines that are not TcpIp/UdpIp/Process "
-                         f"events or carry no endpoint ({listed})")
+        diagnostics.info(
+            f"{path}: skipped {sum(ignored.values())} lines that are not TcpIp/UdpIp/Process "
+            f"events or carry no endpoint ({listed})"
+        )
     return TracerptTrace(events=events, processes=processes, skipped=skipped)
 
 
@@ -579,14 +657,19 @@ def read_tracerpt_processes(path: str | os.PathLike) -> pl.DataFrame:
 
 # ------------------------------------------------------------------------------------ network
 
+
 def _network_fields(net: pl.LazyFrame, layout: _Layout) -> pl.LazyFrame:
     """TcpIp/UdpIp lines -> one row per line with its payload layout and fields parsed (lazy, bulk)."""
     ud = layout.user_data
     # The last field's index, looking only as far as the longest payload (15 fields) and one more:
     # the CSV reader then materializes only the columns a network line can use.
     limit = min(ud + _MAX_USER_FIELDS + layout.trailing + 1, _MAX_COLUMNS)
-    last = pl.max_horizontal([pl.when(pl.col(f"c{i}").is_not_null()).then(pl.lit(i, pl.Int32))
-                              for i in range(ud, limit)]).fill_null(ud - 1) - layout.trailing
+    last = (
+        pl.max_horizontal(
+            [pl.when(pl.col(f"c{i}").is_not_null()).then(pl.lit(i, pl.Int32)) for i in range(ud, limit)]
+        ).fill_null(ud - 1)
+        - layout.trailing
+    )
 
     def get(index: int | None) -> pl.Expr:
         if index is None or index >= _MAX_COLUMNS:
@@ -596,19 +679,26 @@ def _network_fields(net: pl.LazyFrame, layout: _Layout) -> pl.LazyFrame:
     def from_end(back: int) -> pl.Expr:
         # Only TcpIp v1/v2 read fields from the end: n = 8, 10 or 15.
         ends = [ud + n - 1 for n in (8, 10, 15) if ud + n - 1 < _MAX_COLUMNS]
-        return pl.coalesce([pl.when(pl.col("_last") == j).then(pl.col(f"c{j - back}")) for j in ends]
-                           ).str.strip_chars()
+        return pl.coalesce(
+            [pl.when(pl.col("_last") == j).then(pl.col(f"c{j - back}")) for j in ends]
+        ).str.strip_chars()
 
-    f = net.with_columns(last.alias("_last")).select(
-        "record", "_last",
-        pl.col("name").replace_strict(NETWORK_PROVIDERS, return_dtype=pl.Utf8).alias("provider"),
-        get(1).alias("type"),
-        (get(layout.clock).cast(pl.Int64, strict=False) - FILETIME_UNIX_EPOCH).alias("t100"),
-        get(layout.version).cast(pl.Int64, strict=False).alias("version"),
-        get(layout.opcode).cast(pl.Int64, strict=False).alias("opcode"),
-        *[get(ud + i).alias(f"u{i}") for i in range(_MAX_FIXED)],
-        from_end(1).alias("u_2"), from_end(0).alias("u_1"),
-    ).with_columns((pl.col("_last") + 1 - ud).alias("n"))
+    f = (
+        net.with_columns(last.alias("_last"))
+        .select(
+            "record",
+            "_last",
+            pl.col("name").replace_strict(NETWORK_PROVIDERS, return_dtype=pl.Utf8).alias("provider"),
+            get(1).alias("type"),
+            (get(layout.clock).cast(pl.Int64, strict=False) - FILETIME_UNIX_EPOCH).alias("t100"),
+            get(layout.version).cast(pl.Int64, strict=False).alias("version"),
+            get(layout.opcode).cast(pl.Int64, strict=False).alias("opcode"),
+            *[get(ud + i).alias(f"u{i}") for i in range(_MAX_FIXED)],
+            from_end(1).alias("u_2"),
+            from_end(0).alias("u_1"),
+        )
+        .with_columns((pl.col("_last") + 1 - ud).alias("n"))
+    )
 
     tcp = pl.col("provider") == "TcpIp"
     n = pl.col("n")
@@ -616,14 +706,23 @@ def _network_fields(net: pl.LazyFrame, layout: _Layout) -> pl.LazyFrame:
     addr_first = ud0.str.contains(r"^[\d.]+$|:") & ud0.str.contains(r"[.:]")
     ver = pl.col("version").fill_null(2 if layout.vista else 1)
     f = f.with_columns(
-        pl.when(n == 2).then(pl.lit("fail"))
-        .when(tcp & (n == 6) & addr_first).then(pl.lit("tcp_v0"))
-        .when(tcp & n.is_in([8, 10, 15]) & (ver <= 1)).then(pl.lit("tcp_v1"))
-        .when(tcp & n.is_in([8, 10, 15])).then(pl.lit("tcp_v2"))
-        .when(~tcp & (n == 7) & ud0.str.to_lowercase().str.starts_with("0x")).then(pl.lit("udp_v0"))
-        .when(~tcp & (n == 6)).then(pl.lit("udp_v1"))
-        .when(~tcp & (n == 8)).then(pl.lit("udp_v2"))
-        .otherwise(pl.lit(None, pl.Utf8)).alias("layout"))
+        pl.when(n == 2)
+        .then(pl.lit("fail"))
+        .when(tcp & (n == 6) & addr_first)
+        .then(pl.lit("tcp_v0"))
+        .when(tcp & n.is_in([8, 10, 15]) & (ver <= 1))
+        .then(pl.lit("tcp_v1"))
+        .when(tcp & n.is_in([8, 10, 15]))
+        .then(pl.lit("tcp_v2"))
+        .when(~tcp & (n == 7) & ud0.str.to_lowercase().str.starts_with("0x"))
+        .then(pl.lit("udp_v0"))
+        .when(~tcp & (n == 6))
+        .then(pl.lit("udp_v1"))
+        .when(~tcp & (n == 8))
+        .then(pl.lit("udp_v2"))
+        .otherwise(pl.lit(None, pl.Utf8))
+        .alias("layout")
+    )
 
     def pick(key: str) -> pl.Expr:
         expr = pl.lit(None, pl.Utf8)
@@ -637,10 +736,19 @@ def _network_fields(net: pl.LazyFrame, layout: _Layout) -> pl.LazyFrame:
     f = f.select("record", "provider", "type", "opcode", "t100", "layout", *[pick(k) for k in _FIELDS])
     # Only the addresses stay text; the other fields are converted here, their text dropped.
     return f.select(
-        "record", "provider", "type", "opcode", "t100", "layout", "saddr", "daddr",
-        pl.col("pid").is_null().alias("no_pid"), _int(pl.col("pid")).alias("pid_i"),
+        "record",
+        "provider",
+        "type",
+        "opcode",
+        "t100",
+        "layout",
+        "saddr",
+        "daddr",
+        pl.col("pid").is_null().alias("no_pid"),
+        _int(pl.col("pid")).alias("pid_i"),
         _int(pl.col("size")).alias("size_i"),
-        _int(pl.col("dport")).alias("dport_i"), _int(pl.col("sport")).alias("sport_i"),
+        _int(pl.col("dport")).alias("dport_i"),
+        _int(pl.col("sport")).alias("sport_i"),
         _int(pl.col("connid"), pl.UInt64).alias("connid_i"),
         _int(pl.col("seqnum"), pl.UInt64).alias("seqnum_i"),
     )
@@ -655,15 +763,24 @@ def _network(f: pl.DataFrame, problems: _Problems, fails: dict[str, int]) -> pl.
     layout = pl.col("layout")
     good_time = pl.col("t100").is_between(0, MAX_T100).fill_null(False)
     ok_addr = pl.col("local_addr").is_not_null() & pl.col("remote_addr").is_not_null()
-    ok_num = ((pl.col("no_pid") | pl.col("pid_i").is_between(0, MAX_U32))
-              & (pl.col("size_i") >= 0)
-              & pl.col("dport_i").is_between(0, 65535)
-              & pl.col("sport_i").is_between(0, 65535)).fill_null(False)
-    problem = (pl.when(layout.is_null()).then(pl.lit("unexpected number of user-data fields for TcpIp/UdpIp"))
-               .when(layout == "fail").then(pl.lit("fail"))
-               .when(~good_time).then(pl.lit("Clock-Time is not a FILETIME"))
-               .when(~ok_addr).then(pl.lit("address that is not IPv4/IPv6"))
-               .when(~ok_num).then(pl.lit("PID, size or port that is not a number")))
+    ok_num = (
+        (pl.col("no_pid") | pl.col("pid_i").is_between(0, MAX_U32))
+        & (pl.col("size_i") >= 0)
+        & pl.col("dport_i").is_between(0, 65535)
+        & pl.col("sport_i").is_between(0, 65535)
+    ).fill_null(False)
+    problem = (
+        pl.when(layout.is_null())
+        .then(pl.lit("unexpected number of user-data fields for TcpIp/UdpIp"))
+        .when(layout == "fail")
+        .then(pl.lit("fail"))
+        .when(~good_time)
+        .then(pl.lit("Clock-Time is not a FILETIME"))
+        .when(~ok_addr)
+        .then(pl.lit("address that is not IPv4/IPv6"))
+        .when(~ok_num)
+        .then(pl.lit("PID, size or port that is not a number"))
+    )
     f = f.with_columns(problem.alias("problem"))
     bad = f.filter(pl.col("problem").is_not_null()).select("record", "provider", "problem")
     for kind, rows in bad.group_by("problem", maintain_order=True):
@@ -678,21 +795,31 @@ def _network(f: pl.DataFrame, problems: _Problems, fails: dict[str, int]) -> pl.
 
     kinds = ev.select("type", "opcode").unique()
     named = [(t, o, *_event_name(t or "", o)) for t, o in kinds.iter_rows()]
-    table = pl.DataFrame(named, schema={"type": pl.Utf8, "opcode": pl.Int64, "event": pl.Utf8,
-                                        "v6_type": pl.Boolean}, orient="row")
-    joined = ev.select("type", "opcode").join(table, on=["type", "opcode"], how="left", nulls_equal=True,
-                                              maintain_order="left")    # joined narrow: no copy of ev
+    table = pl.DataFrame(
+        named,
+        schema={"type": pl.Utf8, "opcode": pl.Int64, "event": pl.Utf8, "v6_type": pl.Boolean},
+        orient="row",
+    )
+    joined = ev.select("type", "opcode").join(
+        table, on=["type", "opcode"], how="left", nulls_equal=True, maintain_order="left"
+    )  # joined narrow: no copy of ev
     ev = ev.with_columns(joined["event"], joined["v6_type"])
     v6 = pl.col("v6_type") | pl.col("local_addr").str.contains(":", literal=True)
     out = ev.select(
         (pl.col("t100") * 100).cast(pl.Datetime("ns", "UTC")).alias("time"),
-        "provider", "event",
+        "provider",
+        "event",
         pl.when(pl.col("provider") == "TcpIp").then(pl.lit("TCP")).otherwise(pl.lit("UDP")).alias("protocol"),
         pl.when(v6).then(pl.lit(6)).otherwise(pl.lit(4)).cast(pl.Int8).alias("ip_version"),
-        pl.col("pid_i").alias("pid"), pl.lit(None, pl.Utf8).alias("process"), pl.col("size_i").alias("size"),
-        "local_addr", pl.col("sport_i").alias("local_port"),
-        "remote_addr", pl.col("dport_i").alias("remote_port"),
-        pl.col("connid_i").alias("connid"), pl.col("seqnum_i").alias("seqnum"),
+        pl.col("pid_i").alias("pid"),
+        pl.lit(None, pl.Utf8).alias("process"),
+        pl.col("size_i").alias("size"),
+        "local_addr",
+        pl.col("sport_i").alias("local_port"),
+        "remote_addr",
+        pl.col("dport_i").alias("remote_port"),
+        pl.col("connid_i").alias("connid"),
+        pl.col("seqnum_i").alias("seqnum"),
         pl.col("record").cast(pl.Int64),
     )
     return conform(out, EVENTS)
@@ -717,6 +844,7 @@ def _event_name(typ: str, opcode: int | None) -> tuple[str, bool]:
 
 # ---------------------------------------------------------------------------------- processes
 
+
 def _py_int(text: str) -> int:
     text = text.strip()
     return int(text, 0) if text[:2].lower() == "0x" else int(text, 10)
@@ -727,8 +855,9 @@ def _sid(text: str) -> str | None:
     return text if re.match(r"^S-\d+(-\d+)+$", text, re.IGNORECASE) else None
 
 
-def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
-               ) -> tuple[pl.DataFrame, dict[str, int]]:
+def _processes(
+    rows: pl.DataFrame, layout: _Layout, problems: _Problems
+) -> tuple[pl.DataFrame, dict[str, int]]:
     """Process lines -> one row per process instance (:func:`~etwtools.parsers.lifetimes.process_instances`)."""
     skipped: dict[str, int] = {}
     events: list[dict] = []
@@ -736,7 +865,7 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
     for record, text in rows.select("record", "text").iter_rows():
         try:
             fields = next(csv.reader([text], skipinitialspace=True))
-        except csv.Error:            # e.g. a lone CR inside the line
+        except csv.Error:  # e.g. a lone CR inside the line
             bad.setdefault("Process line that cannot be split into CSV fields", []).append(record)
             continue
         fields = [x.strip() for x in fields]
@@ -747,7 +876,7 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
             key = f"Process {fields[1] if len(fields) > 1 else '?'}"
             skipped[key] = skipped.get(key, 0) + 1
             continue
-        ud = fields[layout.user_data: len(fields) - layout.trailing]
+        ud = fields[layout.user_data : len(fields) - layout.trailing]
         version = None
         if layout.version is not None and layout.version < len(fields):
             try:
@@ -755,7 +884,7 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
             except ValueError:
                 version = None
         if version is not None and version > 4 and len(ud) >= PROCESS_LAYOUTS[4][0]:
-            version = 4           # later versions keep v4's fields in place and append theirs
+            version = 4  # later versions keep v4's fields in place and append theirs
         if version not in PROCESS_LAYOUTS or PROCESS_LAYOUTS[version][0] > len(ud):
             version = _PROCESS_BY_COUNT.get(len(ud))
         try:
@@ -782,9 +911,14 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
             continue
         time_ns = (clock - FILETIME_UNIX_EPOCH) * 100
         ptype = PROCESS_TYPES[kind]
-        known = {"pid": pid, "ppid": ppid, "image": ud[i_image].strip('"') or None,
-                 "command_line": (ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
-                 "session": session, "user": _sid(ud[i_sid])}
+        known = {
+            "pid": pid,
+            "ppid": ppid,
+            "image": ud[i_image].strip('"') or None,
+            "command_line": (ud[i_cmd].strip('"') or None) if i_cmd is not None else None,
+            "session": session,
+            "user": _sid(ud[i_sid]),
+        }
         events.append({**known, "event": ptype, "time": time_ns, "record": record})
     for kind, recs in bad.items():
         problems.add(kind, recs)
@@ -792,12 +926,22 @@ def _processes(rows: pl.DataFrame, layout: _Layout, problems: _Problems
     instances = [{k: row[k] for k in cols} for row in process_instances(events, "tracerpt")]
     if not instances:
         return empty(PROCESSES), skipped
-    df = pl.DataFrame(instances, schema_overrides={
-        "start": pl.Int64, "end": pl.Int64, "session": pl.Int64, "command_line": pl.Utf8, "user": pl.Utf8,
-        "image": pl.Utf8})
-    df = df.with_columns(pl.col("start").cast(pl.Datetime("ns", "UTC")),
-                         pl.col("end").cast(pl.Datetime("ns", "UTC")),
-                         pl.lit("tracerpt").alias("source"))
+    df = pl.DataFrame(
+        instances,
+        schema_overrides={
+            "start": pl.Int64,
+            "end": pl.Int64,
+            "session": pl.Int64,
+            "command_line": pl.Utf8,
+            "user": pl.Utf8,
+            "image": pl.Utf8,
+        },
+    )
+    df = df.with_columns(
+        pl.col("start").cast(pl.Datetime("ns", "UTC")),
+        pl.col("end").cast(pl.Datetime("ns", "UTC")),
+        pl.lit("tracerpt").alias("source"),
+    )
     return conform(df, PROCESSES), skipped
 
 
@@ -805,4 +949,6 @@ def _name_processes(events: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFra
     """Fill ``process``: the image of the instance of ``pid`` alive at the event's time."""
     if events.height == 0 or processes.height == 0:
         return events
-    return events.with_columns(process_at(events, processes)["image"].cast(EVENTS["process"]).alias("process"))
+    return events.with_columns(
+        process_at(events, processes)["image"].cast(EVENTS["process"]).alias("process")
+    )

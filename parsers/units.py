@@ -2,6 +2,7 @@
 
 Part of the parsers' leaf: it imports nothing from the rest of the project.
 """
+
 from __future__ import annotations
 
 import os

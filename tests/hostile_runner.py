@@ -9,6 +9,7 @@ one JSON line per request: ``{"status": exit code or -signal (None: killed after
 
 Used by tests/test_hostile_inputs.py and benchmarks/bench_hostile.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,7 @@ def _child(req: dict) -> None:
             os.close(f)
         if req.get("stdout_mode") == "closed":
             os.close(1)
-        elif req.get("stdout_mode") == "broken_pipe":      # a reader that has gone away
+        elif req.get("stdout_mode") == "broken_pipe":  # a reader that has gone away
             r, w = os.pipe()
             os.close(r)
             os.dup2(w, 1)
@@ -107,25 +108,50 @@ class Runner:
     def __init__(self, workdir: str) -> None:
         import subprocess
 
-        env = dict(os.environ, MALLOC_ARENA_MAX="2", ARROW_DEFAULT_MEMORY_POOL="system", POLARS_MAX_THREADS="2",
-                   COLUMNS="200")
+        env = dict(
+            os.environ,
+            MALLOC_ARENA_MAX="2",
+            ARROW_DEFAULT_MEMORY_POOL="system",
+            POLARS_MAX_THREADS="2",
+            COLUMNS="200",
+        )
         self.workdir = workdir
         self.n = 0
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert json.loads(self.proc.stdout.readline())["ready"]
 
-    def run(self, args: list[str], timeout: float = 60, cap: int = 2 << 30, stdout_mode: str | None = None
-            ) -> tuple:
+    def run(
+        self, args: list[str], timeout: float = 60, cap: int = 2 << 30, stdout_mode: str | None = None
+    ) -> tuple:
         """``stdout_mode``: None (a file), "closed" (no file descriptor 1) or "broken_pipe"."""
         self.n += 1
         out = os.path.join(self.workdir, f"run{self.n}.out")
         err = os.path.join(self.workdir, f"run{self.n}.err")
-        self.proc.stdin.write(json.dumps({"args": args, "stdout": out, "stderr": err, "timeout": timeout,
-                                          "cap": cap, "stdout_mode": stdout_mode}) + "\n")
+        self.proc.stdin.write(
+            json.dumps(
+                {
+                    "args": args,
+                    "stdout": out,
+                    "stderr": err,
+                    "timeout": timeout,
+                    "cap": cap,
+                    "stdout_mode": stdout_mode,
+                }
+            )
+            + "\n"
+        )
         self.proc.stdin.flush()
         r = json.loads(self.proc.stdout.readline())
-        with open(out, encoding="utf-8", errors="replace") as f1, open(err, encoding="utf-8", errors="replace") as f2:
+        with (
+            open(out, encoding="utf-8", errors="replace") as f1,
+            open(err, encoding="utf-8", errors="replace") as f2,
+        ):
             return r["status"], f1.read(), f2.read(), r["seconds"], r["maxrss_kb"]
 
     def close(self) -> None:

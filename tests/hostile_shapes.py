@@ -6,6 +6,7 @@ shapes. Each builder returns a :class:`Shape`: the files, the commands that read
 survive (the intact parts). tests/test_hostile_inputs.py runs them under an address-space cap and a
 time limit; benchmarks/bench_hostile.py measures seconds and peak RSS per MB on them.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -41,21 +42,34 @@ class Shape:
     files: list[Path]
     commands: list[list[str]]
     expect: list[tuple[int, str]] = field(default_factory=list)
-    exit_codes: dict[int, int] = field(default_factory=dict)     # command index -> required exit code
+    exit_codes: dict[int, int] = field(default_factory=dict)  # command index -> required exit code
 
 
 def frame(src: str, dst: str, sport: int, dport: int, flags: int = 0x02, payload: bytes = b"") -> bytes:
     """Ethernet II + IPv4 + TCP (built here)."""
     tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, flags, 65535, 0, 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0,
-                     ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(tcp),
+        1,
+        0,
+        64,
+        6,
+        0,
+        ipaddress.IPv4Address(src).packed,
+        ipaddress.IPv4Address(dst).packed,
+    )
     return b"\x00\x1c\xc4\x11\x11\x11\x00\x00\x0c\x07\xac\x15\x08\x00" + ip + tcp
 
 
 def syn_packets(n: int, step_ms: int = 1) -> list[Packet]:
     """``n`` SYNs from distinct client ports to the server's port 80, ``step_ms`` apart."""
-    return [Packet(START_NS + i * step_ms * 1_000_000, frame(CLIENT, SERVER, 1024 + i % 60000, 80), 0)
-            for i in range(n)]
+    return [
+        Packet(START_NS + i * step_ms * 1_000_000, frame(CLIENT, SERVER, 1024 + i % 60000, 80), 0)
+        for i in range(n)
+    ]
 
 
 def _syn_interval(w: EtlWriter, at_s: float, length_s: float, processor: int = 0) -> None:
@@ -65,11 +79,17 @@ def _syn_interval(w: EtlWriter, at_s: float, length_s: float, processor: int = 0
 
 def _etl_commands(path: Path) -> list[list[str]]:
     p = str(path)
-    return [["events", "--etl", p], ["events", "--all", "--etl", p, "-f", "csv", "-o", "{out}.csv"],
-            ["frames", "--etl", p], ["processes", "--etl", p], ["synattack", "--etl", p]]
+    return [
+        ["events", "--etl", p],
+        ["events", "--all", "--etl", p, "-f", "csv", "-o", "{out}.csv"],
+        ["frames", "--etl", p],
+        ["processes", "--etl", p],
+        ["synattack", "--etl", p],
+    ]
 
 
 # ---------------------------------------------------------------------- ETL
+
 
 def etl_record_resync(d: Path) -> Shape:
     """A 4 MB buffer of 130,000 valid records between two bad ones (the old resync walked to the end
@@ -77,28 +97,48 @@ def etl_record_resync(d: Path) -> Shape:
     w = EtlWriter(buffer_size=4 << 20)
     _syn_interval(w, 1, 2, processor=1)
     # kernel UdpIp SendIPV4 v2 (group 0x08, opcode 10): PID, size, daddr, saddr, dport, sport, seqnum, connid
-    payload = (struct.pack("<II", 777, 8) + ipaddress.IPv4Address(CLIENT).packed
-               + ipaddress.IPv4Address(SERVER).packed + struct.pack(">HH", 53, 50000) + struct.pack("<IQ", 0, 0))
-    rec = build_record(w.structs.system_header, payload, version=2, opcode=10, group=0x08,
-                       timestamp=w.raw(timedelta(seconds=1)), thread_id=0, process_id=0)
-    bad = b"\x08\x00\x01\x77" + bytes(4)                  # marker flags 0x77: no record type
+    payload = (
+        struct.pack("<II", 777, 8)
+        + ipaddress.IPv4Address(CLIENT).packed
+        + ipaddress.IPv4Address(SERVER).packed
+        + struct.pack(">HH", 53, 50000)
+        + struct.pack("<IQ", 0, 0)
+    )
+    rec = build_record(
+        w.structs.system_header,
+        payload,
+        version=2,
+        opcode=10,
+        group=0x08,
+        timestamp=w.raw(timedelta(seconds=1)),
+        thread_id=0,
+        process_id=0,
+    )
+    bad = b"\x08\x00\x01\x77" + bytes(4)  # marker flags 0x77: no record type
     w.raw_record(bad)
     n = ((4 << 20) - BUFFER_HEADER_SIZE - 64) // len(rec)
     for _ in range(n):
         w.raw_record(rec)
     w.raw_record(bad)
     path = w.write(d / "record_resync.etl")
-    return Shape("etl_record_resync", [path], _etl_commands(path),
-                 expect=[(0, f"{n:,} events"), (0, "skipped 16 bytes and 2 record(s)"),
-                         (4, "1 SYN-attack resistance interval")])
+    return Shape(
+        "etl_record_resync",
+        [path],
+        _etl_commands(path),
+        expect=[
+            (0, f"{n:,} events"),
+            (0, "skipped 16 bytes and 2 record(s)"),
+            (4, "1 SYN-attack resistance interval"),
+        ],
+    )
 
 
 def xpress_bomb_stream(record: bytes, total: int) -> bytes:
     """An MS-XCA plain LZ77 stream of ``record`` then one match repeating it up to ``total`` bytes: a
     literal per byte of ``record``, then a match (offset len(record)) with the 32-bit length form."""
     n = len(record)
-    flags = 1 << (31 - n)                                  # n literals, then a match
-    length = total - n - 3                                 # the decoder adds 3, the u32 form subtracts 22 + 15 + 7
+    flags = 1 << (31 - n)  # n literals, then a match
+    length = total - n - 3  # the decoder adds 3, the u32 form subtracts 22 + 15 + 7
     match = struct.pack("<H", (n - 1) << 3 | 7) + bytes([15, 255]) + struct.pack("<HI", 0, length)
     return struct.pack("<I", flags) + record + match
 
@@ -106,8 +146,14 @@ def xpress_bomb_stream(record: bytes, total: int) -> bytes:
 def compressed_buffer(stream: bytes, decompressed: int) -> bytes:
     """A compressed buffer (BufferFlag 0x40) holding ``stream``, claiming ``decompressed`` bytes of records."""
     size = BUFFER_HEADER_SIZE + len(stream)
-    head = buffer_header.build(dict(buffer_size=size, filled_bytes=BUFFER_HEADER_SIZE + decompressed,
-                                    saved_offset=size, buffer_flag=FLAG_COMPRESSED))
+    head = buffer_header.build(
+        dict(
+            buffer_size=size,
+            filled_bytes=BUFFER_HEADER_SIZE + decompressed,
+            saved_offset=size,
+            buffer_flag=FLAG_COMPRESSED,
+        )
+    )
     return head + stream
 
 
@@ -116,14 +162,18 @@ def etl_xpress_bomb(d: Path) -> Shape:
     after an intact buffer with a SYN-attack interval."""
     w = EtlWriter()
     _syn_interval(w, 1, 2)
-    msg = struct.pack("<HBB", 8, 0, 0x90) + bytes(4)       # an 8-byte MESSAGE record
+    msg = struct.pack("<HBB", 8, 0, 0x90) + bytes(4)  # an 8-byte MESSAGE record
     total = (16 << 20) - BUFFER_HEADER_SIZE
     stream = xpress_bomb_stream(msg, total)
     raw = w.to_bytes() + compressed_buffer(stream, total) * 40
     path = d / "xpress_bomb.etl"
     path.write_bytes(raw)
-    return Shape("etl_xpress_bomb", [path], _etl_commands(path),
-                 expect=[(4, "1 SYN-attack resistance interval"), (0, "beyond any real Xpress ratio")])
+    return Shape(
+        "etl_xpress_bomb",
+        [path],
+        _etl_commands(path),
+        expect=[(4, "1 SYN-attack resistance interval"), (0, "beyond any real Xpress ratio")],
+    )
 
 
 def etl_bad_buffer_header_candidates(d: Path) -> Shape:
@@ -138,11 +188,11 @@ def etl_bad_buffer_header_candidates(d: Path) -> Shape:
     struct.pack_into("<I", first, BUFFER_HEADER_SIZE + 0x20 + 0x20, 0x04000001)
     w2 = EtlWriter()
     _syn_interval(w2, 5, 2)
-    last = w2.to_bytes()[0x10000:]                          # its event buffer, without its header buffer
+    last = w2.to_bytes()[0x10000:]  # its event buffer, without its header buffer
     bad = bytearray(last[:BUFFER_HEADER_SIZE])
-    struct.pack_into("<I", bad, 0, 7)                       # BufferSize 7: a bad buffer header
+    struct.pack_into("<I", bad, 0, 7)  # BufferSize 7: a bad buffer header
     unit = bytearray(16)
-    struct.pack_into("<I", unit, 0, 0x10000)                # BufferSize 64 KB (byte 3 = 0)
+    struct.pack_into("<I", unit, 0, 0x10000)  # BufferSize 64 KB (byte 3 = 0)
     # bytes 0x30.. of a candidate at q fall on q + 0x30 = q (mod 16): the same unit; byte 8 of the unit is
     # the first record (q + 0x48 = q + 8 mod 16): a MESSAGE record of 16 bytes whose chain meets a bad one
     struct.pack_into("<HBB", unit, 8, 16, 0, 0x90)
@@ -150,11 +200,19 @@ def etl_bad_buffer_header_candidates(d: Path) -> Shape:
     body = (bytes(unit) * 255 + bad_unit) * ((1 << 20) // 4096)
     path = d / "bad_buffer_header.etl"
     path.write_bytes(bytes(first) + bytes(bad) + body + last)
-    return Shape("etl_bad_buffer_header", [path], _etl_commands(path),
-                 expect=[(4, "2 SYN-attack resistance intervals")])
+    return Shape(
+        "etl_bad_buffer_header",
+        [path],
+        _etl_commands(path),
+        expect=[(4, "2 SYN-attack resistance intervals")],
+    )
 
 
-ETL_SHAPES: list[Callable[[Path], Shape]] = [etl_record_resync, etl_xpress_bomb, etl_bad_buffer_header_candidates]
+ETL_SHAPES: list[Callable[[Path], Shape]] = [
+    etl_record_resync,
+    etl_xpress_bomb,
+    etl_bad_buffer_header_candidates,
+]
 
 
 def etl_syn_storm(d: Path) -> Shape:
@@ -166,40 +224,67 @@ def etl_syn_storm(d: Path) -> Shape:
         w2 = EtlWriter()
         w2.tcpip_counters(eid, (1, 0, 0, 0, 0, 0), time=timedelta(seconds=1))
         recs[eid] = bytearray(w2._open[0][0])
-    step = 1_000_000                                     # 0.1 s at the writer's 10 MHz clock
+    step = 1_000_000  # 0.1 s at the writer's 10 MHz clock
     base = w.raw(timedelta(seconds=1))
     for i in range(20_000):
         t = base + i * step
         for eid, at in ((1055, 0), (1057, step // 4), (1057, step // 2), (1063, 3 * step // 4)):
             r = recs[eid]
-            struct.pack_into("<Q", r, 0x10, t + at)        # EVENT_HEADER TimeStamp
+            struct.pack_into("<Q", r, 0x10, t + at)  # EVENT_HEADER TimeStamp
             w.raw_record(bytes(r), raw_time=t + at)
     etl = w.write(d / "syn_storm.etl")
     pcap = d / "syn_storm.pcap"
     write_pcap(pcap, syn_packets(40_000, step_ms=50), nanosecond=True)
-    return Shape("etl_syn_storm", [etl, pcap],
-                 [["synattack", "--etl", str(etl), "-f", "csv", "-o", "{out}.csv"],
-                  ["synattack", "--etl", str(etl), "--pcap", str(pcap), "-f", "csv", "-o", "{out}.csv"]],
-                 expect=[(0, "20000 SYN-attack resistance intervals"), (0, "40,000 rate-limit"),
-                         (1, "40,000 frames from syn_storm.pcap")])
+    return Shape(
+        "etl_syn_storm",
+        [etl, pcap],
+        [
+            ["synattack", "--etl", str(etl), "-f", "csv", "-o", "{out}.csv"],
+            ["synattack", "--etl", str(etl), "--pcap", str(pcap), "-f", "csv", "-o", "{out}.csv"],
+        ],
+        expect=[
+            (0, "20000 SYN-attack resistance intervals"),
+            (0, "40,000 rate-limit"),
+            (1, "40,000 frames from syn_storm.pcap"),
+        ],
+    )
 
 
 # ---------------------------------------------------------------------- captures
 
+
 def _capture_commands(path: Path, etl: Path) -> list[list[str]]:
     p = str(path)
-    return [["frames", "--pcap", p, "-f", "csv", "-o", "{out}.csv"],
-            ["attribute", "--etl", str(etl), "--pcap", p, "-f", "csv", "-o", "{out}.csv",
-             "--annotate", "{out}.pcapng"],
-            ["synattack", "--etl", str(etl), "--pcap", p]]
+    return [
+        ["frames", "--pcap", p, "-f", "csv", "-o", "{out}.csv"],
+        [
+            "attribute",
+            "--etl",
+            str(etl),
+            "--pcap",
+            p,
+            "-f",
+            "csv",
+            "-o",
+            "{out}.csv",
+            "--annotate",
+            "{out}.pcapng",
+        ],
+        ["synattack", "--etl", str(etl), "--pcap", p],
+    ]
 
 
 def small_trace(d: Path) -> Path:
     """A trace with one SYN-attack interval and a kernel UdpIp send, for the commands that need --etl."""
     w = EtlWriter()
     _syn_interval(w, 1, 2)
-    payload = (struct.pack("<II", 777, 8) + ipaddress.IPv4Address(CLIENT).packed
-               + ipaddress.IPv4Address(SERVER).packed + struct.pack(">HH", 53, 50000) + struct.pack("<IQ", 0, 0))
+    payload = (
+        struct.pack("<II", 777, 8)
+        + ipaddress.IPv4Address(CLIENT).packed
+        + ipaddress.IPv4Address(SERVER).packed
+        + struct.pack(">HH", 53, 50000)
+        + struct.pack("<IQ", 0, 0)
+    )
     w.kernel_event(0x08, 10, payload, time=timedelta(seconds=1), version=2)
     return w.write(d / "trace.etl")
 
@@ -214,8 +299,12 @@ def pcap_damage_everywhere(d: Path) -> Shape:
     for i in range(1, 20_000, 4):
         struct.pack_into("<I", raw, 24 + i * rec + 8, 0xFFFFFF)
     path.write_bytes(raw)
-    return Shape("pcap_damage_everywhere", [path], _capture_commands(path, small_trace(d)),
-                 expect=[(0, "15,000 frames")])
+    return Shape(
+        "pcap_damage_everywhere",
+        [path],
+        _capture_commands(path, small_trace(d)),
+        expect=[(0, "15,000 frames")],
+    )
 
 
 def pcapng_damage_everywhere(d: Path) -> Shape:
@@ -232,8 +321,12 @@ def pcapng_damage_everywhere(d: Path) -> Shape:
             n += 1
         pos += blen
     path.write_bytes(raw)
-    return Shape("pcapng_damage_everywhere", [path], _capture_commands(path, small_trace(d)),
-                 expect=[(0, "10,000 frames")])
+    return Shape(
+        "pcapng_damage_everywhere",
+        [path],
+        _capture_commands(path, small_trace(d)),
+        expect=[(0, "10,000 frames")],
+    )
 
 
 def pcapng_interface_per_packet(d: Path) -> Shape:
@@ -251,7 +344,7 @@ def pcapng_interface_per_packet(d: Path) -> Shape:
     pos, shb, idbs, epbs = 0, b"", [], []
     while pos < len(raw):
         btype, blen = struct.unpack_from("<II", raw, pos)
-        block = raw[pos:pos + blen]
+        block = raw[pos : pos + blen]
         if btype == 0x0A0D0D0A:
             shb = block
         elif btype == 1:
@@ -260,8 +353,12 @@ def pcapng_interface_per_packet(d: Path) -> Shape:
             epbs.append(block)
         pos += blen
     path.write_bytes(shb + b"".join(a + b for a, b in zip(idbs, epbs)))
-    return Shape("pcapng_interface_per_packet", [path], _capture_commands(path, small_trace(d)),
-                 expect=[(0, "20,000 frames")])
+    return Shape(
+        "pcapng_interface_per_packet",
+        [path],
+        _capture_commands(path, small_trace(d)),
+        expect=[(0, "20,000 frames")],
+    )
 
 
 def pcap_fraction_overflow(d: Path) -> Shape:
@@ -273,13 +370,20 @@ def pcap_fraction_overflow(d: Path) -> Shape:
     for i in range(0, 100, 10):
         struct.pack_into("<I", raw, 24 + i * rec + 4, 1_500_000)
     path.write_bytes(raw)
-    return Shape("pcap_fraction_overflow", [path], _capture_commands(path, small_trace(d)),
-                 expect=[(0, "10 record(s) with microseconds of a second of 1,000,000 or more"),
-                         (0, "100 frames")])
+    return Shape(
+        "pcap_fraction_overflow",
+        [path],
+        _capture_commands(path, small_trace(d)),
+        expect=[(0, "10 record(s) with microseconds of a second of 1,000,000 or more"), (0, "100 frames")],
+    )
 
 
-CAPTURE_SHAPES: list[Callable[[Path], Shape]] = [pcap_damage_everywhere, pcapng_damage_everywhere,
-                                                 pcapng_interface_per_packet, pcap_fraction_overflow]
+CAPTURE_SHAPES: list[Callable[[Path], Shape]] = [
+    pcap_damage_everywhere,
+    pcapng_damage_everywhere,
+    pcapng_interface_per_packet,
+    pcap_fraction_overflow,
+]
 ETL_SHAPES.append(etl_syn_storm)
 
 
@@ -296,12 +400,16 @@ def netmon_aliased_frames(d: Path) -> Shape:
     table = struct.pack(f"<{3 + 20_000}I", *offsets[:3], *[offsets[3]] * 20_000)
     raw = raw[:table_off] + table
     struct.pack_into("<II", raw, 24, table_off, len(table))
-    struct.pack_into("<I", raw, 56, 0)                 # no extended info / comments after the table
+    struct.pack_into("<I", raw, 56, 0)  # no extended info / comments after the table
     struct.pack_into("<II", raw, 40, 0, 0)
     path.write_bytes(raw)
     etl = small_trace(d)
-    return Shape("netmon_aliased_frames", [path], _capture_commands(path, etl),
-                 expect=[(0, "4 frames"), (0, "skipped 19,999 frame-table entries")])
+    return Shape(
+        "netmon_aliased_frames",
+        [path],
+        _capture_commands(path, etl),
+        expect=[(0, "4 frames"), (0, "skipped 19,999 frame-table entries")],
+    )
 
 
 def netmon_empty_table(d: Path) -> Shape:
@@ -311,8 +419,12 @@ def netmon_empty_table(d: Path) -> Shape:
     raw = bytearray(path.read_bytes())
     struct.pack_into("<I", raw, 28, 0)
     path.write_bytes(raw)
-    return Shape("netmon_empty_table", [path], _capture_commands(path, small_trace(d)),
-                 expect=[(0, "100 frames"), (0, "the frame table is empty")])
+    return Shape(
+        "netmon_empty_table",
+        [path],
+        _capture_commands(path, small_trace(d)),
+        expect=[(0, "100 frames"), (0, "the frame table is empty")],
+    )
 
 
 def netmon_frame_centuries_off(d: Path) -> Shape:
@@ -326,11 +438,17 @@ def netmon_frame_centuries_off(d: Path) -> Shape:
     cap = struct.unpack_from("<I", raw, rec + 12)[0]
     stamp = rec + 16 + cap + 6
     ft = struct.unpack_from("<Q", raw, stamp)[0]
-    struct.pack_into("<Q", raw, stamp, ft & 0x00FFFFFFFFFFFFFF)     # the top byte lost: year 1601 + ...
+    struct.pack_into("<Q", raw, stamp, ft & 0x00FFFFFFFFFFFFFF)  # the top byte lost: year 1601 + ...
     path.write_bytes(raw)
-    return Shape("netmon_frame_centuries_off", [path], [["frames", "--pcap", str(path), "-f", "csv"]],
-                 expect=[(0, "1 frame(s) whose UTC time stamp is more than a day"),
-                         (0, "51,2024-06-10T20:00:00.050000000Z")])
+    return Shape(
+        "netmon_frame_centuries_off",
+        [path],
+        [["frames", "--pcap", str(path), "-f", "csv"]],
+        expect=[
+            (0, "1 frame(s) whose UTC time stamp is more than a day"),
+            (0, "51,2024-06-10T20:00:00.050000000Z"),
+        ],
+    )
 
 
 def etl_odd_values(d: Path) -> Shape:
@@ -342,63 +460,103 @@ def etl_odd_values(d: Path) -> Shape:
     w.ndis_packet(f, time=timedelta(seconds=2), ifindex=2**32 - 1, fragment_size=100)
     w.ndis_packet(f, time=timedelta(seconds=3), ifindex=7)
     sid = bytes(16) + bytes([1, 5, 0, 0, 0, 0, 0, 5, 21, 0, 0, 0]) + bytes(16)
-    w.kernel_event(0x03, 1, struct.pack("<QQ", 1234, 4) + sid + b"evil.exe\0", time=timedelta(seconds=1), version=0)
-    w.kernel_event(0x03, 1, struct.pack("<QQ", 1235, 4) + bytes(4) + b"good.exe\0", time=timedelta(seconds=1),
-                   version=0)
-    w.kernel_event(0x03, 1, struct.pack("<QQ", 1237, 4) + bytes([1, 200]), time=timedelta(seconds=1), version=0)
+    w.kernel_event(
+        0x03, 1, struct.pack("<QQ", 1234, 4) + sid + b"evil.exe\0", time=timedelta(seconds=1), version=0
+    )
+    w.kernel_event(
+        0x03, 1, struct.pack("<QQ", 1235, 4) + bytes(4) + b"good.exe\0", time=timedelta(seconds=1), version=0
+    )
+    w.kernel_event(
+        0x03, 1, struct.pack("<QQ", 1237, 4) + bytes([1, 200]), time=timedelta(seconds=1), version=0
+    )
     path = w.write(d / "odd_values.etl")
-    return Shape("etl_odd_values", [path], [*_etl_commands(path), ["attribute", "--etl", str(path), "--annotate",
-                                                                   "{out}.pcapng", "-f", "csv", "-o", "{out}.csv"]],
-                 expect=[(2, "3 frames"), (2, "5 NDIS packet event(s) with a MiniportIfIndex above"),
-                         (3, "good.exe")])
+    return Shape(
+        "etl_odd_values",
+        [path],
+        [
+            *_etl_commands(path),
+            ["attribute", "--etl", str(path), "--annotate", "{out}.pcapng", "-f", "csv", "-o", "{out}.csv"],
+        ],
+        expect=[(2, "3 frames"), (2, "5 NDIS packet event(s) with a MiniportIfIndex above"), (3, "good.exe")],
+    )
 
 
 # ---------------------------------------------------------------------- text
 
+
 def _tracerpt(d: Path, name: str, lines: list[str]) -> Path:
-    head = "     Event Name,            Type,    TID,            Clock-Time, Kernel(ms),   User(ms), User Data"
+    head = (
+        "     Event Name,            Type,    TID,            Clock-Time, Kernel(ms),   User(ms), User Data"
+    )
     path = d / name
     path.write_text("\n".join([head, *lines]) + "\n")
     return path
 
 
-UDP_LINE = ("UdpIp, Send, 0xFFFFFFFF, 129079416141424158, 0, 0, 2136, 8, 172.023.098.097, 010.001.001.001, "
-            "2762, {port}, 0, 0")
+UDP_LINE = (
+    "UdpIp, Send, 0xFFFFFFFF, 129079416141424158, 0, 0, 2136, 8, 172.023.098.097, 010.001.001.001, "
+    "2762, {port}, 0, 0"
+)
 
 
 def tracerpt_odd_lines(d: Path) -> Shape:
     """A tracerpt CSV with a Type of `0x`, a Type of 5,000 digits, a line of 60 fields first in the file,
     between 3 intact UdpIp Send lines."""
-    lines = ["UdpIp, Send, 0xFFFFFFFF, 129079416141424158, 0, 0" + ", 1" * 60,
-             UDP_LINE.format(port=36001), UDP_LINE.replace("Send", "0x").format(port=36002),
-             UDP_LINE.format(port=36003), UDP_LINE.replace("Send", "9" * 5000).format(port=36004),
-             UDP_LINE.format(port=36005)]
+    lines = [
+        "UdpIp, Send, 0xFFFFFFFF, 129079416141424158, 0, 0" + ", 1" * 60,
+        UDP_LINE.format(port=36001),
+        UDP_LINE.replace("Send", "0x").format(port=36002),
+        UDP_LINE.format(port=36003),
+        UDP_LINE.replace("Send", "9" * 5000).format(port=36004),
+        UDP_LINE.format(port=36005),
+    ]
     path = _tracerpt(d, "odd_lines.csv", lines)
-    return Shape("tracerpt_odd_lines", [path], [["events", "--etl", str(path), "-f", "csv"],
-                                                ["processes", "--etl", str(path)]],
-                 expect=[(0, ",36001,"), (0, ",36003,"), (0, ",36005,")])
+    return Shape(
+        "tracerpt_odd_lines",
+        [path],
+        [["events", "--etl", str(path), "-f", "csv"], ["processes", "--etl", str(path)]],
+        expect=[(0, ",36001,"), (0, ",36003,"), (0, ",36005,")],
+    )
 
 
 def tasklist_huge_numbers(d: Path) -> Shape:
     """tasklist outputs (table and CSV) with a PID, a session and a memory size of 5,000 digits between
     intact rows."""
     table = d / "tasklist_huge.txt"
-    table.write_text("\n".join([
-        "Image Name                     PID Services",
-        "========================= ======== ============================================",
-        "System                           4 N/A",
-        "evil.exe                  " + "9" * 5000 + " N/A",
-        "svchost.exe                    780 BrokerInfrastructure, DcomLaunch, LSM,",
-        "                                   PlugPlay, Power, SystemEventsBroker"]) + "\n")
+    table.write_text(
+        "\n".join(
+            [
+                "Image Name                     PID Services",
+                "========================= ======== ============================================",
+                "System                           4 N/A",
+                "evil.exe                  " + "9" * 5000 + " N/A",
+                "svchost.exe                    780 BrokerInfrastructure, DcomLaunch, LSM,",
+                "                                   PlugPlay, Power, SystemEventsBroker",
+            ]
+        )
+        + "\n"
+    )
     csv = d / "tasklist_huge.csv"
-    csv.write_text("\n".join([
-        '"Image Name","PID","Session Name","Session#","Mem Usage"',
-        '"evil.exe","' + "9" * 5000 + '","Console","1","1,234 K"',
-        '"big.exe","1234","Console","' + "9" * 5000 + '","' + "9" * 5000 + ' K"',
-        '"ok.exe","1236","Console","1","1,234 K"']) + "\n")
-    return Shape("tasklist_huge_numbers", [table, csv],
-                 [["processes", "--tasklist", str(table), "-f", "csv"], ["processes", "--tasklist", str(csv), "-f", "csv"]],
-                 expect=[(0, "svchost.exe"), (0, "PlugPlay"), (1, "ok.exe")])
+    csv.write_text(
+        "\n".join(
+            [
+                '"Image Name","PID","Session Name","Session#","Mem Usage"',
+                '"evil.exe","' + "9" * 5000 + '","Console","1","1,234 K"',
+                '"big.exe","1234","Console","' + "9" * 5000 + '","' + "9" * 5000 + ' K"',
+                '"ok.exe","1236","Console","1","1,234 K"',
+            ]
+        )
+        + "\n"
+    )
+    return Shape(
+        "tasklist_huge_numbers",
+        [table, csv],
+        [
+            ["processes", "--tasklist", str(table), "-f", "csv"],
+            ["processes", "--tasklist", str(csv), "-f", "csv"],
+        ],
+        expect=[(0, "svchost.exe"), (0, "PlugPlay"), (1, "ok.exe")],
+    )
 
 
 def huge_option_values(d: Path) -> Shape:
@@ -407,21 +565,36 @@ def huge_option_values(d: Path) -> Shape:
     cap = d / "syns.pcap"
     write_pcap(cap, syn_packets(10))
     tl = d / "tasklist.txt"
-    tl.write_text("Image Name                     PID Services\n"
-                  "========================= ======== ============================================\n"
-                  "System                           4 N/A\n")
+    tl.write_text(
+        "Image Name                     PID Services\n"
+        "========================= ======== ============================================\n"
+        "System                           4 N/A\n"
+    )
     base = ["attribute", "--etl", str(etl), "--pcap", str(cap), "-f", "csv", "-o", "{out}.csv"]
-    return Shape("huge_option_values", [etl, cap, tl],
-                 [[*base, "--offset", "1e300"], [*base, "--tolerance", "1e300"], [*base, "--offset", "1e10"],
-                  [*base, "--tasklist", str(tl), "--tasklist-time", "9999-12-31T23:59:59"],
-                  ["processes", "--tasklist", str(tl), "--tasklist-time", "0001-01-01T00:00:00"]],
-                 exit_codes={0: 1, 1: 1, 2: 1, 3: 1, 4: 1},
-                 expect=[(0, "within"), (1, "century"), (2, "within")])
+    return Shape(
+        "huge_option_values",
+        [etl, cap, tl],
+        [
+            [*base, "--offset", "1e300"],
+            [*base, "--tolerance", "1e300"],
+            [*base, "--offset", "1e10"],
+            [*base, "--tasklist", str(tl), "--tasklist-time", "9999-12-31T23:59:59"],
+            ["processes", "--tasklist", str(tl), "--tasklist-time", "0001-01-01T00:00:00"],
+        ],
+        exit_codes={0: 1, 1: 1, 2: 1, 3: 1, 4: 1},
+        expect=[(0, "within"), (1, "century"), (2, "within")],
+    )
 
 
-OTHER_SHAPES: list[Callable[[Path], Shape]] = [netmon_aliased_frames, netmon_empty_table, netmon_frame_centuries_off,
-                                               etl_odd_values, tracerpt_odd_lines, tasklist_huge_numbers,
-                                               huge_option_values]
+OTHER_SHAPES: list[Callable[[Path], Shape]] = [
+    netmon_aliased_frames,
+    netmon_empty_table,
+    netmon_frame_centuries_off,
+    etl_odd_values,
+    tracerpt_odd_lines,
+    tasklist_huge_numbers,
+    huge_option_values,
+]
 
 
 def etl_header_clock_damaged(d: Path) -> Shape:
@@ -432,19 +605,25 @@ def etl_header_clock_damaged(d: Path) -> Shape:
     _syn_interval(w, 1, 2)
     _syn_interval(w, 90, 2)
     raw = w.to_bytes()
-    start_off = BUFFER_HEADER_SIZE + 0x20 + 0x108          # TRACE_LOGFILE_HEADER.StartTime (64-bit layout)
+    start_off = BUFFER_HEADER_SIZE + 0x20 + 0x108  # TRACE_LOGFILE_HEADER.StartTime (64-bit layout)
     a = bytearray(raw)
     a[start_off + 6] -= 1
     b = bytearray(raw)
-    b[start_off - 8 + 2] = 0x18                            # PerfFreq 0x989680 -> 0x189680
+    b[start_off - 8 + 2] = 0x18  # PerfFreq 0x989680 -> 0x189680
     pa, pb = d / "start_time.etl", d / "perf_freq.etl"
     pa.write_bytes(a)
     pb.write_bytes(b)
-    return Shape("etl_header_clock_damaged", [pa, pb],
-                 [["synattack", "--etl", str(pa)], ["synattack", "--etl", str(pb)]],
-                 expect=[(0, "StartTime, EndTime or clock frequency (10,000,000 Hz) is damaged"),
-                         (1, "StartTime, EndTime or clock frequency (1,611,392 Hz) is damaged"),
-                         (0, "2 SYN-attack resistance intervals"), (1, "2 SYN-attack resistance intervals")])
+    return Shape(
+        "etl_header_clock_damaged",
+        [pa, pb],
+        [["synattack", "--etl", str(pa)], ["synattack", "--etl", str(pb)]],
+        expect=[
+            (0, "StartTime, EndTime or clock frequency (10,000,000 Hz) is damaged"),
+            (1, "StartTime, EndTime or clock frequency (1,611,392 Hz) is damaged"),
+            (0, "2 SYN-attack resistance intervals"),
+            (1, "2 SYN-attack resistance intervals"),
+        ],
+    )
 
 
 OTHER_SHAPES.append(etl_header_clock_damaged)
@@ -453,8 +632,19 @@ OTHER_SHAPES.append(etl_header_clock_damaged)
 def udp_frame(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
     """Ethernet II + IPv4 + UDP (built here)."""
     u = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(u), 1, 0, 64, 17, 0, ipaddress.IPv4Address(src).packed,
-                     ipaddress.IPv4Address(dst).packed)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(u),
+        1,
+        0,
+        64,
+        17,
+        0,
+        ipaddress.IPv4Address(src).packed,
+        ipaddress.IPv4Address(dst).packed,
+    )
     return b"\x00\x1c\xc4\x11\x11\x11\x00\x00\x0c\x07\xac\x15\x08\x00" + ip + u
 
 
@@ -464,21 +654,44 @@ def pcapng_annotate_edges(d: Path) -> Shape:
     section with a simple packet block."""
     path = d / "annotate_edges.pcapng"
     pk = syn_packets(5)
-    pk.append(Packet(START_NS + 1_000_000_000, udp_frame(SERVER, CLIENT, 50000, 53, bytes(8)), 0,
-                     comment="x" * 65_500))
+    pk.append(
+        Packet(
+            START_NS + 1_000_000_000, udp_frame(SERVER, CLIENT, 50000, 53, bytes(8)), 0, comment="x" * 65_500
+        )
+    )
     pk.append(Packet(None, udp_frame(SERVER, CLIENT, 50000, 53, bytes(8)), 0))
     write_pcapng(path, [Interface(1, tsresol=9)], pk, simple_untimed=True)
     raw = path.read_bytes()
     idb_len = struct.unpack_from("<I", raw, 28 + 4)[0]
     spb = udp_frame(SERVER, CLIENT, 50001, 53, bytes(8))
-    second = raw[:28] + raw[28:28 + idb_len] + struct.pack("<III", 3, 16 + len(spb) + (-len(spb) % 4), len(spb))
+    second = (
+        raw[:28] + raw[28 : 28 + idb_len] + struct.pack("<III", 3, 16 + len(spb) + (-len(spb) % 4), len(spb))
+    )
     second += spb + bytes(-len(spb) % 4) + struct.pack("<I", 16 + len(spb) + (-len(spb) % 4))
     path.write_bytes(raw + second)
     etl = small_trace(d)
-    return Shape("pcapng_annotate_edges", [path],
-                 [["attribute", "--etl", str(etl), "--pcap", str(path), "-f", "csv", "-o", "{out}.csv",
-                   "--annotate", "{out}.pcapng"], ["frames", "--pcap", "{out}.pcapng", "-f", "csv"]],
-                 exit_codes={0: 0, 1: 0}, expect=[(1, "8 frames"), (1, ",777,")])
+    return Shape(
+        "pcapng_annotate_edges",
+        [path],
+        [
+            [
+                "attribute",
+                "--etl",
+                str(etl),
+                "--pcap",
+                str(path),
+                "-f",
+                "csv",
+                "-o",
+                "{out}.csv",
+                "--annotate",
+                "{out}.pcapng",
+            ],
+            ["frames", "--pcap", "{out}.pcapng", "-f", "csv"],
+        ],
+        exit_codes={0: 0, 1: 0},
+        expect=[(1, "8 frames"), (1, ",777,")],
+    )
 
 
 OTHER_SHAPES.append(pcapng_annotate_edges)

@@ -8,6 +8,7 @@
 A module may import its own layer and the layers below it, never a layer above. Every import counts:
 module level, inside functions, and under ``TYPE_CHECKING``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -70,6 +71,8 @@ def violations(root: Path) -> list[str]:
         for line, target in imports(root, path):
             theirs = LAYERS.index(layer(target)) if target != "etwtools" else LAYERS.index("application")
             if theirs > mine:
-                found.append(f"{path.relative_to(root)}:{line}: {name} ({layer(name)}) imports {target} "
-                             f"({LAYERS[theirs]})")
+                found.append(
+                    f"{path.relative_to(root)}:{line}: {name} ({layer(name)}) imports {target} "
+                    f"({LAYERS[theirs]})"
+                )
     return found

@@ -1,6 +1,7 @@
 """The C accelerators: with ETWTOOLS_REQUIRE_C=1 (CI) every one must have been built, so that the tests
 comparing them with the pure-Python paths run instead of skipping; the pure-Python paths are tested
 either way (each of those tests switches the accelerator off itself)."""
+
 from __future__ import annotations
 
 import ast

@@ -5,6 +5,7 @@ The captures are written here with the project's pcap/pcapng/ETL writers from fr
 tests/test_truth_sets.py (build_frame: Ethernet + IP + UDP/TCP headers, zero payload); the seed case's
 frames come from cases/exchange-udp/frames.txt with the README's UTC times and MACs.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,12 +33,13 @@ def seed_pcap(case, path) -> None:
     packets = []
     for line in (case / "frames.txt").read_text().splitlines()[1:]:
         _, ts, src, dst, sport, dport = re.match(
-            r"(\d+) (\S+ \S+) (\S+) (\S+) UDP Source port: (\d+) Destination port: (\S+)$", line).groups()
+            r"(\d+) (\S+ \S+) (\S+) (\S+) UDP Source port: (\d+) Destination port: (\S+)$", line
+        ).groups()
         utc = dt.datetime.fromisoformat(ts).replace(tzinfo=dt.UTC) - dt.timedelta(hours=4)
         t = int(utc.timestamp()) * NS + utc.microsecond * 1000
         port = int(dport) if dport.isdigit() else names.get(dport, 10000 + len(packets))
         data = build_frame(src, dst, "UDP", int(sport), port, 8)
-        assert len(data) == 50     # the README: frame 105540 is 50 bytes on the wire
+        assert len(data) == 50  # the README: frame 105540 is 50 bytes on the wire
         packets.append(Packet(t, data, 0, len(data)))
     write_pcap(path, packets, link_type=1)
 
@@ -69,9 +71,19 @@ def test_annotated_seed_case_reads_back_with_one_comment_per_attributed_frame(ca
     assert commented == with_pid == [5, 15]
     assert n == 2
     c = back["comment"].to_list()
-    assert c[4].split("\n")[:4] == ["PID: 2136", "Process: store.exe", "Confidence: high", "Method: udp-5tuple-size"]
+    assert c[4].split("\n")[:4] == [
+        "PID: 2136",
+        "Process: store.exe",
+        "Confidence: high",
+        "Method: udp-5tuple-size",
+    ]
     assert c[4].split("\n")[4] == f"Reason: {r.frames['reason'][4]}"
-    assert c[14].split("\n")[:4] == ["PID: 2136", "Process: store.exe", "Confidence: low", "Method: local-port"]
+    assert c[14].split("\n")[:4] == [
+        "PID: 2136",
+        "Process: store.exe",
+        "Confidence: low",
+        "Method: local-port",
+    ]
     # only the attributions proper
     out2 = tmp_path / "high-only.pcapng"
     assert write_annotated(pcap, r, out2, min_confidence="medium") == 1
@@ -85,8 +97,17 @@ def test_existing_comments_are_kept_and_packets_can_be_given_directly(tmp_path):
 
     ev = events([(t0 + k * NS, "Send", "UDP", 4040, 100 + k, host, 6000 + k, peer, 53) for k in range(3)])
     iface = Interface(link_type=1, tsresol=9)
-    pk = [Packet(t0 + k * NS + 5000, build_frame(host, peer, "UDP", 6000 + k, 53, 100 + k), 0, None, "out",
-                 "PID=4040 TID=12" if k == 0 else None) for k in range(3)]
+    pk = [
+        Packet(
+            t0 + k * NS + 5000,
+            build_frame(host, peer, "UDP", 6000 + k, 53, 100 + k),
+            0,
+            None,
+            "out",
+            "PID=4040 TID=12" if k == 0 else None,
+        )
+        for k in range(3)
+    ]
     pk.append(Packet(t0 + 5000, build_frame(peer, "192.0.2.99", "UDP", 1, 2, 7), 0, None, "in", None))
     src = tmp_path / "in.pcapng"
     write_pcapng(src, [iface], pk)
@@ -101,8 +122,13 @@ def test_existing_comments_are_kept_and_packets_can_be_given_directly(tmp_path):
     back = read_capture(out)
     got = back["comment"].to_list()
     # the packet's own comment stays first, as an option of its own (the reader joins options with newlines)
-    assert got[0].split("\n")[:5] == ["PID=4040 TID=12", "PID: 4040", "Process: (unknown)", "Confidence: high",
-                                      "Method: udp-5tuple-size"]
+    assert got[0].split("\n")[:5] == [
+        "PID=4040 TID=12",
+        "PID: 4040",
+        "Process: (unknown)",
+        "Confidence: high",
+        "Method: udp-5tuple-size",
+    ]
     assert got[1].startswith("PID: 4040\n") and got[3] is None
     assert back["direction"].to_list() == ["out", "out", "out", "in"]
 
@@ -145,11 +171,19 @@ def test_etl_with_packets_and_events_is_annotated(tmp_path):
         size = 40 + k
         # kernel UdpIp SendIPV4 (group 0x08, opcode 10), version 2: PID, size, daddr, saddr, dport, sport,
         # seqnum, connid
-        payload = (struct.pack("<II", 777, size) + ip4(peer) + ip4(host) + struct.pack(">HH", 53, 50000 + k)
-                   + struct.pack("<IQ", 0, 0))
+        payload = (
+            struct.pack("<II", 777, size)
+            + ip4(peer)
+            + ip4(host)
+            + struct.pack(">HH", 53, 50000 + k)
+            + struct.pack("<IQ", 0, 0)
+        )
         w.kernel_event(0x08, 10, payload, time=t, version=2)
-        w.ndis_packet(build_frame(host, peer, "UDP", 50000 + k, 53, size), time=t + dt.timedelta(microseconds=80),
-                      direction="out")
+        w.ndis_packet(
+            build_frame(host, peer, "UDP", 50000 + k, 53, size),
+            time=t + dt.timedelta(microseconds=80),
+            direction="out",
+        )
     etl = w.write(tmp_path / "net.etl")
     tl = read_timeline(etl)
     fr = read_etl_frames(etl)
@@ -176,9 +210,13 @@ def test_netmon_media_type_without_linktype_is_annotated(tmp_path):
     from etwtools.parsers.netmon import write_netmon
 
     t0 = 1_700_000_000 * NS
-    ev = events([(t0 + k * NS, "Send", "UDP", 42, 10, "192.0.2.1", 5000 + k, "192.0.2.2", 53) for k in range(3)])
-    packets = [Packet(t0 + k * NS + 1000, build_frame("192.0.2.1", "192.0.2.2", "UDP", 5000 + k, 53, 10))
-               for k in range(3)]
+    ev = events(
+        [(t0 + k * NS, "Send", "UDP", 42, 10, "192.0.2.1", 5000 + k, "192.0.2.2", 53) for k in range(3)]
+    )
+    packets = [
+        Packet(t0 + k * NS + 1000, build_frame("192.0.2.1", "192.0.2.2", "UDP", 5000 + k, 53, 10))
+        for k in range(3)
+    ]
     packets.insert(1, Packet(t0 + 500_000, b"\x02" * 40))
     src = tmp_path / "wifi.cap"
     write_netmon(src, packets, media_types=[1, 6, 1, 1])
@@ -188,12 +226,18 @@ def test_netmon_media_type_without_linktype_is_annotated(tmp_path):
     back = read_capture(out)
     assert back["link_type"].to_list() == [1, 147, 1, 1]
     assert back["src_port"].to_list() == [5000, None, 5001, 5002]
-    assert [c is not None and c.startswith("PID: 42\n") for c in back["comment"].to_list()] == [True, False, True, True]
+    assert [c is not None and c.startswith("PID: 42\n") for c in back["comment"].to_list()] == [
+        True,
+        False,
+        True,
+        True,
+    ]
     ifaces, _ = iter_capture_packets(out)
     assert ifaces[1].name == "Network Monitor media type 0x0006"
 
 
 # -- the command line on mismatched inputs: a clear reason, exit code 1, no traceback -------------------
+
 
 def _cli(*args: str):
     from click.testing import CliRunner
@@ -210,7 +254,9 @@ def test_cli_capture_from_another_day(cases, tmp_path):
     frames = read_capture(pcap)
     later = tmp_path / "two-days-later.pcap"
     _, packets = iter_capture_packets(pcap)
-    write_pcap(later, [Packet(p.time_ns + 2 * 86400 * NS, p.data, 0, p.wirelen) for p in packets], link_type=1)
+    write_pcap(
+        later, [Packet(p.time_ns + 2 * 86400 * NS, p.data, 0, p.wirelen) for p in packets], link_type=1
+    )
     assert read_capture(later).height == frames.height
     res = _cli("attribute", "--etl", str(case / "kernel.csv"), "--pcap", str(later))
     assert res.exit_code == 1
@@ -223,8 +269,14 @@ def test_cli_capture_without_the_traced_host(cases, tmp_path):
     case = cases / "exchange-udp"
     pcap = tmp_path / "elsewhere.pcap"
     t0 = 1_263_468_014 * NS
-    write_pcap(pcap, [Packet(t0 + k * 1000, build_frame("192.168.5.5", "192.168.5.6", "UDP", 1000 + k, 53, 8))
-                      for k in range(5)], link_type=1)
+    write_pcap(
+        pcap,
+        [
+            Packet(t0 + k * 1000, build_frame("192.168.5.5", "192.168.5.6", "UDP", 1000 + k, 53, 8))
+            for k in range(5)
+        ],
+        link_type=1,
+    )
     res = _cli("attribute", "--etl", str(case / "kernel.csv"), "--pcap", str(pcap))
     assert res.exit_code == 1
     assert "none of the capture's 5 TCP/UDP frames is from or to the traced host" in res.stderr
@@ -235,7 +287,9 @@ def test_cli_trace_without_network_events(corpus, cases, tmp_path):
     # ShutdownPerfDiagLogger.etl: a real trace with process and image events but no network events
     pcap = tmp_path / "seed.pcap"
     seed_pcap(cases / "exchange-udp", pcap)
-    res = _cli("attribute", "--etl", str(corpus / "etl-parser" / "ShutdownPerfDiagLogger.etl"), "--pcap", str(pcap))
+    res = _cli(
+        "attribute", "--etl", str(corpus / "etl-parser" / "ShutdownPerfDiagLogger.etl"), "--pcap", str(pcap)
+    )
     assert res.exit_code == 1
     assert "the trace has no usable TcpIp/UdpIp network events" in res.stderr
     assert "Traceback" not in res.output + res.stderr

@@ -1,5 +1,6 @@
 """``attribute_files``: the library call the ``attribute`` command makes (same rows), reading the trace
 once and keeping its NIC addresses; the matcher registry and the evidence API the explainer reads."""
+
 from __future__ import annotations
 
 import io
@@ -25,9 +26,20 @@ def test_the_command_prints_exactly_what_attribute_files_returns(tmp_path):
     result = attribute_files(DATA / "kernel.csv", DATA / "capture.pcap", [DATA / "tasklist.txt"])
     with open(tmp_path / "lib.csv", "wb") as f:
         output.write(result.frames, "csv", f, view="attribute")
-    cli_out = CliRunner().invoke(cli, ["attribute", "--etl", str(DATA / "kernel.csv"), "--pcap",
-                                       str(DATA / "capture.pcap"), "--tasklist", str(DATA / "tasklist.txt"),
-                                       "-f", "csv"])
+    cli_out = CliRunner().invoke(
+        cli,
+        [
+            "attribute",
+            "--etl",
+            str(DATA / "kernel.csv"),
+            "--pcap",
+            str(DATA / "capture.pcap"),
+            "--tasklist",
+            str(DATA / "tasklist.txt"),
+            "-f",
+            "csv",
+        ],
+    )
     assert cli_out.exit_code == 0, cli_out.stderr
     assert pl.read_csv(io.StringIO(cli_out.stdout)).height == result.frames.height == 105_558
     assert cli_out.stdout == (tmp_path / "lib.csv").read_text()
@@ -41,9 +53,17 @@ def test_attribute_files_keeps_the_traces_nic_addresses(corpus):
     etl, pcap = corpus / "perfview" / "net.4.5.2.x64.etl", corpus / "pktmon" / "demikernel-PktMon.pcapng"
     r = attribute_files(etl, pcap)
     assert r.local_addrs_source == "nic events"
-    assert sorted(r.local_addrs) == sorted(["10.128.0.55", "127.0.0.1", "::1", "fe80::950:d6de:fa84:4cc0",
-                                            "fe80::5efe:a80:37", "2001:4898:f0:26:950:d6de:fa84:4cc0",
-                                            "2001:4898:f0:26:b18e:e85f:db5d:8e8"])
+    assert sorted(r.local_addrs) == sorted(
+        [
+            "10.128.0.55",
+            "127.0.0.1",
+            "::1",
+            "fe80::950:d6de:fa84:4cc0",
+            "fe80::5efe:a80:37",
+            "2001:4898:f0:26:950:d6de:fa84:4cc0",
+            "2001:4898:f0:26:b18e:e85f:db5d:8e8",
+        ]
+    )
     events_only = attribute(etwtools.read_events(etl), etwtools.read_frames(pcap))
     assert events_only.local_addrs_source == "inferred" and len(events_only.local_addrs) == 4
     assert r.why_nothing() == "none of the capture's 114 frames is TCP or UDP"

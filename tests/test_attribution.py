@@ -4,6 +4,7 @@ No public capture + kernel trace pair of the same host exists (besides the four-
 at the end with the project's own readers), so most tests build the EVENTS / FRAMES / PROCESSES tables
 here, in the project's schemas, with the situation each test is about written out in it.
 """
+
 from __future__ import annotations
 
 import random
@@ -16,20 +17,37 @@ from etwtools.parsers import schema
 
 NS = 1_000_000_000
 HOUR = 3600 * NS
-T0 = 1_600_000_000 * NS        # 2020-09-13 12:26:40 UTC, trace clock
+T0 = 1_600_000_000 * NS  # 2020-09-13 12:26:40 UTC, trace clock
 HOST = "10.0.0.5"
 ACK, SYN, FIN, PSH = 0x10, 0x02, 0x01, 0x08
 
 
 def events(rows: list[tuple]) -> pl.DataFrame:
     """rows: (t_ns, event, protocol, pid, size, local, lport, remote, rport)."""
-    cols = ["time", "event", "protocol", "pid", "size", "local_addr", "local_port", "remote_addr", "remote_port"]
-    df = pl.DataFrame([dict(zip(cols, r)) for r in rows], schema_overrides={"time": pl.Int64}) if rows else \
-        pl.DataFrame(schema={c: pl.Int64 if c in ("time", "pid", "size") else pl.Utf8 for c in cols})
-    df = df.with_columns(pl.col("time").cast(schema.TIME),
-                         pl.when(pl.col("protocol") == "TCP").then(pl.lit("TcpIp")).otherwise(pl.lit("UdpIp"))
-                         .alias("provider"),
-                         pl.int_range(pl.len()).alias("record"))
+    cols = [
+        "time",
+        "event",
+        "protocol",
+        "pid",
+        "size",
+        "local_addr",
+        "local_port",
+        "remote_addr",
+        "remote_port",
+    ]
+    df = (
+        pl.DataFrame([dict(zip(cols, r)) for r in rows], schema_overrides={"time": pl.Int64})
+        if rows
+        else pl.DataFrame(schema={c: pl.Int64 if c in ("time", "pid", "size") else pl.Utf8 for c in cols})
+    )
+    df = df.with_columns(
+        pl.col("time").cast(schema.TIME),
+        pl.when(pl.col("protocol") == "TCP")
+        .then(pl.lit("TcpIp"))
+        .otherwise(pl.lit("UdpIp"))
+        .alias("provider"),
+        pl.int_range(pl.len()).alias("record"),
+    )
     return schema.conform(df, schema.EVENTS)
 
 
@@ -37,14 +55,34 @@ def frames(rows: list[dict]) -> pl.DataFrame:
     """rows: dicts with t, protocol, src, sport, dst, dport, payload and optional extras."""
     out = []
     for i, r in enumerate(rows, start=1):
-        d = {"frame": r.get("frame", i), "time": r["t"], "protocol": r.get("protocol", "UDP"),
-             "src_addr": r["src"], "src_port": r.get("sport"), "dst_addr": r["dst"], "dst_port": r.get("dport"),
-             "payload_len": r.get("payload", 0), "tcp_flags": r.get("flags"), "direction": r.get("direction"),
-             "fragment": r.get("fragment", "none"), "ip_id": r.get("ip_id"), "ip_version": 4,
-             "wirelen": r.get("payload", 0) + 42}
+        d = {
+            "frame": r.get("frame", i),
+            "time": r["t"],
+            "protocol": r.get("protocol", "UDP"),
+            "src_addr": r["src"],
+            "src_port": r.get("sport"),
+            "dst_addr": r["dst"],
+            "dst_port": r.get("dport"),
+            "payload_len": r.get("payload", 0),
+            "tcp_flags": r.get("flags"),
+            "direction": r.get("direction"),
+            "fragment": r.get("fragment", "none"),
+            "ip_id": r.get("ip_id"),
+            "ip_version": 4,
+            "wirelen": r.get("payload", 0) + 42,
+        }
         out.append(d)
-    df = pl.DataFrame(out, schema_overrides={"time": pl.Int64, "tcp_flags": pl.Int64, "ip_id": pl.Int64,
-                                             "direction": pl.Utf8, "src_port": pl.Int64, "dst_port": pl.Int64})
+    df = pl.DataFrame(
+        out,
+        schema_overrides={
+            "time": pl.Int64,
+            "tcp_flags": pl.Int64,
+            "ip_id": pl.Int64,
+            "direction": pl.Utf8,
+            "src_port": pl.Int64,
+            "dst_port": pl.Int64,
+        },
+    )
     return schema.conform(df.with_columns(pl.col("time").cast(schema.TIME)), schema.FRAMES)
 
 
@@ -62,6 +100,7 @@ def by_frame(result) -> dict[int, dict]:
 
 # ---------------------------------------------------------------------------------------------------
 
+
 def _udp_scenario(offset: int):
     """Two processes: 1234 (DNS client) sends queries and receives answers; 77 (NTP) sends. Each
     datagram has its own 5-tuple or size; the capture clock is ``offset`` ahead of the trace's."""
@@ -69,23 +108,55 @@ def _udp_scenario(offset: int):
     for i in range(12):
         t = T0 + i * 700_000_000
         ev.append((t, "Send", "UDP", 1234, 30 + i, HOST, 50000 + i, "10.0.0.1", 53))
-        fr.append({"t": t + offset + 40_000, "src": HOST, "sport": 50000 + i, "dst": "10.0.0.1", "dport": 53,
-                   "payload": 30 + i})
+        fr.append(
+            {
+                "t": t + offset + 40_000,
+                "src": HOST,
+                "sport": 50000 + i,
+                "dst": "10.0.0.1",
+                "dport": 53,
+                "payload": 30 + i,
+            }
+        )
         truth[len(fr)] = 1234
         ev.append((t + 9_000_000, "Recv", "UDP", 1234, 90 + i, HOST, 50000 + i, "10.0.0.1", 53))
-        fr.append({"t": t + offset + 8_950_000, "src": "10.0.0.1", "sport": 53, "dst": HOST, "dport": 50000 + i,
-                   "payload": 90 + i})
+        fr.append(
+            {
+                "t": t + offset + 8_950_000,
+                "src": "10.0.0.1",
+                "sport": 53,
+                "dst": HOST,
+                "dport": 50000 + i,
+                "payload": 90 + i,
+            }
+        )
         truth[len(fr)] = 1234
     for i in range(4):
         t = T0 + 300_000_000 + i * 2 * NS
         ev.append((t, "SendIPV4", "UDP", 77, 48, HOST, 123, "192.0.2.7", 123))
-        fr.append({"t": t + offset + 15_000, "src": HOST, "sport": 123, "dst": "192.0.2.7", "dport": 123,
-                   "payload": 48})
+        fr.append(
+            {
+                "t": t + offset + 15_000,
+                "src": HOST,
+                "sport": 123,
+                "dst": "192.0.2.7",
+                "dport": 123,
+                "payload": 48,
+            }
+        )
         truth[len(fr)] = 77
     # traffic between two other hosts, seen by the capture only
     for i in range(5):
-        fr.append({"t": T0 + offset + i * NS, "src": "10.0.0.9", "sport": 4000 + i, "dst": "10.0.0.1",
-                   "dport": 53, "payload": 30 + i})
+        fr.append(
+            {
+                "t": T0 + offset + i * NS,
+                "src": "10.0.0.9",
+                "sport": 4000 + i,
+                "dst": "10.0.0.1",
+                "dport": 53,
+                "payload": 30 + i,
+            }
+        )
         truth[len(fr)] = None
     return events(ev), frames(fr), truth
 
@@ -96,7 +167,7 @@ def test_udp_datagrams_match_their_send_and_recv_events_at_an_estimated_offset()
     r = attribute(ev, fr)
     rows = by_frame(r)
     assert r.offset_source == "estimated"
-    assert abs(r.offset_ns - offset - 40_000) < 100_000     # within the 15-50 us of stack latency
+    assert abs(r.offset_ns - offset - 40_000) < 100_000  # within the 15-50 us of stack latency
     assert r.offset_support == 28
     assert r.local_addrs == [HOST] and r.local_addrs_source == "inferred"
     for n, pid in truth.items():
@@ -145,11 +216,25 @@ def test_udp_matching_agrees_with_a_brute_force_search():
         t = T0 + rng.randrange(0, 60 * NS)
         size = rng.choice([100, 200, 300])
         kind = rng.choice(["Send", "Recv"])
-        ev.append((t, kind, "UDP", 1000 + tuples.index((la, lp, ra, rp)) * 10 + rng.randrange(2), size, la, lp, ra, rp))
+        ev.append(
+            (
+                t,
+                kind,
+                "UDP",
+                1000 + tuples.index((la, lp, ra, rp)) * 10 + rng.randrange(2),
+                size,
+                la,
+                lp,
+                ra,
+                rp,
+            )
+        )
         if rng.random() < 0.7:
             jitter = rng.randrange(-2_000_000, 2_000_000)
             src, sp, dst, dp = (la, lp, ra, rp) if kind == "Send" else (ra, rp, la, lp)
-            fr.append({"t": t + offset + jitter, "src": src, "sport": sp, "dst": dst, "dport": dp, "payload": size})
+            fr.append(
+                {"t": t + offset + jitter, "src": src, "sport": sp, "dst": dst, "dport": dp, "payload": size}
+            )
     evdf, frdf = events(ev), frames(fr)
     r = attribute(evdf, frdf, tolerance_s=0.5)
     assert abs(r.offset_ns - offset) < 2_000_000
@@ -158,11 +243,14 @@ def test_udp_matching_agrees_with_a_brute_force_search():
         out = f["src"] == HOST
         tt = f["t"] - r.offset_ns
         best = None
-        for (t, kind, _, pid, size, la, lp, ra, rp) in ev:
+        for t, kind, _, pid, size, la, lp, ra, rp in ev:
             if size != f["payload"] or kind != ("Send" if out else "Recv"):
                 continue
-            if (la, lp, ra, rp) != ((f["src"], f["sport"], f["dst"], f["dport"]) if out
-                                    else (f["dst"], f["dport"], f["src"], f["sport"])):
+            if (la, lp, ra, rp) != (
+                (f["src"], f["sport"], f["dst"], f["dport"])
+                if out
+                else (f["dst"], f["dport"], f["src"], f["sport"])
+            ):
                 continue
             d = abs(tt - t)
             if d <= NS // 2 and (best is None or d < best[0]):
@@ -216,7 +304,7 @@ def test_tcp_4tuple_reused_by_a_second_process_and_tso_segments():
     for f in fr:
         f["t"] += offset
     r = attribute(ev, frames(fr))
-    assert abs(r.offset_ns - offset) < 2_000_000          # from the two Recv events (exact sizes)
+    assert abs(r.offset_ns - offset) < 2_000_000  # from the two Recv events (exact sizes)
     assert r.offset_support == 2
     got = r.frames["pid"].to_list()
     assert got == truth
@@ -231,9 +319,9 @@ def test_tcp_4tuple_reused_by_a_second_process_and_tso_segments():
 def test_tcp_frames_far_from_any_event_lose_confidence():
     ev, fr, _ = _tcp_reuse()
     late = dict(fr[3])
-    late["t"] = T0 + 33 * NS + 100 * NS       # 100 s after PID 200's Disconnect: medium
+    late["t"] = T0 + 33 * NS + 100 * NS  # 100 s after PID 200's Disconnect: medium
     later = dict(fr[3])
-    later["t"] = T0 + 33 * NS + 400 * NS      # 400 s after: low
+    later["t"] = T0 + 33 * NS + 400 * NS  # 400 s after: low
     r = attribute(ev, frames(fr + [late, later]), offset_s=0.0)
     rows = r.frames.tail(2).to_dicts()
     assert [x["pid"] for x in rows] == [200, 200]
@@ -246,10 +334,14 @@ def test_later_ip_fragments_follow_their_first_fragment():
     # capture reader gives later fragments the first fragment's ports.
     ev = events([(T0, "Send", "UDP", 4321, 3000, HOST, 5353, "224.0.0.251", 5353)])
     common = {"src": HOST, "sport": 5353, "dst": "224.0.0.251", "dport": 5353, "ip_id": 777}
-    fr = frames([{**common, "t": T0 + 10_000, "payload": 1472, "fragment": "first"},
-                 {**common, "t": T0 + 11_000, "payload": 1480, "fragment": "later"},
-                 {**common, "t": T0 + 12_000, "payload": 48, "fragment": "later"},
-                 {**common, "t": T0 + 20_000, "payload": 48, "fragment": "later", "ip_id": 778}])
+    fr = frames(
+        [
+            {**common, "t": T0 + 10_000, "payload": 1472, "fragment": "first"},
+            {**common, "t": T0 + 11_000, "payload": 1480, "fragment": "later"},
+            {**common, "t": T0 + 12_000, "payload": 48, "fragment": "later"},
+            {**common, "t": T0 + 20_000, "payload": 48, "fragment": "later", "ip_id": 778},
+        ]
+    )
     r = attribute(ev, fr, offset_s=0.0)
     rows = r.frames.to_dicts()
     assert [x["pid"] for x in rows[:3]] == [4321] * 3
@@ -261,19 +353,45 @@ def test_later_ip_fragments_follow_their_first_fragment():
 
 
 def test_weaker_evidence_is_low_and_says_what_it_rests_on():
-    ev = events([(T0, "Send", "UDP", 55, 20, HOST, 5000, "10.9.9.9", 7000),
-                 (T0 + 1000, "Send", "UDP", 55, 21, HOST, 5000, "10.9.9.9", 7001),
-                 (T0 + 2000, "Send", "TCP", 66, 100, HOST, 6000, "10.8.8.8", 80)])
-    fr = frames([
-        {"t": T0, "src": HOST, "sport": 5000, "dst": "10.9.9.9", "dport": 7000, "payload": 20},   # exact
-        {"t": T0, "src": HOST, "sport": 5000, "dst": "10.1.2.3", "dport": 9999, "payload": 20},   # local port
-        {"t": T0, "src": HOST, "sport": 6500, "dst": "10.8.8.8", "dport": 81, "payload": 5,
-         "protocol": "TCP"},                                                                        # addresses
-        {"t": T0, "src": HOST, "sport": 1111, "dst": "10.7.7.7", "dport": 2222, "payload": 5},    # nothing
-        {"t": T0, "src": HOST, "dst": "10.7.7.7", "payload": 5, "protocol": "ICMP"},              # not TCP/UDP
-        {"t": T0 + 2 * HOUR, "src": HOST, "sport": 1111, "dst": "10.7.7.7", "dport": 2222,
-         "payload": 5},                                                                             # after trace
-    ])
+    ev = events(
+        [
+            (T0, "Send", "UDP", 55, 20, HOST, 5000, "10.9.9.9", 7000),
+            (T0 + 1000, "Send", "UDP", 55, 21, HOST, 5000, "10.9.9.9", 7001),
+            (T0 + 2000, "Send", "TCP", 66, 100, HOST, 6000, "10.8.8.8", 80),
+        ]
+    )
+    fr = frames(
+        [
+            {"t": T0, "src": HOST, "sport": 5000, "dst": "10.9.9.9", "dport": 7000, "payload": 20},  # exact
+            {
+                "t": T0,
+                "src": HOST,
+                "sport": 5000,
+                "dst": "10.1.2.3",
+                "dport": 9999,
+                "payload": 20,
+            },  # local port
+            {
+                "t": T0,
+                "src": HOST,
+                "sport": 6500,
+                "dst": "10.8.8.8",
+                "dport": 81,
+                "payload": 5,
+                "protocol": "TCP",
+            },  # addresses
+            {"t": T0, "src": HOST, "sport": 1111, "dst": "10.7.7.7", "dport": 2222, "payload": 5},  # nothing
+            {"t": T0, "src": HOST, "dst": "10.7.7.7", "payload": 5, "protocol": "ICMP"},  # not TCP/UDP
+            {
+                "t": T0 + 2 * HOUR,
+                "src": HOST,
+                "sport": 1111,
+                "dst": "10.7.7.7",
+                "dport": 2222,
+                "payload": 5,
+            },  # after trace
+        ]
+    )
     r = attribute(ev, fr)
     rows = r.frames.to_dicts()
     assert rows[0]["confidence"] == "high" and rows[0]["pid"] == 55
@@ -308,7 +426,7 @@ def test_local_addresses_given_nic_or_inferred_and_direction_from_the_capture():
     assert r.local_addrs_source == "nic events + inferred" and r.local_addrs == ["10.0.0.6", HOST]
     # a capture that records directions (pcapng flags) is believed; unknown orientation tries both
     fr2 = fr.with_columns(pl.lit("unknown").alias("direction"))
-    r2 = attribute(ev, fr2, local_addrs=["192.0.2.99"])       # a wrong local list: both orientations tried
+    r2 = attribute(ev, fr2, local_addrs=["192.0.2.99"])  # a wrong local list: both orientations tried
     assert r2.attributed.height == 28
     assert set(r2.attributed["direction"]) == {"in", "out"}
 
@@ -316,51 +434,108 @@ def test_local_addresses_given_nic_or_inferred_and_direction_from_the_capture():
 def test_multicast_receive_is_matched_but_the_group_is_not_a_local_address():
     # As in perfview/net.4.5.2.x64.etl: a Recv event of an SSDP multicast datagram has the group
     # (239.255.255.250) as its local address.
-    ev = events([(T0, "Recv", "UDP", 2108, 120, "239.255.255.250", 1900, "192.168.1.20", 50000),
-                 (T0 + NS, "Send", "UDP", 2108, 130, HOST, 1900, "239.255.255.250", 1900)])
-    fr = frames([{"t": T0 - 50_000, "src": "192.168.1.20", "sport": 50000, "dst": "239.255.255.250",
-                  "dport": 1900, "payload": 120},
-                 {"t": T0 + NS + 50_000, "src": HOST, "sport": 1900, "dst": "239.255.255.250", "dport": 1900,
-                  "payload": 130}])
+    ev = events(
+        [
+            (T0, "Recv", "UDP", 2108, 120, "239.255.255.250", 1900, "192.168.1.20", 50000),
+            (T0 + NS, "Send", "UDP", 2108, 130, HOST, 1900, "239.255.255.250", 1900),
+        ]
+    )
+    fr = frames(
+        [
+            {
+                "t": T0 - 50_000,
+                "src": "192.168.1.20",
+                "sport": 50000,
+                "dst": "239.255.255.250",
+                "dport": 1900,
+                "payload": 120,
+            },
+            {
+                "t": T0 + NS + 50_000,
+                "src": HOST,
+                "sport": 1900,
+                "dst": "239.255.255.250",
+                "dport": 1900,
+                "payload": 130,
+            },
+        ]
+    )
     r = attribute(ev, fr)
     assert r.local_addrs == [HOST]
-    assert r.frames.select("pid", "direction", "confidence").rows() == [(2108, "in", "high"),
-                                                                      (2108, "out", "high")]
+    assert r.frames.select("pid", "direction", "confidence").rows() == [
+        (2108, "in", "high"),
+        (2108, "out", "high"),
+    ]
 
 
 def test_loopback_frame_goes_to_its_sender():
     # 127.0.0.1:5000 (PID 10) sends to 127.0.0.1:6000 (PID 20): both ends are local and both sockets
     # have events; the frame is the sender's.
     lo = "127.0.0.1"
-    ev = events([(T0, "Send", "TCP", 10, 300, lo, 5000, lo, 6000),
-                 (T0 + 50_000, "Recv", "TCP", 20, 300, lo, 6000, lo, 5000),
-                 (T0 + 2 * NS, "Send", "TCP", 20, 40, lo, 6000, lo, 5000),
-                 (T0 + 2 * NS + 50_000, "Recv", "TCP", 10, 40, lo, 5000, lo, 6000)])
-    fr = frames([{"t": T0 + 20_000, "protocol": "TCP", "src": lo, "sport": 5000, "dst": lo, "dport": 6000,
-                  "payload": 300},
-                 {"t": T0 + 2 * NS + 20_000, "protocol": "TCP", "src": lo, "sport": 6000, "dst": lo,
-                  "dport": 5000, "payload": 40}])
+    ev = events(
+        [
+            (T0, "Send", "TCP", 10, 300, lo, 5000, lo, 6000),
+            (T0 + 50_000, "Recv", "TCP", 20, 300, lo, 6000, lo, 5000),
+            (T0 + 2 * NS, "Send", "TCP", 20, 40, lo, 6000, lo, 5000),
+            (T0 + 2 * NS + 50_000, "Recv", "TCP", 10, 40, lo, 5000, lo, 6000),
+        ]
+    )
+    fr = frames(
+        [
+            {
+                "t": T0 + 20_000,
+                "protocol": "TCP",
+                "src": lo,
+                "sport": 5000,
+                "dst": lo,
+                "dport": 6000,
+                "payload": 300,
+            },
+            {
+                "t": T0 + 2 * NS + 20_000,
+                "protocol": "TCP",
+                "src": lo,
+                "sport": 6000,
+                "dst": lo,
+                "dport": 5000,
+                "payload": 40,
+            },
+        ]
+    )
     r = attribute(ev, fr)
-    assert r.frames.select("pid", "direction", "confidence").rows() == [(10, "out", "high"), (20, "out", "high")]
+    assert r.frames.select("pid", "direction", "confidence").rows() == [
+        (10, "out", "high"),
+        (20, "out", "high"),
+    ]
 
 
 def test_pids_resolve_through_process_lifetimes_then_tasklist():
     # PID 300 was a.exe until T0+5 s, then the PID was reused by b.exe. PID 400: the trace says c.exe,
     # tasklist says d.exe (a disagreement to report). PID 500 is only in the tasklist (with services).
-    ev = events([(T0 + 1 * NS, "Send", "UDP", 300, 10, HOST, 1000, "10.1.1.1", 53),
-                 (T0 + 8 * NS, "Send", "UDP", 300, 11, HOST, 1001, "10.1.1.1", 53),
-                 (T0 + 2 * NS, "Send", "UDP", 400, 12, HOST, 1002, "10.1.1.1", 53),
-                 (T0 + 3 * NS, "Send", "UDP", 500, 13, HOST, 1003, "10.1.1.1", 53)])
-    fr = frames([{"t": T0 + k * NS, "src": HOST, "sport": p, "dst": "10.1.1.1", "dport": 53, "payload": s}
-                 for k, p, s in ((1, 1000, 10), (8, 1001, 11), (2, 1002, 12), (3, 1003, 13))])
-    procs = processes([
-        {"pid": 300, "image": "a.exe", "end": T0 + 5 * NS, "source": "etl"},
-        {"pid": 300, "image": "b.exe", "start": T0 + 6 * NS, "source": "etl"},
-        {"pid": 400, "image": "c.exe", "source": "etl"},
-        {"pid": 300, "image": "b.exe", "services": "Dnscache", "source": "tasklist"},
-        {"pid": 400, "image": "d.exe", "services": "Spooler", "source": "tasklist"},
-        {"pid": 500, "image": "svchost.exe", "services": "W32Time,Dhcp", "source": "tasklist"},
-    ])
+    ev = events(
+        [
+            (T0 + 1 * NS, "Send", "UDP", 300, 10, HOST, 1000, "10.1.1.1", 53),
+            (T0 + 8 * NS, "Send", "UDP", 300, 11, HOST, 1001, "10.1.1.1", 53),
+            (T0 + 2 * NS, "Send", "UDP", 400, 12, HOST, 1002, "10.1.1.1", 53),
+            (T0 + 3 * NS, "Send", "UDP", 500, 13, HOST, 1003, "10.1.1.1", 53),
+        ]
+    )
+    fr = frames(
+        [
+            {"t": T0 + k * NS, "src": HOST, "sport": p, "dst": "10.1.1.1", "dport": 53, "payload": s}
+            for k, p, s in ((1, 1000, 10), (8, 1001, 11), (2, 1002, 12), (3, 1003, 13))
+        ]
+    )
+    procs = processes(
+        [
+            {"pid": 300, "image": "a.exe", "end": T0 + 5 * NS, "source": "etl"},
+            {"pid": 300, "image": "b.exe", "start": T0 + 6 * NS, "source": "etl"},
+            {"pid": 400, "image": "c.exe", "source": "etl"},
+            {"pid": 300, "image": "b.exe", "services": "Dnscache", "source": "tasklist"},
+            {"pid": 400, "image": "d.exe", "services": "Spooler", "source": "tasklist"},
+            {"pid": 500, "image": "svchost.exe", "services": "W32Time,Dhcp", "source": "tasklist"},
+        ]
+    )
     r = attribute(ev, fr, procs, offset_s=0.0)
     rows = r.frames.select("pid", "process", "services").to_dicts()
     assert rows[0] == {"pid": 300, "process": "a.exe", "services": None}
@@ -378,10 +553,18 @@ def test_explain_gives_the_chain_of_evidence():
     ev, fr, _ = _udp_scenario(2 * HOUR)
     r = attribute(ev, fr)
     text = r.explain(3)
-    for part in ("Frame 3: UDP 10.0.0.5:50001 -> 10.0.0.1:53", "Answer: PID 1234", "confidence high",
-                 "Traced host's addresses (inferred): 10.0.0.5", "Direction: out",
-                 "capture - trace = +7200.0000", "Events with this 5-tuple", "<- the event used",
-                 "Rule applied: a UDP datagram is the Send", "PID 1234 -> process"):
+    for part in (
+        "Frame 3: UDP 10.0.0.5:50001 -> 10.0.0.1:53",
+        "Answer: PID 1234",
+        "confidence high",
+        "Traced host's addresses (inferred): 10.0.0.5",
+        "Direction: out",
+        "capture - trace = +7200.0000",
+        "Events with this 5-tuple",
+        "<- the event used",
+        "Rule applied: a UDP datagram is the Send",
+        "PID 1234 -> process",
+    ):
         assert part in text, part
     noise = r.explain(fr.height)
     assert "not attributed" in noise and "neither address is local" in noise
@@ -389,6 +572,7 @@ def test_explain_gives_the_chain_of_evidence():
 
 
 # -- nothing attributed: a clear reason, no exception ---------------------------------------------------
+
 
 def test_empty_trace():
     _, fr, _ = _udp_scenario(HOUR)
@@ -402,10 +586,24 @@ def test_empty_trace():
 
 def test_capture_without_a_frame_of_the_traced_host():
     ev, _, _ = _udp_scenario(HOUR)
-    fr = frames([{"t": T0 + i * NS, "src": "172.16.0.1", "sport": 1000 + i, "dst": "172.16.0.2", "dport": 80,
-                  "payload": 10, "protocol": "TCP"} for i in range(5)])
+    fr = frames(
+        [
+            {
+                "t": T0 + i * NS,
+                "src": "172.16.0.1",
+                "sport": 1000 + i,
+                "dst": "172.16.0.2",
+                "dport": 80,
+                "payload": 10,
+                "protocol": "TCP",
+            }
+            for i in range(5)
+        ]
+    )
     r = attribute(ev, fr)
-    assert "none of the capture's 5 TCP/UDP frames is from or to the traced host (10.0.0.5)" in r.why_nothing()
+    assert (
+        "none of the capture's 5 TCP/UDP frames is from or to the traced host (10.0.0.5)" in r.why_nothing()
+    )
 
 
 def test_capture_from_another_day():
@@ -422,10 +620,26 @@ def test_coincidental_matches_that_disagree_give_no_offset():
     ev, _, _ = _udp_scenario(0)
     first = ev.row(0, named=True)
     third = ev.row(2, named=True)
-    fr = frames([{"t": T0 + 40 * 60 * NS, "src": HOST, "sport": first["local_port"], "dst": "10.0.0.1", "dport": 53,
-                  "payload": first["size"]},
-                 {"t": T0 + 190 * 60 * NS, "src": HOST, "sport": third["local_port"], "dst": "10.0.0.1",
-                  "dport": 53, "payload": third["size"]}])
+    fr = frames(
+        [
+            {
+                "t": T0 + 40 * 60 * NS,
+                "src": HOST,
+                "sport": first["local_port"],
+                "dst": "10.0.0.1",
+                "dport": 53,
+                "payload": first["size"],
+            },
+            {
+                "t": T0 + 190 * 60 * NS,
+                "src": HOST,
+                "sport": third["local_port"],
+                "dst": "10.0.0.1",
+                "dport": 53,
+                "payload": third["size"],
+            },
+        ]
+    )
     r = attribute(ev, fr)
     assert r.offset_ns is None and r.attributed.height == 0
     assert "do not agree on one clock offset: the best has 1, another has 1" in r.why_nothing()
@@ -454,8 +668,9 @@ def test_frame_without_time_says_so():
     assert rows[4]["confidence"] == "high"
 
 
-@pytest.mark.parametrize("kwargs", [{"tolerance_s": -1.0}, {"tolerance_s": float("nan")},
-                                    {"offset_s": float("inf")}])
+@pytest.mark.parametrize(
+    "kwargs", [{"tolerance_s": -1.0}, {"tolerance_s": float("nan")}, {"offset_s": float("inf")}]
+)
 def test_unusable_parameters_raise_attribution_error(kwargs):
     from etwtools.errors import AttributionError
 
@@ -471,6 +686,7 @@ def test_empty_capture():
 
 
 # -- the seed case ----------------------------------------------------------------------------------------
+
 
 def _case_frames(path) -> pl.DataFrame:
     """frames.txt is Wireshark's summary in the analyst's local time; the capture stores UTC. The
@@ -489,9 +705,21 @@ def _case_frames(path) -> pl.DataFrame:
         local = dt.datetime.fromisoformat(ts)
         utc = (local - dt.timedelta(hours=4)).replace(tzinfo=dt.UTC)
         port = int(dport) if dport.isdigit() else names.get(dport, 10000 + len(rows))
-        rows.append({"frame": int(n), "time": utc, "src_addr": src, "dst_addr": dst, "src_port": int(sport),
-                     "dst_port": port, "protocol": "UDP", "payload_len": 8, "wirelen": 50, "ip_version": 4,
-                     "fragment": "none"})
+        rows.append(
+            {
+                "frame": int(n),
+                "time": utc,
+                "src_addr": src,
+                "dst_addr": dst,
+                "src_port": int(sport),
+                "dst_port": port,
+                "protocol": "UDP",
+                "payload_len": 8,
+                "wirelen": 50,
+                "ip_version": 4,
+                "fragment": "none",
+            }
+        )
     return schema.conform(pl.DataFrame(rows), schema.FRAMES)
 
 
@@ -509,8 +737,12 @@ def test_seed_case_frame_105540_is_store_exe(cases):
     # 11:20:14.454856 (capture, UTC) - 11:20:14.1424158 (kernel Clock-Time)
     assert r.offset_ns == 312_440_200
     row = r.frames.filter(pl.col("frame") == 105540).row(0, named=True)
-    assert (row["pid"], row["process"], row["confidence"], row["method"]) == (2136, "store.exe", "high",
-                                                                              "udp-5tuple-size")
+    assert (row["pid"], row["process"], row["confidence"], row["method"]) == (
+        2136,
+        "store.exe",
+        "high",
+        "udp-5tuple-size",
+    )
     assert row["direction"] == "out" and row["delta_s"] == 0.0
     others = r.frames.filter(pl.col("frame") != 105540)
     assert others.height == 14
@@ -527,11 +759,21 @@ def test_seed_case_frame_105540_is_store_exe(cases):
 
 # -- found by the break-attribution review -------------------------------------------------------------
 
+
 def _udp_offset_anchor(n: int = 8) -> tuple[list[tuple], list[dict]]:
     """n exact UDP sends of PID 500 (frames 1..n) that fix the clock offset at 0."""
     ev = [(T0 + k * NS, "Send", "UDP", 500, 40, HOST, 5000 + k, "10.0.0.9", 53) for k in range(n)]
-    fr = [{"t": T0 + k * NS + 100_000, "src": HOST, "sport": 5000 + k, "dst": "10.0.0.9", "dport": 53,
-           "payload": 40} for k in range(n)]
+    fr = [
+        {
+            "t": T0 + k * NS + 100_000,
+            "src": HOST,
+            "sport": 5000 + k,
+            "dst": "10.0.0.9",
+            "dport": 53,
+            "payload": 40,
+        }
+        for k in range(n)
+    ]
     return ev, fr
 
 
@@ -541,12 +783,28 @@ def test_frames_of_another_host_get_no_local_port_guess():
     'out'. They are another host's traffic: no PID, direction unknown, and the reason says so."""
     ev, fr = _udp_offset_anchor()
     ev.append((T0 + 20 * NS, "Send", "TCP", 600, 100, HOST, 6000, "10.0.0.9", 443))
-    fr += [{"t": T0 + 20 * NS, "protocol": "TCP", "src": HOST, "sport": 6000, "dst": "10.0.0.9", "dport": 443,
-            "payload": 100},
-           {"t": T0 + 3 * NS, "src": "10.0.0.77", "sport": 5003, "dst": "10.0.0.9", "dport": 53, "payload": 40},
-           {"t": T0 + 21 * NS, "protocol": "TCP", "src": "10.9.9.9", "sport": 6000, "dst": "10.9.9.8",
-            "dport": 443, "payload": 100},
-           {"t": T0 + 4 * NS, "src": HOST, "sport": 5004, "dst": "10.1.2.3", "dport": 9999, "payload": 1}]
+    fr += [
+        {
+            "t": T0 + 20 * NS,
+            "protocol": "TCP",
+            "src": HOST,
+            "sport": 6000,
+            "dst": "10.0.0.9",
+            "dport": 443,
+            "payload": 100,
+        },
+        {"t": T0 + 3 * NS, "src": "10.0.0.77", "sport": 5003, "dst": "10.0.0.9", "dport": 53, "payload": 40},
+        {
+            "t": T0 + 21 * NS,
+            "protocol": "TCP",
+            "src": "10.9.9.9",
+            "sport": 6000,
+            "dst": "10.9.9.8",
+            "dport": 443,
+            "payload": 100,
+        },
+        {"t": T0 + 4 * NS, "src": HOST, "sport": 5004, "dst": "10.1.2.3", "dport": 9999, "payload": 1},
+    ]
     r = attribute(events(ev), frames(fr))
     rows = r.frames.to_dicts()
     assert [x["confidence"] for x in rows[:9]] == ["high"] * 9
@@ -563,12 +821,22 @@ def test_ambiguous_udp_datagram_of_two_pids_is_medium_and_says_so():
     and the reason names the other PID."""
     ev, fr = _udp_offset_anchor()
     t = T0 + 30 * NS
-    ev += [(t, "Send", "UDP", 901, 64, HOST, 9000, "10.0.0.9", 9999),
-           (t + 1000, "Send", "UDP", 902, 64, HOST, 9000, "10.0.0.9", 9999),
-           (t + 10 * NS, "Send", "UDP", 901, 64, HOST, 9000, "10.0.0.9", 9999)]
-    fr += [{"t": t + 300_000, "src": HOST, "sport": 9000, "dst": "10.0.0.9", "dport": 9999, "payload": 64},
-           {"t": t + 10 * NS + 300_000, "src": HOST, "sport": 9000, "dst": "10.0.0.9", "dport": 9999,
-            "payload": 64}]
+    ev += [
+        (t, "Send", "UDP", 901, 64, HOST, 9000, "10.0.0.9", 9999),
+        (t + 1000, "Send", "UDP", 902, 64, HOST, 9000, "10.0.0.9", 9999),
+        (t + 10 * NS, "Send", "UDP", 901, 64, HOST, 9000, "10.0.0.9", 9999),
+    ]
+    fr += [
+        {"t": t + 300_000, "src": HOST, "sport": 9000, "dst": "10.0.0.9", "dport": 9999, "payload": 64},
+        {
+            "t": t + 10 * NS + 300_000,
+            "src": HOST,
+            "sport": 9000,
+            "dst": "10.0.0.9",
+            "dport": 9999,
+            "payload": 64,
+        },
+    ]
     r = attribute(events(ev), frames(fr))
     amb, clear = r.frames.row(8, named=True), r.frames.row(9, named=True)
     assert amb["pid"] in (901, 902) and amb["confidence"] == "medium" and amb["method"] == "udp-5tuple-size"
@@ -586,10 +854,12 @@ def test_tcp_frame_before_the_next_owners_connect_stays_with_the_previous_owner(
     did not exist yet. A frame that is not a SYN cannot belong to a connection that starts later."""
     ev, fr, truth = _tcp_reuse()
     inn = {"src": "203.0.113.10", "sport": 443, "dst": HOST, "dport": 49700, "protocol": "TCP"}
-    fr += [{**inn, "t": T0 + 25 * NS, "payload": 0, "flags": FIN | ACK},      # 23 s after PID 100's Disconnect
-           {**inn, "t": T0 - 40 * NS, "payload": 0, "flags": ACK}]            # 40 s before the first Connect
+    fr += [
+        {**inn, "t": T0 + 25 * NS, "payload": 0, "flags": FIN | ACK},  # 23 s after PID 100's Disconnect
+        {**inn, "t": T0 - 40 * NS, "payload": 0, "flags": ACK},
+    ]  # 40 s before the first Connect
     r = attribute(ev, frames(fr), offset_s=0.0)
-    assert r.frames["pid"].to_list()[:len(truth)] == truth
+    assert r.frames["pid"].to_list()[: len(truth)] == truth
     late, early = r.frames.row(len(truth), named=True), r.frames.row(len(truth) + 1, named=True)
     assert (late["pid"], late["confidence"]) == (100, "medium")
     assert "precedes that new connection, so it belongs to the previous one" in late["reason"]
@@ -623,13 +893,23 @@ def test_frame_whose_only_events_have_pid_0_says_so():
     now say that the events exist but carry no usable PID."""
     ev, fr = _udp_offset_anchor()
     ev.append((T0 + 20 * NS, "Retransmit", "TCP", 0, 100, HOST, 7000, "10.0.0.77", 80))
-    fr.append({"t": T0 + 20 * NS, "protocol": "TCP", "src": HOST, "sport": 7000, "dst": "10.0.0.77", "dport": 80,
-               "payload": 100})
+    fr.append(
+        {
+            "t": T0 + 20 * NS,
+            "protocol": "TCP",
+            "src": HOST,
+            "sport": 7000,
+            "dst": "10.0.0.77",
+            "dport": 80,
+            "payload": 100,
+        }
+    )
     r = attribute(events(ev), frames(fr))
     row = r.frames.row(8, named=True)
     assert (row["pid"], row["confidence"]) == (None, "none")
-    assert row["reason"] == ("the trace's only events with this 5-tuple carry no usable PID (0 or -1), so no "
-                             "process can be named")
+    assert row["reason"] == (
+        "the trace's only events with this 5-tuple carry no usable PID (0 or -1), so no process can be named"
+    )
     assert "1 network events carry no usable PID (0, -1 or none) and were not used" in r.notes
     text = r.explain(9)
     assert "1 event(s) with this 5-tuple carry no usable PID (0 or -1) and were left out:" in text
@@ -648,12 +928,24 @@ def test_offset_voted_on_a_sample_and_verified_on_all_frames(monkeypatch):
         t = T0 + i * 37_000_000 + rng.randrange(1_000_000)
         port, size = 40000 + i % 500, 20 + rng.randrange(400)
         ev.append((t, "Send", "UDP", 1000 + i % 500 * 4, size, HOST, port, "10.0.0.1", 53))
-        fr.append({"t": t + offset + 30_000, "src": HOST, "sport": port, "dst": "10.0.0.1", "dport": 53,
-                   "payload": size})
+        fr.append(
+            {
+                "t": t + offset + 30_000,
+                "src": HOST,
+                "sport": port,
+                "dst": "10.0.0.1",
+                "dport": 53,
+                "payload": size,
+            }
+        )
     full = attribute(events(ev), frames(fr))
     monkeypatch.setattr(offset_mod, "SAMPLE_FRAMES", 300)
     sampled = attribute(events(ev), frames(fr))
     assert sampled.offset_source == full.offset_source == "estimated"
-    assert abs(sampled.offset_ns - full.offset_ns) <= 100_000 and abs(full.offset_ns - offset - 30_000) < 100_000
+    assert (
+        abs(sampled.offset_ns - full.offset_ns) <= 100_000 and abs(full.offset_ns - offset - 30_000) < 100_000
+    )
     assert sampled.offset_support == full.offset_support == 2000
-    assert sampled.frames.select("frame", "pid", "confidence").equals(full.frames.select("frame", "pid", "confidence"))
+    assert sampled.frames.select("frame", "pid", "confidence").equals(
+        full.frames.select("frame", "pid", "confidence")
+    )

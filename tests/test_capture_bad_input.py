@@ -1,6 +1,7 @@
 """Damaged captures: a one-line CaptureError with the byte offset when nothing can be read, otherwise the
 frames around the damage plus a warning saying what was skipped and where. The damaged files are made
 here from files written by the project's writers (or by hand with struct), then cut or overwritten."""
+
 from __future__ import annotations
 
 import logging
@@ -18,10 +19,12 @@ from etwtools.parsers.packets import Interface, Packet
 from etwtools.parsers.pcap import write_pcap
 from etwtools.parsers.pcapng import write_pcapng
 
-FRAME = bytes.fromhex(   # Ethernet, IPv4 192.168.1.10 -> 10.20.30.40, UDP 49152 -> 53, 18 bytes
+FRAME = bytes.fromhex(  # Ethernet, IPv4 192.168.1.10 -> 10.20.30.40, UDP 49152 -> 53, 18 bytes
     "66778899aabb001122334455 0800"
     "4500002e 1c46 4000 4011 0000 c0a8010a 0a141e28"
-    "c000 0035 001a 0000" "68656c6c6f2c20776f726c642121".replace(" ", ""))
+    "c000 0035 001a 0000"
+    "68656c6c6f2c20776f726c642121".replace(" ", "")
+)
 
 
 @pytest.fixture(params=["c", "python"])
@@ -39,7 +42,7 @@ SHB_START, BOM_LE = b"\x0a\x0d\x0d\x0a", b"\x4d\x3c\x2b\x1a"
 
 
 def packets(n: int) -> list[Packet]:
-    return [Packet(1_700_000_000 * 10**9 + i * 1000, FRAME[:40 + i % 7]) for i in range(n)]
+    return [Packet(1_700_000_000 * 10**9 + i * 1000, FRAME[: 40 + i % 7]) for i in range(n)]
 
 
 def pcap_file(tmp_path, n: int = 5) -> tuple[bytes, list[int]]:
@@ -74,13 +77,16 @@ def read(tmp_path, data: bytes, name: str) -> pl.DataFrame:
     return read_capture(path)
 
 
-@pytest.mark.parametrize("data,message,offset", [
-    (b"", "not a pcap or pcapng file", 0),
-    (b"\x7fELF\x02\x01\x01\x00" + bytes(40), "not a pcap or pcapng file (starts with 7f454c46)", 0),
-    (struct.pack("<I", pcap.MAGIC_US) + bytes(10), "shorter than the 24-byte header", 0),
-    (SHB_START + struct.pack("<I", 28) + BOM_LE + bytes(8), "damaged section header", 0),
-    (SHB_START + struct.pack("<I", 30) + BOM_LE + bytes(18), "damaged section header", 0),
-])
+@pytest.mark.parametrize(
+    "data,message,offset",
+    [
+        (b"", "not a pcap or pcapng file", 0),
+        (b"\x7fELF\x02\x01\x01\x00" + bytes(40), "not a pcap or pcapng file (starts with 7f454c46)", 0),
+        (struct.pack("<I", pcap.MAGIC_US) + bytes(10), "shorter than the 24-byte header", 0),
+        (SHB_START + struct.pack("<I", 28) + BOM_LE + bytes(8), "damaged section header", 0),
+        (SHB_START + struct.pack("<I", 30) + BOM_LE + bytes(18), "damaged section header", 0),
+    ],
+)
 def test_unreadable_files_raise_one_line_with_offset(tmp_path, data, message, offset):
     path = tmp_path / "bad.cap"
     path.write_bytes(data)
@@ -106,10 +112,12 @@ def _write(tmp_path, data: bytes):
 @pytest.mark.parametrize("cut", [1, 10, 17, 30])
 def test_pcap_truncated_last_record(tmp_path, caplog, walker, cut):
     data, offs = pcap_file(tmp_path)
-    df = read(tmp_path, data[:offs[-1] + cut], "t.pcap")
+    df = read(tmp_path, data[: offs[-1] + cut], "t.pcap")
     assert df.height == 4
-    assert (f"skipped {cut:,} byte(s) at offsets {offs[-1]:#x} (truncated record at the end of the file)"
-            in caplog.text)
+    assert (
+        f"skipped {cut:,} byte(s) at offsets {offs[-1]:#x} (truncated record at the end of the file)"
+        in caplog.text
+    )
 
 
 def test_pcap_damaged_caplen_costs_that_record(tmp_path, caplog, walker):
@@ -118,14 +126,16 @@ def test_pcap_damaged_caplen_costs_that_record(tmp_path, caplog, walker):
     struct.pack_into("<I", bad, offs[2] + 8, 0x7FFFFFFF)
     df = read(tmp_path, bytes(bad), "c.pcap")
     assert df["time"].dt.epoch("ns").to_list() == [p.time_ns for i, p in enumerate(packets(8)) if i != 2]
-    assert (f"skipped {offs[3] - offs[2]} byte(s) at offsets {offs[2]:#x} (damaged record, caplen 2147483647)"
-            in caplog.text)
+    assert (
+        f"skipped {offs[3] - offs[2]} byte(s) at offsets {offs[2]:#x} (damaged record, caplen 2147483647)"
+        in caplog.text
+    )
 
 
 def test_pcap_caplen_past_the_end_mid_file_is_damage_not_truncation(tmp_path, caplog, walker):
     data, offs = pcap_file(tmp_path, 8)
     bad = bytearray(data)
-    struct.pack_into("<I", bad, offs[5] + 8, 200_000)   # below the maximum, but beyond the file
+    struct.pack_into("<I", bad, offs[5] + 8, 200_000)  # below the maximum, but beyond the file
     df = read(tmp_path, bytes(bad), "d.pcap")
     assert df.height == 7
     assert f"at offsets {offs[5]:#x} (damaged record, caplen 200000)" in caplog.text
@@ -133,7 +143,7 @@ def test_pcap_caplen_past_the_end_mid_file_is_damage_not_truncation(tmp_path, ca
 
 def test_pcap_garbage_inside_is_skipped(tmp_path, caplog, walker):
     data, offs = pcap_file(tmp_path, 8)
-    df = read(tmp_path, data[:offs[4]] + b"\xee" * 37 + data[offs[4]:], "g.pcap")
+    df = read(tmp_path, data[: offs[4]] + b"\xee" * 37 + data[offs[4] :], "g.pcap")
     assert df.height == 8
     assert f"skipped 37 byte(s) at offsets {offs[4]:#x}" in caplog.text
 
@@ -149,10 +159,12 @@ def test_pcap_damage_with_nothing_after_it(tmp_path, caplog, walker):
 
 def test_pcapng_truncated_block(tmp_path, caplog, walker):
     data, offs = pcapng_file(tmp_path)
-    df = read(tmp_path, data[:offs[-1] + 20], "t.pcapng")
+    df = read(tmp_path, data[: offs[-1] + 20], "t.pcapng")
     assert df.height == 4
-    assert (f"skipped 1 damaged block(s), 20 byte(s), at offsets {offs[-1]:#x} (block runs past the end"
-            in caplog.text)
+    assert (
+        f"skipped 1 damaged block(s), 20 byte(s), at offsets {offs[-1]:#x} (block runs past the end"
+        in caplog.text
+    )
 
 
 def test_pcapng_length_not_multiple_of_4_costs_one_block(tmp_path, caplog, walker):
@@ -187,7 +199,7 @@ def test_pcapng_caplen_larger_than_block_costs_that_block(tmp_path, caplog, walk
 def test_pcapng_garbage_between_blocks_is_skipped(tmp_path, caplog, walker, garbage):
     """Whatever its length (the next block may no longer be 4-aligned), only the garbage is lost."""
     data, offs = pcapng_file(tmp_path)
-    bad = data[:offs[2]] + b"\xff" * garbage + data[offs[2]:]
+    bad = data[: offs[2]] + b"\xff" * garbage + data[offs[2] :]
     df = read(tmp_path, bad, "g.pcapng")
     assert df.height == 5
     assert f"skipped 1 damaged block(s), {garbage:,} byte(s), at offsets {offs[2]:#x}" in caplog.text
@@ -195,7 +207,7 @@ def test_pcapng_garbage_between_blocks_is_skipped(tmp_path, caplog, walker, garb
 
 def test_pcapng_damage_without_a_later_block_skips_to_the_end(tmp_path, caplog, walker):
     data, offs = pcapng_file(tmp_path)
-    bad = data[:offs[4]] + struct.pack("<II", 6, 7) + bytes(40)
+    bad = data[: offs[4]] + struct.pack("<II", 6, 7) + bytes(40)
     df = read(tmp_path, bad, "e.pcapng")
     assert df.height == 4
     assert f"skipped 1 damaged block(s), 48 byte(s), at offsets {offs[4]:#x}" in caplog.text
@@ -215,22 +227,37 @@ def rich_pcapng(tmp_path) -> bytes:
     """Two interfaces with name, if_tsresol and if_tsoffset options; packets with comments and flags."""
     path = tmp_path / "rich.pcapng"
     ifaces = [Interface(1, tsresol=9, tsoffset=5, name="eth0"), Interface(101, tsresol=0x94)]
-    write_pcapng(path, ifaces, [Packet(p.time_ns, p.data if i % 2 == 0 else p.data[14:], i % 2, None,
-                                       ("in", "out", None)[i % 3], f"c{i}" if i % 4 else None)
-                                for i, p in enumerate(packets(12))])
+    write_pcapng(
+        path,
+        ifaces,
+        [
+            Packet(
+                p.time_ns,
+                p.data if i % 2 == 0 else p.data[14:],
+                i % 2,
+                None,
+                ("in", "out", None)[i % 3],
+                f"c{i}" if i % 4 else None,
+            )
+            for i, p in enumerate(packets(12))
+        ],
+    )
     return path.read_bytes()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(kind=st.sampled_from(["pcap", "pcapng", "rich"]), cut=st.integers(0, 2000),
-       flips=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=6))
+@given(
+    kind=st.sampled_from(["pcap", "pcapng", "rich"]),
+    cut=st.integers(0, 2000),
+    flips=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=6),
+)
 def test_fuzzed_files_give_a_table_or_a_capture_error(tmp_path, kind, cut, flips):
     """Any truncation and byte overwrites: frames or CaptureError, nothing else, and no hang."""
     if kind == "rich":
         data = rich_pcapng(tmp_path)
     else:
         data, _ = (pcap_file if kind == "pcap" else pcapng_file)(tmp_path, 12)
-    bad = bytearray(data[:max(cut, 1)])
+    bad = bytearray(data[: max(cut, 1)])
     for pos, value in flips:
         if pos < len(bad):
             bad[pos] = value

@@ -1,5 +1,6 @@
 """Round trips: packets written by the project's writers read back identical (hypothesis properties), and
 the table of a written capture equals the dissection of the packets that went in."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,7 @@ from etwtools.parsers.pcapng import write_pcapng
 
 SETTINGS = settings(max_examples=60, deadline=None)
 DATA = st.binary(max_size=200)
-EXTRA = st.one_of(st.none(), st.integers(0, 10_000))           # wirelen beyond the captured bytes
+EXTRA = st.one_of(st.none(), st.integers(0, 10_000))  # wirelen beyond the captured bytes
 # 1970 .. 2106: what pcap's unsigned seconds hold
 SECONDS = st.integers(0, (1 << 32) - 1)
 
@@ -28,8 +29,14 @@ def workdir(tmp_path_factory) -> Path:
 
 def _normal(p: Packet) -> Packet:
     """What a reader gives back: wirelen always set."""
-    return Packet(p.time_ns, p.data, p.interface, len(p.data) if p.wirelen is None else p.wirelen,
-                  p.direction, p.comment)
+    return Packet(
+        p.time_ns,
+        p.data,
+        p.interface,
+        len(p.data) if p.wirelen is None else p.wirelen,
+        p.direction,
+        p.comment,
+    )
 
 
 @st.composite
@@ -44,25 +51,37 @@ def pcap_packets(draw, nano: bool):
 @st.composite
 def pcapng_packets(draw):
     """Packets on two interfaces: 0 in microseconds, 1 in nanoseconds with if_tsoffset."""
-    offset = draw(st.integers(-10**6, 10**6))
+    offset = draw(st.integers(-(10**6), 10**6))
     ifaces = [Interface(1, tsresol=6, name="us"), Interface(101, tsresol=9, tsoffset=offset)]
     out = []
     for data, extra, iface in draw(st.lists(st.tuples(DATA, EXTRA, st.integers(0, 1)), max_size=25)):
         ticks = draw(st.integers(0, (1 << 63) // 10**3 if iface == 0 else (1 << 62)))
         t = ticks * 1000 if iface == 0 else ticks + ifaces[1].tsoffset * 10**9
-        out.append(Packet(t, data, iface, None if extra is None else len(data) + extra,
-                          draw(st.sampled_from([None, "in", "out", "unknown"])),
-                          draw(st.one_of(st.none(), st.text(max_size=40)))))
+        out.append(
+            Packet(
+                t,
+                data,
+                iface,
+                None if extra is None else len(data) + extra,
+                draw(st.sampled_from([None, "in", "out", "unknown"])),
+                draw(st.one_of(st.none(), st.text(max_size=40))),
+            )
+        )
     return ifaces, out
 
 
 def _table_matches(path: Path, packets: list[Packet], link_types: list[int]) -> None:
     got = read_capture(path, with_data=True)
-    want = dissect([p.time_ns for p in packets], [p.data for p in packets],
-                   [link_types[p.interface] for p in packets], wirelens=[p.wirelen for p in packets],
-                   interfaces=[p.interface for p in packets], directions=[p.direction for p in packets],
-                   comments=[p.comment for p in packets] if "comment" in got.columns else None,
-                   with_data=True)
+    want = dissect(
+        [p.time_ns for p in packets],
+        [p.data for p in packets],
+        [link_types[p.interface] for p in packets],
+        wirelens=[p.wirelen for p in packets],
+        interfaces=[p.interface for p in packets],
+        directions=[p.direction for p in packets],
+        comments=[p.comment for p in packets] if "comment" in got.columns else None,
+        with_data=True,
+    )
     assert got.equals(want)
 
 

@@ -1,4 +1,5 @@
 """The command line: help texts, output formats, one-line errors, and the demo answer on data/."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,17 @@ def test_every_command_teaches_with_an_example(command):
 
 def test_demo_answer_frame_105540_is_store_exe():
     """README's main command on data/: the case's answer, found with an estimated clock offset."""
-    result = run("attribute", "--etl", str(DATA / "kernel.csv"), "--pcap", str(DATA / "capture.pcap"),
-                 "--tasklist", str(DATA / "tasklist.txt"), "--format", "json")
+    result = run(
+        "attribute",
+        "--etl",
+        str(DATA / "kernel.csv"),
+        "--pcap",
+        str(DATA / "capture.pcap"),
+        "--tasklist",
+        str(DATA / "tasklist.txt"),
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     by_frame = {r["frame"]: r for r in rows}
@@ -45,8 +55,15 @@ def test_demo_answer_frame_105540_is_store_exe():
 
 
 def test_demo_table_ends_with_summary_and_explains_a_frame():
-    args = ["attribute", "--etl", str(DATA / "kernel.csv"), "--pcap", str(DATA / "capture.pcap"),
-            "--tasklist", str(DATA / "tasklist.txt")]
+    args = [
+        "attribute",
+        "--etl",
+        str(DATA / "kernel.csv"),
+        "--pcap",
+        str(DATA / "capture.pcap"),
+        "--tasklist",
+        str(DATA / "tasklist.txt"),
+    ]
     table = run(*args)
     assert table.exit_code == 0, table.stderr
     assert "Summary by process" in table.stdout and "store.exe" in table.stdout
@@ -81,10 +98,16 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
     return out
 
 
-@pytest.mark.parametrize("name,command,option", [
-    ("empty.etl", "events", "--etl"), ("random.etl", "events", "--etl"), ("text.etl", "events", "--etl"),
-    ("random.pcap", "frames", "--pcap"), ("empty.etl", "frames", "--etl"),
-])
+@pytest.mark.parametrize(
+    "name,command,option",
+    [
+        ("empty.etl", "events", "--etl"),
+        ("random.etl", "events", "--etl"),
+        ("text.etl", "events", "--etl"),
+        ("random.pcap", "frames", "--pcap"),
+        ("empty.etl", "frames", "--etl"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_1(tmp_path, name, command, option):
     path = _bad_inputs(tmp_path)[name]
     result = run(command, option, str(path))

@@ -3,6 +3,7 @@
 No public capture/trace pair with a known offset exists, so these tests build the candidate pairs
 (or the frames and events) themselves, with the offsets and the wrong candidates stated in each test.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,9 +18,14 @@ HOUR = 3600 * NS
 
 def _pairs(diffs, eids=None, fids=None) -> pl.DataFrame:
     n = len(diffs)
-    return pl.DataFrame({"fid": list(fids if fids is not None else range(n)),
-                         "eid": list(eids if eids is not None else range(n)),
-                         "diff": list(diffs)}, schema={"fid": pl.Int64, "eid": pl.Int64, "diff": pl.Int64})
+    return pl.DataFrame(
+        {
+            "fid": list(fids if fids is not None else range(n)),
+            "eid": list(eids if eids is not None else range(n)),
+            "diff": list(diffs),
+        },
+        schema={"fid": pl.Int64, "eid": pl.Int64, "diff": pl.Int64},
+    )
 
 
 def test_single_exact_match_gives_an_offset_with_support_one():
@@ -38,9 +44,9 @@ def test_no_pairs_no_offset():
 
 def test_hours_plus_fraction_with_a_third_of_wrong_candidates():
     rng = np.random.default_rng(5)
-    true = -5 * HOUR + 734_250_000                      # UTC-5 written as local, plus 0.734 s of skew
+    true = -5 * HOUR + 734_250_000  # UTC-5 written as local, plus 0.734 s of skew
     good = true + rng.integers(-300_000, 300_000, 600)  # +-0.3 ms of jitter
-    bad = rng.integers(-14 * HOUR, 14 * HOUR, 300)      # wrong candidates anywhere in the window
+    bad = rng.integers(-14 * HOUR, 14 * HOUR, 300)  # wrong candidates anywhere in the window
     est = clock_offset.estimate_offset(_pairs(np.concatenate([good, bad])))
     assert abs(est.offset_ns - true) < 1_000_000
     assert 590 <= est.support <= 605
@@ -69,8 +75,15 @@ def test_ties_prefer_a_whole_quarter_hour():
 
 
 def _one_flow(n: int, t_ev: np.ndarray, offset: int) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    keys = {"protocol": ["UDP"] * n, "l_addr": ["10.0.0.1"] * n, "l_port": [5000] * n,
-            "r_addr": ["10.0.0.2"] * n, "r_port": [53] * n, "odir": ["out"] * n, "size": [40] * n}
+    keys = {
+        "protocol": ["UDP"] * n,
+        "l_addr": ["10.0.0.1"] * n,
+        "l_port": [5000] * n,
+        "r_addr": ["10.0.0.2"] * n,
+        "r_port": [53] * n,
+        "odir": ["out"] * n,
+        "size": [40] * n,
+    }
     ev = pl.DataFrame({**keys, "eid": np.arange(n), "t": t_ev})
     fr = pl.DataFrame({**keys, "fid": np.arange(n), "t": t_ev + offset})
     return fr, ev, list(keys)
@@ -106,19 +119,29 @@ def test_strictly_periodic_traffic_is_reported_as_ambiguous():
 
 
 def test_candidate_pairs_outside_the_window_are_dropped():
-    keys = {"protocol": ["UDP"], "l_addr": ["10.0.0.1"], "l_port": [5000], "r_addr": ["10.0.0.2"],
-            "r_port": [53], "odir": ["out"], "size": [40]}
+    keys = {
+        "protocol": ["UDP"],
+        "l_addr": ["10.0.0.1"],
+        "l_port": [5000],
+        "r_addr": ["10.0.0.2"],
+        "r_port": [53],
+        "odir": ["out"],
+        "size": [40],
+    }
     ev = pl.DataFrame({**keys, "eid": [0], "t": [0]})
-    fr = pl.DataFrame({**keys, "fid": [0], "t": [15 * HOUR]})   # beyond UTC+14
+    fr = pl.DataFrame({**keys, "fid": [0], "t": [15 * HOUR]})  # beyond UTC+14
     key = list(keys)
     assert clock_offset.candidate_pairs(fr, ev, key).height == 0
 
 
-@pytest.mark.parametrize("ns,text", [
-    (1263468014142415800, "2010-01-14 11:20:14.1424158 UTC"),
-    (1263468014454856000, "2010-01-14 11:20:14.454856 UTC"),
-    (0, "1970-01-01 00:00:00.000000 UTC"),
-])
+@pytest.mark.parametrize(
+    "ns,text",
+    [
+        (1263468014142415800, "2010-01-14 11:20:14.1424158 UTC"),
+        (1263468014454856000, "2010-01-14 11:20:14.454856 UTC"),
+        (0, "1970-01-01 00:00:00.000000 UTC"),
+    ],
+)
 def test_format_ns_keeps_significant_digits(ns, text):
     assert clock_offset.format_ns(ns) == text
 
@@ -136,8 +159,16 @@ def test_clock_drift_is_fitted_and_applied_per_frame():
         t = T0 + i * 18 * NS
         ev_rows.append((t, "Send", "UDP", 600 + i % 3, 50 + i % 7, "10.0.0.5", 40000 + i, "10.0.0.1", 53))
         off = HOUR + 250_000_000 + (t - T0) * ppm // 1_000_000
-        fr_rows.append({"t": t + off, "src": "10.0.0.5", "sport": 40000 + i, "dst": "10.0.0.1", "dport": 53,
-                        "payload": 50 + i % 7})
+        fr_rows.append(
+            {
+                "t": t + off,
+                "src": "10.0.0.5",
+                "sport": 40000 + i,
+                "dst": "10.0.0.1",
+                "dport": 53,
+                "payload": 50 + i % 7,
+            }
+        )
     r = attribute(events(ev_rows), frames(fr_rows))
     assert r.estimate.drift_ppm == pytest.approx(ppm, abs=0.5)
     assert r.drift_ppm == r.estimate.drift_ppm
@@ -165,10 +196,20 @@ def test_drift_support_counts_the_whole_line_and_is_not_called_ambiguous():
         ev_rows, fr_rows = [], []
         for i in range(n):
             t = T0 + i * step * NS
-            ev_rows.append((t, "Send", "UDP", 600 + i % 3, 50 + i % 7, "10.0.0.5", 40000 + i % 50, "10.0.0.1", 53))
+            ev_rows.append(
+                (t, "Send", "UDP", 600 + i % 3, 50 + i % 7, "10.0.0.5", 40000 + i % 50, "10.0.0.1", 53)
+            )
             off = -7 * HOUR + 5_000_000 + (t - T0) * ppm // 1_000_000
-            fr_rows.append({"t": t + off, "src": "10.0.0.5", "sport": 40000 + i % 50, "dst": "10.0.0.1",
-                            "dport": 53, "payload": 50 + i % 7})
+            fr_rows.append(
+                {
+                    "t": t + off,
+                    "src": "10.0.0.5",
+                    "sport": 40000 + i % 50,
+                    "dst": "10.0.0.1",
+                    "dport": 53,
+                    "payload": 50 + i % 7,
+                }
+            )
         r = attribute(events(ev_rows), frames(fr_rows))
         assert r.estimate.drift_ppm == pytest.approx(ppm, abs=0.5)
         assert r.offset_support == n

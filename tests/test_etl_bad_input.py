@@ -1,6 +1,7 @@
 """Damaged and foreign input (acceptance 4 of issue 2): one-line EtlError with file and offset, or the
 intact buffers' records plus a warning counting what was skipped. Damaged files are made in tmp_path
 from real corpus files (cut, bytes overwritten)."""
+
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,8 @@ from etwtools.errors import EtlError, EtwToolsError
 from etwtools.parsers.etl import container
 from etwtools.parsers.etl.container import count_records, open_etl
 
-KN = "tx/KernelNetwork.etl"            # uncompressed, 0x2000-byte buffers, 8,924 records
-X64 = "perfview/net.4.5.2.x64.etl"     # compressed, 179,474 records
+KN = "tx/KernelNetwork.etl"  # uncompressed, 0x2000-byte buffers, 8,924 records
+X64 = "perfview/net.4.5.2.x64.etl"  # compressed, 179,474 records
 BUF = 0x2000
 
 
@@ -46,6 +47,7 @@ def one_line(exc: EtlError, path) -> str:
 
 # ---------------------------------------------------------------- nothing usable: EtlError
 
+
 def test_empty_file(tmp_path):
     path = write(tmp_path, "empty.etl", b"")
     with pytest.raises(EtlError) as e:
@@ -75,10 +77,13 @@ def test_missing_file(tmp_path):
     assert "cannot open" in str(e.value) and isinstance(e.value, EtwToolsError)
 
 
-@pytest.mark.parametrize("cut, where, reason", [
-    (0x30, 0x0, "too short for a buffer header"),
-    (0x100, 0x4C, "logfile header record of 364 bytes does not fit the first buffer"),
-])
+@pytest.mark.parametrize(
+    "cut, where, reason",
+    [
+        (0x30, 0x0, "too short for a buffer header"),
+        (0x100, 0x4C, "logfile header record of 364 bytes does not fit the first buffer"),
+    ],
+)
 def test_file_cut_inside_the_header_buffer(corpus, tmp_path, cut, where, reason):
     path = write(tmp_path, "cut.etl", (corpus / X64).read_bytes()[:cut])
     with pytest.raises(EtlError) as e:
@@ -88,7 +93,7 @@ def test_file_cut_inside_the_header_buffer(corpus, tmp_path, cut, where, reason)
 
 def test_header_record_that_is_not_a_logfile_header(corpus, tmp_path):
     raw = bytearray((corpus / KN).read_bytes())
-    raw[0x48 + 7] = 0x06                       # hook 0x0600 instead of 0x0000
+    raw[0x48 + 7] = 0x06  # hook 0x0600 instead of 0x0000
     path = write(tmp_path, "hook.etl", bytes(raw))
     with pytest.raises(EtlError) as e:
         open_etl(path)
@@ -97,7 +102,7 @@ def test_header_record_that_is_not_a_logfile_header(corpus, tmp_path):
 
 def test_unusable_clock_in_header(corpus, tmp_path):
     raw = bytearray((corpus / KN).read_bytes())
-    struct.pack_into("<I", raw, 0x68 + 0x110, 7)    # ReservedFlags (clock type) of the 64-bit header
+    struct.pack_into("<I", raw, 0x68 + 0x110, 7)  # ReservedFlags (clock type) of the 64-bit header
     path = write(tmp_path, "clock.etl", bytes(raw))
     with pytest.raises(EtlError) as e:
         open_etl(path)
@@ -105,6 +110,7 @@ def test_unusable_clock_in_header(corpus, tmp_path):
 
 
 # ---------------------------------------------------------------- damage costs only its unit
+
 
 def test_file_cut_in_the_middle_of_a_plain_buffer(corpus, tmp_path, caplog):
     raw = (corpus / KN).read_bytes()
@@ -118,7 +124,7 @@ def test_file_cut_in_the_middle_of_a_plain_buffer(corpus, tmp_path, caplog):
     last = next(b for b in batches if (b.file_offset == 50 * BUF).any())
     sel = last.file_offset == 50 * BUF
     assert got == whole + sel.sum() and 0 < sel.sum() < per_buffer[50 * BUF]
-    seg_start = int(last.offset[sel][0]) - 0x48            # record area of the buffer starts at 0x48
+    seg_start = int(last.offset[sel][0]) - 0x48  # record area of the buffer starts at 0x48
     assert (last.offset[sel] - seg_start + last.payload_size[sel] <= 0x1000).all()
     assert f.stats.damaged_buffers == 1 and f.stats.skipped_records == 1
     assert f.stats.trailing_bytes == 0x1000
@@ -129,9 +135,9 @@ def test_file_cut_in_the_middle_of_a_plain_buffer(corpus, tmp_path, caplog):
 
 def test_file_cut_in_the_middle_of_a_compressed_buffer(corpus, tmp_path):
     raw = (corpus / X64).read_bytes()
-    third = 0x3CA8                                               # start of the third buffer
+    third = 0x3CA8  # start of the third buffer
     assert struct.unpack_from("<I", raw, third)[0] > 0x2000
-    path = write(tmp_path, "cut.etl", raw[:third + 0x2000])
+    path = write(tmp_path, "cut.etl", raw[: third + 0x2000])
     per_buffer = records_by_buffer(corpus, X64)
     f, batches = read(path)
     assert sum(len(b) for b in batches) == per_buffer[0] + per_buffer[0x200] == 428
@@ -146,11 +152,14 @@ def second_record(raw: bytes, buffer: int) -> int:
     return first + ((struct.unpack_from("<H", raw, first)[0] + 7) & ~7)
 
 
-@pytest.mark.parametrize("size, reason", [
-    (0, "record size smaller than its header"),
-    (0xFFF0, "record runs past the end of the buffer"),
-    (None, "record runs past the end of the buffer"),    # overlaps the buffer's end by 8 bytes
-])
+@pytest.mark.parametrize(
+    "size, reason",
+    [
+        (0, "record size smaller than its header"),
+        (0xFFF0, "record runs past the end of the buffer"),
+        (None, "record runs past the end of the buffer"),  # overlaps the buffer's end by 8 bytes
+    ],
+)
 def test_corrupted_record_size_skips_one_record(corpus, tmp_path, size, reason):
     """EVENT_HEADER size (u16 @0) of the 2nd record of buffer 5 corrupted: the walk resyncs after it."""
     raw = bytearray((corpus / KN).read_bytes())
@@ -176,9 +185,12 @@ def test_corrupted_record_size_skips_one_record(corpus, tmp_path, size, reason):
 def test_corrupted_kernel_record_size(corpus, tmp_path):
     """A PERFINFO record (size u16 @4) set to 0 in a compressed file's buffer is skipped, the rest kept."""
     from etwtools.parsers.etl import structs
+
     s = structs.structs_for(8)
-    recs = [structs.build_record(s.perfinfo_header, bytes(24), opcode=3, group=3, timestamp=100 + i)
-            for i in range(40)]
+    recs = [
+        structs.build_record(s.perfinfo_header, bytes(24), opcode=3, group=3, timestamp=100 + i)
+        for i in range(40)
+    ]
     raw = bytearray(structs.build_etl(recs, buffer_size=0x400, start_time=132404548206236167))
     p = 0x400 + 0x48 + 3 * len(recs[0])
     struct.pack_into("<H", raw, p + 4, 0)
@@ -190,7 +202,7 @@ def test_corrupted_kernel_record_size(corpus, tmp_path):
 
 def test_undecodable_compressed_buffer_is_skipped_whole(corpus, tmp_path):
     raw = bytearray((corpus / X64).read_bytes())
-    raw[0x3CA8 + 0x100:0x3CA8 + 0x140] = bytes(64)
+    raw[0x3CA8 + 0x100 : 0x3CA8 + 0x140] = bytes(64)
     path = write(tmp_path, "lz.etl", bytes(raw))
     per_buffer = records_by_buffer(corpus, X64)
     f, batches = read(path)
@@ -201,12 +213,12 @@ def test_undecodable_compressed_buffer_is_skipped_whole(corpus, tmp_path):
 
 def test_bad_buffer_header_in_plain_file_skips_one_buffer(corpus, tmp_path):
     raw = bytearray((corpus / KN).read_bytes())
-    struct.pack_into("<I", raw, 5 * BUF, 0)          # BufferSize 0: would never advance
+    struct.pack_into("<I", raw, 5 * BUF, 0)  # BufferSize 0: would never advance
     path = write(tmp_path, "bufsize.etl", bytes(raw))
     per_buffer = records_by_buffer(corpus, KN)
     f, batches = read(path)
     assert sum(len(b) for b in batches) == 8924 - per_buffer[5 * BUF]
-    assert f.stats.skipped_records == per_buffer[5 * BUF]    # counted in the skipped bytes
+    assert f.stats.skipped_records == per_buffer[5 * BUF]  # counted in the skipped bytes
     assert f.stats.skipped_bytes == BUF and f.stats.damage_offsets == [5 * BUF]
 
 
@@ -239,16 +251,21 @@ def test_random_damage_never_raises_anything_but_etlerror(corpus, tmp_path, monk
     rng = np.random.default_rng(0)
     outcomes = {"records": 0, "error": 0}
     start = time.monotonic()
-    for name in ["etl-parser/lxcore_kernel.etl", "perfview/SelfDescribingSingleEvent.etl",
-                 "tx/WsRm01.etl", "perfview/smallEtlFile.etl", "pktmon/demikernel-PktMon.etl"]:
+    for name in [
+        "etl-parser/lxcore_kernel.etl",
+        "perfview/SelfDescribingSingleEvent.etl",
+        "tx/WsRm01.etl",
+        "perfview/smallEtlFile.etl",
+        "pktmon/demikernel-PktMon.etl",
+    ]:
         raw = (corpus / name).read_bytes()
         for _ in range(60):
             d = bytearray(raw)
             for _ in range(int(rng.integers(1, 20))):
                 pos = int(rng.integers(0, len(d)))
-                d[pos:pos + 2] = rng.integers(0, 256, 2, np.uint8).tobytes()
+                d[pos : pos + 2] = rng.integers(0, 256, 2, np.uint8).tobytes()
             if rng.random() < 0.2:
-                d = d[:int(rng.integers(0, len(d)))]
+                d = d[: int(rng.integers(0, len(d)))]
             path = write(tmp_path, "fuzz.etl", bytes(d))
             try:
                 count_records(path)
@@ -263,8 +280,8 @@ def test_random_damage_never_raises_anything_but_etlerror(corpus, tmp_path, monk
 def test_bad_buffer_header_with_no_usable_stride_scans_for_the_next_buffer(corpus, tmp_path):
     """The logfile header's BufferSize is bad too (0x48), so the next plain buffer is found by scanning."""
     raw = bytearray((corpus / KN).read_bytes())
-    struct.pack_into("<I", raw, 0x68, 0x48)          # TRACE_LOGFILE_HEADER.BufferSize
-    struct.pack_into("<I", raw, BUF, 0)              # the first data buffer's BufferSize
+    struct.pack_into("<I", raw, 0x68, 0x48)  # TRACE_LOGFILE_HEADER.BufferSize
+    struct.pack_into("<I", raw, BUF, 0)  # the first data buffer's BufferSize
     path = write(tmp_path, "stride.etl", bytes(raw))
     per_buffer = records_by_buffer(corpus, KN)
     f, batches = read(path)
@@ -300,11 +317,11 @@ def test_damaged_record_timestamps_are_warned_not_silently_wrapped(corpus, tmp_p
     with open_etl(corpus / KN) as f:
         batch = next(f.batches())
         idx = np.flatnonzero(batch.event_id == 10)[:3]
-        heads = [bytes(batch.data[int(batch.offset[i]):int(batch.offset[i]) + 0x50]) for i in idx]
+        heads = [bytes(batch.data[int(batch.offset[i]) : int(batch.offset[i]) + 0x50]) for i in idx]
         start = f.clock.anchor_ns
     for head, value in zip(heads, [2**63 - 1, 2**64 - 1, 0]):
         p = raw.find(head)
-        struct.pack_into("<Q", raw, p + 0x10, value)          # EVENT_HEADER.TimeStamp
+        struct.pack_into("<Q", raw, p + 0x10, value)  # EVENT_HEADER.TimeStamp
     f, batches = read(write(tmp_path, "ts.etl", bytes(raw)))
     assert sum(len(b) for b in batches) == 8924
     assert f.stats.bad_time_records == 3
@@ -312,7 +329,7 @@ def test_damaged_record_timestamps_are_warned_not_silently_wrapped(corpus, tmp_p
     assert "3 record(s) have a timestamp outside the trace" in line and "0x2000" in line
     assert any(r.getMessage() == line for r in caplog.records if r.levelno == logging.WARNING)
     times = np.concatenate([b.time for b in batches])
-    assert (times >= start - 60 * 10**9).sum() == 8924 - 3          # 2^63-1 wraps to 1985: kept, warned
+    assert (times >= start - 60 * 10**9).sum() == 8924 - 3  # 2^63-1 wraps to 1985: kept, warned
 
 
 def test_intact_corpus_timestamps_are_inside_the_trace(corpus):

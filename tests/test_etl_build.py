@@ -5,6 +5,7 @@ no public file has (netsh TCPIP/NDIS traces). The checks here make sure what the
 write is what a reader finds: header fields, every EVENT_HEADER descriptor field, kernel headers,
 times on the QPC clock, per-processor buffers, determinism.
 """
+
 from __future__ import annotations
 
 import struct
@@ -35,10 +36,29 @@ def _read(path):
 def test_event_header_fields_round_trip(tmp_path, pointer_size):
     w = EtlWriter(pointer_size=pointer_size, start=START, perf_freq=10_000_000)
     t = START + timedelta(seconds=1, microseconds=234_567)
-    w.event(PROVIDER, 4321, b"payload!", time=t, level=2, keyword=0x8000000000000081, opcode=7,
-            version=3, pid=1234, tid=5678, task=99, channel=16)
-    w.event(TCPIP, 1055, struct.pack("<6I", 1, 2, 3, 4, 5, 6), time=timedelta(seconds=2), level=3,
-            keyword=0x8000000080, task=1055)
+    w.event(
+        PROVIDER,
+        4321,
+        b"payload!",
+        time=t,
+        level=2,
+        keyword=0x8000000000000081,
+        opcode=7,
+        version=3,
+        pid=1234,
+        tid=5678,
+        task=99,
+        channel=16,
+    )
+    w.event(
+        TCPIP,
+        1055,
+        struct.pack("<6I", 1, 2, 3, 4, 5, 6),
+        time=timedelta(seconds=2),
+        level=3,
+        keyword=0x8000000080,
+        task=1055,
+    )
     header, batches, stats = _read(w.write(tmp_path / "e.etl"))
     assert header.pointer_size == pointer_size
     assert header.perf_freq == 10_000_000 and header.clock_type == 1
@@ -96,11 +116,13 @@ def test_qpc_clock_other_frequency(tmp_path):
 
 def test_buffers_per_processor_and_determinism(tmp_path):
     """Records spill into several 4 KiB buffers per processor; the file order is flush order."""
+
     def build():
         w = EtlWriter(start=START, buffer_size=0x1000)
         for i in range(300):
-            w.event(PROVIDER, 1 + i % 2, struct.pack("<I", i) * 8, time=timedelta(milliseconds=i),
-                    processor=i % 2)
+            w.event(
+                PROVIDER, 1 + i % 2, struct.pack("<I", i) * 8, time=timedelta(milliseconds=i), processor=i % 2
+            )
         return w
 
     w = build()
@@ -147,8 +169,14 @@ def test_shaped_events(tmp_path):
     assert ev.event_id.tolist() == [1055, 1063, 1058, 1001, 1001, 1001, 160]
     assert ev.level.tolist() == [3, 4, 3, 4, 4, 4, 4]
     assert [hex(k) for k in ev.keyword.tolist()] == [
-        "0x8000000080", "0x8000000080", "0x18000000080",
-        "0x140000001", "0x100000001", "0x180000001", "0x10"]
+        "0x8000000080",
+        "0x8000000080",
+        "0x18000000080",
+        "0x140000001",
+        "0x100000001",
+        "0x180000001",
+        "0x10",
+    ]
     assert ev.payload(3)[:12] == struct.pack("<III", 12, 12, 40)
     assert len(ev.payload(5)) == 12 + 20 + 16  # last fragment, then the two Gft u64
     with pytest.raises(ValueError):

@@ -5,6 +5,7 @@ compressed buffers, 403 PktMon events of which 114 are packet events, id 160) an
 Packet Monitor wrote from that same ETL. The pcapng is the answer: same frames, same order, same
 bytes, same times to the microsecond (pcapng stores microseconds; the ETL has 100 ns ticks).
 """
+
 from __future__ import annotations
 
 import re
@@ -55,10 +56,17 @@ def test_pktmon_values(pair):
     by = etl.group_by("direction", "dst_addr").len().sort("direction").rows()
     assert by == [("in", "10.9.1.22", 38), ("out", "10.9.1.14", 76)]
     # interface = PktMon ComponentId; pktmon's pcapng has one interface and no direction flags
-    assert etl.group_by("interface").len().sort("interface").rows() == [(48, 19), (50, 19), (59, 38), (61, 38)]
+    assert etl.group_by("interface").len().sort("interface").rows() == [
+        (48, 19),
+        (50, 19),
+        (59, 38),
+        (61, 38),
+    ]
     assert etl["notes"].null_count() == 114
-    assert etl["component"].to_list()[:2] == ["Microsoft Hyper-V Network Adapter #3 [59]",
-                                              "XDP Lightweight Filter [61]"]
+    assert etl["component"].to_list()[:2] == [
+        "Microsoft Hyper-V Network Adapter #3 [59]",
+        "XDP Lightweight Filter [61]",
+    ]
 
 
 def test_pktmon_has_packets_and_interfaces(corpus):
@@ -70,9 +78,10 @@ def test_pktmon_has_packets_and_interfaces(corpus):
         "PktMon component 48: Mellanox ConnectX-4 Lx Virtual Ethernet Adapter #2 (mlx5.sys)",
         "PktMon component 50: NETVSCVFPP (NULL)",
         "PktMon component 59: Microsoft Hyper-V Network Adapter #3 (netvsc.sys)",
-        "PktMon component 61: XDP Lightweight Filter (xdp.sys)"]
+        "PktMon component 61: XDP Lightweight Filter (xdp.sys)",
+    ]
     assert {i.link_type for i in interfaces} == {1}
-    assert sum(1 for _ in packets) == 38   # one per packet by default
+    assert sum(1 for _ in packets) == 38  # one per packet by default
     _, packets = iter_etl_capture(path, appearances=True)
     assert sum(1 for _ in packets) == 114
 
@@ -86,8 +95,22 @@ def test_corpus_files_without_packets(corpus):
 
 def _udp_ipv4() -> bytes:
     body = struct.pack("!HHHH", 5000, 53, 8 + 4, 0) + b"abcd"
-    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 7, 0, 64, 17, 0,
-                       bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])) + body
+    return (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(body),
+            7,
+            0,
+            64,
+            17,
+            0,
+            bytes([10, 0, 0, 1]),
+            bytes([10, 0, 0, 2]),
+        )
+        + body
+    )
 
 
 @pytest.mark.parametrize("pointer_size", [4, 8])
@@ -97,16 +120,32 @@ def test_built_pktmon(tmp_path, pointer_size):
     w = EtlWriter(pointer_size=pointer_size, start=START)
     frame = _udp_ipv4()
     w.pktmon_packet(frame, time=timedelta(milliseconds=1), packet_type=3, direction="out", component=9)
-    w.pktmon_packet(frame, time=timedelta(milliseconds=2), packet_type=3, direction=None, component=9,
-                    event_id=170, drop_reason=25, drop_location=0xE0004)
-    w.pktmon_packet(frame[:20], time=timedelta(milliseconds=3), packet_type=3, direction="in", component=9,
-                    original_size=len(frame))
+    w.pktmon_packet(
+        frame,
+        time=timedelta(milliseconds=2),
+        packet_type=3,
+        direction=None,
+        component=9,
+        event_id=170,
+        drop_reason=25,
+        drop_location=0xE0004,
+    )
+    w.pktmon_packet(
+        frame[:20],
+        time=timedelta(milliseconds=3),
+        packet_type=3,
+        direction="in",
+        component=9,
+        original_size=len(frame),
+    )
     df = read_etl_frames(w.write(tmp_path / "pm.etl"), with_data=True, appearances=True)
     assert df["direction"].to_list() == ["out", "unknown", "in"]
     assert df["link_type"].to_list() == [101, 101, 101]
     assert df["data"].to_list() == [frame, frame, frame[:20]]
     assert df["caplen"].to_list() == [32, 32, 20] and df["wirelen"].to_list() == [32, 32, 32]
-    assert df["notes"].to_list()[1] == "dropped at component 9: InvalidVlanFormat (reason 25) location 0xe0004"
+    assert (
+        df["notes"].to_list()[1] == "dropped at component 9: InvalidVlanFormat (reason 25) location 0xe0004"
+    )
     assert df["dst_port"].to_list()[:2] == [53, 53]
     assert df.schema["time"] == pl.Datetime("ns", "UTC")
 
@@ -160,8 +199,10 @@ def test_pktmon_one_row_per_packet(corpus):
     # 19 pings in (netvsc, then XDP), 19 replies out (XDP, netvsc, the VF path, the Mellanox NIC)
     by = df.group_by("direction", "appearances").len().sort("direction").rows()
     assert by == [("in", 2, 19), ("out", 4, 19)]
-    assert df["components"][1] == ("XDP Lightweight Filter [61] > Microsoft Hyper-V Network Adapter #3 [59] > "
-                                   "NETVSCVFPP [50] > Mellanox ConnectX-4 Lx Virtual Ethernet Adapter #2 [48]")
+    assert df["components"][1] == (
+        "XDP Lightweight Filter [61] > Microsoft Hyper-V Network Adapter #3 [59] > "
+        "NETVSCVFPP [50] > Mellanox ConnectX-4 Lx Virtual Ethernet Adapter #2 [48]"
+    )
 
 
 def test_pktmon_cli_views(corpus):
@@ -182,26 +223,53 @@ def test_built_pktmon_drops_and_paths(tmp_path):
     second keeps one row with the drop text; another packet of the same group (PktNumber 2) is its
     own row; component names come from the component rundown (event 20)."""
     w = EtlWriter(start=START)
-    rundown = [(9, "Intel(R) Wi-Fi 6 AX201 160MHz", "Netwtw10.sys"), (12, "WFP Native MAC Layer LightWeight Filter",
-                                                                      "wfplwfs.sys")]
+    rundown = [
+        (9, "Intel(R) Wi-Fi 6 AX201 160MHz", "Netwtw10.sys"),
+        (12, "WFP Native MAC Layer LightWeight Filter", "wfplwfs.sys"),
+    ]
     for comp, desc, driver in rundown:
-        w.event(PKTMON_GUID, 20, struct.pack("<HH", comp, 1) + (driver + "\0" + desc + "\0").encode("utf-16-le"),
-                time=timedelta(0))
+        w.event(
+            PKTMON_GUID,
+            20,
+            struct.pack("<HH", comp, 1) + (driver + "\0" + desc + "\0").encode("utf-16-le"),
+            time=timedelta(0),
+        )
     frame = _udp_ipv4()
     w.pktmon_packet(frame, time=timedelta(milliseconds=1), component=9, group_id=77, number=1, appearance=1)
-    w.pktmon_packet(frame, time=timedelta(milliseconds=2), component=12, group_id=77, number=1, appearance=2,
-                    event_id=170, drop_reason=8, drop_location=0x1C)
+    w.pktmon_packet(
+        frame,
+        time=timedelta(milliseconds=2),
+        component=12,
+        group_id=77,
+        number=1,
+        appearance=2,
+        event_id=170,
+        drop_reason=8,
+        drop_location=0x1C,
+    )
     w.pktmon_packet(frame, time=timedelta(milliseconds=3), component=9, group_id=77, number=2, appearance=1)
-    w.pktmon_packet(frame, time=timedelta(milliseconds=4), component=9, group_id=78, number=1, appearance=1,
-                    event_id=170, drop_reason=9999)
+    w.pktmon_packet(
+        frame,
+        time=timedelta(milliseconds=4),
+        component=9,
+        group_id=78,
+        number=1,
+        appearance=1,
+        event_id=170,
+        drop_reason=9999,
+    )
     path = w.write(tmp_path / "drops.etl")
     df = read_etl_frames(path)
     assert df.height == 3
     assert df["components"].to_list() == [
         "Intel(R) Wi-Fi 6 AX201 160MHz [9] > WFP Native MAC Layer LightWeight Filter [12]",
-        "Intel(R) Wi-Fi 6 AX201 160MHz [9]", "Intel(R) Wi-Fi 6 AX201 160MHz [9]"]
+        "Intel(R) Wi-Fi 6 AX201 160MHz [9]",
+        "Intel(R) Wi-Fi 6 AX201 160MHz [9]",
+    ]
     assert df["notes"].to_list() == [
-        "dropped at WFP Native MAC Layer LightWeight Filter [12]: Filtered (reason 8) location 0x1c", None,
-        "dropped at Intel(R) Wi-Fi 6 AX201 160MHz [9]: reason 9999"]
+        "dropped at WFP Native MAC Layer LightWeight Filter [12]: Filtered (reason 8) location 0x1c",
+        None,
+        "dropped at Intel(R) Wi-Fi 6 AX201 160MHz [9]: reason 9999",
+    ]
     assert df["appearances"].to_list() == [2, 1, 1]
     assert read_etl_frames(path, appearances=True).height == 4

@@ -1,4 +1,5 @@
 """The columnar all-events decoder: same values as the record-by-record reference, typed tables, streaming."""
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,18 @@ def _norm(value):
 
 
 def _sample(batch) -> np.ndarray:
-    key = np.stack([batch.htype.astype(np.int64), batch.provider.astype(np.int64), batch.group.astype(np.int64),
-                    batch.event_id.astype(np.int64), batch.opcode.astype(np.int64),
-                    batch.version.astype(np.int64), batch.pointer_size.astype(np.int64)], axis=1)
+    key = np.stack(
+        [
+            batch.htype.astype(np.int64),
+            batch.provider.astype(np.int64),
+            batch.group.astype(np.int64),
+            batch.event_id.astype(np.int64),
+            batch.opcode.astype(np.int64),
+            batch.version.astype(np.int64),
+            batch.pointer_size.astype(np.int64),
+        ],
+        axis=1,
+    )
     _, inverse = np.unique(key, axis=0, return_inverse=True)
     inverse = inverse.ravel()
     order = np.argsort(inverse, kind="stable")
@@ -70,7 +80,9 @@ def test_values_equal_the_reference_on_every_corpus_file(corpus):
                 traced += int(tl.sum())
                 ours, theirs = ours.filter(~tl), theirs.filter(~tl)
                 assert ours.drop("fields").equals(theirs.drop("fields")), path
-                for a, b, dname, rec in zip(ours["fields"], theirs["fields"], ours["decoder"], ours["record"]):
+                for a, b, dname, rec in zip(
+                    ours["fields"], theirs["fields"], ours["decoder"], ours["record"]
+                ):
                     assert _norm(json.loads(a)) == _norm(json.loads(b)), (path.name, rec)
                     decoded += dname != "hex"
                 compared += ours.height
@@ -87,9 +99,11 @@ def test_tables_are_typed_per_event_type(shutdown_tables):
     by = {}
     for t in shutdown_tables:
         by.setdefault(t.name, []).append(t.frame)
-    image = pl.concat(by["Image.op10.v3"] if "Image.op10.v3" in by else by[next(n for n in by if
-                                                                                 n.startswith("Image.op") and
-                                                                                 not n.endswith("hex"))])
+    image = pl.concat(
+        by["Image.op10.v3"]
+        if "Image.op10.v3" in by
+        else by[next(n for n in by if n.startswith("Image.op") and not n.endswith("hex"))]
+    )
     assert image.schema["FileName"] == pl.Utf8 and image.schema["ImageBase"] == pl.UInt64
     assert image.schema["time"] == pl.Datetime("ns", "UTC") and image.schema["ProcessId"] == pl.UInt32
     assert image["FileName"].str.to_lowercase().str.contains(r"\.(dll|exe|sys)$").mean() > 0.9
@@ -113,7 +127,7 @@ def test_filters_skip_records_before_decoding(corpus, monkeypatch):
     monkeypatch.setattr(columnar.Decoder, "decode", spy)
     tables = list(columnar.iter_events(path, providers=["microsoft-windows-kernel-network"], ids=[27, 59]))
     frame = pl.concat([t.frame for t in tables])
-    assert sum(seen) == frame.height == 134 + 61          # the corpus README's counts of ids 27 and 59
+    assert sum(seen) == frame.height == 134 + 61  # the corpus README's counts of ids 27 and 59
     assert set(frame["event_id"]) == {27, 59}
     tcp = pl.concat([t.frame for t in tables if t.name.endswith("id27.v0")])
     assert tcp.schema["sport"] == pl.Int32 and tcp["protocol"].unique().to_list() == ["TCP"]
@@ -124,14 +138,18 @@ def test_filters_skip_records_before_decoding(corpus, monkeypatch):
 def test_cli_parquet_directory_one_file_per_event_type(corpus, tmp_path):
     path = corpus / "perfview" / "net.4.5.2.x64.etl"
     out = tmp_path / "events"
-    result = CliRunner().invoke(cli, ["events", "--all", "--etl", str(path), "-f", "parquet", "-o", f"{out}/"])
+    result = CliRunner().invoke(
+        cli, ["events", "--all", "--etl", str(path), "-f", "parquet", "-o", f"{out}/"]
+    )
     assert result.exit_code == 0, result.output
     files = sorted(out.glob("*.parquet"))
     assert len(files) > 100
-    total = sum(pl.read_parquet_schema(f) is not None and pl.scan_parquet(f).select(pl.len()).collect().item()
-                for f in files)
+    total = sum(
+        pl.read_parquet_schema(f) is not None and pl.scan_parquet(f).select(pl.len()).collect().item()
+        for f in files
+    )
     assert total == count_records(path) == 179474
-    send = pl.read_parquet(out / "TcpIp.op26.v2.parquet")     # TcpIp SendIPV6: etwtools' own decoder
+    send = pl.read_parquet(out / "TcpIp.op26.v2.parquet")  # TcpIp SendIPV6: etwtools' own decoder
     assert send.schema["pid"] == pl.Int64 and send.schema["size"] == pl.Int64
     assert send["protocol"].unique().to_list() == ["TCP"] and send["ip_version"].unique().to_list() == [6]
 
@@ -150,7 +168,8 @@ def test_numpy_fallback_gives_the_same_tables(corpus, monkeypatch):
     """Without the C accelerator (a build without a compiler) the numpy paths give identical tables."""
     if columnar._c is None:
         (pytest.fail if os.environ.get("ETWTOOLS_REQUIRE_C") else pytest.skip)(
-            "the C accelerator etwtools.parsers.etl._columnar is not built")
+            "the C accelerator etwtools.parsers.etl._columnar is not built"
+        )
     path = corpus / "etl-parser" / "ShutdownPerfDiagLogger.etl"
     with_c = list(columnar.iter_events(path))
     monkeypatch.setattr(columnar, "_c", None)
@@ -170,7 +189,7 @@ def test_parquet_dir_with_tiny_budgets_keeps_every_row(corpus, tmp_path, monkeyp
     monkeypatch.setattr(event_tables, "BUDGET", 64 << 10)
     monkeypatch.setattr(event_tables, "MAX_OPEN", 2)
     monkeypatch.setattr(event_tables, "MAX_GROUPS", 3)
-    monkeypatch.setattr(columnar, "CHUNK", 64 << 10)      # many batches: each type's rows come in pieces
+    monkeypatch.setattr(columnar, "CHUNK", 64 << 10)  # many batches: each type's rows come in pieces
     rows = event_tables.write_parquet_dir(columnar.iter_events(path), tmp_path)
     assert sum(rows.values()) == count_records(path) == 10344
     assert any(".part2." in f.name for f in tmp_path.iterdir())
@@ -186,17 +205,33 @@ def test_parquet_dir_with_tiny_budgets_keeps_every_row(corpus, tmp_path, monkeyp
 
 def test_tracelogging_events_decode_from_their_own_metadata(corpus):
     """Self-describing events: the layout comes from each event's metadata item (names, types, structs)."""
-    single = [t for t in columnar.iter_events(corpus / "perfview" / "SelfDescribingSingleEvent.etl")
-              if t.decoder == "tracelogging"]
+    single = [
+        t
+        for t in columnar.iter_events(corpus / "perfview" / "SelfDescribingSingleEvent.etl")
+        if t.decoder == "tracelogging"
+    ]
     assert [t.name for t in single] == ["MySource.TestEvent"]
-    assert single[0].frame.select("a.b", "a.c").row(0) == ("Hello", "World!")      # struct a {b, c}
-    prim = pl.concat([t.frame for t in columnar.iter_events(corpus / "perfview" / "primitive-types.etl")
-                      if t.name == "solar_system.PrimitiveTypesTest"])
+    assert single[0].frame.select("a.b", "a.c").row(0) == ("Hello", "World!")  # struct a {b, c}
+    prim = pl.concat(
+        [
+            t.frame
+            for t in columnar.iter_events(corpus / "perfview" / "primitive-types.etl")
+            if t.name == "solar_system.PrimitiveTypesTest"
+        ]
+    )
     assert prim["string_type"].to_list() == ["Mercury", "Venus", "Earth", "Mars", "Jupiter"]
     assert prim["char_type"].to_list() == [ord(p[0]) for p in prim["string_type"]]
-    assert (prim["int16_type"] * 2 == prim["int32_type"]).all() and (prim["uint16_type"] == -prim["int16_type"]).all()
+    assert (prim["int16_type"] * 2 == prim["int32_type"]).all() and (
+        prim["uint16_type"] == -prim["int16_type"]
+    ).all()
     assert prim.schema["file_time_type"] == pl.Datetime("ns", "UTC") and prim.schema["guid_type"] == pl.Utf8
     st = prim["system_time_type"].struct.unnest().row(0, named=True)
     ft = prim["file_time_type"][0]
-    assert (st["year"], st["month"], st["day"], st["hour"], st["minute"]) == (ft.year, ft.month, ft.day, 14, 59)
+    assert (st["year"], st["month"], st["day"], st["hour"], st["minute"]) == (
+        ft.year,
+        ft.month,
+        ft.day,
+        14,
+        59,
+    )
     assert (st["hour"], st["minute"]) == (ft.hour, ft.minute)

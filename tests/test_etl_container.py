@@ -1,4 +1,5 @@
 """The ETL container on the real corpus: buffers, records, headers, clock, C accelerator vs fallback."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -50,8 +51,10 @@ def concat(batches, name):
 
 # ---------------------------------------------------------------- acceptance 3: counts, every file opens
 
-@pytest.mark.parametrize("name, count", [(X64, 179_474), (X86, 168_298),
-                                         ("etl-parser/ShutdownPerfDiagLogger.etl", 17_078)])
+
+@pytest.mark.parametrize(
+    "name, count", [(X64, 179_474), (X86, 168_298), ("etl-parser/ShutdownPerfDiagLogger.etl", 17_078)]
+)
 def test_record_counts_equal_corpus_readme(corpus, name, count):
     """A record is every record of every buffer, the logfile header record included."""
     assert count_records(corpus / name) == count
@@ -90,11 +93,12 @@ def test_buffer_statistics_of_compressed_files(corpus):
         f, _ = read_all(corpus / name)
         assert f.header.compressed
         assert f.stats.buffers == buffers
-        assert f.stats.compressed_buffers == buffers - 1   # the header buffer is plain
+        assert f.stats.compressed_buffers == buffers - 1  # the header buffer is plain
         assert f.stats.events_lost_flag_buffers == f.stats.buffer_lost_flag_buffers == 0
 
 
 # ---------------------------------------------------------------- logfile header, as PerfView shows it
+
 
 def perfview_header(corpus, name):
     line = (corpus / name.replace(".etl", ".baseline.txt")).read_text(encoding="utf-8").splitlines()[0]
@@ -113,6 +117,7 @@ def test_logfile_header_equals_perfview(corpus, name):
     pv = perfview_header(corpus, name)
     with open_etl(corpus / name) as f:
         h = f.header
+
     def num(key):
         return int(pv[key].replace(",", ""))
 
@@ -140,9 +145,10 @@ def test_x64_start_time_and_clock(corpus):
         assert h.start_time == 132404548206236167
         assert h.header_timestamp == 1942608875
         b = next(f.batches())
-    assert dt.datetime.fromtimestamp(b.time[0] / 1e9, dt.UTC).isoformat() == \
-        "2020-07-29T00:07:00.623617+00:00"
-    assert b.time[0] == filetime_to_ns(h.start_time)   # the header record is the anchor
+    assert (
+        dt.datetime.fromtimestamp(b.time[0] / 1e9, dt.UTC).isoformat() == "2020-07-29T00:07:00.623617+00:00"
+    )
+    assert b.time[0] == filetime_to_ns(h.start_time)  # the header record is the anchor
 
 
 def test_small_file_has_32bit_headers(corpus):
@@ -161,9 +167,12 @@ def test_small_file_has_32bit_headers(corpus):
 def test_process_rundown_times_and_sizes_equal_perfview_baseline(corpus, name):
     """Every Process/DCStart the baseline prints: same relative time (ms, 3 decimals) and DataLen."""
     text = (corpus / name.replace(".etl", ".baseline.txt")).read_text(encoding="utf-8")
-    expected = [(float(t), int(n)) for t, n in
-                re.findall(r"^EVENT ([\d.]+): Windows Kernel/Process/DCStart .*?DataLen=(\d+);", text,
-                           re.MULTILINE)]
+    expected = [
+        (float(t), int(n))
+        for t, n in re.findall(
+            r"^EVENT ([\d.]+): Windows Kernel/Process/DCStart .*?DataLen=(\d+);", text, re.MULTILINE
+        )
+    ]
     assert len(expected) == 5
     f, batches = read_all(corpus / name)
     group, opcode = concat(batches, "group"), concat(batches, "opcode")
@@ -181,13 +190,21 @@ def test_x86_trace_mixes_64bit_kernel_and_32bit_user_headers(corpus):
     _f, batches = read_all(corpus / X86)
     htype = concat(batches, "htype")
     kinds = dict(zip(*np.unique(htype, return_counts=True)))
-    assert kinds == {SYSTEM32: 2, SYSTEM64: 4472, FULL_HEADER32: 73, PERFINFO64: 115_091,
-                     EVENT_HEADER32: 39_425, EVENT_HEADER64: 1073, FULL_HEADER64: 8162}
+    assert kinds == {
+        SYSTEM32: 2,
+        SYSTEM64: 4472,
+        FULL_HEADER32: 73,
+        PERFINFO64: 115_091,
+        EVENT_HEADER32: 39_425,
+        EVENT_HEADER64: 1073,
+        FULL_HEADER64: 8162,
+    }
     ps = concat(batches, "pointer_size")
     assert (ps[htype == EVENT_HEADER32] == 4).all() and (ps[htype == PERFINFO64] == 8).all()
 
 
 # ---------------------------------------------------------------- providers, event ids, extended items
+
 
 def test_kernel_network_event_ids(corpus):
     """tx/KernelNetwork.etl: 8,923 Kernel-Network events with the README's per-id counts."""
@@ -196,8 +213,16 @@ def test_kernel_network_event_ids(corpus):
     mask = np.concatenate([x.provider_mask(guids.KERNEL_NETWORK) for x in batches])
     ids = concat(batches, "event_id")[mask]
     assert mask.sum() == 8923
-    assert dict(zip(*map(list, np.unique(ids, return_counts=True)))) == \
-        {10: 575, 11: 7968, 26: 26, 27: 134, 29: 2, 42: 8, 43: 149, 59: 61}
+    assert dict(zip(*map(list, np.unique(ids, return_counts=True)))) == {
+        10: 575,
+        11: 7968,
+        26: 26,
+        27: 134,
+        29: 2,
+        42: 8,
+        43: 149,
+        59: 61,
+    }
     assert b.guids is f.guids
 
 
@@ -215,15 +240,16 @@ def test_extended_items_are_skipped_to_the_payload(corpus):
     """EVENT_HEADER records with EXTENDED_INFO: the payload starts after the linked items."""
     _f, batches = read_all(corpus / "misc/msbuild-PerfViewData.etl")
     b = batches[0]
-    ext = (np.isin(b.htype, (EVENT_HEADER32, EVENT_HEADER64))
-           & (np.frombuffer(b.data, np.uint16)[(b.offset + 4) // 2] & structs.EH_EXTENDED_INFO > 0))
-    assert ext.sum() == 5795                    # every EVENT_HEADER of this file has one item
+    ext = np.isin(b.htype, (EVENT_HEADER32, EVENT_HEADER64)) & (
+        np.frombuffer(b.data, np.uint16)[(b.offset + 4) // 2] & structs.EH_EXTENDED_INFO > 0
+    )
+    assert ext.sum() == 5795  # every EVENT_HEADER of this file has one item
     i = int(np.nonzero(ext)[0][0])
     off = int(b.offset[i])
-    item = structs.ext_item_header.parse(b.data[off + 0x50:off + 0x58])
+    item = structs.ext_item_header.parse(b.data[off + 0x50 : off + 0x58])
     assert item.linkage & 1 == 0
     assert b.payload_offset[i] == off + 0x50 + item.size
-    hdr = structs.structs_for(4).event_header.parse(b.data[off:off + 0x50])
+    hdr = structs.structs_for(4).event_header.parse(b.data[off : off + 0x50])
     assert b.payload_size[i] == hdr.size - 0x50 - item.size
     # x64: three records carry two linked items (RELATED_ACTIVITYID then STACK_TRACE64)
     _, batches = read_all(corpus / X64)
@@ -231,11 +257,13 @@ def test_extended_items_are_skipped_to_the_payload(corpus):
     for b in batches:
         for i in np.nonzero(b.payload_offset - b.offset > 0x50)[0]:
             off = int(b.offset[i])
-            first = structs.ext_item_header.parse(b.data[off + 0x50:off + 0x58])
+            first = structs.ext_item_header.parse(b.data[off + 0x50 : off + 0x58])
             if first.linkage & 1:
-                second = structs.ext_item_header.parse(b.data[off + 0x50 + first.size:][:8])
-                assert (first.ext_type, second.ext_type) == (structs.EXT_RELATED_ACTIVITYID,
-                                                             structs.EXT_STACK_TRACE64)
+                second = structs.ext_item_header.parse(b.data[off + 0x50 + first.size :][:8])
+                assert (first.ext_type, second.ext_type) == (
+                    structs.EXT_RELATED_ACTIVITYID,
+                    structs.EXT_STACK_TRACE64,
+                )
                 assert b.payload_offset[i] == off + 0x50 + first.size + second.size
                 two += 1
     assert two == 3
@@ -255,14 +283,15 @@ def test_kernel_groups_map_to_providers(corpus):
 
 # ---------------------------------------------------------------- C accelerator vs pure Python
 
+
 def compressed_buffers(corpus):
     for path in all_etl(corpus):
         data = path.read_bytes()
         off = 0
         while off + 0x48 <= len(data):
-            bh = structs.buffer_header.parse(data[off:off + 0x48])
+            bh = structs.buffer_header.parse(data[off : off + 0x48])
             if bh.buffer_flag & structs.FLAG_COMPRESSED:
-                yield path, off, data[off + 0x48:off + bh.buffer_size], bh.filled_bytes - 0x48
+                yield path, off, data[off + 0x48 : off + bh.buffer_size], bh.filled_bytes - 0x48
             off += bh.buffer_size
 
 
@@ -288,7 +317,9 @@ def test_c_decompression_rejects_damage_like_python(corpus):
 @pytest.mark.skipif(container._speedups is None, reason="C accelerator not built")
 @pytest.mark.parametrize("name", [X86, "misc/ebpf-for-windows.etl", "tx/HTTP_Server.etl"])
 def test_c_and_python_paths_give_identical_batches(corpus, name, monkeypatch):
-    _, fast = read_all(corpus / name, )
+    _, fast = read_all(
+        corpus / name,
+    )
     monkeypatch.setattr(container, "walk", container.walk_py)
     monkeypatch.setattr(compression, "_speedups", None)
     _, slow = read_all(corpus / name)
@@ -306,10 +337,10 @@ def test_c_and_python_walkers_identical_on_damaged_segments(corpus):
     raw = (corpus / "tx/KernelNetwork.etl").read_bytes()
     rng = np.random.default_rng(7)
     for trial in range(60):
-        seg = bytearray(raw[0x2048:0x2000 + 0x1FF0])
+        seg = bytearray(raw[0x2048 : 0x2000 + 0x1FF0])
         for _ in range(int(rng.integers(1, 4))):
             pos = int(rng.integers(0, len(seg) - 4))
-            seg[pos:pos + 2] = rng.integers(0, 256, 2, dtype=np.uint8).tobytes()
+            seg[pos : pos + 2] = rng.integers(0, 256, 2, dtype=np.uint8).tobytes()
         data = bytes(seg) + bytes(8)
         starts, ends = np.array([0], np.int64), np.array([len(seg)], np.int64)
         a, b = container.walk_c(data, starts, ends), container.walk_py(data, starts, ends)
@@ -318,6 +349,7 @@ def test_c_and_python_walkers_identical_on_damaged_segments(corpus):
 
 # ---------------------------------------------------------------- chunks, progress, memory
 
+
 def test_small_chunks_give_the_same_records(corpus):
     _, big = read_all(corpus / X64)
     with open_etl(corpus / X64) as f:
@@ -325,7 +357,7 @@ def test_small_chunks_give_the_same_records(corpus):
     assert len(small) > 10 * len(big)
     for col in ("record", "htype", "time", "pid", "provider", "payload_size", "file_offset"):
         assert np.array_equal(concat(big, col), concat(small, col)), col
-    assert big[0].guids == small[0].guids     # provider indexes follow first appearance in the file
+    assert big[0].guids == small[0].guids  # provider indexes follow first appearance in the file
 
 
 def test_progress_reports_monotonic_bytes(corpus):
@@ -347,12 +379,19 @@ def test_closed_file_refuses_iteration(corpus):
 
 # ---------------------------------------------------------------- clock
 
+
 def test_clock_is_exact_integer_arithmetic():
     rng = np.random.default_rng(1)
-    for clock_type, freq, mhz in [(1, 10_000_000, 0), (1, 2_994_853, 0), (1, 3_117_777, 0), (2, 0, 0),
-                                  (3, 0, 3592), (1, 1 << 39, 0)]:
+    for clock_type, freq, mhz in [
+        (1, 10_000_000, 0),
+        (1, 2_994_853, 0),
+        (1, 3_117_777, 0),
+        (2, 0, 0),
+        (3, 0, 3592),
+        (1, 1 << 39, 0),
+    ]:
         c = Clock.from_header(clock_type, freq, mhz, 132404548206236167, 1_942_608_875)
-        raw = rng.integers(0, 1 << 50, 2000, dtype=np.int64)   # years of ticks; ns stay in int64
+        raw = rng.integers(0, 1 << 50, 2000, dtype=np.int64)  # years of ticks; ns stay in int64
         raw[:3] = [1_942_608_875, 0, 1_942_608_874]
         fast = c.to_ns(raw)
         assert [int(x) for x in fast] == [c.raw_to_ns(int(r)) for r in raw]
@@ -374,14 +413,15 @@ def test_clock_scales():
 
 # ---------------------------------------------------------------- structs build what they parse
 
+
 def test_structs_parse_and_build_the_real_logfile_headers(corpus):
     for name, ps in [(X64, 8), ("perfview/smallEtlFile.etl", 4), ("tx/KernelNetwork.etl", 8)]:
         raw = (corpus / name).read_bytes()
         s = structs.structs_for(ps)
         sh = s.system_header.parse(raw[0x48:0x68])
-        lf = s.trace_logfile_header.parse(raw[0x68:0x48 + sh.size])
+        lf = s.trace_logfile_header.parse(raw[0x68 : 0x48 + sh.size])
         rebuilt = s.system_header.build(sh) + s.trace_logfile_header.build(lf)
-        assert rebuilt == raw[0x48:0x48 + len(rebuilt)]
+        assert rebuilt == raw[0x48 : 0x48 + len(rebuilt)]
         assert s.logfile_header_size == (0x118 if ps == 8 else 0x110)
     assert structs.structs_for(8) is structs.structs_for(8)
 
@@ -392,37 +432,87 @@ def test_synthetic_file_of_every_header_type_round_trips(tmp_path, ps):
     s = structs.structs_for(ps)
     g = uuid.UUID("2ed6006e-4729-4609-b423-3ee7bcd678ef")
     recs = [
-        structs.build_record(s.system_header, b"S" * 9, opcode=10, group=6, version=2, thread_id=7,
-                             process_id=1234, timestamp=1_000),
-        structs.build_record(s.compact_header, b"C" * 4, opcode=11, group=8, thread_id=8, process_id=99,
-                             timestamp=2_000),
+        structs.build_record(
+            s.system_header,
+            b"S" * 9,
+            opcode=10,
+            group=6,
+            version=2,
+            thread_id=7,
+            process_id=1234,
+            timestamp=1_000,
+        ),
+        structs.build_record(
+            s.compact_header, b"C" * 4, opcode=11, group=8, thread_id=8, process_id=99, timestamp=2_000
+        ),
         structs.build_record(s.perfinfo_header, b"P" * 3, opcode=3, group=3, version=4, timestamp=3_000),
-        structs.build_record(s.full_header, b"F" * 5, opcode=1, level=4, version=3, thread_id=9,
-                             process_id=42, timestamp=4_000, guid=g),
-        structs.build_record(s.instance_header, b"I" * 2, opcode=2, version=1, thread_id=10,
-                             process_id=43, timestamp=5_000, guid=g),
-        structs.build_record(s.event_header, b"E" * 11, [(structs.EXT_RELATED_ACTIVITYID, bytes(16)),
-                                                         (structs.EXT_SID, b"\x01" * 12)],
-                             id=1001, version=1, level=4, opcode=0, keyword=0x80000001, thread_id=11,
-                             process_id=44, timestamp=6_000, provider_id=g),
+        structs.build_record(
+            s.full_header,
+            b"F" * 5,
+            opcode=1,
+            level=4,
+            version=3,
+            thread_id=9,
+            process_id=42,
+            timestamp=4_000,
+            guid=g,
+        ),
+        structs.build_record(
+            s.instance_header,
+            b"I" * 2,
+            opcode=2,
+            version=1,
+            thread_id=10,
+            process_id=43,
+            timestamp=5_000,
+            guid=g,
+        ),
+        structs.build_record(
+            s.event_header,
+            b"E" * 11,
+            [(structs.EXT_RELATED_ACTIVITYID, bytes(16)), (structs.EXT_SID, b"\x01" * 12)],
+            id=1001,
+            version=1,
+            level=4,
+            opcode=0,
+            keyword=0x80000001,
+            thread_id=11,
+            process_id=44,
+            timestamp=6_000,
+            provider_id=g,
+        ),
     ]
     start = 132404548206236167
     path = tmp_path / "synthetic.etl"
-    path.write_bytes(structs.build_etl(recs * 3, pointer_size=ps, buffer_size=0x200, start_time=start,
-                                       timestamp=500, cpu_speed_mhz=2000, number_of_processors=4))
+    path.write_bytes(
+        structs.build_etl(
+            recs * 3,
+            pointer_size=ps,
+            buffer_size=0x200,
+            start_time=start,
+            timestamp=500,
+            cpu_speed_mhz=2000,
+            number_of_processors=4,
+        )
+    )
     f, batches = read_all(path)
     assert f.header.pointer_size == ps and f.header.buffer_size == 0x200
     assert f.stats.buffers == f.header.buffers_written > 2 and not f.stats.warnings()
     n = sum(len(b) for b in batches)
     assert n == 1 + 18
+
     def col(name):
         return concat(batches, name)[1:7]
 
     t32 = ps == 4
-    assert list(col("htype")) == [SYSTEM32 if t32 else SYSTEM64, 3 if t32 else COMPACT64,
-                                  PERFINFO32 if t32 else PERFINFO64, FULL_HEADER32 if t32 else FULL_HEADER64,
-                                  INSTANCE32 if t32 else INSTANCE64,
-                                  EVENT_HEADER32 if t32 else EVENT_HEADER64]
+    assert list(col("htype")) == [
+        SYSTEM32 if t32 else SYSTEM64,
+        3 if t32 else COMPACT64,
+        PERFINFO32 if t32 else PERFINFO64,
+        FULL_HEADER32 if t32 else FULL_HEADER64,
+        INSTANCE32 if t32 else INSTANCE64,
+        EVENT_HEADER32 if t32 else EVENT_HEADER64,
+    ]
     assert list(col("pointer_size")) == [ps] * 6
     assert list(col("pid")) == [1234, 99, 0xFFFFFFFF, 42, 43, 44]
     assert list(col("tid")) == [7, 8, 0xFFFFFFFF, 9, 10, 11]
@@ -435,28 +525,37 @@ def test_synthetic_file_of_every_header_type_round_trips(tmp_path, ps):
     prov = [f.guids[i] if i >= 0 else None for i in col("provider")]
     assert prov == [guids.TCPIP_KERNEL, guids.UDPIP_KERNEL, guids.PROCESS_KERNEL, g, g, g]
     # QPC at the default 10 MHz: one raw tick = 100 ns after the anchor (raw 500 = start_time)
-    assert list(col("time") - filetime_to_ns(start)) == [(t - 500) * 100 for t in
-                                                         (1000, 2000, 3000, 4000, 5000, 6000)]
+    assert list(col("time") - filetime_to_ns(start)) == [
+        (t - 500) * 100 for t in (1000, 2000, 3000, 4000, 5000, 6000)
+    ]
     payloads = []
     for b in batches:
         payloads += [b.payload(i) for i in range(len(b))]
     assert payloads[1:7] == [b"S" * 9, b"C" * 4, b"P" * 3, b"F" * 5, b"I" * 2, b"E" * 11]
 
 
-@pytest.mark.parametrize("clock_type, fields, expected_ns", [
-    (2, {}, 100),                          # system time: raw counts 100 ns
-    (3, {"cpu_speed_mhz": 2500}, 0.4),     # CPU cycles at 2.5 GHz
-])
+@pytest.mark.parametrize(
+    "clock_type, fields, expected_ns",
+    [
+        (2, {}, 100),  # system time: raw counts 100 ns
+        (3, {"cpu_speed_mhz": 2500}, 0.4),  # CPU cycles at 2.5 GHz
+    ],
+)
 def test_synthetic_clock_types(tmp_path, clock_type, fields, expected_ns):
     s = structs.structs_for(8)
-    recs = [structs.build_record(s.system_header, b"", opcode=1, group=3, timestamp=10_000 + 10_000 * i)
-            for i in range(3)]
+    recs = [
+        structs.build_record(s.system_header, b"", opcode=1, group=3, timestamp=10_000 + 10_000 * i)
+        for i in range(3)
+    ]
     path = tmp_path / "clock.etl"
-    path.write_bytes(structs.build_etl(recs, start_time=132404548206236167, timestamp=10_000,
-                                       clock_type=clock_type, **fields))
+    path.write_bytes(
+        structs.build_etl(
+            recs, start_time=132404548206236167, timestamp=10_000, clock_type=clock_type, **fields
+        )
+    )
     _, batches = read_all(path)
     t = concat(batches, "time")
-    assert list(np.diff(t)) == [0] + [int(10_000 * expected_ns)] * 2   # header record, then 3 records
+    assert list(np.diff(t)) == [0] + [int(10_000 * expected_ns)] * 2  # header record, then 3 records
 
 
 def test_build_record_rejects_oversized_records():
@@ -486,9 +585,11 @@ def test_extended_system_header_bits_move_the_payload(tmp_path):
     """FORMATS.md: marker bit 0x8000 adds 8 header bytes, bits 0x0700 add 8 each. No corpus file sets
     them (checked: every SYSTEM/COMPACT/PERFINFO version word is < 0x100), so this file is built."""
     s = structs.structs_for(8)
-    recs = [structs.build_record(s.system_header, bytes(8) + b"PAYLOAD", version=0x8002, opcode=10, group=6),
-            structs.build_record(s.perfinfo_header, bytes(16) + b"XY", version=0x0203, opcode=1, group=3),
-            structs.build_record(s.compact_header, bytes(32) + b"Z", version=0x8302, opcode=2, group=8)]
+    recs = [
+        structs.build_record(s.system_header, bytes(8) + b"PAYLOAD", version=0x8002, opcode=10, group=6),
+        structs.build_record(s.perfinfo_header, bytes(16) + b"XY", version=0x0203, opcode=1, group=3),
+        structs.build_record(s.compact_header, bytes(32) + b"Z", version=0x8302, opcode=2, group=8),
+    ]
     path = tmp_path / "ext.etl"
     path.write_bytes(structs.build_etl(recs, start_time=132404548206236167))
     f, batches = read_all(path)
@@ -497,8 +598,14 @@ def test_extended_system_header_bits_move_the_payload(tmp_path):
     assert list(b.version[1:]) == [2, 3, 2] and not f.stats.warnings()
 
 
-_KINDS = ["system_header", "compact_header", "perfinfo_header", "full_header", "instance_header",
-          "event_header"]
+_KINDS = [
+    "system_header",
+    "compact_header",
+    "perfinfo_header",
+    "full_header",
+    "instance_header",
+    "event_header",
+]
 
 
 @st.composite
@@ -511,18 +618,26 @@ def synthetic_records(draw):
         fields = {"timestamp": draw(st.integers(0, 1 << 40))}
         ext = []
         if kind in ("system_header", "compact_header", "perfinfo_header"):
-            fields |= {"opcode": draw(st.integers(0, 255)), "group": draw(st.integers(0, 255)),
-                       "version": draw(st.integers(0, 255))}
+            fields |= {
+                "opcode": draw(st.integers(0, 255)),
+                "group": draw(st.integers(0, 255)),
+                "version": draw(st.integers(0, 255)),
+            }
         elif kind == "event_header":
-            fields |= {"id": draw(st.integers(0, 0xFFFF)),
-                       "provider_id": uuid.UUID(int=draw(st.integers(1, 5))),
-                       "keyword": draw(st.integers(0, 2**64 - 1)), "opcode": draw(st.integers(0, 255))}
+            fields |= {
+                "id": draw(st.integers(0, 0xFFFF)),
+                "provider_id": uuid.UUID(int=draw(st.integers(1, 5))),
+                "keyword": draw(st.integers(0, 2**64 - 1)),
+                "opcode": draw(st.integers(0, 255)),
+            }
             ext = draw(st.lists(st.tuples(st.integers(1, 13), st.binary(max_size=40)), max_size=3))
         else:
             fields |= {"opcode": draw(st.integers(0, 255)), "guid": uuid.UUID(int=draw(st.integers(1, 5)))}
         if kind != "perfinfo_header":
-            fields |= {"process_id": draw(st.integers(0, 2**32 - 1)),
-                       "thread_id": draw(st.integers(0, 2**32 - 1))}
+            fields |= {
+                "process_id": draw(st.integers(0, 2**32 - 1)),
+                "thread_id": draw(st.integers(0, 2**32 - 1)),
+            }
         out.append((kind, fields, payload, ext))
     return out
 
@@ -532,11 +647,13 @@ def synthetic_records(draw):
 def test_property_built_records_read_back(tmp_path, recs, ps, buffer_size):
     """Any sequence of built records reads back with the fields and payloads it was built with."""
     s = structs.structs_for(ps)
-    raw = [structs.build_record(getattr(s, kind), payload, ext, **fields)
-           for kind, fields, payload, ext in recs]
+    raw = [
+        structs.build_record(getattr(s, kind), payload, ext, **fields) for kind, fields, payload, ext in recs
+    ]
     path = tmp_path / "prop.etl"
-    path.write_bytes(structs.build_etl(raw, pointer_size=ps, buffer_size=buffer_size,
-                                       start_time=132404548206236167))
+    path.write_bytes(
+        structs.build_etl(raw, pointer_size=ps, buffer_size=buffer_size, start_time=132404548206236167)
+    )
     f, batches = read_all(path)
     assert not f.stats.warnings()
     rows = [(b, i) for b in batches for i in range(len(b))][1:]
@@ -544,7 +661,7 @@ def test_property_built_records_read_back(tmp_path, recs, ps, buffer_size):
     for (b, i), (kind, fields, payload, _) in zip(rows, recs):
         assert b.payload(i) == payload
         assert b.opcode[i] == fields["opcode"]
-        assert b.time[i] == filetime_to_ns(132404548206236167) + fields["timestamp"] * 100   # 10 MHz QPC
+        assert b.time[i] == filetime_to_ns(132404548206236167) + fields["timestamp"] * 100  # 10 MHz QPC
         assert b.pid[i] == fields.get("process_id", 0xFFFFFFFF)
         if kind == "event_header":
             assert (b.event_id[i], b.keyword[i]) == (fields["id"], fields["keyword"])
@@ -570,9 +687,20 @@ def test_header_sizes_are_derived_from_the_structs_and_used_by_the_walk():
     (its per-type lookup tables) uses exactly it; every record header type of records.py has an entry."""
     sizes, at4 = _derived_tables()
     assert {t: sizes[t] for t in structs.HEADER_SIZES} == structs.HEADER_SIZES
-    assert set(structs.HEADER_SIZES) == {SYSTEM32, SYSTEM64, COMPACT32, COMPACT64, PERFINFO32, PERFINFO64,
-                                         FULL_HEADER32, FULL_HEADER64, INSTANCE32, INSTANCE64,
-                                         EVENT_HEADER32, EVENT_HEADER64}
+    assert set(structs.HEADER_SIZES) == {
+        SYSTEM32,
+        SYSTEM64,
+        COMPACT32,
+        COMPACT64,
+        PERFINFO32,
+        PERFINFO64,
+        FULL_HEADER32,
+        FULL_HEADER64,
+        INSTANCE32,
+        INSTANCE64,
+        EVENT_HEADER32,
+        EVENT_HEADER64,
+    }
     assert bytes(container._HDR_LEN.astype(np.uint8)) == sizes
     assert bytes(container._SIZE_AT_4.astype(np.uint8)) == at4
     assert structs.SIZE_AT_4 == {t for t in range(256) if at4[t]}
@@ -580,8 +708,9 @@ def test_header_sizes_are_derived_from_the_structs_and_used_by_the_walk():
     for htype, pointer_size in structs.POINTER_SIZES.items():
         header = structs.structs_for(pointer_size).header_for(htype)
         fields = {"opcode": 1, "group": 2, "guid": uuid.UUID(int=1), "provider_id": uuid.UUID(int=1), "id": 3}
-        rec = structs.build_record(header, b"\x11" * 8, **{k: v for k, v in fields.items()
-                                                           if k in {s.name for s in header.subcons}})
+        rec = structs.build_record(
+            header, b"\x11" * 8, **{k: v for k, v in fields.items() if k in {s.name for s in header.subcons}}
+        )
         assert header.parse(rec).header_type == htype
         assert len(rec) == sizes[htype] + 8
 

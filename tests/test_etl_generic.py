@@ -1,4 +1,5 @@
 """The all-events view (etwtools' decoders, then etl-parser 1.0.1's schemas where right, then hex)."""
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,26 @@ def test_one_row_per_record_with_json_fields(kernel_network, corpus):
     kn = df.filter(pl.col("provider") == "Microsoft-Windows-Kernel-Network")
     assert kn.height == 8923 and set(kn["decoder"]) == {"etwtools"}
     first = json.loads(kn.filter(pl.col("event_id") == 26)["fields"][0])
-    assert first["pid"] == 2432 and first["saddr"] == "2001:4898:0:fff:0:5efe:a79:6a76" and first["sport"] == 3389
-    assert {k for k, v in first.items() if v is not None} == {"event", "protocol", "ip_version", "pid", "size", "saddr", "sport", "daddr", "dport",
-                          "connid", "seqnum", "startime", "endtime"}
+    assert (
+        first["pid"] == 2432
+        and first["saddr"] == "2001:4898:0:fff:0:5efe:a79:6a76"
+        and first["sport"] == 3389
+    )
+    assert {k for k, v in first.items() if v is not None} == {
+        "event",
+        "protocol",
+        "ip_version",
+        "pid",
+        "size",
+        "saddr",
+        "sport",
+        "daddr",
+        "dport",
+        "connid",
+        "seqnum",
+        "startime",
+        "endtime",
+    }
 
 
 def test_etl_parser_kernel_network_ipv6_schema_is_wrong(corpus):
@@ -54,7 +72,7 @@ def test_etl_parser_manifest_event_class_fails_with_data1(corpus):
         batch = next(f.batches())
     i = int(np.flatnonzero(batch.provider_mask(KERNEL_NETWORK))[0])
     start, end = int(batch.offset[i]), int(batch.payload_offset[i] + batch.payload_size[i])
-    record = EventRecord.parse(bytes(batch.data[start:end + 8]))
+    record = EventRecord.parse(bytes(batch.data[start : end + 8]))
     assert record.event_header.provider_id.inner.data1 == 0x7DD42A49
     with pytest.raises(AttributeError, match="data1"):
         Event(record).parse_etw()
@@ -78,7 +96,9 @@ def test_etl_parser_schemas_used_where_right(corpus):
         payload = next(f.batches()).payload(0)
     theirs = SCHEMAS.kernel(0, 2, 0).pattern.parse(payload)
     assert theirs.BootTime != boot_time  # no padding after TimeZoneInformation: shifted by 4 bytes
-    image = json.loads(df.filter((pl.col("provider") == "Image") & (pl.col("decoder") == "etl-parser"))["fields"][0])
+    image = json.loads(
+        df.filter((pl.col("provider") == "Image") & (pl.col("decoder") == "etl-parser"))["fields"][0]
+    )
     assert image["FileName"].lower().endswith((".dll", ".exe", ".sys"))
     hexed = df.filter(pl.col("decoder") == "hex")
     assert hexed.height > 0 and all("payload" in json.loads(f) for f in hexed["fields"].head(50))

@@ -5,6 +5,7 @@ The baseline files print the first events of every type with all their fields an
 then one COUNT line per event type. Every TcpIp/UdpIp count and every printed TcpIp/UdpIp event must
 be found in etwtools' decoding.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -37,8 +38,15 @@ def parse_baseline(path: Path) -> tuple[list[dict], Counter]:
         elif m := _LINE.match(line):
             fields = dict(kv.split("=", 1) for kv in m[4].rstrip("; ").split("; "))
             name, ipv = _name(m[3])
-            events.append({"ms": float(m[1].replace(",", "")), "provider": m[2], "event": name,
-                           "ip_version": ipv, **fields})
+            events.append(
+                {
+                    "ms": float(m[1].replace(",", "")),
+                    "provider": m[2],
+                    "event": name,
+                    "ip_version": ipv,
+                    **fields,
+                }
+            )
     return events, counts
 
 
@@ -66,8 +74,12 @@ def perfview(request, corpus):
 
 def test_counts_equal_the_baseline_count_lines(perfview):
     arch, _, timeline, (_, counts) = perfview
-    ours = Counter({(p, e, v): n for p, e, v, n in
-                    timeline.events.group_by("provider", "event", "ip_version").len().iter_rows()})
+    ours = Counter(
+        {
+            (p, e, v): n
+            for p, e, v, n in timeline.events.group_by("provider", "event", "ip_version").len().iter_rows()
+        }
+    )
     assert counts, "no TcpIp/UdpIp COUNT lines parsed"
     assert ours == counts
     assert sum(counts.values()) == {"x64": 526, "x86": 526}[arch]
@@ -79,16 +91,25 @@ def test_every_printed_event_is_decoded_with_equal_fields(perfview):
     ev = timeline.events.with_columns(ms=(pl.col("time").cast(pl.Int64) - origin) / 1e6)
     assert len(printed) >= 26
     for b in printed:
-        near = ev.filter((pl.col("provider") == b["provider"]) & (pl.col("event") == b["event"])
-                         & (pl.col("ip_version") == b["ip_version"]) & ((pl.col("ms") - b["ms"]).abs() <= 1.0)
-                         & (pl.col("pid") == _num(b["PID"])) & (pl.col("size") == _num(b["size"])))
+        near = ev.filter(
+            (pl.col("provider") == b["provider"])
+            & (pl.col("event") == b["event"])
+            & (pl.col("ip_version") == b["ip_version"])
+            & ((pl.col("ms") - b["ms"]).abs() <= 1.0)
+            & (pl.col("pid") == _num(b["PID"]))
+            & (pl.col("size") == _num(b["size"]))
+        )
         # UDP Recv carries the packet's orientation: its saddr/sport are the remote side.
         udp_recv = b["provider"] == "UdpIp" and b["event"] == "Recv"
         local, remote = ("daddr", "saddr") if udp_recv else ("saddr", "daddr")
         lport, rport = ("dport", "sport") if udp_recv else ("sport", "dport")
-        hits = [r for r in near.iter_rows(named=True)
-                if r["local_port"] == _num(b[lport]) and r["remote_port"] == _num(b[rport])
-                and (local not in b or (_same(r["local_addr"], b[local]) and _same(r["remote_addr"], b[remote])))]
+        hits = [
+            r
+            for r in near.iter_rows(named=True)
+            if r["local_port"] == _num(b[lport])
+            and r["remote_port"] == _num(b[rport])
+            and (local not in b or (_same(r["local_addr"], b[local]) and _same(r["remote_addr"], b[remote])))
+        ]
         assert hits, f"no decoded event for baseline {b}"
         assert hits[0]["process"] in (b["PName"], b["PName"] + ".exe"), (hits[0]["process"], b)
 
@@ -109,7 +130,12 @@ def test_accept_layout_fields_x86(corpus):
     """The only Connect/Accept-layout event of the corpus (x86 AcceptIPV4): mss..rcvwin as PerfView prints."""
     timeline = read_timeline(corpus / "perfview" / "net.4.5.2.x86.etl")
     acc = timeline.events.filter(pl.col("event") == "Accept").row(0, named=True)
-    assert (acc["mss"], acc["rcvwin"], acc["local_port"], acc["remote_addr"]) == (1460, 65700, 2869, "10.128.0.77")
+    assert (acc["mss"], acc["rcvwin"], acc["local_port"], acc["remote_addr"]) == (
+        1460,
+        65700,
+        2869,
+        "10.128.0.77",
+    )
 
 
 def test_local_side_is_a_traced_host_address(perfview):
@@ -122,10 +148,22 @@ def test_local_side_is_a_traced_host_address(perfview):
     sends = ev.filter((pl.col("protocol") == "TCP") | (pl.col("event") == "Send"))
     assert set(sends["local_addr"]) <= own
     recv = ev.filter((pl.col("protocol") == "UDP") & (pl.col("event") == "Recv"))
-    broadcasts = {str(ipaddress.ip_network(f"{a}/{p}", strict=False).broadcast_address)
-                  for a in own if ipaddress.ip_address(a).version == 4 for p in range(8, 31)}
-    kinds = Counter("own" if a in own else "multicast" if ipaddress.ip_address(a).is_multicast
-                    else "broadcast" if a in broadcasts else "other" for a in recv["local_addr"])
+    broadcasts = {
+        str(ipaddress.ip_network(f"{a}/{p}", strict=False).broadcast_address)
+        for a in own
+        if ipaddress.ip_address(a).version == 4
+        for p in range(8, 31)
+    }
+    kinds = Counter(
+        "own"
+        if a in own
+        else "multicast"
+        if ipaddress.ip_address(a).is_multicast
+        else "broadcast"
+        if a in broadcasts
+        else "other"
+        for a in recv["local_addr"]
+    )
     assert kinds["other"] == 0 and kinds["multicast"] > 0, kinds
 
 
@@ -142,14 +180,16 @@ def test_win8_udp_payload_is_v2_not_v0(corpus):
         sizes = Counter()
         for batch in f.batches():
             m = batch.provider_mask(UDPIP_KERNEL) & np.isin(batch.opcode, [10, 11])
-            sizes.update(zip(batch.version[m].tolist(), batch.payload_size[m].tolist(), batch.pointer_size[m].tolist()))
+            sizes.update(
+                zip(batch.version[m].tolist(), batch.payload_size[m].tolist(), batch.pointer_size[m].tolist())
+            )
     assert sizes == Counter({(2, 32, 8): 30})  # PID, size, daddr, saddr, dport, sport, seqnum u32, connid u64
 
 
 def test_events_schema_and_order(perfview):
     _, _, timeline, _ = perfview
     ev = timeline.events
-    assert list(ev.columns[:len(EVENTS)]) == list(EVENTS)
+    assert list(ev.columns[: len(EVENTS)]) == list(EVENTS)
     assert ev.schema["time"] == pl.Datetime("ns", "UTC")
     assert ev["time"].is_sorted()
     assert ev["record"].n_unique() == len(ev)
@@ -175,6 +215,7 @@ def test_layout_table_covers_every_formats_opcode():
 # Layouts no public file has: inputs written with the project's own ETL writer (parsers/etl/build.py,
 # built on the construct definitions), payloads packed per the MOF layouts in kernel.py's docstring.
 
+
 def _ip4(text: str) -> bytes:
     return ipaddress.IPv4Address(text).packed
 
@@ -189,8 +230,9 @@ def test_v1_udp_send_of_the_exchange_case(tmp_path):
     from etwtools.parsers.etl.build import EtlWriter
 
     w = EtlWriter(pointer_size=4)
-    payload = (struct.pack("<II", 2136, 8) + _ip4("172.23.98.97") + _ip4("10.1.1.1")
-               + _be16(2762) + _be16(36003))
+    payload = (
+        struct.pack("<II", 2136, 8) + _ip4("172.23.98.97") + _ip4("10.1.1.1") + _be16(2762) + _be16(36003)
+    )
     w.kernel_event(0x08, 10, payload, version=1, header="system", pid=0xFFFFFFFF)
     row = read_timeline(w.write(tmp_path / "w2003.etl")).events.row(0, named=True)
     assert (row["provider"], row["event"], row["protocol"], row["ip_version"]) == ("UdpIp", "Send", "UDP", 4)
@@ -205,24 +247,58 @@ def test_v0_and_32bit_v2_layouts(tmp_path):
     from etwtools.parsers.etl.build import EtlWriter
 
     w = EtlWriter(pointer_size=4)
-    w.kernel_event(0x06, 11, _ip4("192.0.2.9") + _ip4("192.0.2.1") + _be16(80) + _be16(1025)
-                   + struct.pack("<II", 1460, 812), version=0, time=1_718_049_600_000_000_000 + 1000)
-    w.kernel_event(0x08, 10, struct.pack("<I", 0x81234567) + _ip4("192.0.2.1") + _be16(137)
-                   + struct.pack("<H", 50) + _ip4("192.0.2.255") + _be16(137) + struct.pack("<H", 0),
-                   version=0, pid=777, time=1_718_049_600_000_000_000 + 2000)
-    connect = (struct.pack("<II", 912, 0) + _ip4("198.51.100.7") + _ip4("192.0.2.1") + _be16(443) + _be16(50001)
-               + struct.pack("<HHHHIhhII", 1440, 1, 0, 1, 64240, 8, 7, 99, 0xABCDEF01))
+    w.kernel_event(
+        0x06,
+        11,
+        _ip4("192.0.2.9") + _ip4("192.0.2.1") + _be16(80) + _be16(1025) + struct.pack("<II", 1460, 812),
+        version=0,
+        time=1_718_049_600_000_000_000 + 1000,
+    )
+    w.kernel_event(
+        0x08,
+        10,
+        struct.pack("<I", 0x81234567)
+        + _ip4("192.0.2.1")
+        + _be16(137)
+        + struct.pack("<H", 50)
+        + _ip4("192.0.2.255")
+        + _be16(137)
+        + struct.pack("<H", 0),
+        version=0,
+        pid=777,
+        time=1_718_049_600_000_000_000 + 2000,
+    )
+    connect = (
+        struct.pack("<II", 912, 0)
+        + _ip4("198.51.100.7")
+        + _ip4("192.0.2.1")
+        + _be16(443)
+        + _be16(50001)
+        + struct.pack("<HHHHIhhII", 1440, 1, 0, 1, 64240, 8, 7, 99, 0xABCDEF01)
+    )
     w.kernel_event(0x06, 12, connect, version=2, header="perfinfo", time=1_718_049_600_000_000_000 + 3000)
-    w.kernel_event(0x06, 17, struct.pack("<HH", 6, 3), version=2, pid=912, time=1_718_049_600_000_000_000 + 4000)
+    w.kernel_event(
+        0x06, 17, struct.pack("<HH", 6, 3), version=2, pid=912, time=1_718_049_600_000_000_000 + 4000
+    )
     ev = read_timeline(w.write(tmp_path / "old.etl")).events
     assert ev["event"].to_list() == ["Recv", "Send", "Connect", "Fail"]
     recv, send, conn, fail = ev.iter_rows(named=True)
     assert (recv["pid"], recv["size"], recv["local_addr"], recv["local_port"], recv["remote_port"]) == (
-        812, 1460, "192.0.2.1", 1025, 80)
+        812,
+        1460,
+        "192.0.2.1",
+        1025,
+        80,
+    )
     assert send["pid"] == 777  # no PID in the v0 UdpIp payload: the header's
     assert (send["size"], send["local_addr"], send["remote_addr"]) == (50, "192.0.2.1", "192.0.2.255")
     assert (conn["pid"], conn["mss"], conn["rcvwin"], conn["seqnum"], conn["connid"]) == (
-        912, 1440, 64240, 99, 0xABCDEF01)
+        912,
+        1440,
+        64240,
+        99,
+        0xABCDEF01,
+    )
     assert (fail["pid"], fail["proto"], fail["failure_code"], fail["local_addr"]) == (912, 6, 3, None)
 
 
@@ -231,8 +307,15 @@ def test_short_and_unknown_records_are_counted_not_fatal(tmp_path, caplog):
     from etwtools.parsers.etl.build import EtlWriter
 
     w = EtlWriter(pointer_size=8)
-    good = (struct.pack("<II", 4, 10) + _ip4("192.0.2.9") + _ip4("192.0.2.1") + _be16(80) + _be16(1025)
-            + struct.pack("<III", 0, 0, 0) + struct.pack("<Q", 0))
+    good = (
+        struct.pack("<II", 4, 10)
+        + _ip4("192.0.2.9")
+        + _ip4("192.0.2.1")
+        + _be16(80)
+        + _be16(1025)
+        + struct.pack("<III", 0, 0, 0)
+        + struct.pack("<Q", 0)
+    )
     w.kernel_event(0x06, 10, good, version=2)
     w.kernel_event(0x06, 10, good[:30], version=2)
     w.kernel_event(0x06, 10, good, version=9)

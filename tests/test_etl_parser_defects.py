@@ -4,6 +4,7 @@ etwtools does not use etl-parser's container reader because of these. Each test 
 defect is STILL there: when a fixed etl-parser release makes one fail, the message says which defect
 is fixed, so that part of etl-parser can be adopted (and the test retired).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -16,12 +17,15 @@ from etwtools.parsers.etl.container import open_etl
 
 etl_etl = pytest.importorskip("etl.etl", reason="etl-parser is not installed")
 
-FIXED = ("etl-parser defect FIXED in the installed release ({}): {} -- it can be adopted for this; "
-         "retire this test")
+FIXED = (
+    "etl-parser defect FIXED in the installed release ({}): {} -- it can be adopted for this; "
+    "retire this test"
+)
 
 
 def etl_parser_version() -> str:
     from importlib.metadata import version
+
     return version("etl-parser")
 
 
@@ -72,7 +76,7 @@ def test_drops_the_events_of_the_first_buffer_after_the_header(corpus):
     assert len(b) == 4 and first.sum() == 2
     assert (b.group[first] == 0).all() and list(b.opcode[first]) == [0, 80]
     _, rec = etl_parser_read(path)
-    delivered = sum(rec.kinds.values())            # etl-parser hands the logfile header out separately
+    delivered = sum(rec.kinds.values())  # etl-parser hands the logfile header out separately
     if delivered == len(b) - 1:
         pytest.fail(FIXED.format(etl_parser_version(), "events of the first buffer are delivered"))
     assert delivered == len(b) - first.sum() == 2
@@ -85,16 +89,19 @@ def test_misreads_the_logfile_header_from_boot_time_on(corpus):
     path = corpus / "perfview/net.4.5.2.x64.etl"
     f, _ = ours(path)
     h = f.header
-    assert (h.perf_freq, h.clock_type, h.buffers_lost, h.start_time) == \
-        (10_000_000, 1, 0, 132404548206236167)
+    assert (h.perf_freq, h.clock_type, h.buffers_lost, h.start_time) == (10_000_000, 1, 0, 132404548206236167)
     theirs = etl_etl.build_from_stream(path.read_bytes()).get_header().source
     got = (theirs.PerfFreq, theirs.ReservedFlags, theirs.BuffersLost, theirs.StartTime)
     if got == (h.perf_freq, h.clock_type, h.buffers_lost, h.start_time):
         pytest.fail(FIXED.format(etl_parser_version(), "the logfile header is read right from BootTime on"))
     assert theirs.PerfFreq != 10_000_000 and theirs.ReservedFlags != 1
     # the fields before the padding agree: the defect starts exactly at BootTime
-    assert (theirs.BuffersWritten, theirs.PointerSize, theirs.CPUSpeed, theirs.TimeZoneInformation.bias) == \
-        (h.buffers_written, h.pointer_size, h.cpu_speed_mhz, h.timezone_bias_minutes)
+    assert (theirs.BuffersWritten, theirs.PointerSize, theirs.CPUSpeed, theirs.TimeZoneInformation.bias) == (
+        h.buffers_written,
+        h.pointer_size,
+        h.cpu_speed_mhz,
+        h.timezone_bias_minutes,
+    )
 
 
 def test_returns_nothing_for_compressed_files(corpus):
@@ -133,8 +140,19 @@ def test_manifest_events_fail_with_attributeerror_data1(corpus):
     assert failures == 112
     # the GUID etl-parser holds (inner fields) is the one our container reads
     inner = rec.events[0].source.event_header.provider_id.inner
-    assert uuid.UUID(fields=(inner.data1, inner.data2, inner.data3, inner.data4[0], inner.data4[1],
-                             int.from_bytes(bytes(inner.data4[2:]), "big"))) == powershell
+    assert (
+        uuid.UUID(
+            fields=(
+                inner.data1,
+                inner.data2,
+                inner.data3,
+                inner.data4[0],
+                inner.data4[1],
+                int.from_bytes(bytes(inner.data4[2:]), "big"),
+            )
+        )
+        == powershell
+    )
 
 
 def test_header_buffer_with_saved_offset_zero_raises_indexerror(corpus):

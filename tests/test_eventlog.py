@@ -3,6 +3,7 @@
 Counts are those of the corpus README (counted there with the evtx parser); the JSON flavours of the same
 events are built from the real .evtx files in these tests (see test_eventlog_flavours.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,9 @@ from etwtools.parsers import schema
 from etwtools.parsers.eventlog import read_eventlog
 
 LOG4SHELL = "otrf/log4shell_cve2021_44228_java_serialized"
-SECURITY_JSON_PATH = f"{LOG4SHELL}/securityauditing_log4shell_cve2021_44228_java_serialized_object_2022-05-13045400.json"
+SECURITY_JSON_PATH = (
+    f"{LOG4SHELL}/securityauditing_log4shell_cve2021_44228_java_serialized_object_2022-05-13045400.json"
+)
 
 
 def test_issue_43_sysmon_counts(corpus):
@@ -39,8 +42,11 @@ def test_issue_43_sysmon_counts(corpus):
     import json
 
     import evtx
-    recs = [json.loads(r["data"])["Event"] for r in
-            evtx.PyEvtxParser(str(corpus / "eventlogs/python-evtx/issue_43.evtx")).records_json()]
+
+    recs = [
+        json.loads(r["data"])["Event"]
+        for r in evtx.PyEvtxParser(str(corpus / "eventlogs/python-evtx/issue_43.evtx")).records_json()
+    ]
     created = {r["EventData"]["ProcessGuid"] for r in recs if r["System"]["EventID"] == 1}
     exited = [r["EventData"]["ProcessGuid"] for r in recs if r["System"]["EventID"] == 5]
     assert p.filter(pl.col("start").is_null()).height == sum(g not in created for g in exited) > 0
@@ -52,8 +58,13 @@ def test_damaged_chunks_cost_only_those_chunks(corpus, caplog):
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         bad = read_eventlog(d / "sample_with_a_bad_chunk_magic.evtx")
     assert bad.records == 270 and bad.skipped == {"damaged chunk": 2}
-    assert sum("damaged chunk skipped" in r.getMessage() and "chunk number 6" in r.getMessage()
-               for r in caplog.records) == 1
+    assert (
+        sum(
+            "damaged chunk skipped" in r.getMessage() and "chunk number 6" in r.getMessage()
+            for r in caplog.records
+        )
+        == 1
+    )
     zero = read_eventlog(d / "sample-with-zero-data-size-event.evtx")
     assert zero.records == 335 and zero.skipped == {"damaged chunk": 1}
 
@@ -61,20 +72,32 @@ def test_damaged_chunks_cost_only_those_chunks(corpus, caplog):
 def test_no_network_events_says_which_ids(corpus):
     log = read_eventlog(corpus / "eventlogs/omerbenamram-evtx/new-user-security.evtx")
     assert log.connections.height == 0
-    assert log.describe() == ("no network events in new-user-security.evtx (Sysmon 3 or Security "
-                              "5156/5157/5152/5158/5154); 4 records with event ids: 4720 (1), 4728 (1), 4732 (2)")
+    assert log.describe() == (
+        "no network events in new-user-security.evtx (Sysmon 3 or Security "
+        "5156/5157/5152/5158/5154); 4 records with event ids: 4720 (1), 4728 (1), 4732 (2)"
+    )
 
 
 def test_azure_security_wfp_orientation(corpus):
     """5156 inbound: Source* is the remote (initiating) side; tomcat accepted on its own port 8080."""
-    f = corpus / LOG4SHELL / "securityauditing_log4shell_cve2021_44228_java_serialized_object_2022-05-13045400.json"
+    f = (
+        corpus
+        / LOG4SHELL
+        / "securityauditing_log4shell_cve2021_44228_java_serialized_object_2022-05-13045400.json"
+    )
     log = read_eventlog(f)
     c = log.connections
     assert c.height == 14 and dict(c.group_by("event_id").len().iter_rows()) == {5156: 5, 5158: 9}
     tomcat = c.filter(pl.col("process") == "tomcat9.exe").row(0, named=True)
-    assert (tomcat["direction"], tomcat["action"], tomcat["local_addr"], tomcat["local_port"],
-            tomcat["remote_addr"], tomcat["remote_port"], tomcat["pid"]) == \
-        ("in", "accept", "192.168.2.5", 8080, "192.168.3.5", 50452, 3936)
+    assert (
+        tomcat["direction"],
+        tomcat["action"],
+        tomcat["local_addr"],
+        tomcat["local_port"],
+        tomcat["remote_addr"],
+        tomcat["remote_port"],
+        tomcat["pid"],
+    ) == ("in", "accept", "192.168.2.5", 8080, "192.168.3.5", 50452, 3936)
     assert tomcat["image_path"].startswith("\\device\\harddiskvolume2\\programdata\\")
     binds = c.filter(pl.col("event_id") == 5158)
     assert set(binds["action"]) == {"bind"} and binds["direction"].null_count() == 9
@@ -87,8 +110,14 @@ def test_sysmon_dns_and_process_tables(corpus):
     log = read_eventlog(corpus / "eventlogs/mdecrevoisier/sysmon_1_22__fs03vuln_2012R2.evtx")
     d = log.dns.row(0, named=True)
     assert log.dns.height == 1 and log.dns.schema == pl.Schema(schema.DNS)
-    assert (d["query_name"], d["addresses"], d["pid"], d["process"], d["query_status"], d["host"]) == \
-        ("fs03vuln", ["10.23.42.38"], 2124, "psexec64.exe", 0, "fs03vuln.offsec.lan")
+    assert (d["query_name"], d["addresses"], d["pid"], d["process"], d["query_status"], d["host"]) == (
+        "fs03vuln",
+        ["10.23.42.38"],
+        2124,
+        "psexec64.exe",
+        0,
+        "fs03vuln.offsec.lan",
+    )
     assert log.processes.height == 2 and log.processes.schema == pl.Schema(schema.EVENTLOG_PROCESSES)
 
 
@@ -99,8 +128,12 @@ def test_security_4688_hex_pids(corpus):
     first = p.filter(pl.col("start") == p["start"].min()).row(0, named=True)
     # the corpus record: NewProcessId 0x242c, creator ProcessId 0x2924, powershell.exe from cmd.exe
     ps = p.filter(pl.col("pid") == 0x242C).row(0, named=True)
-    assert (ps["ppid"], ps["image"], ps["parent_image"], ps["user"]) == \
-        (0x2924, "powershell.exe", "cmd.exe", "OFFSEC\\admmig")
+    assert (ps["ppid"], ps["image"], ps["parent_image"], ps["user"]) == (
+        0x2924,
+        "powershell.exe",
+        "cmd.exe",
+        "OFFSEC\\admmig",
+    )
     assert first["start"] is not None
 
 
@@ -114,14 +147,18 @@ def test_otrf_zip_counts_match_a_plain_json_count(corpus):
     log = read_eventlog(z)
     with zipfile.ZipFile(z) as zf, zf.open(zf.namelist()[0]) as f:
         recs = [json.loads(line) for line in f if line.strip()]
-    want = Counter((("sysmon" if "Sysmon" in r["Channel"] else "security"), r["EventID"]) for r in recs
-                   if (r["Channel"], r["EventID"]) in {("Microsoft-Windows-Sysmon/Operational", 3),
-                                                       ("Security", 5156), ("Security", 5158)})
+    want = Counter(
+        (("sysmon" if "Sysmon" in r["Channel"] else "security"), r["EventID"])
+        for r in recs
+        if (r["Channel"], r["EventID"])
+        in {("Microsoft-Windows-Sysmon/Operational", 3), ("Security", 5156), ("Security", 5158)}
+    )
     got = Counter({(s, e): n for s, e, n in log.connections.group_by("sensor", "event_id").len().iter_rows()})
     assert got == want and sum(want.values()) == 452
     assert log.records == len(recs) and log.event_ids == Counter(r["EventID"] for r in recs)
-    assert set(log.hosts["host"]) == {r["Hostname"] for r in recs if r["EventID"] in (3, 5156, 5158, 1, 5, 22,
-                                                                                        4688, 4689)}
+    assert set(log.hosts["host"]) == {
+        r["Hostname"] for r in recs if r["EventID"] in (3, 5156, 5158, 1, 5, 22, 4688, 4689)
+    }
     # Execution/collector fields never stand in for the subject: every 5156 PID is its ProcessId field
     pids = Counter(int(r["ProcessId"]) for r in recs if r["EventID"] == 5156)
     assert Counter(log.connections.filter(pl.col("event_id") == 5156)["pid"].to_list()) == pids
@@ -131,15 +168,22 @@ def test_event_ids_with_qualifiers_are_counted(corpus):
     """system.evtx writes EventID as {"#attributes": {"Qualifiers": ..}, "#text": N}: every record counted."""
     log = read_eventlog(corpus / "eventlogs/omerbenamram-evtx/system.evtx")
     assert log.records == 1881 and sum(log.event_ids.values()) == 1881 and log.skipped == {}
-    assert log.event_ids[6009] > 0      # EventLog 6009, written with Qualifiers 32768
+    assert log.event_ids[6009] > 0  # EventLog 6009, written with Qualifiers 32768
 
 
 def test_hostile_lines_cost_only_themselves(corpus, tmp_path):
     """Unclosed '"EventID":{' openings and a line of 5 MB without an end among real records."""
     real = (corpus / SECURITY_JSON_PATH).read_bytes()
     f = tmp_path / "hostile.json"
-    f.write_bytes(real + (b'{"EventID":{' + b"x" * 300) * 1000 + b"\n" + b'{"EventID": 5156, "a": "' + b"y" * 5_000_000
-                  + b"\n" + real)
+    f.write_bytes(
+        real
+        + (b'{"EventID":{' + b"x" * 300) * 1000
+        + b"\n"
+        + b'{"EventID": 5156, "a": "'
+        + b"y" * 5_000_000
+        + b"\n"
+        + real
+    )
     log = read_eventlog(f)
     good = read_eventlog(corpus / SECURITY_JSON_PATH)
     assert log.skipped == {"truncated JSON line": 2}
@@ -151,7 +195,9 @@ def test_sysmon_evtx_with_slack_chunks(corpus):
     log = read_eventlog(corpus / "eventlogs/omerbenamram-evtx/sysmon.evtx")
     assert log.records == 358 and log.skipped == {"damaged chunk": 8}
     assert log.event_ids[1] == 227 and log.connections.height == 2
-    lag_days = ((log.connections["time"] - log.connections["sensor_time"]).dt.total_seconds() / 86400).to_list()
+    lag_days = (
+        (log.connections["time"] - log.connections["sensor_time"]).dt.total_seconds() / 86400
+    ).to_list()
     assert all(77.6 < d < 77.8 for d in lag_days)
 
 
@@ -159,9 +205,9 @@ def test_evtx_cut_short_says_so(corpus, tmp_path, caplog):
     """A .evtx cut in the middle of its second chunk: the whole chunks are read, the cut one is reported."""
     src = (corpus / "eventlogs/python-evtx/issue_43.evtx").read_bytes()
     f = tmp_path / "cut.evtx"
-    f.write_bytes(src[:4096 + 65536 + 30000])
+    f.write_bytes(src[: 4096 + 65536 + 30000])
     whole = tmp_path / "one_chunk.evtx"
-    whole.write_bytes(src[:4096 + 65536])
+    whole.write_bytes(src[: 4096 + 65536])
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         log = read_eventlog(f)
     assert log.skipped == {"partial chunk at the end": 1}

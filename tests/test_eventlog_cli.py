@@ -1,4 +1,5 @@
 """Event logs on the command line, and their bad input: one-line errors, warnings that count what was lost."""
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,9 @@ from etwtools.parsers.eventlog import read_eventlog
 
 LOG4SHELL = "otrf/log4shell_cve2021_44228_java_serialized"
 SYSMON_JSON = f"{LOG4SHELL}/sysmon_log4shell_cve2021_44228_java_serialized_object_2022-05-13045800.json"
-SECURITY_JSON = f"{LOG4SHELL}/securityauditing_log4shell_cve2021_44228_java_serialized_object_2022-05-13045400.json"
+SECURITY_JSON = (
+    f"{LOG4SHELL}/securityauditing_log4shell_cve2021_44228_java_serialized_object_2022-05-13045400.json"
+)
 
 
 def run(*args: str):
@@ -48,7 +51,9 @@ def test_unknown_json_flavour_names_the_fields_looked_for(tmp_path):
     r = run("events", "--etl", f)
     assert r.exit_code == 1
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {f}, line 1: JSON lines of no known event-log flavour")
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {f}, line 1: JSON lines of no known event-log flavour"
+    )
     for looked in ("Event.System", "winlog.event_id", "TimeGenerated", "EventID"):
         assert looked in lines[0]
     assert "the records have: msg, ts" in lines[0]
@@ -79,14 +84,18 @@ def test_truncated_json_line_costs_that_line(corpus, tmp_path):
     lines[cut] = b'{"EventID":3, "Channel": oops}\n'
     f.write_bytes(b"".join(lines))
     log = read_eventlog(f)
-    assert log.skipped == {"undecodable JSON line": 1} and log.connections.height == full.connections.height - 1
+    assert (
+        log.skipped == {"undecodable JSON line": 1} and log.connections.height == full.connections.height - 1
+    )
     # bytes that are not UTF-8 (json.loads raises UnicodeDecodeError, not JSONDecodeError) cost that line too
     lines[cut] = b'{"EventID":3, "Image": "C:\\\xff.exe"}\n'
     f.write_bytes(b"".join(lines))
     r = run("events", "--etl", f, "-f", "csv")
     assert r.exit_code == 0 and f"line {cut + 1} (offset " in r.stderr and "invalid start byte" in r.stderr
     log = read_eventlog(f)
-    assert log.skipped == {"undecodable JSON line": 1} and log.connections.height == full.connections.height - 1
+    assert (
+        log.skipped == {"undecodable JSON line": 1} and log.connections.height == full.connections.height - 1
+    )
 
 
 def test_damaged_evtx_chunk_on_the_command_line(corpus):

@@ -8,6 +8,7 @@ evtx_dump's JSON lines, NXLog-style flat records (fields at the top level, all t
 process in ``winlog.process.pid``) and Azure Monitor exports (``EventData`` as an XML string for Security,
 a JSON string for Sysmon; no record ids, so ``record`` is the line number there).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,19 +23,25 @@ from polars.testing import assert_frame_equal
 from etwtools.parsers.eventlog import read_eventlog
 
 FILES = [
-    "python-evtx/issue_43.evtx",                                   # Sysmon 1/3/5
-    "omerbenamram-evtx/Security_short_selected.evtx",              # Security 5157/5152
-    "omerbenamram-evtx/sysmon.evtx",                               # Sysmon 1/3, 8 damaged chunks at the end
-    "mdecrevoisier/sysmon_1_22__fs03vuln_2012R2.evtx",             # Sysmon 1 + 22
+    "python-evtx/issue_43.evtx",  # Sysmon 1/3/5
+    "omerbenamram-evtx/Security_short_selected.evtx",  # Security 5157/5152
+    "omerbenamram-evtx/sysmon.evtx",  # Sysmon 1/3, 8 damaged chunks at the end
+    "mdecrevoisier/sysmon_1_22__fs03vuln_2012R2.evtx",  # Sysmon 1 + 22
     "mdecrevoisier/sysmon_3__fs03vuln_2012R2__CME_Mimikatz.evtx",  # Sysmon 3
-    "mdecrevoisier/security_4688__FS03__Tchopper.evtx",            # Security 4688 v2 (hex PIDs)
+    "mdecrevoisier/security_4688__FS03__Tchopper.evtx",  # Security 4688 v2 (hex PIDs)
 ]
 # Winlogbeat's Sysmon module moves these out of winlog.event_data
-ECS_MOVED = {"ProcessId": ("process", "pid"), "Image": ("process", "executable"),
-             "ProcessGuid": ("process", "entity_id"), "CommandLine": ("process", "command_line"),
-             "SourceIp": ("source", "ip"), "SourcePort": ("source", "port"),
-             "DestinationIp": ("destination", "ip"), "DestinationPort": ("destination", "port"),
-             "QueryName": ("dns", "question", "name")}
+ECS_MOVED = {
+    "ProcessId": ("process", "pid"),
+    "Image": ("process", "executable"),
+    "ProcessGuid": ("process", "entity_id"),
+    "CommandLine": ("process", "command_line"),
+    "SourceIp": ("source", "ip"),
+    "SourcePort": ("source", "port"),
+    "DestinationIp": ("destination", "ip"),
+    "DestinationPort": ("destination", "port"),
+    "QueryName": ("dns", "question", "name"),
+}
 
 
 def _records(path: Path) -> list[dict]:
@@ -64,10 +71,16 @@ def _data(d: dict) -> dict:
 
 def _flat(d: dict) -> dict:
     s = _sys(d)
-    out = {"EventID": s["EventID"], "Channel": s["Channel"], "Hostname": s["Computer"],
-           "SourceName": s["Provider"]["#attributes"]["Name"], "RecordNumber": s["EventRecordID"],
-           "TimeCreated": s["TimeCreated"]["#attributes"]["SystemTime"],
-           "ExecutionProcessID": s["Execution"]["#attributes"]["ProcessID"], "host": "collector.example.net"}
+    out = {
+        "EventID": s["EventID"],
+        "Channel": s["Channel"],
+        "Hostname": s["Computer"],
+        "SourceName": s["Provider"]["#attributes"]["Name"],
+        "RecordNumber": s["EventRecordID"],
+        "TimeCreated": s["TimeCreated"]["#attributes"]["SystemTime"],
+        "ExecutionProcessID": s["Execution"]["#attributes"]["ProcessID"],
+        "host": "collector.example.net",
+    }
     for k, v in _data(d).items():
         out["ProcessId" if k == "ProcessID" else k] = _text(v)
     return out
@@ -87,9 +100,15 @@ def _ecs(d: dict) -> dict:
             node[leaf] = int(v) if leaf in ("pid", "port") else v
         else:
             event_data[k] = _text(v)
-    out["winlog"] = {"event_id": str(s["EventID"]), "channel": s["Channel"], "computer_name": s["Computer"],
-                     "provider_name": s["Provider"]["#attributes"]["Name"], "record_id": s["EventRecordID"],
-                     "process": {"pid": s["Execution"]["#attributes"]["ProcessID"]}, "event_data": event_data}
+    out["winlog"] = {
+        "event_id": str(s["EventID"]),
+        "channel": s["Channel"],
+        "computer_name": s["Computer"],
+        "provider_name": s["Provider"]["#attributes"]["Name"],
+        "record_id": s["EventRecordID"],
+        "process": {"pid": s["Execution"]["#attributes"]["ProcessID"]},
+        "event_data": event_data,
+    }
     return out
 
 
@@ -101,9 +120,15 @@ def _azure(d: dict) -> dict:
         ed = f'<EventData xmlns="http://schemas.microsoft.com/win/2004/08/events/event">{xml}</EventData>'
     else:
         ed = json.dumps({k: _text(v) for k, v in data.items()})
-    return {"TenantId": "redacted", "TimeGenerated": s["TimeCreated"]["#attributes"]["SystemTime"],
-            "Computer": s["Computer"], "Channel": s["Channel"], "EventID": s["EventID"], "EventData": ed,
-            "Type": "SecurityEvent" if s["Channel"] == "Security" else "WindowsEvent"}
+    return {
+        "TenantId": "redacted",
+        "TimeGenerated": s["TimeCreated"]["#attributes"]["SystemTime"],
+        "Computer": s["Computer"],
+        "Channel": s["Channel"],
+        "EventID": s["EventID"],
+        "EventData": ed,
+        "Type": "SecurityEvent" if s["Channel"] == "Security" else "WindowsEvent",
+    }
 
 
 BUILD = {"evtx_dump": lambda d: d, "flat": _flat, "ecs": _ecs, "azure": _azure}
@@ -124,7 +149,7 @@ def test_json_flavours_read_to_the_evtx_rows(corpus, tmp_path, name, flavour):
     out.write_text("".join(json.dumps(BUILD[flavour](d)) + "\n" for d in records), encoding="utf-8")
     got = read_eventlog(out)
     assert got.kind == "json" and got.flavours == [flavour]
-    assert got.event_ids == ref.event_ids and got.skipped == {}     # the .evtx's damage is not in the JSON
+    assert got.event_ids == ref.event_ids and got.skipped == {}  # the .evtx's damage is not in the JSON
     drop = ["source"] + (["record"] if flavour == "azure" else [])
     assert ref.connections.height + ref.processes.height + ref.dns.height > 0
     _same(ref.connections, got.connections, drop)

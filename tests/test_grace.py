@@ -1,6 +1,7 @@
 """Process names kept for a grace period after the process's End (a socket's last segments can follow
 the exit). BUILT with the project's ETL writer: Microsoft-Windows-Kernel-Process ProcessStart/Stop
 (manifest layouts v0/v1), kernel UdpIp SendIPV4 v2 events and the NDIS packets they describe."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -35,17 +36,41 @@ def _trace(tmp_path):
     w = EtlWriter(start=START)
     created = START + dt.timedelta(milliseconds=10)
     ft = FILETIME_EPOCH + int((created - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).total_seconds() * 10_000_000)
-    w.event(KERNEL_PROCESS, 1, struct.pack("<IQII", 777, ft, 4, 1) + "\\Device\\X\\dnsq.exe\0".encode("utf-16-le"),
-            version=0, opcode=1, time=created, pid=4)
+    w.event(
+        KERNEL_PROCESS,
+        1,
+        struct.pack("<IQII", 777, ft, 4, 1) + "\\Device\\X\\dnsq.exe\0".encode("utf-16-le"),
+        version=0,
+        opcode=1,
+        time=created,
+        pid=4,
+    )
     stop = START + dt.timedelta(seconds=1)
-    w.event(KERNEL_PROCESS, 2, struct.pack("<IQQIIIQQ", 777, ft, ft + 9_900_000, 0, 1, 30, 0, 0) + b"dnsq.exe\0",
-            version=0, opcode=2, time=stop, pid=777)
+    w.event(
+        KERNEL_PROCESS,
+        2,
+        struct.pack("<IQQIIIQQ", 777, ft, ft + 9_900_000, 0, 1, 30, 0, 0) + b"dnsq.exe\0",
+        version=0,
+        opcode=2,
+        time=stop,
+        pid=777,
+    )
     # sends while alive, 2 s after the End (inside the default 5 s), 8 s after (outside)
-    for k, t in enumerate([START + dt.timedelta(milliseconds=100), stop + dt.timedelta(seconds=2),
-                           stop + dt.timedelta(seconds=8)]):
+    for k, t in enumerate(
+        [
+            START + dt.timedelta(milliseconds=100),
+            stop + dt.timedelta(seconds=2),
+            stop + dt.timedelta(seconds=8),
+        ]
+    ):
         size = 40 + k
-        payload = (struct.pack("<II", 777, size) + _ip4(PEER) + _ip4(HOST) + struct.pack(">HH", 53, 50000 + k)
-                   + struct.pack("<IQ", 0, 0))
+        payload = (
+            struct.pack("<II", 777, size)
+            + _ip4(PEER)
+            + _ip4(HOST)
+            + struct.pack(">HH", 53, 50000 + k)
+            + struct.pack("<IQ", 0, 0)
+        )
         w.kernel_event(0x08, 10, payload, time=t, version=2)
         w.ndis_packet(_frame(50000 + k, size), time=t + dt.timedelta(microseconds=80), direction="out")
     return w.write(tmp_path / "grace.etl")

@@ -6,6 +6,7 @@ The cap is on address space (RLIMIT_AS), so the allocators' reservations are kep
 (MALLOC_ARENA_MAX, Arrow's system pool): otherwise polars and Arrow reserve over 1.5 GB of untouched
 address space at start and the cap would measure that, not the work.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,7 @@ def check_shape(shape: hs.Shape, tmp_path, runner) -> None:
     before = {p: digest(p) for p in shape.files}
     outputs = []
     for i, cmd in enumerate(shape.commands):
-        out = str(tmp_path / "out")       # one prefix: a command may read what the one before wrote
+        out = str(tmp_path / "out")  # one prefix: a command may read what the one before wrote
         args = [a.replace("{out}", out) for a in cmd]
         status, stdout, stderr, _, _ = runner.run(args, timeout=TIME_LIMIT, cap=CAP)
         where = f"{shape.name}: etwtools {' '.join(args)}"
@@ -49,7 +50,9 @@ def check_shape(shape: hs.Shape, tmp_path, runner) -> None:
     for p, h in before.items():
         assert digest(p) == h, f"{shape.name}: input {p} changed"
     for i, needle in shape.expect:
-        assert needle in outputs[i], f"{shape.name}: {' '.join(shape.commands[i])}: {needle!r} not in\n{outputs[i][-3000:]}"
+        assert needle in outputs[i], (
+            f"{shape.name}: {' '.join(shape.commands[i])}: {needle!r} not in\n{outputs[i][-3000:]}"
+        )
 
 
 @pytest.mark.parametrize("build", hs.ETL_SHAPES, ids=lambda b: b.__name__)
@@ -68,6 +71,7 @@ def test_hostile_other(build, tmp_path, runner):
 
 
 # ---------------------------------------------------------------------- outputs
+
 
 def _one_error(status, stderr) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
@@ -109,13 +113,17 @@ def test_outputs_never_harm_inputs(tmp_path, runner):
     status, _, stderr, _, _ = runner.run(["frames", "--pcap", str(cap)], stdout_mode="closed")
     assert "stdout is closed" in _one_error(status, stderr)
     # a reader gone (| head) stops the command quietly with the shell's SIGPIPE status, as tools do
-    status, _, stderr, _, _ = runner.run(["frames", "--pcap", str(cap), "-f", "csv"], stdout_mode="broken_pipe")
+    status, _, stderr, _, _ = runner.run(
+        ["frames", "--pcap", str(cap), "-f", "csv"], stdout_mode="broken_pipe"
+    )
     assert status == 141 and "Traceback" not in stderr and "internal error" not in stderr, stderr
     for p, h in before.items():
         assert digest(p) == h
     assert sorted(p.name for p in tmp_path.iterdir()) == names
     # and a good output is complete, with the usual permissions
-    status, _, stderr, _, _ = runner.run(["frames", "--pcap", str(cap), "-f", "csv", "-o", str(tmp_path / "f.csv")])
+    status, _, stderr, _, _ = runner.run(
+        ["frames", "--pcap", str(cap), "-f", "csv", "-o", str(tmp_path / "f.csv")]
+    )
     assert status == 0, stderr
     assert (tmp_path / "f.csv").read_text().count("\n") == 51
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + ["f.csv"])

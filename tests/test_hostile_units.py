@@ -1,5 +1,6 @@
 """Unit checks behind the hostile-input suite: the C and Python ETL record walks agree on damaged
 buffers (property test), the resync keeps what follows a damage, and safe outputs never touch inputs."""
+
 from __future__ import annotations
 
 import os
@@ -25,12 +26,18 @@ def _records() -> bytes:
     w = EtlWriter()
     for i in range(40):
         w.kernel_event(0x08, 10, bytes(32), time=timedelta(milliseconds=i), version=2)
-        w.event(TCPIP, 1055, bytes(24), time=timedelta(milliseconds=i), ext_items=[(1, bytes(16))] if i % 3 else ())
+        w.event(
+            TCPIP,
+            1055,
+            bytes(24),
+            time=timedelta(milliseconds=i),
+            ext_items=[(1, bytes(16))] if i % 3 else (),
+        )
         w.raw_record(struct.pack("<HBB", 16, 0, 0x90) + bytes(12))
     raw = w.to_bytes()
-    body = raw[0x10000 + 0x48:]
+    body = raw[0x10000 + 0x48 :]
     filled = struct.unpack_from("<I", raw, 0x10000 + 0x30)[0]
-    return body[:filled - 0x48]
+    return body[: filled - 0x48]
 
 
 RECORDS = _records()
@@ -38,8 +45,10 @@ RECORDS = _records()
 
 @pytest.mark.skipif(container._speedups is None, reason="the C accelerator is not built")
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, len(RECORDS) - 1), st.integers(0, 255)), max_size=12),
-       st.integers(0, len(RECORDS)))
+@given(
+    st.lists(st.tuples(st.integers(0, len(RECORDS) - 1), st.integers(0, 255)), max_size=12),
+    st.integers(0, len(RECORDS)),
+)
 def test_c_and_python_walks_agree_on_damaged_buffers(changes, cut):
     data = bytearray(RECORDS[:cut])
     for pos, value in changes:
@@ -64,7 +73,7 @@ def test_records_between_two_damages_are_kept():
     for i in range(100):
         w.kernel_event(0x08, 10, bytes(32), time=timedelta(milliseconds=i), version=2)
     w.raw_record(bad)
-    data = w.to_bytes()[0x10000 + 0x48:]
+    data = w.to_bytes()[0x10000 + 0x48 :]
     filled = 100 * 0x40 + 16
     for walker in (container.walk_py, container.walk_c) if container._speedups else (container.walk_py,):
         offs, _, _, damages = walker(data + bytes(64), np.array([0], np.int64), np.array([filled], np.int64))
@@ -73,6 +82,7 @@ def test_records_between_two_damages_are_kept():
 
 
 # ---------------------------------------------------------------------- safe outputs
+
 
 def test_output_naming_an_input_is_refused(tmp_path):
     src = tmp_path / "in.pcap"
@@ -105,15 +115,21 @@ def test_missing_folder_is_refused_before_the_work(tmp_path):
 def test_output_is_written_whole_or_not_at_all(tmp_path):
     target = tmp_path / "a.csv"
     target.write_text("old")
-    with Outputs([], [target], stdout=False) as outs, pytest.raises(RuntimeError), \
-            outs.writing(target) as tmp:
+    with (
+        Outputs([], [target], stdout=False) as outs,
+        pytest.raises(RuntimeError),
+        outs.writing(target) as tmp,
+    ):
         assert os.path.dirname(tmp) == str(tmp_path)
         Path(tmp).write_text("half")
         raise RuntimeError("the work failed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
-    with Outputs([], [target], stdout=False) as outs, pytest.raises(KeyboardInterrupt), \
-            outs.writing(target) as tmp:
+    with (
+        Outputs([], [target], stdout=False) as outs,
+        pytest.raises(KeyboardInterrupt),
+        outs.writing(target) as tmp,
+    ):
         Path(tmp).write_text("half")
         raise KeyboardInterrupt
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.csv"]
@@ -125,8 +141,12 @@ def test_output_is_written_whole_or_not_at_all(tmp_path):
 def test_full_disk_is_a_one_line_error_naming_the_output(tmp_path):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    with Outputs([], ["/dev/full"], stdout=False) as outs, pytest.raises(OutputError) as e, \
-            outs.writing("/dev/full") as path, open(path, "w") as f:
+    with (
+        Outputs([], ["/dev/full"], stdout=False) as outs,
+        pytest.raises(OutputError) as e,
+        outs.writing("/dev/full") as path,
+        open(path, "w") as f,
+    ):
         f.write("x" * 100_000)
     assert str(e.value) == "/dev/full: cannot write: the disk is full"
     assert e.value.__class__.__name__ == "OutputError"

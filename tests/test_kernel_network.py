@@ -1,4 +1,5 @@
 """Microsoft-Windows-Kernel-Network manifest events on tx/KernelNetwork.etl (Windows 7 SP1, 64-bit)."""
+
 from __future__ import annotations
 
 import struct
@@ -67,7 +68,12 @@ def test_ipv6_addresses_decoded(events):
 
 def test_ipv4_values_and_time(events, corpus):
     tcp = events.filter(pl.col("event_id") == 11).row(0, named=True)
-    assert (tcp["pid"], tcp["size"], tcp["local_addr"], tcp["local_port"]) == (2716, 4101, "10.121.106.118", 61740)
+    assert (tcp["pid"], tcp["size"], tcp["local_addr"], tcp["local_port"]) == (
+        2716,
+        4101,
+        "10.121.106.118",
+        61740,
+    )
     assert (tcp["remote_addr"], tcp["remote_port"]) == ("157.56.244.38", 443)
     assert events["time"].is_sorted()
     with open_etl(corpus / "tx" / "KernelNetwork.etl") as f:

@@ -7,6 +7,7 @@ the Kernel-Process manifest bundled with dissect.etl (read from its XML below, n
 Versions the file does not carry (Start v1-v3 with SIDs and package names, Stop v0/v2) are built with
 the project's ETL writer from the same manifest's field lists.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,13 +35,16 @@ def _manifest_templates() -> dict[str, list[tuple[str, str]]]:
     """Template name -> [(field, inType)] from dissect.etl's copy of the Kernel-Process manifest."""
     import dissect.etl
 
-    xml = (Path(dissect.etl.__file__).parent / "manifests" / "xml"
-           / "{22fb2cd6-0e7b-422b-a0c7-2fad1fd0e716}.xml").read_text(encoding="utf-8")
+    xml = (
+        Path(dissect.etl.__file__).parent / "manifests" / "xml" / "{22fb2cd6-0e7b-422b-a0c7-2fad1fd0e716}.xml"
+    ).read_text(encoding="utf-8")
     out = {}
     for m in re.finditer(r'<template tid="([^"]+)">(.*?)</template>', xml, re.DOTALL):
         out[m[1]] = re.findall(r'<data name="(\w+)" inType="win:(\w+)"', m[2])
-    events = {(int(m[1]), int(m[2])): m[3] for m in re.finditer(
-        r'<event value="(\d+)" symbol="\w+" version="(\d+)"[^>]*template="(\w+)"', xml)}
+    events = {
+        (int(m[1]), int(m[2])): m[3]
+        for m in re.finditer(r'<event value="(\d+)" symbol="\w+" version="(\d+)"[^>]*template="(\w+)"', xml)
+    }
     return {key: out[tpl] for key, tpl in events.items()}
 
 
@@ -54,7 +58,7 @@ def _unpack(payload: bytes, fields: list[tuple[str, str]]) -> dict:
             out[name], pos = struct.unpack_from("<Q", payload, pos)[0], pos + 8
         elif kind == "UnicodeString":
             end = pos
-            while payload[end:end + 2] not in (b"\0\0", b""):
+            while payload[end : end + 2] not in (b"\0\0", b""):
                 end += 2
             out[name], pos = payload[pos:end].decode("utf-16-le"), end + 2
         elif kind == "AnsiString":
@@ -75,14 +79,24 @@ def _independent(path: Path) -> tuple[Counter, list[dict]]:
         for rec in ETL(f):
             h = rec.header
             guid = getattr(h, "provider_id", None)
-            if guid is None or KERNEL_PROCESS not in (uuid.UUID(str(guid)), uuid.UUID(bytes_le=uuid.UUID(str(guid)).bytes)):
+            if guid is None or KERNEL_PROCESS not in (
+                uuid.UUID(str(guid)),
+                uuid.UUID(bytes_le=uuid.UUID(str(guid)).bytes),
+            ):
                 continue
             d = h.descriptor
             ids[d.id] += 1
             if d.id in (1, 2):
                 fields = _unpack(bytes(h.payload), templates[(d.id, d.version)])
-                events.append({"id": d.id, "version": d.version, "header_pid": h.process_id,
-                               "time": h.timestamp, **fields})
+                events.append(
+                    {
+                        "id": d.id,
+                        "version": d.version,
+                        "header_pid": h.process_id,
+                        "time": h.timestamp,
+                        **fields,
+                    }
+                )
     return ids, events
 
 
@@ -153,8 +167,14 @@ def test_cli_processes(corpus):
     assert r.exit_code == 0, r.output
     df = pl.read_csv(r.stdout.encode())
     assert df.height == 6
-    assert sorted(df["image"].to_list()) == ["OUTLOOK.EXE", "SearchFilterHo", "SearchFilterHost.exe",
-                                              "SearchProtocol", "SearchProtocolHost.exe", "devenv.exe"]
+    assert sorted(df["image"].to_list()) == [
+        "OUTLOOK.EXE",
+        "SearchFilterHo",
+        "SearchFilterHost.exe",
+        "SearchProtocol",
+        "SearchProtocolHost.exe",
+        "devenv.exe",
+    ]
 
 
 def _filetime(t: datetime) -> int:
@@ -186,33 +206,80 @@ def test_built_versions(tmp_path, start_v, stop_v):
     built from the manifest's field lists: names, parents, sessions and the instance pairing."""
     templates = _manifest_templates()
     if (1, 3) not in templates:  # dissect.etl's manifest stops at v2: v3 from OSSEM's field list
-        templates[(1, 3)] = [("ProcessID", "UInt32"), ("ProcessSequenceNumber", "UInt64"),
-                             ("CreateTime", "FILETIME"), ("ParentProcessID", "UInt32"),
-                             ("ParentProcessSequenceNumber", "UInt64"), ("SessionID", "UInt32"),
-                             ("Flags", "UInt32"), ("ProcessTokenElevationType", "UInt32"),
-                             ("ProcessTokenIsElevated", "UInt32"), ("MandatoryLabel", "SID"),
-                             ("ImageName", "UnicodeString"), ("ImageChecksum", "UInt32"),
-                             ("TimeDateStamp", "UInt32"), ("PackageFullName", "UnicodeString"),
-                             ("PackageRelativeAppId", "UnicodeString")]
+        templates[(1, 3)] = [
+            ("ProcessID", "UInt32"),
+            ("ProcessSequenceNumber", "UInt64"),
+            ("CreateTime", "FILETIME"),
+            ("ParentProcessID", "UInt32"),
+            ("ParentProcessSequenceNumber", "UInt64"),
+            ("SessionID", "UInt32"),
+            ("Flags", "UInt32"),
+            ("ProcessTokenElevationType", "UInt32"),
+            ("ProcessTokenIsElevated", "UInt32"),
+            ("MandatoryLabel", "SID"),
+            ("ImageName", "UnicodeString"),
+            ("ImageChecksum", "UInt32"),
+            ("TimeDateStamp", "UInt32"),
+            ("PackageFullName", "UnicodeString"),
+            ("PackageRelativeAppId", "UnicodeString"),
+        ]
     if (2, 2) not in templates:
         v1 = templates[(2, 1)]
         templates[(2, 2)] = v1[:1] + [("ProcessSequenceNumber", "UInt64")] + v1[1:]
     assert [n for n, _ in templates[(1, start_v)]][:1] == ["ProcessID"]
     w = EtlWriter(start=T0)
     created = T0 + timedelta(seconds=1)
-    start = {"ProcessID": 4321, "CreateTime": _filetime(created), "ParentProcessID": 880, "SessionID": 2,
-             "Flags": 0, "ImageName": r"\Device\HarddiskVolume3\Program Files\Täst\chrome.exe",
-             "PackageFullName": "Pkg_1.0_x64__abc", "PackageRelativeAppId": "App"}
-    w.event(KERNEL_PROCESS, 1, _pack(templates[(1, start_v)], start), version=start_v, opcode=1,
-            time=created, pid=880, tid=12)
-    stop = {"ProcessID": 4321, "CreateTime": _filetime(created), "ExitTime": _filetime(created + timedelta(seconds=5)),
-            "ExitCode": 0xC0000005, "ImageName": "chrome.exe"}
-    w.event(KERNEL_PROCESS, 2, _pack(templates[(2, stop_v)], stop), version=stop_v, opcode=2,
-            time=created + timedelta(seconds=5), pid=4321, tid=13)
+    start = {
+        "ProcessID": 4321,
+        "CreateTime": _filetime(created),
+        "ParentProcessID": 880,
+        "SessionID": 2,
+        "Flags": 0,
+        "ImageName": r"\Device\HarddiskVolume3\Program Files\Täst\chrome.exe",
+        "PackageFullName": "Pkg_1.0_x64__abc",
+        "PackageRelativeAppId": "App",
+    }
+    w.event(
+        KERNEL_PROCESS,
+        1,
+        _pack(templates[(1, start_v)], start),
+        version=start_v,
+        opcode=1,
+        time=created,
+        pid=880,
+        tid=12,
+    )
+    stop = {
+        "ProcessID": 4321,
+        "CreateTime": _filetime(created),
+        "ExitTime": _filetime(created + timedelta(seconds=5)),
+        "ExitCode": 0xC0000005,
+        "ImageName": "chrome.exe",
+    }
+    w.event(
+        KERNEL_PROCESS,
+        2,
+        _pack(templates[(2, stop_v)], stop),
+        version=stop_v,
+        opcode=2,
+        time=created + timedelta(seconds=5),
+        pid=4321,
+        tid=13,
+    )
     # the same PID again later: another instance
-    later = dict(start, CreateTime=_filetime(created + timedelta(seconds=9)), ImageName=r"\??\C:\x\notepad.exe")
-    w.event(KERNEL_PROCESS, 1, _pack(templates[(1, start_v)], later), version=start_v, opcode=1,
-            time=created + timedelta(seconds=9), pid=880, tid=12)
+    later = dict(
+        start, CreateTime=_filetime(created + timedelta(seconds=9)), ImageName=r"\??\C:\x\notepad.exe"
+    )
+    w.event(
+        KERNEL_PROCESS,
+        1,
+        _pack(templates[(1, start_v)], later),
+        version=start_v,
+        opcode=1,
+        time=created + timedelta(seconds=9),
+        pid=880,
+        tid=12,
+    )
     w.event(KERNEL_PROCESS, 1, b"\1\2\3", version=9, opcode=1, time=created)  # unknown version: reported
     path = w.write(tmp_path / "kp.etl")
     p = read_timeline(path).processes
@@ -237,8 +304,14 @@ def test_short_records_reported_not_guessed(tmp_path):
     full = struct.pack("<IQII", 77, _filetime(T0), 4, 1) + "a.exe".encode("utf-16-le") + b"\0\0"
     w.event(KERNEL_PROCESS, 1, full, version=0, opcode=1, time=T0)
     w.event(KERNEL_PROCESS, 1, full[:14], version=0, opcode=1, time=T0 + timedelta(seconds=1))
-    w.event(KERNEL_PROCESS, 1, full[:-2] + "b".encode("utf-16-le"), version=0, opcode=1,  # no NUL: to the end
-            time=T0 + timedelta(seconds=2))
+    w.event(
+        KERNEL_PROCESS,
+        1,
+        full[:-2] + "b".encode("utf-16-le"),
+        version=0,
+        opcode=1,  # no NUL: to the end
+        time=T0 + timedelta(seconds=2),
+    )
     path = w.write(tmp_path / "short.etl")
     sk = Skipped()
     with EtlFile(path) as etl:
@@ -262,11 +335,21 @@ def test_mixed_with_classic_events_one_row_per_process(tmp_path):
     templates = _manifest_templates()
     w = EtlWriter(start=T0)
     t1 = T0 + timedelta(seconds=1)
-    classic = (struct.pack("<QIIIiQ", 0xFFFF0001, 4321, 880, 1, 0, 0) + struct.pack("<I", 0)
-               + b"chrome.exe\0" + "chrome.exe --type=renderer".encode("utf-16-le") + b"\0\0")
+    classic = (
+        struct.pack("<QIIIiQ", 0xFFFF0001, 4321, 880, 1, 0, 0)
+        + struct.pack("<I", 0)
+        + b"chrome.exe\0"
+        + "chrome.exe --type=renderer".encode("utf-16-le")
+        + b"\0\0"
+    )
     w.kernel_event(group=0x03, opcode=1, version=3, payload=classic, time=t1, pid=880)
-    start = {"ProcessID": 4321, "CreateTime": _filetime(t1), "ParentProcessID": 880, "SessionID": 1,
-             "ImageName": r"\Device\HarddiskVolume3\chrome.exe"}
+    start = {
+        "ProcessID": 4321,
+        "CreateTime": _filetime(t1),
+        "ParentProcessID": 880,
+        "SessionID": 1,
+        "ImageName": r"\Device\HarddiskVolume3\chrome.exe",
+    }
     w.event(KERNEL_PROCESS, 1, _pack(templates[(1, 0)], start), version=0, opcode=1, time=t1, pid=880)
     other = dict(start, ProcessID=5000, ImageName=r"\Device\HarddiskVolume3\svc.exe")
     w.event(KERNEL_PROCESS, 1, _pack(templates[(1, 0)], other), version=0, opcode=1, time=t1, pid=880)

@@ -6,6 +6,7 @@ edits of what it writes; the field layout they check is the one documented by Mi
 (CAPTUREFILE_HEADER_VALUES, NetMon 3.x "Capture File Format"). ``test_real_capture`` reads a real
 NetMon-written file from the corpus when one is there.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,20 +27,32 @@ from etwtools.parsers.packets import Packet, dissect, header_windows
 from etwtools.sources import detect, read_frames
 
 SETTINGS = settings(max_examples=40, deadline=None)
-T0 = 1_700_000_000_123_456_789          # 2023-11-14T22:13:20.123456789Z
+T0 = 1_700_000_000_123_456_789  # 2023-11-14T22:13:20.123456789Z
 ETH = bytes.fromhex("00155d010203 00155d040506 0800".replace(" ", ""))
 VERSIONS = [(2, 0), (2, 1), (2, 2), (2, 3)]
 
 
 def _tcp(src: int, sport: int, flags: int = 0x02, payload: bytes = b"") -> bytes:
-    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 7, 0, 64, 6, 0,
-                     bytes([10, 0, 0, src]), bytes([10, 0, 0, 99]))
+    ip = struct.pack(
+        ">BBHHHBBH4s4s",
+        0x45,
+        0,
+        40 + len(payload),
+        7,
+        0,
+        64,
+        6,
+        0,
+        bytes([10, 0, 0, src]),
+        bytes([10, 0, 0, 99]),
+    )
     return ip + struct.pack(">HHIIBBHHH", sport, 443, 1000 + src, 0, 0x50, flags, 8192, 0, 0) + payload
 
 
 def _frames(n: int = 5) -> list[Packet]:
-    return [Packet(T0 + i * 1_500_000, ETH + _tcp(i + 1, 50000 + i, payload=b"x" * i), 0, None)
-            for i in range(n)]
+    return [
+        Packet(T0 + i * 1_500_000, ETH + _tcp(i + 1, 50000 + i, payload=b"x" * i), 0, None) for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +70,26 @@ def _floor(t: int, version: tuple[int, int], first: int) -> int:
 
 # -- round trips --------------------------------------------------------------------------------------
 
+
 @st.composite
 def captures(draw):
     base = draw(st.integers(315_532_800, 4_102_444_800)) * 10**9 + draw(st.integers(0, 10**9 - 1))
-    rows = draw(st.lists(st.tuples(st.binary(max_size=120), st.one_of(st.none(), st.integers(0, 9000)),
-                                   st.integers(-10**13, 10**13)), max_size=20))
+    rows = draw(
+        st.lists(
+            st.tuples(
+                st.binary(max_size=120),
+                st.one_of(st.none(), st.integers(0, 9000)),
+                st.integers(-(10**13), 10**13),
+            ),
+            max_size=20,
+        )
+    )
     text = st.text(min_size=1, max_size=30).filter(lambda t: "\0" not in t)
     notes = draw(st.lists(st.one_of(st.none(), text), min_size=len(rows), max_size=len(rows)))
-    return [Packet(base + dt, data, 0, None if extra is None else len(data) + extra, comment=note)
-            for (data, extra, dt), note in zip(rows, notes)]
+    return [
+        Packet(base + dt, data, 0, None if extra is None else len(data) + extra, comment=note)
+        for (data, extra, dt), note in zip(rows, notes)
+    ]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -97,8 +121,13 @@ def test_table_is_the_dissection_of_what_went_in(workdir, version):
     write_netmon(path, packets, version=version)
     df = read_netmon(path, with_data=True, utc_offset_minutes=0)
     notes = [p.comment if version >= (2, 2) else None for p in packets]
-    want = dissect([_floor(p.time_ns, version, T0) for p in packets], [p.data for p in packets], 1,
-                   with_data=True, comments=notes)
+    want = dissect(
+        [_floor(p.time_ns, version, T0) for p in packets],
+        [p.data for p in packets],
+        1,
+        with_data=True,
+        comments=notes,
+    )
     assert_frame_equal(df, want)
     assert df["src_addr"].to_list() == [f"10.0.0.{i + 1}" for i in range(7)]
     assert df["src_port"].to_list() == [50000 + i for i in range(7)]
@@ -107,8 +136,10 @@ def test_table_is_the_dissection_of_what_went_in(workdir, version):
 
 
 @SETTINGS
-@given(buf=st.binary(min_size=0, max_size=400), spans=st.lists(st.tuples(st.integers(0, 399),
-                                                                          st.integers(0, 200)), max_size=12))
+@given(
+    buf=st.binary(min_size=0, max_size=400),
+    spans=st.lists(st.tuples(st.integers(0, 399), st.integers(0, 200)), max_size=12),
+)
 def test_windows_match_header_windows(buf, spans):
     """The reader's fast header windows equal packets.header_windows (short frames, frames near EOF)."""
     arr = np.frombuffer(buf, np.uint8)
@@ -134,14 +165,23 @@ def test_dispatch(workdir):
 
 # -- media types, metadata records, times -------------------------------------------------------------
 
+
 def test_per_frame_media_types(workdir, caplog):
     """2.1+ trailers carry the link type of each frame: Ethernet (1, and 0), raw IP (9), a pcap link type
     (0xE000 | 113, Linux cooked), 802.11 with NetMon's header (6, kept undissected and reported); the
     metadata records 0xFFFC-0xFFFE are not frames and leave no gap in the frame numbers."""
     ip = _tcp(1, 1111)
     sll = struct.pack(">HHH8sH", 4, 1, 6, bytes(8), 0x0800) + _tcp(2, 2222)
-    rows = [(1, ETH + _tcp(3, 3333)), (0xFFFD, b"adapters"), (9, ip), (0xE071, sll), (0xFFFE, b"dns"),
-            (0, ETH + _tcp(4, 4444)), (6, b"\x02" * 40), (0xFFFC, b"hdr")]
+    rows = [
+        (1, ETH + _tcp(3, 3333)),
+        (0xFFFD, b"adapters"),
+        (9, ip),
+        (0xE071, sll),
+        (0xFFFE, b"dns"),
+        (0, ETH + _tcp(4, 4444)),
+        (6, b"\x02" * 40),
+        (0xFFFC, b"hdr"),
+    ]
     packets = [Packet(T0 + i * 1000, d) for i, (_, d) in enumerate(rows)]
     path = workdir / "media.cap"
     write_netmon(path, packets, media_types=[m for m, _ in rows])
@@ -168,7 +208,7 @@ def test_local_time_without_offset_is_reported(workdir, caplog):
     """Before 2.3 the start is local time: without an offset it is taken as UTC, with a warning; with
     the offset the UTC times are exact to the microsecond."""
     path = workdir / "local.cap"
-    write_netmon(path, _frames(3), version=(2, 2), utc_offset_minutes=-300)     # UTC-5
+    write_netmon(path, _frames(3), version=(2, 2), utc_offset_minutes=-300)  # UTC-5
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         naive = read_netmon(path)
     assert "local time" in caplog.text and "3 frame time(s) taken as UTC" in caplog.text
@@ -185,8 +225,9 @@ def test_utc_stamps_need_extended_info(workdir):
     documented rule): with it zeroed, times come from the local start time and the offsets."""
     path = workdir / "ext.cap"
     write_netmon(path, _frames(2), version=(2, 3), utc_offset_minutes=120)
-    assert read_netmon(path)["time"].dt.epoch("ns").to_list() == [(T0 + i * 1_500_000) // 100 * 100
-                                                                  for i in range(2)]
+    assert read_netmon(path)["time"].dt.epoch("ns").to_list() == [
+        (T0 + i * 1_500_000) // 100 * 100 for i in range(2)
+    ]
     raw = bytearray(path.read_bytes())
     raw[56:60] = bytes(4)
     path.write_bytes(bytes(raw))
@@ -218,6 +259,7 @@ def test_empty_capture(workdir):
 
 # -- damaged input ------------------------------------------------------------------------------------
 
+
 def _edit(workdir: Path, name: str, edit) -> Path:
     path = workdir / name
     write_netmon(path, _frames(4), version=(2, 1))
@@ -231,15 +273,18 @@ def _table_offset(raw: bytes) -> int:
     return struct.unpack_from("<I", raw, 24)[0]
 
 
-@pytest.mark.parametrize("edit, message, offset", [
-    (lambda r: r.__setitem__(slice(0, 4), b"GMBX"), "bad signature 474d4258", 0),
-    (lambda r: r.__setitem__(slice(0, 4), b"RTSS"), "1.x capture files are not supported", 0),
-    (lambda r: r.__setitem__(5, 3), "unsupported Network Monitor format version 3.1", 5),
-    (lambda r: r.__setitem__(slice(28, 32), struct.pack("<I", 15)), "not a multiple of 4", 28),
-    (lambda r: r[:-6], "lies outside the frame data", 24),
-    (lambda r: r[:100], "shorter than 128", 0),
-    (lambda r: r.__setitem__(slice(10, 12), struct.pack("<H", 13)), "bad capture start time", 8),
-])
+@pytest.mark.parametrize(
+    "edit, message, offset",
+    [
+        (lambda r: r.__setitem__(slice(0, 4), b"GMBX"), "bad signature 474d4258", 0),
+        (lambda r: r.__setitem__(slice(0, 4), b"RTSS"), "1.x capture files are not supported", 0),
+        (lambda r: r.__setitem__(5, 3), "unsupported Network Monitor format version 3.1", 5),
+        (lambda r: r.__setitem__(slice(28, 32), struct.pack("<I", 15)), "not a multiple of 4", 28),
+        (lambda r: r[:-6], "lies outside the frame data", 24),
+        (lambda r: r[:100], "shorter than 128", 0),
+        (lambda r: r.__setitem__(slice(10, 12), struct.pack("<H", 13)), "bad capture start time", 8),
+    ],
+)
 def test_bad_file(workdir, edit, message, offset):
     """Whole-file damage: one CaptureError naming the file and the byte offset."""
     path = _edit(workdir, "bad.cap", edit)
@@ -251,12 +296,14 @@ def test_bad_file(workdir, edit, message, offset):
 def test_damaged_frames_are_skipped(workdir, caplog):
     """A frame table entry past the end of the file and a record whose captured length runs past it
     cost only those frames; the warning names both offsets."""
+
     def edit(raw):
         t = _table_offset(raw)
         first = struct.unpack_from("<I", raw, t)[0]
-        struct.pack_into("<I", raw, t + 4, len(raw) + 100)            # frame 2 outside the file
-        struct.pack_into("<I", raw, first + 12, 1_000_000)            # frame 1: caplen too large
+        struct.pack_into("<I", raw, t + 4, len(raw) + 100)  # frame 2 outside the file
+        struct.pack_into("<I", raw, first + 12, 1_000_000)  # frame 1: caplen too large
         return raw
+
     path = _edit(workdir, "frames.cap", edit)
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         df = read_netmon(path, utc_offset_minutes=0)
@@ -280,7 +327,7 @@ def test_damaged_comment_table(workdir, caplog):
     raw = bytearray(path.read_bytes())
     table = struct.unpack_from("<I", raw, 40)[0]
     second = table + 16 + len("note 0".encode("utf-16-le"))
-    struct.pack_into("<I", raw, second + 8, 10_000)                 # second title length: too long
+    struct.pack_into("<I", raw, second + 8, 10_000)  # second title length: too long
     path.write_bytes(bytes(raw))
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         df = read_netmon(path, utc_offset_minutes=0)
@@ -290,13 +337,15 @@ def test_damaged_comment_table(workdir, caplog):
 
 def test_truncated_record(workdir, caplog):
     """A record whose data ends past the file end (frame table moved before it) is skipped."""
+
     def edit(raw):
         t = _table_offset(raw)
         table = bytes(raw[t:])
         last = struct.unpack_from("<I", table, 12)[0]
-        raw = raw[:last + 20] + table                 # cut the last record, keep the table after it
+        raw = raw[: last + 20] + table  # cut the last record, keep the table after it
         struct.pack_into("<I", raw, 24, last + 20)
         return raw
+
     path = _edit(workdir, "trunc.cap", edit)
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         df = read_netmon(path, utc_offset_minutes=0)
@@ -305,6 +354,7 @@ def test_truncated_record(workdir, caplog):
 
 
 # -- found by the break-attribution review ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("year", [1601, 2500, 9999])
 def test_start_time_beyond_int64_ns_is_a_capture_error(workdir, year):
@@ -319,12 +369,14 @@ def test_start_time_beyond_int64_ns_is_a_capture_error(workdir, year):
 def test_time_offset_of_centuries_is_no_time(workdir, caplog):
     """A record's TimeOffsetLocal so large that the frame's ns would wrap around (a damaged record) used
     to give a silently wrong time; the frame is kept without a time and reported."""
+
     def edit(raw):
         t = _table_offset(raw)
         for i, value in ((1, 1 << 62), (2, (1 << 64) - (1 << 61))):
             rec = struct.unpack_from("<I", raw, t + 4 * i)[0]
             struct.pack_into("<Q", raw, rec, value)
         return raw
+
     path = _edit(workdir, "centuries.cap", edit)
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         df = read_netmon(path, utc_offset_minutes=0)

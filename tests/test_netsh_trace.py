@@ -4,6 +4,7 @@ No public `netsh trace capture=yes` file with TCPIP events exists: these files a
 project's EtlWriter (parsers/etl/build.py), with the TCPIP payload layouts documented in
 parsers/etl/tcpip.py (from the provider's manifest) and NDIS event 1001 as FORMATS.md describes it.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -29,13 +30,30 @@ def s(sec: float) -> timedelta:
 
 
 def _ip(src: str, dst: str, proto: int, body: bytes) -> bytes:
-    return (MACS + b"\x08\x00" + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, 0, 128, proto, 0,
-                                             ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
-            + body)
+    return (
+        MACS
+        + b"\x08\x00"
+        + struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(body),
+            1,
+            0,
+            128,
+            proto,
+            0,
+            ipaddress.IPv4Address(src).packed,
+            ipaddress.IPv4Address(dst).packed,
+        )
+        + body
+    )
 
 
 def tcp(src: str, sport: int, dst: str, dport: int, flags: int, payload: bytes = b"") -> bytes:
-    return _ip(src, dst, 6, struct.pack("!HHIIBBHHH", sport, dport, 1000, 0, 0x50, flags, 65535, 0, 0) + payload)
+    return _ip(
+        src, dst, 6, struct.pack("!HHIIBBHHH", sport, dport, 1000, 0, 0x50, flags, 65535, 0, 0) + payload
+    )
 
 
 def udp(src: str, sport: int, dst: str, dport: int, payload: bytes) -> bytes:
@@ -46,18 +64,39 @@ def sockaddr(addr: str, port: int) -> bytes:
     return struct.pack("<H", 2) + struct.pack("!H", port) + ipaddress.IPv4Address(addr).packed + bytes(8)
 
 
-def connect_complete(w: EtlWriter, at: float, local: tuple[str, int], remote: tuple[str, int], pid: int) -> None:
+def connect_complete(
+    w: EtlWriter, at: float, local: tuple[str, int], remote: tuple[str, int], pid: int
+) -> None:
     """TCPIP 1033 TcpConnectTcbComplete: addresses, status, ProcessId, compartment, Tcb."""
-    body = (struct.pack("<I", 16) + sockaddr(*local) + struct.pack("<I", 16) + sockaddr(*remote)
-            + struct.pack("<III", 0, pid, 1) + bytes(w.pointer_size))
+    body = (
+        struct.pack("<I", 16)
+        + sockaddr(*local)
+        + struct.pack("<I", 16)
+        + sockaddr(*remote)
+        + struct.pack("<III", 0, pid, 1)
+        + bytes(w.pointer_size)
+    )
     w.event(TCPIP, 1033, body, time=s(at), level=4, keyword=0x400000484, task=1033, pid=0, tid=1)
 
 
-def udp_send(w: EtlWriter, at: float, local: tuple[str, int], remote: tuple[str, int], pid: int,
-             size: int, messages: int = 1) -> None:
+def udp_send(
+    w: EtlWriter,
+    at: float,
+    local: tuple[str, int],
+    remote: tuple[str, int],
+    pid: int,
+    size: int,
+    messages: int = 1,
+) -> None:
     """TCPIP 1169 UdpEndpointSendMessages: endpoint, NumMessages, NumBytes, addresses, Pid."""
-    body = (bytes(w.pointer_size) + struct.pack("<III", messages, size, 16) + sockaddr(*local)
-            + struct.pack("<I", 16) + sockaddr(*remote) + struct.pack("<I", pid))
+    body = (
+        bytes(w.pointer_size)
+        + struct.pack("<III", messages, size, 16)
+        + sockaddr(*local)
+        + struct.pack("<I", 16)
+        + sockaddr(*remote)
+        + struct.pack("<I", pid)
+    )
     w.event(TCPIP, 1169, body, time=s(at), level=4, keyword=0x100000000, task=1169, pid=0, tid=1)
 
 
@@ -81,8 +120,17 @@ def netsh_trace(tmp_path, request):
 
 def test_tcpip_pid_events_join_the_timeline(netsh_trace):
     ev = read_etl_events(netsh_trace)
-    rows = ev.select("provider", "event", "protocol", "pid", "size", "local_addr", "local_port",
-                     "remote_addr", "remote_port").rows()
+    rows = ev.select(
+        "provider",
+        "event",
+        "protocol",
+        "pid",
+        "size",
+        "local_addr",
+        "local_port",
+        "remote_addr",
+        "remote_port",
+    ).rows()
     assert rows == [
         ("TCPIP", "ConnectComplete", "TCP", 4711, None, HOST, 50123, WEB, 443),
         ("TCPIP", "Send", "UDP", 2020, 48, HOST, 5353, "224.0.0.251", 5353),

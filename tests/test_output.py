@@ -3,6 +3,7 @@
 Each complaint of issue 12's "Why" has a test here; the names say which. The SYN-attack trace is BUILT
 with the project's ETL writer (no public file has those events; see tests/test_synattack.py).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -24,8 +25,15 @@ from etwtools import output
 from etwtools.cli import cli
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-DEMO = ["attribute", "--etl", str(DATA / "kernel.csv"), "--pcap", str(DATA / "capture.pcap"),
-        "--tasklist", str(DATA / "tasklist.txt")]
+DEMO = [
+    "attribute",
+    "--etl",
+    str(DATA / "kernel.csv"),
+    "--pcap",
+    str(DATA / "capture.pcap"),
+    "--tasklist",
+    str(DATA / "tasklist.txt"),
+]
 ENTRY = [sys.executable, "-c", "from etwtools.cli import main; main()"]
 
 
@@ -41,6 +49,7 @@ def _table_lines(stdout: str) -> list[str]:
 
 
 # --- complaint: tables 208 to 391 columns wide; internal columns such as unique_key show ----------
+
 
 @pytest.mark.parametrize("width", [80, 120, 160])
 def test_attribute_table_fits_the_terminal_width(width):
@@ -67,7 +76,7 @@ def test_processes_table_fits_and_hides_internal_columns(corpus):
     assert wide.exit_code == 0
     assert "command_line" in wide.stdout.splitlines()[0] and "unique_key" not in wide.stdout.splitlines()[0]
     full = run("processes", "--etl", str(etl), "-f", "csv")
-    assert "unique_key" in full.stdout.splitlines()[0]   # data formats keep every column
+    assert "unique_key" in full.stdout.splitlines()[0]  # data formats keep every column
 
 
 def test_columns_picks_and_orders_columns_in_every_format(tmp_path):
@@ -85,6 +94,7 @@ def test_columns_picks_and_orders_columns_in_every_format(tmp_path):
 
 # --- complaint: reason cut at 60 characters --------------------------------------------------------
 
+
 def test_reason_is_wrapped_not_cut():
     """Every word of frame 105540's reason appears in the table, in order, on its row and the lines under it."""
     js = run(*DEMO, "-f", "json")
@@ -95,7 +105,7 @@ def test_reason_is_wrapped_not_cut():
     i = next(k for k, line in enumerate(lines) if line.lstrip().startswith("105540 "))
     col = lines[0].index("reason")
     text = lines[i][col:]
-    for line in lines[i + 1:]:
+    for line in lines[i + 1 :]:
         if line[:col].strip():
             break
         text += " " + line[col:]
@@ -104,6 +114,7 @@ def test_reason_is_wrapped_not_cut():
 
 
 # --- complaint: delta_s in scientific notation -------------------------------------------------------
+
 
 def test_delta_s_is_rounded_for_people_and_exact_in_data_formats():
     """With --offset 0.31243 the frame is 10.2 us from its event: 0.000010 in the table, exact in JSON."""
@@ -122,13 +133,27 @@ def test_format_number_column_is_fixed_point():
     s = pl.DataFrame({"x": [1.02e-05, -2.5, 123456.78912, None, float("nan"), 1e20]})
     got = s.select(output.fixed_point(pl.col("x"), 6)).to_series().to_list()
     assert got[:3] == ["0.000010", "-2.500000", "123456.789120"]
-    assert got[3] is None and got[4] == "NaN" and "e" not in got[5] and got[5].startswith("100000000000000000000")
+    assert (
+        got[3] is None
+        and got[4] == "NaN"
+        and "e" not in got[5]
+        and got[5].startswith("100000000000000000000")
+    )
 
 
 # --- complaint: -o events.csv without -f writes the text table --------------------------------------
 
-@pytest.mark.parametrize("ext,reader", [("csv", pl.read_csv), ("json", pl.read_ndjson), ("jsonl", pl.read_ndjson),
-                                        ("ndjson", pl.read_ndjson), ("parquet", pl.read_parquet)])
+
+@pytest.mark.parametrize(
+    "ext,reader",
+    [
+        ("csv", pl.read_csv),
+        ("json", pl.read_ndjson),
+        ("jsonl", pl.read_ndjson),
+        ("ndjson", pl.read_ndjson),
+        ("parquet", pl.read_parquet),
+    ],
+)
 def test_format_from_the_output_extension(tmp_path, ext, reader):
     out = tmp_path / f"events.{ext}"
     r = run("events", "--etl", str(DATA / "kernel.csv"), "-o", str(out))
@@ -152,6 +177,7 @@ def test_explicit_format_wins_over_the_extension(tmp_path):
 
 # --- complaint: JSON output is not JSON only; synattack drops two of its three tables --------------
 
+
 def test_synattack_json_without_intervals_is_json_only(corpus):
     r = run("synattack", "--etl", str(corpus / "tx" / "KernelNetwork.etl"), "-f", "json")
     assert r.exit_code == 0, r.stderr
@@ -173,14 +199,21 @@ def flood_trace(tmp_path_factory):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_synattack import _flood, _trace
 
-    _, path, _ = _trace(tmp_path_factory.mktemp("syn"), "flood",
-                        [(1055, 10, (1, 0, 0, 0, 0, 0)), (1063, 40, (1, 0, 0, 0, 0, 0))],
-                        other=[(1057, 20, (1, 0, 0, 0, 0, 0))], end=100, packets=_flood)
+    _, path, _ = _trace(
+        tmp_path_factory.mktemp("syn"),
+        "flood",
+        [(1055, 10, (1, 0, 0, 0, 0, 0)), (1063, 40, (1, 0, 0, 0, 0, 0))],
+        other=[(1057, 20, (1, 0, 0, 0, 0, 0))],
+        end=100,
+        packets=_flood,
+    )
     return path
 
 
-@pytest.mark.parametrize("table,col,first", [("intervals", "duration_s", 30.0), ("events", "event_id", 1057),
-                                             ("packets", "phase", "before")])
+@pytest.mark.parametrize(
+    "table,col,first",
+    [("intervals", "duration_s", 30.0), ("events", "event_id", 1057), ("packets", "phase", "before")],
+)
 def test_synattack_writes_each_table(flood_trace, table, col, first):
     r = run("synattack", "--etl", str(flood_trace), "-f", "json", "--table", table)
     assert r.exit_code == 0, r.stderr
@@ -199,6 +232,7 @@ def test_synattack_writes_one_file_per_table(flood_trace, tmp_path):
 
 # --- complaint: --frame 0 or a frame that does not exist exits 0 ----------------------------------
 
+
 @pytest.mark.parametrize("frame", ["0", "999999999"])
 def test_frame_not_in_the_capture_is_an_error(frame):
     r = run(*DEMO, "--frame", frame)
@@ -209,11 +243,16 @@ def test_frame_not_in_the_capture_is_an_error(frame):
 
 # --- complaint: Parquet is dumped to a terminal ------------------------------------------------------
 
+
 def test_parquet_refuses_a_terminal():
     master, slave = pty.openpty()
     try:
-        p = subprocess.run([*ENTRY, "events", "--etl", str(DATA / "kernel.csv"), "-f", "parquet"],
-                           stdout=slave, stderr=subprocess.PIPE, timeout=60)
+        p = subprocess.run(
+            [*ENTRY, "events", "--etl", str(DATA / "kernel.csv"), "-f", "parquet"],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
         os.close(slave)
         got = b""
         try:
@@ -228,6 +267,7 @@ def test_parquet_refuses_a_terminal():
 
 
 # --- complaint: .etl.zip / .gz inputs get "not a recognised input" ---------------------------------
+
 
 def test_gzip_input_is_read(tmp_path):
     gz = tmp_path / "kernel.csv.gz"
@@ -288,6 +328,7 @@ def test_compressed_inputs_are_named_by_the_library(tmp_path):
 
 # --- streaming writers (issue 14, item 5) ------------------------------------------------------------
 
+
 class _Counting(io.BytesIO):
     writes = 0
 
@@ -324,8 +365,11 @@ def test_table_writer_streams_and_aligns(demo_frames):
 
 def test_broken_pipe_is_quiet():
     """`etwtools frames ... | head -1`: no traceback, no 'Exception ignored', the exit of a SIGPIPE'd tool."""
-    p1 = subprocess.Popen([*ENTRY, "frames", "--pcap", str(DATA / "capture.pcap"), "-f", "csv"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p1 = subprocess.Popen(
+        [*ENTRY, "frames", "--pcap", str(DATA / "capture.pcap"), "-f", "csv"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     first = p1.stdout.readline()
     p1.stdout.close()
     err = p1.stderr.read()
@@ -337,6 +381,7 @@ def test_broken_pipe_is_quiet():
 
 # --- --version and shell completion -----------------------------------------------------------------
 
+
 def test_version():
     from importlib.metadata import version
 
@@ -345,11 +390,21 @@ def test_version():
 
 
 def test_bash_completion_script_and_completion_of_commands():
-    p = subprocess.run(ENTRY, env={**os.environ, "_ETWTOOLS_COMPLETE": "bash_source"}, capture_output=True,
-                       timeout=60)
+    p = subprocess.run(
+        ENTRY, env={**os.environ, "_ETWTOOLS_COMPLETE": "bash_source"}, capture_output=True, timeout=60
+    )
     assert p.returncode == 0 and b"complete " in p.stdout and b"_ETWTOOLS_COMPLETE" in p.stdout
-    p = subprocess.run(ENTRY, env={**os.environ, "_ETWTOOLS_COMPLETE": "bash_complete", "COMP_WORDS": "etwtools syn",
-                                   "COMP_CWORD": "1"}, capture_output=True, timeout=60)
+    p = subprocess.run(
+        ENTRY,
+        env={
+            **os.environ,
+            "_ETWTOOLS_COMPLETE": "bash_complete",
+            "COMP_WORDS": "etwtools syn",
+            "COMP_CWORD": "1",
+        },
+        capture_output=True,
+        timeout=60,
+    )
     assert p.stdout.decode().split() == ["plain,synattack"]
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert re.search(r"_ETWTOOLS_COMPLETE=bash_source etwtools", readme)
@@ -360,4 +415,7 @@ def test_zipped_event_log_json_is_detected_by_the_library(corpus):
     reader); an ETL in a zip is 'extract it first'."""
     from etwtools.sources import detect
 
-    assert detect(corpus / "otrf/purplesharp_ad_playbook_I/host_purplesharp_ad_playbook_I.zip") == "eventlog-json"
+    assert (
+        detect(corpus / "otrf/purplesharp_ad_playbook_I/host_purplesharp_ad_playbook_I.zip")
+        == "eventlog-json"
+    )

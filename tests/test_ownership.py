@@ -3,6 +3,7 @@
 The logs are read by tests/otrf_logs.py (the JSON flavours the OTRF pairs use). Where a test changes the
 logs (a shifted clock, a second owner, a disagreeing sensor) it says so; the frames are always the real ones.
 """
+
 from __future__ import annotations
 
 import polars as pl
@@ -35,7 +36,7 @@ def test_otrf_each_sensor_judged_by_the_other(corpus, pair):
             assert row["frames"] >= 24, row
             assert row["precision"] >= 0.98, row
             assert row["coverage"] >= 0.95, row
-            assert row["header_pid_frames"] == 0        # no capture of the corpus carries header PIDs
+            assert row["header_pid_frames"] == 0  # no capture of the corpus carries header PIDs
 
 
 def test_host_and_offsets(purplesharp):
@@ -77,13 +78,20 @@ def test_clock_hours_or_days_apart(purplesharp):
     frames, conns, procs, dns = purplesharp
     base = attribute_connections(frames, conns, procs, dns).frames
     for shift in (19 * H, -(35 * H)):
-        moved = conns.with_columns(pl.col("time") + pl.duration(nanoseconds=shift),
-                                   pl.col("sensor_time") + pl.duration(nanoseconds=shift))
+        moved = conns.with_columns(
+            pl.col("time") + pl.duration(nanoseconds=shift),
+            pl.col("sensor_time") + pl.duration(nanoseconds=shift),
+        )
         r = attribute_connections(frames, moved, procs, dns)
-        assert r.frames.select("pid", "process", "confidence").equals(base.select("pid", "process", "confidence"),
-                                                                      null_equal=True)
-        assert all(abs(o.offset_ns - (base_o - shift)) < 10**6 for o, base_o in
-                   zip(r.offsets, [o.offset_ns for o in attribute_connections(frames, conns, procs, dns).offsets]))
+        assert r.frames.select("pid", "process", "confidence").equals(
+            base.select("pid", "process", "confidence"), null_equal=True
+        )
+        assert all(
+            abs(o.offset_ns - (base_o - shift)) < 10**6
+            for o, base_o in zip(
+                r.offsets, [o.offset_ns for o in attribute_connections(frames, conns, procs, dns).offsets]
+            )
+        )
 
 
 def test_unique_tuples_do_not_need_a_perfect_offset(purplesharp):
@@ -107,21 +115,32 @@ def test_owner_changes_and_sensors_disagree(purplesharp):
     sysmon = conns.filter(pl.col("sensor") == "sysmon", pl.col("host") == "WORKSTATION5.theshire.local")
     base = attribute_connections(frames, sysmon, procs, dns)
     # the longest-lived 5-tuple of the capture and its owner
-    top = (base.frames.filter(pl.col("confidence") == "high").group_by("pid", "src_port", "dst_port")
-           .agg(pl.len(), pl.col("time").min().alias("t0"), pl.col("time").max().alias("t1"))
-           .sort(pl.col("t1") - pl.col("t0"), descending=True).row(0, named=True))
-    ev = sysmon.filter(((pl.col("local_port") == top["src_port"]) & (pl.col("remote_port") == top["dst_port"]))
-                       | ((pl.col("local_port") == top["dst_port"]) & (pl.col("remote_port") == top["src_port"])))
+    top = (
+        base.frames.filter(pl.col("confidence") == "high")
+        .group_by("pid", "src_port", "dst_port")
+        .agg(pl.len(), pl.col("time").min().alias("t0"), pl.col("time").max().alias("t1"))
+        .sort(pl.col("t1") - pl.col("t0"), descending=True)
+        .row(0, named=True)
+    )
+    ev = sysmon.filter(
+        ((pl.col("local_port") == top["src_port"]) & (pl.col("remote_port") == top["dst_port"]))
+        | ((pl.col("local_port") == top["dst_port"]) & (pl.col("remote_port") == top["src_port"]))
+    )
     assert ev.height == 1
     mid = top["t0"] + (top["t1"] - top["t0"]) / 2
     off = base.offsets[0].offset_ns
-    takeover = ev.with_columns(pl.lit(999999, pl.Int64).alias("pid"), pl.lit("other.exe").alias("process"),
-                               (pl.lit(mid) - pl.duration(nanoseconds=off)).cast(pl.Datetime("ns", "UTC"))
-                               .alias("sensor_time"), pl.lit(123).cast(sysmon.schema["record"]).alias("record"))
+    takeover = ev.with_columns(
+        pl.lit(999999, pl.Int64).alias("pid"),
+        pl.lit("other.exe").alias("process"),
+        (pl.lit(mid) - pl.duration(nanoseconds=off)).cast(pl.Datetime("ns", "UTC")).alias("sensor_time"),
+        pl.lit(123).cast(sysmon.schema["record"]).alias("record"),
+    )
     r = attribute_connections(frames, pl.concat([sysmon, takeover]), procs, dns)
     same = r.frames.join(base.frames.filter(pl.col("pid") == top["pid"]).select("frame"), on="frame")
-    same = same.filter(((pl.col("src_port") == top["src_port"]) & (pl.col("dst_port") == top["dst_port"]))
-                       | ((pl.col("src_port") == top["dst_port"]) & (pl.col("dst_port") == top["src_port"])))
+    same = same.filter(
+        ((pl.col("src_port") == top["src_port"]) & (pl.col("dst_port") == top["dst_port"]))
+        | ((pl.col("src_port") == top["dst_port"]) & (pl.col("dst_port") == top["src_port"]))
+    )
     # the new owner's event takes the frames from 2 s before it on (Sysmon logs a connection after its first packets)
     before = same.filter(pl.col("time") < mid - pl.duration(milliseconds=2500))
     after = same.filter(pl.col("time") > mid + pl.duration(milliseconds=500))
@@ -131,9 +150,14 @@ def test_owner_changes_and_sensors_disagree(purplesharp):
     assert "the latest owner before the frame" in after["reason"][0]
 
     sec = conns.filter(pl.col("sensor") == "security", pl.col("host") == "WORKSTATION5.theshire.local")
-    liar = sec.with_columns(pl.when((pl.col("local_port") == ev["local_port"][0])
-                                    & (pl.col("remote_port") == ev["remote_port"][0]))
-                            .then(pl.lit(4242, pl.Int64)).otherwise(pl.col("pid")).alias("pid"))
+    liar = sec.with_columns(
+        pl.when(
+            (pl.col("local_port") == ev["local_port"][0]) & (pl.col("remote_port") == ev["remote_port"][0])
+        )
+        .then(pl.lit(4242, pl.Int64))
+        .otherwise(pl.col("pid"))
+        .alias("pid")
+    )
     r = attribute_connections(frames, pl.concat([sysmon, liar]), procs, dns)
     hit = r.frames.join(same.select("frame"), on="frame")
     assert (hit["confidence"] == "medium").all()
@@ -152,18 +176,25 @@ def test_header_pid_is_the_weakest_hint(corpus, tmp_path):
     from etwtools.parsers import pcapng
 
     d = corpus / "otrf" / L4S
-    interfaces, packets = pcapng.iter_packets(d / "pcap_log4shell_cve2021_44228_java_serialized_2022-05-13045800.pcapng")
+    interfaces, packets = pcapng.iter_packets(
+        d / "pcap_log4shell_cve2021_44228_java_serialized_2022-05-13045800.pcapng"
+    )
     packets = list(packets)
     out = tmp_path / "with_pids.pcapng"
-    pcapng.write_pcapng(out, interfaces, [replace(p, comment=f"PID={3936 if i < 10 else 4} TID={100 + i}")
-                                          for i, p in enumerate(packets)])
+    pcapng.write_pcapng(
+        out,
+        interfaces,
+        [replace(p, comment=f"PID={3936 if i < 10 else 4} TID={100 + i}") for i, p in enumerate(packets)],
+    )
     frames = read_frames(out)
     assert frames["header_pid"].to_list()[:11] == [3936] * 10 + [4]
     conns, procs, dns = load(d)
     sysmon = conns.filter(pl.col("sensor") == "sysmon")
     r = attribute_connections(frames, sysmon, procs, dns)
     assert r.header_pid_agreement == (10, 125)
-    assert r.describe_header_pid().endswith("agree with the answer for 10 of 125 attributed frames that carry one (8.0 %)")
+    assert r.describe_header_pid().endswith(
+        "agree with the answer for 10 of 125 attributed frames that carry one (8.0 %)"
+    )
     # without the event of PowerShell's connection, its frames fall back to the header PID
     ps = sysmon.filter(pl.col("process") == "powershell.exe")
     assert ps.height == 3
@@ -199,10 +230,21 @@ def test_dropped_packet_of_pid_0_gives_no_owner(corpus):
     ev = log.connections.filter(pl.col("protocol") == "TCP").row(0, named=True)
     assert (ev["event_id"], ev["pid"], ev["local_port"]) == (5152, 0, 3389)
     t = ev["time"].timestamp()
-    frames = schema.conform(pl.DataFrame({
-        "frame": [1], "time": [int((t + 0.5) * 1e9)], "protocol": ["TCP"], "src_addr": [ev["remote_addr"]],
-        "src_port": [ev["remote_port"]], "dst_addr": [ev["local_addr"]], "dst_port": [3389], "tcp_flags": [2],
-    }).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC"))), schema.FRAMES)
+    frames = schema.conform(
+        pl.DataFrame(
+            {
+                "frame": [1],
+                "time": [int((t + 0.5) * 1e9)],
+                "protocol": ["TCP"],
+                "src_addr": [ev["remote_addr"]],
+                "src_port": [ev["remote_port"]],
+                "dst_addr": [ev["local_addr"]],
+                "dst_port": [3389],
+                "tcp_flags": [2],
+            }
+        ).with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC"))),
+        schema.FRAMES,
+    )
     r = attribute_connections(frames, log.connections, log.processes, log.dns)
     assert r.frames["confidence"].to_list() == ["none"] and r.frames["pid"].to_list() == [None]
     assert any("name PID 0 or -1" in n for n in r.notes)

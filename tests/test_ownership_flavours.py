@@ -9,6 +9,7 @@ Sysmon module's ECS fields moved out of ``winlog.event_data`` and the logging pr
 so the frames are made from the log's own IPv4 connections: three frames per connection (out, in, out),
 1.2 s after Sysmon's UtcTime, as a capture taken beside it would show them.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,16 @@ from etwtools.parsers.eventlog import read_eventlog
 
 EVTX = "eventlogs/python-evtx/issue_43.evtx"
 HOST_ADDR = "192.168.62.128"
-_ECS_MOVED = {"ProcessId": ("process", "pid"), "Image": ("process", "executable"),
-              "ProcessGuid": ("process", "entity_id"), "Protocol": ("network", "transport"),
-              "SourceIp": ("source", "ip"), "SourcePort": ("source", "port"),
-              "DestinationIp": ("destination", "ip"), "DestinationPort": ("destination", "port")}
+_ECS_MOVED = {
+    "ProcessId": ("process", "pid"),
+    "Image": ("process", "executable"),
+    "ProcessGuid": ("process", "entity_id"),
+    "Protocol": ("network", "transport"),
+    "SourceIp": ("source", "ip"),
+    "SourcePort": ("source", "port"),
+    "DestinationIp": ("destination", "ip"),
+    "DestinationPort": ("destination", "port"),
+}
 
 
 def _records(path) -> list[dict]:
@@ -42,18 +49,31 @@ def _text(v) -> str:
 def _flat(d: dict) -> dict:
     s, data = d["Event"]["System"], d["Event"].get("EventData") or {}
     t = datetime.fromisoformat(s["TimeCreated"]["#attributes"]["SystemTime"])
-    return {"EventTime": t.strftime("%Y-%m-%d %H:%M:%S"), "Hostname": s["Computer"], "EventID": s["EventID"],
-            "Channel": s["Channel"], "SourceName": s["Provider"]["#attributes"]["Name"],
-            "RecordNumber": s["EventRecordID"], "ExecutionProcessID": s["Execution"]["#attributes"]["ProcessID"],
-            **{k: _text(v) for k, v in data.items()}}
+    return {
+        "EventTime": t.strftime("%Y-%m-%d %H:%M:%S"),
+        "Hostname": s["Computer"],
+        "EventID": s["EventID"],
+        "Channel": s["Channel"],
+        "SourceName": s["Provider"]["#attributes"]["Name"],
+        "RecordNumber": s["EventRecordID"],
+        "ExecutionProcessID": s["Execution"]["#attributes"]["ProcessID"],
+        **{k: _text(v) for k, v in data.items()},
+    }
 
 
 def _ecs(d: dict) -> dict:
     s, data = d["Event"]["System"], dict(d["Event"].get("EventData") or {})
-    out: dict = {"@timestamp": s["TimeCreated"]["#attributes"]["SystemTime"],
-                 "winlog": {"event_id": str(s["EventID"]), "channel": s["Channel"], "computer_name": s["Computer"],
-                            "record_id": s["EventRecordID"], "provider_name": s["Provider"]["#attributes"]["Name"],
-                            "process": {"pid": s["Execution"]["#attributes"]["ProcessID"]}}}
+    out: dict = {
+        "@timestamp": s["TimeCreated"]["#attributes"]["SystemTime"],
+        "winlog": {
+            "event_id": str(s["EventID"]),
+            "channel": s["Channel"],
+            "computer_name": s["Computer"],
+            "record_id": s["EventRecordID"],
+            "provider_name": s["Provider"]["#attributes"]["Name"],
+            "process": {"pid": s["Execution"]["#attributes"]["ProcessID"]},
+        },
+    }
     for name, path in _ECS_MOVED.items():
         if name in data:
             v = data.pop(name)
@@ -64,24 +84,43 @@ def _ecs(d: dict) -> dict:
 
 def _azure(d: dict) -> dict:
     s, data = d["Event"]["System"], d["Event"].get("EventData") or {}
-    return {"TimeGenerated": s["TimeCreated"]["#attributes"]["SystemTime"], "Computer": s["Computer"],
-            "Provider": s["Provider"]["#attributes"]["Name"], "Channel": s["Channel"], "EventID": s["EventID"],
-            "EventRecordId": s["EventRecordID"], "Type": "WindowsEvent",
-            "EventData": json.dumps({k: _text(v) for k, v in data.items()})}
+    return {
+        "TimeGenerated": s["TimeCreated"]["#attributes"]["SystemTime"],
+        "Computer": s["Computer"],
+        "Provider": s["Provider"]["#attributes"]["Name"],
+        "Channel": s["Channel"],
+        "EventID": s["EventID"],
+        "EventRecordId": s["EventRecordID"],
+        "Type": "WindowsEvent",
+        "EventData": json.dumps({k: _text(v) for k, v in data.items()}),
+    }
 
 
 def _frames(conns: pl.DataFrame) -> pl.DataFrame:
-    c = conns.filter(pl.col("local_addr") == HOST_ADDR, pl.col("remote_addr").str.contains(r"^\d+\.\d+\.\d+\.\d+$"),
-                     pl.col("remote_port") > 0).sort("sensor_time")
+    c = conns.filter(
+        pl.col("local_addr") == HOST_ADDR,
+        pl.col("remote_addr").str.contains(r"^\d+\.\d+\.\d+\.\d+$"),
+        pl.col("remote_port") > 0,
+    ).sort("sensor_time")
     rows = []
     for r in c.iter_rows(named=True):
         t = r["sensor_time"].timestamp()
         for k, out in enumerate((True, False, True)):
             a = (r["local_addr"], r["local_port"]) if out else (r["remote_addr"], r["remote_port"])
             b = (r["remote_addr"], r["remote_port"]) if out else (r["local_addr"], r["local_port"])
-            rows.append({"time": int((t + 1.2 + 0.01 * k) * 1e9), "protocol": r["protocol"], "src_addr": a[0],
-                         "src_port": a[1], "dst_addr": b[0], "dst_port": b[1], "ip_version": 4,
-                         "tcp_flags": 0x02 if k == 0 and r["protocol"] == "TCP" else 0x10, "payload_len": 0})
+            rows.append(
+                {
+                    "time": int((t + 1.2 + 0.01 * k) * 1e9),
+                    "protocol": r["protocol"],
+                    "src_addr": a[0],
+                    "src_port": a[1],
+                    "dst_addr": b[0],
+                    "dst_port": b[1],
+                    "ip_version": 4,
+                    "tcp_flags": 0x02 if k == 0 and r["protocol"] == "TCP" else 0x10,
+                    "payload_len": 0,
+                }
+            )
     df = pl.DataFrame(rows).sort("time").with_row_index("frame", offset=1)
     return schema.conform(df.with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC"))), schema.FRAMES)
 
@@ -99,7 +138,10 @@ def flavours(corpus, tmp_path_factory):
 
 def test_same_attribution_from_evtx_and_every_json_flavour(flavours):
     logs = {k: read_eventlog(p) for k, p in flavours.items()}
-    assert {k: g.kind for k, g in logs.items()} == {"evtx": "evtx", **{k: "json" for k in flavours if k != "evtx"}}
+    assert {k: g.kind for k, g in logs.items()} == {
+        "evtx": "evtx",
+        **{k: "json" for k in flavours if k != "evtx"},
+    }
     frames = _frames(logs["evtx"].connections)
     assert frames.height >= 300
     cols = ["frame", "pid", "process", "confidence", "method", "remote_name"]

@@ -4,6 +4,7 @@ No public capture holds every link type and header case, so these frames are bui
 struct, from the header layouts (IEEE 802.3/802.1Q, RFC 791/8200/793/768, tcpdump.org LINKTYPE_* pages);
 each test asserts the values the frame was built with.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,16 @@ def eth(payload: bytes, etype: int = 0x0800, tags: tuple[tuple[int, int], ...] =
     return MAC_B + MAC_A + tag_bytes + struct.pack(">H", etype) + payload
 
 
-def ipv4(payload: bytes, proto: int = 6, ident: int = 0x1234, frag: int = 0x4000, total: int | None = None,
-         src: bytes = A4, dst: bytes = B4, options: bytes = b"") -> bytes:
+def ipv4(
+    payload: bytes,
+    proto: int = 6,
+    ident: int = 0x1234,
+    frag: int = 0x4000,
+    total: int | None = None,
+    src: bytes = A4,
+    dst: bytes = B4,
+    options: bytes = b"",
+) -> bytes:
     ihl = (20 + len(options)) // 4
     n = 20 + len(options) + len(payload) if total is None else total
     head = struct.pack(">BBHHHBBH4s4s", 0x40 | ihl, 0, n, ident, frag, 64, proto, 0, src, dst)
@@ -53,8 +62,14 @@ def frag6(nh: int, offset8: int, more: bool, ident: int) -> bytes:
     return struct.pack(">BBHI", nh, 0, offset8 << 3 | int(more), ident)
 
 
-def tcp(payload: bytes = b"", sport: int = 49152, dport: int = 443, seq: int = 0xDEADBEEF, flags: int = 0x18,
-        options: bytes = b"") -> bytes:
+def tcp(
+    payload: bytes = b"",
+    sport: int = 49152,
+    dport: int = 443,
+    seq: int = 0xDEADBEEF,
+    flags: int = 0x18,
+    options: bytes = b"",
+) -> bytes:
     doff = (20 + len(options)) // 4
     return struct.pack(">HHIIBBHHH", sport, dport, seq, 1, doff << 4, flags, 8192, 0, 0) + options + payload
 
@@ -72,8 +87,12 @@ def one(frame: bytes, link_type: int = 1, **kw) -> dict:
 def test_ethernet_ipv4_tcp_every_field():
     r = one(eth(ipv4(tcp(b"x" * 100, sport=50000, dport=443, seq=123456789, flags=0x12), ident=777)))
     assert (r["ip_version"], r["protocol"]) == (4, "TCP")
-    assert (r["src_addr"], r["src_port"], r["dst_addr"], r["dst_port"]) == ("192.168.1.10", 50000,
-                                                                             "10.20.30.40", 443)
+    assert (r["src_addr"], r["src_port"], r["dst_addr"], r["dst_port"]) == (
+        "192.168.1.10",
+        50000,
+        "10.20.30.40",
+        443,
+    )
     assert (r["payload_len"], r["tcp_flags"], r["tcp_seq"], r["ip_id"]) == (100, 0x12, 123456789, 777)
     assert r["fragment"] == "none" and r["notes"] is None and r["direction"] is None
     assert r["caplen"] == r["wirelen"] == 14 + 20 + 20 + 100
@@ -83,7 +102,7 @@ def test_ethernet_ipv4_tcp_every_field():
 
 def test_schema_and_integer_time():
     df = dissect([T0, T0 + 1], [eth(ipv4(udp(b"ab"), proto=17)), eth(b"\0" * 28, etype=0x0806)], 1)
-    assert list(df.schema.items())[:len(schema.FRAMES)] == list(schema.FRAMES.items())
+    assert list(df.schema.items())[: len(schema.FRAMES)] == list(schema.FRAMES.items())
     assert df["time"].dt.epoch("ns").to_list() == [T0, T0 + 1]
     assert df["protocol"].to_list() == ["UDP", "other"] and df["ip_version"].to_list() == [4, None]
 
@@ -94,8 +113,9 @@ def test_tcp_options_and_ip_options_move_the_headers():
     assert (r["src_port"], r["dst_port"], r["payload_len"], r["tcp_seq"]) == (49152, 443, 7, 0xDEADBEEF)
 
 
-@pytest.mark.parametrize("tags", [((0x8100, 100),), ((0x88A8, 10), (0x8100, 100)),
-                                  ((0x9100, 1), (0x8100, 2), (0x8100, 3))])
+@pytest.mark.parametrize(
+    "tags", [((0x8100, 100),), ((0x88A8, 10), (0x8100, 100)), ((0x9100, 1), (0x8100, 2), (0x8100, 3))]
+)
 def test_vlan_tags(tags):
     r = one(eth(ipv4(udp(b"q" * 9, sport=1, dport=2), proto=17), tags=tags))
     assert (r["protocol"], r["src_port"], r["dst_port"], r["payload_len"]) == ("UDP", 1, 2, 9)
@@ -107,14 +127,23 @@ def test_ipv6_over_qinq_reaches_past_the_header_window():
     frame = eth(ipv6(ext(60, 1) + ext(6, 0) + l4, nh=43), etype=0x86DD, tags=((0x88A8, 1), (0x8100, 2)))
     assert 22 + 40 + 24 + 13 >= WINDOW
     r = one(frame)
-    assert (r["ip_version"], r["protocol"], r["src_addr"], r["dst_addr"]) == (6, "TCP", "2001:db8::1",
-                                                                              "fe80::202:b3ff:fe1e:8329")
+    assert (r["ip_version"], r["protocol"], r["src_addr"], r["dst_addr"]) == (
+        6,
+        "TCP",
+        "2001:db8::1",
+        "fe80::202:b3ff:fe1e:8329",
+    )
     assert (r["src_port"], r["dst_port"], r["tcp_seq"], r["tcp_flags"], r["payload_len"]) == (
-        1111, 2222, 42, 2, 5)
+        1111,
+        2222,
+        42,
+        2,
+        5,
+    )
 
 
 def test_ipv6_extension_headers_hop_by_hop_and_ah():
-    ah = struct.pack(">BBH", 17, 4, 0) + bytes(20)   # AH: (4 + 2) * 4 = 24 bytes
+    ah = struct.pack(">BBH", 17, 4, 0) + bytes(20)  # AH: (4 + 2) * 4 = 24 bytes
     r = one(eth(ipv6(ext(51, 0) + ah + udp(b"u" * 3, 7, 8), nh=0), etype=0x86DD))
     assert (r["protocol"], r["src_port"], r["dst_port"], r["payload_len"]) == ("UDP", 7, 8, 3)
 
@@ -147,12 +176,24 @@ def test_linux_sll2():
     sll2 = struct.pack(">HHIHBB8s", 0x86DD, 0, 3, 1, 4, 6, MAC_A + b"\0\0")
     r = one(sll2 + ipv6(udp(b"abcd", 1000, 2000), nh=17), 276)
     assert (r["ip_version"], r["src_port"], r["dst_port"], r["payload_len"], r["direction"]) == (
-        6, 1000, 2000, 4, "out")
+        6,
+        1000,
+        2000,
+        4,
+        "out",
+    )
 
 
-@pytest.mark.parametrize("header,version", [
-    (struct.pack("<I", 2), 4), (struct.pack(">I", 2), 4),        # null: either host byte order
-    (struct.pack("<I", 24), 6), (struct.pack("<I", 28), 6), (struct.pack(">I", 30), 6)])
+@pytest.mark.parametrize(
+    "header,version",
+    [
+        (struct.pack("<I", 2), 4),
+        (struct.pack(">I", 2), 4),  # null: either host byte order
+        (struct.pack("<I", 24), 6),
+        (struct.pack("<I", 28), 6),
+        (struct.pack(">I", 30), 6),
+    ],
+)
 def test_bsd_null(header, version):
     payload = ipv4(udp(b"n", 9, 10), proto=17) if version == 4 else ipv6(udp(b"n", 9, 10), nh=17)
     r = one(header + payload, 0)
@@ -180,9 +221,9 @@ def test_ipv4_total_length_zero_is_tso():
 def test_ipv4_fragments_take_ports_from_their_first_fragment():
     whole = udp(b"d" * 40, sport=4444, dport=5555)
     first = eth(ipv4(whole[:24], proto=17, ident=99, frag=0x2000))
-    later = eth(ipv4(whole[24:], proto=17, ident=99, frag=3))          # offset 3 * 8 = 24
-    other = eth(ipv4(b"e" * 16, proto=17, ident=100, frag=3))          # its first fragment is missing
-    df = dissect([1, 2, 3, 4], [later, first, other, later], 1)        # out of order too
+    later = eth(ipv4(whole[24:], proto=17, ident=99, frag=3))  # offset 3 * 8 = 24
+    other = eth(ipv4(b"e" * 16, proto=17, ident=100, frag=3))  # its first fragment is missing
+    df = dissect([1, 2, 3, 4], [later, first, other, later], 1)  # out of order too
     assert df["fragment"].to_list() == ["later", "first", "later", "later"]
     assert df["src_port"].to_list() == [4444, 4444, None, 4444]
     assert df["dst_port"].to_list() == [5555, 5555, None, 5555]
@@ -200,13 +241,13 @@ def test_one_fragment_rule_for_readers_and_attribution():
     first = eth(ipv4(whole[:24], proto=17, ident=7, frag=0x2000))
     later = eth(ipv4(whole[24:], proto=17, ident=7, frag=3))
     s = 1_000_000_000
-    times = [0, 59 * s, 59 * s + FRAGMENT_TOLERANCE_NS + 1]   # in time, then past the tolerance
+    times = [0, 59 * s, 59 * s + FRAGMENT_TOLERANCE_NS + 1]  # in time, then past the tolerance
     df = dissect(times, [first, later, later], 1)
     assert first_fragments(df).rows() == [(2, 1)]
     assert df["src_port"].to_list() == [4444, 4444, None]
     fr = prepare_frames(df, [])
     assert fr["first_fid"].to_list() == [None, 0, None]
-    assert fr["size"].to_list() == [16 + 24, 24, 24]   # the first fragment: its whole datagram's payload
+    assert fr["size"].to_list() == [16 + 24, 24, 24]  # the first fragment: its whole datagram's payload
 
 
 def test_ipv6_fragments():
@@ -235,8 +276,8 @@ def test_truncated_frames_keep_what_they_have():
 
 def test_bogus_ip_header_lengths_are_flagged():
     bad_ihl = bytearray(eth(ipv4(tcp())))
-    bad_ihl[14] = 0x44                                   # IHL 16 bytes
-    short_tcp = eth(ipv4(tcp(), total=30))               # total length shorter than IP + TCP headers
+    bad_ihl[14] = 0x44  # IHL 16 bytes
+    short_tcp = eth(ipv4(tcp(), total=30))  # total length shorter than IP + TCP headers
     df = dissect([1, 2], [bytes(bad_ihl), short_tcp], 1)
     assert df["notes"].to_list() == ["bad-length", "bad-length"]
     assert df["payload_len"].to_list() == [None, None]
@@ -244,8 +285,15 @@ def test_bogus_ip_header_lengths_are_flagged():
 
 def test_with_data_and_comments_columns():
     frames = [eth(ipv4(tcp(b"abc"))), b"", eth(ipv4(udp(), proto=17))]
-    df = dissect([1, 2, 3], frames, 1, with_data=True, comments=["a", None, "c"],
-                 directions=["in", None, "out"], interfaces=[0, 1, 0])
+    df = dissect(
+        [1, 2, 3],
+        frames,
+        1,
+        with_data=True,
+        comments=["a", None, "c"],
+        directions=["in", None, "out"],
+        interfaces=[0, 1, 0],
+    )
     assert df["data"].to_list() == frames
     assert df["comment"].to_list() == ["a", None, "c"]
     assert df["direction"].to_list() == ["in", None, "out"]
@@ -268,8 +316,11 @@ def test_columnar_form_equals_list_form():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([0, 1, 101, 108, 113, 228, 229, 276]), st.binary(max_size=120)),
-                max_size=12))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0, 1, 101, 108, 113, 228, 229, 276]), st.binary(max_size=120)), max_size=12
+    )
+)
 def test_any_bytes_dissect_without_error(frames):
     """Random bytes under every supported link type: a table, never an exception."""
     df = dissect(list(range(len(frames))), [f for _, f in frames], [lt for lt, _ in frames])
@@ -278,15 +329,30 @@ def test_any_bytes_dissect_without_error(frames):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(0, 65535), st.integers(0, 65535),
-                          st.binary(max_size=60), st.integers(0, 0xFFFFFFFF)), min_size=1, max_size=10))
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.booleans(),
+            st.integers(0, 65535),
+            st.integers(0, 65535),
+            st.binary(max_size=60),
+            st.integers(0, 0xFFFFFFFF),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
 def test_agrees_with_dpkt(specs):
     """An independent decoder (dpkt, a test-only dependency) reads the same ports, addresses and payloads."""
     dpkt = pytest.importorskip("dpkt")
     frames = []
     for v6, is_tcp, sport, dport, data, seq in specs:
-        l4 = (dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, data=data) if is_tcp
-              else dpkt.udp.UDP(sport=sport, dport=dport, data=data, ulen=8 + len(data)))
+        l4 = (
+            dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, data=data)
+            if is_tcp
+            else dpkt.udp.UDP(sport=sport, dport=dport, data=data, ulen=8 + len(data))
+        )
         if v6:
             ip = dpkt.ip6.IP6(src=A6, dst=B6, nxt=6 if is_tcp else 17, hlim=64, data=l4, plen=len(bytes(l4)))
             frames.append(bytes(dpkt.ethernet.Ethernet(src=MAC_A, dst=MAC_B, type=0x86DD, data=ip)))

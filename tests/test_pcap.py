@@ -3,6 +3,7 @@
 No pcap file is in the corpus (its captures are pcapng), so the files here are written by hand with struct
 from the format's header layout, or with the project's writer, and say which.
 """
+
 from __future__ import annotations
 
 import struct
@@ -17,11 +18,14 @@ from etwtools.parsers.packets import Packet
 FRAME = bytes.fromhex(
     "66778899aabb001122334455 0800"
     "4500002e 1c46 4000 4011 0000 c0a8010a 0a141e28"
-    "c000 0035 001a 0000" "68656c6c6f2c20776f726c642121".replace(" ", ""))
+    "c000 0035 001a 0000"
+    "68656c6c6f2c20776f726c642121".replace(" ", "")
+)
 
 
-def hand_pcap(big: bool, nano: bool, records: list[tuple[int, int, bytes, int]], link: int = 1,
-              snaplen: int = 65535) -> bytes:
+def hand_pcap(
+    big: bool, nano: bool, records: list[tuple[int, int, bytes, int]], link: int = 1, snaplen: int = 65535
+) -> bytes:
     """A pcap written by hand: records are (seconds, fraction, data, wirelen)."""
     e = ">" if big else "<"
     out = [struct.pack(e + "IHHiIII", pcap.MAGIC_NS if nano else pcap.MAGIC_US, 2, 4, 0, 0, snaplen, link)]
@@ -54,7 +58,12 @@ def test_magics_and_byte_orders(tmp_path, walker, big, nano):
     assert df["caplen"].to_list() == [len(FRAME), 20] and df["wirelen"].to_list() == [60, 60]
     r = df.row(0, named=True)
     assert (r["src_addr"], r["src_port"], r["dst_addr"], r["dst_port"], r["payload_len"]) == (
-        "192.168.1.10", 49152, "10.20.30.40", 53, 18)
+        "192.168.1.10",
+        49152,
+        "10.20.30.40",
+        53,
+        18,
+    )
     assert (r["protocol"], r["ip_id"], r["link_type"], r["direction"]) == ("UDP", 0x1C46, 1, None)
     assert df["notes"].to_list() == [None, "truncated"]
     ifaces, packets = iter_capture_packets(path)
@@ -107,7 +116,7 @@ def test_many_chunks_number_frames_across_chunks(tmp_path, monkeypatch, walker):
     """Frames are numbered and ordered across the walk's chunks (chunk size lowered to 7 records)."""
     monkeypatch.setattr(pcap, "CHUNK", 7)
     path = tmp_path / "c.pcap"
-    pcap.write_pcap(path, [Packet(i * 1000, FRAME[:-1 - i % 5] + b"", wirelen=100 + i) for i in range(50)])
+    pcap.write_pcap(path, [Packet(i * 1000, FRAME[: -1 - i % 5] + b"", wirelen=100 + i) for i in range(50)])
     df = read_capture(path)
     assert df["frame"].to_list() == list(range(1, 51))
     assert df["wirelen"].to_list() == [100 + i for i in range(50)]
@@ -121,14 +130,14 @@ def test_c_and_python_walks_agree(tmp_path, cut):
     rng = np.random.default_rng(1)
     recs = [(i, i * 7, rng.bytes(int(rng.integers(0, 130))), 200) for i in range(30)]
     data = hand_pcap(True, False, recs)
-    data = data if cut is None else data[:24 + cut * 3]
+    data = data if cut is None else data[: 24 + cut * 3]
     buf = np.frombuffer(data, np.uint8)
     results = []
     for fn in (pcap._c_pcap_walk, pcap.walk_py):
         out = np.zeros(64, pcap.RECORD)
         win = np.zeros(64 * 32, np.uint8)
         n, pos, status = fn(buf, 24, True, 262144, out, win, 32)
-        results.append((n, pos, status, out[:n].tobytes(), win[:n * 32].tobytes()))
+        results.append((n, pos, status, out[:n].tobytes(), win[: n * 32].tobytes()))
     assert results[0] == results[1]
     if cut is None:
         assert results[0][:3] == (30, len(buf), pcap.ST_END)
@@ -150,11 +159,14 @@ def test_bad_caplen_status_is_the_same_in_both_walks():
 def test_tables_are_identical_with_either_walk(tmp_path, monkeypatch):
     """The whole table (with data) from the C walk equals the pure-Python walk's, across chunks."""
     rng = np.random.default_rng(5)
-    frames = [FRAME[:int(rng.integers(0, len(FRAME) + 1))] + rng.bytes(int(rng.integers(0, 200)))
-              for _ in range(300)]
+    frames = [
+        FRAME[: int(rng.integers(0, len(FRAME) + 1))] + rng.bytes(int(rng.integers(0, 200)))
+        for _ in range(300)
+    ]
     path = tmp_path / "w.pcap"
-    pcap.write_pcap(path, [Packet(i * 999, f, wirelen=len(f) + i) for i, f in enumerate(frames)],
-                    nanosecond=True)
+    pcap.write_pcap(
+        path, [Packet(i * 999, f, wirelen=len(f) + i) for i, f in enumerate(frames)], nanosecond=True
+    )
     monkeypatch.setattr(pcap, "CHUNK", 64)
     fast = read_capture(path, with_data=True)
     monkeypatch.setattr(pcap, "_c_pcap_walk", None)
@@ -179,10 +191,21 @@ def test_modified_magic(tmp_path, tshark):
     the same number of frames with the same ports."""
     import subprocess
 
-    frame = bytes(12) + b"\x08\x00" + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0,
-                                                    bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
-    packets = [Packet(1_700_000_000_000_000_000 + i * 1000, frame + struct.pack("!HHHH", 1000 + i, 53, 8, 0),
-                      direction="out" if i % 2 else "in") for i in range(300)]
+    frame = (
+        bytes(12)
+        + b"\x08\x00"
+        + struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+        )
+    )
+    packets = [
+        Packet(
+            1_700_000_000_000_000_000 + i * 1000,
+            frame + struct.pack("!HHHH", 1000 + i, 53, 8, 0),
+            direction="out" if i % 2 else "in",
+        )
+        for i in range(300)
+    ]
     std, mod = tmp_path / "std.pcap", tmp_path / "mod.pcap"
     pcap.write_pcap(std, packets)
     pcap.write_pcap(mod, packets, modified=True)
@@ -190,6 +213,11 @@ def test_modified_magic(tmp_path, tshark):
     assert mod.stat().st_size == std.stat().st_size + 8 * 300
     a, b = read_capture(std), read_capture(mod)
     assert b.height == 300 and b.equals(a)
-    out = subprocess.run([tshark, "-r", str(mod), "-T", "fields", "-e", "udp.srcport"], capture_output=True,
-                         text=True, timeout=300, check=True).stdout.split()
+    out = subprocess.run(
+        [tshark, "-r", str(mod), "-T", "fields", "-e", "udp.srcport"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout.split()
     assert [int(x) for x in out] == b["src_port"].to_list()

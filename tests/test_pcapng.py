@@ -2,6 +2,7 @@
 sections in both byte orders, several interfaces with their own if_tsresol/if_tsoffset, simple and
 obsolete packet blocks, comments and epb_flags), written with struct from the pcapng specification's
 block layouts (IETF draft-ietf-opsawg-pcapng)."""
+
 from __future__ import annotations
 
 import struct
@@ -14,10 +15,12 @@ import pytest
 from etwtools.parsers import pcapng
 from etwtools.parsers.captures import iter_capture_packets, read_capture, sniff
 
-FRAME = bytes.fromhex(   # Ethernet, IPv4 192.168.1.10 -> 10.20.30.40, UDP 49152 -> 53, 18 bytes
+FRAME = bytes.fromhex(  # Ethernet, IPv4 192.168.1.10 -> 10.20.30.40, UDP 49152 -> 53, 18 bytes
     "66778899aabb001122334455 0800"
     "4500002e 1c46 4000 4011 0000 c0a8010a 0a141e28"
-    "c000 0035 001a 0000" "68656c6c6f2c20776f726c642121".replace(" ", ""))
+    "c000 0035 001a 0000"
+    "68656c6c6f2c20776f726c642121".replace(" ", "")
+)
 
 
 def ns(text: str) -> int:
@@ -46,10 +49,18 @@ def test_snmp_capture(corpus, walker):
     first, second, last = df.row(0, named=True), df.row(1, named=True), df.row(39, named=True)
     assert first["time"] == datetime(2005, 9, 8, 19, 34, 38, 562375, tzinfo=UTC)
     assert (first["src_addr"], first["src_port"], first["dst_addr"], first["dst_port"]) == (
-        "172.31.19.54", 15916, "172.31.19.73", 161)
+        "172.31.19.54",
+        15916,
+        "172.31.19.73",
+        161,
+    )
     assert (first["caplen"], first["wirelen"], first["payload_len"], first["ip_id"]) == (82, 82, 40, 43545)
     assert (second["src_addr"], second["src_port"], second["dst_addr"], second["dst_port"]) == (
-        "172.31.19.73", 161, "172.31.19.54", 15916)
+        "172.31.19.73",
+        161,
+        "172.31.19.54",
+        15916,
+    )
     assert (second["payload_len"], second["ip_id"]) == (58, 6683)
     assert last["time"].isoformat() == "2005-09-08T19:34:45.733451+00:00"
     assert (last["src_port"], last["dst_port"], last["payload_len"], last["ip_id"]) == (161, 15935, 67, 6704)
@@ -71,8 +82,10 @@ def test_pktmon_capture(corpus, walker):
     assert df["time"].dt.epoch("ns")[113] == ns("2024-06-10T20:18:53.907418")
     assert df["time"].is_sorted()
     pairs = df.group_by("src_addr", "dst_addr", "protocol", "caplen", "payload_len").len().sort("len")
-    assert pairs.rows() == [("10.9.1.14", "10.9.1.22", "ICMP", 98, 56, 38),
-                            ("10.9.1.22", "10.9.1.14", "ICMP", 98, 56, 76)]
+    assert pairs.rows() == [
+        ("10.9.1.14", "10.9.1.22", "ICMP", 98, 56, 38),
+        ("10.9.1.22", "10.9.1.14", "ICMP", 98, 56, 76),
+    ]
     assert df["ip_id"].head(3).to_list() == [49046, 49046, 0]
     ifaces, packets = iter_capture_packets(path)
     assert [(i.link_type, i.tsresol, i.tsoffset) for i in ifaces] == [(1, 6, 0)]
@@ -96,6 +109,7 @@ def test_corpus_agrees_with_dpkt(corpus, name):
 
 # -- hand-built files ------------------------------------------------------------------------------
 
+
 def block(big: bool, btype: int, body: bytes) -> bytes:
     e = ">" if big else "<"
     n = 12 + len(body)
@@ -112,8 +126,14 @@ def shb(big: bool) -> bytes:
     return block(big, 0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1))
 
 
-def idb(big: bool, link: int, tsresol: int | None = None, tsoffset: int | None = None, snaplen: int = 0,
-        name: str | None = None) -> bytes:
+def idb(
+    big: bool,
+    link: int,
+    tsresol: int | None = None,
+    tsoffset: int | None = None,
+    snaplen: int = 0,
+    name: str | None = None,
+) -> bytes:
     e = ">" if big else "<"
     opts = b""
     if name is not None:
@@ -127,19 +147,28 @@ def idb(big: bool, link: int, tsresol: int | None = None, tsoffset: int | None =
     return block(big, 1, struct.pack(e + "HHI", link, 0, snaplen) + opts)
 
 
-def epb(big: bool, iface: int, ticks: int, data: bytes, wirelen: int | None = None, opts: bytes = b"",
-        obsolete: bool = False) -> bytes:
+def epb(
+    big: bool,
+    iface: int,
+    ticks: int,
+    data: bytes,
+    wirelen: int | None = None,
+    opts: bytes = b"",
+    obsolete: bool = False,
+) -> bytes:
     e = ">" if big else "<"
     head = struct.pack(e + "HH", iface, 0) if obsolete else struct.pack(e + "I", iface)
-    body = head + struct.pack(e + "IIII", ticks >> 32, ticks & 0xFFFFFFFF, len(data),
-                              len(data) if wirelen is None else wirelen)
+    body = head + struct.pack(
+        e + "IIII", ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data) if wirelen is None else wirelen
+    )
     return block(big, 2 if obsolete else 6, body + data + bytes(-len(data) % 4) + opts)
 
 
 def spb(big: bool, data: bytes, wirelen: int | None = None) -> bytes:
     e = ">" if big else "<"
-    return block(big, 3, struct.pack(e + "I", len(data) if wirelen is None else wirelen) + data +
-                 bytes(-len(data) % 4))
+    return block(
+        big, 3, struct.pack(e + "I", len(data) if wirelen is None else wirelen) + data + bytes(-len(data) % 4)
+    )
 
 
 RAW_FRAME = FRAME[14:]
@@ -152,24 +181,46 @@ def two_sections() -> bytes:
     (snaplen 30), and name-resolution / statistics / custom blocks that carry no packet."""
     le, be = False, True
     flags_in = option(le, 2, struct.pack("<I", 1))
-    return b"".join([
-        shb(le),
-        idb(le, 1, name="eth0"),
-        idb(le, 1, tsresol=9, tsoffset=100, snaplen=65535),
-        epb(le, 0, T * 10**6 + 5, FRAME, opts=option(le, 1, b"first") + flags_in + option(le, 0, b"")),
-        epb(le, 1, 7, FRAME[:30], wirelen=len(FRAME), opts=option(le, 2, struct.pack("<I", 2)) +
-            option(le, 1, "zweite Ä".encode()) + option(le, 0, b"")),
-        block(le, 4, bytes(8)),                               # name resolution block
-        epb(le, 0, T * 10**6, FRAME, opts=option(le, 2, struct.pack("<I", 0)) + option(le, 0, b"")),
-        epb(le, 0, T * 10**6, FRAME, opts=option(le, 1, b"one") + option(le, 1, b"two") + option(le, 0, b"")),
-        shb(be),
-        block(be, 0x40000BAD, bytes(12)),                     # custom block
-        idb(be, 101, tsresol=0x80 | 20, snaplen=30),
-        epb(be, 0, (T << 20) + (1 << 19), RAW_FRAME, obsolete=True,
-            opts=option(be, 2, struct.pack(">I", 2)) + option(be, 0, b"")),
-        spb(be, RAW_FRAME),
-        block(be, 5, bytes(12)),                              # interface statistics block
-    ])
+    return b"".join(
+        [
+            shb(le),
+            idb(le, 1, name="eth0"),
+            idb(le, 1, tsresol=9, tsoffset=100, snaplen=65535),
+            epb(le, 0, T * 10**6 + 5, FRAME, opts=option(le, 1, b"first") + flags_in + option(le, 0, b"")),
+            epb(
+                le,
+                1,
+                7,
+                FRAME[:30],
+                wirelen=len(FRAME),
+                opts=option(le, 2, struct.pack("<I", 2))
+                + option(le, 1, "zweite Ä".encode())
+                + option(le, 0, b""),
+            ),
+            block(le, 4, bytes(8)),  # name resolution block
+            epb(le, 0, T * 10**6, FRAME, opts=option(le, 2, struct.pack("<I", 0)) + option(le, 0, b"")),
+            epb(
+                le,
+                0,
+                T * 10**6,
+                FRAME,
+                opts=option(le, 1, b"one") + option(le, 1, b"two") + option(le, 0, b""),
+            ),
+            shb(be),
+            block(be, 0x40000BAD, bytes(12)),  # custom block
+            idb(be, 101, tsresol=0x80 | 20, snaplen=30),
+            epb(
+                be,
+                0,
+                (T << 20) + (1 << 19),
+                RAW_FRAME,
+                obsolete=True,
+                opts=option(be, 2, struct.pack(">I", 2)) + option(be, 0, b""),
+            ),
+            spb(be, RAW_FRAME),
+            block(be, 5, bytes(12)),  # interface statistics block
+        ]
+    )
 
 
 def test_two_sections_both_byte_orders(tmp_path, walker):
@@ -180,8 +231,14 @@ def test_two_sections_both_byte_orders(tmp_path, walker):
     assert df.height == 6
     assert df["interface"].to_list() == [0, 1, 0, 0, 2, 2]
     assert df["link_type"].to_list() == [1, 1, 1, 1, 101, 101]
-    assert df["time"].dt.epoch("ns").to_list() == [T * 10**9 + 5000, 100 * 10**9 + 7, T * 10**9, T * 10**9,
-                                                    T * 10**9 + 500_000_000, None]
+    assert df["time"].dt.epoch("ns").to_list() == [
+        T * 10**9 + 5000,
+        100 * 10**9 + 7,
+        T * 10**9,
+        T * 10**9,
+        T * 10**9 + 500_000_000,
+        None,
+    ]
     assert df["direction"].to_list() == ["in", "out", "unknown", None, "out", None]
     assert df["comment"].to_list() == ["first", "zweite Ä", None, "one\ntwo", None, None]
     assert df["caplen"].to_list() == [len(FRAME), 30, len(FRAME), len(FRAME), len(RAW_FRAME), 30]
@@ -192,7 +249,10 @@ def test_two_sections_both_byte_orders(tmp_path, walker):
     assert df["notes"].to_list() == [None, "truncated", None, None, None, None]
     ifaces, packets = iter_capture_packets(path)
     assert [(i.link_type, i.tsresol, i.tsoffset, i.snaplen, i.name) for i in ifaces] == [
-        (1, 6, 0, 0, "eth0"), (1, 9, 100, 65535, None), (101, 0x94, 0, 30, None)]
+        (1, 6, 0, 0, "eth0"),
+        (1, 9, 100, 65535, None),
+        (101, 0x94, 0, 30, None),
+    ]
     packets = list(packets)
     assert [p.interface for p in packets] == [0, 1, 0, 0, 2, 2]
     assert [p.comment for p in packets] == df["comment"].to_list()
@@ -234,7 +294,7 @@ def test_c_and_python_walks_agree(window):
             out = np.zeros(16, pcapng.ENTRY)
             win = np.zeros(16 * max(window, 1), np.uint8)
             n, at, status = fn(buf, pos, big, out, win, window)
-            results.append((n, at, status, out[:n].tobytes(), win[:n * window].tobytes()))
+            results.append((n, at, status, out[:n].tobytes(), win[: n * window].tobytes()))
         assert results[0] == results[1]
         n, at, status = results[0][:3]
         stops.append((n, status))
@@ -242,7 +302,7 @@ def test_c_and_python_walks_agree(window):
             break
         btype = struct.unpack_from("<I", data, at)[0]
         if btype == 0x0A0D0D0A:
-            big = data[at + 8:at + 12] == b"\x1a\x2b\x3c\x4d"
+            big = data[at + 8 : at + 12] == b"\x1a\x2b\x3c\x4d"
         pos = at + struct.unpack_from(">I" if big else "<I", data, at + 4)[0]
     assert stops == [(0, 5), (0, 5), (4, 5), (0, 5), (2, 0)]
 
@@ -253,8 +313,11 @@ def test_chunks_keep_order_interfaces_and_fragments(tmp_path, monkeypatch, walke
     from etwtools.parsers.packets import Interface, Packet
 
     monkeypatch.setattr(pcapng, "CHUNK", 3)
-    ip_first = bytes.fromhex("45000024 0007 2000 4011 0000 c0a8010a 0a141e28") + bytes.fromhex(
-        "1f90 0050 0018 0000") + b"x" * 8
+    ip_first = (
+        bytes.fromhex("45000024 0007 2000 4011 0000 c0a8010a 0a141e28")
+        + bytes.fromhex("1f90 0050 0018 0000")
+        + b"x" * 8
+    )
     ip_later = bytes.fromhex("4500001c 0007 0002 4011 0000 c0a8010a 0a141e28") + b"y" * 8
     eth = FRAME[:14]
     packets = [Packet(10**9 * i, eth + FRAME[14:], i % 2, None, "in", f"#{i}") for i in range(10)]
@@ -273,6 +336,7 @@ def test_chunks_keep_order_interfaces_and_fragments(tmp_path, monkeypatch, walke
 
 # -- found by the break-attribution review: damaged timestamps and resolutions ------------------------
 
+
 def test_timestamp_overflow_is_no_time(tmp_path, walker, caplog):
     """A timestamp beyond what int64 ns hold (2^64-1 us, 1.6e15 s at if_tsresol 0, or any time pushed past
     2262 by if_tsoffset) used to wrap silently to a date in 1969 or 2071; such a packet is kept without a
@@ -280,10 +344,18 @@ def test_timestamp_overflow_is_no_time(tmp_path, walker, caplog):
     import logging
 
     le = False
-    data = (shb(le) + idb(le, 1) + idb(le, 1, tsresol=0) + idb(le, 1, tsoffset=1 << 33)
-            + epb(le, 0, T * 10**6, FRAME) + epb(le, 0, (1 << 64) - 1, FRAME)
-            + epb(le, 1, 1_600_000_000_000_000, FRAME) + epb(le, 1, T, FRAME)
-            + epb(le, 2, T * 10**6, FRAME) + epb(le, 2, 0, FRAME))
+    data = (
+        shb(le)
+        + idb(le, 1)
+        + idb(le, 1, tsresol=0)
+        + idb(le, 1, tsoffset=1 << 33)
+        + epb(le, 0, T * 10**6, FRAME)
+        + epb(le, 0, (1 << 64) - 1, FRAME)
+        + epb(le, 1, 1_600_000_000_000_000, FRAME)
+        + epb(le, 1, T, FRAME)
+        + epb(le, 2, T * 10**6, FRAME)
+        + epb(le, 2, 0, FRAME)
+    )
     path = tmp_path / "overflow.pcapng"
     path.write_bytes(data)
     with caplog.at_level(logging.WARNING, logger="etwtools"):
@@ -316,7 +388,9 @@ def test_simple_packet_blocks_survive_an_annotated_rewrite(tmp_path):
     from etwtools.parsers.packets import Interface
 
     src = tmp_path / "spb.pcapng"
-    src.write_bytes(shb(False) + idb(False, 1, snaplen=0) + epb(False, 0, T * 10**6, FRAME) + spb(False, FRAME))
+    src.write_bytes(
+        shb(False) + idb(False, 1, snaplen=0) + epb(False, 0, T * 10**6, FRAME) + spb(False, FRAME)
+    )
     ifaces, packets = iter_capture_packets(src)
     with pytest.raises(ValueError, match="no time"):
         pcapng.write_pcapng(tmp_path / "strict.pcapng", ifaces, iter_capture_packets(src)[1])

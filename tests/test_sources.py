@@ -1,4 +1,5 @@
 """etwtools.sources: opening any input (found by the break-readers review)."""
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,7 @@ def test_pipe_or_device_is_a_clear_error_not_an_empty_file(corpus, tmp_path):
     threads = [threading.Thread(target=feed, daemon=True), threading.Thread(target=read, daemon=True)]
     for t in threads:
         t.start()
-    threads[1].join(20)            # before the fix the second open of the FIFO blocked for ever
+    threads[1].join(20)  # before the fix the second open of the FIFO blocked for ever
     assert not threads[1].is_alive(), "reading a FIFO hung"
     (exc,) = outcome
     assert isinstance(exc, EtwToolsError) and "not a regular file" in str(exc), exc
@@ -52,13 +53,16 @@ def test_one_kind_registry_detects_and_reads_every_kind(corpus, tmp_path):
     annotate use (captures are read with the detected kind: no second sniff)."""
     from etwtools.sources import KINDS, detect, read_frames, read_trace
 
-    files = {"pcap": "otrf/empire_powerview_ldap_ntsecuritydescriptor/"
-                     "empire_powerview_ldap_ntsecuritydescriptor_2020-09-21130944.cap",
-             "pcapng": "pktmon/demikernel-PktMon.pcapng", "etl": "pktmon/demikernel-PktMon.etl",
-             "evtx": "eventlogs/omerbenamram-evtx/sysmon.evtx",
-             "eventlog-json": "otrf/schtask_create/schtask_create_2020-12-1907003032.json"}
+    files = {
+        "pcap": "otrf/empire_powerview_ldap_ntsecuritydescriptor/"
+        "empire_powerview_ldap_ntsecuritydescriptor_2020-09-21130944.cap",
+        "pcapng": "pktmon/demikernel-PktMon.pcapng",
+        "etl": "pktmon/demikernel-PktMon.etl",
+        "evtx": "eventlogs/omerbenamram-evtx/sysmon.evtx",
+        "eventlog-json": "otrf/schtask_create/schtask_create_2020-12-1907003032.json",
+    }
     for name, rel in files.items():
-        if detect(corpus / rel) != name:   # the OTRF .cap may be NetMon rather than pcap
+        if detect(corpus / rel) != name:  # the OTRF .cap may be NetMon rather than pcap
             assert name == "pcap" and detect(corpus / rel) == "netmon", rel
             name = "netmon"
         kind = KINDS[name]
@@ -75,5 +79,13 @@ def test_one_kind_registry_detects_and_reads_every_kind(corpus, tmp_path):
     bad = tmp_path / "x.etl"
     bad.write_bytes(b"\x01" * 200)
     assert detect(bad) == "etl"
-    assert [k for k in KINDS] == ["pcap", "pcapng", "netmon", "etl", "evtx", "eventlog-json", "tracerpt",
-                                  "tasklist"]
+    assert [k for k in KINDS] == [
+        "pcap",
+        "pcapng",
+        "netmon",
+        "etl",
+        "evtx",
+        "eventlog-json",
+        "tracerpt",
+        "tasklist",
+    ]

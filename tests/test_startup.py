@@ -1,4 +1,5 @@
 """Start-up: ``--help`` imports only what help needs (heavy libraries load with the command that uses them)."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,12 @@ import pytest
 
 HEAVY = ("polars", "numpy", "pyarrow", "etl", "construct", "etwtools.parsers")
 #: The parsers' leaf (errors, diagnostics, units) is stdlib only: the application's error tree rests on it.
-LEAF = {"etwtools.parsers", "etwtools.parsers.errors", "etwtools.parsers.diagnostics", "etwtools.parsers.units"}
+LEAF = {
+    "etwtools.parsers",
+    "etwtools.parsers.errors",
+    "etwtools.parsers.diagnostics",
+    "etwtools.parsers.units",
+}
 
 PROBE = """
 import json, sys
@@ -25,19 +31,22 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 @pytest.mark.parametrize("args", [["--help"], ["events", "--help"], ["attribute", "--help"]])
 def test_help_imports_no_heavy_module(args):
     """`etwtools --help` and `etwtools events --help` load neither polars, numpy nor etl-parser."""
-    out = subprocess.run([sys.executable, "-c", PROBE.replace("ARGS", repr(args))],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.replace("ARGS", repr(args))], capture_output=True, text=True, check=True
+    )
     assert "Usage:" in out.stdout
     loaded = json.loads(out.stderr.strip().splitlines()[-1])
     heavy = [m for m in loaded if (m.split(".")[0] in HEAVY or m.startswith(HEAVY)) and m not in LEAF]
     assert heavy == []
-    assert "click" in loaded      # the probe really ran the command line
+    assert "click" in loaded  # the probe really ran the command line
 
 
 def test_library_entry_points_load_on_first_use():
     """``import etwtools`` is light; its entry points import their modules when first touched."""
-    code = ("import sys, etwtools; light = 'polars' not in sys.modules; f = etwtools.read_events; "
-            "print(light, 'polars' in sys.modules, f.__module__)")
+    code = (
+        "import sys, etwtools; light = 'polars' not in sys.modules; f = etwtools.read_events; "
+        "print(light, 'polars' in sys.modules, f.__module__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "etwtools.sources"]
 
@@ -46,8 +55,13 @@ def test_iter_events_is_a_library_entry_point(corpus):
     """``etwtools.iter_events``: typed tables of the selected events (Kernel-Network TCP sends over IPv6)."""
     import etwtools
 
-    tables = list(etwtools.iter_events(corpus / "tx" / "KernelNetwork.etl", providers=["Kernel-Network",
-                                       "Microsoft-Windows-Kernel-Network"], ids=[26]))
+    tables = list(
+        etwtools.iter_events(
+            corpus / "tx" / "KernelNetwork.etl",
+            providers=["Kernel-Network", "Microsoft-Windows-Kernel-Network"],
+            ids=[26],
+        )
+    )
     assert {t.name for t in tables} == {"Microsoft-Windows-Kernel-Network.id26.v0"}
-    assert sum(t.frame.height for t in tables) == 26          # the corpus README's count of id 26
+    assert sum(t.frame.height for t in tables) == 26  # the corpus README's count of id 26
     assert tables[0].frame["ip_version"].unique().to_list() == [6]

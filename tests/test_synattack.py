@@ -14,6 +14,7 @@ Where the values come from:
   1058 with keyword 0x10000000000 too (parsers/etl/tcpip.py holds the table). Same facts in OTRF/OSSEM.
 - the counter values and times are made up for each case; the expectations follow from them.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -44,14 +45,32 @@ def _noise(w: EtlWriter, at: float) -> int:
     """Other TCPIP events, as a level-5 netsh trace has plenty of: 1033, 1300, 1169. Returns how many."""
     ps = w.pointer_size
     local, remote = _sockaddr4(SERVER, 50123), _sockaddr4("10.0.0.9", 443)
-    connect = (struct.pack("<I", 16) + local + struct.pack("<I", 16) + remote
-               + struct.pack("<III", 0, 4711, 1) + bytes(ps))
+    connect = (
+        struct.pack("<I", 16)
+        + local
+        + struct.pack("<I", 16)
+        + remote
+        + struct.pack("<III", 0, 4711, 1)
+        + bytes(ps)
+    )
     w.event(TCPIP, 1033, connect, time=s(at), level=4, keyword=0x400000484, task=1033, pid=4711, tid=1)
-    rundown = (bytes(ps) + struct.pack("<I", 16) + _sockaddr4(SERVER, 443) + struct.pack("<I", 16)
-               + _sockaddr4("10.0.0.7", 61000) + struct.pack("<II", 5, 888))
+    rundown = (
+        bytes(ps)
+        + struct.pack("<I", 16)
+        + _sockaddr4(SERVER, 443)
+        + struct.pack("<I", 16)
+        + _sockaddr4("10.0.0.7", 61000)
+        + struct.pack("<II", 5, 888)
+    )
     w.event(TCPIP, 1300, rundown, time=s(at + 0.1), level=4, keyword=0x400000484, task=1300)
-    udp = (bytes(ps) + struct.pack("<III", 1, 48, 16) + _sockaddr4(SERVER, 5353) + struct.pack("<I", 16)
-           + _sockaddr4("224.0.0.251", 5353) + struct.pack("<I", 2020))
+    udp = (
+        bytes(ps)
+        + struct.pack("<III", 1, 48, 16)
+        + _sockaddr4(SERVER, 5353)
+        + struct.pack("<I", 16)
+        + _sockaddr4("224.0.0.251", 5353)
+        + struct.pack("<I", 2020)
+    )
     w.event(TCPIP, 1169, udp, time=s(at + 0.2), level=4, keyword=0x100000000, task=1169)
     return 3
 
@@ -77,8 +96,12 @@ C = (1, 0, 0, 0, 0, 0)
 
 @pytest.mark.parametrize("pointer_size", [4, 8])
 def test_one_interval(tmp_path, pointer_size):
-    _, path, n = _trace(tmp_path, "one", [(1055, 10, (1, 0, 2, 3, 0, 40)), (1063, 70, (1, 0, 5, 6, 0, 40))],
-                        pointer_size=pointer_size)
+    _, path, n = _trace(
+        tmp_path,
+        "one",
+        [(1055, 10, (1, 0, 2, 3, 0, 40)), (1063, 70, (1, 0, 5, 6, 0, 40))],
+        pointer_size=pointer_size,
+    )
     r = synattack(path)
     assert r.tcpip_events_read == n == 41 * 3 + 2
     iv = r.intervals
@@ -88,8 +111,11 @@ def test_one_interval(tmp_path, pointer_size):
     assert row["duration_s"] == 60.0
     assert (row["open_at_end"], row["started_before_trace"]) == (False, False)
     assert (row["syn_attacks_detected_at_entry"], row["syn_attacks_detected_at_exit"]) == (1, 1)
-    assert (row["connection_rate_limit_backlog"], row["connection_rate_limit_violations"],
-            row["connection_rate_limit_depth"]) == (5, 6, 40)  # from the exit event
+    assert (
+        row["connection_rate_limit_backlog"],
+        row["connection_rate_limit_violations"],
+        row["connection_rate_limit_depth"],
+    ) == (5, 6, 40)  # from the exit event
     assert r.other_events.height == 0
     assert r.packets is None
     assert r.message.startswith(f"1 SYN-attack resistance interval in {path.name} ({n} TCPIP events read)")
@@ -97,10 +123,18 @@ def test_one_interval(tmp_path, pointer_size):
 
 @pytest.mark.parametrize("pointer_size", [4, 8])
 def test_two_intervals_and_other_events(tmp_path, pointer_size):
-    marks = [(1055, 10, (1, 0, 0, 0, 0, 0)), (1063, 40, (1, 0, 0, 0, 0, 0)),
-             (1055, 100, (2, 0, 0, 0, 0, 0)), (1063, 130.5, (2, 0, 0, 0, 0, 0))]
-    other = [(1025, 5, (0, 0, 10, 1, 0, 20)), (1057, 20, (1, 0, 11, 2, 0, 20)), (1058, 110, (2, 0, 0, 0, 3, 0)),
-             (1056, 150, (2, 7, 0, 0, 3, 0))]
+    marks = [
+        (1055, 10, (1, 0, 0, 0, 0, 0)),
+        (1063, 40, (1, 0, 0, 0, 0, 0)),
+        (1055, 100, (2, 0, 0, 0, 0, 0)),
+        (1063, 130.5, (2, 0, 0, 0, 0, 0)),
+    ]
+    other = [
+        (1025, 5, (0, 0, 10, 1, 0, 20)),
+        (1057, 20, (1, 0, 11, 2, 0, 20)),
+        (1058, 110, (2, 0, 0, 0, 3, 0)),
+        (1056, 150, (2, 7, 0, 0, 3, 0)),
+    ]
     _, path, n = _trace(tmp_path, "two", marks, pointer_size=pointer_size, other=other)
     r = synattack(path)
     iv = r.intervals
@@ -111,20 +145,28 @@ def test_two_intervals_and_other_events(tmp_path, pointer_size):
     assert not iv["open_at_end"].any() and not iv["started_before_trace"].any()
     o = r.other_events
     assert o["event_id"].to_list() == [1025, 1057, 1058, 1056]
-    assert o["name"].to_list() == ["TcpSecurityRateLimit", "TcpGlobalConnectionRateLimitViolation",
-                                   "TcpGlobalLandAttackSegmentDrop", "TcpGlobalReassemblyLimitViolation"]
+    assert o["name"].to_list() == [
+        "TcpSecurityRateLimit",
+        "TcpGlobalConnectionRateLimitViolation",
+        "TcpGlobalLandAttackSegmentDrop",
+        "TcpGlobalReassemblyLimitViolation",
+    ]
     assert o["level"].to_list() == [4, 3, 3, 3]
     assert o["interval"].to_list() == [None, 1, 2, None]
     assert o["connection_rate_limit_backlog"].to_list() == [10, 11, 0, 0]
     assert o["land_attack_segments_dropped"].to_list() == [0, 0, 3, 3]
     assert o["reassembly_limit_violations"].to_list() == [0, 0, 0, 7]
     assert r.tcpip_events_read == n
-    assert "2 SYN-attack resistance intervals" in r.message and "4 rate-limit or land-attack events" in r.message
+    assert (
+        "2 SYN-attack resistance intervals" in r.message and "4 rate-limit or land-attack events" in r.message
+    )
 
 
 @pytest.mark.parametrize("pointer_size", [4, 8])
 def test_entry_without_exit(tmp_path, pointer_size):
-    _, path, _ = _trace(tmp_path, "open", [(1055, 150, (3, 0, 0, 0, 0, 0))], pointer_size=pointer_size, end=180)
+    _, path, _ = _trace(
+        tmp_path, "open", [(1055, 150, (3, 0, 0, 0, 0, 0))], pointer_size=pointer_size, end=180
+    )
     r = synattack(path)
     row = r.intervals.row(0, named=True)
     assert row["left"] is None and row["open_at_end"] is True and row["started_before_trace"] is False
@@ -149,11 +191,14 @@ def test_exit_without_entry(tmp_path, pointer_size):
 
 @pytest.mark.parametrize("pointer_size", [4, 8])
 def test_no_syn_attack_events(tmp_path, pointer_size):
-    _, path, n = _trace(tmp_path, "quiet", [], pointer_size=pointer_size, other=[(1025, 3, (0, 0, 1, 1, 0, 5))])
+    _, path, n = _trace(
+        tmp_path, "quiet", [], pointer_size=pointer_size, other=[(1025, 3, (0, 0, 1, 1, 0, 5))]
+    )
     r = synattack(path)
     assert r.intervals.height == 0 and r.other_events.height == 1
-    assert r.message == (f"no SYN-attack events in {path.name} ({n} TCPIP events read); "
-                         f"1 rate-limit or land-attack event")
+    assert r.message == (
+        f"no SYN-attack events in {path.name} ({n} TCPIP events read); 1 rate-limit or land-attack event"
+    )
     sec = read_tcpip_security_events(path)
     assert sec["event_id"].to_list() == [1025]
     assert sec["ConnectionRateLimitDepth"].to_list() == [5]
@@ -178,29 +223,48 @@ def test_pid_events_decoded(tmp_path):
 
 # ------------------------------------------------------------------------------------------ packets
 
+
 def _syn_frame(src: str, sport: int, dst: str, dport: int, flags: int) -> bytes:
     tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, flags, 8192, 0, 0)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0x4000, 128, 6, 0, ipaddress.IPv4Address(src).packed,
-                     ipaddress.IPv4Address(dst).packed)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        40,
+        1,
+        0x4000,
+        128,
+        6,
+        0,
+        ipaddress.IPv4Address(src).packed,
+        ipaddress.IPv4Address(dst).packed,
+    )
     return bytes.fromhex("0022487bb380948ed3c5f748") + b"\x08\x00" + ip + tcp
 
 
 def _flood(w: EtlWriter) -> None:
     """Before [0, 10 s): 5 clients, all answered. During [10, 40]: 300 SYNs from 50 spoofed sources to
     :443, 30 answered. After (40, 70]: 10 SYNs to :80 and :443, all answered."""
+
     def syn(t, src, sport, dport, answered):
         w.ndis_packet(_syn_frame(src, sport, SERVER, dport, 0x02), time=s(t), direction="in")
         if answered:
             w.ndis_packet(_syn_frame(SERVER, dport, src, sport, 0x12), time=s(t + 0.001), direction="out")
+
     for i in range(5):
         syn(2 + i, f"192.168.1.{10 + i}", 40000 + i, 443, True)
     for i in range(300):
         syn(10.05 + i * 0.1, f"203.0.113.{i % 50 + 1}", 1024 + i, 443, i % 10 == 0)
     for i in range(10):
         syn(45 + i, "192.168.1.20", 41000 + i, 80 if i < 6 else 443, True)
-    dns = bytes.fromhex("0022487bb380948ed3c5f748") + b"\x08\x00" + struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 128, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 53])) + \
-        struct.pack("!HHHH", 53000, 53, 8, 0)
+    dns = (
+        bytes.fromhex("0022487bb380948ed3c5f748")
+        + b"\x08\x00"
+        + struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 128, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 53])
+        )
+        + struct.pack("!HHHH", 53000, 53, 8, 0)
+    )
     for i in range(4):  # other traffic: counted, not summarized
         w.ndis_packet(dns, time=s(20 + i), direction="out")
 
@@ -208,8 +272,14 @@ def _flood(w: EtlWriter) -> None:
 @pytest.mark.parametrize("pointer_size", [4, 8])
 def test_packet_summary_from_ndis_packets(tmp_path, pointer_size):
     """Issue 6, acceptance 2: the same netsh-shaped file with packets inside (capture=yes)."""
-    _, path, _ = _trace(tmp_path, "flood", [(1055, 10, (1, 0, 0, 0, 0, 0)), (1063, 40, (1, 0, 0, 0, 0, 0))],
-                        pointer_size=pointer_size, end=100, packets=_flood)
+    _, path, _ = _trace(
+        tmp_path,
+        "flood",
+        [(1055, 10, (1, 0, 0, 0, 0, 0)), (1063, 40, (1, 0, 0, 0, 0, 0))],
+        pointer_size=pointer_size,
+        end=100,
+        packets=_flood,
+    )
     r = synattack(path)
     assert r.frames_source == "etl" and r.frames == 5 * 2 + 300 + 30 + 10 * 2 + 4
     p = r.packets
@@ -257,8 +327,9 @@ def test_capture_not_covering_the_interval(tmp_path):
     _, path, _ = _trace(tmp_path, "cover", [(1055, 10, C), (1063, 40, C)], end=100)
     r = synattack(path, pcap)
     assert r.packets.height == 0
-    assert r.message.endswith("the frames (2024-06-10 20:05:00 to 2024-06-10 20:05:00 UTC) do not cover "
-                              "interval 1")
+    assert r.message.endswith(
+        "the frames (2024-06-10 20:05:00 to 2024-06-10 20:05:00 UTC) do not cover interval 1"
+    )
 
 
 def test_corpus_has_no_syn_attack_events(corpus):
@@ -303,9 +374,13 @@ def test_short_counter_event_is_skipped_and_reported(tmp_path, caplog):
 
 def test_entry_twice_without_exit(tmp_path):
     """Two entries with no exit between (an exit lost): the first interval's end is unknown, not 'open'."""
-    _, path, _ = _trace(tmp_path, "twice", [(1055, 10, (1, 0, 0, 0, 0, 0)), (1055, 20, (2, 0, 0, 0, 0, 0)),
-                                            (1063, 30, (2, 0, 0, 0, 0, 0))],
-                        other=[(1057, 15, (1, 0, 1, 1, 0, 5)), (1057, 25, (2, 0, 1, 1, 0, 5))], end=40)
+    _, path, _ = _trace(
+        tmp_path,
+        "twice",
+        [(1055, 10, (1, 0, 0, 0, 0, 0)), (1055, 20, (2, 0, 0, 0, 0, 0)), (1063, 30, (2, 0, 0, 0, 0, 0))],
+        other=[(1057, 15, (1, 0, 1, 1, 0, 5)), (1057, 25, (2, 0, 1, 1, 0, 5))],
+        end=40,
+    )
     r = synattack(path)
     iv = r.intervals
     assert iv["entered"].to_list() == [START + s(10), START + s(20)]

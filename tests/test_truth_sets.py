@@ -8,6 +8,7 @@ of stack latency; unrelated noise frames are added (other hosts, other ports of 
 addresses with other ports, ICMP). The expected PID of every frame is known; the attribution must
 find the offset within 1 ms, with precision and recall of at least 0.99.
 """
+
 from __future__ import annotations
 
 import random
@@ -31,19 +32,27 @@ def load_events(path) -> pl.DataFrame:
     return read_etl_events(path)
 
 
-def capture_from_events(ev: pl.DataFrame, offset: int, *, noise: int = 300, seed: int = 1
-                        ) -> tuple[pl.DataFrame, list[int | None]]:
+def capture_from_events(
+    ev: pl.DataFrame, offset: int, *, noise: int = 300, seed: int = 1
+) -> tuple[pl.DataFrame, list[int | None]]:
     """FRAMES for the events' Send/Recv traffic plus noise, and the true PID of each frame."""
     rng = random.Random(seed)
-    ev = ev.filter(pl.col("event").is_in(["Send", "Recv"]) & pl.col("protocol").is_in(["TCP", "UDP"])
-                   & pl.col("pid").is_not_null() & ~pl.col("pid").is_in(NO_PID)
-                   & pl.col("local_addr").is_not_null()).sort("time")
+    ev = ev.filter(
+        pl.col("event").is_in(["Send", "Recv"])
+        & pl.col("protocol").is_in(["TCP", "UDP"])
+        & pl.col("pid").is_not_null()
+        & ~pl.col("pid").is_in(NO_PID)
+        & pl.col("local_addr").is_not_null()
+    ).sort("time")
     rows, truth = [], []
     ev = ev.with_columns(pl.col("time").cast(schema.TIME))
     for e in ev.with_columns(pl.col("time").cast(pl.Int64).alias("t")).iter_rows(named=True):
         out = e["event"] == "Send"
-        src, sport, dst, dport = ((e["local_addr"], e["local_port"], e["remote_addr"], e["remote_port"]) if out
-                                  else (e["remote_addr"], e["remote_port"], e["local_addr"], e["local_port"]))
+        src, sport, dst, dport = (
+            (e["local_addr"], e["local_port"], e["remote_addr"], e["remote_port"])
+            if out
+            else (e["remote_addr"], e["remote_port"], e["local_addr"], e["local_port"])
+        )
         size = e["size"] or 0
         ver = e["ip_version"] or (6 if ":" in src else 4)
         if e["protocol"] == "TCP":
@@ -56,10 +65,20 @@ def capture_from_events(ev: pl.DataFrame, offset: int, *, noise: int = 300, seed
         for k, payload in enumerate(segs):
             # outgoing frames leave after the Send event; incoming ones arrive before the Recv event
             lat = 30_000 + k * 10_000 if out else -(30_000 + (n - k) * 10_000)
-            rows.append({"time": e["t"] + offset + lat, "protocol": e["protocol"], "ip_version": ver,
-                         "src_addr": src, "src_port": sport, "dst_addr": dst, "dst_port": dport,
-                         "payload_len": payload, "tcp_flags": 0x18 if e["protocol"] == "TCP" else None,
-                         "fragment": "none"})
+            rows.append(
+                {
+                    "time": e["t"] + offset + lat,
+                    "protocol": e["protocol"],
+                    "ip_version": ver,
+                    "src_addr": src,
+                    "src_port": sport,
+                    "dst_addr": dst,
+                    "dst_port": dport,
+                    "payload_len": payload,
+                    "tcp_flags": 0x18 if e["protocol"] == "TCP" else None,
+                    "fragment": "none",
+                }
+            )
             truth.append(e["pid"])
     t0, t1 = ev["time"].cast(pl.Int64).min() + offset, ev["time"].cast(pl.Int64).max() + offset
     local = ev["local_addr"].mode().sort()[0]
@@ -70,11 +89,11 @@ def capture_from_events(ev: pl.DataFrame, offset: int, *, noise: int = 300, seed
         kind = i % 4
         t = rng.randrange(t0, t1)
         proto = rng.choice(["TCP", "UDP"])
-        if kind == 0:     # two other hosts
+        if kind == 0:  # two other hosts
             src, dst = f"192.168.{rng.randrange(256)}.{rng.randrange(1, 255)}", "192.168.77.1"
-        elif kind == 1:   # the traced host, ports no event uses, unknown remotes
+        elif kind == 1:  # the traced host, ports no event uses, unknown remotes
             src, dst = local, f"198.18.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-        elif kind == 2:   # the traced host and a remote the trace knows, other ports
+        elif kind == 2:  # the traced host and a remote the trace knows, other ports
             src, dst = local, rng.choice(remotes)
         else:
             src, dst, proto = local, "198.18.0.1", "ICMP" if ":" not in local else "ICMPv6"
@@ -84,17 +103,38 @@ def capture_from_events(ev: pl.DataFrame, offset: int, *, noise: int = 300, seed
         if ver == 6 and ":" not in dst:
             dst = "2001:db8::2"
         ports = (rng.choice(free), rng.choice(free)) if proto in ("TCP", "UDP") else (None, None)
-        rows.append({"time": t, "protocol": proto, "ip_version": ver, "src_addr": src, "src_port": ports[0],
-                     "dst_addr": dst, "dst_port": ports[1], "payload_len": rng.randrange(0, 1400),
-                     "tcp_flags": 0x10 if proto == "TCP" else None, "fragment": "none"})
+        rows.append(
+            {
+                "time": t,
+                "protocol": proto,
+                "ip_version": ver,
+                "src_addr": src,
+                "src_port": ports[0],
+                "dst_addr": dst,
+                "dst_port": ports[1],
+                "payload_len": rng.randrange(0, 1400),
+                "tcp_flags": 0x10 if proto == "TCP" else None,
+                "fragment": "none",
+            }
+        )
         truth.append(None)
     order = sorted(range(len(rows)), key=lambda i: rows[i]["time"])
     rows = [rows[i] for i in order]
     truth = [truth[i] for i in order]
-    df = pl.DataFrame(rows, schema_overrides={"time": pl.Int64, "tcp_flags": pl.Int64, "src_port": pl.Int64,
-                                              "dst_port": pl.Int64})
-    df = df.with_columns(pl.int_range(1, pl.len() + 1).alias("frame"), pl.col("time").cast(schema.TIME),
-                         (pl.col("payload_len") + 54).alias("wirelen"))
+    df = pl.DataFrame(
+        rows,
+        schema_overrides={
+            "time": pl.Int64,
+            "tcp_flags": pl.Int64,
+            "src_port": pl.Int64,
+            "dst_port": pl.Int64,
+        },
+    )
+    df = df.with_columns(
+        pl.int_range(1, pl.len() + 1).alias("frame"),
+        pl.col("time").cast(schema.TIME),
+        (pl.col("payload_len") + 54).alias("wirelen"),
+    )
     return schema.conform(df, schema.FRAMES), truth
 
 
@@ -103,11 +143,15 @@ def score(result, truth: list[int | None]) -> dict:
     att = got.filter(pl.col("confidence").is_in(["high", "medium"]))
     correct = att.filter(pl.col("pid") == pl.col("truth")).height
     has_event = got.filter(pl.col("truth").is_not_null()).height
-    return {"attributed": att.height, "precision": correct / att.height if att.height else 0.0,
-            "recall": correct / has_event if has_event else 0.0,
-            "wrong_low": got.filter((pl.col("confidence") == "low")
-                                    & (pl.col("truth").is_null() | (pl.col("pid") != pl.col("truth")))).height,
-            "noise_attributed": att.filter(pl.col("truth").is_null()).height}
+    return {
+        "attributed": att.height,
+        "precision": correct / att.height if att.height else 0.0,
+        "recall": correct / has_event if has_event else 0.0,
+        "wrong_low": got.filter(
+            (pl.col("confidence") == "low") & (pl.col("truth").is_null() | (pl.col("pid") != pl.col("truth")))
+        ).height,
+        "noise_attributed": att.filter(pl.col("truth").is_null()).height,
+    }
 
 
 CASES = [
@@ -138,7 +182,7 @@ def test_tcp_4tuple_reused_by_a_second_process(corpus):
     it. Frames of each half must go to their own PID."""
     ev = load_events(corpus / "tx" / "KernelNetwork.etl")
     key = ["protocol", "local_addr", "local_port", "remote_addr", "remote_port"]
-    busiest = (ev.filter(pl.col("protocol") == "TCP").group_by(key).len().sort("len", descending=True).row(0))
+    busiest = ev.filter(pl.col("protocol") == "TCP").group_by(key).len().sort("len", descending=True).row(0)
     conn = pl.all_horizontal([pl.col(k) == v for k, v in zip(key, busiest[:5])])
     mine = ev.filter(conn).sort("time")
     assert mine["pid"].unique().to_list() == [2716]
@@ -146,16 +190,24 @@ def test_tcp_4tuple_reused_by_a_second_process(corpus):
     second = conn & (pl.col("time") >= cut)
     ev2 = ev.with_columns(
         pl.when(second).then(pl.lit(9999, pl.Int64)).otherwise(pl.col("pid")).alias("pid"),
-        pl.when(second).then(pl.col("time") + pl.duration(seconds=30)).otherwise(pl.col("time"))
-        .cast(schema.TIME).alias("time"))
+        pl.when(second)
+        .then(pl.col("time") + pl.duration(seconds=30))
+        .otherwise(pl.col("time"))
+        .cast(schema.TIME)
+        .alias("time"),
+    )
     offset = 3 * HOUR + 141_421_356
     fr, truth = capture_from_events(ev2, offset, noise=40)
     r = attribute(ev2, fr)
     assert abs(r.offset_ns - offset) < 1_000_000
     got = r.frames.with_columns(pl.Series("truth", truth, dtype=pl.Int64))
-    tuple_frames = got.filter(pl.col("truth").is_in([2716, 9999])
-                              & ((pl.col("src_port") == busiest[2]) | (pl.col("dst_port") == busiest[2])))
-    halves = tuple_frames.group_by("truth").agg(pl.len(), (pl.col("pid") == pl.col("truth")).sum().alias("ok"))
+    tuple_frames = got.filter(
+        pl.col("truth").is_in([2716, 9999])
+        & ((pl.col("src_port") == busiest[2]) | (pl.col("dst_port") == busiest[2]))
+    )
+    halves = tuple_frames.group_by("truth").agg(
+        pl.len(), (pl.col("pid") == pl.col("truth")).sum().alias("ok")
+    )
     assert halves.height == 2
     for row in halves.iter_rows(named=True):
         assert row["ok"] == row["len"], row
@@ -168,14 +220,23 @@ def s_ok(s: dict) -> bool:
 
 # -- the same through a real pcap file written with the project's writer --------------------------------
 
+
 def _addr(a: str) -> bytes:
     import ipaddress
 
     return ipaddress.ip_address(a).packed
 
 
-def build_frame(src: str, dst: str, proto: str, sport: int | None, dport: int | None, payload: int,
-                flags: int = 0x18, ip_id: int = 0) -> bytes:
+def build_frame(
+    src: str,
+    dst: str,
+    proto: str,
+    sport: int | None,
+    dport: int | None,
+    payload: int,
+    flags: int = 0x18,
+    ip_id: int = 0,
+) -> bytes:
     """Ethernet II + IPv4/IPv6 + TCP/UDP/ICMP header + ``payload`` zero bytes (built here, for tests)."""
     v6 = ":" in src
     if proto == "TCP":
@@ -201,8 +262,15 @@ def write_capture(fr: pl.DataFrame, path) -> None:
 
     packets = []
     for r in fr.with_columns(pl.col("time").cast(pl.Int64)).iter_rows(named=True):
-        data = build_frame(r["src_addr"], r["dst_addr"], r["protocol"], r["src_port"], r["dst_port"],
-                           r["payload_len"], r["tcp_flags"] or 0x18)
+        data = build_frame(
+            r["src_addr"],
+            r["dst_addr"],
+            r["protocol"],
+            r["src_port"],
+            r["dst_port"],
+            r["payload_len"],
+            r["tcp_flags"] or 0x18,
+        )
         packets.append(Packet(r["time"], data, 0, len(data)))
     write_pcap(path, packets, link_type=1, nanosecond=True)
 

@@ -7,6 +7,7 @@ LLC + RFC 1042 SNAP; radiotap.org's header) and written with the project's own w
 them (PacketType 2) and as netsh's NDIS capture does on a native Wi-Fi adapter (keyword Native802.11).
 Debian's tshark dissects the same pcapng as the independent check.
 """
+
 from __future__ import annotations
 
 import struct
@@ -27,13 +28,19 @@ AP, STA, DA = bytes.fromhex("a0b1c2d3e4f5"), bytes.fromhex("020000000001"), byte
 
 
 def _ipv4(proto: int, body: bytes, src=(192, 168, 1, 20), dst=(142, 250, 74, 36)) -> bytes:
-    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0x1234, 0, 64, proto, 0, bytes(src),
-                       bytes(dst)) + body
+    return (
+        struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0x1234, 0, 64, proto, 0, bytes(src), bytes(dst))
+        + body
+    )
 
 
 def _ipv6(nh: int, body: bytes) -> bytes:
-    return (struct.pack("!IHBB", 0x60000000, len(body), nh, 64) + bytes.fromhex("fe80" + "00" * 12 + "0001")
-            + bytes.fromhex("2001" + "0db8" + "00" * 11 + "02") + body)
+    return (
+        struct.pack("!IHBB", 0x60000000, len(body), nh, 64)
+        + bytes.fromhex("fe80" + "00" * 12 + "0001")
+        + bytes.fromhex("2001" + "0db8" + "00" * 11 + "02")
+        + body
+    )
 
 
 def _tcp(sport: int, dport: int, payload: bytes = b"", flags: int = 0x18) -> bytes:
@@ -48,8 +55,18 @@ def _snap(ethertype: int) -> bytes:
     return bytes([0xAA, 0xAA, 0x03, 0, 0, 0]) + struct.pack("!H", ethertype)
 
 
-def _wlan(subtype: int, body: bytes, *, to_ds=True, from_ds=False, qos_tid: int | None = None,
-          amsdu=False, htc=False, protected=False, ftype=2) -> bytes:
+def _wlan(
+    subtype: int,
+    body: bytes,
+    *,
+    to_ds=True,
+    from_ds=False,
+    qos_tid: int | None = None,
+    amsdu=False,
+    htc=False,
+    protected=False,
+    ftype=2,
+) -> bytes:
     """An 802.11 frame: frame control (type/subtype, flags), duration, addresses, sequence control,
     [Address 4], [QoS Control], [HT Control], body."""
     fc0 = (ftype << 2) | (subtype << 4)
@@ -77,22 +94,45 @@ def _frames() -> list[tuple[bytes, dict]]:
     amsdu_sub = DA + STA + struct.pack("!H", 8 + len(http)) + _snap(0x0800) + http
     return [
         (_wlan(0, _snap(0x0800) + http), dict(protocol="TCP", src_port=50123, dst_port=443, payload_len=5)),
-        (_wlan(8, _snap(0x0800) + dns, qos_tid=6), dict(protocol="UDP", src_port=53001, dst_port=53, payload_len=12)),
-        (_wlan(8, _snap(0x86DD) + v6, qos_tid=0, to_ds=False, from_ds=True),
-         dict(protocol="UDP", ip_version=6, src_port=5353, dst_port=5353, payload_len=5)),
-        (_wlan(8, _snap(0x0800) + http, qos_tid=5, htc=True),  # QoS + HT Control (+HTC/Order bit)
-         dict(protocol="TCP", src_port=50123, dst_port=443, payload_len=5)),
-        (_wlan(0, _snap(0x0800) + dns, to_ds=True, from_ds=True),  # WDS / mesh: four addresses
-         dict(protocol="UDP", src_port=53001, dst_port=53, payload_len=12)),
-        (_wlan(8, amsdu_sub, qos_tid=0, amsdu=True), dict(protocol="TCP", src_port=50123, dst_port=443, payload_len=5)),
-        (_wlan(0, _snap(0x0800) + http, protected=True),  # decrypted body, Protected bit still set
-         dict(protocol="TCP", src_port=50123, dst_port=443, payload_len=5)),
-        (_wlan(8, bytes(range(40)), qos_tid=0, protected=True), dict(protocol="other", notes="802.11-protected")),
-        (_wlan(12, b"", qos_tid=0), dict(protocol="other", notes="802.11-no-body")),          # QoS Null
-        (_wlan(8, b"", ftype=0, to_ds=False) + b"\x00" * 12, dict(protocol="other", notes="802.11-management")),
-        (bytes([0xB4, 0]) + struct.pack("<H", 0) + AP + STA, dict(protocol="other", notes="802.11-control")),  # RTS
+        (
+            _wlan(8, _snap(0x0800) + dns, qos_tid=6),
+            dict(protocol="UDP", src_port=53001, dst_port=53, payload_len=12),
+        ),
+        (
+            _wlan(8, _snap(0x86DD) + v6, qos_tid=0, to_ds=False, from_ds=True),
+            dict(protocol="UDP", ip_version=6, src_port=5353, dst_port=5353, payload_len=5),
+        ),
+        (
+            _wlan(8, _snap(0x0800) + http, qos_tid=5, htc=True),  # QoS + HT Control (+HTC/Order bit)
+            dict(protocol="TCP", src_port=50123, dst_port=443, payload_len=5),
+        ),
+        (
+            _wlan(0, _snap(0x0800) + dns, to_ds=True, from_ds=True),  # WDS / mesh: four addresses
+            dict(protocol="UDP", src_port=53001, dst_port=53, payload_len=12),
+        ),
+        (
+            _wlan(8, amsdu_sub, qos_tid=0, amsdu=True),
+            dict(protocol="TCP", src_port=50123, dst_port=443, payload_len=5),
+        ),
+        (
+            _wlan(0, _snap(0x0800) + http, protected=True),  # decrypted body, Protected bit still set
+            dict(protocol="TCP", src_port=50123, dst_port=443, payload_len=5),
+        ),
+        (
+            _wlan(8, bytes(range(40)), qos_tid=0, protected=True),
+            dict(protocol="other", notes="802.11-protected"),
+        ),
+        (_wlan(12, b"", qos_tid=0), dict(protocol="other", notes="802.11-no-body")),  # QoS Null
+        (
+            _wlan(8, b"", ftype=0, to_ds=False) + b"\x00" * 12,
+            dict(protocol="other", notes="802.11-management"),
+        ),
+        (
+            bytes([0xB4, 0]) + struct.pack("<H", 0) + AP + STA,
+            dict(protocol="other", notes="802.11-control"),
+        ),  # RTS
         (_wlan(0, b"\x00" * 30, ftype=3), dict(protocol="other", notes="802.11-unknown-type")),
-        (_wlan(0, _snap(0x0806) + b"\x00" * 28), dict(protocol="other")),                    # ARP over SNAP
+        (_wlan(0, _snap(0x0806) + b"\x00" * 28), dict(protocol="other")),  # ARP over SNAP
         (_wlan(8, _snap(0x0800)[:5], qos_tid=0), dict(protocol="other", notes="truncated")),
     ]
 
@@ -110,8 +150,13 @@ def _check(df: pl.DataFrame, cases) -> None:
 
 
 def _packets(frames, radiotap=False):
-    return [Packet(time_ns=int((T0 + timedelta(milliseconds=i)).timestamp() * 1e9),
-                   data=_radiotap(f) if radiotap else f) for i, (f, _) in enumerate(frames)]
+    return [
+        Packet(
+            time_ns=int((T0 + timedelta(milliseconds=i)).timestamp() * 1e9),
+            data=_radiotap(f) if radiotap else f,
+        )
+        for i, (f, _) in enumerate(frames)
+    ]
 
 
 def test_dissect_80211():
@@ -147,12 +192,35 @@ def test_tshark_agrees(tmp_path, tshark):
     for p in radio:
         p.interface = 1
     write_pcapng(ng, [Interface(105), Interface(127)], _packets(cases) + radio)
-    out = subprocess.run([tshark, "-r", str(ng), "-o", "wlan.ignore_wep:Yes - with IV", "-T", "fields",
-                          "-e", "tcp.srcport", "-e", "udp.srcport", "-e", "tcp.dstport", "-e", "udp.dstport"],
-                         capture_output=True, text=True, timeout=300, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [
+            tshark,
+            "-r",
+            str(ng),
+            "-o",
+            "wlan.ignore_wep:Yes - with IV",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "udp.dstport",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout.splitlines()
     theirs = [tuple(int(x) if x else None for x in (line.split("\t") + ["", "", "", ""])[:4]) for line in out]
     df = read_pcapng(ng)
-    ours = [(r["src_port"], r["dst_port"]) if r["protocol"] == "TCP" else (None, None) for r in df.iter_rows(named=True)]
+    ours = [
+        (r["src_port"], r["dst_port"]) if r["protocol"] == "TCP" else (None, None)
+        for r in df.iter_rows(named=True)
+    ]
     assert len(theirs) == len(ours) == 2 * len(cases)
     tcp_theirs = [(t[0], t[2]) if t[0] is not None else (None, None) for t in theirs]
     # tshark reads the TCP ports of every TCP frame but the still-"protected" one it cannot trust
@@ -197,5 +265,5 @@ def test_etl_80211(tmp_path, how):
     again = read_pcapng(out, with_data=True)
     assert again["protocol"].to_list() == df["protocol"].to_list()
     # NDIS logs 802.11 bodies decrypted: the Protected bit is cleared on the way out, as etl2pcapng does
-    flags = [d[1] & 0x40 for d in again["data"].to_list()[:len(cases)]]
+    flags = [d[1] & 0x40 for d in again["data"].to_list()[: len(cases)]]
     assert flags == [0x40 if how == "pktmon" and i in (6, 7) else 0 for i in range(len(cases))]

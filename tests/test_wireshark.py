@@ -11,6 +11,7 @@ one packet block of frame 105540, cut from the annotated file.
 The corpus capture is built as tests/test_truth_sets.py builds it: frames from the real events of
 perfview/net.4.5.2.x86.etl, written with the project's pcap writer.
 """
+
 from __future__ import annotations
 
 import struct
@@ -25,8 +26,14 @@ from etwtools.cli import cli
 from etwtools.parsers.captures import read_capture
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-DEMO = ["--etl", str(DATA / "kernel.csv"), "--pcap", str(DATA / "capture.pcap"), "--tasklist",
-        str(DATA / "tasklist.txt")]
+DEMO = [
+    "--etl",
+    str(DATA / "kernel.csv"),
+    "--pcap",
+    str(DATA / "capture.pcap"),
+    "--tasklist",
+    str(DATA / "tasklist.txt"),
+]
 MIME = ["-X", "read_format:MIME Files Format"]
 
 
@@ -39,8 +46,19 @@ def run_tshark(tshark: str, *args: str) -> list[str]:
 
 def frame_columns(tshark: str, path) -> list[str]:
     """Number, length and time of every frame, as tshark numbers them."""
-    return run_tshark(tshark, "-r", str(path), "-T", "fields", "-e", "frame.number", "-e", "frame.len",
-                      "-e", "frame.time_epoch")
+    return run_tshark(
+        tshark,
+        "-r",
+        str(path),
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "frame.len",
+        "-e",
+        "frame.time_epoch",
+    )
 
 
 def pcapng_view(tshark: str, path) -> list[dict]:
@@ -49,7 +67,9 @@ def pcapng_view(tshark: str, path) -> list[dict]:
     import xml.etree.ElementTree as ET
 
     raw = Path(path).read_bytes()
-    xml = subprocess.run([tshark, *MIME, "-r", str(path), "-T", "pdml"], capture_output=True, timeout=300, check=False)
+    xml = subprocess.run(
+        [tshark, *MIME, "-r", str(path), "-T", "pdml"], capture_output=True, timeout=300, check=False
+    )
     assert xml.returncode == 0, xml.stderr
     out = []
     for block in ET.fromstring(xml.stdout).iter("field"):
@@ -69,7 +89,7 @@ def pcapng_view(tshark: str, path) -> list[dict]:
             elif code == "8":
                 data = parts["pcapng.options.option.data"]
                 pos, size = int(data.get("pos")), int(data.get("size"))
-                seen["option8"] = raw[pos:pos + size]
+                seen["option8"] = raw[pos : pos + size]
         out.append(seen)
     return out
 
@@ -80,15 +100,17 @@ def blocks(path) -> list[tuple[int, bytes]]:
     out, pos = [], 0
     while pos < len(raw):
         btype, blen = struct.unpack_from("<II", raw, pos)
-        out.append((btype, raw[pos:pos + blen]))
+        out.append((btype, raw[pos : pos + blen]))
         pos += blen
     return out
 
 
 def annotate(tmp_path, *args: str, name: str = "out.pcapng"):
     out = tmp_path / name
-    res = CliRunner().invoke(cli, ["attribute", *args, "--annotate", str(out), "-f", "csv", "-o",
-                                   str(tmp_path / "attribution.csv")])
+    res = CliRunner().invoke(
+        cli,
+        ["attribute", *args, "--annotate", str(out), "-f", "csv", "-o", str(tmp_path / "attribution.csv")],
+    )
     assert res.exit_code == 0, res.stderr
     return out, pl.read_csv(tmp_path / "attribution.csv", infer_schema_length=None), res
 
@@ -97,19 +119,43 @@ def test_demo_annotated_capture_in_tshark(tshark, tmp_path):
     out, result, _ = annotate(tmp_path, *DEMO)
     # the comment lines are display-filter fields: "Process: store.exe" selects the answer (high) and the
     # one frame with a low-confidence candidate of the same process; the confidence line tells them apart
-    sel = run_tshark(tshark, "-r", str(out), "-Y", 'frame.comment contains "Process: store.exe"',
-                     "-T", "fields", "-e", "frame.number")
+    sel = run_tshark(
+        tshark,
+        "-r",
+        str(out),
+        "-Y",
+        'frame.comment contains "Process: store.exe"',
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    )
     assert sel == ["105540", "105558"]
-    high = run_tshark(tshark, "-r", str(out), "-Y", 'frame.comment contains "Process: store.exe" && '
-                      'frame.comment contains "Confidence: high"', "-T", "fields", "-e", "frame.number",
-                      "-e", "frame.comment")
+    high = run_tshark(
+        tshark,
+        "-r",
+        str(out),
+        "-Y",
+        'frame.comment contains "Process: store.exe" && frame.comment contains "Confidence: high"',
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "frame.comment",
+    )
     assert len(high) == 1
     number, comments = high[0].split("\t")
     assert number == "105540"
-    assert comments.split(",")[:4] == ["PID: 2136", "Process: store.exe", "Confidence: high",
-                                       "Method: udp-5tuple-size"]
-    assert run_tshark(tshark, "-r", str(out), "-Y", 'frame.comment == "PID: 2136"', "-T", "fields",
-                      "-e", "frame.number") == ["105540", "105558"]
+    assert comments.split(",")[:4] == [
+        "PID: 2136",
+        "Process: store.exe",
+        "Confidence: high",
+        "Method: udp-5tuple-size",
+    ]
+    assert run_tshark(
+        tshark, "-r", str(out), "-Y", 'frame.comment == "PID: 2136"', "-T", "fields", "-e", "frame.number"
+    ) == ["105540", "105558"]
     # frame numbers, lengths and times as in the input
     assert frame_columns(tshark, out) == frame_columns(tshark, DATA / "capture.pcap")
     assert result.filter(pl.col("frame") == 105540)["pid"].to_list() == [2136]
@@ -134,16 +180,27 @@ def test_demo_process_blocks(tshark, tmp_path):
     capture's numbers."""
     out, _, res = annotate(tmp_path, *DEMO, "--process-blocks")
     assert "1 process information block(s) written" in res.stderr and "shifted by 1" in res.stderr
-    first = run_tshark(tshark, "-r", str(out), "-c", "1", "-T", "fields", "-e", "frame.cb_pen", "-e", "data.data")
+    first = run_tshark(
+        tshark, "-r", str(out), "-c", "1", "-T", "fields", "-e", "frame.cb_pen", "-e", "data.data"
+    )
     pen, data = first[0].split("\t")
     assert pen == "32622"
     body = bytes.fromhex(data)
     entry_type, entry_len, pid = struct.unpack_from("<III", body)
     assert (entry_type, pid) == (3, 2136) and entry_len == len(body) - 8
     code, length = struct.unpack_from("<HH", body, 12)
-    assert (code, body[16:16 + length]) == (2, b"store.exe")
-    sel = run_tshark(tshark, "-r", str(out), "-Y", 'frame.comment contains "Confidence: high"', "-T", "fields",
-                     "-e", "frame.number")
+    assert (code, body[16 : 16 + length]) == (2, b"store.exe")
+    sel = run_tshark(
+        tshark,
+        "-r",
+        str(out),
+        "-Y",
+        'frame.comment contains "Confidence: high"',
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    )
     assert sel == ["105541"]
     back = read_capture(out)
     assert back.height == 105558
@@ -169,8 +226,17 @@ def test_corpus_capture_annotated_in_tshark(corpus, tshark, tmp_path):
         assert f"Confidence: {r['confidence']}" in lines
     # a process filter selects exactly that process's frames
     top = want.group_by("process").len().sort("len", descending=True).row(0, named=True)
-    sel = run_tshark(tshark, "-r", str(out), "-Y", f'frame.comment contains "Process: {top["process"]}"',
-                     "-T", "fields", "-e", "frame.number")
+    sel = run_tshark(
+        tshark,
+        "-r",
+        str(out),
+        "-Y",
+        f'frame.comment contains "Process: {top["process"]}"',
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    )
     assert len(sel) == top["len"]
 
     # option 8 in the pcapng view, block by block: the PID of each high/medium frame, in frame order
@@ -202,17 +268,36 @@ def test_process_blocks_for_a_reused_pid(tshark, tmp_path):
 
     t0 = 1_700_000_000 * 1_000_000_000
     src = tmp_path / "in.pcapng"
-    write_pcapng(src, [Interface(link_type=1, tsresol=9)],
-                 [Packet(t0 + k * 60_000_000_000, build_frame("192.0.2.1", "192.0.2.2", "UDP", 5000 + k, 53, 10))
-                  for k in range(2)])
-    frames = read_capture(src).select("frame", "time", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
-                                      "payload_len").with_columns(
-        pl.lit("out").alias("direction"), pl.Series("pid", [700, 700], dtype=pl.Int64),
-        pl.Series("process", ["a.exe", "b.exe"]), pl.lit(None, pl.Utf8).alias("services"),
-        pl.lit("high").alias("confidence"), pl.lit("udp-5tuple-size").alias("method"),
-        pl.lit("same 5-tuple and size").alias("reason"))
-    r = Attribution(frames=frames, offset_ns=0, offset_source="given", offset_support=2, local_addrs=["192.0.2.1"],
-                    local_addrs_source="given", summary=pl.DataFrame())
+    write_pcapng(
+        src,
+        [Interface(link_type=1, tsresol=9)],
+        [
+            Packet(t0 + k * 60_000_000_000, build_frame("192.0.2.1", "192.0.2.2", "UDP", 5000 + k, 53, 10))
+            for k in range(2)
+        ],
+    )
+    frames = (
+        read_capture(src)
+        .select("frame", "time", "protocol", "src_addr", "src_port", "dst_addr", "dst_port", "payload_len")
+        .with_columns(
+            pl.lit("out").alias("direction"),
+            pl.Series("pid", [700, 700], dtype=pl.Int64),
+            pl.Series("process", ["a.exe", "b.exe"]),
+            pl.lit(None, pl.Utf8).alias("services"),
+            pl.lit("high").alias("confidence"),
+            pl.lit("udp-5tuple-size").alias("method"),
+            pl.lit("same 5-tuple and size").alias("reason"),
+        )
+    )
+    r = Attribution(
+        frames=frames,
+        offset_ns=0,
+        offset_source="given",
+        offset_support=2,
+        local_addrs=["192.0.2.1"],
+        local_addrs_source="given",
+        summary=pl.DataFrame(),
+    )
     out = tmp_path / "out.pcapng"
     assert write_annotated(src, r, out, with_process_blocks=True) == 2
     pibs = [b for t, b in blocks(out) if t == 0xBAD]
@@ -226,14 +311,25 @@ def test_process_blocks_for_a_reused_pid(tshark, tmp_path):
             code, olen = struct.unpack_from("<HH", b, pos)
             if code == 0:
                 break
-            opts.setdefault(code, []).append(b[pos + 4:pos + 4 + olen])
+            opts.setdefault(code, []).append(b[pos + 4 : pos + 4 + olen])
             pos += 4 + olen + (-olen % 4)
         got.append((opts[2][0], struct.unpack("<Q", opts[9][0])[0], opts[1][0].decode()))
     assert [(n, t) for n, t, _ in got] == [(b"a.exe", t0), (b"b.exe", t0 + 60_000_000_000)]
     assert all("PID reused" in c for _, _, c in got)
     # Debian's tshark: two custom-block frames first, then the packets with their comments
-    rows = run_tshark(tshark, "-r", str(out), "-T", "fields", "-e", "frame.number", "-e", "frame.cb_pen",
-                      "-e", "frame.comment")
+    rows = run_tshark(
+        tshark,
+        "-r",
+        str(out),
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "frame.cb_pen",
+        "-e",
+        "frame.comment",
+    )
     assert [r.split("\t")[1] for r in rows] == ["32622", "32622", "", ""]
     assert rows[2].split("\t")[2].startswith("PID: 700,Process: a.exe,")
     assert rows[3].split("\t")[2].startswith("PID: 700,Process: b.exe,")
@@ -246,17 +342,41 @@ def test_real_capture_annotated_from_event_logs(corpus, tshark, tmp_path):
     PID of every high/medium frame."""
     pair = corpus / "otrf" / "purplesharp_ad_playbook_I"
     cap = pair / "purplesharp_ad_playbook_I_2020-10-22042947.cap"
-    out, result, _ = annotate(tmp_path, "--etl", str(pair / "host_purplesharp_ad_playbook_I.zip"), "--pcap", str(cap))
+    out, result, _ = annotate(
+        tmp_path, "--etl", str(pair / "host_purplesharp_ad_playbook_I.zip"), "--pcap", str(cap)
+    )
     assert frame_columns(tshark, out) == frame_columns(tshark, cap)
-    lsass = result.filter((pl.col("process") == "lsass.exe") & (pl.col("confidence") != "none"))["frame"].to_list()
-    sel = run_tshark(tshark, "-r", str(out), "-Y", 'frame.comment contains "Process: lsass.exe"', "-T", "fields",
-                     "-e", "frame.number")
+    lsass = result.filter((pl.col("process") == "lsass.exe") & (pl.col("confidence") != "none"))[
+        "frame"
+    ].to_list()
+    sel = run_tshark(
+        tshark,
+        "-r",
+        str(out),
+        "-Y",
+        'frame.comment contains "Process: lsass.exe"',
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    )
     assert [int(n) for n in sel] == lsass and len(lsass) > 100
-    dc = run_tshark(tshark, "-r", str(out), "-Y", 'frame.comment == "Remote name: mordordc.theshire.local"',
-                    "-T", "fields", "-e", "frame.number")
+    dc = run_tshark(
+        tshark,
+        "-r",
+        str(out),
+        "-Y",
+        'frame.comment == "Remote name: mordordc.theshire.local"',
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    )
     assert [int(n) for n in dc] == result.filter(
-        (pl.col("remote_name") == "mordordc.theshire.local") & (pl.col("confidence") != "none")
-        & pl.col("pid").is_not_null())["frame"].to_list()
+        (pl.col("remote_name") == "mordordc.theshire.local")
+        & (pl.col("confidence") != "none")
+        & pl.col("pid").is_not_null()
+    )["frame"].to_list()
     view = pcapng_view(tshark, out)
     assert len(view) == result.height == 1121
     sure = result.filter(pl.col("confidence").is_in(["high", "medium"]) & pl.col("pid").is_not_null())

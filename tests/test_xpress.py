@@ -1,6 +1,7 @@
 """The C and pure-Python Xpress (MS-XCA plain LZ77) decoders accept and reject the same streams and give
 the same bytes: random streams, mutations of real compressed buffers of the corpus, and streams built
 here (a hypothesis search over each)."""
+
 from __future__ import annotations
 
 import struct
@@ -49,8 +50,11 @@ def test_random_streams_decode_alike(src, size, partial):
     assert c == py
 
 
-token = st.one_of(st.tuples(st.just(0), st.integers(0, 255)), st.tuples(st.just(1), st.integers(0, 0xFFFF)),
-                  st.tuples(st.just(2), st.integers(0, 255)))
+token = st.one_of(
+    st.tuples(st.just(0), st.integers(0, 255)),
+    st.tuples(st.just(1), st.integers(0, 0xFFFF)),
+    st.tuples(st.just(2), st.integers(0, 255)),
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -68,12 +72,12 @@ def _corpus_buffers(corpus, limit=6):
     with EtlFile(corpus / "pktmon" / "demikernel-PktMon.etl") as f:
         mm, off = f._mm, 0
         while off + 0x48 <= f.size and len(out) < limit:
-            bsize, = struct.unpack_from("<I", mm, off)
+            (bsize,) = struct.unpack_from("<I", mm, off)
             filled, flag = struct.unpack_from("<IH", mm, off + 0x30)
             if bsize < 0x48:
                 break
             if flag & FLAG_COMPRESSED:
-                out.append((bytes(mm[off + 0x48:off + bsize]), filled - 0x48))
+                out.append((bytes(mm[off + 0x48 : off + bsize]), filled - 0x48))
             off += bsize
     return out
 
@@ -101,4 +105,6 @@ def test_partial_gives_the_prefix_of_the_whole(corpus):
     for src, size in _corpus_buffers(corpus, 2):
         whole = compression.decompress(src, size)
         for n in (0, 1, 100, 4096):
-            assert compression.decompress_c(src, n, True) == whole[:n] == compression.decompress_py(src, n, True)
+            assert (
+                compression.decompress_c(src, n, True) == whole[:n] == compression.decompress_py(src, n, True)
+            )

@@ -17,6 +17,7 @@ frames (FRAMES) and processes (PROCESSES). The steps, all bulk polars joins, eac
 
 :func:`attribute` joins tables; :func:`attribute_files` reads the files first (what the CLI calls).
 """
+
 from __future__ import annotations
 
 from .constants import DEFAULT_TOLERANCE_S, OUT_COLUMNS

@@ -1,5 +1,6 @@
 """From the chosen candidates to the answer: later fragments follow their first fragment, PIDs get their
 process names, every frame gets its row in :data:`OUT_COLUMNS` with a reason, and the summary."""
+
 from __future__ import annotations
 
 import polars as pl
@@ -17,70 +18,138 @@ def follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
     later = res.select("fid", "first_fid", "ip_id").filter(pl.col("first_fid").is_not_null())
     if not later.height:
         return res
-    first = res.select(pl.col("fid").alias("first_fid"), pl.col("frame").alias("f_frame"),
-                       pl.col("rank").alias("f_rank"), pl.col("e_eid").alias("f_eid"),
-                       pl.col("odir").alias("f_odir"), pl.col("dist").alias("f_dist"))
+    first = res.select(
+        pl.col("fid").alias("first_fid"),
+        pl.col("frame").alias("f_frame"),
+        pl.col("rank").alias("f_rank"),
+        pl.col("e_eid").alias("f_eid"),
+        pl.col("odir").alias("f_odir"),
+        pl.col("dist").alias("f_dist"),
+    )
     m = later.join(first, on="first_fid", how="inner").filter(pl.col("f_eid").is_not_null())
     upd = m.select(
-        "fid", pl.col("f_rank").alias("rank"), pl.col("f_eid").alias("e_eid"), pl.col("f_odir").alias("odir"),
-        pl.lit("fragment").alias("method"), pl.col("f_dist").alias("dist"), fragment_reason().alias("reason"))
+        "fid",
+        pl.col("f_rank").alias("rank"),
+        pl.col("f_eid").alias("e_eid"),
+        pl.col("f_odir").alias("odir"),
+        pl.lit("fragment").alias("method"),
+        pl.col("f_dist").alias("dist"),
+        fragment_reason().alias("reason"),
+    )
     return res.update(upd, on="fid", how="left")
 
 
-def name_processes(res: pl.DataFrame, net: pl.DataFrame, processes: pl.DataFrame | None,
-                   grace_s: float = PROCESS_GRACE_S) -> tuple[pl.DataFrame, ProcessResolver, list[str]]:
+def name_processes(
+    res: pl.DataFrame, net: pl.DataFrame, processes: pl.DataFrame | None, grace_s: float = PROCESS_GRACE_S
+) -> tuple[pl.DataFrame, ProcessResolver, list[str]]:
     """``res`` with pid, e_t, process and services of its event (``_after_end``: ns since the process's
     End when its name was kept for the grace period); the resolver; notes on disagreements."""
-    res = res.join(net.select(pl.col("eid").alias("e_eid"), pl.col("t").alias("e_t"), "pid",
-                              pl.col("process").alias("e_process")), on="e_eid", how="left")
-    resolver = ProcessResolver(processes if processes is not None else schema.empty(schema.PROCESSES),
-                               grace_s=grace_s)
+    res = res.join(
+        net.select(
+            pl.col("eid").alias("e_eid"),
+            pl.col("t").alias("e_t"),
+            "pid",
+            pl.col("process").alias("e_process"),
+        ),
+        on="e_eid",
+        how="left",
+    )
+    resolver = ProcessResolver(
+        processes if processes is not None else schema.empty(schema.PROCESSES), grace_s=grace_s
+    )
     # one query per event used (the answer depends only on the event's PID and time)
-    q = (res.select(pl.col("e_eid").alias("qid"), "pid", pl.col("e_t").alias("t"))
-         .filter(pl.col("pid").is_not_null()).unique("qid"))
-    names = resolver.resolve(q) if q.height else pl.DataFrame(schema={
-        "qid": pl.Int64, "process": pl.Utf8, "services": pl.Utf8, "after_end_ns": pl.Int64, "in_trace": pl.Boolean})
-    res = res.join(names.select(pl.col("qid").alias("e_eid"), "process", "services",
-                                pl.col("after_end_ns").alias("_after_end"), pl.col("in_trace").alias("_in_trace")),
-                   on="e_eid", how="left")
+    q = (
+        res.select(pl.col("e_eid").alias("qid"), "pid", pl.col("e_t").alias("t"))
+        .filter(pl.col("pid").is_not_null())
+        .unique("qid")
+    )
+    names = (
+        resolver.resolve(q)
+        if q.height
+        else pl.DataFrame(
+            schema={
+                "qid": pl.Int64,
+                "process": pl.Utf8,
+                "services": pl.Utf8,
+                "after_end_ns": pl.Int64,
+                "in_trace": pl.Boolean,
+            }
+        )
+    )
+    res = res.join(
+        names.select(
+            pl.col("qid").alias("e_eid"),
+            "process",
+            "services",
+            pl.col("after_end_ns").alias("_after_end"),
+            pl.col("in_trace").alias("_in_trace"),
+        ),
+        on="e_eid",
+        how="left",
+    )
     # the events' own names only for PIDs the process tables do not know (the grace period decides the rest)
-    res = res.with_columns(pl.when(pl.col("_in_trace").fill_null(False)).then(pl.col("process"))
-                           .otherwise(pl.coalesce("process", "e_process")).alias("process"))
+    res = res.with_columns(
+        pl.when(pl.col("_in_trace").fill_null(False))
+        .then(pl.col("process"))
+        .otherwise(pl.coalesce("process", "e_process"))
+        .alias("process")
+    )
     notes = resolver.disagreements(set(res["pid"].drop_nulls().unique().to_list()))
-    mism = (res.select("pid", "e_process", "process")
-            .filter(pl.col("e_process").is_not_null() & pl.col("process").is_not_null()
-                    & (pl.col("e_process").str.to_lowercase() != pl.col("process").str.to_lowercase()))
-            .unique())
+    mism = (
+        res.select("pid", "e_process", "process")
+        .filter(
+            pl.col("e_process").is_not_null()
+            & pl.col("process").is_not_null()
+            & (pl.col("e_process").str.to_lowercase() != pl.col("process").str.to_lowercase())
+        )
+        .unique()
+    )
     for r in mism.head(10).iter_rows(named=True):
-        notes.append(f"PID {r['pid']}: the trace's events name it {r['e_process']}, the process tables say "
-                     f"{r['process']}")
+        notes.append(
+            f"PID {r['pid']}: the trace's events name it {r['e_process']}, the process tables say "
+            f"{r['process']}"
+        )
     return res, resolver, notes
 
 
 def without_pid(p: Prepared) -> pl.Series:
     """fids of frames whose 5-tuple only events without a usable PID have."""
-    only = (p.oriented.select("fid", KID, *KEY).filter(pl.col(KID).is_null())
-            .join(p.nopid.select(KEY).unique(), on=KEY, how="semi"))
+    only = (
+        p.oriented.select("fid", KID, *KEY)
+        .filter(pl.col(KID).is_null())
+        .join(p.nopid.select(KEY).unique(), on=KEY, how="semi")
+    )
     return only["fid"]
 
 
 def answers(res: pl.DataFrame, shift: pl.Expr | None) -> pl.DataFrame:
     """fid and the answer columns of every frame, in fid order."""
     tt = pl.col("t") - (shift if shift is not None else 0)
-    dirn = (pl.when(pl.col("dir").is_in(["in", "out"])).then(pl.col("dir"))
-            .when(pl.col("odir").is_not_null()).then(pl.col("odir"))
-            .otherwise(pl.lit("unknown")))
+    dirn = (
+        pl.when(pl.col("dir").is_in(["in", "out"]))
+        .then(pl.col("dir"))
+        .when(pl.col("odir").is_not_null())
+        .then(pl.col("odir"))
+        .otherwise(pl.lit("unknown"))
+    )
     conf = pl.col("rank").fill_null(0).replace_strict(CONFIDENCE, default="none", return_dtype=pl.Utf8)
     ours = res.select(
-        "fid", dirn.alias("direction"), pl.col("pid").cast(pl.Int64), pl.col("process"), pl.col("services"),
-        conf.alias("confidence"), pl.col("method").fill_null("none"),
+        "fid",
+        dirn.alias("direction"),
+        pl.col("pid").cast(pl.Int64),
+        pl.col("process"),
+        pl.col("services"),
+        conf.alias("confidence"),
+        pl.col("method").fill_null("none"),
         pl.col("e_t").cast(pl.Datetime("ns", "UTC")).alias("event_time"),
-        ((tt - pl.col("e_t")) / NS).round(9).alias("delta_s"))
+        ((tt - pl.col("e_t")) / NS).round(9).alias("delta_s"),
+    )
     return ours if ours["fid"].is_sorted() else ours.sort("fid")
 
 
-def finish(tables: list[pl.DataFrame], p: Prepared, offset_ns: int | None, shift: pl.Expr | None,
-           why: str | None) -> pl.DataFrame:
+def finish(
+    tables: list[pl.DataFrame], p: Prepared, offset_ns: int | None, shift: pl.Expr | None, why: str | None
+) -> pl.DataFrame:
     """The output table from ``tables`` = [res, texts], emptied here so that each goes as soon as it has
     been used: ``texts`` (fid, reason) are the chosen candidates' reasons, ``res.reason`` those of later
     fragments that follow their first fragment."""
@@ -96,8 +165,9 @@ def finish(tables: list[pl.DataFrame], p: Prepared, offset_ns: int | None, shift
         cand = cand.filter(pl.col("reason").is_not_null())
     have = [frag_txt, cand]
     texts = cand = None
-    need = (res.select("fid", "protocol", "t", "dir", "fragment", "_nopid")
-            .join(pl.concat(have).select("fid"), on="fid", how="anti"))
+    need = res.select("fid", "protocol", "t", "dir", "fragment", "_nopid").join(
+        pl.concat(have).select("fid"), on="fid", how="anti"
+    )
     res = None
     none_reason = unmatched_reason(t0, t1, tt, offset_ns is not None, why, p.local)
     reasons = pl.concat(have + render(need, [none_reason], keep=["fid"]), rechunk=False).sort("fid")
@@ -105,9 +175,16 @@ def finish(tables: list[pl.DataFrame], p: Prepared, offset_ns: int | None, shift
     # the frame's own columns come straight from the (fid-ordered) frames table, uncopied
     if not (ours["fid"].equals(fr["fid"]) and reasons["fid"].equals(fr["fid"])):
         raise AssertionError("one result row and one reason per frame expected")
-    return pl.concat([fr.select("frame", "time", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
-                                "payload_len"), ours.drop("fid"), reasons.select("reason")],
-                     how="horizontal").select(OUT_COLUMNS)
+    return pl.concat(
+        [
+            fr.select(
+                "frame", "time", "protocol", "src_addr", "src_port", "dst_addr", "dst_port", "payload_len"
+            ),
+            ours.drop("fid"),
+            reasons.select("reason"),
+        ],
+        how="horizontal",
+    ).select(OUT_COLUMNS)
 
 
 def summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
@@ -117,19 +194,38 @@ def summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
     att = df.filter(attributed_expr())
     n_low = df.filter(pl.col("confidence") == "low").height
     non = df.filter(pl.col("confidence").is_in(["low", "none"]))
-    agg = [pl.len().alias("frames"), pl.col("_bytes").sum().alias("bytes"),
-           pl.col("time").min().alias("first"), pl.col("time").max().alias("last")]
-    s = (att.group_by("pid", "process", "services")
-         .agg(agg + [(pl.col("confidence") == "high").sum().alias("high")])
-         .sort(["frames", "pid", "process", "services"], descending=[True, False, False, False],
-               nulls_last=True))
-    rest = (non.select(pl.lit(None, pl.Int64).alias("pid"), pl.lit("(not attributed)").alias("process"),
-                       pl.lit(None, pl.Utf8).alias("services"), "_bytes", "time", "confidence")
-            .group_by("pid", "process", "services").agg(agg + [pl.lit(0, pl.UInt32).alias("high")]))
+    agg = [
+        pl.len().alias("frames"),
+        pl.col("_bytes").sum().alias("bytes"),
+        pl.col("time").min().alias("first"),
+        pl.col("time").max().alias("last"),
+    ]
+    s = (
+        att.group_by("pid", "process", "services")
+        .agg(agg + [(pl.col("confidence") == "high").sum().alias("high")])
+        .sort(
+            ["frames", "pid", "process", "services"], descending=[True, False, False, False], nulls_last=True
+        )
+    )
+    rest = (
+        non.select(
+            pl.lit(None, pl.Int64).alias("pid"),
+            pl.lit("(not attributed)").alias("process"),
+            pl.lit(None, pl.Utf8).alias("services"),
+            "_bytes",
+            "time",
+            "confidence",
+        )
+        .group_by("pid", "process", "services")
+        .agg(agg + [pl.lit(0, pl.UInt32).alias("high")])
+    )
     s = pl.concat([s.with_columns(pl.col("high").cast(pl.UInt32)), rest], how="vertical_relaxed")
     s = s.with_columns(pl.col("frames").cast(pl.Int64), pl.col("bytes").cast(pl.Int64))
     if n_low:
-        s = s.with_columns(pl.when(pl.col("pid").is_null())
-                           .then(pl.lit(f"(not attributed; {n_low:,} with a low-confidence candidate)"))
-                           .otherwise(pl.col("process")).alias("process"))
+        s = s.with_columns(
+            pl.when(pl.col("pid").is_null())
+            .then(pl.lit(f"(not attributed; {n_low:,} with a low-confidence candidate)"))
+            .otherwise(pl.col("process"))
+            .alias("process")
+        )
     return s.select("pid", "process", "services", "frames", "bytes", "first", "last")

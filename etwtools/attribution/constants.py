@@ -1,4 +1,5 @@
 """The numbers and column names attribution rests on."""
+
 from __future__ import annotations
 
 NS = 1_000_000_000
@@ -20,8 +21,17 @@ AGREE_MIN = 5
 NO_PID = [0, -1, 0xFFFFFFFF]
 #: Event kinds that show a PID owns a TCP 4-tuple ("rundown": Microsoft-Windows-TCPIP 1300, a connection
 #: alive when a netsh trace started).
-TCP_OWNER_EVENTS = ["send", "recv", "connect", "accept", "disconnect", "retransmit", "reconnect", "copy",
-                    "rundown"]
+TCP_OWNER_EVENTS = [
+    "send",
+    "recv",
+    "connect",
+    "accept",
+    "disconnect",
+    "retransmit",
+    "reconnect",
+    "copy",
+    "rundown",
+]
 SYN = 0x02
 
 #: A frame's or event's (local, remote) 5-tuple.
@@ -34,6 +44,22 @@ CONFIDENCE = {3: "high", 2: "medium", 1: "low", 0: "none"}
 RANK = {v: k for k, v in CONFIDENCE.items()}
 #: Confidences that count as an answer (a frame "attributed").
 ATTRIBUTED = ["high", "medium"]
-OUT_COLUMNS = ["frame", "time", "direction", "protocol", "src_addr", "src_port", "dst_addr", "dst_port",
-               "payload_len", "pid", "process", "services", "confidence", "method", "event_time",
-               "delta_s", "reason"]
+OUT_COLUMNS = [
+    "frame",
+    "time",
+    "direction",
+    "protocol",
+    "src_addr",
+    "src_port",
+    "dst_addr",
+    "dst_port",
+    "payload_len",
+    "pid",
+    "process",
+    "services",
+    "confidence",
+    "method",
+    "event_time",
+    "delta_s",
+    "reason",
+]

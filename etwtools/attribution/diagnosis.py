@@ -1,4 +1,5 @@
 """Why nothing at all could be attributed, in one sentence that points at the cause."""
+
 from __future__ import annotations
 
 import polars as pl
@@ -15,21 +16,27 @@ def why_nothing(p: Prepared, off: Offset, tol: int) -> str:
     net, fr = p.net, p.frames
     n_tu = fr.filter(pl.col("protocol").is_in(["TCP", "UDP"])).height
     if not net.height:
-        return ("the trace has no usable TcpIp/UdpIp network events with a PID (empty trace, or the network "
-                "events were not enabled when it was recorded)")
+        return (
+            "the trace has no usable TcpIp/UdpIp network events with a PID (empty trace, or the network "
+            "events were not enabled when it was recorded)"
+        )
     if not fr.height:
         return "the capture has no frames"
     if not n_tu:
         return f"none of the capture's {fr.height:,} frames is TCP or UDP"
     host = fr.filter(pl.col("dir") != "unknown").height
     if p.local and not host:
-        return (f"none of the capture's {n_tu:,} TCP/UDP frames is from or to the traced host "
-                f"({', '.join(p.local[:6])}{', ...' if len(p.local) > 6 else ''}): the capture was taken "
-                f"elsewhere or on another network")
+        return (
+            f"none of the capture's {n_tu:,} TCP/UDP frames is from or to the traced host "
+            f"({', '.join(p.local[:6])}{', ...' if len(p.local) > 6 else ''}): the capture was taken "
+            f"elsewhere or on another network"
+        )
     keyed = p.oriented.filter(pl.col(KID).is_not_null())
     if not keyed.height:
-        return (f"no frame shares a protocol and 5-tuple with any of the trace's {net.height:,} network events: "
-                f"the capture and the trace do not cover the same connections (another time or another host)")
+        return (
+            f"no frame shares a protocol and 5-tuple with any of the trace's {net.height:,} network events: "
+            f"the capture and the trace do not cover the same connections (another time or another host)"
+        )
     return _why_in_time(keyed, net, fr, off, tol)
 
 
@@ -42,16 +49,24 @@ def _why_in_time(keyed: pl.DataFrame, net: pl.DataFrame, fr: pl.DataFrame, off: 
         return "no frame of the capture has a timestamp, so none can be matched to the trace's events in time"
     est = off.estimate
     if off.offset_ns is None and est is not None:
-        return (f"the {est.candidates:,} candidate matches (same 5-tuple and size) do not agree on one clock "
-                f"offset: the best has {est.support:,}, another has {est.runner_up:,} ({span}); give "
-                f"--offset if you know it")
+        return (
+            f"the {est.candidates:,} candidate matches (same 5-tuple and size) do not agree on one clock "
+            f"offset: the best has {est.support:,}, another has {est.runner_up:,} ({span}); give "
+            f"--offset if you know it"
+        )
     if off.offset_ns is None:
         days = abs((c0 + c1) / 2 - (tr0 + tr1) / 2) / 86400 / NS
-        return (f"{keyed['fid'].n_unique():,} frames share a 5-tuple with trace events, but no candidate match "
-                f"(same 5-tuple and size) lies within +-14 h of each other, so no clock offset is plausible "
-                f"({span}, about {days:.1f} days apart): a capture from another day?")
+        return (
+            f"{keyed['fid'].n_unique():,} frames share a 5-tuple with trace events, but no candidate match "
+            f"(same 5-tuple and size) lies within +-14 h of each other, so no clock offset is plausible "
+            f"({span}, about {days:.1f} days apart): a capture from another day?"
+        )
     if off.source == "given":
-        return (f"with the given offset {off.offset_ns / NS:+.6f} s no frame falls within {tol / NS:g} s of an "
-                f"event with its 5-tuple ({span}); try without --offset to let the offset be estimated")
-    return (f"the frames that share a 5-tuple with trace events do not fall within {tol / NS:g} s of them "
-            f"at the estimated offset {off.offset_ns / NS:+.6f} s ({span})")
+        return (
+            f"with the given offset {off.offset_ns / NS:+.6f} s no frame falls within {tol / NS:g} s of an "
+            f"event with its 5-tuple ({span}); try without --offset to let the offset be estimated"
+        )
+    return (
+        f"the frames that share a 5-tuple with trace events do not fall within {tol / NS:g} s of them "
+        f"at the estimated offset {off.offset_ns / NS:+.6f} s ({span})"
+    )

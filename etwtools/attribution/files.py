@@ -1,5 +1,6 @@
 """``attribute_files``: read the trace, the capture and tasklist snapshots, then attribute (what the
 ``attribute`` command calls)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -31,12 +32,20 @@ def no_progress(label: str, unit: str) -> AbstractContextManager[Progress | None
     return contextlib.nullcontext(None)
 
 
-def attribute_files(trace: PathLike | Sequence[PathLike], capture: PathLike | None = None,
-                    tasklists: Sequence[PathLike] = (), *, tasklist_time: datetime | None = None,
-                    offset_s: float | None = None, tolerance_s: float = DEFAULT_TOLERANCE_S,
-                    local_addrs: Sequence[str] | None = None, wanted_frames: Sequence[int] = (),
-                    host: str | None = None, steps: Steps = no_progress,
-                    grace_s: float = PROCESS_GRACE_S) -> Attribution | LogAttribution:
+def attribute_files(
+    trace: PathLike | Sequence[PathLike],
+    capture: PathLike | None = None,
+    tasklists: Sequence[PathLike] = (),
+    *,
+    tasklist_time: datetime | None = None,
+    offset_s: float | None = None,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    local_addrs: Sequence[str] | None = None,
+    wanted_frames: Sequence[int] = (),
+    host: str | None = None,
+    steps: Steps = no_progress,
+    grace_s: float = PROCESS_GRACE_S,
+) -> Attribution | LogAttribution:
     """Attribute every frame of ``capture`` (pcap, pcapng, NetMon, or an ETL with packets; None: the
     packets inside the ``trace`` ETL) using ``trace`` (ETL or tracerpt CSV: events, processes and the
     NIC addresses, read once) and ``tasklists`` (taken at ``tasklist_time`` when known).
@@ -53,8 +62,17 @@ def attribute_files(trace: PathLike | Sequence[PathLike], capture: PathLike | No
 
         kernel, logs = split_inputs(trace)
         if logs:
-            result = attribute_with_logs(trace, capture, tasklists, tasklist_time=tasklist_time, offset_s=offset_s,
-                                         tolerance_s=tolerance_s, local_addrs=local_addrs, host=host, steps=steps)
+            result = attribute_with_logs(
+                trace,
+                capture,
+                tasklists,
+                tasklist_time=tasklist_time,
+                offset_s=offset_s,
+                tolerance_s=tolerance_s,
+                local_addrs=local_addrs,
+                host=host,
+                steps=steps,
+            )
             check_frames(wanted_frames, result.frames, capture or kernel or logs[0])
             return result
         if kernel is None:
@@ -68,14 +86,25 @@ def attribute_files(trace: PathLike | Sequence[PathLike], capture: PathLike | No
     if capture is None and tr.kind != "etl":
         raise MissingInputError("--pcap FILE is needed: a tracerpt CSV holds no packets", path=trace)
     if frames is None:
-        raise EtwToolsError("holds no packets (only netsh trace capture=yes and pktmon ETL files do): "
-                            "give the capture with --pcap FILE", path=trace)
+        raise EtwToolsError(
+            "holds no packets (only netsh trace capture=yes and pktmon ETL files do): "
+            "give the capture with --pcap FILE",
+            path=trace,
+        )
     check_frames(wanted_frames, frames, capture or trace)
     procs = with_tasklists([tr.processes], tasklists, tasklist_time)
     with steps("attributing", "frames") as bar:
-        return attribute(tr.events, frames, procs, offset_s=offset_s, tolerance_s=tolerance_s,
-                         local_addrs=list(local_addrs) if local_addrs else None,
-                         nic_addrs=tr.local_addresses or None, progress=bar, grace_s=grace_s)
+        return attribute(
+            tr.events,
+            frames,
+            procs,
+            offset_s=offset_s,
+            tolerance_s=tolerance_s,
+            local_addrs=list(local_addrs) if local_addrs else None,
+            nic_addrs=tr.local_addresses or None,
+            progress=bar,
+            grace_s=grace_s,
+        )
 
 
 def check_frames(wanted: Sequence[int], frames: pl.DataFrame, path: PathLike) -> None:
@@ -83,13 +112,15 @@ def check_frames(wanted: Sequence[int], frames: pl.DataFrame, path: PathLike) ->
     present = frames.filter(pl.col("frame").is_in(list(wanted)))["frame"].to_list() if wanted else []
     for n in wanted:
         if n not in present:
-            span = (f"numbered {frames['frame'].min()} to {frames['frame'].max()}" if frames.height
-                    else "none")
-            raise EtwToolsError(f"frame {n} is not in the capture ({frames.height:,} frames, {span})", path=path)
+            span = f"numbered {frames['frame'].min()} to {frames['frame'].max()}" if frames.height else "none"
+            raise EtwToolsError(
+                f"frame {n} is not in the capture ({frames.height:,} frames, {span})", path=path
+            )
 
 
-def read_packets(trace: PathLike | None, capture: PathLike | None,
-                 steps: Steps = no_progress) -> tuple[Trace | None, pl.DataFrame | None]:
+def read_packets(
+    trace: PathLike | None, capture: PathLike | None, steps: Steps = no_progress
+) -> tuple[Trace | None, pl.DataFrame | None]:
     """The kernel trace (None: none given; its packets read only when no ``capture`` is given) and the
     frames: the capture's, else the trace's (None when it holds none)."""
     from ..sources import read_frames, read_trace
@@ -105,8 +136,11 @@ def read_packets(trace: PathLike | None, capture: PathLike | None,
     return tr, (frames if frames is not None and frames.height else None)
 
 
-def with_tasklists(processes: Sequence[pl.DataFrame], tasklists: Sequence[PathLike] = (),
-                   tasklist_time: datetime | None = None) -> pl.DataFrame:
+def with_tasklists(
+    processes: Sequence[pl.DataFrame],
+    tasklists: Sequence[PathLike] = (),
+    tasklist_time: datetime | None = None,
+) -> pl.DataFrame:
     """The process tables and the ``tasklists`` snapshots (taken at ``tasklist_time``) as one table."""
     from ..sources import read_processes
 

@@ -6,6 +6,7 @@ Every candidate table has the :data:`COMMON` columns; the rest are the method's 
 matched. A new evidence source is one function and one entry there (plus its reason renderer in
 :mod:`.reasons`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -16,8 +17,14 @@ import polars as pl
 from .constants import KID, LOW_HORIZON_NS, MEDIUM_HORIZON_NS, SYN, TCP_OWNER_EVENTS
 
 #: Columns every candidate table has.
-COMMON = {"fid": pl.Int64, "odir": pl.Utf8, "rank": pl.Int8, "e_eid": pl.Int64, "method": pl.Utf8,
-          "dist": pl.Int64}
+COMMON = {
+    "fid": pl.Int64,
+    "odir": pl.Utf8,
+    "rank": pl.Int8,
+    "e_eid": pl.Int64,
+    "method": pl.Utf8,
+    "dist": pl.Int64,
+}
 
 
 @dataclass
@@ -49,21 +56,41 @@ def empty(extra: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
 
 def candidates(m: pl.DataFrame, rank: pl.Expr, method: str, dist: pl.Expr, **named: pl.Expr) -> pl.DataFrame:
     """Candidate rows: :data:`COMMON` and the method's ``named`` columns."""
-    return m.select("fid", "odir", rank.cast(pl.Int8).alias("rank"), pl.col("e_eid").cast(pl.Int64),
-                    pl.lit(method).alias("method"), dist.cast(pl.Int64).alias("dist"),
-                    *[expr.alias(name) for name, expr in named.items()])
+    return m.select(
+        "fid",
+        "odir",
+        rank.cast(pl.Int8).alias("rank"),
+        pl.col("e_eid").cast(pl.Int64),
+        pl.lit(method).alias("method"),
+        dist.cast(pl.Int64).alias("dist"),
+        *[expr.alias(name) for name, expr in named.items()],
+    )
 
 
-def _asof(left: pl.DataFrame, right: pl.DataFrame, keys: list[str], strategy: str, tolerance: int,
-          prefix: str) -> pl.DataFrame:
+def _asof(
+    left: pl.DataFrame, right: pl.DataFrame, keys: list[str], strategy: str, tolerance: int, prefix: str
+) -> pl.DataFrame:
     """join_asof of left (column tt) to right events (column t) by keys; right columns prefixed."""
-    r = right.select(keys + [pl.col("t").alias(f"{prefix}t"), pl.col("t").alias(f"{prefix}t_on"),
-                             pl.col("eid").alias(f"{prefix}eid"), pl.col("pid").alias(f"{prefix}pid"),
-                             pl.col("kind").alias(f"{prefix}kind")]
-                     ).sort(f"{prefix}t_on")
+    r = right.select(
+        keys
+        + [
+            pl.col("t").alias(f"{prefix}t"),
+            pl.col("t").alias(f"{prefix}t_on"),
+            pl.col("eid").alias(f"{prefix}eid"),
+            pl.col("pid").alias(f"{prefix}pid"),
+            pl.col("kind").alias(f"{prefix}kind"),
+        ]
+    ).sort(f"{prefix}t_on")
     left = left.sort("tt")
-    return left.join_asof(r, left_on="tt", right_on=f"{prefix}t_on", by=keys, strategy=strategy,
-                          tolerance=tolerance, check_sortedness=False).drop(f"{prefix}t_on")
+    return left.join_asof(
+        r,
+        left_on="tt",
+        right_on=f"{prefix}t_on",
+        by=keys,
+        strategy=strategy,
+        tolerance=tolerance,
+        check_sortedness=False,
+    ).drop(f"{prefix}t_on")
 
 
 # -- udp-5tuple-size ---------------------------------------------------------------------------------
@@ -76,9 +103,15 @@ def match_udp_exact(ctx: Context, pending: pl.DataFrame) -> pl.DataFrame:
     """A UDP datagram is the Send/Recv event with the same 5-tuple, direction and size, nearest in time
     within the tolerance; ambiguous (medium) when another PID's such event is within it too."""
     keys = [KID, "odir", "size"]
-    left = (pending.select("fid", "tt", *keys, "protocol", "fragment")
-            .filter((pl.col("protocol") == "UDP") & (pl.col("fragment").fill_null("none") != "later")
-                    & pl.col(KID).is_not_null()).select("fid", "tt", *keys))
+    left = (
+        pending.select("fid", "tt", *keys, "protocol", "fragment")
+        .filter(
+            (pl.col("protocol") == "UDP")
+            & (pl.col("fragment").fill_null("none") != "later")
+            & pl.col(KID).is_not_null()
+        )
+        .select("fid", "tt", *keys)
+    )
     right = ctx.net.filter((pl.col("protocol") == "UDP") & pl.col("odir").is_not_null())
     if not left.height or not right.height:
         return empty(UDP_EXACT)
@@ -88,14 +121,22 @@ def match_udp_exact(ctx: Context, pending: pl.DataFrame) -> pl.DataFrame:
     m = m.join(_other_pid_neighbours(right, keys), left_on="e_eid", right_on="eid", how="left")
     d_po, d_no = (pl.col("tt") - pl.col("po_t")).abs(), (pl.col("no_t") - pl.col("tt")).abs()
     use_next = pl.col("po_t").is_null() | (pl.col("no_t").is_not_null() & (d_no < d_po))
-    m = m.with_columns(pl.when(use_next).then(pl.col("no_pid")).otherwise(pl.col("po_pid")).alias("o_pid"),
-                       pl.when(use_next).then(pl.col("no_t")).otherwise(pl.col("po_t")).alias("o_t"),
-                       pl.when(use_next).then(d_no).otherwise(d_po).alias("o_dist"))
+    m = m.with_columns(
+        pl.when(use_next).then(pl.col("no_pid")).otherwise(pl.col("po_pid")).alias("o_pid"),
+        pl.when(use_next).then(pl.col("no_t")).otherwise(pl.col("po_t")).alias("o_t"),
+        pl.when(use_next).then(d_no).otherwise(d_po).alias("o_dist"),
+    )
     ambiguous = (pl.col("o_dist").is_not_null() & (pl.col("o_dist") <= ctx.tol)).fill_null(False)
-    return candidates(m, pl.when(ambiguous).then(2).otherwise(3), "udp-5tuple-size",
-                      (pl.col("tt") - pl.col("e_t")).abs(), other_pid=pl.col("o_pid").cast(pl.Int64),
-                      other_dt=(pl.col("tt") - pl.col("o_t")).cast(pl.Int64),
-                      event_dt=(pl.col("tt") - pl.col("e_t")).cast(pl.Int64), ambiguous=ambiguous)
+    return candidates(
+        m,
+        pl.when(ambiguous).then(2).otherwise(3),
+        "udp-5tuple-size",
+        (pl.col("tt") - pl.col("e_t")).abs(),
+        other_pid=pl.col("o_pid").cast(pl.Int64),
+        other_dt=(pl.col("tt") - pl.col("o_t")).cast(pl.Int64),
+        event_dt=(pl.col("tt") - pl.col("e_t")).cast(pl.Int64),
+        ambiguous=ambiguous,
+    )
 
 
 def _other_pid_neighbours(ev: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -105,34 +146,61 @@ def _other_pid_neighbours(ev: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     shared = ev.group_by(keys).agg(pl.col("pid").n_unique().alias("_n")).filter(pl.col("_n") > 1)
     e = ev.join(shared.select(keys), on=keys, how="semi", nulls_equal=True).select(keys + ["eid", "t", "pid"])
     if not e.height:
-        return pl.DataFrame(schema={"eid": pl.Int64, "po_t": pl.Int64, "po_pid": pl.Int64, "no_t": pl.Int64,
-                                    "no_pid": pl.Int64})
+        return pl.DataFrame(
+            schema={
+                "eid": pl.Int64,
+                "po_t": pl.Int64,
+                "po_pid": pl.Int64,
+                "no_t": pl.Int64,
+                "no_pid": pl.Int64,
+            }
+        )
     new_run = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in keys + ["pid"]])
     e = e.sort(keys + ["t"]).with_columns(new_run.fill_null(True).cast(pl.Int64).cum_sum().alias("_run"))
-    runs = e.group_by("_run").agg(*[pl.col(k).first() for k in keys], pl.col("t").min().alias("_t0"),
-                                  pl.col("t").max().alias("_t1"), pl.col("pid").first().alias("_pid"))
-    prev = runs.select(keys + [(pl.col("_run") + 1).alias("_run"), pl.col("_t1").alias("po_t"),
-                               pl.col("_pid").alias("po_pid")])
-    nxt = runs.select(keys + [(pl.col("_run") - 1).alias("_run"), pl.col("_t0").alias("no_t"),
-                              pl.col("_pid").alias("no_pid")])
-    return (e.join(prev, on=keys + ["_run"], how="left", nulls_equal=True)
-            .join(nxt, on=keys + ["_run"], how="left", nulls_equal=True)
-            .select("eid", "po_t", "po_pid", "no_t", "no_pid"))
+    runs = e.group_by("_run").agg(
+        *[pl.col(k).first() for k in keys],
+        pl.col("t").min().alias("_t0"),
+        pl.col("t").max().alias("_t1"),
+        pl.col("pid").first().alias("_pid"),
+    )
+    prev = runs.select(
+        keys
+        + [(pl.col("_run") + 1).alias("_run"), pl.col("_t1").alias("po_t"), pl.col("_pid").alias("po_pid")]
+    )
+    nxt = runs.select(
+        keys
+        + [(pl.col("_run") - 1).alias("_run"), pl.col("_t0").alias("no_t"), pl.col("_pid").alias("no_pid")]
+    )
+    return (
+        e.join(prev, on=keys + ["_run"], how="left", nulls_equal=True)
+        .join(nxt, on=keys + ["_run"], how="left", nulls_equal=True)
+        .select("eid", "po_t", "po_pid", "no_t", "no_pid")
+    )
 
 
 # -- tcp-connection, udp-5tuple ----------------------------------------------------------------------
 #: prev_eid / next_eid: the tuple's events before and after the frame; prev_dt / next_dt: how far;
 #: same: both are of one PID; both: there are both; syn: the frame is a TCP SYN; before_start: a TCP
 #: non-SYN frame further than the tolerance before a Connect/Accept (it belongs to an older connection).
-OWNER = {"prev_eid": pl.Int64, "next_eid": pl.Int64, "prev_dt": pl.Int64, "next_dt": pl.Int64,
-         "same": pl.Boolean, "both": pl.Boolean, "syn": pl.Boolean, "before_start": pl.Boolean}
+OWNER = {
+    "prev_eid": pl.Int64,
+    "next_eid": pl.Int64,
+    "prev_dt": pl.Int64,
+    "next_dt": pl.Int64,
+    "same": pl.Boolean,
+    "both": pl.Boolean,
+    "syn": pl.Boolean,
+    "before_start": pl.Boolean,
+}
 
 
 def _owner_around(pending: pl.DataFrame, net: pl.DataFrame, proto: str) -> pl.DataFrame:
     """The frames of ``proto`` with the tuple's nearest events before (``p_``) and after (``n_``)."""
-    left = (pending.select("fid", "odir", "tt", KID, "tcp_flags", "protocol")
-            .filter((pl.col("protocol") == proto) & pl.col(KID).is_not_null())
-            .select("fid", "odir", "tt", KID, "tcp_flags"))
+    left = (
+        pending.select("fid", "odir", "tt", KID, "tcp_flags", "protocol")
+        .filter((pl.col("protocol") == proto) & pl.col(KID).is_not_null())
+        .select("fid", "odir", "tt", KID, "tcp_flags")
+    )
     kinds = TCP_OWNER_EVENTS if proto == "TCP" else ["send", "recv"]
     right = net.filter((pl.col("protocol") == proto) & pl.col("kind").is_in(kinds))
     if not left.height or not right.height:
@@ -154,24 +222,50 @@ def match_owner(ctx: Context, pending: pl.DataFrame, proto: str) -> pl.DataFrame
     syn = (pl.col("tcp_flags").fill_null(0).cast(pl.Int32) & SYN) != 0
     # a TCP frame that is not a SYN, further than the tolerance before a Connect/Accept, cannot belong to
     # the connection that event starts
-    before_start = (tcp & ~syn & pl.col("n_kind").is_in(["connect", "accept"]) & (dn > ctx.tol)).fill_null(False)
-    take_next = (pl.col("p_eid").is_null() | (both & ~same & syn & tcp)
-                 | (both & ~same & ~(syn & tcp) & ~before_start & (dn < dp)) | (same & (dn < dp)))
+    before_start = (tcp & ~syn & pl.col("n_kind").is_in(["connect", "accept"]) & (dn > ctx.tol)).fill_null(
+        False
+    )
+    take_next = (
+        pl.col("p_eid").is_null()
+        | (both & ~same & syn & tcp)
+        | (both & ~same & ~(syn & tcp) & ~before_start & (dn < dp))
+        | (same & (dn < dp))
+    )
     m = m.with_columns(
         pl.when(take_next).then(pl.col("n_eid")).otherwise(pl.col("p_eid")).alias("e_eid"),
         pl.when(take_next).then(dn).otherwise(dp).alias("dist"),
-        same.fill_null(False).alias("same"), both.alias("both"), syn.fill_null(False).alias("syn"),
-        before_start.alias("before_start"))
+        same.fill_null(False).alias("same"),
+        both.alias("both"),
+        syn.fill_null(False).alias("syn"),
+        before_start.alias("before_start"),
+    )
     near, medium = pl.col("dist") <= ctx.tol, pl.col("dist") <= MEDIUM_HORIZON_NS
     if proto == "TCP":
-        rank = (pl.when(pl.col("p_eid").is_null() & pl.col("before_start")).then(1)
-                .when(pl.col("same") | near).then(3).when(medium).then(2).otherwise(1))
+        rank = (
+            pl.when(pl.col("p_eid").is_null() & pl.col("before_start"))
+            .then(1)
+            .when(pl.col("same") | near)
+            .then(3)
+            .when(medium)
+            .then(2)
+            .otherwise(1)
+        )
     else:
         rank = pl.when(pl.col("same") | medium).then(2).otherwise(1)
-    return candidates(m, rank, "tcp-connection" if proto == "TCP" else "udp-5tuple", pl.col("dist"),
-                      prev_eid=pl.col("p_eid").cast(pl.Int64), next_eid=pl.col("n_eid").cast(pl.Int64),
-                      prev_dt=dp.cast(pl.Int64), next_dt=dn.cast(pl.Int64), same=pl.col("same"),
-                      both=pl.col("both"), syn=pl.col("syn"), before_start=pl.col("before_start"))
+    return candidates(
+        m,
+        rank,
+        "tcp-connection" if proto == "TCP" else "udp-5tuple",
+        pl.col("dist"),
+        prev_eid=pl.col("p_eid").cast(pl.Int64),
+        next_eid=pl.col("n_eid").cast(pl.Int64),
+        prev_dt=dp.cast(pl.Int64),
+        next_dt=dn.cast(pl.Int64),
+        same=pl.col("same"),
+        both=pl.col("both"),
+        syn=pl.col("syn"),
+        before_start=pl.col("before_start"),
+    )
 
 
 def match_tcp_owner(ctx: Context, pending: pl.DataFrame) -> pl.DataFrame:
@@ -198,11 +292,22 @@ def _match_weak(ctx: Context, pending: pl.DataFrame, keys: list[str], method: st
     right = ctx.net.filter(pl.col("protocol").is_in(["TCP", "UDP"]))
     if not of.height or not right.height:
         return empty()
-    r = right.select(keys + [pl.col("t").alias("e_t"), pl.col("t").alias("_on"), pl.col("eid").alias("e_eid")]
-                     ).sort("_on")
-    m = of.select("fid", "odir", "tt", *keys).sort("tt").join_asof(
-        r, left_on="tt", right_on="_on", by=keys, strategy="nearest", tolerance=LOW_HORIZON_NS,
-        check_sortedness=False)
+    r = right.select(
+        keys + [pl.col("t").alias("e_t"), pl.col("t").alias("_on"), pl.col("eid").alias("e_eid")]
+    ).sort("_on")
+    m = (
+        of.select("fid", "odir", "tt", *keys)
+        .sort("tt")
+        .join_asof(
+            r,
+            left_on="tt",
+            right_on="_on",
+            by=keys,
+            strategy="nearest",
+            tolerance=LOW_HORIZON_NS,
+            check_sortedness=False,
+        )
+    )
     m = m.filter(pl.col("e_eid").is_not_null())
     return candidates(m, pl.lit(1), method, (pl.col("tt") - pl.col("e_t")).abs())
 
@@ -219,19 +324,31 @@ def match_addresses(ctx: Context, pending: pl.DataFrame) -> pl.DataFrame:
 
 #: The matchers, in the order they run.
 MATCHERS: list[Matcher] = [
-    Matcher("udp-5tuple-size", match_udp_exact,
-            "a UDP datagram is the Send (outgoing) or Recv (incoming) event with the same 5-tuple and the "
-            "same size, nearest in time within the tolerance (high confidence)."),
-    Matcher("tcp-connection", match_tcp_owner,
-            "a TCP frame belongs to its connection (4-tuple); the owner is the PID of the events around the "
-            "frame (high inside the connection's events or within the tolerance, medium within 240 s, low "
-            "beyond); a SYN opens a new owner's connection."),
-    Matcher("udp-5tuple", match_udp_owner,
-            "no event of the same size within the tolerance; the 5-tuple's owner around that time is taken "
-            "(medium confidence near its events, low beyond 240 s)."),
-    Matcher("local-port", match_local_port, "only the protocol and local port match an event (low confidence)."),
-    Matcher("addresses", match_addresses,
-            "only the local and remote addresses match an event (low confidence)."),
+    Matcher(
+        "udp-5tuple-size",
+        match_udp_exact,
+        "a UDP datagram is the Send (outgoing) or Recv (incoming) event with the same 5-tuple and the "
+        "same size, nearest in time within the tolerance (high confidence).",
+    ),
+    Matcher(
+        "tcp-connection",
+        match_tcp_owner,
+        "a TCP frame belongs to its connection (4-tuple); the owner is the PID of the events around the "
+        "frame (high inside the connection's events or within the tolerance, medium within 240 s, low "
+        "beyond); a SYN opens a new owner's connection.",
+    ),
+    Matcher(
+        "udp-5tuple",
+        match_udp_owner,
+        "no event of the same size within the tolerance; the 5-tuple's owner around that time is taken "
+        "(medium confidence near its events, low beyond 240 s).",
+    ),
+    Matcher(
+        "local-port", match_local_port, "only the protocol and local port match an event (low confidence)."
+    ),
+    Matcher(
+        "addresses", match_addresses, "only the local and remote addresses match an event (low confidence)."
+    ),
 ]
 
 
@@ -250,11 +367,22 @@ def run_matchers(ctx: Context, matchers: list[Matcher] | None = None) -> list[pl
 def pick_best(cands: list[pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """The best candidate of every frame, by method: highest rank, then (a loopback frame seen both ways)
     its sender, then nearest."""
-    handles = pl.concat([c.select(pl.lit(i, pl.Int32).alias("_m"), pl.int_range(pl.len(), dtype=pl.Int64)
-                                  .alias("_r"), "fid", "rank", (pl.col("odir") != "out").alias("_in"), "dist")
-                         for i, c in enumerate(cands)])
-    pick = (handles.sort(["fid", "rank", "_in", "dist"], descending=[False, True, False, False])
-            .unique("fid", keep="first", maintain_order=True))
+    handles = pl.concat(
+        [
+            c.select(
+                pl.lit(i, pl.Int32).alias("_m"),
+                pl.int_range(pl.len(), dtype=pl.Int64).alias("_r"),
+                "fid",
+                "rank",
+                (pl.col("odir") != "out").alias("_in"),
+                "dist",
+            )
+            for i, c in enumerate(cands)
+        ]
+    )
+    pick = handles.sort(["fid", "rank", "_in", "dist"], descending=[False, True, False, False]).unique(
+        "fid", keep="first", maintain_order=True
+    )
     best: dict[str, pl.DataFrame] = {}
     for (i,), rows in pick.select("_m", "_r").partition_by("_m", as_dict=True).items():
         chosen = cands[i][rows["_r"]]

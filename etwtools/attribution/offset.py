@@ -1,5 +1,6 @@
 """The clock offset capture - trace that attribution applies: estimated from candidate matches (see
 :mod:`etwtools.clock_offset`) or given, with the notes that qualify it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,10 +19,10 @@ class Offset:
     """The offset used (None: none could be established), where it comes from and what supports it."""
 
     offset_ns: int | None
-    source: str | None                  # "estimated" / "given" / None
+    source: str | None  # "estimated" / "given" / None
     support: int
     estimate: clock_offset.OffsetEstimate | None
-    pairs: int                          # candidate frame/event pairs considered
+    pairs: int  # candidate frame/event pairs considered
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -36,15 +37,24 @@ class Offset:
         return self.estimate.at(pl.col("t")) if self.drifting else pl.lit(self.offset_ns, pl.Int64)
 
 
-def candidate_estimate(of: pl.DataFrame, net: pl.DataFrame) -> tuple[clock_offset.OffsetEstimate | None, pl.DataFrame]:
+def candidate_estimate(
+    of: pl.DataFrame, net: pl.DataFrame
+) -> tuple[clock_offset.OffsetEstimate | None, pl.DataFrame]:
     """The estimate voted from frames and events with the same 5-tuple, direction and size, and the pairs."""
     keys = [KID, "odir", "size"]
-    f = (of.select(KID, "odir", "fid", "t", "size", "fragment")
-         .filter((pl.col("size").fill_null(0) > 0) & pl.col(KID).is_not_null()
-                 & (pl.col("fragment").fill_null("none") != "later") & pl.col("t").is_not_null())
-         .select(keys[:-1] + ["fid", "t", "size"]))
-    e = (net.filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0))
-         .select(keys[:-1] + ["eid", "t", pl.col("size").cast(pl.Int64)]))
+    f = (
+        of.select(KID, "odir", "fid", "t", "size", "fragment")
+        .filter(
+            (pl.col("size").fill_null(0) > 0)
+            & pl.col(KID).is_not_null()
+            & (pl.col("fragment").fill_null("none") != "later")
+            & pl.col("t").is_not_null()
+        )
+        .select(keys[:-1] + ["fid", "t", "size"])
+    )
+    e = net.filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0)).select(
+        keys[:-1] + ["eid", "t", pl.col("size").cast(pl.Int64)]
+    )
     return clock_offset.estimate_sampled(f, e, keys, SAMPLE_FRAMES)
 
 
@@ -54,11 +64,16 @@ def choose_offset(of: pl.DataFrame, net: pl.DataFrame, offset_s: float | None, t
     notes: list[str] = []
     if offset_s is not None:
         offset_ns = round(offset_s * NS)
-        support = (pairs.filter((pl.col("diff") - offset_ns).abs() <= clock_offset.BIN_NS)["eid"].n_unique()
-                   if pairs.height else 0)
+        support = (
+            pairs.filter((pl.col("diff") - offset_ns).abs() <= clock_offset.BIN_NS)["eid"].n_unique()
+            if pairs.height
+            else 0
+        )
         if estimate is not None and abs(estimate.offset_ns - offset_ns) > max(tol, clock_offset.BIN_NS):
-            notes.append(f"the given offset {offset_s:+.6f} s differs from the one the data suggest: "
-                         f"{estimate.describe()}")
+            notes.append(
+                f"the given offset {offset_s:+.6f} s differs from the one the data suggest: "
+                f"{estimate.describe()}"
+            )
         return Offset(offset_ns, "given", int(support), estimate, pairs.height, notes)
     if estimate is None:
         return Offset(None, None, 0, None, pairs.height)
@@ -70,6 +85,8 @@ def choose_offset(of: pl.DataFrame, net: pl.DataFrame, offset_s: float | None, t
         notes.append(f"the clock offset is ambiguous: {estimate.describe()}")
     found = Offset(estimate.offset_ns, "estimated", int(estimate.support), estimate, pairs.height, notes)
     if found.drifting:
-        notes.append(f"the capture and trace clocks drift apart by {estimate.drift_ppm:+.1f} ppm; the offset "
-                     f"is applied per frame ({estimate.describe()})")
+        notes.append(
+            f"the capture and trace clocks drift apart by {estimate.drift_ppm:+.1f} ppm; the offset "
+            f"is applied per frame ({estimate.describe()})"
+        )
     return found

@@ -1,5 +1,6 @@
 """The result of an attribution: the answer for every frame, the clock offset used, and the evidence
 behind each answer (:class:`Evidence`, read by :mod:`etwtools.evidence`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ class Evidence:
     events: pl.DataFrame
     events_without_pid: pl.DataFrame
     oriented: pl.DataFrame
-    matches: pl.DataFrame               # fid, e_eid, dir_source
+    matches: pl.DataFrame  # fid, e_eid, dir_source
     resolver: ProcessResolver
 
     def orientations(self, fid: int) -> pl.DataFrame:
@@ -92,16 +93,16 @@ class Attribution(Answered):
 
     frames: pl.DataFrame
     offset_ns: int | None
-    offset_source: str | None            # "estimated" / "given" / None (no offset)
+    offset_source: str | None  # "estimated" / "given" / None (no offset)
     offset_support: int
     local_addrs: list[str]
-    local_addrs_source: str | None       # "given" / "nic events" / "inferred" / None
+    local_addrs_source: str | None  # "given" / "nic events" / "inferred" / None
     summary: pl.DataFrame
     notes: list[str] = field(default_factory=list)
     tolerance_s: float = DEFAULT_TOLERANCE_S
     estimate: clock_offset.OffsetEstimate | None = None
     evidence: Evidence | None = field(default=None, repr=False)
-    why: str | None = field(default=None, repr=False)   # why nothing could be matched (None: something was)
+    why: str | None = field(default=None, repr=False)  # why nothing could be matched (None: something was)
 
     def why_none(self) -> str:
         return self.why or "no frame could be matched to an event of the trace"
@@ -111,14 +112,18 @@ class Attribution(Answered):
         if self.offset_ns is None:
             return "clock offset: none could be established (" + (self.why or "no candidate matches") + ")"
         how = "given" if self.offset_source == "given" else "estimated"
-        s = (f"clock offset capture - trace: {self.offset_ns / NS:+.6f} s ({how}; "
-             f"{self.offset_support:,} matching frame/event "
-             f"{'pair supports' if self.offset_support == 1 else 'pairs support'} it")
+        s = (
+            f"clock offset capture - trace: {self.offset_ns / NS:+.6f} s ({how}; "
+            f"{self.offset_support:,} matching frame/event "
+            f"{'pair supports' if self.offset_support == 1 else 'pairs support'} it"
+        )
         if self.offset_support == 1:
             s += ": a single match, check it"
         if self.drift_ppm:
-            s += (f"; the clocks drift apart by {self.drift_ppm:+.1f} ppm, this offset holds at "
-                  f"{clock_offset.format_ns(self.estimate.reference_ns)}")
+            s += (
+                f"; the clocks drift apart by {self.drift_ppm:+.1f} ppm, this offset holds at "
+                f"{clock_offset.format_ns(self.estimate.reference_ns)}"
+            )
         return s + f"); tolerance {self.tolerance_s:g} s"
 
     @property

@@ -1,7 +1,15 @@
 """Types of the C accelerator ``_speedups.c`` (the ETL record walk and LZ77 decompression)."""
+
 import numpy as np
 from typing_extensions import Buffer
 
 def lzxpress_decompress(src: Buffer, out_size: int, partial: bool = False, /) -> bytes: ...
-def walk(data: Buffer | np.ndarray, starts: np.ndarray, ends: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
-         hdrs: np.ndarray, /) -> tuple[int, list[tuple[int, int, int, int, int]]]: ...
+def walk(
+    data: Buffer | np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    hdrs: np.ndarray,
+    /,
+) -> tuple[int, list[tuple[int, int, int, int, int]]]: ...

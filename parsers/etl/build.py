@@ -32,6 +32,7 @@ Records go to per-processor buffers (``processor=``, like the real per-CPU buffe
 written to the file when it is full, the rest at the end in processor order. So records of
 different processors can appear out of time order in the file, as they do in real traces.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,13 +67,24 @@ class EtlWriter:
     clock ``qpc_start``); ``perf_freq`` the QPC frequency in Hz.
     """
 
-    def __init__(self, pointer_size: int = 8, start: datetime | None = None, perf_freq: int = 10_000_000, *,
-                 qpc_start: int = 2_499_822_000_000, buffer_size: int = 0x10000,
-                 number_of_processors: int = 2, os_version: tuple[int, int] = (10, 0),
-                 provider_version: int = 19041, cpu_speed_mhz: int = 2594,
-                 timezone_bias: int = 0, logger_name: str = "NetTrace",
-                 logfile_name: str = r"C:\Windows\Temp\NetTraces\NetTrace.etl",
-                 header_pid: int = 4, header_tid: int = 8) -> None:
+    def __init__(
+        self,
+        pointer_size: int = 8,
+        start: datetime | None = None,
+        perf_freq: int = 10_000_000,
+        *,
+        qpc_start: int = 2_499_822_000_000,
+        buffer_size: int = 0x10000,
+        number_of_processors: int = 2,
+        os_version: tuple[int, int] = (10, 0),
+        provider_version: int = 19041,
+        cpu_speed_mhz: int = 2594,
+        timezone_bias: int = 0,
+        logger_name: str = "NetTrace",
+        logfile_name: str = r"C:\Windows\Temp\NetTraces\NetTrace.etl",
+        header_pid: int = 4,
+        header_tid: int = 8,
+    ) -> None:
         if pointer_size not in (4, 8):
             raise ValueError(f"pointer size must be 4 or 8, not {pointer_size}")
         if perf_freq <= 0:
@@ -94,7 +106,7 @@ class EtlWriter:
         self.logger_name = logger_name
         self.logfile_name = logfile_name
         self.header_pid, self.header_tid = header_pid, header_tid
-        self._open: dict[int, list[bytes]] = {}   # processor -> records of its current buffer
+        self._open: dict[int, list[bytes]] = {}  # processor -> records of its current buffer
         self._used: dict[int, int] = {}
         self._full: list[tuple[int, list[bytes]]] = []  # (processor, records) in flush order
         self._last_raw = qpc_start
@@ -124,24 +136,63 @@ class EtlWriter:
         return self.start_ns + (self.raw(time) - self.qpc_start) * _NS // self.perf_freq
 
     # ------------------------------------------------------------------ records
-    def event(self, provider: uuid.UUID | str, id: int, payload: bytes = b"", *, time: Time | None = None,
-              level: int = 4, keyword: int = 0, opcode: int = 0, version: int = 0, pid: int = 0, tid: int = 0,
-              task: int = 0, channel: int = 0, flags: int = 0, processor: int = 0,
-              processor_time: int = 0, activity_id: uuid.UUID | None = None,
-              ext_items: Iterable[tuple[int, bytes]] = ()) -> None:
+    def event(
+        self,
+        provider: uuid.UUID | str,
+        id: int,
+        payload: bytes = b"",
+        *,
+        time: Time | None = None,
+        level: int = 4,
+        keyword: int = 0,
+        opcode: int = 0,
+        version: int = 0,
+        pid: int = 0,
+        tid: int = 0,
+        task: int = 0,
+        channel: int = 0,
+        flags: int = 0,
+        processor: int = 0,
+        processor_time: int = 0,
+        activity_id: uuid.UUID | None = None,
+        ext_items: Iterable[tuple[int, bytes]] = (),
+    ) -> None:
         """Add one EVENT_HEADER record (manifest/TraceLogging event) of ``provider``."""
         raw = self.raw(self.start if time is None else time)
-        fields = {"flags": flags, "thread_id": tid, "process_id": pid, "timestamp": raw,
-                  "provider_id": uuid.UUID(str(provider)), "id": id, "version": version, "channel": channel,
-                  "level": level, "opcode": opcode, "task": task, "keyword": keyword,
-                  "processor_time": processor_time}
+        fields = {
+            "flags": flags,
+            "thread_id": tid,
+            "process_id": pid,
+            "timestamp": raw,
+            "provider_id": uuid.UUID(str(provider)),
+            "id": id,
+            "version": version,
+            "channel": channel,
+            "level": level,
+            "opcode": opcode,
+            "task": task,
+            "keyword": keyword,
+            "processor_time": processor_time,
+        }
         if activity_id is not None:
             fields["activity_id"] = activity_id
-        self._add(build_record(self.structs.event_header, bytes(payload), ext_items, **fields), processor, raw)
+        self._add(
+            build_record(self.structs.event_header, bytes(payload), ext_items, **fields), processor, raw
+        )
 
-    def kernel_event(self, group: int, opcode: int, payload: bytes = b"", *, time: Time | None = None,
-                     version: int = 2, pid: int = 0xFFFFFFFF, tid: int = 0xFFFFFFFF, header: str = "system",
-                     processor: int = 0) -> None:
+    def kernel_event(
+        self,
+        group: int,
+        opcode: int,
+        payload: bytes = b"",
+        *,
+        time: Time | None = None,
+        version: int = 2,
+        pid: int = 0xFFFFFFFF,
+        tid: int = 0xFFFFFFFF,
+        header: str = "system",
+        processor: int = 0,
+    ) -> None:
         """Add one classic kernel record: ``header`` "system" (SYSTEM_TRACE_HEADER), "compact" or "perfinfo".
 
         ``group`` is the kernel group (hook id >> 8: 0x06 TcpIp, 0x08 UdpIp, 0x03 Process...),
@@ -163,10 +214,22 @@ class EtlWriter:
         self._add(build_record(st, bytes(payload), (), **fields), processor, raw)
 
     # ------------------------------------------------------------------ netsh / pktmon shaped events
-    def ndis_packet(self, frame: bytes, *, time: Time | None = None, ifindex: int = 12,
-                    lower_ifindex: int | None = None, direction: str | None = "in", link: str = "ethernet",
-                    fragment_size: int | None = None, truncated_to: int | None = None, pid: int = 0,
-                    tid: int = 0, processor: int = 0, gft: bool = True) -> int:
+    def ndis_packet(
+        self,
+        frame: bytes,
+        *,
+        time: Time | None = None,
+        ifindex: int = 12,
+        lower_ifindex: int | None = None,
+        direction: str | None = "in",
+        link: str = "ethernet",
+        fragment_size: int | None = None,
+        truncated_to: int | None = None,
+        pid: int = 0,
+        tid: int = 0,
+        processor: int = 0,
+        gft: bool = True,
+    ) -> int:
         """Log ``frame`` as Microsoft-Windows-NDIS-PacketCapture event(s) 1001, as ``netsh trace capture=yes``.
 
         ``direction`` "out" sets SendPath, "in" ReceivePath; ``link`` "ethernet", "wwan" (raw IP) or
@@ -193,39 +256,93 @@ class EtlWriter:
             data = data[:truncated_to]
             kw |= KW_TRUNCATED
         size = fragment_size or max(len(data), 1)
-        parts = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
+        parts = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
         lower = ifindex if lower_ifindex is None else lower_ifindex
         for i, part in enumerate(parts):
             k = kw | (KW_START if i == 0 else 0) | (KW_END if i == len(parts) - 1 else 0)
             payload = struct.pack("<III", ifindex, lower, len(part)) + part + (bytes(16) if gft else b"")
-            self.event(NDIS_PACKETCAPTURE, NDIS_PACKET_ID, payload, time=time, level=4, keyword=k, pid=pid,
-                       tid=tid, processor=processor)
+            self.event(
+                NDIS_PACKETCAPTURE,
+                NDIS_PACKET_ID,
+                payload,
+                time=time,
+                level=4,
+                keyword=k,
+                pid=pid,
+                tid=tid,
+                processor=processor,
+            )
         return len(parts)
 
-    def pktmon_packet(self, frame: bytes, *, time: Time | None = None, component: int = 1, edge: int = 1,
-                      direction: str | None = "in", packet_type: int = 1, group_id: int = 1, number: int = 1,
-                      appearance: int = 1, filter_id: int = 1, drop_reason: int = 0, drop_location: int = 0,
-                      original_size: int | None = None, event_id: int = 160, processor: int = 0) -> None:
+    def pktmon_packet(
+        self,
+        frame: bytes,
+        *,
+        time: Time | None = None,
+        component: int = 1,
+        edge: int = 1,
+        direction: str | None = "in",
+        packet_type: int = 1,
+        group_id: int = 1,
+        number: int = 1,
+        appearance: int = 1,
+        filter_id: int = 1,
+        drop_reason: int = 0,
+        drop_location: int = 0,
+        original_size: int | None = None,
+        event_id: int = 160,
+        processor: int = 0,
+    ) -> None:
         """Log ``frame`` as a Microsoft-Windows-PktMon packet event (160; 170 for a drop), as pktmon does."""
         from .captured_frames import PKTMON_DIR_IN, PKTMON_DIR_OUT
 
         dtag = {"in": PKTMON_DIR_IN, "out": PKTMON_DIR_OUT, None: 0}[direction]
         data = bytes(frame)
-        head = struct.pack("<QHHHHHHHIIHH", group_id, number, appearance, dtag, packet_type, component, edge,
-                           filter_id, drop_reason, drop_location,
-                           len(data) if original_size is None else original_size, len(data))
+        head = struct.pack(
+            "<QHHHHHHHIIHH",
+            group_id,
+            number,
+            appearance,
+            dtag,
+            packet_type,
+            component,
+            edge,
+            filter_id,
+            drop_reason,
+            drop_location,
+            len(data) if original_size is None else original_size,
+            len(data),
+        )
         self.event(PKTMON, event_id, head + data, time=time, level=4, keyword=0x10, processor=processor)
 
-    def tcpip_counters(self, event_id: int, counters: tuple[int, ...] | list[int], *, time: Time | None = None,
-                       pid: int = 0, tid: int = 0, processor: int = 0) -> None:
+    def tcpip_counters(
+        self,
+        event_id: int,
+        counters: tuple[int, ...] | list[int],
+        *,
+        time: Time | None = None,
+        pid: int = 0,
+        tid: int = 0,
+        processor: int = 0,
+    ) -> None:
         """Log a Microsoft-Windows-TCPIP six-counter event (1025, 1055-1058, 1063) with its manifest
         level, keywords and task."""
         from .tcpip import SECURITY_KEYWORDS, SECURITY_LEVELS
 
         if len(counters) != 6:
             raise ValueError("the TcpSecurityRateLimitArgs template has six counters")
-        self.event(TCPIP, event_id, struct.pack("<6I", *counters), time=time, level=SECURITY_LEVELS[event_id],
-                   keyword=SECURITY_KEYWORDS[event_id], task=event_id, pid=pid, tid=tid, processor=processor)
+        self.event(
+            TCPIP,
+            event_id,
+            struct.pack("<6I", *counters),
+            time=time,
+            level=SECURITY_LEVELS[event_id],
+            keyword=SECURITY_KEYWORDS[event_id],
+            task=event_id,
+            pid=pid,
+            tid=tid,
+            processor=processor,
+        )
 
     def raw_record(self, record: bytes, *, processor: int = 0, raw_time: int | None = None) -> None:
         """Add a record built elsewhere (already 8-byte aligned), e.g. a deliberately damaged one."""
@@ -250,23 +367,53 @@ class EtlWriter:
         groups = self._full + sorted(self._open.items())
         start_ft = FILETIME_UNIX_EPOCH + self.start_ns // 100
         end_ft = start_ft + (self._last_raw - self.qpc_start) * 10_000_000 // self.perf_freq
-        tz = {"bias": self.timezone_bias, "standard_name": "Coordinated Universal Time",
-              "daylight_name": "Coordinated Universal Time"}
-        payload = self.structs.trace_logfile_header.build(dict(
-            buffer_size=self.buffer_size, buffers_written=1 + len(groups), start_time=start_ft,
-            end_time=end_ft, boot_time=start_ft - 36_000_000_000, perf_freq=self.perf_freq,
-            number_of_processors=self.number_of_processors, provider_version=self.provider_version,
-            version=self.os_version[0] | self.os_version[1] << 8 | 2 << 16,
-            cpu_speed_mhz=self.cpu_speed_mhz, timezone=tz, logger_name=self.logger_name,
-            logfile_name=self.logfile_name))
+        tz = {
+            "bias": self.timezone_bias,
+            "standard_name": "Coordinated Universal Time",
+            "daylight_name": "Coordinated Universal Time",
+        }
+        payload = self.structs.trace_logfile_header.build(
+            dict(
+                buffer_size=self.buffer_size,
+                buffers_written=1 + len(groups),
+                start_time=start_ft,
+                end_time=end_ft,
+                boot_time=start_ft - 36_000_000_000,
+                perf_freq=self.perf_freq,
+                number_of_processors=self.number_of_processors,
+                provider_version=self.provider_version,
+                version=self.os_version[0] | self.os_version[1] << 8 | 2 << 16,
+                cpu_speed_mhz=self.cpu_speed_mhz,
+                timezone=tz,
+                logger_name=self.logger_name,
+                logfile_name=self.logfile_name,
+            )
+        )
         # group 0 / opcode 0: the logfile header; its thread/process ids are the session controller's
-        head = build_record(self.structs.system_header, payload, opcode=0, group=0, timestamp=self.qpc_start,
-                            thread_id=self.header_tid, process_id=self.header_pid)
-        out = [build_buffer([head], self.buffer_size, buffer_type=BUFFER_HEADER, buffer_flag=FLAG_FLUSH_MARKER,
-                            timestamp=self.qpc_start)]
+        head = build_record(
+            self.structs.system_header,
+            payload,
+            opcode=0,
+            group=0,
+            timestamp=self.qpc_start,
+            thread_id=self.header_tid,
+            process_id=self.header_pid,
+        )
+        out = [
+            build_buffer(
+                [head],
+                self.buffer_size,
+                buffer_type=BUFFER_HEADER,
+                buffer_flag=FLAG_FLUSH_MARKER,
+                timestamp=self.qpc_start,
+            )
+        ]
         for seq, (cpu, recs) in enumerate(groups, 1):
-            out.append(build_buffer(recs, self.buffer_size, sequence_number=seq, processor_index=cpu,
-                                    timestamp=self._last_raw))
+            out.append(
+                build_buffer(
+                    recs, self.buffer_size, sequence_number=seq, processor_index=cpu, timestamp=self._last_raw
+                )
+            )
         return b"".join(out)
 
     def write(self, path: str | os.PathLike) -> Path:
@@ -287,8 +434,12 @@ def _td_ns(td: timedelta) -> int:
 
 #: Header types of the kernel header kinds, for callers that check what they built.
 KERNEL_HEADER_TYPES = {
-    ("system", 4): SYSTEM32, ("system", 8): SYSTEM64, ("compact", 4): COMPACT32, ("compact", 8): COMPACT64,
-    ("perfinfo", 4): PERFINFO32, ("perfinfo", 8): PERFINFO64,
+    ("system", 4): SYSTEM32,
+    ("system", 8): SYSTEM64,
+    ("compact", 4): COMPACT32,
+    ("compact", 8): COMPACT64,
+    ("perfinfo", 4): PERFINFO32,
+    ("perfinfo", 8): PERFINFO64,
 }
 
 __all__ = ["KERNEL_HEADER_TYPES", "EtlWriter"]

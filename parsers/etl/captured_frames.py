@@ -39,6 +39,7 @@ is public: the tests build it from the manifest).
 Frames are dissected batch by batch (the bytes are kept only when asked for) and returned sorted by
 time (ties in file order), numbered from 1, like the captures pktmon and etl2pcapng write from them.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,15 +78,21 @@ PKTMON_LINK_TYPES = {1: LINKTYPE_ETHERNET, 2: LINKTYPE_IEEE802_11, 3: LINKTYPE_R
 
 NDIS_PACKET_ID = 1001
 NDIS_VMSWITCH_ID = 1003
-_VMSWITCH_LAYOUT = (("miniport", "u32"), ("lower", "u32"), ("port", "u32"), ("port_name", "wstr"),
-                    ("nic_name", "wstr"), ("nic_type", "wstr"), ("destinations", "u32"))
+_VMSWITCH_LAYOUT = (
+    ("miniport", "u32"),
+    ("lower", "u32"),
+    ("port", "u32"),
+    ("port_name", "wstr"),
+    ("nic_name", "wstr"),
+    ("nic_type", "wstr"),
+    ("destinations", "u32"),
+)
 NDIS_HEADER = 12
 KW_ETHERNET, KW_WWAN, KW_TUNNEL, KW_NATIVE_80211 = 0x1, 0x200, 0x8000, 0x10000
 KW_TRUNCATED, KW_START, KW_END = 0x2000000, 0x40000000, 0x80000000
 KW_SEND, KW_RECEIVE = 0x100000000, 0x200000000
 
 _NOTE_TRUNCATED, _NOTE_INCOMPLETE = 1, 4
-
 
 
 @dataclass
@@ -101,17 +108,17 @@ class _Chunk:
     iface: np.ndarray
     dirs: np.ndarray
     notes: np.ndarray
-    drop: np.ndarray          # pktmon DropReason (0: none)
+    drop: np.ndarray  # pktmon DropReason (0: none)
     record: np.ndarray
-    pktmon: dict[str, np.ndarray] | None = None   # PktGroupId, PktNumber, DropLocation of pktmon rows
+    pktmon: dict[str, np.ndarray] | None = None  # PktGroupId, PktNumber, DropLocation of pktmon rows
 
 
 @dataclass
 class _Pending:
     parts: list[bytes] = field(default_factory=list)
-    record: int = 0             # record of the first fragment (orders the frame among equal times)
-    start_ok: bool = True       # False: fragments without their PacketStart
-    time: int = 0               # time of the latest fragment
+    record: int = 0  # record of the first fragment (orders the frame among equal times)
+    start_ok: bool = True  # False: fragments without their PacketStart
+    time: int = 0  # time of the latest fragment
     link: int = LINKTYPE_ETHERNET
     truncated: bool = False
 
@@ -119,8 +126,15 @@ class _Pending:
 class EtlPacketReader:
     """Collects the frames of an ETL file batch by batch (so other decoders can share the pass)."""
 
-    def __init__(self, path: str | os.PathLike, *, with_data: bool = False, keep: pl.Expr | None = None,
-                 appearances: bool = False, spill: BinaryIO | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        with_data: bool = False,
+        keep: pl.Expr | None = None,
+        appearances: bool = False,
+        spill: BinaryIO | None = None,
+    ) -> None:
         """``keep`` (a polars filter on FRAMES columns) drops the frames a caller does not need as each
         chunk is dissected, so huge captures cost memory only for those kept; ``frame`` then numbers
         the kept frames. ``appearances``: one pktmon row per component a packet crossed (default:
@@ -130,21 +144,21 @@ class EtlPacketReader:
         self.path = os.fspath(path)
         self.with_data = with_data
         self.spill = spill
-        self._spilled = 0               # bytes written to ``spill``
+        self._spilled = 0  # bytes written to ``spill``
         self.keep = keep
         self.appearances = appearances
         self.parts: list[pl.DataFrame] = []
-        self.count = 0                  # frames found so far
+        self.count = 0  # frames found so far
         self._pending: dict[tuple, _Pending] = {}
         self.skipped = 0
         self.skipped_offsets: set[int] = set()
         self.incomplete = 0
         self.bad_ifindex = 0
         self.events = 0
-        self._vmswitch: list[pl.DataFrame] = []   # _record -> switch port and names of 1003 events
+        self._vmswitch: list[pl.DataFrame] = []  # _record -> switch port and names of 1003 events
         #: (interface id, link type) -> Interface: one per component/ifindex and link type, as etl2pcapng
         self.interfaces: dict[tuple[int, int], Interface] = {}
-        self.component_names: dict[int, str] = {}   # PktMon ComponentId -> "description (driver.sys)"
+        self.component_names: dict[int, str] = {}  # PktMon ComponentId -> "description (driver.sys)"
 
     # ------------------------------------------------------------------ batches
     def feed(self, batch: RecordBatch) -> None:
@@ -201,15 +215,27 @@ class EtlPacketReader:
         link = np.array([PKTMON_LINK_TYPES.get(int(t), -1) for t in ptype], dtype=np.int32)
         unknown = link < 0
         if unknown.any():
-            warn(f"{self.path}: {int(unknown.sum())} PktMon frame(s) of unknown PacketType "
-                 f"{sorted(set(ptype[unknown].tolist()))} kept undissected")
-        self._add(_Chunk(buf=u8, off=po + PKTMON_HEADER, cap=logged, wire=np.maximum(orig, logged),
-                         time=b.time.astype(np.int64), link=link, iface=comp.astype(np.int32),
-                         dirs=dirs.astype(np.int8),
-                         notes=np.zeros(len(b), np.uint8),  # drops: text added in frames()
-                         drop=drop.astype(np.int64), record=b.record.astype(np.int64),
-                         pktmon={"_pkt_group": group, "_pkt_number": _le16(u8, po + 8),
-                                 "_drop_location": location}), "PktMon component")
+            warn(
+                f"{self.path}: {int(unknown.sum())} PktMon frame(s) of unknown PacketType "
+                f"{sorted(set(ptype[unknown].tolist()))} kept undissected"
+            )
+        self._add(
+            _Chunk(
+                buf=u8,
+                off=po + PKTMON_HEADER,
+                cap=logged,
+                wire=np.maximum(orig, logged),
+                time=b.time.astype(np.int64),
+                link=link,
+                iface=comp.astype(np.int32),
+                dirs=dirs.astype(np.int8),
+                notes=np.zeros(len(b), np.uint8),  # drops: text added in frames()
+                drop=drop.astype(np.int64),
+                record=b.record.astype(np.int64),
+                pktmon={"_pkt_group": group, "_pkt_number": _le16(u8, po + 8), "_drop_location": location},
+            ),
+            "PktMon component",
+        )
 
     def _vmswitch_events(self, b: RecordBatch) -> None:
         """Event 1003: the fixed and named fields, then the fragment after the destination array."""
@@ -225,17 +251,29 @@ class EtlPacketReader:
         fsize[ok] = _le32(u8, po[ok] + size_at[ok])
         ok &= size_at + 4 + fsize <= ps
         rows = np.flatnonzero(ok)
-        self._vmswitch.append(pl.DataFrame({
-            "_record": b.record[rows].astype(np.int64),
-            "switch_port": port[rows],
-            "port_name": [cols["port_name"][i] or None for i in rows.tolist()],
-            "nic_name": [cols["nic_name"][i] or None for i in rows.tolist()],
-            "nic_type": [cols["nic_type"][i] or None for i in rows.tolist()],
-        }, schema={"_record": pl.Int64, "switch_port": pl.Int64, "port_name": pl.Utf8, "nic_name": pl.Utf8,
-                   "nic_type": pl.Utf8}))
+        self._vmswitch.append(
+            pl.DataFrame(
+                {
+                    "_record": b.record[rows].astype(np.int64),
+                    "switch_port": port[rows],
+                    "port_name": [cols["port_name"][i] or None for i in rows.tolist()],
+                    "nic_name": [cols["nic_name"][i] or None for i in rows.tolist()],
+                    "nic_type": [cols["nic_type"][i] or None for i in rows.tolist()],
+                },
+                schema={
+                    "_record": pl.Int64,
+                    "switch_port": pl.Int64,
+                    "port_name": pl.Utf8,
+                    "nic_name": pl.Utf8,
+                    "nic_type": pl.Utf8,
+                },
+            )
+        )
         self._ndis(b, frag_at=np.where(ok, size_at + 4, -1), fsize=fsize)
 
-    def _ndis(self, b: RecordBatch, frag_at: np.ndarray | None = None, fsize: np.ndarray | None = None) -> None:
+    def _ndis(
+        self, b: RecordBatch, frag_at: np.ndarray | None = None, fsize: np.ndarray | None = None
+    ) -> None:
         """Events 1001 (and 1003, whose fragment starts ``frag_at`` bytes into the payload, -1: damaged)."""
         self.events += len(b)
         u8 = np.frombuffer(b.data, dtype=np.uint8)
@@ -278,8 +316,15 @@ class EtlPacketReader:
         hot = set(self._pending)
         if (~single).any():
             frag_rows = np.flatnonzero(~single)
-            hot |= set(zip(miniport[frag_rows].tolist(), lower[frag_rows].tolist(), pid[frag_rows].tolist(),
-                           tid[frag_rows].tolist(), dirs[frag_rows].tolist()))
+            hot |= set(
+                zip(
+                    miniport[frag_rows].tolist(),
+                    lower[frag_rows].tolist(),
+                    pid[frag_rows].tolist(),
+                    tid[frag_rows].tolist(),
+                    dirs[frag_rows].tolist(),
+                )
+            )
         if len(hot) > 64:
             s[:] = False
         else:
@@ -287,12 +332,22 @@ class EtlPacketReader:
                 s &= ~((miniport == k[0]) & (lower == k[1]) & (pid == k[2]) & (tid == k[3]) & (dirs == k[4]))
         if s.any():
             cap = fsize[s]
-            self._add(_Chunk(buf=u8, off=po[s] + frag_at[s], cap=cap,
-                             wire=_wirelen(u8, po[s] + frag_at[s], cap, link[s], trunc[s]),
-                             time=b.time[s].astype(np.int64), link=link[s], iface=miniport[s].astype(np.int32),
-                             dirs=dirs[s], notes=np.where(trunc[s], _NOTE_TRUNCATED, 0).astype(np.uint8),
-                             drop=np.zeros(int(s.sum()), np.int64), record=b.record[s].astype(np.int64)),
-                      "NDIS ifindex")
+            self._add(
+                _Chunk(
+                    buf=u8,
+                    off=po[s] + frag_at[s],
+                    cap=cap,
+                    wire=_wirelen(u8, po[s] + frag_at[s], cap, link[s], trunc[s]),
+                    time=b.time[s].astype(np.int64),
+                    link=link[s],
+                    iface=miniport[s].astype(np.int32),
+                    dirs=dirs[s],
+                    notes=np.where(trunc[s], _NOTE_TRUNCATED, 0).astype(np.uint8),
+                    drop=np.zeros(int(s.sum()), np.int64),
+                    record=b.record[s].astype(np.int64),
+                ),
+                "NDIS ifindex",
+            )
         rest = np.flatnonzero(~s)
         if not len(rest):
             return
@@ -301,7 +356,7 @@ class EtlPacketReader:
         for i in rest.tolist():
             key = (int(miniport[i]), int(lower[i]), int(pid[i]), int(tid[i]), int(dirs[i]))
             at = int(po[i]) + int(frag_at[i])
-            frag = bytes(b.data[at:at + int(fsize[i])])
+            frag = bytes(b.data[at : at + int(fsize[i])])
             pend = self._pending.get(key)
             if start[i]:
                 if pend is not None:
@@ -314,11 +369,22 @@ class EtlPacketReader:
             pend.truncated |= bool(trunc[i])
             if end[i]:
                 del self._pending[key]
-                notes = (_NOTE_TRUNCATED if pend.truncated else 0) | (0 if pend.start_ok else _NOTE_INCOMPLETE)
+                notes = (_NOTE_TRUNCATED if pend.truncated else 0) | (
+                    0 if pend.start_ok else _NOTE_INCOMPLETE
+                )
                 if not pend.start_ok:
                     self.incomplete += 1
-                out.append((b"".join(pend.parts), int(b.time[i]), int(link[i]), int(miniport[i]),
-                            int(dirs[i]), notes, pend.record))
+                out.append(
+                    (
+                        b"".join(pend.parts),
+                        int(b.time[i]),
+                        int(link[i]),
+                        int(miniport[i]),
+                        int(dirs[i]),
+                        notes,
+                        pend.record,
+                    )
+                )
         if out:
             self._add_list(out)
 
@@ -340,11 +406,22 @@ class EtlPacketReader:
         link = np.array([r[2] for r in rows], np.int32)
         notes = np.array([r[5] for r in rows], np.uint8)
         trunc = (notes & _NOTE_TRUNCATED) != 0
-        self._add(_Chunk(buf=buf, off=off, cap=lens, wire=_wirelen(buf, off, lens, link, trunc), time=time,
-                         link=link, iface=np.array([r[3] for r in rows], np.int32),
-                         dirs=np.array([r[4] for r in rows], np.int8), notes=notes,
-                         drop=np.zeros(len(rows), np.int64), record=np.array([r[6] for r in rows], np.int64)),
-                  "NDIS ifindex")
+        self._add(
+            _Chunk(
+                buf=buf,
+                off=off,
+                cap=lens,
+                wire=_wirelen(buf, off, lens, link, trunc),
+                time=time,
+                link=link,
+                iface=np.array([r[3] for r in rows], np.int32),
+                dirs=np.array([r[4] for r in rows], np.int8),
+                notes=notes,
+                drop=np.zeros(len(rows), np.int64),
+                record=np.array([r[6] for r in rows], np.int64),
+            ),
+            "NDIS ifindex",
+        )
 
     def _add(self, c: _Chunk, kind: str) -> None:
         """Dissect one chunk of frames now (the bytes are not kept unless ``with_data``)."""
@@ -352,28 +429,44 @@ class EtlPacketReader:
             return
         for i, lt in set(zip(c.iface.tolist(), c.link.tolist())):
             if (i, lt) not in self.interfaces:
-                self.interfaces[(i, lt)] = Interface(link_type=lt if lt >= 0 else LINKTYPE_ETHERNET, tsresol=9,
-                                                     name=f"{kind} {i}")
+                self.interfaces[(i, lt)] = Interface(
+                    link_type=lt if lt >= 0 else LINKTYPE_ETHERNET, tsresol=9, name=f"{kind} {i}"
+                )
         known = c.link >= 0
         link = np.where(known, c.link, 0xFFFF).astype(np.int32)
         spill = self.with_data and self.spill is not None
-        df = dissect_buffer(c.buf, c.off, c.cap, c.time, link, wirelens=c.wire, interfaces=c.iface,
-                            directions=c.dirs, with_data=self.with_data and not spill, source=self.path,
-                            finish=False)
+        df = dissect_buffer(
+            c.buf,
+            c.off,
+            c.cap,
+            c.time,
+            link,
+            wirelens=c.wire,
+            interfaces=c.iface,
+            directions=c.dirs,
+            with_data=self.with_data and not spill,
+            source=self.path,
+            finish=False,
+        )
         if spill:
             df = df.with_columns(*self._spill_chunk(c))
         extra = _note_labels(c.notes, c.drop)
         df = df.with_columns(
-            pl.when(pl.col("notes").is_null()).then(extra)
-            .when(extra.is_null()).then(pl.col("notes"))
-            .otherwise(pl.concat_str([pl.col("notes"), extra], separator=",")).alias("notes"),
+            pl.when(pl.col("notes").is_null())
+            .then(extra)
+            .when(extra.is_null())
+            .then(pl.col("notes"))
+            .otherwise(pl.concat_str([pl.col("notes"), extra], separator=","))
+            .alias("notes"),
             pl.when(pl.Series(known)).then(pl.col("link_type")).otherwise(None).alias("link_type"),
             pl.Series("_record", c.record, dtype=pl.Int64),
             pl.Series("_link", c.link, dtype=pl.Int32),
         )
         if c.pktmon is not None:
-            df = df.with_columns(pl.Series("_drop_reason", c.drop, dtype=pl.Int64),
-                                 *(pl.Series(k, v) for k, v in c.pktmon.items()))
+            df = df.with_columns(
+                pl.Series("_drop_reason", c.drop, dtype=pl.Int64),
+                *(pl.Series(k, v) for k, v in c.pktmon.items()),
+            )
         if self.keep is not None:
             df = df.filter(self.keep)
         self.parts.append(df)
@@ -385,11 +478,15 @@ class EtlPacketReader:
         ends = np.cumsum(lens)
         starts = ends - lens
         # one gather of every frame's bytes: position k of frame i is off[i] + (k - starts[i])
-        idx = np.repeat(np.asarray(c.off, np.int64) - starts, lens) + np.arange(int(ends[-1]) if len(ends) else 0)
-        assert self.spill is not None       # only a reader given a spill file spills
+        idx = np.repeat(np.asarray(c.off, np.int64) - starts, lens) + np.arange(
+            int(ends[-1]) if len(ends) else 0
+        )
+        assert self.spill is not None  # only a reader given a spill file spills
         self.spill.write(np.asarray(c.buf, np.uint8)[idx].tobytes())
-        out = [pl.Series("_spill_off", starts + self._spilled, dtype=pl.Int64),
-               pl.Series("_spill_len", lens, dtype=pl.Int64)]
+        out = [
+            pl.Series("_spill_off", starts + self._spilled, dtype=pl.Int64),
+            pl.Series("_spill_len", lens, dtype=pl.Int64),
+        ]
         self._spilled += int(ends[-1]) if len(ends) else 0
         return out
 
@@ -411,14 +508,20 @@ class EtlPacketReader:
                 iface.name = f"{iface.name} (link type {lt})"
         if self.skipped:
             offs = ", ".join(hex(o) for o in sorted(self.skipped_offsets)[:10])
-            warn(f"{self.path}: skipped {self.skipped} packet event(s) whose frame runs past the event "
-                 f"(buffers at offsets {offs})")
+            warn(
+                f"{self.path}: skipped {self.skipped} packet event(s) whose frame runs past the event "
+                f"(buffers at offsets {offs})"
+            )
         if self.incomplete:
-            warn(f"{self.path}: {self.incomplete} NDIS packet(s) without their first or last fragment "
-                 f"kept with the note 'incomplete'")
+            warn(
+                f"{self.path}: {self.incomplete} NDIS packet(s) without their first or last fragment "
+                f"kept with the note 'incomplete'"
+            )
         if self.bad_ifindex:
-            warn(f"{self.path}: {self.bad_ifindex} NDIS packet event(s) with a MiniportIfIndex above 2^31 - 1 "
-                 "(damaged): kept with interface -1")
+            warn(
+                f"{self.path}: {self.bad_ifindex} NDIS packet event(s) with a MiniportIfIndex above 2^31 - 1 "
+                "(damaged): kept with interface -1"
+            )
 
     def frames(self) -> pl.DataFrame:
         """The FRAMES table, time-sorted (ties in file order) and numbered from 1; ``data`` when kept.
@@ -445,27 +548,42 @@ class EtlPacketReader:
         pk = pl.col("_pkt_group").is_not_null()
         ids = df.filter(pk)["interface"].unique().to_list()
         labels = {int(i): component_label(int(i), self.component_names) for i in ids if i is not None}
-        df = df.with_columns(pl.when(pk).then(pl.col("interface").replace_strict(labels, default=None,
-                                                                                 return_dtype=pl.Utf8))
-                             .alias("component"))
+        df = df.with_columns(
+            pl.when(pk)
+            .then(pl.col("interface").replace_strict(labels, default=None, return_dtype=pl.Utf8))
+            .alias("component")
+        )
         dropped = df.with_row_index("_i").filter(pk & (pl.col("_drop_reason") != 0))
         if dropped.height:  # rare: one text per drop
-            texts = [drop_text(r, loc, comp) for r, loc, comp in
-                     dropped.select("_drop_reason", "_drop_location", "component").iter_rows()]
+            texts = [
+                drop_text(r, loc, comp)
+                for r, loc, comp in dropped.select("_drop_reason", "_drop_location", "component").iter_rows()
+            ]
             note = pl.Series("_drop_note", [None] * df.height, dtype=pl.Utf8).scatter(dropped["_i"], texts)
             df = df.with_columns(
-                pl.when(note.is_null()).then(pl.col("notes"))
-                .when(pl.col("notes").is_null()).then(note)
-                .otherwise(pl.concat_str([pl.col("notes"), note], separator=",")).alias("notes"))
-        df = df.drop("_drop_reason", "_drop_location").rename({"_pkt_group": "pkt_group", "_pkt_number": "pkt_number"})
+                pl.when(note.is_null())
+                .then(pl.col("notes"))
+                .when(pl.col("notes").is_null())
+                .then(note)
+                .otherwise(pl.concat_str([pl.col("notes"), note], separator=","))
+                .alias("notes")
+            )
+        df = df.drop("_drop_reason", "_drop_location").rename(
+            {"_pkt_group": "pkt_group", "_pkt_number": "pkt_number"}
+        )
         pk = pl.col("pkt_group").is_not_null()
         if self.appearances:
             return df
-        packets = (df.filter(pk).group_by("pkt_group", "pkt_number", maintain_order=True)
-                   .agg(pl.exclude("notes", "component").first(),
-                        pl.col("component").str.join(" > ").alias("components"),
-                        pl.len().cast(pl.Int32).alias("appearances"),
-                        pl.col("notes").drop_nulls().unique(maintain_order=True).str.join(",").alias("notes")))
+        packets = (
+            df.filter(pk)
+            .group_by("pkt_group", "pkt_number", maintain_order=True)
+            .agg(
+                pl.exclude("notes", "component").first(),
+                pl.col("component").str.join(" > ").alias("components"),
+                pl.len().cast(pl.Int32).alias("appearances"),
+                pl.col("notes").drop_nulls().unique(maintain_order=True).str.join(",").alias("notes"),
+            )
+        )
         packets = packets.with_columns(pl.when(pl.col("notes") != "").then(pl.col("notes")).alias("notes"))
         others = df.filter(~pk).drop("component")
         cols = [c for c in df.columns if c != "component"] + ["components", "appearances"]
@@ -478,7 +596,9 @@ class EtlPacketReader:
         # NDIS native 802.11 frames are logged decrypted with the Protected bit still set: cleared, as
         # etl2pcapng does, so that Wireshark reads their bodies
         ndis = pl.col("pkt_group").is_null() if "pkt_group" in df.columns else pl.lit(True)
-        df = df.with_columns((ndis & (pl.col("_link") == LINKTYPE_IEEE802_11)).fill_null(False).alias("_unprotect"))
+        df = df.with_columns(
+            (ndis & (pl.col("_link") == LINKTYPE_IEEE802_11)).fill_null(False).alias("_unprotect")
+        )
         if "_spill_off" in df.columns:  # the bytes are in the spill file: read back frame by frame
             assert self.spill is not None
             self.spill.flush()
@@ -490,14 +610,26 @@ class EtlPacketReader:
         step = 65536  # Python objects for one slice of rows at a time
         for start in range(0, df.height, step):
             part = df.slice(start, step)
-            cols = [part[c].to_list() for c in ("interface", "wirelen", "direction", "notes", "_link", "_unprotect")]
+            cols = [
+                part[c].to_list()
+                for c in ("interface", "wirelen", "direction", "notes", "_link", "_unprotect")
+            ]
             times = part["time"].dt.epoch("ns").to_list()
             for t, iface, wire, direction, note, link, unprotect in zip(times, *cols):
                 frame = next(data)
                 if unprotect and len(frame) > 1 and frame[1] & 0x40:
                     frame = frame[:1] + bytes([frame[1] & 0xBF]) + frame[2:]
-                yield Packet(time_ns=t, data=frame, interface=iface, wirelen=wire, direction=direction,
-                             comment=note), link
+                yield (
+                    Packet(
+                        time_ns=t,
+                        data=frame,
+                        interface=iface,
+                        wirelen=wire,
+                        direction=direction,
+                        comment=note,
+                    ),
+                    link,
+                )
 
     def packets(self) -> Iterator[Packet]:
         """The frames as :class:`Packet` objects in frame order (needs ``with_data``)."""
@@ -523,7 +655,7 @@ def _utf16z_strings(raw: bytes, count: int) -> list[str]:
     pos = 0
     while len(out) < count and pos + 1 < len(raw):
         end = pos
-        while end + 1 < len(raw) and raw[end:end + 2] != b"\0\0":
+        while end + 1 < len(raw) and raw[end : end + 2] != b"\0\0":
             end += 2
         out.append(raw[pos:end].decode("utf-16-le", "replace"))
         pos = end + 2
@@ -544,7 +676,9 @@ def _be16(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return (u8[pos].astype(np.int64) << 8) | u8[pos + 1].astype(np.int64)
 
 
-def _wirelen(u8: np.ndarray, off: np.ndarray, cap: np.ndarray, link: np.ndarray, trunc: np.ndarray) -> np.ndarray:
+def _wirelen(
+    u8: np.ndarray, off: np.ndarray, cap: np.ndarray, link: np.ndarray, trunc: np.ndarray
+) -> np.ndarray:
     """Captured length, or for truncated IP frames the length their IP header gives (one 802.1Q tag
     walked)."""
     wire = cap.astype(np.int64).copy()
@@ -573,8 +707,14 @@ def _wirelen(u8: np.ndarray, off: np.ndarray, cap: np.ndarray, link: np.ndarray,
 
 # ---------------------------------------------------------------------- public API
 
-def _read(path: str | os.PathLike, progress: Progress | None, with_data: bool,
-          appearances: bool = False, spill: BinaryIO | None = None) -> EtlPacketReader:
+
+def _read(
+    path: str | os.PathLike,
+    progress: Progress | None,
+    with_data: bool,
+    appearances: bool = False,
+    spill: BinaryIO | None = None,
+) -> EtlPacketReader:
     from .container import EtlFile
 
     reader = EtlPacketReader(path, with_data=with_data, appearances=appearances, spill=spill)
@@ -585,15 +725,25 @@ def _read(path: str | os.PathLike, progress: Progress | None, with_data: bool,
     return reader
 
 
-def read_etl_frames(path: str | os.PathLike, *, with_data: bool = False, progress: Progress | None = None,
-                    appearances: bool = False) -> pl.DataFrame:
+def read_etl_frames(
+    path: str | os.PathLike,
+    *,
+    with_data: bool = False,
+    progress: Progress | None = None,
+    appearances: bool = False,
+) -> pl.DataFrame:
     """The frames inside an ETL file (PktMon and NDIS packet capture events) as a FRAMES table
     (pktmon: one row per packet, or per appearance with ``appearances``)."""
     return _read(path, progress, with_data, appearances).frames()
 
 
-def iter_etl_packets(path: str | os.PathLike, *, interfaces: dict[tuple[int, int], Interface] | None = None,
-                     progress: Progress | None = None, appearances: bool = False) -> Iterator[Packet]:
+def iter_etl_packets(
+    path: str | os.PathLike,
+    *,
+    interfaces: dict[tuple[int, int], Interface] | None = None,
+    progress: Progress | None = None,
+    appearances: bool = False,
+) -> Iterator[Packet]:
     """The frames inside an ETL file as :class:`Packet` objects, time-sorted (ns times).
 
     When ``interfaces`` is given, it is filled with an :class:`Interface` (link type, ns resolution)
@@ -605,8 +755,13 @@ def iter_etl_packets(path: str | os.PathLike, *, interfaces: dict[tuple[int, int
     yield from reader.packets()
 
 
-def iter_etl_capture(path: str | os.PathLike, *, progress: Progress | None = None, appearances: bool = False,
-                     spill_dir: str | os.PathLike[str] | None = None) -> tuple[list[Interface], Iterator[Packet]]:
+def iter_etl_capture(
+    path: str | os.PathLike,
+    *,
+    progress: Progress | None = None,
+    appearances: bool = False,
+    spill_dir: str | os.PathLike[str] | None = None,
+) -> tuple[list[Interface], Iterator[Packet]]:
     """Interfaces and packets ready for a pcapng writer (like ``captures.iter_capture_packets``).
 
     ``Packet.interface`` indexes the returned list: one Interface per ETL interface and link type
@@ -651,7 +806,10 @@ def has_packets(path: str | os.PathLike) -> bool:
             eh = (batch.htype == EVENT_HEADER32) | (batch.htype == EVENT_HEADER64)
             if (eh & batch.provider_mask(PKTMON) & np.isin(batch.event_id, PKTMON_PACKET_IDS)).any():
                 return True
-            if (eh & batch.provider_mask(NDIS_PACKETCAPTURE)
-                    & np.isin(batch.event_id, (NDIS_PACKET_ID, NDIS_VMSWITCH_ID))).any():
+            if (
+                eh
+                & batch.provider_mask(NDIS_PACKETCAPTURE)
+                & np.isin(batch.event_id, (NDIS_PACKET_ID, NDIS_VMSWITCH_ID))
+            ).any():
                 return True
     return False

@@ -14,6 +14,7 @@ etl-parser's schemas (``layouts.py``), then construct for the few schemas that d
 :func:`iter_events` yields :class:`EventTable` s batch by batch (memory bounded by the batch, not the
 file); ``providers``/``ids`` are applied to the record headers before anything is decoded.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,16 @@ except ImportError:  # pragma: no cover - depends on the build: the numpy paths 
     _c = None  # type: ignore[assignment]  # the accelerator is optional
 
 #: Header columns of every event table (then the event's own fields).
-HEADER = {"time": pl.Datetime("ns", "UTC"), "provider": pl.Utf8, "event_id": pl.Int32, "opcode": pl.Int32,
-          "version": pl.Int32, "pid": pl.Int64, "tid": pl.Int64, "record": pl.Int64}
+HEADER = {
+    "time": pl.Datetime("ns", "UTC"),
+    "provider": pl.Utf8,
+    "event_id": pl.Int32,
+    "opcode": pl.Int32,
+    "version": pl.Int32,
+    "pid": pl.Int64,
+    "tid": pl.Int64,
+    "record": pl.Int64,
+}
 _NET_TYPES = {**NET_COLUMNS, **NET_EXTRAS}
 _EH = (EVENT_HEADER32, EVENT_HEADER64)
 _NO_ID = 0xFFFFFFFF
@@ -72,7 +81,9 @@ EVENT_HEADER_SIZE = HEADER_SIZES[EVENT_HEADER64]
 #: Extended items looked at per record, and the largest TraceLogging metadata compiled.
 _MAX_EXT_ITEMS = 16
 _MAX_TL_METADATA = 4096
-_TL_WEIGHTS = np.random.default_rng(0x7106).integers(1, 2**63, _MAX_TL_METADATA, dtype=np.uint64) | np.uint64(1)
+_TL_WEIGHTS = np.random.default_rng(0x7106).integers(1, 2**63, _MAX_TL_METADATA, dtype=np.uint64) | np.uint64(
+    1
+)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -90,6 +101,7 @@ class EventTable:
 
 # ------------------------------------------------------------------ bulk field decoding
 
+
 class _Nuls:
     """Where the NUL-terminated strings of a batch end (C scan of each string; numpy: sorted search of the
     batch's NUL positions, found once when first needed)."""
@@ -104,8 +116,9 @@ class _Nuls:
         ``pos``; a position whose unit does not end by ``end`` means there is none."""
         if _c is not None:
             out = np.empty(len(pos), np.int64)
-            _c.terminators(self.d, np.ascontiguousarray(pos, np.int64), np.ascontiguousarray(end, np.int64),
-                           unit, out)
+            _c.terminators(
+                self.d, np.ascontiguousarray(pos, np.int64), np.ascontiguousarray(end, np.int64), unit, out
+            )
             return out
         return self._after_byte(pos) if unit == 1 else self._after_pair(pos)
 
@@ -165,7 +178,7 @@ def _strings(d: np.ndarray, start: np.ndarray, stop: np.ndarray, encoding: str, 
     """Text of the NUL-terminated strings [start, stop) (stop: the terminator), decoded all at once."""
     if len(start) == 0:
         return pl.Series([], dtype=pl.Utf8)
-    raw = _spans(d, start, stop + unit - start).tobytes()   # each string keeps its terminator: a separator
+    raw = _spans(d, start, stop + unit - start).tobytes()  # each string keeps its terminator: a separator
     return pl.Series(raw.decode(encoding, "replace").split("\x00")[:-1], dtype=pl.Utf8)
 
 
@@ -175,8 +188,9 @@ def _binary(d: np.ndarray, start: np.ndarray, length: np.ndarray) -> pl.Series:
     data = _spans(d, start, length)
     offsets = np.zeros(len(start) + 1, np.int64)
     np.cumsum(length, out=offsets[1:])
-    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(start),
-                                           [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    arr = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(start), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
     return pl.Series(pl.from_arrow(arr)).cast(pl.Binary)
 
 
@@ -203,8 +217,9 @@ def _guid_text(raw: bytes) -> str:
     return str(uuid.UUID(bytes_le=raw))
 
 
-def decode_layout(d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.Layout,
-                  nuls: _Nuls) -> tuple[np.ndarray, dict[str, pl.Series]]:
+def decode_layout(
+    d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.Layout, nuls: _Nuls
+) -> tuple[np.ndarray, dict[str, pl.Series]]:
     """(mask of the records the layout fits exactly, columns of those records) for payloads [start, end)."""
     n = len(start)
     pos = start.copy()
@@ -233,7 +248,7 @@ def decode_layout(d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.L
             if ref is None:
                 ok[:] = False
                 break
-            room = np.maximum(end - pos, 0) + 1                 # longer than the payload: rejected
+            room = np.maximum(end - pos, 0) + 1  # longer than the payload: rejected
             length = np.minimum(np.maximum(ref.astype(np.float64), 0), room).astype(np.int64)
             extents[f.name] = length
             nxt = pos + length
@@ -247,7 +262,7 @@ def decode_layout(d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.L
             nxt = term + 1
         elif f.kind == "sid":
             head = _fixed(d, pos, 2)
-            ok &= head[:, 0] == 1                               # Revision is always 1
+            ok &= head[:, 0] == 1  # Revision is always 1
             nxt = pos + 8 + 4 * head[:, 1].astype(np.int64)
         else:  # pragma: no cover - layouts only hold KINDS
             raise ValueError(f"unknown field kind {f.kind}")
@@ -283,17 +298,25 @@ def decode_layout(d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.L
         elif f.kind in ("wstring_u16", "cstring_u16"):
             raw = _binary(d, p + 2, extents[f.name][ok])
             enc = "utf-16-le" if f.kind == "wstring_u16" else "cp1252"
-            col = pl.Series([None if b is None else b.decode(enc, "replace") for b in raw.to_list()], dtype=pl.Utf8)
+            col = pl.Series(
+                [None if b is None else b.decode(enc, "replace") for b in raw.to_list()], dtype=pl.Utf8
+            )
         else:  # sid
             count = d[np.clip(p + 1, 0, len(d) - 1)].astype(np.int64)
-            col = pl.Series([sid_text(bytes(d[a:a + 8 + 4 * c])) for a, c in zip(p.tolist(), count.tolist())],
-                            dtype=pl.Utf8) if len(set(count.tolist())) > 1 else \
-                _by_value(_fixed(d, p, 8 + 4 * int(count[0])), sid_text)
+            col = (
+                pl.Series(
+                    [sid_text(bytes(d[a : a + 8 + 4 * c])) for a, c in zip(p.tolist(), count.tolist())],
+                    dtype=pl.Utf8,
+                )
+                if len(set(count.tolist())) > 1
+                else _by_value(_fixed(d, p, 8 + 4 * int(count[0])), sid_text)
+            )
         cols[f.name] = col.alias(f.name)
     return ok, cols
 
 
 # ------------------------------------------------------------------ event types
+
 
 @dataclass
 class _Type:
@@ -307,7 +330,7 @@ class _Type:
     steps: tuple[str, ...]
     layout: L.Layout | None = None
     pattern: object = None
-    decoder: str = "etl-parser"          # the name the tables of a compiled layout carry
+    decoder: str = "etl-parser"  # the name the tables of a compiled layout carry
 
 
 def _safe(text: str) -> str:
@@ -337,12 +360,15 @@ class Decoder:
         else:
             provider = None
         ident = f"id{event_id}" if htype in _EH else (f"op{opcode}" if provider else f"type{htype:#04x}")
-        name = _safe(f"{provider or 'no-provider'}.{ident}.v{version}") + ("" if psize == 8 else f".ptr{psize}")
+        name = _safe(f"{provider or 'no-provider'}.{ident}.v{version}") + (
+            "" if psize == 8 else f".ptr{psize}"
+        )
         steps: list[str] = []
         if guid in (TCPIP_KERNEL, UDPIP_KERNEL, KERNEL_NETWORK):
             steps.append("net")
-        if (guid == PROCESS_KERNEL and opcode in PROCESS_EVENTS and version <= 5) or \
-                (guid == SYSTEMCONFIG_KERNEL and opcode in (NIC_OPCODE, SERVICES_OPCODE)):
+        if (guid == PROCESS_KERNEL and opcode in PROCESS_EVENTS and version <= 5) or (
+            guid == SYSTEMCONFIG_KERNEL and opcode in (NIC_OPCODE, SERVICES_OPCODE)
+        ):
             steps.append("slow")
         layout: L.Layout | Literal[False] | None = False
         pattern = None
@@ -369,9 +395,14 @@ class Decoder:
         kind = np.where(np.isin(batch.htype, _EH), 1, np.where(batch.group >= 0, 0, 2)).astype(np.int64)
         ident = np.where(kind == 1, batch.event_id, batch.opcode).astype(np.int64)
         sub = np.where(kind == 2, batch.htype.astype(np.int64), np.where(kind == 0, batch.group + 1, 0))
-        key = (kind << 60) | (sub.astype(np.int64) << 50) | ((batch.provider.astype(np.int64) + 1) << 34) \
-            | (ident << 18) \
-            | (batch.version.astype(np.int64) << 2) | (batch.pointer_size == 8)
+        key = (
+            (kind << 60)
+            | (sub.astype(np.int64) << 50)
+            | ((batch.provider.astype(np.int64) + 1) << 34)
+            | (ident << 18)
+            | (batch.version.astype(np.int64) << 2)
+            | (batch.pointer_size == 8)
+        )
         d = np.frombuffer(batch.data, np.uint8)
         tl = self._tracelogging(batch, d)
         if tl is not None:
@@ -386,21 +417,24 @@ class Decoder:
         for g, k in enumerate(uniq.tolist()):
             t = self._types.get(k)
             if t is None:
-                t = self._types[k] = self._type(batch, int(first[g])) if k >> 60 != 3 else \
-                    self._tl_type(batch, int(first[g]), (k >> 2) & 0xFFFFFFFF)
+                t = self._types[k] = (
+                    self._type(batch, int(first[g]))
+                    if k >> 60 != 3
+                    else self._tl_type(batch, int(first[g]), (k >> 2) & 0xFFFFFFFF)
+                )
             types.append(t)
         hdr = _header(batch, pl.Series([t.provider for t in types], dtype=pl.Utf8).gather(inverse))
         net: pl.DataFrame | None = None
         out: list[EventTable] = []
         for g, t in enumerate(types):
-            rows = order[bounds[g]:bounds[g + 1]]
+            rows = order[bounds[g] : bounds[g + 1]]
             for step in t.steps:
                 if step == "net":
                     if net is None:
                         net = self._net(batch)
                     rows = self._net_table(hdr, batch, t, rows, net, out)
                 elif step == "layout":
-                    assert t.layout is not None     # the "layout" step is planned only with one
+                    assert t.layout is not None  # the "layout" step is planned only with one
                     start = batch.payload_offset[rows]
                     ok, cols = decode_layout(d, start, start + batch.payload_size[rows], t.layout, nuls)
                     if ok.any():
@@ -447,16 +481,19 @@ class Decoder:
         blobs = _fixed(d, meta_pos, width)
         blobs[np.arange(width)[None, :] >= meta_len[:, None]] = 0
         with np.errstate(over="ignore"):
-            h = blobs.astype(np.uint64) @ _TL_WEIGHTS[:width] + meta_len.astype(np.uint64) * _MIX \
+            h = (
+                blobs.astype(np.uint64) @ _TL_WEIGHTS[:width]
+                + meta_len.astype(np.uint64) * _MIX
                 + batch.provider[rows].astype(np.uint64) * np.uint64(0x100000001B3)
+            )
         _, firsts, inverse = np.unique(h, return_index=True, return_inverse=True)
         inverse = inverse.ravel()
-        if not (blobs == blobs[firsts][inverse]).all():           # a hash collision: exact (slower) path
+        if not (blobs == blobs[firsts][inverse]).all():  # a hash collision: exact (slower) path
             _, firsts, inverse = np.unique(blobs, axis=0, return_index=True, return_inverse=True)
             inverse = inverse.ravel()
         ids = np.empty(len(firsts), np.int64)
         for j, f in enumerate(firsts.tolist()):
-            key = (int(batch.provider[rows[f]]), blobs[f, :meta_len[f]].tobytes())
+            key = (int(batch.provider[rows[f]]), blobs[f, : meta_len[f]].tobytes())
             ids[j] = self._tl_ids.setdefault(key, len(self._tl_ids))
             self._tl_meta.setdefault(int(ids[j]), key[1])
         return rows, ids[inverse]
@@ -481,9 +518,9 @@ class Decoder:
         for _ in range(_MAX_EXT_ITEMS):
             if q + 8 > stop:
                 break
-            total, typ, link, size = (int.from_bytes(data[q + k:q + k + 2], "little") for k in (0, 2, 4, 6))
+            total, typ, link, size = (int.from_bytes(data[q + k : q + k + 2], "little") for k in (0, 2, 4, 6))
             if typ == tl_mod.EXT_PROV_TRAITS and q + 8 + size <= stop:
-                return tl_mod.provider_name(bytes(data[q + 8:q + 8 + size]))
+                return tl_mod.provider_name(bytes(data[q + 8 : q + 8 + size]))
             if not link & 1 or total < 8:
                 break
             q += total
@@ -494,11 +531,19 @@ class Decoder:
         cols = ["record", *_NET_FIELDS]
         if not frames:
             return pl.DataFrame(schema={c: _NET_TYPES.get(c, pl.Int64) for c in cols})
-        return pl.concat([f.select([c for c in cols if c in f.columns]) for f in frames],
-                         how="diagonal_relaxed").sort("record")
+        return pl.concat(
+            [f.select([c for c in cols if c in f.columns]) for f in frames], how="diagonal_relaxed"
+        ).sort("record")
 
-    def _net_table(self, hdr: pl.DataFrame, batch: RecordBatch, t: _Type, rows: np.ndarray, net: pl.DataFrame,
-                   out: list[EventTable]) -> np.ndarray:
+    def _net_table(
+        self,
+        hdr: pl.DataFrame,
+        batch: RecordBatch,
+        t: _Type,
+        rows: np.ndarray,
+        net: pl.DataFrame,
+        out: list[EventTable],
+    ) -> np.ndarray:
         """Append the table of the rows etwtools' network decoders decoded; the other rows."""
         if net.height == 0:
             return rows
@@ -508,21 +553,38 @@ class Decoder:
         hit = decoded[idx] == records
         if hit.any():
             part = net[idx[hit]]
-            cols = {c: (part[c] if c in part.columns else
-                        pl.repeat(None, part.height, dtype=_NET_TYPES[c], eager=True)).alias(c)
-                    for c in _NET_FIELDS}
+            cols = {
+                c: (
+                    part[c]
+                    if c in part.columns
+                    else pl.repeat(None, part.height, dtype=_NET_TYPES[c], eager=True)
+                ).alias(c)
+                for c in _NET_FIELDS
+            }
             out.append(_table(hdr, t, rows[hit], "etwtools", cols))
         return rows[~hit]
 
-    def _record_by_record(self, hdr: pl.DataFrame, batch: RecordBatch, t: _Type, rows: np.ndarray, step: str,
-                          out: list[EventTable]) -> np.ndarray:
+    def _record_by_record(
+        self,
+        hdr: pl.DataFrame,
+        batch: RecordBatch,
+        t: _Type,
+        rows: np.ndarray,
+        step: str,
+        out: list[EventTable],
+    ) -> np.ndarray:
         """etwtools' record-by-record decoders (Process, SystemConfig) or construct (uncompiled schemas)."""
         good, values, bad = [], [], []
         for i in rows.tolist():
             payload = batch.payload(i)
             if step == "slow":
-                fields, _ = _own_slow(batch.guids[int(batch.provider[i])], int(batch.opcode[i]),
-                                      int(batch.version[i]), int(batch.pointer_size[i]), payload)
+                fields, _ = _own_slow(
+                    batch.guids[int(batch.provider[i])],
+                    int(batch.opcode[i]),
+                    int(batch.version[i]),
+                    int(batch.pointer_size[i]),
+                    payload,
+                )
             else:
                 parsed = _parse_exact(t.pattern, payload)
                 fields = jsonable(parsed) if parsed is not None else None
@@ -532,8 +594,16 @@ class Decoder:
                 good.append(i)
                 values.append(json.dumps(fields, ensure_ascii=False, default=str))
         if good:
-            out.append(_table(hdr, t, np.asarray(good, np.int64), "etwtools" if step == "slow" else "etl-parser",
-                              {"fields": pl.Series("fields", values, dtype=pl.Utf8)}, json_fields=True))
+            out.append(
+                _table(
+                    hdr,
+                    t,
+                    np.asarray(good, np.int64),
+                    "etwtools" if step == "slow" else "etl-parser",
+                    {"fields": pl.Series("fields", values, dtype=pl.Utf8)},
+                    json_fields=True,
+                )
+            )
         return np.asarray(bad, np.int64)
 
 
@@ -546,20 +616,28 @@ def _nullable(values: np.ndarray, null: np.ndarray, name: str) -> pl.Series:
 def _header(batch: RecordBatch, providers: pl.Series) -> pl.DataFrame:
     """The HEADER columns of every record of a batch (``providers``: each record's provider name)."""
     eh = np.isin(batch.htype, _EH)
-    return pl.DataFrame([
-        pl.Series("time", batch.time).cast(pl.Datetime("ns", "UTC")),
-        providers.alias("provider"),
-        _nullable(batch.event_id.astype(np.int32), ~eh, "event_id"),
-        pl.Series("opcode", batch.opcode.astype(np.int32)),
-        pl.Series("version", batch.version.astype(np.int32)),
-        _nullable(batch.pid.astype(np.int64), batch.pid == _NO_ID, "pid"),
-        _nullable(batch.tid.astype(np.int64), batch.tid == _NO_ID, "tid"),
-        pl.Series("record", batch.record),
-    ])
+    return pl.DataFrame(
+        [
+            pl.Series("time", batch.time).cast(pl.Datetime("ns", "UTC")),
+            providers.alias("provider"),
+            _nullable(batch.event_id.astype(np.int32), ~eh, "event_id"),
+            pl.Series("opcode", batch.opcode.astype(np.int32)),
+            pl.Series("version", batch.version.astype(np.int32)),
+            _nullable(batch.pid.astype(np.int64), batch.pid == _NO_ID, "pid"),
+            _nullable(batch.tid.astype(np.int64), batch.tid == _NO_ID, "tid"),
+            pl.Series("record", batch.record),
+        ]
+    )
 
 
-def _table(hdr: pl.DataFrame, t: _Type, rows: np.ndarray, decoder: str, cols: dict[str, pl.Series],
-           json_fields: bool = False) -> EventTable:
+def _table(
+    hdr: pl.DataFrame,
+    t: _Type,
+    rows: np.ndarray,
+    decoder: str,
+    cols: dict[str, pl.Series],
+    json_fields: bool = False,
+) -> EventTable:
     series = [col.alias(f"field_{name}" if name in HEADER else name) for name, col in cols.items()]
     name = t.name + ("" if decoder != "hex" else ".hex") + (".json" if json_fields else "")
     return EventTable(name, decoder, hdr[rows].hstack(series), list(cols))
@@ -572,6 +650,7 @@ def _hex(hdr: pl.DataFrame, batch: RecordBatch, t: _Type, rows: np.ndarray) -> E
 
 
 # ------------------------------------------------------------------ the long table (one row per record)
+
 
 def long_form(tables: Iterable[EventTable]) -> pl.DataFrame:
     """The ALL_EVENTS rows of some event tables (fields as one JSON text per record), in record order."""
@@ -589,10 +668,16 @@ def long_form(tables: Iterable[EventTable]) -> pl.DataFrame:
                 elif col.dtype == pl.Float32:
                     col = col.cast(pl.Float64)
                 inner.append(col.alias(name))
-            fields = pl.DataFrame(inner).select(pl.struct(pl.all()).struct.json_encode()).to_series() \
-                if inner else pl.repeat("{}", f.height, dtype=pl.Utf8, eager=True)
-        parts.append(f.select(list(HEADER)).with_columns(
-            decoder=pl.lit(t.decoder, dtype=pl.Utf8), fields=fields.alias("fields")))
+            fields = (
+                pl.DataFrame(inner).select(pl.struct(pl.all()).struct.json_encode()).to_series()
+                if inner
+                else pl.repeat("{}", f.height, dtype=pl.Utf8, eager=True)
+            )
+        parts.append(
+            f.select(list(HEADER)).with_columns(
+                decoder=pl.lit(t.decoder, dtype=pl.Utf8), fields=fields.alias("fields")
+            )
+        )
     if not parts:
         return pl.DataFrame(schema=ALL_EVENTS)
     return pl.concat(parts).sort("record")
@@ -600,8 +685,13 @@ def long_form(tables: Iterable[EventTable]) -> pl.DataFrame:
 
 # ------------------------------------------------------------------ entry points
 
-def _selector(batch: RecordBatch, providers: Iterable[str] | None, ids: Iterable[int] | None,
-              names: dict[int, str | None]) -> np.ndarray | None:
+
+def _selector(
+    batch: RecordBatch,
+    providers: Iterable[str] | None,
+    ids: Iterable[int] | None,
+    names: dict[int, str | None],
+) -> np.ndarray | None:
     """Mask of the records of the asked providers (name or GUID, case-insensitive) and event ids/opcodes."""
     mask = None
     if providers is not None:
@@ -627,9 +717,13 @@ def _selector(batch: RecordBatch, providers: Iterable[str] | None, ids: Iterable
     return mask
 
 
-def iter_batches(path: str | os.PathLike, providers: Iterable[str] | None = None,
-                 ids: Iterable[int] | None = None, *,
-                 progress: Progress | None = None) -> Iterator[list[EventTable]]:
+def iter_batches(
+    path: str | os.PathLike,
+    providers: Iterable[str] | None = None,
+    ids: Iterable[int] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> Iterator[list[EventTable]]:
     """The event tables of each batch of records of an ETL file (see :func:`iter_events`)."""
     from ..diagnostics import warn
     from .container import EtlFile
@@ -649,9 +743,13 @@ def iter_batches(path: str | os.PathLike, providers: Iterable[str] | None = None
         warn(f"{os.fspath(path)}: skipped {dec.skipped.summary()}")
 
 
-def iter_events(path: str | os.PathLike, providers: Iterable[str] | None = None,
-                ids: Iterable[int] | None = None, *,
-                progress: Progress | None = None) -> Iterator[EventTable]:
+def iter_events(
+    path: str | os.PathLike,
+    providers: Iterable[str] | None = None,
+    ids: Iterable[int] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> Iterator[EventTable]:
     """The events of an ETL file as typed :class:`EventTable` s, batch by batch (memory bounded by a batch).
 
     ``providers``: names (``Microsoft-Windows-Kernel-Network``, kernel groups such as ``TcpIp``) or GUIDs;
@@ -661,8 +759,13 @@ def iter_events(path: str | os.PathLike, providers: Iterable[str] | None = None,
         yield from tables
 
 
-def read_all_events(path: str | os.PathLike, *, progress: Progress | None = None,
-                    providers: Iterable[str] | None = None, ids: Iterable[int] | None = None) -> pl.DataFrame:
+def read_all_events(
+    path: str | os.PathLike,
+    *,
+    progress: Progress | None = None,
+    providers: Iterable[str] | None = None,
+    ids: Iterable[int] | None = None,
+) -> pl.DataFrame:
     """Every record of an ETL file (ALL_EVENTS schema), in file order, fields as a JSON text."""
     parts = [long_form(tables) for tables in iter_batches(path, providers, ids, progress=progress)]
     return pl.concat(parts) if parts else long_form([])

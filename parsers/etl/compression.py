@@ -8,6 +8,7 @@ random and mutated streams, tests/test_etl_container.py on every compressed buff
 ``partial=True`` decodes only the first ``out_size`` bytes of a longer stream (no error when the
 stream goes on): the resynchronisation after damage looks at the start of a candidate buffer with it.
 """
+
 from __future__ import annotations
 
 try:  # the optional C accelerator
@@ -42,7 +43,7 @@ def decompress_py(src: bytes | memoryview, out_size: int, partial: bool = False)
         if flag_count == 0:
             if ip + 4 > n:
                 raise _fail("truncated flag word", ip)
-            flags = int.from_bytes(data[ip:ip + 4], "little")
+            flags = int.from_bytes(data[ip : ip + 4], "little")
             ip += 4
             flag_count = 32
         flag_count -= 1
@@ -55,7 +56,7 @@ def decompress_py(src: bytes | memoryview, out_size: int, partial: bool = False)
             ip += 1
             continue
         if ip == n:
-            break                                   # end of stream
+            break  # end of stream
         if ip + 2 > n:
             raise _fail("truncated match", ip)
         match = data[ip] | data[ip + 1] << 8
@@ -84,7 +85,7 @@ def decompress_py(src: bytes | memoryview, out_size: int, partial: bool = False)
                     if length == 0:
                         if ip + 4 > n:
                             raise _fail("truncated match length", ip)
-                        length = int.from_bytes(data[ip:ip + 4], "little")
+                        length = int.from_bytes(data[ip : ip + 4], "little")
                         ip += 4
                     if length < 15 + 7:
                         raise _fail("wrong match length", ip)
@@ -100,9 +101,9 @@ def decompress_py(src: bytes | memoryview, out_size: int, partial: bool = False)
                 raise _fail("output larger than expected", ip)
             length = cap - op
         if offset >= length:
-            out += out[op - offset:op - offset + length]
-        else:                                        # overlapping: the last `offset` bytes repeat
-            piece = out[op - offset:]
+            out += out[op - offset : op - offset + length]
+        else:  # overlapping: the last `offset` bytes repeat
+            piece = out[op - offset :]
             out += (piece * (length // offset + 1))[:length]
     return _checked(bytes(out), out_size, partial)
 

@@ -14,6 +14,7 @@ position from which a valid chain of records reaches the end of the buffer; a bu
 header or undecodable compressed data is skipped whole. Everything skipped is counted in
 :class:`EtlStats` and reported with :func:`etwtools.diagnostics.warn`.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -100,7 +101,7 @@ DAMAGE_REASONS = {
     4: "bad extended data item",
 }
 
-_HDR_LEN = np.zeros(256, np.int64)          # header bytes per header type (0: not a record type)
+_HDR_LEN = np.zeros(256, np.int64)  # header bytes per header type (0: not a record type)
 for _t, _n in HEADER_SIZES.items():
     _HDR_LEN[_t] = _n
 _PTR = np.zeros(256, np.uint8)
@@ -126,9 +127,9 @@ class LogfileHeader:
     pointer_size: int
     clock_type: int
     perf_freq: int
-    start_time: int              # FILETIME, UTC
-    end_time: int                # FILETIME, UTC
-    boot_time: int               # FILETIME
+    start_time: int  # FILETIME, UTC
+    end_time: int  # FILETIME, UTC
+    boot_time: int  # FILETIME
     cpu_speed_mhz: int
     number_of_processors: int
     events_lost: int
@@ -141,7 +142,7 @@ class LogfileHeader:
     logfile_name: str
     os_version: tuple[int, int]
     os_build: int
-    header_timestamp: int        # raw clock value of the header record (anchors start_time)
+    header_timestamp: int  # raw clock value of the header record (anchors start_time)
     maximum_file_size_mb: int = 0
 
     @property
@@ -167,23 +168,23 @@ class EtlStats:
     buffers: int = 0
     compressed_buffers: int = 0
     records: int = 0
-    skipped_buffers: int = 0          # buffers skipped whole (bad header, undecodable, cut)
+    skipped_buffers: int = 0  # buffers skipped whole (bad header, undecodable, cut)
     skipped_bytes: int = 0
-    skipped_records: int = 0          # records known lost (counted where the bytes allow)
-    damaged_buffers: int = 0          # buffers with at least one skipped part
+    skipped_records: int = 0  # records known lost (counted where the bytes allow)
+    damaged_buffers: int = 0  # buffers with at least one skipped part
     damage_offsets: list[int] = field(default_factory=list)
     damage_reasons: list[str] = field(default_factory=list)
     events_lost_flag_buffers: int = 0
     buffer_lost_flag_buffers: int = 0
     header_events_lost: int = 0
     header_buffers_lost: int = 0
-    trailing_bytes: int = 0           # bytes of the last, incomplete buffer (a cut file)
-    uncounted_buffers: int = 0        # skipped compressed buffers whose records cannot be counted
-    expected_buffers: int = 0         # BuffersWritten of the logfile header (0: not a usable count)
-    bad_time_records: int = 0         # records whose timestamp is outside the trace's span (kept)
+    trailing_bytes: int = 0  # bytes of the last, incomplete buffer (a cut file)
+    uncounted_buffers: int = 0  # skipped compressed buffers whose records cannot be counted
+    expected_buffers: int = 0  # BuffersWritten of the logfile header (0: not a usable count)
+    bad_time_records: int = 0  # records whose timestamp is outside the trace's span (kept)
     bad_time_offsets: list[int] = field(default_factory=list)
-    span: str = ""                    # the span, as text, for the warning
-    clock_note: str = ""              # the logfile header's times disagree with the buffers' (a damaged header)
+    span: str = ""  # the span, as text, for the warning
+    clock_note: str = ""  # the logfile header's times disagree with the buffers' (a damaged header)
     _damaged: set = field(default_factory=set, repr=False)
 
     def warnings(self) -> list[str]:
@@ -191,38 +192,52 @@ class EtlStats:
         out = []
         found = self.buffers + self.skipped_buffers
         missing = self.expected_buffers - found if self.expected_buffers > found else 0
-        gone = (f"the file holds {found} of the {self.expected_buffers} buffers its logfile header says were "
-                f"written: {missing} buffer(s) and their records are missing (the file is cut)")
+        gone = (
+            f"the file holds {found} of the {self.expected_buffers} buffers its logfile header says were "
+            f"written: {missing} buffer(s) and their records are missing (the file is cut)"
+        )
         if self.damaged_buffers:
             offs = ", ".join(f"{o:#x}" for o in self.damage_offsets[:5])
             more = f" and {len(self.damage_offsets) - 5} more" if len(self.damage_offsets) > 5 else ""
             reasons = "; ".join(dict.fromkeys(self.damage_reasons))
             whole = f", {self.skipped_buffers} of them whole" if self.skipped_buffers else ""
-            unknown = (f" plus the unknown records of {self.uncounted_buffers} undecodable compressed "
-                       "buffer(s)" if self.uncounted_buffers else "")
-            out.append(f"{self.path}: skipped {self.skipped_bytes} bytes and {self.skipped_records} "
-                       f"record(s){unknown} in {self.damaged_buffers} damaged buffer(s){whole} "
-                       f"(offsets {offs}{more}): {reasons}" + (f"; {gone}" if missing else ""))
+            unknown = (
+                f" plus the unknown records of {self.uncounted_buffers} undecodable compressed buffer(s)"
+                if self.uncounted_buffers
+                else ""
+            )
+            out.append(
+                f"{self.path}: skipped {self.skipped_bytes} bytes and {self.skipped_records} "
+                f"record(s){unknown} in {self.damaged_buffers} damaged buffer(s){whole} "
+                f"(offsets {offs}{more}): {reasons}" + (f"; {gone}" if missing else "")
+            )
         elif missing:
             out.append(f"{self.path}: {gone}")
         if self.bad_time_records:
             offs = ", ".join(f"{o:#x}" for o in self.bad_time_offsets[:5])
-            out.append(f"{self.path}: {self.bad_time_records} record(s) have a timestamp outside the trace "
-                       f"({self.span}), so their times are wrong: damaged records, or another trace appended to this "
-                       f"one (buffers at offsets {offs}"
-                       f"{', ...' if len(self.bad_time_offsets) >= 5 else ''})")
+            out.append(
+                f"{self.path}: {self.bad_time_records} record(s) have a timestamp outside the trace "
+                f"({self.span}), so their times are wrong: damaged records, or another trace appended to this "
+                f"one (buffers at offsets {offs}"
+                f"{', ...' if len(self.bad_time_offsets) >= 5 else ''})"
+            )
         if self.clock_note:
             out.append(f"{self.path}: {self.clock_note}")
         if self.events_lost_flag_buffers or self.header_events_lost:
-            out.append(f"{self.path}: the logger lost events: {self.header_events_lost} per the logfile "
-                       f"header, {self.events_lost_flag_buffers} buffer(s) flagged EVENTS_LOST")
+            out.append(
+                f"{self.path}: the logger lost events: {self.header_events_lost} per the logfile "
+                f"header, {self.events_lost_flag_buffers} buffer(s) flagged EVENTS_LOST"
+            )
         if self.buffer_lost_flag_buffers or self.header_buffers_lost:
-            out.append(f"{self.path}: the logger lost buffers: {self.header_buffers_lost} per the logfile "
-                       f"header, {self.buffer_lost_flag_buffers} buffer(s) flagged BUFFER_LOST")
+            out.append(
+                f"{self.path}: the logger lost buffers: {self.header_buffers_lost} per the logfile "
+                f"header, {self.buffer_lost_flag_buffers} buffer(s) flagged BUFFER_LOST"
+            )
         return out
 
-    def _damage(self, buffer: int, offset: int, nbytes: int, records: int, reason: str,
-                whole: bool = False) -> None:
+    def _damage(
+        self, buffer: int, offset: int, nbytes: int, records: int, reason: str, whole: bool = False
+    ) -> None:
         if buffer not in self._damaged:
             self._damaged.add(buffer)
             self.damaged_buffers += 1
@@ -235,6 +250,7 @@ class EtlStats:
 
 
 # ------------------------------------------------------------------ record walk (Python reference)
+
 
 def _record_at(data, p: int, end: int) -> tuple[int, int, int]:
     """(size, header length incl. extended items, damage code) of the record at ``p``; size 0: end marker."""
@@ -262,8 +278,11 @@ def _record_at(data, p: int, end: int) -> tuple[int, int, int]:
         return 0, 0, 2
     if p + size > end:
         return 0, 0, 3
-    if (ht == EVENT_HEADER32 or ht == EVENT_HEADER64) and flags == MARKER_FLAGS and \
-            struct.unpack_from("<H", data, p + 4)[0] & EH_EXTENDED_INFO:
+    if (
+        (ht == EVENT_HEADER32 or ht == EVENT_HEADER64)
+        and flags == MARKER_FLAGS
+        and struct.unpack_from("<H", data, p + 4)[0] & EH_EXTENDED_INFO
+    ):
         q, rec_end = p + hdr, p + size
         while True:
             if q + 8 > rec_end:
@@ -294,7 +313,7 @@ def _resync(data, p: int, end: int, memo: list[int], base: int) -> int:
     q = p + 8
     while q + 4 <= end:
         size, _, bad = _record_at(data, q, end)
-        if bad or size == 0:                    # a bad record or an end marker: no chain starts here
+        if bad or size == 0:  # a bad record or an end marker: no chain starts here
             q += 8
             continue
         path = [q]
@@ -310,12 +329,12 @@ def _resync(data, p: int, end: int, memo: list[int], base: int) -> int:
             if bad:
                 result = 2
                 break
-            if size == 0:                       # the end marker: the records end here
+            if size == 0:  # the end marker: the records end here
                 result = 1
                 break
             path.append(r)
             r += (size + 7) & ~7
-        for x in reversed(path):                # each record adds one to the chain after it
+        for x in reversed(path):  # each record adds one to the chain after it
             if result != 1:
                 result += 1
             memo[(x - base) >> 3] = result
@@ -355,8 +374,9 @@ def walk_py(data, starts: np.ndarray, ends: np.ndarray):
                 if memo is None:
                     memo = [0] * ((end - base) // 8 + 1)
                 resumed = _resync(data, p, end, memo, base)
-                damages.append((seg, p, resumed, bad, _lost_records(data, p, resumed if resumed >= 0 else end,
-                                                                    end)))
+                damages.append(
+                    (seg, p, resumed, bad, _lost_records(data, p, resumed if resumed >= 0 else end, end))
+                )
                 if resumed < 0:
                     break
                 p = resumed
@@ -400,10 +420,11 @@ walk = walk_c if _speedups is not None else walk_py
 
 # ------------------------------------------------------------------ the file
 
+
 def _utf16z(buf, start: int, end: int) -> tuple[str, int]:
     """The NUL-terminated UTF-16 string at ``start`` (cut at ``end``) and the position after it."""
     p = start
-    while p + 2 <= end and buf[p:p + 2] != b"\0\0":
+    while p + 2 <= end and buf[p : p + 2] != b"\0\0":
         p += 2
     text = bytes(buf[start:p]).decode("utf-16-le", errors="replace")
     return text, min(p + 2, end)
@@ -426,7 +447,7 @@ def _no_trim(_pad: int = 0) -> None:
     """Nothing to trim without glibc."""
 
 
-_TRIM_EVERY = 4          # chunks (about 32 MB of buffers) between two trims
+_TRIM_EVERY = 4  # chunks (about 32 MB of buffers) between two trims
 _trim_heap_fn = _heap_trimmer()
 
 
@@ -460,16 +481,21 @@ class EtlFile:
         if hasattr(mmap, "MADV_SEQUENTIAL"):
             self._mm.madvise(mmap.MADV_SEQUENTIAL)
         self._released = 0
-        self._last_stamp = 0            # the largest buffer TimeStamp seen (see _clock_note)
+        self._last_stamp = 0  # the largest buffer TimeStamp seen (see _clock_note)
         try:
             self.header = self._read_header()
-            self.clock = Clock.from_header(self.header.clock_type, self.header.perf_freq,
-                                           self.header.cpu_speed_mhz, self.header.start_time,
-                                           self.header.header_timestamp)
+            self.clock = Clock.from_header(
+                self.header.clock_type,
+                self.header.perf_freq,
+                self.header.cpu_speed_mhz,
+                self.header.start_time,
+                self.header.header_timestamp,
+            )
         except ValueError as exc:
             self.close()
-            raise EtlError(f"not a usable logfile header: {exc}", path=self.path,
-                           offset=BUFFER_HEADER_SIZE) from None
+            raise EtlError(
+                f"not a usable logfile header: {exc}", path=self.path, offset=BUFFER_HEADER_SIZE
+            ) from None
         except EtlError:
             self.close()
             raise
@@ -522,59 +548,89 @@ class EtlFile:
         p = BUFFER_HEADER_SIZE
         low, ht, flags, size, opcode, group = struct.unpack_from("<HBBHBB", mm, p)
         if flags != MARKER_FLAGS or ht not in (SYSTEM32, SYSTEM64):
-            raise self._err(f"not an ETL file: first record marker {low | ht << 16 | flags << 24:#010x} "
-                            "is not a SYSTEM trace header", p)
+            raise self._err(
+                f"not an ETL file: first record marker {low | ht << 16 | flags << 24:#010x} "
+                "is not a SYSTEM trace header",
+                p,
+            )
         if group != 0 or opcode != 0:
-            raise self._err(f"not an ETL file: first record is hook {group << 8 | opcode:#06x}, "
-                            "not the logfile header (0x0000)", p + 6)
+            raise self._err(
+                f"not an ETL file: first record is hook {group << 8 | opcode:#06x}, "
+                "not the logfile header (0x0000)",
+                p + 6,
+            )
         ps = 8 if ht == SYSTEM64 else 4
         s = structs_for(ps)
         if p + size > end or size < 0x20 + s.logfile_header_size:
-            raise self._err(f"logfile header record of {size} bytes does not fit the first buffer "
-                            f"({end:#x} bytes filled)", p + 4)
-        sh = s.system_header.parse(mm[p:p + 0x20])
-        lf = s.trace_logfile_header_fixed.parse(mm[p + 0x20:p + 0x20 + s.logfile_header_size])
+            raise self._err(
+                f"logfile header record of {size} bytes does not fit the first buffer "
+                f"({end:#x} bytes filled)",
+                p + 4,
+            )
+        sh = s.system_header.parse(mm[p : p + 0x20])
+        lf = s.trace_logfile_header_fixed.parse(mm[p + 0x20 : p + 0x20 + s.logfile_header_size])
         logger_name, q = _utf16z(mm, p + 0x20 + s.logfile_header_size, p + size)
         logfile_name, _ = _utf16z(mm, q, p + size)
         if lf.pointer_size not in (4, 8):
             raise self._err(f"logfile header pointer size {lf.pointer_size} is not 4 or 8", p + 0x20 + 0x2C)
         return LogfileHeader(
-            pointer_size=lf.pointer_size, clock_type=lf.clock_type, perf_freq=lf.perf_freq,
-            start_time=lf.start_time, end_time=lf.end_time, boot_time=lf.boot_time,
-            cpu_speed_mhz=lf.cpu_speed_mhz, number_of_processors=lf.number_of_processors,
-            events_lost=lf.events_lost, buffers_lost=lf.buffers_lost, buffers_written=lf.buffers_written,
-            buffer_size=lf.buffer_size, log_file_mode=lf.log_file_mode,
-            timezone_bias_minutes=lf.timezone.bias, logger_name=logger_name,
-            logfile_name=logfile_name, os_version=(lf.version & 0xFF, (lf.version >> 8) & 0xFF),
-            os_build=lf.provider_version, header_timestamp=sh.timestamp,
-            maximum_file_size_mb=lf.maximum_file_size)
+            pointer_size=lf.pointer_size,
+            clock_type=lf.clock_type,
+            perf_freq=lf.perf_freq,
+            start_time=lf.start_time,
+            end_time=lf.end_time,
+            boot_time=lf.boot_time,
+            cpu_speed_mhz=lf.cpu_speed_mhz,
+            number_of_processors=lf.number_of_processors,
+            events_lost=lf.events_lost,
+            buffers_lost=lf.buffers_lost,
+            buffers_written=lf.buffers_written,
+            buffer_size=lf.buffer_size,
+            log_file_mode=lf.log_file_mode,
+            timezone_bias_minutes=lf.timezone.bias,
+            logger_name=logger_name,
+            logfile_name=logfile_name,
+            os_version=(lf.version & 0xFF, (lf.version >> 8) & 0xFF),
+            os_build=lf.provider_version,
+            header_timestamp=sh.timestamp,
+            maximum_file_size_mb=lf.maximum_file_size,
+        )
 
     # -- buffers
     def _buffers(self) -> Iterator[tuple[int, bytes | memoryview, int]]:
         """(file offset, record bytes, flags) of every usable buffer; damage goes to ``self.stats``."""
         mm, size, st = self._map, self.size, self.stats
-        stride = self.header.buffer_size       # plain buffers after the first all have one size
+        stride = self.header.buffer_size  # plain buffers after the first all have one size
         off = 0
         while off < size:
             if off + BUFFER_HEADER_SIZE > size:
                 st.trailing_bytes = size - off
                 st._damage(off, off, size - off, 0, "file ends inside a buffer header", True)
                 return
-            bsize, = struct.unpack_from("<I", mm, off)
+            (bsize,) = struct.unpack_from("<I", mm, off)
             filled, flag = struct.unpack_from("<IH", mm, off + 0x30)
             compressed = bool(flag & FLAG_COMPRESSED)
-            ok = BUFFER_HEADER_SIZE <= bsize <= MAX_BUFFER and BUFFER_HEADER_SIZE <= filled <= MAX_BUFFER \
+            ok = (
+                BUFFER_HEADER_SIZE <= bsize <= MAX_BUFFER
+                and BUFFER_HEADER_SIZE <= filled <= MAX_BUFFER
                 and (compressed or filled <= bsize)
+            )
             if not ok:
                 nxt = self._next_buffer(off, stride)
                 lost = -1 if compressed else self._count_plain(off + BUFFER_HEADER_SIZE, nxt)
-                st._damage(off, off, nxt - off, lost,
-                           f"bad buffer header (size {bsize:#x}, filled {filled:#x})", True)
+                st._damage(
+                    off,
+                    off,
+                    nxt - off,
+                    lost,
+                    f"bad buffer header (size {bsize:#x}, filled {filled:#x})",
+                    True,
+                )
                 off = nxt
                 continue
             st.buffers += 1
             if off:
-                stamp, = struct.unpack_from("<Q", mm, off + 0x10)
+                (stamp,) = struct.unpack_from("<Q", mm, off + 0x10)
                 self._last_stamp = max(self._last_stamp, stamp)
             st.events_lost_flag_buffers += bool(flag & FLAG_EVENTS_LOST)
             st.buffer_lost_flag_buffers += bool(flag & FLAG_BUFFER_LOST)
@@ -588,14 +644,19 @@ class EtlFile:
                     st._damage(off, off, avail, -1, "file ends inside a compressed buffer", True)
                     return
                 if filled - BUFFER_HEADER_SIZE > MAX_RATIO * (bsize - BUFFER_HEADER_SIZE):
-                    st._damage(off, off, bsize, -1,
-                               f"compressed buffer claims {filled - BUFFER_HEADER_SIZE} bytes from "
-                               f"{bsize - BUFFER_HEADER_SIZE}: beyond any real Xpress ratio (refused unread)",
-                               True)
+                    st._damage(
+                        off,
+                        off,
+                        bsize,
+                        -1,
+                        f"compressed buffer claims {filled - BUFFER_HEADER_SIZE} bytes from "
+                        f"{bsize - BUFFER_HEADER_SIZE}: beyond any real Xpress ratio (refused unread)",
+                        True,
+                    )
                     off += bsize
                     continue
                 try:
-                    with memoryview(mm)[off + BUFFER_HEADER_SIZE:off + bsize] as src:
+                    with memoryview(mm)[off + BUFFER_HEADER_SIZE : off + bsize] as src:
                         data = decompress(src, filled - BUFFER_HEADER_SIZE)
                 except DecompressionError as exc:
                     st._damage(off, off, bsize, -1, f"compressed buffer: {exc}", True)
@@ -604,8 +665,8 @@ class EtlFile:
                 yield off, data, flag
             else:
                 end = min(filled, avail)
-                view = memoryview(mm)[off + BUFFER_HEADER_SIZE:off + max(end, BUFFER_HEADER_SIZE)]
-                yield off, view, flag     # copied once, into the batch, and released there
+                view = memoryview(mm)[off + BUFFER_HEADER_SIZE : off + max(end, BUFFER_HEADER_SIZE)]
+                yield off, view, flag  # copied once, into the batch, and released there
                 if avail < bsize:
                     st.trailing_bytes = avail
                     missing = filled - end
@@ -629,15 +690,19 @@ class EtlFile:
         mm, size = self._map, self.size
         step = 1 << 20
         start = off + 1
-        fails: dict[int, int] = {}      # record position -> where the chain of records from it meets a bad one
+        fails: dict[int, int] = {}  # record position -> where the chain of records from it meets a bad one
         while start + BUFFER_HEADER_SIZE + 8 <= size:
             stop = min(size, start + step + BUFFER_HEADER_SIZE + 8)
             b = np.frombuffer(mm, np.uint8, stop - start, start)
             n = len(b) - BUFFER_HEADER_SIZE - 8 + 1
             if n <= 0:
                 break
-            cand = np.flatnonzero((b[3:3 + n] == 0) & (b[0x33:0x33 + n] == 0) & (b[0x37:0x37 + n] == 0)
-                                  & (b[0x36:0x36 + n] < 8))
+            cand = np.flatnonzero(
+                (b[3 : 3 + n] == 0)
+                & (b[0x33 : 0x33 + n] == 0)
+                & (b[0x37 : 0x37 + n] == 0)
+                & (b[0x36 : 0x36 + n] < 8)
+            )
             cand = cand[self._header_sane(b, cand, start)]
             del b
             for c in cand:
@@ -651,16 +716,23 @@ class EtlFile:
         """Which candidate buffer starts ``cand`` (indexes into ``b``, the bytes from ``start``) have sizes
         :meth:`_plausible_buffer` accepts and, when plain, a record marker first: checked in bulk, so
         that the per-candidate work is spent on few."""
+
         def u24(k: int) -> np.ndarray:
-            return (b[cand + k].astype(np.int64) | b[cand + k + 1].astype(np.int64) << 8
-                    | b[cand + k + 2].astype(np.int64) << 16)
+            return (
+                b[cand + k].astype(np.int64)
+                | b[cand + k + 1].astype(np.int64) << 8
+                | b[cand + k + 2].astype(np.int64) << 16
+            )
+
         bsize, filled = u24(0), u24(0x30)
         compressed = (b[cand + 0x34] & FLAG_COMPRESSED) != 0
         first = b[cand + BUFFER_HEADER_SIZE + 3]
         least = BUFFER_HEADER_SIZE + 8
         ok = (bsize >= least) & (filled >= least) & (start + cand + bsize <= self.size)
         plain_ok = (filled <= bsize) & ((first == MARKER_FLAGS) | (first == MESSAGE_FLAGS))
-        comp_ok = (filled >= bsize) & (filled - BUFFER_HEADER_SIZE <= MAX_RATIO * (bsize - BUFFER_HEADER_SIZE))
+        comp_ok = (filled >= bsize) & (
+            filled - BUFFER_HEADER_SIZE <= MAX_RATIO * (bsize - BUFFER_HEADER_SIZE)
+        )
         return ok & np.where(compressed, comp_ok, plain_ok)
 
     def _plausible_buffer(self, q: int, fails: dict[int, int] | None = None) -> bool:
@@ -669,24 +741,29 @@ class EtlFile:
         plain candidates ``fails`` (shared by the candidates of one search) remembers where the chain
         from each record position meets a bad record, so overlapping candidates walk each record once."""
         mm, size = self._map, self.size
-        bsize, = struct.unpack_from("<I", mm, q)
+        (bsize,) = struct.unpack_from("<I", mm, q)
         filled, flag = struct.unpack_from("<IH", mm, q + 0x30)
-        if not (BUFFER_HEADER_SIZE + 8 <= bsize <= MAX_BUFFER and BUFFER_HEADER_SIZE + 8 <= filled
-                and q + bsize <= size):
+        if not (
+            BUFFER_HEADER_SIZE + 8 <= bsize <= MAX_BUFFER
+            and BUFFER_HEADER_SIZE + 8 <= filled
+            and q + bsize <= size
+        ):
             return False
         full = filled - BUFFER_HEADER_SIZE
         if flag & FLAG_COMPRESSED:
             if not (bsize <= filled <= MAX_BUFFER and full <= MAX_RATIO * (bsize - BUFFER_HEADER_SIZE)):
                 return False
             try:
-                data = decompress(mm[q + BUFFER_HEADER_SIZE:q + bsize], min(full, PROBE_BYTES), partial=True)
+                data = decompress(
+                    mm[q + BUFFER_HEADER_SIZE : q + bsize], min(full, PROBE_BYTES), partial=True
+                )
             except DecompressionError:
                 return False
             return _starts_with_records(data, full)
         if filled > bsize:
             return False
         if fails is None:
-            data = mm[q + BUFFER_HEADER_SIZE:q + BUFFER_HEADER_SIZE + min(full, PROBE_BYTES)]
+            data = mm[q + BUFFER_HEADER_SIZE : q + BUFFER_HEADER_SIZE + min(full, PROBE_BYTES)]
             return _starts_with_records(data, full)
         first = q + BUFFER_HEADER_SIZE
         limit = first + min(full, PROBE_BYTES)
@@ -700,7 +777,7 @@ class EtlFile:
             if bad:
                 fail = r
                 break
-            if rsize == 0:                      # the end marker: the records end well (after one at least)
+            if rsize == 0:  # the end marker: the records end well (after one at least)
                 fail = size if r > first else r
                 break
             path.append(r)
@@ -716,9 +793,12 @@ class EtlFile:
         """The file's records in order, in batches of about ``chunk_bytes`` of (decompressed) buffers."""
         if self._mm is None:
             raise ValueError("I/O operation on a closed EtlFile")
-        self.stats = st = EtlStats(path=self.path, header_events_lost=self.header.events_lost,
-                                   header_buffers_lost=self.header.buffers_lost,
-                                   expected_buffers=self.header.expected_buffers)
+        self.stats = st = EtlStats(
+            path=self.path,
+            header_events_lost=self.header.events_lost,
+            header_buffers_lost=self.header.buffers_lost,
+            expected_buffers=self.header.expected_buffers,
+        )
         self._last_stamp = 0
         record_base = chunks = 0
         parts: list = []
@@ -762,7 +842,7 @@ class EtlFile:
         # + _TAIL bytes so the fixed-width header gather never runs past the end
         buf = bytearray(b"\xff" * (pos + _TAIL))
         for i, part in enumerate(parts):
-            buf[starts[i]:ends[i]] = part
+            buf[starts[i] : ends[i]] = part
             if isinstance(part, memoryview):
                 part.release()
         parts.clear()
@@ -771,8 +851,13 @@ class EtlFile:
         for seg, p, resumed, code, lost in damages:
             file_off = seg_files[seg] + BUFFER_HEADER_SIZE + (p - int(starts[seg]))
             stop = resumed if resumed >= 0 else int(ends[seg])
-            st._damage(seg_files[seg], file_off if self._is_plain(seg_files[seg]) else seg_files[seg],
-                       stop - p, lost, DAMAGE_REASONS.get(code, f"damage {code}"))
+            st._damage(
+                seg_files[seg],
+                file_off if self._is_plain(seg_files[seg]) else seg_files[seg],
+                stop - p,
+                lost,
+                DAMAGE_REASONS.get(code, f"damage {code}"),
+            )
         return self._columns(buf, offs, sizes, hdrs, starts, np.asarray(seg_files, np.int64), record_base)
 
     def _clock_note(self) -> str:
@@ -784,15 +869,19 @@ class EtlFile:
         h, stamp = self.header, self._last_stamp
         if not stamp or not FILETIME_UNIX_EPOCH <= h.end_time <= FILETIME_MAX_NS or h.end_time < h.start_time:
             return ""
-        by_header = (h.end_time - h.start_time) * 100                       # ns from start to end
-        by_clock = self.clock.raw_to_ns(stamp) - self.clock.anchor_ns       # ns from start to the last flush
+        by_header = (h.end_time - h.start_time) * 100  # ns from start to end
+        by_clock = self.clock.raw_to_ns(stamp) - self.clock.anchor_ns  # ns from start to the last flush
         slack = max(60 * 10**9, by_header // 100)
-        relogged = h.start_time - 864_000_000_000 <= stamp <= FILETIME_MAX_NS   # a FILETIME: when it was relogged
+        relogged = (
+            h.start_time - 864_000_000_000 <= stamp <= FILETIME_MAX_NS
+        )  # a FILETIME: when it was relogged
         if abs(by_clock - by_header) <= slack or relogged:
             return ""
-        return (f"the logfile header's StartTime, EndTime or clock frequency ({self.clock.ticks_per_second:,} Hz) "
-                f"is damaged: the trace lasted {by_header / 1e9:,.1f} s by StartTime..EndTime but "
-                f"{by_clock / 1e9:,.1f} s by the buffers' own clock, so every time read may be off")
+        return (
+            f"the logfile header's StartTime, EndTime or clock frequency ({self.clock.ticks_per_second:,} Hz) "
+            f"is damaged: the trace lasted {by_header / 1e9:,.1f} s by StartTime..EndTime but "
+            f"{by_clock / 1e9:,.1f} s by the buffers' own clock, so every time read may be off"
+        )
 
     def _release_pages(self, upto: int) -> None:
         """Drop the mapped pages before ``upto`` from memory: RSS stays flat however big the file."""
@@ -802,25 +891,24 @@ class EtlFile:
             self._released = end
 
     def _is_plain(self, file_off: int) -> bool:
-        flag, = struct.unpack_from("<H", self._map, file_off + 0x34)
+        (flag,) = struct.unpack_from("<H", self._map, file_off + 0x34)
         return not flag & FLAG_COMPRESSED
 
     def _columns(self, data, offs, sizes, hdrs, starts, seg_files, record_base) -> RecordBatch:
         n = len(offs)
         # the first 7 u64 words (0x38 bytes) of every record header, in one gather
-        if _columnar is not None:      # one memcpy per record instead of a (n, 7) index gather
+        if _columnar is not None:  # one memcpy per record instead of a (n, 7) index gather
             w = np.empty((n, 7), np.uint64)
             _columnar.fixed(data, offs, 56, w)
         else:
             w = np.frombuffer(data, np.uint64)[(offs >> 3)[:, None] + np.arange(7)]
         w0, w1 = w[:, 0], w[:, 1]
         flags = (w0 >> np.uint64(24)).astype(np.uint8)
-        htype = np.where(flags == MESSAGE_FLAGS, np.uint8(MESSAGE),
-                         (w0 >> np.uint64(16)).astype(np.uint8))
+        htype = np.where(flags == MESSAGE_FLAGS, np.uint8(MESSAGE), (w0 >> np.uint64(16)).astype(np.uint8))
         kind = _KIND[htype]
         kern, perf, guided, ev = kind == _K_SYSTEM, kind == _K_PERFINFO, kind >= _K_CLASSIC, kind == _K_EVENT
         kp = kern | perf
-        hi32 = (w0 >> np.uint64(32)).astype(np.uint32)       # bytes 4..7
+        hi32 = (w0 >> np.uint64(32)).astype(np.uint32)  # bytes 4..7
         b6 = ((hi32 >> 16) & 0xFF).astype(np.uint8)
         b7 = (hi32 >> 24).astype(np.uint8)
         group = np.where(kp, b7.astype(np.int16), np.int16(-1))
@@ -832,13 +920,23 @@ class EtlFile:
         w5 = w[:, 5]
         # kernel: version = byte 0, opcode = byte 6; classic (FULL/INSTANCE): opcode @4, level @5,
         # version u16 @6; EVENT_HEADER: descriptor at 0x28 (word 5) and keyword at 0x30 (word 6)
-        opcode = np.where(kp, b6, np.where(ev, (w5 >> np.uint64(40)).astype(np.uint8),
-                                            (hi32 & 0xFF).astype(np.uint8)))
-        version = np.where(kp, (w0 & np.uint64(0xFF)).astype(np.uint16),
-                           np.where(ev, ((w5 >> np.uint64(16)) & np.uint64(0xFF)).astype(np.uint16),
-                                    (hi32 >> 16).astype(np.uint16)))
-        level = np.where(ev, ((w5 >> np.uint64(32)) & np.uint64(0xFF)).astype(np.uint8),
-                         ((hi32 >> 8) & 0xFF).astype(np.uint8))
+        opcode = np.where(
+            kp, b6, np.where(ev, (w5 >> np.uint64(40)).astype(np.uint8), (hi32 & 0xFF).astype(np.uint8))
+        )
+        version = np.where(
+            kp,
+            (w0 & np.uint64(0xFF)).astype(np.uint16),
+            np.where(
+                ev,
+                ((w5 >> np.uint64(16)) & np.uint64(0xFF)).astype(np.uint16),
+                (hi32 >> 16).astype(np.uint16),
+            ),
+        )
+        level = np.where(
+            ev,
+            ((w5 >> np.uint64(32)) & np.uint64(0xFF)).astype(np.uint8),
+            ((hi32 >> 8) & 0xFF).astype(np.uint8),
+        )
         event_id = np.where(ev, (w5 & np.uint64(0xFFFF)).astype(np.uint16), np.uint16(0))
         keyword = np.where(ev, w[:, 6], np.uint64(0))
         classic = guided & ~ev
@@ -855,11 +953,26 @@ class EtlFile:
             idx = np.maximum.accumulate(np.where(~msg, np.arange(n), -1))
             time = np.where(idx >= 0, time[np.maximum(idx, 0)], np.int64(self.clock.anchor_ns))
         return RecordBatch(
-            data=data, record=np.arange(record_base, record_base + n, dtype=np.int64), offset=offs,
-            file_offset=seg_files[seg], htype=htype, pointer_size=_PTR[htype], provider=provider,
-            group=group, opcode=opcode, version=version, event_id=event_id, level=level, keyword=keyword,
-            pid=pid, tid=tid, time=time, payload_offset=offs + hdrs, payload_size=sizes - hdrs,
-            guids=self.guids)
+            data=data,
+            record=np.arange(record_base, record_base + n, dtype=np.int64),
+            offset=offs,
+            file_offset=seg_files[seg],
+            htype=htype,
+            pointer_size=_PTR[htype],
+            provider=provider,
+            group=group,
+            opcode=opcode,
+            version=version,
+            event_id=event_id,
+            level=level,
+            keyword=keyword,
+            pid=pid,
+            tid=tid,
+            time=time,
+            payload_offset=offs + hdrs,
+            payload_size=sizes - hdrs,
+            guids=self.guids,
+        )
 
     def _span(self) -> tuple[int, int, str]:
         """[lo, hi] UTC ns a record's time may take: the header's start to its end (when usable), with slack."""
@@ -868,8 +981,11 @@ class EtlFile:
         hi_max = filetime_to_ns(FILETIME_MAX_NS)
         if end is None or end < start:
             return start - BEFORE_START_NS, hi_max, "before its start, or past year 2262"
-        return start - BEFORE_START_NS, min(end + AFTER_END_NS, hi_max), \
-            "more than a minute before its start or an hour after its end"
+        return (
+            start - BEFORE_START_NS,
+            min(end + AFTER_END_NS, hi_max),
+            "more than a minute before its start or an hour after its end",
+        )
 
     def _check_times(self, raw: np.ndarray, timed: np.ndarray, file_offsets: np.ndarray) -> None:
         lo, hi, text = self._span()

@@ -8,6 +8,7 @@ process events: each process instance lives from its Start (or, for DCStart rund
 first seen at their end, from before the trace) to its End/Defunct (or, for DCEnd, past the trace).
 PIDs are reused; the lookup is an as-of join by PID on these lifetimes.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,18 @@ from .tcpip import decode_pid_events
 _MIN, _MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 #: Columns kept after the EVENTS schema ones.
-EVENT_EXTRAS = ["tid", "opcode", "version", "event_id", "mss", "rcvwin", "startime", "endtime", "proto",
-                "failure_code"]
+EVENT_EXTRAS = [
+    "tid",
+    "opcode",
+    "version",
+    "event_id",
+    "mss",
+    "rcvwin",
+    "startime",
+    "endtime",
+    "proto",
+    "failure_code",
+]
 
 
 @dataclass
@@ -86,8 +97,7 @@ class _Collector:
         self.services.extend(services)
 
 
-def read_timeline(path: str | os.PathLike, progress: Progress | None = None,
-                  packets: Any = None) -> Timeline:
+def read_timeline(path: str | os.PathLike, progress: Progress | None = None, packets: Any = None) -> Timeline:
     """Events, processes and local addresses of an ETL file, reading it once.
 
     ``packets`` (an :class:`~.packets.EtlPacketReader`) is fed the same batches, so the frames inside
@@ -107,8 +117,12 @@ def read_timeline(path: str | os.PathLike, progress: Progress | None = None,
     return _timeline_from(collector, path, header, stats)
 
 
-def timeline_from_batches(batches: Iterable[RecordBatch], path: str | os.PathLike = "<batches>",
-                          header: Any = None, stats: Any = None) -> Timeline:
+def timeline_from_batches(
+    batches: Iterable[RecordBatch],
+    path: str | os.PathLike = "<batches>",
+    header: Any = None,
+    stats: Any = None,
+) -> Timeline:
     """The timeline of already decoded record batches (no container statistics are reported)."""
     collector = _Collector()
     for batch in batches:
@@ -119,8 +133,10 @@ def timeline_from_batches(batches: Iterable[RecordBatch], path: str | os.PathLik
 def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, stats: Any) -> Timeline:
     if collector.skipped:
         warn(f"{os.fspath(path)}: skipped {collector.skipped.summary()}")
-    processes = merge_processes(build_processes(collector.procs, collector.services),
-                                build_processes(collector.kprocs, collector.services))
+    processes = merge_processes(
+        build_processes(collector.procs, collector.services),
+        build_processes(collector.kprocs, collector.services),
+    )
     events = _events_frame(collector.net, processes, collector.tcpip)
     local: list[str] = []
     for nic in collector.nics:
@@ -128,8 +144,15 @@ def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, 
             text = text_address(addr)
             if text and text not in local:
                 local.append(text)
-    return Timeline(events=events, processes=conform(processes, PROCESSES), local_addresses=local,
-                    header=header, stats=stats, nics=collector.nics, services=collector.services)
+    return Timeline(
+        events=events,
+        processes=conform(processes, PROCESSES),
+        local_addresses=local,
+        header=header,
+        stats=stats,
+        nics=collector.nics,
+        services=collector.services,
+    )
 
 
 def read_etl_events(path: str | os.PathLike, *, progress: Progress | None = None) -> pl.DataFrame:
@@ -150,8 +173,9 @@ def read_local_addresses(path: str | os.PathLike) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _events_frame(frames: list[pl.DataFrame], processes: pl.DataFrame,
-                  oriented: Sequence[pl.DataFrame] = ()) -> pl.DataFrame:
+def _events_frame(
+    frames: list[pl.DataFrame], processes: pl.DataFrame, oriented: Sequence[pl.DataFrame] = ()
+) -> pl.DataFrame:
     if frames:
         df = pl.concat(frames, how="diagonal_relaxed")
     else:
@@ -167,8 +191,9 @@ def _events_frame(frames: list[pl.DataFrame], processes: pl.DataFrame,
     return conform(df, EVENTS).select([*EVENTS, *EVENT_EXTRAS])
 
 
-def attach_process(events: pl.DataFrame, processes: pl.DataFrame, grace_s: float = PROCESS_GRACE_S
-                   ) -> pl.DataFrame:
+def attach_process(
+    events: pl.DataFrame, processes: pl.DataFrame, grace_s: float = PROCESS_GRACE_S
+) -> pl.DataFrame:
     """Add ``process``: the image of ``pid`` at ``time`` (None when no process covers it), by the rule
     of :func:`etwtools.parsers.lifetimes.process_at` (names kept ``grace_s`` after the End); rows keep
     their order and columns."""
@@ -195,10 +220,22 @@ def build_processes(events: list[dict], services: list[dict]) -> pl.DataFrame:
     for row in rows:
         row["services"] = ",".join(row.pop("_services")) or None
     schema = {
-        "pid": pl.Int64, "ppid": pl.Int64, "image": pl.Utf8, "command_line": pl.Utf8, "session": pl.Int64,
-        "start": pl.Int64, "end": pl.Int64, "services": pl.Utf8, "user": pl.Utf8, "source": pl.Utf8,
-        "exit_status": pl.Int64, "alive_at_end": pl.Boolean,
-        "defunct": pl.Boolean, "unique_key": pl.UInt64, "flags": pl.Int64, "record": pl.Int64,
+        "pid": pl.Int64,
+        "ppid": pl.Int64,
+        "image": pl.Utf8,
+        "command_line": pl.Utf8,
+        "session": pl.Int64,
+        "start": pl.Int64,
+        "end": pl.Int64,
+        "services": pl.Utf8,
+        "user": pl.Utf8,
+        "source": pl.Utf8,
+        "exit_status": pl.Int64,
+        "alive_at_end": pl.Boolean,
+        "defunct": pl.Boolean,
+        "unique_key": pl.UInt64,
+        "flags": pl.Int64,
+        "record": pl.Int64,
     }
     df = pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema, orient="row")
     return df.with_columns(pl.col("start", "end").cast(pl.Datetime("ns", "UTC")))
@@ -209,12 +246,15 @@ def merge_processes(classic: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFra
     PID overlaps (a trace with both providers logs each process twice)."""
     if manifest.is_empty() or classic.is_empty():
         return manifest if classic.is_empty() else classic
-    span = [pl.col("start").cast(pl.Int64).fill_null(_MIN).alias("_b"),
-            pl.col("end").cast(pl.Int64).fill_null(_MAX).alias("_e")]
+    span = [
+        pl.col("start").cast(pl.Int64).fill_null(_MIN).alias("_b"),
+        pl.col("end").cast(pl.Int64).fill_null(_MAX).alias("_e"),
+    ]
     m = manifest.with_row_index("_row").with_columns(span)
     c = classic.select("pid", *span)
-    overlap = (m.join(c, on="pid", suffix="_c")
-               .filter((pl.col("_b") <= pl.col("_e_c")) & (pl.col("_b_c") <= pl.col("_e")))["_row"])
+    overlap = m.join(c, on="pid", suffix="_c").filter(
+        (pl.col("_b") <= pl.col("_e_c")) & (pl.col("_b_c") <= pl.col("_e"))
+    )["_row"]
     kept = m.filter(~pl.col("_row").is_in(overlap.implode())).drop("_row", "_b", "_e")
     return pl.concat([classic, kept]).sort(pl.col("start").cast(pl.Int64).fill_null(_MIN), "record")
 

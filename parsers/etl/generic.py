@@ -12,6 +12,7 @@ for the defects that rules it out).
 This view decodes record by record in Python (30 k events/s): ``etwtools events --all`` and the library
 use ``columnar.py``, which gives the same values in bulk; tests compare the two on the whole corpus.
 """
+
 from __future__ import annotations
 
 import io
@@ -65,28 +66,85 @@ from .records import (
 )
 
 ALL_EVENTS: ColumnTypes = {
-    "time": pl.Datetime("ns", "UTC"), "provider": pl.Utf8, "event_id": pl.Int32, "opcode": pl.Int32,
-    "version": pl.Int32, "pid": pl.Int64, "tid": pl.Int64, "record": pl.Int64, "decoder": pl.Utf8,
+    "time": pl.Datetime("ns", "UTC"),
+    "provider": pl.Utf8,
+    "event_id": pl.Int32,
+    "opcode": pl.Int32,
+    "version": pl.Int32,
+    "pid": pl.Int64,
+    "tid": pl.Int64,
+    "record": pl.Int64,
+    "decoder": pl.Utf8,
     "fields": pl.Utf8,
 }
 
 _NAMES = {
-    EVENTTRACE_HEADER: "EventTrace", PROCESS_KERNEL: "Process", THREAD_KERNEL: "Thread", TCPIP_KERNEL: "TcpIp",
-    UDPIP_KERNEL: "UdpIp", SYSTEMCONFIG_KERNEL: "SystemConfig", IMAGE_KERNEL: "Image",
-    KERNEL_NETWORK: "Microsoft-Windows-Kernel-Network", TCPIP: "Microsoft-Windows-TCPIP",
-    NDIS_PACKETCAPTURE: "Microsoft-Windows-NDIS-PacketCapture", PKTMON: "Microsoft-Windows-PktMon",
+    EVENTTRACE_HEADER: "EventTrace",
+    PROCESS_KERNEL: "Process",
+    THREAD_KERNEL: "Thread",
+    TCPIP_KERNEL: "TcpIp",
+    UDPIP_KERNEL: "UdpIp",
+    SYSTEMCONFIG_KERNEL: "SystemConfig",
+    IMAGE_KERNEL: "Image",
+    KERNEL_NETWORK: "Microsoft-Windows-Kernel-Network",
+    TCPIP: "Microsoft-Windows-TCPIP",
+    NDIS_PACKETCAPTURE: "Microsoft-Windows-NDIS-PacketCapture",
+    PKTMON: "Microsoft-Windows-PktMon",
 }
 #: Kernel group (hook id >> 8) names, as geoffchappell.com's hook id table and the MOF classes name them.
 KERNEL_GROUP_NAMES = {
-    0x00: "EventTrace", 0x01: "DiskIo", 0x02: "PageFault", 0x03: "Process", 0x04: "FileIo", 0x05: "Thread",
-    0x06: "TcpIp", 0x07: "Job", 0x08: "UdpIp", 0x09: "Registry", 0x0A: "DbgPrint", 0x0B: "SystemConfig",
-    0x0C: "Spare1", 0x0D: "Wnf", 0x0E: "Pool", 0x0F: "PerfInfo", 0x10: "Heap", 0x11: "Object", 0x12: "Power",
-    0x13: "Modbound", 0x14: "Image", 0x15: "Dpc", 0x16: "Gdi", 0x17: "CritSec", 0x18: "StackWalk",
-    0x19: "Ums", 0x1A: "ALPC", 0x1B: "SplitIo", 0x1C: "ThreadPool", 0x1D: "Hypervisor", 0x1E: "HypervisorX",
+    0x00: "EventTrace",
+    0x01: "DiskIo",
+    0x02: "PageFault",
+    0x03: "Process",
+    0x04: "FileIo",
+    0x05: "Thread",
+    0x06: "TcpIp",
+    0x07: "Job",
+    0x08: "UdpIp",
+    0x09: "Registry",
+    0x0A: "DbgPrint",
+    0x0B: "SystemConfig",
+    0x0C: "Spare1",
+    0x0D: "Wnf",
+    0x0E: "Pool",
+    0x0F: "PerfInfo",
+    0x10: "Heap",
+    0x11: "Object",
+    0x12: "Power",
+    0x13: "Modbound",
+    0x14: "Image",
+    0x15: "Dpc",
+    0x16: "Gdi",
+    0x17: "CritSec",
+    0x18: "StackWalk",
+    0x19: "Ums",
+    0x1A: "ALPC",
+    0x1B: "SplitIo",
+    0x1C: "ThreadPool",
+    0x1D: "Hypervisor",
+    0x1E: "HypervisorX",
 }
 _KERNEL_HEADERS = (SYSTEM32, SYSTEM64, COMPACT32, COMPACT64, PERFINFO32, PERFINFO64)
-_NET_FIELDS = ["event", "protocol", "ip_version", "pid", "size", "saddr", "sport", "daddr", "dport",
-               "connid", "seqnum", "mss", "rcvwin", "startime", "endtime", "proto", "failure_code"]
+_NET_FIELDS = [
+    "event",
+    "protocol",
+    "ip_version",
+    "pid",
+    "size",
+    "saddr",
+    "sport",
+    "daddr",
+    "dport",
+    "connid",
+    "seqnum",
+    "mss",
+    "rcvwin",
+    "startime",
+    "endtime",
+    "proto",
+    "failure_code",
+]
 
 
 class _EtlParserSchemas:
@@ -134,8 +192,9 @@ class _EtlParserSchemas:
 
 def _guid_of(g: Any) -> uuid.UUID:
     """uuid.UUID of an etl-parser ``Guid`` (data1, data2, data3, data4 list)."""
-    return uuid.UUID(fields=(g.data1, g.data2, g.data3, g.data4[0], g.data4[1],
-                             int.from_bytes(bytes(g.data4[2:8]), "big")))
+    return uuid.UUID(
+        fields=(g.data1, g.data2, g.data3, g.data4[0], g.data4[1], int.from_bytes(bytes(g.data4[2:8]), "big"))
+    )
 
 
 SCHEMAS = _EtlParserSchemas()
@@ -157,12 +216,25 @@ def jsonable(value: Any) -> Any:
         kind = value.get("type")
         if kind in ("WString", "CString") and "string" in value:
             raw = bytes(value["string"])
-            return (raw[:-2].decode("utf-16-le", "replace") if kind == "WString"
-                    else raw[:-1].decode("cp1252", "replace"))
+            return (
+                raw[:-2].decode("utf-16-le", "replace")
+                if kind == "WString"
+                else raw[:-1].decode("cp1252", "replace")
+            )
         if kind == "Guid" and "inner" in value:
             inner = value["inner"]
-            return str(uuid.UUID(fields=(inner["data1"], inner["data2"], inner["data3"], inner["data4"][0],
-                                         inner["data4"][1], int.from_bytes(bytes(inner["data4"][2:]), "big"))))
+            return str(
+                uuid.UUID(
+                    fields=(
+                        inner["data1"],
+                        inner["data2"],
+                        inner["data3"],
+                        inner["data4"][0],
+                        inner["data4"][1],
+                        int.from_bytes(bytes(inner["data4"][2:]), "big"),
+                    )
+                )
+            )
         if "SubAuthorityCount" in value and "IdentifierAuthority" in value:
             raw = bytes([value.get("Revision", 1), value["SubAuthorityCount"], *value["IdentifierAuthority"]])
             raw += b"".join(int(x).to_bytes(4, "little") for x in value["SubAuthority"])
@@ -207,7 +279,11 @@ def describe_batch(batch: RecordBatch, skipped: Skipped) -> list[dict]:
                     cls = SCHEMAS.manifest(guid, event_id, version)
                 elif htype in _KERNEL_HEADERS and group >= 0 and int(batch.pointer_size[i]) == 8:
                     cls = SCHEMAS.kernel(group, version, opcode)
-                parsed = _parse_exact(cls.pattern, payload) if cls is not None and cls.pattern is not None else None
+                parsed = (
+                    _parse_exact(cls.pattern, payload)
+                    if cls is not None and cls.pattern is not None
+                    else None
+                )
                 if parsed is not None:
                     decoder, fields = "etl-parser", jsonable(parsed)
                 else:
@@ -219,14 +295,20 @@ def describe_batch(batch: RecordBatch, skipped: Skipped) -> list[dict]:
         else:
             name = None
         pid, tid = int(batch.pid[i]), int(batch.tid[i])
-        out.append({
-            "time": int(batch.time[i]), "provider": name,
-            "event_id": event_id if htype in (EVENT_HEADER32, EVENT_HEADER64) else None,
-            "opcode": opcode, "version": version,
-            "pid": None if pid == 0xFFFFFFFF else pid, "tid": None if tid == 0xFFFFFFFF else tid,
-            "record": record, "decoder": decoder,
-            "fields": json.dumps(fields, ensure_ascii=False, default=str),
-        })
+        out.append(
+            {
+                "time": int(batch.time[i]),
+                "provider": name,
+                "event_id": event_id if htype in (EVENT_HEADER32, EVENT_HEADER64) else None,
+                "opcode": opcode,
+                "version": version,
+                "pid": None if pid == 0xFFFFFFFF else pid,
+                "tid": None if tid == 0xFFFFFFFF else tid,
+                "record": record,
+                "decoder": decoder,
+                "fields": json.dumps(fields, ensure_ascii=False, default=str),
+            }
+        )
     return out
 
 
@@ -247,8 +329,7 @@ def _own_slow(guid, opcode: int, version: int, pointer_size: int, payload: bytes
     return None, "hex"
 
 
-def reference_all_events(path: str | os.PathLike, *,
-                         progress: Progress | None = None) -> pl.DataFrame:
+def reference_all_events(path: str | os.PathLike, *, progress: Progress | None = None) -> pl.DataFrame:
     """Every record of an ETL file (ALL_EVENTS schema), in file order, fields as a JSON string, decoded
     record by record (the reference the columnar decoder is tested against)."""
     from ..diagnostics import warn

@@ -28,6 +28,7 @@ kind, and UDP Send, have saddr = local and daddr = remote. UDP *Recv* events car
 source and destination: daddr is the local side (a multicast group for SSDP/LLMNR) and saddr the
 sender. :func:`orient` maps both to local/remote.
 """
+
 from __future__ import annotations
 
 import struct
@@ -42,26 +43,81 @@ from ..units import filetime_to_ns
 from .guids import PROCESS_KERNEL, SYSTEMCONFIG_KERNEL, TCPIP_KERNEL, UDPIP_KERNEL
 from .records import RecordBatch
 
-TCP_EVENTS = {10: "Send", 11: "Recv", 12: "Connect", 13: "Disconnect", 14: "Retransmit", 15: "Accept",
-              16: "Reconnect", 17: "Fail", 18: "TCPCopy", 19: "ARPCopy", 20: "FullACK", 21: "PartACK",
-              22: "DupACK"}
+TCP_EVENTS = {
+    10: "Send",
+    11: "Recv",
+    12: "Connect",
+    13: "Disconnect",
+    14: "Retransmit",
+    15: "Accept",
+    16: "Reconnect",
+    17: "Fail",
+    18: "TCPCopy",
+    19: "ARPCopy",
+    20: "FullACK",
+    21: "PartACK",
+    22: "DupACK",
+}
 UDP_EVENTS = {10: "Send", 11: "Recv", 17: "Fail"}
 
 #: Field kinds -> (numpy dtype, size); "ptr" is resolved per pointer size, addresses are raw bytes.
-_NUMBERS: dict[str, tuple[str, int]] = {"u16": ("<u2", 2), "s16": ("<i2", 2), "be16": (">u2", 2), "u32": ("<u4", 4),
-                                        "s32": ("<i4", 4), "u64": ("<u8", 8)}
+_NUMBERS: dict[str, tuple[str, int]] = {
+    "u16": ("<u2", 2),
+    "s16": ("<i2", 2),
+    "be16": (">u2", 2),
+    "u32": ("<u4", 4),
+    "s32": ("<i4", 4),
+    "u64": ("<u8", 8),
+}
 _SIZES = {**{kind: size for kind, (_, size) in _NUMBERS.items()}, "ip4": 4, "ip6": 16}
 
-_ADDR4 = (("pid", "u32"), ("size", "u32"), ("daddr", "ip4"), ("saddr", "ip4"), ("dport", "be16"), ("sport", "be16"))
-_ADDR6 = (("pid", "u32"), ("size", "u32"), ("daddr", "ip6"), ("saddr", "ip6"), ("dport", "be16"), ("sport", "be16"))
+_ADDR4 = (
+    ("pid", "u32"),
+    ("size", "u32"),
+    ("daddr", "ip4"),
+    ("saddr", "ip4"),
+    ("dport", "be16"),
+    ("sport", "be16"),
+)
+_ADDR6 = (
+    ("pid", "u32"),
+    ("size", "u32"),
+    ("daddr", "ip6"),
+    ("saddr", "ip6"),
+    ("dport", "be16"),
+    ("sport", "be16"),
+)
 _SEND = (("startime", "u32"), ("endtime", "u32"), ("seqnum", "u32"), ("connid", "ptr"))
 _GROUP1 = (("seqnum", "u32"), ("connid", "ptr"))
-_GROUP2 = (("mss", "u16"), ("sackopt", "u16"), ("tsopt", "u16"), ("wsopt", "u16"), ("rcvwin", "u32"),
-           ("rcvwinscale", "s16"), ("sndwinscale", "s16"), ("seqnum", "u32"), ("connid", "ptr"))
+_GROUP2 = (
+    ("mss", "u16"),
+    ("sackopt", "u16"),
+    ("tsopt", "u16"),
+    ("wsopt", "u16"),
+    ("rcvwin", "u32"),
+    ("rcvwinscale", "s16"),
+    ("sndwinscale", "s16"),
+    ("seqnum", "u32"),
+    ("connid", "ptr"),
+)
 _FAIL = (("proto", "u16"), ("failure_code", "u16"))
-_TCP_V0 = (("daddr", "ip4"), ("saddr", "ip4"), ("dport", "be16"), ("sport", "be16"), ("size", "u32"), ("pid", "u32"))
-_UDP_V0 = (("context", "ptr"), ("saddr", "ip4"), ("sport", "be16"), ("size", "u16"), ("daddr", "ip4"),
-           ("dport", "be16"), ("dsize", "u16"))
+_TCP_V0 = (
+    ("daddr", "ip4"),
+    ("saddr", "ip4"),
+    ("dport", "be16"),
+    ("sport", "be16"),
+    ("size", "u32"),
+    ("pid", "u32"),
+)
+_UDP_V0 = (
+    ("context", "ptr"),
+    ("saddr", "ip4"),
+    ("sport", "be16"),
+    ("size", "u16"),
+    ("daddr", "ip4"),
+    ("dport", "be16"),
+    ("dsize", "u16"),
+)
 
 
 @dataclass(frozen=True)
@@ -138,8 +194,9 @@ class Skipped:
 # Bulk field access
 
 
-def gather(data: bytes | bytearray | memoryview, base: np.ndarray, offset: int, kind: str,
-           pointer_size: int = 8) -> np.ndarray:
+def gather(
+    data: bytes | bytearray | memoryview, base: np.ndarray, offset: int, kind: str, pointer_size: int = 8
+) -> np.ndarray:
     """One field of many payloads starting at ``base`` (byte offsets into ``data``).
 
     Numbers come back as a 1-d array of the field's dtype; IPv4 addresses as big-endian uint32 (their
@@ -191,18 +248,38 @@ def fits(batch: RecordBatch, rows: np.ndarray, size: int) -> np.ndarray:
 # Network events
 
 NET_COLUMNS = {
-    "time": pl.Int64, "provider": pl.Utf8, "event": pl.Utf8, "protocol": pl.Utf8, "ip_version": pl.Int8,
-    "pid": pl.Int64, "size": pl.Int64, "saddr": pl.Utf8, "sport": pl.Int32, "daddr": pl.Utf8,
-    "dport": pl.Int32, "connid": pl.UInt64, "seqnum": pl.UInt64, "record": pl.Int64, "tid": pl.Int64,
-    "opcode": pl.Int32, "version": pl.Int32,
+    "time": pl.Int64,
+    "provider": pl.Utf8,
+    "event": pl.Utf8,
+    "protocol": pl.Utf8,
+    "ip_version": pl.Int8,
+    "pid": pl.Int64,
+    "size": pl.Int64,
+    "saddr": pl.Utf8,
+    "sport": pl.Int32,
+    "daddr": pl.Utf8,
+    "dport": pl.Int32,
+    "connid": pl.UInt64,
+    "seqnum": pl.UInt64,
+    "record": pl.Int64,
+    "tid": pl.Int64,
+    "opcode": pl.Int32,
+    "version": pl.Int32,
 }
 #: Extra fields kept when an event has them (Connect/Accept options, Send times, Fail codes).
-NET_EXTRAS = {"mss": pl.Int32, "rcvwin": pl.Int64, "startime": pl.Int64, "endtime": pl.Int64,
-              "proto": pl.Int32, "failure_code": pl.Int32}
+NET_EXTRAS = {
+    "mss": pl.Int32,
+    "rcvwin": pl.Int64,
+    "startime": pl.Int64,
+    "endtime": pl.Int64,
+    "proto": pl.Int32,
+    "failure_code": pl.Int32,
+}
 
 
-def net_frame(batch: RecordBatch, rows: np.ndarray, layout: NetLayout, pointer_size: int,
-              provider: str, protocol: str) -> pl.DataFrame:
+def net_frame(
+    batch: RecordBatch, rows: np.ndarray, layout: NetLayout, pointer_size: int, provider: str, protocol: str
+) -> pl.DataFrame:
     """A network-events frame (:data:`NET_COLUMNS` + extras) of rows that all share one layout."""
     cols = decode_layout(batch, rows, layout, pointer_size)
     n = len(rows)
@@ -240,8 +317,11 @@ def net_frame(batch: RecordBatch, rows: np.ndarray, layout: NetLayout, pointer_s
             series.append(pl.Series(name, value).cast(dtype))
     for name, dtype in NET_EXTRAS.items():
         value = cols.get(name)
-        series.append(pl.repeat(None, n, dtype=dtype, eager=True).alias(name) if value is None
-                      else pl.Series(name, value).cast(dtype))
+        series.append(
+            pl.repeat(None, n, dtype=dtype, eager=True).alias(name)
+            if value is None
+            else pl.Series(name, value).cast(dtype)
+        )
     return pl.DataFrame(series)
 
 
@@ -282,8 +362,10 @@ def decode_kernel_net(batch: RecordBatch, skipped: Skipped) -> list[pl.DataFrame
                 continue
             _, size = layout.offsets(psize)
             ok = fits(batch, rows, size)
-            skipped.add(f"{provider} {layout.event} records shorter than their layout ({size} bytes)",
-                        int((~ok).sum()))
+            skipped.add(
+                f"{provider} {layout.event} records shorter than their layout ({size} bytes)",
+                int((~ok).sum()),
+            )
             if ok.any():
                 frames.append(net_frame(batch, rows[ok], layout, psize, provider, protocol))
     return frames
@@ -344,9 +426,16 @@ def parse_process(payload: bytes, version: int, pointer_size: int) -> dict:
     """Fields of one Process event payload (versions 0 to 5; Terminate's 4-byte ProcessId-only form)."""
     p = pointer_size
     ptr = "<Q" if p == 8 else "<I"
-    out: dict = {"unique_key": None, "session": None, "exit_status": None, "flags": None,
-                 "command_line": None, "package": None, "application_id": None,
-                 "exit_time": None}
+    out: dict = {
+        "unique_key": None,
+        "session": None,
+        "exit_status": None,
+        "flags": None,
+        "command_line": None,
+        "package": None,
+        "application_id": None,
+        "exit_time": None,
+    }
     if len(payload) < 8:  # Terminate (opcode 11, v2): ProcessId only
         out.update(pid=struct.unpack_from("<I", payload, 0)[0], ppid=None, user=None, image=None)
         return out
@@ -395,8 +484,12 @@ def decode_process_events(batch: RecordBatch, skipped: Skipped) -> list[dict]:
         except (struct.error, ValueError, IndexError):
             skipped.add("damaged Process records")
             continue
-        rec.update(time=int(batch.time[i]), record=int(batch.record[i]),
-                   event=PROCESS_EVENTS[int(batch.opcode[i])], version=version)
+        rec.update(
+            time=int(batch.time[i]),
+            record=int(batch.record[i]),
+            event=PROCESS_EVENTS[int(batch.opcode[i])],
+            version=version,
+        )
         out.append(rec)
     return out
 
@@ -416,8 +509,12 @@ def parse_nic(payload: bytes, version: int) -> dict | None:
     desc, pos = _wstring(payload, 20)
     addrs, pos = _wstring(payload, pos)
     dns, pos = _wstring(payload, pos)
-    return {"description": desc, "mac": mac.to_bytes(8, "little")[:min(mac_len, 8)].hex(":"),
-            "addresses": [a for a in addrs.split(";") if a], "dns": [a for a in dns.split(";") if a]}
+    return {
+        "description": desc,
+        "mac": mac.to_bytes(8, "little")[: min(mac_len, 8)].hex(":"),
+        "addresses": [a for a in addrs.split(";") if a],
+        "dns": [a for a in dns.split(";") if a],
+    }
 
 
 def parse_service(payload: bytes, version: int) -> dict:
@@ -432,7 +529,7 @@ def parse_service(payload: bytes, version: int) -> dict:
         name = payload[0:512].decode("utf-16-le", "replace").split("\0")[0]
         display = payload[512:1024].decode("utf-16-le", "replace").split("\0")[0]
         process = payload[1024:1536].decode("utf-16-le", "replace").split("\0")[0]
-        pid, = struct.unpack_from("<I", payload, 1536)
+        (pid,) = struct.unpack_from("<I", payload, 1536)
         state = None
     return {"pid": pid, "state": state, "name": name, "display_name": display, "process": process}
 

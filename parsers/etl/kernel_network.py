@@ -7,6 +7,7 @@ forms; UDP 42 Send, 43 Recv, 49 Fail, 58/59 IPv6 Send/Recv. The PID is the paylo
 is often 0). Only version 0 is known (every manifest dump has only it); other versions are counted and
 reported, not guessed. Addresses keep the kernel events' orientation (UDP Recv: daddr is the local side).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,9 @@ def decode_kernel_network(batch: RecordBatch, skipped: Skipped) -> list[pl.DataF
     """Frames (kernel.NET_COLUMNS + extras) of the Kernel-Network events of one batch."""
     sel = np.flatnonzero(batch.provider_mask(KERNEL_NETWORK))
     frames = []
-    for (event_id, version, psize), pos in _group_rows([batch.event_id[sel], batch.version[sel],
-                                                         batch.pointer_size[sel]]):
+    for (event_id, version, psize), pos in _group_rows(
+        [batch.event_id[sel], batch.version[sel], batch.pointer_size[sel]]
+    ):
         rows = sel[pos]
         found = layout_for(event_id) if version == 0 else None
         if found is None:
@@ -47,8 +49,9 @@ def decode_kernel_network(batch: RecordBatch, skipped: Skipped) -> list[pl.DataF
         protocol, layout = found
         _, size = layout.offsets(psize)
         ok = fits(batch, rows, size)
-        skipped.add(f"{PROVIDER} event {event_id} records shorter than their layout ({size} bytes)",
-                    int((~ok).sum()))
+        skipped.add(
+            f"{PROVIDER} event {event_id} records shorter than their layout ({size} bytes)", int((~ok).sum())
+        )
         if ok.any():
             frame = net_frame(batch, rows[ok], layout, psize, PROVIDER, protocol)
             frames.append(frame.with_columns(event_id=pl.lit(event_id, dtype=pl.Int32)))

@@ -22,6 +22,7 @@ the Stop of one instance share (PIDs are reused). ``image`` is the file name of 
 gives the NT path, ``image_path``), like the classic kernel events' ImageFileName. Other ids (threads,
 image loads, priorities) carry no process names and are not decoded here.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,21 +36,49 @@ PROVIDER = "Kernel-Process"
 START, STOP = 1, 2
 
 _START = (("pid", "u32"), ("create_time", "filetime"), ("ppid", "u32"), ("session", "u32"))
-_PACKAGE = (("image_checksum", "u32"), ("time_date_stamp", "u32"), ("package", "wstr"),
-            ("application_id", "wstr"))
-_STOP_V0 = (("create_time", "filetime"), ("exit_time", "filetime"), ("exit_status", "u32"),
-            ("elevation_type", "u32"), ("handles", "u32"), ("commit", "u64"), ("commit_peak", "u64"))
-_STOP_IO = (("cpu_cycles", "u64"), ("read_ops", "u32"), ("write_ops", "u32"), ("read_kb", "u32"),
-            ("write_kb", "u32"), ("hard_faults", "u32"))
+_PACKAGE = (
+    ("image_checksum", "u32"),
+    ("time_date_stamp", "u32"),
+    ("package", "wstr"),
+    ("application_id", "wstr"),
+)
+_STOP_V0 = (
+    ("create_time", "filetime"),
+    ("exit_time", "filetime"),
+    ("exit_status", "u32"),
+    ("elevation_type", "u32"),
+    ("handles", "u32"),
+    ("commit", "u64"),
+    ("commit_peak", "u64"),
+)
+_STOP_IO = (
+    ("cpu_cycles", "u64"),
+    ("read_ops", "u32"),
+    ("write_ops", "u32"),
+    ("read_kb", "u32"),
+    ("write_kb", "u32"),
+    ("hard_faults", "u32"),
+)
 
 #: (event id, version) -> payload layout.
 LAYOUTS: dict[tuple[int, int], Layout] = {
     (START, 0): _START + (("image", "wstr"),),
     (START, 1): _START + (("flags", "u32"), ("image", "wstr")),
     (START, 2): _START + (("flags", "u32"), ("image", "wstr")) + _PACKAGE,
-    (START, 3): (("pid", "u32"), ("sequence", "u64"), ("create_time", "filetime"), ("ppid", "u32"),
-                 ("parent_sequence", "u64"), ("session", "u32"), ("flags", "u32"), ("elevation_type", "u32"),
-                 ("elevated", "u32"), ("mandatory_label", "sid"), ("image", "wstr")) + _PACKAGE,
+    (START, 3): (
+        ("pid", "u32"),
+        ("sequence", "u64"),
+        ("create_time", "filetime"),
+        ("ppid", "u32"),
+        ("parent_sequence", "u64"),
+        ("session", "u32"),
+        ("flags", "u32"),
+        ("elevation_type", "u32"),
+        ("elevated", "u32"),
+        ("mandatory_label", "sid"),
+        ("image", "wstr"),
+    )
+    + _PACKAGE,
     (STOP, 0): (("pid", "u32"),) + _STOP_V0 + (("image", "astr"),),
     (STOP, 1): (("pid", "u32"),) + _STOP_V0 + _STOP_IO + (("image", "astr"),),
     (STOP, 2): (("pid", "u32"), ("sequence", "u64")) + _STOP_V0 + _STOP_IO + (("image", "astr"),),
@@ -70,19 +99,34 @@ def decode_kernel_process(batch: RecordBatch, skipped: Skipped) -> list[dict]:
             skipped.add(f"{PROVIDER} event {event_id} records of unknown version {version}", len(rows))
             continue
         cols, ok = decode_fields(batch, rows, layout)
-        skipped.add(f"{PROVIDER} event {event_id} v{version} records shorter than their layout", int((~ok).sum()))
+        skipped.add(
+            f"{PROVIDER} event {event_id} v{version} records shorter than their layout", int((~ok).sum())
+        )
         created = filetime_ns(cols["create_time"])
         names = cols["image"]
         good = np.flatnonzero(ok).tolist()
         for k in good:
             path = names[k] or None
             rec = {
-                "pid": int(cols["pid"][k]), "ppid": None, "session": None, "flags": None, "user": None,
-                "command_line": None, "package": None, "application_id": None, "exit_status": None,
-                "exit_time": None, "image": _file_name(path), "image_path": path,
-                "unique_key": int(cols["create_time"][k]) or None, "create_time": int(created[k]) or None,
-                "time": int(batch.time[rows[k]]), "record": int(batch.record[rows[k]]),
-                "event": EVENTS[event_id], "version": version, "provider": PROVIDER,
+                "pid": int(cols["pid"][k]),
+                "ppid": None,
+                "session": None,
+                "flags": None,
+                "user": None,
+                "command_line": None,
+                "package": None,
+                "application_id": None,
+                "exit_status": None,
+                "exit_time": None,
+                "image": _file_name(path),
+                "image_path": path,
+                "unique_key": int(cols["create_time"][k]) or None,
+                "create_time": int(created[k]) or None,
+                "time": int(batch.time[rows[k]]),
+                "record": int(batch.record[rows[k]]),
+                "event": EVENTS[event_id],
+                "version": version,
+                "provider": PROVIDER,
             }
             if event_id == START:
                 rec["ppid"] = int(cols["ppid"][k])
@@ -96,7 +140,7 @@ def decode_kernel_process(batch: RecordBatch, skipped: Skipped) -> list[dict]:
             else:
                 rec["image_path"] = None
                 rec["exit_status"] = int(cols["exit_status"][k].astype(np.int32))
-                exit_ns = filetime_ns(cols["exit_time"][k:k + 1])[0]
+                exit_ns = filetime_ns(cols["exit_time"][k : k + 1])[0]
                 rec["exit_time"] = int(exit_ns) or None
             out.append(rec)
     return out

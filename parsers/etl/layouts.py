@@ -10,6 +10,7 @@ modules takes seconds), the kernel MOF classes from its 6 small kernel modules. 
 mapped to a kind; a struct with a construct this module does not know compiles to None (the caller
 falls back to construct for those records).
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,15 +22,39 @@ from pathlib import Path
 from typing import Literal
 
 #: Fixed-size numeric kinds -> numpy dtype.
-NUMERIC = {"u8": "<u1", "i8": "<i1", "u16": "<u2", "i16": "<i2", "u32": "<u4", "i32": "<i4", "u64": "<u8",
-           "i64": "<i8", "f32": "<f4", "f64": "<f8"}
+NUMERIC = {
+    "u8": "<u1",
+    "i8": "<i1",
+    "u16": "<u2",
+    "i16": "<i2",
+    "u32": "<u4",
+    "i32": "<i4",
+    "u64": "<u8",
+    "i64": "<i8",
+    "f32": "<f4",
+    "f64": "<f8",
+}
 #: Every kind: the numeric ones, ``guid`` (16 bytes -> text), ``systemtime`` (8 x i16 -> struct),
 #: ``bytes`` (``size`` bytes), ``bytes_from`` (length in the field ``ref``), ``wstring`` (UTF-16LE,
 #: NUL-terminated), ``cstring`` (ANSI, NUL-terminated), ``sid`` (revision, count, authority, count x u32).
 #: TraceLogging adds ``bool32``, ``filetime`` (u64 -> UTC time), ``utf8z`` (UTF-8, NUL-terminated) and the
 #: counted forms ``bytes_u16``, ``wstring_u16``, ``cstring_u16`` (u16 byte count, then the bytes).
-KINDS = (*NUMERIC, "guid", "systemtime", "bytes", "bytes_from", "wstring", "cstring", "sid", "bool32",
-         "filetime", "utf8z", "bytes_u16", "wstring_u16", "cstring_u16")
+KINDS = (
+    *NUMERIC,
+    "guid",
+    "systemtime",
+    "bytes",
+    "bytes_from",
+    "wstring",
+    "cstring",
+    "sid",
+    "bool32",
+    "filetime",
+    "utf8z",
+    "bytes_u16",
+    "wstring_u16",
+    "cstring_u16",
+)
 SYSTEMTIME_FIELDS = ("year", "month", "day_of_week", "day", "hour", "minute", "second", "milliseconds")
 
 
@@ -57,16 +82,31 @@ class Layout:
 
 # ------------------------------------------------------------------ construct -> Layout
 
-_FMT = {"B": "u8", "b": "i8", "H": "u16", "h": "i16", "L": "u32", "l": "i32", "Q": "u64", "q": "i64",
-        "f": "f32", "d": "f64"}
+_FMT = {
+    "B": "u8",
+    "b": "i8",
+    "H": "u16",
+    "h": "i16",
+    "L": "u32",
+    "l": "i32",
+    "Q": "u64",
+    "q": "i64",
+    "f": "f32",
+    "d": "f64",
+}
 
 
 def _specials() -> dict[int, str]:
     from etl.dtyp import Sid
     from etl.utils import CString, Guid, SystemTime, WString
 
-    return {id(WString): "wstring", id(CString): "cstring", id(Guid): "guid", id(SystemTime): "systemtime",
-            id(Sid): "sid"}
+    return {
+        id(WString): "wstring",
+        id(CString): "cstring",
+        id(Guid): "guid",
+        id(SystemTime): "systemtime",
+        id(Sid): "sid",
+    }
 
 
 def compile_struct(pattern, source: str) -> Layout | None:
@@ -82,8 +122,11 @@ def compile_struct(pattern, source: str) -> Layout | None:
         kind = special.get(id(con))
         if kind is not None:
             fields.append(Field(name, kind))
-        elif isinstance(con, cs.FormatField) and con.fmtstr[-1] in _FMT and \
-                (con.fmtstr[0] == "<" or con.sizeof() == 1):
+        elif (
+            isinstance(con, cs.FormatField)
+            and con.fmtstr[-1] in _FMT
+            and (con.fmtstr[0] == "<" or con.sizeof() == 1)
+        ):
             fields.append(Field(name, _FMT[con.fmtstr[-1]]))
         elif isinstance(con, cs.Bytes):
             if isinstance(con.length, int):
@@ -95,15 +138,21 @@ def compile_struct(pattern, source: str) -> Layout | None:
                 fields.append(Field(name, "bytes_from", ref=refs[0]))
             else:
                 return None
-        elif isinstance(con, cs.Array) and isinstance(con.count, int) and con.count >= 16 and \
-                isinstance(con.subcon, cs.FormatField) and con.subcon.sizeof() == 1:
-            fields.append(Field(name, "bytes", size=con.count))   # Byte[n]: a blob (hex in JSON)
+        elif (
+            isinstance(con, cs.Array)
+            and isinstance(con.count, int)
+            and con.count >= 16
+            and isinstance(con.subcon, cs.FormatField)
+            and con.subcon.sizeof() == 1
+        ):
+            fields.append(Field(name, "bytes", size=con.count))  # Byte[n]: a blob (hex in JSON)
         else:
             return None
     return Layout(tuple(fields), source)
 
 
 # ------------------------------------------------------------------ etl-parser's manifest schemas
+
 
 def _etw_dir() -> Path | None:
     import importlib.util
@@ -149,10 +198,33 @@ def _type_namespace() -> dict:
     from etl.dtyp import Sid
     from etl.utils import CString, Guid, SystemTime, TimeZoneInformation, WString
 
-    ns = {n: getattr(cs, n) for n in ("Int8sl", "Int8ul", "Int16ul", "Int16sl", "Int32sl", "Int32ul", "Int64sl",
-                                      "Int64ul", "Bytes", "Double", "Float32l", "Struct", "Byte", "Array")}
-    ns.update(WString=WString, CString=CString, SystemTime=SystemTime, Guid=Guid, Sid=Sid,
-              TimeZoneInformation=TimeZoneInformation)
+    ns = {
+        n: getattr(cs, n)
+        for n in (
+            "Int8sl",
+            "Int8ul",
+            "Int16ul",
+            "Int16sl",
+            "Int32sl",
+            "Int32ul",
+            "Int64sl",
+            "Int64ul",
+            "Bytes",
+            "Double",
+            "Float32l",
+            "Struct",
+            "Byte",
+            "Array",
+        )
+    }
+    ns.update(
+        WString=WString,
+        CString=CString,
+        SystemTime=SystemTime,
+        Guid=Guid,
+        Sid=Sid,
+        TimeZoneInformation=TimeZoneInformation,
+    )
     return ns
 
 
@@ -174,7 +246,7 @@ def _manifest_layouts(guid: uuid.UUID) -> dict[tuple[int, int], Layout | None]:
             continue
         try:
             # The class name is not needed: the Struct expression alone, evaluated with construct's types.
-            node = ast.parse(text[start:_matching_paren(text, start + 6) + 1], mode="eval")
+            node = ast.parse(text[start : _matching_paren(text, start + 6) + 1], mode="eval")
             pattern = eval(compile(node, str(hit[0]), "eval"), {"__builtins__": {}}, ns)
         except (SyntaxError, NameError, TypeError, ValueError):
             out[(int(m.group(2)), int(m.group(3)))] = None
@@ -206,6 +278,7 @@ def manifest_layout(guid: uuid.UUID, event_id: int, version: int) -> Layout | Li
 
 # ------------------------------------------------------------------ etl-parser's kernel MOF classes
 
+
 @lru_cache(maxsize=1)
 def _kernel_layouts() -> dict[tuple[int, int, int], Layout | None]:
     try:
@@ -219,7 +292,8 @@ def _kernel_layouts() -> dict[tuple[int, int, int], Layout | None]:
             for opcode, cls in by_type.items():
                 if cls.pattern is not None:
                     out[(int(group), version, opcode)] = compile_struct(
-                        cls.pattern, f"etl-parser kernel {cls.__name__}")
+                        cls.pattern, f"etl-parser kernel {cls.__name__}"
+                    )
     return out
 
 
@@ -247,6 +321,6 @@ def manifest_pattern(guid: uuid.UUID, event_id: int, version: int):
     for m in _DECLARE.finditer(text):
         if uuid.UUID(m.group(1)) == guid and (int(m.group(2)), int(m.group(3))) == (event_id, version):
             start = text.find("Struct(", m.end())
-            node = ast.parse(text[start:_matching_paren(text, start + 6) + 1], mode="eval")
+            node = ast.parse(text[start : _matching_paren(text, start + 6) + 1], mode="eval")
             return eval(compile(node, str(hit[0]), "eval"), {"__builtins__": {}}, _type_namespace())
     return None

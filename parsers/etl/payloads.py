@@ -8,6 +8,7 @@ records of one layout are decoded together with numpy (the strings are decoded w
 call per field). A string without its NUL ends at the end of the payload; a record whose fixed
 fields run past its payload is reported as short, never guessed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,12 +20,19 @@ from .records import RecordBatch
 
 Layout = tuple[tuple[str, str], ...]
 
-_FIXED = {"u8": ("<u1", 1), "u16": ("<u2", 2), "u32": ("<u4", 4), "s32": ("<i4", 4), "u64": ("<u8", 8),
-          "filetime": ("<u8", 8)}
+_FIXED = {
+    "u8": ("<u1", 1),
+    "u16": ("<u2", 2),
+    "u32": ("<u4", 4),
+    "s32": ("<i4", 4),
+    "u64": ("<u8", 8),
+    "filetime": ("<u8", 8),
+}
 
 
-def decode_fields(batch: RecordBatch, rows: np.ndarray, layout: Layout, pointer_size: int = 8
-                  ) -> tuple[dict[str, Any], np.ndarray]:
+def decode_fields(
+    batch: RecordBatch, rows: np.ndarray, layout: Layout, pointer_size: int = 8
+) -> tuple[dict[str, Any], np.ndarray]:
     """Columns of ``layout`` for ``rows`` of ``batch`` and the mask of the rows that hold the layout.
 
     Numbers come back as numpy arrays, strings and SIDs as lists (None for the rows not held);
@@ -67,8 +75,10 @@ def decode_fields(batch: RecordBatch, rows: np.ndarray, layout: Layout, pointer_
             count = np.where(ok, pad[np.where(ok, pos, 0) + 1], 0).astype(np.int64)
             stop = pos + 8 + 4 * count
             ok &= (stop <= end) & (count <= 15)
-            cols[name] = [_sid_text(bytes(buf[a:b])) if good else None
-                          for a, b, good in zip(pos.tolist(), stop.tolist(), ok.tolist())]
+            cols[name] = [
+                _sid_text(bytes(buf[a:b])) if good else None
+                for a, b, good in zip(pos.tolist(), stop.tolist(), ok.tolist())
+            ]
             pos = stop
         else:
             raise ValueError(f"unknown field kind {kind!r}")
@@ -91,8 +101,9 @@ def _spans(start: np.ndarray, size: np.ndarray) -> np.ndarray:
     return first + np.arange(total, dtype=np.int64)
 
 
-def _string_ends(buf: np.ndarray, pos: np.ndarray, end: np.ndarray, width: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _string_ends(
+    buf: np.ndarray, pos: np.ndarray, end: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(end of each string, position after its NUL) for strings of ``width``-byte units at ``pos``;
     a string without its NUL runs to the end of its payload (whole units)."""
     big = np.iinfo(np.int64).max
@@ -111,7 +122,9 @@ def _string_ends(buf: np.ndarray, pos: np.ndarray, end: np.ndarray, width: int
     return stop, np.where(found, stop + width, end)
 
 
-def _strings(buf: np.ndarray, pos: np.ndarray, stop: np.ndarray, ok: np.ndarray, kind: str) -> list[str | None]:
+def _strings(
+    buf: np.ndarray, pos: np.ndarray, stop: np.ndarray, ok: np.ndarray, kind: str
+) -> list[str | None]:
     """The strings ``buf[pos:stop]``, decoded with one call (NUL-joined, then split)."""
     length = np.where(ok, np.maximum(stop - pos, 0), 0)
     width = 2 if kind == "wstr" else 1
@@ -119,11 +132,11 @@ def _strings(buf: np.ndarray, pos: np.ndarray, stop: np.ndarray, ok: np.ndarray,
     out_start = np.concatenate([[0], np.cumsum(length + width)[:-1]]).astype(np.int64)
     dest[_spans(out_start, length)] = buf[_spans(pos, length)]
     text = dest.tobytes().decode("utf-16-le" if width == 2 else "cp1252", "replace")
-    parts = text.split("\0")[:len(pos)]
+    parts = text.split("\0")[: len(pos)]
     return [s if good else None for s, good in zip(parts, ok.tolist())]
 
 
 def _sid_text(raw: bytes) -> str:
     count = raw[1]
-    subs = [str(int.from_bytes(raw[8 + 4 * i:12 + 4 * i], "little")) for i in range(count)]
+    subs = [str(int.from_bytes(raw[8 + 4 * i : 12 + 4 * i], "little")) for i in range(count)]
     return "-".join(["S", str(raw[0]), str(int.from_bytes(raw[2:8], "big")), *subs])

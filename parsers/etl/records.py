@@ -5,6 +5,7 @@ one chunk of consecutive buffers. Event decoders (``kernel.py``, ``manifest.py``
 select rows by provider/opcode/event id and read payload fields in bulk with numpy, never by
 looping over records in Python.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -18,8 +19,23 @@ FULL_HEADER32, INSTANCE32, MESSAGE = 0x0A, 0x0B, 0x0F
 PERFINFO32, PERFINFO64, EVENT_HEADER32, EVENT_HEADER64 = 0x10, 0x11, 0x12, 0x13
 FULL_HEADER64, INSTANCE64 = 0x14, 0x15
 #: Every record header type (what the first record of a file's first buffer may have).
-HEADER_TYPES = frozenset({SYSTEM32, SYSTEM64, COMPACT32, COMPACT64, FULL_HEADER32, INSTANCE32, MESSAGE, PERFINFO32,
-                          PERFINFO64, EVENT_HEADER32, EVENT_HEADER64, FULL_HEADER64, INSTANCE64})
+HEADER_TYPES = frozenset(
+    {
+        SYSTEM32,
+        SYSTEM64,
+        COMPACT32,
+        COMPACT64,
+        FULL_HEADER32,
+        INSTANCE32,
+        MESSAGE,
+        PERFINFO32,
+        PERFINFO64,
+        EVENT_HEADER32,
+        EVENT_HEADER64,
+        FULL_HEADER64,
+        INSTANCE64,
+    }
+)
 
 
 @dataclass
@@ -32,23 +48,25 @@ class RecordBatch:
     """
 
     data: bytes | bytearray | memoryview
-    record: np.ndarray          # int64: index of the record in the file (0-based, file order)
-    offset: np.ndarray          # int64: start of the record in ``data``
-    file_offset: np.ndarray     # int64: start of the record's buffer in the file (for error messages)
-    htype: np.ndarray           # uint8: header type (constants above)
-    pointer_size: np.ndarray    # uint8: 4 or 8, from the header type (32/64 forms)
-    provider: np.ndarray        # int32: index into ``guids``; -1 when the record has no provider
-    group: np.ndarray           # int16: kernel group (hook id >> 8) for SYSTEM/COMPACT/PERFINFO, else -1
-    opcode: np.ndarray          # uint8: packet type (kernel), class type (FULL/INSTANCE), descriptor opcode (EVENT_HEADER)
-    version: np.ndarray         # uint16: packet/class/descriptor version
-    event_id: np.ndarray        # uint16: EVENT_HEADER descriptor id, else 0
-    level: np.ndarray           # uint8
-    keyword: np.ndarray         # uint64: EVENT_HEADER keyword, else 0
-    pid: np.ndarray             # uint32: header process id (0xFFFFFFFF where the header has none)
-    tid: np.ndarray             # uint32: header thread id (0xFFFFFFFF where the header has none)
-    time: np.ndarray            # int64: UTC, ns since 1970 (already converted with the file's clock)
+    record: np.ndarray  # int64: index of the record in the file (0-based, file order)
+    offset: np.ndarray  # int64: start of the record in ``data``
+    file_offset: np.ndarray  # int64: start of the record's buffer in the file (for error messages)
+    htype: np.ndarray  # uint8: header type (constants above)
+    pointer_size: np.ndarray  # uint8: 4 or 8, from the header type (32/64 forms)
+    provider: np.ndarray  # int32: index into ``guids``; -1 when the record has no provider
+    group: np.ndarray  # int16: kernel group (hook id >> 8) for SYSTEM/COMPACT/PERFINFO, else -1
+    opcode: (
+        np.ndarray
+    )  # uint8: packet type (kernel), class type (FULL/INSTANCE), descriptor opcode (EVENT_HEADER)
+    version: np.ndarray  # uint16: packet/class/descriptor version
+    event_id: np.ndarray  # uint16: EVENT_HEADER descriptor id, else 0
+    level: np.ndarray  # uint8
+    keyword: np.ndarray  # uint64: EVENT_HEADER keyword, else 0
+    pid: np.ndarray  # uint32: header process id (0xFFFFFFFF where the header has none)
+    tid: np.ndarray  # uint32: header thread id (0xFFFFFFFF where the header has none)
+    time: np.ndarray  # int64: UTC, ns since 1970 (already converted with the file's clock)
     payload_offset: np.ndarray  # int64: start of the payload (user data) in ``data``
-    payload_size: np.ndarray    # int64: payload bytes (record size minus header and extended items)
+    payload_size: np.ndarray  # int64: payload bytes (record size minus header and extended items)
     guids: list[uuid.UUID] = field(default_factory=list)  # provider table, shared by all batches of a file
 
     def __len__(self) -> int:
@@ -71,7 +89,7 @@ class RecordBatch:
     def payload(self, i: int) -> bytes:
         """Payload bytes of row ``i`` (for slow paths and tests)."""
         start = int(self.payload_offset[i])
-        return bytes(self.data[start:start + int(self.payload_size[i])])
+        return bytes(self.data[start : start + int(self.payload_size[i])])
 
 
 _COLUMNS = [n for n in RecordBatch.__dataclass_fields__ if n not in ("data", "guids")]

@@ -23,6 +23,7 @@ Layout facts (verified on the corpus):
   flags 0xC0 in byte 3. SYSTEM/COMPACT/PERFINFO headers keep the record size at offset 4 (u16);
   every other header keeps it at offset 0.
 """
+
 from __future__ import annotations
 
 import functools
@@ -60,6 +61,8 @@ from .records import (
     SYSTEM64,
 )
 
+# Declarative tables below keep their aligned columns and comments: the formatter stops here.
+# fmt: off
 BUFFER_HEADER_SIZE = 0x48
 #: Marker flags (byte 3 of every record): TRACE_HEADER_FLAG | TRACE_HEADER_EVENT_TRACE.
 MARKER_FLAGS = 0xC0

@@ -32,6 +32,7 @@ opcode 0. The PID-carrying events decoded by :func:`decode_pid_events`:
 SOCKADDR: family u16 little-endian (2 = IPv4, 23 = IPv6), port u16 big-endian, then the IPv4 address
 (SOCKADDR_IN, 16 bytes) or flow info u32 + IPv6 address + scope id (SOCKADDR_IN6, 28 bytes).
 """
+
 from __future__ import annotations
 
 import os
@@ -75,7 +76,12 @@ SECURITY_EVENTS: dict[int, str] = {
 #: Manifest level and keyword of each security event (used by tests and fixtures to build real-looking files).
 SECURITY_LEVELS: dict[int, int] = {1025: 4, 1055: 3, 1056: 3, 1057: 3, 1058: 3, 1063: 4}
 KW_TCPIP_TCB, KW_TCPIP_DIAGNOSIS, KW_ENDPOINT = 0x4, 0x80, 0x400
-KW_SEND_PATH, KW_RECEIVE_PATH, KW_CONNECT_PATH, KW_GLOBAL = 0x100000000, 0x200000000, 0x400000000, 0x8000000000
+KW_SEND_PATH, KW_RECEIVE_PATH, KW_CONNECT_PATH, KW_GLOBAL = (
+    0x100000000,
+    0x200000000,
+    0x400000000,
+    0x8000000000,
+)
 SECURITY_KEYWORDS: dict[int, int] = {
     1025: KW_TCPIP_TCB | KW_TCPIP_DIAGNOSIS | KW_ENDPOINT | KW_CONNECT_PATH,
     1055: KW_TCPIP_DIAGNOSIS | KW_GLOBAL,
@@ -115,8 +121,10 @@ def decode_security(batch: RecordBatch, path: str | os.PathLike = "") -> tuple[p
     short = sel & (batch.payload_size < 24)
     if short.any():
         offs = sorted({int(o) for o in batch.file_offset[short]})
-        warn(f"{os.fspath(path)}: skipped {int(short.sum())} TCPIP counter events shorter than 24 bytes "
-             f"(buffers at offsets {', '.join(hex(o) for o in offs[:10])})")
+        warn(
+            f"{os.fspath(path)}: skipped {int(short.sum())} TCPIP counter events shorter than 24 bytes "
+            f"(buffers at offsets {', '.join(hex(o) for o in offs[:10])})"
+        )
         sel &= ~short
     b = batch.select(sel)
     cols: dict[str, object] = {
@@ -150,13 +158,27 @@ def decode_pid_events(batch: RecordBatch, path: str | os.PathLike = "") -> pl.Da
         except (struct.error, ValueError, IndexError):
             bad.append(int(batch.file_offset[i]))
     if bad:
-        warn(f"{os.fspath(path)}: skipped {len(bad)} malformed TCPIP PID events "
-             f"(buffers at offsets {', '.join(hex(o) for o in sorted(set(bad))[:10])})")
-    df = pl.DataFrame(rows, schema={
-        "time": pl.Int64, "event": pl.Utf8, "protocol": pl.Utf8, "ip_version": pl.Int8, "pid": pl.Int64,
-        "size": pl.Int64, "local_addr": pl.Utf8, "local_port": pl.Int32, "remote_addr": pl.Utf8,
-        "remote_port": pl.Int32, "record": pl.Int64,
-    }, orient="row")
+        warn(
+            f"{os.fspath(path)}: skipped {len(bad)} malformed TCPIP PID events "
+            f"(buffers at offsets {', '.join(hex(o) for o in sorted(set(bad))[:10])})"
+        )
+    df = pl.DataFrame(
+        rows,
+        schema={
+            "time": pl.Int64,
+            "event": pl.Utf8,
+            "protocol": pl.Utf8,
+            "ip_version": pl.Int8,
+            "pid": pl.Int64,
+            "size": pl.Int64,
+            "local_addr": pl.Utf8,
+            "local_port": pl.Int32,
+            "remote_addr": pl.Utf8,
+            "remote_port": pl.Int32,
+            "record": pl.Int64,
+        },
+        orient="row",
+    )
     df = df.with_columns(pl.col("time").cast(TIME), pl.lit("TCPIP").alias("provider"))
     return conform(df, EVENTS)
 
@@ -170,15 +192,15 @@ def _pid_row(batch: RecordBatch, i: int, eid: int) -> tuple:
     if eid in (1169, 1170):
         o += ps
         n_msgs, n_bytes = struct.unpack_from("<II", p, o)
-        size = n_bytes if n_msgs == 1 else None   # a datagram's size only when the event covers one
+        size = n_bytes if n_msgs == 1 else None  # a datagram's size only when the event covers one
         o += 8
     elif eid == 1300:
         o += ps
     (ln,) = struct.unpack_from("<I", p, o)
-    local = _sockaddr(p[o + 4:o + 4 + ln], ln)
+    local = _sockaddr(p[o + 4 : o + 4 + ln], ln)
     o += 4 + ln
     (ln,) = struct.unpack_from("<I", p, o)
-    remote = _sockaddr(p[o + 4:o + 4 + ln], ln)
+    remote = _sockaddr(p[o + 4 : o + 4 + ln], ln)
     o += 4 + ln
     if eid in (1017, 1033):
         _status, pid = struct.unpack_from("<II", p, o)
@@ -187,7 +209,19 @@ def _pid_row(batch: RecordBatch, i: int, eid: int) -> tuple:
     else:
         (pid,) = struct.unpack_from("<I", p, o)
     proto = "UDP" if eid in (1169, 1170) else "TCP"
-    return (time, PID_EVENTS[eid], proto, local[0], pid, size, local[1], local[2], remote[1], remote[2], record)
+    return (
+        time,
+        PID_EVENTS[eid],
+        proto,
+        local[0],
+        pid,
+        size,
+        local[1],
+        local[2],
+        remote[1],
+        remote[2],
+        record,
+    )
 
 
 def _sockaddr(raw: bytes, length: int) -> tuple[int | None, str | None, int | None]:
@@ -214,9 +248,9 @@ def _u32_view(data) -> np.ndarray:
 class TcpipEvents:
     """What one pass over an ETL file found of Microsoft-Windows-TCPIP."""
 
-    security: pl.DataFrame     # SECURITY_SCHEMA: 1025, 1055-1058, 1063 with their counters
-    pid_events: pl.DataFrame   # EVENTS: 1017, 1033, 1169, 1170, 1300
-    events_read: int           # every TCPIP-provider record seen
+    security: pl.DataFrame  # SECURITY_SCHEMA: 1025, 1055-1058, 1063 with their counters
+    pid_events: pl.DataFrame  # EVENTS: 1017, 1033, 1169, 1170, 1300
+    events_read: int  # every TCPIP-provider record seen
 
 
 class TcpipCollector:
@@ -242,8 +276,11 @@ class TcpipCollector:
     def result(self) -> TcpipEvents:
         sec = pl.concat(self._sec) if self._sec else pl.DataFrame(schema=SECURITY_SCHEMA)
         pid = pl.concat(self._pid) if self._pid else empty(EVENTS)
-        return TcpipEvents(security=sec.sort("time", "record"), pid_events=pid.sort("time", "record"),
-                           events_read=self.events_read)
+        return TcpipEvents(
+            security=sec.sort("time", "record"),
+            pid_events=pid.sort("time", "record"),
+            events_read=self.events_read,
+        )
 
 
 def read_tcpip(path: str | os.PathLike, *, progress: Progress | None = None) -> TcpipEvents:
@@ -254,8 +291,7 @@ def read_tcpip(path: str | os.PathLike, *, progress: Progress | None = None) -> 
     return col.result()
 
 
-def read_tcpip_security_events(path: str | os.PathLike, *,
-                               progress: Progress | None = None) -> pl.DataFrame:
+def read_tcpip_security_events(path: str | os.PathLike, *, progress: Progress | None = None) -> pl.DataFrame:
     """Events 1025, 1055-1058, 1063 (time, event_id, name, level, the six counters, record), time-sorted.
 
     The number of TCPIP-provider events read is in :func:`read_tcpip`'s ``events_read``.

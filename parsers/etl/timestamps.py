@@ -4,6 +4,7 @@ filetime = StartTime + scale * (raw - raw_of_header_event), where the scale foll
 (TRACE_LOGFILE_HEADER.ReservedFlags): 1 QPC (1e7 / PerfFreq), 2 system time (1), 3 CPU cycles
 (10 / CpuSpeedInMHz). Everything is integer arithmetic: no float rounding, no int64 overflow.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ class Clock:
     anchor_ns: int
 
     @classmethod
-    def from_header(cls, clock_type: int, perf_freq: int, cpu_speed_mhz: int, start_time: int,
-                    raw_anchor: int) -> Clock:
+    def from_header(
+        cls, clock_type: int, perf_freq: int, cpu_speed_mhz: int, start_time: int, raw_anchor: int
+    ) -> Clock:
         """The clock of a logfile header; ValueError when its clock type or frequency is unusable."""
         if clock_type == CLOCK_QPC:
             tps = int(perf_freq)
@@ -50,13 +52,14 @@ class Clock:
         # raw values are u64: the difference wraps modulo 2^64 and is read as a signed delta
         d = (np.asarray(raw).astype(np.uint64) - np.uint64(self.raw_anchor & _U64)).view(np.int64)
         f = np.int64(self.ticks_per_second)
-        q, r = np.divmod(d, f)            # r in [0, f)
+        q, r = np.divmod(d, f)  # r in [0, f)
         # r * 1e9 fits int64 while f < 9.2e9 Hz; split further above that (f <= 2^40).
         if self.ticks_per_second < 9_000_000_000:
             frac = (r * np.int64(NS_PER_S)) // f
         else:
-            frac = (r * np.int64(1000) // f) * np.int64(1_000_000) + \
-                   ((r * np.int64(1000) % f) * np.int64(1_000_000)) // f
+            frac = (r * np.int64(1000) // f) * np.int64(1_000_000) + (
+                (r * np.int64(1000) % f) * np.int64(1_000_000)
+            ) // f
         return np.int64(self.anchor_ns) + q * np.int64(NS_PER_S) + frac
 
     def outside(self, raw: np.ndarray, lo_ns: int, hi_ns: int) -> np.ndarray:

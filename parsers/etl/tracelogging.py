@@ -8,6 +8,7 @@ name). Facts from Microsoft's TraceLoggingProvider.h documentation, checked on t
 SelfDescribingSingleEvent.etl and primitive-types.etl. Array fields (InType 0x20/0x40 flags) are not
 compiled: such events keep their payload as bytes.
 """
+
 from __future__ import annotations
 
 from .layouts import Field, Layout
@@ -17,10 +18,32 @@ EXT_EVENT_SCHEMA_TL = 11
 EXT_PROV_TRAITS = 12
 
 #: InType (low 5 bits) -> layout kind; None: variable per pointer size (POINTER).
-IN_TYPES = {1: "wstring", 2: "cstring", 3: "i8", 4: "u8", 5: "i16", 6: "u16", 7: "i32", 8: "u32", 9: "i64",
-            10: "u64", 11: "f32", 12: "f64", 13: "bool32", 14: "bytes_u16", 15: "guid", 16: None,
-            17: "filetime", 18: "systemtime", 19: "sid", 20: "u32", 21: "u64", 22: "wstring_u16",
-            23: "cstring_u16", 25: "bytes_u16"}
+IN_TYPES = {
+    1: "wstring",
+    2: "cstring",
+    3: "i8",
+    4: "u8",
+    5: "i16",
+    6: "u16",
+    7: "i32",
+    8: "u32",
+    9: "i64",
+    10: "u64",
+    11: "f32",
+    12: "f64",
+    13: "bool32",
+    14: "bytes_u16",
+    15: "guid",
+    16: None,
+    17: "filetime",
+    18: "systemtime",
+    19: "sid",
+    20: "u32",
+    21: "u64",
+    22: "wstring_u16",
+    23: "cstring_u16",
+    25: "bytes_u16",
+}
 STRUCT = 24
 OUT_UTF8 = 35
 _CHAIN = 0x80
@@ -49,7 +72,7 @@ def parse_metadata(blob: bytes, pointer_size: int) -> tuple[str, Layout | None]:
     p = _skip_tags(blob, 2)
     name, p = _cstr(blob, p)
     fields: list[Field] = []
-    prefixes: list[tuple[str, int]] = []      # open STRUCTs: (name prefix, members left)
+    prefixes: list[tuple[str, int]] = []  # open STRUCTs: (name prefix, members left)
     supported = True
     while p < len(blob):
         fname, p = _cstr(blob, p)
@@ -64,7 +87,7 @@ def parse_metadata(blob: bytes, pointer_size: int) -> tuple[str, Layout | None]:
         base, flags = in_type & 0x1F, in_type & _ARRAY
         if flags:
             supported = False
-            if flags == 0x20:          # constant count: u16 count in the metadata
+            if flags == 0x20:  # constant count: u16 count in the metadata
                 p += 2
         while prefixes and prefixes[-1][1] == 0:
             prefixes.pop()

@@ -5,6 +5,7 @@ process lifetimes (EVENTLOG_PROCESSES: Sysmon 1/5, Security 4688/4689) and DNS q
 one file, with every event id it saw. JSON flavours (evtx_dump, Winlogbeat/ECS, Azure Monitor, NXLog-style
 flat) are told apart by content, record by record.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,13 +38,13 @@ class EventLog:
     """What one event log says: connections, processes, DNS queries, and what was read or skipped."""
 
     path: str
-    kind: str                       # evtx, or json (flavours: the JSON shapes seen, e.g. ["flat"])
-    connections: pl.DataFrame       # schema.CONNECTIONS
-    processes: pl.DataFrame         # schema.EVENTLOG_PROCESSES
-    dns: pl.DataFrame               # schema.DNS
-    hosts: pl.DataFrame             # host, sensor, connections, processes, dns, first, last
-    event_ids: Counter = field(default_factory=Counter)   # every event id in the file -> records
-    records: int = 0                # records (evtx) or non-blank lines (JSON) read
+    kind: str  # evtx, or json (flavours: the JSON shapes seen, e.g. ["flat"])
+    connections: pl.DataFrame  # schema.CONNECTIONS
+    processes: pl.DataFrame  # schema.EVENTLOG_PROCESSES
+    dns: pl.DataFrame  # schema.DNS
+    hosts: pl.DataFrame  # host, sensor, connections, processes, dns, first, last
+    event_ids: Counter = field(default_factory=Counter)  # every event id in the file -> records
+    records: int = 0  # records (evtx) or non-blank lines (JSON) read
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> records / lines / chunks lost
     flavours: list[str] = field(default_factory=list)
 
@@ -52,12 +53,16 @@ class EventLog:
         name = Path(self.path).name
         if self.connections.height:
             by = self.connections.group_by("sensor", "event_id").len().sort("sensor", "event_id")
-            parts = ", ".join(f"{r['sensor']} {r['event_id']}: {r['len']:,}" for r in by.iter_rows(named=True))
+            parts = ", ".join(
+                f"{r['sensor']} {r['event_id']}: {r['len']:,}" for r in by.iter_rows(named=True)
+            )
             return f"{name}: {self.connections.height:,} network events ({parts}) on {self.hosts.height} host/sensor(s)"
         ids = ", ".join(f"{i} ({n:,})" for i, n in sorted(self.event_ids.items())[:40])
         more = "" if len(self.event_ids) <= 40 else f", ... ({len(self.event_ids)} ids)"
-        return (f"no network events in {name} (Sysmon 3 or Security 5156/5157/5152/5158/5154); "
-                f"{self.records:,} records with event ids: {ids or 'none'}{more}")
+        return (
+            f"no network events in {name} (Sysmon 3 or Security 5156/5157/5152/5158/5154); "
+            f"{self.records:,} records with event ids: {ids or 'none'}{more}"
+        )
 
 
 def sniff(head: bytes) -> str | None:
@@ -67,7 +72,7 @@ def sniff(head: bytes) -> str | None:
         return "evtx"
     # JSON lines: the reader tells the flavours apart, or names the fields it looked for
     if head.startswith((b"\xff\xfe{\x00", b"{\x00")):
-        return "eventlog-json"      # UTF-16: the reader says what to do
+        return "eventlog-json"  # UTF-16: the reader says what to do
     first = head.lstrip(BOM + b" \t\r\n")[:1]
     return "eventlog-json" if first == b"{" else None
 
@@ -107,14 +112,15 @@ class _Collector:
                 d = json.loads(text)
             except ValueError as e:
                 if not c.text.rstrip().endswith(b"}"):
-                    continue            # a truncated line: counted and reported by the scan
+                    continue  # a truncated line: counted and reported by the scan
                 self.skipped["undecodable JSON line"] += 1
                 where = f"record {c.line}" if self.unit == "record" else f"line {c.line}"
                 if self.skipped["undecodable JSON line"] <= 20:
                     # json.loads also raises UnicodeDecodeError (no msg/colno) for bytes that are not UTF-8
                     why = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
-                    diagnostics.warn(f"{self.path}: {where} (offset {c.offset:#x}): not valid JSON "
-                                     f"({why}); skipped")
+                    diagnostics.warn(
+                        f"{self.path}: {where} (offset {c.offset:#x}): not valid JSON ({why}); skipped"
+                    )
                 continue
             fl = flavour_of(d)
             if fl is None:
@@ -124,9 +130,9 @@ class _Collector:
                 continue
             self.flavours[fl] += 1
             row = flatten(d, fl)
-            assert row is not None          # a known flavour always flattens
+            assert row is not None  # a known flavour always flattens
             if row.get("event_id") not in scan.WANTED_IDS:
-                continue        # the id matched elsewhere in the line (a nested field)
+                continue  # the id matched elsewhere in the line (a nested field)
             row["line"] = c.line
             self.rows.append(row)
         return newlines
@@ -146,8 +152,11 @@ def _open_packed(path: str) -> Iterator[tuple[IO[bytes] | gzip.GzipFile, str | N
             except (zipfile.BadZipFile, OSError) as e:
                 raise EventLogError(f"damaged .zip: {e}", path=path) from None
             if len(members) != 1:
-                raise EventLogError(f".zip with {len(members)} files ({', '.join(i.filename for i in members[:5])}): "
-                                    "give one event log per file", path=path)
+                raise EventLogError(
+                    f".zip with {len(members)} files ({', '.join(i.filename for i in members[:5])}): "
+                    "give one event log per file",
+                    path=path,
+                )
             with z.open(members[0]) as m:
                 yield m, members[0].filename
         elif magic.startswith(b"\x1f\x8b"):
@@ -189,8 +198,9 @@ def _read_json(path: str, progress: Progress | None) -> tuple[_Collector, int]:
             if mm is not None:
                 mm.close()
     for line, off in col.stats.broken:
-        diagnostics.warn(f"{path}: line {line} (offset {off:#x}): truncated JSON line (does not end with '}}'); "
-                         "skipped")
+        diagnostics.warn(
+            f"{path}: line {line} (offset {off:#x}): truncated JSON line (does not end with '}}'); skipped"
+        )
     if col.stats.broken_count:
         col.skipped["truncated JSON line"] += col.stats.broken_count
         if col.stats.broken_count > len(col.stats.broken):
@@ -201,8 +211,12 @@ def _read_json(path: str, progress: Progress | None) -> tuple[_Collector, int]:
 def _check_json_head(path: str, head: bytes) -> None:
     """Refuse a file whose first records are JSON of no known event-log flavour, naming what was looked for."""
     if head.startswith((b"\xff\xfe", b"{\x00")):
-        raise EventLogError("UTF-16 text (as PowerShell's '>' writes it): save it as UTF-8 "
-                            "(Out-File -Encoding utf8) and read that", path=path, offset=0)
+        raise EventLogError(
+            "UTF-16 text (as PowerShell's '>' writes it): save it as UTF-8 "
+            "(Out-File -Encoding utf8) and read that",
+            path=path,
+            offset=0,
+        )
     head = head[3:] if head.startswith(BOM) else head
     seen = 0
     for raw in head.split(b"\n")[:-1][:20]:
@@ -220,10 +234,17 @@ def _check_json_head(path: str, head: bytes) -> None:
         if seen >= 3:
             break
     if seen:
-        raise EventLogError(f"JSON lines of no known event-log flavour (looked for {'; '.join(LOOKED_FOR)}); "
-                              f"the records have: {keys}", path=path, line=1)
-    raise EventLogError("not an event log: neither .evtx (ElfFile header) nor JSON lines with one event "
-                          "per line", path=path, offset=0)
+        raise EventLogError(
+            f"JSON lines of no known event-log flavour (looked for {'; '.join(LOOKED_FOR)}); "
+            f"the records have: {keys}",
+            path=path,
+            line=1,
+        )
+    raise EventLogError(
+        "not an event log: neither .evtx (ElfFile header) nor JSON lines with one event per line",
+        path=path,
+        offset=0,
+    )
 
 
 def _read_evtx(path: str, progress: Progress | None) -> tuple[_Collector, int]:
@@ -241,8 +262,10 @@ def _read_evtx(path: str, progress: Progress | None) -> tuple[_Collector, int]:
         col.skipped["damaged chunk"] += len(errors)
     tail = partial_tail(path)
     if tail:
-        diagnostics.warn(f"{path}: the file ends inside a chunk (cut short?): its last {tail:,} bytes, a partial "
-                         "chunk, are not read")
+        diagnostics.warn(
+            f"{path}: the file ends inside a chunk (cut short?): its last {tail:,} bytes, a partial "
+            "chunk, are not read"
+        )
         col.skipped["partial chunk at the end"] += 1
     if progress:
         size = os.path.getsize(path)
@@ -265,15 +288,29 @@ def read_eventlog(path: PathLike, progress: Progress | None = None) -> EventLog:
         col, records, kind = *_read_json(p, progress), "json"
     without_id = records - sum(col.stats.event_ids.values()) - col.stats.broken_count
     if without_id > 0:
-        what = "record(s) without an event id (null System)" if kind == "evtx" else "line(s) without an event id"
+        what = (
+            "record(s) without an event id (null System)" if kind == "evtx" else "line(s) without an event id"
+        )
         col.skipped[what] += without_id
         diagnostics.warn(f"{p}: {without_id:,} {what} skipped")
     if col.skipped.get("unknown JSON shape"):
-        diagnostics.warn(f"{p}: {col.skipped['unknown JSON shape']:,} line(s) of no known event-log flavour "
-                         f"skipped (first has: {', '.join(col.first_unknown or [])})")
+        diagnostics.warn(
+            f"{p}: {col.skipped['unknown JSON shape']:,} line(s) of no known event-log flavour "
+            f"skipped (first has: {', '.join(col.first_unknown or [])})"
+        )
     raw = tables.raw_frame(col.rows).with_columns(tables.sensor_of().alias("sensor"))
     conns = tables.connections(raw, p)
     procs = tables.processes(raw, p)
     names = tables.dns(raw, p)
-    return EventLog(p, kind, conns, procs, names, tables.hosts(conns, procs, names), col.stats.event_ids,
-                    records, dict(col.skipped), sorted(col.flavours))
+    return EventLog(
+        p,
+        kind,
+        conns,
+        procs,
+        names,
+        tables.hosts(conns, procs, names),
+        col.stats.event_ids,
+        records,
+        dict(col.skipped),
+        sorted(col.flavours),
+    )

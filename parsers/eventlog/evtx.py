@@ -3,6 +3,7 @@
 The library raises once from ``next()`` for each chunk (or record run) it cannot read and then goes on
 with the next chunk, so the loop catches, counts and continues. Records come in chunk order.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,7 @@ def iter_json_batches(path: str | os.PathLike, errors: list[str], batch: int = 8
             if len(errors) > limit:
                 break
             continue
-        assert r is not None                # a record (evtx's generated stub says Optional)
+        assert r is not None  # a record (evtx's generated stub says Optional)
         lines.append(r["data"].replace("\n", " "))
         if len(lines) >= batch:
             yield ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")

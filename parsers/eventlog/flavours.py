@@ -12,6 +12,7 @@ Every flavour gives the same row: the header (``time``, ``host``, ``channel``, `
 ``record``) and the event's data fields under their lower-case names (NXLog folds ``ProcessID`` to
 ``ProcessId``; lower case makes them one), values as text.
 """
+
 from __future__ import annotations
 
 import html
@@ -21,19 +22,50 @@ from typing import Any
 
 #: The event-data fields the tables use (lower-case). Everything else in a record is ignored.
 DATA_FIELDS = (
-    "utctime", "processid", "processguid", "image", "application", "user", "protocol", "initiated",
-    "sourceip", "sourceport", "destinationip", "destinationport", "direction", "sourceaddress",
-    "destaddress", "destport", "layername", "newprocessid", "newprocessname", "parentprocessid",
-    "parentimage", "parentprocessname", "parentprocessguid", "commandline", "terminalsessionid",
-    "processname", "subjectusername", "subjectdomainname", "targetusername", "targetdomainname",
-    "queryname", "queryresults", "querystatus",
+    "utctime",
+    "processid",
+    "processguid",
+    "image",
+    "application",
+    "user",
+    "protocol",
+    "initiated",
+    "sourceip",
+    "sourceport",
+    "destinationip",
+    "destinationport",
+    "direction",
+    "sourceaddress",
+    "destaddress",
+    "destport",
+    "layername",
+    "newprocessid",
+    "newprocessname",
+    "parentprocessid",
+    "parentimage",
+    "parentprocessname",
+    "parentprocessguid",
+    "commandline",
+    "terminalsessionid",
+    "processname",
+    "subjectusername",
+    "subjectdomainname",
+    "targetusername",
+    "targetdomainname",
+    "queryname",
+    "queryresults",
+    "querystatus",
 )
 HEADER_FIELDS = ("time", "host", "channel", "provider", "event_id", "record")
 _DATA = frozenset(DATA_FIELDS)
 
 #: What the flavour detection looks for, for the error message when nothing matches.
-LOOKED_FOR = ("Event.System (evtx_dump)", "winlog.event_id (Winlogbeat/ECS)",
-              "TimeGenerated + EventData (Azure Monitor)", "EventID at the top level (NXLog-style)")
+LOOKED_FOR = (
+    "Event.System (evtx_dump)",
+    "winlog.event_id (Winlogbeat/ECS)",
+    "TimeGenerated + EventData (Azure Monitor)",
+    "EventID at the top level (NXLog-style)",
+)
 
 
 def flavour_of(d: Any) -> str | None:
@@ -57,14 +89,14 @@ def _text(v: Any) -> str | None:
         return "true" if v else "false"
     if isinstance(v, (int, float, str)):
         return str(v)
-    if isinstance(v, dict) and "#text" in v:     # evtx_dump: an element with attributes
+    if isinstance(v, dict) and "#text" in v:  # evtx_dump: an element with attributes
         return _text(v["#text"])
     if isinstance(v, list):
         return ";".join(t for t in (_text(x) for x in v) if t is not None)
     return json.dumps(v)
 
 
-_KEYS: dict[str, str] = {}      # field name as written -> lower-case name the tables use, "" for others
+_KEYS: dict[str, str] = {}  # field name as written -> lower-case name the tables use, "" for others
 
 
 def _put_data(row: dict[str, str | None], data: Any) -> None:
@@ -76,7 +108,7 @@ def _put_data(row: dict[str, str | None], data: Any) -> None:
         lk = keys.get(k)
         if lk is None:
             lk = k.lower() if k.lower() in _DATA else ""
-            if len(keys) < 100_000:     # hostile input could hold endless distinct names
+            if len(keys) < 100_000:  # hostile input could hold endless distinct names
                 keys[k] = lk
         if lk:
             row[lk] = v if type(v) is str else _text(v)
@@ -111,7 +143,7 @@ def _flat_evtx_dump(d: dict) -> dict[str, Any]:
         row["record"] = _event_id(system.get("EventRecordID"))
     _put_data(row, ev.get("EventData"))
     user_data = ev.get("UserData")
-    if isinstance(user_data, dict):           # <UserData><SomeEvent><Field>..</Field></SomeEvent></UserData>
+    if isinstance(user_data, dict):  # <UserData><SomeEvent><Field>..</Field></SomeEvent></UserData>
         for inner in user_data.values():
             _put_data(row, inner)
     return row
@@ -119,12 +151,18 @@ def _flat_evtx_dump(d: dict) -> dict[str, Any]:
 
 # ECS fields the Winlogbeat Sysmon module moves out of winlog.event_data, as (ECS path, event-data name).
 _ECS_FIELDS = (
-    (("process", "pid"), "processid"), (("process", "entity_id"), "processguid"),
-    (("process", "executable"), "image"), (("process", "command_line"), "commandline"),
-    (("process", "parent", "pid"), "parentprocessid"), (("process", "parent", "executable"), "parentimage"),
+    (("process", "pid"), "processid"),
+    (("process", "entity_id"), "processguid"),
+    (("process", "executable"), "image"),
+    (("process", "command_line"), "commandline"),
+    (("process", "parent", "pid"), "parentprocessid"),
+    (("process", "parent", "executable"), "parentimage"),
     (("process", "parent", "entity_id"), "parentprocessguid"),
-    (("network", "transport"), "protocol"), (("source", "ip"), "sourceip"), (("source", "port"), "sourceport"),
-    (("destination", "ip"), "destinationip"), (("destination", "port"), "destinationport"),
+    (("network", "transport"), "protocol"),
+    (("source", "ip"), "sourceip"),
+    (("source", "port"), "sourceport"),
+    (("destination", "ip"), "destinationip"),
+    (("destination", "port"), "destinationport"),
     (("dns", "question", "name"), "queryname"),
 )
 
@@ -136,7 +174,9 @@ def _flat_ecs(d: dict) -> dict[str, Any]:
         "host": _text(w.get("computer_name") or _get(d, "host", "hostname") or _get(d, "host", "name")),
         "channel": _text(w.get("channel")),
         "provider": _text(w.get("provider_name")),
-        "event_id": _event_id(w.get("event_id") if w.get("event_id") is not None else _get(d, "event", "code")),
+        "event_id": _event_id(
+            w.get("event_id") if w.get("event_id") is not None else _get(d, "event", "code")
+        ),
         "record": _event_id(w.get("record_id")),
     }
     _put_data(row, w.get("event_data"))
@@ -172,7 +212,7 @@ def _flat_azure(d: dict) -> dict[str, Any]:
         "event_id": _event_id(d.get("EventID")),
         "record": _event_id(d.get("EventRecordId")),
     }
-    _put_data(row, d)                       # SecurityEvent copies some fields to the top level
+    _put_data(row, d)  # SecurityEvent copies some fields to the top level
     ed = d.get("EventData") or ""
     if isinstance(ed, dict):
         _put_data(row, ed)

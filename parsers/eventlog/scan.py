@@ -4,6 +4,7 @@ Real exports are mostly events etwtools does not use (registry, image loads, obj
 over each block finds the lines whose event id is one of :data:`WANTED_IDS` (only those are decoded with
 ``json.loads``), counts every event id, and finds lines that cannot be whole JSON objects (truncated).
 """
+
 from __future__ import annotations
 
 import re
@@ -42,8 +43,8 @@ class ScanStats:
     """What the scan saw over the whole input."""
 
     event_ids: Counter = field(default_factory=Counter)
-    lines: int = 0                  # non-blank lines
-    broken: list[tuple[int, int]] = field(default_factory=list)   # (line, offset) of the first 20 truncated
+    lines: int = 0  # non-blank lines
+    broken: list[tuple[int, int]] = field(default_factory=list)  # (line, offset) of the first 20 truncated
     broken_count: int = 0
 
 
@@ -74,8 +75,10 @@ def scan_block(buf, first_line: int, base: int, stats: ScanStats) -> tuple[list[
             ends = np.where(li < len(nl), nl[np.minimum(li, len(nl) - 1)], size)
         else:
             starts, ends = np.zeros(len(li), np.int64), np.full(len(li), size, np.int64)
-        out = [Candidate(first_line + int(i), base + int(s0), bytes(buf[s0:e0]))
-               for i, s0, e0 in zip(li.tolist(), starts.tolist(), ends.tolist())]
+        out = [
+            Candidate(first_line + int(i), base + int(s0), bytes(buf[s0:e0]))
+            for i, s0, e0 in zip(li.tolist(), starts.tolist(), ends.tolist())
+        ]
     # line ends: the last byte before each newline (before a CR) must be "}" for a whole JSON object
     open_end = size > 0 and a[-1] != 10
     pieces = len(nl) + open_end
@@ -88,8 +91,8 @@ def scan_block(buf, first_line: int, base: int, stats: ScanStats) -> tuple[list[
             prev[cr] = a[np.maximum(nl[cr] - 2, 0)]
         whole = int(np.count_nonzero(prev == 125))
     if open_end:
-        whole += bytes(buf[max(nl[-1] + 1 if len(nl) else 0, size - 4096):]).rstrip().endswith(b"}")
-    if whole != pieces:     # blank lines, or lines that cannot be whole JSON objects: find which (rare)
+        whole += bytes(buf[max(nl[-1] + 1 if len(nl) else 0, size - 4096) :]).rstrip().endswith(b"}")
+    if whole != pieces:  # blank lines, or lines that cannot be whole JSON objects: find which (rare)
         stats.lines += _odd_lines(bytes(buf), first_line, base, stats)
     else:
         stats.lines += pieces
@@ -122,7 +125,7 @@ def iter_mapped(mm, block: int = BLOCK) -> Generator[tuple[memoryview, int], Non
             end = min(pos + block, size)
             if end < size:
                 cut = mm.rfind(b"\n", pos, end) + 1
-                if cut <= pos:                      # one line longer than a block
+                if cut <= pos:  # one line longer than a block
                     nxt = mm.find(b"\n", end)
                     cut = size if nxt < 0 else nxt + 1
             else:
@@ -151,7 +154,7 @@ def iter_blocks(f, block: int = BLOCK) -> Generator[tuple[bytes, int], None, Non
             if len(buf) <= 4 * block:
                 rest = buf
                 continue
-            cut = len(buf)              # a line longer than any event: pass it on whole, it cannot decode
+            cut = len(buf)  # a line longer than any event: pass it on whole, it cannot decode
         yield buf[:cut] if cut < len(buf) else buf, offset
         offset += cut
         rest = buf[cut:]
