@@ -16,14 +16,15 @@ from hypothesis import strategies as st
 from etwtools.parsers.etl import compression, container, guids, structs
 from etwtools.parsers.etl.container import EtlFile, count_records, open_etl
 from etwtools.parsers.etl.records import (
-    COMPACT32,
     COMPACT64,
     EVENT_HEADER32,
     EVENT_HEADER64,
     FULL_HEADER32,
     FULL_HEADER64,
+    HEADER_TYPES,
     INSTANCE32,
     INSTANCE64,
+    MESSAGE,
     PERFINFO32,
     PERFINFO64,
     SYSTEM32,
@@ -598,14 +599,7 @@ def test_extended_system_header_bits_move_the_payload(tmp_path):
     assert list(b.version[1:]) == [2, 3, 2] and not f.stats.warnings()
 
 
-_KINDS = [
-    "system_header",
-    "compact_header",
-    "perfinfo_header",
-    "full_header",
-    "instance_header",
-    "event_header",
-]
+_KINDS = [f"{kind}_header" for kind in structs.HEADER_KINDS]
 
 
 @st.composite
@@ -687,20 +681,8 @@ def test_header_sizes_are_derived_from_the_structs_and_used_by_the_walk():
     (its per-type lookup tables) uses exactly it; every record header type of records.py has an entry."""
     sizes, at4 = _derived_tables()
     assert {t: sizes[t] for t in structs.HEADER_SIZES} == structs.HEADER_SIZES
-    assert set(structs.HEADER_SIZES) == {
-        SYSTEM32,
-        SYSTEM64,
-        COMPACT32,
-        COMPACT64,
-        PERFINFO32,
-        PERFINFO64,
-        FULL_HEADER32,
-        FULL_HEADER64,
-        INSTANCE32,
-        INSTANCE64,
-        EVENT_HEADER32,
-        EVENT_HEADER64,
-    }
+    assert set(structs.HEADER_SIZES) == HEADER_TYPES - {MESSAGE}
+    assert set(np.flatnonzero(container._KIND)) == set(structs.HEADER_SIZES)  # every kind gathered
     assert bytes(container._HDR_LEN.astype(np.uint8)) == sizes
     assert bytes(container._SIZE_AT_4.astype(np.uint8)) == at4
     assert structs.SIZE_AT_4 == {t for t in range(256) if at4[t]}

@@ -13,9 +13,9 @@ How layouts are declared and read (the rule for every module here):
   ``tests/test_etl_container.py::test_synthetic_file_of_every_header_type_round_trips``), and the C and
   Python walks are compared on the corpus and on damaged buffers.
 - Tables are written once, beside the structs they describe: the record header types in
-  ``records.py`` (``HEADER_TYPES``), their header sizes, pointer sizes and size fields in ``structs.py``
-  (``HEADER_SIZES``, ``POINTER_SIZES``, ``SIZE_AT_4``; the header sizes and size positions derived from
-  the header structs themselves); the container, the columnar decoder, file detection
+  ``records.py`` (``HEADER_TYPES``), which struct each is, their header sizes, pointer sizes and size fields
+  in ``structs.py`` (``HEADER_KINDS`` lists each kind's 32- and 64-bit types once; ``KIND_OF``,
+  ``POINTER_SIZES``, ``HEADER_SIZES``, ``SIZE_AT_4`` are derived from it and from the header structs); the container, the columnar decoder, file detection
   (``etwtools.sources``) and the builder import them from there. The C walker's copy (C cannot import
   them) is compared with them by ``tests/test_etl_container.py::test_c_walker_header_tables_equal_the_derived_ones``.
 """

@@ -33,22 +33,7 @@ from ..errors import EtlError
 from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Progress, filetime_to_ns
 from . import guids as _guids
 from .compression import DecompressionError, decompress
-from .records import (
-    COMPACT32,
-    COMPACT64,
-    EVENT_HEADER32,
-    EVENT_HEADER64,
-    FULL_HEADER32,
-    FULL_HEADER64,
-    INSTANCE32,
-    INSTANCE64,
-    MESSAGE,
-    PERFINFO32,
-    PERFINFO64,
-    SYSTEM32,
-    SYSTEM64,
-    RecordBatch,
-)
+from .records import EVENT_HEADER32, EVENT_HEADER64, MESSAGE, SYSTEM32, SYSTEM64, RecordBatch
 from .structs import (
     BUFFER_HEADER_SIZE,
     EH_EXTENDED_INFO,
@@ -57,6 +42,7 @@ from .structs import (
     FLAG_COMPRESSED,
     FLAG_EVENTS_LOST,
     HEADER_SIZES,
+    KIND_OF,
     MARKER_FLAGS,
     MESSAGE_FLAGS,
     POINTER_SIZES,
@@ -109,13 +95,13 @@ for _t, _n in POINTER_SIZES.items():
     _PTR[_t] = _n
 _SIZE_AT_4 = np.zeros(256, bool)
 _SIZE_AT_4[list(SIZE_AT_4)] = True
-# header kinds, by header type
+# how the header gather reads each header kind of structs.HEADER_KINDS, by header type
 _K_NONE, _K_SYSTEM, _K_PERFINFO, _K_CLASSIC, _K_EVENT = 0, 1, 2, 3, 4
+_GATHER = {"system": _K_SYSTEM, "compact": _K_SYSTEM, "perfinfo": _K_PERFINFO}
+_GATHER |= {"full": _K_CLASSIC, "instance": _K_CLASSIC, "event": _K_EVENT}
 _KIND = np.zeros(256, np.uint8)
-_KIND[[SYSTEM32, SYSTEM64, COMPACT32, COMPACT64]] = _K_SYSTEM
-_KIND[[PERFINFO32, PERFINFO64]] = _K_PERFINFO
-_KIND[[FULL_HEADER32, FULL_HEADER64, INSTANCE32, INSTANCE64]] = _K_CLASSIC
-_KIND[[EVENT_HEADER32, EVENT_HEADER64]] = _K_EVENT
+for _t, _k in KIND_OF.items():
+    _KIND[_t] = _GATHER[_k]
 #: Padding after a batch's data: the header gather reads 0x38 bytes from every record start.
 _TAIL = 0x40
 

@@ -104,11 +104,20 @@ EXT_LINKAGE_MORE = 0x0001
 # TRACE_LOGFILE_HEADER.ReservedFlags = clock type
 CLOCK_QPC, CLOCK_SYSTEM_TIME, CLOCK_CPU_CYCLES = 1, 2, 3
 
-#: Header type -> pointer size of the payload.
-POINTER_SIZES = {
-    SYSTEM32: 4, COMPACT32: 4, PERFINFO32: 4, FULL_HEADER32: 4, INSTANCE32: 4, EVENT_HEADER32: 4,
-    SYSTEM64: 8, COMPACT64: 8, PERFINFO64: 8, FULL_HEADER64: 8, INSTANCE64: 8, EVENT_HEADER64: 8,
+#: The record header kinds (``EtlStructs.<kind>_header``) and their header types, 32-bit then 64-bit
+#: payload pointers: the one list of which header type is which struct.
+HEADER_KINDS = {
+    "system":   (SYSTEM32, SYSTEM64),
+    "compact":  (COMPACT32, COMPACT64),
+    "perfinfo": (PERFINFO32, PERFINFO64),
+    "full":     (FULL_HEADER32, FULL_HEADER64),
+    "instance": (INSTANCE32, INSTANCE64),
+    "event":    (EVENT_HEADER32, EVENT_HEADER64),
 }
+#: Header type -> its kind (a key of HEADER_KINDS).
+KIND_OF = {t: kind for kind, types in HEADER_KINDS.items() for t in types}
+#: Header type -> pointer size of the payload.
+POINTER_SIZES = {t: size for types in HEADER_KINDS.values() for t, size in zip(types, (4, 8))}
 
 
 class GuidAdapter(Adapter):
@@ -219,11 +228,7 @@ class EtlStructs:
 
     def header_for(self, htype: int) -> Struct:
         """The header struct of a header type (either pointer size)."""
-        kind = {SYSTEM32: "system", SYSTEM64: "system", COMPACT32: "compact", COMPACT64: "compact",
-                PERFINFO32: "perfinfo", PERFINFO64: "perfinfo", FULL_HEADER32: "full",
-                FULL_HEADER64: "full", INSTANCE32: "instance", INSTANCE64: "instance",
-                EVENT_HEADER32: "event", EVENT_HEADER64: "event"}[htype]
-        return getattr(self, f"{kind}_header")
+        return getattr(self, f"{KIND_OF[htype]}_header")
 
 
 @functools.cache
@@ -234,15 +239,15 @@ def structs_for(pointer_size: int) -> EtlStructs:
     b64 = pointer_size == 8
     pointer = Int64ul if b64 else Int32ul
 
-    def htype(t32: int, t64: int) -> Construct:
-        return "header_type" / Default(Int8ul, t64 if b64 else t32)
+    def htype(kind: str) -> Construct:
+        return "header_type" / Default(Int8ul, HEADER_KINDS[kind][b64])
 
     marker_flags = "marker_flags" / Default(Int8ul, MARKER_FLAGS)
 
     # SYSTEM_TRACE_HEADER (types 1/2), 0x20 bytes.
     system_header = Struct(
         "version" / Default(Int16ul, 2),        # 0x00 event version (plus 0x8000/0x0700 extension bits)
-        htype(SYSTEM32, SYSTEM64),              # 0x02
+        htype("system"),                        # 0x02
         marker_flags,                           # 0x03
         "size" / Int16ul,                       # 0x04 record size incl. header
         "opcode" / Int8ul,                      # 0x06 "Type"
@@ -256,7 +261,7 @@ def structs_for(pointer_size: int) -> EtlStructs:
     # Compact SYSTEM_TRACE_HEADER (types 3/4), 0x18 bytes.
     compact_header = Struct(
         "version" / Default(Int16ul, 2),        # 0x00
-        htype(COMPACT32, COMPACT64),            # 0x02
+        htype("compact"),                       # 0x02
         marker_flags,                           # 0x03
         "size" / Int16ul,                       # 0x04
         "opcode" / Int8ul,                      # 0x06
@@ -268,7 +273,7 @@ def structs_for(pointer_size: int) -> EtlStructs:
     # PERFINFO_TRACE_HEADER (types 0x10/0x11), 0x10 bytes: no thread or process id.
     perfinfo_header = Struct(
         "version" / Default(Int16ul, 2),        # 0x00
-        htype(PERFINFO32, PERFINFO64),          # 0x02
+        htype("perfinfo"),                      # 0x02
         marker_flags,                           # 0x03
         "size" / Int16ul,                       # 0x04
         "opcode" / Int8ul,                      # 0x06
@@ -278,7 +283,7 @@ def structs_for(pointer_size: int) -> EtlStructs:
     # EVENT_TRACE_HEADER (FULL_HEADER, types 0x0A/0x14), 0x30 bytes: classic MOF providers.
     full_header = Struct(
         "size" / Int16ul,                       # 0x00 record size incl. header
-        htype(FULL_HEADER32, FULL_HEADER64),    # 0x02
+        htype("full"),                          # 0x02
         marker_flags,                           # 0x03
         "opcode" / Int8ul,                      # 0x04 Class.Type
         "level" / Default(Int8ul, 0),           # 0x05 Class.Level
@@ -293,7 +298,7 @@ def structs_for(pointer_size: int) -> EtlStructs:
     # EVENT_INSTANCE_GUID_HEADER (types 0x0B/0x15), 0x48 bytes.
     instance_header = Struct(
         "size" / Int16ul,                       # 0x00
-        htype(INSTANCE32, INSTANCE64),          # 0x02
+        htype("instance"),                      # 0x02
         marker_flags,                           # 0x03
         "opcode" / Int8ul,                      # 0x04
         "level" / Default(Int8ul, 0),           # 0x05
@@ -311,7 +316,7 @@ def structs_for(pointer_size: int) -> EtlStructs:
     # EVENT_HEADER (types 0x12/0x13), 0x50 bytes: manifest and TraceLogging providers.
     event_header = Struct(
         "size" / Int16ul,                       # 0x00 record size incl. header and extended items
-        htype(EVENT_HEADER32, EVENT_HEADER64),  # 0x02
+        htype("event"),                         # 0x02
         marker_flags,                           # 0x03
         "flags" / Default(Int16ul, 0),          # 0x04 EH_* (EH_EXTENDED_INFO: items follow the header)
         "event_property" / Default(Int16ul, 0),  # 0x06
@@ -468,7 +473,9 @@ SIZE_AT_4 = frozenset(t for t, p in POINTER_SIZES.items() if _offset_of(structs_
 
 
 __all__ = [
+    "HEADER_KINDS",
     "HEADER_SIZES",
+    "KIND_OF",
     "POINTER_SIZES",
     "SIZE_AT_4",
     "EtlStructs",
