@@ -30,13 +30,13 @@ from collections.abc import Iterable, Iterator
 import polars as pl
 
 from .attribution import Attribution
+from .attribution.constants import RANK
 from .errors import CaptureError
 from .parsers.packets import Interface, Packet
 from .parsers.pcapng import OPT_COMMENT, OPT_PROCESSID_THREADID, custom_block
 
 log = logging.getLogger("etwtools")
 
-_CONFIDENCE = {"high": 3, "medium": 2, "low": 1, "none": 0}
 #: Wireshark Foundation's private enterprise number, and the entry type of a process information block
 #: inside its custom blocks (wiretap/pcapng-wireshark-custom.c).
 PEN_WIRESHARK = 32622
@@ -58,9 +58,9 @@ _BATCH = 65536
 
 
 def _levels(floor: str) -> list[str]:
-    if floor not in _CONFIDENCE:
-        raise ValueError(f"confidence {floor!r} is not one of {', '.join(_CONFIDENCE)}")
-    return [c for c, r in _CONFIDENCE.items() if r >= max(_CONFIDENCE[floor], 1)]
+    if floor not in RANK:
+        raise ValueError(f"confidence {floor!r} is not one of {', '.join(RANK)}")
+    return [c for c, r in RANK.items() if r >= max(RANK[floor], 1)]
 
 
 def annotations(attribution: Attribution, min_confidence: str = "low") -> pl.DataFrame:

@@ -1110,8 +1110,8 @@ def merge_kernel(kernel, logs: LogAttribution) -> LogAttribution:
         pl.col("k_pid").is_not_null()
         & pl.col("pid").is_not_null()
         & (pl.col("k_pid") != pl.col("pid"))
-        & (kr >= 2)
-        & (lr >= 2)
+        & (kr >= RANK["medium"])
+        & (lr >= RANK["medium"])
     )
     other = (
         pl.when(differ & use_k)

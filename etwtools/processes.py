@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from .parsers import schema
-from .parsers.lifetimes import PROCESS_GRACE_S, process_at
+from .parsers.lifetimes import OPEN_BEGIN, OPEN_END, PROCESS_GRACE_S, lifetime, process_at
 
 _NS = pl.Int64
-_MIN_NS = -(2**62)
-_MAX_NS = 2**62
 #: tasklist's default table cuts image names to 25 characters.
 _TASKLIST_WIDTH = 25
 
@@ -55,14 +53,7 @@ class ProcessResolver:
         )
         p = p.filter(pl.col("pid").is_not_null())
         is_snap = pl.col("source").fill_null("").str.to_lowercase() == "tasklist"
-        self.trace = (
-            p.filter(~is_snap)
-            .with_columns(
-                pl.col("start").cast(_NS).fill_null(_MIN_NS).alias("start_ns"),
-                pl.col("end").cast(_NS).fill_null(_MAX_NS).alias("end_ns"),
-            )
-            .sort("start_ns")
-        )
+        self.trace = p.filter(~is_snap).with_columns(*lifetime("start_ns", "end_ns")).sort("start_ns")
         self.snapshots = (
             p.filter(is_snap).with_columns(pl.col("snapshot").cast(_NS).alias("snap_ns")).sort("pid")
         )
@@ -106,7 +97,6 @@ class ProcessResolver:
                 right_on="snap_ns",
                 by="pid",
                 strategy="nearest",
-                tolerance=_MAX_NS - _MIN_NS,
                 check_sortedness=False,
             )
         else:
@@ -160,8 +150,8 @@ class ProcessResolver:
             if not images or any(_same_image(r["image"], row["image"]) for r in images):
                 continue
             desc = "; ".join(
-                f"{r['image']} (started {_fmt_ns(r['start_ns']) if r['start_ns'] != _MIN_NS else 'before the trace'}, "
-                f"ended {_fmt_ns(r['end_ns']) if r['end_ns'] != _MAX_NS else 'after the trace'})"
+                f"{r['image']} (started {_fmt_ns(r['start_ns']) if r['start_ns'] != OPEN_BEGIN else 'before the trace'}, "
+                f"ended {_fmt_ns(r['end_ns']) if r['end_ns'] != OPEN_END else 'after the trace'})"
                 for r in images[:3]
             )
             when = f"snapshot {_fmt_ns(snap)}" if snap is not None else "snapshot time unknown"
@@ -177,8 +167,8 @@ class ProcessResolver:
         rows = self.trace.filter(pl.col("pid") == pid)
         if rows.height:
             for r in rows.iter_rows(named=True):
-                start = "before the trace" if r["start_ns"] == _MIN_NS else _fmt_ns(r["start_ns"])
-                end = "still alive at the end" if r["end_ns"] == _MAX_NS else _fmt_ns(r["end_ns"])
+                start = "before the trace" if r["start_ns"] == OPEN_BEGIN else _fmt_ns(r["start_ns"])
+                end = "still alive at the end" if r["end_ns"] == OPEN_END else _fmt_ns(r["end_ns"])
                 alive = t_ns is not None and r["start_ns"] <= t_ns <= r["end_ns"]
                 extra = f", command line {r['command_line']!r}" if r.get("command_line") else ""
                 svc = f", services {r['services']}" if r.get("services") else ""

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from .attribution import Attribution
+from .attribution.constants import CONFIDENCE, NS, RANK
+from .attribution.result import attributed_expr
 
 if TYPE_CHECKING:
     from .ownership import LogAttribution
 
-NS = 1_000_000_000
 #: Lanes drawn one by one; further processes share one lane.
 MAX_LANES = 24
 #: Rows of the frame table embedded in the page.
@@ -52,7 +53,7 @@ class ReportFacts:
 
 
 def _lane_key() -> pl.Expr:
-    attributed = pl.col("confidence").is_in(["high", "medium"]) & pl.col("pid").is_not_null()
+    attributed = attributed_expr() & pl.col("pid").is_not_null()
     return (
         pl.when(attributed)
         .then(pl.format("{} (PID {})", pl.col("process").fill_null("(name unknown)"), pl.col("pid")))
@@ -211,9 +212,7 @@ def _iso(ns: int | None) -> str | None:
 
 def _interest() -> list[pl.Expr]:
     """Sort keys, most telling first: the stronger the evidence, then TCP/UDP/ICMP before other frames."""
-    rank = pl.col("confidence").replace_strict(
-        {"high": 0, "medium": 1, "low": 2}, default=3, return_dtype=pl.Int8
-    )
+    rank = -pl.col("confidence").replace_strict(RANK, default=0, return_dtype=pl.Int8)
     ip = pl.col("protocol").is_in(["TCP", "UDP", "ICMP", "ICMPv6"]).not_()
     return [rank, ip, pl.col("frame")]
 
@@ -314,7 +313,7 @@ def report_data(
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "inputs": [os.path.basename(os.fspath(p)) for p in inputs],
         "frames": df.height,
-        "confidence": {k: conf.get(k, 0) for k in ("high", "medium", "low", "none")},
+        "confidence": {k: conf.get(k, 0) for k in CONFIDENCE.values()},
         "offset": _offset(result),
         "local": result.local_addrs,
         "local_source": getattr(result, "local_addrs_source", None),
@@ -397,11 +396,9 @@ def write_report(
 
 
 def syn_attack_intervals(trace_path: str | os.PathLike) -> pl.DataFrame | None:
-    """The SYN-attack resistance intervals of an ETL trace (a second pass over it); None for other traces."""
-    from .sources import detect
+    """The SYN-attack resistance intervals of a trace whose kind can hold them (ETL: a second pass over it);
+    None for other traces."""
+    from .sources import KINDS, detect
 
-    if detect(trace_path) != "etl":
-        return None
-    from .synattack import synattack
-
-    return synattack(trace_path).intervals
+    read = KINDS[detect(trace_path)].syn_attack
+    return read(trace_path).intervals if read is not None else None

@@ -39,7 +39,8 @@ class Kind:
     extension, so that the kind's reader says precisely what is wrong. The readers: ``trace`` (path,
     with_frames, progress) -> :class:`Trace`; ``frames`` (path, with_data, progress, appearances) ->
     FRAMES; ``packets`` (path, spill_dir) -> (interfaces, packet iterator); ``eventlog`` (path,
-    progress) -> an ``EventLog``; ``tasklist``: processes come from all tasklist files at once.
+    progress) -> an ``EventLog``; ``tasklist``: processes come from all tasklist files at once;
+    ``syn_attack`` (path) -> the SYN-attack report of a trace that can hold Microsoft-Windows-TCPIP events.
     """
 
     name: str
@@ -50,6 +51,7 @@ class Kind:
     packets: Callable[..., tuple] | None = None
     eventlog: Callable[..., Any] | None = None
     tasklist: bool = False
+    syn_attack: Callable[..., Any] | None = None
 
 
 #: The input kinds by name, in the order their sniffs are tried. Adding a kind is one :func:`register`.
@@ -231,6 +233,12 @@ def _etl_packets(path: PathLike, *, spill_dir: str | None = None) -> tuple:
     return interfaces or [Interface(link_type=1)], packets
 
 
+def _etl_syn_attack(path: PathLike):
+    from .synattack import synattack
+
+    return synattack(path)
+
+
 def _capture(name: str) -> Kind:
     def sniff(head: bytes) -> bool:
         from .parsers.captures import sniff
@@ -280,7 +288,15 @@ def _tasklist_sniff(head: bytes) -> bool:
 for _name in ("pcap", "pcapng", "netmon"):
     register(_capture(_name))
 register(
-    Kind("etl", _looks_like_etl, suffix=".etl", trace=_etl_trace, frames=_etl_frames, packets=_etl_packets)
+    Kind(
+        "etl",
+        _looks_like_etl,
+        suffix=".etl",
+        trace=_etl_trace,
+        frames=_etl_frames,
+        packets=_etl_packets,
+        syn_attack=_etl_syn_attack,
+    )
 )
 register(Kind("evtx", _eventlog_sniff("evtx"), suffix=".evtx", eventlog=read_eventlog))
 register(Kind("eventlog-json", _eventlog_sniff("eventlog-json"), eventlog=read_eventlog))

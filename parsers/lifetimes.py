@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-_MIN, _MAX = -(2**63), 2**63 - 1
+#: The open ends of a lifetime (int64 ns): started before anything was recorded / still alive.
+OPEN_BEGIN, OPEN_END = -(2**63), 2**63 - 1
 #: Seconds a process keeps its name after its End event.
 PROCESS_GRACE_S = 5.0
 
@@ -44,7 +45,7 @@ def process_instances(events: list[dict], source: str) -> list[dict]:
                 continue  # the same instance, rundown again
             row = _new_row(ev, source)
             row["start"] = ev["time"] if kind == "Start" else None
-            row["begin"] = ev["time"] if kind == "Start" else _MIN
+            row["begin"] = ev["time"] if kind == "Start" else OPEN_BEGIN
             open_rows[pid] = len(rows)
             rows.append(row)
             continue
@@ -67,7 +68,7 @@ def process_instances(events: list[dict], source: str) -> list[dict]:
             # Kernel-Process events give the creation time (UTC, system clock) of such a process
             row["start"] = row["begin"] = ev.get("create_time") if kind == "End" else None
             if row["begin"] is None:
-                row["begin"] = _MIN
+                row["begin"] = OPEN_BEGIN
             rows.append(row)
             cur = len(rows) - 1
         row = rows[cur]
@@ -99,8 +100,8 @@ def _new_row(ev: dict, source: str) -> dict:
         "end": None,
         "user": ev["user"],
         "source": source,
-        "begin": _MIN,
-        "until": _MAX,
+        "begin": OPEN_BEGIN,
+        "until": OPEN_END,
         "exit_status": None,
         "alive_at_end": False,
         "defunct": False,
@@ -116,6 +117,15 @@ def _fill(row: dict, ev: dict) -> None:
     for key in ("ppid", "image", "command_line", "session", "user", "unique_key", "flags"):
         if row.get(key) in (None, "") and ev.get(key) not in (None, ""):
             row[key] = ev[key]
+
+
+def lifetime(begin: str = "_begin", until: str = "_until") -> tuple[pl.Expr, pl.Expr]:
+    """A PROCESSES row's life in int64 ns: ``start`` as ``begin`` and ``end`` as ``until``, their nulls
+    as the open ends :data:`OPEN_BEGIN` and :data:`OPEN_END`."""
+    return (
+        pl.col("start").cast(pl.Int64).fill_null(OPEN_BEGIN).alias(begin),
+        pl.col("end").cast(pl.Int64).fill_null(OPEN_END).alias(until),
+    )
 
 
 def process_at(
@@ -136,8 +146,7 @@ def process_at(
     lives = (
         processes.select(
             pl.col("pid").cast(pl.Int64).alias("_pid"),
-            pl.col("start").cast(pl.Int64).fill_null(_MIN).alias("_begin"),
-            pl.col("end").cast(pl.Int64).fill_null(_MAX).alias("_until"),
+            *lifetime(),
             *[pl.col(c).alias(f"_{c}") for c in columns],
         )
         .drop_nulls("_pid")
@@ -153,7 +162,7 @@ def process_at(
     grace = max(0, round(grace_s * 1_000_000_000))
     late = (
         (pl.col("_t") > pl.col("_until"))
-        & (pl.col("_until") < _MAX - grace)
+        & (pl.col("_until") < OPEN_END - grace)
         & (pl.col("_t") <= pl.col("_until") + grace)
     )
     alive = (pl.col("_t") <= pl.col("_until")) | late

@@ -193,7 +193,7 @@ def summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
     df = out.select("pid", "process", "services", "confidence", "time").with_columns(b.alias("_bytes"))
     att = df.filter(attributed_expr())
     n_low = df.filter(pl.col("confidence") == "low").height
-    non = df.filter(pl.col("confidence").is_in(["low", "none"]))
+    non = df.filter(~attributed_expr())
     agg = [
         pl.len().alias("frames"),
         pl.col("_bytes").sum().alias("bytes"),

@@ -81,10 +81,12 @@ def attribute_files(
     if host is not None:
         raise MissingInputError("--host chooses among the hosts of event logs; no --etl file is one")
 
+    from ..sources import KINDS
+
     tr, frames = read_packets(trace, capture, steps)
     assert tr is not None
-    if capture is None and tr.kind != "etl":
-        raise MissingInputError("--pcap FILE is needed: a tracerpt CSV holds no packets", path=trace)
+    if capture is None and KINDS[tr.kind].frames is None:
+        raise MissingInputError(f"--pcap FILE is needed: a {tr.kind} trace holds no packets", path=trace)
     if frames is None:
         raise EtwToolsError(
             "holds no packets (only netsh trace capture=yes and pktmon ETL files do): "

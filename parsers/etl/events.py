@@ -16,12 +16,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from ..addresses import text_address
 from ..diagnostics import warn
-from ..lifetimes import PROCESS_GRACE_S, process_at, process_instances
+from ..lifetimes import PROCESS_GRACE_S, lifetime, process_at, process_instances
 from ..schema import EVENTS, PROCESSES, conform
 from ..units import Progress
 from .kernel import (
@@ -37,8 +36,6 @@ from .kernel_network import decode_kernel_network
 from .kernel_process import decode_kernel_process
 from .records import RecordBatch
 from .tcpip import decode_pid_events
-
-_MIN, _MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 #: Columns kept after the EVENTS schema ones.
 EVENT_EXTRAS = [
@@ -246,17 +243,14 @@ def merge_processes(classic: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFra
     PID overlaps (a trace with both providers logs each process twice)."""
     if manifest.is_empty() or classic.is_empty():
         return manifest if classic.is_empty() else classic
-    span = [
-        pl.col("start").cast(pl.Int64).fill_null(_MIN).alias("_b"),
-        pl.col("end").cast(pl.Int64).fill_null(_MAX).alias("_e"),
-    ]
+    span = lifetime("_b", "_e")
     m = manifest.with_row_index("_row").with_columns(span)
     c = classic.select("pid", *span)
     overlap = m.join(c, on="pid", suffix="_c").filter(
         (pl.col("_b") <= pl.col("_e_c")) & (pl.col("_b_c") <= pl.col("_e"))
     )["_row"]
     kept = m.filter(~pl.col("_row").is_in(overlap.implode())).drop("_row", "_b", "_e")
-    return pl.concat([classic, kept]).sort(pl.col("start").cast(pl.Int64).fill_null(_MIN), "record")
+    return pl.concat([classic, kept]).sort(span[0], "record")
 
 
 __all__ = [
