@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Progress
+from . import eventsource as es
 from . import layouts as L
 from . import tracelogging as tl_mod
 from .generic import (
@@ -331,6 +332,7 @@ class _Type:
     layout: L.Layout | None = None
     pattern: object = None
     decoder: str = "etl-parser"  # the name the tables of a compiled layout carry
+    manifest_provider: uuid.UUID | None = None  # a provider whose EventSource manifest may come later
 
 
 def _safe(text: str) -> str:
@@ -345,6 +347,9 @@ class Decoder:
         self._types: dict[int, _Type] = {}
         self._tl_ids: dict[tuple[int, bytes], int] = {}
         self._tl_meta: dict[int, bytes] = {}
+        self.eventsource = es.Manifests(self.skipped)
+        self._before_manifest: dict[uuid.UUID, int] = {}
+        self._manifests_upto = -1  # the last record whose manifest chunk was taken
 
     def _type(self, batch: RecordBatch, i: int) -> _Type:
         htype, group = int(batch.htype[i]), int(batch.group[i])
@@ -353,10 +358,16 @@ class Decoder:
         opcode, version, event_id = int(batch.opcode[i]), int(batch.version[i]), int(batch.event_id[i])
         psize = int(batch.pointer_size[i])
         kernel = group >= 0 and htype in _KERNEL_HEADERS
+        if htype in _EH and guid is not None and event_id != es.MANIFEST_EVENT_ID:
+            found = self.eventsource.layout(guid, event_id, psize)
+            if found is not None:
+                return self._eventsource_type(found[0], found[1], event_id, version, psize)
         if kernel:
             provider = KERNEL_GROUP_NAMES.get(group, f"kernel group {group:#04x}")
         elif guid is not None:
-            provider = _NAMES.get(guid) or L.provider_name(guid) or str(guid)
+            provider = (
+                _NAMES.get(guid) or self.eventsource.provider_name(guid) or L.provider_name(guid) or str(guid)
+            )
         else:
             provider = None
         ident = f"id{event_id}" if htype in _EH else (f"op{opcode}" if provider else f"type{htype:#04x}")
@@ -385,13 +396,56 @@ class Decoder:
             steps.append("layout")
         elif pattern is not None:
             steps.append("construct")
-        return _Type(name, provider, tuple(steps), layout=layout or None, pattern=pattern)
+        waits = guid if htype in _EH and not steps and event_id != es.MANIFEST_EVENT_ID else None
+        return _Type(
+            name, provider, tuple(steps), layout=layout or None, pattern=pattern, manifest_provider=waits
+        )
+
+    def _eventsource_type(
+        self, manifest: es.Manifest, layout: L.Layout | str, event_id: int, version: int, psize: int
+    ) -> _Type:
+        """How the events of a provider whose EventSource manifest the trace carries are decoded."""
+        name = _safe(f"{manifest.provider}.id{event_id}.v{version}") + ("" if psize == 8 else f".ptr{psize}")
+        if isinstance(layout, str):
+            self.skipped.add(f"EventSource event type {name} kept as bytes: {layout}")
+            return _Type(name, manifest.provider, ())
+        return _Type(name, manifest.provider, ("layout",), layout=layout, decoder="eventsource")
+
+    def take_manifests(self, batch: RecordBatch) -> None:
+        """Take the EventSource manifest chunks of a batch (before its events are decoded, and before
+        records are filtered out); a provider with a new manifest gets its event types planned again."""
+        rows = np.flatnonzero(
+            (batch.record > self._manifests_upto)
+            & np.isin(batch.htype, _EH)
+            & (batch.event_id == es.MANIFEST_EVENT_ID)
+            & (batch.opcode == es.MANIFEST_OPCODE)
+            & (batch.provider >= 0)
+        )
+        if len(batch):
+            self._manifests_upto = max(self._manifests_upto, int(batch.record[-1]))
+        for i in rows.tolist():
+            guid = batch.guids[int(batch.provider[i])]
+            m = self.eventsource.add(
+                guid, int(batch.pid[i]), int(batch.tid[i]), batch.payload(i), str(int(batch.file_offset[i]))
+            )
+            if m is None:
+                continue
+            idx = batch.guids.index(guid) + 1
+            for k in [k for k in self._types if k >> 60 == 1 and (k >> 34) & 0xFFFF == idx]:
+                del self._types[k]
+            before = self._before_manifest.pop(guid, 0)
+            if before:
+                self.skipped.add(
+                    f"events of {m.provider} before its EventSource manifest (file order) kept as bytes",
+                    before,
+                )
 
     def decode(self, batch: RecordBatch) -> list[EventTable]:
         """The event tables of one batch (records of a type in file order)."""
         n = len(batch)
         if n == 0:
             return []
+        self.take_manifests(batch)
         kind = np.where(np.isin(batch.htype, _EH), 1, np.where(batch.group >= 0, 0, 2)).astype(np.int64)
         ident = np.where(kind == 1, batch.event_id, batch.opcode).astype(np.int64)
         sub = np.where(kind == 2, batch.htype.astype(np.int64), np.where(kind == 0, batch.group + 1, 0))
@@ -446,6 +500,9 @@ class Decoder:
                     break
             if len(rows):
                 out.append(_hex(hdr, batch, t, rows))
+                waiting = t.manifest_provider
+                if waiting is not None:
+                    self._before_manifest[waiting] = self._before_manifest.get(waiting, 0) + len(rows)
         return out
 
     def _tracelogging(self, batch: RecordBatch, d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -691,16 +748,21 @@ def _selector(
     providers: Iterable[str] | None,
     ids: Iterable[int] | None,
     names: dict[int, str | None],
+    manifests: es.Manifests | None = None,
 ) -> np.ndarray | None:
-    """Mask of the records of the asked providers (name or GUID, case-insensitive) and event ids/opcodes."""
+    """Mask of the records of the asked providers (name or GUID, case-insensitive) and event ids/opcodes.
+
+    A provider named by its EventSource manifest is known by that name from its manifest on."""
     mask = None
     if providers is not None:
         wanted = {str(p).lower() for p in providers}
         ok_idx = np.zeros(len(batch.guids) + 1, bool)
         for i, g in enumerate(batch.guids):
             name = names.get(i)
-            if name is None and i not in names:
-                name = names[i] = _NAMES.get(g) or L.provider_name(g)
+            if name is None:
+                name = names[i] = (
+                    _NAMES.get(g) or (manifests and manifests.provider_name(g)) or L.provider_name(g)
+                )
             ok_idx[i] = str(g) in wanted or (name or "").lower() in wanted
         kernel = batch.group >= 0
         kname = np.zeros(len(batch), bool)
@@ -733,12 +795,14 @@ def iter_batches(
     providers = list(providers) if providers is not None else None
     with EtlFile(path, progress=progress) as etl:
         for batch in etl.batches(CHUNK):
-            mask = _selector(batch, providers, ids, names)
+            dec.take_manifests(batch)
+            mask = _selector(batch, providers, ids, names, dec.eventsource)
             if mask is not None:
                 if not mask.any():
                     continue
                 batch = batch.select(mask)
             yield dec.decode(batch)
+    dec.eventsource.finish()
     if dec.skipped:
         warn(f"{os.fspath(path)}: skipped {dec.skipped.summary()}")
 
