@@ -387,6 +387,55 @@ CAPTURE_SHAPES: list[Callable[[Path], Shape]] = [
 ETL_SHAPES.append(etl_syn_storm)
 
 
+def etl_eventsource_manifest_flood(d: Path) -> Shape:
+    """EventSource manifest chunks claiming 65,535 chunks each from 400 threads (16 KB pieces), one thread
+    sending 300 chunks of one manifest (4.8 MB), and an entity-bomb manifest, then 3 events of its
+    provider and a SYN-attack interval: bounded memory, every problem counted, the events kept as bytes."""
+    from etwtools.parsers.etl import eventsource as es
+
+    w = EtlWriter(buffer_size=1 << 20)
+    provider = "2e5dba47-a3d2-4d16-8ee0-6671ffdcd7b5"
+
+    def chunk(total: int, number: int, piece: bytes) -> bytes:
+        head = dict(format=1, major=1, minor=0, magic=es.MAGIC, total_chunks=total, chunk=number)
+        return es.ENVELOPE.build(head) + piece
+
+    piece = b"<" + b"x" * (16 << 10)
+    for tid in range(400):
+        w.event(provider, es.MANIFEST_EVENT_ID, chunk(65535, 0, piece), opcode=es.MANIFEST_OPCODE, tid=tid)
+    for n in range(300):
+        w.event(provider, es.MANIFEST_EVENT_ID, chunk(65535, n, piece), opcode=es.MANIFEST_OPCODE, tid=9999)
+    bomb = (
+        b'<!DOCTYPE m [<!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">'
+        + b"".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">'.encode() for i in range(8))
+        + b"]><instrumentationManifest>&i;</instrumentationManifest>"
+    )
+    w.event(provider, es.MANIFEST_EVENT_ID, chunk(1, 0, bomb), opcode=es.MANIFEST_OPCODE, tid=10000)
+    for _ in range(3):
+        w.event(provider, 7, bytes(20), opcode=9)
+    _syn_interval(w, 1, 2)
+    path = w.write(d / "manifest_flood.etl")
+    return Shape(
+        "etl_eventsource_manifest_flood",
+        [path],
+        _etl_commands(path),
+        expect=[
+            (
+                1,
+                f"145 EventSource manifest chunk(s) of {provider} of an incomplete manifest (dropped for room",
+            ),
+            (1, "more than 256 manifests unfinished at once"),
+            (1, "over 4194304 bytes; 65280 of 65535 chunks missing"),
+            (1, "DOCTYPE or entity declarations are not allowed"),
+            (1, "707 events"),
+            (4, "1 SYN-attack resistance interval"),
+        ],
+    )
+
+
+ETL_SHAPES.append(etl_eventsource_manifest_flood)
+
+
 def netmon_aliased_frames(d: Path) -> Shape:
     """A NetMon 2.3 capture whose frame table points 20,000 times at one 256 KB frame (5 GB of frames from
     256 KB), after 3 intact frames."""

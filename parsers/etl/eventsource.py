@@ -340,30 +340,39 @@ class Manifests:
         self._pending = 0
         #: parsed manifests by (provider, digest of the text): many processes send the same one
         self._parsed: dict[tuple[uuid.UUID, bytes], Manifest | str] = {}
+        self._first: dict[tuple[uuid.UUID, str], str] = {}
 
-    def _problem(self, guid: uuid.UUID, pid: int, where: str, why: str) -> None:
-        self.skipped.add(
-            f"EventSource manifest chunk of {guid} (process {pid}) in the buffer at byte {where}: {why}"
-        )
+    def _problem(self, guid: uuid.UUID, pid: int, where: str, what: str, why: str) -> None:
+        """Count a kind of problem per provider, naming the first one's process, buffer and details."""
+        key = (guid, what)
+        if key not in self._first:
+            self._first[key] = f"first: process {pid}, in the buffer at byte {where}: {why}"
+        self.skipped.add(f"EventSource manifest chunk(s) of {guid} {what} ({self._first[key]})")
 
     def add(self, guid: uuid.UUID, pid: int, tid: int, payload: bytes, where: str) -> Manifest | None:
         """Take one manifest event's payload; the provider's manifest when this chunk completes a better one."""
         if len(payload) <= ENVELOPE_SIZE:
-            self._problem(guid, pid, where, f"{len(payload)} bytes, no room for a manifest piece")
+            self._problem(
+                guid, pid, where, "too short", f"{len(payload)} bytes, no room for a manifest piece"
+            )
             return None
         env = ENVELOPE.parse(payload[:ENVELOPE_SIZE])
         piece = payload[ENVELOPE_SIZE:]
         if env.magic != MAGIC:
-            self._problem(guid, pid, where, f"magic {env.magic:#04x} is not {MAGIC:#04x}")
+            self._problem(
+                guid, pid, where, "without the magic", f"magic {env.magic:#04x} is not {MAGIC:#04x}"
+            )
             return None
         if env.format != FORMAT_XML:
-            self._problem(guid, pid, where, f"manifest format {env.format} is not XML (1)")
+            self._problem(guid, pid, where, "not XML", f"manifest format {env.format} is not XML (1)")
             return None
         if not env.chunk < env.total_chunks:
-            self._problem(guid, pid, where, f"chunk {env.chunk} of {env.total_chunks}")
+            self._problem(
+                guid, pid, where, "numbered past their total", f"chunk {env.chunk} of {env.total_chunks}"
+            )
             return None
         if len(piece) > MAX_CHUNK:
-            self._problem(guid, pid, where, f"a piece of {len(piece)} bytes, over {MAX_CHUNK}")
+            self._problem(guid, pid, where, "too large", f"a piece of {len(piece)} bytes, over {MAX_CHUNK}")
             return None
         key = (guid, pid, tid)
         head = (env.format, env.major, env.minor)
@@ -373,21 +382,36 @@ class Manifests:
         ):
             # chunks may come out of order (a thread's events land in the buffer of the CPU it ran on);
             # a second chunk 0 or another envelope starts a new manifest
-            self._abandon(key, "a new manifest started before it was complete")
+            self._abandon(key, "restarted", "a new manifest started before it was complete")
             s = None
         if s is None:
-            if len(self._streams) >= MAX_STREAMS:
-                self._problem(guid, pid, where, f"more than {MAX_STREAMS} manifests unfinished at once")
-                return None
+            if env.total_chunks == 1:  # the usual case: the whole manifest in one event
+                return self._install(guid, pid, piece, where)
+            if len(self._streams) >= MAX_STREAMS:  # the oldest unfinished one makes room
+                oldest = next(iter(self._streams))
+                self._abandon(
+                    oldest, "dropped for room", f"more than {MAX_STREAMS} manifests unfinished at once"
+                )
             s = self._streams[key] = _Stream(head, env.total_chunks, {}, where)
         if env.chunk in s.chunks:
             self._problem(
-                guid, pid, where, f"chunk {env.chunk} of {env.total_chunks} came twice (first kept)"
+                guid,
+                pid,
+                where,
+                "repeated",
+                f"chunk {env.chunk} of {env.total_chunks} came twice (first kept)",
             )
             return None
-        if s.size + len(piece) > MAX_MANIFEST or self._pending + len(piece) > MAX_PENDING:
-            self._abandon(key, f"over {MAX_MANIFEST} bytes (or {MAX_PENDING} unfinished in the file)")
+        if s.size + len(piece) > MAX_MANIFEST:
+            self._abandon(key, "too large", f"over {MAX_MANIFEST} bytes")
             return None
+        while self._pending + len(piece) > MAX_PENDING:  # the oldest unfinished ones make room
+            oldest = next(iter(self._streams))
+            self._abandon(
+                oldest, "dropped for room", f"over {MAX_PENDING} bytes of unfinished manifests in the file"
+            )
+            if oldest == key:
+                return None
         s.chunks[env.chunk] = piece
         self._pending += len(piece)
         if len(s.chunks) < s.total:
@@ -397,11 +421,17 @@ class Manifests:
         xml = b"".join(s.chunks[i] for i in range(s.total))
         return self._install(guid, pid, xml, s.where)
 
-    def _abandon(self, key: tuple[uuid.UUID, int, int], why: str) -> None:
+    def _abandon(self, key: tuple[uuid.UUID, int, int], what: str, why: str) -> None:
         s = self._streams.pop(key)
         self._pending -= s.size
         missing = s.total - len(s.chunks)
-        self._problem(key[0], key[1], s.where, f"{why}; {missing} of {s.total} chunks missing, dropped")
+        self._problem(
+            key[0],
+            key[1],
+            s.where,
+            f"of an incomplete manifest ({what})",
+            f"{why}; {missing} of {s.total} chunks missing, dropped",
+        )
 
     def _install(self, guid: uuid.UUID, pid: int, xml: bytes, where: str) -> Manifest | None:
         digest = (guid, hashlib.blake2b(xml, digest_size=16).digest())
@@ -415,7 +445,13 @@ class Manifests:
                 m = str(exc)
             self._parsed[digest] = m
         if isinstance(m, str):
-            self._problem(guid, pid, where, f"manifest not usable ({m}); its events stay bytes")
+            self._problem(
+                guid,
+                pid,
+                where,
+                "completing an unusable manifest",
+                f"manifest not usable ({m}); its events stay bytes",
+            )
             return None
         old = self.by_provider.get(guid)
         if old is not None and m.rank <= old.rank:
@@ -444,4 +480,4 @@ class Manifests:
     def finish(self) -> None:
         """Report the manifests still incomplete at the end of the file."""
         for key in list(self._streams):
-            self._abandon(key, "the file ended")
+            self._abandon(key, "unfinished at the end", "the file ended")
