@@ -7,9 +7,11 @@ all the group's strings, SIDs and byte blobs by their length fields. A layout is
 only when it consumes exactly the record's payload (the rule of the reference decoder, ``generic.py``);
 the other records of the group keep their payload as bytes (decoder ``hex``).
 
-Decoders, in order: etwtools' own (kernel TcpIp/UdpIp and Microsoft-Windows-Kernel-Network in bulk;
-Process, SystemConfig NIC and Services record by record: they are few), layouts compiled from
-etl-parser's schemas (``layouts.py``), then construct for the few schemas that do not compile.
+Decoders, in order: layouts compiled from the EventSource manifests the trace itself carries
+(``eventsource.py``; taken from each batch before its events, so a provider decodes from its manifest on);
+etwtools' own (kernel TcpIp/UdpIp and Microsoft-Windows-Kernel-Network in bulk; Process, SystemConfig NIC
+and Services record by record: they are few), layouts compiled from etl-parser's schemas (``layouts.py``),
+then construct for the few schemas that do not compile.
 
 :func:`iter_events` yields :class:`EventTable` s batch by batch (memory bounded by the batch, not the
 file); ``providers``/``ids`` are applied to the record headers before anything is decoded.
