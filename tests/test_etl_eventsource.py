@@ -294,3 +294,30 @@ def test_manifest_maps_and_names_parse(manifests):
     assert tpl.events[7].name == "TaskScheduled/Send" and tpl.events[9].version == 1
     layout = tpl.layout(7, 4)
     assert not isinstance(layout, str) and layout and [f.kind for f in layout.fields] == ["i32"] * 5
+
+
+def test_events_before_their_manifest_are_counted(tmp_path, manifests):
+    """A provider's events in an earlier batch than its manifest (file order): kept as bytes and counted;
+    its events after the manifest decode."""
+    w = EtlWriter(pointer_size=4)
+    for task in (6, 7):
+        payload = TASK_SCHEDULED.build(dict(sched=1, orig=5, task=task, creating=0, options=8192))
+        w.event(TPL, 7, payload, opcode=9, processor=0)
+    w.event(TPL, es.MANIFEST_EVENT_ID, _chunks(manifests[TPL], 1)[0], opcode=es.MANIFEST_OPCODE, processor=1)
+    payload = TASK_SCHEDULED.build(dict(sched=1, orig=5, task=8, creating=0, options=8192))
+    w.event(TPL, 7, payload, opcode=9, processor=1)
+    path = w.write(tmp_path / "late.etl")
+    dec = columnar.Decoder()
+    tables = []
+    with open_etl(path) as f:
+        for batch in f.batches(1):  # one buffer a batch: processor 0's, then processor 1's
+            tables += dec.decode(batch)
+    by = {t.name: t.frame for t in tables}
+    assert by[f"{TPL}.id7.v0.ptr4.hex"].height == 2
+    assert by["System.Threading.Tasks.TplEventSource.id7.v0.ptr4"]["TaskID"].to_list() == [8]
+    assert (
+        dec.skipped.counts[
+            "events of System.Threading.Tasks.TplEventSource before its EventSource manifest (file order) kept as bytes"
+        ]
+        == 2
+    )
