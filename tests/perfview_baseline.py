@@ -19,7 +19,8 @@ from __future__ import annotations
 import collections
 import json
 import re
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from etwtools.parsers.etl import columnar
+from etwtools.parsers.etl import eventsource as es
 from etwtools.parsers.etl.container import open_etl
 
 _EVENT = re.compile(
@@ -145,7 +147,10 @@ class Ours:
 
     values: dict[int, tuple[str, str, dict]]  # record -> (type name, decoder, fields)
     counts: dict[str, int]
-    maps: dict[tuple[str, str], tuple[str, dict[int, str]]]  # (provider, field) -> manifest map
+    #: (our event type "Provider.idN", field) -> (map kind, value -> text), from the manifests
+    maps: dict[tuple[str, str], tuple[str, dict[int, str]]]
+    #: the event types whose maps come from dissect.etl's shipped manifests (not from the trace)
+    peer_maps: set[str] = field(default_factory=set)
 
 
 def event_type(name: str) -> str:
@@ -159,8 +164,10 @@ def decode(path: Path, wanted: set[int]) -> Ours:
     values: dict[int, tuple[str, str, dict]] = {}
     counts: collections.Counter = collections.Counter()
     want = np.asarray(sorted(wanted), np.int64)
+    guids: list[uuid.UUID] = []
     with open_etl(path) as f:
         for batch in f.batches(columnar.CHUNK):
+            guids = batch.guids
             for t in dec.decode(batch):
                 counts[event_type(t.name)] += t.frame.height
                 hit = t.frame.filter(pl.col("record").is_in(want))
@@ -170,13 +177,39 @@ def decode(path: Path, wanted: set[int]) -> Ours:
                         fields = json.loads(fields["fields"])
                     fields = {k.removeprefix("field_"): v for k, v in fields.items()}
                     values[row["record"]] = (event_type(t.name), t.decoder, fields)
-    maps = {}
+    maps: dict[tuple[str, str], tuple[str, dict[int, str]]] = {}
     for m in dec.eventsource.by_provider.values():
-        for tmpl in m.templates.values():
-            for d in tmpl:
-                if d.map in m.maps:
-                    maps[(m.provider, d.name)] = m.maps[d.map]
-    return Ours(values, dict(counts), maps)
+        maps.update(_maps_of(m))
+    ours = Ours(values, dict(counts), maps)
+    for guid in set(guids) - set(dec.eventsource.by_provider):
+        peer = _peer_manifest(guid)
+        if peer is not None:
+            more = _maps_of(peer)
+            ours.peer_maps |= {t for t, _ in more}
+            maps.update(more)
+    return ours
+
+
+def _maps_of(m: es.Manifest) -> dict[tuple[str, str], tuple[str, dict[int, str]]]:
+    out = {}
+    for ev in m.events.values():
+        for d in m.templates.get(ev.template, ()):
+            if d.map in m.maps:
+                out[(f"{m.provider}.id{ev.id}", d.name)] = m.maps[d.map]
+    return out
+
+
+def _peer_manifest(guid: uuid.UUID) -> es.Manifest | None:
+    """A provider's manifest as dissect.etl ships it (its data files; test-side only), parsed by ours."""
+    from importlib.resources import files
+
+    path = files("dissect.etl") / "manifests" / "xml" / f"{{{guid}}}.xml"
+    if not path.is_file():
+        return None
+    try:
+        return es.parse_manifest(path.read_bytes())
+    except es.ManifestError:
+        return None
 
 
 # ------------------------------------------------------------------ values
@@ -201,11 +234,13 @@ def _cut(text: str) -> str:
     return (text[:20] + "..." if len(text) > 20 else text).replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _mapped(value: int, kind: str, names: dict[int, str]) -> str | None:
+def _mapped(value: int, kind: str, names: dict[int, str]) -> list[str]:
+    """The texts PerfView prints for a mapped value: a value map's name; a bit map's names joined with
+    "|" (manifests read from the trace) or ", " (TraceEvent's own enums), "None" for no bit."""
     if kind == "valueMap":
-        return names.get(value)
+        return [names[value]] if value in names else []
     parts = [names[k] for k in sorted(names) if k and value & k == k]
-    return "|".join(parts) if parts else None
+    return ["|".join(parts), ", ".join(parts)] if parts else ["None"] if value == 0 else []
 
 
 def same(theirs: str, ours, mapping: tuple[str, dict[int, str]] | None = None) -> str | None:
@@ -215,7 +250,7 @@ def same(theirs: str, ours, mapping: tuple[str, dict[int, str]] | None = None) -
     if isinstance(ours, bool):
         return None if theirs == str(ours) else "value"
     if isinstance(ours, int):
-        if mapping is not None and (text := _mapped(ours, *mapping)) is not None and _cut(text) == theirs:
+        if mapping is not None and theirs in [_cut(t) for t in _mapped(ours, *mapping)]:
             return None
         if _INT.match(theirs):
             v = int(theirs.replace(",", ""))
