@@ -321,3 +321,17 @@ def test_events_before_their_manifest_are_counted(tmp_path, manifests):
         ]
         == 2
     )
+
+
+def test_manifests_kept_per_provider_are_bounded(manifests):
+    """Ever better manifests of one provider, each defining one more event: the oldest ones' own events
+    go once more than MAX_MANIFESTS are held (a hostile file cannot make us keep them all)."""
+    m = es.Manifests(Skipped())
+    base = manifests[TPL]
+    for n in range(es.MAX_MANIFESTS + 3):
+        extra = f'<event value="{1000 + n}" version="0" task="TaskScheduled" template="TaskScheduledArgs"/>'
+        xml = base.replace(b"</events>", extra.encode() + b"</events>", 1)
+        assert m.add(TPL, 1, 1, _chunks(xml, 1)[0], "0") is not None
+    kept = [1000 + n for n in range(es.MAX_MANIFESTS + 3) if m.layout(TPL, 1000 + n, 4) is not None]
+    assert kept == [1000 + n for n in range(3, es.MAX_MANIFESTS + 3)]
+    assert m.layout(TPL, 7, 4) is not None  # defined by every manifest: always there

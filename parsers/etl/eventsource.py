@@ -52,6 +52,10 @@ MAX_PENDING = 16 << 20
 MAX_STREAMS = 256
 MAX_ELEMENTS = 200_000
 MAX_FIELDS = 512
+#: Manifests of one provider whose event definitions are kept (the best and older ones defining other
+#: events), and parsed manifests remembered (many processes send the same one).
+MAX_MANIFESTS = 4
+MAX_REMEMBERED = 32
 
 #: Manifest inType -> layout kind (None: the pointer size's unsigned integer).
 IN_TYPES: dict[str, str | None] = {
@@ -336,6 +340,7 @@ class Manifests:
         self.by_provider: dict[uuid.UUID, Manifest] = {}
         #: event id -> the manifest defining it, per provider (the best manifest first, then older ones)
         self._events: dict[uuid.UUID, dict[int, Manifest]] = {}
+        self._history: dict[uuid.UUID, list[Manifest]] = {}
         self._streams: dict[tuple[uuid.UUID, int, int], _Stream] = {}
         self._pending = 0
         #: parsed manifests by (provider, digest of the text): many processes send the same one
@@ -443,6 +448,8 @@ class Manifests:
                     raise ManifestError(f"it describes provider {m.guid}, not the provider carrying it")
             except ManifestError as exc:
                 m = str(exc)
+            if len(self._parsed) >= MAX_REMEMBERED:  # the oldest answer goes (it is only a cache)
+                del self._parsed[next(iter(self._parsed))]
             self._parsed[digest] = m
         if isinstance(m, str):
             self._problem(
@@ -460,6 +467,12 @@ class Manifests:
         events = self._events.setdefault(guid, {})
         for eid in m.events:
             events[eid] = m
+        history = self._history.setdefault(guid, [])
+        history.append(m)
+        if len(history) > MAX_MANIFESTS:  # the oldest manifest's own events go past the bound
+            gone = id(history.pop(0))
+            for eid in [e for e, owner in events.items() if id(owner) == gone]:
+                del events[eid]
         return m
 
     def layout(
