@@ -345,7 +345,7 @@ def events(
         return
     if all_events:
         from .event_tables import write_long, write_parquet_dir
-        from .parsers.etl.columnar import iter_batches
+        from .parsers.etl.columnar import iter_batches, iter_events
 
         def tables(bar):
             return iter_batches(path, providers or None, ids or None, progress=bar)
@@ -353,7 +353,10 @@ def events(
         out = writer.path
         if writer.fmt == "parquet" and out and output.is_dir_target(out):
             files = _with_progress(
-                "reading", lambda bar: write_parquet_dir((t for batch in tables(bar) for t in batch), out)
+                "reading",
+                lambda bar: write_parquet_dir(
+                    iter_events(path, providers or None, ids or None, progress=bar), out
+                ),
             )
             _info(f"{sum(files.values()):,} events in {len(files):,} event types written to {out}")
             return

@@ -1,18 +1,23 @@
-"""``events --all`` output, streamed batch by batch: one Parquet file per event type, or one long table.
+"""``events --all`` output, streamed: one Parquet file per event type, or one long table.
 
-Rows are buffered per event type and written as Parquet row groups of up to :data:`ROW_GROUP` rows;
-past :data:`BUDGET` bytes buffered over all types, the largest buffers are written first. A Parquet
-writer holds about 0.7 MB while open, so a file is opened only when its type has rows to write before
-the end, and at most :data:`MAX_OPEN` at a time (the least recently written one is closed; its type's
-later rows go to ``<type>.part2.parquet`` and so on), each for at most :data:`MAX_GROUPS` row groups (a
-writer keeps the metadata of every row group it wrote). Memory does not grow with the input file.
+The tables come grouped by event type (``columnar.iter_events``). Rows are buffered per event type and
+written as Parquet row groups of at least :data:`ROW_GROUP` rows; past :data:`BUDGET` bytes buffered
+over all types, the largest buffers are written first. Parquet encoding runs in one writer thread
+(pyarrow releases the GIL) while the next records are decoded, at most :data:`IN_FLIGHT` tables ahead.
+A Parquet writer holds about 0.7 MB while open, so a file is opened only when its type has rows to write
+before the end, and at most :data:`MAX_OPEN` at a time (the least recently written one is closed; its
+type's later rows go to ``<type>.part2.parquet`` and so on), each for at most :data:`MAX_GROUPS` row
+groups (a writer keeps the metadata of every row group it wrote). Memory does not grow with the input.
+Dictionary encoding is used for text columns and statistics are written for the header columns only
+(numbers and byte blobs of the payload gain little from either and cost most of the encoding time).
 """
 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from . import output
@@ -20,19 +25,35 @@ from . import output
 #: Rows buffered per event type before they are written (one Parquet row group).
 ROW_GROUP = 65536
 #: Bytes buffered over all event types: past it, the largest buffers are written first.
-BUDGET = 16 << 20
+BUDGET = 8 << 20
 #: Parquet files open at once.
-MAX_OPEN = 48
+MAX_OPEN = 32
 #: Row groups per file: an open writer keeps every row group's metadata, so a type's rows continue in a
 #: new part past this many.
-MAX_GROUPS = 32
+MAX_GROUPS = 128
+#: Tables handed to the writer thread and not yet written.
+IN_FLIGHT = 2
+#: Columns with statistics (min/max per row group: what readers use to skip row groups).
+_STATISTICS = ["time", "event_id", "opcode", "version", "pid", "tid", "record"]
+
+
+def _options(schema) -> dict:
+    import pyarrow as pa
+
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return {
+        "use_dictionary": text,
+        "write_statistics": [c for c in _STATISTICS if c in schema.names],
+    }
 
 
 class _TypeWriter:
     """The Parquet file(s) of one event type, written row group by row group."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, name: str) -> None:
         self.path = path
+        self.name = name
+        self.planned = 0  # row groups handed to the writer thread for the open file
         self.parts: list = []
         self.rows = 0
         self.pending = 0
@@ -48,26 +69,37 @@ class _TypeWriter:
         self.rows += frame.height
         self.bytes += frame.estimated_size()
 
-    def write(self) -> None:
-        """Write the buffered rows (opening the type's next file when none is open)."""
+    def take(self):
+        """The buffered rows as one Arrow table (None when there are none)."""
         import polars as pl
-        import pyarrow.parquet as pq
 
         if not self.parts:
-            return
-        table = pl.concat(self.parts, how="vertical_relaxed").to_arrow()
+            return None
+        frame = self.parts[0] if len(self.parts) == 1 else pl.concat(self.parts, how="vertical_relaxed")
         self.parts, self.pending, self.bytes = [], 0, 0
+        return frame.to_arrow()
+
+    def write_table(self, table) -> None:
+        """Write one table as a row group (opening the type's next file when none is open)."""
+        import pyarrow.parquet as pq
+
         if self.writer is None:
             self.files += 1
             path = self.path if self.files == 1 else self.path.with_suffix(f".part{self.files}.parquet")
             self.schema = self.schema or table.schema
-            self.writer = pq.ParquetWriter(path, self.schema)
+            self.writer = pq.ParquetWriter(path, self.schema, **_options(self.schema))
         if table.schema != self.schema:
             table = table.cast(self.schema)
-        self.writer.write_table(table)
+        self.writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self.groups += 1
         if self.groups >= MAX_GROUPS:
             self.close()
+
+    def write(self) -> None:
+        """Write the buffered rows (in this thread)."""
+        table = self.take()
+        if table is not None:
+            self.write_table(table)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -83,24 +115,41 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
     writers: dict[str, _TypeWriter] = {}
     open_: OrderedDict[str, _TypeWriter] = OrderedDict()
     buffered = 0
+    flight: deque[Future] = deque()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="parquet")
+
+    def in_thread(w: _TypeWriter, table, close_first: _TypeWriter | None) -> None:
+        if close_first is not None:
+            close_first.close()
+        w.write_table(table)
 
     def write(w: _TypeWriter) -> None:
+        """Hand the type's buffered rows to the writer thread (files opened and closed in its order)."""
         nonlocal buffered
         buffered -= w.bytes
-        if w.writer is None and len(open_) >= MAX_OPEN:
-            open_.popitem(last=False)[1].close()
-        w.write()
-        if w.writer is None:  # closed after MAX_GROUPS row groups
-            open_.pop(w.path.name, None)
+        table = w.take()
+        if table is None:
+            return
+        evict = None
+        if w.name not in open_ and len(open_) >= MAX_OPEN:
+            evict = open_.popitem(last=False)[1]
+            evict.planned = 0
+        while len(flight) >= IN_FLIGHT:
+            flight.popleft().result()
+        flight.append(pool.submit(in_thread, w, table, evict))
+        w.planned += 1
+        if w.planned >= MAX_GROUPS:  # the thread closes the file after this row group
+            open_.pop(w.name, None)
+            w.planned = 0
         else:
-            open_[w.path.name] = w
-            open_.move_to_end(w.path.name)
+            open_[w.name] = w
+            open_.move_to_end(w.name)
 
     try:
         for t in tables:
             w = writers.get(t.name)
             if w is None:
-                w = writers[t.name] = _TypeWriter(out / f"{t.name}.parquet")
+                w = writers[t.name] = _TypeWriter(out / f"{t.name}.parquet", t.name)
             before = w.bytes
             w.add(t.frame)
             buffered += w.bytes - before
@@ -112,11 +161,15 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
                     if buffered <= BUDGET // 2:
                         break
         for w in writers.values():  # the rest, one file at a time
-            if w.parts:
-                write(w)
-            w.close()
-            open_.pop(w.path.name, None)
+            write(w)
+            flight.append(pool.submit(w.close))
+            open_.pop(w.name, None)
+        while flight:
+            flight.popleft().result()
     finally:
+        for f in flight:
+            f.cancel()
+        pool.shutdown(wait=True)
         for w in writers.values():
             w.close()
     return {name: w.rows for name, w in sorted(writers.items())}
@@ -145,7 +198,7 @@ def write_long(batches: Iterable[list], writer: output.Output) -> int:
                 n += df.height
         return n
     if writer.fmt == "parquet" and writer.path and writer.columns is None:
-        w = _TypeWriter(Path(writer.path))
+        w = _TypeWriter(Path(writer.path), "all_events")
         try:
             for df in frames:
                 w.add(df)

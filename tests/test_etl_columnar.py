@@ -126,13 +126,13 @@ def test_filters_skip_records_before_decoding(corpus, monkeypatch):
     """providers/ids select records from the headers: the decoder only ever sees the selected ones."""
     path = corpus / "tx" / "KernelNetwork.etl"
     seen = []
-    real = columnar.Decoder.decode
+    real = columnar.Decoder._decode_rows  # every record decoded, by either path, goes through it
 
-    def spy(self, batch):
-        seen.append(len(batch))
-        return real(self, batch)
+    def spy(self, work, hdr, t, rows):
+        seen.append(len(rows))
+        return real(self, work, hdr, t, rows)
 
-    monkeypatch.setattr(columnar.Decoder, "decode", spy)
+    monkeypatch.setattr(columnar.Decoder, "_decode_rows", spy)
     tables = list(columnar.iter_events(path, providers=["microsoft-windows-kernel-network"], ids=[27, 59]))
     frame = pl.concat([t.frame for t in tables])
     assert sum(seen) == frame.height == 134 + 61  # the corpus README's counts of ids 27 and 59
@@ -188,27 +188,59 @@ def test_numpy_fallback_gives_the_same_tables(corpus, monkeypatch):
     assert sum(t.frame.height for t in with_c if t.decoder == "etl-parser") > 10000
 
 
+def _tiny_budgets(monkeypatch) -> None:
+    """Budgets small enough that every mechanism of the regrouping and of the writer acts on a small file."""
+    from etwtools import event_tables
+    from etwtools.parsers.etl import regroup
+
+    monkeypatch.setattr(event_tables, "ROW_GROUP", 500)
+    monkeypatch.setattr(event_tables, "BUDGET", 64 << 10)
+    monkeypatch.setattr(event_tables, "MAX_OPEN", 2)
+    monkeypatch.setattr(event_tables, "MAX_GROUPS", 3)
+    monkeypatch.setattr(event_tables, "IN_FLIGHT", 1)
+    monkeypatch.setattr(regroup, "ROWS", 700)
+    monkeypatch.setattr(regroup, "DIRECT", 300)
+    monkeypatch.setattr(regroup, "BUDGET", 96 << 10)
+    monkeypatch.setattr(columnar, "REGROUP_CHUNK", 64 << 10)  # many batches: each type's rows come in pieces
+
+
+def _by_name(tables) -> dict[str, pl.DataFrame]:
+    parts: dict[str, list[pl.DataFrame]] = {}
+    for t in tables:
+        parts.setdefault(t.name, []).append(t.frame)
+    return {name: pl.concat(frames) for name, frames in parts.items()}
+
+
+@pytest.mark.parametrize(
+    "name", ["tx/Process.etl", "perfview/net.4.5.2.x64.etl", "perfview/primitive-types.etl"]
+)
+def test_regrouped_tables_equal_the_batch_tables(corpus, monkeypatch, name):
+    """Tables regrouped by event type (set aside, decoded from the batch itself, flushed past the budget)
+    hold the same rows, in file order per type, as the tables of each batch."""
+    _tiny_budgets(monkeypatch)
+    path = corpus / name
+    batches = _by_name(t for tables in columnar.iter_batches(path) for t in tables)
+    grouped = _by_name(columnar.iter_events(path))
+    assert grouped.keys() == batches.keys()
+    for key, frame in batches.items():
+        assert grouped[key].equals(frame), key
+        assert grouped[key]["record"].is_sorted(), key
+
+
 def test_parquet_dir_with_tiny_budgets_keeps_every_row(corpus, tmp_path, monkeypatch):
     """Row groups, the buffer budget and the open-file cap cut files into parts: no row is lost or changed."""
     from etwtools import event_tables
 
     path = corpus / "tx" / "Process.etl"
-    monkeypatch.setattr(event_tables, "ROW_GROUP", 500)
-    monkeypatch.setattr(event_tables, "BUDGET", 64 << 10)
-    monkeypatch.setattr(event_tables, "MAX_OPEN", 2)
-    monkeypatch.setattr(event_tables, "MAX_GROUPS", 3)
-    monkeypatch.setattr(columnar, "CHUNK", 64 << 10)  # many batches: each type's rows come in pieces
+    _tiny_budgets(monkeypatch)
     rows = event_tables.write_parquet_dir(columnar.iter_events(path), tmp_path)
     assert sum(rows.values()) == count_records(path) == 10344
     assert any(".part2." in f.name for f in tmp_path.iterdir())
-    expected = {}
-    for t in columnar.iter_events(path):
-        expected.setdefault(t.name, []).append(t.frame)
-    for name, frames in expected.items():
+    for name, frame in _by_name(columnar.iter_events(path)).items():
         parts = sorted(tmp_path.glob(f"{name}.*parquet"), key=lambda f: (len(f.name), f.name))
         parts = [f for f in parts if f.name == f"{name}.parquet" or f.name.startswith(f"{name}.part")]
         got = pl.concat([pl.read_parquet(f) for f in parts])
-        assert got.equals(pl.concat(frames)), name
+        assert got.equals(frame), name
 
 
 def test_tracelogging_events_decode_from_their_own_metadata(corpus):

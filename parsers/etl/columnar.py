@@ -77,9 +77,13 @@ HEADER = {
 }
 _NET_TYPES = {**NET_COLUMNS, **NET_EXTRAS}
 _EH = (EVENT_HEADER32, EVENT_HEADER64)
+_IS_EH = np.zeros(256, bool)
+_IS_EH[list(_EH)] = True
 _NO_ID = 0xFFFFFFFF
 #: Bytes of (decompressed) buffers per batch: each batch's tables are built at once.
 CHUNK = 2 << 20
+#: Bytes of buffers per batch when records are regrouped by event type (:func:`iter_events`).
+REGROUP_CHUNK = 4 << 20
 EVENT_HEADER_SIZE = HEADER_SIZES[EVENT_HEADER64]
 #: Extended items looked at per record, and the largest TraceLogging metadata compiled.
 _MAX_EXT_ITEMS = 16
@@ -341,6 +345,17 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "unknown"
 
 
+class _Work:
+    """What the decoding of one batch shares between its event types: the bytes, their NULs, the network
+    decoders' table (made when first needed)."""
+
+    def __init__(self, batch: RecordBatch) -> None:
+        self.batch = batch
+        self.d = np.frombuffer(batch.data, np.uint8)
+        self.nuls = _Nuls(self.d)
+        self.net: pl.DataFrame | None = None
+
+
 class Decoder:
     """Decodes the batches of one file (the event-type table is shared between batches)."""
 
@@ -442,13 +457,9 @@ class Decoder:
                     before,
                 )
 
-    def decode(self, batch: RecordBatch) -> list[EventTable]:
-        """The event tables of one batch (records of a type in file order)."""
-        n = len(batch)
-        if n == 0:
-            return []
-        self.take_manifests(batch)
-        kind = np.where(np.isin(batch.htype, _EH), 1, np.where(batch.group >= 0, 0, 2)).astype(np.int64)
+    def keys(self, batch: RecordBatch) -> np.ndarray:
+        """The event-type key of every record of a batch (int64; equal keys: one event type of the file)."""
+        kind = np.where(_IS_EH[batch.htype], 1, np.where(batch.group >= 0, 0, 2)).astype(np.int64)
         ident = np.where(kind == 1, batch.event_id, batch.opcode).astype(np.int64)
         sub = np.where(kind == 2, batch.htype.astype(np.int64), np.where(kind == 0, batch.group + 1, 0))
         key = (
@@ -459,58 +470,81 @@ class Decoder:
             | (batch.version.astype(np.int64) << 2)
             | (batch.pointer_size == 8)
         )
-        d = np.frombuffer(batch.data, np.uint8)
-        tl = self._tracelogging(batch, d)
+        tl = self._tracelogging(batch, np.frombuffer(batch.data, np.uint8))
         if tl is not None:
             rows, ids = tl
             key[rows] = (np.int64(3) << 60) | (ids.astype(np.int64) << 2) | (batch.pointer_size[rows] == 8)
-        uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        return key
+
+    def type_of(self, batch: RecordBatch, key: int, i: int) -> _Type:
+        """How the event type ``key`` (of record ``i`` of the batch) is decoded, planned once per file."""
+        t = self._types.get(key)
+        if t is None:
+            t = self._types[key] = (
+                self._type(batch, i) if key >> 60 != 3 else self._tl_type(batch, i, (key >> 2) & 0xFFFFFFFF)
+            )
+        return t
+
+    def decode(self, batch: RecordBatch) -> list[EventTable]:
+        """The event tables of one batch (records of a type in file order)."""
+        if len(batch) == 0:
+            return []
+        self.take_manifests(batch)
+        uniq, first, inverse = np.unique(self.keys(batch), return_index=True, return_inverse=True)
         inverse = inverse.ravel()
         order = np.argsort(inverse, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))])
-        nuls = _Nuls(d)
-        types = []
-        for g, k in enumerate(uniq.tolist()):
-            t = self._types.get(k)
-            if t is None:
-                t = self._types[k] = (
-                    self._type(batch, int(first[g]))
-                    if k >> 60 != 3
-                    else self._tl_type(batch, int(first[g]), (k >> 2) & 0xFFFFFFFF)
-                )
-            types.append(t)
+        types = [self.type_of(batch, k, int(first[g])) for g, k in enumerate(uniq.tolist())]
         hdr = _header(batch, pl.Series([t.provider for t in types], dtype=pl.Utf8).gather(inverse))
-        net: pl.DataFrame | None = None
+        work = _Work(batch)
         out: list[EventTable] = []
         for g, t in enumerate(types):
-            rows = order[bounds[g] : bounds[g + 1]]
-            for step in t.steps:
-                if step == "net":
-                    if net is None:
-                        net = self._net(batch)
-                    rows = self._net_table(hdr, batch, t, rows, net, out)
-                elif step == "layout":
-                    assert t.layout is not None  # the "layout" step is planned only with one
-                    start = batch.payload_offset[rows]
-                    ok, cols = decode_layout(d, start, start + batch.payload_size[rows], t.layout, nuls)
-                    if ok.any():
-                        out.append(_table(hdr, t, rows[ok], t.decoder, cols))
-                    rows = rows[~ok]
-                else:
-                    rows = self._record_by_record(hdr, batch, t, rows, step, out)
-                if len(rows) == 0:
-                    break
-            if len(rows):
-                out.append(_hex(hdr, batch, t, rows))
-                waiting = t.manifest_provider
-                if waiting is not None:
-                    self._before_manifest[waiting] = self._before_manifest.get(waiting, 0) + len(rows)
+            out += self._decode_rows(work, hdr, t, order[bounds[g] : bounds[g + 1]])
+        return out
+
+    def decode_type(self, batch: RecordBatch, key: int) -> list[EventTable]:
+        """The event tables of a batch whose records are all of the event type ``key`` (see :meth:`keys`),
+        planned when they were set aside (EventSource manifests are taken by the caller, in file order)."""
+        if len(batch) == 0:
+            return []
+        t = self.type_of(batch, key, 0)
+        hdr = _header(batch, pl.Series([t.provider], dtype=pl.Utf8).new_from_index(0, len(batch)))
+        return self._decode_rows(_Work(batch), hdr, t, np.arange(len(batch)))
+
+    def _decode_rows(self, work: _Work, hdr: pl.DataFrame, t: _Type, rows: np.ndarray) -> list[EventTable]:
+        """The tables of the records ``rows`` (one event type) of a batch: each step takes what the steps
+        before it did not decode; the rest is kept as bytes."""
+        batch = work.batch
+        out: list[EventTable] = []
+        for step in t.steps:
+            if step == "net":
+                if work.net is None:
+                    work.net = self._net(batch)
+                rows = self._net_table(hdr, batch, t, rows, work.net, out)
+            elif step == "layout":
+                assert t.layout is not None  # the "layout" step is planned only with one
+                start = batch.payload_offset[rows]
+                ok, cols = decode_layout(work.d, start, start + batch.payload_size[rows], t.layout, work.nuls)
+                if ok.all():
+                    out.append(_table(hdr, t, rows, t.decoder, cols))
+                    return out
+                if ok.any():
+                    out.append(_table(hdr, t, rows[ok], t.decoder, cols))
+                rows = rows[~ok]
+            else:
+                rows = self._record_by_record(hdr, batch, t, rows, step, out)
+            if len(rows) == 0:
+                return out
+        out.append(_hex(hdr, batch, t, rows))
+        waiting = t.manifest_provider
+        if waiting is not None:
+            self._before_manifest[waiting] = self._before_manifest.get(waiting, 0) + len(rows)
         return out
 
     def _tracelogging(self, batch: RecordBatch, d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(rows, metadata ids) of the batch's TraceLogging events: records whose extended items hold
         event metadata; each distinct (provider, metadata, pointer size) gets an id for the file."""
-        eh = np.flatnonzero(np.isin(batch.htype, _EH))
+        eh = np.flatnonzero(_IS_EH[batch.htype])
         if not len(eh):
             return None
         flags = _numbers(d, batch.offset[eh] + 4, "<u2")
@@ -667,6 +701,11 @@ class Decoder:
 
 
 def _nullable(values: np.ndarray, null: np.ndarray, name: str) -> pl.Series:
+    """``values`` with nulls where ``null`` (no mask at all when none is, all nulls when all are)."""
+    if not null.any():
+        return pl.Series(name, values)
+    if null.all():
+        return pl.Series(name, values[:1]).scatter(0, None).new_from_index(0, len(values))
     import pyarrow as pa
 
     return pl.Series(name, pl.from_arrow(pa.array(values, mask=null)))
@@ -674,7 +713,7 @@ def _nullable(values: np.ndarray, null: np.ndarray, name: str) -> pl.Series:
 
 def _header(batch: RecordBatch, providers: pl.Series) -> pl.DataFrame:
     """The HEADER columns of every record of a batch (``providers``: each record's provider name)."""
-    eh = np.isin(batch.htype, _EH)
+    eh = _IS_EH[batch.htype]
     return pl.DataFrame(
         [
             pl.Series("time", batch.time).cast(pl.Datetime("ns", "UTC")),
@@ -699,7 +738,8 @@ def _table(
 ) -> EventTable:
     series = [col.alias(f"field_{name}" if name in HEADER else name) for name, col in cols.items()]
     name = t.name + ("" if decoder != "hex" else ".hex") + (".json" if json_fields else "")
-    return EventTable(name, decoder, hdr[rows].hstack(series), list(cols))
+    frame = hdr if len(rows) == hdr.height else hdr[rows]  # rows ascend: all of them is the identity
+    return EventTable(name, decoder, frame.hstack(series), list(cols))
 
 
 def _hex(hdr: pl.DataFrame, batch: RecordBatch, t: _Type, rows: np.ndarray) -> EventTable:
@@ -781,6 +821,39 @@ def _selector(
     return mask
 
 
+def _batches(path: str | os.PathLike, progress: Progress | None, chunk: int) -> Iterator[RecordBatch]:
+    """Each batch of records of an ETL file, in file order."""
+    from .container import EtlFile
+
+    with EtlFile(path, progress=progress) as etl:
+        yield from etl.batches(chunk)
+
+
+class _Selection:
+    """The records asked for (``providers``/``ids``) of each batch: header fields alone decide."""
+
+    def __init__(self, providers: Iterable[str] | None, ids: Iterable[int] | None) -> None:
+        self.providers = list(providers) if providers is not None else None
+        self.ids = ids
+        self.names: dict[int, str | None] = {}
+
+    def __call__(self, batch: RecordBatch, dec: Decoder) -> RecordBatch | None:
+        """The batch's records asked for (None: none); after the batch's manifests were taken."""
+        mask = _selector(batch, self.providers, self.ids, self.names, dec.eventsource)
+        if mask is None:
+            return batch
+        return batch.select(mask) if mask.any() else None
+
+
+def _report(path: str | os.PathLike, dec: Decoder) -> None:
+    """Warn of what was skipped (after the last record was decoded)."""
+    from ..diagnostics import warn
+
+    dec.eventsource.finish()
+    if dec.skipped:
+        warn(f"{os.fspath(path)}: skipped {dec.skipped.summary()}")
+
+
 def iter_batches(
     path: str | os.PathLike,
     providers: Iterable[str] | None = None,
@@ -788,25 +861,15 @@ def iter_batches(
     *,
     progress: Progress | None = None,
 ) -> Iterator[list[EventTable]]:
-    """The event tables of each batch of records of an ETL file (see :func:`iter_events`)."""
-    from ..diagnostics import warn
-    from .container import EtlFile
-
-    dec = Decoder()
-    names: dict[int, str | None] = {}
-    providers = list(providers) if providers is not None else None
-    with EtlFile(path, progress=progress) as etl:
-        for batch in etl.batches(CHUNK):
-            dec.take_manifests(batch)
-            mask = _selector(batch, providers, ids, names, dec.eventsource)
-            if mask is not None:
-                if not mask.any():
-                    continue
-                batch = batch.select(mask)
-            yield dec.decode(batch)
-    dec.eventsource.finish()
-    if dec.skipped:
-        warn(f"{os.fspath(path)}: skipped {dec.skipped.summary()}")
+    """The event tables of each batch of records of an ETL file, batch by batch in file order (the long
+    table's order; :func:`iter_events` gives larger tables)."""
+    dec, select = Decoder(), _Selection(providers, ids)
+    for batch in _batches(path, progress, CHUNK):
+        dec.take_manifests(batch)
+        chosen = select(batch, dec)
+        if chosen is not None:
+            yield dec.decode(chosen)
+    _report(path, dec)
 
 
 def iter_events(
@@ -816,13 +879,22 @@ def iter_events(
     *,
     progress: Progress | None = None,
 ) -> Iterator[EventTable]:
-    """The events of an ETL file as typed :class:`EventTable` s, batch by batch (memory bounded by a batch).
+    """The events of an ETL file as typed :class:`EventTable` s, one event type per table, each table of up
+    to about ``regroup.ROWS`` rows; a type's rows come in file order (memory bounded by ``regroup.BUDGET``).
 
     ``providers``: names (``Microsoft-Windows-Kernel-Network``, kernel groups such as ``TcpIp``) or GUIDs;
     ``ids``: event ids (manifest events) or opcodes (kernel events). Records not selected are never decoded.
     """
-    for tables in iter_batches(path, providers, ids, progress=progress):
-        yield from tables
+    from .regroup import Regrouper
+
+    regroup, select = Regrouper(), _Selection(providers, ids)
+    for batch in _batches(path, progress, REGROUP_CHUNK):
+        yield from regroup.take_manifests(batch)
+        chosen = select(batch, regroup.decoder)
+        if chosen is not None:
+            yield from regroup.add(chosen)
+    yield from regroup.finish()
+    _report(path, regroup.decoder)
 
 
 def read_all_events(
