@@ -275,3 +275,44 @@ def test_tracelogging_events_decode_from_their_own_metadata(corpus):
         59,
     )
     assert (st["hour"], st["minute"]) == (ft.hour, ft.minute)
+
+
+def test_regrouped_events_before_their_manifest_stay_bytes(corpus, tmp_path, monkeypatch):
+    """EventSource: a type's records set aside before the batch that completes its provider's manifest are
+    decoded as planned then (bytes, counted); the records after it decode from the manifest. Same as the
+    per-batch decoder (test_etl_eventsource.py::test_events_before_their_manifest_are_counted)."""
+    import logging
+
+    from test_etl_eventsource import TASK_SCHEDULED, TPL, _chunks
+
+    from etwtools.parsers.etl import eventsource as es
+    from etwtools.parsers.etl.build import EtlWriter
+
+    with open_etl(corpus / "perfview" / "net.4.5.2.x64.etl") as f:
+        manifest = next(
+            batch.payload(i)[es.ENVELOPE_SIZE :]
+            for batch in f.batches()
+            for i in np.flatnonzero(batch.event_id == es.MANIFEST_EVENT_ID).tolist()
+            if batch.guids[int(batch.provider[i])] == TPL
+        )
+    w = EtlWriter(pointer_size=4)
+    for task in (6, 7):
+        payload = TASK_SCHEDULED.build(dict(sched=1, orig=5, task=task, creating=0, options=8192))
+        w.event(TPL, 7, payload, opcode=9, processor=0)
+    w.event(TPL, es.MANIFEST_EVENT_ID, _chunks(manifest, 1)[0], opcode=es.MANIFEST_OPCODE, processor=1)
+    payload = TASK_SCHEDULED.build(dict(sched=1, orig=5, task=8, creating=0, options=8192))
+    w.event(TPL, 7, payload, opcode=9, processor=1)
+    path = w.write(tmp_path / "late.etl")
+    monkeypatch.setattr(columnar, "REGROUP_CHUNK", 1)  # one buffer a batch: processor 0's, then processor 1's
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("etwtools").addHandler(handler)
+    try:
+        by = _by_name(columnar.iter_events(path))
+    finally:
+        logging.getLogger("etwtools").removeHandler(handler)
+    assert by[f"{TPL}.id7.v0.ptr4.hex"].height == 2
+    assert by["System.Threading.Tasks.TplEventSource.id7.v0.ptr4"]["TaskID"].to_list() == [8]
+    said = " ".join(r.getMessage() for r in records)
+    assert "2 events of System.Threading.Tasks.TplEventSource before its EventSource manifest" in said

@@ -132,7 +132,9 @@ class Regrouper:
         types of a provider with manifest chunks in the batch are decoded first, as planned before it: a
         manifest applies from the batch that completes it on, as in ``Decoder.decode``."""
         chunks = batch.provider[
-            _IS_EH[batch.htype] & (batch.event_id == es.MANIFEST_EVENT_ID) & (batch.opcode == es.MANIFEST_OPCODE)
+            _IS_EH[batch.htype]
+            & (batch.event_id == es.MANIFEST_EVENT_ID)
+            & (batch.opcode == es.MANIFEST_OPCODE)
         ]
         if len(chunks) and self._parts:
             idx = {int(p) + 1 for p in np.unique(chunks).tolist() if p >= 0}
