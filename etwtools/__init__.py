@@ -4,6 +4,7 @@ Library entry points (all return polars DataFrames in the schemas of ``etwtools.
 
 - :func:`read_events` (ETL or tracerpt CSV -> network events with PIDs and process names)
 - :func:`iter_events` (ETL -> every event, typed tables per event type, batch by batch)
+- :func:`scan_events` (ETL -> every event as one lazy long table; header filters skip records undecoded)
 - :func:`read_processes` (ETL, tracerpt CSV, event logs or tasklist output -> processes)
 - :func:`read_eventlog` (Sysmon / Security event log, .evtx or JSON lines -> connections, processes, DNS)
 - :func:`read_frames` (pcap, pcapng, or packets inside an ETL -> frames)
@@ -32,6 +33,7 @@ __all__ = [
     "read_frames",
     "read_processes",
     "read_trace",
+    "scan_events",
     "synattack",
 ]
 
@@ -48,6 +50,7 @@ _LAZY = {
     "read_processes": "sources",
     "read_trace": "sources",
     "iter_events": "parsers.etl.columnar",
+    "scan_events": "parsers.etl.scan",
 }
 
 
