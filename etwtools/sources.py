@@ -69,7 +69,6 @@ def detect(path: PathLike) -> str:
     ``tasklist``, ``evtx`` or ``eventlog-json`` (Windows event logs: Sysmon / Security, as .evtx or JSON
     lines)."""
     from . import compressed
-    from .parsers import eventlog
 
     p = Path(path)
     try:
@@ -87,6 +86,8 @@ def detect(path: PathLike) -> str:
         raise EtwToolsError("file is empty", path=p, offset=0)
     packed = compressed.sniff(head)  # gzip/zip magic: no registered kind starts so
     if packed:
+        from .parsers import eventlog
+
         inner = compressed.peek(p)
         if inner and eventlog.sniff(inner) == "eventlog-json":
             return "eventlog-json"  # the event-log reader streams JSON lines out of a .zip or .gz

@@ -36,7 +36,6 @@ from typing import cast
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from . import schema
 from .addresses import ipv4_text, packed_text
@@ -807,6 +806,8 @@ class _Dissection:
 
     # -- the table -------------------------------------------------------------------------------
     def _addresses(self) -> tuple[pl.Series, pl.Series]:
+        import pyarrow as pa  # imported when a frames table is built (not by every command)
+
         n = self.n
         v4 = np.flatnonzero((self.ipver == 4) & self.has_addr)
         labels: list[pl.Series] = []
@@ -833,6 +834,8 @@ class _Dissection:
         return _lookup(table, src_code), _lookup(table, dst_code)
 
     def table(self, times, time_valid, wl, ifc, lt, dirs, first_frame: int) -> pl.DataFrame:
+        import pyarrow as pa  # imported when a frames table is built (not by every command)
+
         n = self.n
         src, dst = self._addresses()
         p = self.proto
@@ -883,6 +886,8 @@ def _distinct(values: np.ndarray) -> list[int]:
 
 def _lookup(labels: pl.Series, codes: np.ndarray) -> pl.Series:
     """labels[codes], null where the code is negative."""
+    import pyarrow as pa  # imported when a frames table is built (not by every command)
+
     if len(codes):
         lo, hi = int(codes.min()), int(codes.max())
         if lo == hi:  # one value for every frame (no direction in a pcap, no fragments...): no gather
@@ -924,6 +929,8 @@ def _notes(bits: np.ndarray) -> pl.Series:
 
 def _binary(buf: np.ndarray, off: np.ndarray, cap: np.ndarray) -> pl.Series:
     """The frames' bytes as one Binary column, gathered into a single contiguous buffer."""
+    import pyarrow as pa  # imported when a frames table is built (not by every command)
+
     n = len(off)
     ends = np.zeros(n + 1, np.int64)
     np.cumsum(cap, out=ends[1:])

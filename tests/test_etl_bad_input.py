@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from etwtools.errors import EtlError, EtwToolsError
-from etwtools.parsers.etl import container
+from etwtools.parsers.etl import container, guids
 from etwtools.parsers.etl.container import count_records, open_etl
 
 KN = "tx/KernelNetwork.etl"  # uncompressed, 0x2000-byte buffers, 8,924 records
@@ -310,9 +310,9 @@ def test_whole_and_concatenated_files_do_not_warn_of_missing_buffers(corpus, tmp
         assert f.stats.warnings() == []
 
 
-def test_damaged_record_timestamps_are_warned_not_silently_wrapped(corpus, tmp_path, caplog):
-    """Bug (break-readers): a record timestamp of 2^63-1 wrapped the int64 nanoseconds (the event came out
-    in 1985), 0 or 2^64-1 put it days before the trace: all silently. Such records are kept and warned."""
+def damaged_times(corpus, tmp_path):
+    """KernelNetwork.etl with the timestamps of three Send records set to 2^63-1, 2^64-1 and 0: the
+    file's path and the trace's start (UTC ns)."""
     raw = bytearray((corpus / KN).read_bytes())
     with open_etl(corpus / KN) as f:
         batch = next(f.batches())
@@ -320,9 +320,35 @@ def test_damaged_record_timestamps_are_warned_not_silently_wrapped(corpus, tmp_p
         heads = [bytes(batch.data[int(batch.offset[i]) : int(batch.offset[i]) + 0x50]) for i in idx]
         start = f.clock.anchor_ns
     for head, value in zip(heads, [2**63 - 1, 2**64 - 1, 0]):
-        p = raw.find(head)
-        struct.pack_into("<Q", raw, p + 0x10, value)  # EVENT_HEADER.TimeStamp
-    f, batches = read(write(tmp_path, "ts.etl", bytes(raw)))
+        struct.pack_into("<Q", raw, raw.find(head) + 0x10, value)  # EVENT_HEADER.TimeStamp
+    return write(tmp_path, "ts.etl", bytes(raw)), start
+
+
+@pytest.mark.parametrize("walker", ["c", "python"])
+def test_damaged_record_timestamps_are_counted_when_only_some_providers_are_read(
+    corpus, tmp_path, monkeypatch, walker
+):
+    """The selection of providers (C or its Python reference) still counts every record's damaged time:
+    the same warning as a read of every record, though the damaged records' provider is not asked for."""
+    if walker == "python":
+        monkeypatch.setattr(container, "_speedups", None)
+        monkeypatch.setattr(container, "walk", container.walk_py)
+    elif container._speedups is None:
+        pytest.skip("the C accelerator is not built (tests/test_accelerators.py fails in CI)")
+    path, _ = damaged_times(corpus, tmp_path)
+    with open_etl(path) as f:
+        batches = list(f.batches(providers=[guids.PROCESS_KERNEL]))
+    assert sum(len(b) for b in batches) == 0 and f.stats.records == 8924
+    assert f.stats.bad_time_records == 3
+    (line,) = f.stats.warnings()
+    assert "3 record(s) have a timestamp outside the trace" in line and "0x2000" in line
+
+
+def test_damaged_record_timestamps_are_warned_not_silently_wrapped(corpus, tmp_path, caplog):
+    """Bug (break-readers): a record timestamp of 2^63-1 wrapped the int64 nanoseconds (the event came out
+    in 1985), 0 or 2^64-1 put it days before the trace: all silently. Such records are kept and warned."""
+    path, start = damaged_times(corpus, tmp_path)
+    f, batches = read(path)
     assert sum(len(b) for b in batches) == 8924
     assert f.stats.bad_time_records == 3
     (line,) = f.stats.warnings()

@@ -8,6 +8,13 @@
  *     The record walk of parsers/etl/container.py (walk_py): for each segment [starts[i], ends[i])
  *     of data, the offset, size and header length (incl. extended items) of every record; damages is
  *     a list of (segment, offset, resumed_at or -1, reason code, records lost).
+ * select(data, offsets, kinds, groups, guids, raw_anchor, lo, hi, out) -> (kept, bad_times)
+ *     The records a reader asks for, before any header field is gathered (container.py _select_py):
+ *     out[:kept] = positions (into offsets) of the records whose provider is wanted: kernel headers
+ *     (kinds[type] 1 SYSTEM/COMPACT, 2 PERFINFO) by groups[group byte] != 0, GUID headers (3 classic,
+ *     4 EVENT_HEADER) by their GUID (16 bytes at 0x18) being one of guids (16 bytes each); bad_times
+ *     counts the timed (non-MESSAGE) records whose timestamp minus raw_anchor (a signed 64-bit delta)
+ *     is outside [lo, hi].
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -379,6 +386,78 @@ done:
     return result;
 }
 
+static PyObject *
+select_records(PyObject *self, PyObject *args)
+{
+    PyObject *o_data, *o_offs, *o_kinds, *o_groups, *o_guids, *o_out;
+    unsigned long long anchor;
+    long long lo, hi;
+    if (!PyArg_ParseTuple(args, "OOOOOKLLO", &o_data, &o_offs, &o_kinds, &o_groups, &o_guids, &anchor, &lo,
+                          &hi, &o_out))
+        return NULL;
+    Py_buffer data, offs, kinds, groups, guids, out;
+    int got = 0;
+    PyObject *result = NULL;
+    if (get_buffer(o_data, &data, 0, 0, "data") < 0) goto done;
+    got = 1;
+    if (get_buffer(o_offs, &offs, 0, 8, "offsets") < 0) goto done;
+    got = 2;
+    if (get_buffer(o_kinds, &kinds, 0, 0, "kinds") < 0) goto done;
+    got = 3;
+    if (get_buffer(o_groups, &groups, 0, 0, "groups") < 0) goto done;
+    got = 4;
+    if (get_buffer(o_guids, &guids, 0, 16, "guids") < 0) goto done;
+    got = 5;
+    if (get_buffer(o_out, &out, 1, 8, "out") < 0) goto done;
+    got = 6;
+    if (kinds.len != 256 || groups.len != 256 || out.len < offs.len) {
+        PyErr_SetString(PyExc_ValueError, "kinds and groups need 256 entries, out one per offset");
+        goto done;
+    }
+    const uint8_t *d = (const uint8_t *)data.buf, *kind = (const uint8_t *)kinds.buf;
+    const uint8_t *grp = (const uint8_t *)groups.buf, *g = (const uint8_t *)guids.buf;
+    const int64_t *o = (const int64_t *)offs.buf;
+    int64_t *keep = (int64_t *)out.buf;
+    Py_ssize_t n = offs.len / 8, nguid = guids.len / 16, kept = 0, bad = 0, outside = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t p = o[i];
+        if (p < 0 || p + 0x28 > data.len) { outside = 1; break; }
+        const uint8_t *r = d + p;
+        if (r[3] == 0x90)
+            continue;                                /* MESSAGE: no timestamp, no provider */
+        uint8_t k = kind[r[2]];
+        uint64_t raw;
+        memcpy(&raw, r + (k == 2 ? 8 : 16), 8);
+        int64_t delta = (int64_t)(raw - (uint64_t)anchor);
+        bad += delta < lo || delta > hi;
+        if (k == 1 || k == 2) {
+            if (grp[r[7]])
+                keep[kept++] = i;
+        } else if (k >= 3) {
+            for (Py_ssize_t j = 0; j < nguid; j++)
+                if (memcmp(r + 0x18, g + 16 * j, 16) == 0) {
+                    keep[kept++] = i;
+                    break;
+                }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (outside)
+        PyErr_SetString(PyExc_ValueError, "record header outside the data");
+    else
+        result = Py_BuildValue("(nn)", kept, bad);
+
+done:
+    if (got >= 6) PyBuffer_Release(&out);
+    if (got >= 5) PyBuffer_Release(&guids);
+    if (got >= 4) PyBuffer_Release(&groups);
+    if (got >= 3) PyBuffer_Release(&kinds);
+    if (got >= 2) PyBuffer_Release(&offs);
+    if (got >= 1) PyBuffer_Release(&data);
+    return result;
+}
+
 /* header_tables() -> (header sizes, size-at-offset-4 flags): the walker's tables, 256 bytes each, indexed
    by header type; tests compare them with structs.HEADER_SIZES / SIZE_AT_4 (derived from the structs). */
 static PyObject *
@@ -395,6 +474,9 @@ static PyMethodDef methods[] = {
      "lzxpress_decompress(src, out_size, partial=False) -> bytes: MS-XCA plain LZ77 decompression."},
     {"walk", walk, METH_VARARGS,
      "walk(data, starts, ends, offsets, sizes, hdrs) -> (count, damages): ETL record walk."},
+    {"select", select_records, METH_VARARGS,
+     "select(data, offsets, kinds, groups, guids, raw_anchor, lo, hi, out) -> (kept, bad_times): records of "
+     "the wanted providers."},
     {"header_tables", header_tables, METH_NOARGS,
      "header_tables() -> (bytes, bytes): header size and size-at-4 flag per header type (the walk's tables)."},
     {NULL, NULL, 0, NULL},

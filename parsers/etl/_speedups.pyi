@@ -13,3 +13,15 @@ def walk(
     hdrs: np.ndarray,
     /,
 ) -> tuple[int, list[tuple[int, int, int, int, int]]]: ...
+def select(
+    data: Buffer | np.ndarray,
+    offsets: np.ndarray,
+    kinds: Buffer | np.ndarray,
+    groups: Buffer,
+    guids: Buffer,
+    raw_anchor: int,
+    lo: int,
+    hi: int,
+    out: np.ndarray,
+    /,
+) -> tuple[int, int]: ...

@@ -123,6 +123,10 @@ class _Pending:
     truncated: bool = False
 
 
+#: The providers whose records hold packets (the container hands over no others).
+PROVIDERS = (PKTMON, NDIS_PACKETCAPTURE)
+
+
 class EtlPacketReader:
     """Collects the frames of an ETL file batch by batch (so other decoders can share the pass)."""
 
@@ -719,7 +723,7 @@ def _read(
 
     reader = EtlPacketReader(path, with_data=with_data, appearances=appearances, spill=spill)
     with EtlFile(path, progress=progress) as etl:
-        for batch in etl.batches():
+        for batch in etl.batches(providers=PROVIDERS):
             reader.feed(batch)
     reader.finish()
     return reader
@@ -802,7 +806,7 @@ def has_packets(path: str | os.PathLike) -> bool:
     from .container import EtlFile
 
     with EtlFile(path) as etl:
-        for batch in etl.batches():
+        for batch in etl.batches(providers=PROVIDERS):
             eh = (batch.htype == EVENT_HEADER32) | (batch.htype == EVENT_HEADER64)
             if (eh & batch.provider_mask(PKTMON) & np.isin(batch.event_id, PKTMON_PACKET_IDS)).any():
                 return True

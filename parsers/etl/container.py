@@ -21,8 +21,9 @@ import ctypes
 import mmap
 import os
 import struct
+import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -102,8 +103,10 @@ _GATHER |= {"full": _K_CLASSIC, "instance": _K_CLASSIC, "event": _K_EVENT}
 _KIND = np.zeros(256, np.uint8)
 for _t, _k in KIND_OF.items():
     _KIND[_t] = _GATHER[_k]
+_U64 = (1 << 64) - 1
 #: Padding after a batch's data: the header gather reads 0x38 bytes from every record start.
 _TAIL = 0x40
+_FF = b"\xff" * (_TAIL + 8)  # the padding after a part (at most 7 bytes) or the batch (_TAIL more)
 
 
 @dataclass
@@ -404,6 +407,27 @@ def walk_c(data, starts: np.ndarray, ends: np.ndarray):
 walk = walk_c if _speedups is not None else walk_py
 
 
+def _select_py(
+    data, offs: np.ndarray, wanted: _Wanted, raw_anchor: int, lo: int, hi: int
+) -> tuple[np.ndarray, int]:
+    """Positions of the records of the wanted providers, and the number of timed records whose raw
+    timestamp is outside [lo, hi] from ``raw_anchor`` (the reference of the C ``select``)."""
+    w = np.frombuffer(data, np.uint64)[(offs >> 3)[:, None] + np.arange(5)]
+    flags = (w[:, 0] >> np.uint64(24)).astype(np.uint8)
+    kind = _KIND[(w[:, 0] >> np.uint64(16)).astype(np.uint8)]
+    timed = flags != MESSAGE_FLAGS
+    raw = np.where(kind == _K_PERFINFO, w[:, 1], w[:, 2])
+    delta = (raw - np.uint64(raw_anchor & _U64)).view(np.int64)
+    bad = int((timed & ((delta < lo) | (delta > hi))).sum())
+    groups = np.frombuffer(wanted.groups, np.uint8).astype(bool)
+    keep = ((kind == _K_SYSTEM) | (kind == _K_PERFINFO)) & groups[(w[:, 0] >> np.uint64(56)).astype(np.uint8)]
+    guids = np.frombuffer(wanted.guids, np.uint64).reshape(-1, 2)
+    guided = kind >= _K_CLASSIC
+    for g_lo, g_hi in guids:
+        keep |= guided & (w[:, 3] == g_lo) & (w[:, 4] == g_hi)
+    return np.flatnonzero(timed & keep), bad
+
+
 # ------------------------------------------------------------------ the file
 
 
@@ -441,6 +465,24 @@ def _trim_heap() -> None:
     _trim_heap_fn(0)
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    """The providers a reader asks for, as the record selection needs them: a keep flag per kernel group
+    and the other GUIDs' 16 bytes."""
+
+    providers: frozenset[uuid.UUID]
+    groups: bytes  # 256 flags, by kernel group
+    guids: bytes  # 16 bytes (little-endian GUID) per provider
+
+    @classmethod
+    def of(cls, providers: Collection[uuid.UUID]) -> _Wanted:
+        wanted = frozenset(uuid.UUID(str(p)) for p in providers)
+        groups = bytearray(256)
+        for grp, g in _guids.KERNEL_GROUPS.items():
+            groups[grp] = g in wanted
+        return cls(wanted, bytes(groups), b"".join(sorted(g.bytes_le for g in wanted)))
+
+
 class EtlFile:
     """An open ETL file: ``.header``, ``.batches()``, ``.stats``. Use as a context manager."""
 
@@ -467,6 +509,7 @@ class EtlFile:
         if hasattr(mmap, "MADV_SEQUENTIAL"):
             self._mm.madvise(mmap.MADV_SEQUENTIAL)
         self._released = 0
+        self._spares: list[bytearray] = []  # batch buffers (see _batch_buffer)
         self._last_stamp = 0  # the largest buffer TimeStamp seen (see _clock_note)
         try:
             self.header = self._read_header()
@@ -775,8 +818,15 @@ class EtlFile:
         return fail >= limit and fail > first
 
     # -- records
-    def batches(self, chunk_bytes: int = 8 << 20) -> Iterator[RecordBatch]:
-        """The file's records in order, in batches of about ``chunk_bytes`` of (decompressed) buffers."""
+    def batches(
+        self, chunk_bytes: int = 8 << 20, providers: Collection[uuid.UUID] | None = None
+    ) -> Iterator[RecordBatch]:
+        """The file's records in order, in batches of about ``chunk_bytes`` of (decompressed) buffers.
+
+        ``providers``: only the records of these providers (kernel groups by their GUID in
+        :data:`~.guids.KERNEL_GROUPS`) are in the batches, picked before any header field is gathered
+        (records keep their file-wide ``record`` index; the statistics still count every record).
+        """
         if self._mm is None:
             raise ValueError("I/O operation on a closed EtlFile")
         self.stats = st = EtlStats(
@@ -786,6 +836,7 @@ class EtlFile:
             expected_buffers=self.header.expected_buffers,
         )
         self._last_stamp = 0
+        wanted = None if providers is None else _Wanted.of(providers)
         record_base = chunks = 0
         parts: list = []
         seg_files: list[int] = []
@@ -795,8 +846,8 @@ class EtlFile:
             seg_files.append(off)
             nbytes += len(data) + (-len(data) & 7)
             if nbytes >= chunk_bytes:
-                batch = self._batch(parts, seg_files, record_base)
-                record_base += len(batch)
+                batch, records = self._batch(parts, seg_files, record_base, wanted)
+                record_base += records
                 parts, seg_files, nbytes = [], [], 0
                 self._release_pages(off)
                 if self.progress is not None:
@@ -806,8 +857,8 @@ class EtlFile:
                 if chunks % _TRIM_EVERY == 0:
                     _trim_heap()
         if parts:
-            batch = self._batch(parts, seg_files, record_base)
-            record_base += len(batch)
+            batch, records = self._batch(parts, seg_files, record_base, wanted)
+            record_base += records
             yield batch
         if self.progress is not None:
             self.progress(self.size, self.size)
@@ -816,7 +867,11 @@ class EtlFile:
         for line in st.warnings():
             warn(line)
 
-    def _batch(self, parts: list, seg_files: list[int], record_base: int) -> RecordBatch:
+    def _batch(
+        self, parts: list, seg_files: list[int], record_base: int, wanted: _Wanted | None = None
+    ) -> tuple[RecordBatch, int]:
+        """The batch of the records in ``parts`` (the wanted ones only, when given) and how many records
+        the parts hold."""
         starts = np.empty(len(parts), np.int64)
         ends = np.empty(len(parts), np.int64)
         pos = 0
@@ -825,10 +880,14 @@ class EtlFile:
             pos += len(part)
             ends[i] = pos
             pos += -pos & 7
-        # + _TAIL bytes so the fixed-width header gather never runs past the end
-        buf = bytearray(b"\xff" * (pos + _TAIL))
+        # + _TAIL bytes so the fixed-width header gather never runs past the end; the gaps between
+        # parts and the tail are 0xFF, as an end-of-records marker
+        buf = self._batch_buffer(pos + _TAIL)
         for i, part in enumerate(parts):
-            buf[starts[i] : ends[i]] = part
+            start, end = int(starts[i]), int(ends[i])
+            stop = int(starts[i + 1]) if i + 1 < len(parts) else pos + _TAIL
+            buf[start:end] = part
+            buf[end:stop] = _FF[: stop - end]
             if isinstance(part, memoryview):
                 part.release()
         parts.clear()
@@ -844,7 +903,48 @@ class EtlFile:
                 lost,
                 DAMAGE_REASONS.get(code, f"damage {code}"),
             )
-        return self._columns(buf, offs, sizes, hdrs, starts, np.asarray(seg_files, np.int64), record_base)
+        files = np.asarray(seg_files, np.int64)
+        total = len(offs)
+        if wanted is None:
+            return self._columns(buf, offs, sizes, hdrs, starts, files, record_base), total
+        lo, hi = self.clock.raw_bounds(*self._span()[:2])
+        if _speedups is not None:
+            keep = np.empty(total, np.int64)
+            kept, bad = _speedups.select(
+                buf, offs, _KIND, wanted.groups, wanted.guids, self.clock.raw_anchor & _U64, lo, hi, keep
+            )
+        else:
+            keep, bad = _select_py(buf, offs, wanted, self.clock.raw_anchor, lo, hi)
+            kept = len(keep)
+        if bad:  # damaged times: counted, with their buffers, as when every header is gathered
+            w = np.frombuffer(buf, np.uint64)[(offs >> 3)[:, None] + np.arange(3)]
+            perf = _KIND[(w[:, 0] >> np.uint64(16)).astype(np.uint8)] == _K_PERFINFO
+            timed = (w[:, 0] >> np.uint64(24)).astype(np.uint8) != MESSAGE_FLAGS
+            seg = np.searchsorted(starts, offs, side="right") - 1
+            self._check_times(np.where(perf, w[:, 1], w[:, 2]), timed, files[seg])
+        keep = keep[:kept]
+        batch = self._columns(
+            buf, offs[keep], sizes[keep], hdrs[keep], starts, files, record_base, records=keep, check=False
+        )
+        return batch, total
+
+    def _batch_buffer(self, size: int) -> bytearray:
+        """A buffer of at least ``size`` bytes for a batch's data: one of the last two, when nothing
+        holds it any more (no batch, array or view of it: only the list refers to it), else a new one.
+        Reusing them saves the kernel zeroing fresh pages for every batch (a quarter of the time of
+        ``events`` on plain buffers). Bytes past a batch's data are those of an earlier batch."""
+        spares = self._spares
+        for i in range(len(spares)):
+            if (
+                sys.getrefcount(spares[i]) == 2 and len(spares[i]) >= size
+            ):  # the list's reference and the call's
+                spares.append(spares.pop(i))  # the newest last
+                return spares[-1]
+        buf = bytearray(size + (-size & 0xFFFFF))  # whole MBs: a later, slightly larger batch fits too
+        spares.append(buf)
+        if len(spares) > 2:
+            del spares[0]
+        return buf
 
     def _clock_note(self) -> str:
         """A warning when the logfile header's StartTime, EndTime and clock frequency disagree with the
@@ -880,7 +980,11 @@ class EtlFile:
         (flag,) = struct.unpack_from("<H", self._map, file_off + 0x34)
         return not flag & FLAG_COMPRESSED
 
-    def _columns(self, data, offs, sizes, hdrs, starts, seg_files, record_base) -> RecordBatch:
+    def _columns(
+        self, data, offs, sizes, hdrs, starts, seg_files, record_base, records=None, check: bool = True
+    ) -> RecordBatch:
+        """The header fields of the records at ``offs`` (``records``: their positions among the batch's
+        records, when only some are asked for; ``check``: count the records whose time is damaged)."""
         n = len(offs)
         # the first 7 u64 words (0x38 bytes) of every record header, in one gather
         if _columnar is not None:  # one memcpy per record instead of a (n, 7) index gather
@@ -934,13 +1038,18 @@ class EtlFile:
         time = self.clock.to_ns(raw)
         msg = htype == MESSAGE
         seg = np.searchsorted(starts, offs, side="right") - 1
-        self._check_times(raw, ~msg, seg_files[seg])
+        if check:
+            self._check_times(raw, ~msg, seg_files[seg])
         if msg.any():  # WPP messages carry no fixed timestamp: use the previous record's time
             idx = np.maximum.accumulate(np.where(~msg, np.arange(n), -1))
             time = np.where(idx >= 0, time[np.maximum(idx, 0)], np.int64(self.clock.anchor_ns))
         return RecordBatch(
             data=data,
-            record=np.arange(record_base, record_base + n, dtype=np.int64),
+            record=(
+                np.arange(record_base, record_base + n, dtype=np.int64)
+                if records is None
+                else records + record_base
+            ),
             offset=offs,
             file_offset=seg_files[seg],
             htype=htype,

@@ -23,9 +23,19 @@ from ..diagnostics import warn
 from ..lifetimes import PROCESS_GRACE_S, lifetime, process_at, process_instances
 from ..schema import EVENTS, PROCESSES, conform
 from ..units import Progress
+from .guids import (
+    KERNEL_NETWORK,
+    KERNEL_PROCESS,
+    PROCESS_KERNEL,
+    SYSTEMCONFIG_KERNEL,
+    TCPIP,
+    TCPIP_KERNEL,
+    UDPIP_KERNEL,
+)
 from .kernel import (
     NET_COLUMNS,
     NET_EXTRAS,
+    NetPieces,
     Skipped,
     decode_kernel_net,
     decode_process_events,
@@ -36,6 +46,17 @@ from .kernel_network import decode_kernel_network
 from .kernel_process import decode_kernel_process
 from .records import RecordBatch
 from .tcpip import decode_pid_events
+
+#: The providers whose records the timeline decodes (the container hands over no others).
+PROVIDERS = (
+    TCPIP_KERNEL,
+    UDPIP_KERNEL,
+    PROCESS_KERNEL,
+    SYSTEMCONFIG_KERNEL,
+    KERNEL_NETWORK,
+    KERNEL_PROCESS,
+    TCPIP,
+)
 
 #: Columns kept after the EVENTS schema ones.
 EVENT_EXTRAS = [
@@ -70,7 +91,7 @@ class Timeline:
 class _Collector:
     """Accumulates decoded pieces batch after batch."""
 
-    net: list[pl.DataFrame] = field(default_factory=list)
+    net: NetPieces = field(default_factory=NetPieces)
     #: Microsoft-Windows-TCPIP events with a payload PID (netsh traces), already local/remote oriented.
     tcpip: list[pl.DataFrame] = field(default_factory=list)
     procs: list[dict] = field(default_factory=list)
@@ -82,8 +103,8 @@ class _Collector:
     path: str = ""
 
     def add(self, batch: RecordBatch) -> None:
-        self.net.extend(decode_kernel_net(batch, self.skipped))
-        self.net.extend(decode_kernel_network(batch, self.skipped))
+        decode_kernel_net(batch, self.skipped, self.net)
+        decode_kernel_network(batch, self.skipped, self.net)
         tcpip = decode_pid_events(batch, self.path)
         if tcpip.height:
             self.tcpip.append(tcpip.drop("process").with_columns(pl.col("time").cast(pl.Int64)))
@@ -100,11 +121,13 @@ def read_timeline(path: str | os.PathLike, progress: Progress | None = None, pac
     ``packets`` (an :class:`~.packets.EtlPacketReader`) is fed the same batches, so the frames inside
     the file come out of the same pass; call its ``frames()`` afterwards.
     """
+    from .captured_frames import PROVIDERS as PACKET_PROVIDERS
     from .container import EtlFile
 
+    providers = PROVIDERS if packets is None else (*PROVIDERS, *PACKET_PROVIDERS)
     with EtlFile(path, progress=progress) as etl:
         collector = _Collector(path=os.fspath(path))
-        for batch in etl.batches():
+        for batch in etl.batches(providers=providers):
             collector.add(batch)
             if packets is not None:
                 packets.feed(batch)
@@ -134,7 +157,7 @@ def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, 
         build_processes(collector.procs, collector.services),
         build_processes(collector.kprocs, collector.services),
     )
-    events = _events_frame(collector.net, processes, collector.tcpip)
+    events = _events_frame(collector.net.frames(), processes, collector.tcpip)
     local: list[str] = []
     for nic in collector.nics:
         for addr in nic["addresses"]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -281,16 +282,35 @@ def net_frame(
     batch: RecordBatch, rows: np.ndarray, layout: NetLayout, pointer_size: int, provider: str, protocol: str
 ) -> pl.DataFrame:
     """A network-events frame (:data:`NET_COLUMNS` + extras) of rows that all share one layout."""
-    cols = decode_layout(batch, rows, layout, pointer_size)
-    n = len(rows)
+    return net_table([net_columns(batch, rows, layout, pointer_size)], layout, provider, protocol)
+
+
+def net_columns(batch: RecordBatch, rows: np.ndarray, layout: NetLayout, pointer_size: int) -> dict:
+    """The numpy columns of rows that all share one layout: payload fields (addresses raw, as
+    :func:`gather` reads them) and the header's time, record, pid, tid, opcode and version (``_``-named)."""
+    base = batch.payload_offset[rows]
+    fields, _ = layout.offsets(pointer_size)
+    cols = {name: gather(batch.data, base, off, kind, pointer_size) for name, kind, off in fields}
+    for name in ("time", "record", "pid", "tid", "opcode", "version"):
+        cols[f"_{name}"] = getattr(batch, name)[rows]
+    return cols
+
+
+def net_table(pieces: list[dict], layout: NetLayout, provider: str, protocol: str) -> pl.DataFrame:
+    """The network-events frame of :func:`net_columns` pieces of one layout (and pointer size)."""
+    cols: dict[str, Any] = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+    for name, kind in layout.fields:
+        if kind in ("ip4", "ip6"):
+            cols[name] = raw_text(cols[name])
+    n = len(cols["_time"])
     if "pid" in cols:
         pid = pl.Series(cols["pid"].astype(np.int64))
     else:  # Fail / UdpIp v0: no PID in the payload; the header's when it has one
-        hp = batch.pid[rows]
+        hp = cols["_pid"]
         pid = pl.Series(hp.astype(np.int64)).set(pl.Series(hp == 0xFFFFFFFF), None)
-    tid = batch.tid[rows].astype(np.int64)
+    tid = cols["_tid"].astype(np.int64)
     out = {
-        "time": batch.time[rows],
+        "time": cols["_time"],
         "provider": pl.repeat(provider, n, dtype=pl.Utf8, eager=True),
         "event": pl.repeat(layout.event, n, dtype=pl.Utf8, eager=True),
         "protocol": pl.repeat(protocol, n, dtype=pl.Utf8, eager=True),
@@ -303,10 +323,10 @@ def net_frame(
         "dport": cols.get("dport"),
         "connid": cols.get("connid"),
         "seqnum": cols.get("seqnum"),
-        "record": batch.record[rows],
+        "record": cols["_record"],
         "tid": pl.Series(tid).set(pl.Series(tid == 0xFFFFFFFF), None),
-        "opcode": batch.opcode[rows],
-        "version": batch.version[rows],
+        "opcode": cols["_opcode"],
+        "version": cols["_version"],
     }
     series = []
     for name, dtype in NET_COLUMNS.items():
@@ -325,6 +345,37 @@ def net_frame(
     return pl.DataFrame(series)
 
 
+@dataclass
+class NetPieces:
+    """Network-event columns gathered batch after batch and made into frames once, one per layout
+    (instead of one per layout and batch)."""
+
+    pieces: dict[tuple, list[dict]] = field(default_factory=dict)
+
+    def add(
+        self,
+        batch: RecordBatch,
+        rows: np.ndarray,
+        layout: NetLayout,
+        pointer_size: int,
+        provider: str,
+        protocol: str,
+        event_id: int | None = None,
+    ) -> None:
+        key = (layout, pointer_size, provider, protocol, event_id)
+        self.pieces.setdefault(key, []).append(net_columns(batch, rows, layout, pointer_size))
+
+    def frames(self) -> list[pl.DataFrame]:
+        """One frame per layout (with ``event_id`` where the events have one)."""
+        out = []
+        for (layout, _, provider, protocol, event_id), pieces in self.pieces.items():
+            frame = net_table(pieces, layout, provider, protocol)
+            if event_id is not None:
+                frame = frame.with_columns(event_id=pl.lit(event_id, dtype=pl.Int32))
+            out.append(frame)
+        return out
+
+
 def empty_net() -> pl.DataFrame:
     return pl.DataFrame(schema={**NET_COLUMNS, **NET_EXTRAS})
 
@@ -337,7 +388,7 @@ def _group_rows(keys: list[np.ndarray]) -> list[tuple[tuple[int, ...], np.ndarra
     for k in keys:
         combined = (combined << 16) | k.astype(np.int64)
     out = []
-    for value in pl.Series(combined).unique().sort().to_list():
+    for value in np.unique(combined).tolist():
         parts, v = [], value
         for _ in keys:
             parts.append(v & 0xFFFF)
@@ -346,8 +397,11 @@ def _group_rows(keys: list[np.ndarray]) -> list[tuple[tuple[int, ...], np.ndarra
     return out
 
 
-def decode_kernel_net(batch: RecordBatch, skipped: Skipped) -> list[pl.DataFrame]:
-    """Frames of the classic kernel TcpIp and UdpIp events of one batch (one frame per layout)."""
+def decode_kernel_net(
+    batch: RecordBatch, skipped: Skipped, pieces: NetPieces | None = None
+) -> list[pl.DataFrame]:
+    """Frames of the classic kernel TcpIp and UdpIp events of one batch (one frame per layout); with
+    ``pieces``, their columns go there instead (and no frame is returned)."""
     frames = []
     for guid, provider, protocol in ((TCPIP_KERNEL, "TcpIp", "TCP"), (UDPIP_KERNEL, "UdpIp", "UDP")):
         sel = np.flatnonzero(batch.provider_mask(guid))
@@ -366,7 +420,9 @@ def decode_kernel_net(batch: RecordBatch, skipped: Skipped) -> list[pl.DataFrame
                 f"{provider} {layout.event} records shorter than their layout ({size} bytes)",
                 int((~ok).sum()),
             )
-            if ok.any():
+            if ok.any() and pieces is not None:
+                pieces.add(batch, rows[ok], layout, psize, provider, protocol)
+            elif ok.any():
                 frames.append(net_frame(batch, rows[ok], layout, psize, provider, protocol))
     return frames
 
@@ -416,9 +472,13 @@ def _cstring(payload: bytes, pos: int) -> tuple[str, int]:
 
 
 def _wstring(payload: bytes, pos: int) -> tuple[str, int]:
-    end = pos
-    while end + 1 < len(payload) and (payload[end] or payload[end + 1]):
-        end += 2
+    """The NUL-terminated UTF-16 string at ``pos`` (cut at the payload's last whole unit) and the position
+    after its terminator."""
+    end = payload.find(b"\0\0", pos)
+    while end >= 0 and (end - pos) & 1:  # a NUL pair across two units: look on
+        end = payload.find(b"\0\0", end + 1)
+    if end < 0:
+        end = pos + (max(len(payload) - 1 - pos, 0) + 1) // 2 * 2
     return payload[pos:end].decode("utf-16-le", "replace"), end + 2
 
 
@@ -565,6 +625,7 @@ __all__ = [
     "TCP_EVENTS",
     "UDP_EVENTS",
     "NetLayout",
+    "NetPieces",
     "Skipped",
     "decode_kernel_net",
     "decode_layout",
@@ -572,8 +633,10 @@ __all__ = [
     "decode_systemconfig",
     "empty_net",
     "gather",
+    "net_columns",
     "net_frame",
     "net_layout",
+    "net_table",
     "orient",
     "parse_nic",
     "parse_process",

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from .guids import KERNEL_NETWORK
-from .kernel import NetLayout, Skipped, _group_rows, fits, net_frame, net_layout
+from .kernel import NetLayout, NetPieces, Skipped, _group_rows, fits, net_frame, net_layout
 from .records import RecordBatch
 
 PROVIDER = "Kernel-Network"
@@ -34,8 +34,11 @@ def layout_for(event_id: int) -> tuple[str, NetLayout] | None:
     return None
 
 
-def decode_kernel_network(batch: RecordBatch, skipped: Skipped) -> list[pl.DataFrame]:
-    """Frames (kernel.NET_COLUMNS + extras) of the Kernel-Network events of one batch."""
+def decode_kernel_network(
+    batch: RecordBatch, skipped: Skipped, pieces: NetPieces | None = None
+) -> list[pl.DataFrame]:
+    """Frames (kernel.NET_COLUMNS + extras) of the Kernel-Network events of one batch; with ``pieces``,
+    their columns go there instead (and no frame is returned)."""
     sel = np.flatnonzero(batch.provider_mask(KERNEL_NETWORK))
     frames = []
     for (event_id, version, psize), pos in _group_rows(
@@ -52,7 +55,9 @@ def decode_kernel_network(batch: RecordBatch, skipped: Skipped) -> list[pl.DataF
         skipped.add(
             f"{PROVIDER} event {event_id} records shorter than their layout ({size} bytes)", int((~ok).sum())
         )
-        if ok.any():
+        if ok.any() and pieces is not None:
+            pieces.add(batch, rows[ok], layout, psize, PROVIDER, protocol, event_id)
+        elif ok.any():
             frame = net_frame(batch, rows[ok], layout, psize, PROVIDER, protocol)
             frames.append(frame.with_columns(event_id=pl.lit(event_id, dtype=pl.Int32)))
     return frames

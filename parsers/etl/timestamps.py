@@ -65,10 +65,16 @@ class Clock:
     def outside(self, raw: np.ndarray, lo_ns: int, hi_ns: int) -> np.ndarray:
         """Which raw timestamps fall outside [lo_ns, hi_ns] (UTC ns), without the int64 wrap of :meth:`to_ns`."""
         d = (np.asarray(raw).astype(np.uint64) - np.uint64(self.raw_anchor & _U64)).view(np.int64)
+        lo, hi = self.raw_bounds(lo_ns, hi_ns)
+        return (d < np.int64(lo)) | (d > np.int64(hi))
+
+    def raw_bounds(self, lo_ns: int, hi_ns: int) -> tuple[int, int]:
+        """The signed raw deltas from ``raw_anchor`` (int64) of [lo_ns, hi_ns] (UTC ns), as :meth:`outside`
+        compares them."""
         tps = self.ticks_per_second
         lo = max(-(2**63), (lo_ns - self.anchor_ns) * tps // NS_PER_S)
         hi = min(2**63 - 1, -((self.anchor_ns - hi_ns) * tps // NS_PER_S))
-        return (d < np.int64(lo)) | (d > np.int64(hi))
+        return lo, hi
 
     def raw_to_ns(self, raw: int) -> int:
         """UTC ns of one raw timestamp (exact, Python ints)."""
