@@ -1,9 +1,10 @@
 """IP address text: the one rule every reader uses to write an address.
 
-An address is written as Python's :mod:`ipaddress` prints it: IPv4 dotted decimal without zero padding
-(``10.1.1.1``), IPv6 lower case with the longest run of zero groups compressed (``fe80::1``). Raw
-addresses (packet headers, ETW payloads) keep their family: an IPv4-mapped IPv6 address in a packet
-stays ``::ffff:10.1.1.1``. Address *text* (tracerpt, event logs, NIC rundowns, the command line) is
+An address is written as Wireshark and Windows write it (:func:`address_text`): IPv4 dotted decimal
+without zero padding (``10.1.1.1``), IPv6 lower case with the longest run of zero groups compressed
+(``fe80::1``), an IPv4-mapped IPv6 address with its IPv4 part dotted (``::ffff:10.1.1.1``, on every
+Python version: :mod:`ipaddress` writes ``::ffff:a01:101`` before 3.13). Raw addresses (packet
+headers, ETW payloads) keep their family: an IPv4-mapped IPv6 address in a packet stays IPv6. Address *text* (tracerpt, event logs, NIC rundowns, the command line) is
 read leniently: surrounding blanks, ``[...]`` brackets and an IPv6 zone id (``%12``) are dropped and
 zero-padded IPv4 octets are decimal (tracerpt writes ``010.001.001.001``); readers of logs that write
 IPv4 peers as IPv4-mapped IPv6 ask for them unmapped.
@@ -22,10 +23,17 @@ _FEW_ADDRESSES = 50_000
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
+def address_text(a: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The text of an address (the one formatter: every other function here writes through it)."""
+    if a.version == 6 and a.ipv4_mapped is not None:
+        return f"::ffff:{a.ipv4_mapped}"
+    return str(a)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def packed_text(raw: bytes) -> str:
     """Text of a raw address in network byte order: 4 bytes IPv4, 16 bytes IPv6."""
-    return str(ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw))
+    return address_text(ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw))
 
 
 def ipv4_text(addrs: np.ndarray) -> pl.Series:
@@ -91,7 +99,7 @@ def text_address(text: str | None, *, unmap: bool = False) -> str | None:
         return _dotted_quad(t)
     if unmap and isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
         return str(a.ipv4_mapped)
-    return str(a)
+    return address_text(a)
 
 
 def dotted_quad_text(s: pl.Series) -> pl.Series:
@@ -112,15 +120,21 @@ def text_address_map(values: pl.Series, *, unmap: bool = False) -> dict[str, str
     return {v: text_address(v, unmap=unmap) for v in values.drop_nulls().unique().to_list()}
 
 
+def _unmapped_texts(s: pl.Series) -> pl.Series:
+    texts = text_address_map(s, unmap=True)
+    return s.replace_strict(
+        {k: v for k, v in texts.items() if v is not None}, default=s, return_dtype=pl.Utf8
+    )
+
+
 def text_address_expr(expr: pl.Expr) -> pl.Expr:
-    """:func:`text_address` (``unmap=True``) as a polars expression over text the readers already wrote
-    (so no zero padding, no upper-case hex to re-compress): blanks, brackets, zone id and the
-    ``::ffff:`` prefix of an IPv4-mapped address dropped, lower case; other text kept as it is."""
-    a = expr.str.strip_chars().str.strip_chars("[]").str.to_lowercase().str.replace(r"%.*$", "")
-    return a.str.replace(r"^::ffff:(\d+\.\d+\.\d+\.\d+)$", "$1")
+    """:func:`text_address` (``unmap=True``) as a polars expression, each distinct text read once: an
+    IPv4-mapped address becomes its IPv4 address; text that is no address is kept as it is."""
+    return expr.map_batches(_unmapped_texts, return_dtype=pl.Utf8)
 
 
 __all__ = [
+    "address_text",
     "dotted_quad_text",
     "ipv4_text",
     "packed_text",

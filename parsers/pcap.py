@@ -20,6 +20,7 @@ import polars as pl
 from .diagnostics import warn
 from .errors import CaptureError
 from .packets import WINDOW, Interface, Packet, dissect_buffer, finish_frames, store_walk
+from .recordwalk import ST_BAD_CAPLEN, ST_END, ST_FULL, ST_TRUNCATED, find_start, walk_stop
 from .units import PathLike, Progress
 
 MAGIC_US = 0xA1B2C3D4
@@ -31,8 +32,6 @@ MODIFIED_RECORD_HEADER = 24
 #: Largest caplen taken as real whatever the header's snaplen says (Wireshark's standard maximum).
 MAX_CAPLEN = 262144
 
-#: Status codes shared with the C walk.
-ST_END, ST_FULL, ST_TRUNCATED, ST_BAD_CAPLEN = 0, 1, 2, 4
 #: One walked record (native byte order; the C walk fills the same layout).
 RECORD = np.dtype([("off", "=i8"), ("sec", "=u4"), ("frac", "=u4"), ("caplen", "=u4"), ("wirelen", "=u4")])
 CHUNK = 1 << 18
@@ -40,7 +39,7 @@ CHUNK = 1 << 18
 try:
     from ._capwalk import pcap_walk as _c_pcap_walk
 except ImportError:  # no compiler at install time: the pure-Python walk below
-    _c_pcap_walk = None
+    _c_pcap_walk = None  # type: ignore[assignment]  # the accelerator is optional
 
 
 def walk_py(
@@ -54,20 +53,16 @@ def walk_py(
     record_header: int = RECORD_HEADER,
 ) -> tuple[int, int, int]:
     """Fill ``out`` (RECORD entries) with the records from ``pos``, and ``windows`` (count x window bytes)
-    with their first bytes as :func:`header_windows` gives them: (count, next offset, status)."""
+    with their first bytes as :func:`header_windows` gives them: (count, next offset, status). The C
+    walk ``_capwalk.pcap_walk`` gives the same results."""
     size = len(buf)
     unpack = struct.Struct(">IIII" if big else "<IIII").unpack_from
     rows: list[tuple[int, ...]] = []
     limit = min(len(out), len(windows) // window) if window > 0 else len(out)
     while True:
-        if pos == size:
-            status = ST_END
-            break
-        if len(rows) == limit:
-            status = ST_FULL
-            break
-        if size - pos < record_header:
-            status = ST_TRUNCATED
+        stop = walk_stop(pos, size, len(rows), limit, record_header)
+        if stop is not None:
+            status = stop
             break
         sec, frac, caplen, wirelen = unpack(buf, pos)
         if caplen > maxcap:
@@ -79,22 +74,6 @@ def walk_py(
         rows.append((pos + record_header, sec, frac, caplen, wirelen))
         pos += record_header + caplen
     return store_walk(rows, out, windows, buf, "off", window), pos, status
-
-
-def walk(
-    buf,
-    pos: int,
-    big: bool,
-    maxcap: int,
-    out: np.ndarray,
-    windows: np.ndarray,
-    window: int,
-    record_header: int = RECORD_HEADER,
-) -> tuple[int, int, int]:
-    """The C walk when built, else :func:`walk_py` (same results)."""
-    if _c_pcap_walk is not None:
-        return _c_pcap_walk(buf, pos, big, maxcap, out, windows, window, record_header)
-    return walk_py(buf, pos, big, maxcap, out, windows, window, record_header)
 
 
 def map_file(path: PathLike) -> np.ndarray:
@@ -151,6 +130,7 @@ def chunks(
     name = os.fspath(path)
 
     def walker() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        walk = walk_py if _c_pcap_walk is None else _c_pcap_walk
         size = len(buf)
         pos = HEADER
         last_sec = None
@@ -225,25 +205,24 @@ def find_record(buf: np.ndarray, start: int, hdr: PcapHeader, near_sec: int | No
     """The first offset from ``start`` where a run of plausible records begins: caplen within the
     maximum and not above wirelen, a fraction below one second, and (when known) seconds within a day
     of ``near_sec``."""
-    size = len(buf)
-    dt = ">u4" if hdr.big else "<u4"
     frac_limit = 1_000_000_000 if hdr.nanosecond else 1_000_000
-    window = 1 << 12  # grows to 1 MB: the work stays proportional to the bytes skipped
-    while start + hdr.record_header <= size:
-        stop = min(size - hdr.record_header + 1, start + window)  # candidates in [start, stop)
-        window = min(window * 2, 1 << 20)
-        seg = np.ascontiguousarray(buf[start : stop + RECORD_HEADER - 1])
-        words = np.ndarray((len(seg) - 3,), dtype=dt, buffer=seg, strides=(1,))
-        k = stop - start
+
+    def plausible(words: np.ndarray, k: int) -> np.ndarray:
         sec, frac, cap, wire = words[:k], words[4 : 4 + k], words[8 : 8 + k], words[12 : 12 + k]
         ok = (cap <= hdr.maxcap) & (cap <= wire) & (frac < frac_limit)
         if near_sec is not None:
             ok &= np.abs(sec.astype(np.int64) - near_sec) <= 86400
-        for p in (start + np.flatnonzero(ok)).tolist():
-            if _plausible_run(buf, p, hdr, frac_limit):
-                return p
-        start = stop
-    return None
+        return ok
+
+    return find_start(
+        buf,
+        start,
+        len(buf) - hdr.record_header + 1,
+        hdr.big,
+        plausible,
+        lambda p: _plausible_run(buf, p, hdr, frac_limit),
+        reach=RECORD_HEADER - 4,
+    )
 
 
 def _plausible_run(buf: np.ndarray, pos: int, hdr: PcapHeader, frac_limit: int) -> bool:

@@ -40,6 +40,7 @@ from .packets import (
     tsresol_supported,
 )
 from .pcap import map_file
+from .recordwalk import ST_BAD_CAPLEN, ST_END, ST_FULL, ST_TRUNCATED, find_start, walk_stop
 from .units import PathLike, Progress
 
 SHB, IDB, PB, SPB, NRB, ISB, EPB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6
@@ -53,8 +54,7 @@ IF_NAME, IF_TSRESOL, IF_TSOFFSET = 2, 9, 14
 # Block types a resynchronisation after damage accepts as the next block start.
 _KNOWN_BLOCKS = (SHB, IDB, PB, SPB, NRB, ISB, EPB, 7, 8, 9, 10, 0xBAD, 0x40000BAD)
 
-#: Status codes shared with the C walk.
-ST_END, ST_FULL, ST_TRUNCATED, ST_BAD_CAPLEN = 0, 1, 2, 4
+#: Status codes of the pcapng walk beyond recordwalk's (the C walk returns the same numbers).
 ST_STOP_BLOCK, ST_BAD_LENGTH, ST_BAD_TRAILER = 5, 6, 7
 #: One walked packet block (native byte order; the C walk fills the same layout).
 ENTRY = np.dtype(
@@ -79,7 +79,7 @@ CHUNK = 1 << 18
 try:
     from ._capwalk import pcapng_walk as _c_pcapng_walk
 except ImportError:  # no compiler at install time: the pure-Python walk below
-    _c_pcapng_walk = None
+    _c_pcapng_walk = None  # type: ignore[assignment]  # the accelerator is optional
 
 
 def _pad4(n: int) -> int:
@@ -91,7 +91,8 @@ def walk_py(
 ) -> tuple[int, int, int]:
     """Fill ``out`` (ENTRY rows) with the packet blocks from ``pos`` of one section, skipping other
     blocks, until a section or interface block, damage, or the end, and ``windows`` (count x window
-    bytes) with their first bytes as :func:`header_windows` gives them: (count, next offset, status)."""
+    bytes) with their first bytes as :func:`header_windows` gives them: (count, next offset, status). The
+    C walk ``_capwalk.pcapng_walk`` gives the same results."""
     size = len(buf)
     e = ">" if big else "<"
     u32 = struct.Struct(e + "I").unpack_from
@@ -100,14 +101,9 @@ def walk_py(
     rows: list[tuple[int, ...]] = []
     limit = min(len(out), len(windows) // window) if window > 0 else len(out)
     while True:
-        if pos == size:
-            status = ST_END
-            break
-        if len(rows) == limit:
-            status = ST_FULL
-            break
-        if size - pos < 12:
-            status = ST_TRUNCATED
+        stop = walk_stop(pos, size, len(rows), limit, 12)
+        if stop is not None:
+            status = stop
             break
         btype = u32(buf, pos)[0]
         if btype in (SHB, IDB):
@@ -169,13 +165,6 @@ def walk_py(
             rows.append((pos, pos + 12, -1, 0, 0, 0, min(wirelen, blen - 16), wirelen, 0, 0, SPB, 0, 0))
         pos += blen
     return store_walk(rows, out, windows, buf, "data", window), pos, status
-
-
-def walk(buf, pos: int, big: bool, out: np.ndarray, windows: np.ndarray, window: int) -> tuple[int, int, int]:
-    """The C walk when built, else :func:`walk_py` (same results)."""
-    if _c_pcapng_walk is not None:
-        return _c_pcapng_walk(buf, pos, big, out, windows, window)
-    return walk_py(buf, pos, big, out, windows, window)
 
 
 _REASONS = {
@@ -336,6 +325,7 @@ class _Scanner:
         iface = np.empty(0, np.int32)
         filled = 0
         big = self.big
+        walk = walk_py if _c_pcapng_walk is None else _c_pcapng_walk
         while pos is not None and pos < self.size:
             if out is not None and big != self.big and filled:  # a chunk holds one byte order
                 yield Chunk(out[:filled], iface[:filled], win[:filled], big)
@@ -484,38 +474,30 @@ class _Scanner:
 
     def _find_block(self, start: int) -> int | None:
         """The first offset from ``start`` (any alignment) where a consistent block starts."""
-        window = 1 << 12  # grows to 1 MB: the work stays proportional to the bytes skipped
-        dt = np.dtype(">u4" if self.big else "<u4")
-        bom = (struct.pack("<I", BYTE_ORDER_MAGIC), struct.pack(">I", BYTE_ORDER_MAGIC))
-        while start + 12 <= self.size:
-            stop = min(self.size, start + window)
-            window = min(window * 2, 1 << 20)
-            # the u32 at every byte position of [start, stop): one unaligned view, a few comparisons
-            seg = np.ascontiguousarray(self.buf[start : min(self.size, stop + 3)])
-            words = np.ndarray((max(0, len(seg) - 3),), dtype=dt, buffer=seg, strides=(1,))
-            known = np.zeros(len(words), bool)
-            for b in _KNOWN_BLOCKS:
-                known |= words == b
-            for p in (start + np.flatnonzero(known)).tolist():
-                if p >= stop:
-                    break
-                if self._u32(p) == SHB:
-                    magic = bytes(self.buf[p + 8 : p + 12])
-                    if magic in bom:
-                        saved, self.big = self.big, magic == bom[1]
-                        ok = self._block_length(p, 28) is not None
-                        self.big = saved
-                        if ok:
-                            return p
-                    continue
-                blen = self._block_length(p, 12)
-                if blen is None:
-                    continue
-                if self._u32(p) in (EPB, PB) and (blen < 32 or self._u32(p + 20) > blen - 32):
-                    continue
-                return p
-            start = stop
-        return None
+        return find_start(
+            self.buf,
+            start,
+            self.size - 11,
+            self.big,
+            lambda words, k: np.isin(words, _KNOWN_BLOCKS),
+            self._block_at,
+        )
+
+    def _block_at(self, p: int) -> bool:
+        """A consistent block starts at ``p`` (a section header in either byte order)."""
+        if self._u32(p) == SHB:
+            magic = bytes(self.buf[p + 8 : p + 12])
+            bom = (struct.pack("<I", BYTE_ORDER_MAGIC), struct.pack(">I", BYTE_ORDER_MAGIC))
+            if magic not in bom:
+                return False
+            saved, self.big = self.big, magic == bom[1]
+            ok = self._block_length(p, 28) is not None
+            self.big = saved
+            return ok
+        blen = self._block_length(p, 12)
+        if blen is None:
+            return False
+        return not (self._u32(p) in (EPB, PB) and (blen < 32 or self._u32(p + 20) > blen - 32))
 
     def _report(self) -> None:
         if self.skipped:

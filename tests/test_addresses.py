@@ -1,6 +1,5 @@
 """The one address-text rule (parsers/addresses.py) every reader writes addresses with."""
 
-import ipaddress
 import socket
 
 import numpy as np
@@ -22,11 +21,21 @@ def test_raw_addresses_keep_their_family():
     # zero compression: the longest run of zero groups, the first of equal runs, no single-group "::"
     assert packed_text(socket.inet_pton(socket.AF_INET6, "2001:db8:0:0:1:0:0:1")) == "2001:db8::1:0:0:1"
     assert packed_text(socket.inet_pton(socket.AF_INET6, "2001:db8:0:1:1:1:1:1")) == "2001:db8:0:1:1:1:1:1"
-    # an IPv4-mapped address in a packet or ETW payload stays IPv6 (not unmapped); the IPv6 text is
-    # Python's (``::ffff:a01:101`` before 3.13, ``::ffff:10.1.1.1`` from 3.13): the unmapping rule reads both
+    # an IPv4-mapped address in a packet or ETW payload stays IPv6 (not unmapped), written as Wireshark and
+    # Windows write it, whatever Python's own text (``::ffff:a01:101`` before 3.13)
     mapped = packed_text(socket.inet_pton(socket.AF_INET6, "::ffff:10.1.1.1"))
-    assert mapped.startswith("::ffff:") and mapped != "10.1.1.1"
+    assert mapped == "::ffff:10.1.1.1"
     assert text_address(mapped, unmap=True) == "10.1.1.1"
+    # only mapped addresses: an IPv4-compatible (::10.1.1.1, deprecated) or IPv4-translated one is plain IPv6
+    assert packed_text(socket.inet_pton(socket.AF_INET6, "::10.1.1.1")) == "::a01:101"
+    assert packed_text(socket.inet_pton(socket.AF_INET6, "::ffff:0:10.1.1.1")) == "::ffff:0:a01:101"
+
+
+def test_mapped_addresses_have_one_text_form():
+    """Text in either form Python versions write (``::ffff:a01:101`` up to 3.12) reads as the one form."""
+    for given in ("::ffff:a01:101", "::FFFF:10.1.1.1", "0:0:0:0:0:ffff:0a01:0101", "[::ffff:a01:101%4]"):
+        assert text_address(given) == "::ffff:10.1.1.1"
+        assert text_address(given, unmap=True) == "10.1.1.1"
 
 
 def test_bulk_forms_agree_with_the_scalar_rule():
@@ -56,7 +65,7 @@ def test_text_is_read_leniently():
     assert text_address(" FE80:0::1%12 ") == "fe80::1"  # case, compression, zone id
     assert text_address("[2001:DB8:0::1]") == "2001:db8::1"  # brackets (tracerpt, URLs)
     assert text_address("010.001.001.001") == "10.1.1.1"  # tracerpt's zero padding is decimal
-    assert text_address("::ffff:10.1.1.1") == str(ipaddress.IPv6Address("::ffff:10.1.1.1"))  # kept IPv6
+    assert text_address("::ffff:10.1.1.1") == "::ffff:10.1.1.1"  # kept IPv6
     assert text_address("::FFFF:10.1.1.1", unmap=True) == "10.1.1.1"  # event logs' IPv4 peers
     for bad in ("", "-", "10.1.1", "10.1.1.256", "010.001.001.1x", "host", "fe80::1::2", None):
         assert text_address(bad) is None
@@ -69,10 +78,13 @@ def test_text_is_read_leniently():
 
 
 def test_expression_matches_the_scalar_rule_on_reader_text():
-    texts = ["10.1.1.1", "::ffff:10.1.1.1", "FE80::1%3", "[fe80::1]", "2001:db8::1"]
+    texts = ["10.1.1.1", "::ffff:10.1.1.1", "::ffff:a01:101", "FE80::1%3", "[fe80::1]", "2001:db8::1", None]
     got = pl.DataFrame({"a": texts}).select(text_address_expr(pl.col("a"))).to_series().to_list()
     assert (
         got
         == [text_address(t, unmap=True) for t in texts]
-        == ["10.1.1.1", "10.1.1.1", "fe80::1", "fe80::1", str(ipaddress.ip_address("2001:db8::1"))]
+        == ["10.1.1.1", "10.1.1.1", "10.1.1.1", "fe80::1", "fe80::1", "2001:db8::1", None]
     )
+    # text that is no address is kept as it is (it matches nothing)
+    kept = pl.DataFrame({"a": ["-", "host"]}).select(text_address_expr(pl.col("a"))).to_series()
+    assert kept.to_list() == ["-", "host"]

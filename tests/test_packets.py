@@ -398,3 +398,29 @@ def test_tcp_data_offset_below_five_is_bad_length():
     assert df["payload_len"].to_list() == [None, None, None, 20]
     assert df["notes"].to_list() == ["bad-length", "bad-length", "bad-length", None]
     assert df["src_port"].to_list() == [49152] * 4
+
+
+def test_ipv4_mapped_addresses_are_written_as_wireshark_shows_them(tmp_path, tshark):
+    """An IPv6 header carrying IPv4-mapped addresses (a dual-stack socket's traffic on a tunnel or in a
+    test rig; no corpus capture has one, so the frame is built and written with the project's pcap
+    writer): the frames table writes them as Debian's tshark does, on every Python version."""
+    import subprocess
+
+    from etwtools.parsers.captures import read_capture
+    from etwtools.parsers.packets import Packet
+    from etwtools.parsers.pcap import write_pcap
+
+    mapped_a = bytes(10) + b"\xff\xff" + bytes([10, 1, 1, 1])
+    mapped_b = bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 200])
+    frame = eth(ipv6(udp(b"hello"), nh=17, src=mapped_a, dst=mapped_b), etype=0x86DD)
+    path = tmp_path / "mapped.pcap"
+    write_pcap(path, [Packet(T0, frame)])
+    row = read_capture(path).row(0, named=True)
+    shown = subprocess.run(
+        [tshark, "-r", str(path), "-T", "fields", "-e", "ipv6.src", "-e", "ipv6.dst"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    assert [row["src_addr"], row["dst_addr"]] == shown == ["::ffff:10.1.1.1", "::ffff:192.0.2.200"]
