@@ -10,6 +10,8 @@
  * pcapng entry (64 bytes): i64 block offset, data offset, comment offset (-1: none);
  *                          u32 iface, ts_hi, ts_lo, caplen, wirelen, flags, comment_len, block type,
  *                          has_flags, spare
+ * (packet blocks, and systemd Journal Export blocks: frames in Wireshark's numbering, data = their body).
+ * The status codes and the checks before each record are those of etwtools.parsers.recordwalk.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -62,6 +64,28 @@ static inline void copy_window(unsigned char *dst, const unsigned char *src, Py_
         memset(dst + k, 0, (size_t)(window - k));
 }
 
+/* The status that ends a walk before the record at pos (recordwalk.walk_stop); -1: read the record. */
+static inline int walk_stop(Py_ssize_t pos, Py_ssize_t size, Py_ssize_t n, Py_ssize_t cap, Py_ssize_t header)
+{
+    if (pos == size)
+        return ST_END;
+    if (n == cap)
+        return ST_FULL;
+    if (size - pos < header)
+        return ST_TRUNCATED;
+    return -1;
+}
+
+/* Entries a walk may fill: the room in out, and in the windows when they are copied. */
+static inline Py_ssize_t walk_capacity(const Py_buffer *out, const Py_buffer *win, Py_ssize_t window,
+                                       size_t entry)
+{
+    Py_ssize_t cap = out->len / (Py_ssize_t)entry;
+    if (window > 0 && win->len / window < cap)
+        cap = win->len / window;
+    return cap;
+}
+
 typedef struct {
     int64_t off;
     uint32_t sec, frac, caplen, wirelen;
@@ -83,18 +107,15 @@ static PyObject *pcap_walk(PyObject *self, PyObject *args)
         return NULL;
     if (rh < 16) rh = 16;
     const unsigned char *buf = (const unsigned char *)in.buf;
-    Py_ssize_t size = in.len, n = 0, cap = out.len / (Py_ssize_t)sizeof(pcap_entry), pf = pos;
-    if (window > 0 && win.len / window < cap)
-        cap = win.len / window;
+    Py_ssize_t size = in.len, n = 0, cap = walk_capacity(&out, &win, window, sizeof(pcap_entry)), pf = pos;
     pcap_entry *e = (pcap_entry *)out.buf;
     unsigned char *w = (unsigned char *)win.buf;
     int status;
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
         prefetch_to(buf, size, &pf, pos);
-        if (pos == size) { status = ST_END; break; }
-        if (n == cap) { status = ST_FULL; break; }
-        if (size - pos < rh) { status = ST_TRUNCATED; break; }
+        if ((status = walk_stop(pos, size, n, cap, rh)) >= 0)
+            break;
         const unsigned char *h = buf + pos;
         uint32_t caplen = rd32(h + 8, big);
         if (caplen > maxcap) { status = ST_BAD_CAPLEN; break; }
@@ -127,18 +148,15 @@ static PyObject *pcapng_walk(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*npw*w*n", &in, &pos, &big, &out, &win, &window))
         return NULL;
     const unsigned char *buf = (const unsigned char *)in.buf;
-    Py_ssize_t size = in.len, n = 0, cap = out.len / (Py_ssize_t)sizeof(pcapng_entry), pf = pos;
-    if (window > 0 && win.len / window < cap)
-        cap = win.len / window;
+    Py_ssize_t size = in.len, n = 0, cap = walk_capacity(&out, &win, window, sizeof(pcapng_entry)), pf = pos;
     pcapng_entry *e = (pcapng_entry *)out.buf;
     unsigned char *w = (unsigned char *)win.buf;
     int status;
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
         prefetch_to(buf, size, &pf, pos);
-        if (pos == size) { status = ST_END; break; }
-        if (n == cap) { status = ST_FULL; break; }
-        if (size - pos < 12) { status = ST_TRUNCATED; break; }
+        if ((status = walk_stop(pos, size, n, cap, 12)) >= 0)
+            break;
         const unsigned char *h = buf + pos;
         uint32_t btype = rd32(h, big);
         if (btype == 0x0A0D0D0Au || btype == 1u) { status = ST_STOP_BLOCK; break; }
@@ -194,6 +212,17 @@ static PyObject *pcapng_walk(PyObject *self, PyObject *args)
             r->btype = 3u;
             if (window > 0)
                 copy_window(w + n * window, h + 12, (Py_ssize_t)r->caplen, window);
+            n++;
+        } else if (btype == 9u) {                  /* systemd Journal Export block: its body */
+            pcapng_entry *r = &e[n];
+            memset(r, 0, sizeof *r);
+            r->block = pos;
+            r->data = pos + 8;
+            r->comment = -1;
+            r->caplen = r->wirelen = blen - 12;
+            r->btype = 9u;
+            if (window > 0)
+                copy_window(w + n * window, h + 8, (Py_ssize_t)r->caplen, window);
             n++;
         }
         pos += blen;

@@ -122,6 +122,9 @@ class Packet:
     wirelen: int | None = None
     direction: str | None = None  # "in" / "out" / "unknown" (pcapng flags present, direction not given)
     comment: str | None = None
+    #: Not a packet: a pcapng block Wireshark numbers as a frame (pcapng.SJE, a systemd Journal Export
+    #: block), ``data`` its body; kept so that the frames after it keep their numbers.
+    block: int | None = None
 
 
 @dataclass

@@ -6,7 +6,9 @@ Section header (0x0A0D0D0A): byte-order magic 0x1A2B3C4D, version, section lengt
 (1): link type u16, reserved u16, snaplen u32, options (2 if_name, 9 if_tsresol, 14 if_tsoffset).
 Enhanced packet (6): interface u32, timestamp hi/lo u32, caplen, wirelen, data, options (1 comment,
 2 flags: direction in bits 0-1, 8 process id u32 + thread id u32: etl2pcapng's ETW header PID/TID). Obsolete packet (2): the same with interface u16 + drops u16. Simple
-packet (3): wirelen, data; no interface (0) nor timestamp.
+packet (3): wirelen, data; no interface (0) nor timestamp. systemd Journal Export (9): one journal entry;
+no packet, but Wireshark numbers it as a frame, so the readers count it in the frame numbers (the
+frames table skips its number; :func:`iter_packets` gives it back, for the writer to keep).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .diagnostics import warn
+from .diagnostics import info, warn
 from .errors import CaptureError
 from .packets import (
     DIR_IN,
@@ -44,6 +46,8 @@ from .recordwalk import ST_BAD_CAPLEN, ST_END, ST_FULL, ST_TRUNCATED, find_start
 from .units import PathLike, Progress
 
 SHB, IDB, PB, SPB, NRB, ISB, EPB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6
+#: systemd Journal Export block: a frame in Wireshark's numbering, though no packet.
+SJE = 9
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_END, OPT_COMMENT, OPT_FLAGS = 0, 1, 2
 #: epb_processid_threadid (pcapng draft): process id and thread id, two u32 in the section's byte order.
@@ -163,6 +167,8 @@ def walk_py(
                 break
             wirelen = u32(buf, pos + 8)[0]
             rows.append((pos, pos + 12, -1, 0, 0, 0, min(wirelen, blen - 16), wirelen, 0, 0, SPB, 0, 0))
+        elif btype == SJE:  # its body (the entry and padding) as the data
+            rows.append((pos, pos + 8, -1, 0, 0, 0, blen - 12, blen - 12, 0, 0, SJE, 0, 0))
         pos += blen
     return store_walk(rows, out, windows, buf, "data", window), pos, status
 
@@ -184,6 +190,14 @@ class Chunk:
     iface: np.ndarray  # int32 global interface
     windows: np.ndarray  # (rows, window) uint8
     big: bool  # byte order of the chunk's section
+
+    def packets(self) -> tuple[Chunk, np.ndarray]:
+        """The chunk without its systemd Journal Export blocks, and the rows (of this chunk) it keeps."""
+        keep = self.entries["btype"] != SJE
+        if keep.all():
+            return self, np.arange(len(keep))
+        rows = np.flatnonzero(keep)
+        return Chunk(self.entries[rows], self.iface[rows], self.windows[rows], self.big), rows
 
     def times(self, interfaces: list[Interface]) -> tuple[np.ndarray, np.ndarray]:
         """(UTC ns, valid): simple packet blocks have no time, and a timestamp beyond what int64 ns hold
@@ -449,7 +463,8 @@ class _Scanner:
         (the rest moved up), global interface numbers go to ``iface[at:]``; returns the rows kept."""
         count = len(self.interfaces) - self.base
         entries = out[at : at + n]
-        ok = entries["iface"] < count
+        journal = entries["btype"] == SJE  # no interface
+        ok = (entries["iface"] < count) | journal
         if not ok.all():
             self.bad_iface += int((~ok).sum())
             k = int(ok.sum())
@@ -457,7 +472,9 @@ class _Scanner:
             win[at : at + k] = win[at : at + n][ok]
             n = k
             entries = out[at : at + n]
-        iface[at : at + n] = entries["iface"].astype(np.int32) + self.base
+        iface[at : at + n] = np.where(
+            entries["btype"] == SJE, -1, entries["iface"].astype(np.int32) + self.base
+        )
         spb = np.flatnonzero(entries["btype"] == SPB)
         if len(spb):  # a simple packet's caplen is also bounded by the interface's snaplen
             snap = np.array(
@@ -519,33 +536,41 @@ def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress |
     parts = []
     ids: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     first = 1
-    bad_times = 0
-    for c in scanner.chunks():
+    bad_times = journal = 0
+    for whole in scanner.chunks():
+        c, rows = whole.packets()
         ids.append(c.process_ids(buf))
         times, valid = c.times(scanner.interfaces)
         bad_times += c.out_of_range(valid)
         link = np.array([i.link_type for i in scanner.interfaces], np.int32)[c.iface]
-        parts.append(
-            dissect_buffer(
-                buf,
-                c.entries["data"],
-                c.entries["caplen"],
-                times,
-                link,
-                wirelens=c.entries["wirelen"],
-                interfaces=c.iface,
-                directions=c.directions(),
-                time_valid=None if valid.all() else valid,
-                comments=c.comments(buf),
-                with_data=with_data,
-                source=os.fspath(path),
-                windows=c.windows,
-                first_frame=first,
-                finish=False,
-            )
+        part = dissect_buffer(
+            buf,
+            c.entries["data"],
+            c.entries["caplen"],
+            times,
+            link,
+            wirelens=c.entries["wirelen"],
+            interfaces=c.iface,
+            directions=c.directions(),
+            time_valid=None if valid.all() else valid,
+            comments=c.comments(buf),
+            with_data=with_data,
+            source=os.fspath(path),
+            windows=c.windows,
+            first_frame=first,
+            finish=False,
         )
-        first += len(c.entries)
+        if len(rows) < len(whole.entries):  # journal blocks take frame numbers, as in Wireshark
+            journal += len(whole.entries) - len(rows)
+            part = part.with_columns(pl.Series("frame", first + rows, pl.Int64))
+        parts.append(part)
+        first += len(whole.entries)
     _report_times(path, bad_times)
+    if journal:
+        info(
+            f"{os.fspath(path)}: {journal:,} systemd Journal Export block(s) (log entries, not packets) "
+            "left out; frame numbers count them, as Wireshark does"
+        )
     if not parts:
         z = np.zeros(0, np.int64)
         parts.append(dissect_buffer(buf, z, z, z, 0, comments=[], with_data=with_data, finish=False))
@@ -579,7 +604,8 @@ def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
 
     def packets() -> Iterator[Packet]:
         bad_times = 0
-        for c in scanner.chunks():
+        for whole in scanner.chunks():
+            c, kept = whole.packets()
             times, valid = c.times(scanner.interfaces)
             bad_times += c.out_of_range(valid)
             e = c.entries
@@ -593,13 +619,23 @@ def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
                 c.directions().tolist(),
                 c.comments(buf),
             )
-            for off, caplen, wirelen, iface, t, ok, d, text in rows:
+            at = 0  # the next row of ``whole``
+            for row, (off, caplen, wirelen, iface, t, ok, d, text) in zip(kept.tolist(), rows):
+                yield from _journal(buf, whole.entries[at:row])
+                at = row + 1
                 yield Packet(
                     t if ok else None, buf[off : off + caplen].tobytes(), iface, wirelen, DIRECTIONS[d], text
                 )
+            yield from _journal(buf, whole.entries[at:])
         _report_times(path, bad_times)
 
     return interfaces, packets()
+
+
+def _journal(buf: np.ndarray, entries: np.ndarray) -> Iterator[Packet]:
+    """systemd Journal Export blocks (ENTRY rows that are all such blocks) as records for the writer."""
+    for off, size in zip(entries["data"].tolist(), entries["caplen"].tolist()):
+        yield Packet(None, buf[off : off + size].tobytes(), block=SJE)
 
 
 def _option(code: int, value: bytes) -> bytes:
@@ -634,7 +670,9 @@ def write_pcapng(
     ``blocks`` (e.g. :func:`custom_block`), then an enhanced packet block per packet with its comment
     (opt_comment) and direction (epb_flags) when set, and the (code, value) options that
     ``options(i)`` gives for packet i (0-based), in that order. Times are floored to the interface's
-    resolution. Returns the number of packets written.
+    resolution. A packet with ``block`` set is written back as that block (a systemd Journal Export
+    block: a frame in Wireshark's numbering, so ``options(i)`` stays frame i + 1). Returns the number of
+    packets (and such records) written.
 
     A packet without a time is an error, unless ``simple_untimed`` and it can be a simple packet block
     (interface 0, no comment, no direction, no options), which is how the readers give simple packet
@@ -663,6 +701,11 @@ def write_pcapng(
             if len(out) >= 8192:
                 f.write(b"".join(out))
                 out.clear()
+            if p.block is not None:  # a record kept as its block (it has a frame number in Wireshark)
+                body = bytes(p.data)
+                out.append(_block(p.block, body + b"\0" * (_pad4(len(body)) - len(body))))
+                count += 1
+                continue
             if not 0 <= p.interface < len(interfaces):
                 raise ValueError(
                     f"packet {count + 1}: interface {p.interface} not among the {len(interfaces)} given"

@@ -422,3 +422,65 @@ def test_unknown_section_version_is_reported(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         read_capture(path)
     assert "pcapng version" not in caplog.text
+
+
+def journal_entry(usec: int, message: str) -> pcapng.Packet:
+    """A systemd Journal Export Format entry (journalctl -o export), as a record for the pcapng writer."""
+    text = f"__REALTIME_TIMESTAMP={usec}\n__MONOTONIC_TIMESTAMP=8813712\n_HOSTNAME=probe\nMESSAGE={message}\n"
+    return pcapng.Packet(None, text.encode(), block=pcapng.SJE)
+
+
+def test_journal_export_blocks_take_frame_numbers_as_in_wireshark(tmp_path, tshark, walker):
+    """systemd Journal Export blocks (type 9) are frames in Wireshark's numbering: the packets after them
+    keep tshark's numbers, and rewriting the packets (what --annotate does) keeps the blocks. No public
+    capture with such blocks was found: the file is written with the project's pcapng writer."""
+    import subprocess
+
+    t0 = ns("2024-03-01 10:00:00.000001")
+    packets = [pcapng.Packet(t0 + k * 1000, FRAME) for k in range(4)]
+    records = [journal_entry(t0 // 1000, "start"), packets[0], journal_entry(t0 // 1000 + 1, "a"), packets[1]]
+    records += [
+        journal_entry(t0 // 1000 + 2, "b"),
+        journal_entry(t0 // 1000 + 3, "c"),
+        packets[2],
+        packets[3],
+    ]
+    records += [journal_entry(t0 // 1000 + 4, "end")]
+    path = tmp_path / "journal.pcapng"
+    assert pcapng.write_pcapng(path, [pcapng.Interface(1)], records) == 9
+
+    def tshark_frames(p) -> list[tuple[int, str]]:
+        out = subprocess.run(
+            [tshark, "-r", str(p), "-T", "fields", "-e", "frame.number", "-e", "frame.protocols"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        return [(int(n), protos) for n, protos in (line.split("\t") for line in out.splitlines())]
+
+    shown = tshark_frames(path)
+    assert [n for n, protos in shown if protos == "systemd_journal"] == [1, 3, 5, 6, 9]
+    df = read_capture(path)
+    assert df["frame"].to_list() == [n for n, protos in shown if protos.startswith("eth")] == [2, 4, 7, 8]
+    assert df["time"].dt.epoch("ns").to_list() == [p.time_ns for p in packets]
+
+    # packets in file order with the journal blocks between them: written back, the numbers hold
+    interfaces, it = iter_capture_packets(path)
+    back = list(it)
+    assert [p.block for p in back] == [
+        pcapng.SJE,
+        None,
+        pcapng.SJE,
+        None,
+        pcapng.SJE,
+        pcapng.SJE,
+        None,
+        None,
+        9,
+    ]
+    assert back[2].data.rstrip(b"\0") == records[2].data and back[3].data == FRAME
+    again = tmp_path / "again.pcapng"
+    pcapng.write_pcapng(again, interfaces, back)
+    assert tshark_frames(again) == shown
+    assert read_capture(again)["frame"].to_list() == [2, 4, 7, 8]
