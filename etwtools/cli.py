@@ -14,8 +14,9 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -442,18 +443,21 @@ def frames(pcap: str | None, etl: str | None, appearances: bool, writer: output.
     _info(f"{df.height:,} frames")
 
 
-def _attribute_files(
-    trace: str | tuple[str, ...],
-    capture: str | None,
-    tasklists: tuple[str, ...],
-    tasklist_time: str | None,
-    offset: float | None,
-    tolerance: float | None,
-    local_addrs: tuple[str, ...],
-    wanted: tuple[int, ...] = (),
-    host: str | None = None,
-    grace: float | None = None,
-):
+@dataclass(frozen=True)
+class _Inputs:
+    """The values of the :func:`attribution_inputs` options (a command takes them as ``**inputs``)."""
+
+    traces: tuple[str, ...]
+    capture: str | None
+    tasklists: tuple[str, ...]
+    tasklist_time: str | None
+    offset: float | None
+    tolerance: float | None
+    local_addrs: tuple[str, ...]
+    host: str | None
+
+
+def _attribute_files(inputs: _Inputs, wanted: tuple[int, ...] = (), grace: float | None = None):
     """The library's attribute_files with progress bars; a missing input is a usage error. ``wanted``:
     frame numbers that must be in the capture (checked before the attribution)."""
     from .attribution import attribute_files
@@ -461,16 +465,16 @@ def _attribute_files(
 
     try:
         return attribute_files(
-            trace,
-            capture,
-            tasklists,
-            offset_s=offset,
-            local_addrs=local_addrs,
-            tasklist_time=_parse_time(tasklist_time) if tasklists else None,
+            inputs.traces,
+            inputs.capture,
+            inputs.tasklists,
+            offset_s=inputs.offset,
+            local_addrs=inputs.local_addrs,
+            tasklist_time=_parse_time(inputs.tasklist_time) if inputs.tasklists else None,
             wanted_frames=wanted,
-            host=host,
+            host=inputs.host,
             steps=_progress_step,
-            **({} if tolerance is None else {"tolerance_s": tolerance}),
+            **({} if inputs.tolerance is None else {"tolerance_s": inputs.tolerance}),
             **({} if grace is None else {"grace_s": grace}),
         )
     except MissingInputError as e:
@@ -479,7 +483,8 @@ def _attribute_files(
 
 def attribution_inputs(f):
     """The inputs of an attribution, shared by attribute and report: --etl (repeatable: event logs beside a
-    kernel trace), --host, --pcap, --tasklist, --tasklist-time, --offset, --tolerance, --local."""
+    kernel trace), --host, --pcap, --tasklist, --tasklist-time, --offset, --tolerance, --local (the
+    fields of :class:`_Inputs`)."""
     for option in reversed(_SEVERAL_OPTIONS + _INPUT_OPTIONS):
         f = option(f)
     return f
@@ -578,20 +583,13 @@ _SEVERAL_OPTIONS = [
 @_guarded
 @output_options
 def attribute(
-    traces: tuple[str, ...],
-    capture: str | None,
-    tasklists: tuple[str, ...],
-    tasklist_time: str | None,
-    offset: float | None,
-    tolerance: float | None,
-    local_addrs: tuple[str, ...],
-    host: str | None,
     explain: tuple[int, ...],
     show_all: bool,
     annotate: str | None,
     process_blocks: bool,
     grace: float | None,
     writer: output.Output,
+    **inputs: Any,
 ) -> None:
     """Attribute every frame of a capture to the process that sent or received it.
 
@@ -616,18 +614,9 @@ def attribute(
     """
     if process_blocks and not annotate:
         raise click.UsageError("--process-blocks goes with --annotate FILE")
-    result = _attribute_files(
-        traces,
-        capture,
-        tasklists,
-        tasklist_time,
-        offset,
-        tolerance,
-        local_addrs,
-        wanted=explain,
-        host=host,
-        grace=grace,
-    )
+    given = _Inputs(**inputs)
+    traces, capture = given.traces, given.capture
+    result = _attribute_files(given, wanted=explain, grace=grace)
     _print_attribution(result, explain, show_all, writer)
     if annotate:
         from .annotate import write_annotated
@@ -704,17 +693,7 @@ def _print_attribution(
     help="The HTML file to write.",
 )
 @_guarded
-def report(
-    traces: tuple[str, ...],
-    capture: str | None,
-    tasklists: tuple[str, ...],
-    tasklist_time: str | None,
-    offset: float | None,
-    tolerance: float | None,
-    local_addrs: tuple[str, ...],
-    host: str | None,
-    out: str,
-) -> None:
+def report(out: str, **inputs: Any) -> None:
     """One HTML page of the attribution, to read in any browser (offline: nothing is fetched).
 
     \b
@@ -728,16 +707,15 @@ def report(
     from .logfiles import split_inputs
     from .report import syn_attack_intervals, write_report
 
-    result = _attribute_files(
-        traces, capture, tasklists, tasklist_time, offset, tolerance, local_addrs, host=host
-    )
+    given = _Inputs(**inputs)
+    result = _attribute_files(given)
     # an event-log result keeps each frame's size (no frames table needed)
     fr = result.evidence.frames if hasattr(result, "evidence") else None
-    trace = split_inputs(traces)[0]
+    trace = split_inputs(given.traces)[0]
     syn = syn_attack_intervals(trace) if trace is not None else None
-    inputs = list(traces) + ([capture] if capture else []) + list(tasklists)
+    files = list(given.traces) + ([given.capture] if given.capture else []) + list(given.tasklists)
     with _writing(out) as target:
-        facts = write_report(result, fr, target, syn_intervals=syn, inputs=inputs)
+        facts = write_report(result, fr, target, syn_intervals=syn, inputs=files)
     _info(result.describe_offset())
     _info(
         f"wrote {out}: {facts.bytes / 1e6:,.2f} MB, {facts.lanes} lanes, {facts.frames_listed:,} of "

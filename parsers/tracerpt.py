@@ -68,6 +68,7 @@ import polars as pl
 from . import diagnostics
 from .addresses import dotted_quad_text, text_address_map
 from .errors import TextFormatError
+from .etl.kernel import TCP_EVENTS
 from .lifetimes import process_at, process_instances
 from .schema import EVENTS, PROCESSES, conform, empty
 from .units import FILETIME_UNIX_EPOCH, MAX_T100, Progress
@@ -78,22 +79,8 @@ MAX_U32 = 2**32 - 1
 NETWORK_PROVIDERS = {"tcpip": "TcpIp", "udpip": "UdpIp"}
 PROCESS_TYPES = {"start": "Start", "end": "End", "dcstart": "DCStart", "dcend": "DCEnd"}
 
-#: TcpIp/UdpIp opcodes -> event names (IPv6 forms are opcode + 16).
-OPCODES = {
-    10: "Send",
-    11: "Recv",
-    12: "Connect",
-    13: "Disconnect",
-    14: "Retransmit",
-    15: "Accept",
-    16: "Reconnect",
-    17: "Fail",
-    18: "TCPCopy",
-    19: "ARPCopy",
-    20: "FullACK",
-    21: "PartACK",
-    22: "DupACK",
-}
+#: TcpIp/UdpIp opcodes -> event names (IPv6 forms are opcode + 16): the kernel's, as the ETL reader names them.
+OPCODES = TCP_EVENTS
 _CANONICAL = {name.lower(): name for name in OPCODES.values()}
 
 #: Payload layouts: user-data index of each field (negative: from the end); None when absent.

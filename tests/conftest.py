@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real corpus lives."""
+"""Shared fixtures: where the real corpus lives, the demo's inputs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("ETWTOOLS_CORPUS", ROOT.parent / "shared" / "corpus"))
 CASES = CORPUS.parent / "cases"
+DATA = ROOT / "data"
 
 
 def _missing(reason: str) -> None:
@@ -33,6 +34,19 @@ def cases() -> Path:
     if not CASES.is_dir():
         _missing(f"cases folder not found at {CASES}")
     return CASES
+
+
+@pytest.fixture(scope="session")
+def demo() -> list[str]:
+    """The demo's inputs (data/: the case's tracerpt CSV, capture and tasklist) as command-line options."""
+    return [
+        "--etl",
+        str(DATA / "kernel.csv"),
+        "--pcap",
+        str(DATA / "capture.pcap"),
+        "--tasklist",
+        str(DATA / "tasklist.txt"),
+    ]
 
 
 def require_tool(name: str, package: str) -> str:

@@ -21,25 +21,12 @@ from etwtools.cli import cli
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 
-def test_the_command_prints_exactly_what_attribute_files_returns(tmp_path):
+def test_the_command_prints_exactly_what_attribute_files_returns(tmp_path, demo):
     """The demo: the CLI's CSV rows are attribute_files' frames, byte for byte."""
     result = attribute_files(DATA / "kernel.csv", DATA / "capture.pcap", [DATA / "tasklist.txt"])
     with open(tmp_path / "lib.csv", "wb") as f:
         output.write(result.frames, "csv", f, view="attribute")
-    cli_out = CliRunner().invoke(
-        cli,
-        [
-            "attribute",
-            "--etl",
-            str(DATA / "kernel.csv"),
-            "--pcap",
-            str(DATA / "capture.pcap"),
-            "--tasklist",
-            str(DATA / "tasklist.txt"),
-            "-f",
-            "csv",
-        ],
-    )
+    cli_out = CliRunner().invoke(cli, ["attribute", *demo, "-f", "csv"])
     assert cli_out.exit_code == 0, cli_out.stderr
     assert pl.read_csv(io.StringIO(cli_out.stdout)).height == result.frames.height == 105_558
     assert cli_out.stdout == (tmp_path / "lib.csv").read_text()

@@ -28,19 +28,9 @@ def test_every_command_teaches_with_an_example(command):
     assert "--format" in result.output or command == "synattack"
 
 
-def test_demo_answer_frame_105540_is_store_exe():
+def test_demo_answer_frame_105540_is_store_exe(demo):
     """README's main command on data/: the case's answer, found with an estimated clock offset."""
-    result = run(
-        "attribute",
-        "--etl",
-        str(DATA / "kernel.csv"),
-        "--pcap",
-        str(DATA / "capture.pcap"),
-        "--tasklist",
-        str(DATA / "tasklist.txt"),
-        "--format",
-        "json",
-    )
+    result = run("attribute", *demo, "--format", "json")
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     by_frame = {r["frame"]: r for r in rows}
@@ -54,16 +44,8 @@ def test_demo_answer_frame_105540_is_store_exe():
     assert "offset" in result.stderr and "+0.312" in result.stderr
 
 
-def test_demo_table_ends_with_summary_and_explains_a_frame():
-    args = [
-        "attribute",
-        "--etl",
-        str(DATA / "kernel.csv"),
-        "--pcap",
-        str(DATA / "capture.pcap"),
-        "--tasklist",
-        str(DATA / "tasklist.txt"),
-    ]
+def test_demo_table_ends_with_summary_and_explains_a_frame(demo):
+    args = ["attribute", *demo]
     table = run(*args)
     assert table.exit_code == 0, table.stderr
     assert "Summary by process" in table.stdout and "store.exe" in table.stdout

@@ -25,15 +25,14 @@ from etwtools import output
 from etwtools.cli import cli
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-DEMO = [
-    "attribute",
-    "--etl",
-    str(DATA / "kernel.csv"),
-    "--pcap",
-    str(DATA / "capture.pcap"),
-    "--tasklist",
-    str(DATA / "tasklist.txt"),
-]
+
+
+@pytest.fixture
+def attribute_demo(demo) -> list[str]:
+    """``attribute`` on the demo's inputs."""
+    return ["attribute", *demo]
+
+
 ENTRY = [sys.executable, "-c", "from etwtools.cli import main; main()"]
 
 
@@ -52,8 +51,8 @@ def _table_lines(stdout: str) -> list[str]:
 
 
 @pytest.mark.parametrize("width", [80, 120, 160])
-def test_attribute_table_fits_the_terminal_width(width):
-    r = run(*DEMO, columns=width)
+def test_attribute_table_fits_the_terminal_width(width, attribute_demo):
+    r = run(*attribute_demo, columns=width)
     assert r.exit_code == 0, r.stderr
     lines = r.stdout.splitlines()
     assert max(len(line) for line in lines if not line.startswith(("clock offset", "note:"))) <= width
@@ -79,28 +78,28 @@ def test_processes_table_fits_and_hides_internal_columns(corpus):
     assert "unique_key" in full.stdout.splitlines()[0]  # data formats keep every column
 
 
-def test_columns_picks_and_orders_columns_in_every_format(tmp_path):
-    r = run(*DEMO, "--columns", "frame,process,pid", columns=200)
+def test_columns_picks_and_orders_columns_in_every_format(tmp_path, attribute_demo):
+    r = run(*attribute_demo, "--columns", "frame,process,pid", columns=200)
     assert r.exit_code == 0, r.stderr
     assert r.stdout.splitlines()[0].split() == ["frame", "process", "pid"]
     out = tmp_path / "a.csv"
-    r = run(*DEMO, "--columns", "frame,pid", "-o", str(out))
+    r = run(*attribute_demo, "--columns", "frame,pid", "-o", str(out))
     assert r.exit_code == 0, r.stderr
     df = pl.read_csv(out, infer_schema_length=None)
     assert df.columns == ["frame", "pid"] and df.filter(pl.col("frame") == 105540)["pid"][0] == 2136
-    bad = run(*DEMO, "--columns", "frame,pdi")
+    bad = run(*attribute_demo, "--columns", "frame,pdi")
     assert bad.exit_code != 0 and "pdi" in bad.stderr and "pid" in bad.stderr
 
 
 # --- complaint: reason cut at 60 characters --------------------------------------------------------
 
 
-def test_reason_is_wrapped_not_cut():
+def test_reason_is_wrapped_not_cut(attribute_demo):
     """Every word of frame 105540's reason appears in the table, in order, on its row and the lines under it."""
-    js = run(*DEMO, "-f", "json")
+    js = run(*attribute_demo, "-f", "json")
     reason = next(json.loads(x) for x in js.stdout.splitlines() if json.loads(x)["frame"] == 105540)["reason"]
     assert len(reason) > 60
-    r = run(*DEMO, columns=120)
+    r = run(*attribute_demo, columns=120)
     lines = r.stdout.splitlines()
     i = next(k for k, line in enumerate(lines) if line.lstrip().startswith("105540 "))
     col = lines[0].index("reason")
@@ -116,9 +115,9 @@ def test_reason_is_wrapped_not_cut():
 # --- complaint: delta_s in scientific notation -------------------------------------------------------
 
 
-def test_delta_s_is_rounded_for_people_and_exact_in_data_formats():
+def test_delta_s_is_rounded_for_people_and_exact_in_data_formats(attribute_demo):
     """With --offset 0.31243 the frame is 10.2 us from its event: 0.000010 in the table, exact in JSON."""
-    args = [*DEMO, "--offset", "0.31243", "--columns", "frame,delta_s"]
+    args = [*attribute_demo, "--offset", "0.31243", "--columns", "frame,delta_s"]
     r = run(*args)
     assert r.exit_code == 0, r.stderr
     row = next(line for line in r.stdout.splitlines() if line.lstrip().startswith("105540 "))
@@ -186,8 +185,8 @@ def test_synattack_json_without_intervals_is_json_only(corpus):
     assert "no SYN-attack events" in r.stderr
 
 
-def test_attribute_json_with_frame_is_json_only():
-    r = run(*DEMO, "-f", "json", "--frame", "105540")
+def test_attribute_json_with_frame_is_json_only(attribute_demo):
+    r = run(*attribute_demo, "-f", "json", "--frame", "105540")
     assert r.exit_code == 0, r.stderr
     rows = [json.loads(x) for x in r.stdout.splitlines()]
     assert [(x["frame"], x["pid"]) for x in rows] == [(105540, 2136)]
@@ -234,8 +233,8 @@ def test_synattack_writes_one_file_per_table(flood_trace, tmp_path):
 
 
 @pytest.mark.parametrize("frame", ["0", "999999999"])
-def test_frame_not_in_the_capture_is_an_error(frame):
-    r = run(*DEMO, "--frame", frame)
+def test_frame_not_in_the_capture_is_an_error(frame, attribute_demo):
+    r = run(*attribute_demo, "--frame", frame)
     assert r.exit_code == 1
     assert r.stderr.startswith("error: ") and f"frame {frame}" in r.stderr and "capture.pcap" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

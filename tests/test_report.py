@@ -117,22 +117,14 @@ def self_contained(page: Path) -> None:
     assert "url(" not in text and "@import" not in text
 
 
-def test_demo_report_in_chromium(chromium, tmp_path):
-    args = [
-        "--etl",
-        str(DATA / "kernel.csv"),
-        "--pcap",
-        str(DATA / "capture.pcap"),
-        "--tasklist",
-        str(DATA / "tasklist.txt"),
-    ]
-    page, res = report(tmp_path, *args)
+def test_demo_report_in_chromium(chromium, tmp_path, demo):
+    page, res = report(tmp_path, *demo)
     self_contained(page)
     assert "+0.312440 s" in res.stderr and "wrote" in res.stderr
     dom = browse(chromium, page, "#search=105540", screenshot="report-demo.png")
     assert lanes(dom) == ["store.exe (PID 2136)", "(not attributed)"]
     ev = evidence(dom)
-    explain = CliRunner().invoke(cli, ["attribute", *args, "--frame", "105540"]).stdout.strip()
+    explain = CliRunner().invoke(cli, ["attribute", *demo, "--frame", "105540"]).stdout.strip()
     assert ev.strip() == explain
     assert ev.startswith("Frame 105540: UDP 10.1.1.1:36003 -> 172.23.98.97:2762")
     assert "Answer: PID 2136 store.exe, confidence high" in ev

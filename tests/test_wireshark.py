@@ -26,14 +26,6 @@ from etwtools.cli import cli
 from etwtools.parsers.captures import read_capture
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-DEMO = [
-    "--etl",
-    str(DATA / "kernel.csv"),
-    "--pcap",
-    str(DATA / "capture.pcap"),
-    "--tasklist",
-    str(DATA / "tasklist.txt"),
-]
 MIME = ["-X", "read_format:MIME Files Format"]
 
 
@@ -115,8 +107,8 @@ def annotate(tmp_path, *args: str, name: str = "out.pcapng"):
     return out, pl.read_csv(tmp_path / "attribution.csv", infer_schema_length=None), res
 
 
-def test_demo_annotated_capture_in_tshark(tshark, tmp_path):
-    out, result, _ = annotate(tmp_path, *DEMO)
+def test_demo_annotated_capture_in_tshark(tshark, tmp_path, demo):
+    out, result, _ = annotate(tmp_path, *demo)
     # the comment lines are display-filter fields: "Process: store.exe" selects the answer (high) and the
     # one frame with a low-confidence candidate of the same process; the confidence line tells them apart
     sel = run_tshark(
@@ -173,12 +165,12 @@ def test_demo_annotated_capture_in_tshark(tshark, tmp_path):
     assert low["option8"] is None and "Confidence: low" in low["comments"]
 
 
-def test_demo_process_blocks(tshark, tmp_path):
+def test_demo_process_blocks(tshark, tmp_path, demo):
     """--process-blocks: one Wireshark custom block (PEN 32622, entry type 3, PID 2136, name store.exe)
     after the interface. Debian's tshark 4.0 lists it as frame 1, so the packets move up by one there,
     as the warning says; the project's reader (like Wireshark builds that read these blocks) keeps the
     capture's numbers."""
-    out, _, res = annotate(tmp_path, *DEMO, "--process-blocks")
+    out, _, res = annotate(tmp_path, *demo, "--process-blocks")
     assert "1 process information block(s) written" in res.stderr and "shifted by 1" in res.stderr
     first = run_tshark(
         tshark, "-r", str(out), "-c", "1", "-T", "fields", "-e", "frame.cb_pen", "-e", "data.data"

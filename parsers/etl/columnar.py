@@ -39,6 +39,7 @@ from .generic import (
     _NAMES,
     _NET_FIELDS,
     ALL_EVENTS,
+    HEADER,
     KERNEL_GROUP_NAMES,
     _own_slow,
     _parse_exact,
@@ -64,17 +65,6 @@ try:
 except ImportError:  # pragma: no cover - depends on the build: the numpy paths below give the same results
     _c = None  # type: ignore[assignment]  # the accelerator is optional
 
-#: Header columns of every event table (then the event's own fields).
-HEADER = {
-    "time": pl.Datetime("ns", "UTC"),
-    "provider": pl.Utf8,
-    "event_id": pl.Int32,
-    "opcode": pl.Int32,
-    "version": pl.Int32,
-    "pid": pl.Int64,
-    "tid": pl.Int64,
-    "record": pl.Int64,
-}
 _NET_TYPES = {**NET_COLUMNS, **NET_EXTRAS}
 _EH = (EVENT_HEADER32, EVENT_HEADER64)
 _IS_EH = np.zeros(256, bool)

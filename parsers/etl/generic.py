@@ -65,7 +65,8 @@ from .records import (
     RecordBatch,
 )
 
-ALL_EVENTS: ColumnTypes = {
+#: Header columns of every event table (then the event's own fields).
+HEADER: ColumnTypes = {
     "time": pl.Datetime("ns", "UTC"),
     "provider": pl.Utf8,
     "event_id": pl.Int32,
@@ -74,9 +75,8 @@ ALL_EVENTS: ColumnTypes = {
     "pid": pl.Int64,
     "tid": pl.Int64,
     "record": pl.Int64,
-    "decoder": pl.Utf8,
-    "fields": pl.Utf8,
 }
+ALL_EVENTS: ColumnTypes = {**HEADER, "decoder": pl.Utf8, "fields": pl.Utf8}
 
 _NAMES = {
     EVENTTRACE_HEADER: "EventTrace",
