@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from .attribution.constants import CONFIDENCE, KEY, KID, MEDIUM_HORIZON_NS, NS, RANK
+from .attribution.constants import CONFIDENCE, FRAME_COLUMNS, KEY, KID, MEDIUM_HORIZON_NS, NS, RANK
 from .attribution.result import Answered, attributed_expr, frame_bytes
 from .errors import AttributionError
 from .parsers import schema
@@ -46,15 +46,9 @@ VOTE_SAMPLE = 50_000
 #: Security's EventTime has 1 s resolution and Sysmon logs a connection after its first packets.
 MIN_SLACK_NS = 2 * NS
 _SENSOR = {"sysmon": "Sysmon", "security": "Security"}
+#: The columns of the answer: those of attribution's, with the remote name, the user and the header PID.
 OUT_COLUMNS = [
-    "frame",
-    "time",
-    "direction",
-    "protocol",
-    "src_addr",
-    "src_port",
-    "dst_addr",
-    "dst_port",
+    *FRAME_COLUMNS,
     "remote_name",
     "payload_len",
     "pid",

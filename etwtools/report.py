@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from .attribution import Attribution
-from .attribution.constants import CONFIDENCE, NS, RANK
+from .attribution.constants import CONFIDENCE, NS, OUT_COLUMNS, RANK
 from .attribution.result import attributed_expr
 
 if TYPE_CHECKING:
@@ -231,22 +231,8 @@ def _listed(df: pl.DataFrame, cap: int) -> pl.DataFrame:
 
 
 def _frames_json(rows: pl.DataFrame) -> dict:
-    cols = [
-        "frame",
-        "direction",
-        "protocol",
-        "src_addr",
-        "src_port",
-        "dst_addr",
-        "dst_port",
-        "payload_len",
-        "pid",
-        "process",
-        "confidence",
-        "method",
-        "reason",
-        "lane",
-    ]
+    # the answer's columns, but for the times, the services and the gap (the page shows them elsewhere)
+    cols = [c for c in OUT_COLUMNS if c not in ("time", "services", "event_time", "delta_s")] + ["lane"]
     out = {c: rows[c].to_list() for c in cols}
     out["time"] = [_iso(t) for t in rows["t"].to_list()]
     return out

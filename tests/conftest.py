@@ -49,6 +49,19 @@ def demo() -> list[str]:
     ]
 
 
+@pytest.fixture(params=["c", "python"])
+def walker(request, monkeypatch) -> str:
+    """Run a test with the C capture walks (pcap and pcapng), then with the pure-Python ones."""
+    from etwtools.parsers import pcap, pcapng
+
+    if request.param == "python":
+        monkeypatch.setattr(pcap, "_c_pcap_walk", None)
+        monkeypatch.setattr(pcapng, "_c_pcapng_walk", None)
+    elif pcap._c_pcap_walk is None:
+        pytest.skip("C accelerator etwtools.parsers._capwalk not built")
+    return request.param
+
+
 def require_tool(name: str, package: str) -> str:
     """The path of the program ``name`` (from Debian's ``package``): skips without it, fails in CI
     (CI=true or ETWTOOLS_REQUIRE_CORPUS=1), where .ci/run installs it."""

@@ -27,17 +27,6 @@ FRAME = bytes.fromhex(  # Ethernet, IPv4 192.168.1.10 -> 10.20.30.40, UDP 49152 
 )
 
 
-@pytest.fixture(params=["c", "python"])
-def walker(request, monkeypatch):
-    """Run a test with the C walks, then with the pure-Python ones."""
-    if request.param == "python":
-        monkeypatch.setattr(pcap, "_c_pcap_walk", None)
-        monkeypatch.setattr(pcapng, "_c_pcapng_walk", None)
-    elif pcap._c_pcap_walk is None:
-        pytest.skip("C accelerator etwtools.parsers._capwalk not built")
-    return request.param
-
-
 SHB_START, BOM_LE = b"\x0a\x0d\x0d\x0a", b"\x4d\x3c\x2b\x1a"
 
 

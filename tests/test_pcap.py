@@ -34,16 +34,6 @@ def hand_pcap(
     return b"".join(out)
 
 
-@pytest.fixture(params=["c", "python"])
-def walker(request, monkeypatch):
-    """Run a test with the C record walk, then with the pure-Python one."""
-    if request.param == "python":
-        monkeypatch.setattr(pcap, "_c_pcap_walk", None)
-    elif pcap._c_pcap_walk is None:
-        pytest.skip("C accelerator etwtools.parsers._capwalk not built")
-    return request.param
-
-
 @pytest.mark.parametrize("big", [False, True])
 @pytest.mark.parametrize("nano", [False, True])
 def test_magics_and_byte_orders(tmp_path, walker, big, nano):

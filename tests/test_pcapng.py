@@ -30,16 +30,6 @@ def ns(text: str) -> int:
     return int(t.timestamp()) * 10**9 + int((frac + "000000000")[:9])
 
 
-@pytest.fixture(params=["c", "python"])
-def walker(request, monkeypatch):
-    """Run a test with the C block walk, then with the pure-Python one."""
-    if request.param == "python":
-        monkeypatch.setattr(pcapng, "_c_pcapng_walk", None)
-    elif pcapng._c_pcapng_walk is None:
-        pytest.skip("C accelerator etwtools.parsers._capwalk not built")
-    return request.param
-
-
 def test_snmp_capture(corpus, walker):
     """tx/snmp.pcapng: 40 SNMP requests and responses of 2005 between two hosts (values checked with dpkt)."""
     df = read_capture(corpus / "tx" / "snmp.pcapng")

@@ -44,15 +44,11 @@ CONFIDENCE = {3: "high", 2: "medium", 1: "low", 0: "none"}
 RANK = {v: k for k, v in CONFIDENCE.items()}
 #: Confidences that count as an answer (a frame "attributed").
 ATTRIBUTED = ["high", "medium"]
+#: The frame's own columns, at the head of every answer table (this one, and the event-log attribution's).
+FRAME_COLUMNS = ["frame", "time", "direction", "protocol", "src_addr", "src_port", "dst_addr", "dst_port"]
+#: The columns of the answer, one row per frame.
 OUT_COLUMNS = [
-    "frame",
-    "time",
-    "direction",
-    "protocol",
-    "src_addr",
-    "src_port",
-    "dst_addr",
-    "dst_port",
+    *FRAME_COLUMNS,
     "payload_len",
     "pid",
     "process",

@@ -44,11 +44,12 @@ from pathlib import Path
 
 from ..units import FILETIME_UNIX_EPOCH
 from .guids import NDIS_PACKETCAPTURE, PKTMON, TCPIP
-from .records import COMPACT32, COMPACT64, PERFINFO32, PERFINFO64, SYSTEM32, SYSTEM64
 from .structs import (
     BUFFER_HEADER,
     BUFFER_HEADER_SIZE,
     FLAG_FLUSH_MARKER,
+    HEADER_KINDS,
+    KERNEL_KINDS,
     build_buffer,
     build_record,
     structs_for,
@@ -434,12 +435,7 @@ def _td_ns(td: timedelta) -> int:
 
 #: Header types of the kernel header kinds, for callers that check what they built.
 KERNEL_HEADER_TYPES = {
-    ("system", 4): SYSTEM32,
-    ("system", 8): SYSTEM64,
-    ("compact", 4): COMPACT32,
-    ("compact", 8): COMPACT64,
-    ("perfinfo", 4): PERFINFO32,
-    ("perfinfo", 8): PERFINFO64,
+    (kind, size): HEADER_KINDS[kind][size == 8] for kind in KERNEL_KINDS for size in (4, 8)
 }
 
 __all__ = ["KERNEL_HEADER_TYPES", "EtlWriter"]

@@ -59,18 +59,7 @@ PROVIDERS = (
 )
 
 #: Columns kept after the EVENTS schema ones.
-EVENT_EXTRAS = [
-    "tid",
-    "opcode",
-    "version",
-    "event_id",
-    "mss",
-    "rcvwin",
-    "startime",
-    "endtime",
-    "proto",
-    "failure_code",
-]
+EVENT_EXTRAS = ["tid", "opcode", "version", "event_id", *NET_EXTRAS]
 
 
 @dataclass

@@ -42,6 +42,7 @@ from .guids import (
     UDPIP_KERNEL,
 )
 from .kernel import (
+    NET_EXTRAS,
     NIC_OPCODE,
     PROCESS_EVENTS,
     SERVICES_OPCODE,
@@ -53,17 +54,8 @@ from .kernel import (
     sid_text,
 )
 from .kernel_network import decode_kernel_network
-from .records import (
-    COMPACT32,
-    COMPACT64,
-    EVENT_HEADER32,
-    EVENT_HEADER64,
-    PERFINFO32,
-    PERFINFO64,
-    SYSTEM32,
-    SYSTEM64,
-    RecordBatch,
-)
+from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
+from .structs import HEADER_KINDS, KERNEL_KINDS
 
 #: Header columns of every event table (then the event's own fields).
 HEADER: ColumnTypes = {
@@ -125,7 +117,7 @@ KERNEL_GROUP_NAMES = {
     0x1D: "Hypervisor",
     0x1E: "HypervisorX",
 }
-_KERNEL_HEADERS = (SYSTEM32, SYSTEM64, COMPACT32, COMPACT64, PERFINFO32, PERFINFO64)
+_KERNEL_HEADERS = frozenset(t for kind in KERNEL_KINDS for t in HEADER_KINDS[kind])
 _NET_FIELDS = [
     "event",
     "protocol",
@@ -138,12 +130,7 @@ _NET_FIELDS = [
     "dport",
     "connid",
     "seqnum",
-    "mss",
-    "rcvwin",
-    "startime",
-    "endtime",
-    "proto",
-    "failure_code",
+    *NET_EXTRAS,
 ]
 
 

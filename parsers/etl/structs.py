@@ -114,6 +114,8 @@ HEADER_KINDS = {
     "instance": (INSTANCE32, INSTANCE64),
     "event":    (EVENT_HEADER32, EVENT_HEADER64),
 }
+#: The kinds of the kernel's own events (a group/opcode hook id instead of a provider GUID).
+KERNEL_KINDS = ("system", "compact", "perfinfo")
 #: Header type -> its kind (a key of HEADER_KINDS).
 KIND_OF = {t: kind for kind, types in HEADER_KINDS.items() for t in types}
 #: Header type -> pointer size of the payload.
@@ -475,6 +477,7 @@ SIZE_AT_4 = frozenset(t for t, p in POINTER_SIZES.items() if _offset_of(structs_
 __all__ = [
     "HEADER_KINDS",
     "HEADER_SIZES",
+    "KERNEL_KINDS",
     "KIND_OF",
     "POINTER_SIZES",
     "SIZE_AT_4",
