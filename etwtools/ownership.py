@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from .attribution.constants import CONFIDENCE, FRAME_COLUMNS, KEY, KID, MEDIUM_HORIZON_NS, NS, RANK
+from .attribution.prepare import local_tuples
 from .attribution.result import Answered, attributed_expr, frame_bytes
 from .errors import AttributionError
 from .parsers import schema
@@ -309,24 +310,8 @@ def orient(frames: pl.DataFrame, local: Sequence[str]) -> pl.DataFrame:
     )
     loc = list(local)
     cols = ["fid", pl.col("time").cast(pl.Int64).alias("t"), "protocol", "tcp_flags"]
-    out = base.filter(pl.col("src_addr").is_in(loc)).select(
-        *cols,
-        pl.col("src_addr").alias("l_addr"),
-        pl.col("src_port").alias("l_port"),
-        pl.col("dst_addr").alias("r_addr"),
-        pl.col("dst_port").alias("r_port"),
-        pl.lit("out").alias("odir"),
-    )
-    inn = base.filter(pl.col("dst_addr").is_in(loc)).select(
-        *cols,
-        pl.col("dst_addr").alias("l_addr"),
-        pl.col("dst_port").alias("l_port"),
-        pl.col("src_addr").alias("r_addr"),
-        pl.col("src_port").alias("r_port"),
-        pl.lit("in").alias("odir"),
-    )
-    return pl.concat([out, inn]).with_columns(
-        pl.col("l_port").cast(pl.Int32), pl.col("r_port").cast(pl.Int32)
+    return local_tuples(
+        base, cols, outgoing=pl.col("src_addr").is_in(loc), incoming=pl.col("dst_addr").is_in(loc)
     )
 
 

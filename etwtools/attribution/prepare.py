@@ -257,27 +257,24 @@ def orient(fr: pl.DataFrame) -> pl.DataFrame:
         & pl.col("src_addr").is_not_null()
         & pl.col("src_port").is_not_null()
     )
-    out = base.filter(pl.col("dir") != "in").select(
-        cols
-        + [
-            pl.col("src_addr").alias("l_addr"),
-            pl.col("src_port").cast(pl.Int32).alias("l_port"),
-            pl.col("dst_addr").alias("r_addr"),
-            pl.col("dst_port").cast(pl.Int32).alias("r_port"),
-            pl.lit("out").alias("odir"),
-        ]
-    )
-    inn = base.filter(pl.col("dir") != "out").select(
-        cols
-        + [
-            pl.col("dst_addr").alias("l_addr"),
-            pl.col("dst_port").cast(pl.Int32).alias("l_port"),
-            pl.col("src_addr").alias("r_addr"),
-            pl.col("src_port").cast(pl.Int32).alias("r_port"),
-            pl.lit("in").alias("odir"),
-        ]
-    )
-    return pl.concat([out, inn])
+    return local_tuples(base, cols, outgoing=pl.col("dir") != "in", incoming=pl.col("dir") != "out")
+
+
+def local_tuples(frames: pl.DataFrame, cols: list, *, outgoing: pl.Expr, incoming: pl.Expr) -> pl.DataFrame:
+    """``cols`` of the frames with their (local, remote) 5-tuple and ``odir``: the source is local where
+    ``outgoing`` (out), the destination where ``incoming`` (in); a frame both ways gives two rows."""
+
+    def side(where: pl.Expr, local: str, remote: str, odir: str) -> pl.DataFrame:
+        return frames.filter(where).select(
+            *cols,
+            pl.col(f"{local}_addr").alias("l_addr"),
+            pl.col(f"{local}_port").cast(pl.Int32).alias("l_port"),
+            pl.col(f"{remote}_addr").alias("r_addr"),
+            pl.col(f"{remote}_port").cast(pl.Int32).alias("r_port"),
+            pl.lit(odir).alias("odir"),
+        )
+
+    return pl.concat([side(outgoing, "src", "dst", "out"), side(incoming, "dst", "src", "in")])
 
 
 def tuple_ids(net: pl.DataFrame, of: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -288,28 +288,16 @@ def processes(raw: pl.DataFrame, source: str) -> pl.DataFrame:
         _dash_null(pl.col("commandline")).alias("command_line"),
         parse_int(pl.col("terminalsessionid")).alias("session"),
     ]
-    a = starts.select(
-        *cols,
-        pl.col("t").alias("start"),
-        pl.col("end_t").alias("end"),
+    rest = [
         pl.col("user"),
         pl.col("sensor").alias("source"),
-        pl.col("host"),
-        pl.col("image_path"),
-        pl.col("process_guid"),
-        pl.col("parent_image"),
-    )
-    b = lone_ends.select(
-        *cols,
-        pl.lit(None, TIME).alias("start"),
-        pl.col("t").alias("end"),
-        pl.col("user"),
-        pl.col("sensor").alias("source"),
-        pl.col("host"),
-        pl.col("image_path"),
-        pl.col("process_guid"),
-        pl.col("parent_image"),
-    )
+        "host",
+        "image_path",
+        "process_guid",
+        "parent_image",
+    ]
+    a = starts.select(*cols, pl.col("t").alias("start"), pl.col("end_t").alias("end"), *rest)
+    b = lone_ends.select(*cols, pl.lit(None, TIME).alias("start"), pl.col("t").alias("end"), *rest)
     out = pl.concat([conform(a, EVENTLOG_PROCESSES), conform(b, EVENTLOG_PROCESSES)])
     return out.sort(pl.coalesce("start", "end"), "pid", nulls_last=True)
 
