@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
-NS = 1_000_000_000
+from .parsers.units import NS_PER_S as NS
+
 #: Largest plausible |capture - trace| offset: time zones go from UTC-12 to UTC+14.
 WINDOW_NS = 14 * 3600 * NS + 30 * 60 * NS
 #: Histogram bin width.

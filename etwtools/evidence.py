@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from .attribution.constants import NS
 from .attribution.matchers import MATCHERS
 
 if TYPE_CHECKING:
     from .attribution import Attribution
 
-NS = 1_000_000_000
 _SHOW = 6
 
 

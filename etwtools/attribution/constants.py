@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-NS = 1_000_000_000
+from ..parsers.units import NS_PER_S as NS
+
 #: Default tolerance (s) between a frame and its event once the offset is applied. A packet's ETW
 #: event and its capture timestamp differ by the stack's latency (microseconds to milliseconds), the
 #: clock granularity of older Windows (15.6 ms) and the drift between the two clocks over a long trace
