@@ -291,10 +291,7 @@ def processes(raw: pl.DataFrame, source: str) -> pl.DataFrame:
     rest = [
         pl.col("user"),
         pl.col("sensor").alias("source"),
-        "host",
-        "image_path",
-        "process_guid",
-        "parent_image",
+        *(pl.col(c) for c in ("host", "image_path", "process_guid", "parent_image")),
     ]
     a = starts.select(*cols, pl.col("t").alias("start"), pl.col("end_t").alias("end"), *rest)
     b = lone_ends.select(*cols, pl.lit(None, TIME).alias("start"), pl.col("t").alias("end"), *rest)
