@@ -83,6 +83,23 @@ def tshark() -> str:
 
 
 @pytest.fixture(scope="session")
+def tshark_fields(tshark):
+    """``fields(path, *names)``: the named fields of every frame as Debian's tshark shows them, one list per
+    frame (tshark must succeed)."""
+    import subprocess
+
+    def fields(path, *names: str) -> list[list[str]]:
+        args = [a for name in names for a in ("-e", name)]
+        out = subprocess.run(
+            [tshark, "-r", str(path), "-T", "fields", *args], capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr
+        return [line.split("\t") for line in out.stdout.splitlines()]
+
+    return fields
+
+
+@pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's Chromium (headless)."""
     return require_tool("chromium", "chromium")

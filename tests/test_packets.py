@@ -400,12 +400,10 @@ def test_tcp_data_offset_below_five_is_bad_length():
     assert df["src_port"].to_list() == [49152] * 4
 
 
-def test_ipv4_mapped_addresses_are_written_as_wireshark_shows_them(tmp_path, tshark):
+def test_ipv4_mapped_addresses_are_written_as_wireshark_shows_them(tmp_path, tshark_fields):
     """An IPv6 header carrying IPv4-mapped addresses (a dual-stack socket's traffic on a tunnel or in a
     test rig; no corpus capture has one, so the frame is built and written with the project's pcap
     writer): the frames table writes them as Debian's tshark does, on every Python version."""
-    import subprocess
-
     from etwtools.parsers.captures import read_capture
     from etwtools.parsers.packets import Packet
     from etwtools.parsers.pcap import write_pcap
@@ -416,11 +414,5 @@ def test_ipv4_mapped_addresses_are_written_as_wireshark_shows_them(tmp_path, tsh
     path = tmp_path / "mapped.pcap"
     write_pcap(path, [Packet(T0, frame)])
     row = read_capture(path).row(0, named=True)
-    shown = subprocess.run(
-        [tshark, "-r", str(path), "-T", "fields", "-e", "ipv6.src", "-e", "ipv6.dst"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout.split()
-    assert [row["src_addr"], row["dst_addr"]] == shown == ["::ffff:10.1.1.1", "::ffff:192.0.2.200"]
+    shown = tshark_fields(path, "ipv6.src", "ipv6.dst")
+    assert [[row["src_addr"], row["dst_addr"]]] == shown == [["::ffff:10.1.1.1", "::ffff:192.0.2.200"]]

@@ -420,12 +420,10 @@ def journal_entry(usec: int, message: str) -> pcapng.Packet:
     return pcapng.Packet(None, text.encode(), block=pcapng.SJE)
 
 
-def test_journal_export_blocks_take_frame_numbers_as_in_wireshark(tmp_path, tshark, walker):
+def test_journal_export_blocks_take_frame_numbers_as_in_wireshark(tmp_path, tshark_fields, walker):
     """systemd Journal Export blocks (type 9) are frames in Wireshark's numbering: the packets after them
     keep tshark's numbers, and rewriting the packets (what --annotate does) keeps the blocks. No public
     capture with such blocks was found: the file is written with the project's pcapng writer."""
-    import subprocess
-
     t0 = ns("2024-03-01 10:00:00.000001")
     packets = [pcapng.Packet(t0 + k * 1000, FRAME) for k in range(4)]
     records = [journal_entry(t0 // 1000, "start"), packets[0], journal_entry(t0 // 1000 + 1, "a"), packets[1]]
@@ -440,14 +438,7 @@ def test_journal_export_blocks_take_frame_numbers_as_in_wireshark(tmp_path, tsha
     assert pcapng.write_pcapng(path, [pcapng.Interface(1)], records) == 9
 
     def tshark_frames(p) -> list[tuple[int, str]]:
-        out = subprocess.run(
-            [tshark, "-r", str(p), "-T", "fields", "-e", "frame.number", "-e", "frame.protocols"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-        return [(int(n), protos) for n, protos in (line.split("\t") for line in out.splitlines())]
+        return [(int(n), protos) for n, protos in tshark_fields(p, "frame.number", "frame.protocols")]
 
     shown = tshark_frames(path)
     assert [n for n, protos in shown if protos == "systemd_journal"] == [1, 3, 5, 6, 9]
