@@ -5,8 +5,8 @@ How layouts are declared and read (the rule for every module here):
 - construct declares and builds. ``structs.py`` holds the construct definitions of the buffer header,
   the record headers and the logfile header, parameterized by pointer size; they are the written-down
   spec of the format, and ``build.py`` writes test files with them (nothing hand-packs bytes).
-- numpy and C read. The hot paths (``container.py``'s record walk, ``kernel.py``, ``payloads.py``,
-  ``columnar.py``, the accelerators ``_speedups.c`` and ``_columnar.c``) never parse record by record
+- numpy and C read. The hot paths (``container.py``'s record walk, ``kernel.py``, ``columnar.py``
+  (the one decoder of ``layouts.py``'s payload layouts), the accelerators ``_speedups.c`` and ``_columnar.c``) never parse record by record
   with construct: they gather fields in bulk at offsets.
 - A round-trip test keeps the two equal: files built with the construct definitions read back through
   the bulk readers with the same values (``tests/test_etl_build.py``,

@@ -67,6 +67,7 @@ from ..packets import (
 from ..schema import FRAMES, empty
 from ..units import Progress
 from .guids import NDIS_PACKETCAPTURE, PKTMON
+from .layouts import layout
 from .pktmon import component_label, drop_text
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
 
@@ -78,14 +79,10 @@ PKTMON_LINK_TYPES = {1: LINKTYPE_ETHERNET, 2: LINKTYPE_IEEE802_11, 3: LINKTYPE_R
 
 NDIS_PACKET_ID = 1001
 NDIS_VMSWITCH_ID = 1003
-_VMSWITCH_LAYOUT = (
-    ("miniport", "u32"),
-    ("lower", "u32"),
-    ("port", "u32"),
-    ("port_name", "wstr"),
-    ("nic_name", "wstr"),
-    ("nic_type", "wstr"),
-    ("destinations", "u32"),
+#: Event 1003 up to its destination array (the template of the provider's manifest).
+_VMSWITCH_LAYOUT = layout(
+    "miniport:u32 lower:u32 port:u32 port_name:wstring nic_name:wstring nic_type:wstring destinations:u32",
+    "NDIS-PacketCapture 1003",
 )
 NDIS_HEADER = 12
 KW_ETHERNET, KW_WWAN, KW_TUNNEL, KW_NATIVE_80211 = 0x1, 0x200, 0x8000, 0x10000
@@ -243,26 +240,33 @@ class EtlPacketReader:
 
     def _vmswitch_events(self, b: RecordBatch) -> None:
         """Event 1003: the fixed and named fields, then the fragment after the destination array."""
-        from .payloads import decode_fields
+        from .columnar import decode_records
 
-        cols, ok = decode_fields(b, np.arange(len(b)), _VMSWITCH_LAYOUT)
+        ok, cols = decode_records(b, np.arange(len(b)), _VMSWITCH_LAYOUT, exact=False)
         u8 = np.frombuffer(b.data, dtype=np.uint8)
         po, ps = b.payload_offset.astype(np.int64), b.payload_size.astype(np.int64)
-        end, dests, port = (np.asarray(cols[k], np.int64) for k in ("_end", "destinations", "port"))
+        decoded = ok.copy()
+        end, dests, port = (np.zeros(len(b), np.int64) for _ in range(3))
+        for arr, k in ((end, "_end"), (dests, "destinations"), (port, "port")):
+            if decoded.any():
+                arr[decoded] = cols[k].to_numpy()
         size_at = end + 8 * dests
         ok &= size_at + 4 <= ps
         fsize = np.zeros(len(b), np.int64)
         fsize[ok] = _le32(u8, po[ok] + size_at[ok])
         ok &= size_at + 4 + fsize <= ps
         rows = np.flatnonzero(ok)
+        held = np.cumsum(decoded) - 1  # a kept row's place among the decoded rows
+        texts = {
+            k: cols[k].gather(held[rows]) if len(rows) else pl.Series([], dtype=pl.Utf8)
+            for k in ("port_name", "nic_name", "nic_type")
+        }
         self._vmswitch.append(
             pl.DataFrame(
                 {
                     "_record": b.record[rows].astype(np.int64),
                     "switch_port": port[rows],
-                    "port_name": [cols["port_name"][i] or None for i in rows.tolist()],
-                    "nic_name": [cols["nic_name"][i] or None for i in rows.tolist()],
-                    "nic_type": [cols["nic_type"][i] or None for i in rows.tolist()],
+                    **{k: [v or None for v in texts[k].to_list()] for k in texts},
                 },
                 schema={
                     "_record": pl.Int64,

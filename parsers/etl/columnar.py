@@ -215,10 +215,15 @@ def _guid_text(raw: bytes) -> str:
 
 
 def decode_layout(
-    d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.Layout, nuls: _Nuls
+    d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.Layout, nuls: _Nuls, exact: bool = True
 ) -> tuple[np.ndarray, dict[str, pl.Series]]:
-    """(mask of the records the layout fits exactly, columns of those records) for payloads [start, end)."""
+    """(mask of the records the layout fits exactly, columns of those records) for payloads [start, end).
+
+    ``exact=False`` reads the layout as a prefix of the payload: bytes may follow it (column ``_end``:
+    where the layout ends, from the payload's start) and a string without its NUL ends with the payload.
+    """
     n = len(start)
+    open_ended: dict[str, np.ndarray] = {}  # prefix mode: the strings that run to the payload's end
     pos = start.copy()
     ok = np.ones(n, bool)
     places: list[np.ndarray] = []
@@ -249,14 +254,17 @@ def decode_layout(
             length = np.minimum(np.maximum(ref.astype(np.float64), 0), room).astype(np.int64)
             extents[f.name] = length
             nxt = pos + length
-        elif f.kind == "wstring":
-            term = nuls.find(pos, end, 2)
+        elif f.kind in ("wstring", "cstring", "utf8z"):
+            unit = 2 if f.kind == "wstring" else 1
+            term = nuls.find(pos, end, unit)
+            nxt = term + unit
+            if not exact:
+                missing = nxt > end
+                if missing.any():
+                    open_ended[f.name] = missing
+                    term = np.where(missing, pos + np.maximum(end - pos, 0) // unit * unit, term)
+                    nxt = np.where(missing, np.maximum(end, pos), nxt)
             extents[f.name] = term
-            nxt = term + 2
-        elif f.kind in ("cstring", "utf8z"):
-            term = nuls.find(pos, end, 1)
-            extents[f.name] = term
-            nxt = term + 1
         elif f.kind == "sid":
             head = _fixed(d, pos, 2)
             ok &= head[:, 0] == 1  # Revision is always 1
@@ -265,10 +273,12 @@ def decode_layout(
             raise ValueError(f"unknown field kind {f.kind}")
         ok &= nxt <= end
         pos = nxt
-    ok &= pos == end
+    ok &= (pos == end) if exact else (pos <= end)
     cols: dict[str, pl.Series] = {}
     if not ok.any():
         return ok, cols
+    if not exact:
+        cols["_end"] = pl.Series("_end", (pos - start)[ok])
     for f, where in zip(layout.fields, places):
         p = where[ok]
         if f.kind in L.NUMERIC:
@@ -282,10 +292,14 @@ def decode_layout(
             col = _binary(d, p, np.full(len(p), f.size, np.int64))
         elif f.kind == "bytes_from":
             col = _binary(d, p, extents[f.name][ok])
-        elif f.kind == "wstring":
-            col = _strings(d, p, extents[f.name][ok], "utf-16-le", 2)
-        elif f.kind in ("cstring", "utf8z"):
-            col = _strings(d, p, extents[f.name][ok], "cp1252" if f.kind == "cstring" else "utf-8", 1)
+        elif f.kind in ("wstring", "cstring", "utf8z"):
+            enc, unit = {"wstring": ("utf-16-le", 2), "cstring": ("cp1252", 1), "utf8z": ("utf-8", 1)}[f.kind]
+            stop = extents[f.name][ok]
+            if f.name in open_ended and open_ended[f.name][ok].any():
+                blobs = _binary(d, p, stop - p).to_list()
+                col = pl.Series([b.decode(enc, "replace") for b in blobs], dtype=pl.Utf8)
+            else:
+                col = _strings(d, p, stop, enc, unit)
         elif f.kind == "bool32":
             col = pl.Series(_numbers(d, p, "<u4") != 0)
         elif f.kind == "filetime":
@@ -310,6 +324,15 @@ def decode_layout(
             )
         cols[f.name] = col.alias(f.name)
     return ok, cols
+
+
+def decode_records(
+    batch: RecordBatch, rows: np.ndarray, layout: L.Layout, exact: bool = True
+) -> tuple[np.ndarray, dict[str, pl.Series]]:
+    """:func:`decode_layout` of the payloads of ``rows`` of a batch (the one bulk decoder of layouts)."""
+    d = np.frombuffer(batch.data, np.uint8)
+    start = batch.payload_offset[rows].astype(np.int64)
+    return decode_layout(d, start, start + batch.payload_size[rows], layout, _Nuls(d), exact)
 
 
 # ------------------------------------------------------------------ event types

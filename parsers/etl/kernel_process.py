@@ -27,61 +27,39 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..units import FILETIME_UNIX_EPOCH
+from .columnar import decode_records
 from .guids import KERNEL_PROCESS
 from .kernel import Skipped, _group_rows
-from .payloads import Layout, decode_fields, filetime_ns
+from .layouts import Layout, layout
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
 
 PROVIDER = "Kernel-Process"
 START, STOP = 1, 2
 
-_START = (("pid", "u32"), ("create_time", "filetime"), ("ppid", "u32"), ("session", "u32"))
-_PACKAGE = (
-    ("image_checksum", "u32"),
-    ("time_date_stamp", "u32"),
-    ("package", "wstr"),
-    ("application_id", "wstr"),
-)
+_START = "pid:u32 create_time:u64 ppid:u32 session:u32"
+_PACKAGE = "image_checksum:u32 time_date_stamp:u32 package:wstring application_id:wstring"
 _STOP_V0 = (
-    ("create_time", "filetime"),
-    ("exit_time", "filetime"),
-    ("exit_status", "u32"),
-    ("elevation_type", "u32"),
-    ("handles", "u32"),
-    ("commit", "u64"),
-    ("commit_peak", "u64"),
+    "create_time:u64 exit_time:u64 exit_status:u32 elevation_type:u32 handles:u32 commit:u64 commit_peak:u64"
 )
-_STOP_IO = (
-    ("cpu_cycles", "u64"),
-    ("read_ops", "u32"),
-    ("write_ops", "u32"),
-    ("read_kb", "u32"),
-    ("write_kb", "u32"),
-    ("hard_faults", "u32"),
+_STOP_IO = "cpu_cycles:u64 read_ops:u32 write_ops:u32 read_kb:u32 write_kb:u32 hard_faults:u32"
+_V3 = (
+    "pid:u32 sequence:u64 create_time:u64 ppid:u32 parent_sequence:u64 session:u32 flags:u32"
+    " elevation_type:u32 elevated:u32 mandatory_label:sid image:wstring"
 )
 
-#: (event id, version) -> payload layout.
+#: (event id, version) -> payload layout (FILETIMEs as u64: 100 ns ticks since 1601).
 LAYOUTS: dict[tuple[int, int], Layout] = {
-    (START, 0): _START + (("image", "wstr"),),
-    (START, 1): _START + (("flags", "u32"), ("image", "wstr")),
-    (START, 2): _START + (("flags", "u32"), ("image", "wstr")) + _PACKAGE,
-    (START, 3): (
-        ("pid", "u32"),
-        ("sequence", "u64"),
-        ("create_time", "filetime"),
-        ("ppid", "u32"),
-        ("parent_sequence", "u64"),
-        ("session", "u32"),
-        ("flags", "u32"),
-        ("elevation_type", "u32"),
-        ("elevated", "u32"),
-        ("mandatory_label", "sid"),
-        ("image", "wstr"),
-    )
-    + _PACKAGE,
-    (STOP, 0): (("pid", "u32"),) + _STOP_V0 + (("image", "astr"),),
-    (STOP, 1): (("pid", "u32"),) + _STOP_V0 + _STOP_IO + (("image", "astr"),),
-    (STOP, 2): (("pid", "u32"), ("sequence", "u64")) + _STOP_V0 + _STOP_IO + (("image", "astr"),),
+    key: layout(spec, f"{PROVIDER} {key[0]} v{key[1]}")
+    for key, spec in {
+        (START, 0): f"{_START} image:wstring",
+        (START, 1): f"{_START} flags:u32 image:wstring",
+        (START, 2): f"{_START} flags:u32 image:wstring {_PACKAGE}",
+        (START, 3): f"{_V3} {_PACKAGE}",
+        (STOP, 0): f"pid:u32 {_STOP_V0} image:cstring",
+        (STOP, 1): f"pid:u32 {_STOP_V0} {_STOP_IO} image:cstring",
+        (STOP, 2): f"pid:u32 sequence:u64 {_STOP_V0} {_STOP_IO} image:cstring",
+    }.items()
 }
 EVENTS = {START: "Start", STOP: "End"}
 
@@ -94,21 +72,27 @@ def decode_kernel_process(batch: RecordBatch, skipped: Skipped) -> list[dict]:
     out: list[dict] = []
     for (event_id, version), pos in _group_rows([batch.event_id[sel], batch.version[sel]]):
         rows = sel[pos]
-        layout = LAYOUTS.get((event_id, version))
-        if layout is None:
+        lay = LAYOUTS.get((event_id, version))
+        if lay is None:
             skipped.add(f"{PROVIDER} event {event_id} records of unknown version {version}", len(rows))
             continue
-        cols, ok = decode_fields(batch, rows, layout)
+        ok, cols = decode_records(batch, rows, lay, exact=False)  # later versions may add fields
         skipped.add(
             f"{PROVIDER} event {event_id} v{version} records shorter than their layout", int((~ok).sum())
         )
-        created = filetime_ns(cols["create_time"])
-        names = cols["image"]
-        good = np.flatnonzero(ok).tolist()
-        for k in good:
+        if not ok.any():
+            continue
+        rows = rows[ok]
+        raw_created = cols["create_time"].to_numpy()
+        created = filetime_ns(raw_created)
+        pid = cols["pid"].to_numpy()
+        names = cols["image"].to_list()
+        if event_id == STOP:
+            exit_codes = cols["exit_status"].to_numpy().astype(np.uint32).view(np.int32)  # signed, as classic
+        for k in range(len(rows)):
             path = names[k] or None
             rec = {
-                "pid": int(cols["pid"][k]),
+                "pid": int(pid[k]),
                 "ppid": None,
                 "session": None,
                 "flags": None,
@@ -120,7 +104,7 @@ def decode_kernel_process(batch: RecordBatch, skipped: Skipped) -> list[dict]:
                 "exit_time": None,
                 "image": _file_name(path),
                 "image_path": path,
-                "unique_key": int(cols["create_time"][k]) or None,
+                "unique_key": int(raw_created[k]) or None,
                 "create_time": int(created[k]) or None,
                 "time": int(batch.time[rows[k]]),
                 "record": int(batch.record[rows[k]]),
@@ -139,11 +123,17 @@ def decode_kernel_process(batch: RecordBatch, skipped: Skipped) -> list[dict]:
                     rec["application_id"] = cols["application_id"][k] or None
             else:
                 rec["image_path"] = None
-                rec["exit_status"] = int(cols["exit_status"][k].astype(np.int32))
-                exit_ns = filetime_ns(cols["exit_time"][k : k + 1])[0]
+                rec["exit_status"] = int(exit_codes[k])
+                exit_ns = filetime_ns(cols["exit_time"][k : k + 1].to_numpy())[0]
                 rec["exit_time"] = int(exit_ns) or None
             out.append(rec)
     return out
+
+
+def filetime_ns(values: np.ndarray) -> np.ndarray:
+    """FILETIME (100 ns since 1601, UTC) to int64 ns since 1970; 0 stays 0 (no time)."""
+    v = values.astype(np.int64)
+    return np.where(v > FILETIME_UNIX_EPOCH, (v - FILETIME_UNIX_EPOCH) * 100, 0)
 
 
 def _file_name(path: str | None) -> str | None:

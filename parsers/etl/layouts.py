@@ -1,14 +1,18 @@
-"""Payload layouts of events, compiled once per event type for the columnar decoder (``columnar.py``).
+"""Payload layouts of events: the one way the project declares an event's fields (decoded by ``columnar.py``).
 
 A :class:`Layout` is the ordered list of an event's fields, each of one :data:`KINDS` kind: fixed-size
 numbers, GUIDs and SYSTEMTIMEs (read in bulk with numpy), and variable-length UTF-16/ANSI strings, SIDs
-and byte blobs whose length is an earlier field (found per group, in bulk too).
+and byte blobs whose length is an earlier field (found per group, in bulk too). Every layout, whatever
+its source, is decoded by ``columnar.decode_layout`` (``columnar.decode_records`` for rows of a batch):
+exactly (the layout consumes the whole payload, ``events --all``) or as a prefix (fields may follow).
 
-Layouts come from etl-parser 1.0.1's generated schemas, used as data: the manifest providers'
-schemas are read from the schema source files of the one provider asked for (by GUID; importing all 800
-modules takes seconds), the kernel MOF classes from its 6 small kernel modules. Each construct field is
-mapped to a kind; a struct with a construct this module does not know compiles to None (the caller
-falls back to construct for those records).
+Layouts are written ``name:kind`` in payload order (:func:`parse_fields`, :func:`layout`), e.g.
+``"pid:u32 create_time:u64 image:wstring data:bytes[size]"``; they are compiled from etl-parser 1.0.1's
+generated schemas, used as data: the manifest providers' schemas are read from the schema source files
+of the one provider asked for (by GUID; importing all 800 modules takes seconds), the kernel MOF classes
+from its 6 small kernel modules. Each construct field is mapped to a kind; a struct with a construct
+this module does not know compiles to None (the caller falls back to construct for those records).
+TraceLogging events carry their own (``tracelogging.py``).
 """
 
 from __future__ import annotations
@@ -78,6 +82,39 @@ class Layout:
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+
+_SPEC = re.compile(r"([^\s:,]+):([a-z0-9_]+)(?:\[([^\]\s]+)\])?")
+
+
+def parse_fields(spec: str) -> tuple[Field, ...]:
+    """Fields written ``name:kind`` in payload order (spaces or commas between them): a :data:`KINDS` kind,
+    ``name:bytes[16]`` (a fixed number of bytes) or ``name:bytes[Other]`` (as many bytes as the earlier
+    field ``Other`` says). Raises ValueError naming the first token it does not understand."""
+    fields: list[Field] = []
+    for token in spec.replace(",", " ").split():
+        m = _SPEC.fullmatch(token)
+        if m is None:
+            raise ValueError(f"field {token!r}: not name:kind")
+        name, kind, arg = m.groups()
+        if kind == "bytes" and arg is not None and arg.isdigit():
+            fields.append(Field(name, "bytes", size=int(arg)))
+        elif kind == "bytes" and arg is not None:
+            if arg not in {f.name for f in fields}:
+                raise ValueError(f"field {token!r}: its length field {arg!r} is not an earlier field")
+            fields.append(Field(name, "bytes_from", ref=arg))
+        elif kind in KINDS and kind not in ("bytes", "bytes_from") and arg is None:
+            fields.append(Field(name, kind))
+        else:
+            raise ValueError(f"field {token!r}: unknown kind (or a length on a kind other than bytes)")
+    if len({f.name for f in fields}) != len(fields):
+        raise ValueError(f"fields {spec!r}: a name is used twice")
+    return tuple(fields)
+
+
+def layout(spec: str, source: str) -> Layout:
+    """The :class:`Layout` of fields written as :func:`parse_fields` reads them."""
+    return Layout(parse_fields(spec), source)
 
 
 # ------------------------------------------------------------------ construct -> Layout
