@@ -11,6 +11,7 @@ Library entry points (all return polars DataFrames in the schemas of ``etwtools.
 - :func:`attribute` (events x frames x processes -> one answer per frame, with evidence)
 - :func:`attribute_files` (the same from the files: trace, capture, tasklists; what the CLI calls)
 - :func:`synattack` (Microsoft-Windows-TCPIP ETL -> SYN-attack resistance intervals)
+- :func:`skip_reports` (the :class:`SkipReport` of every file read inside it: what each reader skipped)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "EtlError",
     "EtwToolsError",
     "EventLogError",
+    "SkipReport",
     "TextFormatError",
     "attribute",
     "attribute_files",
@@ -34,6 +36,7 @@ __all__ = [
     "read_processes",
     "read_trace",
     "scan_events",
+    "skip_reports",
     "synattack",
 ]
 
@@ -51,6 +54,8 @@ _LAZY = {
     "read_trace": "sources",
     "iter_events": "parsers.etl.columnar",
     "scan_events": "parsers.etl.scan",
+    "SkipReport": "parsers.diagnostics",
+    "skip_reports": "parsers.diagnostics",
 }
 
 

@@ -1,7 +1,7 @@
-"""Warnings about skipped or damaged input: see :mod:`etwtools.parsers.diagnostics` (re-exported)."""
+"""What the readers skipped, and other warnings: see :mod:`etwtools.parsers.diagnostics` (re-exported)."""
 
 from __future__ import annotations
 
-from .parsers.diagnostics import info, log, warn
+from .parsers.diagnostics import Skip, SkipReport, collect, info, log, warn
 
-__all__ = ["info", "log", "warn"]
+__all__ = ["Skip", "SkipReport", "collect", "info", "log", "warn"]

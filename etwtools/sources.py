@@ -15,6 +15,7 @@ import polars as pl
 
 from .errors import EtwToolsError
 from .parsers import schema
+from .parsers.diagnostics import SkipReport
 from .parsers.units import Progress
 
 PathLike = str | os.PathLike
@@ -115,7 +116,8 @@ def detect(path: PathLike) -> str:
 
 @dataclass
 class Trace:
-    """What one trace file says: network events, processes, and the traced host's own addresses."""
+    """What one trace file says: network events, processes, the traced host's own addresses, and what
+    the reader skipped (published as it was read)."""
 
     path: str
     kind: str
@@ -123,6 +125,7 @@ class Trace:
     processes: pl.DataFrame
     local_addresses: list[str] = field(default_factory=list)
     frames: pl.DataFrame | None = None  # the packets inside an ETL, when asked for
+    skipped: SkipReport = field(default_factory=lambda: SkipReport(""))
 
 
 def read_trace(path: PathLike, *, with_frames: bool = False, progress: Progress | None = None) -> Trace:
@@ -208,6 +211,7 @@ def _etl_trace(path: PathLike, *, with_frames: bool = False, progress: Progress 
         t.processes,
         list(t.local_addresses),
         packets.frames() if packets is not None else None,
+        t.skipped,
     )
 
 

@@ -122,12 +122,12 @@ def synattack(
     from .parsers.etl.container import EtlFile
 
     path = os.fspath(etl_path)
-    tcpip = TcpipCollector(path, pid_events=False)
     # only TCP segments with SYN set matter here: the rest of a big capture is dropped chunk by chunk
     syn_only = (pl.col("protocol") == "TCP") & ((pl.col("tcp_flags").cast(pl.Int32) & 0x02) != 0)
     pkts = EtlPacketReader(path, keep=syn_only) if pcap_path is None else None
     tmin = tmax = None
-    with EtlFile(path, progress=progress) as etl:
+    with EtlFile(path, progress=progress) as etl:  # one report for the file: container and decoders
+        tcpip = TcpipCollector(path, pid_events=False, skipped=etl.skipped)
         for batch in etl.batches():
             tcpip.feed(batch)
             if pkts is not None:
@@ -136,6 +136,8 @@ def synattack(
                 lo, hi = int(batch.time.min()), int(batch.time.max())
                 tmin = lo if tmin is None else min(tmin, lo)
                 tmax = hi if tmax is None else max(tmax, hi)
+        if pkts is not None:
+            pkts.finish(etl.skipped)
     found = tcpip.result()
     frames = None
     source = None
@@ -144,11 +146,9 @@ def synattack(
 
         frames = read_frames(pcap_path)
         source = os.fspath(pcap_path)
-    elif pkts is not None:
-        pkts.finish()
-        if pkts.count:
-            frames = pkts.frames()
-            source = "etl"
+    elif pkts is not None and pkts.count:
+        frames = pkts.frames()
+        source = "etl"
     return build_report(
         path,
         found.security,

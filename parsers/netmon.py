@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .diagnostics import warn
+from .diagnostics import SkipReport, report_for, warn
 from .errors import CaptureError
 from .packets import WINDOW, Interface, Packet, dissect_buffer, finish_frames, header_windows
 from .pcap import map_file
@@ -169,17 +169,19 @@ def start_ns(hdr: NetmonHeader, path: PathLike) -> int:
 _COMMENT_HEAD = struct.Struct("<III")
 
 
-def read_comments(buf: np.ndarray, path: PathLike, hdr: NetmonHeader) -> dict[int, str]:
+def read_comments(
+    buf: np.ndarray, path: PathLike, hdr: NetmonHeader, report: SkipReport | None = None
+) -> dict[int, str]:
     """Frame comment titles by the frame's record offset (comment table of 2.2 and later: frames per
     comment u32, record offset u32, title length u32, UTF-16LE title, description length u32, RTF
-    description). A damaged table keeps the comments before the damage, with a warning."""
+    description). A damaged table keeps the comments before the damage; what is skipped goes to
+    ``report``."""
     if hdr.minor < 2 or not hdr.comment_length:
         return {}
+    report = report if report is not None else report_for(path)
     start, end = hdr.comment_offset, hdr.comment_offset + hdr.comment_length
     if start < HEADER or end > len(buf):
-        warn(
-            f"{os.fspath(path)}: comment table ({start:#x}..{end:#x}) lies outside the file; comments ignored"
-        )
+        report.add("comment table(s) outside the file", offset=start, detail=f"{start:#x}..{end:#x}")
         return {}
     raw = bytes(buf[start:end])
     out: dict[int, str] = {}
@@ -197,9 +199,11 @@ def read_comments(buf: np.ndarray, path: PathLike, hdr: NetmonHeader) -> dict[in
         out[frame] = title
         pos += 16 + tlen + dlen
     if pos < len(raw):
-        warn(
-            f"{os.fspath(path)}: damaged comment at offset {start + pos:#x}; {len(out)} comment(s) before "
-            "it kept, the rest of the comment table ignored"
+        report.add(
+            "damaged comment(s) ending the comment table",
+            offset=start + pos,
+            size=len(raw) - pos,
+            detail=f"{len(out)} comment(s) before it kept",
         )
     return out
 
@@ -263,10 +267,12 @@ def chunks(
     hdr: NetmonHeader,
     utc_offset_minutes: int | None = None,
     progress: Progress | None = None,
+    report: SkipReport | None = None,
 ) -> Iterator[Chunk]:
     """The frames, in frame-table order, chunk by chunk. Damaged frame records (outside the file, a
-    captured length above the maximum or past the end of the file) are skipped and, at the end,
-    reported once with their offsets."""
+    captured length above the maximum or past the end of the file) are skipped and counted in
+    ``report`` (the caller publishes it)."""
+    report = report if report is not None else report_for(path)
     size = len(buf)
     name = os.fspath(path)
     count = hdr.frame_table_length // 4
@@ -286,27 +292,23 @@ def chunks(
                 "read in file order"
             )
     aliased = _aliases(table.astype(np.int64), size, u32, trailer)
-    n_aliased = int(aliased.sum())
+    report.add_many("frame-table entries pointing into a frame record listed before", table[aliased])
     check_local = True
     start: int | None = None
     local_frames = 0
     bad_times = 0
     odd_stamps = 0
-    skipped = 0
-    examples: list[str] = []
+    n_aliased = int(aliased.sum())
 
     def note(bad_off: np.ndarray, bad_cap: np.ndarray | None = None) -> None:
-        nonlocal skipped
-        skipped += len(bad_off)
-        room = max(0, 5 - len(examples))
-        for i, o in enumerate(bad_off[:room].tolist()):
+        def why(i: int) -> str:
             if bad_cap is None:
-                why = "frame record outside the file or in its header"
-            elif bad_cap[i] > MAX_CAPLEN:
-                why = f"captured length {bad_cap[i]:,} above {MAX_CAPLEN:,}"
-            else:
-                why = f"{bad_cap[i]:,}-byte frame record runs past the end of the file"
-            examples.append(f"{o:#x} ({why})")
+                return "outside the file or in its header"
+            if bad_cap[i] > MAX_CAPLEN:
+                return f"captured length {bad_cap[i]:,} above {MAX_CAPLEN:,}"
+            return f"{bad_cap[i]:,} bytes running past the end of the file"
+
+        report.add_many("damaged frame record(s)", bad_off, detail=why)
 
     for s in range(0, count, CHUNK):
         off = table[s : s + CHUNK].astype(np.int64)
@@ -374,14 +376,6 @@ def chunks(
             f"{name}: {odd_stamps:,} frame(s) whose UTC time stamp is more than a day from their time offset "
             "and from the other frames (damaged): their time comes from the offset"
         )
-    if n_aliased:
-        warn(
-            f"{name}: skipped {n_aliased:,} frame-table entr{'y' if n_aliased == 1 else 'ies'} pointing into "
-            "a frame record listed before (a table that repeats frames: damaged or hostile)"
-        )
-    if skipped:
-        more = f" and {skipped - len(examples):,} more" if skipped > len(examples) else ""
-        warn(f"{name}: skipped {skipped:,} damaged frame record(s) at offsets {', '.join(examples)}{more}")
     if local_frames and utc_offset_minutes is None:
         warn(
             f"{name}: Network Monitor 2.{hdr.minor} times are the capturing machine's local time without "
@@ -456,10 +450,11 @@ def read_netmon(
     buf = map_file(path)
     hdr = read_header(buf, path)
     name = os.fspath(path)
-    comments = read_comments(buf, path, hdr)
+    report = report_for(path)
+    comments = read_comments(buf, path, hdr, report)
     parts = []
     first = 1
-    for c in chunks(buf, path, hdr, utc_offset_minutes, progress):
+    for c in chunks(buf, path, hdr, utc_offset_minutes, progress, report):
         notes = [comments.get(o) for o in c.record.tolist()] if comments else [None] * len(c.record)
         parts.append(
             dissect_buffer(
@@ -479,6 +474,7 @@ def read_netmon(
             )
         )
         first += len(c.data)
+    report.publish()
     if not parts:
         zero = np.zeros(0, np.int64)
         parts.append(dissect_buffer(buf, zero, zero, zero, 1, with_data=with_data, finish=False, comments=[]))
@@ -492,8 +488,9 @@ def iter_packets(
     order (packet i is frame i + 1 of :func:`read_netmon`)."""
     buf = map_file(path)
     hdr = read_header(buf, path)
-    comments = read_comments(buf, path, hdr)
-    parts = list(chunks(buf, path, hdr, utc_offset_minutes))
+    with report_for(path) as report:  # the frame table is read here, before the packets
+        comments = read_comments(buf, path, hdr, report)
+        parts = list(chunks(buf, path, hdr, utc_offset_minutes, report=report))
     links = np.concatenate([c.link_type for c in parts]) if parts else np.zeros(0, np.int32)
     order: dict[int, int] = {}
     for lt in pl.Series(links).unique(maintain_order=True).to_list():

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import polars as pl
 
-from .diagnostics import warn
+from .diagnostics import SkipReport, report_for, warn
 from .errors import CaptureError
 from .packets import WINDOW, Interface, Packet, dissect_buffer, finish_frames, store_walk
 from .recordwalk import ST_BAD_CAPLEN, ST_END, ST_FULL, ST_TRUNCATED, find_start, walk_stop
@@ -121,20 +121,24 @@ class PcapHeader:
 
 
 def chunks(
-    buf: np.ndarray, path: PathLike, progress: Progress | None = None, window: int = WINDOW
+    buf: np.ndarray,
+    path: PathLike,
+    progress: Progress | None = None,
+    window: int = WINDOW,
+    report: SkipReport | None = None,
 ) -> tuple[PcapHeader, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """The header and an iterator over (RECORD array, header windows) chunks of a mapped pcap. A damaged
-    record is skipped up to the next run of plausible records; what was skipped is warned about once
-    the iterator gets to the end."""
+    record is skipped up to the next run of plausible records; what was skipped goes to ``report``
+    (the caller publishes it)."""
     hdr = PcapHeader(buf, path)
     name = os.fspath(path)
+    skipped = report if report is not None else report_for(path)
 
     def walker() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         walk = walk_py if _c_pcap_walk is None else _c_pcap_walk
         size = len(buf)
         pos = HEADER
         last_sec = None
-        skipped: list[tuple[int, int, str]] = []
         out: np.ndarray | None = None  # the chunk being filled (None: start a new one)
         win = np.empty((0, 1), np.uint8)
         filled = over_frac = 0
@@ -172,10 +176,15 @@ def chunks(
                 break
             nxt = find_record(buf, pos + 1, hdr, last_sec)
             if status == ST_TRUNCATED and nxt is None:
-                skipped.append((pos, size - pos, "truncated record at the end of the file"))
+                skipped.add("truncated record(s) at the end of the file", offset=pos, size=size - pos)
                 break
             caplen = struct.unpack_from(">I" if hdr.big else "<I", buf, pos + 8)[0] if size - pos >= 16 else 0
-            skipped.append((pos, (size if nxt is None else nxt) - pos, f"damaged record, caplen {caplen}"))
+            skipped.add(
+                "damaged record(s)",
+                offset=pos,
+                size=(size if nxt is None else nxt) - pos,
+                detail=f"caplen {caplen}",
+            )
             if nxt is None:
                 break
             pos = nxt
@@ -187,11 +196,6 @@ def chunks(
                 f"{name}: {over_frac:,} record(s) with {unit} of a second of {frac_limit:,} or more (a "
                 "damaged or odd writer): their times carry the excess into the seconds, as Wireshark shows them"
             )
-        if skipped:
-            total = sum(k for _, k, _ in skipped)
-            where = ", ".join(f"{o:#x} ({r})" for o, _, r in skipped[:5])
-            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-            warn(f"{name}: skipped {total:,} byte(s) at offsets {where}{more}")
 
     return hdr, walker()
 
@@ -254,7 +258,8 @@ def _times(hdr: PcapHeader, rec: np.ndarray) -> np.ndarray:
 def read_pcap(path: PathLike, *, with_data: bool = False, progress: Progress | None = None) -> pl.DataFrame:
     """Frames (FRAMES schema) of a pcap file; ``with_data`` adds the raw bytes as a ``data`` column."""
     buf = map_file(path)
-    hdr, walker = chunks(buf, path, progress)
+    report = report_for(path)
+    hdr, walker = chunks(buf, path, progress, report=report)
     parts = []
     first = 1
     for rec, win in walker:
@@ -286,19 +291,22 @@ def read_pcap(path: PathLike, *, with_data: bool = False, progress: Progress | N
                 finish=False,
             )
         )
+    report.publish()
     return finish_frames(parts, source=os.fspath(path))
 
 
 def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
     """The file's single interface and an iterator over its packets, in file order."""
     buf = map_file(path)
-    hdr, walker = chunks(buf, path, window=0)
+    report = report_for(path)
+    hdr, walker = chunks(buf, path, window=0, report=report)
 
     def packets() -> Iterator[Packet]:
-        for rec, _ in walker:
-            times = _times(hdr, rec).tolist()
-            for (off, caplen, wirelen), t in zip(rec[["off", "caplen", "wirelen"]].tolist(), times):
-                yield Packet(t, buf[off : off + caplen].tobytes(), 0, wirelen)
+        with report:  # published when the packets run out (or the iterator is closed)
+            for rec, _ in walker:
+                times = _times(hdr, rec).tolist()
+                for (off, caplen, wirelen), t in zip(rec[["off", "caplen", "wirelen"]].tolist(), times):
+                    yield Packet(t, buf[off : off + caplen].tobytes(), 0, wirelen)
 
     return [hdr.interface()], packets()
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .diagnostics import info, warn
+from .diagnostics import info, report_for, warn
 from .errors import CaptureError
 from .packets import (
     DIR_IN,
@@ -324,14 +324,13 @@ class _Scanner:
         self.interfaces: list[Interface] = []
         self.big = False
         self.base = 0  # global number of the current section's first interface
-        self.skipped: list[tuple[int, int, str]] = []  # (offset, bytes, reason)
-        self.bad_iface = 0
+        self.skipped = report_for(path)  # published by the reader once the blocks are read
 
     def _u32(self, pos: int) -> int:
         return struct.unpack_from(">I" if self.big else "<I", self.buf, pos)[0]
 
     def chunks(self) -> Iterator[Chunk]:
-        """The packet blocks chunk by chunk; damage is warned about at the end."""
+        """The packet blocks chunk by chunk; damage goes to ``self.skipped``."""
         self._first_section()
         pos = self._section(0)
         out: np.ndarray | None = None  # the chunk being filled (None: start a new one)
@@ -369,14 +368,12 @@ class _Scanner:
                 pos = self._section(at) if self._u32(at) == SHB else self._interface(at)
             elif status == ST_BAD_CAPLEN:
                 blen = self._u32(at + 4)
-                self.skipped.append((at, blen, _REASONS[status]))
+                self.skipped.add("damaged block(s)", offset=at, size=blen, detail=_REASONS[status])
                 pos = at + blen
             else:
                 pos = self._resync(at, _REASONS[status])
         if out is not None and filled:
             yield Chunk(out[:filled], iface[:filled], win[:filled], big)
-        if not self.quiet:
-            self._report()
 
     def _first_section(self) -> None:
         head = bytes(self.buf[:12])
@@ -466,7 +463,7 @@ class _Scanner:
         journal = entries["btype"] == SJE  # no interface
         ok = (entries["iface"] < count) | journal
         if not ok.all():
-            self.bad_iface += int((~ok).sum())
+            self.skipped.add_many("packet block(s) naming an undefined interface", entries["block"][~ok])
             k = int(ok.sum())
             out[at : at + k] = entries[ok]
             win[at : at + k] = win[at : at + n][ok]
@@ -486,7 +483,9 @@ class _Scanner:
     def _resync(self, pos: int, reason: str) -> int | None:
         """The next offset after ``pos`` where a consistent block starts; records what was skipped."""
         nxt = self._find_block(pos + 1)
-        self.skipped.append((pos, (nxt if nxt is not None else self.size) - pos, reason))
+        self.skipped.add(
+            "damaged block(s)", offset=pos, size=(nxt if nxt is not None else self.size) - pos, detail=reason
+        )
         return nxt
 
     def _find_block(self, start: int) -> int | None:
@@ -515,18 +514,6 @@ class _Scanner:
         if blen is None:
             return False
         return not (self._u32(p) in (EPB, PB) and (blen < 32 or self._u32(p + 20) > blen - 32))
-
-    def _report(self) -> None:
-        if self.skipped:
-            total = sum(n for _, n, _ in self.skipped)
-            where = ", ".join(f"{o:#x} ({r})" for o, _, r in self.skipped[:5])
-            more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
-            warn(
-                f"{self.name}: skipped {len(self.skipped)} damaged block(s), {total:,} byte(s), "
-                f"at offsets {where}{more}"
-            )
-        if self.bad_iface:
-            warn(f"{self.name}: skipped {self.bad_iface} packet block(s) naming an undefined interface")
 
 
 def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress | None = None) -> pl.DataFrame:
@@ -565,6 +552,7 @@ def read_pcapng(path: PathLike, *, with_data: bool = False, progress: Progress |
             part = part.with_columns(pl.Series("frame", first + rows, pl.Int64))
         parts.append(part)
         first += len(whole.entries)
+    scanner.skipped.publish()
     _report_times(path, bad_times)
     if journal:
         info(
@@ -604,29 +592,35 @@ def iter_packets(path: PathLike) -> tuple[list[Interface], Iterator[Packet]]:
 
     def packets() -> Iterator[Packet]:
         bad_times = 0
-        for whole in scanner.chunks():
-            c, kept = whole.packets()
-            times, valid = c.times(scanner.interfaces)
-            bad_times += c.out_of_range(valid)
-            e = c.entries
-            rows = zip(
-                e["data"].tolist(),
-                e["caplen"].tolist(),
-                e["wirelen"].tolist(),
-                c.iface.tolist(),
-                times.tolist(),
-                valid.tolist(),
-                c.directions().tolist(),
-                c.comments(buf),
-            )
-            at = 0  # the next row of ``whole``
-            for row, (off, caplen, wirelen, iface, t, ok, d, text) in zip(kept.tolist(), rows):
-                yield from _journal(buf, whole.entries[at:row])
-                at = row + 1
-                yield Packet(
-                    t if ok else None, buf[off : off + caplen].tobytes(), iface, wirelen, DIRECTIONS[d], text
+        with scanner.skipped:  # published when the packets run out (or the iterator is closed)
+            for whole in scanner.chunks():
+                c, kept = whole.packets()
+                times, valid = c.times(scanner.interfaces)
+                bad_times += c.out_of_range(valid)
+                e = c.entries
+                rows = zip(
+                    e["data"].tolist(),
+                    e["caplen"].tolist(),
+                    e["wirelen"].tolist(),
+                    c.iface.tolist(),
+                    times.tolist(),
+                    valid.tolist(),
+                    c.directions().tolist(),
+                    c.comments(buf),
                 )
-            yield from _journal(buf, whole.entries[at:])
+                at = 0  # the next row of ``whole``
+                for row, (off, caplen, wirelen, iface, t, ok, d, text) in zip(kept.tolist(), rows):
+                    yield from _journal(buf, whole.entries[at:row])
+                    at = row + 1
+                    yield Packet(
+                        t if ok else None,
+                        buf[off : off + caplen].tobytes(),
+                        iface,
+                        wirelen,
+                        DIRECTIONS[d],
+                        text,
+                    )
+                yield from _journal(buf, whole.entries[at:])
         _report_times(path, bad_times)
 
     return interfaces, packets()

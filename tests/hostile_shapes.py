@@ -127,7 +127,7 @@ def etl_record_resync(d: Path) -> Shape:
         _etl_commands(path),
         expect=[
             (0, f"{n:,} events"),
-            (0, "skipped 16 bytes and 2 record(s)"),
+            (0, "skipped 2 record(s) in damaged buffers: 16 byte(s) at "),
             (4, "1 SYN-attack resistance interval"),
         ],
     )

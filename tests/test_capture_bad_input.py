@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from etwtools.errors import CaptureError
 from etwtools.parsers import pcap, pcapng
 from etwtools.parsers.captures import iter_capture_packets, read_capture
+from etwtools.parsers.diagnostics import SkipReport, collect
 from etwtools.parsers.packets import Interface, Packet
 from etwtools.parsers.pcap import write_pcap
 from etwtools.parsers.pcapng import write_pcapng
@@ -66,6 +67,21 @@ def read(tmp_path, data: bytes, name: str) -> pl.DataFrame:
     return read_capture(path)
 
 
+def read_reported(tmp_path, data: bytes, name: str) -> tuple[pl.DataFrame, SkipReport]:
+    """The frames and the one skip report the reader published for the file."""
+    with collect() as reports:
+        df = read(tmp_path, data, name)
+    (report,) = reports
+    assert report.file == str(tmp_path / name)
+    return df, report
+
+
+def skipped(report: SkipReport, reason: str) -> tuple[int, int, list[tuple[int | None, str]]]:
+    """(units, bytes, first places as (offset, detail)) skipped for ``reason``."""
+    r = report.reasons[reason]
+    return r.count, r.bytes, [(p.offset, p.detail) for p in r.places]
+
+
 @pytest.mark.parametrize(
     "data,message,offset",
     [
@@ -101,10 +117,11 @@ def _write(tmp_path, data: bytes):
 @pytest.mark.parametrize("cut", [1, 10, 17, 30])
 def test_pcap_truncated_last_record(tmp_path, caplog, walker, cut):
     data, offs = pcap_file(tmp_path)
-    df = read(tmp_path, data[: offs[-1] + cut], "t.pcap")
+    df, report = read_reported(tmp_path, data[: offs[-1] + cut], "t.pcap")
     assert df.height == 4
+    assert skipped(report, "truncated record(s) at the end of the file") == (1, cut, [(offs[-1], "")])
     assert (
-        f"skipped {cut:,} byte(s) at offsets {offs[-1]:#x} (truncated record at the end of the file)"
+        f"t.pcap: skipped 1 truncated record(s) at the end of the file: {cut:,} byte(s) at {offs[-1]:#x}\n"
         in caplog.text
     )
 
@@ -113,10 +130,11 @@ def test_pcap_damaged_caplen_costs_that_record(tmp_path, caplog, walker):
     data, offs = pcap_file(tmp_path, 8)
     bad = bytearray(data)
     struct.pack_into("<I", bad, offs[2] + 8, 0x7FFFFFFF)
-    df = read(tmp_path, bytes(bad), "c.pcap")
+    df, report = read_reported(tmp_path, bytes(bad), "c.pcap")
     assert df["time"].dt.epoch("ns").to_list() == [p.time_ns for i, p in enumerate(packets(8)) if i != 2]
+    assert skipped(report, "damaged record(s)") == (1, offs[3] - offs[2], [(offs[2], "caplen 2147483647")])
     assert (
-        f"skipped {offs[3] - offs[2]} byte(s) at offsets {offs[2]:#x} (damaged record, caplen 2147483647)"
+        f"skipped 1 damaged record(s): {offs[3] - offs[2]} byte(s) at {offs[2]:#x} (caplen 2147483647)"
         in caplog.text
     )
 
@@ -125,33 +143,34 @@ def test_pcap_caplen_past_the_end_mid_file_is_damage_not_truncation(tmp_path, ca
     data, offs = pcap_file(tmp_path, 8)
     bad = bytearray(data)
     struct.pack_into("<I", bad, offs[5] + 8, 200_000)  # below the maximum, but beyond the file
-    df = read(tmp_path, bytes(bad), "d.pcap")
-    assert df.height == 7
-    assert f"at offsets {offs[5]:#x} (damaged record, caplen 200000)" in caplog.text
+    df, report = read_reported(tmp_path, bytes(bad), "d.pcap")
+    assert df.height == 7 and list(report.reasons) == ["damaged record(s)"]
+    assert skipped(report, "damaged record(s)")[2] == [(offs[5], "caplen 200000")]
 
 
 def test_pcap_garbage_inside_is_skipped(tmp_path, caplog, walker):
     data, offs = pcap_file(tmp_path, 8)
-    df = read(tmp_path, data[: offs[4]] + b"\xee" * 37 + data[offs[4] :], "g.pcap")
+    df, report = read_reported(tmp_path, data[: offs[4]] + b"\xee" * 37 + data[offs[4] :], "g.pcap")
     assert df.height == 8
-    assert f"skipped 37 byte(s) at offsets {offs[4]:#x}" in caplog.text
+    assert skipped(report, "damaged record(s)")[:2] == (1, 37) and report.total_bytes == 37
 
 
 def test_pcap_damage_with_nothing_after_it(tmp_path, caplog, walker):
     data, offs = pcap_file(tmp_path)
     bad = bytearray(data)
     struct.pack_into("<I", bad, offs[4] + 8, 0x7FFFFFFF)
-    df = read(tmp_path, bytes(bad), "n.pcap")
+    df, report = read_reported(tmp_path, bytes(bad), "n.pcap")
     assert df.height == 4
-    assert f"skipped {len(data) - offs[4]} byte(s) at offsets {offs[4]:#x} (damaged record" in caplog.text
+    assert skipped(report, "damaged record(s)") == (1, len(data) - offs[4], [(offs[4], "caplen 2147483647")])
 
 
 def test_pcapng_truncated_block(tmp_path, caplog, walker):
     data, offs = pcapng_file(tmp_path)
-    df = read(tmp_path, data[: offs[-1] + 20], "t.pcapng")
+    df, report = read_reported(tmp_path, data[: offs[-1] + 20], "t.pcapng")
     assert df.height == 4
+    assert skipped(report, "damaged block(s)") == (1, 20, [(offs[-1], "block runs past the end of the file")])
     assert (
-        f"skipped 1 damaged block(s), 20 byte(s), at offsets {offs[-1]:#x} (block runs past the end"
+        f"skipped 1 damaged block(s): 20 byte(s) at {offs[-1]:#x} (block runs past the end of the file)"
         in caplog.text
     )
 
@@ -160,9 +179,11 @@ def test_pcapng_length_not_multiple_of_4_costs_one_block(tmp_path, caplog, walke
     data, offs = pcapng_file(tmp_path)
     bad = bytearray(data)
     struct.pack_into("<I", bad, offs[1] + 4, struct.unpack_from("<I", data, offs[1] + 4)[0] + 2)
-    df = read(tmp_path, bytes(bad), "m.pcapng")
+    df, report = read_reported(tmp_path, bytes(bad), "m.pcapng")
     assert df["time"].dt.epoch("ns").to_list() == [p.time_ns for i, p in enumerate(packets(5)) if i != 1]
-    assert f"at offsets {offs[1]:#x} (block length not a multiple of 4 or below 12)" in caplog.text
+    assert skipped(report, "damaged block(s)")[2] == [
+        (offs[1], "block length not a multiple of 4 or below 12")
+    ]
 
 
 def test_pcapng_trailer_mismatch_costs_one_block(tmp_path, caplog, walker):
@@ -170,18 +191,18 @@ def test_pcapng_trailer_mismatch_costs_one_block(tmp_path, caplog, walker):
     bad = bytearray(data)
     blen = struct.unpack_from("<I", data, offs[3] + 4)[0]
     struct.pack_into("<I", bad, offs[3] + blen - 4, 1234)
-    df = read(tmp_path, bytes(bad), "t.pcapng")
+    df, report = read_reported(tmp_path, bytes(bad), "t.pcapng")
     assert df.height == 4 and df["frame"].to_list() == [1, 2, 3, 4]
-    assert f"{blen:,} byte(s), at offsets {offs[3]:#x} (trailing block length differs)" in caplog.text
+    assert skipped(report, "damaged block(s)") == (1, blen, [(offs[3], "trailing block length differs")])
 
 
 def test_pcapng_caplen_larger_than_block_costs_that_block(tmp_path, caplog, walker):
     data, offs = pcapng_file(tmp_path)
     bad = bytearray(data)
     struct.pack_into("<I", bad, offs[0] + 20, 5000)
-    df = read(tmp_path, bytes(bad), "c.pcapng")
+    df, report = read_reported(tmp_path, bytes(bad), "c.pcapng")
     assert df["time"].dt.epoch("ns").to_list() == [p.time_ns for p in packets(5)[1:]]
-    assert f"at offsets {offs[0]:#x} (caplen larger than the block)" in caplog.text
+    assert skipped(report, "damaged block(s)")[2] == [(offs[0], "caplen larger than the block")]
 
 
 @pytest.mark.parametrize("garbage", [64, 3, 1, 1_100_001])
@@ -189,17 +210,18 @@ def test_pcapng_garbage_between_blocks_is_skipped(tmp_path, caplog, walker, garb
     """Whatever its length (the next block may no longer be 4-aligned), only the garbage is lost."""
     data, offs = pcapng_file(tmp_path)
     bad = data[: offs[2]] + b"\xff" * garbage + data[offs[2] :]
-    df = read(tmp_path, bad, "g.pcapng")
+    df, report = read_reported(tmp_path, bad, "g.pcapng")
     assert df.height == 5
-    assert f"skipped 1 damaged block(s), {garbage:,} byte(s), at offsets {offs[2]:#x}" in caplog.text
+    assert skipped(report, "damaged block(s)")[:2] == (1, garbage) and report.total_bytes == garbage
+    assert f"skipped 1 damaged block(s): {garbage:,} byte(s) at {offs[2]:#x} (" in caplog.text
 
 
 def test_pcapng_damage_without_a_later_block_skips_to_the_end(tmp_path, caplog, walker):
     data, offs = pcapng_file(tmp_path)
     bad = data[: offs[4]] + struct.pack("<II", 6, 7) + bytes(40)
-    df = read(tmp_path, bad, "e.pcapng")
+    df, report = read_reported(tmp_path, bad, "e.pcapng")
     assert df.height == 4
-    assert f"skipped 1 damaged block(s), 48 byte(s), at offsets {offs[4]:#x}" in caplog.text
+    assert skipped(report, "damaged block(s)")[:2] == (1, 48) and report.total_bytes == 48
 
 
 def test_damaged_iteration_matches_the_table(tmp_path, walker):
@@ -208,8 +230,12 @@ def test_damaged_iteration_matches_the_table(tmp_path, walker):
     bad = bytearray(data)
     struct.pack_into("<I", bad, offs[1] + 20, 5000)
     path = _write(tmp_path, bytes(bad))
-    _, it = iter_capture_packets(path)
-    assert [p.time_ns for p in it] == read_capture(path)["time"].dt.epoch("ns").to_list()
+    with collect() as reports:
+        _, it = iter_capture_packets(path)
+        times = [p.time_ns for p in it]
+        assert len(reports) == 1  # published once the packets ran out (the interface pre-pass is quiet)
+        assert times == read_capture(path)["time"].dt.epoch("ns").to_list()
+    assert reports[0] == reports[1] and reports[0].counts == {"damaged block(s)": 1}
 
 
 def rich_pcapng(tmp_path) -> bytes:

@@ -128,8 +128,10 @@ def test_file_cut_in_the_middle_of_a_plain_buffer(corpus, tmp_path, caplog):
     assert (last.offset[sel] - seg_start + last.payload_size[sel] <= 0x1000).all()
     assert f.stats.damaged_buffers == 1 and f.stats.skipped_records == 1
     assert f.stats.trailing_bytes == 0x1000
-    (line,) = f.stats.warnings()
-    assert "file ends inside a buffer" in line and f"{cut:#x}" in line
+    r = f.skipped.reasons["record(s) in damaged buffers"]
+    assert r.count == 1 and (cut, "file ends inside a buffer") in [(p.offset, p.detail) for p in r.places]
+    line = f.skipped.line()
+    assert line.startswith(f"{path}: skipped 1 record(s) in damaged buffers: ") and f"{cut:#x}" in line
     assert any(r.getMessage() == line for r in caplog.records if r.levelno == logging.WARNING)
 
 
@@ -143,8 +145,9 @@ def test_file_cut_in_the_middle_of_a_compressed_buffer(corpus, tmp_path):
     assert sum(len(b) for b in batches) == per_buffer[0] + per_buffer[0x200] == 428
     assert f.stats.skipped_buffers == f.stats.uncounted_buffers == 1
     assert f.stats.skipped_bytes == 0x2000
-    assert "file ends inside a compressed buffer" in f.stats.warnings()[0]
-    assert f"{third:#x}" in f.stats.warnings()[0]
+    r = f.skipped.reasons["compressed buffer(s) of uncountable records"]
+    assert (r.count, r.bytes) == (1, 0x2000)
+    assert [(p.offset, p.detail) for p in r.places] == [(third, "file ends inside a compressed buffer")]
 
 
 def second_record(raw: bytes, buffer: int) -> int:
@@ -208,7 +211,8 @@ def test_undecodable_compressed_buffer_is_skipped_whole(corpus, tmp_path):
     f, batches = read(path)
     assert sum(len(b) for b in batches) == 179_474 - per_buffer[0x3CA8]
     assert f.stats.skipped_buffers == 1 and f.stats.damage_offsets == [0x3CA8]
-    assert "compressed buffer: malformed LZ77 data" in f.stats.warnings()[0]
+    (place,) = f.skipped.reasons["compressed buffer(s) of uncountable records"].places
+    assert place.offset == 0x3CA8 and place.detail.startswith("compressed buffer: malformed LZ77 data")
 
 
 def test_bad_buffer_header_in_plain_file_skips_one_buffer(corpus, tmp_path):
@@ -238,7 +242,9 @@ def test_trailing_garbage_after_last_buffer(corpus, tmp_path):
     path = write(tmp_path, "tail.etl", raw)
     f, batches = read(path)
     assert sum(len(b) for b in batches) == 8924
-    assert f.stats.skipped_bytes == 20 and "file ends inside a buffer header" in f.stats.warnings()[0]
+    assert f.stats.skipped_bytes == 20
+    r = f.skipped.reasons["record(s) in damaged buffers"]
+    assert (r.count, r.bytes, r.places[0].detail) == (0, 20, "file ends inside a buffer header")
 
 
 @pytest.mark.parametrize("walker", ["walk_c", "walk_py"])
@@ -297,8 +303,10 @@ def test_file_cut_at_a_buffer_boundary_is_not_a_silent_loss(corpus, tmp_path, ca
     f, _ = read(path)
     found = -(-cut // BUF)
     assert f.stats.buffers == found and f.stats.expected_buffers == 129
-    (line,) = f.stats.warnings()
-    assert f"holds {found} of the 129 buffers" in line and f"{129 - found} buffer(s)" in line
+    reason = "of the 129 buffer(s) its logfile header counts (the file is cut)"
+    assert {k: r.count for k, r in f.skipped.reasons.items() if r.kind == "missing"} == {reason: 129 - found}
+    line = f.skipped.line()
+    assert f"missing {129 - found} of the 129 buffer(s) its logfile header counts" in line
     assert any(r.getMessage() == line for r in caplog.records if r.levelno == logging.WARNING)
 
 
@@ -307,7 +315,7 @@ def test_whole_and_concatenated_files_do_not_warn_of_missing_buffers(corpus, tmp
     raw = (corpus / KN).read_bytes()
     for path in (corpus / KN, write(tmp_path, "twice.etl", raw + raw)):
         f, _ = read(path)
-        assert f.stats.warnings() == []
+        assert not f.skipped and f.stats.notes() == []
 
 
 def damaged_times(corpus, tmp_path):
@@ -350,8 +358,8 @@ def test_damaged_record_timestamps_are_warned_not_silently_wrapped(corpus, tmp_p
     path, start = damaged_times(corpus, tmp_path)
     f, batches = read(path)
     assert sum(len(b) for b in batches) == 8924
-    assert f.stats.bad_time_records == 3
-    (line,) = f.stats.warnings()
+    assert f.stats.bad_time_records == 3 and not f.skipped  # kept, with a warning
+    (line,) = f.stats.notes()
     assert "3 record(s) have a timestamp outside the trace" in line and "0x2000" in line
     assert any(r.getMessage() == line for r in caplog.records if r.levelno == logging.WARNING)
     times = np.concatenate([b.time for b in batches])
@@ -371,5 +379,4 @@ def test_cut_circular_file_is_not_a_silent_loss(corpus, tmp_path):
     path = write(tmp_path, "cut.etl", (corpus / "misc/pywintrace-eventlog.etl").read_bytes()[:0x60000])
     f, batches = read(path)
     assert sum(len(b) for b in batches) == 34 and f.header.expected_buffers == 6
-    (line,) = f.stats.warnings()
-    assert "holds 3 of the 6 buffers" in line
+    assert f.skipped.counts == {"of the 6 buffer(s) its logfile header counts (the file is cut)": 3}

@@ -68,7 +68,7 @@ def test_every_corpus_file_opens_and_iterates_cleanly(corpus):
         f, batches = read_all(path)
         n = sum(len(b) for b in batches)
         assert n == f.stats.records > 0, path
-        assert f.stats.skipped_bytes == 0 and f.stats.damaged_buffers == 0, (path, f.stats.warnings())
+        assert f.stats.skipped_bytes == 0 and f.stats.damaged_buffers == 0, (path, f.skipped.line())
         assert f.stats.buffers == f.header.buffers_written, path
         rec = concat(batches, "record")
         assert (rec == np.arange(n)).all()
@@ -84,9 +84,12 @@ def test_lost_events_in_header_are_reported(corpus, caplog):
     f, _ = read_all(corpus / "etl-parser/AMSITrace.etl")
     assert f.header.events_lost == 3 and f.stats.header_events_lost == 3
     assert f.stats.events_lost_flag_buffers == 0
-    (line,) = f.stats.warnings()
-    assert "lost events: 3 per the logfile header" in line and "AMSITrace.etl" in line
-    assert any("lost events: 3" in r.getMessage() for r in caplog.records)
+    assert f.skipped.counts == {"event(s) lost (logfile header)": 3} and f.skipped.total == 0
+    line = f.skipped.line()
+    assert (
+        line == f"{corpus / 'etl-parser/AMSITrace.etl'}: the logger reports 3 event(s) lost (logfile header)"
+    )
+    assert any(r.getMessage() == line for r in caplog.records)
 
 
 def test_buffer_statistics_of_compressed_files(corpus):
@@ -558,7 +561,7 @@ def test_synthetic_file_of_every_header_type_round_trips(tmp_path, ps):
     )
     f, batches = read_all(path)
     assert f.header.pointer_size == ps and f.header.buffer_size == 0x200
-    assert f.stats.buffers == f.header.buffers_written > 2 and not f.stats.warnings()
+    assert f.stats.buffers == f.header.buffers_written > 2 and not f.skipped and not f.stats.notes()
     n = sum(len(b) for b in batches)
     assert n == 1 + 18
 
@@ -656,7 +659,7 @@ def test_extended_system_header_bits_move_the_payload(tmp_path):
     f, batches = read_all(path)
     b = batches[0]
     assert [b.payload(i) for i in range(1, 4)] == [b"PAYLOAD", b"XY", b"Z"]
-    assert list(b.version[1:]) == [2, 3, 2] and not f.stats.warnings()
+    assert list(b.version[1:]) == [2, 3, 2] and not f.skipped and not f.stats.notes()
 
 
 _KINDS = [f"{kind}_header" for kind in structs.HEADER_KINDS]
@@ -709,7 +712,7 @@ def test_property_built_records_read_back(tmp_path, recs, ps, buffer_size):
         structs.build_etl(raw, pointer_size=ps, buffer_size=buffer_size, start_time=132404548206236167)
     )
     f, batches = read_all(path)
-    assert not f.stats.warnings()
+    assert not f.skipped and not f.stats.notes()
     rows = [(b, i) for b in batches for i in range(len(b))][1:]
     assert len(rows) == len(recs)
     for (b, i), (kind, fields, payload, _) in zip(rows, recs):

@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from etwtools.cli import cli
+from etwtools.parsers.diagnostics import SkipReport
 from etwtools.parsers.etl import columnar
 from etwtools.parsers.etl import eventsource as es
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.container import open_etl
-from etwtools.parsers.etl.kernel import Skipped
 
 TPL = uuid.UUID("2e5dba47-a3d2-4d16-8ee0-6671ffdcd7b5")  # System.Threading.Tasks.TplEventSource
 FRAMEWORK = uuid.UUID(
@@ -164,7 +164,7 @@ def _decode(path) -> tuple[dict[str, pl.DataFrame], str]:
             for t in dec.decode(batch):
                 by.setdefault(t.name, []).append(t.frame.with_columns(decoder=pl.lit(t.decoder)))
     dec.eventsource.finish()
-    return {n: pl.concat(v) for n, v in by.items()}, dec.skipped.summary()
+    return {n: pl.concat(v) for n, v in by.items()}, dec.skipped.line()
 
 
 def test_chunks_out_of_order_and_repeated_reassemble(tmp_path, manifests):
@@ -245,7 +245,7 @@ def test_declared_sizes_are_not_trusted(tmp_path, manifests, monkeypatch):
         env = es.ENVELOPE.build(dict(format=1, major=1, minor=0, magic=es.MAGIC, total_chunks=2, chunk=0))
         w.event(FRAMEWORK, es.MANIFEST_EVENT_ID, env + b"<a>", opcode=es.MANIFEST_OPCODE, tid=tid)
     path = w.write(tmp_path / "flood.etl")
-    skipped = Skipped()
+    skipped = SkipReport("test")
     m = es.Manifests(skipped)
     with open_etl(path) as f:
         for batch in f.batches():
@@ -253,7 +253,7 @@ def test_declared_sizes_are_not_trusted(tmp_path, manifests, monkeypatch):
                 m.add(batch.guids[int(batch.provider[i])], 0, int(batch.tid[i]), batch.payload(i), "0")
                 assert m._pending <= es.MAX_PENDING and len(m._streams) <= es.MAX_STREAMS
     m.finish()
-    text = skipped.summary()
+    text = skipped.line()
     assert "over 65536 bytes of unfinished manifests in the file; 65533 of 65535 chunks missing" in text
     assert "more than 8 manifests unfinished at once; 1 of 2 chunks missing" in text
     assert not m._streams and m._pending == 0

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from etwtools.parsers.diagnostics import SkipReport
 from etwtools.parsers.etl import kernel
 from etwtools.parsers.etl.container import open_etl
 from etwtools.parsers.etl.events import attach_process, build_processes, read_processes, read_timeline
@@ -199,7 +200,7 @@ def test_shutdown_logger_process_events_v4_with_sids(corpus):
     """etl-parser/ShutdownPerfDiagLogger.etl: 256 process events (DCStart/End/DCEnd v4, Terminate v2,
     Defunct v5), real SIDs."""
     path = corpus / "etl-parser" / "ShutdownPerfDiagLogger.etl"
-    decoded, skipped = [], kernel.Skipped()
+    decoded, skipped = [], SkipReport("test")
     kinds = Counter()
     with open_etl(path) as f:
         for batch in f.batches():

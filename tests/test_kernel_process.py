@@ -20,11 +20,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from etwtools.parsers.diagnostics import SkipReport
 from etwtools.parsers.etl.build import EtlWriter
 from etwtools.parsers.etl.container import EtlFile
 from etwtools.parsers.etl.events import read_timeline
 from etwtools.parsers.etl.guids import KERNEL_PROCESS
-from etwtools.parsers.etl.kernel import Skipped
 from etwtools.parsers.etl.kernel_process import LAYOUTS, decode_kernel_process
 
 FILETIME_EPOCH = 116444736000000000
@@ -290,7 +290,7 @@ def test_built_versions(tmp_path, start_v, stop_v):
     assert first["end"] - first["start"] == timedelta(seconds=5)
     assert first["exit_status"] == struct.unpack("<i", struct.pack("<I", 0xC0000005))[0]  # signed, as classic
     assert p.row(1, named=True)["end"] is None
-    sk = Skipped()
+    sk = SkipReport("test")
     with EtlFile(path) as etl:
         recs = [r for b in etl.batches() for r in decode_kernel_process(b, sk)]
     assert sk.counts == Counter({"Kernel-Process event 1 records of unknown version 9": 1})
@@ -313,7 +313,7 @@ def test_short_records_reported_not_guessed(tmp_path):
         time=T0 + timedelta(seconds=2),
     )
     path = w.write(tmp_path / "short.etl")
-    sk = Skipped()
+    sk = SkipReport("test")
     with EtlFile(path) as etl:
         recs = [r for b in etl.batches() for r in decode_kernel_process(b, sk)]
     assert [r["image"] for r in recs] == ["a.exe", "a.exeb"]

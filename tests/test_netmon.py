@@ -311,10 +311,11 @@ def test_damaged_frames_are_skipped(workdir, caplog):
     assert df["frame"].to_list() == [1, 2]
     raw = path.read_bytes()
     t = _table_offset(raw)
-    assert "skipped 2 damaged frame record(s)" in caplog.text
-    assert f"{len(raw) + 100:#x} (frame record outside the file or in its header)" in caplog.text
     first = struct.unpack_from("<I", raw, t)[0]
-    assert f"{first:#x} (captured length 1,000,000 above 262,144)" in caplog.text
+    assert (
+        f"frames.cap: skipped 2 damaged frame record(s): at {len(raw) + 100:#x} (outside the file or in its "
+        f"header), {first:#x} (captured length 1,000,000 above 262,144)\n"
+    ) in caplog.text
 
 
 def test_damaged_comment_table(workdir, caplog):
@@ -332,7 +333,8 @@ def test_damaged_comment_table(workdir, caplog):
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         df = read_netmon(path, utc_offset_minutes=0)
     assert df["comment"].to_list() == ["note 0", None, None]
-    assert f"damaged comment at offset {second:#x}; 1 comment(s) before it kept" in caplog.text
+    assert "notes.cap: skipped 1 damaged comment(s) ending the comment table: " in caplog.text
+    assert f"at {second:#x} (1 comment(s) before it kept)" in caplog.text
 
 
 def test_truncated_record(workdir, caplog):
@@ -350,7 +352,8 @@ def test_truncated_record(workdir, caplog):
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         df = read_netmon(path, utc_offset_minutes=0)
     assert df.height == 3
-    assert "runs past the end of the file" in caplog.text
+    assert "trunc.cap: skipped 1 damaged frame record(s): at 0x" in caplog.text
+    assert "bytes running past the end of the file)" in caplog.text
 
 
 # -- found by the break-attribution review ------------------------------------------------------------

@@ -51,7 +51,7 @@ from typing import BinaryIO
 import numpy as np
 import polars as pl
 
-from ..diagnostics import warn
+from ..diagnostics import SkipReport, report_for, warn
 from ..packets import (
     DIR_IN,
     DIR_OUT,
@@ -151,8 +151,7 @@ class EtlPacketReader:
         self.parts: list[pl.DataFrame] = []
         self.count = 0  # frames found so far
         self._pending: dict[tuple, _Pending] = {}
-        self.skipped = 0
-        self.skipped_offsets: set[int] = set()
+        self.skipped = report_for(path)  # merged into the pass's report by finish()
         self.incomplete = 0
         self.bad_ifindex = 0
         self.events = 0
@@ -179,8 +178,9 @@ class EtlPacketReader:
             self._vmswitch_events(batch.select(vm))
 
     def _skip(self, b: RecordBatch, bad: np.ndarray) -> None:
-        self.skipped += int(bad.sum())
-        self.skipped_offsets.update(int(o) for o in b.file_offset[bad][:20])
+        self.skipped.add_many(
+            "packet event(s) whose frame runs past the event (offsets of their buffers)", b.file_offset[bad]
+        )
 
     def _components(self, b: RecordBatch) -> None:
         """PktMon event 20: ComponentId u16, Type u16, driver name and description (UTF-16, NUL-ended)."""
@@ -499,8 +499,9 @@ class EtlPacketReader:
         return out
 
     # ------------------------------------------------------------------ results
-    def finish(self) -> None:
-        """Flush packets still open at the end of the file and report what was skipped."""
+    def finish(self, skipped: SkipReport | None = None) -> None:
+        """Flush packets still open at the end of the file; what was skipped goes to ``skipped`` (the
+        report of the pass that fed the batches, ``EtlFile.skipped``), else is published here."""
         if self._pending:
             out: list[tuple] = []
             for key, pend in list(self._pending.items()):
@@ -514,12 +515,10 @@ class EtlPacketReader:
                 iface.name = f"PktMon component {i}: {self.component_names[i]}"
             if links[i] > 1:  # one component or ifindex with frames of several link types
                 iface.name = f"{iface.name} (link type {lt})"
-        if self.skipped:
-            offs = ", ".join(hex(o) for o in sorted(self.skipped_offsets)[:10])
-            warn(
-                f"{self.path}: skipped {self.skipped} packet event(s) whose frame runs past the event "
-                f"(buffers at offsets {offs})"
-            )
+        if skipped is not None:
+            skipped.merge(self.skipped)
+        else:
+            self.skipped.publish()
         if self.incomplete:
             warn(
                 f"{self.path}: {self.incomplete} NDIS packet(s) without their first or last fragment "
@@ -729,7 +728,7 @@ def _read(
     with EtlFile(path, progress=progress) as etl:
         for batch in etl.batches(providers=PROVIDERS):
             reader.feed(batch)
-    reader.finish()
+        reader.finish(etl.skipped)
     return reader
 
 

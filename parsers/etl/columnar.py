@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from ..diagnostics import SkipReport, report_for
 from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Progress
 from . import eventsource as es
 from . import layouts as L
@@ -52,7 +53,6 @@ from .kernel import (
     NIC_OPCODE,
     PROCESS_EVENTS,
     SERVICES_OPCODE,
-    Skipped,
     decode_kernel_net,
     sid_text,
 )
@@ -372,8 +372,8 @@ class _Work:
 class Decoder:
     """Decodes the batches of one file (the event-type table is shared between batches)."""
 
-    def __init__(self) -> None:
-        self.skipped = Skipped()
+    def __init__(self, skipped: SkipReport | None = None) -> None:
+        self.skipped = skipped if skipped is not None else SkipReport("<batches>")  # the file's report
         self._types: dict[int, _Type] = {}
         self._tl_ids: dict[tuple[int, bytes], int] = {}
         self._tl_meta: dict[int, bytes] = {}
@@ -834,11 +834,14 @@ def _selector(
     return mask
 
 
-def _batches(path: str | os.PathLike, progress: Progress | None, chunk: int) -> Iterator[RecordBatch]:
-    """Each batch of records of an ETL file, in file order."""
+def _batches(
+    path: str | os.PathLike, progress: Progress | None, chunk: int, skipped: SkipReport
+) -> Iterator[RecordBatch]:
+    """Each batch of records of an ETL file, in file order; what the container skips goes to ``skipped``
+    (the decoder's report of the file, published by :func:`_report` once the last record is decoded)."""
     from .container import EtlFile
 
-    with EtlFile(path, progress=progress) as etl:
+    with EtlFile(path, progress=progress, skipped=skipped) as etl:
         yield from etl.batches(chunk)
 
 
@@ -859,12 +862,10 @@ class _Selection:
 
 
 def _report(path: str | os.PathLike, dec: Decoder) -> None:
-    """Warn of what was skipped (after the last record was decoded)."""
-    from ..diagnostics import warn
-
+    """Publish the file's report: the container's and the decoder's skips (after the last record was
+    decoded, with the manifests left unfinished)."""
     dec.eventsource.finish()
-    if dec.skipped:
-        warn(f"{os.fspath(path)}: skipped {dec.skipped.summary()}")
+    dec.skipped.publish()
 
 
 def iter_batches(
@@ -876,8 +877,8 @@ def iter_batches(
 ) -> Iterator[list[EventTable]]:
     """The event tables of each batch of records of an ETL file, batch by batch in file order (the long
     table's order; :func:`iter_events` gives larger tables)."""
-    dec, select = Decoder(), _Selection(providers, ids)
-    for batch in _batches(path, progress, CHUNK):
+    dec, select = Decoder(report_for(path)), _Selection(providers, ids)
+    for batch in _batches(path, progress, CHUNK, dec.skipped):
         dec.take_manifests(batch)
         chosen = select(batch, dec)
         if chosen is not None:
@@ -900,8 +901,8 @@ def iter_events(
     """
     from .regroup import Regrouper
 
-    regroup, select = Regrouper(), _Selection(providers, ids)
-    for batch in _batches(path, progress, REGROUP_CHUNK):
+    regroup, select = Regrouper(Decoder(report_for(path))), _Selection(providers, ids)
+    for batch in _batches(path, progress, REGROUP_CHUNK, regroup.decoder.skipped):
         yield from regroup.take_manifests(batch)
         chosen = select(batch, regroup.decoder)
         if chosen is not None:

@@ -12,7 +12,8 @@ they take the time of the record before them.
 Damage costs only the damaged unit: a record with a bad header skips the bytes up to the next
 position from which a valid chain of records reaches the end of the buffer; a buffer with a bad
 header or undecodable compressed data is skipped whole. Everything skipped is counted in
-:class:`EtlStats` and reported with :func:`etwtools.diagnostics.warn`.
+:class:`EtlStats` and goes to the file's :class:`~..diagnostics.SkipReport` (``EtlFile.skipped``), which
+the decoders of the same pass add to and which is published when the file is closed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Self
 
 import numpy as np
 
-from ..diagnostics import warn
+from ..diagnostics import SkipReport, report_for, warn
 from ..errors import EtlError
 from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Progress, filetime_to_ns
 from . import guids as _guids
@@ -163,6 +164,7 @@ class EtlStats:
     damaged_buffers: int = 0  # buffers with at least one skipped part
     damage_offsets: list[int] = field(default_factory=list)
     damage_reasons: list[str] = field(default_factory=list)
+    damages: list[tuple[int, int, int, str]] = field(default_factory=list)  # offset, bytes, records, why
     events_lost_flag_buffers: int = 0
     buffer_lost_flag_buffers: int = 0
     header_events_lost: int = 0
@@ -176,32 +178,29 @@ class EtlStats:
     clock_note: str = ""  # the logfile header's times disagree with the buffers' (a damaged header)
     _damaged: set = field(default_factory=set, repr=False)
 
-    def warnings(self) -> list[str]:
-        """One line per problem, naming the file (empty when nothing was skipped or lost)."""
-        out = []
+    def report(self, skipped: SkipReport) -> None:
+        """Count what was skipped, missing (a cut file) and lost by the logger into ``skipped``."""
+        for off, nbytes, records, reason in self.damages:
+            if records >= 0:
+                skipped.add("record(s) in damaged buffers", records, offset=off, size=nbytes, detail=reason)
+            else:
+                skipped.add(
+                    "compressed buffer(s) of uncountable records", offset=off, size=nbytes, detail=reason
+                )
         found = self.buffers + self.skipped_buffers
-        missing = self.expected_buffers - found if self.expected_buffers > found else 0
-        gone = (
-            f"the file holds {found} of the {self.expected_buffers} buffers its logfile header says were "
-            f"written: {missing} buffer(s) and their records are missing (the file is cut)"
-        )
-        if self.damaged_buffers:
-            offs = ", ".join(f"{o:#x}" for o in self.damage_offsets[:5])
-            more = f" and {len(self.damage_offsets) - 5} more" if len(self.damage_offsets) > 5 else ""
-            reasons = "; ".join(dict.fromkeys(self.damage_reasons))
-            whole = f", {self.skipped_buffers} of them whole" if self.skipped_buffers else ""
-            unknown = (
-                f" plus the unknown records of {self.uncounted_buffers} undecodable compressed buffer(s)"
-                if self.uncounted_buffers
-                else ""
+        if self.expected_buffers > found:
+            skipped.missing(
+                f"of the {self.expected_buffers} buffer(s) its logfile header counts (the file is cut)",
+                self.expected_buffers - found,
             )
-            out.append(
-                f"{self.path}: skipped {self.skipped_bytes} bytes and {self.skipped_records} "
-                f"record(s){unknown} in {self.damaged_buffers} damaged buffer(s){whole} "
-                f"(offsets {offs}{more}): {reasons}" + (f"; {gone}" if missing else "")
-            )
-        elif missing:
-            out.append(f"{self.path}: {gone}")
+        skipped.lost("event(s) lost (logfile header)", self.header_events_lost)
+        skipped.lost("buffer(s) flagged EVENTS_LOST", self.events_lost_flag_buffers)
+        skipped.lost("buffer(s) lost (logfile header)", self.header_buffers_lost)
+        skipped.lost("buffer(s) flagged BUFFER_LOST", self.buffer_lost_flag_buffers)
+
+    def notes(self) -> list[str]:
+        """Warnings about records kept with doubtful times, naming the file (empty when none)."""
+        out = []
         if self.bad_time_records:
             offs = ", ".join(f"{o:#x}" for o in self.bad_time_offsets[:5])
             out.append(
@@ -212,16 +211,6 @@ class EtlStats:
             )
         if self.clock_note:
             out.append(f"{self.path}: {self.clock_note}")
-        if self.events_lost_flag_buffers or self.header_events_lost:
-            out.append(
-                f"{self.path}: the logger lost events: {self.header_events_lost} per the logfile "
-                f"header, {self.events_lost_flag_buffers} buffer(s) flagged EVENTS_LOST"
-            )
-        if self.buffer_lost_flag_buffers or self.header_buffers_lost:
-            out.append(
-                f"{self.path}: the logger lost buffers: {self.header_buffers_lost} per the logfile "
-                f"header, {self.buffer_lost_flag_buffers} buffer(s) flagged BUFFER_LOST"
-            )
         return out
 
     def _damage(
@@ -236,6 +225,7 @@ class EtlStats:
         self.uncounted_buffers += int(whole and records < 0)
         self.damage_offsets.append(offset)
         self.damage_reasons.append(reason)
+        self.damages.append((offset, nbytes, records, reason))
 
 
 # ------------------------------------------------------------------ record walk (Python reference)
@@ -484,14 +474,21 @@ class _Wanted:
 
 
 class EtlFile:
-    """An open ETL file: ``.header``, ``.batches()``, ``.stats``. Use as a context manager."""
+    """An open ETL file: ``.header``, ``.batches()``, ``.stats``, ``.skipped`` (what the container and the
+    decoders of the pass skipped; published when the context manager exits). Use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike, progress: Progress | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, progress: Progress | None = None, skipped: SkipReport | None = None
+    ) -> None:
+        """``skipped``: a report of the file to count into, published by whoever made it (default: the
+        file's own, published when the context manager exits)."""
         self.path = os.fspath(path)
         self.progress = progress
         self._fh = None
         self._mm = None
         self.stats = EtlStats(path=self.path)
+        self._own_report = skipped is None
+        self.skipped = skipped if skipped is not None else report_for(path)
         try:
             self._fh = open(self.path, "rb")  # noqa: SIM115 - lives with the EtlFile (close())
             self.size = os.fstat(self._fh.fileno()).st_size
@@ -540,6 +537,8 @@ class EtlFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+        if self._own_report:
+            self.skipped.publish()
 
     def close(self) -> None:
         """Release the mapping and the file."""
@@ -864,7 +863,8 @@ class EtlFile:
             self.progress(self.size, self.size)
         st.records = record_base
         st.clock_note = self._clock_note()
-        for line in st.warnings():
+        st.report(self.skipped)
+        for line in st.notes():
             warn(line)
 
     def _batch(

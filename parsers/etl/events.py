@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from ..addresses import text_address
-from ..diagnostics import warn
+from ..diagnostics import SkipReport
 from ..lifetimes import PROCESS_GRACE_S, lifetime, process_at, process_instances
 from ..schema import EVENTS, PROCESSES, conform
 from ..units import Progress
@@ -36,7 +36,6 @@ from .kernel import (
     NET_COLUMNS,
     NET_EXTRAS,
     NetPieces,
-    Skipped,
     decode_kernel_net,
     decode_process_events,
     decode_systemconfig,
@@ -65,13 +64,15 @@ EVENT_EXTRAS = ["tid", "opcode", "version", "event_id", *NET_EXTRAS]
 @dataclass
 class Timeline:
     """What one pass over an ETL file gives: events (EVENTS schema), processes (PROCESSES schema),
-    the traced host's addresses (SystemConfig NIC), services, the container's header and stats."""
+    the traced host's addresses (SystemConfig NIC), services, the container's header and stats, and
+    what the pass skipped (``skipped``: the file's report, published)."""
 
     events: pl.DataFrame
     processes: pl.DataFrame
     local_addresses: list[str]
     header: Any = None
     stats: Any = None
+    skipped: SkipReport = field(default_factory=lambda: SkipReport("<batches>"))
     nics: list[dict] = field(default_factory=list)
     services: list[dict] = field(default_factory=list)
 
@@ -88,13 +89,13 @@ class _Collector:
     kprocs: list[dict] = field(default_factory=list)
     nics: list[dict] = field(default_factory=list)
     services: list[dict] = field(default_factory=list)
-    skipped: Skipped = field(default_factory=Skipped)
+    skipped: SkipReport = field(default_factory=lambda: SkipReport("<batches>"))
     path: str = ""
 
     def add(self, batch: RecordBatch) -> None:
         decode_kernel_net(batch, self.skipped, self.net)
         decode_kernel_network(batch, self.skipped, self.net)
-        tcpip = decode_pid_events(batch, self.path)
+        tcpip = decode_pid_events(batch, self.skipped)
         if tcpip.height:
             self.tcpip.append(tcpip.drop("process").with_columns(pl.col("time").cast(pl.Int64)))
         self.procs.extend(decode_process_events(batch, self.skipped))
@@ -114,15 +115,15 @@ def read_timeline(path: str | os.PathLike, progress: Progress | None = None, pac
     from .container import EtlFile
 
     providers = PROVIDERS if packets is None else (*PROVIDERS, *PACKET_PROVIDERS)
-    with EtlFile(path, progress=progress) as etl:
-        collector = _Collector(path=os.fspath(path))
+    with EtlFile(path, progress=progress) as etl:  # publishes the file's report: container + decoders
+        collector = _Collector(path=os.fspath(path), skipped=etl.skipped)
         for batch in etl.batches(providers=providers):
             collector.add(batch)
             if packets is not None:
                 packets.feed(batch)
-        header, stats = etl.header, etl.stats  # the container reports lost/skipped data itself
-    if packets is not None:
-        packets.finish()
+        header, stats = etl.header, etl.stats
+        if packets is not None:
+            packets.finish(etl.skipped)
     return _timeline_from(collector, path, header, stats)
 
 
@@ -132,16 +133,16 @@ def timeline_from_batches(
     header: Any = None,
     stats: Any = None,
 ) -> Timeline:
-    """The timeline of already decoded record batches (no container statistics are reported)."""
-    collector = _Collector()
-    for batch in batches:
-        collector.add(batch)
+    """The timeline of already decoded record batches (no container statistics are reported; what the
+    decoders skip is published as the report of ``path``)."""
+    with SkipReport(os.fspath(path)) as skipped:
+        collector = _Collector(skipped=skipped)
+        for batch in batches:
+            collector.add(batch)
     return _timeline_from(collector, path, header, stats)
 
 
 def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, stats: Any) -> Timeline:
-    if collector.skipped:
-        warn(f"{os.fspath(path)}: skipped {collector.skipped.summary()}")
     processes = merge_processes(
         build_processes(collector.procs, collector.services),
         build_processes(collector.kprocs, collector.services),
@@ -161,6 +162,7 @@ def _timeline_from(collector: _Collector, path: str | os.PathLike, header: Any, 
         stats=stats,
         nics=collector.nics,
         services=collector.services,
+        skipped=collector.skipped,
     )
 
 

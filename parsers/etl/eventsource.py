@@ -24,7 +24,7 @@ from xml.parsers import expat
 
 import construct as cs
 
-from .kernel import Skipped
+from ..diagnostics import SkipReport
 from .layouts import Field, Layout
 
 #: The manifest event of every EventSource provider.
@@ -335,7 +335,7 @@ class _Stream:
 class Manifests:
     """The EventSource manifests of one file, reassembled as their chunks come (file order)."""
 
-    def __init__(self, skipped: Skipped) -> None:
+    def __init__(self, skipped: SkipReport) -> None:
         self.skipped = skipped
         self.by_provider: dict[uuid.UUID, Manifest] = {}
         #: event id -> the manifest defining it, per provider (the best manifest first, then older ones)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ..diagnostics import SkipReport
 from ..schema import ColumnTypes
 from ..units import Progress
 from .guids import (
@@ -46,7 +47,6 @@ from .kernel import (
     NIC_OPCODE,
     PROCESS_EVENTS,
     SERVICES_OPCODE,
-    Skipped,
     decode_kernel_net,
     parse_nic,
     parse_process,
@@ -240,7 +240,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def describe_batch(batch: RecordBatch, skipped: Skipped) -> list[dict]:
+def describe_batch(batch: RecordBatch, skipped: SkipReport) -> list[dict]:
     """One dict per record of the batch: header columns plus decoder name and JSON fields."""
     own: dict[int, dict] = {}
     for frame in decode_kernel_net(batch, skipped) + decode_kernel_network(batch, skipped):
@@ -319,16 +319,12 @@ def _own_slow(guid, opcode: int, version: int, pointer_size: int, payload: bytes
 def reference_all_events(path: str | os.PathLike, *, progress: Progress | None = None) -> pl.DataFrame:
     """Every record of an ETL file (ALL_EVENTS schema), in file order, fields as a JSON string, decoded
     record by record (the reference the columnar decoder is tested against)."""
-    from ..diagnostics import warn
     from .container import EtlFile
 
     rows: list[dict] = []
-    skipped = Skipped()
     with EtlFile(path, progress=progress) as etl:
         for batch in etl.batches():
-            rows.extend(describe_batch(batch, skipped))
-    if skipped:
-        warn(f"{os.fspath(path)}: skipped {skipped.summary()}")
+            rows.extend(describe_batch(batch, etl.skipped))
     return frame_of(rows)
 
 

@@ -32,7 +32,6 @@ sender. :func:`orient` maps both to local/remote.
 from __future__ import annotations
 
 import struct
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from ..addresses import raw_text
+from ..diagnostics import SkipReport
 from ..units import filetime_to_ns
 from .guids import PROCESS_KERNEL, SYSTEMCONFIG_KERNEL, TCPIP_KERNEL, UDPIP_KERNEL
 from .records import RecordBatch
@@ -172,23 +172,6 @@ def net_layout(protocol: str, opcode: int, version: int) -> NetLayout | None:
     if version == 0 and opcode in (10, 11):
         return NetLayout(UDP_EVENTS[opcode], 4, _UDP_V0)
     return None
-
-
-@dataclass
-class Skipped:
-    """Records an event decoder could not decode, by reason (reported once per file)."""
-
-    counts: Counter = field(default_factory=Counter)
-
-    def add(self, reason: str, n: int = 1) -> None:
-        if n:
-            self.counts[reason] += n
-
-    def __bool__(self) -> bool:
-        return bool(self.counts)
-
-    def summary(self) -> str:
-        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +381,7 @@ def _group_rows(keys: list[np.ndarray]) -> list[tuple[tuple[int, ...], np.ndarra
 
 
 def decode_kernel_net(
-    batch: RecordBatch, skipped: Skipped, pieces: NetPieces | None = None
+    batch: RecordBatch, skipped: SkipReport, pieces: NetPieces | None = None
 ) -> list[pl.DataFrame]:
     """Frames of the classic kernel TcpIp and UdpIp events of one batch (one frame per layout); with
     ``pieces``, their columns go there instead (and no frame is returned)."""
@@ -529,7 +512,7 @@ def parse_process(payload: bytes, version: int, pointer_size: int) -> dict:
     return out
 
 
-def decode_process_events(batch: RecordBatch, skipped: Skipped) -> list[dict]:
+def decode_process_events(batch: RecordBatch, skipped: SkipReport) -> list[dict]:
     """Process Start/End/DCStart/DCEnd/Terminate/Defunct events of one batch, as dicts."""
     sel = np.flatnonzero(batch.provider_mask(PROCESS_KERNEL) & np.isin(batch.opcode, list(PROCESS_EVENTS)))
     out = []
@@ -594,7 +577,7 @@ def parse_service(payload: bytes, version: int) -> dict:
     return {"pid": pid, "state": state, "name": name, "display_name": display, "process": process}
 
 
-def decode_systemconfig(batch: RecordBatch, skipped: Skipped) -> tuple[list[dict], list[dict]]:
+def decode_systemconfig(batch: RecordBatch, skipped: SkipReport) -> tuple[list[dict], list[dict]]:
     """(NIC dicts, service dicts, each with ``time``) of one batch."""
     mask = batch.provider_mask(SYSTEMCONFIG_KERNEL)
     nics, services = [], []
@@ -626,7 +609,6 @@ __all__ = [
     "UDP_EVENTS",
     "NetLayout",
     "NetPieces",
-    "Skipped",
     "decode_kernel_net",
     "decode_layout",
     "decode_process_events",

@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from ..diagnostics import SkipReport
 from .guids import KERNEL_NETWORK
-from .kernel import NetLayout, NetPieces, Skipped, _group_rows, fits, net_frame, net_layout
+from .kernel import NetLayout, NetPieces, _group_rows, fits, net_frame, net_layout
 from .records import RecordBatch
 
 PROVIDER = "Kernel-Network"
@@ -35,7 +36,7 @@ def layout_for(event_id: int) -> tuple[str, NetLayout] | None:
 
 
 def decode_kernel_network(
-    batch: RecordBatch, skipped: Skipped, pieces: NetPieces | None = None
+    batch: RecordBatch, skipped: SkipReport, pieces: NetPieces | None = None
 ) -> list[pl.DataFrame]:
     """Frames (kernel.NET_COLUMNS + extras) of the Kernel-Network events of one batch; with ``pieces``,
     their columns go there instead (and no frame is returned)."""

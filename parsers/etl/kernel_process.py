@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..diagnostics import SkipReport
 from ..units import FILETIME_UNIX_EPOCH
 from .columnar import decode_records
 from .guids import KERNEL_PROCESS
-from .kernel import Skipped, _group_rows
+from .kernel import _group_rows
 from .layouts import Layout, layout
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
 
@@ -64,7 +65,7 @@ LAYOUTS: dict[tuple[int, int], Layout] = {
 EVENTS = {START: "Start", STOP: "End"}
 
 
-def decode_kernel_process(batch: RecordBatch, skipped: Skipped) -> list[dict]:
+def decode_kernel_process(batch: RecordBatch, skipped: SkipReport) -> list[dict]:
     """ProcessStart/ProcessStop events of one batch as process-event dicts (the keys of
     ``kernel.parse_process`` plus ``image_path``, ``create_time`` and ``provider``)."""
     eh = (batch.htype == EVENT_HEADER32) | (batch.htype == EVENT_HEADER64)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import polars as pl
 
+from ..diagnostics import report_for
 from .columnar import CHUNK, HEADER, Decoder, _batches, _header, _report, _Selection, long_form
 from .generic import ALL_EVENTS
 from .records import RecordBatch
@@ -45,9 +46,9 @@ def _rows(
 ) -> Iterator[pl.DataFrame]:
     decode = columns is None or any(c in columns for c in _DECODED)
     on_headers = predicate is not None and set(predicate.meta.root_names()) <= set(HEADER)
-    dec, select = Decoder(), _Selection(providers, ids)
+    dec, select = Decoder(report_for(path)), _Selection(providers, ids)
     left = n_rows
-    for whole in _batches(path, None, CHUNK):
+    for whole in _batches(path, None, CHUNK, dec.skipped):
         dec.take_manifests(whole)
         batch = select(whole, dec)
         if batch is None:

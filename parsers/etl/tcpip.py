@@ -37,14 +37,13 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from ..addresses import packed_text
-from ..diagnostics import warn
+from ..diagnostics import SkipReport, report_for
 from ..schema import EVENTS, TIME, ColumnTypes, conform, empty
 from ..units import Progress
 from .guids import TCPIP
@@ -110,8 +109,9 @@ SECURITY_SCHEMA: ColumnTypes = {
 }
 
 
-def decode_security(batch: RecordBatch, path: str | os.PathLike = "") -> tuple[pl.DataFrame, int]:
-    """The six-counter events of one batch, and how many TCPIP-provider records the batch held."""
+def decode_security(batch: RecordBatch, skipped: SkipReport) -> tuple[pl.DataFrame, int]:
+    """The six-counter events of one batch, and how many TCPIP-provider records the batch held; short
+    ones are counted in ``skipped``."""
     tcp = batch.provider_mask(TCPIP)
     n_tcpip = int(tcp.sum())
     if not n_tcpip:
@@ -120,10 +120,8 @@ def decode_security(batch: RecordBatch, path: str | os.PathLike = "") -> tuple[p
     sel = tcp & np.isin(ids, list(SECURITY_EVENTS)) & (batch.htype >= 0x12) & (batch.htype <= 0x13)
     short = sel & (batch.payload_size < 24)
     if short.any():
-        offs = sorted({int(o) for o in batch.file_offset[short]})
-        warn(
-            f"{os.fspath(path)}: skipped {int(short.sum())} TCPIP counter events shorter than 24 bytes "
-            f"(buffers at offsets {', '.join(hex(o) for o in offs[:10])})"
+        skipped.add_many(
+            "TCPIP counter events shorter than 24 bytes (offsets of their buffers)", batch.file_offset[short]
         )
         sel &= ~short
     b = batch.select(sel)
@@ -145,8 +143,9 @@ def decode_security(batch: RecordBatch, path: str | os.PathLike = "") -> tuple[p
     return pl.DataFrame(cols, schema=SECURITY_SCHEMA), n_tcpip
 
 
-def decode_pid_events(batch: RecordBatch, path: str | os.PathLike = "") -> pl.DataFrame:
-    """Events 1017/1033/1169/1170/1300 of one batch as EVENTS rows (pid from the payload)."""
+def decode_pid_events(batch: RecordBatch, skipped: SkipReport) -> pl.DataFrame:
+    """Events 1017/1033/1169/1170/1300 of one batch as EVENTS rows (pid from the payload); malformed
+    ones are counted in ``skipped``."""
     sel = batch.provider_mask(TCPIP) & np.isin(batch.event_id, list(PID_EVENTS))
     idx = np.flatnonzero(sel)
     rows: list[tuple] = []
@@ -157,11 +156,7 @@ def decode_pid_events(batch: RecordBatch, path: str | os.PathLike = "") -> pl.Da
             rows.append(_pid_row(batch, int(i), eid))
         except (struct.error, ValueError, IndexError):
             bad.append(int(batch.file_offset[i]))
-    if bad:
-        warn(
-            f"{os.fspath(path)}: skipped {len(bad)} malformed TCPIP PID events "
-            f"(buffers at offsets {', '.join(hex(o) for o in sorted(set(bad))[:10])})"
-        )
+    skipped.add_many("malformed TCPIP PID events (offsets of their buffers)", bad)
     df = pl.DataFrame(
         rows,
         schema={
@@ -256,20 +251,24 @@ class TcpipEvents:
 class TcpipCollector:
     """Accumulates TCPIP events batch by batch (so callers can share one pass over the file)."""
 
-    def __init__(self, path: str | os.PathLike, *, pid_events: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, pid_events: bool = True, skipped: SkipReport | None = None
+    ) -> None:
+        """``skipped``: the report of the file's pass (``EtlFile.skipped``) the decoders count into."""
         self.path = path
+        self.skipped = skipped if skipped is not None else report_for(path)
         self.want_pid = pid_events
         self._sec: list[pl.DataFrame] = []
         self._pid: list[pl.DataFrame] = []
         self.events_read = 0
 
     def feed(self, batch: RecordBatch) -> None:
-        df, n = decode_security(batch, self.path)
+        df, n = decode_security(batch, self.skipped)
         self.events_read += n
         if df.height:
             self._sec.append(df)
         if n and self.want_pid:
-            pid = decode_pid_events(batch, self.path)
+            pid = decode_pid_events(batch, self.skipped)
             if pid.height:
                 self._pid.append(pid)
 
@@ -285,9 +284,12 @@ class TcpipCollector:
 
 def read_tcpip(path: str | os.PathLike, *, progress: Progress | None = None) -> TcpipEvents:
     """Every Microsoft-Windows-TCPIP security and PID event of an ETL file, and the provider's event count."""
-    col = TcpipCollector(path)
-    for batch in _batches(path, progress):
-        col.feed(batch)
+    from .container import EtlFile
+
+    with EtlFile(path, progress=progress) as etl:
+        col = TcpipCollector(path, skipped=etl.skipped)
+        for batch in etl.batches():
+            col.feed(batch)
     return col.result()
 
 
@@ -296,14 +298,10 @@ def read_tcpip_security_events(path: str | os.PathLike, *, progress: Progress | 
 
     The number of TCPIP-provider events read is in :func:`read_tcpip`'s ``events_read``.
     """
-    col = TcpipCollector(path, pid_events=False)
-    for batch in _batches(path, progress):
-        col.feed(batch)
-    return col.result().security
-
-
-def _batches(path: str | os.PathLike, progress=None) -> Iterable[RecordBatch]:
     from .container import EtlFile
 
     with EtlFile(path, progress=progress) as etl:
-        yield from etl.batches()
+        col = TcpipCollector(path, pid_events=False, skipped=etl.skipped)
+        for batch in etl.batches():
+            col.feed(batch)
+    return col.result().security
