@@ -84,8 +84,31 @@ EXISTING = InputFile()
 
 class _StderrFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        """``warning: <file>: skipped ...`` for a reader's skip report (the one place they are printed),
+        ``warning: ...`` for other warnings, the bare message for information."""
+        report = getattr(record, "skip_report", None)
+        if report is not None:
+            return f"warning: {report.line()}"
         prefix = "warning: " if record.levelno >= logging.WARNING else ""
         return prefix + record.getMessage()
+
+
+class _OncePerFile(logging.Filter):
+    """A file read twice by one command (a trace that is also the capture) reports its skips once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        report = getattr(record, "skip_report", None)
+        if report is None:
+            return True
+        line = report.line()
+        if line in self.seen:
+            return False
+        self.seen.add(line)
+        return True
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -93,6 +116,7 @@ def _setup_logging(quiet: bool) -> None:
     log.handlers[:] = []
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_StderrFormatter())
+    handler.addFilter(_OncePerFile())
     log.addHandler(handler)
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     log.propagate = False

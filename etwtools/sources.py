@@ -219,7 +219,7 @@ def _tracerpt_trace(path: PathLike, *, with_frames: bool = False, progress: Prog
     from .parsers.tracerpt import read_tracerpt
 
     t = read_tracerpt(path, progress=progress)
-    return Trace(os.fspath(path), "tracerpt", t.events, t.processes, [])
+    return Trace(os.fspath(path), "tracerpt", t.events, t.processes, [], skipped=t.skipped)
 
 
 def _etl_frames(

@@ -121,6 +121,18 @@ class SkipReport:
         for i, off in enumerate(islice(offsets, room)):
             r.places.append(Skip(int(off), detail=detail(i) if detail is not None else ""))
 
+    def add_lines(self, reason: str, lines: Collection[Any], n: int | None = None) -> None:
+        """Count ``n`` lines (default: as many as ``lines``), showing the first of ``lines`` (1-based
+        line numbers, in the order given)."""
+        n = len(lines) if n is None else n
+        if n <= 0:
+            return
+        r = self.reasons.setdefault(reason, Reason())
+        r.count += n
+        r.located += n
+        room = max(0, EXAMPLES - len(r.places))
+        r.places.extend(Skip(line=int(x)) for x in islice(lines, room))
+
     def missing(self, reason: str, n: int) -> None:
         """Count ``n`` units the file should hold but does not (a cut file)."""
         if n > 0:

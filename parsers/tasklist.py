@@ -42,7 +42,7 @@ from typing import Any
 
 import polars as pl
 
-from . import diagnostics
+from .diagnostics import report_for
 from .errors import TextFormatError
 from .schema import PROCESSES, conform
 from .tracerpt import decode_text
@@ -222,7 +222,7 @@ class _Reader:
         self.csv_columns: list[str] | None = None
         self.list_block: dict | None = None
         self.list_last: str | None = None
-        self.problems: dict[str, list[int]] = {}
+        self.skipped = report_for(path)  # published once the file is read
 
     # -- snapshots
     @property
@@ -238,7 +238,7 @@ class _Reader:
         self.snapshots.append(_Snapshot(time=when if timed else self.default_time, timed=timed))
 
     def bad(self, kind: str, line: int) -> None:
-        self.problems.setdefault(kind, []).append(line)
+        self.skipped.add(f"line(s) ({kind})", line=line)
 
     def add(self, row: dict, line: int, table: bool) -> None:
         if row.get("pid") is None:
@@ -604,15 +604,13 @@ def read_tasklist(paths: str | os.PathLike | list, *, snapshot_time: datetime | 
         reader.read(text)
         rows_total = sum(len(s.rows) for s in reader.snapshots)
         if rows_total == 0:
-            first = min((ln for lines in reader.problems.values() for ln in lines), default=1)
+            lines = [p.line for r in reader.skipped.reasons.values() for p in r.places if p.line is not None]
             raise TextFormatError(
-                "wrong columns: no tasklist rows (image name and PID) found", path=path, line=first
+                "wrong columns: no tasklist rows (image name and PID) found",
+                path=path,
+                line=min(lines, default=1),
             )
-        for kind, lines in reader.problems.items():
-            shown = ", ".join(str(x) for x in sorted(lines)[:5]) + (", ..." if len(lines) > 5 else "")
-            diagnostics.warn(
-                f"{path}: skipped {len(lines)} line{'s' if len(lines) != 1 else ''} ({kind}; lines {shown})"
-            )
+        reader.skipped.publish()
         for snap in reader.snapshots:
             if not snap.rows:
                 continue

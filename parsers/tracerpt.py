@@ -32,12 +32,13 @@ Which payload version a network line is (the rule, from the number of user-data 
 * UdpIp, ``n == 7`` and the first field is a pointer (``0x...``): v0 (context, saddr, sport, size,
   daddr, dport, dsize; no PID). ``n == 6``: v1 (PID, size, daddr, saddr, dport, sport).
   ``n == 8``: v2 (v1 then seqnum, connid).
-* ``n == 2`` (Proto, FailureCode): a Fail event without endpoints; counted in ``skipped``.
-* Anything else is malformed: warned about (kind, first line numbers, count) and left out.
+* ``n == 2`` (Proto, FailureCode): a Fail event without endpoints; counted in ``ignored``.
+* Anything else is malformed: counted in the file's skip report (kind, first line numbers, count)
+  and left out.
 
 Process lines (Start/End/DCStart/DCEnd; payload v0..v4 and later versions told by the Version
 column, or by the number of fields without one) fill :attr:`TracerptTrace.processes` and the ``process`` column of the events. All other
-lines are counted in :attr:`TracerptTrace.skipped` by event name.
+lines are counted in :attr:`TracerptTrace.ignored` by event name.
 
 The file is read a chunk of whole lines at a time (:data:`CHUNK_SIZE` bytes; UTF-16 is re-encoded
 and lone-CR line ends, as old Mac tools write them, become LF on the way), so the memory a read
@@ -67,6 +68,7 @@ import polars as pl
 
 from . import diagnostics
 from .addresses import dotted_quad_text, text_address_map
+from .diagnostics import SkipReport, report_for
 from .errors import TextFormatError
 from .etl.kernel import TCP_EVENTS
 from .lifetimes import process_at, process_instances
@@ -140,11 +142,13 @@ CHUNK_SIZE = 16 << 20
 
 @dataclass
 class TracerptTrace:
-    """What a tracerpt CSV holds: network events, processes, and what was skipped (kind -> count)."""
+    """What a tracerpt CSV holds: network events, processes, the malformed lines skipped (``skipped``,
+    published as the file was read) and the lines of other events left out (``ignored``: event -> lines)."""
 
     events: pl.DataFrame
     processes: pl.DataFrame
-    skipped: dict[str, int] = field(default_factory=dict)
+    skipped: SkipReport = field(default_factory=lambda: SkipReport(""))
+    ignored: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -272,32 +276,10 @@ def _with_ipv6(df: pl.DataFrame, raw: str, col: str) -> pl.DataFrame:
     return df.with_columns(df[col].scatter(v6.arg_true(), mapped))
 
 
-class _Problems:
-    """Malformed lines by kind: one warning per kind with the first line numbers and a count."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.lines: dict[str, list[int]] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, kind: str, lines: pl.Series | list[int], count: int | None = None) -> None:
-        n = len(lines) if count is None else count
-        if not n:
-            return
-        first = lines.head(_SHOW_LINES).to_list() if isinstance(lines, pl.Series) else lines[:_SHOW_LINES]
-        have = self.lines.setdefault(kind, [])
-        have.extend(first[: _SHOW_LINES - len(have)])
-        self.counts[kind] = self.counts.get(kind, 0) + n
-
-    def report(self, skipped: dict[str, int]) -> None:
-        for kind, n in self.counts.items():
-            shown = ", ".join(str(x) for x in sorted(self.lines[kind]))
-            more = ", ..." if n > len(self.lines[kind]) else ""
-            diagnostics.warn(
-                f"{self.path}: skipped {n} malformed line{'s' if n != 1 else ''} "
-                f"({kind}; lines {shown}{more})"
-            )
-            skipped[f"malformed: {kind}"] = n
+def _malformed(report: SkipReport, kind: str, lines: pl.Series | list[int], count: int | None = None) -> None:
+    """Count malformed lines of one kind (``lines``: their line numbers, the first ones at least)."""
+    first = lines.head(_SHOW_LINES).to_list() if isinstance(lines, pl.Series) else lines[:_SHOW_LINES]
+    report.add_lines(f"malformed line(s) ({kind})", first, len(lines) if count is None else count)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -559,7 +541,7 @@ def read_tracerpt(
     n_process = 0
     found_records: list[int] = []
     found_texts: list[str] = []
-    net_problems = _Problems(str(path))
+    net_problems = report_for(path)
     fails: dict[str, int] = {}
     try:
         for data, first_line, done, counts, raw in _split_ahead(_replay(taken, chunks), layout):
@@ -597,39 +579,37 @@ def read_tracerpt(
                 f"cannot split into CSV fields: {str(exc).splitlines()[0]}", path=path
             ) from None
 
-    skipped: dict[str, int] = {}
+    ignored: dict[str, int] = {}
     by_name: dict[str, int] = {}
-    problems = _Problems(str(path))
+    problems = report_for(path)
     for c0, low, n, first in counts.sort("c0").iter_rows():
         if low == "process":
             continue
         name = (c0 or "").strip().lstrip("\ufeff") or "(no event name)"
         if not re.fullmatch(r"[A-Za-z][\w .:/-]{0,63}|\(no event name\)", name):
-            problems.add("not a tracerpt CSV line", sorted(first), n)  # e.g. binary junk
+            _malformed(problems, "not a tracerpt CSV line", sorted(first), n)  # e.g. binary junk
             continue
         by_name[name] = by_name.get(name, 0) + n
-    skipped.update(sorted(by_name.items(), key=lambda kv: (-kv[1], kv[0])))
-    processes, proc_skipped = _processes(procs, layout, problems)
-    for k, n in proc_skipped.items():
-        skipped[k] = skipped.get(k, 0) + n
-    skipped.update(fails)
-    for kind, n in net_problems.counts.items():
-        problems.add(kind, net_problems.lines[kind], n)
+    ignored.update(sorted(by_name.items(), key=lambda kv: (-kv[1], kv[0])))
+    processes, proc_ignored = _processes(procs, layout, problems)
+    for k, n in proc_ignored.items():
+        ignored[k] = ignored.get(k, 0) + n
+    ignored.update(fails)
+    problems.merge(net_problems)
     events = pl.concat(event_parts) if event_parts else empty(EVENTS)
     del event_parts
     events = _name_processes(events, processes)
     if progress:
         progress(size, size)
 
-    problems.report(skipped)
-    ignored = {k: n for k, n in skipped.items() if not k.startswith("malformed")}
+    problems.publish()
     if ignored:
         listed = ", ".join(f"{k} {n}" for k, n in list(ignored.items())[:8])
         diagnostics.info(
             f"{path}: skipped {sum(ignored.values())} lines that are not TcpIp/UdpIp/Process "
             f"events or carry no endpoint ({listed})"
         )
-    return TracerptTrace(events=events, processes=processes, skipped=skipped)
+    return TracerptTrace(events=events, processes=processes, skipped=problems, ignored=ignored)
 
 
 def read_tracerpt_events(path: str | os.PathLike) -> pl.DataFrame:
@@ -741,7 +721,7 @@ def _network_fields(net: pl.LazyFrame, layout: _Layout) -> pl.LazyFrame:
     )
 
 
-def _network(f: pl.DataFrame, problems: _Problems, fails: dict[str, int]) -> pl.DataFrame:
+def _network(f: pl.DataFrame, problems: SkipReport, fails: dict[str, int]) -> pl.DataFrame:
     """Parsed network lines -> EVENTS; bad lines reported by kind, Fail lines counted in ``fails``."""
     if f.height == 0:
         return empty(EVENTS)
@@ -777,7 +757,7 @@ def _network(f: pl.DataFrame, problems: _Problems, fails: dict[str, int]) -> pl.
                 key = f"{prov} Fail (no endpoint)"
                 fails[key] = fails.get(key, 0) + cnt
         else:
-            problems.add(kind, rows["record"])
+            _malformed(problems, kind, rows["record"])
     ev = f.filter(pl.col("problem").is_null()) if bad.height else f
 
     kinds = ev.select("type", "opcode").unique()
@@ -843,7 +823,7 @@ def _sid(text: str) -> str | None:
 
 
 def _processes(
-    rows: pl.DataFrame, layout: _Layout, problems: _Problems
+    rows: pl.DataFrame, layout: _Layout, problems: SkipReport
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Process lines -> one row per process instance (:func:`~etwtools.parsers.lifetimes.process_instances`)."""
     skipped: dict[str, int] = {}
@@ -908,7 +888,7 @@ def _processes(
         }
         events.append({**known, "event": ptype, "time": time_ns, "record": record})
     for kind, recs in bad.items():
-        problems.add(kind, recs)
+        _malformed(problems, kind, recs)
     cols = ("pid", "ppid", "image", "command_line", "session", "start", "end", "user")
     instances = [{k: row[k] for k in cols} for row in process_instances(events, "tracerpt")]
     if not instances:

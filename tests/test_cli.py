@@ -133,3 +133,21 @@ def test_readme_library_example_runs_as_written(capsys):
         os.chdir(cwd)
     printed = capsys.readouterr().out
     assert "+0.312440 s" in printed and "Answer: PID 2136 store.exe, confidence high" in printed
+
+
+def test_readme_skip_report_example_runs_as_written(capsys):
+    """README's skip-report block, executed verbatim from the project root: one report per file read."""
+    readme = (DATA.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    code = next(b for b in blocks if "skip_reports()" in b)
+    cwd = os.getcwd()
+    os.chdir(DATA.parent)
+    try:
+        exec(compile("import etwtools\n" + code, "README.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    assert capsys.readouterr().out.splitlines() == [
+        "data/kernel.csv 0 {}",
+        "data/capture.pcap 0 {}",
+        "nothing skipped",
+    ]

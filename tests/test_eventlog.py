@@ -23,7 +23,7 @@ def test_issue_43_sysmon_counts(corpus):
     log = read_eventlog(corpus / "eventlogs/python-evtx/issue_43.evtx")
     assert log.kind == "evtx"
     assert log.event_ids[1] == 356 and log.event_ids[3] == 153 and log.event_ids[5] == 351
-    assert log.records == 1730 and log.skipped == {}
+    assert log.records == 1730 and not log.skipped
     c = log.connections
     assert c.schema == pl.Schema(schema.CONNECTIONS)
     assert c.height == 153 and set(c["sensor"]) == {"sysmon"} and set(c["event_id"]) == {3}
@@ -57,16 +57,12 @@ def test_damaged_chunks_cost_only_those_chunks(corpus, caplog):
     d = corpus / "eventlogs/omerbenamram-evtx"
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         bad = read_eventlog(d / "sample_with_a_bad_chunk_magic.evtx")
-    assert bad.records == 270 and bad.skipped == {"damaged chunk": 2}
-    assert (
-        sum(
-            "damaged chunk skipped" in r.getMessage() and "chunk number 6" in r.getMessage()
-            for r in caplog.records
-        )
-        == 1
-    )
+    assert bad.records == 270 and bad.skipped.counts == {"damaged chunk(s)": 2}
+    (line,) = [r.getMessage() for r in caplog.records]  # one line for the file: both chunks, their messages
+    assert line.startswith(f"{d / 'sample_with_a_bad_chunk_magic.evtx'}: skipped 2 damaged chunk(s): ")
+    assert "Failed to parse chunk number 6:" in line and "Failed to parse chunk number 10:" in line
     zero = read_eventlog(d / "sample-with-zero-data-size-event.evtx")
-    assert zero.records == 335 and zero.skipped == {"damaged chunk": 1}
+    assert zero.records == 335 and zero.skipped.counts == {"damaged chunk(s)": 1}
 
 
 def test_no_network_events_says_which_ids(corpus):
@@ -167,7 +163,7 @@ def test_otrf_zip_counts_match_a_plain_json_count(corpus):
 def test_event_ids_with_qualifiers_are_counted(corpus):
     """system.evtx writes EventID as {"#attributes": {"Qualifiers": ..}, "#text": N}: every record counted."""
     log = read_eventlog(corpus / "eventlogs/omerbenamram-evtx/system.evtx")
-    assert log.records == 1881 and sum(log.event_ids.values()) == 1881 and log.skipped == {}
+    assert log.records == 1881 and sum(log.event_ids.values()) == 1881 and not log.skipped
     assert log.event_ids[6009] > 0  # EventLog 6009, written with Qualifiers 32768
 
 
@@ -186,14 +182,14 @@ def test_hostile_lines_cost_only_themselves(corpus, tmp_path):
     )
     log = read_eventlog(f)
     good = read_eventlog(corpus / SECURITY_JSON_PATH)
-    assert log.skipped == {"truncated JSON line": 2}
+    assert log.skipped.counts == {"truncated JSON line(s) (not ending with '}')": 2}
     assert log.connections.height == 2 * good.connections.height
 
 
 def test_sysmon_evtx_with_slack_chunks(corpus):
     """Corpus README: 358 records, S1 227, S3 2, 8 garbage chunks at the end, S3 UtcTime 77.7 days early."""
     log = read_eventlog(corpus / "eventlogs/omerbenamram-evtx/sysmon.evtx")
-    assert log.records == 358 and log.skipped == {"damaged chunk": 8}
+    assert log.records == 358 and log.skipped.counts == {"damaged chunk(s)": 8}
     assert log.event_ids[1] == 227 and log.connections.height == 2
     lag_days = (
         (log.connections["time"] - log.connections["sensor_time"]).dt.total_seconds() / 86400
@@ -210,6 +206,9 @@ def test_evtx_cut_short_says_so(corpus, tmp_path, caplog):
     whole.write_bytes(src[: 4096 + 65536])
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         log = read_eventlog(f)
-    assert log.skipped == {"partial chunk at the end": 1}
-    assert "last 30,000 bytes" in caplog.text
+    assert log.skipped.counts == {"partial chunk(s) at the end (the file is cut short?)": 1}
+    assert (
+        f"skipped 1 partial chunk(s) at the end (the file is cut short?): 30,000 byte(s) at {4096 + 65536:#x}"
+        in (caplog.text)
+    )
     assert log.records == read_eventlog(whole).records > 0

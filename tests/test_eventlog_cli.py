@@ -76,29 +76,37 @@ def test_truncated_json_line_costs_that_line(corpus, tmp_path):
     f.write_bytes(b"".join(lines))
     r = run("events", "--etl", f, "-f", "csv")
     assert r.exit_code == 0
-    assert f"line {cut + 1} (offset " in r.stderr and "truncated JSON line" in r.stderr
+    offset = sum(len(x) for x in lines[:cut])
+    assert (
+        f"skipped 1 truncated JSON line(s) (not ending with '}}'): at {offset:#x} (line {cut + 1})\n"
+        in r.stderr
+    )
     log = read_eventlog(f)
-    assert log.skipped == {"truncated JSON line": 1}
+    assert log.skipped.counts == {"truncated JSON line(s) (not ending with '}')": 1}
     assert log.connections.height == full.connections.height - 1
     # an undecodable line that still ends in "}" is counted apart
     lines[cut] = b'{"EventID":3, "Channel": oops}\n'
     f.write_bytes(b"".join(lines))
     log = read_eventlog(f)
     assert (
-        log.skipped == {"undecodable JSON line": 1} and log.connections.height == full.connections.height - 1
+        log.skipped.counts == {"undecodable JSON line(s)": 1}
+        and log.connections.height == full.connections.height - 1
     )
     # bytes that are not UTF-8 (json.loads raises UnicodeDecodeError, not JSONDecodeError) cost that line too
     lines[cut] = b'{"EventID":3, "Image": "C:\\\xff.exe"}\n'
     f.write_bytes(b"".join(lines))
     r = run("events", "--etl", f, "-f", "csv")
-    assert r.exit_code == 0 and f"line {cut + 1} (offset " in r.stderr and "invalid start byte" in r.stderr
+    assert r.exit_code == 0 and f"undecodable JSON line(s): at {offset:#x} (line {cut + 1}: " in r.stderr
+    assert "invalid start byte" in r.stderr
     log = read_eventlog(f)
     assert (
-        log.skipped == {"undecodable JSON line": 1} and log.connections.height == full.connections.height - 1
+        log.skipped.counts == {"undecodable JSON line(s)": 1}
+        and log.connections.height == full.connections.height - 1
     )
 
 
 def test_damaged_evtx_chunk_on_the_command_line(corpus):
     r = run("events", "--etl", corpus / "eventlogs/omerbenamram-evtx/sample_with_a_bad_chunk_magic.evtx")
     assert r.exit_code == 0
-    assert r.stderr.count("damaged chunk skipped") == 2 and "chunk number 10" in r.stderr
+    assert r.stderr.count(": skipped ") == 1 and "skipped 2 damaged chunk(s): " in r.stderr
+    assert "chunk number 6" in r.stderr and "chunk number 10" in r.stderr

@@ -496,7 +496,7 @@ def test_damaged_rows_warned_and_skipped(tmp_path, caplog):
         df = read_tasklist(write(tmp_path, "dmg.txt", lines))
     assert df["pid"].to_list() == [0, 4]
     (msg,) = [r.getMessage() for r in caplog.records]
-    assert "skipped 1 line" in msg and "lines 6)" in msg
+    assert "skipped 1 line(s) (" in msg and msg.endswith("): lines 6")
 
 
 def test_two_localized_snapshots_without_warnings(tmp_path, caplog):
@@ -525,7 +525,7 @@ def test_csv_row_with_a_damaged_pid_is_warned_not_taken_for_a_header(tmp_path, c
         df = read_tasklist(write(tmp_path, "c.csv", lines))
     check(df, EXPECT_DEFAULT)
     (msg,) = [r.getMessage() for r in caplog.records]
-    assert "row without a numeric PID; lines 3)" in msg
+    assert msg.endswith("skipped 1 line(s) (row without a numeric PID): lines 3")
 
 
 @pytest.mark.parametrize(
@@ -599,4 +599,4 @@ def test_misaligned_row_of_a_two_column_table_is_warned_not_internal_error(tmp_p
         df = read_tasklist(write(tmp_path, "two.txt", lines))
     check(df, {"pid": [868], "image": ["svchost.exe"]})
     (msg,) = [r.getMessage() for r in caplog.records]
-    assert "skipped 1 line" in msg and "lines 5)" in msg
+    assert "skipped 1 line(s) (" in msg and msg.endswith("): lines 5")

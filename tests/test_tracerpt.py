@@ -122,7 +122,7 @@ def test_exchange_case_kernel_csv(cases):
     assert ev["local_port"].to_list() == [36003, 36009, 36016, 36022]
     assert ev["remote_port"].to_list() == [2762, 6004, 2344, 1116]
     assert ev["connid"].null_count() == 4 and ev["seqnum"].null_count() == 4  # v1 UdpIp has neither
-    assert trace.processes.height == 0 and trace.skipped == {}
+    assert trace.processes.height == 0 and trace.ignored == {} and not trace.skipped
 
 
 def test_case_detected_as_tracerpt(cases):
@@ -392,7 +392,7 @@ def test_process_lines_name_the_events(tmp_path):
     assert procs["start"].cast(pl.Int64)[1] == (FT - 50 - 116444736000000000) * 100
     assert procs["end"].cast(pl.Int64)[1] == (FT + 20 - 116444736000000000) * 100
     assert trace.events["process"].to_list() == ["store.exe", "tool.exe", None]
-    assert trace.skipped == {"EventTrace": 1, "Thread": 1}
+    assert trace.ignored == {"EventTrace": 1, "Thread": 1} and not trace.skipped
 
 
 def test_vista_process_v3_with_command_line(tmp_path):
@@ -445,18 +445,17 @@ def test_malformed_lines_warned_once_per_kind(cases, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="etwtools"):
         trace = read_tracerpt(write(tmp_path, "bad.csv", lines))
     assert trace.events["record"].to_list() == [1, 7]
-    assert trace.skipped == {
-        "TcpIp Fail (no endpoint)": 1,
-        "malformed: unexpected number of user-data fields for TcpIp/UdpIp": 1,
-        "malformed: address that is not IPv4/IPv6": 2,
-        "malformed: Clock-Time is not a FILETIME": 1,
-        "malformed: PID, size or port that is not a number": 2,
+    assert trace.ignored == {"TcpIp Fail (no endpoint)": 1}
+    assert trace.skipped.counts == {
+        "malformed line(s) (unexpected number of user-data fields for TcpIp/UdpIp)": 1,
+        "malformed line(s) (address that is not IPv4/IPv6)": 2,
+        "malformed line(s) (Clock-Time is not a FILETIME)": 1,
+        "malformed line(s) (PID, size or port that is not a number)": 2,
     }
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 4
-    assert any("2 malformed lines (address that is not IPv4/IPv6; lines 3, 8)" in w for w in warnings)
-    assert any("(PID, size or port that is not a number; lines 5, 6)" in w for w in warnings)
-    assert all(str(tmp_path / "bad.csv") in w for w in warnings)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]  # one per file
+    assert warning.startswith(f"{tmp_path / 'bad.csv'}: skipped ")
+    assert "; 2 malformed line(s) (address that is not IPv4/IPv6): lines 3, 8;" in warning
+    assert "2 malformed line(s) (PID, size or port that is not a number): lines 5, 6" in warning
 
 
 def test_many_bad_lines_show_first_five(tmp_path, caplog):
@@ -466,7 +465,9 @@ def test_many_bad_lines_show_first_five(tmp_path, caplog):
         trace = read_tracerpt(write(tmp_path, "many.csv", lines))
     assert trace.events.height == 0 and trace.events.schema == pl.Schema(EVENTS)
     (msg,) = [r.getMessage() for r in caplog.records]
-    assert "skipped 12 malformed lines" in msg and "lines 1, 2, 3, 4, 5, ...)" in msg
+    assert msg.endswith(
+        "skipped 12 malformed line(s) (unexpected number of user-data fields for TcpIp/UdpIp): lines 1, 2, 3, 4, 5 and 7 more"
+    )
 
 
 @pytest.mark.parametrize(
@@ -512,7 +513,7 @@ def test_no_network_lines_gives_empty_events(tmp_path):
     ]
     trace = read_tracerpt(write(tmp_path, "np.csv", lines))
     assert trace.events.height == 0 and trace.events.schema == pl.Schema(EVENTS)
-    assert trace.processes["image"].to_list() == ["System"] and trace.skipped == {"Thread": 1}
+    assert trace.processes["image"].to_list() == ["System"] and trace.ignored == {"Thread": 1}
 
 
 def test_process_lines_found_either_way(tmp_path):
@@ -528,7 +529,7 @@ def test_process_lines_found_either_way(tmp_path):
     ]:
         trace = read_tracerpt(write(tmp_path, name, lines))
         assert trace.processes["pid"].to_list() == [2136], name
-        assert trace.skipped == {"Image": 2}, name
+        assert trace.ignored == {"Image": 2} and not trace.skipped, name
 
 
 def test_junk_after_a_good_start_is_counted_not_fatal(cases, tmp_path, caplog):
@@ -542,9 +543,10 @@ def test_junk_after_a_good_start_is_counted_not_fatal(cases, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         trace = read_tracerpt(path)
     assert trace.events.height == 4
-    assert trace.skipped == {"Thread": 1200, "malformed: not a tracerpt CSV line": 3}
+    assert trace.ignored == {"Thread": 1200}
+    assert trace.skipped.counts == {"malformed line(s) (not a tracerpt CSV line)": 3}
     (msg,) = [r.getMessage() for r in caplog.records]
-    assert "lines 1205, 1206, 1207)" in msg
+    assert msg.endswith(": lines 1205, 1206, 1207")
 
 
 def test_non_utf8_bytes_are_read(cases, tmp_path):
@@ -556,7 +558,7 @@ def test_non_utf8_bytes_are_read(cases, tmp_path):
         + b"\n"
     )
     trace = read_tracerpt(path)
-    assert trace.events.height == 4 and trace.skipped == {"Image": 1}
+    assert trace.events.height == 4 and trace.ignored == {"Image": 1}
 
 
 def test_process_line_with_out_of_range_pid_or_clock_is_malformed_not_internal_error(tmp_path, caplog):
@@ -575,8 +577,8 @@ def test_process_line_with_out_of_range_pid_or_clock_is_malformed_not_internal_e
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         t = read_tracerpt(write(tmp_path, "p.csv", lines))
     assert t.processes["image"].to_list() == ["store.exe"]
-    assert t.skipped["malformed: Process line with a PID or session out of range"] == 1
-    assert t.skipped["malformed: Process line without a FILETIME Clock-Time"] == 1
+    assert t.skipped["malformed line(s) (Process line with a PID or session out of range)"] == 1
+    assert t.skipped["malformed line(s) (Process line without a FILETIME Clock-Time)"] == 1
     assert t.events["process"].to_list() == ["store.exe"]
 
 
@@ -592,8 +594,8 @@ def test_network_line_past_2262_negative_size_or_pid_is_malformed(tmp_path):
     ]
     t = read_tracerpt(write(tmp_path, "n.csv", lines))
     assert t.events["record"].to_list() == [5] and ns(t.events) == T0_NS
-    assert t.skipped["malformed: Clock-Time is not a FILETIME"] == 1
-    assert t.skipped["malformed: PID, size or port that is not a number"] == 2
+    assert t.skipped["malformed line(s) (Clock-Time is not a FILETIME)"] == 1
+    assert t.skipped["malformed line(s) (PID, size or port that is not a number)"] == 2
 
 
 def test_process_line_with_a_lone_cr_is_malformed_not_internal_error(tmp_path, caplog):
@@ -607,8 +609,8 @@ def test_process_line_with_a_lone_cr_is_malformed_not_internal_error(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="etwtools"):
         t = read_tracerpt(write(tmp_path, "cr.csv", lines))
     assert t.events["pid"].to_list() == [2136] and t.processes.height == 0
-    assert t.skipped["malformed: Process line that cannot be split into CSV fields"] == 1
-    assert any("lines 2)" in r.getMessage() for r in caplog.records)
+    assert t.skipped["malformed line(s) (Process line that cannot be split into CSV fields)"] == 1
+    assert any(r.getMessage().endswith("split into CSV fields): lines 2") for r in caplog.records)
 
 
 def test_cr_only_line_ends_are_read(cases, tmp_path):
@@ -627,7 +629,7 @@ def test_cr_only_line_ends_are_read(cases, tmp_path):
     for chunk_size in (len(filler) + len(lines[0]) + 1, 1 << 20):  # a read ends at the first CR LF's CR
         t = read_tracerpt(mixed, chunk_size=chunk_size)
         assert_frame_equal(t.events.drop("record"), real.drop("record"))
-        assert t.events["record"].to_list() == [1201, 1202, 1203, 1204] and t.skipped == {"Thread": 1200}
+        assert t.events["record"].to_list() == [1201, 1202, 1203, 1204] and t.ignored == {"Thread": 1200}
 
 
 def _many_kinds_of_lines() -> list[str]:
@@ -728,13 +730,14 @@ def test_chunks_give_the_same_result_as_one_read(tmp_path, caplog):
         results.append((t, [r.getMessage() for r in caplog.records]))
     whole, messages = results[0]
     assert whole.events.height == 80 and whole.processes["pid"].to_list() == [2136, 3000]
-    assert whole.skipped["malformed: address that is not IPv4/IPv6"] == 5
-    assert whole.skipped["TcpIp Fail (no endpoint)"] == 5 and whole.skipped["Thread"] == 40
-    assert len(messages) == 4  # 2 kinds of malformed network lines, 1 of Process lines, 1 info
+    assert whole.skipped["malformed line(s) (address that is not IPv4/IPv6)"] == 5
+    assert whole.ignored["TcpIp Fail (no endpoint)"] == 5 and whole.ignored["Thread"] == 40
+    assert len(whole.skipped.reasons) == 3  # 2 kinds of malformed network lines, 1 of Process lines
+    assert len(messages) == 2  # one warning line for the file, 1 info
     for t, msgs in results[1:]:
         assert_frame_equal(t.events, whole.events)
         assert_frame_equal(t.processes, whole.processes)
-        assert t.skipped == whole.skipped and msgs == messages
+        assert t.skipped == whole.skipped and t.ignored == whole.ignored and msgs == messages
 
 
 def test_events_out_of_time_order_are_named(tmp_path):

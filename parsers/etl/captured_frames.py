@@ -187,6 +187,10 @@ class EtlPacketReader:
         for i in range(len(b)):
             p = b.payload(i)
             if len(p) < 6:
+                self.skipped.add(
+                    "PktMon component events shorter than 6 bytes (offsets of their buffers)",
+                    offset=int(b.file_offset[i]),
+                )
                 continue
             comp = int.from_bytes(p[0:2], "little")
             texts = _utf16z_strings(p[4:], 2)

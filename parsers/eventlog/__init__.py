@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import polars as pl
 
-from .. import diagnostics
+from ..diagnostics import SkipReport, report_for
 from ..errors import EventLogError
 from ..units import PathLike, Progress
 from . import scan, tables
@@ -45,7 +45,7 @@ class EventLog:
     hosts: pl.DataFrame  # host, sensor, connections, processes, dns, first, last
     event_ids: Counter = field(default_factory=Counter)  # every event id in the file -> records
     records: int = 0  # records (evtx) or non-blank lines (JSON) read
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> records / lines / chunks lost
+    skipped: SkipReport = field(default_factory=lambda: SkipReport(""))  # published as the log was read
     flavours: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -99,9 +99,9 @@ class _Collector:
         self.unit = unit
         self.rows: list[dict[str, Any]] = []
         self.stats = scan.ScanStats()
-        self.skipped: Counter = Counter()
+        self.skipped = report_for(path)
         self.flavours: Counter = Counter()
-        self.first_unknown: list[str] | None = None
+        self.first_unknown = False  # the keys of the first one are shown
 
     def feed(self, buf: bytes | memoryview, first_line: int, base: int) -> int:
         """Decode the candidate lines of one block; returns its number of newlines."""
@@ -113,20 +113,22 @@ class _Collector:
             except ValueError as e:
                 if not c.text.rstrip().endswith(b"}"):
                     continue  # a truncated line: counted and reported by the scan
-                self.skipped["undecodable JSON line"] += 1
-                where = f"record {c.line}" if self.unit == "record" else f"line {c.line}"
-                if self.skipped["undecodable JSON line"] <= 20:
-                    # json.loads also raises UnicodeDecodeError (no msg/colno) for bytes that are not UTF-8
-                    why = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
-                    diagnostics.warn(
-                        f"{self.path}: {where} (offset {c.offset:#x}): not valid JSON ({why}); skipped"
+                # json.loads also raises UnicodeDecodeError (no msg/colno) for bytes that are not UTF-8
+                why = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
+                if self.unit == "record":  # .evtx: the record's number, no byte offset of its own
+                    self.skipped.add("undecodable JSON record(s)", detail=f"record {c.line}: {why}")
+                else:
+                    self.skipped.add(
+                        "undecodable JSON line(s)", offset=c.offset, detail=f"line {c.line}: {why}"
                     )
                 continue
             fl = flavour_of(d)
             if fl is None:
-                self.skipped["unknown JSON shape"] += 1
-                if self.first_unknown is None and isinstance(d, dict):
-                    self.first_unknown = sorted(d)[:12]
+                keys = ", ".join(sorted(d)[:12]) if isinstance(d, dict) and not self.first_unknown else ""
+                self.first_unknown = self.first_unknown or bool(keys)
+                self.skipped.add(
+                    "line(s) of no known event-log flavour", line=c.line, detail=keys and f"has {keys}"
+                )
                 continue
             self.flavours[fl] += 1
             row = flatten(d, fl)
@@ -197,14 +199,10 @@ def _read_json(path: str, progress: Progress | None) -> tuple[_Collector, int]:
             blocks.close()
             if mm is not None:
                 mm.close()
+    truncated = "truncated JSON line(s) (not ending with '}')"
     for line, off in col.stats.broken:
-        diagnostics.warn(
-            f"{path}: line {line} (offset {off:#x}): truncated JSON line (does not end with '}}'); skipped"
-        )
-    if col.stats.broken_count:
-        col.skipped["truncated JSON line"] += col.stats.broken_count
-        if col.stats.broken_count > len(col.stats.broken):
-            diagnostics.warn(f"{path}: {col.stats.broken_count:,} truncated JSON lines in all")
+        col.skipped.add(truncated, offset=off, detail=f"line {line}")
+    col.skipped.add(truncated, col.stats.broken_count - len(col.stats.broken))
     return col, col.stats.lines
 
 
@@ -256,17 +254,15 @@ def _read_evtx(path: str, progress: Progress | None) -> tuple[_Collector, int]:
             n += col.feed(buf, n + 1, 0)
     except ValueError as e:
         raise EventLogError(f"cannot read as .evtx: {e}", path=path, offset=0) from None
-    for msg in errors[:20]:
-        diagnostics.warn(f"{path}: damaged chunk skipped: {msg}")
-    if errors:
-        col.skipped["damaged chunk"] += len(errors)
+    for msg in errors:
+        col.skipped.add("damaged chunk(s)", detail=msg)
     tail = partial_tail(path)
     if tail:
-        diagnostics.warn(
-            f"{path}: the file ends inside a chunk (cut short?): its last {tail:,} bytes, a partial "
-            "chunk, are not read"
+        col.skipped.add(
+            "partial chunk(s) at the end (the file is cut short?)",
+            offset=os.path.getsize(path) - tail,
+            size=tail,
         )
-        col.skipped["partial chunk at the end"] += 1
     if progress:
         size = os.path.getsize(path)
         progress(size, size)
@@ -291,13 +287,8 @@ def read_eventlog(path: PathLike, progress: Progress | None = None) -> EventLog:
         what = (
             "record(s) without an event id (null System)" if kind == "evtx" else "line(s) without an event id"
         )
-        col.skipped[what] += without_id
-        diagnostics.warn(f"{p}: {without_id:,} {what} skipped")
-    if col.skipped.get("unknown JSON shape"):
-        diagnostics.warn(
-            f"{p}: {col.skipped['unknown JSON shape']:,} line(s) of no known event-log flavour "
-            f"skipped (first has: {', '.join(col.first_unknown or [])})"
-        )
+        col.skipped.add(what, without_id)
+    col.skipped.publish()
     raw = tables.raw_frame(col.rows).with_columns(tables.sensor_of().alias("sensor"))
     conns = tables.connections(raw, p)
     procs = tables.processes(raw, p)
@@ -311,6 +302,6 @@ def read_eventlog(path: PathLike, progress: Progress | None = None) -> EventLog:
         tables.hosts(conns, procs, names),
         col.stats.event_ids,
         records,
-        dict(col.skipped),
+        col.skipped,
         sorted(col.flavours),
     )
