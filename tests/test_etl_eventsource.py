@@ -326,7 +326,7 @@ def test_events_before_their_manifest_are_counted(tmp_path, manifests):
 def test_manifests_kept_per_provider_are_bounded(manifests):
     """Ever better manifests of one provider, each defining one more event: the oldest ones' own events
     go once more than MAX_MANIFESTS are held (a hostile file cannot make us keep them all)."""
-    m = es.Manifests(Skipped())
+    m = es.Manifests(SkipReport("test"))
     base = manifests[TPL]
     for n in range(es.MAX_MANIFESTS + 3):
         extra = f'<event value="{1000 + n}" version="0" task="TaskScheduled" template="TaskScheduledArgs"/>'
