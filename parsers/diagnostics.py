@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Self
@@ -187,8 +187,9 @@ class SkipReport:
         if self.published:
             return self
         self.published = True
-        for sink in _SINKS.get():
-            sink.append(self)
+        with _SINKS_LOCK:
+            for sink in _SINKS:
+                sink.append(self)
         if self.reasons:
             log.warning(self.line(), extra={"skip_report": self})
         return self
@@ -222,19 +223,22 @@ def report_for(path: str | os.PathLike) -> SkipReport:
     return SkipReport(os.fspath(path))
 
 
-_SINKS: ContextVar[tuple[list[SkipReport], ...]] = ContextVar("etwtools_skip_sinks", default=())
+_SINKS: list[list[SkipReport]] = []  # one per active collect(), in any thread (readers may run in polars')
+_SINKS_LOCK = threading.Lock()
 
 
 @contextmanager
 def collect() -> Iterator[list[SkipReport]]:
-    """The reports published while the block runs (one per file read), empty ones included:
-    ``with collect() as reports: read_frames(path)``."""
+    """The reports published while the block runs (one per file read, empty ones included; by any
+    thread, as polars runs a lazy scan's reader in its own): ``with collect() as reports: read_frames(path)``."""
     sink: list[SkipReport] = []
-    token = _SINKS.set(_SINKS.get() + (sink,))
+    with _SINKS_LOCK:
+        _SINKS.append(sink)
     try:
         yield sink
     finally:
-        _SINKS.reset(token)
+        with _SINKS_LOCK:
+            _SINKS.remove(sink)
 
 
 #: :func:`collect` under the name the ``etwtools`` package exports.

@@ -222,3 +222,20 @@ def test_rendering_counts_places_and_kinds():
     merged = SkipReport("x.bin")
     merged.merge(r)
     assert merged == r and merged.line() == r.line()
+
+
+@pytest.mark.parametrize("how", ["iter_batches", "iter_events", "scan_events"])
+def test_every_event_reader_of_etl_reports_once(corpus, tmp_path, how):
+    """``events --all``'s readers (batch tables, regrouped tables, the lazy long table) count the
+    container's and the decoders' skips into one report of the file, published after the last record."""
+    from etwtools.parsers.etl import columnar, scan
+
+    path, reason = _etl(corpus, tmp_path)
+    with collect() as reports:
+        if how == "scan_events":
+            scan.scan_events(path).collect()
+        else:
+            for _ in getattr(columnar, how)(path):
+                pass
+    (report,) = [r for r in reports if r.file == str(path)]
+    assert report.published and report.reasons[reason].count == 1

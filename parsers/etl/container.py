@@ -488,6 +488,7 @@ class EtlFile:
         self._mm = None
         self.stats = EtlStats(path=self.path)
         self._own_report = skipped is None
+        self._passes = 0  # calls of batches()
         self.skipped = skipped if skipped is not None else report_for(path)
         try:
             self._fh = open(self.path, "rb")  # noqa: SIM115 - lives with the EtlFile (close())
@@ -537,7 +538,7 @@ class EtlFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
-        if self._own_report:
+        if self._own_report and self._passes:  # a file only opened (its header checked) reports nothing
             self.skipped.publish()
 
     def close(self) -> None:
@@ -828,6 +829,7 @@ class EtlFile:
         """
         if self._mm is None:
             raise ValueError("I/O operation on a closed EtlFile")
+        self._passes += 1
         self.stats = st = EtlStats(
             path=self.path,
             header_events_lost=self.header.events_lost,
