@@ -212,10 +212,10 @@ def estimate_offset(pairs: pl.DataFrame, votes: pl.DataFrame | None = None) -> O
 
 def _matches_at(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], center: int) -> pl.DataFrame:
     """Pairs (fid, eid, diff) of every frame with its nearest same-key event within a bin of ``center``."""
-    f = frames.select(keys + ["fid", (pl.col("t") - center).alias("_tt"), pl.col("t").alias("t_f")]).sort(
-        "_tt"
-    )
-    e = events.select(keys + ["eid", pl.col("t").alias("t_e"), pl.col("t").alias("_on")]).sort("_on")
+    f = frames.select(keys + ["fid", (pl.col("t") - center).alias("_tt"), pl.col("t").alias("t_f")])
+    e = events.select(keys + ["eid", pl.col("t").alias("t_e"), pl.col("t").alias("_on")])
+    f = f if f["_tt"].is_sorted() else f.sort("_tt")  # (callers may give them in time order)
+    e = e if e["_on"].is_sorted() else e.sort("_on")
     m = f.join_asof(
         e,
         left_on="_tt",

@@ -3,13 +3,14 @@ process names, every frame gets its row in :data:`OUT_COLUMNS` with a reason, an
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from ..parsers import schema
 from ..processes import PROCESS_GRACE_S, ProcessResolver
-from .constants import CONFIDENCE, KEY, KID, NS, OUT_COLUMNS
+from .constants import CONFIDENCE, NS, OUT_COLUMNS
 from .prepare import Prepared
-from .reasons import fragment_reason, render, unmatched_reason
+from .reasons import Lookup, fragment_reason, render, unmatched_reason
 from .result import attributed_expr, frame_bytes
 
 
@@ -44,62 +45,62 @@ def name_processes(
 ) -> tuple[pl.DataFrame, ProcessResolver, list[str]]:
     """``res`` with pid, e_t, process and services of its event (``_after_end``: ns since the process's
     End when its name was kept for the grace period); the resolver; notes on disagreements."""
-    res = res.join(
-        net.select(
-            pl.col("eid").alias("e_eid"),
-            pl.col("t").alias("e_t"),
-            "pid",
-            pl.col("process").alias("e_process"),
-        ),
-        on="e_eid",
-        how="left",
+    by_eid = Lookup(net["eid"])
+    pos = by_eid.positions(res["e_eid"])  # the event's row in net (gathered, not joined)
+    res = res.with_columns(
+        net["t"].gather(pos).alias("e_t"),
+        net["pid"].gather(pos).alias("pid"),
+        net["process"].gather(pos).alias("e_process"),
     )
     resolver = ProcessResolver(
         processes if processes is not None else schema.empty(schema.PROCESSES), grace_s=grace_s
     )
     # one query per event used (the answer depends only on the event's PID and time)
+    used = np.zeros(net.height, bool)
+    used[pos.drop_nulls().to_numpy()] = True
     q = (
-        res.select(pl.col("e_eid").alias("qid"), "pid", pl.col("e_t").alias("t"))
+        net.select(pl.col("eid").alias("qid"), "pid", "t", pl.col("process").alias("e_process"))
+        .with_row_index("_row")[np.flatnonzero(used)]
         .filter(pl.col("pid").is_not_null())
-        .unique("qid")
     )
-    names = (
-        resolver.resolve(q)
-        if q.height
-        else pl.DataFrame(
-            schema={
-                "qid": pl.Int64,
-                "process": pl.Utf8,
-                "services": pl.Utf8,
-                "after_end_ns": pl.Int64,
-                "in_trace": pl.Boolean,
-            }
+    empty = pl.DataFrame(
+        schema={
+            "qid": pl.Int64,
+            "process": pl.Utf8,
+            "services": pl.Utf8,
+            "after_end_ns": pl.Int64,
+            "in_trace": pl.Boolean,
+        }
+    )
+    known = resolver.trace.height or resolver.snapshots.height  # else nothing to resolve against
+    names = resolver.resolve(q.select("qid", "pid", "t")) if q.height and known else empty
+    # the answer of every event row, gathered by res's event rows
+    row_of = np.full(net.height + 1, -1, np.int64)  # (the last: no event)
+    row_of[by_eid.positions(names["qid"]).to_numpy()] = np.arange(names.height)
+
+    def gathered(rows: pl.Series) -> pl.DataFrame:
+        at = pl.Series(row_of[rows.fill_null(net.height).to_numpy()])
+        at = at.set(at < 0, None)
+        return names.select(
+            pl.col("process").gather(at),
+            pl.col("services").gather(at),
+            pl.col("after_end_ns").gather(at).alias("_after_end"),
+            pl.col("in_trace").gather(at).alias("_in_trace"),
         )
-    )
-    res = res.join(
-        names.select(
-            pl.col("qid").alias("e_eid"),
-            "process",
-            "services",
-            pl.col("after_end_ns").alias("_after_end"),
-            pl.col("in_trace").alias("_in_trace"),
-        ),
-        on="e_eid",
-        how="left",
-    )
+
     # the events' own names only for PIDs the process tables do not know (the grace period decides the rest)
-    res = res.with_columns(
-        pl.when(pl.col("_in_trace").fill_null(False))
-        .then(pl.col("process"))
-        .otherwise(pl.coalesce("process", "e_process"))
-        .alias("process")
-    )
-    notes = resolver.disagreements(set(res["pid"].drop_nulls().unique().to_list()))
+    named = pl.when(pl.col("_in_trace").fill_null(False)).then(pl.col("process"))
+    process = named.otherwise(pl.coalesce("process", "e_process")).alias("process")
+    res = pl.concat([res, gathered(pos)], how="horizontal").with_columns(process)
+    notes = resolver.disagreements(set(q["pid"].unique().to_list()))
+    # the events' names against the tables', once per event used (the same as once per frame)
+    q = q.filter(pl.col("e_process").is_not_null())
     mism = (
-        res.select("pid", "e_process", "process")
+        pl.concat([q, gathered(q["_row"].cast(pl.Int64))], how="horizontal")
+        .with_columns(process)
+        .select("pid", "e_process", "process")
         .filter(
-            pl.col("e_process").is_not_null()
-            & pl.col("process").is_not_null()
+            pl.col("process").is_not_null()
             & (pl.col("e_process").str.to_lowercase() != pl.col("process").str.to_lowercase())
         )
         .unique()
@@ -114,12 +115,7 @@ def name_processes(
 
 def without_pid(p: Prepared) -> pl.Series:
     """fids of frames whose 5-tuple only events without a usable PID have."""
-    only = (
-        p.oriented.select("fid", KID, *KEY)
-        .filter(pl.col(KID).is_null())
-        .join(p.nopid.select(KEY).unique(), on=KEY, how="semi")
-    )
-    return only["fid"]
+    return p.nopid_fids
 
 
 def answers(res: pl.DataFrame, shift: pl.Expr | None) -> pl.DataFrame:
@@ -148,15 +144,20 @@ def answers(res: pl.DataFrame, shift: pl.Expr | None) -> pl.DataFrame:
 
 
 def finish(
-    tables: list[pl.DataFrame], p: Prepared, offset_ns: int | None, shift: pl.Expr | None, why: str | None
+    tables: list[pl.DataFrame],
+    p: Prepared,
+    span: tuple[int | None, int | None],
+    offset_ns: int | None,
+    shift: pl.Expr | None,
+    why: str | None,
 ) -> pl.DataFrame:
     """The output table from ``tables`` = [res, texts], emptied here so that each goes as soon as it has
     been used: ``texts`` (fid, reason) are the chosen candidates' reasons, ``res.reason`` those of later
-    fragments that follow their first fragment."""
+    fragments that follow their first fragment; ``span``: the first and last network event's time."""
     res, texts = tables
     tables.clear()
-    fr, net = p.frames, p.net
-    t0, t1 = (net["t"].min(), net["t"].max()) if net.height else (None, None)
+    fr = p.frames
+    t0, t1 = span
     tt = pl.col("t") - (shift if shift is not None else 0)
     ours = answers(res, shift)
     frag_txt = res.select("fid", "reason").filter(pl.col("reason").is_not_null())
@@ -165,15 +166,17 @@ def finish(
         cand = cand.filter(pl.col("reason").is_not_null())
     have = [frag_txt, cand]
     texts = cand = None
-    need = res.select("fid", "protocol", "t", "dir", "fragment", "_nopid").join(
-        pl.concat(have).select("fid"), on="fid", how="anti"
-    )
+    told = np.zeros(res.height, bool)  # (fid = row)
+    for h in have:
+        told[h["fid"].to_numpy()] = True
+    need = res.select("fid", "protocol", "t", "dir", "fragment", "_nopid").filter(pl.Series(~told))
     res = None
     none_reason = unmatched_reason(t0, t1, tt, offset_ns is not None, why, p.local)
     reasons = pl.concat(have + render(need, [none_reason], keep=["fid"]), rechunk=False).sort("fid")
     have = need = None
     # the frame's own columns come straight from the (fid-ordered) frames table, uncopied
-    if not (ours["fid"].equals(fr["fid"]) and reasons["fid"].equals(fr["fid"])):
+    rows = pl.Series("fid", np.arange(fr.height, dtype=np.int64))
+    if not (ours["fid"].equals(rows) and reasons["fid"].equals(rows)):
         raise AssertionError("one result row and one reason per frame expected")
     return pl.concat(
         [

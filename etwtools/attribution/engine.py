@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import polars as pl
 
 from ..errors import AttributionError
@@ -16,7 +17,7 @@ from .constants import DEFAULT_TOLERANCE_S, NS
 MAX_SECONDS = 3_155_760_000
 from ..processes import PROCESS_GRACE_S
 from .diagnosis import why_nothing
-from .matchers import Context, pick_best, run_matchers
+from .matchers import Context, events_by_time, pick_best, run_matchers
 from .offset import Offset, choose_offset
 from .prepare import Prepared, prepare
 from .reasons import write_reasons
@@ -56,18 +57,24 @@ def attribute(
         )
     tick = _ticker(progress, frames.height if frames is not None else 0)
     p = prepare(events, frames, local_addrs, nic_addrs)
+    by_time = events_by_time(p.net)  # sorted once for the offset and every matcher
     tick()
-    off = choose_offset(p.oriented, p.net, offset_s, tol)
+    off = choose_offset(p.oriented, by_time, offset_s, tol)
     tick()
-    res, texts = match_frames(p, off, tol, tick)
+    res, texts = match_frames(p, off, tol, tick, by_time)
+    by_time = None
     res, resolver, process_notes = name_processes(res, p.net, processes, grace_s)
     tick()
     why = None if (res["rank"] >= 2).any() else why_nothing(p, off, tol)
-    matches = res.select("fid", "e_eid", "dir_source").sort("fid")
-    after_end = res.select("fid", "_after_end").sort("fid")["_after_end"]
+    if not res["fid"].is_sorted():
+        res = res.sort("fid")
+    matches = res.select("fid", "e_eid", "dir_source")
+    after_end = res["_after_end"]
     tables = [_output_columns(res, without_pid(p)), texts]
     res = texts = None  # finish() lets each table go as soon as it has used it
-    out = _grace_reasons(finish(tables, p, off.offset_ns, off.shift(), why), after_end, grace_s)
+    span = (p.net["t"].min(), p.net["t"].max()) if p.net.height else (None, None)
+    p.release()  # the key tables: the evidence makes its own when asked
+    out = _grace_reasons(finish(tables, p, span, off.offset_ns, off.shift(), why), after_end, grace_s)
     tick()
     return Attribution(
         frames=out,
@@ -80,7 +87,7 @@ def attribute(
         notes=p.notes + off.notes + process_notes,
         tolerance_s=tolerance_s,
         estimate=off.estimate,
-        evidence=Evidence(p.frames, p.net, p.nopid, p.oriented, matches, resolver),
+        evidence=Evidence(events, frames, p.local, matches, resolver),
         why=why,
     )
 
@@ -141,22 +148,35 @@ def _ticker(progress: Progress | None, total: int) -> Callable[[], None]:
 
 
 def match_frames(
-    p: Prepared, off: Offset, tol: int, tick: Callable[[], None]
+    p: Prepared, off: Offset, tol: int, tick: Callable[[], None], by_time: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Every frame with its chosen candidate (later fragments: their first fragment's), and the chosen
-    candidates' reasons (fid, reason; kept apart: long strings are costly to carry through joins)."""
+    candidates' reasons (fid, reason; kept apart: long strings are costly to carry through joins).
+    ``by_time``: the events' key columns in time order (:func:`~.matchers.events_by_time`)."""
     best = {}
     if off.offset_ns is not None:
-        p.oriented = p.oriented.with_columns((pl.col("t") - off.shift()).alias("tt"))
-        best = pick_best(run_matchers(Context(p.oriented, p.net, tol, p.frames, p.local)))
+        # (t in order, so is tt: the offset's drift is far below 1 ns per ns)
+        p.oriented = p.oriented.with_columns((pl.col("t") - off.shift()).alias("tt")).drop("t")
+        ctx = Context(p.oriented, p.net, tol, p.frames, p.local, by_time)
+        best = pick_best(run_matchers(ctx))
+        ctx = None
     tick()
-    chosen = write_reasons(best, p.oriented, p.net)
+    chosen = write_reasons(best, p.oriented, p.net, p.addresses)
     best = None
     tick()
     texts = chosen.select("fid", "reason")
+    # every frame (fid = row) with its chosen candidate's columns, gathered by fid (no join, no copy
+    # of the frames' own columns)
+    row = np.full(p.frames.height, -1, np.int64)
+    row[chosen["fid"].to_numpy()] = np.arange(chosen.height)
+    at = pl.Series(row)
+    at = at.set(at < 0, None)
     res = p.frames.select(
         "fid", "frame", "t", "protocol", "dir", "dir_source", "fragment", "first_fid", "ip_id"
-    ).join(chosen.with_columns(pl.lit(None, pl.Utf8).alias("reason")), on="fid", how="left")
+    ).with_columns(
+        *[chosen[c].gather(at) for c in chosen.columns if c not in ("fid", "reason")],
+        pl.lit(None, pl.Utf8).alias("reason"),
+    )
     chosen = None
     res = follow_fragments(res)
     tick()

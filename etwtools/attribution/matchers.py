@@ -27,16 +27,40 @@ COMMON = {
 }
 
 
+#: Key columns of the events the matchers read (the events in time order, :attr:`Context.by_time`).
+EVENT_KEYS = ["eid", "t", "pid", "kind", "protocol", "odir", "size", "kid", "l_port", "l_aid", "r_aid"]
+
+
 @dataclass
 class Context:
     """What the matchers read: oriented frames with ``tt`` (capture time on the trace's clock), usable
-    network events, the tolerance (ns), the frames table and the traced host's addresses."""
+    network events, the tolerance (ns), the frames table and the traced host's addresses; ``by_time``:
+    the events' key columns in time order (sorted once for every matcher)."""
 
     oriented: pl.DataFrame
     net: pl.DataFrame
     tol: int
     frames: pl.DataFrame
     local: list[str]
+    by_time: pl.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        if self.by_time is None:
+            self.by_time = events_by_time(self.net)
+
+
+def events_by_time(net: pl.DataFrame) -> pl.DataFrame:
+    """The events' key columns (:data:`EVENT_KEYS`) in time order."""
+    return net.select(EVENT_KEYS).sort("t", maintain_order=True)
+
+
+def size_key() -> pl.Expr:
+    """One Int64 per (5-tuple id, direction, size) of a frame or event (``kid``, ``odir``, ``size``):
+    null without all three, or for a size outside 0 .. 2**31 (no datagram is that long)."""
+    size = pl.col("size").cast(pl.Int64)
+    ok = (size >= 0) & (size < 2**31) & pl.col("odir").is_in(["in", "out"])
+    kd = pl.col(KID).cast(pl.Int64) * 2 + (pl.col("odir") == "in").cast(pl.Int64)
+    return pl.when(ok).then(kd * 2**31 + size).alias("sk")
 
 
 @dataclass(frozen=True)
@@ -70,7 +94,8 @@ def candidates(m: pl.DataFrame, rank: pl.Expr, method: str, dist: pl.Expr, **nam
 def _asof(
     left: pl.DataFrame, right: pl.DataFrame, keys: list[str], strategy: str, tolerance: int, prefix: str
 ) -> pl.DataFrame:
-    """join_asof of left (column tt) to right events (column t) by keys; right columns prefixed."""
+    """join_asof of left (column tt) to right events (column t, in time order) by keys; right columns
+    prefixed."""
     r = right.select(
         keys
         + [
@@ -80,8 +105,8 @@ def _asof(
             pl.col("pid").alias(f"{prefix}pid"),
             pl.col("kind").alias(f"{prefix}kind"),
         ]
-    ).sort(f"{prefix}t_on")
-    left = left.sort("tt")
+    )
+    left = left if left["tt"].is_sorted() else left.sort("tt")
     return left.join_asof(
         r,
         left_on="tt",
@@ -102,20 +127,20 @@ UDP_EXACT = {"other_pid": pl.Int64, "other_dt": pl.Int64, "event_dt": pl.Int64, 
 def match_udp_exact(ctx: Context, pending: pl.DataFrame) -> pl.DataFrame:
     """A UDP datagram is the Send/Recv event with the same 5-tuple, direction and size, nearest in time
     within the tolerance; ambiguous (medium) when another PID's such event is within it too."""
-    keys = [KID, "odir", "size"]
+    keys = ["sk"]
     left = (
-        pending.select("fid", "tt", *keys, "protocol", "fragment")
-        .filter(
+        pending.filter(
             (pl.col("protocol") == "UDP")
             & (pl.col("fragment").fill_null("none") != "later")
             & pl.col(KID).is_not_null()
         )
-        .select("fid", "tt", *keys)
+        .select("fid", "odir", "tt", size_key())
+        .filter(pl.col("sk").is_not_null())
     )
-    right = ctx.net.filter((pl.col("protocol") == "UDP") & pl.col("odir").is_not_null())
+    right = ctx.by_time.filter((pl.col("protocol") == "UDP") & pl.col("odir").is_not_null())
     if not left.height or not right.height:
         return empty(UDP_EXACT)
-    right = right.with_columns(pl.col("size").cast(pl.Int64))
+    right = right.select("eid", "t", "pid", "kind", size_key()).filter(pl.col("sk").is_not_null())
     m = _asof(left, right, keys, "nearest", ctx.tol, "e_").filter(pl.col("e_eid").is_not_null())
     # another PID's event of the same 5-tuple and size also within the tolerance: the datagram is ambiguous
     m = m.join(_other_pid_neighbours(right, keys), left_on="e_eid", right_on="eid", how="left")
@@ -194,7 +219,7 @@ OWNER = {
 }
 
 
-def _owner_around(pending: pl.DataFrame, net: pl.DataFrame, proto: str) -> pl.DataFrame:
+def _owner_around(pending: pl.DataFrame, by_time: pl.DataFrame, proto: str) -> pl.DataFrame:
     """The frames of ``proto`` with the tuple's nearest events before (``p_``) and after (``n_``)."""
     left = (
         pending.select("fid", "odir", "tt", KID, "tcp_flags", "protocol")
@@ -202,7 +227,7 @@ def _owner_around(pending: pl.DataFrame, net: pl.DataFrame, proto: str) -> pl.Da
         .select("fid", "odir", "tt", KID, "tcp_flags")
     )
     kinds = TCP_OWNER_EVENTS if proto == "TCP" else ["send", "recv"]
-    right = net.filter((pl.col("protocol") == proto) & pl.col("kind").is_in(kinds))
+    right = by_time.filter((pl.col("protocol") == proto) & pl.col("kind").is_in(kinds))
     if not left.height or not right.height:
         return left.clear()
     m = _asof(left, right, [KID], "backward", LOW_HORIZON_NS, "p_")
@@ -212,7 +237,7 @@ def _owner_around(pending: pl.DataFrame, net: pl.DataFrame, proto: str) -> pl.Da
 
 def match_owner(ctx: Context, pending: pl.DataFrame, proto: str) -> pl.DataFrame:
     """Owner of the frame's 4-tuple (TCP) / 5-tuple (UDP) at its time, from the events around it."""
-    m = _owner_around(pending, ctx.net, proto)
+    m = _owner_around(pending, ctx.by_time, proto)
     if not m.height:
         return empty(OWNER)
     tcp = pl.lit(proto == "TCP")
@@ -287,26 +312,25 @@ def _host_frames(ctx: Context, pending: pl.DataFrame) -> pl.DataFrame:
     return pending.join(ctx.frames.filter(pl.col("dir") == "unknown").select("fid"), on="fid", how="anti")
 
 
-def _match_weak(ctx: Context, pending: pl.DataFrame, keys: list[str], method: str) -> pl.DataFrame:
+def _match_weak(ctx: Context, pending: pl.DataFrame, key: pl.Expr, method: str) -> pl.DataFrame:
+    """The nearest event (within :data:`LOW_HORIZON_NS`) whose ``key`` (an Int64 expression of the key
+    columns, null: no match) is the frame's."""
     of = _host_frames(ctx, pending)
-    right = ctx.net.filter(pl.col("protocol").is_in(["TCP", "UDP"]))
+    right = ctx.by_time.filter(pl.col("protocol").is_in(["TCP", "UDP"]))
     if not of.height or not right.height:
         return empty()
     r = right.select(
-        keys + [pl.col("t").alias("e_t"), pl.col("t").alias("_on"), pl.col("eid").alias("e_eid")]
-    ).sort("_on")
-    m = (
-        of.select("fid", "odir", "tt", *keys)
-        .sort("tt")
-        .join_asof(
-            r,
-            left_on="tt",
-            right_on="_on",
-            by=keys,
-            strategy="nearest",
-            tolerance=LOW_HORIZON_NS,
-            check_sortedness=False,
-        )
+        key.alias("_key"), pl.col("t").alias("e_t"), pl.col("t").alias("_on"), pl.col("eid").alias("e_eid")
+    ).filter(pl.col("_key").is_not_null())
+    left = of.select("fid", "odir", "tt", key.alias("_key"))
+    m = (left if left["tt"].is_sorted() else left.sort("tt")).join_asof(
+        r,
+        left_on="tt",
+        right_on="_on",
+        by="_key",
+        strategy="nearest",
+        tolerance=LOW_HORIZON_NS,
+        check_sortedness=False,
     )
     m = m.filter(pl.col("e_eid").is_not_null())
     return candidates(m, pl.lit(1), method, (pl.col("tt") - pl.col("e_t")).abs())
@@ -314,12 +338,13 @@ def _match_weak(ctx: Context, pending: pl.DataFrame, keys: list[str], method: st
 
 def match_local_port(ctx: Context, pending: pl.DataFrame) -> pl.DataFrame:
     """Only the protocol and local port match an event (low confidence)."""
-    return _match_weak(ctx, pending, ["protocol", "l_port"], "local-port")
+    udp = (pl.col("protocol") == "UDP").cast(pl.Int64)
+    return _match_weak(ctx, pending, udp * 2**32 + pl.col("l_port").cast(pl.Int64) + 2**31, "local-port")
 
 
 def match_addresses(ctx: Context, pending: pl.DataFrame) -> pl.DataFrame:
     """Only the local and remote addresses match an event (low confidence)."""
-    return _match_weak(ctx, pending, ["l_addr", "r_addr"], "addresses")
+    return _match_weak(ctx, pending, pl.col("l_aid").cast(pl.Int64) * 2**32 + pl.col("r_aid"), "addresses")
 
 
 #: The matchers, in the order they run.
@@ -366,25 +391,21 @@ def run_matchers(ctx: Context, matchers: list[Matcher] | None = None) -> list[pl
 
 def pick_best(cands: list[pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """The best candidate of every frame, by method: highest rank, then (a loopback frame seen both ways)
-    its sender, then nearest."""
-    handles = pl.concat(
-        [
-            c.select(
-                pl.lit(i, pl.Int32).alias("_m"),
-                pl.int_range(pl.len(), dtype=pl.Int64).alias("_r"),
-                "fid",
-                "rank",
-                (pl.col("odir") != "out").alias("_in"),
-                "dist",
-            )
-            for i, c in enumerate(cands)
-        ]
-    )
-    pick = handles.sort(["fid", "rank", "_in", "dist"], descending=[False, True, False, False]).unique(
-        "fid", keep="first", maintain_order=True
-    )
+    its sender, then nearest. A frame's candidates all come from one matcher (each sees only the frames
+    no earlier one matched), so only frames with several rows in one table need choosing."""
     best: dict[str, pl.DataFrame] = {}
-    for (i,), rows in pick.select("_m", "_r").partition_by("_m", as_dict=True).items():
-        chosen = cands[i][rows["_r"]]
-        best[chosen["method"][0]] = chosen
+    for c in cands:
+        if not c.height:
+            continue
+        several = c["fid"].is_duplicated()
+        if several.any():
+            pick = (
+                c.filter(several)
+                .with_columns((pl.col("odir") != "out").alias("_in"))
+                .sort(["fid", "rank", "_in", "dist"], descending=[False, True, False, False])
+                .unique("fid", keep="first", maintain_order=True)
+                .drop("_in")
+            )
+            c = pl.concat([c.filter(~several), pick])
+        best[c["method"][0]] = c
     return best

@@ -9,6 +9,7 @@ import polars as pl
 
 from .. import clock_offset
 from .constants import AGREE_MIN, KID, NS
+from .matchers import size_key
 
 #: Frames past which the offset is voted on a sample of them and verified on all (see clock_offset.estimate_sampled).
 SAMPLE_FRAMES = 200_000
@@ -40,22 +41,24 @@ class Offset:
 def candidate_estimate(
     of: pl.DataFrame, net: pl.DataFrame
 ) -> tuple[clock_offset.OffsetEstimate | None, pl.DataFrame]:
-    """The estimate voted from frames and events with the same 5-tuple, direction and size, and the pairs."""
-    keys = [KID, "odir", "size"]
+    """The estimate voted from frames and events with the same 5-tuple, direction and size (one integer
+    key, :func:`~.matchers.size_key`), and the pairs."""
     f = (
-        of.select(KID, "odir", "fid", "t", "size", "fragment")
-        .filter(
+        of.filter(
             (pl.col("size").fill_null(0) > 0)
             & pl.col(KID).is_not_null()
             & (pl.col("fragment").fill_null("none") != "later")
             & pl.col("t").is_not_null()
         )
-        .select(keys[:-1] + ["fid", "t", "size"])
+        .select("fid", "t", size_key())
+        .filter(pl.col("sk").is_not_null())
     )
-    e = net.filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0)).select(
-        keys[:-1] + ["eid", "t", pl.col("size").cast(pl.Int64)]
+    e = (
+        net.filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0))
+        .select("eid", "t", size_key())
+        .filter(pl.col("sk").is_not_null())
     )
-    return clock_offset.estimate_sampled(f, e, keys, SAMPLE_FRAMES)
+    return clock_offset.estimate_sampled(f, e, ["sk"], SAMPLE_FRAMES)
 
 
 def choose_offset(of: pl.DataFrame, net: pl.DataFrame, offset_s: float | None, tol: int) -> Offset:

@@ -7,26 +7,36 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from ..errors import AttributionError
 from ..parsers import schema
 from ..parsers.addresses import text_address
 from ..parsers.packets import first_fragments
-from .constants import KEY, KID, NO_PID
+from .constants import KID, NO_PID
 
 
 @dataclass
 class Prepared:
     """The tables every later step reads."""
 
-    net: pl.DataFrame  # network events with a usable PID: eid, t, kind, odir, l_/r_ columns, kid
-    nopid: pl.DataFrame  # network events left out for want of a usable PID (same columns)
+    net: (
+        pl.DataFrame
+    )  # network events with a usable PID: eid, t, kind, odir, l_/r_ columns, l_aid, r_aid, kid
+    nopid: pl.DataFrame  # network events left out for want of a usable PID (same columns but kid)
     frames: pl.DataFrame  # FRAMES + fid, t, first_fid, size, dir, dir_source
-    oriented: pl.DataFrame  # one row per frame and orientation: fid, odir, l_/r_ columns, kid
+    oriented: pl.DataFrame  # one row per frame and orientation, key columns only (see :func:`orient`)
     local: list[str]
     local_source: str | None  # "given" / "nic events" / "nic events + inferred" / "inferred" / None
     notes: list[str] = field(default_factory=list)
+    addresses: pl.Series = field(default_factory=lambda: pl.Series("address", [], pl.Utf8))  # text by aid
+    nopid_fids: pl.Series = field(default_factory=lambda: pl.Series("fid", [], pl.Int64))  # see without_pid
+
+    def release(self) -> None:
+        """Let the event and orientation tables go (emptied); the frames keep only their input columns."""
+        self.net, self.nopid, self.oriented = self.net.clear(), self.nopid.clear(), self.oriented.clear()
+        self.frames = self.frames.select(list(schema.FRAMES))
 
 
 def prepare(
@@ -41,8 +51,11 @@ def prepare(
     fr = prepare_frames(frames if frames is not None else schema.empty(schema.FRAMES), local)
     if local_src == "given":
         more += _absent_locals(fr, local)
-    net, of = tuple_ids(net, orient(fr))
-    return Prepared(net, nopid, fr, of, local, local_src, notes + more)
+    codes = AddressCodes(net, nopid, fr)
+    net, nopid = codes.events(net), codes.events(nopid)
+    of = orient(fr, codes)
+    net, of, nopid_fids = tuple_ids(net, of, nopid)
+    return Prepared(net, nopid, fr, of, local, local_src, notes + more, codes.text, nopid_fids)
 
 
 def event_kind(col: str = "event") -> pl.Expr:
@@ -106,9 +119,9 @@ def prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFr
         & pl.col("local_port").is_not_null()
         & pl.col("remote_port").is_not_null()
     )
-    net = ev.filter(usable)
+    net = _keep(ev, usable)
     bad_pid = pl.col("pid").is_null() | pl.col("pid").is_in(NO_PID)
-    n_bad = net.filter(bad_pid).height
+    n_bad = int(net.select(bad_pid.sum()).item())
     if n_bad:
         notes.append(f"{n_bad:,} network events carry no usable PID (0, -1 or none) and were not used")
     net = net.rename(
@@ -123,7 +136,13 @@ def prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFr
         .then(pl.lit("in"))
         .alias("odir"),
     )
-    return net.filter(~bad_pid), nic, notes, net.filter(bad_pid)
+    return _keep(net, ~bad_pid), nic, notes, net.filter(bad_pid) if n_bad else net.clear()
+
+
+def _keep(df: pl.DataFrame, mask: pl.Expr) -> pl.DataFrame:
+    """``df.filter(mask)``, but ``df`` itself (its columns shared, not copied) when every row is kept."""
+    m = df.select(mask.fill_null(False)).to_series()
+    return df if m.all() else df.filter(m)
 
 
 def _unicast(addr: str) -> bool:
@@ -249,39 +268,182 @@ def fragments(fr: pl.DataFrame) -> pl.DataFrame:
     return fr
 
 
-def orient(fr: pl.DataFrame) -> pl.DataFrame:
-    """One row per frame and possible orientation (two when the direction is unknown)."""
-    cols = ["fid", "t", "protocol", "payload_len", "size", "tcp_flags", "fragment"]
-    base = fr.select(cols + ["src_addr", "src_port", "dst_addr", "dst_port", "dir"]).filter(
-        pl.col("protocol").is_in(["TCP", "UDP"])
-        & pl.col("src_addr").is_not_null()
-        & pl.col("src_port").is_not_null()
-    )
-    return local_tuples(base, cols, outgoing=pl.col("dir") != "in", incoming=pl.col("dir") != "out")
+class AddressCodes:
+    """One integer per address text (``aid``, UInt32), shared by the events and the frames: the key
+    columns compare integers, never texts. ``text`` gives the address of every aid."""
+
+    def __init__(self, net: pl.DataFrame, nopid: pl.DataFrame, fr: pl.DataFrame) -> None:
+        dtype = pl.Categorical(pl.Categories.random())  # fresh codes 0.. for this call only
+        # every categorical series stays alive until all are cast: their categories are shared
+        cats = [
+            df[c].cast(dtype)
+            for df, cols in (
+                (net, ("l_addr", "r_addr")),
+                (nopid, ("l_addr", "r_addr")),
+                (fr, ("src_addr", "dst_addr")),
+            )
+            for c in cols
+        ]
+        seen = pl.concat([c.drop_nulls().unique() for c in cats])
+        code, text = seen.to_physical().to_numpy(), seen.cast(pl.Utf8).to_numpy()
+        by_code = np.full(int(code.max()) + 1 if len(code) else 0, None, dtype=object)
+        by_code[code] = text
+        self.text = pl.Series("address", by_code, pl.Utf8)
+        phys = [c.to_physical() for c in cats]
+        self._events = {id(net): phys[0:2], id(nopid): phys[2:4]}
+        self.src, self.dst = phys[4], phys[5]
+
+    def events(self, ev: pl.DataFrame) -> pl.DataFrame:
+        """``ev`` (net or nopid as given to the constructor) with ``l_aid`` and ``r_aid``."""
+        la, ra = self._events[id(ev)]
+        return ev.with_columns(la.alias("l_aid"), ra.alias("r_aid"))
 
 
-def local_tuples(frames: pl.DataFrame, cols: list, *, outgoing: pl.Expr, incoming: pl.Expr) -> pl.DataFrame:
+#: Columns of a frame kept in each of its orientations.
+_ORIENTED = ["fid", "t", "protocol", "payload_len", "size", "tcp_flags", "fragment"]
+
+
+def local_tuples(
+    frames: pl.DataFrame,
+    cols: list,
+    *,
+    outgoing: pl.Expr,
+    incoming: pl.Expr,
+    addr: str = "addr",
+    in_time: bool = False,
+) -> pl.DataFrame:
     """``cols`` of the frames with their (local, remote) 5-tuple and ``odir``: the source is local where
-    ``outgoing`` (out), the destination where ``incoming`` (in); a frame both ways gives two rows."""
+    ``outgoing`` (out), the destination where ``incoming`` (in); a frame both ways gives two rows.
+    ``addr``: the address columns' suffix (``addr``: texts, ``aid``: integer codes); ``in_time``: the
+    frames are in time order (column ``t``, no nulls), and so are the rows returned."""
 
     def side(where: pl.Expr, local: str, remote: str, odir: str) -> pl.DataFrame:
         return frames.filter(where).select(
             *cols,
-            pl.col(f"{local}_addr").alias("l_addr"),
+            pl.col(f"{local}_{addr}").alias(f"l_{addr}"),
             pl.col(f"{local}_port").cast(pl.Int32).alias("l_port"),
-            pl.col(f"{remote}_addr").alias("r_addr"),
+            pl.col(f"{remote}_{addr}").alias(f"r_{addr}"),
             pl.col(f"{remote}_port").cast(pl.Int32).alias("r_port"),
             pl.lit(odir).alias("odir"),
         )
 
-    return pl.concat([side(outgoing, "src", "dst", "out"), side(incoming, "dst", "src", "in")])
+    out, inn = side(outgoing, "src", "dst", "out"), side(incoming, "dst", "src", "in")
+    if not in_time:
+        return pl.concat([out, inn])
+    if not inn.height or not out.height:
+        return out if not inn.height else inn
+    return out.set_sorted("t").merge_sorted(inn.set_sorted("t"), key="t")
 
 
-def tuple_ids(net: pl.DataFrame, of: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+#: Columns of a frame kept in each of its orientations.
+_ORIENTED = ["fid", "t", "protocol", "payload_len", "size", "tcp_flags", "fragment"]
+_OUT, _IN = pl.col("dir") != "in", pl.col("dir") != "out"
+
+
+def orient(fr: pl.DataFrame, codes: AddressCodes) -> pl.DataFrame:
+    """One row per frame and possible orientation (two when the direction is unknown), in time order, key
+    columns only: fid, t, protocol, payload_len, size, tcp_flags, fragment, l_aid, l_port, r_aid, r_port,
+    odir."""
+    base = fr.select(
+        *_ORIENTED, "src_port", "dst_port", "dir", codes.src.alias("src_aid"), codes.dst.alias("dst_aid")
+    ).filter(
+        pl.col("protocol").is_in(["TCP", "UDP"])
+        & fr["src_addr"].is_not_null()
+        & pl.col("src_port").is_not_null()
+    )
+    if base["t"].null_count():
+        return local_tuples(base, _ORIENTED, outgoing=_OUT, incoming=_IN, addr="aid").sort(
+            "t", maintain_order=True
+        )
+    if not base["t"].is_sorted():
+        base = base.sort("t", maintain_order=True)
+    return local_tuples(base, _ORIENTED, outgoing=_OUT, incoming=_IN, addr="aid", in_time=True)
+
+
+def orientations(fr: pl.DataFrame) -> pl.DataFrame:
+    """The frames ``fr`` (prepared) in each orientation, with their address texts (to explain one)."""
+    base = fr.filter(
+        pl.col("protocol").is_in(["TCP", "UDP"])
+        & pl.col("src_addr").is_not_null()
+        & pl.col("src_port").is_not_null()
+    )
+    return local_tuples(base, _ORIENTED, outgoing=_OUT, incoming=_IN)
+
+
+#: The integer columns of a 5-tuple (protocol as 0 TCP / 1 UDP).
+TUPLE_INTS = ["_udp", "l_aid", "l_port", "r_aid", "r_port"]
+
+
+def _tuple_columns(df: pl.DataFrame) -> list[np.ndarray]:
+    """The 5-tuple of every row as int64 arrays (protocol: 0 TCP, 1 UDP), with a mask of missing parts."""
+    udp = pl.when(pl.col("protocol") == "UDP").then(1).when(pl.col("protocol") == "TCP").then(0)
+    t = df.select(
+        udp.cast(pl.Int64).alias("_udp"),
+        pl.col("l_aid").cast(pl.Int64),
+        pl.col("l_port").cast(pl.Int64),
+        pl.col("r_aid").cast(pl.Int64),
+        pl.col("r_port").cast(pl.Int64),
+    )
+    missing = t.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()
+    return [t.to_series(i).fill_null(0).to_numpy() for i in range(t.width)] + [missing]
+
+
+def dense_ids(keys: list[np.ndarray], others: list[list[np.ndarray]]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Exact ids of the tuples ``keys`` (int64 columns, then a mask of rows missing a part), 0 .. n-1,
+    and for each table of ``others`` (the same columns) the id of its rows' tuples among them (-1: not
+    among them, or missing). Columns are packed into one int64 while they fit (each by its range in
+    ``keys``), then numbered (a hash join) and packed on."""
+    *cols, miss = keys
+    live = ~miss
+    omiss = [o[-1].copy() for o in others]
+    acc, oacc, n = np.zeros(len(miss), np.int64), [np.zeros(len(o[0]), np.int64) for o in others], 1
+    for j, col in enumerate(cols):
+        lo, hi = (int(col[live].min()), int(col[live].max())) if live.any() else (0, 0)
+        span = hi - lo + 1
+        if n * span > 2**62:
+            acc, oacc, n = _number(acc, live, oacc, omiss)
+        # (rows missing a part, or out of range, pack to anything: they are never numbered)
+        acc = acc * span + (col - lo)
+        for i, o in enumerate(others):
+            omiss[i] |= (o[j] < lo) | (o[j] > hi)
+            oacc[i] = oacc[i] * span + (o[j] - lo)
+        n *= span
+    ids, oids, _ = _number(acc, live, oacc, omiss)
+    return ids, oids
+
+
+def _number(
+    acc: np.ndarray, live: np.ndarray, others: list[np.ndarray], omiss: list[np.ndarray]
+) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """acc's values numbered 0 .. n-1 in order of first appearance (rows not ``live``: -1); others'
+    values by the same numbers (-1: absent, or missing per ``omiss``, which is updated)."""
+    k = pl.Series("k", acc).filter(pl.Series(live))
+    table = k.unique(maintain_order=True).to_frame().with_row_index("id")
+    ids = np.full(len(acc), -1, np.int64)
+    ids[live] = k.to_frame().join(table, on="k", how="left", maintain_order="left")["id"].to_numpy()
+    out = []
+    for i, o in enumerate(others):
+        got = pl.DataFrame({"k": o}).join(table, on="k", how="left", maintain_order="left")["id"]
+        oid = got.fill_null(-1).cast(pl.Int64).to_numpy().copy()
+        oid[omiss[i]] = -1
+        omiss[i] |= oid < 0
+        out.append(oid)
+    return ids, out, max(table.height, 1)
+
+
+def tuple_ids(
+    net: pl.DataFrame, of: pl.DataFrame, nopid: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
     """Events and oriented frames with ``kid``, the id of their 5-tuple among the events' (null for a
-    frame whose 5-tuple no event has)."""
-    tuples = net.select(KEY).unique().with_row_index(KID).with_columns(pl.col(KID).cast(pl.Int64))
-    net = net.join(tuples, on=KEY, how="left")
-    # the tuple id as a new column (joining the whole table would copy every column)
-    of = of.with_columns(of.select(KEY).join(tuples, on=KEY, how="left", maintain_order="left")[KID])
-    return net, of
+    frame whose 5-tuple no event has); and the fids of frames whose 5-tuple only events without a
+    usable PID have."""
+    ev_t, of_t = _tuple_columns(net), _tuple_columns(of)
+    kid, (fkid,) = dense_ids(ev_t, [of_t])
+    net = net.with_columns(pl.Series(KID, kid, pl.Int64))
+    of = of.with_columns(pl.Series(KID, fkid, pl.Int64).set(pl.Series(fkid < 0), None))
+    nopid_fids = pl.Series("fid", [], pl.Int64)
+    if nopid.height and (fkid < 0).any():
+        # the same numbering over the tuples of the events without a usable PID
+        _, (hit,) = dense_ids(_tuple_columns(nopid), [[c[fkid < 0] for c in of_t]])
+        nopid_fids = of["fid"].filter(pl.Series(fkid < 0)).filter(pl.Series(hit >= 0))
+    return net, of, nopid_fids

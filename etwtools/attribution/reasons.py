@@ -88,8 +88,8 @@ class Sources:
 
     _OF_KEY = pl.col("fid") * 2 + (pl.col("odir") == "in").cast(pl.Int64)
 
-    def __init__(self, of: pl.DataFrame, net: pl.DataFrame) -> None:
-        self.of, self.net = of, net
+    def __init__(self, of: pl.DataFrame, net: pl.DataFrame, addresses: pl.Series) -> None:
+        self.of, self.net, self.addresses = of, net, addresses
         self.by_eid = Lookup(net["eid"])
         self.by_fo = Lookup(of.select(self._OF_KEY).to_series())
 
@@ -102,7 +102,14 @@ class Sources:
         """``b`` with its frame's columns ``of_cols`` and its event's e_pid, e_event, e_t."""
         if of_cols:
             pos = self.by_fo.positions(b.select(self._OF_KEY).to_series())
-            b = b.with_columns([self.of[c].gather(pos) for c in of_cols])
+            b = b.with_columns(
+                [
+                    self.addresses.gather(self.of[f"{c[0]}_aid"].gather(pos)).alias(c)
+                    if c in ("l_addr", "r_addr")
+                    else self.of[c].gather(pos)
+                    for c in of_cols
+                ]
+            )
         return self.events(b, "e_eid", {"e_pid": "pid", "e_event": "event", "e_t": "t"})
 
 
@@ -346,12 +353,15 @@ RENDERERS: dict[str, Callable[[pl.DataFrame, Sources], list[pl.DataFrame]]] = {
 }
 
 
-def write_reasons(best: dict[str, pl.DataFrame], of: pl.DataFrame, net: pl.DataFrame) -> pl.DataFrame:
-    """The chosen candidates of every method as the :data:`COMMON` columns and their reason."""
+def write_reasons(
+    best: dict[str, pl.DataFrame], of: pl.DataFrame, net: pl.DataFrame, addresses: pl.Series
+) -> pl.DataFrame:
+    """The chosen candidates of every method as the :data:`COMMON` columns and their reason (``of``:
+    oriented frames, their addresses as aids into ``addresses``)."""
     chosen = [b for b in best.values() if b.height]
     if not chosen:
         return pl.DataFrame(schema={**COMMON, "reason": pl.Utf8})
-    src = Sources(of, net)
+    src = Sources(of, net, addresses)
     pieces: list[pl.DataFrame] = []
     for method, b in best.items():
         pieces += RENDERERS[method](b, src)

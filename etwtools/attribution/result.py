@@ -3,6 +3,7 @@ behind each answer (:class:`Evidence`, read by :mod:`etwtools.evidence`)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -15,23 +16,58 @@ from .constants import ATTRIBUTED, DEFAULT_TOLERANCE_S, KEY, NS
 TUPLE = KEY
 
 
-@dataclass
 class Evidence:
     """The tables an answer rests on: the capture's frames (FRAMES, with ``fid`` = row, ``dir``), the
     usable network events (``eid``, ``t``, ``kind``, ``l_/r_`` columns), the events left out for want of
-    a PID, the frames in each orientation considered, the event chosen for each frame and where its
-    direction came from, and the PID -> process resolver."""
+    a PID, the event chosen for each frame and where its direction came from, and the PID -> process
+    resolver. Only the inputs are kept: the prepared tables are made again when first asked for (the
+    attribution's own, with their key columns, are let go as soon as it has used them)."""
 
-    frames: pl.DataFrame
-    events: pl.DataFrame
-    events_without_pid: pl.DataFrame
-    oriented: pl.DataFrame
-    matches: pl.DataFrame  # fid, e_eid, dir_source
-    resolver: ProcessResolver
+    def __init__(
+        self,
+        events: pl.DataFrame | None,
+        frames: pl.DataFrame | None,
+        local: list[str],
+        matches: pl.DataFrame,
+        resolver: ProcessResolver,
+    ) -> None:
+        self._inputs = (events, frames, local)
+        self.matches = matches  # fid, e_eid, dir_source
+        self.resolver = resolver
+
+    @functools.cached_property
+    def _prepared(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        from ..parsers import schema
+        from .prepare import prepare_events, prepare_frames
+
+        events, frames, local = self._inputs
+        net, _, _, nopid = prepare_events(events)
+        return (
+            prepare_frames(frames if frames is not None else schema.empty(schema.FRAMES), local),
+            net,
+            nopid,
+        )
+
+    @property
+    def frames(self) -> pl.DataFrame:
+        """FRAMES with ``fid`` (row), ``t``, ``first_fid``, ``size``, ``dir`` and ``dir_source``."""
+        return self._prepared[0]
+
+    @property
+    def events(self) -> pl.DataFrame:
+        """The network events with a usable PID (``eid``, ``t``, ``kind``, ``odir``, ``l_/r_`` columns)."""
+        return self._prepared[1]
+
+    @property
+    def events_without_pid(self) -> pl.DataFrame:
+        """The network events left out for want of a usable PID (the same columns)."""
+        return self._prepared[2]
 
     def orientations(self, fid: int) -> pl.DataFrame:
         """The frame (0-based row ``fid``) in each orientation it was matched in (none: not TCP/UDP)."""
-        return self.oriented.filter(pl.col("fid") == fid) if self.oriented.height else self.oriented
+        from .prepare import orientations
+
+        return orientations(self.frames.filter(pl.col("fid") == fid))
 
     def chosen_event(self, fid: int) -> int | None:
         """The ``eid`` of the event the frame's answer rests on, or None."""
