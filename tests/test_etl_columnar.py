@@ -84,6 +84,12 @@ def test_values_equal_the_reference_on_every_corpus_file(corpus):
                 assert (theirs["decoder"].to_numpy()[tl | es_rows] == "hex").all()
                 assert set(ours["decoder"].to_numpy()[es_rows]) <= {"hex", "eventsource"}
                 tl |= es_rows
+                # the manifests the project ships: etl-parser's values where its schemas decode the event
+                # (as "etl-parser" below); the events they cannot: tests/test_shipped_manifests.py
+                shipped = ours["decoder"].to_numpy() == "manifest"
+                tl |= shipped & (theirs["decoder"].to_numpy() == "hex")
+                names = np.where(shipped, "etl-parser", ours["decoder"].to_numpy().astype(str))
+                ours = ours.with_columns(decoder=pl.Series(names.tolist(), dtype=pl.Utf8))
                 assert set(ours["decoder"].to_numpy()[~tl]) <= {"hex", "etl-parser", "etwtools"}
                 traced += int(tl.sum())
                 ours, theirs = ours.filter(~tl), theirs.filter(~tl)

@@ -10,8 +10,9 @@ the other records of the group keep their payload as bytes (decoder ``hex``).
 Decoders, in order: layouts compiled from the EventSource manifests the trace itself carries
 (``eventsource.py``; taken from each batch before its events, so a provider decodes from its manifest on);
 etwtools' own (kernel TcpIp/UdpIp and Microsoft-Windows-Kernel-Network in bulk; Process, SystemConfig NIC
-and Services record by record: they are few), layouts compiled from etl-parser's schemas (``layouts.py``),
-then construct for the few schemas that do not compile.
+and Services record by record: they are few), the manifests the project ships (``layouts.shipped``,
+decoder ``manifest``), layouts compiled from etl-parser's schemas (``layouts.py``), then construct for the
+few schemas that do not compile.
 
 :func:`iter_events` yields :class:`EventTable` s batch by batch (memory bounded by the batch, not the
 file); ``providers``/``ids`` are applied to the record headers before anything is decoded.
@@ -87,7 +88,7 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 @dataclass
 class EventTable:
     """Events of one type from one batch: ``name`` (provider.id/opcode.version, + ``.hex`` for undecoded
-    payloads), ``decoder`` (etwtools, etl-parser, hex) and the ``frame`` (HEADER columns, then the fields;
+    payloads), ``decoder`` (etwtools, manifest, etl-parser, tracelogging, eventsource, hex) and the ``frame`` (HEADER columns, then the fields;
     a field whose name is a header column's is prefixed ``field_``)."""
 
     name: str
@@ -251,7 +252,7 @@ def decode_layout(
                 ok[:] = False
                 break
             room = np.maximum(end - pos, 0) + 1  # longer than the payload: rejected
-            length = np.minimum(np.maximum(ref.astype(np.float64), 0), room).astype(np.int64)
+            length = np.minimum(np.maximum(ref.astype(np.float64) * max(f.size, 1), 0), room).astype(np.int64)
             extents[f.name] = length
             nxt = pos + length
         elif f.kind in ("wstring", "cstring", "utf8z"):
@@ -413,10 +414,15 @@ class Decoder:
             steps.append("slow")
         layout: L.Layout | Literal[False] | None = False
         pattern = None
+        decoder = "etl-parser"
         if htype in _EH and guid is not None:
-            layout = L.manifest_layout(guid, event_id, version)
-            if layout is None:
-                pattern = L.manifest_pattern(guid, event_id, version)
+            layout = L.shipped_layout(guid, event_id, version, psize)  # the project's manifests first
+            if layout:
+                decoder = "manifest"
+            else:  # a provider it does not ship, or an event its manifest lacks
+                layout = L.manifest_layout(guid, event_id, version)
+                if layout is None:
+                    pattern = L.manifest_pattern(guid, event_id, version)
         elif kernel and psize == 8:
             layout = L.kernel_layout(group, version, opcode)
             if layout is None:
@@ -428,7 +434,13 @@ class Decoder:
             steps.append("construct")
         waits = guid if htype in _EH and not steps and event_id != es.MANIFEST_EVENT_ID else None
         return _Type(
-            name, provider, tuple(steps), layout=layout or None, pattern=pattern, manifest_provider=waits
+            name,
+            provider,
+            tuple(steps),
+            layout=layout or None,
+            pattern=pattern,
+            decoder=decoder,
+            manifest_provider=waits,
         )
 
     def _eventsource_type(

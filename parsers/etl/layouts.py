@@ -7,12 +7,26 @@ its source, is decoded by ``columnar.decode_layout`` (``columnar.decode_records`
 exactly (the layout consumes the whole payload, ``events --all``) or as a prefix (fields may follow).
 
 Layouts are written ``name:kind`` in payload order (:func:`parse_fields`, :func:`layout`), e.g.
-``"pid:u32 create_time:u64 image:wstring data:bytes[size]"``; they are compiled from etl-parser 1.0.1's
-generated schemas, used as data: the manifest providers' schemas are read from the schema source files
-of the one provider asked for (by GUID; importing all 800 modules takes seconds), the kernel MOF classes
-from its 6 small kernel modules. Each construct field is mapped to a kind; a struct with a construct
-this module does not know compiles to None (the caller falls back to construct for those records).
-TraceLogging events carry their own (``tracelogging.py``).
+``"pid:u32 create_time:u64 image:wstring data:bytes[size] dest:bytes[count*8]"``. Their sources, in the
+order ``events --all`` prefers them: the manifests the project ships, etl-parser 1.0.1's generated
+schemas (read as data: the schema file of the one provider asked for, by GUID; the kernel MOF classes
+from its 6 small kernel modules; a construct this module does not know compiles to None and the caller
+falls back to construct), TraceLogging metadata in the events (``tracelogging.py``) and EventSource
+manifests in the trace (``eventsource.py``).
+
+The shipped manifests (``manifests/*.txt``, one file per provider, package data) are the compact form
+of a provider's instrumentation manifest, one line each (``#`` starts a comment)::
+
+    provider Microsoft-Windows-Kernel-Process 22fb2cd6-0e7b-422b-a0c7-2fad1fd0e716
+    source <where the facts come from>
+    template ProcessStartArgs ProcessID:u32 CreateTime:u64 ParentProcessID:u32 ImageName:wstring
+    event 1 0 ProcessStart ProcessStartArgs            (event id, version, name, template; - : none)
+
+Kinds as the decoder presents manifest types: FILETIME as its raw u64, HexInt as unsigned, IPAddrV4
+as u32, Boolean as ``bool32``, Pointer/SizeT as ``ptr`` (per the record's pointer size).
+``tools/manifest_to_compact.py`` writes the form from a manifest's XML. A shipped file is trusted data,
+but layouts compiled from a trace (TraceLogging, EventSource) are hostile: the decoder bounds every
+field by its record's payload whatever the layout says.
 """
 
 from __future__ import annotations
@@ -43,6 +57,8 @@ NUMERIC = {
 #: NUL-terminated), ``cstring`` (ANSI, NUL-terminated), ``sid`` (revision, count, authority, count x u32).
 #: TraceLogging adds ``bool32``, ``filetime`` (u64 -> UTC time), ``utf8z`` (UTF-8, NUL-terminated) and the
 #: counted forms ``bytes_u16``, ``wstring_u16``, ``cstring_u16`` (u16 byte count, then the bytes).
+#: ``ptr`` (a pointer: u64 or u32 per the record's pointer size) is resolved by :func:`for_pointer`
+#: before decoding; ``bytes_from`` with a ``size`` is an array: ``ref`` x ``size`` bytes.
 KINDS = (
     *NUMERIC,
     "guid",
@@ -58,6 +74,7 @@ KINDS = (
     "bytes_u16",
     "wstring_u16",
     "cstring_u16",
+    "ptr",
 )
 SYSTEMTIME_FIELDS = ("year", "month", "day_of_week", "day", "hour", "minute", "second", "milliseconds")
 
@@ -84,25 +101,27 @@ class Layout:
         return [f.name for f in self.fields]
 
 
-_SPEC = re.compile(r"([^\s:,]+):([a-z0-9_]+)(?:\[([^\]\s]+)\])?")
+_SPEC = re.compile(r"([^\s:,]+):([a-z0-9_]+)(?:\[([^\]\s*]+)(?:\*(\d+))?\])?")
 
 
 def parse_fields(spec: str) -> tuple[Field, ...]:
     """Fields written ``name:kind`` in payload order (spaces or commas between them): a :data:`KINDS` kind,
-    ``name:bytes[16]`` (a fixed number of bytes) or ``name:bytes[Other]`` (as many bytes as the earlier
-    field ``Other`` says). Raises ValueError naming the first token it does not understand."""
+    ``name:bytes[16]`` (a fixed number of bytes), ``name:bytes[Other]`` (as many bytes as the earlier
+    field ``Other`` says) or ``name:bytes[Count*8]`` (an array: ``Count`` elements of 8 bytes). Raises ValueError naming the first token it does not understand."""
     fields: list[Field] = []
     for token in spec.replace(",", " ").split():
         m = _SPEC.fullmatch(token)
         if m is None:
             raise ValueError(f"field {token!r}: not name:kind")
-        name, kind, arg = m.groups()
+        name, kind, arg, times = m.groups()
+        if times is not None and (kind != "bytes" or arg is None or arg.isdigit()):
+            raise ValueError(f"field {token!r}: only bytes[Field*size] multiplies")
         if kind == "bytes" and arg is not None and arg.isdigit():
             fields.append(Field(name, "bytes", size=int(arg)))
         elif kind == "bytes" and arg is not None:
             if arg not in {f.name for f in fields}:
                 raise ValueError(f"field {token!r}: its length field {arg!r} is not an earlier field")
-            fields.append(Field(name, "bytes_from", ref=arg))
+            fields.append(Field(name, "bytes_from", size=int(times or 0), ref=arg))
         elif kind in KINDS and kind not in ("bytes", "bytes_from") and arg is None:
             fields.append(Field(name, kind))
         else:
@@ -222,7 +241,10 @@ def _provider_files() -> dict[uuid.UUID, tuple[Path, str]]:
 
 
 def provider_name(guid: uuid.UUID) -> str | None:
-    """A manifest provider's name, per etl-parser's schema files."""
+    """A manifest provider's name, per the shipped manifests, else etl-parser's schema files."""
+    m = shipped(guid)
+    if m is not None:
+        return m.name
     hit = _provider_files().get(guid)
     return hit[1] if hit else None
 
@@ -361,3 +383,94 @@ def manifest_pattern(guid: uuid.UUID, event_id: int, version: int):
             node = ast.parse(text[start : _matching_paren(text, start + 6) + 1], mode="eval")
             return eval(compile(node, str(hit[0]), "eval"), {"__builtins__": {}}, _type_namespace())
     return None
+
+
+# ------------------------------------------------------------------ manifests the project ships
+
+#: The compact manifests shipped with the package (one file per provider).
+MANIFESTS = Path(__file__).with_name("manifests")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A provider's events as a compact manifest file gives them: (event id, version) -> (name, Layout)."""
+
+    name: str
+    guid: uuid.UUID
+    source: str
+    events: dict[tuple[int, int], tuple[str, Layout]]
+
+
+def parse_manifest(text: str, origin: str) -> Manifest:
+    """A :class:`Manifest` from the compact form (see the module docstring); ValueError names the line."""
+    name, guid, source = "", None, ""
+    templates: dict[str, tuple[Field, ...]] = {"-": ()}
+    events: dict[tuple[int, int], tuple[str, Layout]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        try:
+            if words[0] == "provider" and len(words) == 3:
+                name, guid = words[1], uuid.UUID(words[2])
+            elif words[0] == "source" and len(words) >= 2:
+                source = line.split(None, 1)[1].strip()
+            elif words[0] == "template" and len(words) >= 2:
+                if words[1] in templates:
+                    raise ValueError(f"template {words[1]} written twice")
+                templates[words[1]] = parse_fields(" ".join(words[2:]))
+            elif words[0] == "event" and len(words) == 5:
+                key = (int(words[1]), int(words[2]))
+                if key in events:
+                    raise ValueError(f"event {key[0]} v{key[1]} written twice")
+                if words[4] not in templates:
+                    raise ValueError(f"template {words[4]} not written before")
+                events[key] = (words[3], Layout(templates[words[4]], f"manifest {name} {key[0]} v{key[1]}"))
+            else:
+                raise ValueError("not a provider, source, template or event line")
+        except ValueError as exc:
+            raise ValueError(f"{origin} line {number}: {exc}") from None
+    if guid is None:
+        raise ValueError(f"{origin}: no provider line")
+    return Manifest(name, guid, source, events)
+
+
+@lru_cache(maxsize=1)
+def _shipped_files() -> dict[uuid.UUID, Path]:
+    """GUID -> compact manifest file, from each file's provider line (the files are read when used)."""
+    out: dict[uuid.UUID, Path] = {}
+    for path in sorted(MANIFESTS.glob("*.txt")):
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("provider "):
+                    out[uuid.UUID(line.split()[2])] = path
+                    break
+    return out
+
+
+@cache
+def shipped(guid: uuid.UUID) -> Manifest | None:
+    """The manifest the project ships for a provider, if it ships one."""
+    path = _shipped_files().get(guid)
+    return None if path is None else parse_manifest(path.read_text(encoding="utf-8"), path.name)
+
+
+def shipped_layout(
+    guid: uuid.UUID, event_id: int, version: int, pointer_size: int
+) -> Layout | Literal[False] | None:
+    """The shipped Layout of an event (pointers of ``pointer_size`` bytes); None: the provider is shipped
+    but not this event (or it has no layout); False: the provider is not shipped."""
+    m = shipped(guid)
+    if m is None:
+        return False
+    hit = m.events.get((event_id, version))
+    return None if hit is None else for_pointer(hit[1], pointer_size)
+
+
+@cache
+def for_pointer(lay: Layout, pointer_size: int) -> Layout:
+    """``lay`` with its ``ptr`` fields as u64 or u32."""
+    if all(f.kind != "ptr" for f in lay.fields):
+        return lay
+    kind = "u64" if pointer_size == 8 else "u32"
+    return Layout(tuple(Field(f.name, kind) if f.kind == "ptr" else f for f in lay.fields), lay.source)
