@@ -11,6 +11,9 @@ process:
 - ``events``: ``etwtools events`` (network events), and dissect.etl's bare record iteration.
 
 Usage: python benchmarks/bench_events_all.py [--sizes 50,500,2048] [--peer-seconds 30] [--keep]
+       [--data DIR] [--all-only]
+``--data DIR`` keeps the built files there as ``net452-<size>MB-<plain|compressed>.etl`` and reuses the
+ones already there (several benchmarks share them); ``--all-only`` leaves out the ``events`` pair.
 """
 
 from __future__ import annotations
@@ -125,6 +128,10 @@ def cli(kind: str, path: Path, records: int, workdir: Path) -> dict:
     }
 
 
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def fmt(r: dict) -> str:
     if "error" in r:
         return f"{r['kind']:15s} error: {r['error']}"
@@ -145,6 +152,8 @@ def main() -> None:
     ap.add_argument("--peer-seconds", type=float, default=30.0)
     ap.add_argument("--plain-only", action="store_true", help="only plain-buffer files (no compressed ones)")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--data", type=Path, help="folder of the built files, kept and reused")
+    ap.add_argument("--all-only", action="store_true", help="only events --all and its peer")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -158,16 +167,28 @@ def main() -> None:
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
             for plain in (True, False) if not args.plain_only else (True,):
-                p = workdir / f"big-{size}-{'plain' if plain else 'compressed'}.etl"
-                real = build_big(raw, p, size, plain)
+                kind = "plain" if plain else "compressed"
+                if args.data:
+                    p = args.data / f"net452-{size}MB-{kind}.etl"
+                    if not p.exists():
+                        part = p.with_name(f".{p.name}.{os.getpid()}.part")
+                        build_big(raw, part, size, plain)
+                        part.rename(p)
+                else:
+                    p = workdir / f"big-{size}-{kind}.etl"
+                    build_big(raw, p, size, plain)
+                real = p.stat().st_size
                 records = count_records(p)
-                print(f"\n{p.name} ({real / 2**20:,.0f} MB, {records:,d} records)")
+                print(f"\n{p.name} ({real / 2**20:,.0f} MB, {records:,d} records), load average {_load()}")
                 results = [
                     cli("all", p, records, workdir),
                     peer("dissect-values", p, args.peer_seconds),
-                    cli("events", p, records, workdir),
-                    peer("dissect-iterate", p, args.peer_seconds),
                 ]
+                if not args.all_only:
+                    results += [
+                        cli("events", p, records, workdir),
+                        peer("dissect-iterate", p, args.peer_seconds),
+                    ]
                 for r in results:
                     print("  " + fmt(r))
                 rate = {r["kind"]: r["n"] / r["seconds"] for r in results if "error" not in r}
@@ -177,7 +198,9 @@ def main() -> None:
                     )
                 if "events" in rate and "dissect-iterate" in rate:
                     print(f"  events: {rate['events'] / rate['dissect-iterate']:,.1f}x dissect.etl iterating")
-                p.unlink()
+                print(f"  load average after: {_load()}")
+                if not args.data:
+                    p.unlink()
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

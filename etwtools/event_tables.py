@@ -27,7 +27,7 @@ ROW_GROUP = 65536
 #: Bytes buffered over all event types: past it, the largest buffers are written first.
 BUDGET = 8 << 20
 #: Parquet files open at once.
-MAX_OPEN = 32
+MAX_OPEN = 16
 #: Row groups per file: an open writer keeps every row group's metadata, so a type's rows continue in a
 #: new part past this many.
 MAX_GROUPS = 128
@@ -40,10 +40,17 @@ _STATISTICS = ["time", "event_id", "opcode", "version", "pid", "tid", "record"]
 def _options(schema) -> dict:
     import pyarrow as pa
 
-    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    text = [
+        f.name
+        for f in schema
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type)
+    ]
     return {
         "use_dictionary": text,
         "write_statistics": [c for c in _STATISTICS if c in schema.names],
+        # the Parquet types say all (text, bytes, UTC times); the Arrow schema would name polars' view
+        # types, which older readers do not know
+        "store_schema": False,
     }
 
 
@@ -77,7 +84,7 @@ class _TypeWriter:
             return None
         frame = self.parts[0] if len(self.parts) == 1 else pl.concat(self.parts, how="vertical_relaxed")
         self.parts, self.pending, self.bytes = [], 0, 0
-        return frame.to_arrow()
+        return frame.to_arrow(compat_level=pl.CompatLevel.newest())  # text and bytes as views: no copy
 
     def write_table(self, table) -> None:
         """Write one table as a row group (opening the type's next file when none is open)."""

@@ -322,3 +322,31 @@ def test_regrouped_events_before_their_manifest_stay_bytes(corpus, tmp_path, mon
     assert by["System.Threading.Tasks.TplEventSource.id7.v0.ptr4"]["TaskID"].to_list() == [8]
     said = " ".join(r.getMessage() for r in records)
     assert "2 events of System.Threading.Tasks.TplEventSource before its EventSource manifest" in said
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "cp1252"])
+def test_c_text_decoding_equals_pythons_codecs(encoding):
+    """The C text decoder gives Python's own decoding with "replace" (lone and reversed surrogates, a
+    surrogate cut by the end, odd byte counts, cp1252's five undefined bytes), on random spans."""
+    if columnar._c is None:
+        (pytest.fail if os.environ.get("ETWTOOLS_REQUIRE_C") else pytest.skip)(
+            "the C accelerator etwtools.parsers.etl._columnar is not built"
+        )
+    rng = np.random.default_rng(14)
+    spans = []
+    for _ in range(3000):
+        n = int(rng.integers(0, 40))
+        if encoding == "utf-16-le":
+            units = np.where(
+                rng.random(n) < 0.3, rng.integers(0xD800, 0xE000, n), rng.integers(0, 0x10000, n)
+            ).astype("<u2")
+            raw = units.tobytes() + (bytes([int(rng.integers(256))]) if rng.random() < 0.1 else b"")
+        else:
+            raw = rng.integers(0, 256, n).astype(np.uint8).tobytes()
+        spans.append(raw)
+    data = np.frombuffer(b"".join(spans), np.uint8)
+    length = np.array([len(s) for s in spans], np.int64)
+    start = np.cumsum(length) - length
+    got = columnar._text(data, start, length, encoding)
+    assert got is not None
+    assert got.to_list() == [s.decode(encoding, "replace") for s in spans]

@@ -5,6 +5,8 @@
  * spans(data, start, length, out): the spans [start[i], start[i]+length[i]) concatenated into out.
  * terminators(data, pos, end, unit, out): out[i] = position of the first NUL unit (1 or 2 bytes) at
  *     pos[i] + k*unit below end[i], or len(data) when there is none.
+ * text(data, start, length, kind, offsets, out): the spans as UTF-8 (from UTF-16LE or cp1252, invalid
+ *     input replaced by U+FFFD exactly as Python's codecs do with "replace"), Arrow string buffers.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -136,11 +138,109 @@ terminators(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* UTF-8 of code point c at o (returns bytes written). */
+static inline Py_ssize_t
+put_utf8(uint8_t *o, uint32_t c)
+{
+    if (c < 0x80) { o[0] = (uint8_t)c; return 1; }
+    if (c < 0x800) { o[0] = 0xC0 | (c >> 6); o[1] = 0x80 | (c & 0x3F); return 2; }
+    if (c < 0x10000) {
+        o[0] = 0xE0 | (c >> 12); o[1] = 0x80 | ((c >> 6) & 0x3F); o[2] = 0x80 | (c & 0x3F); return 3;
+    }
+    o[0] = 0xF0 | (c >> 18); o[1] = 0x80 | ((c >> 12) & 0x3F); o[2] = 0x80 | ((c >> 6) & 0x3F);
+    o[3] = 0x80 | (c & 0x3F);
+    return 4;
+}
+
+/* cp1252 bytes 0x80..0x9F (Python's codec; 0xFFFD where it has none), the rest is Latin-1. */
+static const uint16_t CP1252_80[32] = {
+    0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152,
+    0xFFFD, 0x017D, 0xFFFD, 0xFFFD, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122,
+    0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178};
+
+static PyObject *
+text(PyObject *self, PyObject *args)
+{
+    PyObject *o_data, *o_start, *o_len, *o_offsets, *o_out;
+    int kind;
+    if (!PyArg_ParseTuple(args, "OOOiOO", &o_data, &o_start, &o_len, &kind, &o_offsets, &o_out))
+        return NULL;
+    if (kind != 0 && kind != 1) {
+        PyErr_SetString(PyExc_ValueError, "kind must be 0 (UTF-16LE) or 1 (cp1252)");
+        return NULL;
+    }
+    Py_buffer data, start, len, offsets, out;
+    if (get(o_data, &data, 0) < 0) return NULL;
+    if (get(o_start, &start, 0) < 0) { PyBuffer_Release(&data); return NULL; }
+    if (get(o_len, &len, 0) < 0) { PyBuffer_Release(&start); PyBuffer_Release(&data); return NULL; }
+    if (get(o_offsets, &offsets, 1) < 0) {
+        PyBuffer_Release(&len); PyBuffer_Release(&start); PyBuffer_Release(&data); return NULL;
+    }
+    if (get(o_out, &out, 1) < 0) {
+        PyBuffer_Release(&offsets); PyBuffer_Release(&len); PyBuffer_Release(&start); PyBuffer_Release(&data);
+        return NULL;
+    }
+    Py_ssize_t n = start.len / 8, at = 0;
+    const uint8_t *d = data.buf;
+    const int64_t *s = start.buf, *l = len.buf;
+    int64_t *off = offsets.buf;
+    uint8_t *o = out.buf;
+    int bad = len.len / 8 < n || offsets.len / 8 < n + 1;
+    if (!bad) {
+        off[0] = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t a = s[i], k = l[i];
+            /* room: 3 output bytes per input byte (cp1252), 3 per 2-byte unit and 3 for a trailing odd byte */
+            int64_t room = kind == 1 ? 3 * k : 3 * (k / 2) + 3;
+            if (a < 0 || k < 0 || a + k > data.len || at + room > out.len) { bad = 1; break; }
+            const uint8_t *p = d + a;
+            if (kind == 1) {
+                for (int64_t q = 0; q < k; q++) {
+                    uint8_t b = p[q];
+                    at += b < 0x80 ? (o[at] = b, 1) : put_utf8(o + at, b < 0xA0 ? CP1252_80[b - 0x80] : b);
+                }
+            } else {
+                int64_t units = k / 2, q = 0;
+                while (q < units) {
+                    uint32_t u = p[2 * q] | (p[2 * q + 1] << 8);
+                    if (u < 0xD800 || u > 0xDFFF) { at += put_utf8(o + at, u); q++; continue; }
+                    if (u <= 0xDBFF && q + 1 < units) {
+                        uint32_t v = p[2 * q + 2] | (p[2 * q + 3] << 8);
+                        if (v >= 0xDC00 && v <= 0xDFFF) {
+                            at += put_utf8(o + at, 0x10000 + ((u - 0xD800) << 10) + (v - 0xDC00));
+                            q += 2;
+                            continue;
+                        }
+                    }
+                    at += put_utf8(o + at, 0xFFFD);  /* a lone surrogate, as Python's "replace" */
+                    q++;
+                    if (u <= 0xDBFF && q == units && (k & 1))
+                        k--;  /* a high surrogate then a truncated unit: one error for both, as Python */
+                }
+                if (k & 1) at += put_utf8(o + at, 0xFFFD);  /* a truncated unit */
+            }
+            off[i + 1] = at;
+        }
+    }
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "text span outside the data, or output too small");
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&len);
+    PyBuffer_Release(&start);
+    PyBuffer_Release(&data);
+    if (bad) return NULL;
+    return PyLong_FromSsize_t(at);
+}
+
 static PyMethodDef methods[] = {
     {"fixed", fixed, METH_VARARGS, "fixed(data, pos, width, out): width bytes at each position."},
     {"spans", spans, METH_VARARGS, "spans(data, start, length, out): the spans, concatenated."},
     {"terminators", terminators, METH_VARARGS,
      "terminators(data, pos, end, unit, out): first NUL unit of each string (len(data): none)."},
+    {"text", text, METH_VARARGS,
+     "text(data, start, length, kind, offsets, out) -> bytes used: the spans decoded (kind 0: UTF-16LE, "
+     "1: cp1252; as Python's 'replace') into UTF-8 in out, string i at out[offsets[i]:offsets[i+1]]."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,3 +8,12 @@ def spans(data: Buffer | np.ndarray, start: np.ndarray, length: np.ndarray, out:
 def terminators(
     data: Buffer | np.ndarray, pos: np.ndarray, end: np.ndarray, unit: int, out: np.ndarray, /
 ) -> None: ...
+def text(
+    data: Buffer | np.ndarray,
+    start: np.ndarray,
+    length: np.ndarray,
+    kind: int,
+    offsets: np.ndarray,
+    out: np.ndarray,
+    /,
+) -> int: ...

@@ -172,10 +172,35 @@ def _spans(d: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
     return d[idx]
 
 
+#: Encodings the C accelerator turns into UTF-8 (its ``text`` kinds).
+_TEXT_KINDS = {"utf-16-le": 0, "cp1252": 1}
+
+
+def _text(d: np.ndarray, start: np.ndarray, length: np.ndarray, encoding: str) -> pl.Series | None:
+    """Text of the spans [start, start + length), decoded by the C accelerator straight into Arrow string
+    buffers (no Python string per value); None without it or for another encoding."""
+    kind = _TEXT_KINDS.get(encoding)
+    if _c is None or kind is None:
+        return None
+    import pyarrow as pa
+
+    start = np.ascontiguousarray(start, np.int64)
+    length = np.ascontiguousarray(length, np.int64)
+    room = int(3 * length.sum()) if kind == 1 else int(3 * (length // 2).sum()) + 3 * len(start)
+    out = np.empty(room + 1, np.uint8)
+    offsets = np.empty(len(start) + 1, np.int64)
+    used = _c.text(d, start, length, kind, offsets, out)
+    arr = pa.LargeStringArray.from_buffers(len(start), pa.py_buffer(offsets), pa.py_buffer(out[:used]))
+    return pl.Series(pl.from_arrow(arr))
+
+
 def _strings(d: np.ndarray, start: np.ndarray, stop: np.ndarray, encoding: str, unit: int) -> pl.Series:
     """Text of the NUL-terminated strings [start, stop) (stop: the terminator), decoded all at once."""
     if len(start) == 0:
         return pl.Series([], dtype=pl.Utf8)
+    fast = _text(d, start, stop - start, encoding)
+    if fast is not None:
+        return fast
     raw = _spans(d, start, stop + unit - start).tobytes()  # each string keeps its terminator: a separator
     return pl.Series(raw.decode(encoding, "replace").split("\x00")[:-1], dtype=pl.Utf8)
 
@@ -308,11 +333,15 @@ def decode_layout(
         elif f.kind == "bytes_u16":
             col = _binary(d, p + 2, extents[f.name][ok])
         elif f.kind in ("wstring_u16", "cstring_u16"):
-            raw = _binary(d, p + 2, extents[f.name][ok])
             enc = "utf-16-le" if f.kind == "wstring_u16" else "cp1252"
-            col = pl.Series(
-                [None if b is None else b.decode(enc, "replace") for b in raw.to_list()], dtype=pl.Utf8
-            )
+            fast = _text(d, p + 2, extents[f.name][ok], enc) if len(p) else None
+            if fast is not None:
+                col = fast
+            else:
+                raw = _binary(d, p + 2, extents[f.name][ok])
+                col = pl.Series(
+                    [None if b is None else b.decode(enc, "replace") for b in raw.to_list()], dtype=pl.Utf8
+                )
         else:  # sid
             count = d[np.clip(p + 1, 0, len(d) - 1)].astype(np.int64)
             col = (
