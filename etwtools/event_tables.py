@@ -88,6 +88,7 @@ class _TypeWriter:
 
     def write_table(self, table) -> None:
         """Write one table as a row group (opening the type's next file when none is open)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if self.writer is None:
@@ -98,6 +99,8 @@ class _TypeWriter:
         if table.schema != self.schema:
             table = table.cast(self.schema)
         self.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        del table
+        pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
         self.groups += 1
         if self.groups >= MAX_GROUPS:
             self.close()
