@@ -7,9 +7,14 @@ Measures, in one run:
 - dissect.etl's record iteration on the same files (when installed; capped at --peer-seconds per file);
 - Xpress decompression MB/s of output, C accelerator and pure-Python fallback;
 - peak RSS of each measurement (a fresh child process per file), to show memory does not grow with
-  file size.
+  file size;
+- ``cli``: the whole command line ``etwtools -q events --etl FILE -f parquet -o OUT`` (start-up, imports,
+  reading, writing), timed from outside, peak RSS from wait4 (as ``/usr/bin/time -v`` reports it).
 
-Usage: python benchmarks/bench_etl.py [--corpus DIR] [--size-mb 500] [--keep] [--peer-seconds 20]
+Usage: python benchmarks/bench_etl.py [--corpus DIR] [--sizes 500] [--data-dir DIR] [--keep] [--peer-seconds 20]
+
+``--data-dir DIR``: the built files are DIR/net452-<size>MB-plain.etl and -compressed.etl, reused when
+there (and kept); without it they are built in a temporary folder and removed.
 """
 
 from __future__ import annotations
@@ -122,6 +127,28 @@ def child(kind: str, path: str, seconds: float) -> dict:
     return {"kind": kind, "n": n, "seconds": dt, "partial": partial, "peak_rss_mb": rss}
 
 
+def cli(path: Path, records: int, out: Path) -> dict:
+    """The whole ``etwtools events`` command line, timed from outside; peak RSS of the child from wait4."""
+    etwtools = Path(sys.executable).with_name("etwtools")
+    args = [str(etwtools), "-q", "events", "--etl", str(path), "-f", "parquet", "-o", str(out)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    dt = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+    out.unlink(missing_ok=True)
+    if status != 0:
+        return {"kind": "cli", "error": err.splitlines()[-1] if err else f"exit status {status}"}
+    return {
+        "kind": "cli",
+        "n": records,
+        "seconds": dt,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "partial": False,
+        "peak_rss_mb": usage.ru_maxrss // 1024,
+    }
+
+
 def measure(kind: str, path: Path, seconds: float = 0.0) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(path), str(seconds)],
@@ -161,6 +188,8 @@ def fmt(r: dict) -> str:
     rate = r["n"] / r["seconds"] if r["seconds"] else float("nan")
     part = " (stopped early)" if r.get("partial") else ""
     rows = f" ({r['rows']:,d} event rows)" if r.get("rows") is not None else ""
+    if r.get("cpu_seconds") is not None:
+        rows += f" (CPU {r['cpu_seconds']:.2f} s)"
     return (
         f"{r['kind']:8s} {r['n']:>11,d} records {r['seconds']:8.2f} s {rate:>12,.0f} rec/s"
         f"  peak RSS {r['peak_rss_mb']:5d} MB{part}{rows}"
@@ -170,7 +199,8 @@ def fmt(r: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    ap.add_argument("--size-mb", type=int, default=500)
+    ap.add_argument("--sizes", default="500", help="sizes of the built files in MB (comma-separated)")
+    ap.add_argument("--data-dir", type=Path, help="where the built files are kept (reused when there)")
     ap.add_argument("--peer-seconds", type=float, default=20.0)
     ap.add_argument("--keep", action="store_true", help="keep the big files in /tmp/etl-bench")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -206,23 +236,40 @@ def main() -> None:
         + f"pure Python {d['python_mb_s']:,.1f} MB/s of output"
     )
 
-    workdir = Path(tempfile.mkdtemp(prefix="etl-bench-", dir="/tmp"))
+    workdir = args.data_dir or Path(tempfile.mkdtemp(prefix="etl-bench-", dir="/tmp"))
+    workdir.mkdir(parents=True, exist_ok=True)
     files = [(SOURCE, src)]
-    for plain in (True, False):
-        p = workdir / ("big-plain.etl" if plain else "big-compressed.etl")
-        size = build_big(raw, p, args.size_mb, plain)
-        files.append((f"{p.name} ({size / 2**20:,.0f} MB, {'plain' if plain else 'compressed'} buffers)", p))
+    built = []
+    for size_mb in (int(x) for x in args.sizes.split(",")):
+        for plain in (True, False):
+            p = workdir / f"net452-{size_mb}MB-{'plain' if plain else 'compressed'}.etl"
+            if not p.exists():
+                part = p.with_name(p.name + f".part{os.getpid()}")
+                build_big(raw, part, size_mb, plain)
+                part.rename(p)
+                built.append(p)
+            size = p.stat().st_size
+            files.append(
+                (f"{p.name} ({size / 2**20:,.0f} MB, {'plain' if plain else 'compressed'} buffers)", p)
+            )
     try:
         for label, path in files:
             print(f"\n{label}")
-            print("  " + fmt(measure("batches", path)))
+            first = measure("batches", path)
+            print("  " + fmt(first))
             if have_events:
                 print("  " + fmt(measure("events", path)))
+                whole = cli(path, first.get("n", 0), workdir / f"events-{os.getpid()}.parquet")
+                print("  " + fmt(whole))
             if have_dissect:
-                print("  " + fmt(measure("dissect", path, args.peer_seconds)))
+                peer = measure("dissect", path, args.peer_seconds)
+                print("  " + fmt(peer))
+                if have_events and "error" not in whole and "error" not in peer:
+                    ratio = (whole["n"] / whole["seconds"]) / (peer["n"] / peer["seconds"])
+                    print(f"  events (whole process): {ratio:,.1f}x dissect.etl's bare iteration")
     finally:
-        if not args.keep:
-            for _, p in files[1:]:
+        if not args.keep and args.data_dir is None:
+            for p in built:
                 p.unlink(missing_ok=True)
             workdir.rmdir()
 

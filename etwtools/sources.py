@@ -199,10 +199,13 @@ def read_frames(
 
 
 def _etl_trace(path: PathLike, *, with_frames: bool = False, progress: Progress | None = None) -> Trace:
-    from .parsers.etl.captured_frames import EtlPacketReader
     from .parsers.etl.events import read_timeline
 
-    packets = EtlPacketReader(path) if with_frames else None
+    packets = None
+    if with_frames:
+        from .parsers.etl.captured_frames import EtlPacketReader
+
+        packets = EtlPacketReader(path)
     t = read_timeline(path, progress=progress, packets=packets)
     return Trace(
         os.fspath(path),

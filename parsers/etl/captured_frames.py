@@ -127,6 +127,9 @@ PROVIDERS = (PKTMON, NDIS_PACKETCAPTURE)
 class EtlPacketReader:
     """Collects the frames of an ETL file batch by batch (so other decoders can share the pass)."""
 
+    #: The providers it reads (what a shared pass must ask the container for).
+    PROVIDERS = PROVIDERS
+
     def __init__(
         self,
         path: str | os.PathLike,

@@ -111,10 +111,9 @@ def read_timeline(path: str | os.PathLike, progress: Progress | None = None, pac
     ``packets`` (an :class:`~.packets.EtlPacketReader`) is fed the same batches, so the frames inside
     the file come out of the same pass; call its ``frames()`` afterwards.
     """
-    from .captured_frames import PROVIDERS as PACKET_PROVIDERS
     from .container import EtlFile
 
-    providers = PROVIDERS if packets is None else (*PROVIDERS, *PACKET_PROVIDERS)
+    providers = PROVIDERS if packets is None else (*PROVIDERS, *packets.PROVIDERS)
     with EtlFile(path, progress=progress) as etl:  # publishes the file's report: container + decoders
         collector = _Collector(path=os.fspath(path), skipped=etl.skipped)
         for batch in etl.batches(providers=providers):
