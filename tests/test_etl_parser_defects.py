@@ -1,6 +1,6 @@
-"""Known defects of etl-parser 1.0.1's container reader, each shown on a corpus file next to our answer.
+"""Known defects of etl-parser 1.0.1's container reader and schemas, each shown on a corpus file next to our answer.
 
-etwtools does not use etl-parser's container reader because of these. Each test asserts that the
+etwtools does not use etl-parser's container reader because of these (nor its schemas' pointer widths). Each test asserts that the
 defect is STILL there: when a fixed etl-parser release makes one fail, the message says which defect
 is fixed, so that part of etl-parser can be adopted (and the test retired).
 """
@@ -166,3 +166,29 @@ def test_header_buffer_with_saved_offset_zero_raises_indexerror(corpus):
     except IndexError:
         return
     pytest.fail(FIXED.format(etl_parser_version(), "header buffers with SavedOffset 0 are read"))
+
+
+def test_manifest_schemas_read_pointers_as_64_bit_in_32_bit_records(corpus):
+    """etl-parser's generated schemas type a manifest's win:Pointer fields as Int64ul (as win:UInt64), right
+    for 64-bit processes only. net.4.5.2.x86.etl, the 32-bit Test.x86 process's GCPinObjectAtGCTime
+    (46 bytes; PerfView's baseline line 258: HandleID=0x00a313f8, ObjectID=0x027e121c, ObjectSize=12,
+    TypeName=System.Object): its schema reads HandleID as ObjectID * 2^32 + HandleID, and the TypeName string
+    absorbs the 8 bytes of shift, so the parse consumes the payload exactly. Ours: parsers/etl/pointers.py."""
+    from etl.parsers.etw.Microsoft_Windows_DotNETRuntime import Microsoft_Windows_DotNETRuntime_33_0 as Pin
+
+    clr = uuid.UUID("e13c0d23-ccbc-4e12-931b-d9cc2eee27e4")
+    _f, batches = ours(corpus / "perfview/net.4.5.2.x86.etl")
+    payloads = [
+        b.payload(int(i))
+        for b in batches
+        for i in np.flatnonzero(b.provider_mask(clr) & (b.event_id == 33) & (b.pointer_size == 4))
+    ]
+    assert [len(p) for p in payloads] == [46]
+    theirs = Pin.pattern.parse(payloads[0])
+    if theirs.HandleID == 0x00A313F8:
+        pytest.fail(
+            FIXED.format(etl_parser_version(), "win:Pointer fields are pointer-sized in 32-bit records")
+        )
+    assert theirs.HandleID == 0x027E121C * 2**32 + 0x00A313F8
+    assert theirs.ObjectID == 12  # ObjectSize's low half
+    assert bytes(theirs.TypeName.string)[:-2].decode("utf-16-le") == "em.Object"  # "Syst" went to ObjectSize

@@ -35,6 +35,7 @@ from ..diagnostics import SkipReport, report_for
 from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Progress
 from . import eventsource as es
 from . import layouts as L
+from . import pointers as ptr
 from . import tracelogging as tl_mod
 from .generic import (
     _KERNEL_HEADERS,
@@ -382,6 +383,7 @@ class _Type:
     pattern: object = None
     decoder: str = "etl-parser"  # the name the tables of a compiled layout carry
     manifest_provider: uuid.UUID | None = None  # a provider whose EventSource manifest may come later
+    unknown_pointers: bool = False  # 32-bit events whose schema's pointer fields are not known
 
 
 def _safe(text: str) -> str:
@@ -444,14 +446,20 @@ class Decoder:
         layout: L.Layout | Literal[False] | None = False
         pattern = None
         decoder = "etl-parser"
+        narrow = False
         if htype in _EH and guid is not None:
             layout = L.shipped_layout(guid, event_id, version, psize)  # the project's manifests first
             if layout:
                 decoder = "manifest"
             else:  # a provider it does not ship, or an event its manifest lacks
                 layout = L.manifest_layout(guid, event_id, version)
-                if layout is None:
-                    pattern = L.manifest_pattern(guid, event_id, version)
+                if layout:
+                    layout = ptr.for_pointer_size(layout, guid, event_id, version, psize)
+                elif layout is None:
+                    pattern = ptr.pattern_for_pointer_size(
+                        L.manifest_pattern(guid, event_id, version), guid, event_id, version, psize
+                    )
+                narrow = layout is None and pattern is None  # a 32-bit event whose pointers are not known
         elif kernel and psize == 8:
             layout = L.kernel_layout(group, version, opcode)
             if layout is None:
@@ -461,7 +469,9 @@ class Decoder:
             steps.append("layout")
         elif pattern is not None:
             steps.append("construct")
-        waits = guid if htype in _EH and not steps and event_id != es.MANIFEST_EVENT_ID else None
+        waits = (
+            guid if htype in _EH and not steps and event_id != es.MANIFEST_EVENT_ID and not narrow else None
+        )
         return _Type(
             name,
             provider,
@@ -470,6 +480,7 @@ class Decoder:
             pattern=pattern,
             decoder=decoder,
             manifest_provider=waits,
+            unknown_pointers=narrow,
         )
 
     def _eventsource_type(
@@ -593,6 +604,10 @@ class Decoder:
         waiting = t.manifest_provider
         if waiting is not None:
             self._before_manifest[waiting] = self._before_manifest.get(waiting, 0) + len(rows)
+        if t.unknown_pointers:
+            self.skipped.add(
+                "32-bit events whose schema's pointer fields are not known kept as bytes", len(rows)
+            )
         return out
 
     def _tracelogging(self, batch: RecordBatch, d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -5,7 +5,9 @@ Services, Microsoft-Windows-Kernel-Network); etl-parser 1.0.1's generated per-pr
 (manifest providers by GUID/event id/version, kernel MOF classes by group/version/opcode), used on
 our own record payloads and only where they are right: a schema is accepted for a record only when
 it parses the payload and consumes exactly all of its bytes (its kernel classes assume 64-bit
-pointers; its Kernel-Network IPv6 classes lack the addresses; such records fail that check);
+pointers; its Kernel-Network IPv6 classes lack the addresses; such records fail that check); its
+manifest schemas type pointers as 64-bit: 32-bit records use them with their pointer fields 32-bit
+(``pointers.py``), or not at all where those fields are not known;
 otherwise the payload in hex. etl-parser's container reader is not used (see tests/test_etl_generic.py
 for the defects that rules it out).
 
@@ -54,6 +56,7 @@ from .kernel import (
     sid_text,
 )
 from .kernel_network import decode_kernel_network
+from .pointers import pattern_for_pointer_size
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
 from .structs import HEADER_KINDS, KERNEL_KINDS
 
@@ -261,16 +264,17 @@ def describe_batch(batch: RecordBatch, skipped: SkipReport) -> list[dict]:
             payload = batch.payload(i)
             fields, decoder = _own_slow(guid, opcode, version, int(batch.pointer_size[i]), payload)
             if fields is None:
-                cls = None
+                pattern = None
                 if htype in (EVENT_HEADER32, EVENT_HEADER64) and guid is not None:
                     cls = SCHEMAS.manifest(guid, event_id, version)
+                    if cls is not None:
+                        pattern = pattern_for_pointer_size(
+                            cls.pattern, guid, event_id, version, int(batch.pointer_size[i])
+                        )
                 elif htype in _KERNEL_HEADERS and group >= 0 and int(batch.pointer_size[i]) == 8:
                     cls = SCHEMAS.kernel(group, version, opcode)
-                parsed = (
-                    _parse_exact(cls.pattern, payload)
-                    if cls is not None and cls.pattern is not None
-                    else None
-                )
+                    pattern = cls.pattern if cls is not None else None
+                parsed = _parse_exact(pattern, payload) if pattern is not None else None
                 if parsed is not None:
                     decoder, fields = "etl-parser", jsonable(parsed)
                 else:
