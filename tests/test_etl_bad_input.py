@@ -380,3 +380,41 @@ def test_cut_circular_file_is_not_a_silent_loss(corpus, tmp_path):
     f, batches = read(path)
     assert sum(len(b) for b in batches) == 34 and f.header.expected_buffers == 6
     assert f.skipped.counts == {"of the 6 buffer(s) its logfile header counts (the file is cut)": 3}
+
+
+@pytest.mark.parametrize("walker", ["c", "python"])
+@pytest.mark.parametrize("damage", ["record size", "cut"])
+def test_damage_is_counted_alike_when_only_some_providers_are_read(
+    corpus, tmp_path, monkeypatch, walker, damage
+):
+    """Plain buffers read for a few providers are walked where they lie in the file (C) or copied first
+    (Python): a damaged record or a cut buffer is skipped and reported exactly as by a read of every record."""
+    from etwtools.parsers.etl.events import PROVIDERS
+
+    raw = bytearray((corpus / KN).read_bytes())
+    if damage == "cut":
+        raw = raw[: 50 * BUF + 0x1000]
+    else:
+        struct.pack_into("<H", raw, second_record(raw, 5 * BUF), 0)
+    path = write(tmp_path, "damaged.etl", bytes(raw))
+    whole, batches = read(path)
+    if walker == "python":
+        monkeypatch.setattr(container, "_speedups", None)
+        monkeypatch.setattr(container, "walk", container.walk_py)
+    elif container._speedups is None:
+        pytest.skip("the C accelerator is not built (tests/test_accelerators.py fails in CI)")
+    in_place = []
+    if walker == "c":
+        pick = container.EtlFile._pick_in_place
+        monkeypatch.setattr(
+            container.EtlFile, "_pick_in_place", lambda *a: in_place.append(pick(*a)) or in_place[-1]
+        )
+    with open_etl(path) as f:
+        picked = list(f.batches(chunk_bytes=1 << 16, providers=PROVIDERS))
+    assert any(in_place) == (walker == "c")
+    assert whole.skipped.line() and f.skipped.line() == whole.skipped.line()
+    assert f.stats.records == whole.stats.records == sum(len(b) for b in batches)
+    assert 0 < sum(len(b) for b in picked) < f.stats.records
+    full = np.concatenate([b.record for b in batches])
+    got = np.concatenate([b.record for b in picked])
+    assert np.isin(got, full).all()

@@ -8,6 +8,11 @@
  *     The record walk of parsers/etl/container.py (walk_py): for each segment [starts[i], ends[i])
  *     of data, the offset, size and header length (incl. extended items) of every record; damages is
  *     a list of (segment, offset, resumed_at or -1, reason code, records lost).
+ *     With a selection (kinds, groups, guids, raw_anchor, lo, hi as select() takes them, and index, an
+ *     array as long as offsets), only the wanted records are kept, index[i] their position among all the
+ *     records walked, and it returns (kept, count, bad_times, damages): walk and select in one pass.
+ * pack(data, offsets, sizes, out, out_offsets) -> end
+ *     The records at offsets copied into out one after the other, 8-aligned (gaps 0xFF).
  * select(data, offsets, kinds, groups, guids, raw_anchor, lo, hi, out) -> (kept, bad_times)
  *     The records a reader asks for, before any header field is gathered (container.py _select_py):
  *     out[:kept] = positions (into offsets) of the records whose provider is wanted: kernel headers
@@ -279,13 +284,52 @@ get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t itemsize, co
     return 0;
 }
 
+/* The record selection of select() and walk()'s filter: which records a reader asks for. */
+struct selection {
+    const uint8_t *kind, *grp, *guids;
+    Py_ssize_t nguid;
+    uint64_t anchor;
+    int64_t lo, hi;
+    Py_ssize_t bad; /* timed records whose timestamp is outside [lo, hi] from anchor */
+};
+
+/* Whether the record at r (its header lies inside the data) is one of the wanted providers'; counts
+   its time when damaged. */
+static inline int
+wanted_record(struct selection *s, const uint8_t *r)
+{
+    if (r[3] == 0x90)
+        return 0; /* MESSAGE: no timestamp, no provider */
+    uint8_t k = s->kind[r[2]];
+    uint64_t raw;
+    memcpy(&raw, r + (k == 2 ? 8 : 16), 8);
+    int64_t delta = (int64_t)(raw - s->anchor);
+    s->bad += delta < s->lo || delta > s->hi;
+    if (k == 1 || k == 2)
+        return s->grp[r[7]] != 0;
+    if (k >= 3)
+        for (Py_ssize_t j = 0; j < s->nguid; j++)
+            if (memcmp(r + 0x18, s->guids + 16 * j, 16) == 0)
+                return 1;
+    return 0;
+}
+
 static PyObject *
 walk(PyObject *self, PyObject *args)
 {
     PyObject *o_data, *o_starts, *o_ends, *o_offs, *o_sizes, *o_hdrs;
-    if (!PyArg_ParseTuple(args, "OOOOOO", &o_data, &o_starts, &o_ends, &o_offs, &o_sizes, &o_hdrs))
+    PyObject *o_kinds = NULL, *o_groups = NULL, *o_guids = NULL, *o_idx = NULL;
+    unsigned long long anchor = 0;
+    long long lo = 0, hi = 0;
+    if (!PyArg_ParseTuple(args, "OOOOOO|OOOKLLO", &o_data, &o_starts, &o_ends, &o_offs, &o_sizes, &o_hdrs,
+                          &o_kinds, &o_groups, &o_guids, &anchor, &lo, &hi, &o_idx))
         return NULL;
-    Py_buffer data, starts, ends, offs, sizes, hdrs;
+    int filtered = o_idx != NULL;
+    if (o_kinds != NULL && !filtered) {
+        PyErr_SetString(PyExc_TypeError, "walk: a selection needs all of kinds, groups, guids, anchor, lo, hi, index");
+        return NULL;
+    }
+    Py_buffer data, starts, ends, offs, sizes, hdrs, kinds, groups, guids, idx;
     uint32_t *memo = NULL;
     int64_t *path = NULL;
     int got = 0;
@@ -302,6 +346,20 @@ walk(PyObject *self, PyObject *args)
     got = 5;
     if (get_buffer(o_hdrs, &hdrs, 1, 8, "hdrs") < 0) goto done;
     got = 6;
+    if (filtered) {
+        if (get_buffer(o_kinds, &kinds, 0, 0, "kinds") < 0) goto done;
+        got = 7;
+        if (get_buffer(o_groups, &groups, 0, 0, "groups") < 0) goto done;
+        got = 8;
+        if (get_buffer(o_guids, &guids, 0, 16, "guids") < 0) goto done;
+        got = 9;
+        if (get_buffer(o_idx, &idx, 1, 8, "index") < 0) goto done;
+        got = 10;
+        if (kinds.len != 256 || groups.len != 256 || idx.len != offs.len) {
+            PyErr_SetString(PyExc_ValueError, "kinds and groups need 256 entries, index one per offset");
+            goto done;
+        }
+    }
     if (starts.len != ends.len || offs.len != sizes.len || offs.len != hdrs.len) {
         PyErr_SetString(PyExc_ValueError, "array lengths differ");
         goto done;
@@ -309,10 +367,22 @@ walk(PyObject *self, PyObject *args)
     damages = PyList_New(0);
     if (damages == NULL) goto done;
 
+    struct selection sel = {0};
+    int64_t *o_idx_out = NULL;
+    if (filtered) {
+        sel.kind = (const uint8_t *)kinds.buf;
+        sel.grp = (const uint8_t *)groups.buf;
+        sel.guids = (const uint8_t *)guids.buf;
+        sel.nguid = guids.len / 16;
+        sel.anchor = (uint64_t)anchor;
+        sel.lo = lo;
+        sel.hi = hi;
+        o_idx_out = (int64_t *)idx.buf;
+    }
     const uint8_t *d = (const uint8_t *)data.buf;
     const int64_t *st = (const int64_t *)starts.buf, *en = (const int64_t *)ends.buf;
     int64_t *o_off = (int64_t *)offs.buf, *o_size = (int64_t *)sizes.buf, *o_hdr = (int64_t *)hdrs.buf;
-    Py_ssize_t nseg = starts.len / 8, cap = offs.len / 8, n = 0;
+    Py_ssize_t nseg = starts.len / 8, cap = offs.len / 8, n = 0, total = 0;
 
     for (Py_ssize_t seg = 0; seg < nseg; seg++) {
         int64_t p = st[seg], end = en[seg], base = st[seg];
@@ -360,6 +430,12 @@ walk(PyObject *self, PyObject *args)
             }
             if (size == 0)
                 break;
+            total++;
+            /* a header the selection reads past a short record stays inside the data */
+            if (filtered && !(p + 0x28 <= data.len && wanted_record(&sel, d + p))) {
+                p += (size + 7) & ~(int64_t)7;
+                continue;
+            }
             if (n >= cap) {
                 PyErr_SetString(PyExc_ValueError, "output arrays too small");
                 goto done;
@@ -367,16 +443,25 @@ walk(PyObject *self, PyObject *args)
             o_off[n] = p;
             o_size[n] = size;
             o_hdr[n] = hdr;
+            if (filtered)
+                o_idx_out[n] = total - 1;
             n++;
             p += (size + 7) & ~(int64_t)7;
         }
     }
-    result = Py_BuildValue("(nO)", n, damages);
+    if (filtered)
+        result = Py_BuildValue("(nnnO)", n, total, sel.bad, damages);
+    else
+        result = Py_BuildValue("(nO)", n, damages);
 
 done:
     free(memo);
     free(path);
     Py_XDECREF(damages);
+    if (got >= 10) PyBuffer_Release(&idx);
+    if (got >= 9) PyBuffer_Release(&guids);
+    if (got >= 8) PyBuffer_Release(&groups);
+    if (got >= 7) PyBuffer_Release(&kinds);
     if (got >= 6) PyBuffer_Release(&hdrs);
     if (got >= 5) PyBuffer_Release(&sizes);
     if (got >= 4) PyBuffer_Release(&offs);
@@ -414,45 +499,84 @@ select_records(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "kinds and groups need 256 entries, out one per offset");
         goto done;
     }
-    const uint8_t *d = (const uint8_t *)data.buf, *kind = (const uint8_t *)kinds.buf;
-    const uint8_t *grp = (const uint8_t *)groups.buf, *g = (const uint8_t *)guids.buf;
+    struct selection sel = {(const uint8_t *)kinds.buf, (const uint8_t *)groups.buf, (const uint8_t *)guids.buf,
+                            guids.len / 16, (uint64_t)anchor, lo, hi, 0};
+    const uint8_t *d = (const uint8_t *)data.buf;
     const int64_t *o = (const int64_t *)offs.buf;
     int64_t *keep = (int64_t *)out.buf;
-    Py_ssize_t n = offs.len / 8, nguid = guids.len / 16, kept = 0, bad = 0, outside = 0;
+    Py_ssize_t n = offs.len / 8, kept = 0, outside = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t p = o[i];
         if (p < 0 || p + 0x28 > data.len) { outside = 1; break; }
-        const uint8_t *r = d + p;
-        if (r[3] == 0x90)
-            continue;                                /* MESSAGE: no timestamp, no provider */
-        uint8_t k = kind[r[2]];
-        uint64_t raw;
-        memcpy(&raw, r + (k == 2 ? 8 : 16), 8);
-        int64_t delta = (int64_t)(raw - (uint64_t)anchor);
-        bad += delta < lo || delta > hi;
-        if (k == 1 || k == 2) {
-            if (grp[r[7]])
-                keep[kept++] = i;
-        } else if (k >= 3) {
-            for (Py_ssize_t j = 0; j < nguid; j++)
-                if (memcmp(r + 0x18, g + 16 * j, 16) == 0) {
-                    keep[kept++] = i;
-                    break;
-                }
-        }
+        if (wanted_record(&sel, d + p))
+            keep[kept++] = i;
     }
     Py_END_ALLOW_THREADS
     if (outside)
         PyErr_SetString(PyExc_ValueError, "record header outside the data");
     else
-        result = Py_BuildValue("(nn)", kept, bad);
+        result = Py_BuildValue("(nn)", kept, sel.bad);
 
 done:
     if (got >= 6) PyBuffer_Release(&out);
     if (got >= 5) PyBuffer_Release(&guids);
     if (got >= 4) PyBuffer_Release(&groups);
     if (got >= 3) PyBuffer_Release(&kinds);
+    if (got >= 2) PyBuffer_Release(&offs);
+    if (got >= 1) PyBuffer_Release(&data);
+    return result;
+}
+
+/* pack(data, offsets, sizes, out, out_offsets) -> end: the records at offsets (sizes bytes each) copied
+   one after the other into out, each at an 8-aligned position (out_offsets), the gaps 0xFF. */
+static PyObject *
+pack(PyObject *self, PyObject *args)
+{
+    PyObject *o_data, *o_offs, *o_sizes, *o_out, *o_pos;
+    if (!PyArg_ParseTuple(args, "OOOOO", &o_data, &o_offs, &o_sizes, &o_out, &o_pos))
+        return NULL;
+    Py_buffer data, offs, sizes, out, pos;
+    int got = 0;
+    PyObject *result = NULL;
+    if (get_buffer(o_data, &data, 0, 0, "data") < 0) goto done;
+    got = 1;
+    if (get_buffer(o_offs, &offs, 0, 8, "offsets") < 0) goto done;
+    got = 2;
+    if (get_buffer(o_sizes, &sizes, 0, 8, "sizes") < 0) goto done;
+    got = 3;
+    if (get_buffer(o_out, &out, 1, 0, "out") < 0) goto done;
+    got = 4;
+    if (get_buffer(o_pos, &pos, 1, 8, "out_offsets") < 0) goto done;
+    got = 5;
+    if (offs.len != sizes.len || offs.len != pos.len) {
+        PyErr_SetString(PyExc_ValueError, "array lengths differ");
+        goto done;
+    }
+    const uint8_t *d = (const uint8_t *)data.buf;
+    uint8_t *w = (uint8_t *)out.buf;
+    const int64_t *o = (const int64_t *)offs.buf, *sz = (const int64_t *)sizes.buf;
+    int64_t *at = (int64_t *)pos.buf, q = 0;
+    Py_ssize_t n = offs.len / 8, bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t size = sz[i], padded = (size + 7) & ~(int64_t)7;
+        if (o[i] < 0 || size < 0 || o[i] + size > data.len || q + padded > out.len) { bad = 1; break; }
+        memcpy(w + q, d + o[i], (size_t)size);
+        memset(w + q + size, 0xFF, (size_t)(padded - size));
+        at[i] = q;
+        q += padded;
+    }
+    Py_END_ALLOW_THREADS
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "record outside the data or the output");
+    else
+        result = PyLong_FromLongLong(q);
+
+done:
+    if (got >= 5) PyBuffer_Release(&pos);
+    if (got >= 4) PyBuffer_Release(&out);
+    if (got >= 3) PyBuffer_Release(&sizes);
     if (got >= 2) PyBuffer_Release(&offs);
     if (got >= 1) PyBuffer_Release(&data);
     return result;
@@ -473,10 +597,13 @@ static PyMethodDef methods[] = {
     {"lzxpress_decompress", lzxpress_decompress, METH_VARARGS,
      "lzxpress_decompress(src, out_size, partial=False) -> bytes: MS-XCA plain LZ77 decompression."},
     {"walk", walk, METH_VARARGS,
-     "walk(data, starts, ends, offsets, sizes, hdrs) -> (count, damages): ETL record walk."},
+     "walk(data, starts, ends, offsets, sizes, hdrs[, kinds, groups, guids, raw_anchor, lo, hi, index]) -> "
+     "(count, damages), or with a selection (kept, count, bad_times, damages): ETL record walk."},
     {"select", select_records, METH_VARARGS,
      "select(data, offsets, kinds, groups, guids, raw_anchor, lo, hi, out) -> (kept, bad_times): records of "
      "the wanted providers."},
+    {"pack", pack, METH_VARARGS,
+     "pack(data, offsets, sizes, out, out_offsets) -> end: records copied 8-aligned into out."},
     {"header_tables", header_tables, METH_NOARGS,
      "header_tables() -> (bytes, bytes): header size and size-at-4 flag per header type (the walk's tables)."},
     {NULL, NULL, 0, NULL},

@@ -3,7 +3,9 @@
 A chunk of consecutive buffers is copied (or decompressed) into one bytearray, the record offsets
 are found by one sequential walk (C when built, else Python: identical results), and every header
 field is then gathered with numpy. Pages of the mapping already read are dropped (madvise), so
-memory is bounded by the chunk size, not the file size.
+memory is bounded by the chunk size, not the file size. When a reader asks for a few providers, plain
+buffers are walked where they lie in the mapping and selected in the same pass (C): only the wanted
+records are copied, and they are gathered into batches of their own size.
 
 A record is every record of every buffer, the logfile header record included (the corpus README's
 counts). MESSAGE (WPP) records get an 8-byte header; their optional fields stay in the payload and
@@ -382,6 +384,11 @@ def _starts_with_records(data: bytes, full: int) -> bool:
     return n < full and code == 3 and len(offs) > 0 and int(offs[0]) < p
 
 
+def _file_of(offs: np.ndarray, starts: np.ndarray, files: np.ndarray) -> np.ndarray:
+    """The file offset of the buffer of each record at ``offs`` (segments from ``starts``, buffers at ``files``)."""
+    return files[np.searchsorted(starts, offs, side="right") - 1]
+
+
 def walk_c(data, starts: np.ndarray, ends: np.ndarray):
     """The C walker (same results as :func:`walk_py`)."""
     starts = np.ascontiguousarray(starts, np.int64)
@@ -473,6 +480,29 @@ class _Wanted:
         return cls(wanted, bytes(groups), b"".join(sorted(g.bytes_le for g in wanted)))
 
 
+class _Picked:
+    """Records picked in place from plain buffers, packed, waiting to fill a batch."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple] = []
+        self.nbytes = self.records = 0
+
+    def add(self, data: bytearray, offs, sizes, hdrs, file_of, records) -> None:
+        if len(offs):
+            self.parts.append((data, offs, sizes, hdrs, file_of, records))
+            self.nbytes += len(data)
+            self.records += len(offs)
+
+    def take(self) -> tuple:
+        """(data with the gather's tail, offsets into it, sizes, header lengths, buffer file offsets, record
+        indexes) of every waiting record."""
+        parts, self.parts, self.nbytes, self.records = self.parts, [], 0, 0
+        shift = np.cumsum([0] + [len(p[0]) for p in parts[:-1]])
+        data = bytearray().join(p[0] for p in parts) + _FF[:_TAIL]
+        offs = np.concatenate([p[1] + k for p, k in zip(parts, shift, strict=True)])
+        return (data, offs, *(np.concatenate([p[i] for p in parts]) for i in range(2, 6)))
+
+
 class EtlFile:
     """An open ETL file: ``.header``, ``.batches()``, ``.stats``, ``.skipped`` (what the container and the
     decoders of the pass skipped; published when the context manager exits). Use as a context manager."""
@@ -508,6 +538,7 @@ class EtlFile:
             self._mm.madvise(mmap.MADV_SEQUENTIAL)
         self._released = 0
         self._spares: list[bytearray] = []  # batch buffers (see _batch_buffer)
+        self._record_base = 0  # records before the chunk being read (batches())
         self._last_stamp = 0  # the largest buffer TimeStamp seen (see _clock_note)
         try:
             self.header = self._read_header()
@@ -838,36 +869,55 @@ class EtlFile:
         )
         self._last_stamp = 0
         wanted = None if providers is None else _Wanted.of(providers)
-        record_base = chunks = 0
+        self._record_base = chunks = 0
         parts: list = []
         seg_files: list[int] = []
         nbytes = 0
+        picked = _Picked()
         for off, data, _flag in self._buffers():
             parts.append(data)
             seg_files.append(off)
             nbytes += len(data) + (-len(data) & 7)
             if nbytes >= chunk_bytes:
-                batch, records = self._batch(parts, seg_files, record_base, wanted)
-                record_base += records
+                yield from self._chunk(parts, seg_files, wanted, picked, chunk_bytes)
                 parts, seg_files, nbytes = [], [], 0
                 self._release_pages(off)
                 if self.progress is not None:
                     self.progress(off, self.size)
-                yield batch
                 chunks += 1
                 if chunks % _TRIM_EVERY == 0:
                     _trim_heap()
         if parts:
-            batch, records = self._batch(parts, seg_files, record_base, wanted)
-            record_base += records
-            yield batch
+            yield from self._chunk(parts, seg_files, wanted, picked, chunk_bytes)
+        if picked.records:
+            yield self._picked_batch(picked)
         if self.progress is not None:
             self.progress(self.size, self.size)
-        st.records = record_base
+        st.records = self._record_base
         st.clock_note = self._clock_note()
         st.report(self.skipped)
         for line in st.notes():
             warn(line)
+
+    def _chunk(
+        self, parts: list, seg_files: list[int], wanted: _Wanted | None, picked: _Picked, chunk_bytes: int
+    ) -> Iterator[RecordBatch]:
+        """The batches of a chunk of buffers: records picked in place wait in ``picked`` until they fill
+        a batch of their own (a batch of few records costs the readers as much as a full one)."""
+        base = self._record_base
+        if (
+            wanted is not None
+            and _speedups is not None
+            and self._pick_in_place(parts, seg_files, wanted, picked)
+        ):
+            if picked.nbytes >= chunk_bytes:
+                yield self._picked_batch(picked)
+            return
+        if picked.records:  # records stay in file order
+            yield self._picked_batch(picked)
+        batch, records = self._batch(parts, seg_files, base, wanted)
+        self._record_base = base + records
+        yield batch
 
     def _batch(
         self, parts: list, seg_files: list[int], record_base: int, wanted: _Wanted | None = None
@@ -894,21 +944,11 @@ class EtlFile:
                 part.release()
         parts.clear()
         offs, sizes, hdrs, damages = walk(buf, starts, ends)
-        st = self.stats
-        for seg, p, resumed, code, lost in damages:
-            file_off = seg_files[seg] + BUFFER_HEADER_SIZE + (p - int(starts[seg]))
-            stop = resumed if resumed >= 0 else int(ends[seg])
-            st._damage(
-                seg_files[seg],
-                file_off if self._is_plain(seg_files[seg]) else seg_files[seg],
-                stop - p,
-                lost,
-                DAMAGE_REASONS.get(code, f"damage {code}"),
-            )
+        self._count_damages(damages, seg_files, starts, ends)
         files = np.asarray(seg_files, np.int64)
         total = len(offs)
         if wanted is None:
-            return self._columns(buf, offs, sizes, hdrs, starts, files, record_base), total
+            return self._columns(buf, offs, sizes, hdrs, _file_of(offs, starts, files), record_base), total
         lo, hi = self.clock.raw_bounds(*self._span()[:2])
         if _speedups is not None:
             keep = np.empty(total, np.int64)
@@ -922,13 +962,75 @@ class EtlFile:
             w = np.frombuffer(buf, np.uint64)[(offs >> 3)[:, None] + np.arange(3)]
             perf = _KIND[(w[:, 0] >> np.uint64(16)).astype(np.uint8)] == _K_PERFINFO
             timed = (w[:, 0] >> np.uint64(24)).astype(np.uint8) != MESSAGE_FLAGS
-            seg = np.searchsorted(starts, offs, side="right") - 1
-            self._check_times(np.where(perf, w[:, 1], w[:, 2]), timed, files[seg])
+            self._check_times(np.where(perf, w[:, 1], w[:, 2]), timed, _file_of(offs, starts, files))
         keep = keep[:kept]
+        offs = offs[keep]
         batch = self._columns(
-            buf, offs[keep], sizes[keep], hdrs[keep], starts, files, record_base, records=keep, check=False
+            buf,
+            offs,
+            sizes[keep],
+            hdrs[keep],
+            _file_of(offs, starts, files),
+            record_base,
+            records=keep,
+            check=False,
         )
         return batch, total
+
+    def _pick_in_place(self, parts: list, seg_files: list[int], wanted: _Wanted, picked: _Picked) -> bool:
+        """:meth:`_batch` of plain buffers, walked where they lie in the mapping and selected in the same
+        pass: only the wanted records are copied, into ``picked``. False (nothing done) when a part is not
+        plain or a record's time is damaged (the copying path counts those exactly)."""
+        if not all(isinstance(part, memoryview) for part in parts):
+            return False
+        files = np.asarray(seg_files, np.int64)
+        starts = files + BUFFER_HEADER_SIZE
+        ends = starts + np.array([len(part) for part in parts], np.int64)
+        if int(ends[-1]) + _TAIL > self.size:  # the selection reads 0x28 header bytes from every record
+            return False
+        cap = int(((ends - starts) // 8 + 1).sum())
+        offs, sizes, hdrs, index = (np.empty(cap, np.int64) for _ in range(4))
+        lo, hi = self.clock.raw_bounds(*self._span()[:2])
+        kept, total, bad, damages = _speedups.walk(
+            self._map, starts, ends, offs, sizes, hdrs,
+            _KIND, wanted.groups, wanted.guids, self.clock.raw_anchor & _U64, lo, hi, index,
+        )  # fmt: skip
+        if bad:
+            return False
+        for part in parts:
+            part.release()
+        parts.clear()
+        self._count_damages(damages, seg_files, starts, ends)
+        offs, sizes = offs[:kept], sizes[:kept]
+        buf = bytearray(int(((sizes + 7) & ~7).sum()))
+        packed = np.empty(kept, np.int64)
+        _speedups.pack(self._map, offs, sizes, buf, packed)
+        picked.add(
+            buf, packed, sizes, hdrs[:kept], _file_of(offs, starts, files), index[:kept] + self._record_base
+        )
+        self._record_base += total
+        return True
+
+    def _picked_batch(self, picked: _Picked) -> RecordBatch:
+        """The batch of the records waiting in ``picked`` (which is emptied)."""
+        data, offs, sizes, hdrs, file_of, records = picked.take()
+        return self._columns(data, offs, sizes, hdrs, file_of, 0, records=records, check=False)
+
+    def _count_damages(
+        self, damages: list, seg_files: list[int], starts: np.ndarray, ends: np.ndarray
+    ) -> None:
+        """Count the walk's damaged records in the statistics."""
+        st = self.stats
+        for seg, p, resumed, code, lost in damages:
+            file_off = seg_files[seg] + BUFFER_HEADER_SIZE + (p - int(starts[seg]))
+            stop = resumed if resumed >= 0 else int(ends[seg])
+            st._damage(
+                seg_files[seg],
+                file_off if self._is_plain(seg_files[seg]) else seg_files[seg],
+                stop - p,
+                lost,
+                DAMAGE_REASONS.get(code, f"damage {code}"),
+            )
 
     def _batch_buffer(self, size: int) -> bytearray:
         """A buffer of at least ``size`` bytes for a batch's data: one of the last two, when nothing
@@ -983,10 +1085,11 @@ class EtlFile:
         return not flag & FLAG_COMPRESSED
 
     def _columns(
-        self, data, offs, sizes, hdrs, starts, seg_files, record_base, records=None, check: bool = True
+        self, data, offs, sizes, hdrs, file_of, record_base, records=None, check: bool = True
     ) -> RecordBatch:
-        """The header fields of the records at ``offs`` (``records``: their positions among the batch's
-        records, when only some are asked for; ``check``: count the records whose time is damaged)."""
+        """The header fields of the records at ``offs`` of ``data`` (``file_of``: the file offset of each
+        one's buffer; ``records``: their positions among the batch's records, when only some are asked
+        for; ``check``: count the records whose time is damaged)."""
         n = len(offs)
         # the first 7 u64 words (0x38 bytes) of every record header, in one gather
         if _columnar is not None:  # one memcpy per record instead of a (n, 7) index gather
@@ -1039,9 +1142,8 @@ class EtlFile:
             provider[guided] = self._provider_index(w[guided, 3], w[guided, 4])
         time = self.clock.to_ns(raw)
         msg = htype == MESSAGE
-        seg = np.searchsorted(starts, offs, side="right") - 1
         if check:
-            self._check_times(raw, ~msg, seg_files[seg])
+            self._check_times(raw, ~msg, file_of)
         if msg.any():  # WPP messages carry no fixed timestamp: use the previous record's time
             idx = np.maximum.accumulate(np.where(~msg, np.arange(n), -1))
             time = np.where(idx >= 0, time[np.maximum(idx, 0)], np.int64(self.clock.anchor_ns))
@@ -1053,7 +1155,7 @@ class EtlFile:
                 else records + record_base
             ),
             offset=offs,
-            file_offset=seg_files[seg],
+            file_offset=file_of,
             htype=htype,
             pointer_size=_PTR[htype],
             provider=provider,
