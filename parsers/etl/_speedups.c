@@ -8,9 +8,10 @@
  *     The record walk of parsers/etl/container.py (walk_py): for each segment [starts[i], ends[i])
  *     of data, the offset, size and header length (incl. extended items) of every record; damages is
  *     a list of (segment, offset, resumed_at or -1, reason code, records lost).
- *     With a selection (kinds, groups, guids, raw_anchor, lo, hi as select() takes them, and index, an
- *     array as long as offsets), only the wanted records are kept, index[i] their position among all the
- *     records walked, and it returns (kept, count, bad_times, damages): walk and select in one pass.
+ * walk_select(data, starts, ends, offsets, sizes, hdrs, kinds, groups, guids, raw_anchor, lo, hi, index)
+ *     -> (kept, count, bad_times, damages)
+ *     walk and select in one pass (selection arguments as select() takes them): only the wanted records
+ *     are kept, index[i] (an array as long as offsets) their position among all the records walked.
  * pack(data, offsets, sizes, out, out_offsets) -> end
  *     The records at offsets copied into out one after the other, 8-aligned (gaps 0xFF).
  * select(data, offsets, kinds, groups, guids, raw_anchor, lo, hi, out) -> (kept, bad_times)
@@ -315,20 +316,16 @@ wanted_record(struct selection *s, const uint8_t *r)
 }
 
 static PyObject *
-walk(PyObject *self, PyObject *args)
+walk_records(PyObject *args, int filtered)
 {
     PyObject *o_data, *o_starts, *o_ends, *o_offs, *o_sizes, *o_hdrs;
     PyObject *o_kinds = NULL, *o_groups = NULL, *o_guids = NULL, *o_idx = NULL;
     unsigned long long anchor = 0;
     long long lo = 0, hi = 0;
-    if (!PyArg_ParseTuple(args, "OOOOOO|OOOKLLO", &o_data, &o_starts, &o_ends, &o_offs, &o_sizes, &o_hdrs,
-                          &o_kinds, &o_groups, &o_guids, &anchor, &lo, &hi, &o_idx))
+    if (filtered ? !PyArg_ParseTuple(args, "OOOOOOOOOKLLO", &o_data, &o_starts, &o_ends, &o_offs, &o_sizes,
+                                     &o_hdrs, &o_kinds, &o_groups, &o_guids, &anchor, &lo, &hi, &o_idx)
+                 : !PyArg_ParseTuple(args, "OOOOOO", &o_data, &o_starts, &o_ends, &o_offs, &o_sizes, &o_hdrs))
         return NULL;
-    int filtered = o_idx != NULL;
-    if (o_kinds != NULL && !filtered) {
-        PyErr_SetString(PyExc_TypeError, "walk: a selection needs all of kinds, groups, guids, anchor, lo, hi, index");
-        return NULL;
-    }
     Py_buffer data, starts, ends, offs, sizes, hdrs, kinds, groups, guids, idx;
     uint32_t *memo = NULL;
     int64_t *path = NULL;
@@ -472,6 +469,18 @@ done:
 }
 
 static PyObject *
+walk(PyObject *self, PyObject *args)
+{
+    return walk_records(args, 0);
+}
+
+static PyObject *
+walk_select(PyObject *self, PyObject *args)
+{
+    return walk_records(args, 1);
+}
+
+static PyObject *
 select_records(PyObject *self, PyObject *args)
 {
     PyObject *o_data, *o_offs, *o_kinds, *o_groups, *o_guids, *o_out;
@@ -597,8 +606,10 @@ static PyMethodDef methods[] = {
     {"lzxpress_decompress", lzxpress_decompress, METH_VARARGS,
      "lzxpress_decompress(src, out_size, partial=False) -> bytes: MS-XCA plain LZ77 decompression."},
     {"walk", walk, METH_VARARGS,
-     "walk(data, starts, ends, offsets, sizes, hdrs[, kinds, groups, guids, raw_anchor, lo, hi, index]) -> "
-     "(count, damages), or with a selection (kept, count, bad_times, damages): ETL record walk."},
+     "walk(data, starts, ends, offsets, sizes, hdrs) -> (count, damages): ETL record walk."},
+    {"walk_select", walk_select, METH_VARARGS,
+     "walk_select(data, starts, ends, offsets, sizes, hdrs, kinds, groups, guids, raw_anchor, lo, hi, index) -> "
+     "(kept, count, bad_times, damages): the record walk keeping only the wanted records."},
     {"select", select_records, METH_VARARGS,
      "select(data, offsets, kinds, groups, guids, raw_anchor, lo, hi, out) -> (kept, bad_times): records of "
      "the wanted providers."},

@@ -13,6 +13,25 @@ def walk(
     hdrs: np.ndarray,
     /,
 ) -> tuple[int, list[tuple[int, int, int, int, int]]]: ...
+def walk_select(
+    data: Buffer | np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    offsets: np.ndarray,
+    sizes: np.ndarray,
+    hdrs: np.ndarray,
+    kinds: Buffer | np.ndarray,
+    groups: Buffer,
+    guids: Buffer,
+    raw_anchor: int,
+    lo: int,
+    hi: int,
+    index: np.ndarray,
+    /,
+) -> tuple[int, int, int, list[tuple[int, int, int, int, int]]]: ...
+def pack(
+    data: Buffer | np.ndarray, offsets: np.ndarray, sizes: np.ndarray, out: Buffer, out_offsets: np.ndarray, /
+) -> int: ...
 def select(
     data: Buffer | np.ndarray,
     offsets: np.ndarray,

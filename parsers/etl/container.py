@@ -991,7 +991,7 @@ class EtlFile:
         cap = int(((ends - starts) // 8 + 1).sum())
         offs, sizes, hdrs, index = (np.empty(cap, np.int64) for _ in range(4))
         lo, hi = self.clock.raw_bounds(*self._span()[:2])
-        kept, total, bad, damages = _speedups.walk(
+        kept, total, bad, damages = _speedups.walk_select(
             self._map, starts, ends, offs, sizes, hdrs,
             _KIND, wanted.groups, wanted.guids, self.clock.raw_anchor & _U64, lo, hi, index,
         )  # fmt: skip
