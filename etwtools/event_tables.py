@@ -2,8 +2,8 @@
 
 The tables come grouped by event type (``columnar.iter_events``). Rows are buffered per event type and
 written as Parquet row groups of at least :data:`ROW_GROUP` rows; past :data:`BUDGET` bytes buffered
-over all types, the largest buffers are written first. Parquet encoding runs in one writer thread
-(pyarrow releases the GIL) while the next records are decoded, at most :data:`IN_FLIGHT` tables ahead.
+over all types, the largest buffers are written first. Joining a type's buffered frames and Parquet encoding run in one writer
+thread (polars and pyarrow release the GIL) while the next records are decoded, at most :data:`IN_FLIGHT` tables ahead.
 A Parquet writer holds about 0.7 MB while open, so a file is opened only when its type has rows to write
 before the end, and at most :data:`MAX_OPEN` at a time (the least recently written one is closed; its
 type's later rows go to ``<type>.part2.parquet`` and so on), each for at most :data:`MAX_GROUPS` row
@@ -76,14 +76,20 @@ class _TypeWriter:
         self.rows += frame.height
         self.bytes += frame.estimated_size()
 
-    def take(self):
-        """The buffered rows as one Arrow table (None when there are none)."""
+    def take(self) -> list:
+        """The buffered frames (taken: the type buffers none after this)."""
+        parts = self.parts
+        self.parts, self.pending, self.bytes = [], 0, 0
+        return parts
+
+    @staticmethod
+    def arrow(parts: list):
+        """Frames as one Arrow table (None when there are none)."""
         import polars as pl
 
-        if not self.parts:
+        if not parts:
             return None
-        frame = self.parts[0] if len(self.parts) == 1 else pl.concat(self.parts, how="vertical_relaxed")
-        self.parts, self.pending, self.bytes = [], 0, 0
+        frame = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed")
         return frame.to_arrow(compat_level=pl.CompatLevel.newest())  # text and bytes as views: no copy
 
     def write_table(self, table) -> None:
@@ -107,7 +113,7 @@ class _TypeWriter:
 
     def write(self) -> None:
         """Write the buffered rows (in this thread)."""
-        table = self.take()
+        table = self.arrow(self.take())
         if table is not None:
             self.write_table(table)
 
@@ -128,17 +134,19 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
     flight: deque[Future] = deque()
     pool = ThreadPoolExecutor(1, thread_name_prefix="parquet")
 
-    def in_thread(w: _TypeWriter, table, close_first: _TypeWriter | None) -> None:
+    def in_thread(w: _TypeWriter, parts: list, close_first: _TypeWriter | None) -> None:
         if close_first is not None:
             close_first.close()
+        table = w.arrow(parts)
+        parts.clear()
         w.write_table(table)
 
     def write(w: _TypeWriter) -> None:
         """Hand the type's buffered rows to the writer thread (files opened and closed in its order)."""
         nonlocal buffered
         buffered -= w.bytes
-        table = w.take()
-        if table is None:
+        parts = w.take()
+        if not parts:
             return
         evict = None
         if w.name not in open_ and len(open_) >= MAX_OPEN:
@@ -146,7 +154,7 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
             evict.planned = 0
         while len(flight) >= IN_FLIGHT:
             flight.popleft().result()
-        flight.append(pool.submit(in_thread, w, table, evict))
+        flight.append(pool.submit(in_thread, w, parts, evict))
         w.planned += 1
         if w.planned >= MAX_GROUPS:  # the thread closes the file after this row group
             open_.pop(w.name, None)

@@ -76,6 +76,8 @@ _NO_ID = 0xFFFFFFFF
 CHUNK = 2 << 20
 #: Bytes of buffers per batch when records are regrouped by event type (:func:`iter_events`).
 REGROUP_CHUNK = 4 << 20
+#: Batches read ahead of the decoding (:func:`iter_events`).
+AHEAD = 1
 EVENT_HEADER_SIZE = HEADER_SIZES[EVENT_HEADER64]
 #: Extended items looked at per record, and the largest TraceLogging metadata compiled.
 _MAX_EXT_ITEMS = 16
@@ -901,6 +903,57 @@ def _batches(
         yield from etl.batches(chunk)
 
 
+def _batches_ahead(
+    path: str | os.PathLike, progress: Progress | None, chunk: int, skipped: SkipReport
+) -> Iterator[RecordBatch]:
+    """:func:`_batches`, each batch read (walked, decompressed, its headers gathered) in a reader thread
+    while the one before it is decoded: the container's C code releases the GIL. At most
+    :data:`AHEAD` batches wait. What the container skips is counted into ``skipped`` when the last
+    batch has been taken, as without the thread (the order of the report's reasons stays the same)."""
+    import queue
+    import threading
+
+    own = SkipReport(skipped.file)
+    ready: queue.Queue = queue.Queue(AHEAD)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for batch in _batches(path, progress, chunk, own):
+                while not stop.is_set():
+                    try:
+                        ready.put(("batch", batch), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, raised there)
+            ready.put(("error", exc))
+
+    reader = threading.Thread(target=read, name="etl-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, item = ready.get()
+            if kind == "batch":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                skipped.merge(own)
+                return
+    finally:
+        stop.set()
+        while reader.is_alive():  # let it leave put() and close the file
+            try:
+                ready.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        reader.join()
+
+
 class _Selection:
     """The records asked for (``providers``/``ids``) of each batch: header fields alone decide."""
 
@@ -958,7 +1011,7 @@ def iter_events(
     from .regroup import Regrouper
 
     regroup, select = Regrouper(Decoder(report_for(path))), _Selection(providers, ids)
-    for batch in _batches(path, progress, REGROUP_CHUNK, regroup.decoder.skipped):
+    for batch in _batches_ahead(path, progress, REGROUP_CHUNK, regroup.decoder.skipped):
         yield from regroup.take_manifests(batch)
         chosen = select(batch, regroup.decoder)
         if chosen is not None:

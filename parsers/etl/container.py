@@ -1046,7 +1046,7 @@ class EtlFile:
                 return spares[-1]
         buf = bytearray(size + (-size & 0xFFFFF))  # whole MBs: a later, slightly larger batch fits too
         spares.append(buf)
-        if len(spares) > 2:
+        if len(spares) > 3:
             del spares[0]
         return buf
 

@@ -11,12 +11,11 @@ Records of a type come out in file order; memory is bounded by the budget, not b
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import eventsource as es
-from .columnar import _IS_EH, Decoder, EventTable, _spans
+from .columnar import _IS_EH, Decoder, EventTable, _c, _spans
 from .records import _COLUMNS, RecordBatch
 
 #: Records of a type decoded together (one table, one Parquet row group).
@@ -24,54 +23,55 @@ ROWS = 65536
 #: A type with at least this many records in a batch, and none set aside, is decoded from the batch itself.
 DIRECT = 4096
 #: Bytes (record bytes and header columns) set aside over all event types.
-BUDGET = 16 << 20
+BUDGET = 24 << 20
 #: Zero bytes after the data of a regrouped batch (fixed-width reads near its end stay inside it).
 _TAIL = 0x40
 
 
-@dataclass
-class _Part:
-    """Records of one type taken out of one batch: their bytes (each record 8-byte aligned, from its
-    header to the end of its payload) and header columns (one structured row per record;
-    ``offset``/``payload_offset`` index ``data``)."""
+def _put(d: np.ndarray, start: np.ndarray, length: np.ndarray, out: np.ndarray) -> None:
+    """The spans [start, start + length) of ``d``, concatenated into ``out`` (as long as their sum)."""
+    if len(out):
+        if _c is not None:
+            _c.spans(d, np.ascontiguousarray(start, np.int64), np.ascontiguousarray(length, np.int64), out)
+        else:
+            out[...] = _spans(d, start, length)
 
-    data: bytes
-    rows: np.ndarray
-    base: int  # where ``data`` starts in the batch's sorted bytes (``rows``' offsets count from there)
+
+class _Held:
+    """Records of one type set aside: their bytes (each record 8-byte aligned, from its header to the end
+    of its payload), gathered straight from the batches into one growing buffer, and their header
+    columns (one int64 row per column of :data:`_COLUMNS`; ``offset``/``payload_offset`` index ``data``)."""
+
+    def __init__(self, nbytes: int, rows: int) -> None:
+        self.data = np.empty(nbytes + nbytes // 4 + _TAIL + (1 << 12), np.uint8)
+        self.cols = np.empty((len(_COLUMNS), rows + rows // 4 + 64), np.int64)
+        self.used = 0  # bytes of ``data`` in use
+        self.n = 0  # rows in use
 
     @property
     def nbytes(self) -> int:
-        return len(self.data) + self.rows.nbytes
+        return self.data.nbytes + self.cols.nbytes
+
+    def room(self, nbytes: int, rows: int) -> None:
+        """Make room for ``nbytes`` more bytes and ``rows`` more rows (grown by half again at least)."""
+        if self.used + nbytes + _TAIL > len(self.data):
+            data = np.empty(max(self.used + nbytes + _TAIL, len(self.data) * 3 // 2), np.uint8)
+            data[: self.used] = self.data[: self.used]
+            self.data = data
+        if self.n + rows > self.cols.shape[1]:
+            cols = np.empty((len(_COLUMNS), max(self.n + rows, self.cols.shape[1] * 3 // 2)), np.int64)
+            cols[:, : self.n] = self.cols[:, : self.n]
+            self.cols = cols
+
+    def batch(self, guids: list, dtypes: list[np.dtype]) -> RecordBatch:
+        """The records set aside, as one batch (its data followed by :data:`_TAIL` zero bytes)."""
+        self.data[self.used : self.used + _TAIL] = 0
+        cols = {name: self.cols[k, : self.n].astype(t) for k, (name, t) in enumerate(zip(_COLUMNS, dtypes))}
+        return RecordBatch(data=self.data[: self.used + _TAIL].data, guids=guids, **cols)
 
 
-def _take(batch: RecordBatch, rows: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The records ``rows`` of a batch, in that order: (their bytes, their header columns as structured
-    rows, where each record starts in those bytes and, last, where the last one ends)."""
-    start = batch.offset[rows]
-    length = (batch.payload_offset[rows] + batch.payload_size[rows] - start + 7) & ~7
-    at = np.zeros(len(rows) + 1, np.int64)
-    np.cumsum(length, out=at[1:])
-    data = _spans(np.frombuffer(batch.data, np.uint8), start, length)
-    table = np.empty(len(rows), dtype)
-    for name in _COLUMNS:
-        table[name] = getattr(batch, name)[rows]
-    table["payload_offset"] += at[:-1] - start
-    table["offset"] = at[:-1]
-    return data, table, at
-
-
-def _joined(parts: list[_Part], guids: list) -> RecordBatch:
-    """One batch of the parts (in order)."""
-    table = np.concatenate([p.rows for p in parts]) if len(parts) > 1 else parts[0].rows
-    shift = np.zeros(len(parts), np.int64)
-    np.cumsum([len(p.data) for p in parts[:-1]], out=shift[1:])
-    shift -= np.array([p.base for p in parts], np.int64)
-    base = np.repeat(shift, [len(p.rows) for p in parts])
-    cols = {name: np.ascontiguousarray(table[name]) for name in _COLUMNS}
-    cols["offset"] += base
-    cols["payload_offset"] += base
-    data = b"".join([p.data for p in parts] + [bytes(_TAIL)])
-    return RecordBatch(data=data, guids=guids, **cols)
+#: Rows of ``_Held.cols``: where records start and where their payload starts.
+_OFFSET, _PAYLOAD = _COLUMNS.index("offset"), _COLUMNS.index("payload_offset")
 
 
 class Regrouper:
@@ -79,20 +79,18 @@ class Regrouper:
 
     def __init__(self, decoder: Decoder | None = None) -> None:
         self.decoder = decoder or Decoder()
-        self._parts: dict[int, list[_Part]] = {}
-        self._rows: dict[int, int] = {}
-        self._bytes: dict[int, int] = {}
-        self._held = 0
+        self._held: dict[int, _Held] = {}
+        self._held_bytes = 0
         self._guids: list = []
-        self._dtype: np.dtype | None = None
+        self._dtypes: list[np.dtype] = []
 
     def add(self, batch: RecordBatch) -> Iterator[EventTable]:
         """Set the batch's records aside by type; the tables of the types that are ready."""
         if len(batch) == 0:
             return
         self._guids = batch.guids
-        if self._dtype is None:
-            self._dtype = np.dtype([(name, getattr(batch, name).dtype) for name in _COLUMNS])
+        if not self._dtypes:
+            self._dtypes = [getattr(batch, name).dtype for name in _COLUMNS]
         keys = self.decoder.keys(batch)
         order = np.argsort(keys, kind="stable")
         skeys = keys[order]
@@ -102,30 +100,50 @@ class Regrouper:
         staged: list[tuple[int, int, int]] = []
         for a, b in bounds:
             key = int(skeys[a])
-            if key not in self._parts:
+            if key not in self._held:
                 self.decoder.type_of(batch, key, int(order[a]))  # planned while its first record is at hand
-            (direct if b - a >= DIRECT and key not in self._parts else staged).append((key, a, b))
+            (direct if b - a >= DIRECT and key not in self._held else staged).append((key, a, b))
         for key, a, b in direct:
             yield from self.decoder.decode_type(batch.select(order[a:b]), key)
         if not staged:
             return
         rows = np.concatenate([order[a:b] for _, a, b in staged])
-        data, table, at = _take(batch, rows, self._dtype)
+        start = batch.offset[rows]
+        length = (batch.payload_offset[rows] + batch.payload_size[rows] - start + 7) & ~7
+        at = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(length, out=at[1:])
+        table = np.empty((len(_COLUMNS), len(rows)), np.int64)
+        for k, name in enumerate(_COLUMNS):
+            table[k] = getattr(batch, name)[rows]
+        table[_PAYLOAD] -= start
+        table[_OFFSET] = at[:-1]
+        d = np.frombuffer(batch.data, np.uint8)
         ready, i = [], 0
         for key, a, b in staged:
             j = i + b - a
-            part = _Part(data[at[i] : at[j]].tobytes(), table[i:j].copy(), int(at[i]))
+            nbytes = int(at[j] - at[i])
+            held = self._held.get(key)
+            if held is None:
+                held = self._held[key] = _Held(nbytes, b - a)
+                before = 0
+            else:
+                before = held.nbytes
+                held.room(nbytes, b - a)
+            _put(d, start[i:j], length[i:j], held.data[held.used : held.used + nbytes])
+            part = held.cols[:, held.n : held.n + b - a]
+            part[...] = table[:, i:j]
+            part[_OFFSET] += held.used - at[i]
+            part[_PAYLOAD] += part[_OFFSET]
+            held.used += nbytes
+            held.n += b - a
+            self._held_bytes += held.nbytes - before
             i = j
-            self._parts.setdefault(key, []).append(part)
-            self._rows[key] = self._rows.get(key, 0) + b - a
-            self._bytes[key] = self._bytes.get(key, 0) + part.nbytes
-            self._held += part.nbytes
-            if self._rows[key] >= ROWS:
+            if held.n >= ROWS:
                 ready.append(key)
         for key in ready:
             yield from self._flush(key)
-        while self._held > BUDGET and self._bytes:
-            yield from self._flush(max(self._bytes, key=self._bytes.__getitem__))
+        while self._held_bytes > BUDGET and self._held:
+            yield from self._flush(max(self._held, key=lambda k: self._held[k].nbytes))
 
     def take_manifests(self, batch: RecordBatch) -> Iterator[EventTable]:
         """Take the batch's EventSource manifests (before its records are selected and set aside). The
@@ -136,21 +154,18 @@ class Regrouper:
             & (batch.event_id == es.MANIFEST_EVENT_ID)
             & (batch.opcode == es.MANIFEST_OPCODE)
         ]
-        if len(chunks) and self._parts:
+        if len(chunks) and self._held:
             idx = {int(p) + 1 for p in np.unique(chunks).tolist() if p >= 0}
-            for key in [k for k in self._parts if k >> 60 == 1 and (k >> 34) & 0xFFFF in idx]:
+            for key in [k for k in self._held if k >> 60 == 1 and (k >> 34) & 0xFFFF in idx]:
                 yield from self._flush(key)
         self.decoder.take_manifests(batch)
 
     def finish(self) -> Iterator[EventTable]:
         """The tables of every type still set aside (types in the order first met)."""
-        for key in list(self._parts):
+        for key in list(self._held):
             yield from self._flush(key)
 
     def _flush(self, key: int) -> Iterator[EventTable]:
-        parts = self._parts.pop(key)
-        self._held -= self._bytes.pop(key)
-        del self._rows[key]
-        batch = _joined(parts, self._guids)
-        parts.clear()
-        yield from self.decoder.decode_type(batch, key)
+        held = self._held.pop(key)
+        self._held_bytes -= held.nbytes
+        yield from self.decoder.decode_type(held.batch(self._guids, self._dtypes), key)
