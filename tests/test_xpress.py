@@ -15,14 +15,29 @@ from etwtools.parsers.etl import compression
 pytestmark = pytest.mark.skipif(not compression.HAVE_C, reason="the C accelerator is not built")
 
 
+def into(src: bytes, size: int, partial: bool = False) -> bytes:
+    """The C decoder writing into a larger buffer at an offset (what the ETL reader does): the bytes
+    around the output stay as they were."""
+    buf = bytearray(b"\xaa" * (size + 24))
+    compression.decompress_into(src, buf, 8, size)
+    assert buf[:8] == b"\xaa" * 8 and buf[8 + size :] == b"\xaa" * 16
+    return bytes(buf[8 : 8 + size])
+
+
 def both(src: bytes, size: int, partial: bool = False):
-    """(result or error text) of each decoder."""
+    """(result or error text) of each decoder (and, for whole outputs, of decoding into a buffer: the
+    same as the C decoder's)."""
     out = []
     for f in (compression.decompress_c, compression.decompress_py):
         try:
             out.append(f(src, size, partial))
         except compression.DecompressionError as e:
             out.append(("error", str(e)))
+    if not partial:
+        try:
+            assert into(src, size) == out[0]
+        except compression.DecompressionError as e:
+            assert ("error", str(e)) == out[0]
     return out
 
 

@@ -4,6 +4,8 @@
  *     MS-XCA "plain LZ77" (Xpress) decompression, as used by compressed ETL buffers.
  *     Raises ValueError on malformed input or when the output would exceed out_size (partial: stops
  *     there instead, returning the first out_size bytes).
+ * lzxpress_decompress_into(src, out, at, out_size) -> written
+ *     The same, written into the writable buffer out at position at (out_size bytes of room).
  * walk(data, starts, ends, out_offsets, out_sizes, out_hdrs) -> (count, damages)
  *     The record walk of parsers/etl/container.py (walk_py): for each segment [starts[i], ends[i])
  *     of data, the offset, size and header length (incl. extended items) of every record; damages is
@@ -30,36 +32,18 @@
 
 /* ------------------------------------------------------------------ LZ77 (MS-XCA 2.4) */
 
-static PyObject *
-lzxpress_decompress(PyObject *self, PyObject *args)
+/* Decompresses in[0:in_len) into out[0:cap) (partial: stops once cap bytes are out); returns NULL or
+   what is wrong, *op the bytes written, *ip the input position reached. Runs without the interpreter. */
+static const char *
+xpress(const uint8_t *in, size_t in_len, uint8_t *out, size_t cap, int partial, size_t *op_out, size_t *ip_out)
 {
-    Py_buffer src;
-    Py_ssize_t out_size;
-    int partial = 0;
-    if (!PyArg_ParseTuple(args, "y*n|p", &src, &out_size, &partial))
-        return NULL;
-    if (out_size < 0) {
-        PyBuffer_Release(&src);
-        PyErr_SetString(PyExc_ValueError, "negative output size");
-        return NULL;
-    }
-    PyObject *result = PyBytes_FromStringAndSize(NULL, out_size);
-    if (result == NULL) {
-        PyBuffer_Release(&src);
-        return NULL;
-    }
-    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result);
-    const uint8_t *in = (const uint8_t *)src.buf;
-    const size_t in_len = (size_t)src.len, cap = (size_t)out_size;
     size_t ip = 0, op = 0, last_half = 0;
     uint32_t flags = 0;
     int flag_count = 0;
     const char *err = NULL;
-
-    Py_BEGIN_ALLOW_THREADS
     while (ip < in_len) {
         if (partial && op >= cap)
-            break;                                   /* the first out_size bytes are enough */
+            break;                                   /* the first cap bytes are enough */
         if (flag_count == 0) {
             if (ip + 4 > in_len) { err = "truncated flag word"; break; }
             flags = (uint32_t)in[ip] | (uint32_t)in[ip + 1] << 8 | (uint32_t)in[ip + 2] << 16 |
@@ -126,16 +110,71 @@ lzxpress_decompress(PyObject *self, PyObject *args)
         }
         op += length;
     }
-    Py_END_ALLOW_THREADS
+    *op_out = op;
+    *ip_out = ip;
+    return err;
+}
 
+static PyObject *
+lzxpress_decompress(PyObject *self, PyObject *args)
+{
+    Py_buffer src;
+    Py_ssize_t out_size;
+    int partial = 0;
+    if (!PyArg_ParseTuple(args, "y*n|p", &src, &out_size, &partial))
+        return NULL;
+    if (out_size < 0) {
+        PyBuffer_Release(&src);
+        PyErr_SetString(PyExc_ValueError, "negative output size");
+        return NULL;
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, out_size);
+    if (result == NULL) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    size_t op, ip;
+    const char *err;
+    Py_BEGIN_ALLOW_THREADS
+    err = xpress((const uint8_t *)src.buf, (size_t)src.len, (uint8_t *)PyBytes_AS_STRING(result),
+                 (size_t)out_size, partial, &op, &ip);
+    Py_END_ALLOW_THREADS
     PyBuffer_Release(&src);
     if (err != NULL) {
         Py_DECREF(result);
         PyErr_Format(PyExc_ValueError, "malformed LZ77 data: %s (input byte %zd)", err, (Py_ssize_t)ip);
         return NULL;
     }
-    if (op != cap && _PyBytes_Resize(&result, (Py_ssize_t)op) < 0)
+    if (op != (size_t)out_size && _PyBytes_Resize(&result, (Py_ssize_t)op) < 0)
         return NULL;
+    return result;
+}
+
+/* lzxpress_decompress_into(src, out, at, out_size) -> written: decompression into out[at:at + out_size]. */
+static PyObject *
+lzxpress_decompress_into(PyObject *self, PyObject *args)
+{
+    Py_buffer src, out;
+    Py_ssize_t at, out_size;
+    if (!PyArg_ParseTuple(args, "y*w*nn", &src, &out, &at, &out_size))
+        return NULL;
+    PyObject *result = NULL;
+    if (at < 0 || out_size < 0 || at > out.len || out_size > out.len - at) {
+        PyErr_SetString(PyExc_ValueError, "output range outside the output buffer");
+    } else {
+        size_t op, ip;
+        const char *err;
+        Py_BEGIN_ALLOW_THREADS
+        err = xpress((const uint8_t *)src.buf, (size_t)src.len, (uint8_t *)out.buf + at, (size_t)out_size, 0,
+                     &op, &ip);
+        Py_END_ALLOW_THREADS
+        if (err != NULL)
+            PyErr_Format(PyExc_ValueError, "malformed LZ77 data: %s (input byte %zd)", err, (Py_ssize_t)ip);
+        else
+            result = PyLong_FromSize_t(op);
+    }
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&src);
     return result;
 }
 
@@ -605,6 +644,8 @@ header_tables(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"lzxpress_decompress", lzxpress_decompress, METH_VARARGS,
      "lzxpress_decompress(src, out_size, partial=False) -> bytes: MS-XCA plain LZ77 decompression."},
+    {"lzxpress_decompress_into", lzxpress_decompress_into, METH_VARARGS,
+     "lzxpress_decompress_into(src, out, at, out_size) -> written: decompression into out[at:at + out_size]."},
     {"walk", walk, METH_VARARGS,
      "walk(data, starts, ends, offsets, sizes, hdrs) -> (count, damages): ETL record walk."},
     {"walk_select", walk_select, METH_VARARGS,

@@ -4,6 +4,7 @@ import numpy as np
 from typing_extensions import Buffer
 
 def lzxpress_decompress(src: Buffer, out_size: int, partial: bool = False, /) -> bytes: ...
+def lzxpress_decompress_into(src: Buffer, out: Buffer, at: int, out_size: int, /) -> int: ...
 def walk(
     data: Buffer | np.ndarray,
     starts: np.ndarray,

@@ -131,3 +131,17 @@ def decompress(src: bytes | memoryview, out_size: int, partial: bool = False) ->
     if _speedups is not None:
         return decompress_c(src, out_size, partial)
     return decompress_py(src, out_size, partial)
+
+
+def decompress_into(src: bytes | memoryview, out: bytearray, at: int, out_size: int) -> None:
+    """``src`` decompressed into ``out[at:at + out_size]``, exactly ``out_size`` bytes (DecompressionError
+    otherwise; the bytes written before the error stay)."""
+    if _speedups is None:
+        out[at : at + out_size] = decompress_py(src, out_size)
+        return
+    try:
+        written = _speedups.lzxpress_decompress_into(src, out, at, out_size)
+    except ValueError as exc:
+        raise DecompressionError(str(exc)) from None
+    if written != out_size:
+        raise DecompressionError(f"LZ77 data decodes to {written} bytes, expected {out_size}")

@@ -36,7 +36,7 @@ from ..diagnostics import SkipReport, report_for, warn
 from ..errors import EtlError
 from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Progress, filetime_to_ns
 from . import guids as _guids
-from .compression import DecompressionError, decompress
+from .compression import DecompressionError, decompress, decompress_into
 from .records import EVENT_HEADER32, EVENT_HEADER64, MESSAGE, SYSTEM32, SYSTEM64, RecordBatch
 from .structs import (
     BUFFER_HEADER_SIZE,
@@ -480,6 +480,26 @@ class _Wanted:
         return cls(wanted, bytes(groups), b"".join(sorted(g.bytes_le for g in wanted)))
 
 
+class _Chunk:
+    """Consecutive buffers read into one batch: each one's place in the batch's bytes, and the plain
+    buffers' views (copied in when the batch is made; compressed ones are decompressed there at once)."""
+
+    def __init__(self) -> None:
+        self.buf: bytearray | None = None
+        self.parts: list[memoryview | None] = []
+        self.files: list[int] = []
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.pos = 0
+
+    def add(self, off: int, view: memoryview | None, size: int) -> None:
+        self.parts.append(view)
+        self.files.append(off)
+        self.starts.append(self.pos)
+        self.ends.append(self.pos + size)
+        self.pos += size + (-size & 7)
+
+
 class _Picked:
     """Records picked in place from plain buffers, packed, waiting to fill a batch."""
 
@@ -657,8 +677,9 @@ class EtlFile:
         )
 
     # -- buffers
-    def _buffers(self) -> Iterator[tuple[int, bytes | memoryview, int]]:
-        """(file offset, record bytes, flags) of every usable buffer; damage goes to ``self.stats``."""
+    def _buffers(self) -> Iterator[tuple[int, memoryview | tuple[memoryview, int], int]]:
+        """(file offset, record bytes or (compressed bytes, their decompressed size), flags) of every
+        usable buffer; damage of buffer headers goes to ``self.stats``."""
         mm, size, st = self._map, self.size, self.stats
         stride = self.header.buffer_size  # plain buffers after the first all have one size
         off = 0
@@ -715,14 +736,8 @@ class EtlFile:
                     )
                     off += bsize
                     continue
-                try:
-                    with memoryview(mm)[off + BUFFER_HEADER_SIZE : off + bsize] as src:
-                        data = decompress(src, filled - BUFFER_HEADER_SIZE)
-                except DecompressionError as exc:
-                    st._damage(off, off, bsize, -1, f"compressed buffer: {exc}", True)
-                    off += bsize
-                    continue
-                yield off, data, flag
+                src = memoryview(mm)[off + BUFFER_HEADER_SIZE : off + bsize]
+                yield off, (src, filled - BUFFER_HEADER_SIZE), flag  # decompressed by the reader, released
             else:
                 end = min(filled, avail)
                 view = memoryview(mm)[off + BUFFER_HEADER_SIZE : off + max(end, BUFFER_HEADER_SIZE)]
@@ -870,25 +885,24 @@ class EtlFile:
         self._last_stamp = 0
         wanted = None if providers is None else _Wanted.of(providers)
         self._record_base = chunks = 0
-        parts: list = []
-        seg_files: list[int] = []
-        nbytes = 0
+        chunk = _Chunk()
         picked = _Picked()
         for off, data, _flag in self._buffers():
-            parts.append(data)
-            seg_files.append(off)
-            nbytes += len(data) + (-len(data) & 7)
-            if nbytes >= chunk_bytes:
-                yield from self._chunk(parts, seg_files, wanted, picked, chunk_bytes)
-                parts, seg_files, nbytes = [], [], 0
+            if isinstance(data, memoryview):
+                chunk.add(off, data, len(data))
+            else:
+                self._decompress(off, *data, chunk, chunk_bytes)
+            if chunk.pos >= chunk_bytes:
+                yield from self._chunk(chunk, wanted, picked, chunk_bytes)
+                chunk = _Chunk()
                 self._release_pages(off)
                 if self.progress is not None:
                     self.progress(off, self.size)
                 chunks += 1
                 if chunks % _TRIM_EVERY == 0:
                     _trim_heap()
-        if parts:
-            yield from self._chunk(parts, seg_files, wanted, picked, chunk_bytes)
+        if chunk.files:
+            yield from self._chunk(chunk, wanted, picked, chunk_bytes)
         if picked.records:
             yield self._picked_batch(picked)
         if self.progress is not None:
@@ -899,50 +913,66 @@ class EtlFile:
         for line in st.notes():
             warn(line)
 
+    def _decompress(self, off: int, src: memoryview, size: int, chunk: _Chunk, chunk_bytes: int) -> None:
+        """The compressed buffer at ``off`` decompressed into the chunk's bytes (``src`` is released);
+        when it does not decompress, the damage is counted and the chunk left as it was."""
+        need = chunk.pos + size + 8 + _TAIL
+        if chunk.buf is None:  # room for the chunk and (mostly) the buffer that crosses its end
+            chunk.buf = self._batch_buffer(max(need, chunk_bytes + (1 << 20)))
+        elif need > len(chunk.buf):  # nothing refers to its bytes yet: it may grow
+            chunk.buf.extend(bytes(need - len(chunk.buf)))
+        with src:
+            try:
+                decompress_into(src, chunk.buf, chunk.pos, size)
+            except DecompressionError as exc:
+                self.stats._damage(
+                    off, off, len(src) + BUFFER_HEADER_SIZE, -1, f"compressed buffer: {exc}", True
+                )
+                return
+        chunk.add(off, None, size)
+
     def _chunk(
-        self, parts: list, seg_files: list[int], wanted: _Wanted | None, picked: _Picked, chunk_bytes: int
+        self, chunk: _Chunk, wanted: _Wanted | None, picked: _Picked, chunk_bytes: int
     ) -> Iterator[RecordBatch]:
-        """The batches of a chunk of buffers: records picked in place wait in ``picked`` until they fill
-        a batch of their own (a batch of few records costs the readers as much as a full one)."""
+        """The batches of a chunk of buffers: records picked for a reader wait in ``picked`` until they
+        fill a batch of their own (a batch of few records costs the readers as much as a full one)."""
         base = self._record_base
-        if (
-            wanted is not None
-            and _speedups is not None
-            and self._pick_in_place(parts, seg_files, wanted, picked)
-        ):
+        if wanted is not None and _speedups is not None and self._pick(chunk, wanted, picked):
             if picked.nbytes >= chunk_bytes:
                 yield self._picked_batch(picked)
             return
         if picked.records:  # records stay in file order
             yield self._picked_batch(picked)
-        batch, records = self._batch(parts, seg_files, base, wanted)
+        batch, records = self._batch(chunk, base, wanted)
         self._record_base = base + records
         yield batch
 
-    def _batch(
-        self, parts: list, seg_files: list[int], record_base: int, wanted: _Wanted | None = None
-    ) -> tuple[RecordBatch, int]:
-        """The batch of the records in ``parts`` (the wanted ones only, when given) and how many records
-        the parts hold."""
-        starts = np.empty(len(parts), np.int64)
-        ends = np.empty(len(parts), np.int64)
-        pos = 0
-        for i, part in enumerate(parts):
-            starts[i] = pos
-            pos += len(part)
-            ends[i] = pos
-            pos += -pos & 7
-        # + _TAIL bytes so the fixed-width header gather never runs past the end; the gaps between
-        # parts and the tail are 0xFF, as an end-of-records marker
-        buf = self._batch_buffer(pos + _TAIL)
+    def _laid_out(self, chunk: _Chunk) -> tuple[bytearray, np.ndarray, np.ndarray]:
+        """The chunk's bytes (plain buffers copied in; the gaps between buffers and a tail of
+        :data:`_TAIL` bytes 0xFF, as an end-of-records marker: the fixed-width header gather never runs
+        past the end) and each buffer's [start, end) in them."""
+        starts, ends = np.asarray(chunk.starts, np.int64), np.asarray(chunk.ends, np.int64)
+        pos, parts = chunk.pos, chunk.parts
+        if chunk.buf is None:
+            chunk.buf = self._batch_buffer(pos + _TAIL)
+        buf = chunk.buf
         for i, part in enumerate(parts):
             start, end = int(starts[i]), int(ends[i])
             stop = int(starts[i + 1]) if i + 1 < len(parts) else pos + _TAIL
-            buf[start:end] = part
-            buf[end:stop] = _FF[: stop - end]
-            if isinstance(part, memoryview):
+            if part is not None:  # plain: copied; compressed ones are in place already
+                buf[start:end] = part
                 part.release()
-        parts.clear()
+                parts[i] = None
+            buf[end:stop] = _FF[: stop - end]
+        return buf, starts, ends
+
+    def _batch(
+        self, chunk: _Chunk, record_base: int, wanted: _Wanted | None = None
+    ) -> tuple[RecordBatch, int]:
+        """The batch of the records in ``chunk`` (the wanted ones only, when given) and how many records
+        it holds."""
+        buf, starts, ends = self._laid_out(chunk)
+        seg_files = chunk.files
         offs, sizes, hdrs, damages = walk(buf, starts, ends)
         self._count_damages(damages, seg_files, starts, ends)
         files = np.asarray(seg_files, np.int64)
@@ -977,36 +1007,42 @@ class EtlFile:
         )
         return batch, total
 
-    def _pick_in_place(self, parts: list, seg_files: list[int], wanted: _Wanted, picked: _Picked) -> bool:
-        """:meth:`_batch` of plain buffers, walked where they lie in the mapping and selected in the same
-        pass: only the wanted records are copied, into ``picked``. False (nothing done) when a part is not
-        plain or a record's time is damaged (the copying path counts those exactly)."""
-        if not all(isinstance(part, memoryview) for part in parts):
-            return False
-        files = np.asarray(seg_files, np.int64)
+    def _pick(self, chunk: _Chunk, wanted: _Wanted, picked: _Picked) -> bool:
+        """The wanted records of the chunk, found by walking and selecting in one pass and copied into
+        ``picked``. Plain buffers are walked where they lie in the mapping (nothing else is copied).
+        False (nothing picked) when a record's time is damaged: :meth:`_batch` counts those exactly."""
+        parts, files = chunk.parts, np.asarray(chunk.files, np.int64)
         starts = files + BUFFER_HEADER_SIZE
-        ends = starts + np.array([len(part) for part in parts], np.int64)
-        if int(ends[-1]) + _TAIL > self.size:  # the selection reads 0x28 header bytes from every record
-            return False
+        ends = starts + np.asarray(chunk.ends, np.int64) - np.asarray(chunk.starts, np.int64)
+        in_place = chunk.buf is None and int(ends[-1]) + _TAIL <= self.size  # (0x28 header bytes read)
+        if in_place:
+            data: mmap.mmap | bytearray = self._map
+        else:
+            data, starts, ends = self._laid_out(chunk)
         cap = int(((ends - starts) // 8 + 1).sum())
         offs, sizes, hdrs, index = (np.empty(cap, np.int64) for _ in range(4))
         lo, hi = self.clock.raw_bounds(*self._span()[:2])
         kept, total, bad, damages = _speedups.walk_select(
-            self._map, starts, ends, offs, sizes, hdrs,
+            data, starts, ends, offs, sizes, hdrs,
             _KIND, wanted.groups, wanted.guids, self.clock.raw_anchor & _U64, lo, hi, index,
         )  # fmt: skip
         if bad:
             return False
         for part in parts:
-            part.release()
-        parts.clear()
-        self._count_damages(damages, seg_files, starts, ends)
-        offs, sizes = offs[:kept], sizes[:kept]
+            if part is not None:
+                part.release()
+        self._count_damages(damages, chunk.files, starts, ends)
+        offs, sizes = offs[:kept], sizes[:kept].copy()  # copies: the chunk-sized arrays are let go
         buf = bytearray(int(((sizes + 7) & ~7).sum()))
         packed = np.empty(kept, np.int64)
-        _speedups.pack(self._map, offs, sizes, buf, packed)
+        _speedups.pack(data, offs, sizes, buf, packed)
         picked.add(
-            buf, packed, sizes, hdrs[:kept], _file_of(offs, starts, files), index[:kept] + self._record_base
+            buf,
+            packed,
+            sizes,
+            hdrs[:kept].copy(),
+            _file_of(offs, starts, files),
+            index[:kept] + self._record_base,
         )
         self._record_base += total
         return True
