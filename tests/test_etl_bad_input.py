@@ -406,9 +406,7 @@ def test_damage_is_counted_alike_when_only_some_providers_are_read(
     in_place = []
     if walker == "c":
         pick = container.EtlFile._pick
-        monkeypatch.setattr(
-            container.EtlFile, "_pick", lambda *a: in_place.append(pick(*a)) or in_place[-1]
-        )
+        monkeypatch.setattr(container.EtlFile, "_pick", lambda *a: in_place.append(pick(*a)) or in_place[-1])
     with open_etl(path) as f:
         picked = list(f.batches(chunk_bytes=1 << 16, providers=PROVIDERS))
     assert any(in_place) == (walker == "c")
