@@ -232,9 +232,9 @@ def instrument(sampler: Sampler, base: float) -> list[tuple[str, float, float, f
 
         return run
 
-    for name in ["prepare", "choose_offset", "write_reasons", "follow_fragments", "name_processes"]:
+    for name in ["prepare", "choose_offset", "follow_fragments", "name_processes"]:
         setattr(engine, name, timed(name.replace("_", " "), getattr(engine, name)))
-    for name in ["why_nothing", "finish", "summary", "_grace_reasons"]:
+    for name in ["why_nothing", "finish", "summary"]:
         setattr(engine, name, timed(name.strip("_").replace("_", " "), getattr(engine, name)))
     engine.pick_best = timed("pick best", engine.pick_best)
     matchers.MATCHERS[:] = [
@@ -273,8 +273,8 @@ def main() -> None:
     sampler.running = False
     after = rss_mb()
     whole = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    got = r.frames["pid"].to_numpy()
-    conf = r.frames["confidence"].to_numpy()
+    got = r.answers["pid"].to_numpy()
+    conf = r.answers["confidence"].to_numpy()
     att = np.isin(conf, ["high", "medium"])
     has = ~np.isnan(truth.astype(float))
     correct = att & has & (got == truth)
@@ -290,6 +290,21 @@ def main() -> None:
     print(
         f"attributed {att.sum():,} of {len(truth):,} frames; precision {correct.sum() / max(att.sum(), 1):.4f}, "
         f"recall {correct.sum() / max(has.sum(), 1):.4f}"
+    )
+    # the reasons, written as the writers stream the answer (a batch at a time, each let go once written)
+    trim()
+    before = rss_mb()
+    sampler = Sampler()
+    sampler.start()
+    t, c, chars = time.perf_counter(), cpu(), 0
+    for batch in r.batches():
+        chars += int(batch["reason"].str.len_bytes().sum())
+    wrote, wrote_cpu = time.perf_counter() - t, cpu() - c
+    sampler.running = False
+    print(
+        f"reasons of every frame written batch by batch (as -f csv/json/table stream them): {wrote:.2f} s, "
+        f"CPU {wrote_cpu:.2f} s, {chars / 2**20:,.0f} MB of text; peak {sampler.reset() - before:+,.0f} MB "
+        f"above the RSS before"
     )
     budget_s, budget_mb = 3 * max(a.frames, a.events) / 1e6, 400 * max(a.frames, a.events) / 1e6
     ok = took < budget_s and peak - base < budget_mb

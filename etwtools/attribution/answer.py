@@ -10,12 +10,13 @@ from ..parsers import schema
 from ..processes import PROCESS_GRACE_S, ProcessResolver
 from .constants import CONFIDENCE, NS, OUT_COLUMNS
 from .prepare import Prepared
-from .reasons import Lookup, fragment_reason, render, unmatched_reason
+from .reasons import Lookup
 from .result import attributed_expr, frame_bytes
 
 
 def follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
-    """Later IP fragments take their first fragment's answer (method ``fragment``)."""
+    """Later IP fragments take their first fragment's answer (method ``fragment``; ``f_frame``: the
+    first fragment's frame number)."""
     later = res.select("fid", "first_fid", "ip_id").filter(pl.col("first_fid").is_not_null())
     if not later.height:
         return res
@@ -35,7 +36,7 @@ def follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
         pl.col("f_odir").alias("odir"),
         pl.lit("fragment").alias("method"),
         pl.col("f_dist").alias("dist"),
-        fragment_reason().alias("reason"),
+        "f_frame",
     )
     return res.update(upd, on="fid", how="left")
 
@@ -143,51 +144,23 @@ def answers(res: pl.DataFrame, shift: pl.Expr | None) -> pl.DataFrame:
     return ours if ours["fid"].is_sorted() else ours.sort("fid")
 
 
-def finish(
-    tables: list[pl.DataFrame],
-    p: Prepared,
-    span: tuple[int | None, int | None],
-    offset_ns: int | None,
-    shift: pl.Expr | None,
-    why: str | None,
-) -> pl.DataFrame:
-    """The output table from ``tables`` = [res, texts], emptied here so that each goes as soon as it has
-    been used: ``texts`` (fid, reason) are the chosen candidates' reasons, ``res.reason`` those of later
-    fragments that follow their first fragment; ``span``: the first and last network event's time."""
-    res, texts = tables
-    tables.clear()
+def finish(res: pl.DataFrame, p: Prepared, shift: pl.Expr | None) -> pl.DataFrame:
+    """The output table, :data:`OUT_COLUMNS` but the reason (written when read: :mod:`.deferred`), from
+    ``res`` (every frame in fid order with its chosen candidate and process)."""
     fr = p.frames
-    t0, t1 = span
-    tt = pl.col("t") - (shift if shift is not None else 0)
     ours = answers(res, shift)
-    frag_txt = res.select("fid", "reason").filter(pl.col("reason").is_not_null())
-    cand = texts.join(frag_txt, on="fid", how="anti") if frag_txt.height else texts
-    if cand["reason"].null_count():
-        cand = cand.filter(pl.col("reason").is_not_null())
-    have = [frag_txt, cand]
-    texts = cand = None
-    told = np.zeros(res.height, bool)  # (fid = row)
-    for h in have:
-        told[h["fid"].to_numpy()] = True
-    need = res.select("fid", "protocol", "t", "dir", "fragment", "_nopid").filter(pl.Series(~told))
-    res = None
-    none_reason = unmatched_reason(t0, t1, tt, offset_ns is not None, why, p.local)
-    reasons = pl.concat(have + render(need, [none_reason], keep=["fid"]), rechunk=False).sort("fid")
-    have = need = None
+    if not ours["fid"].equals(pl.Series("fid", np.arange(fr.height, dtype=np.int64))):
+        raise AssertionError("one result row per frame expected")
     # the frame's own columns come straight from the (fid-ordered) frames table, uncopied
-    rows = pl.Series("fid", np.arange(fr.height, dtype=np.int64))
-    if not (ours["fid"].equals(rows) and reasons["fid"].equals(rows)):
-        raise AssertionError("one result row and one reason per frame expected")
     return pl.concat(
         [
             fr.select(
                 "frame", "time", "protocol", "src_addr", "src_port", "dst_addr", "dst_port", "payload_len"
             ),
             ours.drop("fid"),
-            reasons.select("reason"),
         ],
         how="horizontal",
-    ).select(OUT_COLUMNS)
+    ).select([c for c in OUT_COLUMNS if c != "reason"])
 
 
 def summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:

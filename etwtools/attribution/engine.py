@@ -16,11 +16,12 @@ from .constants import DEFAULT_TOLERANCE_S, NS
 #: Largest clock offset or tolerance taken, in seconds (a century: times are int64 ns, +-292 years).
 MAX_SECONDS = 3_155_760_000
 from ..processes import PROCESS_GRACE_S
+from .deferred import DeferredReasons
 from .diagnosis import why_nothing
-from .matchers import Context, events_by_time, pick_best, run_matchers
+from .matchers import COMMON, Context, events_by_time, pick_best, run_matchers
 from .offset import Offset, choose_offset
 from .prepare import Prepared, prepare
-from .reasons import write_reasons
+from .reasons import unmatched_reason
 from .result import Attribution, Evidence
 
 #: Steps reported to the progress callback.
@@ -61,7 +62,7 @@ def attribute(
     tick()
     off = choose_offset(p.oriented, by_time, offset_s, tol)
     tick()
-    res, texts = match_frames(p, off, tol, tick, by_time)
+    res, best = match_frames(p, off, tol, tick, by_time)
     by_time = None
     res, resolver, process_notes = name_processes(res, p.net, processes, grace_s)
     tick()
@@ -69,12 +70,21 @@ def attribute(
     if not res["fid"].is_sorted():
         res = res.sort("fid")
     matches = res.select("fid", "e_eid", "dir_source")
-    after_end = res["_after_end"]
-    tables = [_output_columns(res, without_pid(p)), texts]
-    res = texts = None  # finish() lets each table go as soon as it has used it
+    frags = res.filter(pl.col("f_frame").is_not_null()).select("fid", "f_frame", "ip_id")
     span = (p.net["t"].min(), p.net["t"].max()) if p.net.height else (None, None)
+    out = finish(_output_columns(res), p, off.shift())
+    reasons = DeferredReasons(
+        best,
+        frags,
+        (events, frames, off.shift()),
+        matches["dir_source"],
+        without_pid(p),
+        unmatched_reason(*span, _trace_time(off), off.offset_ns is not None, why, p.local),
+        res["_after_end"],
+        grace_s,
+    )
+    res = best = None
     p.release()  # the key tables: the evidence makes its own when asked
-    out = _grace_reasons(finish(tables, p, span, off.offset_ns, off.shift(), why), after_end, grace_s)
     tick()
     return Attribution(
         frames=out,
@@ -89,29 +99,14 @@ def attribute(
         estimate=off.estimate,
         evidence=Evidence(events, frames, p.local, matches, resolver),
         why=why,
+        reasons=reasons,
     )
 
 
-def _grace_reasons(out: pl.DataFrame, after_end: pl.Series, grace_s: float) -> pl.DataFrame:
-    """Reasons of the frames named through the grace period say so (``after_end``: per frame, in order)."""
-    if not after_end.is_not_null().any():
-        return out
-    late = (after_end / NS).round(3)
-    return out.with_columns(
-        pl.when(late.is_not_null() & pl.col("process").is_not_null())
-        .then(
-            pl.format(
-                "{}; {} had ended {} s before the event: its name is kept for {} s after its End "
-                "(grace period)",
-                pl.col("reason"),
-                pl.col("process"),
-                late.cast(pl.Utf8),
-                pl.lit(f"{grace_s:g}"),
-            )
-        )
-        .otherwise(pl.col("reason"))
-        .alias("reason")
-    )
+def _trace_time(off: Offset) -> pl.Expr:
+    """A frame's time (column ``t``) on the trace's clock."""
+    shift = off.shift()
+    return pl.col("t") - (shift if shift is not None else 0)
 
 
 def _check_parameters(tolerance_s: float, offset_s: float | None) -> int:
@@ -149,9 +144,9 @@ def _ticker(progress: Progress | None, total: int) -> Callable[[], None]:
 
 def match_frames(
     p: Prepared, off: Offset, tol: int, tick: Callable[[], None], by_time: pl.DataFrame | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
     """Every frame with its chosen candidate (later fragments: their first fragment's), and the chosen
-    candidates' reasons (fid, reason; kept apart: long strings are costly to carry through joins).
+    candidates by method with the columns their reasons are written from (:mod:`.deferred`).
     ``by_time``: the events' key columns in time order (:func:`~.matchers.events_by_time`)."""
     best = {}
     if off.offset_ns is not None:
@@ -161,10 +156,10 @@ def match_frames(
         best = pick_best(run_matchers(ctx))
         ctx = None
     tick()
-    chosen = write_reasons(best, p.oriented, p.net, p.addresses)
-    best = None
+    tables = [b.select(list(COMMON)) for b in best.values() if b.height]
+    chosen = pl.concat(tables) if tables else pl.DataFrame(schema=COMMON)
+    best = {m: b.drop("rank", "method") for m, b in best.items()}
     tick()
-    texts = chosen.select("fid", "reason")
     # every frame (fid = row) with its chosen candidate's columns, gathered by fid (no join, no copy
     # of the frames' own columns)
     row = np.full(p.frames.height, -1, np.int64)
@@ -174,30 +169,15 @@ def match_frames(
     res = p.frames.select(
         "fid", "frame", "t", "protocol", "dir", "dir_source", "fragment", "first_fid", "ip_id"
     ).with_columns(
-        *[chosen[c].gather(at) for c in chosen.columns if c not in ("fid", "reason")],
-        pl.lit(None, pl.Utf8).alias("reason"),
+        *[chosen[c].gather(at) for c in chosen.columns if c != "fid"],
+        pl.lit(None, pl.Int64).alias("f_frame"),
     )
     chosen = None
     res = follow_fragments(res)
     tick()
-    return res, texts
+    return res, best
 
 
-def _output_columns(res: pl.DataFrame, nopid_fids: pl.Series) -> pl.DataFrame:
-    """The columns :func:`finish` reads, with ``_nopid``: only events without a usable PID have the 5-tuple."""
-    return res.select(
-        "fid",
-        "protocol",
-        "t",
-        "dir",
-        "fragment",
-        "reason",
-        "odir",
-        "rank",
-        "pid",
-        "process",
-        "services",
-        "method",
-        "e_t",
-        pl.col("fid").is_in(nopid_fids.implode()).alias("_nopid"),
-    )
+def _output_columns(res: pl.DataFrame) -> pl.DataFrame:
+    """The columns :func:`finish` reads."""
+    return res.select("fid", "t", "dir", "odir", "rank", "pid", "process", "services", "method", "e_t")

@@ -85,13 +85,10 @@ def event_kind(col: str = "event") -> pl.Expr:
     )
 
 
-def prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame, list[str], pl.DataFrame]:
-    """Network events with eid, t (ns), kind, orientation columns; plus NIC-like rows; plus notes; plus
-    the network events left out for want of a usable PID (same columns)."""
-    ev = schema.conform(events if events is not None else schema.empty(schema.EVENTS), schema.EVENTS)
-    ev = ev.with_row_index("eid").with_columns(pl.col("eid").cast(pl.Int64))
+def event_protocol() -> pl.Expr:
+    """An event's protocol: its own (upper case), else its provider's (TcpIp: TCP, UdpIp: UDP)."""
     provider = pl.col("provider").fill_null("").str.to_lowercase()
-    proto = (
+    return (
         pl.when(pl.col("protocol").is_not_null())
         .then(pl.col("protocol").str.to_uppercase())
         .when(provider.str.contains("tcp"))
@@ -99,6 +96,15 @@ def prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFr
         .when(provider.str.contains("udp"))
         .then(pl.lit("UDP"))
     )
+
+
+def prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame, list[str], pl.DataFrame]:
+    """Network events with eid, t (ns), kind, orientation columns; plus NIC-like rows; plus notes; plus
+    the network events left out for want of a usable PID (same columns)."""
+    ev = schema.conform(events if events is not None else schema.empty(schema.EVENTS), schema.EVENTS)
+    ev = ev.with_row_index("eid").with_columns(pl.col("eid").cast(pl.Int64))
+    provider = pl.col("provider").fill_null("").str.to_lowercase()
+    proto = event_protocol()
     names = ev.select(pl.col("event").unique()).with_columns(event_kind().alias("kind"))
     ev = ev.with_columns(
         proto.alias("protocol"),

@@ -9,14 +9,14 @@ import numpy as np
 import polars as pl
 
 from .constants import LOW_HORIZON_NS, NS
-from .matchers import COMMON
+from .prepare import event_protocol
 
 _Branch = tuple[pl.Expr, pl.Expr]
 #: A sentence built from parts, each ``([(when, text), ...], otherwise)``.
 Parts = list[tuple[list[_Branch], pl.Expr]]
 #: rows whose reasons are written at once (bounds the intermediate text columns)
 _SLICE = 200_000
-_KEEP = list(COMMON)
+_KEEP = ["fid"]
 
 
 def ms_text(expr: pl.Expr) -> pl.Expr:
@@ -83,33 +83,64 @@ class Lookup:
         return pl.Series("pos", pos, pl.Int64).set(pl.Series(pos < 0), None)
 
 
+#: The prepared events' columns (:func:`~.prepare.prepare_events`) from the input events' (conformed).
+EVENT_COLUMNS: dict[str, pl.Expr] = {
+    "pid": pl.col("pid"),
+    "event": pl.col("event"),
+    "size": pl.col("size"),
+    "t": pl.col("time").cast(pl.Int64),
+    "protocol": event_protocol(),
+    "l_addr": pl.col("local_addr"),
+    "l_port": pl.col("local_port").cast(pl.Int32),
+    "r_addr": pl.col("remote_addr"),
+    "r_port": pl.col("remote_port").cast(pl.Int32),
+}
+
+
 class Sources:
-    """The chosen rows' frame and event columns, gathered by row position (cheaper than joins)."""
+    """The chosen rows' frame and event columns, gathered from the input tables (conformed to their
+    schemas) by row: a frame's row is its ``fid``, an event's its ``eid``; ``shift``: the clock offset of
+    a frame (an expression of its capture time ``t``, :meth:`~.offset.Offset.shift`)."""
 
-    _OF_KEY = pl.col("fid") * 2 + (pl.col("odir") == "in").cast(pl.Int64)
-
-    def __init__(self, of: pl.DataFrame, net: pl.DataFrame, addresses: pl.Series) -> None:
-        self.of, self.net, self.addresses = of, net, addresses
-        self.by_eid = Lookup(net["eid"])
-        self.by_fo = Lookup(of.select(self._OF_KEY).to_series())
+    def __init__(self, events: pl.DataFrame, frames: pl.DataFrame, shift: pl.Expr | None) -> None:
+        self.ev, self.fr, self.shift = events, frames, shift
 
     def events(self, b: pl.DataFrame, key: str, cols: dict[str, str]) -> pl.DataFrame:
-        """``b`` with the columns ``cols`` (new name: event column) of the event whose eid is in ``key``."""
-        pos = self.by_eid.positions(b[key])
-        return b.with_columns([self.net[c].gather(pos).alias(name) for name, c in cols.items()])
+        """``b`` with the columns ``cols`` (new name: prepared event column) of the event whose eid is in
+        ``key``."""
+        exprs = [EVENT_COLUMNS[c] for c in cols.values()]
+        inputs = sorted({n for e in exprs for n in e.meta.root_names()})
+        pos = b[key]
+        got = self.ev.select(pl.col(inputs).gather(pos)) if len(pos) else self.ev.select(inputs).clear()
+        return b.with_columns(got.select([e.alias(name) for name, e in zip(cols, exprs)]))
 
     def rows(self, b: pl.DataFrame, of_cols: list[str]) -> pl.DataFrame:
-        """``b`` with its frame's columns ``of_cols`` and its event's e_pid, e_event, e_t."""
-        if of_cols:
-            pos = self.by_fo.positions(b.select(self._OF_KEY).to_series())
-            b = b.with_columns(
-                [
-                    self.addresses.gather(self.of[f"{c[0]}_aid"].gather(pos)).alias(c)
-                    if c in ("l_addr", "r_addr")
-                    else self.of[c].gather(pos)
-                    for c in of_cols
-                ]
+        """``b`` with its oriented frame's columns ``of_cols`` and its event's e_pid, e_event, e_t. A
+        frame's ``size`` is its event's: the one method that shows it matched them on it."""
+        if "size" in of_cols:
+            b = self.events(b, "e_eid", {"size": "size"}).with_columns(pl.col("size").cast(pl.Int64))
+        cols = [c for c in of_cols if c != "size"]
+        if cols:
+            out = pl.col("odir") == "out"
+            f = self.fr.select(
+                pl.col(
+                    "time", "protocol", "payload_len", "src_addr", "src_port", "dst_addr", "dst_port"
+                ).gather(b["fid"])
+            ).with_columns(pl.col("time").cast(pl.Int64).alias("t"), b["odir"])
+            shift = self.shift if self.shift is not None else pl.lit(0, pl.Int64)
+            of = f.select(
+                (pl.col("t") - shift).alias("tt"),
+                "protocol",
+                "payload_len",
+                pl.when(out).then(pl.col("src_addr")).otherwise(pl.col("dst_addr")).alias("l_addr"),
+                pl.when(out)
+                .then(pl.col("src_port"))
+                .otherwise(pl.col("dst_port"))
+                .cast(pl.Int32)
+                .alias("l_port"),
+                pl.when(out).then(pl.col("dst_addr")).otherwise(pl.col("src_addr")).alias("r_addr"),
             )
+            b = b.with_columns(of.select(cols))
         return self.events(b, "e_eid", {"e_pid": "pid", "e_event": "event", "e_t": "t"})
 
 
@@ -351,25 +382,6 @@ RENDERERS: dict[str, Callable[[pl.DataFrame, Sources], list[pl.DataFrame]]] = {
     "local-port": local_port,
     "addresses": addresses,
 }
-
-
-def write_reasons(
-    best: dict[str, pl.DataFrame], of: pl.DataFrame, net: pl.DataFrame, addresses: pl.Series
-) -> pl.DataFrame:
-    """The chosen candidates of every method as the :data:`COMMON` columns and their reason (``of``:
-    oriented frames, their addresses as aids into ``addresses``)."""
-    chosen = [b for b in best.values() if b.height]
-    if not chosen:
-        return pl.DataFrame(schema={**COMMON, "reason": pl.Utf8})
-    src = Sources(of, net, addresses)
-    pieces: list[pl.DataFrame] = []
-    for method, b in best.items():
-        pieces += RENDERERS[method](b, src)
-    out = pl.concat(pieces, rechunk=False)
-    n = sum(b.height for b in chosen)
-    if out.height != n:
-        raise AssertionError(f"reasons written for {out.height} of {n} chosen candidates")
-    return out
 
 
 def fragment_reason() -> pl.Expr:

@@ -4,13 +4,18 @@ behind each answer (:class:`Evidence`, read by :mod:`etwtools.evidence`)."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from .. import clock_offset
 from ..processes import ProcessResolver
 from .constants import ATTRIBUTED, DEFAULT_TOLERANCE_S, KEY, NS
+
+if TYPE_CHECKING:
+    from .deferred import DeferredReasons
 
 #: Columns of an oriented frame that name its 5-tuple.
 TUPLE = KEY
@@ -139,6 +144,24 @@ class Attribution(Answered):
     estimate: clock_offset.OffsetEstimate | None = None
     evidence: Evidence | None = field(default=None, repr=False)
     why: str | None = field(default=None, repr=False)  # why nothing could be matched (None: something was)
+    # the reasons not written yet (None: ``frames`` has them): see :attr:`frames`
+    reasons: DeferredReasons | None = field(default=None, repr=False)
+
+    @property
+    def answers(self) -> pl.DataFrame:
+        """The answer for every frame without its reason (no sentence written): :data:`OUT_COLUMNS` but
+        ``reason``, or with it once written."""
+        return self._frames
+
+    def batches(self, rows: int = 65_536) -> Iterator[pl.DataFrame]:
+        """:attr:`frames` ``rows`` at a time, each slice's reasons written for it alone (while they
+        are not all written)."""
+        for start in range(0, self._frames.height, rows):
+            part = self._frames.slice(start, rows)
+            if self.reasons is not None:
+                reason = self.reasons.write(start, start + part.height, part["process"])
+                part = part.with_columns(reason.alias("reason"))
+            yield part
 
     def why_none(self) -> str:
         return self.why or "no frame could be matched to an event of the trace"
@@ -183,3 +206,20 @@ class Attribution(Answered):
         from ..evidence import explain
 
         return explain(self, frame_number)
+
+
+def _frames(self: Attribution) -> pl.DataFrame:
+    if self.reasons is not None:
+        reason = self.reasons.write_all(self._frames["process"])
+        self._frames = self._frames.with_columns(reason.alias("reason"))
+        self.reasons = None
+    return self._frames
+
+
+def _set_frames(self: Attribution, frames: pl.DataFrame) -> None:
+    self._frames = frames
+
+
+#: The answer for every frame (:data:`OUT_COLUMNS`); the reasons are written when first read (all of
+#: them), or a slice at a time by :meth:`Attribution.batches`.
+Attribution.frames = property(_frames, _set_frames)  # type: ignore[assignment]
