@@ -144,11 +144,12 @@ def answers(res: pl.DataFrame, shift: pl.Expr | None) -> pl.DataFrame:
     return ours if ours["fid"].is_sorted() else ours.sort("fid")
 
 
-def finish(res: pl.DataFrame, p: Prepared, shift: pl.Expr | None) -> pl.DataFrame:
+def finish(tables: list[pl.DataFrame], p: Prepared, shift: pl.Expr | None) -> pl.DataFrame:
     """The output table, :data:`OUT_COLUMNS` but the reason (written when read: :mod:`.deferred`), from
-    ``res`` (every frame in fid order with its chosen candidate and process)."""
+    ``tables`` = [res] (every frame in fid order with its chosen candidate and process; emptied here so
+    that it goes as soon as it has been used)."""
     fr = p.frames
-    ours = answers(res, shift)
+    ours = answers(tables.pop(), shift)
     if not ours["fid"].equals(pl.Series("fid", np.arange(fr.height, dtype=np.int64))):
         raise AssertionError("one result row per frame expected")
     # the frame's own columns come straight from the (fid-ordered) frames table, uncopied
@@ -164,38 +165,47 @@ def finish(res: pl.DataFrame, p: Prepared, shift: pl.Expr | None) -> pl.DataFram
 
 
 def summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
-    """Frames, bytes and first/last time per process; the frames not attributed in one row."""
+    """Frames, bytes and first/last time per process; the frames not attributed in one row. (Grouped
+    once by process and confidence over the whole table, then the groups combined: no filtered copy.)"""
     b = frame_bytes(fr)
     df = out.select("pid", "process", "services", "confidence", "time").with_columns(b.alias("_bytes"))
-    att = df.filter(attributed_expr())
-    n_low = df.filter(pl.col("confidence") == "low").height
-    non = df.filter(~attributed_expr())
-    agg = [
-        pl.len().alias("frames"),
+    n_low = int((df["confidence"] == "low").sum())
+    g = df.group_by("pid", "process", "services", "confidence").agg(
+        pl.len().cast(pl.Int64).alias("frames"),
         pl.col("_bytes").sum().alias("bytes"),
         pl.col("time").min().alias("first"),
         pl.col("time").max().alias("last"),
+    )
+    df = None
+    agg = [
+        pl.col("frames").sum(),
+        pl.col("bytes").sum(),
+        pl.col("first").min(),
+        pl.col("last").max(),
+        pl.col("frames").filter(pl.col("confidence") == "high").sum().cast(pl.UInt32).alias("high"),
     ]
     s = (
-        att.group_by("pid", "process", "services")
-        .agg(agg + [(pl.col("confidence") == "high").sum().alias("high")])
+        g.filter(attributed_expr())
+        .group_by("pid", "process", "services")
+        .agg(agg)
         .sort(
             ["frames", "pid", "process", "services"], descending=[True, False, False, False], nulls_last=True
         )
     )
-    rest = (
-        non.select(
-            pl.lit(None, pl.Int64).alias("pid"),
-            pl.lit("(not attributed)").alias("process"),
-            pl.lit(None, pl.Utf8).alias("services"),
-            "_bytes",
-            "time",
-            "confidence",
-        )
-        .group_by("pid", "process", "services")
-        .agg(agg + [pl.lit(0, pl.UInt32).alias("high")])
+    non = g.filter(~attributed_expr())
+    rest = non.select(
+        pl.lit(None, pl.Int64).alias("pid"),
+        pl.lit("(not attributed)").alias("process"),
+        pl.lit(None, pl.Utf8).alias("services"),
+        "frames",
+        "bytes",
+        "first",
+        "last",
+        pl.lit(0, pl.UInt32).alias("high"),
     )
-    s = pl.concat([s.with_columns(pl.col("high").cast(pl.UInt32)), rest], how="vertical_relaxed")
+    if non.height:
+        rest = rest.group_by("pid", "process", "services").agg(agg[:4] + [pl.lit(0, pl.UInt32).alias("high")])
+    s = pl.concat([s, rest], how="vertical_relaxed")
     s = s.with_columns(pl.col("frames").cast(pl.Int64), pl.col("bytes").cast(pl.Int64))
     if n_low:
         s = s.with_columns(

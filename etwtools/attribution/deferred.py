@@ -41,7 +41,7 @@ _FRAME_INPUTS = [
 class DeferredReasons:
     """The reason of every frame (row ``fid`` of the frames), written on demand.
 
-    ``best``: by method, the chosen candidates' columns their renderer reads, in fid order; ``frags``:
+    ``best``: by method, the chosen candidates' columns their renderer reads; ``frags``:
     later fragments that follow their first (fid, f_frame, ip_id); ``dir_source``: per frame, where its
     direction came from (null: unknown); ``nopid_fids``: frames whose 5-tuple only events without a PID
     have; ``none_reason``: why a frame has no candidate (:func:`~.reasons.unmatched_reason`);
@@ -66,11 +66,11 @@ class DeferredReasons:
         frags = frags.filter(pl.col("f_frame").is_not_null() & pl.col("ip_id").is_not_null())
         skip = frags["fid"].implode()
         self.best = {
-            m: (b.filter(~pl.col("fid").is_in(skip)) if frags.height else b).sort("fid")
+            m: b.filter(~pl.col("fid").is_in(skip)) if frags.height else b
             for m, b in best.items()
             if b.height
         }
-        self.frags, self.dir_source = frags.sort("fid"), dir_source
+        self.frags, self.dir_source = frags, dir_source
         self.nopid, self.none_reason = nopid_fids.implode(), none_reason
         late = after_end.is_not_null()
         self.late = pl.DataFrame({"fid": np.flatnonzero(late.to_numpy()), "_late": after_end.filter(late)})
@@ -143,7 +143,5 @@ class DeferredReasons:
 
 
 def _rows(df: pl.DataFrame, start: int, stop: int) -> pl.DataFrame:
-    """The rows of ``df`` (in fid order) whose fid is in ``start`` .. ``stop - 1``."""
-    fid = df["fid"]
-    lo, hi = fid.search_sorted(start, "left"), fid.search_sorted(stop, "left")
-    return df.slice(int(lo), int(hi) - int(lo))
+    """The rows of ``df`` whose fid is in ``start`` .. ``stop - 1`` (a scan: no table is kept sorted)."""
+    return df.filter(pl.col("fid").is_between(start, stop, closed="left"))

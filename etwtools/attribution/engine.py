@@ -58,7 +58,9 @@ def attribute(
         )
     tick = _ticker(progress, frames.height if frames is not None else 0)
     p = prepare(events, frames, local_addrs, nic_addrs)
-    by_time = events_by_time(p.net)  # sorted once for the offset and every matcher
+    # the events' key columns in time order, sorted once for the offset and every matcher: from here on
+    # the only events table (the prepared one's own columns go)
+    p.net = by_time = events_by_time(p.net, ["process"])
     tick()
     off = choose_offset(p.oriented, by_time, offset_s, tol)
     tick()
@@ -72,7 +74,9 @@ def attribute(
     matches = res.select("fid", "e_eid", "dir_source")
     frags = res.filter(pl.col("f_frame").is_not_null()).select("fid", "f_frame", "ip_id")
     span = (p.net["t"].min(), p.net["t"].max()) if p.net.height else (None, None)
-    out = finish(_output_columns(res), p, off.shift())
+    p.release()  # the key tables: the evidence makes its own when asked
+    after_end, res = res["_after_end"], _output_columns(res)
+    out = finish([res], p, off.shift())  # (res goes as soon as used)
     reasons = DeferredReasons(
         best,
         frags,
@@ -80,11 +84,10 @@ def attribute(
         matches["dir_source"],
         without_pid(p),
         unmatched_reason(*span, _trace_time(off), off.offset_ns is not None, why, p.local),
-        res["_after_end"],
+        after_end,
         grace_s,
     )
-    res = best = None
-    p.release()  # the key tables: the evidence makes its own when asked
+    best = None
     tick()
     return Attribution(
         frames=out,
@@ -180,4 +183,6 @@ def match_frames(
 
 def _output_columns(res: pl.DataFrame) -> pl.DataFrame:
     """The columns :func:`finish` reads."""
-    return res.select("fid", "t", "dir", "odir", "rank", "pid", "process", "services", "method", "e_t")
+    return res.select(
+        "fid", "t", "dir", pl.col("odir").cast(pl.Utf8), "rank", "pid", "process", "services", "method", "e_t"
+    )

@@ -49,9 +49,13 @@ class Context:
             self.by_time = events_by_time(self.net)
 
 
-def events_by_time(net: pl.DataFrame) -> pl.DataFrame:
-    """The events' key columns (:data:`EVENT_KEYS`) in time order."""
-    return net.select(EVENT_KEYS).sort("t", maintain_order=True)
+def events_by_time(net: pl.DataFrame, more: list[str] | None = None) -> pl.DataFrame:
+    """The events' key columns (:data:`EVENT_KEYS`, and ``more``) in time order."""
+    short = ["kind", "protocol", "odir"]  # (categoricals: 4 bytes a row)
+    keys = net.select(
+        [pl.col(c).cast(pl.Categorical) if c in short else pl.col(c) for c in EVENT_KEYS + (more or [])]
+    )
+    return keys if keys["t"].is_sorted() else keys.sort("t", maintain_order=True)
 
 
 def size_key() -> pl.Expr:

@@ -349,21 +349,29 @@ _OUT, _IN = pl.col("dir") != "in", pl.col("dir") != "out"
 def orient(fr: pl.DataFrame, codes: AddressCodes) -> pl.DataFrame:
     """One row per frame and possible orientation (two when the direction is unknown), in time order, key
     columns only: fid, t, protocol, payload_len, size, tcp_flags, fragment, l_aid, l_port, r_aid, r_port,
-    odir."""
+    odir (its short texts protocol, fragment and odir as categoricals, 4 bytes a row)."""
+    short = ["protocol", "fragment", "dir"]
     base = fr.select(
-        *_ORIENTED, "src_port", "dst_port", "dir", codes.src.alias("src_aid"), codes.dst.alias("dst_aid")
+        *[c for c in _ORIENTED if c not in short],
+        pl.col(short).cast(pl.Categorical),
+        "src_port",
+        "dst_port",
+        codes.src.alias("src_aid"),
+        codes.dst.alias("dst_aid"),
     ).filter(
         pl.col("protocol").is_in(["TCP", "UDP"])
         & fr["src_addr"].is_not_null()
         & pl.col("src_port").is_not_null()
     )
     if base["t"].null_count():
-        return local_tuples(base, _ORIENTED, outgoing=_OUT, incoming=_IN, addr="aid").sort(
+        of = local_tuples(base, _ORIENTED, outgoing=_OUT, incoming=_IN, addr="aid").sort(
             "t", maintain_order=True
         )
-    if not base["t"].is_sorted():
-        base = base.sort("t", maintain_order=True)
-    return local_tuples(base, _ORIENTED, outgoing=_OUT, incoming=_IN, addr="aid", in_time=True)
+    else:
+        if not base["t"].is_sorted():
+            base = base.sort("t", maintain_order=True)
+        of = local_tuples(base, _ORIENTED, outgoing=_OUT, incoming=_IN, addr="aid", in_time=True)
+    return of.with_columns(pl.col("odir").cast(pl.Categorical))
 
 
 def orientations(fr: pl.DataFrame) -> pl.DataFrame:
