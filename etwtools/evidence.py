@@ -62,17 +62,19 @@ def _owner_runs(ev: pl.DataFrame) -> list[str]:
 
 def explain(attr: Attribution, frame_number: int) -> str:
     """Readable explanation of how ``frame_number`` was (or was not) attributed."""
-    out = attr.frames.with_row_index("fid").filter(pl.col("frame") == frame_number)
+    table = attr.answers  # (the reason of this frame alone is written below)
+    out = table.with_row_index("fid").filter(pl.col("frame") == frame_number)
     if not out.height:
-        n = attr.frames.height
-        first = attr.frames["frame"].min() if n else None
-        last = attr.frames["frame"].max() if n else None
+        n = table.height
+        first = table["frame"].min() if n else None
+        last = table["frame"].max() if n else None
         return f"Frame {frame_number}: not in the capture (it has {n:,} frames, numbered {first} to {last})."
     out = out.with_columns(
         pl.col("time").cast(pl.Int64).alias("_t_ns"), pl.col("event_time").cast(pl.Int64).alias("_et_ns")
     )
     row = out.row(0, named=True)
     fid = int(row["fid"])
+    row["reason"] = attr.rows(fid, fid + 1)["reason"][0]
     evidence = attr.evidence
     lines = []
     ports = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from .constants import KID, LOW_HORIZON_NS, MEDIUM_HORIZON_NS, SYN, TCP_OWNER_EVENTS
@@ -320,7 +321,7 @@ def _match_weak(ctx: Context, pending: pl.DataFrame, key: pl.Expr, method: str) 
     """The nearest event (within :data:`LOW_HORIZON_NS`) whose ``key`` (an Int64 expression of the key
     columns, null: no match) is the frame's."""
     of = _host_frames(ctx, pending)
-    right = ctx.by_time.filter(pl.col("protocol").is_in(["TCP", "UDP"]))
+    right = ctx.by_time  # (every usable event is TCP or UDP)
     if not of.height or not right.height:
         return empty()
     r = right.select(
@@ -385,11 +386,13 @@ def run_matchers(ctx: Context, matchers: list[Matcher] | None = None) -> list[pl
     """The candidates of every matcher, in order; each runs on the frames no earlier one matched."""
     out: list[pl.DataFrame] = []
     pending = ctx.oriented
+    found_fid = np.zeros(int(pending["fid"].max()) + 1 if pending.height else 0, bool)
     for matcher in matchers if matchers is not None else MATCHERS:
         found = matcher.match(ctx, pending)
         out.append(found)
         if found.height:
-            pending = pending.join(found.select("fid").unique(), on="fid", how="anti")
+            found_fid[found["fid"].to_numpy()] = True
+            pending = pending.filter(pl.Series(~found_fid[pending["fid"].to_numpy()]))
     return out
 
 

@@ -157,11 +157,15 @@ class Attribution(Answered):
         """:attr:`frames` ``rows`` at a time, each slice's reasons written for it alone (while they
         are not all written)."""
         for start in range(0, self._frames.height, rows):
-            part = self._frames.slice(start, rows)
-            if self.reasons is not None:
-                reason = self.reasons.write(start, start + part.height, part["process"])
-                part = part.with_columns(reason.alias("reason"))
-            yield part
+            yield self.rows(start, start + rows)
+
+    def rows(self, start: int, stop: int) -> pl.DataFrame:
+        """Rows ``start`` .. ``stop - 1`` of :attr:`frames`, their reasons written for them alone."""
+        part = self._frames.slice(start, max(stop - start, 0))
+        if self.reasons is None:
+            return part
+        reason = self.reasons.write(start, start + part.height, part["process"])
+        return part.with_columns(reason.alias("reason"))
 
     def why_none(self) -> str:
         return self.why or "no frame could be matched to an event of the trace"
