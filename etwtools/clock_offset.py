@@ -105,6 +105,8 @@ def _candidate_pairs(
 ) -> tuple[pl.DataFrame, bool]:
     if not frames.height or not events.height:
         return _empty_pairs(), False
+    # only the events of keys some frame has can pair (cheaper than grouping every event)
+    events = events.join(frames.select(keys).unique(), on=keys, how="semi", maintain_order="left")
     fc = frames.group_by(keys).agg(pl.len().alias("n_f"))
     ec = events.group_by(keys).agg(pl.len().alias("n_e"))
     counts = fc.join(ec, on=keys, how="inner")

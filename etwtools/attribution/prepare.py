@@ -430,19 +430,24 @@ def _number(
     acc: np.ndarray, live: np.ndarray, others: list[np.ndarray], omiss: list[np.ndarray]
 ) -> tuple[np.ndarray, list[np.ndarray], int]:
     """acc's values numbered 0 .. n-1 in order of first appearance (rows not ``live``: -1); others'
-    values by the same numbers (-1: absent, or missing per ``omiss``, which is updated)."""
-    k = pl.Series("k", acc).filter(pl.Series(live))
-    table = k.unique(maintain_order=True).to_frame().with_row_index("id")
+    values by the same numbers (-1: absent, or missing per ``omiss``, which is updated). (Sorted
+    with numpy, found by binary search: no hash join.)"""
+    uniq, first, inv = np.unique(acc[live], return_index=True, return_inverse=True)
+    rank = np.empty(len(uniq), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
     ids = np.full(len(acc), -1, np.int64)
-    ids[live] = k.to_frame().join(table, on="k", how="left", maintain_order="left")["id"].to_numpy()
+    ids[live] = rank[inv.reshape(-1)]
     out = []
     for i, o in enumerate(others):
-        got = pl.DataFrame({"k": o}).join(table, on="k", how="left", maintain_order="left")["id"]
-        oid = got.fill_null(-1).cast(pl.Int64).to_numpy().copy()
+        oid = np.full(len(o), -1, np.int64)
+        if len(uniq):
+            pos = np.minimum(np.searchsorted(uniq, o), len(uniq) - 1)
+            hit = uniq[pos] == o
+            oid[hit] = rank[pos[hit]]
         oid[omiss[i]] = -1
         omiss[i] |= oid < 0
         out.append(oid)
-    return ids, out, max(table.height, 1)
+    return ids, out, max(len(uniq), 1)
 
 
 def tuple_ids(
