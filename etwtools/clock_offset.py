@@ -282,13 +282,28 @@ def estimate_sampled(
     est, pairs = estimate(frames.filter(pl.col("fid") % step == 0), events, keys)
     if est is None or est.support < SAMPLE_MIN_SUPPORT or est.runner_up * 2 > est.support:
         return estimate(frames, events, keys)
-    m = _matches_at(frames, events, keys, est.offset_ns)  # one nearest event per frame
-    support = (
-        int(((m["diff"] - est.offset_ns).abs() <= BIN_NS).sum())
-        if not est.drift_ppm
-        else int(((m["diff"] - est.offset_ns).abs() <= 2 * BIN_NS).sum())
-    )
+    support = _support_at(frames, events, keys, est.offset_ns)
     return replace(est, support=max(support, est.support), runner_up=est.runner_up * step), pairs
+
+
+def _support_at(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], center: int) -> int:
+    """How many frames have a same-key event within a bin of ``center``: the frames :func:`_matches_at`
+    pairs (its nearest event is within a bin, so its ``diff`` is within a bin of ``center`` too), counted
+    from the key and time columns alone."""
+    f = frames.select(keys + [(pl.col("t") - center).alias("_tt")])
+    e = events.select(keys + [pl.col("t").alias("_on"), pl.lit(True).alias("_hit")])
+    f = f if f["_tt"].is_sorted() else f.sort("_tt")
+    e = e if e["_on"].is_sorted() else e.sort("_on")
+    m = f.join_asof(
+        e,
+        left_on="_tt",
+        right_on="_on",
+        by=keys,
+        strategy="nearest",
+        tolerance=BIN_NS,
+        check_sortedness=False,
+    )
+    return int(m["_hit"].is_not_null().sum())
 
 
 def _line_inliers(pairs: pl.DataFrame, a: float, b: float, ref: int, half: int) -> pl.DataFrame:

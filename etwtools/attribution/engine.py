@@ -66,9 +66,10 @@ def attribute(
     tick()
     res, best = match_frames(p, off, tol, tick, by_time)
     by_time = None
+    why = None if (res["rank"] >= 2).any() else why_nothing(p, off, tol)
+    p.oriented = p.oriented.clear()  # (matched: the orientations go)
     res, resolver, process_notes = name_processes(res, p.net, processes, grace_s)
     tick()
-    why = None if (res["rank"] >= 2).any() else why_nothing(p, off, tol)
     if not res["fid"].is_sorted():
         res = res.sort("fid")
     matches = res.select("fid", "e_eid", "dir_source")

@@ -324,10 +324,14 @@ def _match_weak(ctx: Context, pending: pl.DataFrame, key: pl.Expr, method: str) 
     right = ctx.by_time  # (every usable event is TCP or UDP)
     if not of.height or not right.height:
         return empty()
-    r = right.select(
-        key.alias("_key"), pl.col("t").alias("e_t"), pl.col("t").alias("_on"), pl.col("eid").alias("e_eid")
-    ).filter(pl.col("_key").is_not_null())
     left = of.select("fid", "odir", "tt", key.alias("_key"))
+    # only the events of keys a pending frame has (few frames are left this late; order kept)
+    r = (
+        right.select(key.alias("_key"), pl.col("t").alias("e_t"), pl.col("eid").alias("e_eid"))
+        .filter(pl.col("_key").is_not_null())
+        .join(left.select("_key").unique(), on="_key", how="semi", maintain_order="left")
+        .with_columns(pl.col("e_t").alias("_on"))
+    )
     m = (left if left["tt"].is_sorted() else left.sort("tt")).join_asof(
         r,
         left_on="tt",

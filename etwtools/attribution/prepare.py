@@ -389,21 +389,22 @@ TUPLE_INTS = ["_udp", "l_aid", "l_port", "r_aid", "r_port"]
 
 
 def _tuple_columns(df: pl.DataFrame) -> list[np.ndarray]:
-    """The 5-tuple of every row as int64 arrays (protocol: 0 TCP, 1 UDP), with a mask of missing parts."""
+    """The 5-tuple of every row as integer arrays in their own widths (protocol: 0 TCP, 1 UDP), with a
+    mask of missing parts."""
     udp = pl.when(pl.col("protocol") == "UDP").then(1).when(pl.col("protocol") == "TCP").then(0)
     t = df.select(
-        udp.cast(pl.Int64).alias("_udp"),
-        pl.col("l_aid").cast(pl.Int64),
-        pl.col("l_port").cast(pl.Int64),
-        pl.col("r_aid").cast(pl.Int64),
-        pl.col("r_port").cast(pl.Int64),
+        udp.cast(pl.Int8).alias("_udp"),
+        pl.col("l_aid"),
+        pl.col("l_port").cast(pl.Int32),
+        pl.col("r_aid"),
+        pl.col("r_port").cast(pl.Int32),
     )
     missing = t.select(pl.any_horizontal(pl.all().is_null())).to_series().to_numpy()
     return [t.to_series(i).fill_null(0).to_numpy() for i in range(t.width)] + [missing]
 
 
 def dense_ids(keys: list[np.ndarray], others: list[list[np.ndarray]]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Exact ids of the tuples ``keys`` (int64 columns, then a mask of rows missing a part), 0 .. n-1,
+    """Exact ids of the tuples ``keys`` (integer columns, then a mask of rows missing a part), 0 .. n-1,
     and for each table of ``others`` (the same columns) the id of its rows' tuples among them (-1: not
     among them, or missing). Columns are packed into one int64 while they fit (each by its range in
     ``keys``), then numbered (a hash join) and packed on."""
@@ -417,10 +418,11 @@ def dense_ids(keys: list[np.ndarray], others: list[list[np.ndarray]]) -> tuple[n
         if n * span > 2**62:
             acc, oacc, n = _number(acc, live, oacc, omiss)
         # (rows missing a part, or out of range, pack to anything: they are never numbered)
-        acc = acc * span + (col - lo)
+        acc = acc * span + (col.astype(np.int64) - lo)
         for i, o in enumerate(others):
-            omiss[i] |= (o[j] < lo) | (o[j] > hi)
-            oacc[i] = oacc[i] * span + (o[j] - lo)
+            oj = o[j].astype(np.int64)
+            omiss[i] |= (oj < lo) | (oj > hi)
+            oacc[i] = oacc[i] * span + (oj - lo)
         n *= span
     ids, oids, _ = _number(acc, live, oacc, omiss)
     return ids, oids
