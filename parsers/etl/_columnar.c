@@ -7,6 +7,11 @@
  *     pos[i] + k*unit below end[i], or len(data) when there is none.
  * text(data, start, length, kind, offsets, out): the spans as UTF-8 (from UTF-16LE or cp1252, invalid
  *     input replaced by U+FFFD exactly as Python's codecs do with "replace"), Arrow string buffers.
+ * views(data, start, length, views, out): the spans as an Arrow binary view array (16-byte views; values
+ *     over 12 bytes copied one after the other into out, their one data buffer). Polars takes view arrays
+ *     without a copy (it copies offset-based ones into views).
+ * text_views(offsets, buf, views): views of the strings of an offset-based string array, same buffer.
+ * The loops run without the GIL.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -71,7 +76,8 @@ spans(PyObject *self, PyObject *args)
     const uint8_t *d = data.buf;
     const int64_t *s = start.buf, *l = len.buf;
     uint8_t *o = out.buf;
-    int bad = 0;
+    int bad = len.len / 8 < n;
+    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n && !bad; i++) {
         if (s[i] < 0 || l[i] < 0 || s[i] + l[i] > data.len || at + l[i] > out.len) {
             bad = 1;
@@ -80,6 +86,7 @@ spans(PyObject *self, PyObject *args)
         memcpy(o + at, d + s[i], l[i]);
         at += l[i];
     }
+    Py_END_ALLOW_THREADS
     if (bad)
         PyErr_SetString(PyExc_ValueError, "span outside the data or the output");
     PyBuffer_Release(&out);
@@ -186,6 +193,7 @@ text(PyObject *self, PyObject *args)
     int64_t *off = offsets.buf;
     uint8_t *o = out.buf;
     int bad = len.len / 8 < n || offsets.len / 8 < n + 1;
+    Py_BEGIN_ALLOW_THREADS
     if (!bad) {
         off[0] = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
@@ -222,6 +230,7 @@ text(PyObject *self, PyObject *args)
             off[i + 1] = at;
         }
     }
+    Py_END_ALLOW_THREADS
     if (bad)
         PyErr_SetString(PyExc_ValueError, "text span outside the data, or output too small");
     PyBuffer_Release(&out);
@@ -233,6 +242,99 @@ text(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(at);
 }
 
+/* Arrow's 16-byte view of value i (length, then the value itself when it fits in 12 bytes, else its first
+ * 4 bytes, buffer 0 and its offset there). */
+static inline void
+put_view(uint8_t *v, const uint8_t *value, int32_t length, int32_t offset)
+{
+    memset(v, 0, 16);
+    memcpy(v, &length, 4);
+    if (length <= 12) {
+        memcpy(v + 4, value, length);
+    } else {
+        memcpy(v + 4, value, 4);
+        memcpy(v + 12, &offset, 4);
+    }
+}
+
+static PyObject *
+views(PyObject *self, PyObject *args)
+{
+    PyObject *o_data, *o_start, *o_len, *o_views, *o_out;
+    if (!PyArg_ParseTuple(args, "OOOOO", &o_data, &o_start, &o_len, &o_views, &o_out))
+        return NULL;
+    Py_buffer data, start, len, vw, out;
+    if (get(o_data, &data, 0) < 0) return NULL;
+    if (get(o_start, &start, 0) < 0) { PyBuffer_Release(&data); return NULL; }
+    if (get(o_len, &len, 0) < 0) { PyBuffer_Release(&start); PyBuffer_Release(&data); return NULL; }
+    if (get(o_views, &vw, 1) < 0) {
+        PyBuffer_Release(&len); PyBuffer_Release(&start); PyBuffer_Release(&data); return NULL;
+    }
+    if (get(o_out, &out, 1) < 0) {
+        PyBuffer_Release(&vw); PyBuffer_Release(&len); PyBuffer_Release(&start); PyBuffer_Release(&data);
+        return NULL;
+    }
+    Py_ssize_t n = start.len / 8, at = 0;
+    const uint8_t *d = data.buf;
+    const int64_t *s = start.buf, *l = len.buf;
+    uint8_t *v = vw.buf, *o = out.buf;
+    int bad = len.len / 8 < n || vw.len < 16 * n;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n && !bad; i++) {
+        int64_t a = s[i], k = l[i];
+        if (a < 0 || k < 0 || a + k > data.len || k > INT32_MAX) { bad = 1; break; }
+        if (k > 12) {
+            if (at + k > out.len || at > INT32_MAX) { bad = 1; break; }
+            memcpy(o + at, d + a, k);
+            put_view(v + 16 * i, d + a, (int32_t)k, (int32_t)at);
+            at += k;
+        } else {
+            put_view(v + 16 * i, d + a, (int32_t)k, 0);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "span outside the data, or output too small");
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&vw);
+    PyBuffer_Release(&len);
+    PyBuffer_Release(&start);
+    PyBuffer_Release(&data);
+    if (bad) return NULL;
+    return PyLong_FromSsize_t(at);
+}
+
+static PyObject *
+text_views(PyObject *self, PyObject *args)
+{
+    PyObject *o_offsets, *o_buf, *o_views;
+    if (!PyArg_ParseTuple(args, "OOO", &o_offsets, &o_buf, &o_views))
+        return NULL;
+    Py_buffer offsets, buf, vw;
+    if (get(o_offsets, &offsets, 0) < 0) return NULL;
+    if (get(o_buf, &buf, 0) < 0) { PyBuffer_Release(&offsets); return NULL; }
+    if (get(o_views, &vw, 1) < 0) { PyBuffer_Release(&buf); PyBuffer_Release(&offsets); return NULL; }
+    Py_ssize_t n = offsets.len / 8 - 1;
+    const int64_t *off = offsets.buf;
+    const uint8_t *b = buf.buf;
+    uint8_t *v = vw.buf;
+    int bad = n < 0 || vw.len < 16 * n;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n && !bad; i++) {
+        int64_t a = off[i], k = off[i + 1] - off[i];
+        if (a < 0 || k < 0 || a + k > buf.len || a > INT32_MAX || k > INT32_MAX) { bad = 1; break; }
+        put_view(v + 16 * i, b + a, (int32_t)k, (int32_t)a);
+    }
+    Py_END_ALLOW_THREADS
+    if (bad)
+        PyErr_SetString(PyExc_ValueError, "offsets outside the buffer");
+    PyBuffer_Release(&vw);
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&offsets);
+    if (bad) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"fixed", fixed, METH_VARARGS, "fixed(data, pos, width, out): width bytes at each position."},
     {"spans", spans, METH_VARARGS, "spans(data, start, length, out): the spans, concatenated."},
@@ -241,6 +343,11 @@ static PyMethodDef methods[] = {
     {"text", text, METH_VARARGS,
      "text(data, start, length, kind, offsets, out) -> bytes used: the spans decoded (kind 0: UTF-16LE, "
      "1: cp1252; as Python's 'replace') into UTF-8 in out, string i at out[offsets[i]:offsets[i+1]]."},
+    {"views", views, METH_VARARGS,
+     "views(data, start, length, views, out) -> bytes used: Arrow binary views of the spans (16 bytes each in "
+     "views; values over 12 bytes copied into out, buffer 0)."},
+    {"text_views", text_views, METH_VARARGS,
+     "text_views(offsets, buf, views): Arrow views of the strings buf[offsets[i]:offsets[i+1]] (buffer 0)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -175,6 +175,8 @@ def _spans(d: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
     return d[idx]
 
 
+#: Bytes of one Arrow view array's data buffer (views hold 32-bit offsets); more: offset-based arrays.
+_VIEW_MAX = (1 << 31) - 1
 #: Encodings the C accelerator turns into UTF-8 (its ``text`` kinds).
 _TEXT_KINDS = {"utf-16-le": 0, "cp1252": 1}
 
@@ -193,8 +195,14 @@ def _text(d: np.ndarray, start: np.ndarray, length: np.ndarray, encoding: str) -
     out = np.empty(room + 1, np.uint8)
     offsets = np.empty(len(start) + 1, np.int64)
     used = _c.text(d, start, length, kind, offsets, out)
-    arr = pa.LargeStringArray.from_buffers(len(start), pa.py_buffer(offsets), pa.py_buffer(out[:used]))
-    return pl.Series(pl.from_arrow(arr))
+    if used > _VIEW_MAX:
+        arr = pa.LargeStringArray.from_buffers(len(start), pa.py_buffer(offsets), pa.py_buffer(out[:used]))
+        return pl.Series(pl.from_arrow(arr))
+    buf = out[:used] if 2 * used >= len(out) else out[:used].copy()  # polars keeps the buffer: no slack
+    views = np.empty((len(start), 16), np.uint8)
+    _c.text_views(offsets, buf, views)
+    arr = pa.Array.from_buffers(pa.string_view(), len(start), [None, pa.py_buffer(views), pa.py_buffer(buf)])
+    return pl.Series(pl.from_arrow(arr))  # a view array: polars takes it as it is
 
 
 def _strings(d: np.ndarray, start: np.ndarray, stop: np.ndarray, encoding: str, unit: int) -> pl.Series:
@@ -209,8 +217,23 @@ def _strings(d: np.ndarray, start: np.ndarray, stop: np.ndarray, encoding: str, 
 
 
 def _binary(d: np.ndarray, start: np.ndarray, length: np.ndarray) -> pl.Series:
+    """The bytes of the spans [start, start + length), as a Binary column (built as Arrow binary views by the
+    C accelerator: polars takes those without a copy)."""
     import pyarrow as pa
 
+    if _c is not None:
+        start = np.ascontiguousarray(start, np.int64)
+        length = np.ascontiguousarray(length, np.int64)
+        total = int(length.sum())
+        if total <= _VIEW_MAX:
+            views = np.empty((len(start), 16), np.uint8)
+            out = np.empty(max(total, 1), np.uint8)
+            used = _c.views(d, start, length, views, out)
+            buf = out[:used] if 2 * used >= len(out) else out[:used].copy()
+            arr = pa.Array.from_buffers(
+                pa.binary_view(), len(start), [None, pa.py_buffer(views), pa.py_buffer(buf)]
+            )
+            return pl.Series(pl.from_arrow(arr))
     data = _spans(d, start, length)
     offsets = np.zeros(len(start) + 1, np.int64)
     np.cumsum(length, out=offsets[1:])

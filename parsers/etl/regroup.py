@@ -23,7 +23,7 @@ ROWS = 65536
 #: A type with at least this many records in a batch, and none set aside, is decoded from the batch itself.
 DIRECT = 4096
 #: Bytes (record bytes and header columns) set aside over all event types.
-BUDGET = 24 << 20
+BUDGET = 16 << 20
 #: Zero bytes after the data of a regrouped batch (fixed-width reads near its end stay inside it).
 _TAIL = 0x40
 
@@ -47,10 +47,7 @@ class _Held:
         self.cols = np.empty((len(_COLUMNS), rows + rows // 4 + 64), np.int64)
         self.used = 0  # bytes of ``data`` in use
         self.n = 0  # rows in use
-
-    @property
-    def nbytes(self) -> int:
-        return self.data.nbytes + self.cols.nbytes
+        self.nbytes = self.data.nbytes + self.cols.nbytes  # memory held
 
     def room(self, nbytes: int, rows: int) -> None:
         """Make room for ``nbytes`` more bytes and ``rows`` more rows (grown by half again at least)."""
@@ -62,6 +59,7 @@ class _Held:
             cols = np.empty((len(_COLUMNS), max(self.n + rows, self.cols.shape[1] * 3 // 2)), np.int64)
             cols[:, : self.n] = self.cols[:, : self.n]
             self.cols = cols
+        self.nbytes = self.data.nbytes + self.cols.nbytes
 
     def batch(self, guids: list, dtypes: list[np.dtype]) -> RecordBatch:
         """The records set aside, as one batch (its data followed by :data:`_TAIL` zero bytes)."""
