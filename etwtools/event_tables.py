@@ -89,7 +89,8 @@ class _TypeWriter:
 
         if not parts:
             return None
-        frame = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed")
+        # not rechunked: the row group is written from the frames' own chunks (no copy)
+        frame = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed", rechunk=False)
         return frame.to_arrow(compat_level=pl.CompatLevel.newest())  # text and bytes as views: no copy
 
     def write_table(self, table) -> None:

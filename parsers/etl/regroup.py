@@ -37,17 +37,26 @@ def _put(d: np.ndarray, start: np.ndarray, length: np.ndarray, out: np.ndarray) 
             out[...] = _spans(d, start, length)
 
 
+#: Header columns held as int64 rows (wide values, positions) and as int32 rows (the rest; unsigned
+#: values wrap and come back whole when cast back to their own type).
+_WIDE = ["record", "offset", "file_offset", "time", "keyword", "payload_offset", "payload_size"]
+_NARROW = [name for name in _COLUMNS if name not in _WIDE]
+#: Rows of ``_Held.wide``: where records start and where their payload starts.
+_OFFSET, _PAYLOAD = _WIDE.index("offset"), _WIDE.index("payload_offset")
+
+
 class _Held:
     """Records of one type set aside: their bytes (each record 8-byte aligned, from its header to the end
     of its payload), gathered straight from the batches into one growing buffer, and their header
-    columns (one int64 row per column of :data:`_COLUMNS`; ``offset``/``payload_offset`` index ``data``)."""
+    columns (rows of ``wide`` and ``narrow``; ``offset``/``payload_offset`` index ``data``)."""
 
     def __init__(self, nbytes: int, rows: int) -> None:
         self.data = np.empty(nbytes + nbytes // 4 + _TAIL + (1 << 12), np.uint8)
-        self.cols = np.empty((len(_COLUMNS), rows + rows // 4 + 64), np.int64)
+        self.wide = np.empty((len(_WIDE), rows + rows // 4 + 64), np.int64)
+        self.narrow = np.empty((len(_NARROW), self.wide.shape[1]), np.int32)
         self.used = 0  # bytes of ``data`` in use
         self.n = 0  # rows in use
-        self.nbytes = self.data.nbytes + self.cols.nbytes  # memory held
+        self.nbytes = self.data.nbytes + self.wide.nbytes + self.narrow.nbytes  # memory held
 
     def room(self, nbytes: int, rows: int) -> None:
         """Make room for ``nbytes`` more bytes and ``rows`` more rows (grown by half again at least)."""
@@ -55,21 +64,21 @@ class _Held:
             data = np.empty(max(self.used + nbytes + _TAIL, len(self.data) * 3 // 2), np.uint8)
             data[: self.used] = self.data[: self.used]
             self.data = data
-        if self.n + rows > self.cols.shape[1]:
-            cols = np.empty((len(_COLUMNS), max(self.n + rows, self.cols.shape[1] * 3 // 2)), np.int64)
-            cols[:, : self.n] = self.cols[:, : self.n]
-            self.cols = cols
-        self.nbytes = self.data.nbytes + self.cols.nbytes
+        if self.n + rows > self.wide.shape[1]:
+            cap = max(self.n + rows, self.wide.shape[1] * 3 // 2)
+            wide = np.empty((len(_WIDE), cap), np.int64)
+            narrow = np.empty((len(_NARROW), cap), np.int32)
+            wide[:, : self.n] = self.wide[:, : self.n]
+            narrow[:, : self.n] = self.narrow[:, : self.n]
+            self.wide, self.narrow = wide, narrow
+        self.nbytes = self.data.nbytes + self.wide.nbytes + self.narrow.nbytes
 
-    def batch(self, guids: list, dtypes: list[np.dtype]) -> RecordBatch:
+    def batch(self, guids: list, dtypes: dict[str, np.dtype]) -> RecordBatch:
         """The records set aside, as one batch (its data followed by :data:`_TAIL` zero bytes)."""
         self.data[self.used : self.used + _TAIL] = 0
-        cols = {name: self.cols[k, : self.n].astype(t) for k, (name, t) in enumerate(zip(_COLUMNS, dtypes))}
+        cols = {name: self.wide[k, : self.n].astype(dtypes[name]) for k, name in enumerate(_WIDE)}
+        cols.update({name: self.narrow[k, : self.n].astype(dtypes[name]) for k, name in enumerate(_NARROW)})
         return RecordBatch(data=self.data[: self.used + _TAIL].data, guids=guids, **cols)
-
-
-#: Rows of ``_Held.cols``: where records start and where their payload starts.
-_OFFSET, _PAYLOAD = _COLUMNS.index("offset"), _COLUMNS.index("payload_offset")
 
 
 class Regrouper:
@@ -80,7 +89,7 @@ class Regrouper:
         self._held: dict[int, _Held] = {}
         self._held_bytes = 0
         self._guids: list = []
-        self._dtypes: list[np.dtype] = []
+        self._dtypes: dict[str, np.dtype] = {}
 
     def add(self, batch: RecordBatch) -> Iterator[EventTable]:
         """Set the batch's records aside by type; the tables of the types that are ready."""
@@ -88,7 +97,7 @@ class Regrouper:
             return
         self._guids = batch.guids
         if not self._dtypes:
-            self._dtypes = [getattr(batch, name).dtype for name in _COLUMNS]
+            self._dtypes = {name: getattr(batch, name).dtype for name in _COLUMNS}
         keys = self.decoder.keys(batch)
         order = np.argsort(keys, kind="stable")
         skeys = keys[order]
@@ -110,11 +119,14 @@ class Regrouper:
         length = (batch.payload_offset[rows] + batch.payload_size[rows] - start + 7) & ~7
         at = np.zeros(len(rows) + 1, np.int64)
         np.cumsum(length, out=at[1:])
-        table = np.empty((len(_COLUMNS), len(rows)), np.int64)
-        for k, name in enumerate(_COLUMNS):
-            table[k] = getattr(batch, name)[rows]
-        table[_PAYLOAD] -= start
-        table[_OFFSET] = at[:-1]
+        wide = np.empty((len(_WIDE), len(rows)), np.int64)
+        for k, name in enumerate(_WIDE):
+            wide[k] = getattr(batch, name)[rows]
+        narrow = np.empty((len(_NARROW), len(rows)), np.int32)
+        for k, name in enumerate(_NARROW):
+            narrow[k] = getattr(batch, name)[rows]
+        wide[_PAYLOAD] -= start
+        wide[_OFFSET] = at[:-1]
         d = np.frombuffer(batch.data, np.uint8)
         ready, i = [], 0
         for key, a, b in staged:
@@ -128,10 +140,11 @@ class Regrouper:
                 before = held.nbytes
                 held.room(nbytes, b - a)
             _put(d, start[i:j], length[i:j], held.data[held.used : held.used + nbytes])
-            part = held.cols[:, held.n : held.n + b - a]
-            part[...] = table[:, i:j]
+            part = held.wide[:, held.n : held.n + b - a]
+            part[...] = wide[:, i:j]
             part[_OFFSET] += held.used - at[i]
             part[_PAYLOAD] += part[_OFFSET]
+            held.narrow[:, held.n : held.n + b - a] = narrow[:, i:j]
             held.used += nbytes
             held.n += b - a
             self._held_bytes += held.nbytes - before
@@ -140,8 +153,11 @@ class Regrouper:
                 ready.append(key)
         for key in ready:
             yield from self._flush(key)
-        while self._held_bytes > BUDGET and self._held:
-            yield from self._flush(max(self._held, key=lambda k: self._held[k].nbytes))
+        if self._held_bytes > BUDGET:  # the types holding the most first, until under the budget
+            for key in sorted(self._held, key=lambda k: self._held[k].nbytes, reverse=True):
+                if self._held_bytes <= BUDGET:
+                    break
+                yield from self._flush(key)
 
     def take_manifests(self, batch: RecordBatch) -> Iterator[EventTable]:
         """Take the batch's EventSource manifests (before its records are selected and set aside). The
