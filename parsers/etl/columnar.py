@@ -518,9 +518,11 @@ class Decoder:
             return _Type(name, manifest.provider, ())
         return _Type(name, manifest.provider, ("layout",), layout=layout, decoder="eventsource")
 
-    def take_manifests(self, batch: RecordBatch) -> None:
+    def take_manifests(self, batch: RecordBatch, first: Callable[[int], None] | None = None) -> None:
         """Take the EventSource manifest chunks of a batch (before its events are decoded, and before
-        records are filtered out); a provider with a new manifest gets its event types planned again."""
+        records are filtered out); a provider with a new manifest gets its event types planned again.
+        ``first(i)`` is called first with the provider's index + 1 (the key's provider field): the
+        records of its types set aside until then are decoded as planned before the manifest."""
         rows = np.flatnonzero(
             (batch.record > self._manifests_upto)
             & np.isin(batch.htype, _EH)
@@ -538,6 +540,8 @@ class Decoder:
             if m is None:
                 continue
             idx = batch.guids.index(guid) + 1
+            if first is not None:
+                first(idx)
             for k in [k for k in self._types if k >> 60 == 1 and (k >> 34) & 0xFFFF == idx]:
                 del self._types[k]
             before = self._before_manifest.pop(guid, 0)

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from . import eventsource as es
-from .columnar import _IS_EH, Decoder, EventTable, _c, _spans
+from .columnar import Decoder, EventTable, _c, _spans
 from .records import _COLUMNS, RecordBatch
 
 #: Records of a type decoded together (one table, one Parquet row group).
@@ -161,18 +160,17 @@ class Regrouper:
 
     def take_manifests(self, batch: RecordBatch) -> Iterator[EventTable]:
         """Take the batch's EventSource manifests (before its records are selected and set aside). The
-        types of a provider with manifest chunks in the batch are decoded first, as planned before it: a
-        manifest applies from the batch that completes it on, as in ``Decoder.decode``."""
-        chunks = batch.provider[
-            _IS_EH[batch.htype]
-            & (batch.event_id == es.MANIFEST_EVENT_ID)
-            & (batch.opcode == es.MANIFEST_OPCODE)
-        ]
-        if len(chunks) and self._held:
-            idx = {int(p) + 1 for p in np.unique(chunks).tolist() if p >= 0}
-            for key in [k for k in self._held if k >> 60 == 1 and (k >> 34) & 0xFFFF in idx]:
-                yield from self._flush(key)
-        self.decoder.take_manifests(batch)
+        types of a provider whose manifest a chunk of the batch completes are decoded first, as planned
+        before it: a manifest applies from the batch that completes it on, as in ``Decoder.decode`` (a
+        chunk that completes nothing, or the same manifest again, changes no plan)."""
+        flushed: list[EventTable] = []
+
+        def before(idx: int) -> None:
+            for key in [k for k in self._held if k >> 60 == 1 and (k >> 34) & 0xFFFF == idx]:
+                flushed.extend(self._flush(key))
+
+        self.decoder.take_manifests(batch, before)
+        yield from flushed
 
     def finish(self) -> Iterator[EventTable]:
         """The tables of every type still set aside (types in the order first met)."""
