@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -949,3 +950,26 @@ def test_offset_voted_on_a_sample_and_verified_on_all_frames(monkeypatch):
     assert sampled.frames.select("frame", "pid", "confidence").equals(
         full.frames.select("frame", "pid", "confidence")
     )
+
+
+def test_tuple_ids_number_tuples_in_order_of_first_appearance():
+    """dense_ids (5-tuple ids, packed and numbered with numpy): the ids a plain dictionary gives, in order
+    of first appearance, with -1 for a missing part and for another table's tuple the keys lack; column
+    spans large enough to need numbering part-way (their product passes 2**62)."""
+    from etwtools.attribution.prepare import dense_ids
+
+    rng = np.random.default_rng(7)
+    for n, m in [(0, 5), (1, 0), (500, 300), (5_000, 4_000)]:
+        spans = [2, 2**32, 2**16, 2**32, 2**16]
+        pool = np.stack([rng.integers(0, s, 50) for s in spans], axis=1)  # 50 distinct tuples, reused
+        keys = pool[rng.integers(0, 50, n)] if n else np.zeros((0, 5), np.int64)
+        other = np.concatenate([pool[rng.integers(0, 50, m)], rng.integers(0, 2**16, (m, 5))])
+        kmiss, omiss = rng.random(n) < 0.1, rng.random(len(other)) < 0.1
+        ids, (oids,) = dense_ids(
+            [keys[:, j].astype(np.int64) for j in range(5)] + [kmiss],
+            [[other[:, j].astype(np.int64) for j in range(5)] + [omiss.copy()]],
+        )
+        seen: dict[tuple, int] = {}
+        want = [-1 if kmiss[i] else seen.setdefault(tuple(keys[i]), len(seen)) for i in range(n)]
+        assert ids.tolist() == want
+        assert oids.tolist() == [-1 if omiss[i] else seen.get(tuple(other[i]), -1) for i in range(len(other))]

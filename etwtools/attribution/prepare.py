@@ -443,7 +443,9 @@ def _number(
     for i, o in enumerate(others):
         oid = np.full(len(o), -1, np.int64)
         if len(uniq):
-            pos = np.minimum(np.searchsorted(uniq, o), len(uniq) - 1)
+            order = np.argsort(o)  # (a binary search of values in order is several times faster)
+            pos = np.empty(len(o), np.int64)
+            pos[order] = np.minimum(np.searchsorted(uniq, o[order]), len(uniq) - 1)
             hit = uniq[pos] == o
             oid[hit] = rank[pos[hit]]
         oid[omiss[i]] = -1
