@@ -289,3 +289,23 @@ def test_truth_set_through_a_pcap_file(corpus, tmp_path):
     assert abs(r.offset_ns - offset) < 1_000_000
     s = score(r, truth)
     assert s_ok(s) and s["noise_attributed"] == 0, s
+
+
+def test_reasons_written_when_read_are_the_same_however_sliced(corpus):
+    """The reasons are written when read (attribution/deferred.py): every frame's reason, of every method
+    and of the frames without a candidate (the noise), is the same text whether written all at once
+    (``frames``), in batches of any size (``batches``, as the writers stream), or for one frame
+    (``rows``, what ``--frame N`` shows)."""
+    ev = load_events(corpus / "perfview/net.4.5.2.x64.etl")
+    fr, _ = capture_from_events(ev, 5 * HOUR + 271_828_182)
+    r = attribute(ev, fr)
+    assert "reason" not in r.answers.columns  # nothing written yet
+    sliced = pl.concat([b.select("reason") for b in r.batches(rows=997)])["reason"]
+    some = [r.rows(i, i + 1)["reason"][0] for i in range(0, fr.height, fr.height // 40)]
+    whole = r.frames  # every reason written, kept from here on
+    assert r.reasons is None and whole.columns[-1] == "reason"
+    assert whole["reason"].null_count() == 0
+    assert sliced.to_list() == whole["reason"].to_list()
+    assert some == whole["reason"].gather(list(range(0, fr.height, fr.height // 40))).to_list()
+    assert {"udp-5tuple-size", "tcp-connection", "none"} <= set(whole["method"].unique().to_list())
+    assert whole.filter(pl.col("method") == "none")["reason"].str.starts_with("no TcpIp/UdpIp event").any()

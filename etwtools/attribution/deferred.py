@@ -116,7 +116,7 @@ class DeferredReasons:
         at = np.full(stop - start, -1, np.int64)
         at[late["fid"].to_numpy() - start] = np.arange(late.height)
         after = pl.Series(at).set(pl.Series(at < 0), None)
-        secs = (late["_late"].gather(after) / NS).round(3)
+        secs = (late["_late"].gather(after) * (1 / NS)).round(3)  # (see reasons.ms_text)
         return told.select(
             pl.when(secs.is_not_null() & process.is_not_null())
             .then(

@@ -20,12 +20,14 @@ _KEEP = ["fid"]
 
 
 def ms_text(expr: pl.Expr) -> pl.Expr:
-    """Text of a ns duration in ms (three decimals), or in s from 1 s on."""
+    """Text of a ns duration in ms (three decimals), or in s from 1 s on. (Multiplied by the reciprocal,
+    as polars divides a column of several rows: a one-row column divided exactly could round a
+    half-way value the other way, and the text would depend on how the rows are sliced.)"""
     v = expr.cast(pl.Float64)
     big = v.abs() >= NS
     return pl.format(
         "{} {}",
-        pl.when(big).then(v / NS).otherwise(v / 1e6).round(3).cast(pl.Utf8),
+        pl.when(big).then(v * (1 / NS)).otherwise(v * (1 / 1e6)).round(3).cast(pl.Utf8),
         pl.when(big).then(pl.lit("s")).otherwise(pl.lit("ms")),
     )
 
