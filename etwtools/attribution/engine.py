@@ -70,25 +70,9 @@ def attribute(
     p.oriented = p.oriented.clear()  # (matched: the orientations go)
     res, resolver, process_notes = name_processes(res, p.net, processes, grace_s)
     tick()
-    if not res["fid"].is_sorted():
-        res = res.sort("fid")
-    matches = res.select("fid", "e_eid", "dir_source")
-    frags = res.filter(pl.col("f_frame").is_not_null()).select("fid", "f_frame", "ip_id")
-    span = (p.net["t"].min(), p.net["t"].max()) if p.net.height else (None, None)
-    p.release()  # the key tables: the evidence makes its own when asked
-    after_end, res = res["_after_end"], _output_columns(res)
-    out = finish([res], p, off.shift())  # (res goes as soon as used)
-    reasons = DeferredReasons(
-        best,
-        frags,
-        (events, frames, off.shift()),
-        matches["dir_source"],
-        without_pid(p),
-        unmatched_reason(*span, _trace_time(off), off.offset_ns is not None, why, p.local),
-        after_end,
-        grace_s,
-    )
-    best = None
+    tables = [res, best]
+    res = best = None  # (used up by _answer)
+    out, matches, reasons = _answer(tables, p, off, why, (events, frames), grace_s)
     tick()
     return Attribution(
         frames=out,
@@ -105,6 +89,42 @@ def attribute(
         why=why,
         reasons=reasons,
     )
+
+
+def _answer(
+    tables: list,
+    p: Prepared,
+    off: Offset,
+    why: str | None,
+    inputs: tuple[pl.DataFrame | None, pl.DataFrame | None],
+    grace_s: float,
+) -> tuple[pl.DataFrame, pl.DataFrame, DeferredReasons]:
+    """From ``tables`` = [res, best] (emptied here: each goes once used): the output table without the
+    reasons, the evidence's matches (fid, e_eid, dir_source) and the reasons, written when read from
+    ``inputs`` (events, frames). Lets the prepared key tables go."""
+    res, best = tables
+    tables.clear()
+    if not res["fid"].is_sorted():
+        res = res.sort("fid")
+    matches = res.select("fid", "e_eid", "dir_source")
+    frags = res.filter(pl.col("f_frame").is_not_null()).select("fid", "f_frame", "ip_id")
+    span = (p.net["t"].min(), p.net["t"].max()) if p.net.height else (None, None)
+    p.release()  # the key tables: the evidence makes its own when asked
+    after_end, cols = res["_after_end"], [_output_columns(res)]
+    res = None
+    out = finish(cols, p, off.shift())  # (the columns go as soon as used)
+    none_reason = unmatched_reason(*span, _trace_time(off), off.offset_ns is not None, why, p.local)
+    reasons = DeferredReasons(
+        best,
+        frags,
+        (*inputs, off.shift()),
+        matches["dir_source"],
+        without_pid(p),
+        none_reason,
+        after_end,
+        grace_s,
+    )
+    return out, matches, reasons
 
 
 def _trace_time(off: Offset) -> pl.Expr:
