@@ -75,8 +75,13 @@ class _Held:
     def batch(self, guids: list, dtypes: dict[str, np.dtype]) -> RecordBatch:
         """The records set aside, as one batch (its data followed by :data:`_TAIL` zero bytes)."""
         self.data[self.used : self.used + _TAIL] = 0
-        cols = {name: self.wide[k, : self.n].astype(dtypes[name]) for k, name in enumerate(_WIDE)}
-        cols.update({name: self.narrow[k, : self.n].astype(dtypes[name]) for k, name in enumerate(_NARROW)})
+        cols = {name: self.wide[k, : self.n].astype(dtypes[name], copy=False) for k, name in enumerate(_WIDE)}
+        cols.update(
+            {
+                name: self.narrow[k, : self.n].astype(dtypes[name], copy=False)
+                for k, name in enumerate(_NARROW)
+            }
+        )
         return RecordBatch(data=self.data[: self.used + _TAIL].data, guids=guids, **cols)
 
 
