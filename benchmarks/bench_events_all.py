@@ -4,7 +4,7 @@ Builds ETL files of the asked sizes from the real buffers of perfview/net.4.5.2.
 bench_etl.py does: plain buffers, and the original compressed ones), then measures, each in a fresh
 process:
 - ``all``: the whole command line ``etwtools events --all -f parquet -o DIR/`` (start-up, reading,
-  decoding, writing one Parquet file per event type), events/s and peak RSS;
+  decoding, writing one Parquet file per event type), events/s, CPU time (all threads) and peak RSS;
 - ``dissect``: dissect.etl iterating the same file and decoding every event's fields (``record.event``
   then ``event_values()``; its installed version raises AttributeError for many structures, in which
   case the parsed structure's values are read instead, and KeyError for some manifests: counted), capped at --peer-seconds;
@@ -125,6 +125,7 @@ def cli(kind: str, path: Path, records: int, workdir: Path) -> dict:
         "seconds": dt,
         "partial": False,
         "peak_rss_mb": usage.ru_maxrss // 1024,
+        "cpu": usage.ru_utime + usage.ru_stime,
     }
 
 
@@ -137,6 +138,8 @@ def fmt(r: dict) -> str:
         return f"{r['kind']:15s} error: {r['error']}"
     rate = r["n"] / r["seconds"] if r["seconds"] else float("nan")
     part = " (stopped early)" if r.get("partial") else ""
+    if "cpu" in r:
+        part += f"  CPU {r['cpu']:.2f} s ({r['n'] / r['cpu']:,.0f} rec per CPU-second)"
     if r.get("errors"):
         part += f" ({r['errors']:,d} events raised)"
     return (
