@@ -675,7 +675,13 @@ def _print_attribution(
         for n in explain:
             click.echo(result.explain(n))
             click.echo()
-    if not explain or writer.path:
+    if (not explain or writer.path) and writer.fmt in ("csv", "json") and hasattr(result, "batches"):
+        # every frame, its reasons written a batch at a time as they are written out
+        if result.answers.height:
+            writer.write_batches(result.batches(output.BATCH_ROWS))
+        else:
+            writer.write(result.frames, "attribute")
+    elif not explain or writer.path:
         rows = result.frames
         if writer.fmt == "table" and not show_all:
             rows = rows.filter(

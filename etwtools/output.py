@@ -12,7 +12,7 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -492,6 +492,23 @@ def write(
     return None
 
 
+def write_batches(
+    batches: Iterable[pl.DataFrame], fmt: str, stream: IO[bytes], *, columns: Sequence[str] | None = None
+) -> None:
+    """CSV or JSON lines of a table handed over a batch at a time (each written, then let go: columns such
+    as attribution's reasons are made per batch); ``columns`` selects. The same bytes as :func:`write` of
+    the whole table when the batches are its slices of ``BATCH_ROWS`` rows."""
+    if fmt not in ("csv", "json"):
+        raise ValueError(f"only csv and json are written batch by batch, not {fmt!r}")
+    for i, batch in enumerate(batches):
+        if columns is not None:
+            batch = batch.select(check_columns(batch, columns))
+        if fmt == "csv":
+            write_csv(batch, stream, header=i == 0)
+        else:
+            write_json(batch, stream)
+
+
 def check_columns(df: pl.DataFrame, columns: Sequence[str]) -> list[str]:
     """``columns`` if all are in ``df``, else an error naming the unknown ones and the choices."""
     unknown = [c for c in columns if c not in df.columns]
@@ -586,6 +603,16 @@ class Output:
                 columns=columns,
                 width=terminal_width() if to_stdout and not self.wide else None,
             )
+        self._hidden(lay, main, columns)
+
+    def write_batches(self, batches: Iterable[pl.DataFrame], path: str | os.PathLike | None = None) -> None:
+        """Write one table (csv or json), given a batch at a time, to ``path`` (default: -o, else stdout)."""
+        with self.open(path) as stream:
+            write_batches(batches, self.fmt, stream, columns=self.columns)
+
+    @staticmethod
+    def _hidden(lay: Layout | None, main: bool, columns: list[str] | None) -> None:
+        """Say which columns a table left out for the terminal's width."""
         if lay is not None and lay.hidden and main and columns is None:
             shown = ", ".join(lay.hidden[:8]) + (", ..." if len(lay.hidden) > 8 else "")
             n = len(lay.hidden)

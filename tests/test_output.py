@@ -418,3 +418,24 @@ def test_zipped_event_log_json_is_detected_by_the_library(corpus):
         detect(corpus / "otrf/purplesharp_ad_playbook_I/host_purplesharp_ad_playbook_I.zip")
         == "eventlog-json"
     )
+
+
+def test_batches_written_as_the_whole_table():
+    """write_batches (attribute -f csv/json: reasons written a batch at a time) gives the bytes write gives
+    for the whole table, --columns included; more than one batch, texts that need quoting, nulls."""
+    n = output.BATCH_ROWS * 2 + 123
+    df = pl.DataFrame(
+        {
+            "frame": range(1, n + 1),
+            "reason": [f'reason "{i}", with a comma' if i % 7 else None for i in range(n)],
+            "delta_s": [i / 3 for i in range(n)],
+        }
+    )
+    for fmt in ("csv", "json"):
+        for columns in (None, ["reason", "frame"]):
+            whole, batched = io.BytesIO(), io.BytesIO()
+            output.write(df, fmt, whole, columns=columns)
+            output.write_batches(df.iter_slices(output.BATCH_ROWS), fmt, batched, columns=columns)
+            assert batched.getvalue() == whole.getvalue(), (fmt, columns)
+    with pytest.raises(ValueError):
+        output.write_batches([df], "parquet", io.BytesIO())
