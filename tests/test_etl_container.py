@@ -766,3 +766,36 @@ def test_c_walker_header_tables_equal_the_derived_ones():
     if container._speedups is None:
         pytest.skip("etwtools.parsers.etl._speedups not built (tests/test_accelerators.py fails in CI)")
     assert container._speedups.header_tables() == _derived_tables()
+
+
+@pytest.mark.skipif(container._speedups is None, reason="C accelerator not built")
+def test_c_lay_out_places_parts_and_marks_the_gaps():
+    """The chunk layout in C (copies made without the interpreter) equals the slice assignments it
+    replaces, leaves parts given as None alone, and refuses parts that do not fit their place."""
+    rng = np.random.default_rng(7)
+    sizes = [13, 0, 64, 7, 1000]
+    parts = [rng.integers(0, 256, n, np.uint8).tobytes() for n in sizes]
+    starts, ends, pos = [], [], 0
+    for n in sizes:
+        starts.append(pos)
+        ends.append(pos + n)
+        pos += n + (-n & 7)
+    stop = pos + 64
+    want = bytearray(b"\x00" * (stop + 8))
+    got = bytearray(want)
+    for i, part in enumerate(parts):
+        want[starts[i] : ends[i]] = part if i != 2 else bytes(len(part))
+        want[ends[i] : starts[i + 1] if i + 1 < len(parts) else stop] = b"\xff" * (
+            (starts[i + 1] if i + 1 < len(parts) else stop) - ends[i]
+        )
+    given = [memoryview(p) if i != 2 else None for i, p in enumerate(parts)]
+    container._speedups.lay_out(got, given, np.array(starts, np.int64), np.array(ends, np.int64), stop)
+    assert got == want
+    with pytest.raises(ValueError, match="part 1 holds 3 bytes"):
+        container._speedups.lay_out(
+            got, [None, b"abc"], np.array([0, 8], np.int64), np.array([8, 16], np.int64), 16
+        )
+    with pytest.raises(ValueError, match="out of order"):
+        container._speedups.lay_out(
+            got, [None, None], np.array([8, 0], np.int64), np.array([16, 8], np.int64), 16
+        )

@@ -14,6 +14,9 @@
  *     -> (kept, count, bad_times, damages)
  *     walk and select in one pass (selection arguments as select() takes them): only the wanted records
  *     are kept, index[i] (an array as long as offsets) their position among all the records walked.
+ * lay_out(out, parts, starts, ends, stop)
+ *     The parts (buffers, or None for bytes already there) copied to out[starts[i]:ends[i]], the gaps
+ *     up to the next start (the last: up to stop) 0xFF.
  * pack(data, offsets, sizes, out, out_offsets) -> end
  *     The records at offsets copied into out one after the other, 8-aligned (gaps 0xFF).
  * select(data, offsets, kinds, groups, guids, raw_anchor, lo, hi, out) -> (kept, bad_times)
@@ -630,6 +633,84 @@ done:
     return result;
 }
 
+/* lay_out(out, parts, starts, ends, stop): each part (a buffer, or None for bytes already in place) copied
+   to out[starts[i]:ends[i]], the gaps after each part (up to the next start, the last up to stop) 0xFF;
+   the copying runs without the interpreter. */
+static PyObject *
+lay_out(PyObject *self, PyObject *args)
+{
+    PyObject *o_out, *o_parts, *o_starts, *o_ends;
+    Py_ssize_t stop;
+    if (!PyArg_ParseTuple(args, "OO!OOn", &o_out, &PyList_Type, &o_parts, &o_starts, &o_ends, &stop))
+        return NULL;
+    Py_buffer out, starts, ends;
+    int got = 0;
+    Py_ssize_t n = PyList_GET_SIZE(o_parts), held = 0;
+    Py_buffer *views = NULL;
+    PyObject *result = NULL;
+    if (get_buffer(o_out, &out, 1, 0, "out") < 0) goto done;
+    got = 1;
+    if (get_buffer(o_starts, &starts, 0, 8, "starts") < 0) goto done;
+    got = 2;
+    if (get_buffer(o_ends, &ends, 0, 8, "ends") < 0) goto done;
+    got = 3;
+    const int64_t *st = (const int64_t *)starts.buf, *en = (const int64_t *)ends.buf;
+    if (starts.len / 8 != n || ends.len / 8 != n || stop < 0 || stop > out.len) {
+        PyErr_SetString(PyExc_ValueError, "lay_out: one start and end per part, stop inside out");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t next = i + 1 < n ? st[i + 1] : stop;
+        if (st[i] < 0 || en[i] < st[i] || next < en[i] || next > stop) {
+            PyErr_Format(PyExc_ValueError, "lay_out: part %zd [%lld, %lld) out of order", i, (long long)st[i],
+                         (long long)en[i]);
+            goto done;
+        }
+    }
+    views = calloc((size_t)(n ? n : 1), sizeof(Py_buffer));
+    if (views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; held < n; held++) {
+        PyObject *part = PyList_GET_ITEM(o_parts, held);
+        if (part == Py_None)
+            continue;
+        if (PyObject_GetBuffer(part, &views[held], PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        if (views[held].len != en[held] - st[held]) {
+            PyBuffer_Release(&views[held]);
+            views[held].obj = NULL;
+            PyErr_Format(PyExc_ValueError, "lay_out: part %zd holds %zd bytes, not %lld", held, views[held].len,
+                         (long long)(en[held] - st[held]));
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    uint8_t *w = (uint8_t *)out.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (views[i].obj != NULL)
+            memcpy(w + st[i], views[i].buf, (size_t)views[i].len);
+        Py_ssize_t next = i + 1 < n ? st[i + 1] : stop;
+        memset(w + en[i], 0xFF, (size_t)(next - en[i]));
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+
+done:
+    if (views != NULL) {
+        for (Py_ssize_t i = 0; i < held; i++)
+            if (views[i].obj != NULL)
+                PyBuffer_Release(&views[i]);
+        free(views);
+    }
+    if (got >= 3) PyBuffer_Release(&ends);
+    if (got >= 2) PyBuffer_Release(&starts);
+    if (got >= 1) PyBuffer_Release(&out);
+    return result;
+}
+
 /* header_tables() -> (header sizes, size-at-offset-4 flags): the walker's tables, 256 bytes each, indexed
    by header type; tests compare them with structs.HEADER_SIZES / SIZE_AT_4 (derived from the structs). */
 static PyObject *
@@ -656,6 +737,8 @@ static PyMethodDef methods[] = {
      "the wanted providers."},
     {"pack", pack, METH_VARARGS,
      "pack(data, offsets, sizes, out, out_offsets) -> end: records copied 8-aligned into out."},
+    {"lay_out", lay_out, METH_VARARGS,
+     "lay_out(out, parts, starts, ends, stop) -> None: parts copied into place, the gaps 0xFF."},
     {"header_tables", header_tables, METH_NOARGS,
      "header_tables() -> (bytes, bytes): header size and size-at-4 flag per header type (the walk's tables)."},
     {NULL, NULL, 0, NULL},

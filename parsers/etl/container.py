@@ -956,14 +956,18 @@ class EtlFile:
         if chunk.buf is None:
             chunk.buf = self._batch_buffer(pos + _TAIL)
         buf = chunk.buf
+        if _speedups is not None:  # the copying lets other threads run
+            _speedups.lay_out(buf, parts, starts, ends, pos + _TAIL)
         for i, part in enumerate(parts):
-            start, end = int(starts[i]), int(ends[i])
-            stop = int(starts[i + 1]) if i + 1 < len(parts) else pos + _TAIL
-            if part is not None:  # plain: copied; compressed ones are in place already
-                buf[start:end] = part
+            if _speedups is None:
+                start, end = int(starts[i]), int(ends[i])
+                stop = int(starts[i + 1]) if i + 1 < len(parts) else pos + _TAIL
+                if part is not None:  # plain: copied; compressed ones are in place already
+                    buf[start:end] = part
+                buf[end:stop] = _FF[: stop - end]
+            if part is not None:
                 part.release()
                 parts[i] = None
-            buf[end:stop] = _FF[: stop - end]
         return buf, starts, ends
 
     def _batch(
