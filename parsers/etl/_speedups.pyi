@@ -31,7 +31,7 @@ def walk_select(
     /,
 ) -> tuple[int, int, int, list[tuple[int, int, int, int, int]]]: ...
 def lay_out(
-    out: Buffer, parts: list[Buffer | None], starts: np.ndarray, ends: np.ndarray, stop: int, /
+    out: Buffer, parts: list[memoryview | None], starts: np.ndarray, ends: np.ndarray, stop: int, /
 ) -> None: ...
 def pack(
     data: Buffer | np.ndarray, offsets: np.ndarray, sizes: np.ndarray, out: Buffer, out_offsets: np.ndarray, /
