@@ -212,13 +212,11 @@ def estimate_offset(pairs: pl.DataFrame, votes: pl.DataFrame | None = None) -> O
     )
 
 
-def _matches_at(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], center: int) -> pl.DataFrame:
-    """Pairs (fid, eid, diff) of every frame with its nearest same-key event within a bin of ``center``."""
-    f = frames.select(keys + ["fid", (pl.col("t") - center).alias("_tt"), pl.col("t").alias("t_f")])
-    e = events.select(keys + ["eid", pl.col("t").alias("t_e"), pl.col("t").alias("_on")])
+def _nearest_within_bin(f: pl.DataFrame, e: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Each frame (shifted time ``_tt``) with its nearest same-key event (time ``_on``) within a bin, or nulls."""
     f = f if f["_tt"].is_sorted() else f.sort("_tt")  # (callers may give them in time order)
     e = e if e["_on"].is_sorted() else e.sort("_on")
-    m = f.join_asof(
+    return f.join_asof(
         e,
         left_on="_tt",
         right_on="_on",
@@ -227,6 +225,13 @@ def _matches_at(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], cen
         tolerance=BIN_NS,
         check_sortedness=False,
     )
+
+
+def _matches_at(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], center: int) -> pl.DataFrame:
+    """Pairs (fid, eid, diff) of every frame with its nearest same-key event within a bin of ``center``."""
+    f = frames.select(keys + ["fid", (pl.col("t") - center).alias("_tt"), pl.col("t").alias("t_f")])
+    e = events.select(keys + ["eid", pl.col("t").alias("t_e"), pl.col("t").alias("_on")])
+    m = _nearest_within_bin(f, e, keys)
     return m.filter(pl.col("eid").is_not_null()).select(
         "fid", "eid", (pl.col("t_f") - pl.col("t_e")).alias("diff"), "t_f"
     )
@@ -292,17 +297,7 @@ def _support_at(frames: pl.DataFrame, events: pl.DataFrame, keys: list[str], cen
     from the key and time columns alone."""
     f = frames.select(keys + [(pl.col("t") - center).alias("_tt")])
     e = events.select(keys + [pl.col("t").alias("_on"), pl.lit(True).alias("_hit")])
-    f = f if f["_tt"].is_sorted() else f.sort("_tt")
-    e = e if e["_on"].is_sorted() else e.sort("_on")
-    m = f.join_asof(
-        e,
-        left_on="_tt",
-        right_on="_on",
-        by=keys,
-        strategy="nearest",
-        tolerance=BIN_NS,
-        check_sortedness=False,
-    )
+    m = _nearest_within_bin(f, e, keys)
     return int(m["_hit"].is_not_null().sum())
 
 

@@ -3,9 +3,9 @@
 A chunk of consecutive buffers is copied (or decompressed) into one bytearray, the record offsets
 are found by one sequential walk (C when built, else Python: identical results), and every header
 field is then gathered with numpy. Pages of the mapping already read are dropped (madvise), so
-memory is bounded by the chunk size, not the file size. When a reader asks for a few providers, plain
-buffers are walked where they lie in the mapping and selected in the same pass (C): only the wanted
-records are copied, and they are gathered into batches of their own size.
+memory is bounded by the chunk size, not the file size. When a reader asks for a few providers, the
+walk selects their records in the same pass (C), plain buffers are walked where they lie in the
+mapping, and only the wanted records are copied, gathered into batches of their own size.
 
 A record is every record of every buffer, the logfile header record included (the corpus README's
 counts). MESSAGE (WPP) records get an 8-byte header; their optional fields stay in the payload and
@@ -501,7 +501,7 @@ class _Chunk:
 
 
 class _Picked:
-    """Records picked in place from plain buffers, packed, waiting to fill a batch."""
+    """Records picked for a reader (walked and selected in one pass), packed, waiting to fill a batch."""
 
     def __init__(self) -> None:
         self.parts: list[tuple] = []
