@@ -8,7 +8,7 @@ import polars as pl
 
 from ..parsers import schema
 from ..processes import PROCESS_GRACE_S, ProcessResolver
-from .constants import CONFIDENCE, NS, OUT_COLUMNS
+from .constants import CONFIDENCE, CONFIDENCES, DIRECTIONS, NS, OUT_COLUMNS
 from .prepare import Prepared
 from .reasons import Lookup
 from .result import attributed_expr, frame_bytes
@@ -34,7 +34,7 @@ def follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
         pl.col("f_rank").alias("rank"),
         pl.col("f_eid").alias("e_eid"),
         pl.col("f_odir").alias("odir"),
-        pl.lit("fragment").alias("method"),
+        pl.lit("fragment", pl.Categorical).alias("method"),
         pl.col("f_dist").alias("dist"),
         "f_frame",
     )
@@ -120,23 +120,20 @@ def without_pid(p: Prepared) -> pl.Series:
 
 
 def answers(res: pl.DataFrame, shift: pl.Expr | None) -> pl.DataFrame:
-    """fid and the answer columns of every frame, in fid order."""
+    """fid and the answer columns of every frame, in fid order; the short texts as they are held until
+    written (direction, confidence: :data:`DIRECTIONS`, :data:`CONFIDENCES`; method, process, services:
+    categoricals)."""
     tt = pl.col("t") - (shift if shift is not None else 0)
-    dirn = (
-        pl.when(pl.col("dir").is_in(["in", "out"]))
-        .then(pl.col("dir"))
-        .when(pl.col("odir").is_not_null())
-        .then(pl.col("odir"))
-        .otherwise(pl.lit("unknown"))
-    )
-    conf = pl.col("rank").fill_null(0).replace_strict(CONFIDENCE, default="none", return_dtype=pl.Utf8)
     ours = res.select(
         "fid",
-        dirn.alias("direction"),
+        _direction().alias("direction"),
         pl.col("pid").cast(pl.Int64),
-        pl.col("process"),
-        pl.col("services"),
-        conf.alias("confidence"),
+        pl.col("process").cast(pl.Categorical),
+        pl.col("services").cast(pl.Categorical),
+        pl.col("rank")
+        .fill_null(0)
+        .replace_strict(CONFIDENCE, default="none", return_dtype=CONFIDENCES)
+        .alias("confidence"),
         pl.col("method").fill_null("none"),
         pl.col("e_t").cast(pl.Datetime("ns", "UTC")).alias("event_time"),
         ((tt - pl.col("e_t")) / NS).round(9).alias("delta_s"),
@@ -144,37 +141,53 @@ def answers(res: pl.DataFrame, shift: pl.Expr | None) -> pl.DataFrame:
     return ours if ours["fid"].is_sorted() else ours.sort("fid")
 
 
+def _direction() -> pl.Expr:
+    """The frame's direction (``dir``) when known, else its chosen candidate's orientation (``odir``),
+    else unknown."""
+    d = {v: pl.lit(v, DIRECTIONS) for v in DIRECTIONS.categories}
+    return (
+        pl.when(pl.col("dir") == "in")
+        .then(d["in"])
+        .when(pl.col("dir") == "out")
+        .then(d["out"])
+        .when(pl.col("odir") == "in")
+        .then(d["in"])
+        .when(pl.col("odir") == "out")
+        .then(d["out"])
+        .otherwise(d["unknown"])
+    )
+
+
 def finish(tables: list[pl.DataFrame], p: Prepared, shift: pl.Expr | None) -> pl.DataFrame:
     """The output table, :data:`OUT_COLUMNS` but the reason (written when read: :mod:`.deferred`), from
     ``tables`` = [res] (every frame in fid order with its chosen candidate and process; emptied here so
-    that it goes as soon as it has been used)."""
+    that it goes as soon as it has been used). The short texts are held as in :func:`answers`."""
     fr = p.frames
     ours = answers(tables.pop(), shift)
     if not ours["fid"].equals(pl.Series("fid", np.arange(fr.height, dtype=np.int64))):
         raise AssertionError("one result row per frame expected")
-    # the frame's own columns come straight from the (fid-ordered) frames table, uncopied
-    return pl.concat(
-        [
-            fr.select(
-                "frame", "time", "protocol", "src_addr", "src_port", "dst_addr", "dst_port", "payload_len"
-            ),
-            ours.drop("fid"),
-        ],
-        how="horizontal",
-    ).select([c for c in OUT_COLUMNS if c != "reason"])
+    # the frame's own columns come straight from the (fid-ordered) frames table, uncopied (put side by
+    # side, not selected: a selection would join the chunks of every column into one, a copy)
+    return pl.DataFrame([(ours if c in ours.columns else fr)[c] for c in OUT_COLUMNS if c != "reason"])
 
 
 def summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
     """Frames, bytes and first/last time per process; the frames not attributed in one row. (Grouped
     once by process and confidence over the whole table, then the groups combined: no filtered copy.)"""
-    b = frame_bytes(fr)
-    df = out.select("pid", "process", "services", "confidence", "time").with_columns(b.alias("_bytes"))
+    # (side by side, not selected: no copy of the columns)
+    df = pl.DataFrame(
+        [out[c] for c in ("pid", "process", "services", "confidence", "time")] + [frame_bytes(fr)]
+    )
     n_low = int((df["confidence"] == "low").sum())
-    g = df.group_by("pid", "process", "services", "confidence").agg(
-        pl.len().cast(pl.Int64).alias("frames"),
-        pl.col("_bytes").sum().alias("bytes"),
-        pl.col("time").min().alias("first"),
-        pl.col("time").max().alias("last"),
+    g = (
+        df.group_by("pid", "process", "services", "confidence")
+        .agg(
+            pl.len().cast(pl.Int64).alias("frames"),
+            pl.col("bytes").sum(),
+            pl.col("time").min().alias("first"),
+            pl.col("time").max().alias("last"),
+        )
+        .with_columns(pl.col("process", "services", "confidence").cast(pl.Utf8))
     )
     df = None
     agg = [

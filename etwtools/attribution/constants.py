@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import polars as pl
+
 from ..parsers.units import NS_PER_S as NS
 
 #: Default tolerance (s) between a frame and its event once the offset is applied. A packet's ETW
@@ -43,6 +45,13 @@ KID = "kid"
 CONFIDENCE = {3: "high", 2: "medium", 1: "low", 0: "none"}
 #: Rank of each confidence (the inverse of CONFIDENCE).
 RANK = {v: k for k, v in CONFIDENCE.items()}
+#: The answer's short texts as held until written (1 byte a row; rendered as text by
+#: :class:`~.result.Attribution`'s accessors): a frame's direction and confidence.
+DIRECTIONS = pl.Enum(["in", "out", "unknown"])
+CONFIDENCES = pl.Enum(list(CONFIDENCE.values()))
+#: A prepared frame's direction and where it comes from, as held while attributing.
+FRAME_DIRECTIONS = pl.Enum(["in", "out", "both", "unknown"])
+DIRECTION_SOURCES = pl.Enum(["capture", "local addresses"])
 #: Confidences that count as an answer (a frame "attributed").
 ATTRIBUTED = ["high", "medium"]
 #: The frame's own columns, at the head of every answer table (this one, and the event-log attribution's).

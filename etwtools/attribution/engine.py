@@ -204,6 +204,4 @@ def match_frames(
 
 def _output_columns(res: pl.DataFrame) -> pl.DataFrame:
     """The columns :func:`finish` reads."""
-    return res.select(
-        "fid", "t", "dir", pl.col("odir").cast(pl.Utf8), "rank", "pid", "process", "services", "method", "e_t"
-    )
+    return res.select("fid", "t", "dir", "odir", "rank", "pid", "process", "services", "method", "e_t")

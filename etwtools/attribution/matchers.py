@@ -23,7 +23,7 @@ COMMON = {
     "odir": pl.Utf8,
     "rank": pl.Int8,
     "e_eid": pl.Int64,
-    "method": pl.Utf8,
+    "method": pl.Categorical,
     "dist": pl.Int64,
 }
 
@@ -90,7 +90,7 @@ def candidates(m: pl.DataFrame, rank: pl.Expr, method: str, dist: pl.Expr, **nam
         "odir",
         rank.cast(pl.Int8).alias("rank"),
         pl.col("e_eid").cast(pl.Int64),
-        pl.lit(method).alias("method"),
+        pl.lit(method, pl.Categorical).alias("method"),
         dist.cast(pl.Int64).alias("dist"),
         *[expr.alias(name) for name, expr in named.items()],
     )

@@ -14,7 +14,7 @@ from ..errors import AttributionError
 from ..parsers import schema
 from ..parsers.addresses import text_address
 from ..parsers.packets import first_fragments
-from .constants import KID, NO_PID
+from .constants import DIRECTION_SOURCES, FRAME_DIRECTIONS, KID, NO_PID
 
 
 @dataclass
@@ -100,22 +100,16 @@ def event_protocol() -> pl.Expr:
 
 def prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame, list[str], pl.DataFrame]:
     """Network events with eid, t (ns), kind, orientation columns; plus NIC-like rows; plus notes; plus
-    the network events left out for want of a usable PID (same columns)."""
+    the network events left out for want of a usable PID (same columns). The short texts protocol,
+    kind and odir are categoricals (4 bytes a row), worked out once per distinct text."""
     ev = schema.conform(events if events is not None else schema.empty(schema.EVENTS), schema.EVENTS)
-    ev = ev.with_row_index("eid").with_columns(pl.col("eid").cast(pl.Int64))
-    provider = pl.col("provider").fill_null("").str.to_lowercase()
-    proto = event_protocol()
-    names = ev.select(pl.col("event").unique()).with_columns(event_kind().alias("kind"))
-    ev = ev.with_columns(
-        proto.alias("protocol"),
-        pl.col("event")
-        .replace_strict(names["event"], names["kind"], default=None, return_dtype=pl.Utf8)
-        .alias("kind"),
+    ev = ev.with_row_index("eid").with_columns(
+        pl.col("eid").cast(pl.Int64),
+        _protocol(ev).alias("protocol"),
+        _per_text(ev, "event", event_kind()).alias("kind"),
         pl.col("time").cast(pl.Int64).alias("t"),
     )
-    nic = ev.filter(
-        provider.str.contains("systemconfig") | (pl.col("event").fill_null("").str.to_lowercase() == "nic")
-    )
+    nic = ev.filter(_nic_rows(ev))
     notes = []
     usable = (
         pl.col("protocol").is_in(["TCP", "UDP"])
@@ -137,12 +131,46 @@ def prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFr
         pl.col("l_port").cast(pl.Int32),
         pl.col("r_port").cast(pl.Int32),
         pl.when(pl.col("kind") == "send")
-        .then(pl.lit("out"))
+        .then(pl.lit("out", pl.Categorical))
         .when(pl.col("kind") == "recv")
-        .then(pl.lit("in"))
+        .then(pl.lit("in", pl.Categorical))
         .alias("odir"),
     )
     return _keep(net, ~bad_pid), nic, notes, net.filter(bad_pid) if n_bad else net.clear()
+
+
+def _per_text(df: pl.DataFrame, col: str, expr: pl.Expr) -> pl.Expr:
+    """``expr`` (of column ``col`` alone, giving a text) for every row of ``df``, as a categorical:
+    worked out once per distinct text of the column and mapped (no text column per row)."""
+    texts = df.select(pl.col(col).unique().drop_nulls())
+    mapped = texts.select(expr.cast(pl.Utf8)).to_series()
+    out = pl.col(col).replace_strict(texts[col], mapped, default=None, return_dtype=pl.Categorical)
+    null = texts.clear(1).select(expr.cast(pl.Utf8)).item()  # (what expr gives for a missing text)
+    return out if null is None else out.fill_null(pl.lit(null, pl.Categorical))
+
+
+def _protocol(ev: pl.DataFrame) -> pl.Expr:
+    """:func:`event_protocol` as a categorical, worked out once per distinct protocol and provider."""
+    own = _per_text(ev, "protocol", pl.col("protocol").str.to_uppercase())
+    provider = pl.col("provider").fill_null("").str.to_lowercase()
+    by_provider = (
+        pl.when(provider.str.contains("tcp"))
+        .then(pl.lit("TCP"))
+        .when(provider.str.contains("udp"))
+        .then(pl.lit("UDP"))
+    )
+    return (
+        pl.when(pl.col("protocol").is_not_null()).then(own).otherwise(_per_text(ev, "provider", by_provider))
+    )
+
+
+def _nic_rows(ev: pl.DataFrame) -> pl.Expr:
+    """True for the NIC-like rows (provider SystemConfig, or event NIC)."""
+    providers = ev.select(pl.col("provider").unique().drop_nulls()).to_series()
+    events = ev.select(pl.col("event").unique().drop_nulls()).to_series()
+    return pl.col("provider").is_in(
+        providers.filter(providers.str.to_lowercase().str.contains("systemconfig"))
+    ) | pl.col("event").is_in(events.filter(events.str.to_lowercase() == "nic"))
 
 
 def _keep(df: pl.DataFrame, mask: pl.Expr) -> pl.DataFrame:
@@ -217,7 +245,8 @@ def _absent_locals(fr: pl.DataFrame, local: list[str]) -> list[str]:
 
 def prepare_frames(frames: pl.DataFrame, local: list[str]) -> pl.DataFrame:
     """Frames with fid, t (ns), their first fragment and datagram size, and their direction (``dir``:
-    in/out/both/unknown) with where it comes from (``dir_source``)."""
+    in/out/both/unknown) with where it comes from (``dir_source``: capture, local addresses or null),
+    these two as enums (a byte a row)."""
     fr = schema.conform(frames, schema.FRAMES)
     fr = fr.with_row_index("fid").with_columns(
         pl.col("fid").cast(pl.Int64), pl.col("time").cast(pl.Int64).alias("t")
@@ -225,23 +254,27 @@ def prepare_frames(frames: pl.DataFrame, local: list[str]) -> pl.DataFrame:
     fr = fragments(fr)
     src_l = pl.col("src_addr").is_in(local)
     dst_l = pl.col("dst_addr").is_in(local)
-    given = pl.col("direction").fill_null("unknown").str.to_lowercase()
+    given = _per_text(fr, "direction", pl.col("direction").str.to_lowercase())
+    d = {v: pl.lit(v, FRAME_DIRECTIONS) for v in FRAME_DIRECTIONS.categories}
+    s = {v: pl.lit(v, DIRECTION_SOURCES) for v in DIRECTION_SOURCES.categories}
     return fr.with_columns(
-        pl.when(given.is_in(["in", "out"]))
-        .then(given)
+        pl.when(given == "in")
+        .then(d["in"])
+        .when(given == "out")
+        .then(d["out"])
         .when(src_l & dst_l)
-        .then(pl.lit("both"))
+        .then(d["both"])
         .when(src_l)
-        .then(pl.lit("out"))
+        .then(d["out"])
         .when(dst_l)
-        .then(pl.lit("in"))
-        .otherwise(pl.lit("unknown"))
+        .then(d["in"])
+        .otherwise(d["unknown"])
         .alias("dir"),
         pl.when(given.is_in(["in", "out"]))
-        .then(pl.lit("capture"))
+        .then(s["capture"])
         .when(src_l | dst_l)
-        .then(pl.lit("local addresses"))
-        .otherwise(pl.lit(None, pl.Utf8))
+        .then(s["local addresses"])
+        .otherwise(pl.lit(None, DIRECTION_SOURCES))
         .alias("dir_source"),
     )
 
@@ -350,18 +383,20 @@ def orient(fr: pl.DataFrame, codes: AddressCodes) -> pl.DataFrame:
     """One row per frame and possible orientation (two when the direction is unknown), in time order, key
     columns only: fid, t, protocol, payload_len, size, tcp_flags, fragment, l_aid, l_port, r_aid, r_port,
     odir (its short texts protocol, fragment and odir as categoricals, 4 bytes a row)."""
-    short = ["protocol", "fragment", "dir"]
-    base = fr.select(
-        *[c for c in _ORIENTED if c not in short],
-        pl.col(short).cast(pl.Categorical),
-        "src_port",
-        "dst_port",
-        codes.src.alias("src_aid"),
-        codes.dst.alias("dst_aid"),
-    ).filter(
+    short = ["protocol", "fragment"]
+    base = _keep(
+        fr.select(
+            *[c for c in _ORIENTED if c not in short],
+            pl.col(short).cast(pl.Categorical),
+            "dir",
+            "src_port",
+            "dst_port",
+            codes.src.alias("src_aid"),
+            codes.dst.alias("dst_aid"),
+        ),
         pl.col("protocol").is_in(["TCP", "UDP"])
         & fr["src_addr"].is_not_null()
-        & pl.col("src_port").is_not_null()
+        & pl.col("src_port").is_not_null(),
     )
     if base["t"].null_count():
         of = local_tuples(base, _ORIENTED, outgoing=_OUT, incoming=_IN, addr="aid").sort(
@@ -370,8 +405,42 @@ def orient(fr: pl.DataFrame, codes: AddressCodes) -> pl.DataFrame:
     else:
         if not base["t"].is_sorted():
             base = base.sort("t", maintain_order=True)
-        of = local_tuples(base, _ORIENTED, outgoing=_OUT, incoming=_IN, addr="aid", in_time=True)
+        of = _orient_in_time(base)
     return of.with_columns(pl.col("odir").cast(pl.Categorical))
+
+
+def _orient_in_time(base: pl.DataFrame) -> pl.DataFrame:
+    """:func:`local_tuples` of frames in time order (``in_time``), built without copying the frames'
+    columns when no two frames have the same time: every frame once (out, unless it is incoming), then
+    the frames of both directions once more (in) merged in after themselves (the same rows in the same
+    order as :func:`local_tuples`' merge of the outgoing and incoming rows)."""
+    if base.select((pl.col("t").diff() == 0).any()).item():
+        return local_tuples(base, _ORIENTED, outgoing=_OUT, incoming=_IN, addr="aid", in_time=True)
+    first = _oriented_as(base, _OUT)
+    both = base.filter(_OUT & _IN)
+    if not both.height:
+        return first
+    return first.set_sorted("t").merge_sorted(_oriented_as(both, pl.lit(False)).set_sorted("t"), key="t")
+
+
+def _oriented_as(frames: pl.DataFrame, out: pl.Expr) -> pl.DataFrame:
+    """The frames' :data:`_ORIENTED` columns with their 5-tuple (integer addresses) and ``odir``, out where
+    ``out`` is true, else in."""
+
+    def side(src: str, dst: str) -> pl.Expr:
+        return pl.when(out).then(pl.col(src)).otherwise(pl.col(dst))
+
+    return frames.select(
+        *_ORIENTED,
+        side("src_aid", "dst_aid").alias("l_aid"),
+        side("src_port", "dst_port").cast(pl.Int32).alias("l_port"),
+        side("dst_aid", "src_aid").alias("r_aid"),
+        side("dst_port", "src_port").cast(pl.Int32).alias("r_port"),
+        pl.when(out)
+        .then(pl.lit("out", pl.Categorical))
+        .otherwise(pl.lit("in", pl.Categorical))
+        .alias("odir"),
+    )
 
 
 def orientations(fr: pl.DataFrame) -> pl.DataFrame:

@@ -37,8 +37,13 @@ class Evidence:
         resolver: ProcessResolver,
     ) -> None:
         self._inputs = (events, frames, local)
-        self.matches = matches  # fid, e_eid, dir_source
+        self._matches = matches  # fid, e_eid, dir_source (an enum)
         self.resolver = resolver
+
+    @property
+    def matches(self) -> pl.DataFrame:
+        """Every frame's chosen event and where its direction came from: fid, e_eid, dir_source."""
+        return rendered(self._matches)
 
     @functools.cached_property
     def _prepared(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -47,11 +52,8 @@ class Evidence:
 
         events, frames, local = self._inputs
         net, _, _, nopid = prepare_events(events)
-        return (
-            prepare_frames(frames if frames is not None else schema.empty(schema.FRAMES), local),
-            net,
-            nopid,
-        )
+        fr = prepare_frames(frames if frames is not None else schema.empty(schema.FRAMES), local)
+        return rendered(fr), rendered(net), rendered(nopid)
 
     @property
     def frames(self) -> pl.DataFrame:
@@ -76,12 +78,12 @@ class Evidence:
 
     def chosen_event(self, fid: int) -> int | None:
         """The ``eid`` of the event the frame's answer rests on, or None."""
-        hit = self.matches.filter(pl.col("fid") == fid)["e_eid"]
+        hit = self._matches.filter(pl.col("fid") == fid)["e_eid"]
         return hit[0] if len(hit) else None
 
     def direction_source(self, fid: int) -> str | None:
         """``capture`` (the file says), ``local addresses`` or None (unknown)."""
-        hit = self.matches.filter(pl.col("fid") == fid)["dir_source"]
+        hit = self._matches.filter(pl.col("fid") == fid)["dir_source"]
         return hit[0] if len(hit) else None
 
     def events_like(self, row: dict, *cols: str, usable: bool = True) -> pl.DataFrame:
@@ -151,7 +153,7 @@ class Attribution(Answered):
     def answers(self) -> pl.DataFrame:
         """The answer for every frame without its reason (no sentence written): :data:`OUT_COLUMNS` but
         ``reason``, or with it once written."""
-        return self._frames
+        return rendered(self._frames)
 
     def batches(self, rows: int = 65_536) -> Iterator[pl.DataFrame]:
         """:attr:`frames` ``rows`` at a time, each slice's reasons written for it alone (while they
@@ -161,7 +163,7 @@ class Attribution(Answered):
 
     def rows(self, start: int, stop: int) -> pl.DataFrame:
         """Rows ``start`` .. ``stop - 1`` of :attr:`frames`, their reasons written for them alone."""
-        part = self._frames.slice(start, max(stop - start, 0))
+        part = rendered(self._frames.slice(start, max(stop - start, 0)))
         if self.reasons is None:
             return part
         reason = self.reasons.write(start, start + part.height, part["process"])
@@ -212,10 +214,21 @@ class Attribution(Answered):
         return explain(self, frame_number)
 
 
+def rendered(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with its categorical columns (the short texts held compact until written) as text. (The
+    columns are put side by side, not selected: the others are not copied.)"""
+    if not any(isinstance(d, (pl.Categorical, pl.Enum)) for d in df.dtypes):
+        return df
+    return pl.DataFrame(
+        [s.cast(pl.Utf8) if isinstance(s.dtype, (pl.Categorical, pl.Enum)) else s for s in df.iter_columns()]
+    )
+
+
 def _frames(self: Attribution) -> pl.DataFrame:
+    self._frames = rendered(self._frames)
     if self.reasons is not None:
         reason = self.reasons.write_all(self._frames["process"])
-        self._frames = self._frames.with_columns(reason.alias("reason"))
+        self._frames = pl.DataFrame([*self._frames.iter_columns(), reason.alias("reason")])
         self.reasons = None
     return self._frames
 
