@@ -3,6 +3,8 @@ process names, every frame gets its row in :data:`OUT_COLUMNS` with a reason, an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 
@@ -42,45 +44,86 @@ def follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
 
 
 def name_processes(
-    res: pl.DataFrame, net: pl.DataFrame, processes: pl.DataFrame | None, grace_s: float = PROCESS_GRACE_S
+    res: pl.DataFrame,
+    net: pl.DataFrame,
+    processes: pl.DataFrame | None,
+    grace_s: float = PROCESS_GRACE_S,
+    event_process: pl.Series | None = None,
 ) -> tuple[pl.DataFrame, ProcessResolver, list[str]]:
     """``res`` with pid, e_t, process and services of its event (``_after_end``: ns since the process's
-    End when its name was kept for the grace period); the resolver; notes on disagreements."""
+    End when its name was kept for the grace period); the resolver; notes on disagreements.
+    ``event_process``: the events' own process names by eid (default: ``net``'s ``process`` column).
+    The names are categoricals."""
     by_eid = Lookup(net["eid"])
     pos = by_eid.positions(res["e_eid"])  # the event's row in net (gathered, not joined)
+
+    def own(eids: pl.Series) -> pl.Series:
+        if event_process is not None:
+            return event_process.gather(eids)
+        return net["process"].gather(by_eid.positions(eids))
+
     res = res.with_columns(
         net["t"].gather(pos).alias("e_t"),
         net["pid"].gather(pos).alias("pid"),
-        net["process"].gather(pos).alias("e_process"),
+        own(res["e_eid"]).cast(pl.Categorical).alias("e_process"),
     )
     resolver = ProcessResolver(
         processes if processes is not None else schema.empty(schema.PROCESSES), grace_s=grace_s
     )
-    # one query per event used (the answer depends only on the event's PID and time)
+    if not (resolver.trace.height or resolver.snapshots.height):  # nothing to resolve against
+        return res.with_columns(*_UNRESOLVED, pl.col("e_process").alias("process")), resolver, []
     used = np.zeros(net.height, bool)
     used[pos.drop_nulls().to_numpy()] = True
+    # one query per event used (the answer depends only on the event's PID and time)
     q = (
-        net.select(pl.col("eid").alias("qid"), "pid", "t", pl.col("process").alias("e_process"))
+        net.select(pl.col("eid").alias("qid"), "pid", "t")
         .with_row_index("_row")[np.flatnonzero(used)]
         .filter(pl.col("pid").is_not_null())
     )
-    empty = pl.DataFrame(
-        schema={
-            "qid": pl.Int64,
-            "process": pl.Utf8,
-            "services": pl.Utf8,
-            "after_end_ns": pl.Int64,
-            "in_trace": pl.Boolean,
-        }
-    )
-    known = resolver.trace.height or resolver.snapshots.height  # else nothing to resolve against
-    names = resolver.resolve(q.select("qid", "pid", "t")) if q.height and known else empty
-    # the answer of every event row, gathered by res's event rows
-    row_of = np.full(net.height + 1, -1, np.int64)  # (the last: no event)
+    q = q.with_columns(own(q["qid"]).alias("e_process"))
+    names = resolver.resolve(q.select("qid", "pid", "t")) if q.height else _NO_NAMES.clear()
+    gathered = _names_by_row(names, by_eid, net.height)
+    res = pl.concat([res, gathered(pos)], how="horizontal").with_columns(_PROCESS)
+    notes = resolver.disagreements(set(q["pid"].unique().to_list()))
+    # the events' names against the tables', once per event used (the same as once per frame)
+    q = q.filter(pl.col("e_process").is_not_null())
+    named = pl.concat([q, gathered(q["_row"].cast(pl.Int64))], how="horizontal").with_columns(_PROCESS)
+    return res, resolver, notes + _name_disagreements(named)
+
+
+#: The names of a frame's event when no process table has any: its own.
+_UNRESOLVED = [
+    pl.lit(None, pl.Categorical).alias("services"),
+    pl.lit(None, pl.Int64).alias("_after_end"),
+    pl.lit(None, pl.Boolean).alias("_in_trace"),
+]
+_NO_NAMES = pl.DataFrame(
+    schema={
+        "qid": pl.Int64,
+        "process": pl.Utf8,
+        "services": pl.Utf8,
+        "after_end_ns": pl.Int64,
+        "in_trace": pl.Boolean,
+    }
+)
+#: The events' own names only for PIDs the process tables do not know (the grace period decides the rest).
+_PROCESS = (
+    pl.when(pl.col("_in_trace").fill_null(False))
+    .then(pl.col("process"))
+    .otherwise(pl.coalesce("process", "e_process"))
+    .alias("process")
+)
+
+
+def _names_by_row(names: pl.DataFrame, by_eid: Lookup, n_events: int) -> Callable[[pl.Series], pl.DataFrame]:
+    """A function giving the resolved names (process, services, _after_end, _in_trace; names as
+    categoricals) of event rows (null: none)."""
+    row_of = np.full(n_events + 1, -1, np.int64)  # (the last: no event)
     row_of[by_eid.positions(names["qid"]).to_numpy()] = np.arange(names.height)
+    names = names.with_columns(pl.col("process", "services").cast(pl.Categorical))
 
     def gathered(rows: pl.Series) -> pl.DataFrame:
-        at = pl.Series(row_of[rows.fill_null(net.height).to_numpy()])
+        at = pl.Series(row_of[rows.fill_null(n_events).to_numpy()])
         at = at.set(at < 0, None)
         return names.select(
             pl.col("process").gather(at),
@@ -89,29 +132,23 @@ def name_processes(
             pl.col("in_trace").gather(at).alias("_in_trace"),
         )
 
-    # the events' own names only for PIDs the process tables do not know (the grace period decides the rest)
-    named = pl.when(pl.col("_in_trace").fill_null(False)).then(pl.col("process"))
-    process = named.otherwise(pl.coalesce("process", "e_process")).alias("process")
-    res = pl.concat([res, gathered(pos)], how="horizontal").with_columns(process)
-    notes = resolver.disagreements(set(q["pid"].unique().to_list()))
-    # the events' names against the tables', once per event used (the same as once per frame)
-    q = q.filter(pl.col("e_process").is_not_null())
+    return gathered
+
+
+def _name_disagreements(named: pl.DataFrame) -> list[str]:
+    """Notes on the events whose own process name differs from the process tables' (the first ten)."""
     mism = (
-        pl.concat([q, gathered(q["_row"].cast(pl.Int64))], how="horizontal")
-        .with_columns(process)
-        .select("pid", "e_process", "process")
+        named.select("pid", pl.col("e_process", "process").cast(pl.Utf8))
         .filter(
             pl.col("process").is_not_null()
             & (pl.col("e_process").str.to_lowercase() != pl.col("process").str.to_lowercase())
         )
         .unique()
     )
-    for r in mism.head(10).iter_rows(named=True):
-        notes.append(
-            f"PID {r['pid']}: the trace's events name it {r['e_process']}, the process tables say "
-            f"{r['process']}"
-        )
-    return res, resolver, notes
+    return [
+        f"PID {r['pid']}: the trace's events name it {r['e_process']}, the process tables say {r['process']}"
+        for r in mism.head(10).iter_rows(named=True)
+    ]
 
 
 def without_pid(p: Prepared) -> pl.Series:

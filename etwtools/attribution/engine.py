@@ -9,9 +9,10 @@ import numpy as np
 import polars as pl
 
 from ..errors import AttributionError
+from ..parsers import schema
 from ..parsers.units import Progress
 from .answer import finish, follow_fragments, name_processes, summary, without_pid
-from .constants import DEFAULT_TOLERANCE_S, NS
+from .constants import DEFAULT_TOLERANCE_S, KID, NS
 
 #: Largest clock offset or tolerance taken, in seconds (a century: times are int64 ns, +-292 years).
 MAX_SECONDS = 3_155_760_000
@@ -60,7 +61,7 @@ def attribute(
     p = prepare(events, frames, local_addrs, nic_addrs)
     # the events' key columns in time order, sorted once for the offset and every matcher: from here on
     # the only events table (the prepared one's own columns go)
-    p.net = by_time = events_by_time(p.net, ["process"])
+    p.net = by_time = events_by_time(p.net)
     tick()
     off = choose_offset(p.oriented, by_time, offset_s, tol)
     tick()
@@ -68,7 +69,8 @@ def attribute(
     by_time = None
     why = None if (res["rank"] >= 2).any() else why_nothing(p, off, tol)
     p.oriented = p.oriented.clear()  # (matched: the orientations go)
-    res, resolver, process_notes = name_processes(res, p.net, processes, grace_s)
+    own = schema.conform(events if events is not None else schema.empty(schema.EVENTS), schema.EVENTS)
+    res, resolver, process_notes = name_processes(res, p.net, processes, grace_s, own["process"])
     tick()
     tables = [res, best]
     res = best = None  # (used up by _answer)
@@ -175,8 +177,10 @@ def match_frames(
     best = {}
     if off.offset_ns is not None:
         # (t in order, so is tt: the offset's drift is far below 1 ns per ns)
-        p.oriented = p.oriented.with_columns((pl.col("t") - off.shift()).alias("tt")).drop("t")
-        ctx = Context(p.oriented, p.net, tol, p.frames, p.local, by_time)
+        oriented = p.oriented.with_columns((pl.col("t") - off.shift()).alias("tt")).drop("t")
+        p.oriented = p.oriented.select("fid", KID)  # (what :func:`.why_nothing` reads of them)
+        ctx = Context(oriented, p.net, tol, p.frames, p.local, by_time)
+        oriented = None  # (the matchers let each pending table go once used)
         best = pick_best(run_matchers(ctx))
         ctx = None
     tick()

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from .constants import KID, LOW_HORIZON_NS, MEDIUM_HORIZON_NS, SYN, TCP_OWNER_EVENTS
+from .prepare import keep_rows
 
 #: Columns every candidate table has.
 COMMON = {
@@ -133,19 +134,27 @@ def match_udp_exact(ctx: Context, pending: pl.DataFrame) -> pl.DataFrame:
     """A UDP datagram is the Send/Recv event with the same 5-tuple, direction and size, nearest in time
     within the tolerance; ambiguous (medium) when another PID's such event is within it too."""
     keys = ["sk"]
+    # (lazily: only the columns selected are filtered)
     left = (
-        pending.filter(
+        pending.lazy()
+        .filter(
             (pl.col("protocol") == "UDP")
             & (pl.col("fragment").fill_null("none") != "later")
             & pl.col(KID).is_not_null()
         )
         .select("fid", "odir", "tt", size_key())
         .filter(pl.col("sk").is_not_null())
+        .collect()
     )
-    right = ctx.by_time.filter((pl.col("protocol") == "UDP") & pl.col("odir").is_not_null())
+    right = (
+        ctx.by_time.lazy()
+        .filter((pl.col("protocol") == "UDP") & pl.col("odir").is_not_null())
+        .select("eid", "t", "pid", "kind", size_key())
+        .filter(pl.col("sk").is_not_null())
+        .collect()
+    )
     if not left.height or not right.height:
         return empty(UDP_EXACT)
-    right = right.select("eid", "t", "pid", "kind", size_key()).filter(pl.col("sk").is_not_null())
     m = _asof(left, right, keys, "nearest", ctx.tol, "e_").filter(pl.col("e_eid").is_not_null())
     # another PID's event of the same 5-tuple and size also within the tolerance: the datagram is ambiguous
     m = m.join(_other_pid_neighbours(right, keys), left_on="e_eid", right_on="eid", how="left")
@@ -227,17 +236,23 @@ OWNER = {
 def _owner_around(pending: pl.DataFrame, by_time: pl.DataFrame, proto: str) -> pl.DataFrame:
     """The frames of ``proto`` with the tuple's nearest events before (``p_``) and after (``n_``)."""
     left = (
-        pending.select("fid", "odir", "tt", KID, "tcp_flags", "protocol")
+        pending.lazy()
         .filter((pl.col("protocol") == proto) & pl.col(KID).is_not_null())
         .select("fid", "odir", "tt", KID, "tcp_flags")
+        .collect()
     )
     kinds = TCP_OWNER_EVENTS if proto == "TCP" else ["send", "recv"]
-    right = by_time.filter((pl.col("protocol") == proto) & pl.col("kind").is_in(kinds))
+    right = (
+        by_time.lazy()
+        .filter((pl.col("protocol") == proto) & pl.col("kind").is_in(kinds))
+        .select(KID, "t", "eid", "pid", "kind")
+        .collect()
+    )
     if not left.height or not right.height:
         return left.clear()
     m = _asof(left, right, [KID], "backward", LOW_HORIZON_NS, "p_")
     m = _asof(m, right, [KID], "forward", LOW_HORIZON_NS, "n_")
-    return m.filter(pl.col("p_eid").is_not_null() | pl.col("n_eid").is_not_null())
+    return keep_rows(m, pl.col("p_eid").is_not_null() | pl.col("n_eid").is_not_null())
 
 
 def match_owner(ctx: Context, pending: pl.DataFrame, proto: str) -> pl.DataFrame:
@@ -314,7 +329,8 @@ def _host_frames(ctx: Context, pending: pl.DataFrame) -> pl.DataFrame:
     shares a port with this one only by chance."""
     if not ctx.local:
         return pending
-    return pending.join(ctx.frames.filter(pl.col("dir") == "unknown").select("fid"), on="fid", how="anti")
+    elsewhere = ctx.frames.lazy().filter(pl.col("dir") == "unknown").select("fid").collect()
+    return pending.join(elsewhere, on="fid", how="anti")
 
 
 def _match_weak(ctx: Context, pending: pl.DataFrame, key: pl.Expr, method: str) -> pl.DataFrame:
@@ -387,9 +403,12 @@ MATCHERS: list[Matcher] = [
 
 
 def run_matchers(ctx: Context, matchers: list[Matcher] | None = None) -> list[pl.DataFrame]:
-    """The candidates of every matcher, in order; each runs on the frames no earlier one matched."""
+    """The candidates of every matcher, in order; each runs on the frames no earlier one matched
+    (``ctx.oriented`` is emptied)."""
     out: list[pl.DataFrame] = []
-    pending = ctx.oriented
+    # (the oriented frames are handed over: ctx.oriented is emptied, so that each pending table, a
+    # shorter copy, replaces the last one)
+    pending, ctx.oriented = ctx.oriented, ctx.oriented.clear()
     found_fid = np.zeros(int(pending["fid"].max()) + 1 if pending.height else 0, bool)
     for matcher in matchers if matchers is not None else MATCHERS:
         found = matcher.match(ctx, pending)
@@ -408,7 +427,8 @@ def pick_best(cands: list[pl.DataFrame]) -> dict[str, pl.DataFrame]:
     for c in cands:
         if not c.height:
             continue
-        several = c["fid"].is_duplicated()
+        fid = c["fid"].to_numpy()  # (counted by value: fids are rows of the frames table)
+        several = pl.Series(np.bincount(fid)[fid] > 1)
         if several.any():
             pick = (
                 c.filter(several)

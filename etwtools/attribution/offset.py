@@ -43,8 +43,10 @@ def candidate_estimate(
 ) -> tuple[clock_offset.OffsetEstimate | None, pl.DataFrame]:
     """The estimate voted from frames and events with the same 5-tuple, direction and size (one integer
     key, :func:`~.matchers.size_key`), and the pairs."""
+    # (lazily: only the columns selected are filtered)
     f = (
-        of.filter(
+        of.lazy()
+        .filter(
             (pl.col("size").fill_null(0) > 0)
             & pl.col(KID).is_not_null()
             & (pl.col("fragment").fill_null("none") != "later")
@@ -52,11 +54,14 @@ def candidate_estimate(
         )
         .select("fid", "t", size_key())
         .filter(pl.col("sk").is_not_null())
+        .collect()
     )
     e = (
-        net.filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0))
+        net.lazy()
+        .filter(pl.col("odir").is_not_null() & (pl.col("size").fill_null(0) > 0))
         .select("eid", "t", size_key())
         .filter(pl.col("sk").is_not_null())
+        .collect()
     )
     return clock_offset.estimate_sampled(f, e, ["sk"], SAMPLE_FRAMES)
 

@@ -119,7 +119,7 @@ def prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFr
         & pl.col("local_port").is_not_null()
         & pl.col("remote_port").is_not_null()
     )
-    net = _keep(ev, usable)
+    net = keep_rows(ev, usable)
     bad_pid = pl.col("pid").is_null() | pl.col("pid").is_in(NO_PID)
     n_bad = int(net.select(bad_pid.sum()).item())
     if n_bad:
@@ -136,7 +136,7 @@ def prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFr
         .then(pl.lit("in", pl.Categorical))
         .alias("odir"),
     )
-    return _keep(net, ~bad_pid), nic, notes, net.filter(bad_pid) if n_bad else net.clear()
+    return keep_rows(net, ~bad_pid), nic, notes, net.filter(bad_pid) if n_bad else net.clear()
 
 
 def _per_text(df: pl.DataFrame, col: str, expr: pl.Expr) -> pl.Expr:
@@ -173,7 +173,7 @@ def _nic_rows(ev: pl.DataFrame) -> pl.Expr:
     ) | pl.col("event").is_in(events.filter(events.str.to_lowercase() == "nic"))
 
 
-def _keep(df: pl.DataFrame, mask: pl.Expr) -> pl.DataFrame:
+def keep_rows(df: pl.DataFrame, mask: pl.Expr) -> pl.DataFrame:
     """``df.filter(mask)``, but ``df`` itself (its columns shared, not copied) when every row is kept."""
     m = df.select(mask.fill_null(False)).to_series()
     return df if m.all() else df.filter(m)
@@ -384,7 +384,7 @@ def orient(fr: pl.DataFrame, codes: AddressCodes) -> pl.DataFrame:
     columns only: fid, t, protocol, payload_len, size, tcp_flags, fragment, l_aid, l_port, r_aid, r_port,
     odir (its short texts protocol, fragment and odir as categoricals, 4 bytes a row)."""
     short = ["protocol", "fragment"]
-    base = _keep(
+    base = keep_rows(
         fr.select(
             *[c for c in _ORIENTED if c not in short],
             pl.col(short).cast(pl.Categorical),
