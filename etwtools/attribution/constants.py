@@ -52,6 +52,8 @@ CONFIDENCES = pl.Enum(list(CONFIDENCE.values()))
 #: A prepared frame's direction and where it comes from, as held while attributing.
 FRAME_DIRECTIONS = pl.Enum(["in", "out", "both", "unknown"])
 DIRECTION_SOURCES = pl.Enum(["capture", "local addresses"])
+#: The orientation of a frame or event (its local end sends: out, receives: in), as held while attributing.
+ODIRS = pl.Enum(["out", "in"])
 #: Confidences that count as an answer (a frame "attributed").
 ATTRIBUTED = ["high", "medium"]
 #: The frame's own columns, at the head of every answer table (this one, and the event-log attribution's).

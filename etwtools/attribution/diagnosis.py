@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from ..clock_offset import format_ns
-from .constants import KID, NS
+from .constants import NS
 from .offset import Offset
 from .prepare import Prepared
 
@@ -31,16 +31,15 @@ def why_nothing(p: Prepared, off: Offset, tol: int) -> str:
             f"({', '.join(p.local[:6])}{', ...' if len(p.local) > 6 else ''}): the capture was taken "
             f"elsewhere or on another network"
         )
-    keyed = p.oriented.filter(pl.col(KID).is_not_null())
-    if not keyed.height:
+    if not p.keyed_frames:
         return (
             f"no frame shares a protocol and 5-tuple with any of the trace's {net.height:,} network events: "
             f"the capture and the trace do not cover the same connections (another time or another host)"
         )
-    return _why_in_time(keyed, net, fr, off, tol)
+    return _why_in_time(p.keyed_frames, net, fr, off, tol)
 
 
-def _why_in_time(keyed: pl.DataFrame, net: pl.DataFrame, fr: pl.DataFrame, off: Offset, tol: int) -> str:
+def _why_in_time(keyed: int, net: pl.DataFrame, fr: pl.DataFrame, off: Offset, tol: int) -> str:
     tr0, tr1 = net["t"].min(), net["t"].max()
     cf = fr.filter(pl.col("t").is_not_null())
     c0, c1 = cf["t"].min(), cf["t"].max()
@@ -57,7 +56,7 @@ def _why_in_time(keyed: pl.DataFrame, net: pl.DataFrame, fr: pl.DataFrame, off: 
     if off.offset_ns is None:
         days = abs((c0 + c1) / 2 - (tr0 + tr1) / 2) / 86400 / NS
         return (
-            f"{keyed['fid'].n_unique():,} frames share a 5-tuple with trace events, but no candidate match "
+            f"{keyed:,} frames share a 5-tuple with trace events, but no candidate match "
             f"(same 5-tuple and size) lies within +-14 h of each other, so no clock offset is plausible "
             f"({span}, about {days:.1f} days apart): a capture from another day?"
         )

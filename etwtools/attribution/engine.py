@@ -12,7 +12,7 @@ from ..errors import AttributionError
 from ..parsers import schema
 from ..parsers.units import Progress
 from .answer import finish, follow_fragments, name_processes, summary, without_pid
-from .constants import DEFAULT_TOLERANCE_S, KID, NS
+from .constants import DEFAULT_TOLERANCE_S, NS
 
 #: Largest clock offset or tolerance taken, in seconds (a century: times are int64 ns, +-292 years).
 MAX_SECONDS = 3_155_760_000
@@ -178,7 +178,7 @@ def match_frames(
     if off.offset_ns is not None:
         # (t in order, so is tt: the offset's drift is far below 1 ns per ns)
         oriented = p.oriented.with_columns((pl.col("t") - off.shift()).alias("tt")).drop("t")
-        p.oriented = p.oriented.select("fid", KID)  # (what :func:`.why_nothing` reads of them)
+        p.oriented = p.oriented.clear()
         ctx = Context(oriented, p.net, tol, p.frames, p.local, by_time)
         oriented = None  # (the matchers let each pending table go once used)
         best = pick_best(run_matchers(ctx))

@@ -53,9 +53,10 @@ class Context:
 
 def events_by_time(net: pl.DataFrame, more: list[str] | None = None) -> pl.DataFrame:
     """The events' key columns (:data:`EVENT_KEYS`, and ``more``) in time order."""
-    short = ["kind", "protocol", "odir"]  # (categoricals: 4 bytes a row)
+    short = ["kind", "protocol", "odir"]  # (categoricals: 4 bytes a row, where still texts)
+    text = [c for c in short if net.schema[c] == pl.Utf8]
     keys = net.select(
-        [pl.col(c).cast(pl.Categorical) if c in short else pl.col(c) for c in EVENT_KEYS + (more or [])]
+        [pl.col(c).cast(pl.Categorical) if c in text else pl.col(c) for c in EVENT_KEYS + (more or [])]
     )
     return keys if keys["t"].is_sorted() else keys.sort("t", maintain_order=True)
 
@@ -106,7 +107,6 @@ def _asof(
         keys
         + [
             pl.col("t").alias(f"{prefix}t"),
-            pl.col("t").alias(f"{prefix}t_on"),
             pl.col("eid").alias(f"{prefix}eid"),
             pl.col("pid").alias(f"{prefix}pid"),
             pl.col("kind").alias(f"{prefix}kind"),
@@ -116,12 +116,13 @@ def _asof(
     return left.join_asof(
         r,
         left_on="tt",
-        right_on=f"{prefix}t_on",
+        right_on=f"{prefix}t",
         by=keys,
         strategy=strategy,
         tolerance=tolerance,
         check_sortedness=False,
-    ).drop(f"{prefix}t_on")
+        coalesce=False,  # (the events' times are kept: one column, not a copy for the join)
+    )
 
 
 # -- udp-5tuple-size ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ with their direction, and every frame in each orientation it may have, keyed by 
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from ..errors import AttributionError
 from ..parsers import schema
 from ..parsers.addresses import text_address
 from ..parsers.packets import first_fragments
-from .constants import DIRECTION_SOURCES, FRAME_DIRECTIONS, KID, NO_PID
+from .constants import DIRECTION_SOURCES, FRAME_DIRECTIONS, KID, NO_PID, ODIRS
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
     addresses: pl.Series = field(default_factory=lambda: pl.Series("address", [], pl.Utf8))  # text by aid
     nopid_fids: pl.Series = field(default_factory=lambda: pl.Series("fid", [], pl.Int64))  # see without_pid
+    keyed_frames: int = 0  # frames whose 5-tuple (in an orientation) some usable event has
 
     def release(self) -> None:
         """Let the event and orientation tables go (emptied); the frames keep only their input columns."""
@@ -55,7 +57,26 @@ def prepare(
     net, nopid = codes.events(net), codes.events(nopid)
     of = orient(fr, codes)
     net, of, nopid_fids = tuple_ids(net, of, nopid)
-    return Prepared(net, nopid, fr, of, local, local_src, notes + more, codes.text, nopid_fids)
+    keyed = np.zeros(fr.height, bool)
+    keyed[of.select(pl.col("fid").filter(pl.col(KID).is_not_null())).to_series().to_numpy()] = True
+    of = of.select(MATCHED)  # (the rest of the tuple is in kid)
+    _trim_heap()  # (the numbering's temporary arrays)
+    p = Prepared(net, nopid, fr, of, local, local_src, notes + more, codes.text, nopid_fids)
+    p.keyed_frames = int(keyed.sum())
+    return p
+
+
+#: The oriented frames' columns the offset and the matchers read.
+MATCHED = ["fid", "t", "protocol", "size", "tcp_flags", "fragment", "l_aid", "l_port", "r_aid", "odir", KID]
+
+
+def _trim_heap() -> None:
+    """Hand the C heap's free pages back (glibc's malloc_trim; nothing elsewhere): numpy's temporary arrays
+    raise glibc's dynamic mmap threshold, after which freed arrays stay in the heap between live ones."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def event_kind(col: str = "event") -> pl.Expr:
@@ -131,9 +152,9 @@ def prepare_events(events: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFr
         pl.col("l_port").cast(pl.Int32),
         pl.col("r_port").cast(pl.Int32),
         pl.when(pl.col("kind") == "send")
-        .then(pl.lit("out", pl.Categorical))
+        .then(pl.lit("out", ODIRS))
         .when(pl.col("kind") == "recv")
-        .then(pl.lit("in", pl.Categorical))
+        .then(pl.lit("in", ODIRS))
         .alias("odir"),
     )
     return keep_rows(net, ~bad_pid), nic, notes, net.filter(bad_pid) if n_bad else net.clear()
@@ -382,7 +403,7 @@ _OUT, _IN = pl.col("dir") != "in", pl.col("dir") != "out"
 def orient(fr: pl.DataFrame, codes: AddressCodes) -> pl.DataFrame:
     """One row per frame and possible orientation (two when the direction is unknown), in time order, key
     columns only: fid, t, protocol, payload_len, size, tcp_flags, fragment, l_aid, l_port, r_aid, r_port,
-    odir (its short texts protocol, fragment and odir as categoricals, 4 bytes a row)."""
+    odir (its short texts protocol and fragment as categoricals, 4 bytes a row, odir an enum)."""
     short = ["protocol", "fragment"]
     base = keep_rows(
         fr.select(
@@ -406,7 +427,7 @@ def orient(fr: pl.DataFrame, codes: AddressCodes) -> pl.DataFrame:
         if not base["t"].is_sorted():
             base = base.sort("t", maintain_order=True)
         of = _orient_in_time(base)
-    return of.with_columns(pl.col("odir").cast(pl.Categorical))
+    return of.with_columns(pl.col("odir").cast(ODIRS))
 
 
 def _orient_in_time(base: pl.DataFrame) -> pl.DataFrame:
@@ -436,10 +457,7 @@ def _oriented_as(frames: pl.DataFrame, out: pl.Expr) -> pl.DataFrame:
         side("src_port", "dst_port").cast(pl.Int32).alias("l_port"),
         side("dst_aid", "src_aid").alias("r_aid"),
         side("dst_port", "src_port").cast(pl.Int32).alias("r_port"),
-        pl.when(out)
-        .then(pl.lit("out", pl.Categorical))
-        .otherwise(pl.lit("in", pl.Categorical))
-        .alias("odir"),
+        pl.when(out).then(pl.lit("out", ODIRS)).otherwise(pl.lit("in", ODIRS)).alias("odir"),
     )
 
 
@@ -531,8 +549,8 @@ def tuple_ids(
     usable PID have."""
     ev_t, of_t = _tuple_columns(net), _tuple_columns(of)
     kid, (fkid,) = dense_ids(ev_t, [of_t])
-    net = net.with_columns(pl.Series(KID, kid, pl.Int64))
-    of = of.with_columns(pl.Series(KID, fkid, pl.Int64).set(pl.Series(fkid < 0), None))
+    net = net.with_columns(pl.Series(KID, kid, pl.Int32))  # (ids of at most as many tuples as events)
+    of = of.with_columns(pl.Series(KID, fkid, pl.Int32).set(pl.Series(fkid < 0), None))
     nopid_fids = pl.Series("fid", [], pl.Int64)
     if nopid.height and (fkid < 0).any():
         # the same numbering over the tuples of the events without a usable PID
