@@ -3,7 +3,9 @@
 The tables come grouped by event type (``columnar.iter_events``). Rows are buffered per event type and
 written as Parquet row groups of at least :data:`ROW_GROUP` rows; past :data:`BUDGET` bytes buffered
 over all types, the largest buffers are written first. Joining a type's buffered frames and Parquet encoding run in one writer
-thread (polars and pyarrow release the GIL) while the next records are decoded, at most :data:`IN_FLIGHT` tables ahead.
+thread (polars and pyarrow release the GIL) while the next records are decoded: at most :data:`IN_FLIGHT` tables
+ahead, and past two of them at most :data:`FLIGHT_BYTES` bytes (the budget flushes hand several types over at once;
+the decoding goes on while the writer takes them).
 A Parquet writer holds about 0.7 MB while open, so a file is opened only when its type has rows to write
 before the end, and at most :data:`MAX_OPEN` at a time (the least recently written one is closed; its
 type's later rows go to ``<type>.part2.parquet`` and so on), each for at most :data:`MAX_GROUPS` row
@@ -31,8 +33,10 @@ MAX_OPEN = 16
 #: Row groups per file: an open writer keeps every row group's metadata, so a type's rows continue in a
 #: new part past this many.
 MAX_GROUPS = 128
-#: Tables handed to the writer thread and not yet written.
-IN_FLIGHT = 2
+#: Tables handed to the writer thread and not yet written (more than two only while they hold at most
+#: :data:`FLIGHT_BYTES` together).
+IN_FLIGHT = 8
+FLIGHT_BYTES = 16 << 20
 #: Columns with statistics (min/max per row group: what readers use to skip row groups).
 _STATISTICS = ["time", "event_id", "opcode", "version", "pid", "tid", "record"]
 
@@ -132,7 +136,8 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
     writers: dict[str, _TypeWriter] = {}
     open_: OrderedDict[str, _TypeWriter] = OrderedDict()
     buffered = 0
-    flight: deque[Future] = deque()
+    flight: deque[tuple[Future, int]] = deque()
+    flying = 0  # bytes of the tables in flight
     pool = ThreadPoolExecutor(1, thread_name_prefix="parquet")
 
     def in_thread(w: _TypeWriter, parts: list, close_first: _TypeWriter | None) -> None:
@@ -144,8 +149,9 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
 
     def write(w: _TypeWriter) -> None:
         """Hand the type's buffered rows to the writer thread (files opened and closed in its order)."""
-        nonlocal buffered
-        buffered -= w.bytes
+        nonlocal buffered, flying
+        nbytes = w.bytes
+        buffered -= nbytes
         parts = w.take()
         if not parts:
             return
@@ -153,9 +159,12 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
         if w.name not in open_ and len(open_) >= MAX_OPEN:
             evict = open_.popitem(last=False)[1]
             evict.planned = 0
-        while len(flight) >= IN_FLIGHT:
-            flight.popleft().result()
-        flight.append(pool.submit(in_thread, w, parts, evict))
+        while flight and (len(flight) >= IN_FLIGHT or (len(flight) >= 2 and flying + nbytes > FLIGHT_BYTES)):
+            done, size = flight.popleft()
+            done.result()
+            flying -= size
+        flight.append((pool.submit(in_thread, w, parts, evict), nbytes))
+        flying += nbytes
         w.planned += 1
         if w.planned >= MAX_GROUPS:  # the thread closes the file after this row group
             open_.pop(w.name, None)
@@ -181,12 +190,12 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
                         break
         for w in writers.values():  # the rest, one file at a time
             write(w)
-            flight.append(pool.submit(w.close))
+            flight.append((pool.submit(w.close), 0))
             open_.pop(w.name, None)
         while flight:
-            flight.popleft().result()
+            flight.popleft()[0].result()
     finally:
-        for f in flight:
+        for f, _ in flight:
             f.cancel()
         pool.shutdown(wait=True)
         for w in writers.values():
