@@ -799,3 +799,20 @@ def test_c_lay_out_places_parts_and_marks_the_gaps():
         container._speedups.lay_out(
             got, [None, None], np.array([8, 0], np.int64), np.array([16, 8], np.int64), 16
         )
+
+
+@pytest.mark.skipif(container._columnar is None, reason="the C accelerator is not built")
+def test_c_header_fields_equal_the_numpy_reference_on_the_corpus(corpus):
+    """Every record header of every corpus ETL file: the C pass gives the numpy reference's columns."""
+    files = sorted(corpus.rglob("*.etl"))
+    assert len(files) >= 10
+    records = 0
+    for path in files:
+        with container.EtlFile(path) as etl:
+            for batch in etl.batches(1 << 20):
+                c = container._header_fields(batch.data, batch.offset, etl._group_provider)
+                py = container._header_fields_py(batch.data, batch.offset, etl._group_provider)
+                for (name, _), x, y in zip(container.HEADER_OUTS, c, py):
+                    assert np.array_equal(x, y), f"{path.name}: {name}"
+                records += len(batch)
+    assert records > 400_000

@@ -63,6 +63,32 @@ def test_c_and_python_walks_agree_on_damaged_buffers(changes, cut):
     assert [tuple(d) for d in a[3]] == [tuple(d) for d in b[3]]
 
 
+@pytest.mark.skipif(container._columnar is None, reason="the C accelerator is not built")
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, len(RECORDS) - 1), st.integers(0, 255)), max_size=12),
+    st.integers(0, len(RECORDS)),
+    st.lists(st.integers(-(2**62), 2**62) | st.integers(-64, len(RECORDS) + 64), max_size=8),
+)
+def test_c_and_python_header_fields_agree_on_damaged_records(changes, cut, stray):
+    """The C header pass reads what the numpy reference reads from damaged records (built with EtlWriter,
+    bytes changed), at the records' own offsets and at any other offset (inside, straddling the end, far
+    outside, negative): a header that does not fit reads as zeros, nothing is read outside the data."""
+    data = bytearray(RECORDS[:cut])
+    for pos, value in changes:
+        if pos < len(data):
+            data[pos] = value
+    buf = bytes(data)
+    offs, _, _, _ = container.walk_c(buf + bytes(64), np.array([0], np.int64), np.array([len(buf)], np.int64))
+    offs = np.concatenate([offs, np.asarray(stray, np.int64)])
+    groups = np.arange(256, dtype=np.int32) - 7
+    c = container._header_fields(buf, offs, groups)
+    py = container._header_fields_py(buf, offs, groups)
+    for (name, dtype), x, y in zip(container.HEADER_OUTS, c, py):
+        assert x.dtype == y.dtype == dtype, name
+        assert np.array_equal(x, y), name
+
+
 def test_records_between_two_damages_are_kept():
     """Damage at both ends of a buffer costs the two damaged records, not the buffer."""
     from datetime import timedelta

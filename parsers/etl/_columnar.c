@@ -11,6 +11,9 @@
  *     over 12 bytes copied one after the other into out, their one data buffer). Polars takes view arrays
  *     without a copy (it copies offset-based ones into views).
  * text_views(offsets, buf, views): views of the strings of an offset-based string array, same buffer.
+ * headers(data, offs, kinds, ptrs, groups, message_flags, message_type, outs): the header fields of the
+ *     records at offs (0x38 bytes each; a record that does not fit reads as zeros) in one pass, into the 14
+ *     arrays of outs (container.py's HEADER_OUTS; its numpy reference gives the same columns).
  * The loops run without the GIL.
  */
 #define PY_SSIZE_T_CLEAN
@@ -335,6 +338,102 @@ text_views(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* Header kinds of container.py (_K_SYSTEM, _K_PERFINFO, _K_CLASSIC, _K_EVENT). */
+enum { K_SYSTEM = 1, K_PERFINFO = 2, K_CLASSIC = 3, K_EVENT = 4 };
+/* headers()'s output columns, in order, and the bytes of one value of each. */
+#define N_HEADER_OUTS 14
+static const int header_width[N_HEADER_OUTS] = {1, 1, 4, 2, 1, 2, 2, 1, 8, 4, 4, 8, 8, 8};
+
+static PyObject *
+headers(PyObject *self, PyObject *args)
+{
+    PyObject *o_data, *o_offs, *o_kinds, *o_ptrs, *o_groups, *o_outs;
+    int message_flags, message_type;
+    if (!PyArg_ParseTuple(args, "OOOOOiiO", &o_data, &o_offs, &o_kinds, &o_ptrs, &o_groups, &message_flags,
+                          &message_type, &o_outs))
+        return NULL;
+    if (!PyTuple_Check(o_outs) || PyTuple_GET_SIZE(o_outs) != N_HEADER_OUTS) {
+        PyErr_SetString(PyExc_ValueError, "outs must be a tuple of 14 arrays");
+        return NULL;
+    }
+    Py_buffer data, offs, kinds, ptrs, groups, outs[N_HEADER_OUTS];
+    int got = 0, bad = 0;
+    if (get(o_data, &data, 0) < 0) return NULL;
+    if (get(o_offs, &offs, 0) < 0) { PyBuffer_Release(&data); return NULL; }
+    if (get(o_kinds, &kinds, 0) < 0) { PyBuffer_Release(&offs); PyBuffer_Release(&data); return NULL; }
+    if (get(o_ptrs, &ptrs, 0) < 0) {
+        PyBuffer_Release(&kinds); PyBuffer_Release(&offs); PyBuffer_Release(&data); return NULL;
+    }
+    if (get(o_groups, &groups, 0) < 0) {
+        PyBuffer_Release(&ptrs); PyBuffer_Release(&kinds); PyBuffer_Release(&offs); PyBuffer_Release(&data);
+        return NULL;
+    }
+    Py_ssize_t n = offs.len / 8;
+    for (; got < N_HEADER_OUTS; got++) {
+        if (get(PyTuple_GET_ITEM(o_outs, got), &outs[got], 1) < 0) { bad = 2; break; }
+        if (outs[got].len < n * header_width[got]) { bad = 1; got++; break; }
+    }
+    if (!bad && (kinds.len < 256 || ptrs.len < 256 || groups.len < 256 * 4)) bad = 1;
+    if (!bad) {
+        const uint8_t *d = data.buf, *kind_of = kinds.buf, *ptr_of = ptrs.buf;
+        const int64_t *p = offs.buf;
+        const int32_t *group_provider = groups.buf;
+        uint8_t *htype_o = outs[0].buf, *ptr_o = outs[1].buf, *opcode_o = outs[4].buf, *level_o = outs[7].buf;
+        int32_t *provider_o = outs[2].buf;
+        int16_t *group_o = outs[3].buf;
+        uint16_t *version_o = outs[5].buf, *event_id_o = outs[6].buf;
+        uint64_t *keyword_o = outs[8].buf, *raw_o = outs[11].buf, *guid_lo = outs[12].buf, *guid_hi = outs[13].buf;
+        uint32_t *pid_o = outs[9].buf, *tid_o = outs[10].buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint64_t w[7];
+            int64_t a = p[i];
+            if (a >= 0 && a <= data.len - 56)
+                memcpy(w, d + a, 56);
+            else
+                memset(w, 0, sizeof w);
+            uint64_t w0 = w[0], w1 = w[1], w5 = w[5];
+            uint8_t flags = (uint8_t)(w0 >> 24);
+            uint8_t htype = flags == (uint8_t)message_flags ? (uint8_t)message_type : (uint8_t)(w0 >> 16);
+            uint8_t kind = kind_of[htype];
+            int kern = kind == K_SYSTEM, perf = kind == K_PERFINFO, guided = kind >= K_CLASSIC,
+                ev = kind == K_EVENT, kp = kern || perf;
+            uint32_t hi32 = (uint32_t)(w0 >> 32);
+            uint8_t b6 = (uint8_t)(hi32 >> 16), b7 = (uint8_t)(hi32 >> 24);
+            htype_o[i] = htype;
+            group_o[i] = kp ? (int16_t)b7 : -1;
+            provider_o[i] = kp ? group_provider[b7] : -1;
+            int with_ids = kern || guided;
+            tid_o[i] = with_ids ? (uint32_t)w1 : 0xFFFFFFFFu;
+            pid_o[i] = with_ids ? (uint32_t)(w1 >> 32) : 0xFFFFFFFFu;
+            raw_o[i] = perf ? w1 : w[2];
+            uint8_t opcode = kp ? b6 : ev ? (uint8_t)(w5 >> 40) : (uint8_t)hi32;
+            uint16_t version = kp ? (uint16_t)(w0 & 0xFF) : ev ? (uint16_t)((w5 >> 16) & 0xFF) : (uint16_t)(hi32 >> 16);
+            uint8_t level = ev ? (uint8_t)(w5 >> 32) : (uint8_t)(hi32 >> 8);
+            opcode_o[i] = (guided || kp) ? opcode : 0;
+            version_o[i] = (guided || kp) ? version : 0;
+            level_o[i] = guided ? level : 0; /* classic or event */
+            event_id_o[i] = ev ? (uint16_t)(w5 & 0xFFFF) : 0;
+            keyword_o[i] = ev ? w[6] : 0;
+            guid_lo[i] = guided ? w[3] : 0;
+            guid_hi[i] = guided ? w[4] : 0;
+            ptr_o[i] = ptr_of[htype];
+        }
+        Py_END_ALLOW_THREADS
+    }
+    if (bad == 1)
+        PyErr_SetString(PyExc_ValueError, "output or table too small");
+    for (int k = 0; k < got; k++) /* the outputs taken (a failed get took none) */
+        PyBuffer_Release(&outs[k]);
+    PyBuffer_Release(&groups);
+    PyBuffer_Release(&ptrs);
+    PyBuffer_Release(&kinds);
+    PyBuffer_Release(&offs);
+    PyBuffer_Release(&data);
+    if (bad) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"fixed", fixed, METH_VARARGS, "fixed(data, pos, width, out): width bytes at each position."},
     {"spans", spans, METH_VARARGS, "spans(data, start, length, out): the spans, concatenated."},
@@ -348,6 +447,8 @@ static PyMethodDef methods[] = {
      "views; values over 12 bytes copied into out, buffer 0)."},
     {"text_views", text_views, METH_VARARGS,
      "text_views(offsets, buf, views): Arrow views of the strings buf[offsets[i]:offsets[i+1]] (buffer 0)."},
+    {"headers", headers, METH_VARARGS,
+     "headers(data, offs, kinds, ptrs, groups, message_flags, message_type, outs): the record headers' fields."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,3 +21,14 @@ def views(
     data: Buffer | np.ndarray, start: np.ndarray, length: np.ndarray, views: np.ndarray, out: np.ndarray, /
 ) -> int: ...
 def text_views(offsets: np.ndarray, buf: Buffer | np.ndarray, views: np.ndarray, /) -> None: ...
+def headers(
+    data: Buffer | np.ndarray,
+    offs: np.ndarray,
+    kinds: np.ndarray,
+    ptrs: np.ndarray,
+    groups: np.ndarray,
+    message_flags: int,
+    message_type: int,
+    outs: tuple[np.ndarray, ...],
+    /,
+) -> None: ...
