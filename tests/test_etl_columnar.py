@@ -9,6 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etwtools.cli import cli
 from etwtools.parsers.diagnostics import SkipReport
@@ -368,3 +370,39 @@ def test_c_binary_views_hold_every_span():
     assert got.to_list() == [data[a : a + n].tobytes() for a, n in zip(start.tolist(), length.tolist())]
     with pytest.raises(ValueError, match="outside the data"):
         columnar._c.views(data, np.array([len(data) - 4]), np.array([8]), np.empty(16, np.uint8), data.copy())
+
+
+@pytest.mark.skipif(columnar._c is None, reason="the C accelerator is not built")
+def test_c_type_keys_and_grouping_equal_the_numpy_reference_on_the_corpus(corpus):
+    """Every batch of every corpus ETL file: the C event-type keys equal numpy's, and the C grouping (a
+    counting sort) equals a stable argsort of those keys, its distinct keys and bounds."""
+    files = sorted(corpus.rglob("*.etl"))
+    assert len(files) >= 10
+    records = kinds = 0
+    for path in files:
+        with open_etl(path) as etl:
+            for batch in etl.batches(1 << 20):
+                keys = columnar._type_keys(batch)
+                assert np.array_equal(keys, columnar._type_keys_py(batch)), path.name
+                c, py = columnar.group_rows(keys), columnar._group_rows_py(keys)
+                for x, y in zip(c, py):
+                    assert np.array_equal(x, y), path.name
+                records += len(batch)
+                kinds += len(c[1])
+    assert records > 400_000 and kinds > 500
+
+
+@pytest.mark.skipif(columnar._c is None, reason="the C accelerator is not built")
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=6),
+    st.lists(st.integers(0, 5), max_size=300),
+)
+def test_c_grouping_is_a_stable_argsort_of_any_keys(values, picks):
+    """Any int64 keys (few distinct ones, colliding hashes or not): the C grouping is numpy's stable
+    argsort with the distinct keys ascending and each one's bounds."""
+    keys = np.asarray([values[p % len(values)] for p in picks], np.int64)
+    c, py = columnar.group_rows(keys), columnar._group_rows_py(keys)
+    for x, y in zip(c, py):
+        assert x.dtype == y.dtype == np.int64
+        assert np.array_equal(x, y)

@@ -14,6 +14,10 @@
  * headers(data, offs, kinds, ptrs, groups, message_flags, message_type, outs): the header fields of the
  *     records at offs (0x38 bytes each; a record that does not fit reads as zeros) in one pass, into the 14
  *     arrays of outs (container.py's HEADER_OUTS; its numpy reference gives the same columns).
+ * type_keys(htype, group, provider, event_id, opcode, version, pointer_size, is_eh, out): the event-type key
+ *     of every record (columnar.Decoder.keys' numpy reference gives the same keys).
+ * group(keys, order, uniq, bounds) -> m: the rows in order of their key, rows of one key in their own order
+ *     (a stable argsort of keys), the m distinct keys ascending and where each one's rows start in order.
  * The loops run without the GIL.
  */
 #define PY_SSIZE_T_CLEAN
@@ -434,6 +438,129 @@ headers(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *
+type_keys(PyObject *self, PyObject *args)
+{
+    PyObject *o[9];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8]))
+        return NULL;
+    /* htype u8, group i16, provider i32, event_id u16, opcode u8, version u16, pointer_size u8,
+       is_eh (256 bools), out i64 */
+    static const int width[9] = {1, 2, 4, 2, 1, 2, 1, 1, 8};
+    Py_buffer b[9];
+    int got = 0, bad = 0;
+    for (; got < 9; got++)
+        if (get(o[got], &b[got], got == 8) < 0) { bad = 2; break; }
+    Py_ssize_t n = got == 9 ? b[0].len : 0;
+    if (!bad) {
+        for (int k = 0; k < 9; k++)
+            if (k != 7 && b[k].len < n * width[k]) bad = 1;
+        if (b[7].len < 256) bad = 1;
+    }
+    if (!bad) {
+        const uint8_t *htype = b[0].buf, *opcode = b[4].buf, *psize = b[6].buf, *is_eh = b[7].buf;
+        const int16_t *group = b[1].buf;
+        const int32_t *provider = b[2].buf;
+        const uint16_t *event_id = b[3].buf, *version = b[5].buf;
+        int64_t *out = b[8].buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t kind = is_eh[htype[i]] ? 1 : group[i] >= 0 ? 0 : 2;
+            int64_t ident = kind == 1 ? (int64_t)event_id[i] : (int64_t)opcode[i];
+            int64_t sub = kind == 2 ? (int64_t)htype[i] : kind == 0 ? (int64_t)group[i] + 1 : 0;
+            out[i] = (int64_t)((uint64_t)kind << 60 | (uint64_t)sub << 50 | (uint64_t)((int64_t)provider[i] + 1) << 34
+                               | (uint64_t)ident << 18 | (uint64_t)version[i] << 2 | (uint64_t)(psize[i] == 8));
+        }
+        Py_END_ALLOW_THREADS
+    }
+    if (bad == 1)
+        PyErr_SetString(PyExc_ValueError, "arrays of different lengths");
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&b[k]);
+    if (bad) return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+cmp_key(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static PyObject *
+group(PyObject *self, PyObject *args)
+{
+    PyObject *o_keys, *o_order, *o_uniq, *o_bounds;
+    if (!PyArg_ParseTuple(args, "OOOO", &o_keys, &o_order, &o_uniq, &o_bounds))
+        return NULL;
+    Py_buffer keys, order, uniq, bounds;
+    if (get(o_keys, &keys, 0) < 0) return NULL;
+    if (get(o_order, &order, 1) < 0) { PyBuffer_Release(&keys); return NULL; }
+    if (get(o_uniq, &uniq, 1) < 0) { PyBuffer_Release(&order); PyBuffer_Release(&keys); return NULL; }
+    if (get(o_bounds, &bounds, 1) < 0) {
+        PyBuffer_Release(&uniq); PyBuffer_Release(&order); PyBuffer_Release(&keys); return NULL;
+    }
+    Py_ssize_t n = keys.len / 8, m = 0;
+    int bad = order.len < 8 * n || uniq.len < 8 * n || bounds.len < 8 * (n + 1);
+    /* a hash table of the distinct keys (twice as many slots as rows at least, a power of two) */
+    size_t slots = 16;
+    while (slots < 2 * (size_t)n) slots <<= 1;
+    int64_t *slot_key = NULL, *id_of = NULL;
+    int32_t *slot_id = NULL, *row_id = NULL;
+    if (!bad) {
+        slot_key = PyMem_RawMalloc(slots * sizeof *slot_key);
+        slot_id = PyMem_RawMalloc(slots * sizeof *slot_id);
+        row_id = PyMem_RawMalloc((n + 1) * sizeof *row_id);
+        id_of = PyMem_RawMalloc(2 * (n + 1) * sizeof *id_of);
+        if (!slot_key || !slot_id || !row_id || !id_of) bad = 3;
+    }
+    if (!bad) {
+        const int64_t *k = keys.buf;
+        int64_t *ord = order.buf, *u = uniq.buf, *bd = bounds.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (size_t j = 0; j < slots; j++) slot_id[j] = -1;
+        /* ids in order of first appearance; u holds each id's key for now */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint64_t h = (uint64_t)k[i] * 0x9E3779B97F4A7C15ull;
+            size_t j = (size_t)(h >> 17) & (slots - 1);
+            while (slot_id[j] >= 0 && slot_key[j] != k[i]) j = (j + 1) & (slots - 1);
+            if (slot_id[j] < 0) { slot_id[j] = (int32_t)m; slot_key[j] = k[i]; u[m++] = k[i]; }
+            row_id[i] = slot_id[j];
+        }
+        /* the distinct keys ascending; rank[id] = the key's place among them */
+        qsort(u, m, sizeof *u, cmp_key);
+        int64_t *rank = id_of + (n + 1);
+        for (Py_ssize_t g = 0; g < m; g++) {
+            uint64_t h = (uint64_t)u[g] * 0x9E3779B97F4A7C15ull;
+            size_t j = (size_t)(h >> 17) & (slots - 1);
+            while (slot_key[j] != u[g]) j = (j + 1) & (slots - 1);
+            rank[slot_id[j]] = g;
+        }
+        for (Py_ssize_t g = 0; g <= m; g++) bd[g] = 0;
+        for (Py_ssize_t i = 0; i < n; i++) bd[rank[row_id[i]] + 1]++;
+        for (Py_ssize_t g = 0; g < m; g++) bd[g + 1] += bd[g];
+        /* each row to the next place of its key: rows of one key keep their order */
+        for (Py_ssize_t g = 0; g < m; g++) id_of[g] = bd[g];
+        for (Py_ssize_t i = 0; i < n; i++) ord[id_of[rank[row_id[i]]]++] = i;
+        Py_END_ALLOW_THREADS
+    }
+    PyMem_RawFree(slot_key);
+    PyMem_RawFree(slot_id);
+    PyMem_RawFree(row_id);
+    PyMem_RawFree(id_of);
+    if (bad == 1)
+        PyErr_SetString(PyExc_ValueError, "output too small");
+    else if (bad == 3)
+        PyErr_NoMemory();
+    PyBuffer_Release(&bounds);
+    PyBuffer_Release(&uniq);
+    PyBuffer_Release(&order);
+    PyBuffer_Release(&keys);
+    if (bad) return NULL;
+    return PyLong_FromSsize_t(m);
+}
+
 static PyMethodDef methods[] = {
     {"fixed", fixed, METH_VARARGS, "fixed(data, pos, width, out): width bytes at each position."},
     {"spans", spans, METH_VARARGS, "spans(data, start, length, out): the spans, concatenated."},
@@ -449,6 +576,10 @@ static PyMethodDef methods[] = {
      "text_views(offsets, buf, views): Arrow views of the strings buf[offsets[i]:offsets[i+1]] (buffer 0)."},
     {"headers", headers, METH_VARARGS,
      "headers(data, offs, kinds, ptrs, groups, message_flags, message_type, outs): the record headers' fields."},
+    {"type_keys", type_keys, METH_VARARGS,
+     "type_keys(htype, group, provider, event_id, opcode, version, pointer_size, is_eh, out): event-type keys."},
+    {"group", group, METH_VARARGS,
+     "group(keys, order, uniq, bounds) -> m: a stable argsort of keys, its m distinct keys and their bounds."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -391,6 +391,63 @@ def decode_records(
     return decode_layout(d, start, start + batch.payload_size[rows], layout, _Nuls(d), exact)
 
 
+def _type_keys(batch: RecordBatch) -> np.ndarray:
+    """The event-type key of every record from its header fields alone, by the C accelerator (the same as
+    :func:`_type_keys_py`; TraceLogging events get theirs from their metadata in ``Decoder.keys``)."""
+    out = np.empty(len(batch), np.int64)
+    cols = (batch.htype, batch.group, batch.provider, batch.event_id, batch.opcode, batch.version)
+    dtypes = (np.uint8, np.int16, np.int32, np.uint16, np.uint8, np.uint16)
+    _c.type_keys(
+        *(np.ascontiguousarray(c, t) for c, t in zip(cols, dtypes)),
+        np.ascontiguousarray(batch.pointer_size, np.uint8),
+        _IS_EH,
+        out,
+    )
+    return out
+
+
+def _type_keys_py(batch: RecordBatch) -> np.ndarray:
+    """:func:`_type_keys` with numpy (the reference of the C pass): kind (0 kernel group, 1 EVENT_HEADER, 2
+    other) << 60 | group + 1 or header type << 50 | provider index + 1 << 34 | event id or opcode << 18 |
+    version << 2 | 64-bit pointers."""
+    kind = np.where(_IS_EH[batch.htype], 1, np.where(batch.group >= 0, 0, 2)).astype(np.int64)
+    ident = np.where(kind == 1, batch.event_id, batch.opcode).astype(np.int64)
+    sub = np.where(kind == 2, batch.htype.astype(np.int64), np.where(kind == 0, batch.group + 1, 0))
+    return (
+        (kind << 60)
+        | (sub.astype(np.int64) << 50)
+        | ((batch.provider.astype(np.int64) + 1) << 34)
+        | (ident << 18)
+        | (batch.version.astype(np.int64) << 2)
+        | (batch.pointer_size == 8)
+    )
+
+
+def group_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, distinct keys ascending, bounds): ``order`` lists the rows by key, the rows of one key in
+    their own order (a stable argsort); the rows of ``uniq[g]`` are ``order[bounds[g]:bounds[g + 1]]``.
+    By the C accelerator in one pass (a counting sort), else numpy."""
+    keys = np.ascontiguousarray(keys, np.int64)
+    if _c is None:
+        return _group_rows_py(keys)
+    n = len(keys)
+    order = np.empty(n, np.int64)
+    uniq = np.empty(n, np.int64)
+    bounds = np.empty(n + 1, np.int64)
+    m = _c.group(keys, order, uniq, bounds)
+    return order, uniq[:m].copy(), bounds[: m + 1].copy()
+
+
+def _group_rows_py(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`group_rows` with numpy (its reference)."""
+    order = np.argsort(keys, kind="stable")
+    skeys = keys[order]
+    cut = np.flatnonzero(skeys[1:] != skeys[:-1]) + 1 if len(keys) else np.empty(0, np.int64)
+    starts = np.concatenate([[0], cut]).astype(np.int64) if len(keys) else np.empty(0, np.int64)
+    bounds = np.concatenate([starts, [len(keys)]]).astype(np.int64)
+    return order, skeys[starts], bounds
+
+
 # ------------------------------------------------------------------ event types
 
 
@@ -523,13 +580,13 @@ class Decoder:
         records are filtered out); a provider with a new manifest gets its event types planned again.
         ``first(i)`` is called first with the provider's index + 1 (the key's provider field): the
         records of its types set aside until then are decoded as planned before the manifest."""
-        rows = np.flatnonzero(
-            (batch.record > self._manifests_upto)
-            & np.isin(batch.htype, _EH)
-            & (batch.event_id == es.MANIFEST_EVENT_ID)
-            & (batch.opcode == es.MANIFEST_OPCODE)
-            & (batch.provider >= 0)
-        )
+        rows = np.flatnonzero(batch.event_id == es.MANIFEST_EVENT_ID)  # few: the other tests on those alone
+        rows = rows[
+            (batch.record[rows] > self._manifests_upto)
+            & _IS_EH[batch.htype[rows]]
+            & (batch.opcode[rows] == es.MANIFEST_OPCODE)
+            & (batch.provider[rows] >= 0)
+        ]
         if len(batch):
             self._manifests_upto = max(self._manifests_upto, int(batch.record[-1]))
         for i in rows.tolist():
@@ -553,17 +610,7 @@ class Decoder:
 
     def keys(self, batch: RecordBatch) -> np.ndarray:
         """The event-type key of every record of a batch (int64; equal keys: one event type of the file)."""
-        kind = np.where(_IS_EH[batch.htype], 1, np.where(batch.group >= 0, 0, 2)).astype(np.int64)
-        ident = np.where(kind == 1, batch.event_id, batch.opcode).astype(np.int64)
-        sub = np.where(kind == 2, batch.htype.astype(np.int64), np.where(kind == 0, batch.group + 1, 0))
-        key = (
-            (kind << 60)
-            | (sub.astype(np.int64) << 50)
-            | ((batch.provider.astype(np.int64) + 1) << 34)
-            | (ident << 18)
-            | (batch.version.astype(np.int64) << 2)
-            | (batch.pointer_size == 8)
-        )
+        key = _type_keys(batch) if _c is not None else _type_keys_py(batch)
         tl = self._tracelogging(batch, np.frombuffer(batch.data, np.uint8))
         if tl is not None:
             rows, ids = tl

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .columnar import Decoder, EventTable, _c, _spans
+from .columnar import Decoder, EventTable, _c, _spans, group_rows
 from .records import _COLUMNS, RecordBatch
 
 #: Records of a type decoded together (one table, one Parquet row group).
@@ -102,15 +102,10 @@ class Regrouper:
         self._guids = batch.guids
         if not self._dtypes:
             self._dtypes = {name: getattr(batch, name).dtype for name in _COLUMNS}
-        keys = self.decoder.keys(batch)
-        order = np.argsort(keys, kind="stable")
-        skeys = keys[order]
-        cut = np.flatnonzero(skeys[1:] != skeys[:-1]) + 1
-        bounds = list(zip(np.concatenate([[0], cut]).tolist(), np.concatenate([cut, [len(order)]]).tolist()))
+        order, uniq, cuts = group_rows(self.decoder.keys(batch))
         direct: list[tuple[int, int, int]] = []
         staged: list[tuple[int, int, int]] = []
-        for a, b in bounds:
-            key = int(skeys[a])
+        for key, a, b in zip(uniq.tolist(), cuts[:-1].tolist(), cuts[1:].tolist()):
             if key not in self._held:
                 self.decoder.type_of(batch, key, int(order[a]))  # planned while its first record is at hand
             (direct if b - a >= DIRECT and key not in self._held else staged).append((key, a, b))
