@@ -32,3 +32,16 @@ def headers(
     outs: tuple[np.ndarray, ...],
     /,
 ) -> None: ...
+def type_keys(
+    htype: np.ndarray,
+    group: np.ndarray,
+    provider: np.ndarray,
+    event_id: np.ndarray,
+    opcode: np.ndarray,
+    version: np.ndarray,
+    pointer_size: np.ndarray,
+    is_eh: np.ndarray,
+    out: np.ndarray,
+    /,
+) -> None: ...
+def group(keys: np.ndarray, order: np.ndarray, uniq: np.ndarray, bounds: np.ndarray, /) -> int: ...
