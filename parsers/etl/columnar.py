@@ -395,10 +395,13 @@ def _type_keys(batch: RecordBatch) -> np.ndarray:
     """The event-type key of every record from its header fields alone, by the C accelerator (the same as
     :func:`_type_keys_py`; TraceLogging events get theirs from their metadata in ``Decoder.keys``)."""
     out = np.empty(len(batch), np.int64)
-    cols = (batch.htype, batch.group, batch.provider, batch.event_id, batch.opcode, batch.version)
-    dtypes = (np.uint8, np.int16, np.int32, np.uint16, np.uint8, np.uint16)
     _c.type_keys(
-        *(np.ascontiguousarray(c, t) for c, t in zip(cols, dtypes)),
+        np.ascontiguousarray(batch.htype, np.uint8),
+        np.ascontiguousarray(batch.group, np.int16),
+        np.ascontiguousarray(batch.provider, np.int32),
+        np.ascontiguousarray(batch.event_id, np.uint16),
+        np.ascontiguousarray(batch.opcode, np.uint8),
+        np.ascontiguousarray(batch.version, np.uint16),
         np.ascontiguousarray(batch.pointer_size, np.uint8),
         _IS_EH,
         out,
