@@ -12,7 +12,6 @@ from ..parsers import schema
 from ..processes import PROCESS_GRACE_S, ProcessResolver
 from .constants import CONFIDENCE, CONFIDENCES, DIRECTIONS, NS, OUT_COLUMNS
 from .prepare import Prepared
-from .reasons import Lookup
 from .result import attributed_expr, frame_bytes
 
 
@@ -44,50 +43,42 @@ def follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
 
 
 def name_processes(
-    res: pl.DataFrame,
-    net: pl.DataFrame,
-    processes: pl.DataFrame | None,
-    grace_s: float = PROCESS_GRACE_S,
-    event_process: pl.Series | None = None,
+    res: pl.DataFrame, events: pl.DataFrame, processes: pl.DataFrame | None, grace_s: float = PROCESS_GRACE_S
 ) -> tuple[pl.DataFrame, ProcessResolver, list[str]]:
     """``res`` with pid, e_t, process and services of its event (``_after_end``: ns since the process's
-    End when its name was kept for the grace period); the resolver; notes on disagreements.
-    ``event_process``: the events' own process names by eid (default: ``net``'s ``process`` column).
-    The names are categoricals."""
-    by_eid = Lookup(net["eid"])
-    pos = by_eid.positions(res["e_eid"])  # the event's row in net (gathered, not joined)
-
-    def own(eids: pl.Series) -> pl.Series:
-        if event_process is not None:
-            return event_process.gather(eids)
-        return net["process"].gather(by_eid.positions(eids))
-
+    End when its name was kept for the grace period; names as categoricals); the resolver; notes on
+    disagreements. ``events``: the input events (EVENTS), an event's row being its eid (gathered by
+    eid, not joined)."""
+    eid = res["e_eid"]
+    own = events["process"]
     res = res.with_columns(
-        net["t"].gather(pos).alias("e_t"),
-        net["pid"].gather(pos).alias("pid"),
-        own(res["e_eid"]).cast(pl.Categorical).alias("e_process"),
+        events["time"].cast(pl.Int64).gather(eid).alias("e_t"),
+        events["pid"].gather(eid).alias("pid"),
+        own.gather(eid).cast(pl.Categorical).alias("e_process")
+        if own.null_count() < len(own)
+        else pl.lit(None, pl.Categorical).alias("e_process"),
     )
     resolver = ProcessResolver(
         processes if processes is not None else schema.empty(schema.PROCESSES), grace_s=grace_s
     )
     if not (resolver.trace.height or resolver.snapshots.height):  # nothing to resolve against
         return res.with_columns(*_UNRESOLVED, pl.col("e_process").alias("process")), resolver, []
-    used = np.zeros(net.height, bool)
-    used[pos.drop_nulls().to_numpy()] = True
+    used = np.zeros(events.height, bool)
+    used[eid.drop_nulls().to_numpy()] = True
     # one query per event used (the answer depends only on the event's PID and time)
-    q = (
-        net.select(pl.col("eid").alias("qid"), "pid", "t")
-        .with_row_index("_row")[np.flatnonzero(used)]
-        .filter(pl.col("pid").is_not_null())
-    )
-    q = q.with_columns(own(q["qid"]).alias("e_process"))
+    q = events.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("qid"),
+        "pid",
+        pl.col("time").cast(pl.Int64).alias("t"),
+        pl.col("process").cast(pl.Categorical).alias("e_process"),
+    )[np.flatnonzero(used)].filter(pl.col("pid").is_not_null())
     names = resolver.resolve(q.select("qid", "pid", "t")) if q.height else _NO_NAMES.clear()
-    gathered = _names_by_row(names, by_eid, net.height)
-    res = pl.concat([res, gathered(pos)], how="horizontal").with_columns(_PROCESS)
+    gathered = _names_by_event(names, events.height)
+    res = pl.concat([res, gathered(eid)], how="horizontal").with_columns(_PROCESS)
     notes = resolver.disagreements(set(q["pid"].unique().to_list()))
     # the events' names against the tables', once per event used (the same as once per frame)
     q = q.filter(pl.col("e_process").is_not_null())
-    named = pl.concat([q, gathered(q["_row"].cast(pl.Int64))], how="horizontal").with_columns(_PROCESS)
+    named = pl.concat([q, gathered(q["qid"])], how="horizontal").with_columns(_PROCESS)
     return res, resolver, notes + _name_disagreements(named)
 
 
@@ -115,15 +106,15 @@ _PROCESS = (
 )
 
 
-def _names_by_row(names: pl.DataFrame, by_eid: Lookup, n_events: int) -> Callable[[pl.Series], pl.DataFrame]:
+def _names_by_event(names: pl.DataFrame, n_events: int) -> Callable[[pl.Series], pl.DataFrame]:
     """A function giving the resolved names (process, services, _after_end, _in_trace; names as
-    categoricals) of event rows (null: none)."""
+    categoricals) of events by eid (null: none)."""
     row_of = np.full(n_events + 1, -1, np.int64)  # (the last: no event)
-    row_of[by_eid.positions(names["qid"]).to_numpy()] = np.arange(names.height)
+    row_of[names["qid"].to_numpy()] = np.arange(names.height)
     names = names.with_columns(pl.col("process", "services").cast(pl.Categorical))
 
-    def gathered(rows: pl.Series) -> pl.DataFrame:
-        at = pl.Series(row_of[rows.fill_null(n_events).to_numpy()])
+    def gathered(eids: pl.Series) -> pl.DataFrame:
+        at = pl.Series(row_of[eids.fill_null(n_events).to_numpy()])
         at = at.set(at < 0, None)
         return names.select(
             pl.col("process").gather(at),

@@ -70,7 +70,7 @@ def attribute(
     why = None if (res["rank"] >= 2).any() else why_nothing(p, off, tol)
     p.oriented = p.oriented.clear()  # (matched: the orientations go)
     own = schema.conform(events if events is not None else schema.empty(schema.EVENTS), schema.EVENTS)
-    res, resolver, process_notes = name_processes(res, p.net, processes, grace_s, own["process"])
+    res, resolver, process_notes = name_processes(res, own, processes, grace_s)
     tick()
     tables = [res, best]
     res = best = None  # (used up by _answer)

@@ -99,19 +99,17 @@ def candidates(m: pl.DataFrame, rank: pl.Expr, method: str, dist: pl.Expr, **nam
 
 
 def _asof(
-    left: pl.DataFrame, right: pl.DataFrame, keys: list[str], strategy: str, tolerance: int, prefix: str
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    keys: list[str],
+    strategy: str,
+    tolerance: int,
+    prefix: str,
+    cols: tuple[str, ...] = ("t", "eid", "pid", "kind"),
 ) -> pl.DataFrame:
     """join_asof of left (column tt) to right events (column t, in time order) by keys; right columns
-    prefixed."""
-    r = right.select(
-        keys
-        + [
-            pl.col("t").alias(f"{prefix}t"),
-            pl.col("eid").alias(f"{prefix}eid"),
-            pl.col("pid").alias(f"{prefix}pid"),
-            pl.col("kind").alias(f"{prefix}kind"),
-        ]
-    )
+    ``cols`` prefixed."""
+    r = right.select(keys + [pl.col(c).alias(f"{prefix}{c}") for c in cols])
     left = left if left["tt"].is_sorted() else left.sort("tt")
     return left.join_asof(
         r,
@@ -251,7 +249,7 @@ def _owner_around(pending: pl.DataFrame, by_time: pl.DataFrame, proto: str) -> p
     )
     if not left.height or not right.height:
         return left.clear()
-    m = _asof(left, right, [KID], "backward", LOW_HORIZON_NS, "p_")
+    m = _asof(left, right, [KID], "backward", LOW_HORIZON_NS, "p_", ("t", "eid", "pid"))
     m = _asof(m, right, [KID], "forward", LOW_HORIZON_NS, "n_")
     return keep_rows(m, pl.col("p_eid").is_not_null() | pl.col("n_eid").is_not_null())
 
@@ -344,19 +342,21 @@ def _match_weak(ctx: Context, pending: pl.DataFrame, key: pl.Expr, method: str) 
     left = of.select("fid", "odir", "tt", key.alias("_key"))
     # only the events of keys a pending frame has (few frames are left this late; order kept)
     r = (
-        right.select(key.alias("_key"), pl.col("t").alias("e_t"), pl.col("eid").alias("e_eid"))
+        right.lazy()
+        .select(key.alias("_key"), pl.col("t").alias("e_t"), pl.col("eid").alias("e_eid"))
         .filter(pl.col("_key").is_not_null())
-        .join(left.select("_key").unique(), on="_key", how="semi", maintain_order="left")
-        .with_columns(pl.col("e_t").alias("_on"))
+        .join(left.lazy().select("_key").unique(), on="_key", how="semi", maintain_order="left")
+        .collect()
     )
     m = (left if left["tt"].is_sorted() else left.sort("tt")).join_asof(
         r,
         left_on="tt",
-        right_on="_on",
+        right_on="e_t",
         by="_key",
         strategy="nearest",
         tolerance=LOW_HORIZON_NS,
         check_sortedness=False,
+        coalesce=False,
     )
     m = m.filter(pl.col("e_eid").is_not_null())
     return candidates(m, pl.lit(1), method, (pl.col("tt") - pl.col("e_t")).abs())
