@@ -12,7 +12,7 @@ from ..parsers import schema
 from ..processes import PROCESS_GRACE_S, ProcessResolver
 from .constants import CONFIDENCE, CONFIDENCES, DIRECTIONS, NS, OUT_COLUMNS
 from .prepare import Prepared
-from .result import attributed_expr, frame_bytes
+from .result import FRAME_BYTES, attributed_expr
 
 
 def follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
@@ -199,23 +199,32 @@ def finish(tables: list[pl.DataFrame], p: Prepared, shift: pl.Expr | None) -> pl
     return pl.DataFrame([(ours if c in ours.columns else fr)[c] for c in OUT_COLUMNS if c != "reason"])
 
 
+#: Bytes of a frame (FRAMES), as :func:`~.result.frame_bytes`.
+_FRAME_BYTES = pl.coalesce(
+    pl.col("wirelen").cast(pl.Int64), pl.col("caplen").cast(pl.Int64), pl.lit(0, pl.Int64)
+)
+
+
 def summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
     """Frames, bytes and first/last time per process; the frames not attributed in one row. (Grouped
     once by process and confidence over the whole table, then the groups combined: no filtered copy.)"""
-    # (side by side, not selected: no copy of the columns)
+    # (side by side, not selected: no copy of the columns; grouped lazily: the streaming group-by holds
+    # no per-row keys)
     df = pl.DataFrame(
-        [out[c] for c in ("pid", "process", "services", "confidence", "time")] + [frame_bytes(fr)]
+        [out[c] for c in ("pid", "process", "services", "confidence", "time")] + [fr["wirelen"], fr["caplen"]]
     )
     n_low = int((df["confidence"] == "low").sum())
     g = (
-        df.group_by("pid", "process", "services", "confidence")
+        df.lazy()
+        .group_by("pid", "process", "services", "confidence")
         .agg(
             pl.len().cast(pl.Int64).alias("frames"),
-            pl.col("bytes").sum(),
+            FRAME_BYTES.sum().alias("bytes"),
             pl.col("time").min().alias("first"),
             pl.col("time").max().alias("last"),
         )
         .with_columns(pl.col("process", "services", "confidence").cast(pl.Utf8))
+        .collect()
     )
     df = None
     agg = [

@@ -124,10 +124,15 @@ def attributed_expr(col: str = "confidence") -> pl.Expr:
     return pl.col(col).is_in(ATTRIBUTED)
 
 
+#: Bytes of a frame (FRAMES): its length on the wire, else the bytes captured, else 0.
+FRAME_BYTES = pl.coalesce(
+    pl.col("wirelen").cast(pl.Int64), pl.col("caplen").cast(pl.Int64), pl.lit(0, pl.Int64)
+)
+
+
 def frame_bytes(fr: pl.DataFrame) -> pl.Series:
     """Bytes of each frame (FRAMES): its length on the wire, else the bytes captured, else 0."""
-    wl = fr.select(pl.col("wirelen").cast(pl.Int64), pl.col("caplen").cast(pl.Int64))
-    return pl.Series("bytes", wl["wirelen"].fill_null(wl["caplen"]).fill_null(0))
+    return fr.select(FRAME_BYTES.alias("bytes")).to_series()
 
 
 @dataclass
