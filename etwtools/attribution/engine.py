@@ -21,7 +21,7 @@ from .deferred import DeferredReasons
 from .diagnosis import why_nothing
 from .matchers import COMMON, Context, events_by_time, pick_best, run_matchers
 from .offset import Offset, choose_offset
-from .prepare import Prepared, prepare
+from .prepare import Prepared, prepare, trim_heap
 from .reasons import unmatched_reason
 from .result import Attribution, Evidence
 
@@ -200,7 +200,8 @@ def match_frames(
         *[chosen[c].gather(at) for c in chosen.columns if c != "fid"],
         pl.lit(None, pl.Int64).alias("f_frame"),
     )
-    chosen = None
+    chosen = row = at = None
+    trim_heap()  # (the matchers' and this gathering's temporary arrays)
     res = follow_fragments(res)
     tick()
     return res, best

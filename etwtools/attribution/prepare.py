@@ -60,7 +60,7 @@ def prepare(
     keyed = np.zeros(fr.height, bool)
     keyed[of.select(pl.col("fid").filter(pl.col(KID).is_not_null())).to_series().to_numpy()] = True
     of = of.select(MATCHED)  # (the rest of the tuple is in kid)
-    _trim_heap()  # (the numbering's temporary arrays)
+    trim_heap()  # (the numbering's temporary arrays)
     p = Prepared(net, nopid, fr, of, local, local_src, notes + more, codes.text, nopid_fids)
     p.keyed_frames = int(keyed.sum())
     return p
@@ -70,7 +70,7 @@ def prepare(
 MATCHED = ["fid", "t", "protocol", "size", "tcp_flags", "fragment", "l_aid", "l_port", "r_aid", "odir", KID]
 
 
-def _trim_heap() -> None:
+def trim_heap() -> None:
     """Hand the C heap's free pages back (glibc's malloc_trim; nothing elsewhere): numpy's temporary arrays
     raise glibc's dynamic mmap threshold, after which freed arrays stay in the heap between live ones."""
     try:
