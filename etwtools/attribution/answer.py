@@ -43,12 +43,16 @@ def follow_fragments(res: pl.DataFrame) -> pl.DataFrame:
 
 
 def name_processes(
-    res: pl.DataFrame, events: pl.DataFrame, processes: pl.DataFrame | None, grace_s: float = PROCESS_GRACE_S
+    res: pl.DataFrame,
+    events: pl.DataFrame | None,
+    processes: pl.DataFrame | None,
+    grace_s: float = PROCESS_GRACE_S,
 ) -> tuple[pl.DataFrame, ProcessResolver, list[str]]:
     """``res`` with pid, e_t, process and services of its event (``_after_end``: ns since the process's
     End when its name was kept for the grace period; names as categoricals); the resolver; notes on
     disagreements. ``events``: the input events (EVENTS), an event's row being its eid (gathered by
     eid, not joined)."""
+    events = schema.conform(events if events is not None else schema.empty(schema.EVENTS), schema.EVENTS)
     eid = res["e_eid"]
     own = events["process"]
     res = res.with_columns(

@@ -9,7 +9,6 @@ import numpy as np
 import polars as pl
 
 from ..errors import AttributionError
-from ..parsers import schema
 from ..parsers.units import Progress
 from .answer import finish, follow_fragments, name_processes, summary, without_pid
 from .constants import DEFAULT_TOLERANCE_S, NS
@@ -52,11 +51,7 @@ def attribute(
     common), :meth:`Attribution.why_nothing` says why. Raises :class:`AttributionError` only for
     unusable parameters (a negative tolerance, an infinite offset, a grace period outside 0..86400 s).
     """
-    tol = _check_parameters(tolerance_s, offset_s)
-    if not (isinstance(grace_s, (int, float)) and math.isfinite(grace_s) and 0 <= grace_s <= 86400):
-        raise AttributionError(
-            f"the grace period must be a number of seconds from 0 to 86400, not {grace_s!r}"
-        )
+    tol = _check_parameters(tolerance_s, offset_s, grace_s)
     tick = _ticker(progress, frames.height if frames is not None else 0)
     p = prepare(events, frames, local_addrs, nic_addrs)
     # the events' key columns in time order, sorted once for the offset and every matcher: from here on
@@ -69,8 +64,7 @@ def attribute(
     by_time = None
     why = None if (res["rank"] >= 2).any() else why_nothing(p, off, tol)
     p.oriented = p.oriented.clear()  # (matched: the orientations go)
-    own = schema.conform(events if events is not None else schema.empty(schema.EVENTS), schema.EVENTS)
-    res, resolver, process_notes = name_processes(res, own, processes, grace_s)
+    res, resolver, process_notes = name_processes(res, events, processes, grace_s)
     tick()
     tables = [res, best]
     res = best = None  # (used up by _answer)
@@ -135,8 +129,9 @@ def _trace_time(off: Offset) -> pl.Expr:
     return pl.col("t") - (shift if shift is not None else 0)
 
 
-def _check_parameters(tolerance_s: float, offset_s: float | None) -> int:
-    """The tolerance in ns; AttributionError for a tolerance or offset that is not a usable number."""
+def _check_parameters(tolerance_s: float, offset_s: float | None, grace_s: float) -> int:
+    """The tolerance in ns; AttributionError for a tolerance, offset or grace period that is not a usable
+    number."""
     if not (
         isinstance(tolerance_s, (int, float))
         and math.isfinite(tolerance_s)
@@ -152,6 +147,10 @@ def _check_parameters(tolerance_s: float, offset_s: float | None) -> int:
         raise AttributionError(
             f"the clock offset must be a finite number of seconds within +-{MAX_SECONDS:,} (a "
             f"century), not {offset_s!r}"
+        )
+    if not (isinstance(grace_s, (int, float)) and math.isfinite(grace_s) and 0 <= grace_s <= 86400):
+        raise AttributionError(
+            f"the grace period must be a number of seconds from 0 to 86400, not {grace_s!r}"
         )
     return round(tolerance_s * NS)
 
