@@ -309,3 +309,37 @@ def test_reasons_written_when_read_are_the_same_however_sliced(corpus):
     assert some == whole["reason"].gather(list(range(0, fr.height, fr.height // 40))).to_list()
     assert {"udp-5tuple-size", "tcp-connection", "none"} <= set(whole["method"].unique().to_list())
     assert whole.filter(pl.col("method") == "none")["reason"].str.starts_with("no TcpIp/UdpIp event").any()
+
+
+def test_answer_views_are_text_whatever_is_held(corpus):
+    """The answer's short texts (direction, confidence, method, process, services) are held as enums and
+    categoricals until written (attribution/answer.py), and the prepared frames' and events' too: every
+    table a library user reads (answers, rows, batches, frames, the summary, the evidence's tables) has
+    them as text, with the same values however it is read."""
+    ev = load_events(corpus / "perfview/net.4.5.2.x64.etl")
+    fr, _ = capture_from_events(ev, 5 * HOUR + 271_828_182)
+    r = attribute(ev, fr)
+    before = r.answers
+    views = {
+        "answers": before,
+        "rows": r.rows(100, 600),
+        "batch": next(r.batches(rows=500)),
+        "frames": r.frames,
+        "summary": r.summary,
+        "matches": r.evidence.matches,
+        "evidence frames": r.evidence.frames,
+        "evidence events": r.evidence.events,
+        "events without pid": r.evidence.events_without_pid,
+    }
+    for name, df in views.items():
+        held = [c for c, d in df.schema.items() if isinstance(d, (pl.Categorical, pl.Enum))]
+        assert not held, (name, held)
+    whole = r.frames
+    for c in ("direction", "process", "services", "confidence", "method"):
+        assert whole.schema[c] == pl.Utf8
+    assert views["rows"].equals(whole.slice(100, 500))
+    assert views["batch"].equals(whole.head(500))
+    assert before.equals(whole.drop("reason"))
+    assert set(whole["confidence"].unique()) == {"high", "low", "none"}
+    assert set(whole["direction"].unique()) == {"in", "out", "unknown"}
+    assert set(views["matches"]["dir_source"].drop_nulls().unique()) == {"local addresses"}
