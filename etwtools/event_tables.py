@@ -71,6 +71,7 @@ class _TypeWriter:
         self.bytes = 0
         self.writer = None
         self.schema = None
+        self.options: dict | None = None
         self.files = 0
         self.groups = 0
 
@@ -93,8 +94,11 @@ class _TypeWriter:
 
         if not parts:
             return None
-        # not rechunked: the row group is written from the frames' own chunks (no copy)
-        frame = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed", rechunk=False)
+        # not rechunked: the row group is written from the frames' own chunks (no copy); frames of one
+        # schema (nearly always) are joined directly, without the lazy engine that relaxing types needs
+        same = all(p.schema == parts[0].schema for p in parts[1:])
+        how = "vertical" if same else "vertical_relaxed"
+        frame = parts[0] if len(parts) == 1 else pl.concat(parts, how=how, rechunk=False)
         return frame.to_arrow(compat_level=pl.CompatLevel.newest())  # text and bytes as views: no copy
 
     def write_table(self, table) -> None:
@@ -106,7 +110,8 @@ class _TypeWriter:
             self.files += 1
             path = self.path if self.files == 1 else self.path.with_suffix(f".part{self.files}.parquet")
             self.schema = self.schema or table.schema
-            self.writer = pq.ParquetWriter(path, self.schema, **_options(self.schema))
+            self.options = self.options or _options(self.schema)  # every part: the first part's schema
+            self.writer = pq.ParquetWriter(path, self.schema, **self.options)
         if table.schema != self.schema:
             table = table.cast(self.schema)
         self.writer.write_table(table, row_group_size=max(table.num_rows, 1))
