@@ -172,7 +172,30 @@ def prepare(
     """Connection events with eid, ``t`` (ns on the sensor's clock), canonical protocol/addresses, an
     ``owner`` key, and PIDs filled from the processes table through ProcessGuid where the event has
     none (Sysmon events written without a ProcessId)."""
-    c = schema.conform(conns, CONNECTIONS).with_row_index("eid").with_columns(pl.col("eid").cast(pl.Int64))
+    c = _canonical(schema.conform(conns, CONNECTIONS))
+    c = _local_side_first(c, own)
+    c = _pids_from_guids(c, processes)
+    if processes is not None and processes.height and c["process"].null_count():
+        c = _names_from_processes(c, processes)
+    c = _owners(c.with_columns(pl.col("process").str.replace(r"^.*[\\/]", "").alias("process")))
+    usable = (
+        pl.col("protocol").is_in(["TCP", "UDP"])
+        & pl.col("t").is_not_null()
+        & pl.col("l_port").is_not_null()
+        & (pl.col("owner").is_not_null() | pl.col("no_owner"))
+    )
+    tuple_ok = (
+        pl.col("r_addr").is_not_null()
+        & (pl.col("r_port").fill_null(0) > 0)
+        & ~pl.col("r_addr").is_in(["0.0.0.0", "::"])
+    )
+    return c.filter(usable).with_columns(tuple_ok.alias("has_tuple"))
+
+
+def _canonical(c: pl.DataFrame) -> pl.DataFrame:
+    """eid, canonical protocol and sensor, ``t`` on the sensor's clock (``clock`` names it), addresses and
+    ports as l_/r_ columns, the ProcessGuid as ``guid``."""
+    c = c.with_row_index("eid").with_columns(pl.col("eid").cast(pl.Int64))
     proto = pl.col("protocol").cast(pl.Utf8).str.to_uppercase().str.strip_chars()
     proto = pl.when(proto == "6").then(pl.lit("TCP")).when(proto == "17").then(pl.lit("UDP")).otherwise(proto)
     sensor = pl.col("sensor").fill_null("").str.to_lowercase()
@@ -197,13 +220,16 @@ def prepare(
         pl.col("remote_port").cast(pl.Int32).alias("r_port"),
         pl.col("process_guid").str.to_lowercase().str.strip_chars("{}").alias("guid"),
     )
-    c = c.with_columns(
+    return c.with_columns(
         pl.when(sensor.is_in(use_st)).then(pl.lit("sensor_time")).otherwise(pl.lit("time")).alias("clock")
     )
-    # the host's own side is the local one, whichever way the event wrote it
+
+
+def _local_side_first(c: pl.DataFrame, own: Sequence[str]) -> pl.DataFrame:
+    """The host's own side as the local one, whichever way the event wrote it (``flipped`` where swapped)."""
     flip = pl.col("r_addr").is_in(list(own)) & ~pl.col("l_addr").is_in(list(own))
     c = c.with_columns(flip.fill_null(False).alias("flipped"))
-    c = c.with_columns(
+    return c.with_columns(
         *[
             pl.when(pl.col("flipped")).then(pl.col(b)).otherwise(pl.col(a)).alias(a)
             for a, b in (
@@ -214,32 +240,37 @@ def prepare(
             )
         ]
     )
-    if processes is not None and "process_guid" in processes.columns and c["pid"].null_count():
-        g = (
-            processes.select(
-                pl.col("process_guid").str.to_lowercase().str.strip_chars("{}").alias("guid"),
-                pl.col("pid").alias("_gpid"),
-                pl.col("image").alias("_gimg"),
-            )
-            .drop_nulls("guid")
-            .unique("guid")
+
+
+def _pids_from_guids(c: pl.DataFrame, processes: pl.DataFrame | None) -> pl.DataFrame:
+    """PIDs (and images) of events without one, from the process create event of their ProcessGuid
+    (``pid_from_guid`` where found)."""
+    if processes is None or "process_guid" not in processes.columns or not c["pid"].null_count():
+        return c.with_columns(pl.lit(False).alias("pid_from_guid"))
+    g = (
+        processes.select(
+            pl.col("process_guid").str.to_lowercase().str.strip_chars("{}").alias("guid"),
+            pl.col("pid").alias("_gpid"),
+            pl.col("image").alias("_gimg"),
         )
-        c = (
-            c.join(g, on="guid", how="left")
-            .with_columns(
-                pl.coalesce("pid", "_gpid").alias("pid"),
-                pl.coalesce("process", "_gimg").alias("process"),
-                (pl.col("pid").is_null() & pl.col("_gpid").is_not_null()).alias("pid_from_guid"),
-            )
-            .drop("_gpid", "_gimg")
-            .sort("eid")
+        .drop_nulls("guid")
+        .unique("guid")
+    )
+    return (
+        c.join(g, on="guid", how="left")
+        .with_columns(
+            pl.coalesce("pid", "_gpid").alias("pid"),
+            pl.coalesce("process", "_gimg").alias("process"),
+            (pl.col("pid").is_null() & pl.col("_gpid").is_not_null()).alias("pid_from_guid"),
         )
-    else:
-        c = c.with_columns(pl.lit(False).alias("pid_from_guid"))
-    if processes is not None and processes.height and c["process"].null_count():
-        c = _names_from_processes(c, processes)
-    c = c.with_columns(pl.col("process").str.replace(r"^.*[\\/]", "").alias("process"))
-    # PID 0 (Idle) or -1 owns no socket: a WFP drop logged before any socket was found (5152 with ProcessId 0)
+        .drop("_gpid", "_gimg")
+        .sort("eid")
+    )
+
+
+def _owners(c: pl.DataFrame) -> pl.DataFrame:
+    """``owner``: the PID, else the process instance (ProcessGuid), else the image name; PID 0 (Idle) or -1
+    owns no socket (a WFP drop logged before any socket was found, 5152 with ProcessId 0): ``no_owner``."""
     c = c.with_columns(
         pl.when(pl.col("pid").is_in([0, -1, 0xFFFFFFFF]))
         .then(pl.lit(None, pl.Int64))
@@ -247,24 +278,11 @@ def prepare(
         .alias("pid"),
         pl.col("pid").is_in([0, -1, 0xFFFFFFFF]).fill_null(False).alias("no_owner"),
     )
-    # who owns: the PID, else the process instance (ProcessGuid), else the image name
-    c = c.with_columns(
+    return c.with_columns(
         pl.coalesce(pl.col("pid").cast(pl.Utf8), pl.col("guid"), pl.col("process").str.to_lowercase()).alias(
             "owner"
         )
     )
-    usable = (
-        pl.col("protocol").is_in(["TCP", "UDP"])
-        & pl.col("t").is_not_null()
-        & pl.col("l_port").is_not_null()
-        & (pl.col("owner").is_not_null() | pl.col("no_owner"))
-    )
-    tuple_ok = (
-        pl.col("r_addr").is_not_null()
-        & (pl.col("r_port").fill_null(0) > 0)
-        & ~pl.col("r_addr").is_in(["0.0.0.0", "::"])
-    )
-    return c.filter(usable).with_columns(tuple_ok.alias("has_tuple"))
 
 
 def _names_from_processes(c: pl.DataFrame, processes: pl.DataFrame) -> pl.DataFrame:
@@ -460,41 +478,8 @@ def _match(
     runs = _owner_runs(ev, keys)
     r = ev.select(keys + ["eid", "t"]).join(runs, on="eid").sort("t")
     if offset_ns is None:
-        one = r.filter(pl.col("single")).sort("t").unique(keys, keep="first")
-        m = left.join(one, on=keys, how="inner").with_columns(pl.lit(None, pl.Int64).alias("gap"))
-        return m.select(
-            "fid",
-            "odir",
-            "eid",
-            pl.lit(rank_single, pl.Int8).alias("rank"),
-            pl.lit(method).alias("method"),
-            "gap",
-            "single",
-            pl.lit(False).alias("changed"),
-        )
-    lt = left.with_columns((pl.col("t") - offset_ns + slack).alias("_q")).sort("_q")
-    rr = r.select(
-        keys
-        + [
-            pl.col("t").alias("_on"),
-            pl.col("eid").alias("p_eid"),
-            pl.col("until").alias("p_until"),
-            pl.col("single").alias("p_single"),
-        ]
-    )
-    m = lt.join_asof(rr, left_on="_q", right_on="_on", by=keys, strategy="backward", check_sortedness=False)
-    rn = r.select(
-        keys + [pl.col("t").alias("_on"), pl.col("eid").alias("n_eid"), pl.col("single").alias("n_single")]
-    )
-    m = m.join_asof(
-        rn,
-        left_on="_q",
-        right_on="_on",
-        by=keys,
-        strategy="forward",
-        check_sortedness=False,
-        allow_exact_matches=False,
-    )
+        return _single_owners(left, r, keys, method, rank_single)
+    m = _around(left.with_columns((pl.col("t") - offset_ns + slack).alias("_q")).sort("_q"), r, keys)
     m = m.filter(pl.col("p_eid").is_not_null() | pl.col("n_eid").is_not_null())
     tt = pl.col("t") - offset_ns
     take_p = pl.col("p_eid").is_not_null()
@@ -522,6 +507,51 @@ def _match(
         gap.alias("gap"),
         "single",
         (~pl.col("single")).alias("changed"),
+    )
+
+
+def _single_owners(
+    left: pl.DataFrame, r: pl.DataFrame, keys: list[str], method: str, rank_single: int
+) -> pl.DataFrame:
+    """Without a clock offset: the frames whose key has one owner in the whole log, gap unknown."""
+    one = r.filter(pl.col("single")).sort("t").unique(keys, keep="first")
+    m = left.join(one, on=keys, how="inner").with_columns(pl.lit(None, pl.Int64).alias("gap"))
+    return m.select(
+        "fid",
+        "odir",
+        "eid",
+        pl.lit(rank_single, pl.Int8).alias("rank"),
+        pl.lit(method).alias("method"),
+        "gap",
+        "single",
+        pl.lit(False).alias("changed"),
+    )
+
+
+def _around(lt: pl.DataFrame, r: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Each frame (sorted by ``_q``, its time on the log's clock plus the slack) with the latest event of its
+    key at or before ``_q`` (``p_`` columns) and the first one after (``n_`` columns)."""
+    rr = r.select(
+        keys
+        + [
+            pl.col("t").alias("_on"),
+            pl.col("eid").alias("p_eid"),
+            pl.col("until").alias("p_until"),
+            pl.col("single").alias("p_single"),
+        ]
+    )
+    m = lt.join_asof(rr, left_on="_q", right_on="_on", by=keys, strategy="backward", check_sortedness=False)
+    rn = r.select(
+        keys + [pl.col("t").alias("_on"), pl.col("eid").alias("n_eid"), pl.col("single").alias("n_single")]
+    )
+    return m.join_asof(
+        rn,
+        left_on="_q",
+        right_on="_on",
+        by=keys,
+        strategy="forward",
+        check_sortedness=False,
+        allow_exact_matches=False,
     )
 
 
@@ -663,6 +693,46 @@ def attribute_connections(
     the host of a multi-host log (default: the one whose addresses the capture shows); ``local_addrs``
     adds addresses of that host.
     """
+    _check_offset(offset_s)
+    frames = frames if frames is not None else schema.empty(schema.FRAMES)
+    conns = schema.conform(connections if connections is not None else schema.empty(CONNECTIONS), CONNECTIONS)
+    notes: list[str] = []
+    choice = choose_host(conns, frames, host)
+    if choice.host is not None:
+        conns = conns.filter(pl.col("host").fill_null("") == choice.host)
+    local = _local_addresses(choice, local_addrs)
+    ev = _owning_events(prepare(conns, processes, local), notes)
+    ev, of = _keyed(ev, orient(frames, local))
+    fr = (
+        schema.conform(frames, schema.FRAMES).with_row_index("fid").with_columns(pl.col("fid").cast(pl.Int64))
+    )
+    hp = "header_pid" in frames.columns
+    fr = fr.with_columns(
+        pl.col("header_pid").cast(pl.Int64) if hp else pl.lit(None, pl.Int64).alias("header_pid")
+    )
+    offsets, cand = _candidates(of, ev, offset_s, notes)
+    best = _with_reasons(_best(cand, ev))
+    del cand
+    res, agreement = _header_pid_hint(fr, best, hp)
+    out = _answer_table(fr, res, local, _dns_names(dns, choice.host), offsets, _why_nothing(choice, local))
+    if not ev.height:
+        notes.append("the logs hold no usable connection events (Sysmon 3, Security 5156/5158/5154/5157)")
+    return LogAttribution(
+        frames=out,
+        summary=_summary(out, fr),
+        offsets=offsets,
+        host=choice,
+        local_addrs=local,
+        notes=notes,
+        header_pid_agreement=agreement,
+        _sizes=fr.select("wirelen", "caplen"),
+        _events=ev,
+        _match=best,
+    )
+
+
+def _check_offset(offset_s: float | None) -> None:
+    """A given offset must be a finite number of seconds within a century."""
     import math
 
     if offset_s is not None and not (
@@ -671,35 +741,35 @@ def attribute_connections(
         raise AttributionError(
             f"the clock offset must be a finite number of seconds within a century, not {offset_s!r}"
         )
-    frames = frames if frames is not None else schema.empty(schema.FRAMES)
-    conns = schema.conform(connections if connections is not None else schema.empty(CONNECTIONS), CONNECTIONS)
-    notes: list[str] = []
-    choice = choose_host(conns, frames, host)
-    if choice.host is not None:
-        conns = conns.filter(pl.col("host").fill_null("") == choice.host)
+
+
+def _local_addresses(choice: HostChoice, local_addrs: Sequence[str] | None) -> list[str]:
+    """The chosen host's addresses, then the given ones (canonical text, each once)."""
     given = [text_address(a) for a in local_addrs or []]
     if None in given:
         bad = (local_addrs or [])[given.index(None)]
         raise AttributionError(f"local address {bad!r} is not an IPv4 or IPv6 address")
-    local = list(dict.fromkeys(choice.addresses + [a for a in given if a is not None]))
-    ev = prepare(conns, processes, local)
-    n_flip = int(ev["flipped"].sum()) if ev.height else 0
-    if n_flip:
+    return list(dict.fromkeys(choice.addresses + [a for a in given if a is not None]))
+
+
+def _owning_events(ev: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
+    """The prepared events that give an owner; what was read the other way round, found through the
+    ProcessGuid, or left without an owner or a PID is said in ``notes``."""
+    counts = {c: int(ev[c].sum()) if ev.height else 0 for c in ("flipped", "pid_from_guid", "no_owner")}
+    if counts["flipped"]:
         notes.append(
-            f"{n_flip:,} connection events name the host's address as the remote end; read the other "
-            f"way round"
+            f"{counts['flipped']:,} connection events name the host's address as the remote end; read the "
+            f"other way round"
         )
-    n_guid = int(ev["pid_from_guid"].sum()) if ev.height else 0
-    if n_guid:
+    if counts["pid_from_guid"]:
         notes.append(
-            f"{n_guid:,} connection events carry no ProcessId: their PID comes from the Sysmon process "
-            f"create event with the same ProcessGuid"
+            f"{counts['pid_from_guid']:,} connection events carry no ProcessId: their PID comes from the "
+            f"Sysmon process create event with the same ProcessGuid"
         )
-    n_idle = int(ev["no_owner"].sum()) if ev.height else 0
-    if n_idle:
+    if counts["no_owner"]:
         notes.append(
-            f"{n_idle:,} connection events name PID 0 or -1 (no process: a packet dropped before any "
-            f"socket took it) and give no owner"
+            f"{counts['no_owner']:,} connection events name PID 0 or -1 (no process: a packet dropped before "
+            f"any socket took it) and give no owner"
         )
     ev = ev.filter(pl.col("owner").is_not_null())
     nopid = ev.filter(pl.col("pid").is_null()).height
@@ -708,7 +778,11 @@ def attribute_connections(
             f"{nopid:,} connection events have no PID (none in the event and no process create event "
             f"with their ProcessGuid): they name the process only"
         )
-    of = orient(frames, local)
+    return ev
+
+
+def _keyed(ev: pl.DataFrame, of: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Events (in eid order) and oriented frames with the id of their logged 5-tuple (null: not logged)."""
     tuples = (
         ev.filter(pl.col("has_tuple"))
         .select(KEY)
@@ -717,16 +791,19 @@ def attribute_connections(
         .with_columns(pl.col(KID).cast(pl.Int64))
     )
     ev = ev.join(tuples, on=KEY, how="left", nulls_equal=True).sort("eid")
-    of = of.join(tuples, on=KEY, how="left")
-    fr = (
-        schema.conform(frames, schema.FRAMES).with_row_index("fid").with_columns(pl.col("fid").cast(pl.Int64))
-    )
+    return ev, of.join(tuples, on=KEY, how="left")
 
+
+def _candidates(
+    of: pl.DataFrame, ev: pl.DataFrame, offset_s: float | None, notes: list[str]
+) -> tuple[list[LogOffset], pl.DataFrame]:
+    """Each sensor's offset, and its candidates: 5-tuple matches, then local endpoints for the rest."""
     offsets: list[LogOffset] = []
-    cands = [_empty()]
+    cands = [_empty().with_columns(pl.lit(None, pl.Utf8).alias("sensor"))]
     for sensor in sorted(ev["sensor"].unique().to_list()):
         e = ev.filter(pl.col("sensor") == sensor)
         est = estimate_offset(of, e, sensor)
+        off = est
         if offset_s is not None:
             off = LogOffset(
                 sensor, round(offset_s * NS), source="given", clock=est.clock, candidates=est.candidates
@@ -736,18 +813,37 @@ def attribute_connections(
                     f"the given offset differs from the one the {_SENSOR.get(sensor, sensor)} events "
                     f"suggest: {est.describe()}"
                 )
-        else:
-            off = est
         offsets.append(off)
         slack = max(MIN_SLACK_NS, off.spread_ns + NS // 2)
         t = match_tuple(of, e, off.offset_ns, slack).with_columns(pl.lit(sensor).alias("sensor"))
-        done = t.select("fid").unique()
-        rest = of.join(done, on="fid", how="anti")
+        rest = of.join(t.select("fid").unique(), on="fid", how="anti")
         p = match_endpoint(rest, e, off.offset_ns, slack).with_columns(pl.lit(sensor).alias("sensor"))
         cands += [t, p]
-    cands[0] = cands[0].with_columns(pl.lit(None, pl.Utf8).alias("sensor"))
-    cand = pl.concat(cands, how="vertical_relaxed")
-    # the best candidate per frame and sensor, then across sensors
+    return offsets, pl.concat(cands, how="vertical_relaxed")
+
+
+#: The events' columns a chosen candidate carries (the other sensor's with ``o_`` before them).
+_EVENT_COLUMNS = [
+    "eid",
+    "sensor",
+    "event_id",
+    "record",
+    "pid",
+    "process",
+    "user",
+    "owner",
+    "t",
+    "action",
+    "pid_from_guid",
+    "l_addr",
+    "l_port",
+]
+
+
+def _best(cand: pl.DataFrame, ev: pl.DataFrame) -> pl.DataFrame:
+    """The best candidate per frame (per sensor, then across sensors) with its event, and the other
+    sensor's best (``o_`` columns): ``_dis`` where they name different owners (the rank drops to 2),
+    ``_borrow`` where the PID is taken from the other sensor's event of the same image."""
     order = ["fid", "rank", "_tuple", "_absgap"]
     cand = cand.with_columns(
         (pl.col("method") == "5-tuple").alias("_tuple"), pl.col("gap").abs().fill_null(0).alias("_absgap")
@@ -755,22 +851,7 @@ def attribute_connections(
     cand = cand.sort(order, descending=[False, True, True, False])
     per = cand.unique(["fid", "sensor"], keep="first", maintain_order=True)
     best = per.unique("fid", keep="first", maintain_order=True)
-    cand = None
-    evx = ev.select(
-        "eid",
-        "sensor",
-        "event_id",
-        "record",
-        "pid",
-        "process",
-        "user",
-        "owner",
-        "t",
-        "action",
-        "pid_from_guid",
-        "l_addr",
-        "l_port",
-    )
+    evx = ev.select(_EVENT_COLUMNS)
     best = best.join(evx.drop("sensor"), on="eid", how="left")
     other = (
         per.join(best.select("fid", pl.col("sensor").alias("_bs")), on="fid")
@@ -806,24 +887,21 @@ def attribute_connections(
         pl.when(pl.col("_borrow")).then(pl.col("o_pid")).otherwise(pl.col("pid")).alias("pid"),
         pl.when(~pl.col("_dis")).then(pl.coalesce("user", "o_user")).otherwise(pl.col("user")).alias("user"),
     )
-    best = best.with_columns(
+    return best.with_columns(
         pl.when(pl.col("_dis") & (pl.col("rank") > 2))
         .then(pl.lit(2, pl.Int8))
         .otherwise(pl.col("rank"))
         .alias("rank")
     )
 
-    # reasons
-    off_by = {o.sensor: o for o in offsets}
+
+def _reason_parts() -> list[pl.Expr]:
+    """The reason's text before the time gap: the event, what it gives, its scope, the PID's source and
+    the other sensor's word."""
     tuple_txt = (
         pl.when(pl.col("method") == "5-tuple")
         .then(pl.lit("this 5-tuple"))
         .otherwise(pl.format("the local endpoint port {}", pl.col("l_port").cast(pl.Utf8)))
-    )
-    gap_txt = (
-        pl.when(pl.col("gap").is_null())
-        .then(pl.lit("no clock offset, so the time gap is unknown"))
-        .otherwise(pl.format("the frame is {} from the event on the log's clock", _pretty_ns("gap")))
     )
     scope = (
         pl.when(pl.col("single"))
@@ -831,13 +909,6 @@ def attribute_connections(
         .when(pl.col("_neg"))
         .then(pl.lit("the first owner of it the log shows; an earlier connection's owner is not logged"))
         .otherwise(pl.lit("the latest owner before the frame (the log shows others at other times)"))
-    )
-    agree_txt = (
-        pl.when(pl.col("_dis"))
-        .then(pl.format("; the sensors DISAGREE: {}", _event_text("o_")))
-        .when(pl.col("o_owner").is_not_null())
-        .then(pl.format("; {} agrees", _event_text("o_")))
-        .otherwise(pl.lit(""))
     )
     guid_txt = (
         pl.when(pl.col("_borrow"))
@@ -851,43 +922,53 @@ def attribute_connections(
         .then(pl.lit("; PID found through the ProcessGuid's process create event"))
         .otherwise(pl.lit(""))
     )
+    agree_txt = (
+        pl.when(pl.col("_dis"))
+        .then(pl.format("; the sensors DISAGREE: {}", _event_text("o_")))
+        .when(pl.col("o_owner").is_not_null())
+        .then(pl.format("; {} agrees", _event_text("o_")))
+        .otherwise(pl.lit(""))
+    )
+    return [pl.format("{} gives {} to ", _event_text(), tuple_txt), scope, guid_txt, agree_txt, pl.lit("; ")]
+
+
+def _with_reasons(best: pl.DataFrame) -> pl.DataFrame:
+    """``reason`` for every chosen candidate, ``method`` prefixed with its sensor."""
+    gap_txt = (
+        pl.when(pl.col("gap").is_null())
+        .then(pl.lit("no clock offset, so the time gap is unknown"))
+        .otherwise(pl.format("the frame is {} from the event on the log's clock", _pretty_ns("gap")))
+    )
     # the text before the gap depends only on these: written once per combination, joined to the frames
     combo = ["eid", "o_eid", "single", "_neg", "_dis", "_borrow", "method"]
     best = best.with_columns((pl.col("gap") < 0).fill_null(False).alias("_neg"))
-    texts = best.unique(combo).select(
-        *combo,
-        pl.concat_str(
-            [pl.format("{} gives {} to ", _event_text(), tuple_txt), scope, guid_txt, agree_txt, pl.lit("; ")]
-        ).alias("_text"),
-    )
+    texts = best.unique(combo).select(*combo, pl.concat_str(_reason_parts()).alias("_text"))
     best = best.join(texts, on=combo, how="left", nulls_equal=True)
-    best = best.with_columns(
+    return best.with_columns(
         pl.concat_str(["_text", gap_txt]).alias("reason"),
         pl.format("{}-{}", pl.col("sensor"), pl.col("method")).alias("method"),
     ).drop("_text")
 
-    # header PID: the weakest hint, only where no event speaks
-    hp = "header_pid" in frames.columns
-    fr = fr.with_columns(
-        pl.col("header_pid").cast(pl.Int64) if hp else pl.lit(None, pl.Int64).alias("header_pid")
+
+def _header_pid_hint(
+    fr: pl.DataFrame, best: pl.DataFrame, has_header_pid: bool
+) -> tuple[pl.DataFrame, tuple[int, int]]:
+    """Every frame's chosen candidate, or its capture header PID (``fr``'s, the weakest hint) where no
+    event speaks; and how many attributed frames' header PIDs agree with the answer, of those compared."""
+    chosen = best.select(
+        "fid",
+        "rank",
+        "method",
+        "pid",
+        "process",
+        "user",
+        "reason",
+        "sensor",
+        pl.col("t").alias("e_t"),
+        "gap",
+        "odir",
     )
-    res = fr.select("fid", "header_pid").join(
-        best.select(
-            "fid",
-            "rank",
-            "method",
-            "pid",
-            "process",
-            "user",
-            "reason",
-            "sensor",
-            pl.col("t").alias("e_t"),
-            "gap",
-            "odir",
-        ),
-        on="fid",
-        how="left",
-    )
+    res = fr.select("fid", "header_pid").join(chosen, on="fid", how="left")
     weak = pl.col("rank").is_null() & pl.col("header_pid").is_not_null() & (pl.col("header_pid") > 0)
     res = res.with_columns(
         pl.when(weak).then(pl.lit(1, pl.Int8)).otherwise(pl.col("rank")).alias("rank"),
@@ -904,15 +985,16 @@ def attribute_connections(
         .otherwise(pl.col("reason"))
         .alias("reason"),
     )
-    if hp:
-        comp = res.filter(pl.col("rank") >= 2, pl.col("header_pid").is_not_null())
-        agreement = (int((comp["header_pid"] == comp["pid"]).sum()), comp.height)
-    else:
-        agreement = (0, 0)
+    if not has_header_pid:
+        return res, (0, 0)
+    comp = res.filter(pl.col("rank") >= 2, pl.col("header_pid").is_not_null())
+    return res, (int((comp["header_pid"] == comp["pid"]).sum()), comp.height)
 
-    # not attributed: why
+
+def _why_nothing(choice: HostChoice, local: list[str]) -> pl.Expr:
+    """Why a frame got no owner."""
     in_host = pl.col("src_addr").is_in(local) | pl.col("dst_addr").is_in(local)
-    why = (
+    return (
         pl.when(~pl.col("protocol").is_in(["TCP", "UDP"]))
         .then(
             pl.format(
@@ -929,7 +1011,17 @@ def attribute_connections(
         )
         .otherwise(pl.lit("no connection event of the logs names this 5-tuple or its local endpoint"))
     )
-    # remote names (Sysmon 22)
+
+
+def _answer_table(
+    fr: pl.DataFrame,
+    res: pl.DataFrame,
+    local: list[str],
+    names: pl.DataFrame,
+    offsets: list[LogOffset],
+    why: pl.Expr,
+) -> pl.DataFrame:
+    """The answer (OUT_COLUMNS), one row per frame in frame order, remote names from ``names``."""
     out = fr.join(res.drop("header_pid"), on="fid", how="left").sort("fid")
     remote = (
         pl.when(pl.col("odir") == "in")
@@ -941,7 +1033,6 @@ def attribute_connections(
         .otherwise(pl.col("src_addr"))
     )
     out = out.with_columns(remote.alias("_remote"))
-    names = _dns_names(dns, choice.host)
     out = out.join(names, left_on="_remote", right_on="address", how="left").sort("fid")
     direction = (
         pl.when(pl.col("odir").is_not_null())
@@ -953,10 +1044,9 @@ def attribute_connections(
         .otherwise(pl.lit("unknown"))
     )
     offset_of = pl.col("sensor").replace_strict(
-        {k: v.offset_ns for k, v in off_by.items()}, default=None, return_dtype=pl.Int64
+        {o.sensor: o.offset_ns for o in offsets}, default=None, return_dtype=pl.Int64
     )
-    rank = pl.col("rank").fill_null(0)
-    out = out.select(
+    return out.select(
         "frame",
         "time",
         direction.alias("direction"),
@@ -971,27 +1061,12 @@ def attribute_connections(
         "process",
         pl.lit(None, pl.Utf8).alias("services"),
         "user",
-        rank.replace_strict(CONFIDENCE, return_dtype=pl.Utf8).alias("confidence"),
+        pl.col("rank").fill_null(0).replace_strict(CONFIDENCE, return_dtype=pl.Utf8).alias("confidence"),
         pl.col("method").fill_null("none"),
         pl.col("e_t").cast(TIME).alias("event_time"),
         ((pl.col("time").cast(pl.Int64) - offset_of - pl.col("e_t")) / NS).round(6).alias("delta_s"),
         "header_pid",
         pl.coalesce("reason", why).alias("reason"),
-    )
-    summary = _summary(out, fr)
-    if not ev.height:
-        notes.append("the logs hold no usable connection events (Sysmon 3, Security 5156/5158/5154/5157)")
-    return LogAttribution(
-        frames=out,
-        summary=summary,
-        offsets=offsets,
-        host=choice,
-        local_addrs=local,
-        notes=notes,
-        header_pid_agreement=agreement,
-        _sizes=fr.select("wirelen", "caplen"),
-        _events=ev,
-        _match=best,
     )
 
 
@@ -1066,19 +1141,25 @@ def _summary(out: pl.DataFrame, fr: pl.DataFrame) -> pl.DataFrame:
     return s.with_columns(pl.col("remote_names").replace("", None))
 
 
+#: The answer's columns a kernel-trace attribution gives a merged one (its ``k_`` columns' suffixes).
+_FROM_KERNEL = {
+    "pid": "pid",
+    "process": "process",
+    "services": "services",
+    "confidence": "conf",
+    "method": "method",
+    "event_time": "event_time",
+    "delta_s": "delta",
+}
+
+
 def merge_kernel(kernel, logs: LogAttribution) -> LogAttribution:
     """One answer per frame from a kernel-trace attribution (:class:`etwtools.attribution.Attribution`) and
     an event-log one over the same capture: the higher confidence wins, the kernel trace's packet-level
     evidence on a tie; the reason says when the other source names another process."""
     k = kernel.frames.select(
         "frame",
-        pl.col("pid").alias("k_pid"),
-        pl.col("process").alias("k_process"),
-        pl.col("services").alias("k_services"),
-        pl.col("confidence").alias("k_conf"),
-        pl.col("method").alias("k_method"),
-        pl.col("event_time").alias("k_event_time"),
-        pl.col("delta_s").alias("k_delta"),
+        *[pl.col(c).alias("k_" + kc) for c, kc in _FROM_KERNEL.items()],
         pl.col("reason").alias("k_reason"),
     )
     f = logs.frames.join(k, on="frame", how="left")
@@ -1092,41 +1173,12 @@ def merge_kernel(kernel, logs: LogAttribution) -> LogAttribution:
         & (kr >= RANK["medium"])
         & (lr >= RANK["medium"])
     )
-    other = (
-        pl.when(differ & use_k)
-        .then(
-            pl.format(
-                "; the event logs name PID {} {} ({})",
-                pl.col("pid").cast(pl.Utf8),
-                pl.col("process").fill_null("?"),
-                pl.col("method"),
-            )
-        )
-        .when(differ)
-        .then(
-            pl.format(
-                "; the kernel trace names PID {} {} ({})",
-                pl.col("k_pid").cast(pl.Utf8),
-                pl.col("k_process").fill_null("?"),
-                pl.col("k_method"),
-            )
-        )
-        .otherwise(pl.lit(""))
-    )
-    pick = {
-        c: pl.when(use_k).then(pl.col("k_" + kc)).otherwise(pl.col(c)).alias(c)
-        for c, kc in (
-            ("pid", "pid"),
-            ("process", "process"),
-            ("services", "services"),
-            ("confidence", "conf"),
-            ("method", "method"),
-            ("event_time", "event_time"),
-            ("delta_s", "delta"),
-        )
-    }
+    other = _other_source(use_k, differ)
+    pick = [
+        pl.when(use_k).then(pl.col("k_" + kc)).otherwise(pl.col(c)).alias(c) for c, kc in _FROM_KERNEL.items()
+    ]
     out = f.with_columns(
-        *pick.values(),
+        *pick,
         pl.when(use_k).then(pl.lit(None, pl.Utf8)).otherwise(pl.col("user")).alias("user"),
         pl.concat_str([pl.when(use_k).then(pl.col("k_reason")).otherwise(pl.col("reason")), other]).alias(
             "reason"
@@ -1152,4 +1204,29 @@ def merge_kernel(kernel, logs: LogAttribution) -> LogAttribution:
         _sizes=fr,
         _events=logs._events,
         _match=logs._match,
+    )
+
+
+def _other_source(use_k: pl.Expr, differ: pl.Expr) -> pl.Expr:
+    """What the source not chosen says when it names another process at medium confidence or more."""
+    return (
+        pl.when(differ & use_k)
+        .then(
+            pl.format(
+                "; the event logs name PID {} {} ({})",
+                pl.col("pid").cast(pl.Utf8),
+                pl.col("process").fill_null("?"),
+                pl.col("method"),
+            )
+        )
+        .when(differ)
+        .then(
+            pl.format(
+                "; the kernel trace names PID {} {} ({})",
+                pl.col("k_pid").cast(pl.Utf8),
+                pl.col("k_process").fill_null("?"),
+                pl.col("k_method"),
+            )
+        )
+        .otherwise(pl.lit(""))
     )
