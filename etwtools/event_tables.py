@@ -5,7 +5,8 @@ written as Parquet row groups of at least :data:`ROW_GROUP` rows; past :data:`BU
 over all types, the largest buffers are written first. Joining a type's buffered frames and Parquet encoding run in one writer
 thread (polars and pyarrow release the GIL) while the next records are decoded: at most :data:`IN_FLIGHT` tables
 ahead, and past two of them at most :data:`FLIGHT_BYTES` bytes (the budget flushes hand several types over at once;
-the decoding goes on while the writer takes them).
+the decoding goes on while the writer takes them). At the end of the input, each type's last rows are written
+and its file closed by :data:`FINISHERS` threads (nothing is left to decode then).
 A Parquet writer holds about 0.7 MB while open, so a file is opened only when its type has rows to write
 before the end, and at most :data:`MAX_OPEN` at a time (the least recently written one is closed; its
 type's later rows go to ``<type>.part2.parquet`` and so on), each for at most :data:`MAX_GROUPS` row
@@ -37,6 +38,11 @@ MAX_GROUPS = 128
 #: :data:`FLIGHT_BYTES` together).
 IN_FLIGHT = 8
 FLIGHT_BYTES = 16 << 20
+#: Threads writing the types' last row groups and closing their files at the end.
+FINISHERS = 2
+#: Row groups written (over all files) between two releases of Arrow's unused memory: its allocator keeps
+#: freed pages otherwise, and every release makes the next row groups fault their pages in again.
+RELEASE_EVERY = 4
 #: Columns with statistics (min/max per row group: what readers use to skip row groups).
 _STATISTICS = ["time", "event_id", "opcode", "version", "pid", "tid", "record"]
 
@@ -60,6 +66,8 @@ def _options(schema) -> dict:
 
 class _TypeWriter:
     """The Parquet file(s) of one event type, written row group by row group."""
+
+    written = 0  # row groups written by every writer (one thread writes them)
 
     def __init__(self, path: Path, name: str) -> None:
         self.path = path
@@ -116,7 +124,9 @@ class _TypeWriter:
             table = table.cast(self.schema)
         self.writer.write_table(table, row_group_size=max(table.num_rows, 1))
         del table
-        pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
+        _TypeWriter.written += 1
+        if _TypeWriter.written % RELEASE_EVERY == 0:
+            pa.default_memory_pool().release_unused()
         self.groups += 1
         if self.groups >= MAX_GROUPS:
             self.close()
@@ -152,8 +162,9 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
         parts.clear()
         w.write_table(table)
 
-    def write(w: _TypeWriter) -> None:
-        """Hand the type's buffered rows to the writer thread (files opened and closed in its order)."""
+    def write(w: _TypeWriter, last: dict[str, list] | None = None) -> None:
+        """Hand the type's buffered rows to the writer thread (files opened and closed in its order);
+        ``last``: the end of the file, the steps are listed per type instead (run by :func:`_finish`)."""
         nonlocal buffered, flying
         nbytes = w.bytes
         buffered -= nbytes
@@ -164,12 +175,19 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
         if w.name not in open_ and len(open_) >= MAX_OPEN:
             evict = open_.popitem(last=False)[1]
             evict.planned = 0
-        while flight and (len(flight) >= IN_FLIGHT or (len(flight) >= 2 and flying + nbytes > FLIGHT_BYTES)):
-            done, size = flight.popleft()
-            done.result()
-            flying -= size
-        flight.append((pool.submit(in_thread, w, parts, evict), nbytes))
-        flying += nbytes
+        if last is not None:
+            if evict is not None:
+                last.setdefault(evict.name, []).append(evict.close)
+            last.setdefault(w.name, []).append(lambda: in_thread(w, parts, None))
+        else:
+            while flight and (
+                len(flight) >= IN_FLIGHT or (len(flight) >= 2 and flying + nbytes > FLIGHT_BYTES)
+            ):
+                done, size = flight.popleft()
+                done.result()
+                flying -= size
+            flight.append((pool.submit(in_thread, w, parts, evict), nbytes))
+            flying += nbytes
         w.planned += 1
         if w.planned >= MAX_GROUPS:  # the thread closes the file after this row group
             open_.pop(w.name, None)
@@ -193,12 +211,14 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
                     write(big)
                     if buffered <= BUDGET // 2:
                         break
-        for w in writers.values():  # the rest, one file at a time
-            write(w)
-            flight.append((pool.submit(w.close), 0))
-            open_.pop(w.name, None)
         while flight:
             flight.popleft()[0].result()
+        last: dict[str, list] = {}
+        for w in writers.values():  # the rest: each type's last rows, then its file closed
+            write(w, last)
+            last.setdefault(w.name, []).append(w.close)
+            open_.pop(w.name, None)
+        _finish(last)
     finally:
         for f, _ in flight:
             f.cancel()
@@ -206,6 +226,20 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
         for w in writers.values():
             w.close()
     return {name: w.rows for name, w in sorted(writers.items())}
+
+
+def _finish(steps: dict[str, list]) -> None:
+    """Run each type's last steps in order, :data:`FINISHERS` types at a time (every earlier row group is
+    written: the types' files are independent now; each type's steps, so its files, are the same as in one
+    thread)."""
+
+    def run(todo: list) -> None:
+        for step in todo:
+            step()
+
+    with ThreadPoolExecutor(FINISHERS, thread_name_prefix="parquet-last") as finishers:
+        for f in [finishers.submit(run, todo) for todo in steps.values()]:
+            f.result()
 
 
 def write_long(batches: Iterable[list], writer: output.Output) -> int:

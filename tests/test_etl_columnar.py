@@ -251,6 +251,45 @@ def test_parquet_dir_with_tiny_budgets_keeps_every_row(corpus, tmp_path, monkeyp
         assert got.equals(frame), name
 
 
+def test_parquet_dir_last_row_groups_in_two_threads_write_the_same_files(corpus, tmp_path, monkeypatch):
+    """The types' last row groups and closes run in two threads at the end: the same part files, each with
+    the same rows, as when one thread writes them all."""
+    from etwtools import event_tables
+
+    path = corpus / "perfview" / "net.4.5.2.x64.etl"
+    _tiny_budgets(monkeypatch)
+    written = {}
+    for finishers in (1, 2):
+        monkeypatch.setattr(event_tables, "FINISHERS", finishers)
+        out = tmp_path / str(finishers)
+        rows = event_tables.write_parquet_dir(columnar.iter_events(path), out)
+        written[finishers] = {f.name: pl.read_parquet(f) for f in out.iterdir()}
+        assert sum(rows.values()) == count_records(path)
+    assert written[1].keys() == written[2].keys()
+    assert sum(".part" in name for name in written[2]) > 10
+    for name, frame in written[1].items():
+        assert written[2][name].equals(frame), name
+
+
+def test_header_columns_hold_no_view_of_the_set_aside_block(corpus):
+    """polars takes numpy's int64 arrays without a copy: the header table of records set aside (their
+    columns rows of one block) must not keep that block alive after the decoding."""
+    import dataclasses
+    import sys
+
+    with open_etl(corpus / "tx" / "Process.etl") as etl:
+        batch = next(iter(etl.batches()))
+    block = np.stack([batch.record, batch.time])
+    refs = sys.getrefcount(block)
+    hdr = columnar._header(
+        dataclasses.replace(batch, record=block[0], time=block[1]),
+        pl.Series(["x"]).new_from_index(0, len(batch)),
+    )
+    assert sys.getrefcount(block) == refs
+    assert hdr["record"].to_list() == batch.record.tolist()
+    assert hdr["time"].dt.epoch("ns").to_list() == batch.time.tolist()
+
+
 def test_tracelogging_events_decode_from_their_own_metadata(corpus):
     """Self-describing events: the layout comes from each event's metadata item (names, types, structs)."""
     single = [

@@ -864,16 +864,23 @@ def _header(batch: RecordBatch, providers: pl.Series) -> pl.DataFrame:
     eh = _IS_EH[batch.htype]
     return pl.DataFrame(
         [
-            pl.Series("time", batch.time).cast(pl.Datetime("ns", "UTC")),
+            pl.Series("time", _own(batch.time)).cast(pl.Datetime("ns", "UTC")),
             providers.alias("provider"),
             _nullable(batch.event_id.astype(np.int32), ~eh, "event_id"),
             pl.Series("opcode", batch.opcode.astype(np.int32)),
             pl.Series("version", batch.version.astype(np.int32)),
             _nullable(batch.pid.astype(np.int64), batch.pid == _NO_ID, "pid"),
             _nullable(batch.tid.astype(np.int64), batch.tid == _NO_ID, "tid"),
-            pl.Series("record", batch.record),
+            pl.Series("record", _own(batch.record)),
         ]
     )
+
+
+def _own(values: np.ndarray) -> np.ndarray:
+    """``values`` in an array of their own: polars takes numpy's int64 arrays without a copy, so a column
+    that is a view (a row of the header columns set aside by ``regroup``) would keep the whole block those
+    columns share alive as long as the table is (until it is written)."""
+    return values if values.base is None else values.copy()
 
 
 def _table(
