@@ -64,6 +64,19 @@ def _options(schema) -> dict:
     }
 
 
+def _local():
+    """The local file system (named: pyarrow otherwise looks for each new file and parses its path as a URI)."""
+    import pyarrow.fs
+
+    global _LOCAL
+    if _LOCAL is None:
+        _LOCAL = pyarrow.fs.LocalFileSystem()
+    return _LOCAL
+
+
+_LOCAL = None
+
+
 class _TypeWriter:
     """The Parquet file(s) of one event type, written row group by row group."""
 
@@ -119,7 +132,7 @@ class _TypeWriter:
             path = self.path if self.files == 1 else self.path.with_suffix(f".part{self.files}.parquet")
             self.schema = self.schema or table.schema
             self.options = self.options or _options(self.schema)  # every part: the first part's schema
-            self.writer = pq.ParquetWriter(path, self.schema, **self.options)
+            self.writer = pq.ParquetWriter(path, self.schema, filesystem=_local(), **self.options)
         if table.schema != self.schema:
             table = table.cast(self.schema)
         self.writer.write_table(table, row_group_size=max(table.num_rows, 1))

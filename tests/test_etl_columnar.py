@@ -271,6 +271,17 @@ def test_parquet_dir_last_row_groups_in_two_threads_write_the_same_files(corpus,
         assert written[2][name].equals(frame), name
 
 
+def test_parquet_dir_relative_to_the_working_directory(corpus, tmp_path, monkeypatch):
+    """A relative output directory (the files are opened through pyarrow's local file system, named)."""
+    from etwtools import event_tables
+
+    monkeypatch.chdir(tmp_path)
+    rows = event_tables.write_parquet_dir(columnar.iter_events(corpus / "tx" / "Process.etl"), "out")
+    files = sorted(f.name for f in (tmp_path / "out").iterdir())
+    assert files == sorted(f"{name}.parquet" for name in rows)
+    assert sum(pl.read_parquet(tmp_path / "out" / f).height for f in files) == 10344
+
+
 def test_header_columns_hold_no_view_of_the_set_aside_block(corpus):
     """polars takes numpy's int64 arrays without a copy: the header table of records set aside (their
     columns rows of one block) must not keep that block alive after the decoding."""
