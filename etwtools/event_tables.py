@@ -159,7 +159,7 @@ class _TypeWriter:
 
 def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[str, int]:
     """Write event tables (``columnar.EventTable``) as ``DIRECTORY/<event type>.parquet``; rows per type."""
-    out = Path(directory)
+    out = Path(directory).absolute()  # a local path, whatever it looks like (pyarrow reads "x:/y" as a URI)
     out.mkdir(parents=True, exist_ok=True)
     writers: dict[str, _TypeWriter] = {}
     open_: OrderedDict[str, _TypeWriter] = OrderedDict()

@@ -282,6 +282,17 @@ def test_parquet_dir_relative_to_the_working_directory(corpus, tmp_path, monkeyp
     assert sum(pl.read_parquet(tmp_path / "out" / f).height for f in files) == 10344
 
 
+def test_parquet_dir_that_reads_like_a_uri_is_a_local_folder(corpus, tmp_path, monkeypatch):
+    """``-o s3:/bucket/`` is a folder ``s3:`` in the working directory (pyarrow would read the path as a URI)."""
+    from etwtools import event_tables
+
+    monkeypatch.chdir(tmp_path)
+    rows = event_tables.write_parquet_dir(columnar.iter_events(corpus / "tx" / "Process.etl"), "s3:/bucket")
+    out = tmp_path / "s3:" / "bucket"
+    assert sorted(f.name for f in out.iterdir()) == sorted(f"{name}.parquet" for name in rows)
+    assert sum(pl.read_parquet(f).height for f in out.iterdir()) == 10344
+
+
 def test_header_columns_hold_no_view_of_the_set_aside_block(corpus):
     """polars takes numpy's int64 arrays without a copy: the header table of records set aside (their
     columns rows of one block) must not keep that block alive after the decoding."""
