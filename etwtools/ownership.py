@@ -1209,24 +1209,19 @@ def merge_kernel(kernel, logs: LogAttribution) -> LogAttribution:
 
 def _other_source(use_k: pl.Expr, differ: pl.Expr) -> pl.Expr:
     """What the source not chosen says when it names another process at medium confidence or more."""
+
+    def names(who: str, p: str) -> pl.Expr:
+        return pl.format(
+            f"; {who} PID {{}} {{}} ({{}})",
+            pl.col(p + "pid").cast(pl.Utf8),
+            pl.col(p + "process").fill_null("?"),
+            pl.col(p + "method"),
+        )
+
     return (
         pl.when(differ & use_k)
-        .then(
-            pl.format(
-                "; the event logs name PID {} {} ({})",
-                pl.col("pid").cast(pl.Utf8),
-                pl.col("process").fill_null("?"),
-                pl.col("method"),
-            )
-        )
+        .then(names("the event logs name", ""))
         .when(differ)
-        .then(
-            pl.format(
-                "; the kernel trace names PID {} {} ({})",
-                pl.col("k_pid").cast(pl.Utf8),
-                pl.col("k_process").fill_null("?"),
-                pl.col("k_method"),
-            )
-        )
+        .then(names("the kernel trace names", "k_"))
         .otherwise(pl.lit(""))
     )

@@ -248,3 +248,50 @@ def test_dropped_packet_of_pid_0_gives_no_owner(corpus):
     r = attribute_connections(frames, log.connections, log.processes, log.dns)
     assert r.frames["confidence"].to_list() == ["none"] and r.frames["pid"].to_list() == [None]
     assert any("name PID 0 or -1" in n for n in r.notes)
+
+
+def test_merge_with_a_kernel_trace_names_the_other_source(purplesharp):
+    """A kernel trace's answer beside the logs' (the logs' own answers with another PID: a made-up kernel
+    attribution over the real frames): the higher confidence wins, the kernel trace on a tie, and the reason
+    names what the other source says."""
+    from types import SimpleNamespace
+
+    from etwtools.ownership import merge_kernel
+
+    frames, conns, procs, dns = purplesharp
+    logs = attribute_connections(frames, conns, procs, dns)
+    high = logs.frames.filter(pl.col("confidence") == "high")
+    assert high.height >= 100
+    tie, lower = high["frame"][::2], high["frame"][1::2]
+    kernel_frames = logs.frames.with_columns(
+        (pl.col("pid") + 1).alias("pid"),
+        pl.lit("kernel.exe").alias("process"),
+        pl.lit("tcp-5tuple").alias("method"),
+        pl.lit("the kernel event").alias("reason"),
+        pl.when(pl.col("frame").is_in(tie.implode()))
+        .then(pl.lit("high"))
+        .otherwise(pl.lit("medium"))
+        .alias("confidence"),
+    )
+    kernel = SimpleNamespace(frames=kernel_frames, notes=[], describe_offset=lambda: "kernel offset")
+    merged = merge_kernel(kernel, logs).frames.join(
+        logs.frames.select(
+            "frame",
+            pl.col("pid").alias("log_pid"),
+            pl.col("process").alias("log_process"),
+            pl.col("method").alias("log_method"),
+        ),
+        on="frame",
+    )
+    won = merged.filter(pl.col("frame").is_in(tie.implode()))
+    assert (won["method"] == "tcp-5tuple").all() and (won["pid"] == won["log_pid"] + 1).all()
+    expected = pl.format(
+        "the kernel event; the event logs name PID {} {} ({})", "log_pid", "log_process", "log_method"
+    )
+    assert won.select((pl.col("reason") == expected).all()).item()
+    kept = merged.filter(pl.col("frame").is_in(lower.implode()))
+    assert (kept["pid"] == kept["log_pid"]).all()
+    said = pl.col("reason").str.ends_with(
+        pl.format("; the kernel trace names PID {} kernel.exe (tcp-5tuple)", pl.col("pid") + 1)
+    )
+    assert kept.select(said.all()).item()
