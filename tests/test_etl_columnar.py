@@ -467,3 +467,31 @@ def test_c_grouping_is_a_stable_argsort_of_any_keys(values, picks):
     for x, y in zip(c, py):
         assert x.dtype == y.dtype == np.int64
         assert np.array_equal(x, y)
+
+
+def _c_slot(key: int, slots: int) -> int:
+    """The C grouping's table slot of a key (splitmix64's finalizer), to build keys that collide there."""
+    m = (1 << 64) - 1
+    z = key & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return (z ^ (z >> 31)) & (slots - 1)
+
+
+@pytest.mark.skipif(columnar._c is None, reason="the C accelerator is not built")
+def test_c_grouping_stays_linear_on_hostile_keys():
+    """Event-type keys of a batch whose every record names another provider differ only in their provider
+    bits: the C table spreads them (no give-up); keys made to share one slot make it give up within its
+    probe bound, and the grouping is then numpy's, the same answer."""
+    n = 100_000
+    many = (np.int64(1) << 60) | ((np.arange(n, dtype=np.int64) + 1) << 34) | (np.int64(5) << 18)
+    order, uniq, bounds = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n + 1, np.int64)
+    assert columnar._c.group(many, order, uniq, bounds) == n
+    assert np.array_equal(order, np.arange(n)) and np.array_equal(uniq, many)
+
+    slots = 1024  # the table's size for 400 keys
+    same = np.asarray([k for k in range(300_000) if _c_slot(k, slots) == 7][:400], np.int64)
+    assert len(same) >= 250
+    assert columnar._c.group(same, order[: len(same)], uniq[: len(same)], bounds[: len(same) + 1]) == -1
+    for x, y in zip(columnar.group_rows(same), columnar._group_rows_py(same)):
+        assert np.array_equal(x, y)

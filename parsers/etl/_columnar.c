@@ -488,6 +488,16 @@ cmp_key(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A key's slot: splitmix64's finalizer, so keys that differ only in a few high bits (many providers) spread. */
+static inline size_t
+slot_of(int64_t key, size_t slots)
+{
+    uint64_t z = (uint64_t)key;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (size_t)(z ^ (z >> 31)) & (slots - 1);
+}
+
 static PyObject *
 group(PyObject *self, PyObject *args)
 {
@@ -521,19 +531,23 @@ group(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         for (size_t j = 0; j < slots; j++) slot_id[j] = -1;
         /* ids in order of first appearance; u holds each id's key for now */
-        for (Py_ssize_t i = 0; i < n; i++) {
-            uint64_t h = (uint64_t)k[i] * 0x9E3779B97F4A7C15ull;
-            size_t j = (size_t)(h >> 17) & (slots - 1);
-            while (slot_id[j] >= 0 && slot_key[j] != k[i]) j = (j + 1) & (slots - 1);
+        /* probes are bounded: keys made to collide give up the table (the caller sorts instead) */
+        size_t probes = 0, most = 8 * (size_t)n + 64;
+        for (Py_ssize_t i = 0; i < n && !bad; i++) {
+            size_t j = slot_of(k[i], slots);
+            while (slot_id[j] >= 0 && slot_key[j] != k[i]) {
+                j = (j + 1) & (slots - 1);
+                if (++probes > most) { bad = 4; break; }
+            }
             if (slot_id[j] < 0) { slot_id[j] = (int32_t)m; slot_key[j] = k[i]; u[m++] = k[i]; }
             row_id[i] = slot_id[j];
         }
+        if (!bad) {
         /* the distinct keys ascending; rank[id] = the key's place among them */
         qsort(u, m, sizeof *u, cmp_key);
         int64_t *rank = id_of + (n + 1);
         for (Py_ssize_t g = 0; g < m; g++) {
-            uint64_t h = (uint64_t)u[g] * 0x9E3779B97F4A7C15ull;
-            size_t j = (size_t)(h >> 17) & (slots - 1);
+            size_t j = slot_of(u[g], slots);
             while (slot_key[j] != u[g]) j = (j + 1) & (slots - 1);
             rank[slot_id[j]] = g;
         }
@@ -543,6 +557,7 @@ group(PyObject *self, PyObject *args)
         /* each row to the next place of its key: rows of one key keep their order */
         for (Py_ssize_t g = 0; g < m; g++) id_of[g] = bd[g];
         for (Py_ssize_t i = 0; i < n; i++) ord[id_of[rank[row_id[i]]]++] = i;
+        }
         Py_END_ALLOW_THREADS
     }
     PyMem_RawFree(slot_key);
@@ -557,6 +572,7 @@ group(PyObject *self, PyObject *args)
     PyBuffer_Release(&uniq);
     PyBuffer_Release(&order);
     PyBuffer_Release(&keys);
+    if (bad == 4) return PyLong_FromSsize_t(-1);
     if (bad) return NULL;
     return PyLong_FromSsize_t(m);
 }
@@ -579,7 +595,8 @@ static PyMethodDef methods[] = {
     {"type_keys", type_keys, METH_VARARGS,
      "type_keys(htype, group, provider, event_id, opcode, version, pointer_size, is_eh, out): event-type keys."},
     {"group", group, METH_VARARGS,
-     "group(keys, order, uniq, bounds) -> m: a stable argsort of keys, its m distinct keys and their bounds."},
+     "group(keys, order, uniq, bounds) -> m: a stable argsort of keys, its m distinct keys and their bounds "
+     "(-1: keys that collide too often; nothing written)."},
     {NULL, NULL, 0, NULL},
 };
 

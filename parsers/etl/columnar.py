@@ -429,7 +429,7 @@ def _type_keys_py(batch: RecordBatch) -> np.ndarray:
 def group_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(order, distinct keys ascending, bounds): ``order`` lists the rows by key, the rows of one key in
     their own order (a stable argsort); the rows of ``uniq[g]`` are ``order[bounds[g]:bounds[g + 1]]``.
-    By the C accelerator in one pass (a counting sort), else numpy."""
+    By the C accelerator in one pass (a counting sort), else (or for keys made to collide in its table) numpy."""
     keys = np.ascontiguousarray(keys, np.int64)
     if _c is None:
         return _group_rows_py(keys)
@@ -438,6 +438,8 @@ def group_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     uniq = np.empty(n, np.int64)
     bounds = np.empty(n + 1, np.int64)
     m = _c.group(keys, order, uniq, bounds)
+    if m < 0:
+        return _group_rows_py(keys)
     return order, uniq[:m].copy(), bounds[: m + 1].copy()
 
 
