@@ -11,9 +11,12 @@ process:
 - ``events``: ``etwtools events`` (network events), and dissect.etl's bare record iteration.
 
 Usage: python benchmarks/bench_events_all.py [--sizes 50,500,2048] [--peer-seconds 30] [--keep]
-       [--data DIR] [--all-only]
+       [--data DIR] [--all-only] [--repeat N]
 ``--data DIR`` keeps the built files there as ``net452-<size>MB-<plain|compressed>.etl`` and reuses the
 ones already there (several benchmarks share them); ``--all-only`` leaves out the ``events`` pair.
+``--repeat N`` (default 3) runs ``all`` N times, one after the other, and gives the median and the best
+run (a shared machine's other load only ever adds time; the peer runs once, between the first and the
+second); the ratio uses the median; the peak RSS is the largest of the runs.
 """
 
 from __future__ import annotations
@@ -129,6 +132,16 @@ def cli(kind: str, path: Path, records: int, workdir: Path) -> dict:
     }
 
 
+def _median(runs: list[dict]) -> dict:
+    """The run of median time (of those without an error), with the largest peak RSS of all of them."""
+    ok = sorted((r for r in runs if "error" not in r), key=lambda r: r["seconds"])
+    if not ok:
+        return runs[0]
+    mid = dict(ok[(len(ok) - 1) // 2])
+    mid["peak_rss_mb"] = max(r["peak_rss_mb"] for r in ok)
+    return mid
+
+
 def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -157,6 +170,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--data", type=Path, help="folder of the built files, kept and reused")
     ap.add_argument("--all-only", action="store_true", help="only events --all and its peer")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of events --all (median and best)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -183,18 +197,28 @@ def main() -> None:
                 real = p.stat().st_size
                 records = count_records(p)
                 print(f"\n{p.name} ({real / 2**20:,.0f} MB, {records:,d} records), load average {_load()}")
-                results = [
-                    cli("all", p, records, workdir),
-                    peer("dissect-values", p, args.peer_seconds),
-                ]
+                runs = [cli("all", p, records, workdir)]
+                results = [peer("dissect-values", p, args.peer_seconds)]
+                runs += [cli("all", p, records, workdir) for _ in range(args.repeat - 1)]
+                if len(runs) > 1:
+                    for r in runs:
+                        print("  " + fmt(r))
+                results.insert(0, _median(runs))
                 if not args.all_only:
                     results += [
                         cli("events", p, records, workdir),
                         peer("dissect-iterate", p, args.peer_seconds),
                     ]
-                for r in results:
+                for r in results[1:] if len(runs) > 1 else results:  # the runs of all: printed above
                     print("  " + fmt(r))
                 rate = {r["kind"]: r["n"] / r["seconds"] for r in results if "error" not in r}
+                ok = [r for r in runs if "error" not in r]
+                if len(ok) > 1:
+                    best = min(ok, key=lambda r: r["seconds"])
+                    print(
+                        f"  events --all over {len(ok)} runs: median {rate['all']:,.0f} rec/s, best "
+                        f"{best['n'] / best['seconds']:,.0f} rec/s, largest peak RSS {results[0]['peak_rss_mb']} MB"
+                    )
                 if "all" in rate and "dissect-values" in rate:
                     print(
                         f"  events --all: {rate['all'] / rate['dissect-values']:,.0f}x dissect.etl decoding"

@@ -18,12 +18,18 @@
  *     of every record (columnar.Decoder.keys' numpy reference gives the same keys).
  * group(keys, order, uniq, bounds) -> m: the rows in order of their key, rows of one key in their own order
  *     (a stable argsort of keys), the m distinct keys ascending and where each one's rows start in order.
- * The loops run without the GIL.
+ * The loops of large calls run without the GIL (small ones keep it: see BIG_WORK).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+/* A call lets the GIL go only for work worth a thread switch: the caller of a small one would wait longer
+ * to get the GIL back from another thread than the work takes (work: about the bytes it touches). */
+#define BIG_WORK ((Py_ssize_t)1 << 16)
+#define NOGIL_BEGIN(work) { PyThreadState *nogil_save_ = (work) >= BIG_WORK ? PyEval_SaveThread() : NULL;
+#define NOGIL_END if (nogil_save_) PyEval_RestoreThread(nogil_save_); }
 
 static int
 get(PyObject *obj, Py_buffer *view, int writable)
@@ -49,7 +55,7 @@ fixed(PyObject *self, PyObject *args)
         const uint8_t *d = data.buf;
         const int64_t *p = pos.buf;
         uint8_t *o = out.buf;
-        Py_BEGIN_ALLOW_THREADS
+        NOGIL_BEGIN(n * width)
         for (Py_ssize_t i = 0; i < n; i++) {
             int64_t a = p[i];
             if (a >= 0 && a + width <= data.len)
@@ -57,7 +63,7 @@ fixed(PyObject *self, PyObject *args)
             else
                 memset(o + i * width, 0, width);
         }
-        Py_END_ALLOW_THREADS
+        NOGIL_END
     }
     PyBuffer_Release(&out);
     PyBuffer_Release(&pos);
@@ -84,7 +90,7 @@ spans(PyObject *self, PyObject *args)
     const int64_t *s = start.buf, *l = len.buf;
     uint8_t *o = out.buf;
     int bad = len.len / 8 < n;
-    Py_BEGIN_ALLOW_THREADS
+    NOGIL_BEGIN(out.len)
     for (Py_ssize_t i = 0; i < n && !bad; i++) {
         if (s[i] < 0 || l[i] < 0 || s[i] + l[i] > data.len || at + l[i] > out.len) {
             bad = 1;
@@ -93,7 +99,7 @@ spans(PyObject *self, PyObject *args)
         memcpy(o + at, d + s[i], l[i]);
         at += l[i];
     }
-    Py_END_ALLOW_THREADS
+    NOGIL_END
     if (bad)
         PyErr_SetString(PyExc_ValueError, "span outside the data or the output");
     PyBuffer_Release(&out);
@@ -129,7 +135,7 @@ terminators(PyObject *self, PyObject *args)
         const uint8_t *d = data.buf;
         const int64_t *p = pos.buf, *e = end.buf;
         int64_t *o = out.buf, none = data.len;
-        Py_BEGIN_ALLOW_THREADS
+        NOGIL_BEGIN(n * 16)
         for (Py_ssize_t i = 0; i < n; i++) {
             int64_t a = p[i], stop = e[i] < none ? e[i] : none, hit = none;
             if (a < 0) { o[i] = none; continue; }
@@ -142,7 +148,7 @@ terminators(PyObject *self, PyObject *args)
             }
             o[i] = hit;
         }
-        Py_END_ALLOW_THREADS
+        NOGIL_END
     }
     PyBuffer_Release(&out);
     PyBuffer_Release(&end);
@@ -200,7 +206,7 @@ text(PyObject *self, PyObject *args)
     int64_t *off = offsets.buf;
     uint8_t *o = out.buf;
     int bad = len.len / 8 < n || offsets.len / 8 < n + 1;
-    Py_BEGIN_ALLOW_THREADS
+    NOGIL_BEGIN(out.len)
     if (!bad) {
         off[0] = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
@@ -237,7 +243,7 @@ text(PyObject *self, PyObject *args)
             off[i + 1] = at;
         }
     }
-    Py_END_ALLOW_THREADS
+    NOGIL_END
     if (bad)
         PyErr_SetString(PyExc_ValueError, "text span outside the data, or output too small");
     PyBuffer_Release(&out);
@@ -286,7 +292,7 @@ views(PyObject *self, PyObject *args)
     const int64_t *s = start.buf, *l = len.buf;
     uint8_t *v = vw.buf, *o = out.buf;
     int bad = len.len / 8 < n || vw.len < 16 * n;
-    Py_BEGIN_ALLOW_THREADS
+    NOGIL_BEGIN(n * 16 + out.len)
     for (Py_ssize_t i = 0; i < n && !bad; i++) {
         int64_t a = s[i], k = l[i];
         if (a < 0 || k < 0 || a + k > data.len || k > INT32_MAX) { bad = 1; break; }
@@ -299,7 +305,7 @@ views(PyObject *self, PyObject *args)
             put_view(v + 16 * i, d + a, (int32_t)k, 0);
         }
     }
-    Py_END_ALLOW_THREADS
+    NOGIL_END
     if (bad)
         PyErr_SetString(PyExc_ValueError, "span outside the data, or output too small");
     PyBuffer_Release(&out);
@@ -326,13 +332,13 @@ text_views(PyObject *self, PyObject *args)
     const uint8_t *b = buf.buf;
     uint8_t *v = vw.buf;
     int bad = n < 0 || vw.len < 16 * n;
-    Py_BEGIN_ALLOW_THREADS
+    NOGIL_BEGIN(n * 16)
     for (Py_ssize_t i = 0; i < n && !bad; i++) {
         int64_t a = off[i], k = off[i + 1] - off[i];
         if (a < 0 || k < 0 || a + k > buf.len || a > INT32_MAX || k > INT32_MAX) { bad = 1; break; }
         put_view(v + 16 * i, b + a, (int32_t)k, (int32_t)a);
     }
-    Py_END_ALLOW_THREADS
+    NOGIL_END
     if (bad)
         PyErr_SetString(PyExc_ValueError, "offsets outside the buffer");
     PyBuffer_Release(&vw);
@@ -388,7 +394,7 @@ headers(PyObject *self, PyObject *args)
         uint16_t *version_o = outs[5].buf, *event_id_o = outs[6].buf;
         uint64_t *keyword_o = outs[8].buf, *raw_o = outs[11].buf, *guid_lo = outs[12].buf, *guid_hi = outs[13].buf;
         uint32_t *pid_o = outs[9].buf, *tid_o = outs[10].buf;
-        Py_BEGIN_ALLOW_THREADS
+        NOGIL_BEGIN(n * 56)
         for (Py_ssize_t i = 0; i < n; i++) {
             uint64_t w[7];
             int64_t a = p[i];
@@ -423,7 +429,7 @@ headers(PyObject *self, PyObject *args)
             guid_hi[i] = guided ? w[4] : 0;
             ptr_o[i] = ptr_of[htype];
         }
-        Py_END_ALLOW_THREADS
+        NOGIL_END
     }
     if (bad == 1)
         PyErr_SetString(PyExc_ValueError, "output or table too small");
@@ -463,7 +469,7 @@ type_keys(PyObject *self, PyObject *args)
         const int32_t *provider = b[2].buf;
         const uint16_t *event_id = b[3].buf, *version = b[5].buf;
         int64_t *out = b[8].buf;
-        Py_BEGIN_ALLOW_THREADS
+        NOGIL_BEGIN(n * 8)
         for (Py_ssize_t i = 0; i < n; i++) {
             int64_t kind = is_eh[htype[i]] ? 1 : group[i] >= 0 ? 0 : 2;
             int64_t ident = kind == 1 ? (int64_t)event_id[i] : (int64_t)opcode[i];
@@ -471,7 +477,7 @@ type_keys(PyObject *self, PyObject *args)
             out[i] = (int64_t)((uint64_t)kind << 60 | (uint64_t)sub << 50 | (uint64_t)((int64_t)provider[i] + 1) << 34
                                | (uint64_t)ident << 18 | (uint64_t)version[i] << 2 | (uint64_t)(psize[i] == 8));
         }
-        Py_END_ALLOW_THREADS
+        NOGIL_END
     }
     if (bad == 1)
         PyErr_SetString(PyExc_ValueError, "arrays of different lengths");
@@ -528,7 +534,7 @@ group(PyObject *self, PyObject *args)
     if (!bad) {
         const int64_t *k = keys.buf;
         int64_t *ord = order.buf, *u = uniq.buf, *bd = bounds.buf;
-        Py_BEGIN_ALLOW_THREADS
+        NOGIL_BEGIN(n * 16)
         for (size_t j = 0; j < slots; j++) slot_id[j] = -1;
         /* ids in order of first appearance; u holds each id's key for now */
         /* probes are bounded: keys made to collide give up the table (the caller sorts instead) */
@@ -558,7 +564,7 @@ group(PyObject *self, PyObject *args)
         for (Py_ssize_t g = 0; g < m; g++) id_of[g] = bd[g];
         for (Py_ssize_t i = 0; i < n; i++) ord[id_of[rank[row_id[i]]]++] = i;
         }
-        Py_END_ALLOW_THREADS
+        NOGIL_END
     }
     PyMem_RawFree(slot_key);
     PyMem_RawFree(slot_id);

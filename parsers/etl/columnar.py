@@ -852,10 +852,11 @@ class Decoder:
 
 def _nullable(values: np.ndarray, null: np.ndarray, name: str) -> pl.Series:
     """``values`` with nulls where ``null`` (no mask at all when none is, all nulls when all are)."""
-    if not null.any():
+    nulls = int(np.count_nonzero(null))
+    if not nulls:
         return pl.Series(name, values)
-    if null.all():
-        return pl.Series(name, values[:1]).scatter(0, None).new_from_index(0, len(values))
+    if nulls == len(values):
+        return pl.Series(name, [None], dtype=pl.Series(values[:0]).dtype).new_from_index(0, len(values))
     import pyarrow as pa
 
     return pl.Series(name, pl.from_arrow(pa.array(values, mask=null)))
