@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -434,6 +435,91 @@ def etl_eventsource_manifest_flood(d: Path) -> Shape:
 
 
 ETL_SHAPES.append(etl_eventsource_manifest_flood)
+
+
+def _flood(d: Path, name: str, n: int, distinct: Callable[[int], dict]) -> tuple[Path, int]:
+    """A SYN-attack interval, then ``n`` 8-byte EVENT_HEADER events, the ``i``-th with the header fields
+    ``distinct(i)`` (over one template's); returns the file and the number of providers it names."""
+    w = EtlWriter(buffer_size=1 << 20)
+    _syn_interval(w, 1, 2)
+    base = dict(
+        flags=0,
+        thread_id=1,
+        process_id=2,
+        timestamp=w.raw(timedelta(seconds=1)),
+        provider_id=uuid.UUID("0badf00d-0000-4000-8000-000000000000"),
+        id=5,
+        version=0,
+        channel=0,
+        level=4,
+        opcode=0,
+        task=0,
+        keyword=0,
+        processor_time=0,
+    )
+    providers = set()
+    for i in range(n):
+        fields = {**base, **distinct(i)}
+        providers.add(fields["provider_id"])
+        w.raw_record(build_record(w.structs.event_header, bytes(8), (), **fields))
+    return w.write(d / name), len(providers)
+
+
+def etl_provider_flood(d: Path) -> Shape:
+    """70,000 events, each of a provider (GUID) of its own, after a SYN-attack interval: the provider table
+    stops at 65,535 GUIDs (each costs memory; event-type keys hold 16 bits of provider index), the records
+    of the others are counted; the event types past 4,096 are kept as bytes in one table (before: 68 s and
+    1 GB for this 7 MB file, one table and one Parquet file per event)."""
+    from etwtools.parsers.etl.columnar import MAX_TYPES
+    from etwtools.parsers.etl.container import MAX_PROVIDERS
+    from etwtools.parsers.etl.guids import KERNEL_GROUPS
+
+    n = 70_000
+    path, _ = _flood(d, "provider_flood.etl", n, lambda i: {"provider_id": uuid.UUID(int=(0xF00D << 96) + i)})
+    named = MAX_PROVIDERS - len(set(KERNEL_GROUPS.values())) - 1  # the TCPIP provider of the interval
+    kept = 1 + 2 + named  # the logfile header, the interval's two events
+    return Shape(
+        "etl_provider_flood",
+        [path],
+        [*_etl_commands(path), ["events", "--all", "--etl", str(path), "-f", "parquet", "-o", "{out}/"]],
+        expect=[
+            (1, f"{kept:,} events"),
+            (1, f"{n - named:,} record(s) of providers past the file's first {MAX_PROVIDERS:,}"),
+            (
+                1,
+                f"{kept - MAX_TYPES:,} events of event types past the file's first {MAX_TYPES:,} kept as bytes",
+            ),
+            (4, "1 SYN-attack resistance interval"),
+            (5, f"{kept:,} events in {MAX_TYPES + 1:,} event types written"),
+        ],
+    )
+
+
+ETL_SHAPES.append(etl_provider_flood)
+
+
+def etl_event_type_flood(d: Path) -> Shape:
+    """70,000 events of one provider, each of an event id and version of its own: event types past 4,096 are
+    kept as bytes in one table (every record kept)."""
+    from etwtools.parsers.etl.columnar import MAX_TYPES
+
+    n = 70_000
+    path, _ = _flood(d, "event_type_flood.etl", n, lambda i: {"id": i & 0xFFFF, "version": i >> 16})
+    total = 1 + 2 + n
+    return Shape(
+        "etl_event_type_flood",
+        [path],
+        [*_etl_commands(path), ["events", "--all", "--etl", str(path), "-f", "parquet", "-o", "{out}/"]],
+        expect=[
+            (1, f"{total:,} events"),
+            (1, f"{total - MAX_TYPES:,} events of event types past the file's first {MAX_TYPES:,}"),
+            (4, "1 SYN-attack resistance interval"),
+            (5, f"{total:,} events in {MAX_TYPES + 1:,} event types written"),
+        ],
+    )
+
+
+ETL_SHAPES.append(etl_event_type_flood)
 
 
 def netmon_aliased_frames(d: Path) -> Shape:

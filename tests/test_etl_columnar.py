@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etwtools.cli import cli
-from etwtools.parsers.diagnostics import SkipReport
+from etwtools.parsers.diagnostics import SkipReport, collect
 from etwtools.parsers.etl import columnar, generic
 from etwtools.parsers.etl.container import count_records, open_etl
 
@@ -495,3 +495,40 @@ def test_c_grouping_stays_linear_on_hostile_keys():
     assert columnar._c.group(same, order[: len(same)], uniq[: len(same)], bounds[: len(same) + 1]) == -1
     for x, y in zip(columnar.group_rows(same), columnar._group_rows_py(same)):
         assert np.array_equal(x, y)
+
+
+@pytest.mark.parametrize("regrouped", [True, False], ids=["iter_events", "iter_batches"])
+def test_event_types_past_the_cap_are_kept_as_bytes_in_one_table(corpus, monkeypatch, regrouped):
+    """With the cap on event types at 12, net.4.5.2's first 12 types (in file order) keep their tables; every
+    record of the others is in other_event_types.hex with its own header values, provider text and payload
+    (the hex tables of an uncapped run give them), and the report counts them."""
+    path = corpus / "perfview" / "net.4.5.2.x64.etl"
+    header = list(generic.HEADER)
+    other = columnar.OTHER_NAME + ".hex"
+
+    def tables():
+        if regrouped:
+            return list(columnar.iter_events(path))
+        return [t for batch in columnar.iter_batches(path) for t in batch]
+
+    def base(name: str) -> str:
+        return name.removesuffix(".hex")
+
+    full = tables()
+    monkeypatch.setattr(columnar, "MAX_TYPES", 12)
+    with collect() as reports:
+        capped = tables()
+    firsts = pl.concat([t.frame.select(pl.col("record").min(), name=pl.lit(base(t.name))) for t in full])
+    in_order = firsts.group_by("name").agg(pl.col("record").min()).sort("record")["name"].to_list()
+    kept = {base(t.name) for t in capped if t.name != other}
+    assert len(in_order) > 150 and kept == set(in_order[:12])
+    others = pl.concat([t.frame for t in capped if t.name == other]).sort("record")
+    expected = pl.concat([t.frame.select(header) for t in full if base(t.name) not in kept]).sort("record")
+    assert others.height == expected.height > 80_000
+    assert others.select(header).equals(expected)
+    assert sum(t.frame.height for t in capped) == sum(t.frame.height for t in full)
+    hexed = pl.concat([t.frame.select("record", "payload") for t in full if t.decoder == "hex"])
+    same = others.join(hexed, on="record", suffix="_full")
+    assert same.height > 1000 and (same["payload"] == same["payload_full"]).all()
+    reason = f"events of event types past the file's first 12 kept as bytes in {other}"
+    assert sum(r[reason] for r in reports) == others.height

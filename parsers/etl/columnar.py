@@ -70,6 +70,8 @@ except ImportError:  # pragma: no cover - depends on the build: the numpy paths 
 _NET_TYPES = {**NET_COLUMNS, **NET_EXTRAS}
 _EH = (EVENT_HEADER32, EVENT_HEADER64)
 _IS_EH = np.zeros(256, bool)
+_IS_KERNEL = np.zeros(256, bool)  # kernel header types (their records' provider is their group)
+_IS_KERNEL[list(_KERNEL_HEADERS)] = True
 _IS_EH[list(_EH)] = True
 _NO_ID = 0xFFFFFFFF
 #: Bytes of (decompressed) buffers per batch: each batch's tables are built at once.
@@ -412,7 +414,8 @@ def _type_keys(batch: RecordBatch) -> np.ndarray:
 def _type_keys_py(batch: RecordBatch) -> np.ndarray:
     """:func:`_type_keys` with numpy (the reference of the C pass): kind (0 kernel group, 1 EVENT_HEADER, 2
     other) << 60 | group + 1 or header type << 50 | provider index + 1 << 34 | event id or opcode << 18 |
-    version << 2 | 64-bit pointers."""
+    version << 2 | 64-bit pointers (the container gives at most ``container.MAX_PROVIDERS`` provider
+    indexes: index + 1 fits its 16 bits, so keys of distinct types never meet)."""
     kind = np.where(_IS_EH[batch.htype], 1, np.where(batch.group >= 0, 0, 2)).astype(np.int64)
     ident = np.where(kind == 1, batch.event_id, batch.opcode).astype(np.int64)
     sub = np.where(kind == 2, batch.htype.astype(np.int64), np.where(kind == 0, batch.group + 1, 0))
@@ -454,6 +457,13 @@ def _group_rows_py(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 # ------------------------------------------------------------------ event types
+
+#: Event types (keys) a file's records are decoded as. Real traces hold a few hundred (the 500 MB
+#: benchmark file 205); each type costs its own plan, tables and output file, so the records of the types
+#: past these are kept as bytes in one table of their own (:data:`OTHER_KEY`), named :data:`OTHER_NAME`.
+MAX_TYPES = 4096
+OTHER_KEY = 4 << 60
+OTHER_NAME = "other_event_types"
 
 
 @dataclass
@@ -499,6 +509,7 @@ class Decoder:
         self.eventsource = es.Manifests(self.skipped)
         self._before_manifest: dict[uuid.UUID, int] = {}
         self._manifests_upto = -1  # the last record whose manifest chunk was taken
+        self._admitted: set[int] = set()  # the keys decoded as types of their own (MAX_TYPES at most)
 
     def _type(self, batch: RecordBatch, i: int) -> _Type:
         htype, group = int(batch.htype[i]), int(batch.group[i])
@@ -511,14 +522,7 @@ class Decoder:
             found = self.eventsource.layout(guid, event_id, psize)
             if found is not None:
                 return self._eventsource_type(found[0], found[1], event_id, version, psize)
-        if kernel:
-            provider = KERNEL_GROUP_NAMES.get(group, f"kernel group {group:#04x}")
-        elif guid is not None:
-            provider = (
-                _NAMES.get(guid) or self.eventsource.provider_name(guid) or L.provider_name(guid) or str(guid)
-            )
-        else:
-            provider = None
+        provider = self._provider_label(group if kernel else None, guid)
         ident = f"id{event_id}" if htype in _EH else (f"op{opcode}" if provider else f"type{htype:#04x}")
         name = _safe(f"{provider or 'no-provider'}.{ident}.v{version}") + (
             "" if psize == 8 else f".ptr{psize}"
@@ -569,6 +573,41 @@ class Decoder:
             manifest_provider=waits,
             unknown_pointers=narrow,
         )
+
+    def _provider_label(self, kernel_group: int | None, guid: uuid.UUID | None) -> str | None:
+        """The provider column's text for a kernel group, or else a provider GUID (None: neither)."""
+        if kernel_group is not None:
+            return KERNEL_GROUP_NAMES.get(kernel_group, f"kernel group {kernel_group:#04x}")
+        if guid is None:
+            return None
+        return _NAMES.get(guid) or self.eventsource.provider_name(guid) or L.provider_name(guid) or str(guid)
+
+    def _row_providers(self, batch: RecordBatch) -> pl.Series:
+        """Each record's provider text, as its own event type would give it (for :data:`OTHER_KEY`)."""
+        kernel = (batch.group >= 0) & _IS_KERNEL[batch.htype]
+        code = np.where(kernel, -2 - batch.group.astype(np.int64), batch.provider.astype(np.int64))
+        uniq, inverse = np.unique(code, return_inverse=True)
+        names = []
+        for c in uniq.tolist():
+            guid = batch.guids[c] if 0 <= c < len(batch.guids) else None
+            names.append(self._provider_label(-2 - c if c <= -2 else None, guid))
+        return pl.Series("provider", names, dtype=pl.Utf8).gather(inverse.ravel())
+
+    def admit(self, keys: np.ndarray, first: np.ndarray) -> list[int]:
+        """Each of a batch's distinct ``keys`` (``first``: the row where each one first appears), or
+        :data:`OTHER_KEY` for the new ones past the file's first :data:`MAX_TYPES`, taken in file order."""
+        out = keys.tolist()
+        if len(self._admitted) + len(out) <= MAX_TYPES:
+            self._admitted.update(out)
+            return out
+        for j in np.argsort(first, kind="stable").tolist():
+            k = out[j]
+            if k not in self._admitted:
+                if len(self._admitted) >= MAX_TYPES:
+                    out[j] = OTHER_KEY
+                else:
+                    self._admitted.add(k)
+        return out
 
     def _eventsource_type(
         self, manifest: es.Manifest, layout: L.Layout | str, event_id: int, version: int, psize: int
@@ -626,9 +665,13 @@ class Decoder:
         """How the event type ``key`` (of record ``i`` of the batch) is decoded, planned once per file."""
         t = self._types.get(key)
         if t is None:
-            t = self._types[key] = (
-                self._type(batch, i) if key >> 60 != 3 else self._tl_type(batch, i, (key >> 2) & 0xFFFFFFFF)
-            )
+            if key == OTHER_KEY:
+                t = _Type(OTHER_NAME, None, ())
+            elif key >> 60 == 3:
+                t = self._tl_type(batch, i, (key >> 2) & 0xFFFFFFFF)
+            else:
+                t = self._type(batch, i)
+            self._types[key] = t
         return t
 
     def decode(self, batch: RecordBatch) -> list[EventTable]:
@@ -636,16 +679,36 @@ class Decoder:
         if len(batch) == 0:
             return []
         self.take_manifests(batch)
-        uniq, first, inverse = np.unique(self.keys(batch), return_index=True, return_inverse=True)
+        keys = self.keys(batch)
+        uniq, first = np.unique(keys, return_index=True)
+        admitted = self.admit(uniq, first)
+        if OTHER_KEY in admitted:
+            keys = self.past_types(keys, uniq, admitted)
+        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         inverse = inverse.ravel()
         order = np.argsort(inverse, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))])
         types = [self.type_of(batch, k, int(first[g])) for g, k in enumerate(uniq.tolist())]
-        hdr = _header(batch, pl.Series([t.provider for t in types], dtype=pl.Utf8).gather(inverse))
+        providers = pl.Series([t.provider for t in types], dtype=pl.Utf8).gather(inverse)
+        if OTHER_KEY in uniq:
+            other = keys == OTHER_KEY
+            providers = providers.scatter(np.flatnonzero(other), self._row_providers(batch.select(other)))
+        hdr = _header(batch, providers)
         work = _Work(batch)
         out: list[EventTable] = []
         for g, t in enumerate(types):
             out += self._decode_rows(work, hdr, t, order[bounds[g] : bounds[g + 1]])
+        return out
+
+    def past_types(self, keys: np.ndarray, uniq: np.ndarray, admitted: list[int]) -> np.ndarray:
+        """``keys`` with those past :data:`MAX_TYPES` (``admitted``: :meth:`admit` of ``uniq``) made
+        :data:`OTHER_KEY`, their records counted."""
+        past = uniq[np.asarray(admitted, np.int64) == OTHER_KEY]
+        out = np.where(np.isin(keys, past), np.int64(OTHER_KEY), keys)
+        self.skipped.add(
+            f"events of event types past the file's first {MAX_TYPES:,} kept as bytes in {OTHER_NAME}.hex",
+            int((out == OTHER_KEY).sum() - (keys == OTHER_KEY).sum()),
+        )
         return out
 
     def decode_type(self, batch: RecordBatch, key: int) -> list[EventTable]:
@@ -654,7 +717,10 @@ class Decoder:
         if len(batch) == 0:
             return []
         t = self.type_of(batch, key, 0)
-        hdr = _header(batch, pl.Series([t.provider], dtype=pl.Utf8).new_from_index(0, len(batch)))
+        if key == OTHER_KEY:
+            hdr = _header(batch, self._row_providers(batch))
+        else:
+            hdr = _header(batch, pl.Series([t.provider], dtype=pl.Utf8).new_from_index(0, len(batch)))
         return self._decode_rows(_Work(batch), hdr, t, np.arange(len(batch)))
 
     def _decode_rows(self, work: _Work, hdr: pl.DataFrame, t: _Type, rows: np.ndarray) -> list[EventTable]:

@@ -80,6 +80,11 @@ MAX_BUFFER = 16 << 20
 #: below (the corpus's 668 compressed buffers: at most 13.6); a buffer claiming more is refused unread, so
 #: the work is bounded by 128 x the file size whatever the file claims.
 MAX_RATIO = 128
+#: Distinct providers (GUIDs) a file may name: the event-type keys of ``columnar`` hold a provider's index + 1
+#: in 16 bits. Real traces name a few hundred; records of the GUIDs past these are skipped and counted (each
+#: new GUID also costs memory: a file naming millions would otherwise hold them all).
+MAX_PROVIDERS = 0xFFFF
+_PAST_PROVIDERS = -2  # the provider index of their records until they are taken out
 #: Bytes of a candidate buffer looked at when searching for the next buffer after a bad buffer header.
 PROBE_BYTES = 0x1000
 
@@ -176,6 +181,8 @@ class EtlStats:
     expected_buffers: int = 0  # BuffersWritten of the logfile header (0: not a usable count)
     bad_time_records: int = 0  # records whose timestamp is outside the trace's span (kept)
     bad_time_offsets: list[int] = field(default_factory=list)
+    past_providers: int = 0  # records of the GUIDs past the file's first MAX_PROVIDERS (skipped)
+    past_providers_at: int = 0  # file offset of the first one's buffer
     span: str = ""  # the span, as text, for the warning
     clock_note: str = ""  # the logfile header's times disagree with the buffers' (a damaged header)
     _damaged: set = field(default_factory=set, repr=False)
@@ -189,6 +196,11 @@ class EtlStats:
                 skipped.add(
                     "compressed buffer(s) of uncountable records", offset=off, size=nbytes, detail=reason
                 )
+        skipped.add(
+            f"record(s) of providers past the file's first {MAX_PROVIDERS:,} (a damaged or hostile file)",
+            self.past_providers,
+            offset=self.past_providers_at,
+        )
         found = self.buffers + self.skipped_buffers
         if self.expected_buffers > found:
             skipped.missing(
@@ -1235,8 +1247,16 @@ class EtlFile:
             fields(data, offs, self._group_provider)
         )
         guided = _KIND[htype] >= _K_CLASSIC
+        past = None
         if guided.any():
             provider[guided] = self._provider_index(lo[guided], hi[guided])
+            if len(self.guids) >= MAX_PROVIDERS:
+                past = provider == _PAST_PROVIDERS
+                if past.any():
+                    self.stats.past_providers += int(past.sum())
+                    self.stats.past_providers_at = self.stats.past_providers_at or int(file_of[past][0])
+                else:
+                    past = None
         time = self.clock.to_ns(raw)
         msg = htype == MESSAGE
         if check:
@@ -1244,7 +1264,7 @@ class EtlFile:
         if msg.any():  # WPP messages carry no fixed timestamp: use the previous record's time
             idx = np.maximum.accumulate(np.where(~msg, np.arange(n), -1))
             time = np.where(idx >= 0, time[np.maximum(idx, 0)], np.int64(self.clock.anchor_ns))
-        return RecordBatch(
+        batch = RecordBatch(
             data=data,
             record=(
                 np.arange(record_base, record_base + n, dtype=np.int64)
@@ -1269,6 +1289,7 @@ class EtlFile:
             payload_size=sizes - hdrs,
             guids=self.guids,
         )
+        return batch if past is None else batch.select(~past)
 
     def _span(self) -> tuple[int, int, str]:
         """[lo, hi] UTC ns a record's time may take: the header's start to its end (when usable), with slack."""
@@ -1295,7 +1316,8 @@ class EtlFile:
             st.bad_time_records += int(bad.sum())
 
     def _provider_index(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Index into ``self.guids`` of each GUID (lo, hi u64 halves); new GUIDs are added in file order."""
+        """Index into ``self.guids`` of each GUID (lo, hi u64 halves); new GUIDs are added in file order, up
+        to :data:`MAX_PROVIDERS` of them (-2 for the GUIDs past those: see :meth:`_columns`)."""
         # consecutive records mostly share a provider: map only the starts of runs
         change = np.empty(len(lo), bool)
         change[0] = True
@@ -1309,10 +1331,10 @@ class EtlFile:
             a, b = uniq[i]
             g = uuid.UUID(bytes_le=struct.pack("<QQ", int(a), int(b)))
             idx = self._guid_index.get(g)
-            if idx is None:
+            if idx is None and len(self.guids) < MAX_PROVIDERS:
                 idx = self._guid_index[g] = len(self.guids)
                 self.guids.append(g)
-            table[i] = idx
+            table[i] = _PAST_PROVIDERS if idx is None else idx
         per_run = table[inverse.reshape(-1)]
         return np.repeat(per_run, np.diff(np.append(run_starts, len(lo))))
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .columnar import Decoder, EventTable, _c, _spans, group_rows
+from .columnar import OTHER_KEY, Decoder, EventTable, _c, _spans, group_rows
 from .records import _COLUMNS, RecordBatch
 
 #: Records of a type decoded together (one table, one Parquet row group).
@@ -102,7 +102,11 @@ class Regrouper:
         self._guids = batch.guids
         if not self._dtypes:
             self._dtypes = {name: getattr(batch, name).dtype for name in _COLUMNS}
-        order, uniq, cuts = group_rows(self.decoder.keys(batch))
+        keys = self.decoder.keys(batch)
+        order, uniq, cuts = group_rows(keys)
+        admitted = self.decoder.admit(uniq, order[cuts[:-1]])
+        if OTHER_KEY in admitted:  # types past the file's first MAX_TYPES: one table of bytes
+            order, uniq, cuts = group_rows(self.decoder.past_types(keys, uniq, admitted))
         direct: list[tuple[int, int, int]] = []
         staged: list[tuple[int, int, int]] = []
         for key, a, b in zip(uniq.tolist(), cuts[:-1].tolist(), cuts[1:].tolist()):
