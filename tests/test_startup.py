@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -65,3 +66,35 @@ def test_iter_events_is_a_library_entry_point(corpus):
     assert {t.name for t in tables} == {"Microsoft-Windows-Kernel-Network.id26.v0"}
     assert sum(t.frame.height for t in tables) == 26  # the corpus README's count of id 26
     assert tables[0].frame["ip_version"].unique().to_list() == [6]
+
+
+POOL_PROBE = """
+import os, sys
+import etwtools.cli as cli_module
+
+def run(**kwargs):
+    import pyarrow as pa
+    print(pa.default_memory_pool().backend_name)
+
+cli_module.cli = run
+cli_module.main()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the command line asks for jemalloc on Linux only")
+def test_command_line_allocates_arrow_memory_with_jemalloc():
+    """The command line's Arrow allocations (Parquet writing) use the jemalloc pool, unless the user names
+    another in ARROW_DEFAULT_MEMORY_POOL; a library user's process keeps Arrow's own default."""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+
+    def backend(code: str, **extra: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**env, **extra}
+        )
+        return out.stdout.strip()
+
+    assert backend(POOL_PROBE) == "jemalloc"
+    assert backend(POOL_PROBE, ARROW_DEFAULT_MEMORY_POOL="system") == "system"
+    assert (
+        backend("import etwtools, pyarrow as pa; print(pa.default_memory_pool().backend_name)") != "jemalloc"
+    )
