@@ -423,6 +423,9 @@ walk_records(PyObject *args, int filtered)
     int64_t *o_off = (int64_t *)offs.buf, *o_size = (int64_t *)sizes.buf, *o_hdr = (int64_t *)hdrs.buf;
     Py_ssize_t nseg = starts.len / 8, cap = offs.len / 8, n = 0, total = 0;
 
+    /* The walk runs without the GIL (the batch's decoding goes on in another thread); it takes the GIL
+       back only to note a damage in the list or to raise, and holds it at done. */
+    PyThreadState *ts = PyEval_SaveThread();
     for (Py_ssize_t seg = 0; seg < nseg; seg++) {
         int64_t p = st[seg], end = en[seg], base = st[seg];
         free(memo);
@@ -430,6 +433,7 @@ walk_records(PyObject *args, int filtered)
         memo = NULL;
         path = NULL;
         if (p < 0 || end < p || end > data.len) {
+            PyEval_RestoreThread(ts);
             PyErr_Format(PyExc_ValueError, "segment %zd [%lld, %lld) outside the data", seg,
                          (long long)p, (long long)end);
             goto done;
@@ -443,18 +447,14 @@ walk_records(PyObject *args, int filtered)
                     memo = calloc(slots, sizeof(uint32_t));
                     path = malloc(slots * sizeof(int64_t));
                     if (memo == NULL || path == NULL) {
+                        PyEval_RestoreThread(ts);
                         PyErr_NoMemory();
                         goto done;
                     }
                 }
-                int64_t resumed;
-                Py_BEGIN_ALLOW_THREADS
-                resumed = resync(d, p, end, memo, path, base);
-                Py_END_ALLOW_THREADS
-                int64_t lost;
-                Py_BEGIN_ALLOW_THREADS
-                lost = lost_records(d, p, resumed >= 0 ? resumed : end, end);
-                Py_END_ALLOW_THREADS
+                int64_t resumed = resync(d, p, end, memo, path, base);
+                int64_t lost = lost_records(d, p, resumed >= 0 ? resumed : end, end);
+                PyEval_RestoreThread(ts);
                 PyObject *t = Py_BuildValue("(nLLiL)", seg, (long long)p, (long long)resumed, bad,
                                             (long long)lost);
                 if (t == NULL || PyList_Append(damages, t) < 0) {
@@ -462,6 +462,7 @@ walk_records(PyObject *args, int filtered)
                     goto done;
                 }
                 Py_DECREF(t);
+                ts = PyEval_SaveThread();
                 if (resumed < 0)
                     break;
                 p = resumed;
@@ -476,6 +477,7 @@ walk_records(PyObject *args, int filtered)
                 continue;
             }
             if (n >= cap) {
+                PyEval_RestoreThread(ts);
                 PyErr_SetString(PyExc_ValueError, "output arrays too small");
                 goto done;
             }
@@ -488,6 +490,7 @@ walk_records(PyObject *args, int filtered)
             p += (size + 7) & ~(int64_t)7;
         }
     }
+    PyEval_RestoreThread(ts);
     if (filtered)
         result = Py_BuildValue("(nnnO)", n, total, sel.bad, damages);
     else

@@ -1184,7 +1184,7 @@ class EtlFile:
             )
 
     def _batch_buffer(self, size: int) -> bytearray:
-        """A buffer of at least ``size`` bytes for a batch's data: one of the last two, when nothing
+        """A buffer of at least ``size`` bytes for a batch's data: one of the last four, when nothing
         holds it any more (no batch, array or view of it: only the list refers to it), else a new one.
         Reusing them saves the kernel zeroing fresh pages for every batch (a quarter of the time of
         ``events`` on plain buffers). Bytes past a batch's data are those of an earlier batch."""
@@ -1197,7 +1197,7 @@ class EtlFile:
                 return spares[-1]
         buf = bytearray(size + (-size & 0xFFFFF))  # whole MBs: a later, slightly larger batch fits too
         spares.append(buf)
-        if len(spares) > 3:
+        if len(spares) > 4:
             del spares[0]
         return buf
 
