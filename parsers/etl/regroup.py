@@ -22,7 +22,7 @@ ROWS = 65536
 #: A type with at least this many records in a batch, and none set aside, is decoded from the batch itself.
 DIRECT = 4096
 #: Bytes (record bytes and header columns) set aside over all event types.
-BUDGET = 16 << 20
+BUDGET = 24 << 20
 #: Zero bytes after the data of a regrouped batch (fixed-width reads near its end stay inside it).
 _TAIL = 0x40
 
