@@ -75,18 +75,41 @@ def explain(attr: Attribution, frame_number: int) -> str:
     row = out.row(0, named=True)
     fid = int(row["fid"])
     row["reason"] = attr.rows(fid, fid + 1)["reason"][0]
+    lines = _answer_lines(row, frame_number) + _direction_lines(attr, row, fid)
+    if attr.offset_ns is None:
+        lines.append(
+            "2. Clock: no offset between capture and trace could be established, so no time-based "
+            "match was tried."
+        )
+        return "\n".join(lines + _pid_lines(attr, row, None))
+    tt = attr.trace_time(row["_t_ns"]) if row["_t_ns"] is not None else None
+    lines += _clock_lines(attr, tt)
     evidence = attr.evidence
-    lines = []
+    rows = evidence.orientations(fid) if evidence is not None else pl.DataFrame()
+    if evidence is None or not rows.height or not evidence.events.height:
+        lines.append("3. Events: the frame is not TCP/UDP with ports, or the trace has no network events.")
+        return "\n".join(lines + _pid_lines(attr, row, tt))
+    chosen = evidence.chosen_event(fid)
+    n = 3
+    for o in rows.iter_rows(named=True):
+        orient = "" if rows.height == 1 else f" (taking the frame as {o['odir']})"
+        lines += _five_tuple_lines(evidence, o, n, orient, tt, chosen)
+        n += 1
+    lines.append(f"{n}. Rule applied: {_RULES.get(row['method'], 'no rule matched')}")
+    return "\n".join(lines + _pid_lines(attr, row, tt, n + 1))
+
+
+def _answer_lines(row: dict, frame_number: int) -> list[str]:
+    """The frame, the answer and its reason."""
     ports = (
         f"{row['src_addr']}:{row['src_port']} -> {row['dst_addr']}:{row['dst_port']}"
         if row["src_port"] is not None
         else f"{row['src_addr']} -> {row['dst_addr']}"
     )
-    t_ns = row["_t_ns"]
-    lines.append(
-        f"Frame {frame_number}: {row['protocol']} {ports}, {row['payload_len']} bytes of payload, "
-        f"captured {_t(t_ns)}"
-    )
+    captured = f"captured {_t(row['_t_ns'])}"
+    lines = [
+        f"Frame {frame_number}: {row['protocol']} {ports}, {row['payload_len']} bytes of payload, {captured}"
+    ]
     if row["pid"] is not None:
         who = f"PID {row['pid']} {row['process'] or '(name unknown)'}"
         if row["services"]:
@@ -94,18 +117,16 @@ def explain(attr: Attribution, frame_number: int) -> str:
         lines.append(f"Answer: {who}, confidence {row['confidence']} (method {row['method']}).")
     else:
         lines.append("Answer: not attributed (confidence none).")
-    lines.append(f"Why: {row['reason']}.")
-    lines.append("")
+    return lines + [f"Why: {row['reason']}.", ""]
 
-    # 1. traced host and direction
+
+def _direction_lines(attr: Attribution, row: dict, fid: int) -> list[str]:
+    """Step 1: the traced host's addresses, and the frame's direction from them."""
     local = attr.local_addrs
     src = attr.local_addrs_source or "none known"
-    lines.append(
-        f"1. Traced host's addresses ({src}): "
-        f"{', '.join(local[:8]) + (' ...' if len(local) > 8 else '') if local else 'unknown'}."
-    )
+    shown = ", ".join(local[:8]) + (" ..." if len(local) > 8 else "") if local else "unknown"
     fr_in = row["direction"]
-    if evidence is not None and evidence.direction_source(fid) == "capture":
+    if attr.evidence is not None and attr.evidence.direction_source(fid) == "capture":
         how = "as the capture file records it"
     elif row["src_addr"] in local and row["dst_addr"] in local:
         how = "both addresses are local (loopback or host-internal)"
@@ -117,26 +138,18 @@ def explain(attr: Attribution, frame_number: int) -> str:
         how = f"neither address is local; the matching events show the frame {'leaving' if fr_in == 'out' else 'arriving'}"
     else:
         how = "neither address is local"
-    lines.append(f"   Direction: {fr_in} ({how}).")
+    return [f"1. Traced host's addresses ({src}): {shown}.", f"   Direction: {fr_in} ({how})."]
 
-    # 2. clock
-    if attr.offset_ns is None:
-        lines.append(
-            "2. Clock: no offset between capture and trace could be established, so no time-based "
-            "match was tried."
-        )
-        return "\n".join(lines + _pid_lines(attr, row, None))
-    tt = attr.trace_time(t_ns) if t_ns is not None else None
+
+def _clock_lines(attr: Attribution, tt: int | None) -> list[str]:
+    """Step 2: the clock offset between capture and trace (``attr`` has one), and the frame's trace time."""
+    assert attr.offset_ns is not None
     if attr.offset_source == "given":
-        lines.append(
-            f"2. Clock: capture - trace = {attr.offset_ns / NS:+.6f} s (given by the user; "
-            f"{attr.offset_support:,} candidate matches agree with it)."
-        )
+        agree = f"{attr.offset_support:,} candidate matches agree with it"
+        lines = [f"2. Clock: capture - trace = {attr.offset_ns / NS:+.6f} s (given by the user; {agree})."]
     else:
-        lines.append(
-            f"2. Clock: capture - trace = {attr.estimate.describe()}, estimated from candidate "
-            f"matches (same protocol, 5-tuple and size) voted over +-14 h."
-        )
+        how = "estimated from candidate matches (same protocol, 5-tuple and size) voted over +-14 h"
+        lines = [f"2. Clock: capture - trace = {attr.estimate.describe()}, {how}."]
         if attr.offset_support == 1:
             lines.append(
                 "   Only one frame/event pair supports this offset: the answer rests on that single match."
@@ -144,50 +157,39 @@ def explain(attr: Attribution, frame_number: int) -> str:
     lines.append(
         f"   The frame on the trace's clock: {_t(tt)}. Tolerance for a match: {attr.tolerance_s:g} s."
     )
+    return lines
 
-    # 3. events with this 5-tuple
-    rows = evidence.orientations(fid) if evidence is not None else pl.DataFrame()
-    chosen = evidence.chosen_event(fid) if evidence is not None else None
-    if not rows.height or not evidence.events.height:
-        lines.append("3. Events: the frame is not TCP/UDP with ports, or the trace has no network events.")
-        return "\n".join(lines + _pid_lines(attr, row, tt))
-    n = 3
-    for o in rows.iter_rows(named=True):
-        key = f"{o['protocol']} local {o['l_addr']}:{o['l_port']} remote {o['r_addr']}:{o['r_port']}"
-        same = evidence.events_like(o, "protocol", "l_addr", "l_port", "r_addr", "r_port")
-        orient = "" if rows.height == 1 else f" (taking the frame as {o['odir']})"
-        lines.append(f"{n}. Events with this 5-tuple{orient}, {key}: {same.height:,}")
-        if same.height:
-            lines += _event_lines(same, tt, chosen)
-            if o["protocol"] == "TCP":
-                lines.append("   Owners of this 4-tuple over time:")
-                lines += _owner_runs(same)
-            else:
-                sized = same.filter(pl.col("size").eq_missing(pl.lit(o["size"])))
-                lines.append(f"   Of these, {sized.height:,} have the frame's size ({o['size']} bytes).")
-        else:
-            nopid = evidence.events_like(o, "protocol", "l_addr", "l_port", "r_addr", "r_port", usable=False)
-            if nopid.height:
-                lines.append(
-                    f"   {nopid.height:,} event(s) with this 5-tuple carry no usable PID (0 or -1) and "
-                    "were left out:"
-                )
-                lines += _event_lines(nopid, tt, None)
-            port = evidence.events_like(o, "protocol", "l_port")
-            addrs = evidence.events_like(o, "l_addr", "r_addr")
-            lines.append(
-                f"   Weaker evidence: {port.height:,} events use local {o['protocol']} port {o['l_port']}; "
-                f"{addrs.height:,} events are between {o['l_addr']} and {o['r_addr']}."
-            )
-            if port.height:
-                lines.append("   Same local port:")
-                lines += _event_lines(port, tt, chosen)
-            elif addrs.height:
-                lines.append("   Same addresses:")
-                lines += _event_lines(addrs, tt, chosen)
-        n += 1
-    lines.append(f"{n}. Rule applied: {_RULES.get(row['method'], 'no rule matched')}")
-    return "\n".join(lines + _pid_lines(attr, row, tt, n + 1))
+
+def _five_tuple_lines(
+    evidence, o: dict, n: int, orient: str, tt: int | None, chosen: int | None
+) -> list[str]:
+    """Step ``n``: the events with the frame's 5-tuple taken one way (``o``), else the weaker evidence."""
+    key = f"{o['protocol']} local {o['l_addr']}:{o['l_port']} remote {o['r_addr']}:{o['r_port']}"
+    same = evidence.events_like(o, "protocol", "l_addr", "l_port", "r_addr", "r_port")
+    lines = [f"{n}. Events with this 5-tuple{orient}, {key}: {same.height:,}"]
+    if same.height:
+        lines += _event_lines(same, tt, chosen)
+        if o["protocol"] == "TCP":
+            return lines + ["   Owners of this 4-tuple over time:"] + _owner_runs(same)
+        sized = same.filter(pl.col("size").eq_missing(pl.lit(o["size"])))
+        return lines + [f"   Of these, {sized.height:,} have the frame's size ({o['size']} bytes)."]
+    nopid = evidence.events_like(o, "protocol", "l_addr", "l_port", "r_addr", "r_port", usable=False)
+    if nopid.height:
+        lines.append(
+            f"   {nopid.height:,} event(s) with this 5-tuple carry no usable PID (0 or -1) and were left out:"
+        )
+        lines += _event_lines(nopid, tt, None)
+    port = evidence.events_like(o, "protocol", "l_port")
+    addrs = evidence.events_like(o, "l_addr", "r_addr")
+    lines.append(
+        f"   Weaker evidence: {port.height:,} events use local {o['protocol']} port {o['l_port']}; "
+        f"{addrs.height:,} events are between {o['l_addr']} and {o['r_addr']}."
+    )
+    if port.height:
+        lines += ["   Same local port:"] + _event_lines(port, tt, chosen)
+    elif addrs.height:
+        lines += ["   Same addresses:"] + _event_lines(addrs, tt, chosen)
+    return lines
 
 
 _RULES = {
