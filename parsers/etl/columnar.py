@@ -276,6 +276,37 @@ def decode_layout(
     ``exact=False`` reads the layout as a prefix of the payload: bytes may follow it (column ``_end``:
     where the layout ends, from the payload's start) and a string without its NUL ends with the payload.
     """
+    fit = _place(d, start, end, layout, nuls, exact)
+    ok = fit.ok
+    cols: dict[str, pl.Series] = {}
+    if not ok.any():
+        return ok, cols
+    if not exact:
+        cols["_end"] = pl.Series("_end", (fit.pos - start)[ok])
+    for f, where in zip(layout.fields, fit.places):
+        cols[f.name] = _column(d, f, where[ok], ok, fit).alias(f.name)
+    return ok, cols
+
+
+@dataclass
+class _Fit:
+    """Where a layout's fields lie in each payload: ``ok`` (the layout fits), each field's start
+    (``places``), the numbers read on the way (by name: lengths refer to them), the lengths or string
+    ends of variable fields (``extents``), the prefix-mode strings that run to the payload's end
+    (``open_ended``), and where the layout ends (``pos``)."""
+
+    ok: np.ndarray
+    places: list[np.ndarray]
+    numbers: dict[str, np.ndarray]
+    extents: dict[str, np.ndarray]
+    open_ended: dict[str, np.ndarray]
+    pos: np.ndarray
+
+
+def _place(
+    d: np.ndarray, start: np.ndarray, end: np.ndarray, layout: L.Layout, nuls: _Nuls, exact: bool
+) -> _Fit:
+    """The first pass of :func:`decode_layout`: each field's place in every payload, field after field."""
     n = len(start)
     open_ended: dict[str, np.ndarray] = {}  # prefix mode: the strings that run to the payload's end
     pos = start.copy()
@@ -328,60 +359,58 @@ def decode_layout(
         ok &= nxt <= end
         pos = nxt
     ok &= (pos == end) if exact else (pos <= end)
-    cols: dict[str, pl.Series] = {}
-    if not ok.any():
-        return ok, cols
-    if not exact:
-        cols["_end"] = pl.Series("_end", (pos - start)[ok])
-    for f, where in zip(layout.fields, places):
-        p = where[ok]
-        if f.kind in L.NUMERIC:
-            col = pl.Series(f.name, numbers[f.name][ok])
-        elif f.kind == "guid":
-            col = _by_value(_fixed(d, p, 16), _guid_text)
-        elif f.kind == "systemtime":
-            parts = np.ascontiguousarray(_fixed(d, p, 16)).view("<i2")
-            col = pl.DataFrame({k: parts[:, i] for i, k in enumerate(L.SYSTEMTIME_FIELDS)}).to_struct()
-        elif f.kind == "bytes":
-            col = _binary(d, p, np.full(len(p), f.size, np.int64))
-        elif f.kind == "bytes_from":
-            col = _binary(d, p, extents[f.name][ok])
-        elif f.kind in ("wstring", "cstring", "utf8z"):
-            enc, unit = {"wstring": ("utf-16-le", 2), "cstring": ("cp1252", 1), "utf8z": ("utf-8", 1)}[f.kind]
-            stop = extents[f.name][ok]
-            if f.name in open_ended and open_ended[f.name][ok].any():
-                blobs = _binary(d, p, stop - p).to_list()
-                col = pl.Series([b.decode(enc, "replace") for b in blobs], dtype=pl.Utf8)
-            else:
-                col = _strings(d, p, stop, enc, unit)
-        elif f.kind == "bool32":
-            col = pl.Series(_numbers(d, p, "<u4") != 0)
-        elif f.kind == "filetime":
-            col = _filetime(_numbers(d, p, "<u8"))
-        elif f.kind == "bytes_u16":
-            col = _binary(d, p + 2, extents[f.name][ok])
-        elif f.kind in ("wstring_u16", "cstring_u16"):
-            enc = "utf-16-le" if f.kind == "wstring_u16" else "cp1252"
-            fast = _text(d, p + 2, extents[f.name][ok], enc) if len(p) else None
-            if fast is not None:
-                col = fast
-            else:
-                raw = _binary(d, p + 2, extents[f.name][ok])
-                col = pl.Series(
-                    [None if b is None else b.decode(enc, "replace") for b in raw.to_list()], dtype=pl.Utf8
-                )
-        else:  # sid
-            count = d[np.clip(p + 1, 0, len(d) - 1)].astype(np.int64)
-            col = (
-                pl.Series(
-                    [sid_text(bytes(d[a : a + 8 + 4 * c])) for a, c in zip(p.tolist(), count.tolist())],
-                    dtype=pl.Utf8,
-                )
-                if len(set(count.tolist())) > 1
-                else _by_value(_fixed(d, p, 8 + 4 * int(count[0])), sid_text)
+    return _Fit(ok, places, numbers, extents, open_ended, pos)
+
+
+def _column(d: np.ndarray, f: L.Field, p: np.ndarray, ok: np.ndarray, fit: _Fit) -> pl.Series:
+    """The column of field ``f`` of the records that fit (``p``: where the field starts in each)."""
+    numbers, extents, open_ended = fit.numbers, fit.extents, fit.open_ended
+    if f.kind in L.NUMERIC:
+        col = pl.Series(f.name, numbers[f.name][ok])
+    elif f.kind == "guid":
+        col = _by_value(_fixed(d, p, 16), _guid_text)
+    elif f.kind == "systemtime":
+        parts = np.ascontiguousarray(_fixed(d, p, 16)).view("<i2")
+        col = pl.DataFrame({k: parts[:, i] for i, k in enumerate(L.SYSTEMTIME_FIELDS)}).to_struct()
+    elif f.kind == "bytes":
+        col = _binary(d, p, np.full(len(p), f.size, np.int64))
+    elif f.kind == "bytes_from":
+        col = _binary(d, p, extents[f.name][ok])
+    elif f.kind in ("wstring", "cstring", "utf8z"):
+        enc, unit = {"wstring": ("utf-16-le", 2), "cstring": ("cp1252", 1), "utf8z": ("utf-8", 1)}[f.kind]
+        stop = extents[f.name][ok]
+        if f.name in open_ended and open_ended[f.name][ok].any():
+            blobs = _binary(d, p, stop - p).to_list()
+            col = pl.Series([b.decode(enc, "replace") for b in blobs], dtype=pl.Utf8)
+        else:
+            col = _strings(d, p, stop, enc, unit)
+    elif f.kind == "bool32":
+        col = pl.Series(_numbers(d, p, "<u4") != 0)
+    elif f.kind == "filetime":
+        col = _filetime(_numbers(d, p, "<u8"))
+    elif f.kind == "bytes_u16":
+        col = _binary(d, p + 2, extents[f.name][ok])
+    elif f.kind in ("wstring_u16", "cstring_u16"):
+        enc = "utf-16-le" if f.kind == "wstring_u16" else "cp1252"
+        fast = _text(d, p + 2, extents[f.name][ok], enc) if len(p) else None
+        if fast is not None:
+            col = fast
+        else:
+            raw = _binary(d, p + 2, extents[f.name][ok])
+            col = pl.Series(
+                [None if b is None else b.decode(enc, "replace") for b in raw.to_list()], dtype=pl.Utf8
             )
-        cols[f.name] = col.alias(f.name)
-    return ok, cols
+    else:  # sid
+        count = d[np.clip(p + 1, 0, len(d) - 1)].astype(np.int64)
+        col = (
+            pl.Series(
+                [sid_text(bytes(d[a : a + 8 + 4 * c])) for a, c in zip(p.tolist(), count.tolist())],
+                dtype=pl.Utf8,
+            )
+            if len(set(count.tolist())) > 1
+            else _by_value(_fixed(d, p, 8 + 4 * int(count[0])), sid_text)
+        )
+    return col
 
 
 def decode_records(
