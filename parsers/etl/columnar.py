@@ -70,9 +70,9 @@ except ImportError:  # pragma: no cover - depends on the build: the numpy paths 
 _NET_TYPES = {**NET_COLUMNS, **NET_EXTRAS}
 _EH = (EVENT_HEADER32, EVENT_HEADER64)
 _IS_EH = np.zeros(256, bool)
+_IS_EH[list(_EH)] = True
 _IS_KERNEL = np.zeros(256, bool)  # kernel header types (their records' provider is their group)
 _IS_KERNEL[list(_KERNEL_HEADERS)] = True
-_IS_EH[list(_EH)] = True
 _NO_ID = 0xFFFFFFFF
 #: Bytes of (decompressed) buffers per batch: each batch's tables are built at once.
 CHUNK = 2 << 20
@@ -284,7 +284,7 @@ def decode_layout(
     if not exact:
         cols["_end"] = pl.Series("_end", (fit.pos - start)[ok])
     for f, where in zip(layout.fields, fit.places):
-        cols[f.name] = _column(d, f, where[ok], ok, fit).alias(f.name)
+        cols[f.name] = _column(d, f, where[ok], fit).alias(f.name)
     return ok, cols
 
 
@@ -362,9 +362,9 @@ def _place(
     return _Fit(ok, places, numbers, extents, open_ended, pos)
 
 
-def _column(d: np.ndarray, f: L.Field, p: np.ndarray, ok: np.ndarray, fit: _Fit) -> pl.Series:
+def _column(d: np.ndarray, f: L.Field, p: np.ndarray, fit: _Fit) -> pl.Series:
     """The column of field ``f`` of the records that fit (``p``: where the field starts in each)."""
-    numbers, extents, open_ended = fit.numbers, fit.extents, fit.open_ended
+    ok, numbers, extents, open_ended = fit.ok, fit.numbers, fit.extents, fit.open_ended
     if f.kind in L.NUMERIC:
         col = pl.Series(f.name, numbers[f.name][ok])
     elif f.kind == "guid":
@@ -709,11 +709,11 @@ class Decoder:
             return []
         self.take_manifests(batch)
         keys = self.keys(batch)
-        uniq, first = np.unique(keys, return_index=True)
-        admitted = self.admit(uniq, first)
-        if OTHER_KEY in admitted:
-            keys = self.past_types(keys, uniq, admitted)
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        admitted = self.admit(uniq, first)
+        if OTHER_KEY in admitted:  # types past the file's first MAX_TYPES: one table of bytes
+            keys = self.past_types(keys, uniq, admitted)
+            uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         inverse = inverse.ravel()
         order = np.argsort(inverse, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))])
@@ -732,13 +732,12 @@ class Decoder:
     def past_types(self, keys: np.ndarray, uniq: np.ndarray, admitted: list[int]) -> np.ndarray:
         """``keys`` with those past :data:`MAX_TYPES` (``admitted``: :meth:`admit` of ``uniq``) made
         :data:`OTHER_KEY`, their records counted."""
-        past = uniq[np.asarray(admitted, np.int64) == OTHER_KEY]
-        out = np.where(np.isin(keys, past), np.int64(OTHER_KEY), keys)
+        past = np.isin(keys, uniq[np.asarray(admitted, np.int64) == OTHER_KEY])
         self.skipped.add(
             f"events of event types past the file's first {MAX_TYPES:,} kept as bytes in {OTHER_NAME}.hex",
-            int((out == OTHER_KEY).sum() - (keys == OTHER_KEY).sum()),
+            int(past.sum()),
         )
-        return out
+        return np.where(past, np.int64(OTHER_KEY), keys)
 
     def decode_type(self, batch: RecordBatch, key: int) -> list[EventTable]:
         """The event tables of a batch whose records are all of the event type ``key`` (see :meth:`keys`),
