@@ -437,9 +437,9 @@ def etl_eventsource_manifest_flood(d: Path) -> Shape:
 ETL_SHAPES.append(etl_eventsource_manifest_flood)
 
 
-def _flood(d: Path, name: str, n: int, distinct: Callable[[int], dict]) -> tuple[Path, int]:
+def _flood(d: Path, name: str, n: int, distinct: Callable[[int], dict]) -> Path:
     """A SYN-attack interval, then ``n`` 8-byte EVENT_HEADER events, the ``i``-th with the header fields
-    ``distinct(i)`` (over one template's); returns the file and the number of providers it names."""
+    ``distinct(i)`` (over one template's)."""
     w = EtlWriter(buffer_size=1 << 20)
     _syn_interval(w, 1, 2)
     base = dict(
@@ -457,12 +457,9 @@ def _flood(d: Path, name: str, n: int, distinct: Callable[[int], dict]) -> tuple
         keyword=0,
         processor_time=0,
     )
-    providers = set()
     for i in range(n):
-        fields = {**base, **distinct(i)}
-        providers.add(fields["provider_id"])
-        w.raw_record(build_record(w.structs.event_header, bytes(8), (), **fields))
-    return w.write(d / name), len(providers)
+        w.raw_record(build_record(w.structs.event_header, bytes(8), (), **{**base, **distinct(i)}))
+    return w.write(d / name)
 
 
 def etl_provider_flood(d: Path) -> Shape:
@@ -475,7 +472,7 @@ def etl_provider_flood(d: Path) -> Shape:
     from etwtools.parsers.etl.guids import KERNEL_GROUPS
 
     n = 70_000
-    path, _ = _flood(d, "provider_flood.etl", n, lambda i: {"provider_id": uuid.UUID(int=(0xF00D << 96) + i)})
+    path = _flood(d, "provider_flood.etl", n, lambda i: {"provider_id": uuid.UUID(int=(0xF00D << 96) + i)})
     named = MAX_PROVIDERS - len(set(KERNEL_GROUPS.values())) - 1  # the TCPIP provider of the interval
     kept = 1 + 2 + named  # the logfile header, the interval's two events
     return Shape(
@@ -504,7 +501,7 @@ def etl_event_type_flood(d: Path) -> Shape:
     from etwtools.parsers.etl.columnar import MAX_TYPES
 
     n = 70_000
-    path, _ = _flood(d, "event_type_flood.etl", n, lambda i: {"id": i & 0xFFFF, "version": i >> 16})
+    path = _flood(d, "event_type_flood.etl", n, lambda i: {"id": i & 0xFFFF, "version": i >> 16})
     total = 1 + 2 + n
     return Shape(
         "etl_event_type_flood",
