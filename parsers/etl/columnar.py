@@ -663,13 +663,14 @@ class Decoder:
         if len(batch):
             self._manifests_upto = max(self._manifests_upto, int(batch.record[-1]))
         for i in rows.tolist():
-            guid = batch.guids[int(batch.provider[i])]
+            pidx = int(batch.provider[i])
+            guid = batch.guids[pidx]
             m = self.eventsource.add(
                 guid, int(batch.pid[i]), int(batch.tid[i]), batch.payload(i), str(int(batch.file_offset[i]))
             )
             if m is None:
                 continue
-            idx = batch.guids.index(guid) + 1
+            idx = pidx + 1  # the key's provider field (the GUID's place in the file's table)
             if first is not None:
                 first(idx)
             for k in [k for k in self._types if k >> 60 == 1 and (k >> 34) & 0xFFFF == idx]:
