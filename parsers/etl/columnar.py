@@ -60,7 +60,7 @@ from .kernel import (
 )
 from .kernel_network import decode_kernel_network
 from .records import EVENT_HEADER32, EVENT_HEADER64, RecordBatch
-from .structs import EH_EXTENDED_INFO, HEADER_SIZES
+from .structs import HEADER_SIZES
 
 try:
     from . import _columnar as _c
@@ -204,7 +204,7 @@ def _text(d: np.ndarray, start: np.ndarray, length: np.ndarray, encoding: str) -
     views = np.empty((len(start), 16), np.uint8)
     _c.text_views(offsets, buf, views)
     arr = pa.Array.from_buffers(pa.string_view(), len(start), [None, pa.py_buffer(views), pa.py_buffer(buf)])
-    return pl.Series(pl.from_arrow(arr))  # a view array: polars takes it as it is
+    return pl.Series(arr)  # a view array: polars takes it as it is
 
 
 def _strings(d: np.ndarray, start: np.ndarray, stop: np.ndarray, encoding: str, unit: int) -> pl.Series:
@@ -235,7 +235,7 @@ def _binary(d: np.ndarray, start: np.ndarray, length: np.ndarray) -> pl.Series:
             arr = pa.Array.from_buffers(
                 pa.binary_view(), len(start), [None, pa.py_buffer(views), pa.py_buffer(buf)]
             )
-            return pl.Series(pl.from_arrow(arr))
+            return pl.Series(arr)
     data = _spans(d, start, length)
     offsets = np.zeros(len(start) + 1, np.int64)
     np.cumsum(length, out=offsets[1:])
@@ -281,21 +281,23 @@ def decode_layout(
     cols: dict[str, pl.Series] = {}
     if not ok.any():
         return ok, cols
+    if ok.all():
+        fit.ok = slice(None)  # (the columns of every record: taken without a copy)
     if not exact:
-        cols["_end"] = pl.Series("_end", (fit.pos - start)[ok])
+        cols["_end"] = pl.Series("_end", (fit.pos - start)[fit.ok])
     for f, where in zip(layout.fields, fit.places):
-        cols[f.name] = _column(d, f, where[ok], fit).alias(f.name)
+        cols[f.name] = _column(d, f, where[fit.ok], fit).alias(f.name)
     return ok, cols
 
 
 @dataclass
 class _Fit:
-    """Where a layout's fields lie in each payload: ``ok`` (the layout fits), each field's start
-    (``places``), the numbers read on the way (by name: lengths refer to them), the lengths or string
-    ends of variable fields (``extents``), the prefix-mode strings that run to the payload's end
-    (``open_ended``), and where the layout ends (``pos``)."""
+    """Where a layout's fields lie in each payload: ``ok`` (the layout fits; ``slice(None)`` once it fits
+    every payload), each field's start (``places``), the numbers read on the way (by name: lengths refer
+    to them), the lengths or string ends of variable fields (``extents``), the prefix-mode strings that
+    run to the payload's end (``open_ended``), and where the layout ends (``pos``)."""
 
-    ok: np.ndarray
+    ok: np.ndarray | slice
     places: list[np.ndarray]
     numbers: dict[str, np.ndarray]
     extents: dict[str, np.ndarray]
@@ -789,11 +791,10 @@ class Decoder:
     def _tracelogging(self, batch: RecordBatch, d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(rows, metadata ids) of the batch's TraceLogging events: records whose extended items hold
         event metadata; each distinct (provider, metadata, pointer size) gets an id for the file."""
-        eh = np.flatnonzero(_IS_EH[batch.htype])
-        if not len(eh):
-            return None
-        flags = _numbers(d, batch.offset[eh] + 4, "<u2")
-        rows = eh[(flags & EH_EXTENDED_INFO) != 0]
+        # the container takes EH_EXTENDED_INFO's items into the header: only those records' headers are
+        # longer than EVENT_HEADER (no flags read at each record's own place in the batch's bytes)
+        ext = np.flatnonzero(batch.payload_offset - batch.offset > EVENT_HEADER_SIZE)
+        rows = ext[_IS_EH[batch.htype[ext]]]
         if not len(rows):
             return None
         pos = batch.offset[rows] + EVENT_HEADER_SIZE
