@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_etl import DEFAULT_CORPUS, SOURCE, build_big
+from bench_etl import DEFAULT_CORPUS, SOURCE, build_big, compile_package
 
 ETWTOOLS = Path(sys.executable).with_name("etwtools")
 
@@ -180,7 +180,7 @@ def main() -> None:
 
     raw = (args.corpus / SOURCE).read_bytes()
     workdir = Path(tempfile.mkdtemp(prefix="events-all-bench-", dir="/tmp"))
-    print(f"python {sys.version.split()[0]}, cpus {os.cpu_count()}, source {SOURCE}")
+    print(f"python {sys.version.split()[0]}, cpus {os.cpu_count()}, source {SOURCE}, {compile_package()}")
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
             for plain in (True, False) if not args.plain_only else (True,):
