@@ -816,3 +816,39 @@ def test_c_header_fields_equal_the_numpy_reference_on_the_corpus(corpus):
                     assert np.array_equal(x, y), f"{path.name}: {name}"
                 records += len(batch)
     assert records > 400_000
+
+
+def test_heap_is_trimmed_once_the_process_has_grown(monkeypatch):
+    """A trim hands back every free page of the C heap and the next chunks fault them in again, so the
+    reader trims only once resident memory has grown by ``TRIM_GROWTH`` since the last trim (after which
+    it measures again)."""
+    trims: list[int] = []
+    monkeypatch.setattr(container, "_trim_heap_fn", trims.append)
+    readings = iter(mb << 20 for mb in [100, 110, 131, 120, 125, 152, 160, 170])
+    monkeypatch.setattr(container, "_resident", lambda: next(readings))
+    monkeypatch.setattr(container, "TRIM_GROWTH", 20 << 20)
+    trim = container._Trimmer()  # 100 MB at the start
+    for _ in range(5):
+        trim()  # 110: no; 131: trim, then 120; 125: no; 152: trim, then 160; 170: no
+    assert trims == [0, 0]
+    assert trim.after == 160 << 20
+
+
+def test_reading_a_file_trims_by_growth(corpus, monkeypatch):
+    """The reader's trims follow ``TRIM_GROWTH``: none when the process may grow without bound, some when
+    any growth counts (a real file, read in small chunks)."""
+    if container._trim_heap_fn is container._no_trim or container._resident() is None:
+        pytest.skip("no glibc malloc_trim or /proc/self/statm on this system")
+    trims: list[int] = []
+    real = container._trim_heap_fn
+    monkeypatch.setattr(container, "_trim_heap_fn", lambda pad: trims.append(pad) or real(pad))
+    counts = {}
+    for growth in (1 << 50, -(1 << 50)):
+        monkeypatch.setattr(container, "TRIM_GROWTH", growth)
+        trims.clear()
+        with EtlFile(corpus / X64) as f:
+            records = sum(len(b) for b in f.batches(1 << 20))
+        counts[growth] = len(trims)
+    assert records > 100_000
+    assert counts[1 << 50] == 0
+    assert counts[-(1 << 50)] >= 5  # every chunk

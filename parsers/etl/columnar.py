@@ -281,23 +281,22 @@ def decode_layout(
     cols: dict[str, pl.Series] = {}
     if not ok.any():
         return ok, cols
-    if ok.all():
-        fit.ok = slice(None)  # (the columns of every record: taken without a copy)
+    take: np.ndarray | slice = slice(None) if ok.all() else ok  # every record's: taken without a copy
     if not exact:
-        cols["_end"] = pl.Series("_end", (fit.pos - start)[fit.ok])
+        cols["_end"] = pl.Series("_end", (fit.pos - start)[take])
     for f, where in zip(layout.fields, fit.places):
-        cols[f.name] = _column(d, f, where[fit.ok], fit).alias(f.name)
+        cols[f.name] = _column(d, f, where[take], fit, take).alias(f.name)
     return ok, cols
 
 
 @dataclass
 class _Fit:
-    """Where a layout's fields lie in each payload: ``ok`` (the layout fits; ``slice(None)`` once it fits
-    every payload), each field's start (``places``), the numbers read on the way (by name: lengths refer
-    to them), the lengths or string ends of variable fields (``extents``), the prefix-mode strings that
-    run to the payload's end (``open_ended``), and where the layout ends (``pos``)."""
+    """Where a layout's fields lie in each payload: ``ok`` (the layout fits), each field's start
+    (``places``), the numbers read on the way (by name: lengths refer to them), the lengths or string
+    ends of variable fields (``extents``), the prefix-mode strings that run to the payload's end
+    (``open_ended``), and where the layout ends (``pos``)."""
 
-    ok: np.ndarray | slice
+    ok: np.ndarray
     places: list[np.ndarray]
     numbers: dict[str, np.ndarray]
     extents: dict[str, np.ndarray]
@@ -364,9 +363,10 @@ def _place(
     return _Fit(ok, places, numbers, extents, open_ended, pos)
 
 
-def _column(d: np.ndarray, f: L.Field, p: np.ndarray, fit: _Fit) -> pl.Series:
-    """The column of field ``f`` of the records that fit (``p``: where the field starts in each)."""
-    ok, numbers, extents, open_ended = fit.ok, fit.numbers, fit.extents, fit.open_ended
+def _column(d: np.ndarray, f: L.Field, p: np.ndarray, fit: _Fit, ok: np.ndarray | slice) -> pl.Series:
+    """The column of field ``f`` of the records that fit (``ok``: their rows; ``p``: where the field starts
+    in each)."""
+    numbers, extents, open_ended = fit.numbers, fit.extents, fit.open_ended
     if f.kind in L.NUMERIC:
         col = pl.Series(f.name, numbers[f.name][ok])
     elif f.kind == "guid":
