@@ -415,6 +415,61 @@ def test_c_text_decoding_equals_pythons_codecs(encoding):
     assert got.to_list() == [s.decode(encoding, "replace") for s in spans]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "cp1252"])
+def test_c_text_decoding_of_mostly_ascii_text(encoding):
+    """Text that is mostly ASCII (what traces hold: paths, method names), taken several characters at a
+    time by the C decoder, with other characters at every place of those steps and odd lengths: Python's
+    own decoding."""
+    if columnar._c is None:
+        (pytest.fail if os.environ.get("ETWTOOLS_REQUIRE_C") else pytest.skip)(
+            "the C accelerator etwtools.parsers.etl._columnar is not built"
+        )
+    rng = np.random.default_rng(1414)
+    other = "é€ÿ\u0080\u00a0中\U0001f600" if encoding == "utf-16-le" else "é€ÿ\u00a0"
+    spans = []
+    for _ in range(3000):
+        chars = [chr(c) for c in rng.integers(0x20, 0x7F, int(rng.integers(0, 30)))]
+        for _ in range(int(rng.integers(0, 3))):
+            chars.insert(int(rng.integers(0, len(chars) + 1)), other[int(rng.integers(len(other)))])
+        raw = "".join(chars).encode(encoding)
+        spans.append(raw + (b"A" if rng.random() < 0.1 else b""))  # an odd byte after UTF-16
+    data = np.frombuffer(b"".join(spans), np.uint8)
+    length = np.array([len(s) for s in spans], np.int64)
+    start = np.cumsum(length) - length
+    got = columnar._text(data, start, length, encoding)
+    assert got is not None
+    assert got.to_list() == [s.decode(encoding, "replace") for s in spans]
+
+
+@pytest.mark.parametrize("unit", [1, 2])
+def test_c_terminators_find_the_first_nul(unit):
+    """The C search for each string's terminator (a NUL byte, or a NUL unit at the string's own 2-byte
+    steps, searched several units at a time) finds the first one before the end, or none (the data's
+    length), from starts at even and odd places."""
+    if columnar._c is None:
+        (pytest.fail if os.environ.get("ETWTOOLS_REQUIRE_C") else pytest.skip)(
+            "the C accelerator etwtools.parsers.etl._columnar is not built"
+        )
+    rng = np.random.default_rng(1415)
+    data = rng.integers(1, 256, 1 << 15).astype(np.uint8)
+    data[rng.integers(0, len(data), 600)] = 0  # lone zero bytes: a unit's half, not a terminator
+    for at in rng.integers(0, len(data) - 1, 150).tolist():
+        data[at : at + 2] = 0  # zero units at even and odd places
+    pos = rng.integers(0, len(data) - 1, 4000).astype(np.int64)
+    end = np.minimum(pos + rng.integers(0, 200, 4000), len(data)).astype(np.int64)
+    out = np.empty(len(pos), np.int64)
+    columnar._c.terminators(data, pos, end, unit, out)
+    raw = data.tobytes()
+
+    def first(a: int, e: int) -> int:
+        for q in range(a, e - unit + 1, unit):
+            if raw[q : q + unit] == bytes(unit):
+                return q
+        return len(raw)
+
+    assert out.tolist() == [first(a, e) for a, e in zip(pos.tolist(), end.tolist())]
+
+
 def test_c_binary_views_hold_every_span():
     """Byte blobs built as Arrow binary views by the C accelerator (values of up to 12 bytes inside their
     view, longer ones in the data buffer) read back as the spans themselves, empty ones included."""

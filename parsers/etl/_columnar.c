@@ -143,7 +143,13 @@ terminators(PyObject *self, PyObject *args)
                 const uint8_t *z = a < stop ? memchr(d + a, 0, stop - a) : NULL;
                 if (z) hit = z - d;
             } else {
-                for (int64_t q = a; q + 2 <= stop; q += 2)
+                int64_t q = a;
+                for (; q + 8 <= stop; q += 8) {  /* four units at a time until a word holds a zero unit */
+                    uint64_t w;
+                    memcpy(&w, d + q, 8);
+                    if ((w - 0x0001000100010001ULL) & ~w & 0x8000800080008000ULL) break;
+                }
+                for (; q + 2 <= stop; q += 2)
                     if (d[q] == 0 && d[q + 1] == 0) { hit = q; break; }
             }
             o[i] = hit;
@@ -216,13 +222,34 @@ text(PyObject *self, PyObject *args)
             if (a < 0 || k < 0 || a + k > data.len || at + room > out.len) { bad = 1; break; }
             const uint8_t *p = d + a;
             if (kind == 1) {
-                for (int64_t q = 0; q < k; q++) {
+                int64_t q = 0;
+                for (; q + 8 <= k; q += 8) {  /* ASCII eight bytes at a time */
+                    uint64_t w;
+                    memcpy(&w, p + q, 8);
+                    if (w & 0x8080808080808080ULL) break;
+                    memcpy(o + at, &w, 8);
+                    at += 8;
+                }
+                for (; q < k; q++) {
                     uint8_t b = p[q];
                     at += b < 0x80 ? (o[at] = b, 1) : put_utf8(o + at, b < 0xA0 ? CP1252_80[b - 0x80] : b);
                 }
             } else {
                 int64_t units = k / 2, q = 0;
                 while (q < units) {
+                    if (q + 4 <= units) {  /* four ASCII units at a time */
+                        uint64_t w;
+                        memcpy(&w, p + 2 * q, 8);
+                        if (!(w & 0xFF80FF80FF80FF80ULL)) {
+                            o[at] = (uint8_t)w;
+                            o[at + 1] = (uint8_t)(w >> 16);
+                            o[at + 2] = (uint8_t)(w >> 32);
+                            o[at + 3] = (uint8_t)(w >> 48);
+                            at += 4;
+                            q += 4;
+                            continue;
+                        }
+                    }
                     uint32_t u = p[2 * q] | (p[2 * q + 1] << 8);
                     if (u < 0xD800 || u > 0xDFFF) { at += put_utf8(o + at, u); q++; continue; }
                     if (u <= 0xDBFF && q + 1 < units) {
