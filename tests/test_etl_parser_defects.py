@@ -192,3 +192,53 @@ def test_manifest_schemas_read_pointers_as_64_bit_in_32_bit_records(corpus):
     assert theirs.HandleID == 0x027E121C * 2**32 + 0x00A313F8
     assert theirs.ObjectID == 12  # ObjectSize's low half
     assert bytes(theirs.TypeName.string)[:-2].decode("utf-16-le") == "em.Object"  # "Syst" went to ObjectSize
+
+
+def test_manifest_schemas_read_counted_arrays_as_one_value(corpus):
+    """etl-parser's generated schemas drop a manifest field's count: an array of FrameCount pointers
+    (CLR's ClrStackWalk, DotNETRuntime event 82) or of CountOfMapEntries u32 (the rundown provider's
+    MethodDCEndILToNativeMap, event 150: two arrays) is read as ONE value. On net.4.5.2.x64.etl every such
+    record is 8 + 8 x FrameCount, or 21 + 8 x CountOfMapEntries, bytes long; the schemas are 16 and 29 bytes
+    whatever the count. Ours: the exact-fit rule refuses those layouts, so ``events --all`` keeps all 31,204
+    records whole, as bytes (``.hex`` tables), and reads no wrong value."""
+    import construct
+    from etl.parsers.etw.Microsoft_Windows_DotNETRuntime import Microsoft_Windows_DotNETRuntime_82_0 as Walk
+    from etl.parsers.etw.Microsoft_Windows_DotNETRuntimeRundown import (
+        Microsoft_Windows_DotNETRuntimeRundown_150_0 as ILMap,
+    )
+
+    from etwtools.parsers.etl import columnar
+
+    try:
+        sizes = (Walk.pattern.sizeof(), ILMap.pattern.sizeof())
+    except construct.SizeofError:  # an array whose length is a field: the count was kept
+        pytest.fail(FIXED.format(etl_parser_version(), "manifest fields with a count are arrays"))
+    assert sizes == (16, 29)
+    clr = uuid.UUID("e13c0d23-ccbc-4e12-931b-d9cc2eee27e4")
+    rundown = uuid.UUID("a669021c-c450-4609-a035-5af59af4df18")
+    path = corpus / "perfview/net.4.5.2.x64.etl"
+    _f, batches = ours(path)
+    walks = [
+        b.payload(int(i))
+        for b in batches
+        for i in np.flatnonzero(b.provider_mask(clr) & (b.event_id == 82) & (b.pointer_size == 8))
+    ]
+    maps = [
+        b.payload(int(i))
+        for b in batches
+        for i in np.flatnonzero(b.provider_mask(rundown) & (b.event_id == 150))
+    ]
+    frames = [int.from_bytes(p[4:8], "little") for p in walks]
+    entries = [int.from_bytes(p[17:19], "little") for p in maps]
+    assert (len(walks), len(maps)) == (14_896, 16_221)
+    assert [len(p) for p in walks] == [8 + 8 * n for n in frames]
+    assert [len(p) for p in maps] == [21 + 8 * n for n in entries]
+    assert sum(n != 1 for n in frames) == len(walks) and sum(n != 1 for n in entries) == len(maps)
+    rows = Counter()
+    for t in columnar.iter_events(path, providers=[str(clr), str(rundown)], ids=[82, 150]):
+        rows[t.name] += t.frame.height
+    assert rows == {
+        "Microsoft-Windows-DotNETRuntime.id82.v0.hex": 14_896,
+        "Microsoft-Windows-DotNETRuntime.id82.v0.ptr4.hex": 87,
+        "Microsoft-Windows-DotNETRuntimeRundown.id150.v0.ptr4.hex": 16_221,
+    }
