@@ -98,3 +98,20 @@ def test_command_line_allocates_arrow_memory_with_jemalloc():
     assert (
         backend("import etwtools, pyarrow as pa; print(pa.default_memory_pool().backend_name)") != "jemalloc"
     )
+
+
+def test_events_all_to_parquet_does_not_load_pyarrow_compute(corpus, tmp_path):
+    """``events --all -f parquet -o DIR/`` hands its Arrow columns to polars through the Arrow C data
+    interface: polars' pyarrow path would import pyarrow.compute (about 30 ms and 10 MB) for conversions
+    these columns never need. The probe really decoded text and byte columns."""
+    args = ["-q", "events", "--all", "--etl", str(corpus / "perfview" / "net.4.5.2.x64.etl")]
+    args += ["-f", "parquet", "-o", f"{tmp_path}/"]
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.replace("ARGS", repr(args))], capture_output=True, text=True, check=True
+    )
+    loaded = json.loads(out.stderr.strip().splitlines()[-1])
+    assert "pyarrow.parquet" in loaded and "polars" in loaded
+    assert "pyarrow.compute" not in loaded
+    names = {p.name for p in tmp_path.glob("*.parquet")}
+    assert any(n.endswith(".hex.parquet") for n in names)  # byte columns
+    assert "Microsoft-Windows-DotNETRuntimeRundown.id144.v1.ptr4.parquet" in names  # text columns
