@@ -84,10 +84,19 @@ EVENT_HEADER_SIZE = HEADER_SIZES[EVENT_HEADER64]
 #: Extended items looked at per record, and the largest TraceLogging metadata compiled.
 _MAX_EXT_ITEMS = 16
 _MAX_TL_METADATA = 4096
-_TL_WEIGHTS = np.random.default_rng(0x7106).integers(1, 2**63, _MAX_TL_METADATA, dtype=np.uint64) | np.uint64(
-    1
-)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _weights(n: int) -> np.ndarray:
+    """``n`` odd 64-bit weights for hashing metadata bytes (splitmix64 of 1..n: no numpy.random import)."""
+    with np.errstate(over="ignore"):
+        x = np.arange(1, n + 1, dtype=np.uint64) * _MIX
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31)) | np.uint64(1)
+
+
+_TL_WEIGHTS = _weights(_MAX_TL_METADATA)
 
 
 @dataclass
