@@ -387,6 +387,16 @@ def test_regrouped_events_before_their_manifest_stay_bytes(corpus, tmp_path, mon
     assert "2 events of System.Threading.Tasks.TplEventSource before its EventSource manifest" in said
 
 
+def _assert_decoded_as_python_does(spans: list[bytes], encoding: str) -> None:
+    """The C text decoder's text of the byte spans laid end to end is Python's own decoding ("replace")."""
+    data = np.frombuffer(b"".join(spans), np.uint8)
+    length = np.array([len(s) for s in spans], np.int64)
+    start = np.cumsum(length) - length
+    got = columnar._text(data, start, length, encoding)
+    assert got is not None
+    assert got.to_list() == [s.decode(encoding, "replace") for s in spans]
+
+
 @pytest.mark.parametrize("encoding", ["utf-16-le", "cp1252"])
 def test_c_text_decoding_equals_pythons_codecs(encoding):
     """The C text decoder gives Python's own decoding with "replace" (lone and reversed surrogates, a
@@ -407,12 +417,7 @@ def test_c_text_decoding_equals_pythons_codecs(encoding):
         else:
             raw = rng.integers(0, 256, n).astype(np.uint8).tobytes()
         spans.append(raw)
-    data = np.frombuffer(b"".join(spans), np.uint8)
-    length = np.array([len(s) for s in spans], np.int64)
-    start = np.cumsum(length) - length
-    got = columnar._text(data, start, length, encoding)
-    assert got is not None
-    assert got.to_list() == [s.decode(encoding, "replace") for s in spans]
+    _assert_decoded_as_python_does(spans, encoding)
 
 
 @pytest.mark.parametrize("encoding", ["utf-16-le", "cp1252"])
@@ -433,12 +438,7 @@ def test_c_text_decoding_of_mostly_ascii_text(encoding):
             chars.insert(int(rng.integers(0, len(chars) + 1)), other[int(rng.integers(len(other)))])
         raw = "".join(chars).encode(encoding)
         spans.append(raw + (b"A" if rng.random() < 0.1 else b""))  # an odd byte after UTF-16
-    data = np.frombuffer(b"".join(spans), np.uint8)
-    length = np.array([len(s) for s in spans], np.int64)
-    start = np.cumsum(length) - length
-    got = columnar._text(data, start, length, encoding)
-    assert got is not None
-    assert got.to_list() == [s.decode(encoding, "replace") for s in spans]
+    _assert_decoded_as_python_does(spans, encoding)
 
 
 @pytest.mark.parametrize("unit", [1, 2])
