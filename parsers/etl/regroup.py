@@ -118,18 +118,18 @@ class Regrouper:
         if not staged:
             return
         rows = np.concatenate([order[a:b] for _, a, b in staged])
-        start = batch.offset[rows]
-        length = (batch.payload_offset[rows] + batch.payload_size[rows] - start + 7) & ~7
+        start = batch.payload_offset[rows]
+        length = (batch.payload_size[rows] + 7) & ~7
         at = np.zeros(len(rows) + 1, np.int64)
         np.cumsum(length, out=at[1:])
         wide = np.empty((len(_WIDE), len(rows)), np.int64)
         for k, name in enumerate(_WIDE):
-            wide[k] = getattr(batch, name)[rows]
+            if k != _OFFSET and k != _PAYLOAD:
+                wide[k] = getattr(batch, name)[rows]
         narrow = np.empty((len(_NARROW), len(rows)), np.int32)
         for k, name in enumerate(_NARROW):
             narrow[k] = getattr(batch, name)[rows]
-        wide[_PAYLOAD] -= start
-        wide[_OFFSET] = at[:-1]
+        wide[_OFFSET] = wide[_PAYLOAD] = at[:-1]
         d = np.frombuffer(batch.data, np.uint8)
         ready, i = [], 0
         for key, a, b in staged:
@@ -146,7 +146,7 @@ class Regrouper:
             part = held.wide[:, held.n : held.n + b - a]
             part[...] = wide[:, i:j]
             part[_OFFSET] += held.used - at[i]
-            part[_PAYLOAD] += part[_OFFSET]
+            part[_PAYLOAD] = part[_OFFSET]
             held.narrow[:, held.n : held.n + b - a] = narrow[:, i:j]
             held.used += nbytes
             held.n += b - a
