@@ -235,6 +235,26 @@ def test_regrouped_tables_equal_the_batch_tables(corpus, monkeypatch, name):
         assert grouped[key]["record"].is_sorted(), key
 
 
+def test_records_set_aside_hold_their_payloads_only(corpus):
+    """A type's records are set aside as their payloads (each 8-byte aligned), not their headers: the
+    header fields are held as columns already."""
+    from etwtools.parsers.etl import regroup
+    from etwtools.parsers.etl.container import EtlFile
+
+    with EtlFile(corpus / "perfview" / "net.4.5.2.x64.etl") as etl:
+        batch = next(iter(etl.batches(columnar.REGROUP_CHUNK)))
+    grouper = regroup.Regrouper()
+    list(grouper.add(batch))
+    keys = grouper.decoder.keys(batch)
+    assert len(grouper._held) > 20
+    for key, held in grouper._held.items():
+        rows = np.flatnonzero(keys == key)
+        assert held.n == len(rows)
+        assert held.used == int(((batch.payload_size[rows] + 7) & ~7).sum())
+        back = held.batch(batch.guids, {n: getattr(batch, n).dtype for n in regroup._COLUMNS})
+        assert [back.payload(i) for i in range(len(back))] == [batch.payload(int(i)) for i in rows]
+
+
 def test_parquet_dir_with_tiny_budgets_keeps_every_row(corpus, tmp_path, monkeypatch):
     """Row groups, the buffer budget and the open-file cap cut files into parts: no row is lost or changed."""
     from etwtools import event_tables
@@ -249,6 +269,29 @@ def test_parquet_dir_with_tiny_budgets_keeps_every_row(corpus, tmp_path, monkeyp
         parts = [f for f in parts if f.name == f"{name}.parquet" or f.name.startswith(f"{name}.part")]
         got = pl.concat([pl.read_parquet(f) for f in parts])
         assert got.equals(frame), name
+
+
+def test_parquet_dir_stores_times_and_record_numbers_as_deltas(corpus, tmp_path):
+    """``time`` and ``record`` are written DELTA_BINARY_PACKED (small steps: smaller and faster to write
+    than plain values), text with a dictionary, and read back as written."""
+    import pyarrow.parquet as pq
+
+    from etwtools import event_tables
+
+    path = corpus / "perfview" / "net.4.5.2.x64.etl"
+    event_tables.write_parquet_dir(columnar.iter_events(path), tmp_path)
+    expected = _by_name(columnar.iter_events(path))
+    for f in tmp_path.glob("*.parquet"):
+        meta = pq.ParquetFile(f).metadata
+        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        chunks = {names[i]: meta.row_group(0).column(i) for i in range(meta.num_columns)}
+        assert "DELTA_BINARY_PACKED" in chunks["time"].encodings, f.name
+        assert "DELTA_BINARY_PACKED" in chunks["record"].encodings, f.name
+        assert "RLE_DICTIONARY" in chunks["provider"].encodings, f.name
+        assert "DELTA_BINARY_PACKED" not in chunks["pid"].encodings, f.name
+    got = pl.read_parquet(tmp_path / "Microsoft-Windows-DotNETRuntime.id10.v3.parquet")
+    assert got.height > 1000
+    assert got.equals(expected["Microsoft-Windows-DotNETRuntime.id10.v3"])
 
 
 def test_parquet_dir_last_row_groups_in_two_threads_write_the_same_files(corpus, tmp_path, monkeypatch):
