@@ -2,7 +2,7 @@
 
 A batch of records holds a few records of each of dozens of event types; decoding and writing a
 table costs a fixed amount whatever its length, so the records of each type are set aside (their
-payloads and header columns copied out of the batch, in one sorted gather per batch) until the type has
+bytes and header columns copied out of the batch, in one sorted gather per batch) until the type has
 :data:`ROWS` of them, then decoded together into one table. Past :data:`BUDGET` bytes set aside over
 all types, the type holding the most is decoded first; the rest is decoded at the end of the file.
 Records of a type come out in file order; memory is bounded by the budget, not by the file.
@@ -36,43 +36,53 @@ def _put(d: np.ndarray, start: np.ndarray, length: np.ndarray, out: np.ndarray) 
             out[...] = _spans(d, start, length)
 
 
-#: Header columns held as int64 rows (wide values) and as int32 rows (the rest; unsigned values wrap and
-#: come back whole when cast back to their own type). ``offset`` and ``payload_offset`` are not held: a
-#: record set aside is its payload, found where the payloads before it end.
-_WIDE = ["record", "file_offset", "time", "keyword", "payload_size"]
-_NARROW = [name for name in _COLUMNS if name not in _WIDE and name not in ("offset", "payload_offset")]
+#: Header columns held as int64 rows (wide values, positions) and as int32 rows (the rest; unsigned
+#: values wrap and come back whole when cast back to their own type).
+_WIDE = ["record", "offset", "file_offset", "time", "keyword", "payload_offset", "payload_size"]
+_NARROW = [name for name in _COLUMNS if name not in _WIDE]
+#: Rows of ``_Held.wide``: where records start and where their payload starts.
+_OFFSET, _PAYLOAD = _WIDE.index("offset"), _WIDE.index("payload_offset")
 
 
 class _Held:
-    """Records of one type set aside, one piece per batch (exact sizes: nothing is copied as they come):
-    their payloads (each 8-byte aligned, one after the other) and their header columns (rows of ``wide``
-    and ``narrow``). The pieces are joined into one batch when the type is decoded."""
+    """Records of one type set aside: their bytes (each record 8-byte aligned, from its header to the end
+    of its payload), gathered straight from the batches into one growing buffer, and their header
+    columns (rows of ``wide`` and ``narrow``; ``offset``/``payload_offset`` index ``data``)."""
 
-    def __init__(self) -> None:
-        self.pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.used = 0  # bytes of payload
-        self.n = 0  # records
-        self.nbytes = 0  # memory held
+    def __init__(self, nbytes: int, rows: int) -> None:
+        self.data = np.empty(nbytes + nbytes // 4 + _TAIL + (1 << 12), np.uint8)
+        self.wide = np.empty((len(_WIDE), rows + rows // 4 + 64), np.int64)
+        self.narrow = np.empty((len(_NARROW), self.wide.shape[1]), np.int32)
+        self.used = 0  # bytes of ``data`` in use
+        self.n = 0  # rows in use
+        self.nbytes = self.data.nbytes + self.wide.nbytes + self.narrow.nbytes  # memory held
 
-    def add(self, data: np.ndarray, wide: np.ndarray, narrow: np.ndarray) -> None:
-        self.pieces.append((data, wide, narrow))
-        self.used += len(data)
-        self.n += wide.shape[1]
-        self.nbytes += data.nbytes + wide.nbytes + narrow.nbytes
+    def room(self, nbytes: int, rows: int) -> None:
+        """Make room for ``nbytes`` more bytes and ``rows`` more rows (grown by half again at least)."""
+        if self.used + nbytes + _TAIL > len(self.data):
+            data = np.empty(max(self.used + nbytes + _TAIL, len(self.data) * 3 // 2), np.uint8)
+            data[: self.used] = self.data[: self.used]
+            self.data = data
+        if self.n + rows > self.wide.shape[1]:
+            cap = max(self.n + rows, self.wide.shape[1] * 3 // 2)
+            wide = np.empty((len(_WIDE), cap), np.int64)
+            narrow = np.empty((len(_NARROW), cap), np.int32)
+            wide[:, : self.n] = self.wide[:, : self.n]
+            narrow[:, : self.n] = self.narrow[:, : self.n]
+            self.wide, self.narrow = wide, narrow
+        self.nbytes = self.data.nbytes + self.wide.nbytes + self.narrow.nbytes
 
     def batch(self, guids: list, dtypes: dict[str, np.dtype]) -> RecordBatch:
         """The records set aside, as one batch (its data followed by :data:`_TAIL` zero bytes)."""
-        datas, wides, narrows = zip(*self.pieces)
-        self.pieces = []
-        data = np.concatenate([*datas, np.zeros(_TAIL, np.uint8)])
-        wide = np.concatenate(wides, axis=1)
-        narrow = np.concatenate(narrows, axis=1)
-        sizes = wide[_WIDE.index("payload_size")]
-        start = np.zeros(self.n, np.int64)
-        np.cumsum((sizes[:-1] + 7) & ~7, out=start[1:])
-        cols = {name: wide[k].astype(dtypes[name], copy=False) for k, name in enumerate(_WIDE)}
-        cols.update({name: narrow[k].astype(dtypes[name], copy=False) for k, name in enumerate(_NARROW)})
-        return RecordBatch(data=data.data, guids=guids, offset=start, payload_offset=start, **cols)
+        self.data[self.used : self.used + _TAIL] = 0
+        cols = {name: self.wide[k, : self.n].astype(dtypes[name], copy=False) for k, name in enumerate(_WIDE)}
+        cols.update(
+            {
+                name: self.narrow[k, : self.n].astype(dtypes[name], copy=False)
+                for k, name in enumerate(_NARROW)
+            }
+        )
+        return RecordBatch(data=self.data[: self.used + _TAIL].data, guids=guids, **cols)
 
 
 class Regrouper:
@@ -114,21 +124,32 @@ class Regrouper:
         np.cumsum(length, out=at[1:])
         wide = np.empty((len(_WIDE), len(rows)), np.int64)
         for k, name in enumerate(_WIDE):
-            wide[k] = getattr(batch, name)[rows]
+            if k != _OFFSET and k != _PAYLOAD:
+                wide[k] = getattr(batch, name)[rows]
         narrow = np.empty((len(_NARROW), len(rows)), np.int32)
         for k, name in enumerate(_NARROW):
             narrow[k] = getattr(batch, name)[rows]
+        wide[_OFFSET] = wide[_PAYLOAD] = at[:-1]
         d = np.frombuffer(batch.data, np.uint8)
         ready, i = [], 0
         for key, a, b in staged:
             j = i + b - a
+            nbytes = int(at[j] - at[i])
             held = self._held.get(key)
             if held is None:
-                held = self._held[key] = _Held()
-            before = held.nbytes
-            data = np.empty(int(at[j] - at[i]), np.uint8)
-            _put(d, start[i:j], length[i:j], data)
-            held.add(data, wide[:, i:j].copy(), narrow[:, i:j].copy())
+                held = self._held[key] = _Held(nbytes, b - a)
+                before = 0
+            else:
+                before = held.nbytes
+                held.room(nbytes, b - a)
+            _put(d, start[i:j], length[i:j], held.data[held.used : held.used + nbytes])
+            part = held.wide[:, held.n : held.n + b - a]
+            part[...] = wide[:, i:j]
+            part[_OFFSET] += held.used - at[i]
+            part[_PAYLOAD] = part[_OFFSET]
+            held.narrow[:, held.n : held.n + b - a] = narrow[:, i:j]
+            held.used += nbytes
+            held.n += b - a
             self._held_bytes += held.nbytes - before
             i = j
             if held.n >= ROWS:
