@@ -123,3 +123,39 @@ def test_partial_gives_the_prefix_of_the_whole(corpus):
             assert (
                 compression.decompress_c(src, n, True) == whole[:n] == compression.decompress_py(src, n, True)
             )
+
+
+def test_many_buffers_in_one_call_decode_as_one_at_a_time(corpus, monkeypatch):
+    """``decompress_many`` (one C call for a batch's buffers) writes each buffer where it is asked and lists
+    the failures with the reasons one call per buffer gives; the pure-Python fallback says the same."""
+    import random
+
+    rng = random.Random(3)
+    good = _corpus_buffers(corpus, 6)
+    srcs, sizes = [], []
+    for i, (src, size) in enumerate(good * 2):
+        if i % 4 == 3:  # mutated: some fail, some decode to other bytes
+            m = bytearray(src)
+            m[rng.randrange(len(m))] ^= 0xFF
+            src = bytes(m[: rng.randrange(len(m) + 1)])
+        srcs.append(src)
+        sizes.append(size)
+    at = [sum(sizes[:i]) + 8 * i for i in range(len(sizes))]
+    expected, fails = bytearray(b"\xaa" * (at[-1] + sizes[-1] + 8)), []
+    for i, src in enumerate(srcs):
+        try:
+            compression.decompress_into(src, expected, at[i], sizes[i])
+        except compression.DecompressionError as e:
+            fails.append((i, str(e)))
+    assert fails and len(fails) < len(srcs)
+    got = bytearray(b"\xaa" * len(expected))
+    assert compression.decompress_many(srcs, got, at, sizes) == fails
+    assert got == expected
+    monkeypatch.setattr(compression, "_speedups", None)
+    py = bytearray(b"\xaa" * len(expected))
+    assert [i for i, _ in compression.decompress_many(srcs, py, at, sizes)] == [i for i, _ in fails]
+    ok = [i for i in range(len(srcs)) if i not in dict(fails)]
+    assert all(py[at[i] : at[i] + sizes[i]] == got[at[i] : at[i] + sizes[i]] for i in ok)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="outside the output"):
+        compression.decompress_many(srcs[:1], bytearray(10), [0], [sizes[0]])

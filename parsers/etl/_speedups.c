@@ -6,6 +6,9 @@
  *     there instead, returning the first out_size bytes).
  * lzxpress_decompress_into(src, out, at, out_size) -> written
  *     The same, written into the writable buffer out at position at (out_size bytes of room).
+ * lzxpress_decompress_many(srcs, out, at, sizes) -> [(i, reason)]
+ *     Each source decompressed into out[at[i]:at[i] + sizes[i]] in one call (one release of the GIL for
+ *     a batch's buffers); the sources that fail, with why (the messages of lzxpress_decompress_into).
  * walk(data, starts, ends, out_offsets, out_sizes, out_hdrs) -> (count, damages)
  *     The record walk of parsers/etl/container.py (walk_py): for each segment [starts[i], ends[i])
  *     of data, the offset, size and header length (incl. extended items) of every record; damages is
@@ -178,6 +181,81 @@ lzxpress_decompress_into(PyObject *self, PyObject *args)
     }
     PyBuffer_Release(&out);
     PyBuffer_Release(&src);
+    return result;
+}
+
+/* lzxpress_decompress_many(srcs, out, at, sizes) -> failures: srcs[i] decompressed into
+ * out[at[i]:at[i] + sizes[i]] (int64 arrays), all in one call without the GIL; failures lists (i, reason)
+ * for each source that is malformed or does not decode to exactly sizes[i] bytes. */
+static PyObject *
+lzxpress_decompress_many(PyObject *self, PyObject *args)
+{
+    PyObject *srcs, *o_at, *o_sizes;
+    Py_buffer out, at, sizes;
+    if (!PyArg_ParseTuple(args, "O!w*OO", &PyList_Type, &srcs, &out, &o_at, &o_sizes))
+        return NULL;
+    if (PyObject_GetBuffer(o_at, &at, PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(o_sizes, &sizes, PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&at);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(srcs), got = 0;
+    Py_buffer *views = PyMem_Calloc(n ? n : 1, sizeof(Py_buffer));
+    const char **errs = PyMem_Calloc(n ? n : 1, sizeof(char *));
+    size_t *ops = PyMem_Calloc(n ? n : 1, sizeof(size_t)), *ips = PyMem_Calloc(n ? n : 1, sizeof(size_t));
+    const int64_t *a = at.buf, *z = sizes.buf;
+    if (views == NULL || errs == NULL || ops == NULL || ips == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (at.len != n * 8 || sizes.len != n * 8) {
+        PyErr_SetString(PyExc_ValueError, "one place and one size per source");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (a[i] < 0 || z[i] < 0 || a[i] > out.len || z[i] > out.len - a[i]) {
+            PyErr_SetString(PyExc_ValueError, "output range outside the output buffer");
+            goto done;
+        }
+    }
+    for (; got < n; got++)
+        if (PyObject_GetBuffer(PyList_GET_ITEM(srcs, got), &views[got], PyBUF_SIMPLE) < 0)
+            goto done;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        errs[i] = xpress((const uint8_t *)views[i].buf, (size_t)views[i].len, (uint8_t *)out.buf + a[i],
+                         (size_t)z[i], 0, &ops[i], &ips[i]);
+    Py_END_ALLOW_THREADS
+    result = PyList_New(0);
+    for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
+        PyObject *item = NULL;
+        if (errs[i] != NULL)
+            item = Py_BuildValue("(nN)", i, PyUnicode_FromFormat("malformed LZ77 data: %s (input byte %zd)",
+                                                                errs[i], (Py_ssize_t)ips[i]));
+        else if (ops[i] != (size_t)z[i])
+            item = Py_BuildValue("(nN)", i, PyUnicode_FromFormat("LZ77 data decodes to %zd bytes, expected %zd",
+                                                                (Py_ssize_t)ops[i], (Py_ssize_t)z[i]));
+        else
+            continue;
+        if (item == NULL || PyList_Append(result, item) < 0)
+            Py_CLEAR(result);
+        Py_XDECREF(item);
+    }
+done:
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(errs);
+    PyMem_Free(ops);
+    PyMem_Free(ips);
+    PyBuffer_Release(&sizes);
+    PyBuffer_Release(&at);
+    PyBuffer_Release(&out);
     return result;
 }
 
@@ -730,6 +808,8 @@ static PyMethodDef methods[] = {
      "lzxpress_decompress(src, out_size, partial=False) -> bytes: MS-XCA plain LZ77 decompression."},
     {"lzxpress_decompress_into", lzxpress_decompress_into, METH_VARARGS,
      "lzxpress_decompress_into(src, out, at, out_size) -> written: decompression into out[at:at + out_size]."},
+    {"lzxpress_decompress_many", lzxpress_decompress_many, METH_VARARGS,
+     "lzxpress_decompress_many(srcs, out, at, sizes) -> [(i, reason)]: each source into its place, without the GIL."},
     {"walk", walk, METH_VARARGS,
      "walk(data, starts, ends, offsets, sizes, hdrs) -> (count, damages): ETL record walk."},
     {"walk_select", walk_select, METH_VARARGS,

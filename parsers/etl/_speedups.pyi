@@ -5,6 +5,9 @@ from typing_extensions import Buffer
 
 def lzxpress_decompress(src: Buffer, out_size: int, partial: bool = False, /) -> bytes: ...
 def lzxpress_decompress_into(src: Buffer, out: Buffer, at: int, out_size: int, /) -> int: ...
+def lzxpress_decompress_many(
+    srcs: list[Buffer], out: Buffer, at: np.ndarray, sizes: np.ndarray, /
+) -> list[tuple[int, str]]: ...
 def walk(
     data: Buffer | np.ndarray,
     starts: np.ndarray,

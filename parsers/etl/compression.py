@@ -145,3 +145,22 @@ def decompress_into(src: bytes | memoryview, out: bytearray, at: int, out_size: 
         raise DecompressionError(str(exc)) from None
     if written != out_size:
         raise DecompressionError(f"LZ77 data decodes to {written} bytes, expected {out_size}")
+
+
+def decompress_many(srcs: list, out: bytearray, at: list[int], sizes: list[int]) -> list[tuple[int, str]]:
+    """Each ``srcs[i]`` decompressed into ``out[at[i]:at[i] + sizes[i]]`` as :func:`decompress_into` does,
+    the C decoder taking them all in one call (it lets other threads run meanwhile); the failures, as
+    (index, reason)."""
+    if _speedups is None:
+        fails = []
+        for i, src in enumerate(srcs):
+            try:
+                decompress_into(src, out, at[i], sizes[i])
+            except DecompressionError as exc:
+                fails.append((i, str(exc)))
+        return fails
+    import numpy as np
+
+    return _speedups.lzxpress_decompress_many(
+        srcs, out, np.asarray(at, np.int64), np.asarray(sizes, np.int64)
+    )

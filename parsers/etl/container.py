@@ -36,7 +36,7 @@ from ..diagnostics import SkipReport, report_for, warn
 from ..errors import EtlError
 from ..units import FILETIME_MAX_NS, FILETIME_UNIX_EPOCH, Progress, filetime_to_ns
 from . import guids as _guids
-from .compression import DecompressionError, decompress, decompress_into
+from .compression import DecompressionError, decompress, decompress_many
 from .records import EVENT_HEADER32, EVENT_HEADER64, MESSAGE, SYSTEM32, SYSTEM64, RecordBatch
 from .structs import (
     BUFFER_HEADER_SIZE,
@@ -627,6 +627,8 @@ class _Chunk:
         self.starts: list[int] = []
         self.ends: list[int] = []
         self.pos = 0
+        #: compressed buffers placed and not decompressed yet: (place in the lists, their bytes, size)
+        self.pending: list[tuple[int, memoryview, int]] = []
 
     def add(self, off: int, view: memoryview | None, size: int) -> None:
         self.parts.append(view)
@@ -694,6 +696,7 @@ class EtlFile:
             self._mm.madvise(mmap.MADV_SEQUENTIAL)
         self._released = 0
         self._spares: list[bytearray] = []  # batch buffers (see _batch_buffer)
+        self._open: _Chunk | None = None  # the chunk batches() is filling (see _settle)
         self._record_base = 0  # records before the chunk being read (batches())
         self._last_stamp = 0  # the largest buffer TimeStamp seen (see _clock_note)
         try:
@@ -822,6 +825,7 @@ class EtlFile:
         while off < size:
             if off + BUFFER_HEADER_SIZE > size:
                 st.trailing_bytes = size - off
+                self._settle(self._open)  # damages are counted in file order
                 st._damage(off, off, size - off, 0, "file ends inside a buffer header", True)
                 return
             (bsize,) = struct.unpack_from("<I", mm, off)
@@ -835,6 +839,7 @@ class EtlFile:
             if not ok:
                 nxt = self._next_buffer(off, stride)
                 lost = -1 if compressed else self._count_plain(off + BUFFER_HEADER_SIZE, nxt)
+                self._settle(self._open)  # damages are counted in file order
                 st._damage(
                     off,
                     off,
@@ -858,9 +863,11 @@ class EtlFile:
                 st.compressed_buffers += 1
                 if avail < bsize:
                     st.trailing_bytes = avail
+                    self._settle(self._open)  # damages are counted in file order
                     st._damage(off, off, avail, -1, "file ends inside a compressed buffer", True)
                     return
                 if filled - BUFFER_HEADER_SIZE > MAX_RATIO * (bsize - BUFFER_HEADER_SIZE):
+                    self._settle(self._open)  # damages are counted in file order
                     st._damage(
                         off,
                         off,
@@ -882,6 +889,7 @@ class EtlFile:
                     st.trailing_bytes = avail
                     missing = filled - end
                     if missing > 0:
+                        self._settle(self._open)  # damages are counted in file order
                         st._damage(off, off + avail, missing, 0, "file ends inside a buffer")
                     return
             off += bsize
@@ -1022,20 +1030,24 @@ class EtlFile:
         wanted = None if providers is None else _Wanted.of(providers)
         self._record_base = 0
         trim = _Trimmer()
-        chunk = _Chunk()
         picked = _Picked()
+        self._open = chunk = _Chunk()
         for off, data, _flag in self._buffers():
             if isinstance(data, memoryview):
                 chunk.add(off, data, len(data))
             else:
                 self._decompress(off, *data, chunk, chunk_bytes)
             if chunk.pos >= chunk_bytes:
-                yield from self._chunk(chunk, wanted, picked, chunk_bytes)
-                chunk = _Chunk()
+                self._settle(chunk)
+                if chunk.files:
+                    yield from self._chunk(chunk, wanted, picked, chunk_bytes)
+                self._open = chunk = _Chunk()
                 self._release_pages(off)
                 if self.progress is not None:
                     self.progress(off, self.size)
                 trim()
+        self._settle(chunk)
+        self._open = None
         if chunk.files:
             yield from self._chunk(chunk, wanted, picked, chunk_bytes)
         if picked.records:
@@ -1049,22 +1061,43 @@ class EtlFile:
             warn(line)
 
     def _decompress(self, off: int, src: memoryview, size: int, chunk: _Chunk, chunk_bytes: int) -> None:
-        """The compressed buffer at ``off`` decompressed into the chunk's bytes (``src`` is released);
-        when it does not decompress, the damage is counted and the chunk left as it was."""
+        """Place the compressed buffer at ``off`` in the chunk's bytes, to be decompressed there with the
+        chunk's other compressed buffers (:meth:`_settle`)."""
         need = chunk.pos + size + 8 + _TAIL
         if chunk.buf is None:  # room for the chunk and (mostly) the buffer that crosses its end
             chunk.buf = self._batch_buffer(max(need, chunk_bytes + (1 << 20)))
         elif need > len(chunk.buf):  # nothing refers to its bytes yet: it may grow
             chunk.buf.extend(bytes(need - len(chunk.buf)))
-        with src:
-            try:
-                decompress_into(src, chunk.buf, chunk.pos, size)
-            except DecompressionError as exc:
-                self.stats._damage(
-                    off, off, len(src) + BUFFER_HEADER_SIZE, -1, f"compressed buffer: {exc}", True
-                )
-                return
+        chunk.pending.append((len(chunk.files), src, size))
         chunk.add(off, None, size)
+
+    def _settle(self, chunk: _Chunk | None) -> None:
+        """Decompress the chunk's pending buffers (``src`` released) in one call; a buffer that does not
+        decompress is counted as damage and taken out of the chunk (its place is a gap, as between
+        buffers)."""
+        if chunk is None or not chunk.pending:
+            return
+        pending, chunk.pending = chunk.pending, []
+        srcs = [src for _, src, _ in pending]
+        try:
+            assert chunk.buf is not None  # placed by _decompress
+            fails = decompress_many(
+                srcs, chunk.buf, [chunk.starts[i] for i, _, _ in pending], [n for *_, n in pending]
+            )
+            gone = set()
+            for k, reason in fails:
+                i, src, _ = pending[k]
+                off = chunk.files[i]
+                self.stats._damage(
+                    off, off, len(src) + BUFFER_HEADER_SIZE, -1, f"compressed buffer: {reason}", True
+                )
+                gone.add(i)
+        finally:
+            for src in srcs:
+                src.release()
+        if gone:
+            for name in ("parts", "files", "starts", "ends"):
+                setattr(chunk, name, [v for i, v in enumerate(getattr(chunk, name)) if i not in gone])
 
     def _chunk(
         self, chunk: _Chunk, wanted: _Wanted | None, picked: _Picked, chunk_bytes: int
