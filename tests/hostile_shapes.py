@@ -177,6 +177,34 @@ def etl_xpress_bomb(d: Path) -> Shape:
     )
 
 
+def etl_failing_compressed_buffers(d: Path) -> Shape:
+    """20,000 times: four compressed buffers that decode to nothing (they stay in the batch being filled,
+    which never fills), one that fails to decode, and one refused unread for its ratio (a damage counted
+    in file order: the batch's compressed buffers are decompressed first). 8.9 MB; the intact buffer
+    with a SYN-attack interval first. Taking the failed buffers out of the batch must not cost the
+    length of the batch each time: that was 106 s."""
+    w = EtlWriter()
+    _syn_interval(w, 1, 2)
+    empty = compressed_buffer(b"", 0)
+    failing = compressed_buffer(b"\x00\x00\x00\x00\x05", 64)  # one literal, then the stream ends
+    refused = compressed_buffer(b"\x00", 1 << 20)
+    path = d / "failing_compressed_buffers.etl"
+    path.write_bytes(w.to_bytes() + (empty * 4 + failing + refused) * 20_000)
+    return Shape(
+        "etl_failing_compressed_buffers",
+        [path],
+        _etl_commands(path),
+        expect=[
+            (0, "skipped 40,000 compressed buffer(s) of uncountable records"),
+            (
+                0,
+                "0x20120 (compressed buffer: LZ77 data decodes to 1 bytes, expected 64), 0x2016d (compressed",
+            ),
+            (4, "1 SYN-attack resistance interval"),
+        ],
+    )
+
+
 def etl_bad_buffer_header_candidates(d: Path) -> Shape:
     """A compressed-mode file (LogFileMode 0x04000000) with a bad buffer header followed by 1 MB whose
     every 16th byte starts a plausible buffer header with a valid first record, but whose records fail
@@ -212,6 +240,7 @@ def etl_bad_buffer_header_candidates(d: Path) -> Shape:
 ETL_SHAPES: list[Callable[[Path], Shape]] = [
     etl_record_resync,
     etl_xpress_bomb,
+    etl_failing_compressed_buffers,
     etl_bad_buffer_header_candidates,
 ]
 

@@ -820,13 +820,17 @@ class EtlFile:
         """(file offset, record bytes or (compressed bytes, their decompressed size), flags) of every
         usable buffer; damage of buffer headers goes to ``self.stats``."""
         mm, size, st = self._map, self.size, self.stats
+
+        def damage(*args, **kwargs) -> None:  # counted in file order: after the buffers placed before it
+            self._settle(self._open)
+            st._damage(*args, **kwargs)
+
         stride = self.header.buffer_size  # plain buffers after the first all have one size
         off = 0
         while off < size:
             if off + BUFFER_HEADER_SIZE > size:
                 st.trailing_bytes = size - off
-                self._settle(self._open)  # damages are counted in file order
-                st._damage(off, off, size - off, 0, "file ends inside a buffer header", True)
+                damage(off, off, size - off, 0, "file ends inside a buffer header", True)
                 return
             (bsize,) = struct.unpack_from("<I", mm, off)
             filled, flag = struct.unpack_from("<IH", mm, off + 0x30)
@@ -839,8 +843,7 @@ class EtlFile:
             if not ok:
                 nxt = self._next_buffer(off, stride)
                 lost = -1 if compressed else self._count_plain(off + BUFFER_HEADER_SIZE, nxt)
-                self._settle(self._open)  # damages are counted in file order
-                st._damage(
+                damage(
                     off,
                     off,
                     nxt - off,
@@ -863,12 +866,10 @@ class EtlFile:
                 st.compressed_buffers += 1
                 if avail < bsize:
                     st.trailing_bytes = avail
-                    self._settle(self._open)  # damages are counted in file order
-                    st._damage(off, off, avail, -1, "file ends inside a compressed buffer", True)
+                    damage(off, off, avail, -1, "file ends inside a compressed buffer", True)
                     return
                 if filled - BUFFER_HEADER_SIZE > MAX_RATIO * (bsize - BUFFER_HEADER_SIZE):
-                    self._settle(self._open)  # damages are counted in file order
-                    st._damage(
+                    damage(
                         off,
                         off,
                         bsize,
@@ -889,8 +890,7 @@ class EtlFile:
                     st.trailing_bytes = avail
                     missing = filled - end
                     if missing > 0:
-                        self._settle(self._open)  # damages are counted in file order
-                        st._damage(off, off + avail, missing, 0, "file ends inside a buffer")
+                        damage(off, off + avail, missing, 0, "file ends inside a buffer")
                     return
             off += bsize
 
@@ -1079,12 +1079,11 @@ class EtlFile:
             return
         pending, chunk.pending = chunk.pending, []
         srcs = [src for _, src, _ in pending]
+        gone: set[int] = set()
         try:
             assert chunk.buf is not None  # placed by _decompress
-            fails = decompress_many(
-                srcs, chunk.buf, [chunk.starts[i] for i, _, _ in pending], [n for *_, n in pending]
-            )
-            gone = set()
+            places = [chunk.starts[i] for i, _, _ in pending]
+            fails = decompress_many(srcs, chunk.buf, places, [size for _, _, size in pending])
             for k, reason in fails:
                 i, src, _ = pending[k]
                 off = chunk.files[i]
@@ -1095,9 +1094,11 @@ class EtlFile:
         finally:
             for src in srcs:
                 src.release()
-        if gone:
+        if gone:  # only the entries placed since the last settling are looked at: linear over a file
+            first = pending[0][0]
             for name in ("parts", "files", "starts", "ends"):
-                setattr(chunk, name, [v for i, v in enumerate(getattr(chunk, name)) if i not in gone])
+                values = getattr(chunk, name)
+                values[first:] = [v for i, v in enumerate(values[first:], first) if i not in gone]
 
     def _chunk(
         self, chunk: _Chunk, wanted: _Wanted | None, picked: _Picked, chunk_bytes: int

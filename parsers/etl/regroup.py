@@ -40,14 +40,14 @@ def _put(d: np.ndarray, start: np.ndarray, length: np.ndarray, out: np.ndarray) 
 #: values wrap and come back whole when cast back to their own type).
 _WIDE = ["record", "offset", "file_offset", "time", "keyword", "payload_offset", "payload_size"]
 _NARROW = [name for name in _COLUMNS if name not in _WIDE]
-#: Rows of ``_Held.wide``: where records start and where their payload starts.
+#: Rows of ``_Held.wide``: where records start and where their payload starts (the same place there).
 _OFFSET, _PAYLOAD = _WIDE.index("offset"), _WIDE.index("payload_offset")
 
 
 class _Held:
-    """Records of one type set aside: their bytes (each record 8-byte aligned, from its header to the end
-    of its payload), gathered straight from the batches into one growing buffer, and their header
-    columns (rows of ``wide`` and ``narrow``; ``offset``/``payload_offset`` index ``data``)."""
+    """Records of one type set aside: their payloads (each 8-byte aligned), gathered straight from the
+    batches into one growing buffer, and their header columns (rows of ``wide`` and ``narrow``;
+    ``offset`` and ``payload_offset`` both index ``data``: a record set aside is its payload)."""
 
     def __init__(self, nbytes: int, rows: int) -> None:
         self.data = np.empty(nbytes + nbytes // 4 + _TAIL + (1 << 12), np.uint8)
