@@ -7,10 +7,12 @@ thread (polars and pyarrow release the GIL) while the next records are decoded: 
 ahead, and past two of them at most :data:`FLIGHT_BYTES` bytes (the budget flushes hand several types over at once;
 the decoding goes on while the writer takes them). At the end of the input, each type's last rows are written
 and its file closed by :data:`FINISHERS` threads (nothing is left to decode then).
-A Parquet writer holds about 0.7 MB while open, so a file is opened only when its type has rows to write
-before the end, and at most :data:`MAX_OPEN` at a time (the least recently written one is closed; its
-type's later rows go to ``<type>.part2.parquet`` and so on), each for at most :data:`MAX_GROUPS` row
-groups (a writer keeps the metadata of every row group it wrote). Memory does not grow with the input.
+An open Parquet writer holds the buffers of the last column it wrote (bounded by :data:`PAGE` bytes a page)
+and the metadata of every row group it wrote, so a file is opened only when its type has rows to write before
+the end, at most :data:`MAX_OPEN` at a time (past it, the open file of the type written least often is closed;
+its type's later rows go to ``<type>.part2.parquet`` and so on), and the open files hold at most
+:data:`OPEN_GROUPS` row groups together (past it, the open file with the most is closed the same way). Memory
+does not grow with the input.
 Dictionary encoding is used for text columns, delta encoding for times and record numbers, and statistics
 are written for the header columns only (numbers and byte blobs of the payload gain little from either and
 cost most of the encoding time).
@@ -31,10 +33,11 @@ ROW_GROUP = 65536
 #: Bytes buffered over all event types: past it, the largest buffers are written first.
 BUDGET = 8 << 20
 #: Parquet files open at once.
-MAX_OPEN = 16
-#: Row groups per file: an open writer keeps every row group's metadata, so a type's rows continue in a
-#: new part past this many.
-MAX_GROUPS = 128
+MAX_OPEN = 32
+#: Row groups in the open files together (a writer keeps the metadata of each, about 1 kB a column).
+OPEN_GROUPS = 1024
+#: Bytes of a Parquet data page (an open writer keeps the last page buffers of its last column).
+PAGE = 64 << 10
 #: Tables handed to the writer thread and not yet written (more than two only while they hold at most
 #: :data:`FLIGHT_BYTES` together).
 IN_FLIGHT = 8
@@ -63,6 +66,7 @@ def _options(schema) -> dict:
         "use_dictionary": text,
         "column_encoding": {c: "DELTA_BINARY_PACKED" for c in _DELTA if c in schema.names},
         "write_statistics": [c for c in _STATISTICS if c in schema.names],
+        "data_page_size": PAGE,
         # the Parquet types say all (text, bytes, UTC times); the Arrow schema would name polars' view
         # types, which older readers do not know
         "store_schema": False,
@@ -91,6 +95,7 @@ class _TypeWriter:
         self.path = path
         self.name = name
         self.planned = 0  # row groups handed to the writer thread for the open file
+        self.handed = 0  # row groups handed to the writer thread in all
         self.parts: list = []
         self.rows = 0
         self.pending = 0
@@ -146,8 +151,6 @@ class _TypeWriter:
         if _TypeWriter.written % RELEASE_EVERY == 0:
             pa.default_memory_pool().release_unused()
         self.groups += 1
-        if self.groups >= MAX_GROUPS:
-            self.close()
 
     def write(self) -> None:
         """Write the buffered rows (in this thread)."""
@@ -171,11 +174,12 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
     buffered = 0
     flight: deque[tuple[Future, int]] = deque()
     flying = 0  # bytes of the tables in flight
+    open_groups = 0  # row groups handed over for the open files
     pool = ThreadPoolExecutor(1, thread_name_prefix="parquet")
 
-    def in_thread(w: _TypeWriter, parts: list, close_first: _TypeWriter | None) -> None:
-        if close_first is not None:
-            close_first.close()
+    def in_thread(w: _TypeWriter, parts: list, close_first: list[_TypeWriter]) -> None:
+        for e in close_first:
+            e.close()
         table = w.arrow(parts)
         parts.clear()
         w.write_table(table)
@@ -183,20 +187,24 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
     def write(w: _TypeWriter, last: dict[str, list] | None = None) -> None:
         """Hand the type's buffered rows to the writer thread (files opened and closed in its order);
         ``last``: the end of the file, the steps are listed per type instead (run by :func:`_finish`)."""
-        nonlocal buffered, flying
+        nonlocal buffered, flying, open_groups
         nbytes = w.bytes
         buffered -= nbytes
         parts = w.take()
         if not parts:
             return
-        evict = None
-        if w.name not in open_ and len(open_) >= MAX_OPEN:
-            evict = open_.popitem(last=False)[1]
-            evict.planned = 0
+        evict = []
+        if w.name not in open_ and len(open_) >= MAX_OPEN:  # the type written least often (then least lately)
+            evict.append(open_.pop(min(open_.values(), key=lambda o: o.handed).name))
+        if open_groups - sum(e.planned for e in evict) >= OPEN_GROUPS:  # the open file with the most
+            evict.append(open_.pop(max(open_.values(), key=lambda o: o.planned).name))
+        for e in evict:
+            open_groups -= e.planned
+            e.planned = 0
         if last is not None:
-            if evict is not None:
-                last.setdefault(evict.name, []).append(evict.close)
-            last.setdefault(w.name, []).append(lambda: in_thread(w, parts, None))
+            for e in evict:
+                last.setdefault(e.name, []).append(e.close)
+            last.setdefault(w.name, []).append(lambda: in_thread(w, parts, []))
         else:
             while flight and (
                 len(flight) >= IN_FLIGHT or (len(flight) >= 2 and flying + nbytes > FLIGHT_BYTES)
@@ -207,12 +215,10 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
             flight.append((pool.submit(in_thread, w, parts, evict), nbytes))
             flying += nbytes
         w.planned += 1
-        if w.planned >= MAX_GROUPS:  # the thread closes the file after this row group
-            open_.pop(w.name, None)
-            w.planned = 0
-        else:
-            open_[w.name] = w
-            open_.move_to_end(w.name)
+        w.handed += 1
+        open_groups += 1
+        open_[w.name] = w
+        open_.move_to_end(w.name)
 
     try:
         for t in tables:
@@ -235,7 +241,8 @@ def write_parquet_dir(tables: Iterable, directory: str | os.PathLike) -> dict[st
         for w in writers.values():  # the rest: each type's last rows, then its file closed
             write(w, last)
             last.setdefault(w.name, []).append(w.close)
-            open_.pop(w.name, None)
+            if open_.pop(w.name, None) is not None:
+                open_groups -= w.planned
         _finish(last)
     finally:
         for f, _ in flight:
@@ -289,6 +296,8 @@ def write_long(batches: Iterable[list], writer: output.Output) -> int:
                 w.add(df)
                 if w.pending >= ROW_GROUP:
                     w.write()
+                    if w.groups >= OPEN_GROUPS:  # its rows go on in a new part
+                        w.close()
             if w.rows == 0:
                 w.add(long_form([]))
             w.write()

@@ -204,7 +204,7 @@ def _tiny_budgets(monkeypatch) -> None:
     monkeypatch.setattr(event_tables, "ROW_GROUP", 500)
     monkeypatch.setattr(event_tables, "BUDGET", 64 << 10)
     monkeypatch.setattr(event_tables, "MAX_OPEN", 2)
-    monkeypatch.setattr(event_tables, "MAX_GROUPS", 3)
+    monkeypatch.setattr(event_tables, "OPEN_GROUPS", 3)
     monkeypatch.setattr(event_tables, "IN_FLIGHT", 1)
     monkeypatch.setattr(regroup, "ROWS", 700)
     monkeypatch.setattr(regroup, "DIRECT", 300)
@@ -269,6 +269,61 @@ def test_parquet_dir_with_tiny_budgets_keeps_every_row(corpus, tmp_path, monkeyp
         parts = [f for f in parts if f.name == f"{name}.parquet" or f.name.startswith(f"{name}.part")]
         got = pl.concat([pl.read_parquet(f) for f in parts])
         assert got.equals(frame), name
+
+
+def _row_groups(tmp_path, names: str) -> dict[str, list[int]]:
+    """Row counts of the row groups of each written file."""
+    import pyarrow.parquet as pq
+
+    return {
+        f.name: [
+            pq.ParquetFile(f).metadata.row_group(i).num_rows for i in range(pq.ParquetFile(f).num_row_groups)
+        ]
+        for f in sorted(tmp_path.glob(names))
+    }
+
+
+def test_parquet_dir_keeps_the_types_written_most_open(tmp_path, monkeypatch):
+    """Past MAX_OPEN open files, the type written least often is closed (its later rows go to a new part),
+    not the least recent: a type written in every round stays in one file while two others take turns."""
+    from etwtools import event_tables
+
+    monkeypatch.setattr(event_tables, "ROW_GROUP", 1)  # every table is one row group, written at once
+    monkeypatch.setattr(event_tables, "MAX_OPEN", 2)
+    tables, n = [], 0
+    for _ in range(4):
+        for name in ("a", "a", "b", "c"):
+            tables.append(columnar.EventTable(name, "test", pl.DataFrame({"record": [n, n + 1]}), []))
+            n += 2
+    rows = event_tables.write_parquet_dir(tables, tmp_path)
+    assert rows == {"a": 16, "b": 8, "c": 8}
+    groups = _row_groups(tmp_path, "*.parquet")
+    assert groups["a.parquet"] == [2] * 8 and not any(name.startswith("a.part") for name in groups)
+    assert sorted(name for name in groups if name.startswith("b")) == [
+        "b.parquet",
+        *(f"b.part{k}.parquet" for k in (2, 3, 4)),
+    ]
+    got = pl.concat([pl.read_parquet(tmp_path / name) for name in sorted(groups) if name.startswith("c")])
+    assert sorted(got["record"].to_list()) == [r for k in range(4) for r in (8 * k + 6, 8 * k + 7)]
+
+
+def test_parquet_dir_closes_the_file_holding_most_row_groups(tmp_path, monkeypatch):
+    """The open files hold at most OPEN_GROUPS row groups together (each one's metadata stays in memory
+    until its file is closed): past it, the file with the most is closed and its type goes on in a new part."""
+    from etwtools import event_tables
+
+    monkeypatch.setattr(event_tables, "ROW_GROUP", 1)
+    monkeypatch.setattr(event_tables, "OPEN_GROUPS", 3)
+    tables = [columnar.EventTable("a", "test", pl.DataFrame({"record": [k]}), []) for k in range(7)]
+    tables.insert(2, columnar.EventTable("b", "test", pl.DataFrame({"record": [100]}), []))
+    assert event_tables.write_parquet_dir(tables, tmp_path) == {"a": 7, "b": 1}
+    assert _row_groups(tmp_path, "*.parquet") == {
+        "a.parquet": [1, 1],  # then b's row group: three open
+        "a.part2.parquet": [1, 1],
+        "a.part3.parquet": [1, 1],
+        "a.part4.parquet": [1],
+        "b.parquet": [1],
+    }
 
 
 def test_parquet_dir_stores_times_and_record_numbers_as_deltas(corpus, tmp_path):
