@@ -76,17 +76,25 @@ def norm_name(name: str) -> str:
 
 
 def record_index(path: Path) -> pl.DataFrame:
-    """Every record's number, time (ns), PID, TID (-1 where the header has none) and payload size."""
+    """Every record's number, time (ns), PID, TID (-1 where the header has none; a CPU sample's is its
+    payload's ThreadId, the thread PerfView shows) and payload size."""
     parts = []
     with open_etl(path) as f:
         for b in f.batches():
+            tid = np.where(b.tid == 0xFFFFFFFF, -1, b.tid.astype(np.int64))
+            d = np.frombuffer(b.data, np.uint8)
+            for i in np.flatnonzero(
+                (b.group == 0x0F) & (b.opcode == 46) & (b.payload_size == b.pointer_size.astype(np.int64) + 8)
+            ):
+                at = int(b.payload_offset[i] + b.pointer_size[i])
+                tid[i] = int(d[at : at + 4].view("<u4")[0])
             parts.append(
                 pl.DataFrame(
                     {
                         "record": b.record,
                         "ns": b.time,
                         "pid": np.where(b.pid == 0xFFFFFFFF, -1, b.pid.astype(np.int64)),
-                        "tid": np.where(b.tid == 0xFFFFFFFF, -1, b.tid.astype(np.int64)),
+                        "tid": tid,
                         "datalen": b.payload_size,
                     }
                 )

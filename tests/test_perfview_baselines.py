@@ -64,8 +64,9 @@ def _cut(text: str) -> str:
     return text[:20] + "..." if len(text) > 20 else text
 
 
-def normalised(name: str, theirs: str, ours) -> str | None:
-    """Which of PerfView's conventions makes its value ours (None: none does)."""
+def normalised(name: str, theirs: str, ours, pid: int | None = None) -> str | None:
+    """Which of PerfView's conventions makes its value ours (None: none does; ``pid``: the process ID
+    PerfView shows for the event)."""
     date = re.match(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d\.", theirs)
     if date and isinstance(ours, int) and _cut(_filetime(ours).strftime("%y/%m/%d %H:%M:%S.%f")) == theirs:
         return "a FILETIME: etl-parser's schema types it as an integer, PerfView shows the UTC time"
@@ -76,6 +77,23 @@ def normalised(name: str, theirs: str, ours) -> str | None:
             rest.startswith(re.sub(r"^[A-Za-z]:", "", body)) or ("\\" + rest).startswith(body)
         ):
             return "a kernel path: PerfView rewrites \\Device\\<volume> to its drive letter (\\Device\\Mup to \\)"
+    if isinstance(ours, str) and re.match(r"^\\(SystemRoot|Windows)\\", ours, re.IGNORECASE):
+        body = theirs.removesuffix("...")
+        root = "\\SystemRoot\\"
+        full = "\\Windows\\" + ours[len(root) :] if ours.lower().startswith(root.lower()) else ours
+        if re.match(r"^[A-Za-z]:\\", body) and full.lower().startswith(body[2:].lower()):
+            return "a path without its drive: PerfView writes \\SystemRoot as C:\\Windows and adds the system drive"
+    if (
+        name == "Count"
+        and isinstance(ours, int)
+        and theirs.isdigit()
+        and ours & 0xFFFF == int(theirs) != ours
+    ):
+        return (
+            "SampledProfile's Count: PerfView shows its low 16 bits (the high half: DPC/ISR flags, priority)"
+        )
+    if name == "ProcessID" and theirs == "0" and ours == pid != 0:
+        return "KernelTraceControl ImageID: PerfView shows the payload's ProcessID as the event's PID, the field as 0"
     if isinstance(ours, bytes) and (text := _sockaddr(ours)) is not None and _cut(text) == theirs:
         return "a SOCKADDR: etl-parser's schema keeps the bytes, PerfView prints the address"
     if isinstance(ours, list) and _cut(";".join(map(str, ours))) == theirs:
@@ -175,11 +193,11 @@ def _explain_count(
 ) -> str | None:
     """Why PerfView counts differently, computed from our decoding (None: no known reason)."""
     if perfview == ["Windows Kernel/PerfInfo/Sample"]:
-        # PerfView's TraceLog drops CPU samples of the idle thread (ThreadID 0) unless they ran a DPC/ISR
-        # (low 2 bits of the byte after ThreadID); our PerfInfo samples stay bytes: IP, ThreadID, flags
-        raw = _payloads(path, ours_types[0])
-        kept = sum(int.from_bytes(p[8:12], "little") != 0 or (p[14] & 3) != 0 for p in raw if len(p) == 16)
-        if kept == theirs and len(raw) == ours:
+        # PerfView's TraceLog drops CPU samples of the idle thread (ThreadId 0) unless they ran a DPC/ISR
+        # (low 2 bits of Count's third byte)
+        tids, counts = values(ours_types, "ThreadId"), values(ours_types, "Count")
+        kept = sum(t != 0 or (c >> 16) & 3 != 0 for t, c in zip(tids, counts))
+        if kept == theirs and len(tids) == len(counts) == ours:
             return (
                 f"PerfView drops idle-thread CPU samples: {ours - theirs} of {ours} (ThreadID 0, no DPC/ISR)"
             )
@@ -250,7 +268,7 @@ def compare(corpus, arch: str) -> Report:
                 else:
                     r.values["agree"] += 1
                 continue
-            if (rule := normalised(name, theirs, ours_value)) is not None:
+            if (rule := normalised(name, theirs, ours_value, e.pid)) is not None:
                 r.values["normalised"] += 1
                 r.causes[f"normalised, {rule}"].append(where)
                 continue

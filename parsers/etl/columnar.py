@@ -610,6 +610,10 @@ class Decoder:
                         L.manifest_pattern(guid, event_id, version), guid, event_id, version, psize
                     )
                 narrow = layout is None and pattern is None  # a 32-bit event whose pointers are not known
+        elif (classic := group if kernel else guid) is not None and (
+            own := L.classic_layout(classic, version, opcode, psize)
+        ):
+            layout, decoder = own, "etwtools"  # a class the project ships (etl-parser has none)
         elif kernel and psize == 8:
             layout = L.kernel_layout(group, version, opcode)
             if layout is None:

@@ -35,6 +35,7 @@ from .guids import (
     EVENTTRACE_HEADER,
     IMAGE_KERNEL,
     KERNEL_NETWORK,
+    KERNEL_TRACE_CONTROL,
     NDIS_PACKETCAPTURE,
     PKTMON,
     PROCESS_KERNEL,
@@ -85,6 +86,7 @@ _NAMES = {
     TCPIP: "Microsoft-Windows-TCPIP",
     NDIS_PACKETCAPTURE: "Microsoft-Windows-NDIS-PacketCapture",
     PKTMON: "Microsoft-Windows-PktMon",
+    KERNEL_TRACE_CONTROL: "KernelTraceControl",
 }
 #: Kernel group (hook id >> 8) names, as geoffchappell.com's hook id table and the MOF classes name them.
 KERNEL_GROUP_NAMES = {

@@ -16,6 +16,7 @@ KERNEL_NETWORK = uuid.UUID("7dd42a49-5329-4832-8dfd-43d979153a88")  # Microsoft-
 TCPIP = uuid.UUID("2f07e2ee-15db-40f1-90ef-9d7ba282188a")  # Microsoft-Windows-TCPIP
 NDIS_PACKETCAPTURE = uuid.UUID("2ed6006e-4729-4609-b423-3ee7bcd678ef")  # Microsoft-Windows-NDIS-PacketCapture
 PKTMON = uuid.UUID("4d4f80d9-c8bd-4d73-bb5b-19c90402c5ac")  # Microsoft-Windows-PktMon
+KERNEL_TRACE_CONTROL = uuid.UUID("b3e675d7-2554-4f18-830b-2762732560de")  # xperf/PerfView image rundown
 
 #: Kernel group id (hook id >> 8) -> provider GUID, for SYSTEM/COMPACT/PERFINFO headers.
 KERNEL_GROUPS: dict[int, uuid.UUID] = {

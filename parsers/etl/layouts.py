@@ -467,6 +467,59 @@ def shipped_layout(
     return None if hit is None else for_pointer(hit[1], pointer_size)
 
 
+# ------------------------------------------------------------------ classic (MOF) event classes the project ships
+
+#: The classic event classes shipped with the package (``class`` lines: provider, version, opcodes, template).
+CLASSIC = Path(__file__).with_name("classic_events.txt")
+
+
+def parse_classes(
+    text: str, origin: str, groups: dict[str, int]
+) -> dict[tuple[int | uuid.UUID, int, int], Layout]:
+    """(kernel group or provider GUID, version, opcode) -> Layout, from the compact form of
+    ``classic_events.txt`` (``groups``: kernel group names -> ids); ValueError names the line."""
+    templates: dict[str, tuple[Field, ...]] = {}
+    out: dict[tuple[int | uuid.UUID, int, int], Layout] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words or words[0].startswith("#") or words[0] == "source":
+            continue
+        try:
+            if words[0] == "template" and len(words) >= 2:
+                if words[1] in templates:
+                    raise ValueError(f"template {words[1]} written twice")
+                templates[words[1]] = parse_fields(" ".join(words[2:]))
+            elif words[0] == "class" and len(words) == 5:
+                provider: int | uuid.UUID = groups[words[1]] if words[1] in groups else uuid.UUID(words[1])
+                if words[4] not in templates:
+                    raise ValueError(f"template {words[4]} not written before")
+                for opcode in words[3].split(","):
+                    key = (provider, int(words[2]), int(opcode))
+                    if key in out:
+                        raise ValueError(f"class {words[1]} v{words[2]} opcode {opcode} written twice")
+                    out[key] = Layout(templates[words[4]], f"etwtools {words[4]} ({words[1]} v{words[2]})")
+            else:
+                raise ValueError("not a source, template or class line")
+        except ValueError as exc:
+            raise ValueError(f"{origin} line {number}: {exc}") from None
+    return out
+
+
+@lru_cache(maxsize=1)
+def _classes() -> dict[tuple[int | uuid.UUID, int, int], Layout]:
+    from .generic import KERNEL_GROUP_NAMES
+
+    groups = {name: group for group, name in KERNEL_GROUP_NAMES.items()}
+    return parse_classes(CLASSIC.read_text(encoding="utf-8"), CLASSIC.name, groups)
+
+
+def classic_layout(provider: int | uuid.UUID, version: int, opcode: int, pointer_size: int) -> Layout | None:
+    """The shipped Layout of a classic event (``provider``: its kernel group, or its provider's GUID), with
+    pointers of ``pointer_size`` bytes; None: the project ships no class for it."""
+    hit = _classes().get((provider, version, opcode))
+    return None if hit is None else for_pointer(hit, pointer_size)
+
+
 @cache
 def for_pointer(lay: Layout, pointer_size: int) -> Layout:
     """``lay`` with its ``ptr`` fields as u64 or u32."""
