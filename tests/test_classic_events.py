@@ -99,6 +99,8 @@ def test_every_record_of_a_shipped_class_is_decoded(corpus, arch):
         "PageFault.op32.v2": _records(path, 0x02, 2, 32),
         "DiskIo.op12.v3": _records(path, 0x01, 3, 12),
         "StackWalk.op38.v2": _records(path, 0x18, 2, 38),
+        "StackWalk.op32.v2": _records(path, 0x18, 2, 32),
+        "StackWalk.op35.v2": _records(path, 0x18, 2, 35),
         "KernelTraceControl.op0.v2": _records(path, uuid.UUID(str(KERNEL_TRACE_CONTROL)), 2, 0),
         "KernelTraceControl.op36.v2": _records(path, KERNEL_TRACE_CONTROL, 2, 36),
     }
@@ -106,3 +108,32 @@ def test_every_record_of_a_shipped_class_is_decoded(corpus, arch):
         assert n > 100, name
         assert rows.get(name) == n and decoders[name] == {"etwtools"}, name
         assert f"{name}.hex" not in rows, name
+
+
+def test_numbers_up_to_the_payload_end():
+    """``ptrs`` (a stack: pointers up to the payload's end) is a list of u64 or u32 per the record's pointer
+    size; a payload whose tail is not a whole number of them does not fit."""
+    lay = L.layout("key:ptr frames:ptrs", "test")
+    assert [f.kind for f in L.for_pointer(lay, 4).fields] == ["u32", "u32s"]
+    raw = struct.pack("<5Q", 7, 0xFFFFF80021434313, 0x7F9D02F36BB, 1, 2) + struct.pack("<3I", 9, 10, 11)
+    d = np.frombuffer(raw + bytes(64), np.uint8)
+    starts, ends = np.array([0, 40, 16]), np.array([40, 52, 37])
+    ok, cols = columnar.decode_layout(d, starts, ends, L.for_pointer(lay, 8), columnar._Nuls(d))
+    assert ok.tolist() == [True, False, False]  # 12 bytes: one u64 and half of one; 21: not whole
+    assert cols["frames"].to_list() == [[0xFFFFF80021434313, 0x7F9D02F36BB, 1, 2]]
+    ok, cols = columnar.decode_layout(d, starts[1:2], ends[1:2], L.for_pointer(lay, 4), columnar._Nuls(d))
+    assert ok.tolist() == [True] and cols["key"].to_list() == [9] and cols["frames"].to_list() == [[10, 11]]
+
+
+def test_stack_keys_referenced_are_defined(corpus):
+    """StackWalk's stack keys as the records give them: every key an event's kernel or user stack refers to
+    (opcodes 37, 38) is one whose frames a key record gives (35, 36), and those frames are lists."""
+    path = corpus / "perfview" / "net.4.5.2.x64.etl"
+    refs, defs, frames = set(), set(), 0
+    for t in columnar.iter_events(path):
+        if t.name in ("StackWalk.op37.v2", "StackWalk.op38.v2"):
+            refs.update(t.frame["StackKey"].to_list())
+        elif t.name in ("StackWalk.op35.v2", "StackWalk.op36.v2"):
+            defs.update(t.frame["StackKey"].to_list())
+            frames += int(t.frame["Stack"].list.len().sum())
+    assert len(refs) > 1000 and refs <= defs and frames > len(defs) * 5

@@ -246,6 +246,17 @@ def _strings(d: np.ndarray, start: np.ndarray, stop: np.ndarray, encoding: str, 
     return pl.Series(raw.decode(encoding, "replace").split("\x00")[:-1], dtype=pl.Utf8)
 
 
+def _number_lists(d: np.ndarray, start: np.ndarray, length: np.ndarray, dtype: str) -> pl.Series:
+    """The spans [start, start + length) read as lists of numbers (each span a whole number of them)."""
+    import pyarrow as pa
+
+    width = np.dtype(dtype).itemsize
+    offsets = np.zeros(len(start) + 1, np.int64)
+    np.cumsum(length // width, out=offsets[1:])
+    values = _spans(d, start, length).view(dtype)
+    return _series(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values.astype(dtype[1:]))))
+
+
 def _binary(d: np.ndarray, start: np.ndarray, length: np.ndarray) -> pl.Series:
     """The bytes of the spans [start, start + length), as a Binary column (built as Arrow binary views by the
     C accelerator: polars takes those without a copy)."""
@@ -379,6 +390,11 @@ def _place(
                     term = np.where(missing, pos + np.maximum(end - pos, 0) // unit * unit, term)
                     nxt = np.where(missing, np.maximum(end, pos), nxt)
             extents[f.name] = term
+        elif f.kind in ("u64s", "u32s"):  # numbers up to the payload's end
+            length = np.maximum(end - pos, 0)
+            ok &= length % (8 if f.kind == "u64s" else 4) == 0
+            extents[f.name] = length
+            nxt = np.maximum(end, pos)
         elif f.kind == "sid":
             head = _fixed(d, pos, 2)
             ok &= head[:, 0] == 1  # Revision is always 1
@@ -418,6 +434,8 @@ def _column(d: np.ndarray, f: L.Field, p: np.ndarray, fit: _Fit, ok: np.ndarray 
         col = pl.Series(_numbers(d, p, "<u4") != 0)
     elif f.kind == "filetime":
         col = _filetime(_numbers(d, p, "<u8"))
+    elif f.kind in ("u64s", "u32s"):
+        col = _number_lists(d, p, extents[f.name][ok], "<u8" if f.kind == "u64s" else "<u4")
     elif f.kind == "bytes_u16":
         col = _binary(d, p + 2, extents[f.name][ok])
     elif f.kind in ("wstring_u16", "cstring_u16"):

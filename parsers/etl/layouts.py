@@ -58,7 +58,8 @@ NUMERIC = {
 #: TraceLogging adds ``bool32``, ``filetime`` (u64 -> UTC time), ``utf8z`` (UTF-8, NUL-terminated) and the
 #: counted forms ``bytes_u16``, ``wstring_u16``, ``cstring_u16`` (u16 byte count, then the bytes).
 #: ``ptr`` (a pointer: u64 or u32 per the record's pointer size) is resolved by :func:`for_pointer`
-#: before decoding; ``bytes_from`` with a ``size`` is an array: ``ref`` x ``size`` bytes.
+#: before decoding; ``bytes_from`` with a ``size`` is an array: ``ref`` x ``size`` bytes. ``u64s`` and ``u32s``:
+#: numbers up to the payload's end (a list; the last field), ``ptrs`` the same of pointers (``for_pointer``).
 KINDS = (
     *NUMERIC,
     "guid",
@@ -75,6 +76,9 @@ KINDS = (
     "wstring_u16",
     "cstring_u16",
     "ptr",
+    "u64s",
+    "u32s",
+    "ptrs",
 )
 SYSTEMTIME_FIELDS = ("year", "month", "day_of_week", "day", "hour", "minute", "second", "milliseconds")
 
@@ -523,7 +527,7 @@ def classic_layout(provider: int | uuid.UUID, version: int, opcode: int, pointer
 @cache
 def for_pointer(lay: Layout, pointer_size: int) -> Layout:
     """``lay`` with its ``ptr`` fields as u64 or u32."""
-    if all(f.kind != "ptr" for f in lay.fields):
+    if all(f.kind not in ("ptr", "ptrs") for f in lay.fields):
         return lay
-    kind = "u64" if pointer_size == 8 else "u32"
-    return Layout(tuple(Field(f.name, kind) if f.kind == "ptr" else f for f in lay.fields), lay.source)
+    kinds = {"ptr": "u64", "ptrs": "u64s"} if pointer_size == 8 else {"ptr": "u32", "ptrs": "u32s"}
+    return Layout(tuple(Field(f.name, kinds.get(f.kind, f.kind)) for f in lay.fields), lay.source)
