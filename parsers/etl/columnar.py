@@ -390,11 +390,21 @@ def _place(
                     term = np.where(missing, pos + np.maximum(end - pos, 0) // unit * unit, term)
                     nxt = np.where(missing, np.maximum(end, pos), nxt)
             extents[f.name] = term
-        elif f.kind in ("u64s", "u32s"):  # numbers up to the payload's end
-            length = np.maximum(end - pos, 0)
-            ok &= length % (8 if f.kind == "u64s" else 4) == 0
+        elif f.kind in ("u64s", "u32s"):  # numbers: as many as field ``ref`` says, or up to the payload's end
+            width = 8 if f.kind == "u64s" else 4
+            if f.ref:
+                ref = numbers.get(f.ref)
+                if ref is None:
+                    ok[:] = False
+                    break
+                room = np.maximum(end - pos, 0) + width  # longer than the payload: rejected
+                length = np.minimum(np.maximum(ref.astype(np.float64), 0) * width, room).astype(np.int64)
+                nxt = pos + length
+            else:
+                length = np.maximum(end - pos, 0)
+                ok &= length % width == 0
+                nxt = np.maximum(end, pos)
             extents[f.name] = length
-            nxt = np.maximum(end, pos)
         elif f.kind == "sid":
             head = _fixed(d, pos, 2)
             ok &= head[:, 0] == 1  # Revision is always 1
@@ -619,6 +629,8 @@ class Decoder:
             layout = L.shipped_layout(guid, event_id, version, psize)  # the project's manifests first
             if layout:
                 decoder = "manifest"
+            elif own := L.own_event_layout(guid, event_id, version, psize):
+                layout, decoder = own, "etwtools"  # an event etl-parser's schema reads wrong
             else:  # a provider it does not ship, or an event its manifest lacks
                 layout = L.manifest_layout(guid, event_id, version)
                 if layout:

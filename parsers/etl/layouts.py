@@ -34,7 +34,7 @@ from __future__ import annotations
 import ast
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
@@ -59,7 +59,8 @@ NUMERIC = {
 #: counted forms ``bytes_u16``, ``wstring_u16``, ``cstring_u16`` (u16 byte count, then the bytes).
 #: ``ptr`` (a pointer: u64 or u32 per the record's pointer size) is resolved by :func:`for_pointer`
 #: before decoding; ``bytes_from`` with a ``size`` is an array: ``ref`` x ``size`` bytes. ``u64s`` and ``u32s``:
-#: numbers up to the payload's end (a list; the last field), ``ptrs`` the same of pointers (``for_pointer``).
+#: a list of numbers, as many as the earlier field ``ref`` says (``name:u32s[Count]``) or else up to the
+#: payload's end; ``ptrs`` the same of pointers (resolved by ``for_pointer``).
 KINDS = (
     *NUMERIC,
     "guid",
@@ -126,6 +127,10 @@ def parse_fields(spec: str) -> tuple[Field, ...]:
             if arg not in {f.name for f in fields}:
                 raise ValueError(f"field {token!r}: its length field {arg!r} is not an earlier field")
             fields.append(Field(name, "bytes_from", size=int(times or 0), ref=arg))
+        elif kind in ("u64s", "u32s", "ptrs") and arg is not None and not arg.isdigit():
+            if arg not in {f.name for f in fields}:
+                raise ValueError(f"field {token!r}: its count field {arg!r} is not an earlier field")
+            fields.append(Field(name, kind, ref=arg))
         elif kind in KINDS and kind not in ("bytes", "bytes_from") and arg is None:
             fields.append(Field(name, kind))
         else:
@@ -471,19 +476,29 @@ def shipped_layout(
     return None if hit is None else for_pointer(hit[1], pointer_size)
 
 
-# ------------------------------------------------------------------ classic (MOF) event classes the project ships
+# ------------------------------------------------------------------ layouts the project ships for single events
 
-#: The classic event classes shipped with the package (``class`` lines: provider, version, opcodes, template).
-CLASSIC = Path(__file__).with_name("classic_events.txt")
+#: Layouts of the events etl-parser has no class for or reads wrong (``template`` lines as in the shipped
+#: manifests; ``class`` lines: a classic event by provider, version and opcodes; ``event`` lines: a manifest
+#: event by provider GUID, event id and version).
+OWN = Path(__file__).with_name("event_layouts.txt")
 
 
-def parse_classes(
-    text: str, origin: str, groups: dict[str, int]
-) -> dict[tuple[int | uuid.UUID, int, int], Layout]:
-    """(kernel group or provider GUID, version, opcode) -> Layout, from the compact form of
-    ``classic_events.txt`` (``groups``: kernel group names -> ids); ValueError names the line."""
+@dataclass(frozen=True)
+class OwnLayouts:
+    """The layouts of ``event_layouts.txt``: classic events by (kernel group or provider GUID, version,
+    opcode), manifest events by (provider GUID, event id, version)."""
+
+    classes: dict[tuple[int | uuid.UUID, int, int], Layout]
+    events: dict[tuple[uuid.UUID, int, int], Layout]
+
+
+def parse_own(text: str, origin: str, groups: dict[str, int]) -> OwnLayouts:
+    """The :class:`OwnLayouts` of the compact form of ``event_layouts.txt`` (``groups``: kernel group names ->
+    ids); ValueError names the line."""
     templates: dict[str, tuple[Field, ...]] = {}
-    out: dict[tuple[int | uuid.UUID, int, int], Layout] = {}
+    classes: dict[tuple[int | uuid.UUID, int, int], Layout] = {}
+    events: dict[tuple[uuid.UUID, int, int], Layout] = {}
     for number, line in enumerate(text.splitlines(), 1):
         words = line.split()
         if not words or words[0].startswith("#") or words[0] == "source":
@@ -493,34 +508,47 @@ def parse_classes(
                 if words[1] in templates:
                     raise ValueError(f"template {words[1]} written twice")
                 templates[words[1]] = parse_fields(" ".join(words[2:]))
-            elif words[0] == "class" and len(words) == 5:
-                provider: int | uuid.UUID = groups[words[1]] if words[1] in groups else uuid.UUID(words[1])
+            elif words[0] in ("class", "event") and len(words) == 5:
                 if words[4] not in templates:
                     raise ValueError(f"template {words[4]} not written before")
+                lay = Layout(templates[words[4]], f"etwtools {words[4]} ({words[1]} v{words[2]})")
+                if words[0] == "event":
+                    key = (uuid.UUID(words[1]), int(words[2]), int(words[3]))
+                    if key in events:
+                        raise ValueError(f"event {words[2]} v{words[3]} written twice")
+                    events[key] = lay
+                    continue
+                provider: int | uuid.UUID = groups[words[1]] if words[1] in groups else uuid.UUID(words[1])
                 for opcode in words[3].split(","):
-                    key = (provider, int(words[2]), int(opcode))
-                    if key in out:
+                    ckey = (provider, int(words[2]), int(opcode))
+                    if ckey in classes:
                         raise ValueError(f"class {words[1]} v{words[2]} opcode {opcode} written twice")
-                    out[key] = Layout(templates[words[4]], f"etwtools {words[4]} ({words[1]} v{words[2]})")
+                    classes[ckey] = lay
             else:
-                raise ValueError("not a source, template or class line")
+                raise ValueError("not a source, template, class or event line")
         except ValueError as exc:
             raise ValueError(f"{origin} line {number}: {exc}") from None
-    return out
+    return OwnLayouts(classes, events)
 
 
 @lru_cache(maxsize=1)
-def _classes() -> dict[tuple[int | uuid.UUID, int, int], Layout]:
+def _own() -> OwnLayouts:
     from .generic import KERNEL_GROUP_NAMES
 
     groups = {name: group for group, name in KERNEL_GROUP_NAMES.items()}
-    return parse_classes(CLASSIC.read_text(encoding="utf-8"), CLASSIC.name, groups)
+    return parse_own(OWN.read_text(encoding="utf-8"), OWN.name, groups)
 
 
 def classic_layout(provider: int | uuid.UUID, version: int, opcode: int, pointer_size: int) -> Layout | None:
     """The shipped Layout of a classic event (``provider``: its kernel group, or its provider's GUID), with
     pointers of ``pointer_size`` bytes; None: the project ships no class for it."""
-    hit = _classes().get((provider, version, opcode))
+    hit = _own().classes.get((provider, version, opcode))
+    return None if hit is None else for_pointer(hit, pointer_size)
+
+
+def own_event_layout(guid: uuid.UUID, event_id: int, version: int, pointer_size: int) -> Layout | None:
+    """The shipped Layout of one manifest event etl-parser reads wrong (None: none shipped)."""
+    hit = _own().events.get((guid, event_id, version))
     return None if hit is None else for_pointer(hit, pointer_size)
 
 
@@ -530,4 +558,4 @@ def for_pointer(lay: Layout, pointer_size: int) -> Layout:
     if all(f.kind not in ("ptr", "ptrs") for f in lay.fields):
         return lay
     kinds = {"ptr": "u64", "ptrs": "u64s"} if pointer_size == 8 else {"ptr": "u32", "ptrs": "u32s"}
-    return Layout(tuple(Field(f.name, kinds.get(f.kind, f.kind)) for f in lay.fields), lay.source)
+    return Layout(tuple(replace(f, kind=kinds.get(f.kind, f.kind)) for f in lay.fields), lay.source)

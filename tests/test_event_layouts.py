@@ -1,6 +1,7 @@
-"""Classic (MOF) event classes the project ships (parsers/etl/classic_events.txt): the form, pointer sizes, and
-every record of those classes in the PerfView corpus files decoded (their values are compared with PerfView's
-baselines in tests/test_perfview_baselines.py)."""
+"""The layouts the project ships for single events (parsers/etl/event_layouts.txt): the form, pointer sizes,
+counted and open-ended arrays, and every record of those events in the PerfView corpus files decoded (the
+classic events' values are compared with PerfView's baselines in tests/test_perfview_baselines.py; the .NET
+events', which PerfView's baselines leave out, with the trace's own method events here)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import struct
 import uuid
 
 import numpy as np
+import polars as pl
 import pytest
 
 from etwtools.parsers.etl import columnar
@@ -26,19 +28,30 @@ GROUPS = {"PerfInfo": 0x0F, "Image": 0x14}
         ("template T a:u32\nclass Image 2 3,3 T", "line 2: class Image v2 opcode 3 written twice"),
         ("template T a:u32\ntemplate T b:u8", "line 2: template T written twice"),
         ("template T a:u33", "line 1: field 'a:u33': unknown kind"),
-        ("class Image 2 T", "line 1: not a source, template or class line"),
+        ("class Image 2 T", "line 1: not a source, template, class or event line"),
+        (
+            "template T n:u8 a:u32s[m]",
+            "line 1: field 'a:u32s\\[m\\]': its count field 'm' is not an earlier field",
+        ),
+        (
+            "template T a:u8\nevent e13c0d23-ccbc-4e12-931b-d9cc2eee27e4 82 0 T\nevent e13c0d23-ccbc-4e12-931b-d9cc2eee27e4 82 0 T",
+            "line 3: event 82 v0 written twice",
+        ),
     ],
 )
 def test_class_file_errors_name_the_line(text, error):
     with pytest.raises(ValueError, match=error):
-        L.parse_classes(text, "x.txt", GROUPS)
+        L.parse_own(text, "x.txt", GROUPS)
 
 
-def test_classes_are_keyed_by_kernel_group_or_provider_guid():
+def test_classes_are_keyed_by_kernel_group_or_provider_guid_and_events_by_id():
     text = (
-        "template T a:ptr b:u32\nclass PerfInfo 2 46 T\nclass b3e675d7-2554-4f18-830b-2762732560de 2 0,36 T"
+        "template T a:ptr b:u32\nclass PerfInfo 2 46 T\nclass b3e675d7-2554-4f18-830b-2762732560de 2 0,36 T\n"
+        "event e13c0d23-ccbc-4e12-931b-d9cc2eee27e4 82 0 T"
     )
-    got = L.parse_classes(text, "x.txt", GROUPS)
+    own = L.parse_own(text, "x.txt", GROUPS)
+    assert list(own.events) == [(uuid.UUID("e13c0d23-ccbc-4e12-931b-d9cc2eee27e4"), 82, 0)]
+    got = own.classes
     assert sorted(got, key=str) == sorted(
         [(0x0F, 2, 46), (KERNEL_TRACE_CONTROL, 2, 0), (KERNEL_TRACE_CONTROL, 2, 36)], key=str
     )
@@ -137,3 +150,49 @@ def test_stack_keys_referenced_are_defined(corpus):
             defs.update(t.frame["StackKey"].to_list())
             frames += int(t.frame["Stack"].list.len().sum())
     assert len(refs) > 1000 and refs <= defs and frames > len(defs) * 5
+
+
+CLR = uuid.UUID("e13c0d23-ccbc-4e12-931b-d9cc2eee27e4")  # Microsoft-Windows-DotNETRuntime
+RUNDOWN = uuid.UUID("a669021c-c450-4609-a035-5af59af4df18")  # Microsoft-Windows-DotNETRuntimeRundown
+
+
+def _events(path, guid: uuid.UUID, event_id: int, version: int) -> int:
+    """Records of one manifest event, counted from the record headers."""
+    n = 0
+    with open_etl(path) as f:
+        for b in f.batches():
+            n += int((b.provider_mask(guid) & (b.event_id == event_id) & (b.version == version)).sum())
+    return n
+
+
+@pytest.mark.parametrize("arch", ["x64", "x86"])
+def test_dotnet_counted_arrays_are_lists(corpus, arch):
+    """The .NET runtime's stacks (ClrStackWalk) and IL-to-native maps: every record decoded, each list as
+    long as its count field says, and each map's method one the trace's method rundown names."""
+    path = corpus / "perfview" / f"net.4.5.2.{arch}.etl"
+    frames: dict[str, list] = {}
+    for t in columnar.iter_events(path):
+        if t.name.startswith(
+            ("Microsoft-Windows-DotNETRuntime.id82.", "Microsoft-Windows-DotNETRuntime.id190.")
+        ) or (
+            t.name.startswith(
+                (
+                    "Microsoft-Windows-DotNETRuntimeRundown.id150.",
+                    "Microsoft-Windows-DotNETRuntimeRundown.id144.",
+                )
+            )
+        ):
+            assert t.decoder != "hex", t.name
+            frames.setdefault(t.name.split(".v")[0], []).append(t.frame)
+    got = {name: pl.concat(parts, how="diagonal_relaxed") for name, parts in frames.items()}
+    stacks = got["Microsoft-Windows-DotNETRuntime.id82"]
+    assert stacks.height == _events(path, CLR, 82, 0) > 1000
+    assert (stacks["Stack"].list.len() == stacks["FrameCount"]).all() and stacks["FrameCount"].max() > 10
+    maps = got["Microsoft-Windows-DotNETRuntimeRundown.id150"]
+    assert maps.height == _events(path, RUNDOWN, 150, 0) > 1000
+    assert got["Microsoft-Windows-DotNETRuntime.id190"].height == _events(path, CLR, 190, 0) > 100
+    for m in (maps, got["Microsoft-Windows-DotNETRuntime.id190"]):
+        assert (m["ILOffsets"].list.len() == m["CountOfMapEntries"]).all()
+        assert (m["NativeOffsets"].list.len() == m["CountOfMapEntries"]).all()
+    rundown = set(got["Microsoft-Windows-DotNETRuntimeRundown.id144"]["MethodID"].to_list())
+    assert set(maps["MethodID"].to_list()) <= rundown
