@@ -128,7 +128,8 @@ class _TypeWriter:
         # not rechunked: the row group is written from the frames' own chunks (no copy); frames of one
         # schema (nearly always) are joined directly, without the lazy engine that relaxing types needs
         same = all(p.schema == parts[0].schema for p in parts[1:])
-        how = "vertical" if same else "vertical_relaxed"
+        names = all(p.columns == parts[0].columns for p in parts[1:])
+        how = "vertical" if same else "vertical_relaxed" if names else "diagonal_relaxed"
         frame = parts[0] if len(parts) == 1 else pl.concat(parts, how=how, rechunk=False)
         return frame.to_arrow(compat_level=pl.CompatLevel.newest())  # text and bytes as views: no copy
 
@@ -137,6 +138,9 @@ class _TypeWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        if self.writer is not None and table.schema.names != self.schema.names:
+            self.close()  # other columns (a type whose records two layouts decode): a part of their own
+            self.schema = self.options = None
         if self.writer is None:
             self.files += 1
             path = self.path if self.files == 1 else self.path.with_suffix(f".part{self.files}.parquet")

@@ -196,3 +196,21 @@ def test_dotnet_counted_arrays_are_lists(corpus, arch):
         assert (m["NativeOffsets"].list.len() == m["CountOfMapEntries"]).all()
     rundown = set(got["Microsoft-Windows-DotNETRuntimeRundown.id144"]["MethodID"].to_list())
     assert set(maps["MethodID"].to_list()) <= rundown
+
+
+def test_windows_10_threads_are_named_and_older_ones_fall_back_to_etl_parser(corpus):
+    """Thread version 3 records of Windows 10 end with the thread's name (the project's class); the older
+    72-byte ones of the same version still fit etl-parser's class, tried next: none stays bytes."""
+    newer = corpus / "etl-parser" / "ShutdownPerfDiagLogger.etl"
+    older = corpus / "perfview" / "net.4.5.2.x64.etl"
+    for path, decoder in ((newer, "etwtools"), (older, "etl-parser")):
+        rows, decoders, names = 0, set(), set()
+        for t in columnar.iter_events(path):
+            if t.name.startswith("Thread.op") and ".v3" in t.name:
+                rows += t.frame.height
+                decoders.add(t.decoder)
+                if "ThreadName" in t.frame.columns:
+                    names.update(t.frame["ThreadName"].to_list())
+        assert rows == sum(_records(path, 0x05, 3, op) for op in (1, 2, 3, 4)) > 1000, path.name
+        assert decoders == {decoder}, path.name
+        assert ("EdgeHtml Render" in names) == (path == newer)

@@ -557,13 +557,14 @@ OTHER_NAME = "other_event_types"
 class _Type:
     """How one event type (group key) of a file is decoded: ``steps`` in order, each taking the records
     the steps before it did not decode ("net": etwtools' bulk network decoders; "slow": etwtools' record
-    by record decoders; "layout": a compiled layout; "construct": an etl-parser schema that does not
-    compile); what is left is kept as bytes."""
+    by record decoders; "layout": a compiled layout; "fallback": etl-parser's layout after the project's
+    own; "construct": an etl-parser schema that does not compile); what is left is kept as bytes."""
 
     name: str
     provider: str | None
     steps: tuple[str, ...]
     layout: L.Layout | None = None
+    fallback: L.Layout | None = None  # "fallback" step: etl-parser's layout, after ``layout``
     pattern: object = None
     decoder: str = "etl-parser"  # the name the tables of a compiled layout carry
     manifest_provider: uuid.UUID | None = None  # a provider whose EventSource manifest may come later
@@ -622,6 +623,7 @@ class Decoder:
         ):
             steps.append("slow")
         layout: L.Layout | Literal[False] | None = False
+        fallback: L.Layout | None = None  # etl-parser's kernel class, after the project's own
         pattern = None
         decoder = "etl-parser"
         narrow = False
@@ -640,18 +642,21 @@ class Decoder:
                         L.manifest_pattern(guid, event_id, version), guid, event_id, version, psize
                     )
                 narrow = layout is None and pattern is None  # a 32-bit event whose pointers are not known
-        elif (classic := group if kernel else guid) is not None and (
-            own := L.classic_layout(classic, version, opcode, psize)
-        ):
-            layout, decoder = own, "etwtools"  # a class the project ships (etl-parser has none)
-        elif kernel and psize == 8:
-            layout = L.kernel_layout(group, version, opcode)
-            if layout is None:
-                cls = L.kernel_class(group, version, opcode)
-                pattern = cls.pattern if cls is not None else None
+        else:
+            classic = group if kernel else guid
+            own = L.classic_layout(classic, version, opcode, psize) if classic is not None else None
+            if kernel and psize == 8:
+                layout = L.kernel_layout(group, version, opcode)
+                if layout is None:
+                    cls = L.kernel_class(group, version, opcode)
+                    pattern = cls.pattern if cls is not None else None
+            if own:  # a class the project ships first; etl-parser's then takes the records it does not fit
+                fallback, layout, decoder = layout or None, own, "etwtools"
         if layout:
             steps.append("layout")
-        elif pattern is not None:
+            if fallback is not None:
+                steps.append("fallback")
+        if pattern is not None:
             steps.append("construct")
         waits = (
             guid if htype in _EH and not steps and event_id != es.MANIFEST_EVENT_ID and not narrow else None
@@ -661,6 +666,7 @@ class Decoder:
             provider,
             tuple(steps),
             layout=layout or None,
+            fallback=fallback,
             pattern=pattern,
             decoder=decoder,
             manifest_provider=waits,
@@ -826,15 +832,16 @@ class Decoder:
                 if work.net is None:
                     work.net = self._net(batch)
                 rows = self._net_table(hdr, batch, t, rows, work.net, out)
-            elif step == "layout":
-                assert t.layout is not None  # the "layout" step is planned only with one
+            elif step in ("layout", "fallback"):
+                lay, decoder = (t.layout, t.decoder) if step == "layout" else (t.fallback, "etl-parser")
+                assert lay is not None  # these steps are planned only with their layout
                 start = batch.payload_offset[rows]
-                ok, cols = decode_layout(work.d, start, start + batch.payload_size[rows], t.layout, work.nuls)
+                ok, cols = decode_layout(work.d, start, start + batch.payload_size[rows], lay, work.nuls)
                 if ok.all():
-                    out.append(_table(hdr, t, rows, t.decoder, cols))
+                    out.append(_table(hdr, t, rows, decoder, cols))
                     return out
                 if ok.any():
-                    out.append(_table(hdr, t, rows[ok], t.decoder, cols))
+                    out.append(_table(hdr, t, rows[ok], decoder, cols))
                 rows = rows[~ok]
             else:
                 rows = self._record_by_record(hdr, batch, t, rows, step, out)
