@@ -116,6 +116,7 @@ def test_every_record_of_a_shipped_class_is_decoded(corpus, arch):
         "StackWalk.op35.v2": _records(path, 0x18, 2, 35),
         "KernelTraceControl.op0.v2": _records(path, uuid.UUID(str(KERNEL_TRACE_CONTROL)), 2, 0),
         "KernelTraceControl.op36.v2": _records(path, KERNEL_TRACE_CONTROL, 2, 36),
+        "KernelTraceControl.op64.v0": _records(path, KERNEL_TRACE_CONTROL, 0, 64),
     }
     for name, n in expect.items():
         assert n > 100, name
