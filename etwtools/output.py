@@ -245,14 +245,19 @@ def terminal_width() -> int | None:
 # cells
 
 
-def text_ready(df: pl.DataFrame) -> pl.DataFrame:
-    """Full-precision text form for CSV/JSON: times as ISO 8601 with nanoseconds, nested values as text."""
+#: Times in CSV and JSON: ISO 8601 with nanoseconds.
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.9fZ"
+
+
+def text_ready(df: pl.DataFrame, times: bool = True) -> pl.DataFrame:
+    """Full-precision text form for CSV/JSON: times as ISO 8601 with nanoseconds (unless ``times`` is False:
+    the CSV writer formats them itself), nested values as text."""
     import polars as pl
 
     cols = []
     for name, dtype in df.schema.items():
-        if isinstance(dtype, pl.Datetime):
-            cols.append(pl.col(name).dt.strftime("%Y-%m-%dT%H:%M:%S%.9fZ").alias(name))
+        if isinstance(dtype, pl.Datetime) and times:
+            cols.append(pl.col(name).dt.strftime(TIME_FORMAT).alias(name))
         elif isinstance(dtype, (pl.List, pl.Array, pl.Struct, pl.Binary, pl.Object)):
             cols.append(pl.col(name).map_elements(repr, return_dtype=pl.Utf8).alias(name))
         else:
@@ -450,7 +455,9 @@ def write_csv(
     if df.height == 0 and header:
         text_ready(df).write_csv(stream)
     for i, batch in enumerate(df.iter_slices(batch_rows)):
-        text_ready(batch).write_csv(stream, include_header=header and i == 0)
+        text_ready(batch, times=False).write_csv(
+            stream, include_header=header and i == 0, datetime_format=TIME_FORMAT
+        )
 
 
 def write_json(df: pl.DataFrame, stream: IO[bytes], *, batch_rows: int = BATCH_ROWS) -> None:
