@@ -117,9 +117,11 @@ def test_every_record_of_a_shipped_class_is_decoded(corpus, arch):
         "KernelTraceControl.op0.v2": _records(path, uuid.UUID(str(KERNEL_TRACE_CONTROL)), 2, 0),
         "KernelTraceControl.op36.v2": _records(path, KERNEL_TRACE_CONTROL, 2, 36),
         "KernelTraceControl.op64.v0": _records(path, KERNEL_TRACE_CONTROL, 0, 64),
+        "Process.op33.v2": _records(path, 0x03, 2, 33),
     }
+    assert rows["Process.op10.v2"] == _records(path, 0x03, 2, 10) > 30  # image loads in the Process group
     for name, n in expect.items():
-        assert n > 100, name
+        assert n > (30 if name.startswith("Process") else 100), name
         assert rows.get(name) == n and decoders[name] == {"etwtools"}, name
         assert f"{name}.hex" not in rows, name
 
@@ -215,3 +217,21 @@ def test_windows_10_threads_are_named_and_older_ones_fall_back_to_etl_parser(cor
         assert rows == sum(_records(path, 0x05, 3, op) for op in (1, 2, 3, 4)) > 1000, path.name
         assert decoders == {decoder}, path.name
         assert ("EdgeHtml Render" in names) == (path == newer)
+
+
+@pytest.mark.parametrize("arch", ["x64", "x86"])
+def test_pnp_devices_with_filter_drivers_stay_bytes(corpus, arch):
+    """SystemConfig PnP records fit the layout unless they list filter drivers (more strings than a layout
+    can count): those, and only those, stay bytes, counted in their own table."""
+    path = corpus / "perfview" / f"net.4.5.2.{arch}.etl"
+    typed, raw = [], []
+    for t in columnar.iter_events(path):
+        if t.name == "SystemConfig.op22.v4":
+            typed.append(t.frame)
+        elif t.name == "SystemConfig.op22.v4.hex":
+            raw += t.frame["payload"].to_list()
+    frame = pl.concat(typed)
+    assert frame.height + len(raw) == _records(path, 0x0B, 4, 22) == 78
+    assert frame.height == 73 and (frame["UpperFilterCount"] + frame["LowerFilterCount"] == 0).all()
+    assert all(struct.unpack_from("<2I", p, 16) != (0, 0) for p in raw)
+    assert "System board" in frame["DeviceDescription"].to_list()
