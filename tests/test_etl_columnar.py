@@ -91,7 +91,7 @@ def test_values_equal_the_reference_on_every_corpus_file(corpus):
                 shipped = ours["decoder"].to_numpy() == "manifest"
                 tl |= shipped & (theirs["decoder"].to_numpy() == "hex")
                 # the classic event classes the project ships (which etl-parser lacks): checked against
-                # PerfView's baselines (tests/test_perfview_baselines.py, tests/test_classic_events.py)
+                # PerfView's baselines (tests/test_perfview_baselines.py, tests/test_event_layouts.py)
                 tl |= (ours["decoder"].to_numpy() == "etwtools") & (theirs["decoder"].to_numpy() == "hex")
                 # the .NET events whose counted arrays etl-parser reads as one value: where an array holds
                 # one element, its value is right (the record fits): the same value as a list of one

@@ -254,7 +254,9 @@ def _number_lists(d: np.ndarray, start: np.ndarray, length: np.ndarray, dtype: s
     offsets = np.zeros(len(start) + 1, np.int64)
     np.cumsum(length // width, out=offsets[1:])
     values = _spans(d, start, length).view(dtype)
-    return _series(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values.astype(dtype[1:]))))
+    return _series(
+        pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values.astype(dtype[1:], copy=False)))
+    )
 
 
 def _binary(d: np.ndarray, start: np.ndarray, length: np.ndarray) -> pl.Series:
