@@ -410,6 +410,20 @@ class Manifest:
     events: dict[tuple[int, int], tuple[str, Layout]]
 
 
+def _add_template(words: list[str], templates: dict[str, tuple[Field, ...]]) -> None:
+    """A ``template NAME fields...`` line of a compact file, added to ``templates``."""
+    if words[1] in templates:
+        raise ValueError(f"template {words[1]} written twice")
+    templates[words[1]] = parse_fields(" ".join(words[2:]))
+
+
+def _template(name: str, templates: dict[str, tuple[Field, ...]]) -> tuple[Field, ...]:
+    """The fields of a template an event line names (written before it)."""
+    if name not in templates:
+        raise ValueError(f"template {name} not written before")
+    return templates[name]
+
+
 def parse_manifest(text: str, origin: str) -> Manifest:
     """A :class:`Manifest` from the compact form (see the module docstring); ValueError names the line."""
     name, guid, source = "", None, ""
@@ -425,16 +439,13 @@ def parse_manifest(text: str, origin: str) -> Manifest:
             elif words[0] == "source" and len(words) >= 2:
                 source = line.split(None, 1)[1].strip()
             elif words[0] == "template" and len(words) >= 2:
-                if words[1] in templates:
-                    raise ValueError(f"template {words[1]} written twice")
-                templates[words[1]] = parse_fields(" ".join(words[2:]))
+                _add_template(words, templates)
             elif words[0] == "event" and len(words) == 5:
                 key = (int(words[1]), int(words[2]))
                 if key in events:
                     raise ValueError(f"event {key[0]} v{key[1]} written twice")
-                if words[4] not in templates:
-                    raise ValueError(f"template {words[4]} not written before")
-                events[key] = (words[3], Layout(templates[words[4]], f"manifest {name} {key[0]} v{key[1]}"))
+                fields = _template(words[4], templates)
+                events[key] = (words[3], Layout(fields, f"manifest {name} {key[0]} v{key[1]}"))
             else:
                 raise ValueError("not a provider, source, template or event line")
         except ValueError as exc:
@@ -505,13 +516,9 @@ def parse_own(text: str, origin: str, groups: dict[str, int]) -> OwnLayouts:
             continue
         try:
             if words[0] == "template" and len(words) >= 2:
-                if words[1] in templates:
-                    raise ValueError(f"template {words[1]} written twice")
-                templates[words[1]] = parse_fields(" ".join(words[2:]))
+                _add_template(words, templates)
             elif words[0] in ("class", "event") and len(words) == 5:
-                if words[4] not in templates:
-                    raise ValueError(f"template {words[4]} not written before")
-                lay = Layout(templates[words[4]], f"etwtools {words[4]} ({words[1]} v{words[2]})")
+                lay = Layout(_template(words[4], templates), f"etwtools {words[4]} ({words[1]} v{words[2]})")
                 if words[0] == "event":
                     key = (uuid.UUID(words[1]), int(words[2]), int(words[3]))
                     if key in events:
